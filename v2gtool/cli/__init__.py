@@ -1,0 +1,1 @@
+"""The click command-line interface: thin commands that parse options, call the core and render."""

@@ -1,0 +1,104 @@
+"""The ``v2gtool`` command group: global options, lazy subcommand loading and error reporting."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from v2gtool import __version__
+from v2gtool.config import Config, load_config
+from v2gtool.errors import V2GToolError
+
+# Subcommand name -> "module:attribute". Modules are imported only when their command runs, so
+# `v2gtool --help` and pipelines stay fast. A command is listed here only once it works.
+SUBCOMMANDS: dict[str, str] = {
+    "v2g-message-handler": "v2gtool.cli.message_handler:message_handler",
+}
+
+
+@dataclass(frozen=True)
+class AppContext:
+    """What every subcommand receives through ``click.Context.obj``."""
+
+    config: Config
+    json: bool
+    debug: bool
+    console: Console
+    err_console: Console
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a subcommand's module on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(SUBCOMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = SUBCOMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, _, attr = target.partition(":")
+        command = getattr(importlib.import_module(module_name), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="v2gtool")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="V2GTOOL_CONFIG",
+    help="TOML configuration file [default: /etc/v2g/v2gtool.toml when present].",
+)
+@click.option("--json", "json_out", is_flag=True, help="Emit one JSON object per line instead of rich output.")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug details on errors.")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, json_out: bool, debug: bool) -> None:
+    """v2gtool: CCS bi-directional (V2G) DC charging per ISO 15118-20, step by step.
+
+    Each subcommand debugs one step of a charging session; together they form the whole chain.
+    Output is rich text for people, or JSON lines with --json for pipelines.
+    """
+    ctx.obj = AppContext(
+        config=load_config(config_path),
+        json=json_out,
+        debug=debug,
+        console=Console(),
+        err_console=Console(stderr=True),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script: run the group, turn our errors into one line + exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        rc = cli.main(args=args, prog_name="v2gtool", standalone_mode=False)
+    except V2GToolError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"v2gtool: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("v2gtool: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        # The reader of a pipeline went away (`| head`): not an error of ours.
+        sys.stderr.close()
+        sys.exit(0)
+    # Without standalone mode click returns the code of `ctx.exit(code)` instead of exiting.
+    if isinstance(rc, int) and rc != 0:
+        sys.exit(rc)

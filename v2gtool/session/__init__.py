@@ -1,0 +1,1 @@
+"""Session orchestration: the chain runner, its events and their renderers."""
