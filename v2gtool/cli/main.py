@@ -5,14 +5,14 @@ from __future__ import annotations
 import importlib
 import sys
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
 from rich.console import Console
 
 from v2gtool import __version__
-from v2gtool.config import Config, load_config
+from v2gtool.cli.context import AppContext
+from v2gtool.config import load_config
 from v2gtool.errors import V2GToolError
 
 # Subcommand name -> "module:attribute". Modules are imported only when their command runs, so
@@ -20,17 +20,6 @@ from v2gtool.errors import V2GToolError
 SUBCOMMANDS: dict[str, str] = {
     "v2g-message-handler": "v2gtool.cli.message_handler:message_handler",
 }
-
-
-@dataclass(frozen=True)
-class AppContext:
-    """What every subcommand receives through ``click.Context.obj``."""
-
-    config: Config
-    json: bool
-    debug: bool
-    console: Console
-    err_console: Console
 
 
 class LazyGroup(click.Group):
@@ -58,7 +47,7 @@ class LazyGroup(click.Group):
     envvar="V2GTOOL_CONFIG",
     help="TOML configuration file [default: /etc/v2g/v2gtool.toml when present].",
 )
-@click.option("--json", "json_out", is_flag=True, help="Emit one JSON object per line instead of rich output.")
+@click.option("--json", "json_out", is_flag=True, help="Emit JSON lines instead of rich output.")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug details on errors.")
 @click.pass_context
 def cli(ctx: click.Context, config_path: Path | None, json_out: bool, debug: bool) -> None:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO, TypeVar
+
+import click
+
+from v2gtool.cli.context import app_context
 
 
 def emit_json(record: Any, stream: TextIO | None = None) -> None:
@@ -13,3 +18,18 @@ def emit_json(record: Any, stream: TextIO | None = None) -> None:
     out.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False))
     out.write("\n")
     out.flush()
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def json_option(func: F) -> F:
+    """Add ``--json`` to a subcommand; it means the same as the group's ``v2gtool --json``."""
+    return click.option(
+        "--json", "json_out", is_flag=True, help="Emit one JSON object per line (same as v2gtool --json)."
+    )(func)
+
+
+def use_json(ctx: click.Context, local_flag: bool) -> bool:
+    """True when JSON lines were asked for, on the group or on the subcommand."""
+    return local_flag or app_context(ctx).json
