@@ -1,0 +1,340 @@
+"""Decoding and encoding EXI documents and fragments with a compiled schema set.
+
+Options are those of ISO 15118 (see ../shared/spec/exi-profile.md): schema-informed, bit-packed,
+strict = false, no fidelity options, ``valuePartitionCapacity = 0`` (values never enter a string
+table) and the header byte 0x80 (EXI 1.0 section 5: distinguishing bits, no options, version 1).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from v2gtool.exi.bitstream import BitReader, BitWriter
+from v2gtool.exi.errors import EXIDecodeError, EXIEncodeError
+from v2gtool.exi.grammar import (
+    AT,
+    BINARY,
+    BOOL,
+    CH,
+    EE,
+    ENUM,
+    INT,
+    LIST,
+    NBIT,
+    SE_COMPLEX,
+    SE_SIMPLE,
+    STRING,
+    UINT,
+    DType,
+    SchemaGrammar,
+    TypeGrammar,
+)
+
+EXI_HEADER = 0x80
+MAX_LENGTH = 1 << 20  # bound on announced string/binary/list lengths from untrusted input
+
+
+class Decoder:
+    """Decodes one stream; keeps the reader so errors can name the bit position."""
+
+    __slots__ = ("dtypes", "reader", "schema", "types")
+
+    def __init__(self, schema: SchemaGrammar, data: bytes) -> None:
+        if not data:
+            raise EXIDecodeError("empty input: an EXI stream has at least the header byte")
+        if data[0] != EXI_HEADER:
+            raise EXIDecodeError(
+                f"byte 0: EXI header 0x{data[0]:02X}, expected 0x80 (no options, version 1, no cookie)"
+            )
+        self.schema = schema
+        self.types = schema.types
+        self.dtypes = schema.dtypes
+        self.reader = BitReader(data, 8)
+
+    def _fail(self, what: str, where: str) -> EXIDecodeError:
+        pos = self.reader.pos
+        return EXIDecodeError(f"{what} at bit {pos} (byte {pos // 8}) in {where}")
+
+    def document(self) -> tuple[str, Any]:
+        """DocContent (EXI 8.5.1): SE(global element) ... ED."""
+        code = self.reader.read(self.schema.global_width)
+        root = self._root(self.schema.globals, code, "document grammar")
+        value = self._element(root[1], root[2], f"document element {root[0]}")
+        self._end()
+        return root[0], value
+
+    def fragment(self) -> tuple[str, Any]:
+        """FragmentContent (EXI 8.5.2): one element of any declaration, then ED."""
+        width = self.schema.fragment_width
+        code = self.reader.read(width)
+        root = self._root(self.schema.fragments, code, "fragment grammar")
+        value = self._element(root[1], root[2], f"fragment element {root[0]}")
+        if self.reader.read(width) != len(self.schema.fragments) + 1:
+            raise self._fail("expected ED after the fragment's element", "fragment grammar")
+        self._end()
+        return root[0], value
+
+    def _root(self, table: tuple[tuple[str, int, int], ...], code: int, where: str) -> tuple[str, int, int]:
+        if code >= len(table):
+            raise self._fail(f"event code {code} is not a declared element (wildcard SE(*) unsupported)", where)
+        entry = table[code]
+        if entry[1] < 0:
+            raise self._fail(f"element {entry[0]} is abstract or has no single type", where)
+        return entry
+
+    def _end(self) -> None:
+        if not self.reader.remaining_padding_ok():
+            raise self._fail("trailing data after the end of the document", "document end")
+
+    def _element(self, kind: int, arg: int, where: str) -> Any:
+        if kind == SE_COMPLEX:
+            return self._complex(self.types[arg])
+        return self._simple_element(arg, where)
+
+    def _simple_element(self, dtype: int, where: str) -> Any:
+        # Element of simple type: CH then EE, each a 1-bit first-level code (strict=false escape = 1).
+        read = self.reader.read
+        if read(1):
+            raise self._fail("second-level event (xsi:type/xsi:nil/undeclared content) unsupported", where)
+        value = self._value(self.dtypes[dtype], where)
+        if read(1):
+            raise self._fail("expected EE after the value", where)
+        return value
+
+    def _complex(self, grammar: TypeGrammar) -> Any:
+        read = self.reader.read
+        states = grammar.states
+        list_fields = grammar.list_fields
+        values: dict[str, Any] = {}
+        state = 0
+        while True:
+            width, prods = states[state]
+            code = read(width)
+            if code >= len(prods):
+                raise self._fail(
+                    f"event code {code} selects a second-level (undeclared) event, unsupported",
+                    grammar.state_name(state),
+                )
+            kind, name, arg, nxt = prods[code]
+            if kind == SE_SIMPLE:
+                if read(1):
+                    raise self._fail("second-level event in element content unsupported", name)
+                value = self._value(self.dtypes[arg], name)
+                if read(1):
+                    raise self._fail("expected EE after the value", name)
+            elif kind == SE_COMPLEX:
+                value = self._complex(self.types[arg])
+            elif kind == EE:
+                break
+            elif kind in (AT, CH):
+                value = self._value(self.dtypes[arg], name)
+            else:
+                raise self._fail(
+                    "wildcard or mixed-content event is not supported by this codec", grammar.state_name(state)
+                )
+            if name in list_fields:
+                values.setdefault(name, []).append(value)
+            else:
+                values[name] = value
+            state = nxt
+        for name in list_fields:
+            if name in values:
+                values[name] = tuple(values[name])
+        try:
+            return grammar.cls(**values)
+        except TypeError as exc:  # a required field missing: the grammar allowed EE too early
+            raise self._fail(f"incomplete content ({exc})", grammar.cls.__name__) from None
+
+    def _value(self, dt: DType, where: str) -> Any:
+        r = self.reader
+        kind = dt[0]
+        if kind == NBIT:
+            return r.read(dt[1]) + dt[2]
+        if kind == BOOL:
+            return bool(r.read(1))
+        if kind == UINT:
+            return r.read_uint()
+        if kind == INT:
+            sign = r.read(1)
+            magnitude = r.read_uint()
+            return -magnitude - 1 if sign else magnitude
+        if kind == ENUM:
+            index = r.read(dt[1])
+            members = dt[2]
+            if index >= len(members):
+                raise self._fail(f"enumeration index {index} out of range ({len(members)} values)", where)
+            return members[index]
+        if kind == BINARY:
+            length = r.read_uint()
+            if length > MAX_LENGTH:
+                raise self._fail(f"binary length {length} is implausible", where)
+            return r.read_bytes(length)
+        if kind == STRING:
+            length = r.read_uint()
+            if length < 2:
+                raise self._fail("string-table hit, but values never enter the table (capacity 0)", where)
+            length -= 2
+            if length > MAX_LENGTH:
+                raise self._fail(f"string length {length} is implausible", where)
+            chars = []
+            for _ in range(length):
+                cp = r.read_uint()
+                if cp > 0x10FFFF:
+                    raise self._fail(f"code point {cp} out of range", where)
+                chars.append(chr(cp))
+            return "".join(chars)
+        if kind == LIST:
+            count = r.read_uint()
+            if count > MAX_LENGTH:
+                raise self._fail(f"list length {count} is implausible", where)
+            item = self.dtypes[dt[1]]
+            return tuple(self._value(item, where) for _ in range(count))
+        raise self._fail(f"datatype kind {kind} unknown", where)
+
+
+class Encoder:
+    """Encodes one message into a fresh bit stream."""
+
+    __slots__ = ("dtypes", "schema", "types", "writer")
+
+    def __init__(self, schema: SchemaGrammar) -> None:
+        self.schema = schema
+        self.types = schema.types
+        self.dtypes = schema.dtypes
+        self.writer = BitWriter()
+        self.writer.write(EXI_HEADER, 8)
+
+    def document(self, name: str, value: Any) -> bytes:
+        code = self.schema.global_codes.get(name)
+        if code is None:
+            raise EXIEncodeError(f"{name} is not a global element of {self.schema.name}")
+        self.writer.write(code, self.schema.global_width)
+        _kind, kind, arg = self.schema.globals[code]
+        self._element(kind, arg, value, name)
+        return self.writer.to_bytes()
+
+    def fragment(self, name: str, value: Any) -> bytes:
+        code = self.schema.fragment_codes.get(name)
+        if code is None:
+            raise EXIEncodeError(f"{name} is not an element of {self.schema.name} usable as a fragment")
+        width = self.schema.fragment_width
+        self.writer.write(code, width)
+        _name, kind, arg = self.schema.fragments[code]
+        self._element(kind, arg, value, name)
+        self.writer.write(len(self.schema.fragments) + 1, width)  # ED
+        return self.writer.to_bytes()
+
+    def _element(self, kind: int, arg: int, value: Any, path: str) -> None:
+        if kind == SE_COMPLEX:
+            self._complex(self.types[arg], value, path)
+        else:
+            self.writer.write(0, 1)  # CH
+            self._value(self.dtypes[arg], value, path)
+            self.writer.write(0, 1)  # EE
+
+    def _complex(self, grammar: TypeGrammar, obj: Any, path: str) -> None:
+        if type(obj) is not grammar.cls:
+            raise EXIEncodeError(f"{path}: expected {grammar.cls.__name__}, got {type(obj).__name__}")
+        w = self.writer
+        encode = grammar.encode
+        state = 0
+        for spec in grammar.fields:
+            value = getattr(obj, spec.name)
+            if value is None:
+                continue
+            for item in value if spec.is_list else (value,):
+                entry = encode[state].get(spec.name)
+                if entry is None:
+                    raise self._misplaced(grammar, state, spec.name, path)
+                code, width, kind, arg, state = entry
+                w.write(code, width)
+                where = f"{path}.{spec.name}"
+                if kind == SE_COMPLEX:
+                    self._complex(self.types[arg], item, where)
+                elif kind == SE_SIMPLE:
+                    w.write(0, 1)
+                    self._value(self.dtypes[arg], item, where)
+                    w.write(0, 1)
+                else:
+                    self._value(self.dtypes[arg], item, where)
+        entry = encode[state].get("")
+        if entry is None:
+            raise self._misplaced(grammar, state, "", path)
+        w.write(entry[0], entry[1])
+
+    @staticmethod
+    def _misplaced(grammar: TypeGrammar, state: int, name: str, path: str) -> EXIEncodeError:
+        expected = [n or "end of element" for n in grammar.encode[state]]
+        what = f"element {name} is not allowed here" if name else "content is incomplete"
+        return EXIEncodeError(f"{path}: {what}; expected one of: {', '.join(expected)}")
+
+    def _value(self, dt: DType, value: Any, path: str) -> None:
+        w = self.writer
+        kind, a, b, lo, hi = dt
+        if kind in (NBIT, UINT, INT):
+            if type(value) is not int:
+                raise EXIEncodeError(f"{path}: expected an integer, got {value!r}")
+            if (lo is not None and value < lo) or (hi is not None and value > hi):
+                raise EXIEncodeError(f"{path}: {value} outside the schema range [{lo}, {hi}]")
+            if kind == NBIT:
+                w.write(value - b, a)
+            elif kind == UINT:
+                w.write_uint(value)
+            elif value < 0:
+                w.write(1, 1)
+                w.write_uint(-value - 1)
+            else:
+                w.write(0, 1)
+                w.write_uint(value)
+        elif kind == BOOL:
+            if type(value) is not bool:
+                raise EXIEncodeError(f"{path}: expected a boolean, got {value!r}")
+            w.write(int(value), 1)
+        elif kind == ENUM:
+            if not isinstance(value, enum.Enum) or value not in b:
+                raise EXIEncodeError(f"{path}: {value!r} is not one of {[m.value for m in b]}")
+            w.write(b.index(value), a)
+        elif kind == BINARY:
+            if not isinstance(value, bytes):
+                raise EXIEncodeError(f"{path}: expected bytes, got {type(value).__name__}")
+            self._check_length(len(value), lo, hi, path, "bytes")
+            w.write_uint(len(value))
+            w.write_bytes(value)
+        elif kind == STRING:
+            if not isinstance(value, str):
+                raise EXIEncodeError(f"{path}: expected a string, got {type(value).__name__}")
+            self._check_length(len(value), lo, hi, path, "characters")
+            w.write_uint(len(value) + 2)
+            for ch in value:
+                w.write_uint(ord(ch))
+        elif kind == LIST:
+            if not isinstance(value, tuple):
+                raise EXIEncodeError(f"{path}: expected a list, got {type(value).__name__}")
+            self._check_length(len(value), lo, hi, path, "items")
+            w.write_uint(len(value))
+            item = self.dtypes[a]
+            for v in value:
+                self._value(item, v, path)
+        else:
+            raise EXIEncodeError(f"{path}: datatype kind {kind} unknown")
+
+    @staticmethod
+    def _check_length(n: int, lo: int | None, hi: int | None, path: str, unit: str) -> None:
+        if (lo is not None and n < lo) or (hi is not None and n > hi):
+            raise EXIEncodeError(f"{path}: {n} {unit}, the schema allows {lo or 0} to {hi}")
+
+
+def decode(schema: SchemaGrammar, data: bytes, fragment: bool = False) -> tuple[str, Any]:
+    """Decode an EXI document (or fragment) into ``(root element name, message)``."""
+    decoder = Decoder(schema, data)
+    try:
+        return decoder.fragment() if fragment else decoder.document()
+    except RecursionError:
+        raise decoder._fail("nesting too deep", "element content") from None
+
+
+def encode(schema: SchemaGrammar, name: str, message: Any, fragment: bool = False) -> bytes:
+    """Encode *message* as the element *name* into an EXI document (or fragment)."""
+    encoder = Encoder(schema)
+    return encoder.fragment(name, message) if fragment else encoder.document(name, message)

@@ -1,0 +1,106 @@
+"""Runtime view of one generated schema set: grammar tables plus the lookups the codec derives.
+
+The generated module (``v2gtool/exi/generated/<set>.py``) holds, per complex type, its normalised
+EXI grammar (EXI 1.0 section 8.5.4.2): states with a first-level event-code width and productions
+``(kind, field, argument, next state)`` in event-code order. This module turns those tables into
+what encoding needs (field -> event code per state) and what the JSON mapping needs (field kinds).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+# Production kinds (tools/exi_compiler.py emits the same numbers).
+SE_COMPLEX, SE_SIMPLE, AT, CH, EE, SE_WILDCARD, CH_UNTYPED = range(7)
+# Datatype kinds (EXI 1.0 section 7): descriptor (kind, a, b, lower bound, upper bound).
+BOOL, NBIT, UINT, INT, BINARY, STRING, ENUM, LIST = range(8)
+
+DType = tuple[int, Any, Any, int | None, int | None]
+Production = tuple[int, str, int, int]
+State = tuple[int, tuple[Production, ...]]
+# Encoding lookup of one state: field name ("" for EE) -> (code, width, kind, argument, next state)
+EncodeEntry = tuple[int, int, int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """How one message field maps onto the grammar: production kind, argument, repetition."""
+
+    name: str
+    kind: int
+    arg: int
+    is_list: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TypeGrammar:
+    """The grammar of one complex type and its message class."""
+
+    index: int
+    cls: type[Any]
+    states: tuple[State, ...]
+    encode: tuple[dict[str, EncodeEntry], ...]
+    fields: tuple[FieldSpec, ...]
+    list_fields: frozenset[str]
+
+    def state_name(self, state: int) -> str:
+        return f"{self.cls.__name__} state {state}"
+
+
+class SchemaGrammar:
+    """A compiled schema set: document and fragment roots, type grammars, datatypes."""
+
+    def __init__(self, module: ModuleType) -> None:
+        self.name: str = module.NAME
+        self.namespace: str = module.NAMESPACE
+        self.dtypes: tuple[DType, ...] = module.DTYPES
+        self.types: tuple[TypeGrammar, ...] = tuple(
+            _type_grammar(i, cls, states) for i, (cls, states) in enumerate(module.GRAMMARS)
+        )
+        self.by_class: dict[type[Any], TypeGrammar] = {t.cls: t for t in self.types}
+        # Document grammar (EXI 8.5.1): one code per global element plus SE(*), no second level.
+        self.globals: tuple[tuple[str, int, int], ...] = module.GLOBAL_ELEMENTS
+        self.global_width = len(self.globals).bit_length()
+        self.global_codes = {name: i for i, (name, kind, _arg) in enumerate(self.globals) if kind >= 0}
+        # Fragment grammar (EXI 8.5.2): every element declaration, SE(*) and ED.
+        self.fragments: tuple[tuple[str, int, int], ...] = module.FRAGMENT_ELEMENTS
+        self.fragment_width = (len(self.fragments) + 1).bit_length()
+        self.fragment_codes = {name: i for i, (name, kind, _arg) in enumerate(self.fragments) if kind >= 0}
+
+    def messages(self) -> list[str]:
+        """Names of the global elements (the messages one can encode as documents)."""
+        return [name for name, kind, _arg in self.globals if kind >= 0]
+
+
+def _type_grammar(index: int, cls: type[Any], states: tuple[State, ...]) -> TypeGrammar:
+    encode: list[dict[str, EncodeEntry]] = []
+    kinds: dict[str, tuple[int, int]] = {}
+    for width, prods in states:
+        table: dict[str, EncodeEntry] = {}
+        for code, (kind, name, arg, nxt) in enumerate(prods):
+            if kind in (SE_WILDCARD, CH_UNTYPED):
+                continue  # never produced by the encoder; decoding them is refused with a clear error
+            key = "" if kind == EE else name
+            table.setdefault(key, (code, width, kind, arg, nxt))
+            if kind != EE:
+                kinds.setdefault(name, (kind, arg))
+        encode.append(table)
+    fields = []
+    list_fields = set()
+    for f in dataclasses.fields(cls):
+        kind, arg = kinds[f.name]
+        is_list = str(f.type).startswith("tuple[")
+        fields.append(FieldSpec(f.name, kind, arg, is_list))
+        if is_list:
+            list_fields.add(f.name)
+    return TypeGrammar(index, cls, states, tuple(encode), tuple(fields), frozenset(list_fields))
+
+
+def enum_members(dtype: DType) -> tuple[enum.Enum, ...]:
+    """The members of an enumeration datatype in EXI code order (schema order, EXI 7.2)."""
+    members: tuple[enum.Enum, ...] = dtype[2]
+    return members
