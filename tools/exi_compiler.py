@@ -289,7 +289,7 @@ class Compiler:
         elif st.builtin in ("hexBinary", "base64Binary"):
             lo_len = f.length if f.length is not None else f.min_length
             hi_len = f.length if f.length is not None else f.max_length
-            desc = (BINARY, 0, 0, lo_len, hi_len)
+            desc = (BINARY, 0, int(st.builtin == "base64Binary"), lo_len, hi_len)
         elif st.builtin == "string":
             if f.pattern is not None:
                 raise SchemaError(f"{hint}: pattern facets (restricted character sets) are not supported")
@@ -404,7 +404,8 @@ class Compiler:
                     decls[name] = decl
                     order.append(name)
                 occurrences[name][0] += lo
-                occurrences[name][1] = UNBOUNDED if UNBOUNDED in (hi, occurrences[name][1]) else occurrences[name][1] + hi
+                total = occurrences[name][1]
+                occurrences[name][1] = UNBOUNDED if UNBOUNDED in (hi, total) else total + hi
         for name in order:
             lo, hi = occurrences[name]
             decl = decls[name]
@@ -467,33 +468,35 @@ class Compiler:
             return (SE_SIMPLE, decl.qname[1], self.dtype(t, decl.qname[1]), target)
         return (SE_COMPLEX, decl.qname[1], self.grammar(t, decl.qname[1]), target)
 
-    def root_entry(self, decl: ElementDecl) -> tuple[str, int, int]:
+    def root_entry(self, decl: ElementDecl) -> tuple[str, int, int, bool]:
+        """(name, kind, argument, declared in this set's own namespace) of a root element."""
+        own = decl.qname[0] == self.spec.namespace
         t = self.schema.type_of(decl)
         if isinstance(t, SimpleType):
-            return (decl.qname[1], SE_SIMPLE, self.dtype(t, decl.qname[1]))
-        return (decl.qname[1], SE_COMPLEX, self.grammar(t, decl.qname[1]))
+            return (decl.qname[1], SE_SIMPLE, self.dtype(t, decl.qname[1]), own)
+        return (decl.qname[1], SE_COMPLEX, self.grammar(t, decl.qname[1]), own)
 
     def compile(self) -> tuple[str, str]:
         """Return (grammar module source, message module source)."""
         # Document grammar (8.4.1 / 8.5.1): every global element, sorted by local name then URI.
         globals_sorted = sorted(self.schema.elements.values(), key=lambda d: (d.qname[1], d.qname[0]))
-        roots = [self.root_entry(d) if not d.abstract else (d.qname[1], -1, 0) for d in globals_sorted]
+        roots = [self.root_entry(d) if not d.abstract else (d.qname[1], -1, 0, False) for d in globals_sorted]
         # Fragment grammar (8.5.2): every element declaration, global and local, unique by qname.
         by_qname: dict[QName, list[ElementDecl]] = {}
         for d in [*self.schema.elements.values(), *self.schema.local_elements]:
             by_qname.setdefault(d.qname, []).append(d)
-        fragments: list[tuple[str, int, int]] = []
+        fragments: list[tuple[str, int, int, bool]] = []
         for qname in sorted(by_qname, key=lambda q: (q[1], q[0])):
             decls = by_qname[qname]
             types = {id(self.schema.type_of(d)) for d in decls}
             if len(types) == 1 and not decls[0].abstract:
                 fragments.append(self.root_entry(decls[0]))
             else:  # several types under one name: the ur-type grammar, which this codec does not carry
-                fragments.append((qname[1], -1, 0))
+                fragments.append((qname[1], -1, 0, False))
         self.resolve()
         return self.emit_grammar(roots, fragments), self.emit_messages()
 
-    def emit_grammar(self, roots: list[tuple[str, int, int]], fragments: list[tuple[str, int, int]]) -> str:
+    def emit_grammar(self, roots: list[tuple[str, int, int, bool]], fragments: list[tuple[str, int, int, bool]]) -> str:
         spec = self.spec
         lines = [HEADER, f'"""EXI grammar tables of the {spec.title} schema set ({spec.namespace})."""', "",
                  f"from v2gtool.messages import {spec.module} as m", "",
@@ -513,7 +516,8 @@ class Compiler:
                 prods = ", ".join(repr(self.production(ev, t, info.class_name)) for ev, t in st.prods)
                 lines.append(f"        ({st.width}, ({prods},)),  # {i}")
             lines.append("    )),")
-        lines += [")", "", "# Global elements in document-grammar event-code order (kind -1: abstract).",
+        lines += [")", "", "# Global elements in document-grammar event-code order: (name, kind, argument, declared in",
+                  "# this set's own namespace); kind -1 marks an abstract element.",
                   f"GLOBAL_ELEMENTS = {tuple(roots)!r}", "",
                   "# Every element declaration in fragment-grammar event-code order (kind -1: not supported).",
                   f"FRAGMENT_ELEMENTS = {tuple(fragments)!r}", ""]
@@ -524,7 +528,9 @@ class Compiler:
         lines = [HEADER, f'"""Typed messages of the {spec.title} schema set ({spec.namespace}).', "",
                  "Field names are the XSD element and attribute names; repeated elements are tuples,",
                  'absent optional elements None, binary values bytes, enumerations Enum members."""', "",
-                 "from __future__ import annotations", "", "import enum", "from dataclasses import dataclass", ""]
+                 "from __future__ import annotations", ""]
+        lines += ["import enum"] if self.enum_defs else []
+        lines += ["from dataclasses import dataclass", ""]
         for name, values, doc in self.enum_defs:
             lines += ["", f"class {name}(enum.Enum):", f'    """{doc}"""', ""]
             for v in values:

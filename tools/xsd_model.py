@@ -272,7 +272,7 @@ class _FileContext:
             anon_type=anon,
             is_global=is_global,
             abstract=node.get("abstract") == "true",
-            substitution_group=self.qname(node.attrib["substitutionGroup"]) if "substitutionGroup" in node.attrib else None,
+            substitution_group=self.qname(group) if (group := node.get("substitutionGroup")) else None,
             nillable=node.get("nillable") == "true",
         )
         if not is_global:

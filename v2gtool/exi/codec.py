@@ -27,6 +27,7 @@ from v2gtool.exi.grammar import (
     STRING,
     UINT,
     DType,
+    RootElement,
     SchemaGrammar,
     TypeGrammar,
 )
@@ -75,7 +76,7 @@ class Decoder:
         self._end()
         return root[0], value
 
-    def _root(self, table: tuple[tuple[str, int, int], ...], code: int, where: str) -> tuple[str, int, int]:
+    def _root(self, table: tuple[RootElement, ...], code: int, where: str) -> RootElement:
         if code >= len(table):
             raise self._fail(f"event code {code} is not a declared element (wildcard SE(*) unsupported)", where)
         entry = table[code]
@@ -210,7 +211,7 @@ class Encoder:
         if code is None:
             raise EXIEncodeError(f"{name} is not a global element of {self.schema.name}")
         self.writer.write(code, self.schema.global_width)
-        _kind, kind, arg = self.schema.globals[code]
+        _name, kind, arg, _own = self.schema.globals[code]
         self._element(kind, arg, value, name)
         return self.writer.to_bytes()
 
@@ -220,7 +221,7 @@ class Encoder:
             raise EXIEncodeError(f"{name} is not an element of {self.schema.name} usable as a fragment")
         width = self.schema.fragment_width
         self.writer.write(code, width)
-        _name, kind, arg = self.schema.fragments[code]
+        _name, kind, arg, _own = self.schema.fragments[code]
         self._element(kind, arg, value, name)
         self.writer.write(len(self.schema.fragments) + 1, width)  # ED
         return self.writer.to_bytes()

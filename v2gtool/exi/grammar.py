@@ -22,6 +22,8 @@ BOOL, NBIT, UINT, INT, BINARY, STRING, ENUM, LIST = range(8)
 DType = tuple[int, Any, Any, int | None, int | None]
 Production = tuple[int, str, int, int]
 State = tuple[int, tuple[Production, ...]]
+# A root of the document or fragment grammar: (name, kind, argument, declared in the set's own namespace)
+RootElement = tuple[str, int, int, bool]
 # Encoding lookup of one state: field name ("" for EE) -> (code, width, kind, argument, next state)
 EncodeEntry = tuple[int, int, int, int, int]
 
@@ -63,17 +65,17 @@ class SchemaGrammar:
         )
         self.by_class: dict[type[Any], TypeGrammar] = {t.cls: t for t in self.types}
         # Document grammar (EXI 8.5.1): one code per global element plus SE(*), no second level.
-        self.globals: tuple[tuple[str, int, int], ...] = module.GLOBAL_ELEMENTS
+        self.globals: tuple[RootElement, ...] = module.GLOBAL_ELEMENTS
         self.global_width = len(self.globals).bit_length()
-        self.global_codes = {name: i for i, (name, kind, _arg) in enumerate(self.globals) if kind >= 0}
+        self.global_codes = {g[0]: i for i, g in enumerate(self.globals) if g[1] >= 0}
         # Fragment grammar (EXI 8.5.2): every element declaration, SE(*) and ED.
-        self.fragments: tuple[tuple[str, int, int], ...] = module.FRAGMENT_ELEMENTS
+        self.fragments: tuple[RootElement, ...] = module.FRAGMENT_ELEMENTS
         self.fragment_width = (len(self.fragments) + 1).bit_length()
-        self.fragment_codes = {name: i for i, (name, kind, _arg) in enumerate(self.fragments) if kind >= 0}
+        self.fragment_codes = {g[0]: i for i, g in enumerate(self.fragments) if g[1] >= 0}
 
     def messages(self) -> list[str]:
-        """Names of the global elements (the messages one can encode as documents)."""
-        return [name for name, kind, _arg in self.globals if kind >= 0]
+        """The global elements declared in this set's own namespace: its messages."""
+        return [g[0] for g in self.globals if g[1] >= 0 and g[3]]
 
 
 def _type_grammar(index: int, cls: type[Any], states: tuple[State, ...]) -> TypeGrammar:

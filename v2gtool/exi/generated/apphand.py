@@ -57,8 +57,9 @@ GRAMMARS = (
     )),
 )
 
-# Global elements in document-grammar event-code order (kind -1: abstract).
-GLOBAL_ELEMENTS = (('supportedAppProtocolReq', 0, 0), ('supportedAppProtocolRes', 0, 1))
+# Global elements in document-grammar event-code order: (name, kind, argument, declared in
+# this set's own namespace); kind -1 marks an abstract element.
+GLOBAL_ELEMENTS = (('supportedAppProtocolReq', 0, 0, True), ('supportedAppProtocolRes', 0, 1, True))
 
 # Every element declaration in fragment-grammar event-code order (kind -1: not supported).
-FRAGMENT_ELEMENTS = (('AppProtocol', 0, 2), ('Priority', 1, 0), ('ProtocolNamespace', 1, 1), ('ResponseCode', 1, 2), ('SchemaID', 1, 3), ('VersionNumberMajor', 1, 4), ('VersionNumberMinor', 1, 4), ('supportedAppProtocolReq', 0, 0), ('supportedAppProtocolRes', 0, 1))
+FRAGMENT_ELEMENTS = (('AppProtocol', 0, 2, False), ('Priority', 1, 0, False), ('ProtocolNamespace', 1, 1, False), ('ResponseCode', 1, 2, False), ('SchemaID', 1, 3, False), ('VersionNumberMajor', 1, 4, False), ('VersionNumberMinor', 1, 4, False), ('supportedAppProtocolReq', 0, 0, True), ('supportedAppProtocolRes', 0, 1, True))

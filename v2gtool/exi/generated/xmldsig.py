@@ -9,7 +9,7 @@ NAMESPACE = "http://www.w3.org/2000/09/xmldsig#"
 
 # Datatype descriptors (kind, a, b, lower bound, upper bound): see v2gtool/exi/grammar.py.
 DTYPES = (
-    (4, 0, 0, None, None),
+    (4, 0, 1, None, None),
     (5, 0, 0, None, None),
     (3, 0, 0, None, None),
 )
@@ -220,8 +220,9 @@ GRAMMARS = (
     )),
 )
 
-# Global elements in document-grammar event-code order (kind -1: abstract).
-GLOBAL_ELEMENTS = (('CanonicalizationMethod', 0, 0), ('DSAKeyValue', 0, 1), ('DigestMethod', 0, 2), ('DigestValue', 1, 0), ('KeyInfo', 0, 3), ('KeyName', 1, 1), ('KeyValue', 0, 4), ('Manifest', 0, 5), ('MgmtData', 1, 1), ('Object', 0, 6), ('PGPData', 0, 7), ('RSAKeyValue', 0, 8), ('Reference', 0, 9), ('RetrievalMethod', 0, 10), ('SPKIData', 0, 11), ('Signature', 0, 12), ('SignatureMethod', 0, 13), ('SignatureProperties', 0, 14), ('SignatureProperty', 0, 15), ('SignatureValue', 0, 16), ('SignedInfo', 0, 17), ('Transform', 0, 18), ('Transforms', 0, 19), ('X509Data', 0, 20))
+# Global elements in document-grammar event-code order: (name, kind, argument, declared in
+# this set's own namespace); kind -1 marks an abstract element.
+GLOBAL_ELEMENTS = (('CanonicalizationMethod', 0, 0, True), ('DSAKeyValue', 0, 1, True), ('DigestMethod', 0, 2, True), ('DigestValue', 1, 0, True), ('KeyInfo', 0, 3, True), ('KeyName', 1, 1, True), ('KeyValue', 0, 4, True), ('Manifest', 0, 5, True), ('MgmtData', 1, 1, True), ('Object', 0, 6, True), ('PGPData', 0, 7, True), ('RSAKeyValue', 0, 8, True), ('Reference', 0, 9, True), ('RetrievalMethod', 0, 10, True), ('SPKIData', 0, 11, True), ('Signature', 0, 12, True), ('SignatureMethod', 0, 13, True), ('SignatureProperties', 0, 14, True), ('SignatureProperty', 0, 15, True), ('SignatureValue', 0, 16, True), ('SignedInfo', 0, 17, True), ('Transform', 0, 18, True), ('Transforms', 0, 19, True), ('X509Data', 0, 20, True))
 
 # Every element declaration in fragment-grammar event-code order (kind -1: not supported).
-FRAGMENT_ELEMENTS = (('CanonicalizationMethod', 0, 0), ('DSAKeyValue', 0, 1), ('DigestMethod', 0, 2), ('DigestValue', 1, 0), ('Exponent', 1, 0), ('G', 1, 0), ('HMACOutputLength', 1, 2), ('J', 1, 0), ('KeyInfo', 0, 3), ('KeyName', 1, 1), ('KeyValue', 0, 4), ('Manifest', 0, 5), ('MgmtData', 1, 1), ('Modulus', 1, 0), ('Object', 0, 6), ('P', 1, 0), ('PGPData', 0, 7), ('PGPKeyID', 1, 0), ('PGPKeyPacket', -1, 0), ('PgenCounter', 1, 0), ('Q', 1, 0), ('RSAKeyValue', 0, 8), ('Reference', 0, 9), ('RetrievalMethod', 0, 10), ('SPKIData', 0, 11), ('SPKISexp', 1, 0), ('Seed', 1, 0), ('Signature', 0, 12), ('SignatureMethod', 0, 13), ('SignatureProperties', 0, 14), ('SignatureProperty', 0, 15), ('SignatureValue', 0, 16), ('SignedInfo', 0, 17), ('Transform', 0, 18), ('Transforms', 0, 19), ('X509CRL', 1, 0), ('X509Certificate', 1, 0), ('X509Data', 0, 20), ('X509IssuerName', 1, 1), ('X509IssuerSerial', 0, 21), ('X509SKI', 1, 0), ('X509SerialNumber', 1, 2), ('X509SubjectName', 1, 1), ('XPath', 1, 1), ('Y', 1, 0))
+FRAGMENT_ELEMENTS = (('CanonicalizationMethod', 0, 0, True), ('DSAKeyValue', 0, 1, True), ('DigestMethod', 0, 2, True), ('DigestValue', 1, 0, True), ('Exponent', 1, 0, True), ('G', 1, 0, True), ('HMACOutputLength', 1, 2, True), ('J', 1, 0, True), ('KeyInfo', 0, 3, True), ('KeyName', 1, 1, True), ('KeyValue', 0, 4, True), ('Manifest', 0, 5, True), ('MgmtData', 1, 1, True), ('Modulus', 1, 0, True), ('Object', 0, 6, True), ('P', 1, 0, True), ('PGPData', 0, 7, True), ('PGPKeyID', 1, 0, True), ('PGPKeyPacket', -1, 0, False), ('PgenCounter', 1, 0, True), ('Q', 1, 0, True), ('RSAKeyValue', 0, 8, True), ('Reference', 0, 9, True), ('RetrievalMethod', 0, 10, True), ('SPKIData', 0, 11, True), ('SPKISexp', 1, 0, True), ('Seed', 1, 0, True), ('Signature', 0, 12, True), ('SignatureMethod', 0, 13, True), ('SignatureProperties', 0, 14, True), ('SignatureProperty', 0, 15, True), ('SignatureValue', 0, 16, True), ('SignedInfo', 0, 17, True), ('Transform', 0, 18, True), ('Transforms', 0, 19, True), ('X509CRL', 1, 0, True), ('X509Certificate', 1, 0, True), ('X509Data', 0, 20, True), ('X509IssuerName', 1, 1, True), ('X509IssuerSerial', 0, 21, True), ('X509SKI', 1, 0, True), ('X509SerialNumber', 1, 2, True), ('X509SubjectName', 1, 1, True), ('XPath', 1, 1, True), ('Y', 1, 0, True))
