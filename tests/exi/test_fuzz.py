@@ -1,0 +1,66 @@
+"""Untrusted bytes: random and mutated streams make the decoder raise only its own error class."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import public_vectors
+from v2gtool.errors import V2GToolError
+from v2gtool.exi import api, codec, namespaces
+from v2gtool.exi.errors import EXIDecodeError, EXIError
+
+SETS = [n.short for n in namespaces.NAMESPACES]
+SEEDS = [bytes.fromhex(v["hex"]) for v in public_vectors() if "15118:-20" in v["namespace"]] or [
+    bytes.fromhex("8034042d166f29fb80ea560aebdbfb3062810012006164000a02002400c800")
+]
+
+
+def _decode_all(data: bytes) -> None:
+    for ns in SETS:
+        for fragment in (False, True):
+            with contextlib.suppress(EXIError):
+                codec.decode(namespaces.grammar(ns), data, fragment=fragment)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=80))
+def test_random_bytes_raise_only_codec_errors(data: bytes) -> None:
+    _decode_all(b"\x80" + data)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(SEEDS), st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=4),
+       st.integers(0, 80))
+def test_mutated_vectors_raise_only_codec_errors(seed: bytes, flips: list[tuple[int, int]], cut: int) -> None:
+    data = bytearray(seed)
+    for position, value in flips:
+        data[position % len(data)] = value
+    _decode_all(bytes(data[: max(1, len(data) - cut)]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=60))
+def test_framed_input_raises_only_project_errors(data: bytes) -> None:
+    with contextlib.suppress(V2GToolError):
+        api.decode_bytes(b"\x01\xfe\x80\x04" + len(data).to_bytes(4, "big") + data)
+
+
+def test_truncation_names_byte_and_state() -> None:
+    data = bytes.fromhex("8034042d166f29fb80ea560aebdbfb3062810012006164000a02002400c800")
+    with pytest.raises(EXIDecodeError, match=r"stream ends at byte 12 while reading .* at bit \d+"):
+        codec.decode(namespaces.grammar("iso20-dc"), data[:12])
+
+
+def test_wrong_header_is_named() -> None:
+    with pytest.raises(EXIDecodeError, match="byte 0: EXI header 0x00, expected 0x80"):
+        codec.decode(namespaces.grammar("iso20-dc"), b"\x00\x01")
+
+
+def test_undeclared_event_names_the_grammar_state() -> None:
+    # SessionStopReq in the DC grammar: all-ones selects the escape code (second level) somewhere.
+    with pytest.raises(EXIDecodeError, match=r"at bit \d+ \(byte \d+\) in "):
+        codec.decode(namespaces.grammar("iso20-dc"), b"\x80" + b"\xff" * 8)
