@@ -66,6 +66,10 @@ SCHEMA_SETS = (
                   "urn:iso:std:iso:15118:-20:WPT", "ISO 15118-20 WPT"),
     SchemaSetSpec("iso20-acdp", "iso20_acdp", "iso15118-20/V2G_CI_ACDP.xsd",
                   "urn:iso:std:iso:15118:-20:ACDP", "ISO 15118-20 ACDP"),
+    SchemaSetSpec("iso2", "iso2", "iso15118-2/V2G_CI_MsgDef.xsd",
+                  "urn:iso:15118:2:2013:MsgDef", "ISO 15118-2:2014"),
+    SchemaSetSpec("din", "din", "din70121/V2G_CI_MsgDef.xsd",
+                  "urn:din:70121:2012:MsgDef", "DIN SPEC 70121:2014"),
     SchemaSetSpec("xmldsig", "xmldsig", "xmldsig-core-schema.xsd",
                   "http://www.w3.org/2000/09/xmldsig#", "XML Signature (for SignedInfo fragments)"),
 )
@@ -126,7 +130,9 @@ class _NFA:
         start, end = self.new(), self.new()
         if isinstance(term, ElementDecl):
             # Element term (8.5.4.1.6): the element and its substitution group, sorted by local name, URI.
-            candidates = [d for d in [term, *self.schema.substitutes(term.qname)] if not d.abstract]
+            # Abstract declarations keep their code too, as EXIficient and libcbv2g assign them (the
+            # ISO 15118-2 BodyElement): leaving them out shifts every code after them.
+            candidates = [term, *self.schema.substitutes(term.qname)]
             for decl in sorted(candidates, key=lambda d: (d.qname[1], d.qname[0])):
                 self.add(start, ("SE", decl.qname, decl), end)
         elif isinstance(term, Wildcard):
@@ -420,7 +426,7 @@ class Compiler:
         hi = UNBOUNDED if UNBOUNDED in (p.max_occurs, hi_mult) else p.max_occurs * hi_mult
         term = p.term
         if isinstance(term, ElementDecl):
-            members = [d for d in [term, *self.schema.substitutes(term.qname)] if not d.abstract]
+            members = [term, *self.schema.substitutes(term.qname)]
             for d in members:
                 yield d, lo if len(members) == 1 else 0, hi
         elif isinstance(term, ModelGroup):

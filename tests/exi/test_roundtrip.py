@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tests.exi.strategies import message_of
 from v2gtool.exi import codec, jsonform, namespaces
 
-SETS = ["apphand", "iso20", "iso20-dc", "iso20-ac", "iso20-wpt", "iso20-acdp"]
+SETS = ["apphand", "iso20", "iso20-dc", "iso20-ac", "iso20-wpt", "iso20-acdp", "iso2", "din"]
 CASES = [(ns, name) for ns in SETS for name in namespaces.grammar(ns).messages()]
 
 

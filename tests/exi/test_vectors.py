@@ -26,8 +26,11 @@ def test_vector_round_trips_bit_exactly(vector: dict[str, Any]) -> None:
     fragment = "fragment" in vector["namespace"]
     data = bytes.fromhex(vector["hex"])
     name, message = codec.decode(schema, data, fragment=fragment)
-    # The vector's label names the root element (in its own spelling).
-    assert vector["message"].split(" ")[0].lower().replace("_", "") in name.lower().replace("_", "")
+    # The vector's label names the root element (in its own spelling), or for -2/DIN the body element.
+    root = name
+    if name == "V2G_Message":
+        root = next(iter(jsonform.to_json(schema, name, message)[name]["Body"]))
+    assert vector["message"].split(" ")[0].lower().replace("_", "") in root.lower().replace("_", "")
     assert codec.encode(schema, name, message, fragment=fragment) == data
     # The JSON form is lossless too.
     again_name, again = jsonform.from_json(schema, jsonform.to_json(schema, name, message))

@@ -32,6 +32,8 @@ NAMESPACES: tuple[Namespace, ...] = (
     Namespace("iso20-ac", "urn:iso:std:iso:15118:-20:AC", "iso20_ac", "ISO 15118-20 AC (incl. AC_BPT)"),
     Namespace("iso20-wpt", "urn:iso:std:iso:15118:-20:WPT", "iso20_wpt", "ISO 15118-20 WPT"),
     Namespace("iso20-acdp", "urn:iso:std:iso:15118:-20:ACDP", "iso20_acdp", "ISO 15118-20 ACDP"),
+    Namespace("iso2", "urn:iso:15118:2:2013:MsgDef", "iso2", "ISO 15118-2:2014"),
+    Namespace("din", "urn:din:70121:2012:MsgDef", "din", "DIN SPEC 70121:2014"),
     Namespace("xmldsig", "http://www.w3.org/2000/09/xmldsig#", "xmldsig", "XML Signature (SignedInfo)"),
 )
 _BY_NAME = {n.short: n for n in NAMESPACES} | {n.urn: n for n in NAMESPACES}
