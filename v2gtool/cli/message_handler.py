@@ -212,9 +212,11 @@ def encode(ctx: click.Context, message: str | None, file: Path | None, namespace
 @message_handler.command()
 @click.argument("message_name", required=False)
 @click.option("--namespace", "-n", help=NAMESPACE_HELP)
+@click.option("--depth", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Expand nested types down to this depth.")
 @json_option
 @click.pass_context
-def schema(ctx: click.Context, message_name: str | None, namespace: str | None, json_out: bool) -> None:
+def schema(ctx: click.Context, message_name: str | None, namespace: str | None, depth: int, json_out: bool) -> None:
     """List the messages of a namespace, or show one message's fields, types, ranges and optionality."""
     app = app_context(ctx)
     as_json = use_json(ctx, json_out)
@@ -237,7 +239,7 @@ def schema(ctx: click.Context, message_name: str | None, namespace: str | None, 
     if entry[1] != SE_COMPLEX:
         description: Any = _describe_dtype(g, g.dtypes[entry[2]])
     else:
-        description = _describe_type(g, g.types[entry[2]], set())
+        description = _describe_type(g, g.types[entry[2]], depth)
     if as_json:
         emit_json({message_name: description})
         return
@@ -246,7 +248,7 @@ def schema(ctx: click.Context, message_name: str | None, namespace: str | None, 
     app.console.print(tree)
 
 
-def _describe_type(g: SchemaGrammar, t: TypeGrammar, seen: set[int]) -> dict[str, Any]:
+def _describe_type(g: SchemaGrammar, t: TypeGrammar, depth: int) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     required = {f.name for f in dataclasses.fields(t.cls) if f.default is dataclasses.MISSING}
     for spec in t.fields:
@@ -254,8 +256,8 @@ def _describe_type(g: SchemaGrammar, t: TypeGrammar, seen: set[int]) -> dict[str
         if spec.kind == SE_COMPLEX:
             sub = g.types[spec.arg]
             info["type"] = sub.cls.__name__
-            if sub.index not in seen:
-                info["fields"] = _describe_type(g, sub, seen | {t.index})
+            if depth > 1:
+                info["fields"] = _describe_type(g, sub, depth - 1)
         else:
             info["type"] = _describe_dtype(g, g.dtypes[spec.arg])
         fields[spec.name] = info

@@ -13,22 +13,22 @@ from v2gtool.exi.errors import EXIDecodeError
 class BitReader:
     """Reads big-endian bit fields from *data*, starting at bit *start*."""
 
-    __slots__ = ("_bits", "_value", "pos")
+    __slots__ = ("bits", "pos", "value")
 
     def __init__(self, data: bytes, start: int = 0) -> None:
-        self._value = int.from_bytes(data, "big")
-        self._bits = len(data) * 8
+        self.value = int.from_bytes(data, "big")
+        self.bits = len(data) * 8
         self.pos = start
 
     def read(self, width: int) -> int:
         """The next *width* bits as an unsigned integer (0 for width 0)."""
         end = self.pos + width
-        if end > self._bits:
+        if end > self.bits:
             raise EXIDecodeError(
-                f"stream ends at byte {self._bits // 8} while reading {width} bits at bit {self.pos}"
+                f"stream ends at byte {self.bits // 8} while reading {width} bits at bit {self.pos}"
             )
         self.pos = end
-        return (self._value >> (self._bits - end)) & ((1 << width) - 1)
+        return (self.value >> (self.bits - end)) & ((1 << width) - 1)
 
     def read_uint(self) -> int:
         """EXI unsigned integer (7.1.6): 7-bit groups, least significant first, high bit = more."""
@@ -51,8 +51,8 @@ class BitReader:
 
     def remaining_padding_ok(self) -> bool:
         """True when only zero padding bits (fewer than 8) follow the current position."""
-        rest = self._bits - self.pos
-        return rest < 8 and (self._value & ((1 << rest) - 1)) == 0
+        rest = self.bits - self.pos
+        return rest < 8 and (self.value & ((1 << rest) - 1)) == 0
 
 
 class BitWriter:

@@ -19,11 +19,15 @@ from v2gtool.exi.grammar import (
     CH,
     EE,
     ENUM,
+    FIXED_BOOL,
+    FIXED_INT,
     INT,
     LIST,
     NBIT,
     SE_COMPLEX,
+    SE_FIXED,
     SE_SIMPLE,
+    SE_VARINT,
     STRING,
     UINT,
     DType,
@@ -104,41 +108,106 @@ class Decoder:
         return value
 
     def _complex(self, grammar: TypeGrammar) -> Any:
-        read = self.reader.read
-        states = grammar.states
+        # The hot path: bit fields are taken inline from the stream's int (no call per field), and
+        # fixed-width simple elements (CH code, value, EE code) come out of one field.
+        r = self.reader
+        stream = r.value
+        total = r.bits
+        pos = r.pos
+        states = grammar.decode
         list_fields = grammar.list_fields
         values: dict[str, Any] = {}
         state = 0
         while True:
             width, prods = states[state]
-            code = read(width)
+            end = pos + width
+            if end > total:
+                r.pos = pos
+                r.read(width)  # raises the truncation error
+            code = (stream >> (total - end)) & ((1 << width) - 1)
+            pos = end
             if code >= len(prods):
+                r.pos = pos
                 raise self._fail(
                     f"event code {code} selects a second-level (undeclared) event, unsupported",
                     grammar.state_name(state),
                 )
-            kind, name, arg, nxt = prods[code]
-            if kind == SE_SIMPLE:
-                if read(1):
-                    raise self._fail("second-level event in element content unsupported", name)
-                value = self._value(self.dtypes[arg], name)
-                if read(1):
-                    raise self._fail("expected EE after the value", name)
-            elif kind == SE_COMPLEX:
-                value = self._complex(self.types[arg])
+            kind, name, arg, nxt, conv, extra = prods[code]
+            if kind == SE_FIXED:
+                end = pos + arg
+                if end > total:
+                    r.pos = pos
+                    r.read(arg)
+                field = (stream >> (total - end)) & ((1 << arg) - 1)
+                pos = end
+                if field & 1 or field >> (arg - 1):
+                    r.pos = pos
+                    raise self._fail("second-level event or missing EE in a simple element", name)
+                field >>= 1
+                if conv == FIXED_INT:
+                    value = field + extra
+                elif conv == FIXED_BOOL:
+                    value = field == 1
+                elif field < len(extra):
+                    value = extra[field]
+                else:
+                    r.pos = pos
+                    raise self._fail(f"enumeration index {field} out of range ({len(extra)} values)", name)
+            elif kind == SE_VARINT:
+                # CH code 0 and (for a signed integer) the sign bit, then 7-bit groups, then EE code 0
+                head = 1 + conv
+                end = pos + head
+                if end > total:
+                    r.pos = pos
+                    r.read(head)
+                head_bits = (stream >> (total - end)) & ((1 << head) - 1)
+                pos = end
+                value = 0
+                shift = 0
+                while True:
+                    end = pos + 8
+                    if end > total or shift > 140:
+                        r.pos = pos
+                        if shift > 140:
+                            raise self._fail("integer longer than 20 octets", name)
+                        r.read(8)
+                    octet = (stream >> (total - end)) & 0xFF
+                    pos = end
+                    value |= (octet & 0x7F) << shift
+                    if octet < 0x80:
+                        break
+                    shift += 7
+                end = pos + 1
+                if end > total:
+                    r.pos = pos
+                    r.read(1)
+                if head_bits >> conv or (stream >> (total - end)) & 1:
+                    r.pos = pos
+                    raise self._fail("second-level event or missing EE in a simple element", name)
+                pos = end
+                if head_bits & conv:
+                    value = -value - 1
             elif kind == EE:
                 break
-            elif kind in (AT, CH):
-                value = self._value(self.dtypes[arg], name)
             else:
-                raise self._fail(
-                    "wildcard or mixed-content event is not supported by this codec", grammar.state_name(state)
-                )
+                r.pos = pos
+                if kind == SE_COMPLEX:
+                    value = self._complex(self.types[arg])
+                elif kind == SE_SIMPLE:
+                    value = self._simple_element(arg, name)
+                elif kind in (AT, CH):
+                    value = self._value(self.dtypes[arg], name)
+                else:
+                    raise self._fail(
+                        "wildcard or mixed-content event is not supported by this codec", grammar.state_name(state)
+                    )
+                pos = r.pos
             if name in list_fields:
                 values.setdefault(name, []).append(value)
             else:
                 values[name] = value
             state = nxt
+        r.pos = pos
         for name in list_fields:
             if name in values:
                 values[name] = tuple(values[name])
@@ -248,7 +317,13 @@ class Encoder:
                 entry = encode[state].get(spec.name)
                 if entry is None:
                     raise self._misplaced(grammar, state, spec.name, path)
-                code, width, kind, arg, state = entry
+                code, width, kind, arg, state, conv, extra = entry
+                if kind == SE_FIXED:
+                    # event code, CH code 0, value, EE code 0: one field
+                    field = self._fixed_field(conv, extra, item, f"{path}.{spec.name}")
+                    w.value = (w.value << (width + arg)) | (code << arg) | (field << 1)
+                    w.bits += width + arg
+                    continue
                 w.write(code, width)
                 where = f"{path}.{spec.name}"
                 if kind == SE_COMPLEX:
@@ -263,6 +338,26 @@ class Encoder:
         if entry is None:
             raise self._misplaced(grammar, state, "", path)
         w.write(entry[0], entry[1])
+
+    @staticmethod
+    def _fixed_field(conv: int, extra: Any, value: Any, path: str) -> int:
+        """The value bits of a fixed-width simple element, checked against its facets."""
+        if conv == FIXED_INT:
+            low, high = extra
+            if type(value) is not int:
+                raise EXIEncodeError(f"{path}: expected an integer, got {value!r}")
+            if not low <= value <= high:
+                raise EXIEncodeError(f"{path}: {value} outside the schema range [{low}, {high}]")
+            field: int = value - low
+            return field
+        if conv == FIXED_BOOL:
+            if type(value) is not bool:
+                raise EXIEncodeError(f"{path}: expected a boolean, got {value!r}")
+            return int(value)
+        if not isinstance(value, enum.Enum) or value not in extra:
+            raise EXIEncodeError(f"{path}: {value!r} is not one of {[m.value for m in extra]}")
+        index: int = extra.index(value)
+        return index
 
     @staticmethod
     def _misplaced(grammar: TypeGrammar, state: int, name: str, path: str) -> EXIEncodeError:

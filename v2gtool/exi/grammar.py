@@ -16,6 +16,13 @@ from typing import Any
 
 # Production kinds (tools/exi_compiler.py emits the same numbers).
 SE_COMPLEX, SE_SIMPLE, AT, CH, EE, SE_WILDCARD, CH_UNTYPED = range(7)
+# Derived at load time: an element of a fixed-width simple type (n-bit integer, boolean,
+# enumeration), whose CH code, value and EE code are read and written as one bit field.
+SE_FIXED = 7
+# Derived too: an element of an unsigned (conversion 0) or signed (1) variable-length integer type.
+SE_VARINT = 8
+# How a fixed-width field becomes a value: integer plus offset, boolean, enumeration member.
+FIXED_INT, FIXED_BOOL, FIXED_ENUM = range(3)
 # Datatype kinds (EXI 1.0 section 7): descriptor (kind, a, b, lower bound, upper bound).
 BOOL, NBIT, UINT, INT, BINARY, STRING, ENUM, LIST = range(8)
 
@@ -24,8 +31,11 @@ Production = tuple[int, str, int, int]
 State = tuple[int, tuple[Production, ...]]
 # A root of the document or fragment grammar: (name, kind, argument, declared in the set's own namespace)
 RootElement = tuple[str, int, int, bool]
-# Encoding lookup of one state: field name ("" for EE) -> (code, width, kind, argument, next state)
-EncodeEntry = tuple[int, int, int, int, int]
+# Decoding: (kind, field, argument, next state, fixed conversion, offset or enum members)
+DecodeProduction = tuple[int, str, int, int, int, Any]
+# Encoding lookup of one state: field name ("" for EE) ->
+# (code, width, kind, argument, next state, fixed conversion, offset or enum members)
+EncodeEntry = tuple[int, int, int, int, int, int, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +55,7 @@ class TypeGrammar:
     index: int
     cls: type[Any]
     states: tuple[State, ...]
+    decode: tuple[tuple[int, tuple[DecodeProduction, ...]], ...]
     encode: tuple[dict[str, EncodeEntry], ...]
     fields: tuple[FieldSpec, ...]
     list_fields: frozenset[str]
@@ -61,7 +72,7 @@ class SchemaGrammar:
         self.namespace: str = module.NAMESPACE
         self.dtypes: tuple[DType, ...] = module.DTYPES
         self.types: tuple[TypeGrammar, ...] = tuple(
-            _type_grammar(i, cls, states) for i, (cls, states) in enumerate(module.GRAMMARS)
+            _type_grammar(i, cls, states, self.dtypes) for i, (cls, states) in enumerate(module.GRAMMARS)
         )
         self.by_class: dict[type[Any], TypeGrammar] = {t.cls: t for t in self.types}
         # Document grammar (EXI 8.5.1): one code per global element plus SE(*), no second level.
@@ -78,19 +89,43 @@ class SchemaGrammar:
         return [g[0] for g in self.globals if g[1] >= 0 and g[3]]
 
 
-def _type_grammar(index: int, cls: type[Any], states: tuple[State, ...]) -> TypeGrammar:
+def _fixed(kind: int, arg: int, dtypes: tuple[DType, ...]) -> tuple[int, int, int, Any]:
+    """(kind, argument, conversion, extra) of a production, turning fixed-width simple elements into SE_FIXED."""
+    if kind == SE_SIMPLE:
+        dt = dtypes[arg]
+        if dt[0] == NBIT:
+            return SE_FIXED, dt[1] + 2, FIXED_INT, dt[2]
+        if dt[0] == BOOL:
+            return SE_FIXED, 3, FIXED_BOOL, None
+        if dt[0] == ENUM:
+            return SE_FIXED, dt[1] + 2, FIXED_ENUM, dt[2]
+        if dt[0] in (UINT, INT):
+            return SE_VARINT, arg, int(dt[0] == INT), None
+    return kind, arg, 0, None
+
+
+def _type_grammar(index: int, cls: type[Any], states: tuple[State, ...], dtypes: tuple[DType, ...]) -> TypeGrammar:
     encode: list[dict[str, EncodeEntry]] = []
+    decode: list[tuple[int, tuple[DecodeProduction, ...]]] = []
     kinds: dict[str, tuple[int, int]] = {}
     for width, prods in states:
         table: dict[str, EncodeEntry] = {}
+        dprods: list[DecodeProduction] = []
         for code, (kind, name, arg, nxt) in enumerate(prods):
+            fkind, farg, conv, extra = _fixed(kind, arg, dtypes)
+            dprods.append((fkind, name, farg, nxt, conv, extra))
             if kind in (SE_WILDCARD, CH_UNTYPED):
                 continue  # never produced by the encoder; decoding them is refused with a clear error
             key = "" if kind == EE else name
-            table.setdefault(key, (code, width, kind, arg, nxt))
+            # n-bit fields may hold more than the facets allow: encoding checks the upper bound too
+            enc_extra = (extra, dtypes[arg][4]) if fkind == SE_FIXED and conv == FIXED_INT else extra
+            # the encoder has no fast path for variable-length integers: it writes them as SE_SIMPLE
+            table.setdefault(key, (code, width, SE_SIMPLE if fkind == SE_VARINT else fkind,
+                                   arg if fkind == SE_VARINT else farg, nxt, conv, enc_extra))
             if kind != EE:
                 kinds.setdefault(name, (kind, arg))
         encode.append(table)
+        decode.append((width, tuple(dprods)))
     fields = []
     list_fields = set()
     for f in dataclasses.fields(cls):
@@ -99,7 +134,7 @@ def _type_grammar(index: int, cls: type[Any], states: tuple[State, ...]) -> Type
         fields.append(FieldSpec(f.name, kind, arg, is_list))
         if is_list:
             list_fields.add(f.name)
-    return TypeGrammar(index, cls, states, tuple(encode), tuple(fields), frozenset(list_fields))
+    return TypeGrammar(index, cls, states, tuple(decode), tuple(encode), tuple(fields), frozenset(list_fields))
 
 
 def enum_members(dtype: DType) -> tuple[enum.Enum, ...]:
