@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.exi.strategies import message_of
+from tests.exi.strategies import instance_of, message_of
 from v2gtool.exi import codec, jsonform, namespaces
 
 SETS = ["apphand", "iso20", "iso20-dc", "iso20-ac", "iso20-wpt", "iso20-acdp", "iso2", "din"]
@@ -36,3 +36,20 @@ def test_round_trip(ns: str, name: str, data: Any) -> None:
     assert codec.encode(schema, decoded_name, decoded) == encoded
     # and through the JSON form
     assert jsonform.from_json(schema, jsonform.to_json(schema, name, message)) == (name, message)
+
+
+SIGNED = [("iso20", n) for n in ("AuthorizationReq", "PnC_AReqAuthorizationMode", "CertificateInstallationReq",
+                                  "SignedInstallationData", "MeteringConfirmationReq", "SignedMeteringData")]
+SIGNED += [("xmldsig", "SignedInfo"), ("iso2", "AuthorizationReq")]
+
+
+@pytest.mark.parametrize(("ns", "name"), SIGNED, ids=[f"{ns}:{name}" for ns, name in SIGNED])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_fragment_round_trip(ns: str, name: str, data: Any) -> None:
+    """Signed elements are encoded as EXI fragments (ISO 15118-20 8.3.4; EXI 8.5.2)."""
+    schema = namespaces.grammar(ns)
+    _name, _kind, arg, _own = schema.fragments[schema.fragment_codes[name]]
+    message = data.draw(instance_of(schema, schema.types[arg]))
+    encoded = codec.encode(schema, name, message, fragment=True)
+    assert codec.decode(schema, encoded, fragment=True) == (name, message)
