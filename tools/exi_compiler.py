@@ -79,6 +79,13 @@ SE_COMPLEX, SE_SIMPLE, AT, CH, EE, SE_WILDCARD, CH_UNTYPED = range(7)
 # Runtime datatype kinds (EXI 1.0 section 7).
 BOOL, NBIT, UINT, INT, BINARY, STRING, ENUM, LIST = range(8)
 
+# Types of these namespaces are generated once, into a module of their own that every schema set
+# using them shares, so that e.g. one RationalNumberType serves all ISO 15118-20 messages.
+SHARED_MODULES = {
+    "http://www.w3.org/2000/09/xmldsig#": "xmldsig",
+    "urn:iso:std:iso:15118:-20:CommonTypes": "iso20_ct",
+}
+
 Event = tuple  # ("AT", qname, AttributeUse) | ("SE", qname, ElementDecl) | ("SEW", ns) | ("EE",) | ("CH", st|None)
 EPS = None
 
@@ -250,8 +257,13 @@ class GrammarInfo:
     """A type's normalised grammar and the message class generated for it."""
 
     index: int
+    module: str
     class_name: str
     doc: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.module}.{self.class_name}"
     states: list[DState] = field(default_factory=list)
     fields: list[FieldInfo] = field(default_factory=list)
 
@@ -264,11 +276,11 @@ class Compiler:
         self.schema = SchemaSet(SCHEMAS / spec.root)
         self.grammars: dict[int, GrammarInfo] = {}  # id(ComplexType) -> info
         self.grammar_order: list[GrammarInfo] = []
-        self.class_names: set[str] = set()
+        self.class_names: dict[str, set[str]] = {}
         self.dtypes: dict[tuple[object, ...], int] = {}
         self.dtype_list: list[tuple[object, ...]] = []
-        self.enums: dict[tuple[str, ...], str] = {}
-        self.enum_defs: list[tuple[str, list[str], str]] = []
+        self.enums: dict[tuple[str, ...], str] = {}  # (module, *values) -> qualified name
+        self.enum_defs: list[tuple[str, str, list[str], str]] = []  # module, name, values, doc
         self._pending: list[tuple[ComplexType, GrammarInfo]] = []
 
     # -- datatypes (EXI section 7) -------------------------------------------------------------------
@@ -310,30 +322,38 @@ class Compiler:
         return self.dtypes[desc]
 
     def enum_name(self, st: SimpleType, hint: str) -> str:
+        """Module-qualified name of the Enum class for an enumerated simple type."""
         values = tuple(st.facets.enumeration)
-        if values not in self.enums:
+        module = self.module_of(st.name[0] if st.name else self.spec.namespace)
+        key = (module, *values)
+        if key not in self.enums:
             base = st.name[1] if st.name else f"{hint}Type"
-            name = self.unique_class(base)
-            self.enums[values] = name
+            name = self.unique_class(base, module)
+            self.enums[key] = f"{module}.{name}"
             doc = f"Enumeration {st.name[1] if st.name else hint} (schema order gives the EXI code, 7.2)."
-            self.enum_defs.append((name, list(values), doc))
-        return self.enums[values]
+            self.enum_defs.append((module, name, list(values), doc))
+        return self.enums[key]
 
-    def unique_class(self, base: str) -> str:
+    def module_of(self, namespace: str) -> str:
+        return SHARED_MODULES.get(namespace, self.spec.module)
+
+    def unique_class(self, base: str, module: str) -> str:
         name = base if base.isidentifier() and not keyword.iskeyword(base) else f"T_{base}"
+        taken = self.class_names.setdefault(module, set())
         candidate, n = name, 2
-        while candidate in self.class_names:
+        while candidate in taken:
             candidate, n = f"{name}_{n}", n + 1
-        self.class_names.add(candidate)
+        taken.add(candidate)
         return candidate
 
     # -- complex types -----------------------------------------------------------------------------
-    def grammar(self, ct: ComplexType, hint: str) -> int:
-        """Index of the grammar for complex type *ct* (built on first use)."""
+    def grammar(self, ct: ComplexType, hint: str, namespace: str) -> int:
+        """Index of the grammar for complex type *ct* (built on first use); *namespace* owns anonymous types."""
         info = self.grammars.get(id(ct))
         if info is None:
             base = ct.name[1] if ct.name else f"{hint}Type"
-            info = GrammarInfo(len(self.grammar_order), self.unique_class(base),
+            module = self.module_of(ct.name[0] if ct.name else namespace)
+            info = GrammarInfo(len(self.grammar_order), module, self.unique_class(base, module),
                                f"Complex type {ct.name[1]}." if ct.name else f"Anonymous type of element {hint}.")
             self.grammars[id(ct)] = info
             self.grammar_order.append(info)
@@ -438,10 +458,7 @@ class Compiler:
         t = self.schema.type_of(decl)
         if isinstance(t, SimpleType):
             return self.py_type(t, decl.qname[1])
-        return self.grammar_class(t, decl.qname[1])
-
-    def grammar_class(self, ct: ComplexType, hint: str) -> str:
-        return self.grammar_order[self.grammar(ct, hint)].class_name
+        return self.grammar_order[self.grammar(t, decl.qname[1], decl.qname[0])].ref
 
     def py_type(self, st: SimpleType, hint: str) -> str:
         desc = self.dtype_list[self.dtype(st, hint)]
@@ -472,7 +489,7 @@ class Compiler:
         t = self.schema.type_of(decl)
         if isinstance(t, SimpleType):
             return (SE_SIMPLE, decl.qname[1], self.dtype(t, decl.qname[1]), target)
-        return (SE_COMPLEX, decl.qname[1], self.grammar(t, decl.qname[1]), target)
+        return (SE_COMPLEX, decl.qname[1], self.grammar(t, decl.qname[1], decl.qname[0]), target)
 
     def root_entry(self, decl: ElementDecl) -> tuple[str, int, int, bool]:
         """(name, kind, argument, declared in this set's own namespace) of a root element."""
@@ -480,10 +497,10 @@ class Compiler:
         t = self.schema.type_of(decl)
         if isinstance(t, SimpleType):
             return (decl.qname[1], SE_SIMPLE, self.dtype(t, decl.qname[1]), own)
-        return (decl.qname[1], SE_COMPLEX, self.grammar(t, decl.qname[1]), own)
+        return (decl.qname[1], SE_COMPLEX, self.grammar(t, decl.qname[1], decl.qname[0]), own)
 
-    def compile(self) -> tuple[str, str]:
-        """Return (grammar module source, message module source)."""
+    def compile(self) -> tuple[str, dict[str, dict[str, str]]]:
+        """Return the grammar module source and, per message module, its class blocks by name."""
         # Document grammar (8.4.1 / 8.5.1): every global element, sorted by local name then URI.
         globals_sorted = sorted(self.schema.elements.values(), key=lambda d: (d.qname[1], d.qname[0]))
         roots = [self.root_entry(d) if not d.abstract else (d.qname[1], -1, 0, False) for d in globals_sorted]
@@ -500,24 +517,24 @@ class Compiler:
             else:  # several types under one name: the ur-type grammar, which this codec does not carry
                 fragments.append((qname[1], -1, 0, False))
         self.resolve()
-        return self.emit_grammar(roots, fragments), self.emit_messages()
+        return self.emit_grammar(roots, fragments), self.class_blocks()
 
     def emit_grammar(self, roots: list[tuple[str, int, int, bool]], fragments: list[tuple[str, int, int, bool]]) -> str:
         spec = self.spec
         lines = [HEADER, f'"""EXI grammar tables of the {spec.title} schema set ({spec.namespace})."""', "",
-                 f"from v2gtool.messages import {spec.module} as m", "",
+                 f"from v2gtool.messages import {', '.join(sorted(self.modules_used()))}", "",
                  f'NAME = "{spec.short}"', f'NAMESPACE = "{spec.namespace}"', "",
                  "# Datatype descriptors (kind, a, b, lower bound, upper bound): see v2gtool/exi/grammar.py.",
                  "DTYPES = ("]
         for desc in self.dtype_list:
             if desc[0] == ENUM:
-                lines.append(f"    ({desc[0]}, {desc[1]}, tuple(m.{desc[2]}), None, None),")
+                lines.append(f"    ({desc[0]}, {desc[1]}, tuple({desc[2]}), None, None),")
             else:
                 lines.append(f"    {desc!r},")
         lines += [")", "", "# Per complex type: (message class, states); a state is (code width, productions),",
                   "# a production (kind, field, argument, next state) in event-code order.", "GRAMMARS = ("]
         for info in self.grammar_order:
-            lines.append(f"    (m.{info.class_name}, (  # {info.index}")
+            lines.append(f"    ({info.ref}, (  # {info.index}")
             for i, st in enumerate(info.states):
                 prods = ", ".join(repr(self.production(ev, t, info.class_name)) for ev, t in st.prods)
                 lines.append(f"        ({st.width}, ({prods},)),  # {i}")
@@ -529,34 +546,56 @@ class Compiler:
                   f"FRAGMENT_ELEMENTS = {tuple(fragments)!r}", ""]
         return "\n".join(lines)
 
-    def emit_messages(self) -> str:
-        spec = self.spec
-        lines = [HEADER, f'"""Typed messages of the {spec.title} schema set ({spec.namespace}).', "",
-                 "Field names are the XSD element and attribute names; repeated elements are tuples,",
-                 'absent optional elements None, binary values bytes, enumerations Enum members."""', "",
-                 "from __future__ import annotations", ""]
-        lines += ["import enum"] if self.enum_defs else []
-        lines += ["from dataclasses import dataclass", ""]
-        for name, values, doc in self.enum_defs:
-            lines += ["", f"class {name}(enum.Enum):", f'    """{doc}"""', ""]
+    def modules_used(self) -> set[str]:
+        return {info.module for info in self.grammar_order} | {m for m, *_ in self.enum_defs}
+
+    def class_blocks(self) -> dict[str, dict[str, str]]:
+        """Source of every generated class, grouped by message module; references to classes of
+        other modules stay module-qualified (``iso20_ct.RationalNumberType``)."""
+        blocks: dict[str, dict[str, str]] = {}
+        for module, name, values, doc in self.enum_defs:
+            lines = [f"class {name}(enum.Enum):", f'    """{doc}"""', ""]
             for v in values:
                 member = v if v.isidentifier() and not keyword.iskeyword(v) else "V_" + "".join(
                     c if c.isalnum() else "_" for c in v)
                 lines.append(f"    {member} = {v!r}")
-            lines.append("")
+            blocks.setdefault(module, {})[name] = "\n".join(lines)
         for info in self.grammar_order:
-            lines += ["", "@dataclass(frozen=True, slots=True, kw_only=True)", f"class {info.class_name}:",
-                      f'    """{info.doc}"""', ""]
+            local = f"{info.module}."
+            lines = ["@dataclass(frozen=True, slots=True, kw_only=True)", f"class {info.class_name}:",
+                     f'    """{info.doc}"""', ""]
             if not info.fields:
                 lines.append("    pass")
             for f in info.fields:
+                ref = f.type_ref.replace(local, "")
                 if f.is_list:
                     default = "" if f.required else " = ()"
-                    lines.append(f"    {f.name}: tuple[{f.type_ref}, ...]{default}")
+                    lines.append(f"    {f.name}: tuple[{ref}, ...]{default}")
                 else:
-                    lines.append(f"    {f.name}: {f.type_ref}" + ("" if f.required else " | None = None"))
-            lines.append("")
-        return "\n".join(lines).rstrip() + "\n"
+                    lines.append(f"    {f.name}: {ref}" + ("" if f.required else " | None = None"))
+            blocks.setdefault(info.module, {})[info.class_name] = "\n".join(lines)
+        return blocks
+
+
+def message_module(module: str, title: str, blocks: dict[str, str]) -> str:
+    """Source of one message module from its class blocks."""
+    text = "\n".join(blocks.values())
+    imports = sorted({m for m in SHARED_MODULES.values() if m != module and f"{m}." in text})
+    lines = [HEADER, f'"""Typed messages: {title}.', "",
+             "Field names are the XSD element and attribute names; repeated elements are tuples,",
+             'absent optional elements None, binary values bytes, enumerations Enum members."""', "",
+             "from __future__ import annotations", ""]
+    lines += ["import enum"] if "(enum.Enum)" in text else []
+    lines += ["from dataclasses import dataclass"]
+    if imports:
+        lines += ["", f"from v2gtool.messages import {', '.join(imports)}"]
+    for block in blocks.values():
+        lines += ["", "", block]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+SHARED_TITLES = {"xmldsig": "XML Signature types (http://www.w3.org/2000/09/xmldsig#), shared by every schema set",
+                 "iso20_ct": "ISO 15118-20 CommonTypes (urn:iso:std:iso:15118:-20:CommonTypes), shared by the -20 sets"}
 
 
 def main() -> int:
@@ -566,19 +605,31 @@ def main() -> int:
     if not SCHEMAS.is_dir():
         print(f"exi_compiler: schemas not found at {SCHEMAS}", file=sys.stderr)
         return 2
-    stale: list[str] = []
+    outputs: dict[Path, str] = {}
+    modules: dict[str, dict[str, str]] = {}
+    titles = dict(SHARED_TITLES)
     for spec in SCHEMA_SETS:
-        grammar_src, message_src = Compiler(spec).compile()
-        for path, src in ((REPO / "v2gtool" / "exi" / "generated" / f"{spec.module}.py", grammar_src),
-                          (REPO / "v2gtool" / "messages" / f"{spec.module}.py", message_src)):
-            if path.exists() and path.read_text() == src:
-                continue
-            if args.check:
-                stale.append(str(path.relative_to(REPO)))
-            else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(src)
-                print(f"wrote {path.relative_to(REPO)}")
+        grammar_src, blocks = Compiler(spec).compile()
+        outputs[REPO / "v2gtool" / "exi" / "generated" / f"{spec.module}.py"] = grammar_src
+        titles.setdefault(spec.module, f"{spec.title} ({spec.namespace})")
+        for module, classes in blocks.items():
+            merged = modules.setdefault(module, {})
+            for name, block in classes.items():
+                if merged.setdefault(name, block) != block:
+                    raise SchemaError(f"class {module}.{name} comes out differently in schema set {spec.short}")
+    for module, classes in modules.items():
+        ordered = dict(sorted(classes.items()))
+        outputs[REPO / "v2gtool" / "messages" / f"{module}.py"] = message_module(module, titles[module], ordered)
+    stale: list[str] = []
+    for path, src in outputs.items():
+        if path.exists() and path.read_text() == src:
+            continue
+        if args.check:
+            stale.append(str(path.relative_to(REPO)))
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(src)
+            print(f"wrote {path.relative_to(REPO)}")
     if stale:
         print("exi_compiler: generated files are out of date: " + ", ".join(stale), file=sys.stderr)
         return 1

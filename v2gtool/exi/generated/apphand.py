@@ -2,7 +2,7 @@
 
 """EXI grammar tables of the Application handshake (supportedAppProtocol) schema set (urn:iso:15118:2:2010:AppProtocol)."""
 
-from v2gtool.messages import apphand as m
+from v2gtool.messages import apphand
 
 NAME = "apphand"
 NAMESPACE = "urn:iso:15118:2:2010:AppProtocol"
@@ -11,7 +11,7 @@ NAMESPACE = "urn:iso:15118:2:2010:AppProtocol"
 DTYPES = (
     (1, 5, 1, 1, 20),
     (5, 0, 0, None, 100),
-    (6, 2, tuple(m.responseCodeType), None, None),
+    (6, 2, tuple(apphand.responseCodeType), None, None),
     (1, 8, 0, 0, 255),
     (2, 0, 0, 0, 4294967295),
 )
@@ -19,7 +19,7 @@ DTYPES = (
 # Per complex type: (message class, states); a state is (code width, productions),
 # a production (kind, field, argument, next state) in event-code order.
 GRAMMARS = (
-    (m.supportedAppProtocolReqType, (  # 0
+    (apphand.supportedAppProtocolReqType, (  # 0
         (1, ((0, 'AppProtocol', 2, 1),)),  # 0
         (2, ((0, 'AppProtocol', 2, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'AppProtocol', 2, 3), (4, '', 0, -1),)),  # 2
@@ -42,12 +42,12 @@ GRAMMARS = (
         (2, ((0, 'AppProtocol', 2, 20), (4, '', 0, -1),)),  # 19
         (1, ((4, '', 0, -1),)),  # 20
     )),
-    (m.supportedAppProtocolResType, (  # 1
+    (apphand.supportedAppProtocolResType, (  # 1
         (1, ((1, 'ResponseCode', 2, 1),)),  # 0
         (2, ((1, 'SchemaID', 3, 2), (4, '', 0, -1),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.AppProtocolType, (  # 2
+    (apphand.AppProtocolType, (  # 2
         (1, ((1, 'ProtocolNamespace', 1, 1),)),  # 0
         (1, ((1, 'VersionNumberMajor', 4, 2),)),  # 1
         (1, ((1, 'VersionNumberMinor', 4, 3),)),  # 2

@@ -2,7 +2,7 @@
 
 """EXI grammar tables of the DIN SPEC 70121:2014 schema set (urn:din:70121:2012:MsgDef)."""
 
-from v2gtool.messages import din as m
+from v2gtool.messages import din, xmldsig
 
 NAME = "din"
 NAMESPACE = "urn:din:70121:2012:MsgDef"
@@ -21,37 +21,37 @@ DTYPES = (
     (4, 0, 1, None, 256),
     (1, 8, 0, 0, 255),
     (4, 0, 0, None, 8),
-    (6, 4, tuple(m.DC_EVErrorCodeType), None, None),
-    (6, 3, tuple(m.EVRequestedEnergyTransferType), None, None),
+    (6, 4, tuple(din.DC_EVErrorCodeType), None, None),
+    (6, 3, tuple(din.EVRequestedEnergyTransferType), None, None),
     (4, 0, 0, None, 32),
-    (6, 2, tuple(m.isolationLevelType), None, None),
-    (6, 2, tuple(m.EVSENotificationType), None, None),
-    (6, 1, tuple(m.EVSEProcessingType), None, None),
-    (6, 4, tuple(m.DC_EVSEStatusCodeType), None, None),
-    (6, 4, tuple(m.EVSESupportedEnergyTransferType), None, None),
-    (6, 2, tuple(m.faultCodeType), None, None),
+    (6, 2, tuple(din.isolationLevelType), None, None),
+    (6, 2, tuple(din.EVSENotificationType), None, None),
+    (6, 1, tuple(din.EVSEProcessingType), None, None),
+    (6, 4, tuple(din.DC_EVSEStatusCodeType), None, None),
+    (6, 4, tuple(din.EVSESupportedEnergyTransferType), None, None),
+    (6, 2, tuple(din.faultCodeType), None, None),
     (5, 0, 0, None, 64),
     (3, 0, 0, None, None),
     (5, 0, 0, None, 32),
     (1, 3, -3, -3, 3),
-    (6, 1, tuple(m.paymentOptionType), None, None),
-    (6, 5, tuple(m.responseCodeType), None, None),
+    (6, 1, tuple(din.paymentOptionType), None, None),
+    (6, 5, tuple(din.responseCodeType), None, None),
     (5, 0, 0, None, 40),
-    (6, 2, tuple(m.serviceCategoryType), None, None),
+    (6, 2, tuple(din.serviceCategoryType), None, None),
     (2, 0, 0, 0, 65535),
     (4, 0, 1, None, 32),
     (3, 0, 0, -9223372036854775808, 9223372036854775807),
-    (6, 4, tuple(m.unitSymbolType), None, None),
+    (6, 4, tuple(din.unitSymbolType), None, None),
     (1, 8, -128, -128, 127),
-    (6, 2, tuple(m.costKindType), None, None),
+    (6, 2, tuple(din.costKindType), None, None),
     (3, 0, 0, -2147483648, 2147483647),
-    (6, 3, tuple(m.valueType), None, None),
+    (6, 3, tuple(din.valueType), None, None),
 )
 
 # Per complex type: (message class, states); a state is (code width, productions),
 # a production (kind, field, argument, next state) in event-code order.
 GRAMMARS = (
-    (m.AC_EVChargeParameterType, (  # 0
+    (din.AC_EVChargeParameterType, (  # 0
         (1, ((1, 'DepartureTime', 6, 1),)),  # 0
         (1, ((0, 'EAmount', 83, 2),)),  # 1
         (1, ((0, 'EVMaxVoltage', 83, 3),)),  # 2
@@ -59,48 +59,48 @@ GRAMMARS = (
         (1, ((0, 'EVMinCurrent', 83, 5),)),  # 4
         (1, ((4, '', 0, -1),)),  # 5
     )),
-    (m.AC_EVSEChargeParameterType, (  # 1
+    (din.AC_EVSEChargeParameterType, (  # 1
         (1, ((0, 'AC_EVSEStatus', 2, 1),)),  # 0
         (1, ((0, 'EVSEMaxVoltage', 83, 2),)),  # 1
         (1, ((0, 'EVSEMaxCurrent', 83, 3),)),  # 2
         (1, ((0, 'EVSEMinCurrent', 83, 4),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.AC_EVSEStatusType, (  # 2
+    (din.AC_EVSEStatusType, (  # 2
         (1, ((1, 'PowerSwitchClosed', 2, 1),)),  # 0
         (1, ((1, 'RCD', 2, 2),)),  # 1
         (1, ((1, 'NotificationMaxDelay', 6, 3),)),  # 2
         (1, ((1, 'EVSENotification', 16, 4),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.BodyBaseType, (  # 3
+    (din.BodyBaseType, (  # 3
         (1, ((4, '', 0, -1),)),  # 0
     )),
-    (m.CableCheckReqType, (  # 4
+    (din.CableCheckReqType, (  # 4
         (1, ((0, 'DC_EVStatus', 23, 1),)),  # 0
         (1, ((4, '', 0, -1),)),  # 1
     )),
-    (m.CableCheckResType, (  # 5
+    (din.CableCheckResType, (  # 5
         (1, ((1, 'ResponseCode', 26, 1),)),  # 0
         (1, ((0, 'DC_EVSEStatus', 22, 2),)),  # 1
         (1, ((1, 'EVSEProcessing', 17, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.CanonicalizationMethodType, (  # 6
+    (xmldsig.CanonicalizationMethodType, (  # 6
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 2
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 3
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 4
     )),
-    (m.CertificateInstallationReqType, (  # 7
+    (din.CertificateInstallationReqType, (  # 7
         (2, ((2, 'Id', 1, 1), (1, 'OEMProvisioningCert', 4, 2),)),  # 0
         (1, ((1, 'OEMProvisioningCert', 4, 2),)),  # 1
         (1, ((0, 'ListOfRootCertificateIDs', 85, 3),)),  # 2
         (1, ((1, 'DHParams', 9, 4),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.CertificateInstallationResType, (  # 8
+    (din.CertificateInstallationResType, (  # 8
         (1, ((2, 'Id', 1, 1),)),  # 0
         (1, ((1, 'ResponseCode', 26, 2),)),  # 1
         (1, ((0, 'ContractSignatureCertChain', 81, 3),)),  # 2
@@ -109,7 +109,7 @@ GRAMMARS = (
         (1, ((1, 'ContractID', 7, 6),)),  # 5
         (1, ((4, '', 0, -1),)),  # 6
     )),
-    (m.CertificateUpdateReqType, (  # 9
+    (din.CertificateUpdateReqType, (  # 9
         (2, ((2, 'Id', 1, 1), (0, 'ContractSignatureCertChain', 81, 2),)),  # 0
         (1, ((0, 'ContractSignatureCertChain', 81, 2),)),  # 1
         (1, ((1, 'ContractID', 7, 3),)),  # 2
@@ -117,7 +117,7 @@ GRAMMARS = (
         (1, ((1, 'DHParams', 9, 5),)),  # 4
         (1, ((4, '', 0, -1),)),  # 5
     )),
-    (m.CertificateUpdateResType, (  # 10
+    (din.CertificateUpdateResType, (  # 10
         (1, ((2, 'Id', 1, 1),)),  # 0
         (1, ((1, 'ResponseCode', 26, 2),)),  # 1
         (1, ((0, 'ContractSignatureCertChain', 81, 3),)),  # 2
@@ -127,22 +127,22 @@ GRAMMARS = (
         (1, ((1, 'RetryCounter', 5, 7),)),  # 6
         (1, ((4, '', 0, -1),)),  # 7
     )),
-    (m.ChargeParameterDiscoveryReqType, (  # 11
+    (din.ChargeParameterDiscoveryReqType, (  # 11
         (1, ((1, 'EVRequestedEnergyTransferType', 13, 1),)),  # 0
         (2, ((0, 'AC_EVChargeParameter', 0, 2), (0, 'DC_EVChargeParameter', 19, 2), (0, 'EVChargeParameter', 26, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.ChargeParameterDiscoveryResType, (  # 12
+    (din.ChargeParameterDiscoveryResType, (  # 12
         (1, ((1, 'ResponseCode', 26, 1),)),  # 0
         (1, ((1, 'EVSEProcessing', 17, 2),)),  # 1
         (2, ((0, 'SAScheduleList', 50, 3), (0, 'SASchedules', 51, 3),)),  # 2
         (2, ((0, 'AC_EVSEChargeParameter', 1, 4), (0, 'DC_EVSEChargeParameter', 21, 4), (0, 'EVSEChargeParameter', 28, 4),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.ChargingStatusReqType, (  # 13
+    (din.ChargingStatusReqType, (  # 13
         (1, ((4, '', 0, -1),)),  # 0
     )),
-    (m.ChargingStatusResType, (  # 14
+    (din.ChargingStatusResType, (  # 14
         (1, ((1, 'ResponseCode', 26, 1),)),  # 0
         (1, ((1, 'EVSEID', 14, 2),)),  # 1
         (1, ((1, 'SAScheduleTupleID', 5, 3),)),  # 2
@@ -152,17 +152,17 @@ GRAMMARS = (
         (1, ((0, 'AC_EVSEStatus', 2, 7),)),  # 6
         (1, ((4, '', 0, -1),)),  # 7
     )),
-    (m.ContractAuthenticationReqType, (  # 15
+    (din.ContractAuthenticationReqType, (  # 15
         (2, ((2, 'Id', 1, 1), (1, 'GenChallenge', 1, 2), (4, '', 0, -1),)),  # 0
         (2, ((1, 'GenChallenge', 1, 2), (4, '', 0, -1),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.ContractAuthenticationResType, (  # 16
+    (din.ContractAuthenticationResType, (  # 16
         (1, ((1, 'ResponseCode', 26, 1),)),  # 0
         (1, ((1, 'EVSEProcessing', 17, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.CurrentDemandReqType, (  # 17
+    (din.CurrentDemandReqType, (  # 17
         (1, ((0, 'DC_EVStatus', 23, 1),)),  # 0
         (1, ((0, 'EVTargetCurrent', 83, 2),)),  # 1
         (3, ((0, 'EVMaximumVoltageLimit', 83, 3), (0, 'EVMaximumCurrentLimit', 83, 4), (0, 'EVMaximumPowerLimit', 83, 5), (1, 'BulkChargingComplete', 2, 6), (1, 'ChargingComplete', 2, 7),)),  # 2
@@ -175,7 +175,7 @@ GRAMMARS = (
         (1, ((0, 'EVTargetVoltage', 83, 10),)),  # 9
         (1, ((4, '', 0, -1),)),  # 10
     )),
-    (m.CurrentDemandResType, (  # 18
+    (din.CurrentDemandResType, (  # 18
         (1, ((1, 'ResponseCode', 26, 1),)),  # 0
         (1, ((0, 'DC_EVSEStatus', 22, 2),)),  # 1
         (1, ((0, 'EVSEPresentVoltage', 83, 3),)),  # 2
@@ -188,7 +188,7 @@ GRAMMARS = (
         (2, ((0, 'EVSEMaximumPowerLimit', 83, 10), (4, '', 0, -1),)),  # 9
         (1, ((4, '', 0, -1),)),  # 10
     )),
-    (m.DC_EVChargeParameterType, (  # 19
+    (din.DC_EVChargeParameterType, (  # 19
         (1, ((0, 'DC_EVStatus', 23, 1),)),  # 0
         (1, ((0, 'EVMaximumCurrentLimit', 83, 2),)),  # 1
         (2, ((0, 'EVMaximumPowerLimit', 83, 3), (0, 'EVMaximumVoltageLimit', 83, 4),)),  # 2
@@ -199,13 +199,13 @@ GRAMMARS = (
         (2, ((1, 'BulkSOC', 3, 8), (4, '', 0, -1),)),  # 7
         (1, ((4, '', 0, -1),)),  # 8
     )),
-    (m.DC_EVPowerDeliveryParameterType, (  # 20
+    (din.DC_EVPowerDeliveryParameterType, (  # 20
         (1, ((0, 'DC_EVStatus', 23, 1),)),  # 0
         (2, ((1, 'BulkChargingComplete', 2, 2), (1, 'ChargingComplete', 2, 3),)),  # 1
         (1, ((1, 'ChargingComplete', 2, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.DC_EVSEChargeParameterType, (  # 21
+    (din.DC_EVSEChargeParameterType, (  # 21
         (1, ((0, 'DC_EVSEStatus', 22, 1),)),  # 0
         (1, ((0, 'EVSEMaximumCurrentLimit', 83, 2),)),  # 1
         (2, ((0, 'EVSEMaximumPowerLimit', 83, 3), (0, 'EVSEMaximumVoltageLimit', 83, 4),)),  # 2
@@ -217,14 +217,14 @@ GRAMMARS = (
         (2, ((0, 'EVSEEnergyToBeDelivered', 83, 9), (4, '', 0, -1),)),  # 8
         (1, ((4, '', 0, -1),)),  # 9
     )),
-    (m.DC_EVSEStatusType, (  # 22
+    (din.DC_EVSEStatusType, (  # 22
         (2, ((1, 'EVSEIsolationStatus', 15, 1), (1, 'EVSEStatusCode', 18, 2),)),  # 0
         (1, ((1, 'EVSEStatusCode', 18, 2),)),  # 1
         (1, ((1, 'NotificationMaxDelay', 6, 3),)),  # 2
         (1, ((1, 'EVSENotification', 16, 4),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.DC_EVStatusType, (  # 23
+    (din.DC_EVStatusType, (  # 23
         (1, ((1, 'EVReady', 2, 1),)),  # 0
         (2, ((1, 'EVCabinConditioning', 2, 2), (1, 'EVRESSConditioning', 2, 3), (1, 'EVErrorCode', 12, 4),)),  # 1
         (2, ((1, 'EVRESSConditioning', 2, 3), (1, 'EVErrorCode', 12, 4),)),  # 2
@@ -232,7 +232,7 @@ GRAMMARS = (
         (1, ((1, 'EVRESSSOC', 3, 5),)),  # 4
         (1, ((4, '', 0, -1),)),  # 5
     )),
-    (m.DSAKeyValueType, (  # 24
+    (xmldsig.DSAKeyValueType, (  # 24
         (2, ((1, 'P', 0, 1), (1, 'G', 0, 2), (1, 'Y', 0, 3),)),  # 0
         (1, ((1, 'Q', 0, 4),)),  # 1
         (1, ((1, 'Y', 0, 3),)),  # 2
@@ -242,33 +242,33 @@ GRAMMARS = (
         (1, ((1, 'PgenCounter', 0, 7),)),  # 6
         (1, ((4, '', 0, -1),)),  # 7
     )),
-    (m.DigestMethodType, (  # 25
+    (xmldsig.DigestMethodType, (  # 25
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 2
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 3
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 4
     )),
-    (m.EVChargeParameterType, (  # 26
+    (din.EVChargeParameterType, (  # 26
         (1, ((4, '', 0, -1),)),  # 0
     )),
-    (m.EVPowerDeliveryParameterType, (  # 27
+    (din.EVPowerDeliveryParameterType, (  # 27
         (1, ((4, '', 0, -1),)),  # 0
     )),
-    (m.EVSEChargeParameterType, (  # 28
+    (din.EVSEChargeParameterType, (  # 28
         (1, ((4, '', 0, -1),)),  # 0
     )),
-    (m.EVSEStatusType, (  # 29
+    (din.EVSEStatusType, (  # 29
         (1, ((4, '', 0, -1),)),  # 0
     )),
-    (m.EVStatusType, (  # 30
+    (din.EVStatusType, (  # 30
         (1, ((4, '', 0, -1),)),  # 0
     )),
-    (m.EntryType, (  # 31
+    (din.EntryType, (  # 31
         (2, ((0, 'RelativeTimeInterval', 48, 1), (0, 'TimeInterval', 71, 1),)),  # 0
         (1, ((4, '', 0, -1),)),  # 1
     )),
-    (m.KeyInfoType, (  # 32
+    (xmldsig.KeyInfoType, (  # 32
         (4, ((2, 'Id', 1, 1), (1, 'KeyName', 1, 2), (0, 'KeyValue', 33, 4), (0, 'RetrievalMethod', 49, 5), (0, 'X509Data', 77, 6), (0, 'PGPData', 38, 7), (0, 'SPKIData', 52, 8), (1, 'MgmtData', 1, 9), (5, '##other', 0, 10), (6, '', 0, 3),)),  # 0
         (4, ((1, 'KeyName', 1, 2), (0, 'KeyValue', 33, 4), (0, 'RetrievalMethod', 49, 5), (0, 'X509Data', 77, 6), (0, 'PGPData', 38, 7), (0, 'SPKIData', 52, 8), (1, 'MgmtData', 1, 9), (5, '##other', 0, 10), (6, '', 0, 3),)),  # 1
         (4, ((1, 'KeyName', 1, 11), (0, 'KeyValue', 33, 13), (0, 'RetrievalMethod', 49, 14), (0, 'X509Data', 77, 15), (0, 'PGPData', 38, 16), (0, 'SPKIData', 52, 17), (1, 'MgmtData', 1, 18), (5, '##other', 0, 19), (4, '', 0, -1), (6, '', 0, 12),)),  # 2
@@ -305,7 +305,7 @@ GRAMMARS = (
         (4, ((1, 'KeyName', 1, 11), (0, 'KeyValue', 33, 13), (0, 'RetrievalMethod', 49, 14), (0, 'X509Data', 77, 15), (0, 'PGPData', 38, 16), (0, 'SPKIData', 52, 17), (1, 'MgmtData', 1, 18), (5, '##other', 0, 19), (4, '', 0, -1), (6, '', 0, 33),)),  # 33
         (4, ((1, 'KeyName', 1, 11), (0, 'KeyValue', 33, 13), (0, 'RetrievalMethod', 49, 14), (0, 'X509Data', 77, 15), (0, 'PGPData', 38, 16), (0, 'SPKIData', 52, 17), (1, 'MgmtData', 1, 18), (5, '##other', 0, 19), (4, '', 0, -1), (6, '', 0, 34),)),  # 34
     )),
-    (m.KeyValueType, (  # 33
+    (xmldsig.KeyValueType, (  # 33
         (3, ((0, 'DSAKeyValue', 24, 1), (0, 'RSAKeyValue', 46, 3), (5, '##other', 0, 4), (6, '', 0, 2),)),  # 0
         (2, ((4, '', 0, -1), (6, '', 0, 5),)),  # 1
         (3, ((0, 'DSAKeyValue', 24, 1), (0, 'RSAKeyValue', 46, 3), (5, '##other', 0, 4), (6, '', 0, 2),)),  # 2
@@ -315,25 +315,25 @@ GRAMMARS = (
         (2, ((4, '', 0, -1), (6, '', 0, 6),)),  # 6
         (2, ((4, '', 0, -1), (6, '', 0, 7),)),  # 7
     )),
-    (m.ManifestType, (  # 34
+    (xmldsig.ManifestType, (  # 34
         (2, ((2, 'Id', 1, 1), (0, 'Reference', 47, 2),)),  # 0
         (1, ((0, 'Reference', 47, 2),)),  # 1
         (2, ((0, 'Reference', 47, 3), (4, '', 0, -1),)),  # 2
         (2, ((0, 'Reference', 47, 3), (4, '', 0, -1),)),  # 3
     )),
-    (m.MeteringReceiptReqType, (  # 35
+    (din.MeteringReceiptReqType, (  # 35
         (2, ((2, 'Id', 1, 1), (1, 'SessionID', 11, 2),)),  # 0
         (1, ((1, 'SessionID', 11, 2),)),  # 1
         (2, ((1, 'SAScheduleTupleID', 5, 3), (0, 'MeterInfo', 86, 4),)),  # 2
         (1, ((0, 'MeterInfo', 86, 4),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.MeteringReceiptResType, (  # 36
+    (din.MeteringReceiptResType, (  # 36
         (1, ((1, 'ResponseCode', 26, 1),)),  # 0
         (1, ((0, 'AC_EVSEStatus', 2, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.ObjectType, (  # 37
+    (xmldsig.ObjectType, (  # 37
         (3, ((2, 'Encoding', 1, 1), (2, 'Id', 1, 2), (2, 'MimeType', 1, 3), (5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 0
         (3, ((2, 'Id', 1, 2), (2, 'MimeType', 1, 3), (5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 1
         (3, ((2, 'MimeType', 1, 3), (5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 2
@@ -342,7 +342,7 @@ GRAMMARS = (
         (2, ((5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 5
         (2, ((5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
     )),
-    (m.PGPDataType, (  # 38
+    (xmldsig.PGPDataType, (  # 38
         (2, ((1, 'PGPKeyID', 0, 1), (1, 'PGPKeyPacket', 0, 2),)),  # 0
         (2, ((1, 'PGPKeyPacket', 0, 3), (5, '##other', 0, 4), (4, '', 0, -1),)),  # 1
         (2, ((5, '##other', 0, 5), (4, '', 0, -1),)),  # 2
@@ -350,51 +350,51 @@ GRAMMARS = (
         (2, ((5, '##other', 0, 4), (4, '', 0, -1),)),  # 4
         (2, ((5, '##other', 0, 5), (4, '', 0, -1),)),  # 5
     )),
-    (m.PMaxScheduleEntryType, (  # 39
+    (din.PMaxScheduleEntryType, (  # 39
         (2, ((0, 'RelativeTimeInterval', 48, 1), (0, 'TimeInterval', 71, 1),)),  # 0
         (1, ((1, 'PMax', 5, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.PaymentDetailsReqType, (  # 40
+    (din.PaymentDetailsReqType, (  # 40
         (1, ((1, 'ContractID', 7, 1),)),  # 0
         (1, ((0, 'ContractSignatureCertChain', 81, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.PaymentDetailsResType, (  # 41
+    (din.PaymentDetailsResType, (  # 41
         (1, ((1, 'ResponseCode', 26, 1),)),  # 0
         (1, ((1, 'GenChallenge', 1, 2),)),  # 1
         (1, ((1, 'DateTimeNow', 31, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.PowerDeliveryReqType, (  # 42
+    (din.PowerDeliveryReqType, (  # 42
         (1, ((1, 'ReadyToChargeState', 2, 1),)),  # 0
         (3, ((0, 'ChargingProfile', 79, 2), (0, 'DC_EVPowerDeliveryParameter', 20, 3), (0, 'EVPowerDeliveryParameter', 27, 3), (4, '', 0, -1),)),  # 1
         (2, ((0, 'DC_EVPowerDeliveryParameter', 20, 3), (0, 'EVPowerDeliveryParameter', 27, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.PowerDeliveryResType, (  # 43
+    (din.PowerDeliveryResType, (  # 43
         (1, ((1, 'ResponseCode', 26, 1),)),  # 0
         (2, ((0, 'AC_EVSEStatus', 2, 2), (0, 'DC_EVSEStatus', 22, 2), (0, 'EVSEStatus', 29, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.PreChargeReqType, (  # 44
+    (din.PreChargeReqType, (  # 44
         (1, ((0, 'DC_EVStatus', 23, 1),)),  # 0
         (1, ((0, 'EVTargetVoltage', 83, 2),)),  # 1
         (1, ((0, 'EVTargetCurrent', 83, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.PreChargeResType, (  # 45
+    (din.PreChargeResType, (  # 45
         (1, ((1, 'ResponseCode', 26, 1),)),  # 0
         (1, ((0, 'DC_EVSEStatus', 22, 2),)),  # 1
         (1, ((0, 'EVSEPresentVoltage', 83, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.RSAKeyValueType, (  # 46
+    (xmldsig.RSAKeyValueType, (  # 46
         (1, ((1, 'Modulus', 0, 1),)),  # 0
         (1, ((1, 'Exponent', 0, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.ReferenceType, (  # 47
+    (xmldsig.ReferenceType, (  # 47
         (3, ((2, 'Id', 1, 1), (2, 'Type', 1, 2), (2, 'URI', 1, 3), (0, 'Transforms', 73, 4), (0, 'DigestMethod', 25, 5),)),  # 0
         (3, ((2, 'Type', 1, 2), (2, 'URI', 1, 3), (0, 'Transforms', 73, 4), (0, 'DigestMethod', 25, 5),)),  # 1
         (2, ((2, 'URI', 1, 3), (0, 'Transforms', 73, 4), (0, 'DigestMethod', 25, 5),)),  # 2
@@ -403,93 +403,93 @@ GRAMMARS = (
         (1, ((1, 'DigestValue', 0, 6),)),  # 5
         (1, ((4, '', 0, -1),)),  # 6
     )),
-    (m.RelativeTimeIntervalType, (  # 48
+    (din.RelativeTimeIntervalType, (  # 48
         (1, ((1, 'start', 6, 1),)),  # 0
         (2, ((1, 'duration', 6, 2), (4, '', 0, -1),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.RetrievalMethodType, (  # 49
+    (xmldsig.RetrievalMethodType, (  # 49
         (3, ((2, 'Type', 1, 1), (2, 'URI', 1, 2), (0, 'Transforms', 73, 3), (4, '', 0, -1),)),  # 0
         (2, ((2, 'URI', 1, 2), (0, 'Transforms', 73, 3), (4, '', 0, -1),)),  # 1
         (2, ((0, 'Transforms', 73, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.SAScheduleListType, (  # 50
+    (din.SAScheduleListType, (  # 50
         (1, ((0, 'SAScheduleTuple', 93, 1),)),  # 0
         (2, ((0, 'SAScheduleTuple', 93, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'SAScheduleTuple', 93, 2), (4, '', 0, -1),)),  # 2
     )),
-    (m.SASchedulesType, (  # 51
+    (din.SASchedulesType, (  # 51
         (1, ((4, '', 0, -1),)),  # 0
     )),
-    (m.SPKIDataType, (  # 52
+    (xmldsig.SPKIDataType, (  # 52
         (1, ((1, 'SPKISexp', 0, 1),)),  # 0
         (2, ((1, 'SPKISexp', 0, 3), (5, '##other', 0, 2), (4, '', 0, -1),)),  # 1
         (2, ((1, 'SPKISexp', 0, 3), (4, '', 0, -1),)),  # 2
         (2, ((1, 'SPKISexp', 0, 3), (5, '##other', 0, 4), (4, '', 0, -1),)),  # 3
         (2, ((1, 'SPKISexp', 0, 3), (4, '', 0, -1),)),  # 4
     )),
-    (m.SalesTariffEntryType, (  # 53
+    (din.SalesTariffEntryType, (  # 53
         (2, ((0, 'RelativeTimeInterval', 48, 1), (0, 'TimeInterval', 71, 1),)),  # 0
         (1, ((1, 'EPriceLevel', 10, 2),)),  # 1
         (2, ((0, 'ConsumptionCost', 80, 3), (4, '', 0, -1),)),  # 2
         (2, ((0, 'ConsumptionCost', 80, 3), (4, '', 0, -1),)),  # 3
     )),
-    (m.ServiceChargeType, (  # 54
+    (din.ServiceChargeType, (  # 54
         (1, ((0, 'ServiceTag', 100, 1),)),  # 0
         (1, ((1, 'FreeService', 2, 2),)),  # 1
         (1, ((1, 'EnergyTransferType', 19, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.ServiceDetailReqType, (  # 55
+    (din.ServiceDetailReqType, (  # 55
         (1, ((1, 'ServiceID', 29, 1),)),  # 0
         (1, ((4, '', 0, -1),)),  # 1
     )),
-    (m.ServiceDetailResType, (  # 56
+    (din.ServiceDetailResType, (  # 56
         (1, ((1, 'ResponseCode', 26, 1),)),  # 0
         (1, ((1, 'ServiceID', 29, 2),)),  # 1
         (2, ((0, 'ServiceParameterList', 99, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.ServiceDiscoveryReqType, (  # 57
+    (din.ServiceDiscoveryReqType, (  # 57
         (2, ((1, 'ServiceScope', 23, 1), (1, 'ServiceCategory', 28, 2), (4, '', 0, -1),)),  # 0
         (2, ((1, 'ServiceCategory', 28, 2), (4, '', 0, -1),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.ServiceDiscoveryResType, (  # 58
+    (din.ServiceDiscoveryResType, (  # 58
         (1, ((1, 'ResponseCode', 26, 1),)),  # 0
         (1, ((0, 'PaymentOptions', 91, 2),)),  # 1
         (1, ((0, 'ChargeService', 54, 3),)),  # 2
         (2, ((0, 'ServiceList', 98, 4), (4, '', 0, -1),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.ServicePaymentSelectionReqType, (  # 59
+    (din.ServicePaymentSelectionReqType, (  # 59
         (1, ((1, 'SelectedPaymentOption', 25, 1),)),  # 0
         (1, ((0, 'SelectedServiceList', 96, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.ServicePaymentSelectionResType, (  # 60
+    (din.ServicePaymentSelectionResType, (  # 60
         (1, ((1, 'ResponseCode', 26, 1),)),  # 0
         (1, ((4, '', 0, -1),)),  # 1
     )),
-    (m.SessionSetupReqType, (  # 61
+    (din.SessionSetupReqType, (  # 61
         (1, ((1, 'EVCCID', 11, 1),)),  # 0
         (1, ((4, '', 0, -1),)),  # 1
     )),
-    (m.SessionSetupResType, (  # 62
+    (din.SessionSetupResType, (  # 62
         (1, ((1, 'ResponseCode', 26, 1),)),  # 0
         (1, ((1, 'EVSEID', 14, 2),)),  # 1
         (2, ((1, 'DateTimeNow', 31, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.SessionStopType, (  # 63
+    (din.SessionStopType, (  # 63
         (1, ((4, '', 0, -1),)),  # 0
     )),
-    (m.SessionStopResType, (  # 64
+    (din.SessionStopResType, (  # 64
         (1, ((1, 'ResponseCode', 26, 1),)),  # 0
         (1, ((4, '', 0, -1),)),  # 1
     )),
-    (m.SignatureType, (  # 65
+    (xmldsig.SignatureType, (  # 65
         (2, ((2, 'Id', 1, 1), (0, 'SignedInfo', 70, 2),)),  # 0
         (1, ((0, 'SignedInfo', 70, 2),)),  # 1
         (1, ((0, 'SignatureValue', 69, 3),)),  # 2
@@ -497,7 +497,7 @@ GRAMMARS = (
         (2, ((0, 'Object', 37, 5), (4, '', 0, -1),)),  # 4
         (2, ((0, 'Object', 37, 5), (4, '', 0, -1),)),  # 5
     )),
-    (m.SignatureMethodType, (  # 66
+    (xmldsig.SignatureMethodType, (  # 66
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (3, ((1, 'HMACOutputLength', 22, 2), (5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (2, ((5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 2
@@ -506,13 +506,13 @@ GRAMMARS = (
         (2, ((5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 5
         (2, ((5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
     )),
-    (m.SignaturePropertiesType, (  # 67
+    (xmldsig.SignaturePropertiesType, (  # 67
         (2, ((2, 'Id', 1, 1), (0, 'SignatureProperty', 68, 2),)),  # 0
         (1, ((0, 'SignatureProperty', 68, 2),)),  # 1
         (2, ((0, 'SignatureProperty', 68, 3), (4, '', 0, -1),)),  # 2
         (2, ((0, 'SignatureProperty', 68, 3), (4, '', 0, -1),)),  # 3
     )),
-    (m.SignaturePropertyType, (  # 68
+    (xmldsig.SignaturePropertyType, (  # 68
         (2, ((2, 'Id', 1, 1), (2, 'Target', 1, 2),)),  # 0
         (1, ((2, 'Target', 1, 2),)),  # 1
         (2, ((5, '##other', 0, 3), (6, '', 0, 4),)),  # 2
@@ -522,12 +522,12 @@ GRAMMARS = (
         (2, ((5, '##other', 0, 5), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
         (2, ((5, '##other', 0, 5), (4, '', 0, -1), (6, '', 0, 7),)),  # 7
     )),
-    (m.SignatureValueType, (  # 69
+    (xmldsig.SignatureValueType, (  # 69
         (2, ((2, 'Id', 1, 1), (3, 'CONTENT', 0, 2),)),  # 0
         (1, ((3, 'CONTENT', 0, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.SignedInfoType, (  # 70
+    (xmldsig.SignedInfoType, (  # 70
         (2, ((2, 'Id', 1, 1), (0, 'CanonicalizationMethod', 6, 2),)),  # 0
         (1, ((0, 'CanonicalizationMethod', 6, 2),)),  # 1
         (1, ((0, 'SignatureMethod', 66, 3),)),  # 2
@@ -535,10 +535,10 @@ GRAMMARS = (
         (2, ((0, 'Reference', 47, 5), (4, '', 0, -1),)),  # 4
         (2, ((0, 'Reference', 47, 5), (4, '', 0, -1),)),  # 5
     )),
-    (m.IntervalType, (  # 71
+    (din.IntervalType, (  # 71
         (1, ((4, '', 0, -1),)),  # 0
     )),
-    (m.TransformType, (  # 72
+    (xmldsig.TransformType, (  # 72
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 5),)),  # 2
@@ -547,27 +547,27 @@ GRAMMARS = (
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 5),)),  # 5
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
     )),
-    (m.TransformsType, (  # 73
+    (xmldsig.TransformsType, (  # 73
         (1, ((0, 'Transform', 72, 1),)),  # 0
         (2, ((0, 'Transform', 72, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'Transform', 72, 2), (4, '', 0, -1),)),  # 2
     )),
-    (m.V2G_MessageType, (  # 74
+    (din.V2G_MessageType, (  # 74
         (1, ((0, 'Header', 84, 1),)),  # 0
         (1, ((0, 'Body', 78, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.WeldingDetectionReqType, (  # 75
+    (din.WeldingDetectionReqType, (  # 75
         (1, ((0, 'DC_EVStatus', 23, 1),)),  # 0
         (1, ((4, '', 0, -1),)),  # 1
     )),
-    (m.WeldingDetectionResType, (  # 76
+    (din.WeldingDetectionResType, (  # 76
         (1, ((1, 'ResponseCode', 26, 1),)),  # 0
         (1, ((0, 'DC_EVSEStatus', 22, 2),)),  # 1
         (1, ((0, 'EVSEPresentVoltage', 83, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.X509DataType, (  # 77
+    (xmldsig.X509DataType, (  # 77
         (3, ((0, 'X509IssuerSerial', 102, 1), (1, 'X509SKI', 0, 2), (1, 'X509SubjectName', 1, 3), (1, 'X509Certificate', 0, 4), (1, 'X509CRL', 0, 5), (5, '##other', 0, 6),)),  # 0
         (3, ((0, 'X509IssuerSerial', 102, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 1
         (3, ((0, 'X509IssuerSerial', 102, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 2
@@ -582,50 +582,50 @@ GRAMMARS = (
         (3, ((0, 'X509IssuerSerial', 102, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 11
         (3, ((0, 'X509IssuerSerial', 102, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 12
     )),
-    (m.BodyType, (  # 78
+    (din.BodyType, (  # 78
         (6, ((0, 'BodyElement', 3, 1), (0, 'CableCheckReq', 4, 1), (0, 'CableCheckRes', 5, 1), (0, 'CertificateInstallationReq', 7, 1), (0, 'CertificateInstallationRes', 8, 1), (0, 'CertificateUpdateReq', 9, 1), (0, 'CertificateUpdateRes', 10, 1), (0, 'ChargeParameterDiscoveryReq', 11, 1), (0, 'ChargeParameterDiscoveryRes', 12, 1), (0, 'ChargingStatusReq', 13, 1), (0, 'ChargingStatusRes', 14, 1), (0, 'ContractAuthenticationReq', 15, 1), (0, 'ContractAuthenticationRes', 16, 1), (0, 'CurrentDemandReq', 17, 1), (0, 'CurrentDemandRes', 18, 1), (0, 'MeteringReceiptReq', 35, 1), (0, 'MeteringReceiptRes', 36, 1), (0, 'PaymentDetailsReq', 40, 1), (0, 'PaymentDetailsRes', 41, 1), (0, 'PowerDeliveryReq', 42, 1), (0, 'PowerDeliveryRes', 43, 1), (0, 'PreChargeReq', 44, 1), (0, 'PreChargeRes', 45, 1), (0, 'ServiceDetailReq', 55, 1), (0, 'ServiceDetailRes', 56, 1), (0, 'ServiceDiscoveryReq', 57, 1), (0, 'ServiceDiscoveryRes', 58, 1), (0, 'ServicePaymentSelectionReq', 59, 1), (0, 'ServicePaymentSelectionRes', 60, 1), (0, 'SessionSetupReq', 61, 1), (0, 'SessionSetupRes', 62, 1), (0, 'SessionStopReq', 63, 1), (0, 'SessionStopRes', 64, 1), (0, 'WeldingDetectionReq', 75, 1), (0, 'WeldingDetectionRes', 76, 1), (4, '', 0, -1),)),  # 0
         (1, ((4, '', 0, -1),)),  # 1
     )),
-    (m.ChargingProfileType, (  # 79
+    (din.ChargingProfileType, (  # 79
         (1, ((1, 'SAScheduleTupleID', 5, 1),)),  # 0
         (1, ((0, 'ProfileEntry', 92, 2),)),  # 1
         (2, ((0, 'ProfileEntry', 92, 3), (4, '', 0, -1),)),  # 2
         (2, ((0, 'ProfileEntry', 92, 3), (4, '', 0, -1),)),  # 3
     )),
-    (m.ConsumptionCostType, (  # 80
+    (din.ConsumptionCostType, (  # 80
         (1, ((1, 'startValue', 6, 1),)),  # 0
         (2, ((0, 'Cost', 82, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'Cost', 82, 2), (4, '', 0, -1),)),  # 2
     )),
-    (m.CertificateChainType, (  # 81
+    (din.CertificateChainType, (  # 81
         (1, ((1, 'Certificate', 4, 1),)),  # 0
         (2, ((0, 'SubCertificates', 101, 2), (4, '', 0, -1),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.CostType, (  # 82
+    (din.CostType, (  # 82
         (1, ((1, 'costKind', 34, 1),)),  # 0
         (1, ((1, 'amount', 6, 2),)),  # 1
         (2, ((1, 'amountMultiplier', 24, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.PhysicalValueType, (  # 83
+    (din.PhysicalValueType, (  # 83
         (1, ((1, 'Multiplier', 24, 1),)),  # 0
         (2, ((1, 'Unit', 32, 2), (1, 'Value', 5, 3),)),  # 1
         (1, ((1, 'Value', 5, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.MessageHeaderType, (  # 84
+    (din.MessageHeaderType, (  # 84
         (1, ((1, 'SessionID', 11, 1),)),  # 0
         (2, ((0, 'Notification', 87, 2), (0, 'Signature', 65, 3), (4, '', 0, -1),)),  # 1
         (2, ((0, 'Signature', 65, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.ListOfRootCertificateIDsType, (  # 85
+    (din.ListOfRootCertificateIDsType, (  # 85
         (1, ((1, 'RootCertificateID', 27, 1),)),  # 0
         (2, ((1, 'RootCertificateID', 27, 2), (4, '', 0, -1),)),  # 1
         (2, ((1, 'RootCertificateID', 27, 2), (4, '', 0, -1),)),  # 2
     )),
-    (m.MeterInfoType, (  # 86
+    (din.MeterInfoType, (  # 86
         (1, ((1, 'MeterID', 23, 1),)),  # 0
         (3, ((0, 'MeterReading', 83, 2), (1, 'SigMeterReading', 30, 3), (1, 'MeterStatus', 5, 4), (1, 'TMeter', 31, 5), (4, '', 0, -1),)),  # 1
         (3, ((1, 'SigMeterReading', 30, 3), (1, 'MeterStatus', 5, 4), (1, 'TMeter', 31, 5), (4, '', 0, -1),)),  # 2
@@ -633,18 +633,18 @@ GRAMMARS = (
         (2, ((1, 'TMeter', 31, 5), (4, '', 0, -1),)),  # 4
         (1, ((4, '', 0, -1),)),  # 5
     )),
-    (m.NotificationType, (  # 87
+    (din.NotificationType, (  # 87
         (1, ((1, 'FaultCode', 20, 1),)),  # 0
         (2, ((1, 'FaultMsg', 21, 2), (4, '', 0, -1),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.PMaxScheduleType, (  # 88
+    (din.PMaxScheduleType, (  # 88
         (1, ((1, 'PMaxScheduleID', 5, 1),)),  # 0
         (1, ((0, 'PMaxScheduleEntry', 39, 2),)),  # 1
         (2, ((0, 'PMaxScheduleEntry', 39, 3), (4, '', 0, -1),)),  # 2
         (2, ((0, 'PMaxScheduleEntry', 39, 3), (4, '', 0, -1),)),  # 3
     )),
-    (m.ParameterType, (  # 89
+    (din.ParameterType, (  # 89
         (1, ((2, 'Name', 1, 1),)),  # 0
         (1, ((2, 'ValueType', 36, 2),)),  # 1
         (3, ((1, 'boolValue', 2, 3), (1, 'byteValue', 33, 4), (1, 'shortValue', 5, 5), (1, 'intValue', 35, 6), (0, 'physicalValue', 83, 7), (1, 'stringValue', 1, 8),)),  # 2
@@ -655,29 +655,29 @@ GRAMMARS = (
         (1, ((4, '', 0, -1),)),  # 7
         (1, ((4, '', 0, -1),)),  # 8
     )),
-    (m.ParameterSetType, (  # 90
+    (din.ParameterSetType, (  # 90
         (1, ((1, 'ParameterSetID', 5, 1),)),  # 0
         (1, ((0, 'Parameter', 89, 2),)),  # 1
         (2, ((0, 'Parameter', 89, 3), (4, '', 0, -1),)),  # 2
         (2, ((0, 'Parameter', 89, 3), (4, '', 0, -1),)),  # 3
     )),
-    (m.PaymentOptionsType, (  # 91
+    (din.PaymentOptionsType, (  # 91
         (1, ((1, 'PaymentOption', 25, 1),)),  # 0
         (2, ((1, 'PaymentOption', 25, 2), (4, '', 0, -1),)),  # 1
         (2, ((1, 'PaymentOption', 25, 2), (4, '', 0, -1),)),  # 2
     )),
-    (m.ProfileEntryType, (  # 92
+    (din.ProfileEntryType, (  # 92
         (1, ((1, 'ChargingProfileEntryStart', 6, 1),)),  # 0
         (1, ((1, 'ChargingProfileEntryMaxPower', 5, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.SAScheduleTupleType, (  # 93
+    (din.SAScheduleTupleType, (  # 93
         (1, ((1, 'SAScheduleTupleID', 5, 1),)),  # 0
         (1, ((0, 'PMaxSchedule', 88, 2),)),  # 1
         (2, ((0, 'SalesTariff', 94, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.SalesTariffType, (  # 94
+    (din.SalesTariffType, (  # 94
         (1, ((2, 'Id', 1, 1),)),  # 0
         (1, ((1, 'SalesTariffID', 5, 2),)),  # 1
         (2, ((1, 'SalesTariffDescription', 23, 3), (1, 'NumEPriceLevels', 10, 4),)),  # 2
@@ -686,44 +686,44 @@ GRAMMARS = (
         (2, ((0, 'SalesTariffEntry', 53, 6), (4, '', 0, -1),)),  # 5
         (2, ((0, 'SalesTariffEntry', 53, 6), (4, '', 0, -1),)),  # 6
     )),
-    (m.SelectedServiceType, (  # 95
+    (din.SelectedServiceType, (  # 95
         (1, ((1, 'ServiceID', 29, 1),)),  # 0
         (2, ((1, 'ParameterSetID', 5, 2), (4, '', 0, -1),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.SelectedServiceListType, (  # 96
+    (din.SelectedServiceListType, (  # 96
         (1, ((0, 'SelectedService', 95, 1),)),  # 0
         (2, ((0, 'SelectedService', 95, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'SelectedService', 95, 2), (4, '', 0, -1),)),  # 2
     )),
-    (m.ServiceType, (  # 97
+    (din.ServiceType, (  # 97
         (1, ((0, 'ServiceTag', 100, 1),)),  # 0
         (1, ((1, 'FreeService', 2, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.ServiceTagListType, (  # 98
+    (din.ServiceTagListType, (  # 98
         (1, ((0, 'Service', 97, 1),)),  # 0
         (2, ((0, 'Service', 97, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'Service', 97, 2), (4, '', 0, -1),)),  # 2
     )),
-    (m.ServiceParameterListType, (  # 99
+    (din.ServiceParameterListType, (  # 99
         (1, ((0, 'ParameterSet', 90, 1),)),  # 0
         (2, ((0, 'ParameterSet', 90, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'ParameterSet', 90, 2), (4, '', 0, -1),)),  # 2
     )),
-    (m.ServiceTagType, (  # 100
+    (din.ServiceTagType, (  # 100
         (1, ((1, 'ServiceID', 29, 1),)),  # 0
         (2, ((1, 'ServiceName', 23, 2), (1, 'ServiceCategory', 28, 3),)),  # 1
         (1, ((1, 'ServiceCategory', 28, 3),)),  # 2
         (2, ((1, 'ServiceScope', 23, 4), (4, '', 0, -1),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.SubCertificatesType, (  # 101
+    (din.SubCertificatesType, (  # 101
         (1, ((1, 'Certificate', 4, 1),)),  # 0
         (2, ((1, 'Certificate', 4, 2), (4, '', 0, -1),)),  # 1
         (2, ((1, 'Certificate', 4, 2), (4, '', 0, -1),)),  # 2
     )),
-    (m.X509IssuerSerialType, (  # 102
+    (xmldsig.X509IssuerSerialType, (  # 102
         (1, ((1, 'X509IssuerName', 1, 1),)),  # 0
         (1, ((1, 'X509SerialNumber', 22, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2

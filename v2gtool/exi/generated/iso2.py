@@ -2,7 +2,7 @@
 
 """EXI grammar tables of the ISO 15118-2:2014 schema set (urn:iso:15118:2:2013:MsgDef)."""
 
-from v2gtool.messages import iso2 as m
+from v2gtool.messages import iso2, xmldsig
 
 NAME = "iso2"
 NAMESPACE = "urn:iso:15118:2:2013:MsgDef"
@@ -14,20 +14,20 @@ DTYPES = (
     (0, 0, 0, None, None),
     (1, 7, 0, 0, 100),
     (4, 0, 1, None, 800),
-    (6, 2, tuple(m.chargeProgressType), None, None),
+    (6, 2, tuple(iso2.chargeProgressType), None, None),
     (1, 2, 1, 1, 3),
     (2, 0, 0, 0, 4294967295),
-    (6, 1, tuple(m.chargingSessionType), None, None),
+    (6, 1, tuple(iso2.chargingSessionType), None, None),
     (1, 8, 0, 0, 255),
     (4, 0, 0, None, 6),
-    (6, 4, tuple(m.DC_EVErrorCodeType), None, None),
+    (6, 4, tuple(iso2.DC_EVErrorCodeType), None, None),
     (5, 0, 0, 7, 37),
-    (6, 3, tuple(m.isolationLevelType), None, None),
-    (6, 2, tuple(m.EVSENotificationType), None, None),
-    (6, 2, tuple(m.EVSEProcessingType), None, None),
-    (6, 4, tuple(m.DC_EVSEStatusCodeType), None, None),
-    (6, 3, tuple(m.EnergyTransferModeType), None, None),
-    (6, 2, tuple(m.faultCodeType), None, None),
+    (6, 3, tuple(iso2.isolationLevelType), None, None),
+    (6, 2, tuple(iso2.EVSENotificationType), None, None),
+    (6, 2, tuple(iso2.EVSEProcessingType), None, None),
+    (6, 4, tuple(iso2.DC_EVSEStatusCodeType), None, None),
+    (6, 3, tuple(iso2.EnergyTransferModeType), None, None),
+    (6, 2, tuple(iso2.faultCodeType), None, None),
     (5, 0, 0, None, 64),
     (4, 0, 1, 16, 16),
     (3, 0, 0, None, None),
@@ -36,16 +36,16 @@ DTYPES = (
     (2, 0, 0, 0, 18446744073709551615),
     (3, 0, 0, -32768, 32767),
     (1, 3, -3, -3, 3),
-    (6, 1, tuple(m.paymentOptionType), None, None),
-    (6, 5, tuple(m.responseCodeType), None, None),
+    (6, 1, tuple(iso2.paymentOptionType), None, None),
+    (6, 5, tuple(iso2.responseCodeType), None, None),
     (1, 8, 1, 1, 255),
-    (6, 2, tuple(m.serviceCategoryType), None, None),
+    (6, 2, tuple(iso2.serviceCategoryType), None, None),
     (4, 0, 0, None, 8),
     (4, 0, 1, None, 64),
     (3, 0, 0, -9223372036854775808, 9223372036854775807),
-    (6, 3, tuple(m.unitSymbolType), None, None),
+    (6, 3, tuple(iso2.unitSymbolType), None, None),
     (1, 8, -128, -128, 127),
-    (6, 2, tuple(m.costKindType), None, None),
+    (6, 2, tuple(iso2.costKindType), None, None),
     (2, 0, 0, 0, 86400),
     (3, 0, 0, -2147483648, 2147483647),
     (2, 0, 0, 0, 16777214),
@@ -57,7 +57,7 @@ DTYPES = (
 # Per complex type: (message class, states); a state is (code width, productions),
 # a production (kind, field, argument, next state) in event-code order.
 GRAMMARS = (
-    (m.AC_EVChargeParameterType, (  # 0
+    (iso2.AC_EVChargeParameterType, (  # 0
         (2, ((1, 'DepartureTime', 7, 1), (0, 'EAmount', 71, 2),)),  # 0
         (1, ((0, 'EAmount', 71, 2),)),  # 1
         (1, ((0, 'EVMaxVoltage', 71, 3),)),  # 2
@@ -65,52 +65,52 @@ GRAMMARS = (
         (1, ((0, 'EVMinCurrent', 71, 5),)),  # 4
         (1, ((4, '', 0, -1),)),  # 5
     )),
-    (m.AC_EVSEChargeParameterType, (  # 1
+    (iso2.AC_EVSEChargeParameterType, (  # 1
         (1, ((0, 'AC_EVSEStatus', 2, 1),)),  # 0
         (1, ((0, 'EVSENominalVoltage', 71, 2),)),  # 1
         (1, ((0, 'EVSEMaxCurrent', 71, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.AC_EVSEStatusType, (  # 2
+    (iso2.AC_EVSEStatusType, (  # 2
         (1, ((1, 'NotificationMaxDelay', 22, 1),)),  # 0
         (1, ((1, 'EVSENotification', 14, 2),)),  # 1
         (1, ((1, 'RCD', 2, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.AuthorizationReqType, (  # 3
+    (iso2.AuthorizationReqType, (  # 3
         (2, ((2, 'Id', 1, 1), (1, 'GenChallenge', 20, 2), (4, '', 0, -1),)),  # 0
         (2, ((1, 'GenChallenge', 20, 2), (4, '', 0, -1),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.AuthorizationResType, (  # 4
+    (iso2.AuthorizationResType, (  # 4
         (1, ((1, 'ResponseCode', 28, 1),)),  # 0
         (1, ((1, 'EVSEProcessing', 15, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.CableCheckReqType, (  # 5
+    (iso2.CableCheckReqType, (  # 5
         (1, ((0, 'DC_EVStatus', 22, 1),)),  # 0
         (1, ((4, '', 0, -1),)),  # 1
     )),
-    (m.CableCheckResType, (  # 6
+    (iso2.CableCheckResType, (  # 6
         (1, ((1, 'ResponseCode', 28, 1),)),  # 0
         (1, ((0, 'DC_EVSEStatus', 21, 2),)),  # 1
         (1, ((1, 'EVSEProcessing', 15, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.CanonicalizationMethodType, (  # 7
+    (xmldsig.CanonicalizationMethodType, (  # 7
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 2
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 3
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 4
     )),
-    (m.CertificateInstallationReqType, (  # 8
+    (iso2.CertificateInstallationReqType, (  # 8
         (1, ((2, 'Id', 1, 1),)),  # 0
         (1, ((1, 'OEMProvisioningCert', 4, 2),)),  # 1
         (1, ((0, 'ListOfRootCertificateIDs', 78, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.CertificateInstallationResType, (  # 9
+    (iso2.CertificateInstallationResType, (  # 9
         (1, ((1, 'ResponseCode', 28, 1),)),  # 0
         (1, ((0, 'SAProvisioningCertificateChain', 73, 2),)),  # 1
         (1, ((0, 'ContractSignatureCertChain', 73, 3),)),  # 2
@@ -119,14 +119,14 @@ GRAMMARS = (
         (1, ((0, 'eMAID', 96, 6),)),  # 5
         (1, ((4, '', 0, -1),)),  # 6
     )),
-    (m.CertificateUpdateReqType, (  # 10
+    (iso2.CertificateUpdateReqType, (  # 10
         (1, ((2, 'Id', 1, 1),)),  # 0
         (1, ((0, 'ContractSignatureCertChain', 73, 2),)),  # 1
         (1, ((1, 'eMAID', 40, 3),)),  # 2
         (1, ((0, 'ListOfRootCertificateIDs', 78, 4),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.CertificateUpdateResType, (  # 11
+    (iso2.CertificateUpdateResType, (  # 11
         (1, ((1, 'ResponseCode', 28, 1),)),  # 0
         (1, ((0, 'SAProvisioningCertificateChain', 73, 2),)),  # 1
         (1, ((0, 'ContractSignatureCertChain', 73, 3),)),  # 2
@@ -136,23 +136,23 @@ GRAMMARS = (
         (2, ((1, 'RetryCounter', 25, 7), (4, '', 0, -1),)),  # 6
         (1, ((4, '', 0, -1),)),  # 7
     )),
-    (m.ChargeParameterDiscoveryReqType, (  # 12
+    (iso2.ChargeParameterDiscoveryReqType, (  # 12
         (2, ((1, 'MaxEntriesSAScheduleTuple', 22, 1), (1, 'RequestedEnergyTransferMode', 17, 2),)),  # 0
         (1, ((1, 'RequestedEnergyTransferMode', 17, 2),)),  # 1
         (2, ((0, 'AC_EVChargeParameter', 0, 3), (0, 'DC_EVChargeParameter', 18, 3), (0, 'EVChargeParameter', 97, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.ChargeParameterDiscoveryResType, (  # 13
+    (iso2.ChargeParameterDiscoveryResType, (  # 13
         (1, ((1, 'ResponseCode', 28, 1),)),  # 0
         (1, ((1, 'EVSEProcessing', 15, 2),)),  # 1
         (3, ((0, 'SAScheduleList', 45, 3), (0, 'SASchedules', 98, 3), (0, 'AC_EVSEChargeParameter', 1, 4), (0, 'DC_EVSEChargeParameter', 20, 4), (0, 'EVSEChargeParameter', 99, 4),)),  # 2
         (2, ((0, 'AC_EVSEChargeParameter', 1, 4), (0, 'DC_EVSEChargeParameter', 20, 4), (0, 'EVSEChargeParameter', 99, 4),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.ChargingStatusReqType, (  # 14
+    (iso2.ChargingStatusReqType, (  # 14
         (1, ((4, '', 0, -1),)),  # 0
     )),
-    (m.ChargingStatusResType, (  # 15
+    (iso2.ChargingStatusResType, (  # 15
         (1, ((1, 'ResponseCode', 28, 1),)),  # 0
         (1, ((1, 'EVSEID', 12, 2),)),  # 1
         (1, ((1, 'SAScheduleTupleID', 29, 3),)),  # 2
@@ -162,7 +162,7 @@ GRAMMARS = (
         (1, ((0, 'AC_EVSEStatus', 2, 7),)),  # 6
         (1, ((4, '', 0, -1),)),  # 7
     )),
-    (m.CurrentDemandReqType, (  # 16
+    (iso2.CurrentDemandReqType, (  # 16
         (1, ((0, 'DC_EVStatus', 22, 1),)),  # 0
         (1, ((0, 'EVTargetCurrent', 71, 2),)),  # 1
         (3, ((0, 'EVMaximumVoltageLimit', 71, 3), (0, 'EVMaximumCurrentLimit', 71, 4), (0, 'EVMaximumPowerLimit', 71, 5), (1, 'BulkChargingComplete', 2, 6), (1, 'ChargingComplete', 2, 7),)),  # 2
@@ -175,7 +175,7 @@ GRAMMARS = (
         (1, ((0, 'EVTargetVoltage', 71, 10),)),  # 9
         (1, ((4, '', 0, -1),)),  # 10
     )),
-    (m.CurrentDemandResType, (  # 17
+    (iso2.CurrentDemandResType, (  # 17
         (1, ((1, 'ResponseCode', 28, 1),)),  # 0
         (1, ((0, 'DC_EVSEStatus', 21, 2),)),  # 1
         (1, ((0, 'EVSEPresentVoltage', 71, 3),)),  # 2
@@ -192,7 +192,7 @@ GRAMMARS = (
         (2, ((1, 'ReceiptRequired', 2, 14), (4, '', 0, -1),)),  # 13
         (1, ((4, '', 0, -1),)),  # 14
     )),
-    (m.DC_EVChargeParameterType, (  # 18
+    (iso2.DC_EVChargeParameterType, (  # 18
         (2, ((1, 'DepartureTime', 7, 1), (0, 'DC_EVStatus', 22, 2),)),  # 0
         (1, ((0, 'DC_EVStatus', 22, 2),)),  # 1
         (1, ((0, 'EVMaximumCurrentLimit', 71, 3),)),  # 2
@@ -204,13 +204,13 @@ GRAMMARS = (
         (2, ((1, 'BulkSOC', 3, 9), (4, '', 0, -1),)),  # 8
         (1, ((4, '', 0, -1),)),  # 9
     )),
-    (m.DC_EVPowerDeliveryParameterType, (  # 19
+    (iso2.DC_EVPowerDeliveryParameterType, (  # 19
         (1, ((0, 'DC_EVStatus', 22, 1),)),  # 0
         (2, ((1, 'BulkChargingComplete', 2, 2), (1, 'ChargingComplete', 2, 3),)),  # 1
         (1, ((1, 'ChargingComplete', 2, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.DC_EVSEChargeParameterType, (  # 20
+    (iso2.DC_EVSEChargeParameterType, (  # 20
         (1, ((0, 'DC_EVSEStatus', 21, 1),)),  # 0
         (1, ((0, 'EVSEMaximumCurrentLimit', 71, 2),)),  # 1
         (1, ((0, 'EVSEMaximumPowerLimit', 71, 3),)),  # 2
@@ -222,20 +222,20 @@ GRAMMARS = (
         (2, ((0, 'EVSEEnergyToBeDelivered', 71, 9), (4, '', 0, -1),)),  # 8
         (1, ((4, '', 0, -1),)),  # 9
     )),
-    (m.DC_EVSEStatusType, (  # 21
+    (iso2.DC_EVSEStatusType, (  # 21
         (1, ((1, 'NotificationMaxDelay', 22, 1),)),  # 0
         (1, ((1, 'EVSENotification', 14, 2),)),  # 1
         (2, ((1, 'EVSEIsolationStatus', 13, 3), (1, 'EVSEStatusCode', 16, 4),)),  # 2
         (1, ((1, 'EVSEStatusCode', 16, 4),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.DC_EVStatusType, (  # 22
+    (iso2.DC_EVStatusType, (  # 22
         (1, ((1, 'EVReady', 2, 1),)),  # 0
         (1, ((1, 'EVErrorCode', 11, 2),)),  # 1
         (1, ((1, 'EVRESSSOC', 3, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.DSAKeyValueType, (  # 23
+    (xmldsig.DSAKeyValueType, (  # 23
         (2, ((1, 'P', 0, 1), (1, 'G', 0, 2), (1, 'Y', 0, 3),)),  # 0
         (1, ((1, 'Q', 0, 4),)),  # 1
         (1, ((1, 'Y', 0, 3),)),  # 2
@@ -245,14 +245,14 @@ GRAMMARS = (
         (1, ((1, 'PgenCounter', 0, 7),)),  # 6
         (1, ((4, '', 0, -1),)),  # 7
     )),
-    (m.DigestMethodType, (  # 24
+    (xmldsig.DigestMethodType, (  # 24
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 2
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 3
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 4
     )),
-    (m.KeyInfoType, (  # 25
+    (xmldsig.KeyInfoType, (  # 25
         (4, ((2, 'Id', 1, 1), (1, 'KeyName', 1, 2), (0, 'KeyValue', 26, 4), (0, 'RetrievalMethod', 44, 5), (0, 'X509Data', 67, 6), (0, 'PGPData', 31, 7), (0, 'SPKIData', 46, 8), (1, 'MgmtData', 1, 9), (5, '##other', 0, 10), (6, '', 0, 3),)),  # 0
         (4, ((1, 'KeyName', 1, 2), (0, 'KeyValue', 26, 4), (0, 'RetrievalMethod', 44, 5), (0, 'X509Data', 67, 6), (0, 'PGPData', 31, 7), (0, 'SPKIData', 46, 8), (1, 'MgmtData', 1, 9), (5, '##other', 0, 10), (6, '', 0, 3),)),  # 1
         (4, ((1, 'KeyName', 1, 11), (0, 'KeyValue', 26, 13), (0, 'RetrievalMethod', 44, 14), (0, 'X509Data', 67, 15), (0, 'PGPData', 31, 16), (0, 'SPKIData', 46, 17), (1, 'MgmtData', 1, 18), (5, '##other', 0, 19), (4, '', 0, -1), (6, '', 0, 12),)),  # 2
@@ -289,7 +289,7 @@ GRAMMARS = (
         (4, ((1, 'KeyName', 1, 11), (0, 'KeyValue', 26, 13), (0, 'RetrievalMethod', 44, 14), (0, 'X509Data', 67, 15), (0, 'PGPData', 31, 16), (0, 'SPKIData', 46, 17), (1, 'MgmtData', 1, 18), (5, '##other', 0, 19), (4, '', 0, -1), (6, '', 0, 33),)),  # 33
         (4, ((1, 'KeyName', 1, 11), (0, 'KeyValue', 26, 13), (0, 'RetrievalMethod', 44, 14), (0, 'X509Data', 67, 15), (0, 'PGPData', 31, 16), (0, 'SPKIData', 46, 17), (1, 'MgmtData', 1, 18), (5, '##other', 0, 19), (4, '', 0, -1), (6, '', 0, 34),)),  # 34
     )),
-    (m.KeyValueType, (  # 26
+    (xmldsig.KeyValueType, (  # 26
         (3, ((0, 'DSAKeyValue', 23, 1), (0, 'RSAKeyValue', 41, 3), (5, '##other', 0, 4), (6, '', 0, 2),)),  # 0
         (2, ((4, '', 0, -1), (6, '', 0, 5),)),  # 1
         (3, ((0, 'DSAKeyValue', 23, 1), (0, 'RSAKeyValue', 41, 3), (5, '##other', 0, 4), (6, '', 0, 2),)),  # 2
@@ -299,25 +299,25 @@ GRAMMARS = (
         (2, ((4, '', 0, -1), (6, '', 0, 6),)),  # 6
         (2, ((4, '', 0, -1), (6, '', 0, 7),)),  # 7
     )),
-    (m.ManifestType, (  # 27
+    (xmldsig.ManifestType, (  # 27
         (2, ((2, 'Id', 1, 1), (0, 'Reference', 42, 2),)),  # 0
         (1, ((0, 'Reference', 42, 2),)),  # 1
         (2, ((0, 'Reference', 42, 3), (4, '', 0, -1),)),  # 2
         (2, ((0, 'Reference', 42, 3), (4, '', 0, -1),)),  # 3
     )),
-    (m.MeteringReceiptReqType, (  # 28
+    (iso2.MeteringReceiptReqType, (  # 28
         (2, ((2, 'Id', 1, 1), (1, 'SessionID', 31, 2),)),  # 0
         (1, ((1, 'SessionID', 31, 2),)),  # 1
         (2, ((1, 'SAScheduleTupleID', 29, 3), (0, 'MeterInfo', 79, 4),)),  # 2
         (1, ((0, 'MeterInfo', 79, 4),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.MeteringReceiptResType, (  # 29
+    (iso2.MeteringReceiptResType, (  # 29
         (1, ((1, 'ResponseCode', 28, 1),)),  # 0
         (2, ((0, 'AC_EVSEStatus', 2, 2), (0, 'DC_EVSEStatus', 21, 2), (0, 'EVSEStatus', 100, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.ObjectType, (  # 30
+    (xmldsig.ObjectType, (  # 30
         (3, ((2, 'Encoding', 1, 1), (2, 'Id', 1, 2), (2, 'MimeType', 1, 3), (5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 0
         (3, ((2, 'Id', 1, 2), (2, 'MimeType', 1, 3), (5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 1
         (3, ((2, 'MimeType', 1, 3), (5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 2
@@ -326,7 +326,7 @@ GRAMMARS = (
         (2, ((5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 5
         (2, ((5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
     )),
-    (m.PGPDataType, (  # 31
+    (xmldsig.PGPDataType, (  # 31
         (2, ((1, 'PGPKeyID', 0, 1), (1, 'PGPKeyPacket', 0, 2),)),  # 0
         (2, ((1, 'PGPKeyPacket', 0, 3), (5, '##other', 0, 4), (4, '', 0, -1),)),  # 1
         (2, ((5, '##other', 0, 5), (4, '', 0, -1),)),  # 2
@@ -334,61 +334,61 @@ GRAMMARS = (
         (2, ((5, '##other', 0, 4), (4, '', 0, -1),)),  # 4
         (2, ((5, '##other', 0, 5), (4, '', 0, -1),)),  # 5
     )),
-    (m.PMaxScheduleEntryType, (  # 32
+    (iso2.PMaxScheduleEntryType, (  # 32
         (2, ((0, 'RelativeTimeInterval', 43, 1), (0, 'TimeInterval', 101, 1),)),  # 0
         (1, ((0, 'PMax', 71, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.PaymentDetailsReqType, (  # 33
+    (iso2.PaymentDetailsReqType, (  # 33
         (1, ((1, 'eMAID', 40, 1),)),  # 0
         (1, ((0, 'ContractSignatureCertChain', 73, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.PaymentDetailsResType, (  # 34
+    (iso2.PaymentDetailsResType, (  # 34
         (1, ((1, 'ResponseCode', 28, 1),)),  # 0
         (1, ((1, 'GenChallenge', 20, 2),)),  # 1
         (1, ((1, 'EVSETimeStamp', 33, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.PaymentServiceSelectionReqType, (  # 35
+    (iso2.PaymentServiceSelectionReqType, (  # 35
         (1, ((1, 'SelectedPaymentOption', 27, 1),)),  # 0
         (1, ((0, 'SelectedServiceList', 90, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.PaymentServiceSelectionResType, (  # 36
+    (iso2.PaymentServiceSelectionResType, (  # 36
         (1, ((1, 'ResponseCode', 28, 1),)),  # 0
         (1, ((4, '', 0, -1),)),  # 1
     )),
-    (m.PowerDeliveryReqType, (  # 37
+    (iso2.PowerDeliveryReqType, (  # 37
         (1, ((1, 'ChargeProgress', 5, 1),)),  # 0
         (1, ((1, 'SAScheduleTupleID', 29, 2),)),  # 1
         (3, ((0, 'ChargingProfile', 70, 3), (0, 'DC_EVPowerDeliveryParameter', 19, 4), (0, 'EVPowerDeliveryParameter', 102, 4), (4, '', 0, -1),)),  # 2
         (2, ((0, 'DC_EVPowerDeliveryParameter', 19, 4), (0, 'EVPowerDeliveryParameter', 102, 4), (4, '', 0, -1),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.PowerDeliveryResType, (  # 38
+    (iso2.PowerDeliveryResType, (  # 38
         (1, ((1, 'ResponseCode', 28, 1),)),  # 0
         (2, ((0, 'AC_EVSEStatus', 2, 2), (0, 'DC_EVSEStatus', 21, 2), (0, 'EVSEStatus', 100, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.PreChargeReqType, (  # 39
+    (iso2.PreChargeReqType, (  # 39
         (1, ((0, 'DC_EVStatus', 22, 1),)),  # 0
         (1, ((0, 'EVTargetVoltage', 71, 2),)),  # 1
         (1, ((0, 'EVTargetCurrent', 71, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.PreChargeResType, (  # 40
+    (iso2.PreChargeResType, (  # 40
         (1, ((1, 'ResponseCode', 28, 1),)),  # 0
         (1, ((0, 'DC_EVSEStatus', 21, 2),)),  # 1
         (1, ((0, 'EVSEPresentVoltage', 71, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.RSAKeyValueType, (  # 41
+    (xmldsig.RSAKeyValueType, (  # 41
         (1, ((1, 'Modulus', 0, 1),)),  # 0
         (1, ((1, 'Exponent', 0, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.ReferenceType, (  # 42
+    (xmldsig.ReferenceType, (  # 42
         (3, ((2, 'Id', 1, 1), (2, 'Type', 1, 2), (2, 'URI', 1, 3), (0, 'Transforms', 63, 4), (0, 'DigestMethod', 24, 5),)),  # 0
         (3, ((2, 'Type', 1, 2), (2, 'URI', 1, 3), (0, 'Transforms', 63, 4), (0, 'DigestMethod', 24, 5),)),  # 1
         (2, ((2, 'URI', 1, 3), (0, 'Transforms', 63, 4), (0, 'DigestMethod', 24, 5),)),  # 2
@@ -397,31 +397,31 @@ GRAMMARS = (
         (1, ((1, 'DigestValue', 0, 6),)),  # 5
         (1, ((4, '', 0, -1),)),  # 6
     )),
-    (m.RelativeTimeIntervalType, (  # 43
+    (iso2.RelativeTimeIntervalType, (  # 43
         (1, ((1, 'start', 39, 1),)),  # 0
         (2, ((1, 'duration', 37, 2), (4, '', 0, -1),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.RetrievalMethodType, (  # 44
+    (xmldsig.RetrievalMethodType, (  # 44
         (3, ((2, 'Type', 1, 1), (2, 'URI', 1, 2), (0, 'Transforms', 63, 3), (4, '', 0, -1),)),  # 0
         (2, ((2, 'URI', 1, 2), (0, 'Transforms', 63, 3), (4, '', 0, -1),)),  # 1
         (2, ((0, 'Transforms', 63, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.SAScheduleListType, (  # 45
+    (iso2.SAScheduleListType, (  # 45
         (1, ((0, 'SAScheduleTuple', 87, 1),)),  # 0
         (2, ((0, 'SAScheduleTuple', 87, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'SAScheduleTuple', 87, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.SPKIDataType, (  # 46
+    (xmldsig.SPKIDataType, (  # 46
         (1, ((1, 'SPKISexp', 0, 1),)),  # 0
         (2, ((1, 'SPKISexp', 0, 3), (5, '##other', 0, 2), (4, '', 0, -1),)),  # 1
         (2, ((1, 'SPKISexp', 0, 3), (4, '', 0, -1),)),  # 2
         (2, ((1, 'SPKISexp', 0, 3), (5, '##other', 0, 4), (4, '', 0, -1),)),  # 3
         (2, ((1, 'SPKISexp', 0, 3), (4, '', 0, -1),)),  # 4
     )),
-    (m.SalesTariffEntryType, (  # 47
+    (iso2.SalesTariffEntryType, (  # 47
         (2, ((0, 'RelativeTimeInterval', 43, 1), (0, 'TimeInterval', 101, 1),)),  # 0
         (2, ((1, 'EPriceLevel', 9, 2), (0, 'ConsumptionCost', 72, 3), (4, '', 0, -1),)),  # 1
         (2, ((0, 'ConsumptionCost', 72, 3), (4, '', 0, -1),)),  # 2
@@ -429,47 +429,47 @@ GRAMMARS = (
         (2, ((0, 'ConsumptionCost', 72, 5), (4, '', 0, -1),)),  # 4
         (1, ((4, '', 0, -1),)),  # 5
     )),
-    (m.ServiceDetailReqType, (  # 48
+    (iso2.ServiceDetailReqType, (  # 48
         (1, ((1, 'ServiceID', 22, 1),)),  # 0
         (1, ((4, '', 0, -1),)),  # 1
     )),
-    (m.ServiceDetailResType, (  # 49
+    (iso2.ServiceDetailResType, (  # 49
         (1, ((1, 'ResponseCode', 28, 1),)),  # 0
         (1, ((1, 'ServiceID', 22, 2),)),  # 1
         (2, ((0, 'ServiceParameterList', 93, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.ServiceDiscoveryReqType, (  # 50
+    (iso2.ServiceDiscoveryReqType, (  # 50
         (2, ((1, 'ServiceScope', 19, 1), (1, 'ServiceCategory', 30, 2), (4, '', 0, -1),)),  # 0
         (2, ((1, 'ServiceCategory', 30, 2), (4, '', 0, -1),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.ServiceDiscoveryResType, (  # 51
+    (iso2.ServiceDiscoveryResType, (  # 51
         (1, ((1, 'ResponseCode', 28, 1),)),  # 0
         (1, ((0, 'PaymentOptionList', 84, 2),)),  # 1
         (1, ((0, 'ChargeService', 69, 3),)),  # 2
         (2, ((0, 'ServiceList', 92, 4), (4, '', 0, -1),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.SessionSetupReqType, (  # 52
+    (iso2.SessionSetupReqType, (  # 52
         (1, ((1, 'EVCCID', 10, 1),)),  # 0
         (1, ((4, '', 0, -1),)),  # 1
     )),
-    (m.SessionSetupResType, (  # 53
+    (iso2.SessionSetupResType, (  # 53
         (1, ((1, 'ResponseCode', 28, 1),)),  # 0
         (1, ((1, 'EVSEID', 12, 2),)),  # 1
         (2, ((1, 'EVSETimeStamp', 33, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.SessionStopReqType, (  # 54
+    (iso2.SessionStopReqType, (  # 54
         (1, ((1, 'ChargingSession', 8, 1),)),  # 0
         (1, ((4, '', 0, -1),)),  # 1
     )),
-    (m.SessionStopResType, (  # 55
+    (iso2.SessionStopResType, (  # 55
         (1, ((1, 'ResponseCode', 28, 1),)),  # 0
         (1, ((4, '', 0, -1),)),  # 1
     )),
-    (m.SignatureType, (  # 56
+    (xmldsig.SignatureType, (  # 56
         (2, ((2, 'Id', 1, 1), (0, 'SignedInfo', 61, 2),)),  # 0
         (1, ((0, 'SignedInfo', 61, 2),)),  # 1
         (1, ((0, 'SignatureValue', 60, 3),)),  # 2
@@ -477,7 +477,7 @@ GRAMMARS = (
         (2, ((0, 'Object', 30, 5), (4, '', 0, -1),)),  # 4
         (2, ((0, 'Object', 30, 5), (4, '', 0, -1),)),  # 5
     )),
-    (m.SignatureMethodType, (  # 57
+    (xmldsig.SignatureMethodType, (  # 57
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (3, ((1, 'HMACOutputLength', 21, 2), (5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (2, ((5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 2
@@ -486,13 +486,13 @@ GRAMMARS = (
         (2, ((5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 5
         (2, ((5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
     )),
-    (m.SignaturePropertiesType, (  # 58
+    (xmldsig.SignaturePropertiesType, (  # 58
         (2, ((2, 'Id', 1, 1), (0, 'SignatureProperty', 59, 2),)),  # 0
         (1, ((0, 'SignatureProperty', 59, 2),)),  # 1
         (2, ((0, 'SignatureProperty', 59, 3), (4, '', 0, -1),)),  # 2
         (2, ((0, 'SignatureProperty', 59, 3), (4, '', 0, -1),)),  # 3
     )),
-    (m.SignaturePropertyType, (  # 59
+    (xmldsig.SignaturePropertyType, (  # 59
         (2, ((2, 'Id', 1, 1), (2, 'Target', 1, 2),)),  # 0
         (1, ((2, 'Target', 1, 2),)),  # 1
         (2, ((5, '##other', 0, 3), (6, '', 0, 4),)),  # 2
@@ -502,12 +502,12 @@ GRAMMARS = (
         (2, ((5, '##other', 0, 5), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
         (2, ((5, '##other', 0, 5), (4, '', 0, -1), (6, '', 0, 7),)),  # 7
     )),
-    (m.SignatureValueType, (  # 60
+    (xmldsig.SignatureValueType, (  # 60
         (2, ((2, 'Id', 1, 1), (3, 'CONTENT', 0, 2),)),  # 0
         (1, ((3, 'CONTENT', 0, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.SignedInfoType, (  # 61
+    (xmldsig.SignedInfoType, (  # 61
         (2, ((2, 'Id', 1, 1), (0, 'CanonicalizationMethod', 7, 2),)),  # 0
         (1, ((0, 'CanonicalizationMethod', 7, 2),)),  # 1
         (1, ((0, 'SignatureMethod', 57, 3),)),  # 2
@@ -515,7 +515,7 @@ GRAMMARS = (
         (2, ((0, 'Reference', 42, 5), (4, '', 0, -1),)),  # 4
         (2, ((0, 'Reference', 42, 5), (4, '', 0, -1),)),  # 5
     )),
-    (m.TransformType, (  # 62
+    (xmldsig.TransformType, (  # 62
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 5),)),  # 2
@@ -524,27 +524,27 @@ GRAMMARS = (
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 5),)),  # 5
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
     )),
-    (m.TransformsType, (  # 63
+    (xmldsig.TransformsType, (  # 63
         (1, ((0, 'Transform', 62, 1),)),  # 0
         (2, ((0, 'Transform', 62, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'Transform', 62, 2), (4, '', 0, -1),)),  # 2
     )),
-    (m.V2G_MessageType, (  # 64
+    (iso2.V2G_MessageType, (  # 64
         (1, ((0, 'Header', 77, 1),)),  # 0
         (1, ((0, 'Body', 68, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.WeldingDetectionReqType, (  # 65
+    (iso2.WeldingDetectionReqType, (  # 65
         (1, ((0, 'DC_EVStatus', 22, 1),)),  # 0
         (1, ((4, '', 0, -1),)),  # 1
     )),
-    (m.WeldingDetectionResType, (  # 66
+    (iso2.WeldingDetectionResType, (  # 66
         (1, ((1, 'ResponseCode', 28, 1),)),  # 0
         (1, ((0, 'DC_EVSEStatus', 21, 2),)),  # 1
         (1, ((0, 'EVSEPresentVoltage', 71, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.X509DataType, (  # 67
+    (xmldsig.X509DataType, (  # 67
         (3, ((0, 'X509IssuerSerial', 86, 1), (1, 'X509SKI', 0, 2), (1, 'X509SubjectName', 1, 3), (1, 'X509Certificate', 0, 4), (1, 'X509CRL', 0, 5), (5, '##other', 0, 6),)),  # 0
         (3, ((0, 'X509IssuerSerial', 86, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 1
         (3, ((0, 'X509IssuerSerial', 86, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 2
@@ -559,11 +559,11 @@ GRAMMARS = (
         (3, ((0, 'X509IssuerSerial', 86, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 11
         (3, ((0, 'X509IssuerSerial', 86, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 12
     )),
-    (m.BodyType, (  # 68
+    (iso2.BodyType, (  # 68
         (6, ((0, 'AuthorizationReq', 3, 1), (0, 'AuthorizationRes', 4, 1), (0, 'BodyElement', 103, 1), (0, 'CableCheckReq', 5, 1), (0, 'CableCheckRes', 6, 1), (0, 'CertificateInstallationReq', 8, 1), (0, 'CertificateInstallationRes', 9, 1), (0, 'CertificateUpdateReq', 10, 1), (0, 'CertificateUpdateRes', 11, 1), (0, 'ChargeParameterDiscoveryReq', 12, 1), (0, 'ChargeParameterDiscoveryRes', 13, 1), (0, 'ChargingStatusReq', 14, 1), (0, 'ChargingStatusRes', 15, 1), (0, 'CurrentDemandReq', 16, 1), (0, 'CurrentDemandRes', 17, 1), (0, 'MeteringReceiptReq', 28, 1), (0, 'MeteringReceiptRes', 29, 1), (0, 'PaymentDetailsReq', 33, 1), (0, 'PaymentDetailsRes', 34, 1), (0, 'PaymentServiceSelectionReq', 35, 1), (0, 'PaymentServiceSelectionRes', 36, 1), (0, 'PowerDeliveryReq', 37, 1), (0, 'PowerDeliveryRes', 38, 1), (0, 'PreChargeReq', 39, 1), (0, 'PreChargeRes', 40, 1), (0, 'ServiceDetailReq', 48, 1), (0, 'ServiceDetailRes', 49, 1), (0, 'ServiceDiscoveryReq', 50, 1), (0, 'ServiceDiscoveryRes', 51, 1), (0, 'SessionSetupReq', 52, 1), (0, 'SessionSetupRes', 53, 1), (0, 'SessionStopReq', 54, 1), (0, 'SessionStopRes', 55, 1), (0, 'WeldingDetectionReq', 65, 1), (0, 'WeldingDetectionRes', 66, 1), (4, '', 0, -1),)),  # 0
         (1, ((4, '', 0, -1),)),  # 1
     )),
-    (m.ChargeServiceType, (  # 69
+    (iso2.ChargeServiceType, (  # 69
         (1, ((1, 'ServiceID', 22, 1),)),  # 0
         (2, ((1, 'ServiceName', 23, 2), (1, 'ServiceCategory', 30, 3),)),  # 1
         (1, ((1, 'ServiceCategory', 30, 3),)),  # 2
@@ -572,7 +572,7 @@ GRAMMARS = (
         (1, ((0, 'SupportedEnergyTransferMode', 95, 6),)),  # 5
         (1, ((4, '', 0, -1),)),  # 6
     )),
-    (m.ChargingProfileType, (  # 70
+    (iso2.ChargingProfileType, (  # 70
         (1, ((0, 'ProfileEntry', 85, 1),)),  # 0
         (2, ((0, 'ProfileEntry', 85, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'ProfileEntry', 85, 3), (4, '', 0, -1),)),  # 2
@@ -599,48 +599,48 @@ GRAMMARS = (
         (2, ((0, 'ProfileEntry', 85, 24), (4, '', 0, -1),)),  # 23
         (1, ((4, '', 0, -1),)),  # 24
     )),
-    (m.PhysicalValueType, (  # 71
+    (iso2.PhysicalValueType, (  # 71
         (1, ((1, 'Multiplier', 26, 1),)),  # 0
         (1, ((1, 'Unit', 34, 2),)),  # 1
         (1, ((1, 'Value', 25, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.ConsumptionCostType, (  # 72
+    (iso2.ConsumptionCostType, (  # 72
         (1, ((0, 'startValue', 71, 1),)),  # 0
         (1, ((0, 'Cost', 75, 2),)),  # 1
         (2, ((0, 'Cost', 75, 3), (4, '', 0, -1),)),  # 2
         (2, ((0, 'Cost', 75, 4), (4, '', 0, -1),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.CertificateChainType, (  # 73
+    (iso2.CertificateChainType, (  # 73
         (2, ((2, 'Id', 1, 1), (1, 'Certificate', 4, 2),)),  # 0
         (1, ((1, 'Certificate', 4, 2),)),  # 1
         (2, ((0, 'SubCertificates', 94, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.ContractSignatureEncryptedPrivateKeyType, (  # 74
+    (iso2.ContractSignatureEncryptedPrivateKeyType, (  # 74
         (1, ((2, 'Id', 1, 1),)),  # 0
         (1, ((3, 'CONTENT', 41, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.CostType, (  # 75
+    (iso2.CostType, (  # 75
         (1, ((1, 'costKind', 36, 1),)),  # 0
         (1, ((1, 'amount', 7, 2),)),  # 1
         (2, ((1, 'amountMultiplier', 26, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.DiffieHellmanPublickeyType, (  # 76
+    (iso2.DiffieHellmanPublickeyType, (  # 76
         (1, ((2, 'Id', 1, 1),)),  # 0
         (1, ((3, 'CONTENT', 42, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.MessageHeaderType, (  # 77
+    (iso2.MessageHeaderType, (  # 77
         (1, ((1, 'SessionID', 31, 1),)),  # 0
         (2, ((0, 'Notification', 80, 2), (0, 'Signature', 56, 3), (4, '', 0, -1),)),  # 1
         (2, ((0, 'Signature', 56, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.ListOfRootCertificateIDsType, (  # 78
+    (iso2.ListOfRootCertificateIDsType, (  # 78
         (1, ((0, 'RootCertificateID', 86, 1),)),  # 0
         (2, ((0, 'RootCertificateID', 86, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'RootCertificateID', 86, 3), (4, '', 0, -1),)),  # 2
@@ -663,7 +663,7 @@ GRAMMARS = (
         (2, ((0, 'RootCertificateID', 86, 20), (4, '', 0, -1),)),  # 19
         (1, ((4, '', 0, -1),)),  # 20
     )),
-    (m.MeterInfoType, (  # 79
+    (iso2.MeterInfoType, (  # 79
         (1, ((1, 'MeterID', 23, 1),)),  # 0
         (3, ((1, 'MeterReading', 24, 2), (1, 'SigMeterReading', 32, 3), (1, 'MeterStatus', 25, 4), (1, 'TMeter', 33, 5), (4, '', 0, -1),)),  # 1
         (3, ((1, 'SigMeterReading', 32, 3), (1, 'MeterStatus', 25, 4), (1, 'TMeter', 33, 5), (4, '', 0, -1),)),  # 2
@@ -671,12 +671,12 @@ GRAMMARS = (
         (2, ((1, 'TMeter', 33, 5), (4, '', 0, -1),)),  # 4
         (1, ((4, '', 0, -1),)),  # 5
     )),
-    (m.NotificationType, (  # 80
+    (iso2.NotificationType, (  # 80
         (1, ((1, 'FaultCode', 18, 1),)),  # 0
         (2, ((1, 'FaultMsg', 19, 2), (4, '', 0, -1),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.PMaxScheduleType, (  # 81
+    (iso2.PMaxScheduleType, (  # 81
         (1, ((0, 'PMaxScheduleEntry', 32, 1),)),  # 0
         (2, ((0, 'PMaxScheduleEntry', 32, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'PMaxScheduleEntry', 32, 3), (4, '', 0, -1),)),  # 2
@@ -1703,7 +1703,7 @@ GRAMMARS = (
         (2, ((0, 'PMaxScheduleEntry', 32, 1024), (4, '', 0, -1),)),  # 1023
         (1, ((4, '', 0, -1),)),  # 1024
     )),
-    (m.ParameterType, (  # 82
+    (iso2.ParameterType, (  # 82
         (1, ((2, 'Name', 1, 1),)),  # 0
         (3, ((1, 'boolValue', 2, 2), (1, 'byteValue', 35, 3), (1, 'shortValue', 25, 4), (1, 'intValue', 38, 5), (0, 'physicalValue', 71, 6), (1, 'stringValue', 1, 7),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
@@ -1713,7 +1713,7 @@ GRAMMARS = (
         (1, ((4, '', 0, -1),)),  # 6
         (1, ((4, '', 0, -1),)),  # 7
     )),
-    (m.ParameterSetType, (  # 83
+    (iso2.ParameterSetType, (  # 83
         (1, ((1, 'ParameterSetID', 25, 1),)),  # 0
         (1, ((0, 'Parameter', 82, 2),)),  # 1
         (2, ((0, 'Parameter', 82, 3), (4, '', 0, -1),)),  # 2
@@ -1733,29 +1733,29 @@ GRAMMARS = (
         (2, ((0, 'Parameter', 82, 17), (4, '', 0, -1),)),  # 16
         (1, ((4, '', 0, -1),)),  # 17
     )),
-    (m.PaymentOptionListType, (  # 84
+    (iso2.PaymentOptionListType, (  # 84
         (1, ((1, 'PaymentOption', 27, 1),)),  # 0
         (2, ((1, 'PaymentOption', 27, 2), (4, '', 0, -1),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.ProfileEntryType, (  # 85
+    (iso2.ProfileEntryType, (  # 85
         (1, ((1, 'ChargingProfileEntryStart', 7, 1),)),  # 0
         (1, ((0, 'ChargingProfileEntryMaxPower', 71, 2),)),  # 1
         (2, ((1, 'ChargingProfileEntryMaxNumberOfPhasesInUse', 6, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.X509IssuerSerialType, (  # 86
+    (xmldsig.X509IssuerSerialType, (  # 86
         (1, ((1, 'X509IssuerName', 1, 1),)),  # 0
         (1, ((1, 'X509SerialNumber', 21, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.SAScheduleTupleType, (  # 87
+    (iso2.SAScheduleTupleType, (  # 87
         (1, ((1, 'SAScheduleTupleID', 29, 1),)),  # 0
         (1, ((0, 'PMaxSchedule', 81, 2),)),  # 1
         (2, ((0, 'SalesTariff', 88, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.SalesTariffType, (  # 88
+    (iso2.SalesTariffType, (  # 88
         (2, ((2, 'Id', 1, 1), (1, 'SalesTariffID', 29, 2),)),  # 0
         (1, ((1, 'SalesTariffID', 29, 2),)),  # 1
         (2, ((1, 'SalesTariffDescription', 23, 3), (1, 'NumEPriceLevels', 9, 4), (0, 'SalesTariffEntry', 47, 5),)),  # 2
@@ -2786,12 +2786,12 @@ GRAMMARS = (
         (2, ((0, 'SalesTariffEntry', 47, 1028), (4, '', 0, -1),)),  # 1027
         (1, ((4, '', 0, -1),)),  # 1028
     )),
-    (m.SelectedServiceType, (  # 89
+    (iso2.SelectedServiceType, (  # 89
         (1, ((1, 'ServiceID', 22, 1),)),  # 0
         (2, ((1, 'ParameterSetID', 25, 2), (4, '', 0, -1),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.SelectedServiceListType, (  # 90
+    (iso2.SelectedServiceListType, (  # 90
         (1, ((0, 'SelectedService', 89, 1),)),  # 0
         (2, ((0, 'SelectedService', 89, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'SelectedService', 89, 3), (4, '', 0, -1),)),  # 2
@@ -2810,7 +2810,7 @@ GRAMMARS = (
         (2, ((0, 'SelectedService', 89, 16), (4, '', 0, -1),)),  # 15
         (1, ((4, '', 0, -1),)),  # 16
     )),
-    (m.ServiceType, (  # 91
+    (iso2.ServiceType, (  # 91
         (1, ((1, 'ServiceID', 22, 1),)),  # 0
         (2, ((1, 'ServiceName', 23, 2), (1, 'ServiceCategory', 30, 3),)),  # 1
         (1, ((1, 'ServiceCategory', 30, 3),)),  # 2
@@ -2818,7 +2818,7 @@ GRAMMARS = (
         (1, ((1, 'FreeService', 2, 5),)),  # 4
         (1, ((4, '', 0, -1),)),  # 5
     )),
-    (m.ServiceListType, (  # 92
+    (iso2.ServiceListType, (  # 92
         (1, ((0, 'Service', 91, 1),)),  # 0
         (2, ((0, 'Service', 91, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'Service', 91, 3), (4, '', 0, -1),)),  # 2
@@ -2829,7 +2829,7 @@ GRAMMARS = (
         (2, ((0, 'Service', 91, 8), (4, '', 0, -1),)),  # 7
         (1, ((4, '', 0, -1),)),  # 8
     )),
-    (m.ServiceParameterListType, (  # 93
+    (iso2.ServiceParameterListType, (  # 93
         (1, ((0, 'ParameterSet', 83, 1),)),  # 0
         (2, ((0, 'ParameterSet', 83, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'ParameterSet', 83, 3), (4, '', 0, -1),)),  # 2
@@ -3087,14 +3087,14 @@ GRAMMARS = (
         (2, ((0, 'ParameterSet', 83, 255), (4, '', 0, -1),)),  # 254
         (1, ((4, '', 0, -1),)),  # 255
     )),
-    (m.SubCertificatesType, (  # 94
+    (iso2.SubCertificatesType, (  # 94
         (1, ((1, 'Certificate', 4, 1),)),  # 0
         (2, ((1, 'Certificate', 4, 2), (4, '', 0, -1),)),  # 1
         (2, ((1, 'Certificate', 4, 3), (4, '', 0, -1),)),  # 2
         (2, ((1, 'Certificate', 4, 4), (4, '', 0, -1),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.SupportedEnergyTransferModeType, (  # 95
+    (iso2.SupportedEnergyTransferModeType, (  # 95
         (1, ((1, 'EnergyTransferMode', 17, 1),)),  # 0
         (2, ((1, 'EnergyTransferMode', 17, 2), (4, '', 0, -1),)),  # 1
         (2, ((1, 'EnergyTransferMode', 17, 3), (4, '', 0, -1),)),  # 2
@@ -3103,33 +3103,33 @@ GRAMMARS = (
         (2, ((1, 'EnergyTransferMode', 17, 6), (4, '', 0, -1),)),  # 5
         (1, ((4, '', 0, -1),)),  # 6
     )),
-    (m.EMAIDType, (  # 96
+    (iso2.EMAIDType, (  # 96
         (1, ((2, 'Id', 1, 1),)),  # 0
         (1, ((3, 'CONTENT', 40, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.EVChargeParameterType, (  # 97
+    (iso2.EVChargeParameterType, (  # 97
         (2, ((1, 'DepartureTime', 7, 1), (4, '', 0, -1),)),  # 0
         (1, ((4, '', 0, -1),)),  # 1
     )),
-    (m.SASchedulesType, (  # 98
+    (iso2.SASchedulesType, (  # 98
         (1, ((4, '', 0, -1),)),  # 0
     )),
-    (m.EVSEChargeParameterType, (  # 99
+    (iso2.EVSEChargeParameterType, (  # 99
         (1, ((4, '', 0, -1),)),  # 0
     )),
-    (m.EVSEStatusType, (  # 100
+    (iso2.EVSEStatusType, (  # 100
         (1, ((1, 'NotificationMaxDelay', 22, 1),)),  # 0
         (1, ((1, 'EVSENotification', 14, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.IntervalType, (  # 101
+    (iso2.IntervalType, (  # 101
         (1, ((4, '', 0, -1),)),  # 0
     )),
-    (m.EVPowerDeliveryParameterType, (  # 102
+    (iso2.EVPowerDeliveryParameterType, (  # 102
         (1, ((4, '', 0, -1),)),  # 0
     )),
-    (m.BodyBaseType, (  # 103
+    (iso2.BodyBaseType, (  # 103
         (1, ((4, '', 0, -1),)),  # 0
     )),
 )

@@ -2,7 +2,7 @@
 
 """EXI grammar tables of the ISO 15118-20 AC schema set (urn:iso:std:iso:15118:-20:AC)."""
 
-from v2gtool.messages import iso20_ac as m
+from v2gtool.messages import iso20_ac, iso20_ct, xmldsig
 
 NAME = "iso20-ac"
 NAMESPACE = "urn:iso:std:iso:15118:-20:AC"
@@ -14,7 +14,7 @@ DTYPES = (
     (2, 0, 0, 0, 65535),
     (2, 0, 0, 0, 18446744073709551615),
     (0, 0, 0, None, None),
-    (6, 3, tuple(m.evseNotificationType), None, None),
+    (6, 3, tuple(iso20_ct.evseNotificationType), None, None),
     (1, 8, -128, -128, 127),
     (3, 0, 0, None, None),
     (1, 7, 0, 0, 100),
@@ -22,7 +22,7 @@ DTYPES = (
     (4, 0, 1, None, 64),
     (3, 0, 0, -32768, 32767),
     (2, 0, 0, 0, 4294967295),
-    (6, 6, tuple(m.responseCodeType), None, None),
+    (6, 6, tuple(iso20_ct.responseCodeType), None, None),
     (4, 0, 0, 8, 8),
     (2, 0, 0, 1, 4294967295),
 )
@@ -30,7 +30,7 @@ DTYPES = (
 # Per complex type: (message class, states); a state is (code width, productions),
 # a production (kind, field, argument, next state) in event-code order.
 GRAMMARS = (
-    (m.AC_CPDReqEnergyTransferModeType, (  # 0
+    (iso20_ac.AC_CPDReqEnergyTransferModeType, (  # 0
         (1, ((0, 'EVMaximumChargePower', 40, 1),)),  # 0
         (2, ((0, 'EVMaximumChargePower_L2', 40, 2), (0, 'EVMaximumChargePower_L3', 40, 3), (0, 'EVMinimumChargePower', 40, 4),)),  # 1
         (2, ((0, 'EVMaximumChargePower_L3', 40, 3), (0, 'EVMinimumChargePower', 40, 4),)),  # 2
@@ -39,7 +39,7 @@ GRAMMARS = (
         (2, ((0, 'EVMinimumChargePower_L3', 40, 6), (4, '', 0, -1),)),  # 5
         (1, ((4, '', 0, -1),)),  # 6
     )),
-    (m.AC_CPDResEnergyTransferModeType, (  # 1
+    (iso20_ac.AC_CPDResEnergyTransferModeType, (  # 1
         (1, ((0, 'EVSEMaximumChargePower', 40, 1),)),  # 0
         (2, ((0, 'EVSEMaximumChargePower_L2', 40, 2), (0, 'EVSEMaximumChargePower_L3', 40, 3), (0, 'EVSEMinimumChargePower', 40, 4),)),  # 1
         (2, ((0, 'EVSEMaximumChargePower_L3', 40, 3), (0, 'EVSEMinimumChargePower', 40, 4),)),  # 2
@@ -54,14 +54,14 @@ GRAMMARS = (
         (2, ((0, 'EVSEPresentActivePower_L3', 40, 12), (4, '', 0, -1),)),  # 11
         (1, ((4, '', 0, -1),)),  # 12
     )),
-    (m.AC_ChargeLoopReqType, (  # 2
+    (iso20_ac.AC_ChargeLoopReqType, (  # 2
         (1, ((0, 'Header', 43, 1),)),  # 0
         (2, ((0, 'DisplayParameters', 41, 2), (1, 'MeterInfoRequested', 4, 3),)),  # 1
         (1, ((1, 'MeterInfoRequested', 4, 3),)),  # 2
         (3, ((0, 'BPT_Dynamic_AC_CLReqControlMode', 8, 4), (0, 'BPT_Scheduled_AC_CLReqControlMode', 10, 4), (0, 'CLReqControlMode', 12, 4), (0, 'Dynamic_AC_CLReqControlMode', 17, 4), (0, 'Scheduled_AC_CLReqControlMode', 28, 4),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.AC_ChargeLoopResType, (  # 3
+    (iso20_ac.AC_ChargeLoopResType, (  # 3
         (1, ((0, 'Header', 43, 1),)),  # 0
         (1, ((1, 'ResponseCode', 13, 2),)),  # 1
         (4, ((0, 'EVSEStatus', 42, 3), (0, 'MeterInfo', 44, 4), (0, 'Receipt', 45, 5), (0, 'EVSETargetFrequency', 40, 6), (0, 'BPT_Dynamic_AC_CLResControlMode', 9, 7), (0, 'BPT_Scheduled_AC_CLResControlMode', 11, 7), (0, 'CLResControlMode', 13, 7), (0, 'Dynamic_AC_CLResControlMode', 18, 7), (0, 'Scheduled_AC_CLResControlMode', 29, 7),)),  # 2
@@ -71,18 +71,18 @@ GRAMMARS = (
         (3, ((0, 'BPT_Dynamic_AC_CLResControlMode', 9, 7), (0, 'BPT_Scheduled_AC_CLResControlMode', 11, 7), (0, 'CLResControlMode', 13, 7), (0, 'Dynamic_AC_CLResControlMode', 18, 7), (0, 'Scheduled_AC_CLResControlMode', 29, 7),)),  # 6
         (1, ((4, '', 0, -1),)),  # 7
     )),
-    (m.AC_ChargeParameterDiscoveryReqType, (  # 4
+    (iso20_ac.AC_ChargeParameterDiscoveryReqType, (  # 4
         (1, ((0, 'Header', 43, 1),)),  # 0
         (2, ((0, 'AC_CPDReqEnergyTransferMode', 0, 2), (0, 'BPT_AC_CPDReqEnergyTransferMode', 6, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.AC_ChargeParameterDiscoveryResType, (  # 5
+    (iso20_ac.AC_ChargeParameterDiscoveryResType, (  # 5
         (1, ((0, 'Header', 43, 1),)),  # 0
         (1, ((1, 'ResponseCode', 13, 2),)),  # 1
         (2, ((0, 'AC_CPDResEnergyTransferMode', 1, 3), (0, 'BPT_AC_CPDResEnergyTransferMode', 7, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.BPT_AC_CPDReqEnergyTransferModeType, (  # 6
+    (iso20_ac.BPT_AC_CPDReqEnergyTransferModeType, (  # 6
         (1, ((0, 'EVMaximumChargePower', 40, 1),)),  # 0
         (2, ((0, 'EVMaximumChargePower_L2', 40, 2), (0, 'EVMaximumChargePower_L3', 40, 3), (0, 'EVMinimumChargePower', 40, 4),)),  # 1
         (2, ((0, 'EVMaximumChargePower_L3', 40, 3), (0, 'EVMinimumChargePower', 40, 4),)),  # 2
@@ -97,7 +97,7 @@ GRAMMARS = (
         (2, ((0, 'EVMinimumDischargePower_L3', 40, 12), (4, '', 0, -1),)),  # 11
         (1, ((4, '', 0, -1),)),  # 12
     )),
-    (m.BPT_AC_CPDResEnergyTransferModeType, (  # 7
+    (iso20_ac.BPT_AC_CPDResEnergyTransferModeType, (  # 7
         (1, ((0, 'EVSEMaximumChargePower', 40, 1),)),  # 0
         (2, ((0, 'EVSEMaximumChargePower_L2', 40, 2), (0, 'EVSEMaximumChargePower_L3', 40, 3), (0, 'EVSEMinimumChargePower', 40, 4),)),  # 1
         (2, ((0, 'EVSEMaximumChargePower_L3', 40, 3), (0, 'EVSEMinimumChargePower', 40, 4),)),  # 2
@@ -118,7 +118,7 @@ GRAMMARS = (
         (2, ((0, 'EVSEMinimumDischargePower_L3', 40, 18), (4, '', 0, -1),)),  # 17
         (1, ((4, '', 0, -1),)),  # 18
     )),
-    (m.BPT_Dynamic_AC_CLReqControlModeType, (  # 8
+    (iso20_ac.BPT_Dynamic_AC_CLReqControlModeType, (  # 8
         (2, ((1, 'DepartureTime', 12, 1), (0, 'EVTargetEnergyRequest', 40, 2),)),  # 0
         (1, ((0, 'EVTargetEnergyRequest', 40, 2),)),  # 1
         (1, ((0, 'EVMaximumEnergyRequest', 40, 3),)),  # 2
@@ -145,7 +145,7 @@ GRAMMARS = (
         (2, ((0, 'EVMinimumV2XEnergyRequest', 40, 24), (4, '', 0, -1),)),  # 23
         (1, ((4, '', 0, -1),)),  # 24
     )),
-    (m.BPT_Dynamic_AC_CLResControlModeType, (  # 9
+    (iso20_ac.BPT_Dynamic_AC_CLResControlModeType, (  # 9
         (3, ((1, 'DepartureTime', 12, 1), (1, 'MinimumSOC', 8, 2), (1, 'TargetSOC', 8, 3), (1, 'AckMaxDelay', 2, 4), (0, 'EVSETargetActivePower', 40, 5),)),  # 0
         (3, ((1, 'MinimumSOC', 8, 2), (1, 'TargetSOC', 8, 3), (1, 'AckMaxDelay', 2, 4), (0, 'EVSETargetActivePower', 40, 5),)),  # 1
         (2, ((1, 'TargetSOC', 8, 3), (1, 'AckMaxDelay', 2, 4), (0, 'EVSETargetActivePower', 40, 5),)),  # 2
@@ -161,7 +161,7 @@ GRAMMARS = (
         (2, ((0, 'EVSEPresentActivePower_L3', 40, 13), (4, '', 0, -1),)),  # 12
         (1, ((4, '', 0, -1),)),  # 13
     )),
-    (m.BPT_Scheduled_AC_CLReqControlModeType, (  # 10
+    (iso20_ac.BPT_Scheduled_AC_CLReqControlModeType, (  # 10
         (4, ((0, 'EVTargetEnergyRequest', 40, 1), (0, 'EVMaximumEnergyRequest', 40, 2), (0, 'EVMinimumEnergyRequest', 40, 3), (0, 'EVMaximumChargePower', 40, 4), (0, 'EVMaximumChargePower_L2', 40, 5), (0, 'EVMaximumChargePower_L3', 40, 6), (0, 'EVMinimumChargePower', 40, 7), (0, 'EVMinimumChargePower_L2', 40, 8), (0, 'EVMinimumChargePower_L3', 40, 9), (0, 'EVPresentActivePower', 40, 10),)),  # 0
         (4, ((0, 'EVMaximumEnergyRequest', 40, 2), (0, 'EVMinimumEnergyRequest', 40, 3), (0, 'EVMaximumChargePower', 40, 4), (0, 'EVMaximumChargePower_L2', 40, 5), (0, 'EVMaximumChargePower_L3', 40, 6), (0, 'EVMinimumChargePower', 40, 7), (0, 'EVMinimumChargePower_L2', 40, 8), (0, 'EVMinimumChargePower_L3', 40, 9), (0, 'EVPresentActivePower', 40, 10),)),  # 1
         (4, ((0, 'EVMinimumEnergyRequest', 40, 3), (0, 'EVMaximumChargePower', 40, 4), (0, 'EVMaximumChargePower_L2', 40, 5), (0, 'EVMaximumChargePower_L3', 40, 6), (0, 'EVMinimumChargePower', 40, 7), (0, 'EVMinimumChargePower_L2', 40, 8), (0, 'EVMinimumChargePower_L3', 40, 9), (0, 'EVPresentActivePower', 40, 10),)),  # 2
@@ -185,7 +185,7 @@ GRAMMARS = (
         (2, ((0, 'EVMinimumDischargePower_L3', 40, 21), (4, '', 0, -1),)),  # 20
         (1, ((4, '', 0, -1),)),  # 21
     )),
-    (m.BPT_Scheduled_AC_CLResControlModeType, (  # 11
+    (iso20_ac.BPT_Scheduled_AC_CLResControlModeType, (  # 11
         (4, ((0, 'EVSETargetActivePower', 40, 1), (0, 'EVSETargetActivePower_L2', 40, 2), (0, 'EVSETargetActivePower_L3', 40, 3), (0, 'EVSETargetReactivePower', 40, 4), (0, 'EVSETargetReactivePower_L2', 40, 5), (0, 'EVSETargetReactivePower_L3', 40, 6), (0, 'EVSEPresentActivePower', 40, 7), (0, 'EVSEPresentActivePower_L2', 40, 8), (0, 'EVSEPresentActivePower_L3', 40, 9), (4, '', 0, -1),)),  # 0
         (4, ((0, 'EVSETargetActivePower_L2', 40, 2), (0, 'EVSETargetActivePower_L3', 40, 3), (0, 'EVSETargetReactivePower', 40, 4), (0, 'EVSETargetReactivePower_L2', 40, 5), (0, 'EVSETargetReactivePower_L3', 40, 6), (0, 'EVSEPresentActivePower', 40, 7), (0, 'EVSEPresentActivePower_L2', 40, 8), (0, 'EVSEPresentActivePower_L3', 40, 9), (4, '', 0, -1),)),  # 1
         (4, ((0, 'EVSETargetActivePower_L3', 40, 3), (0, 'EVSETargetReactivePower', 40, 4), (0, 'EVSETargetReactivePower_L2', 40, 5), (0, 'EVSETargetReactivePower_L3', 40, 6), (0, 'EVSEPresentActivePower', 40, 7), (0, 'EVSEPresentActivePower_L2', 40, 8), (0, 'EVSEPresentActivePower_L3', 40, 9), (4, '', 0, -1),)),  # 2
@@ -197,20 +197,20 @@ GRAMMARS = (
         (2, ((0, 'EVSEPresentActivePower_L3', 40, 9), (4, '', 0, -1),)),  # 8
         (1, ((4, '', 0, -1),)),  # 9
     )),
-    (m.CLReqControlModeType, (  # 12
+    (iso20_ct.CLReqControlModeType, (  # 12
         (1, ((4, '', 0, -1),)),  # 0
     )),
-    (m.CLResControlModeType, (  # 13
+    (iso20_ct.CLResControlModeType, (  # 13
         (1, ((4, '', 0, -1),)),  # 0
     )),
-    (m.CanonicalizationMethodType, (  # 14
+    (xmldsig.CanonicalizationMethodType, (  # 14
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 2
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 3
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 4
     )),
-    (m.DSAKeyValueType, (  # 15
+    (xmldsig.DSAKeyValueType, (  # 15
         (2, ((1, 'P', 0, 1), (1, 'G', 0, 2), (1, 'Y', 0, 3),)),  # 0
         (1, ((1, 'Q', 0, 4),)),  # 1
         (1, ((1, 'Y', 0, 3),)),  # 2
@@ -220,14 +220,14 @@ GRAMMARS = (
         (1, ((1, 'PgenCounter', 0, 7),)),  # 6
         (1, ((4, '', 0, -1),)),  # 7
     )),
-    (m.DigestMethodType, (  # 16
+    (xmldsig.DigestMethodType, (  # 16
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 2
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 3
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 4
     )),
-    (m.Dynamic_AC_CLReqControlModeType, (  # 17
+    (iso20_ac.Dynamic_AC_CLReqControlModeType, (  # 17
         (2, ((1, 'DepartureTime', 12, 1), (0, 'EVTargetEnergyRequest', 40, 2),)),  # 0
         (1, ((0, 'EVTargetEnergyRequest', 40, 2),)),  # 1
         (1, ((0, 'EVMaximumEnergyRequest', 40, 3),)),  # 2
@@ -246,7 +246,7 @@ GRAMMARS = (
         (2, ((0, 'EVPresentReactivePower_L3', 40, 16), (4, '', 0, -1),)),  # 15
         (1, ((4, '', 0, -1),)),  # 16
     )),
-    (m.Dynamic_AC_CLResControlModeType, (  # 18
+    (iso20_ac.Dynamic_AC_CLResControlModeType, (  # 18
         (3, ((1, 'DepartureTime', 12, 1), (1, 'MinimumSOC', 8, 2), (1, 'TargetSOC', 8, 3), (1, 'AckMaxDelay', 2, 4), (0, 'EVSETargetActivePower', 40, 5),)),  # 0
         (3, ((1, 'MinimumSOC', 8, 2), (1, 'TargetSOC', 8, 3), (1, 'AckMaxDelay', 2, 4), (0, 'EVSETargetActivePower', 40, 5),)),  # 1
         (2, ((1, 'TargetSOC', 8, 3), (1, 'AckMaxDelay', 2, 4), (0, 'EVSETargetActivePower', 40, 5),)),  # 2
@@ -262,7 +262,7 @@ GRAMMARS = (
         (2, ((0, 'EVSEPresentActivePower_L3', 40, 13), (4, '', 0, -1),)),  # 12
         (1, ((4, '', 0, -1),)),  # 13
     )),
-    (m.KeyInfoType, (  # 19
+    (xmldsig.KeyInfoType, (  # 19
         (4, ((2, 'Id', 1, 1), (1, 'KeyName', 1, 2), (0, 'KeyValue', 20, 4), (0, 'RetrievalMethod', 26, 5), (0, 'X509Data', 38, 6), (0, 'PGPData', 23, 7), (0, 'SPKIData', 27, 8), (1, 'MgmtData', 1, 9), (5, '##other', 0, 10), (6, '', 0, 3),)),  # 0
         (4, ((1, 'KeyName', 1, 2), (0, 'KeyValue', 20, 4), (0, 'RetrievalMethod', 26, 5), (0, 'X509Data', 38, 6), (0, 'PGPData', 23, 7), (0, 'SPKIData', 27, 8), (1, 'MgmtData', 1, 9), (5, '##other', 0, 10), (6, '', 0, 3),)),  # 1
         (4, ((1, 'KeyName', 1, 11), (0, 'KeyValue', 20, 13), (0, 'RetrievalMethod', 26, 14), (0, 'X509Data', 38, 15), (0, 'PGPData', 23, 16), (0, 'SPKIData', 27, 17), (1, 'MgmtData', 1, 18), (5, '##other', 0, 19), (4, '', 0, -1), (6, '', 0, 12),)),  # 2
@@ -299,7 +299,7 @@ GRAMMARS = (
         (4, ((1, 'KeyName', 1, 11), (0, 'KeyValue', 20, 13), (0, 'RetrievalMethod', 26, 14), (0, 'X509Data', 38, 15), (0, 'PGPData', 23, 16), (0, 'SPKIData', 27, 17), (1, 'MgmtData', 1, 18), (5, '##other', 0, 19), (4, '', 0, -1), (6, '', 0, 33),)),  # 33
         (4, ((1, 'KeyName', 1, 11), (0, 'KeyValue', 20, 13), (0, 'RetrievalMethod', 26, 14), (0, 'X509Data', 38, 15), (0, 'PGPData', 23, 16), (0, 'SPKIData', 27, 17), (1, 'MgmtData', 1, 18), (5, '##other', 0, 19), (4, '', 0, -1), (6, '', 0, 34),)),  # 34
     )),
-    (m.KeyValueType, (  # 20
+    (xmldsig.KeyValueType, (  # 20
         (3, ((0, 'DSAKeyValue', 15, 1), (0, 'RSAKeyValue', 24, 3), (5, '##other', 0, 4), (6, '', 0, 2),)),  # 0
         (2, ((4, '', 0, -1), (6, '', 0, 5),)),  # 1
         (3, ((0, 'DSAKeyValue', 15, 1), (0, 'RSAKeyValue', 24, 3), (5, '##other', 0, 4), (6, '', 0, 2),)),  # 2
@@ -309,13 +309,13 @@ GRAMMARS = (
         (2, ((4, '', 0, -1), (6, '', 0, 6),)),  # 6
         (2, ((4, '', 0, -1), (6, '', 0, 7),)),  # 7
     )),
-    (m.ManifestType, (  # 21
+    (xmldsig.ManifestType, (  # 21
         (2, ((2, 'Id', 1, 1), (0, 'Reference', 25, 2),)),  # 0
         (1, ((0, 'Reference', 25, 2),)),  # 1
         (2, ((0, 'Reference', 25, 3), (4, '', 0, -1),)),  # 2
         (2, ((0, 'Reference', 25, 3), (4, '', 0, -1),)),  # 3
     )),
-    (m.ObjectType, (  # 22
+    (xmldsig.ObjectType, (  # 22
         (3, ((2, 'Encoding', 1, 1), (2, 'Id', 1, 2), (2, 'MimeType', 1, 3), (5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 0
         (3, ((2, 'Id', 1, 2), (2, 'MimeType', 1, 3), (5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 1
         (3, ((2, 'MimeType', 1, 3), (5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 2
@@ -324,7 +324,7 @@ GRAMMARS = (
         (2, ((5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 5
         (2, ((5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
     )),
-    (m.PGPDataType, (  # 23
+    (xmldsig.PGPDataType, (  # 23
         (2, ((1, 'PGPKeyID', 0, 1), (1, 'PGPKeyPacket', 0, 2),)),  # 0
         (2, ((1, 'PGPKeyPacket', 0, 3), (5, '##other', 0, 4), (4, '', 0, -1),)),  # 1
         (2, ((5, '##other', 0, 5), (4, '', 0, -1),)),  # 2
@@ -332,12 +332,12 @@ GRAMMARS = (
         (2, ((5, '##other', 0, 4), (4, '', 0, -1),)),  # 4
         (2, ((5, '##other', 0, 5), (4, '', 0, -1),)),  # 5
     )),
-    (m.RSAKeyValueType, (  # 24
+    (xmldsig.RSAKeyValueType, (  # 24
         (1, ((1, 'Modulus', 0, 1),)),  # 0
         (1, ((1, 'Exponent', 0, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.ReferenceType, (  # 25
+    (xmldsig.ReferenceType, (  # 25
         (3, ((2, 'Id', 1, 1), (2, 'Type', 1, 2), (2, 'URI', 1, 3), (0, 'Transforms', 37, 4), (0, 'DigestMethod', 16, 5),)),  # 0
         (3, ((2, 'Type', 1, 2), (2, 'URI', 1, 3), (0, 'Transforms', 37, 4), (0, 'DigestMethod', 16, 5),)),  # 1
         (2, ((2, 'URI', 1, 3), (0, 'Transforms', 37, 4), (0, 'DigestMethod', 16, 5),)),  # 2
@@ -346,20 +346,20 @@ GRAMMARS = (
         (1, ((1, 'DigestValue', 0, 6),)),  # 5
         (1, ((4, '', 0, -1),)),  # 6
     )),
-    (m.RetrievalMethodType, (  # 26
+    (xmldsig.RetrievalMethodType, (  # 26
         (3, ((2, 'Type', 1, 1), (2, 'URI', 1, 2), (0, 'Transforms', 37, 3), (4, '', 0, -1),)),  # 0
         (2, ((2, 'URI', 1, 2), (0, 'Transforms', 37, 3), (4, '', 0, -1),)),  # 1
         (2, ((0, 'Transforms', 37, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.SPKIDataType, (  # 27
+    (xmldsig.SPKIDataType, (  # 27
         (1, ((1, 'SPKISexp', 0, 1),)),  # 0
         (2, ((1, 'SPKISexp', 0, 3), (5, '##other', 0, 2), (4, '', 0, -1),)),  # 1
         (2, ((1, 'SPKISexp', 0, 3), (4, '', 0, -1),)),  # 2
         (2, ((1, 'SPKISexp', 0, 3), (5, '##other', 0, 4), (4, '', 0, -1),)),  # 3
         (2, ((1, 'SPKISexp', 0, 3), (4, '', 0, -1),)),  # 4
     )),
-    (m.Scheduled_AC_CLReqControlModeType, (  # 28
+    (iso20_ac.Scheduled_AC_CLReqControlModeType, (  # 28
         (4, ((0, 'EVTargetEnergyRequest', 40, 1), (0, 'EVMaximumEnergyRequest', 40, 2), (0, 'EVMinimumEnergyRequest', 40, 3), (0, 'EVMaximumChargePower', 40, 4), (0, 'EVMaximumChargePower_L2', 40, 5), (0, 'EVMaximumChargePower_L3', 40, 6), (0, 'EVMinimumChargePower', 40, 7), (0, 'EVMinimumChargePower_L2', 40, 8), (0, 'EVMinimumChargePower_L3', 40, 9), (0, 'EVPresentActivePower', 40, 10),)),  # 0
         (4, ((0, 'EVMaximumEnergyRequest', 40, 2), (0, 'EVMinimumEnergyRequest', 40, 3), (0, 'EVMaximumChargePower', 40, 4), (0, 'EVMaximumChargePower_L2', 40, 5), (0, 'EVMaximumChargePower_L3', 40, 6), (0, 'EVMinimumChargePower', 40, 7), (0, 'EVMinimumChargePower_L2', 40, 8), (0, 'EVMinimumChargePower_L3', 40, 9), (0, 'EVPresentActivePower', 40, 10),)),  # 1
         (4, ((0, 'EVMinimumEnergyRequest', 40, 3), (0, 'EVMaximumChargePower', 40, 4), (0, 'EVMaximumChargePower_L2', 40, 5), (0, 'EVMaximumChargePower_L3', 40, 6), (0, 'EVMinimumChargePower', 40, 7), (0, 'EVMinimumChargePower_L2', 40, 8), (0, 'EVMinimumChargePower_L3', 40, 9), (0, 'EVPresentActivePower', 40, 10),)),  # 2
@@ -377,7 +377,7 @@ GRAMMARS = (
         (2, ((0, 'EVPresentReactivePower_L3', 40, 15), (4, '', 0, -1),)),  # 14
         (1, ((4, '', 0, -1),)),  # 15
     )),
-    (m.Scheduled_AC_CLResControlModeType, (  # 29
+    (iso20_ac.Scheduled_AC_CLResControlModeType, (  # 29
         (4, ((0, 'EVSETargetActivePower', 40, 1), (0, 'EVSETargetActivePower_L2', 40, 2), (0, 'EVSETargetActivePower_L3', 40, 3), (0, 'EVSETargetReactivePower', 40, 4), (0, 'EVSETargetReactivePower_L2', 40, 5), (0, 'EVSETargetReactivePower_L3', 40, 6), (0, 'EVSEPresentActivePower', 40, 7), (0, 'EVSEPresentActivePower_L2', 40, 8), (0, 'EVSEPresentActivePower_L3', 40, 9), (4, '', 0, -1),)),  # 0
         (4, ((0, 'EVSETargetActivePower_L2', 40, 2), (0, 'EVSETargetActivePower_L3', 40, 3), (0, 'EVSETargetReactivePower', 40, 4), (0, 'EVSETargetReactivePower_L2', 40, 5), (0, 'EVSETargetReactivePower_L3', 40, 6), (0, 'EVSEPresentActivePower', 40, 7), (0, 'EVSEPresentActivePower_L2', 40, 8), (0, 'EVSEPresentActivePower_L3', 40, 9), (4, '', 0, -1),)),  # 1
         (4, ((0, 'EVSETargetActivePower_L3', 40, 3), (0, 'EVSETargetReactivePower', 40, 4), (0, 'EVSETargetReactivePower_L2', 40, 5), (0, 'EVSETargetReactivePower_L3', 40, 6), (0, 'EVSEPresentActivePower', 40, 7), (0, 'EVSEPresentActivePower_L2', 40, 8), (0, 'EVSEPresentActivePower_L3', 40, 9), (4, '', 0, -1),)),  # 2
@@ -389,7 +389,7 @@ GRAMMARS = (
         (2, ((0, 'EVSEPresentActivePower_L3', 40, 9), (4, '', 0, -1),)),  # 8
         (1, ((4, '', 0, -1),)),  # 9
     )),
-    (m.SignatureType, (  # 30
+    (xmldsig.SignatureType, (  # 30
         (2, ((2, 'Id', 1, 1), (0, 'SignedInfo', 35, 2),)),  # 0
         (1, ((0, 'SignedInfo', 35, 2),)),  # 1
         (1, ((0, 'SignatureValue', 34, 3),)),  # 2
@@ -397,7 +397,7 @@ GRAMMARS = (
         (2, ((0, 'Object', 22, 5), (4, '', 0, -1),)),  # 4
         (2, ((0, 'Object', 22, 5), (4, '', 0, -1),)),  # 5
     )),
-    (m.SignatureMethodType, (  # 31
+    (xmldsig.SignatureMethodType, (  # 31
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (3, ((1, 'HMACOutputLength', 7, 2), (5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (2, ((5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 2
@@ -406,13 +406,13 @@ GRAMMARS = (
         (2, ((5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 5
         (2, ((5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
     )),
-    (m.SignaturePropertiesType, (  # 32
+    (xmldsig.SignaturePropertiesType, (  # 32
         (2, ((2, 'Id', 1, 1), (0, 'SignatureProperty', 33, 2),)),  # 0
         (1, ((0, 'SignatureProperty', 33, 2),)),  # 1
         (2, ((0, 'SignatureProperty', 33, 3), (4, '', 0, -1),)),  # 2
         (2, ((0, 'SignatureProperty', 33, 3), (4, '', 0, -1),)),  # 3
     )),
-    (m.SignaturePropertyType, (  # 33
+    (xmldsig.SignaturePropertyType, (  # 33
         (2, ((2, 'Id', 1, 1), (2, 'Target', 1, 2),)),  # 0
         (1, ((2, 'Target', 1, 2),)),  # 1
         (2, ((5, '##other', 0, 3), (6, '', 0, 4),)),  # 2
@@ -422,12 +422,12 @@ GRAMMARS = (
         (2, ((5, '##other', 0, 5), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
         (2, ((5, '##other', 0, 5), (4, '', 0, -1), (6, '', 0, 7),)),  # 7
     )),
-    (m.SignatureValueType, (  # 34
+    (xmldsig.SignatureValueType, (  # 34
         (2, ((2, 'Id', 1, 1), (3, 'CONTENT', 0, 2),)),  # 0
         (1, ((3, 'CONTENT', 0, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.SignedInfoType, (  # 35
+    (xmldsig.SignedInfoType, (  # 35
         (2, ((2, 'Id', 1, 1), (0, 'CanonicalizationMethod', 14, 2),)),  # 0
         (1, ((0, 'CanonicalizationMethod', 14, 2),)),  # 1
         (1, ((0, 'SignatureMethod', 31, 3),)),  # 2
@@ -435,7 +435,7 @@ GRAMMARS = (
         (2, ((0, 'Reference', 25, 5), (4, '', 0, -1),)),  # 4
         (2, ((0, 'Reference', 25, 5), (4, '', 0, -1),)),  # 5
     )),
-    (m.TransformType, (  # 36
+    (xmldsig.TransformType, (  # 36
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 5),)),  # 2
@@ -444,12 +444,12 @@ GRAMMARS = (
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 5),)),  # 5
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
     )),
-    (m.TransformsType, (  # 37
+    (xmldsig.TransformsType, (  # 37
         (1, ((0, 'Transform', 36, 1),)),  # 0
         (2, ((0, 'Transform', 36, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'Transform', 36, 2), (4, '', 0, -1),)),  # 2
     )),
-    (m.X509DataType, (  # 38
+    (xmldsig.X509DataType, (  # 38
         (3, ((0, 'X509IssuerSerial', 46, 1), (1, 'X509SKI', 0, 2), (1, 'X509SubjectName', 1, 3), (1, 'X509Certificate', 0, 4), (1, 'X509CRL', 0, 5), (5, '##other', 0, 6),)),  # 0
         (3, ((0, 'X509IssuerSerial', 46, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 1
         (3, ((0, 'X509IssuerSerial', 46, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 2
@@ -464,17 +464,17 @@ GRAMMARS = (
         (3, ((0, 'X509IssuerSerial', 46, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 11
         (3, ((0, 'X509IssuerSerial', 46, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 12
     )),
-    (m.DetailedCostType, (  # 39
+    (iso20_ct.DetailedCostType, (  # 39
         (1, ((0, 'Amount', 40, 1),)),  # 0
         (1, ((0, 'CostPerUnit', 40, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.RationalNumberType, (  # 40
+    (iso20_ct.RationalNumberType, (  # 40
         (1, ((1, 'Exponent', 6, 1),)),  # 0
         (1, ((1, 'Value', 11, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.DisplayParametersType, (  # 41
+    (iso20_ct.DisplayParametersType, (  # 41
         (4, ((1, 'PresentSOC', 8, 1), (1, 'MinimumSOC', 8, 2), (1, 'TargetSOC', 8, 3), (1, 'MaximumSOC', 8, 4), (1, 'RemainingTimeToMinimumSOC', 12, 5), (1, 'RemainingTimeToTargetSOC', 12, 6), (1, 'RemainingTimeToMaximumSOC', 12, 7), (1, 'ChargingComplete', 4, 8), (0, 'BatteryEnergyCapacity', 40, 9), (1, 'InletHot', 4, 10), (4, '', 0, -1),)),  # 0
         (4, ((1, 'MinimumSOC', 8, 2), (1, 'TargetSOC', 8, 3), (1, 'MaximumSOC', 8, 4), (1, 'RemainingTimeToMinimumSOC', 12, 5), (1, 'RemainingTimeToTargetSOC', 12, 6), (1, 'RemainingTimeToMaximumSOC', 12, 7), (1, 'ChargingComplete', 4, 8), (0, 'BatteryEnergyCapacity', 40, 9), (1, 'InletHot', 4, 10), (4, '', 0, -1),)),  # 1
         (4, ((1, 'TargetSOC', 8, 3), (1, 'MaximumSOC', 8, 4), (1, 'RemainingTimeToMinimumSOC', 12, 5), (1, 'RemainingTimeToTargetSOC', 12, 6), (1, 'RemainingTimeToMaximumSOC', 12, 7), (1, 'ChargingComplete', 4, 8), (0, 'BatteryEnergyCapacity', 40, 9), (1, 'InletHot', 4, 10), (4, '', 0, -1),)),  # 2
@@ -487,18 +487,18 @@ GRAMMARS = (
         (2, ((1, 'InletHot', 4, 10), (4, '', 0, -1),)),  # 9
         (1, ((4, '', 0, -1),)),  # 10
     )),
-    (m.EVSEStatusType, (  # 42
+    (iso20_ct.EVSEStatusType, (  # 42
         (1, ((1, 'NotificationMaxDelay', 2, 1),)),  # 0
         (1, ((1, 'EVSENotification', 5, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.MessageHeaderType, (  # 43
+    (iso20_ct.MessageHeaderType, (  # 43
         (1, ((1, 'SessionID', 14, 1),)),  # 0
         (1, ((1, 'TimeStamp', 3, 2),)),  # 1
         (2, ((0, 'Signature', 30, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.MeterInfoType, (  # 44
+    (iso20_ct.MeterInfoType, (  # 44
         (1, ((1, 'MeterID', 9, 1),)),  # 0
         (1, ((1, 'ChargedEnergyReadingWh', 3, 2),)),  # 1
         (3, ((1, 'BPT_DischargedEnergyReadingWh', 3, 3), (1, 'CapacitiveEnergyReadingVARh', 3, 4), (1, 'BPT_InductiveEnergyReadingVARh', 3, 5), (1, 'MeterSignature', 10, 6), (1, 'MeterStatus', 11, 7), (1, 'MeterTimestamp', 3, 8), (4, '', 0, -1),)),  # 2
@@ -509,7 +509,7 @@ GRAMMARS = (
         (2, ((1, 'MeterTimestamp', 3, 8), (4, '', 0, -1),)),  # 7
         (1, ((4, '', 0, -1),)),  # 8
     )),
-    (m.ReceiptType, (  # 45
+    (iso20_ct.ReceiptType, (  # 45
         (1, ((1, 'TimeAnchor', 3, 1),)),  # 0
         (3, ((0, 'EnergyCosts', 39, 2), (0, 'OccupancyCosts', 39, 3), (0, 'AdditionalServicesCosts', 39, 4), (0, 'OverstayCosts', 39, 5), (0, 'TaxCosts', 47, 6), (4, '', 0, -1),)),  # 1
         (3, ((0, 'OccupancyCosts', 39, 3), (0, 'AdditionalServicesCosts', 39, 4), (0, 'OverstayCosts', 39, 5), (0, 'TaxCosts', 47, 6), (4, '', 0, -1),)),  # 2
@@ -527,12 +527,12 @@ GRAMMARS = (
         (2, ((0, 'TaxCosts', 47, 15), (4, '', 0, -1),)),  # 14
         (1, ((4, '', 0, -1),)),  # 15
     )),
-    (m.X509IssuerSerialType, (  # 46
+    (xmldsig.X509IssuerSerialType, (  # 46
         (1, ((1, 'X509IssuerName', 1, 1),)),  # 0
         (1, ((1, 'X509SerialNumber', 7, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.DetailedTaxType, (  # 47
+    (iso20_ct.DetailedTaxType, (  # 47
         (1, ((1, 'TaxRuleID', 15, 1),)),  # 0
         (1, ((0, 'Amount', 40, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2

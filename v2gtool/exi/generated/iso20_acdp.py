@@ -2,7 +2,7 @@
 
 """EXI grammar tables of the ISO 15118-20 ACDP schema set (urn:iso:std:iso:15118:-20:ACDP)."""
 
-from v2gtool.messages import iso20_acdp as m
+from v2gtool.messages import iso20_acdp, iso20_ct, xmldsig
 
 NAME = "iso20-acdp"
 NAMESPACE = "urn:iso:std:iso:15118:-20:ACDP"
@@ -15,20 +15,20 @@ DTYPES = (
     (2, 0, 0, 0, 18446744073709551615),
     (0, 0, 0, None, None),
     (3, 0, 0, -32768, 32767),
-    (6, 3, tuple(m.cpStatusType), None, None),
-    (6, 2, tuple(m.electricalChargingDeviceStatusType), None, None),
-    (6, 4, tuple(m.errorCodeType), None, None),
-    (6, 2, tuple(m.isolationStatusType), None, None),
-    (6, 2, tuple(m.mechanicalChargingDeviceStatusType), None, None),
-    (6, 3, tuple(m.evseNotificationType), None, None),
-    (6, 2, tuple(m.processingType), None, None),
+    (6, 3, tuple(iso20_acdp.cpStatusType), None, None),
+    (6, 2, tuple(iso20_acdp.electricalChargingDeviceStatusType), None, None),
+    (6, 4, tuple(iso20_acdp.errorCodeType), None, None),
+    (6, 2, tuple(iso20_acdp.isolationStatusType), None, None),
+    (6, 2, tuple(iso20_acdp.mechanicalChargingDeviceStatusType), None, None),
+    (6, 3, tuple(iso20_ct.evseNotificationType), None, None),
+    (6, 2, tuple(iso20_ct.processingType), None, None),
     (1, 7, 0, 0, 100),
     (1, 8, -128, -128, 127),
     (3, 0, 0, None, None),
     (5, 0, 0, None, 32),
     (4, 0, 1, None, 64),
     (2, 0, 0, 0, 4294967295),
-    (6, 6, tuple(m.responseCodeType), None, None),
+    (6, 6, tuple(iso20_ct.responseCodeType), None, None),
     (4, 0, 0, 8, 8),
     (2, 0, 0, 1, 4294967295),
 )
@@ -36,12 +36,12 @@ DTYPES = (
 # Per complex type: (message class, states); a state is (code width, productions),
 # a production (kind, field, argument, next state) in event-code order.
 GRAMMARS = (
-    (m.ACDP_ConnectReqType, (  # 0
+    (iso20_acdp.ACDP_ConnectReqType, (  # 0
         (1, ((0, 'Header', 34, 1),)),  # 0
         (1, ((1, 'EVElectricalChargingDeviceStatus', 7, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.ACDP_ConnectResType, (  # 1
+    (iso20_acdp.ACDP_ConnectResType, (  # 1
         (1, ((0, 'Header', 34, 1),)),  # 0
         (1, ((1, 'ResponseCode', 19, 2),)),  # 1
         (1, ((1, 'EVSEProcessing', 12, 3),)),  # 2
@@ -49,12 +49,12 @@ GRAMMARS = (
         (1, ((1, 'EVSEMechanicalChargingDeviceStatus', 10, 5),)),  # 4
         (1, ((4, '', 0, -1),)),  # 5
     )),
-    (m.ACDP_SystemStatusReqType, (  # 2
+    (iso20_acdp.ACDP_SystemStatusReqType, (  # 2
         (1, ((0, 'Header', 34, 1),)),  # 0
         (1, ((0, 'EVTechnicalStatus', 33, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.ACDP_SystemStatusResType, (  # 3
+    (iso20_acdp.ACDP_SystemStatusResType, (  # 3
         (1, ((0, 'Header', 34, 1),)),  # 0
         (1, ((1, 'ResponseCode', 19, 2),)),  # 1
         (1, ((1, 'EVSEMechanicalChargingDeviceStatus', 10, 3),)),  # 2
@@ -68,13 +68,13 @@ GRAMMARS = (
         (1, ((1, 'EVAssociationStatus', 4, 11),)),  # 10
         (1, ((4, '', 0, -1),)),  # 11
     )),
-    (m.ACDP_VehiclePositioningReqType, (  # 4
+    (iso20_acdp.ACDP_VehiclePositioningReqType, (  # 4
         (1, ((0, 'Header', 34, 1),)),  # 0
         (1, ((1, 'EVMobilityStatus', 4, 2),)),  # 1
         (1, ((1, 'EVPositioningSupport', 4, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.ACDP_VehiclePositioningResType, (  # 5
+    (iso20_acdp.ACDP_VehiclePositioningResType, (  # 5
         (1, ((0, 'Header', 34, 1),)),  # 0
         (1, ((1, 'ResponseCode', 19, 2),)),  # 1
         (1, ((1, 'EVSEProcessing', 12, 3),)),  # 2
@@ -86,20 +86,20 @@ GRAMMARS = (
         (1, ((1, 'EVInChargePosition', 4, 9),)),  # 8
         (1, ((4, '', 0, -1),)),  # 9
     )),
-    (m.CLReqControlModeType, (  # 6
+    (iso20_ct.CLReqControlModeType, (  # 6
         (1, ((4, '', 0, -1),)),  # 0
     )),
-    (m.CLResControlModeType, (  # 7
+    (iso20_ct.CLResControlModeType, (  # 7
         (1, ((4, '', 0, -1),)),  # 0
     )),
-    (m.CanonicalizationMethodType, (  # 8
+    (xmldsig.CanonicalizationMethodType, (  # 8
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 2
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 3
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 4
     )),
-    (m.DSAKeyValueType, (  # 9
+    (xmldsig.DSAKeyValueType, (  # 9
         (2, ((1, 'P', 0, 1), (1, 'G', 0, 2), (1, 'Y', 0, 3),)),  # 0
         (1, ((1, 'Q', 0, 4),)),  # 1
         (1, ((1, 'Y', 0, 3),)),  # 2
@@ -109,14 +109,14 @@ GRAMMARS = (
         (1, ((1, 'PgenCounter', 0, 7),)),  # 6
         (1, ((4, '', 0, -1),)),  # 7
     )),
-    (m.DigestMethodType, (  # 10
+    (xmldsig.DigestMethodType, (  # 10
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 2
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 3
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 4
     )),
-    (m.KeyInfoType, (  # 11
+    (xmldsig.KeyInfoType, (  # 11
         (4, ((2, 'Id', 1, 1), (1, 'KeyName', 1, 2), (0, 'KeyValue', 12, 4), (0, 'RetrievalMethod', 18, 5), (0, 'X509Data', 28, 6), (0, 'PGPData', 15, 7), (0, 'SPKIData', 19, 8), (1, 'MgmtData', 1, 9), (5, '##other', 0, 10), (6, '', 0, 3),)),  # 0
         (4, ((1, 'KeyName', 1, 2), (0, 'KeyValue', 12, 4), (0, 'RetrievalMethod', 18, 5), (0, 'X509Data', 28, 6), (0, 'PGPData', 15, 7), (0, 'SPKIData', 19, 8), (1, 'MgmtData', 1, 9), (5, '##other', 0, 10), (6, '', 0, 3),)),  # 1
         (4, ((1, 'KeyName', 1, 11), (0, 'KeyValue', 12, 13), (0, 'RetrievalMethod', 18, 14), (0, 'X509Data', 28, 15), (0, 'PGPData', 15, 16), (0, 'SPKIData', 19, 17), (1, 'MgmtData', 1, 18), (5, '##other', 0, 19), (4, '', 0, -1), (6, '', 0, 12),)),  # 2
@@ -153,7 +153,7 @@ GRAMMARS = (
         (4, ((1, 'KeyName', 1, 11), (0, 'KeyValue', 12, 13), (0, 'RetrievalMethod', 18, 14), (0, 'X509Data', 28, 15), (0, 'PGPData', 15, 16), (0, 'SPKIData', 19, 17), (1, 'MgmtData', 1, 18), (5, '##other', 0, 19), (4, '', 0, -1), (6, '', 0, 33),)),  # 33
         (4, ((1, 'KeyName', 1, 11), (0, 'KeyValue', 12, 13), (0, 'RetrievalMethod', 18, 14), (0, 'X509Data', 28, 15), (0, 'PGPData', 15, 16), (0, 'SPKIData', 19, 17), (1, 'MgmtData', 1, 18), (5, '##other', 0, 19), (4, '', 0, -1), (6, '', 0, 34),)),  # 34
     )),
-    (m.KeyValueType, (  # 12
+    (xmldsig.KeyValueType, (  # 12
         (3, ((0, 'DSAKeyValue', 9, 1), (0, 'RSAKeyValue', 16, 3), (5, '##other', 0, 4), (6, '', 0, 2),)),  # 0
         (2, ((4, '', 0, -1), (6, '', 0, 5),)),  # 1
         (3, ((0, 'DSAKeyValue', 9, 1), (0, 'RSAKeyValue', 16, 3), (5, '##other', 0, 4), (6, '', 0, 2),)),  # 2
@@ -163,13 +163,13 @@ GRAMMARS = (
         (2, ((4, '', 0, -1), (6, '', 0, 6),)),  # 6
         (2, ((4, '', 0, -1), (6, '', 0, 7),)),  # 7
     )),
-    (m.ManifestType, (  # 13
+    (xmldsig.ManifestType, (  # 13
         (2, ((2, 'Id', 1, 1), (0, 'Reference', 17, 2),)),  # 0
         (1, ((0, 'Reference', 17, 2),)),  # 1
         (2, ((0, 'Reference', 17, 3), (4, '', 0, -1),)),  # 2
         (2, ((0, 'Reference', 17, 3), (4, '', 0, -1),)),  # 3
     )),
-    (m.ObjectType, (  # 14
+    (xmldsig.ObjectType, (  # 14
         (3, ((2, 'Encoding', 1, 1), (2, 'Id', 1, 2), (2, 'MimeType', 1, 3), (5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 0
         (3, ((2, 'Id', 1, 2), (2, 'MimeType', 1, 3), (5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 1
         (3, ((2, 'MimeType', 1, 3), (5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 2
@@ -178,7 +178,7 @@ GRAMMARS = (
         (2, ((5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 5
         (2, ((5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
     )),
-    (m.PGPDataType, (  # 15
+    (xmldsig.PGPDataType, (  # 15
         (2, ((1, 'PGPKeyID', 0, 1), (1, 'PGPKeyPacket', 0, 2),)),  # 0
         (2, ((1, 'PGPKeyPacket', 0, 3), (5, '##other', 0, 4), (4, '', 0, -1),)),  # 1
         (2, ((5, '##other', 0, 5), (4, '', 0, -1),)),  # 2
@@ -186,12 +186,12 @@ GRAMMARS = (
         (2, ((5, '##other', 0, 4), (4, '', 0, -1),)),  # 4
         (2, ((5, '##other', 0, 5), (4, '', 0, -1),)),  # 5
     )),
-    (m.RSAKeyValueType, (  # 16
+    (xmldsig.RSAKeyValueType, (  # 16
         (1, ((1, 'Modulus', 0, 1),)),  # 0
         (1, ((1, 'Exponent', 0, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.ReferenceType, (  # 17
+    (xmldsig.ReferenceType, (  # 17
         (3, ((2, 'Id', 1, 1), (2, 'Type', 1, 2), (2, 'URI', 1, 3), (0, 'Transforms', 27, 4), (0, 'DigestMethod', 10, 5),)),  # 0
         (3, ((2, 'Type', 1, 2), (2, 'URI', 1, 3), (0, 'Transforms', 27, 4), (0, 'DigestMethod', 10, 5),)),  # 1
         (2, ((2, 'URI', 1, 3), (0, 'Transforms', 27, 4), (0, 'DigestMethod', 10, 5),)),  # 2
@@ -200,20 +200,20 @@ GRAMMARS = (
         (1, ((1, 'DigestValue', 0, 6),)),  # 5
         (1, ((4, '', 0, -1),)),  # 6
     )),
-    (m.RetrievalMethodType, (  # 18
+    (xmldsig.RetrievalMethodType, (  # 18
         (3, ((2, 'Type', 1, 1), (2, 'URI', 1, 2), (0, 'Transforms', 27, 3), (4, '', 0, -1),)),  # 0
         (2, ((2, 'URI', 1, 2), (0, 'Transforms', 27, 3), (4, '', 0, -1),)),  # 1
         (2, ((0, 'Transforms', 27, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.SPKIDataType, (  # 19
+    (xmldsig.SPKIDataType, (  # 19
         (1, ((1, 'SPKISexp', 0, 1),)),  # 0
         (2, ((1, 'SPKISexp', 0, 3), (5, '##other', 0, 2), (4, '', 0, -1),)),  # 1
         (2, ((1, 'SPKISexp', 0, 3), (4, '', 0, -1),)),  # 2
         (2, ((1, 'SPKISexp', 0, 3), (5, '##other', 0, 4), (4, '', 0, -1),)),  # 3
         (2, ((1, 'SPKISexp', 0, 3), (4, '', 0, -1),)),  # 4
     )),
-    (m.SignatureType, (  # 20
+    (xmldsig.SignatureType, (  # 20
         (2, ((2, 'Id', 1, 1), (0, 'SignedInfo', 25, 2),)),  # 0
         (1, ((0, 'SignedInfo', 25, 2),)),  # 1
         (1, ((0, 'SignatureValue', 24, 3),)),  # 2
@@ -221,7 +221,7 @@ GRAMMARS = (
         (2, ((0, 'Object', 14, 5), (4, '', 0, -1),)),  # 4
         (2, ((0, 'Object', 14, 5), (4, '', 0, -1),)),  # 5
     )),
-    (m.SignatureMethodType, (  # 21
+    (xmldsig.SignatureMethodType, (  # 21
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (3, ((1, 'HMACOutputLength', 15, 2), (5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (2, ((5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 2
@@ -230,13 +230,13 @@ GRAMMARS = (
         (2, ((5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 5
         (2, ((5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
     )),
-    (m.SignaturePropertiesType, (  # 22
+    (xmldsig.SignaturePropertiesType, (  # 22
         (2, ((2, 'Id', 1, 1), (0, 'SignatureProperty', 23, 2),)),  # 0
         (1, ((0, 'SignatureProperty', 23, 2),)),  # 1
         (2, ((0, 'SignatureProperty', 23, 3), (4, '', 0, -1),)),  # 2
         (2, ((0, 'SignatureProperty', 23, 3), (4, '', 0, -1),)),  # 3
     )),
-    (m.SignaturePropertyType, (  # 23
+    (xmldsig.SignaturePropertyType, (  # 23
         (2, ((2, 'Id', 1, 1), (2, 'Target', 1, 2),)),  # 0
         (1, ((2, 'Target', 1, 2),)),  # 1
         (2, ((5, '##other', 0, 3), (6, '', 0, 4),)),  # 2
@@ -246,12 +246,12 @@ GRAMMARS = (
         (2, ((5, '##other', 0, 5), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
         (2, ((5, '##other', 0, 5), (4, '', 0, -1), (6, '', 0, 7),)),  # 7
     )),
-    (m.SignatureValueType, (  # 24
+    (xmldsig.SignatureValueType, (  # 24
         (2, ((2, 'Id', 1, 1), (3, 'CONTENT', 0, 2),)),  # 0
         (1, ((3, 'CONTENT', 0, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.SignedInfoType, (  # 25
+    (xmldsig.SignedInfoType, (  # 25
         (2, ((2, 'Id', 1, 1), (0, 'CanonicalizationMethod', 8, 2),)),  # 0
         (1, ((0, 'CanonicalizationMethod', 8, 2),)),  # 1
         (1, ((0, 'SignatureMethod', 21, 3),)),  # 2
@@ -259,7 +259,7 @@ GRAMMARS = (
         (2, ((0, 'Reference', 17, 5), (4, '', 0, -1),)),  # 4
         (2, ((0, 'Reference', 17, 5), (4, '', 0, -1),)),  # 5
     )),
-    (m.TransformType, (  # 26
+    (xmldsig.TransformType, (  # 26
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 5),)),  # 2
@@ -268,12 +268,12 @@ GRAMMARS = (
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 5),)),  # 5
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
     )),
-    (m.TransformsType, (  # 27
+    (xmldsig.TransformsType, (  # 27
         (1, ((0, 'Transform', 26, 1),)),  # 0
         (2, ((0, 'Transform', 26, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'Transform', 26, 2), (4, '', 0, -1),)),  # 2
     )),
-    (m.X509DataType, (  # 28
+    (xmldsig.X509DataType, (  # 28
         (3, ((0, 'X509IssuerSerial', 37, 1), (1, 'X509SKI', 0, 2), (1, 'X509SubjectName', 1, 3), (1, 'X509Certificate', 0, 4), (1, 'X509CRL', 0, 5), (5, '##other', 0, 6),)),  # 0
         (3, ((0, 'X509IssuerSerial', 37, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 1
         (3, ((0, 'X509IssuerSerial', 37, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 2
@@ -288,17 +288,17 @@ GRAMMARS = (
         (3, ((0, 'X509IssuerSerial', 37, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 11
         (3, ((0, 'X509IssuerSerial', 37, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 12
     )),
-    (m.DetailedCostType, (  # 29
+    (iso20_ct.DetailedCostType, (  # 29
         (1, ((0, 'Amount', 30, 1),)),  # 0
         (1, ((0, 'CostPerUnit', 30, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.RationalNumberType, (  # 30
+    (iso20_ct.RationalNumberType, (  # 30
         (1, ((1, 'Exponent', 14, 1),)),  # 0
         (1, ((1, 'Value', 5, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.DisplayParametersType, (  # 31
+    (iso20_ct.DisplayParametersType, (  # 31
         (4, ((1, 'PresentSOC', 13, 1), (1, 'MinimumSOC', 13, 2), (1, 'TargetSOC', 13, 3), (1, 'MaximumSOC', 13, 4), (1, 'RemainingTimeToMinimumSOC', 18, 5), (1, 'RemainingTimeToTargetSOC', 18, 6), (1, 'RemainingTimeToMaximumSOC', 18, 7), (1, 'ChargingComplete', 4, 8), (0, 'BatteryEnergyCapacity', 30, 9), (1, 'InletHot', 4, 10), (4, '', 0, -1),)),  # 0
         (4, ((1, 'MinimumSOC', 13, 2), (1, 'TargetSOC', 13, 3), (1, 'MaximumSOC', 13, 4), (1, 'RemainingTimeToMinimumSOC', 18, 5), (1, 'RemainingTimeToTargetSOC', 18, 6), (1, 'RemainingTimeToMaximumSOC', 18, 7), (1, 'ChargingComplete', 4, 8), (0, 'BatteryEnergyCapacity', 30, 9), (1, 'InletHot', 4, 10), (4, '', 0, -1),)),  # 1
         (4, ((1, 'TargetSOC', 13, 3), (1, 'MaximumSOC', 13, 4), (1, 'RemainingTimeToMinimumSOC', 18, 5), (1, 'RemainingTimeToTargetSOC', 18, 6), (1, 'RemainingTimeToMaximumSOC', 18, 7), (1, 'ChargingComplete', 4, 8), (0, 'BatteryEnergyCapacity', 30, 9), (1, 'InletHot', 4, 10), (4, '', 0, -1),)),  # 2
@@ -311,12 +311,12 @@ GRAMMARS = (
         (2, ((1, 'InletHot', 4, 10), (4, '', 0, -1),)),  # 9
         (1, ((4, '', 0, -1),)),  # 10
     )),
-    (m.EVSEStatusType, (  # 32
+    (iso20_ct.EVSEStatusType, (  # 32
         (1, ((1, 'NotificationMaxDelay', 2, 1),)),  # 0
         (1, ((1, 'EVSENotification', 11, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.EVTechnicalStatusType, (  # 33
+    (iso20_acdp.EVTechnicalStatusType, (  # 33
         (1, ((1, 'EVReadyToCharge', 4, 1),)),  # 0
         (1, ((1, 'EVImmobilizationRequest', 4, 2),)),  # 1
         (3, ((1, 'EVImmobilized', 4, 3), (0, 'EVWLANStrength', 30, 4), (1, 'EVCPStatus', 6, 5), (1, 'EVSOC', 13, 6), (1, 'EVErrorCode', 8, 7), (1, 'EVTimeout', 4, 8), (4, '', 0, -1),)),  # 2
@@ -327,13 +327,13 @@ GRAMMARS = (
         (2, ((1, 'EVTimeout', 4, 8), (4, '', 0, -1),)),  # 7
         (1, ((4, '', 0, -1),)),  # 8
     )),
-    (m.MessageHeaderType, (  # 34
+    (iso20_ct.MessageHeaderType, (  # 34
         (1, ((1, 'SessionID', 20, 1),)),  # 0
         (1, ((1, 'TimeStamp', 3, 2),)),  # 1
         (2, ((0, 'Signature', 20, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.MeterInfoType, (  # 35
+    (iso20_ct.MeterInfoType, (  # 35
         (1, ((1, 'MeterID', 16, 1),)),  # 0
         (1, ((1, 'ChargedEnergyReadingWh', 3, 2),)),  # 1
         (3, ((1, 'BPT_DischargedEnergyReadingWh', 3, 3), (1, 'CapacitiveEnergyReadingVARh', 3, 4), (1, 'BPT_InductiveEnergyReadingVARh', 3, 5), (1, 'MeterSignature', 17, 6), (1, 'MeterStatus', 5, 7), (1, 'MeterTimestamp', 3, 8), (4, '', 0, -1),)),  # 2
@@ -344,7 +344,7 @@ GRAMMARS = (
         (2, ((1, 'MeterTimestamp', 3, 8), (4, '', 0, -1),)),  # 7
         (1, ((4, '', 0, -1),)),  # 8
     )),
-    (m.ReceiptType, (  # 36
+    (iso20_ct.ReceiptType, (  # 36
         (1, ((1, 'TimeAnchor', 3, 1),)),  # 0
         (3, ((0, 'EnergyCosts', 29, 2), (0, 'OccupancyCosts', 29, 3), (0, 'AdditionalServicesCosts', 29, 4), (0, 'OverstayCosts', 29, 5), (0, 'TaxCosts', 38, 6), (4, '', 0, -1),)),  # 1
         (3, ((0, 'OccupancyCosts', 29, 3), (0, 'AdditionalServicesCosts', 29, 4), (0, 'OverstayCosts', 29, 5), (0, 'TaxCosts', 38, 6), (4, '', 0, -1),)),  # 2
@@ -362,12 +362,12 @@ GRAMMARS = (
         (2, ((0, 'TaxCosts', 38, 15), (4, '', 0, -1),)),  # 14
         (1, ((4, '', 0, -1),)),  # 15
     )),
-    (m.X509IssuerSerialType, (  # 37
+    (xmldsig.X509IssuerSerialType, (  # 37
         (1, ((1, 'X509IssuerName', 1, 1),)),  # 0
         (1, ((1, 'X509SerialNumber', 15, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.DetailedTaxType, (  # 38
+    (iso20_ct.DetailedTaxType, (  # 38
         (1, ((1, 'TaxRuleID', 21, 1),)),  # 0
         (1, ((0, 'Amount', 30, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2

@@ -2,7 +2,7 @@
 
 """EXI grammar tables of the ISO 15118-20 CommonMessages schema set (urn:iso:std:iso:15118:-20:CommonMessages)."""
 
-from v2gtool.messages import iso20_cm as m
+from v2gtool.messages import iso20_cm, iso20_ct, xmldsig
 
 NAME = "iso20"
 NAMESPACE = "urn:iso:std:iso:15118:-20:CommonMessages"
@@ -13,22 +13,22 @@ DTYPES = (
     (5, 0, 0, None, None),
     (2, 0, 0, 0, 65535),
     (0, 0, 0, None, None),
-    (6, 1, tuple(m.authorizationType), None, None),
-    (6, 1, tuple(m.channelSelectionType), None, None),
+    (6, 1, tuple(iso20_cm.authorizationType), None, None),
+    (6, 1, tuple(iso20_cm.channelSelectionType), None, None),
     (2, 0, 0, 0, 18446744073709551615),
     (4, 0, 1, None, 1600),
-    (6, 2, tuple(m.chargeProgressType), None, None),
-    (6, 2, tuple(m.chargingSessionType), None, None),
+    (6, 2, tuple(iso20_cm.chargeProgressType), None, None),
+    (6, 2, tuple(iso20_cm.chargingSessionType), None, None),
     (5, 0, 0, None, 3),
     (4, 0, 1, 133, 133),
     (3, 0, 0, -32768, 32767),
-    (6, 1, tuple(m.ecdhCurveType), None, None),
+    (6, 1, tuple(iso20_cm.ecdhCurveType), None, None),
     (5, 0, 0, None, 255),
-    (6, 2, tuple(m.evCheckInStatusType), None, None),
-    (6, 2, tuple(m.evCheckOutStatusType), None, None),
-    (6, 2, tuple(m.processingType), None, None),
-    (6, 1, tuple(m.evseCheckOutStatusType), None, None),
-    (6, 3, tuple(m.evseNotificationType), None, None),
+    (6, 2, tuple(iso20_cm.evCheckInStatusType), None, None),
+    (6, 2, tuple(iso20_cm.evCheckOutStatusType), None, None),
+    (6, 2, tuple(iso20_ct.processingType), None, None),
+    (6, 1, tuple(iso20_cm.evseCheckOutStatusType), None, None),
+    (6, 3, tuple(iso20_ct.evseNotificationType), None, None),
     (5, 0, 0, None, 80),
     (5, 0, 0, None, 160),
     (1, 8, -128, -128, 127),
@@ -40,10 +40,10 @@ DTYPES = (
     (5, 0, 0, None, 32),
     (4, 0, 1, None, 64),
     (2, 0, 0, 0, 4294967295),
-    (6, 2, tuple(m.parkingMethodType), None, None),
-    (6, 1, tuple(m.powerToleranceAcceptanceType), None, None),
+    (6, 2, tuple(iso20_cm.parkingMethodType), None, None),
+    (6, 1, tuple(iso20_cm.powerToleranceAcceptanceType), None, None),
     (2, 0, 0, 1, 4294967295),
-    (6, 6, tuple(m.responseCodeType), None, None),
+    (6, 6, tuple(iso20_ct.responseCodeType), None, None),
     (4, 0, 1, 94, 94),
     (4, 0, 0, 8, 8),
     (4, 0, 1, 206, 206),
@@ -54,24 +54,24 @@ DTYPES = (
 # Per complex type: (message class, states); a state is (code width, productions),
 # a production (kind, field, argument, next state) in event-code order.
 GRAMMARS = (
-    (m.AuthorizationReqType, (  # 0
+    (iso20_cm.AuthorizationReqType, (  # 0
         (1, ((0, 'Header', 79, 1),)),  # 0
         (1, ((1, 'SelectedAuthorizationService', 4, 2),)),  # 1
         (2, ((0, 'EIM_AReqAuthorizationMode', 64, 3), (0, 'PnC_AReqAuthorizationMode', 87, 4),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.AuthorizationResType, (  # 1
+    (iso20_cm.AuthorizationResType, (  # 1
         (1, ((0, 'Header', 79, 1),)),  # 0
         (1, ((1, 'ResponseCode', 34, 2),)),  # 1
         (1, ((1, 'EVSEProcessing', 17, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.AuthorizationSetupReqType, (  # 2
+    (iso20_cm.AuthorizationSetupReqType, (  # 2
         (1, ((0, 'Header', 79, 1),)),  # 0
         (1, ((4, '', 0, -1),)),  # 1
     )),
-    (m.AuthorizationSetupResType, (  # 3
+    (iso20_cm.AuthorizationSetupResType, (  # 3
         (1, ((0, 'Header', 79, 1),)),  # 0
         (1, ((1, 'ResponseCode', 34, 2),)),  # 1
         (1, ((1, 'AuthorizationServices', 4, 3),)),  # 2
@@ -81,20 +81,20 @@ GRAMMARS = (
         (1, ((4, '', 0, -1),)),  # 6
         (1, ((4, '', 0, -1),)),  # 7
     )),
-    (m.CLReqControlModeType, (  # 4
+    (iso20_ct.CLReqControlModeType, (  # 4
         (1, ((4, '', 0, -1),)),  # 0
     )),
-    (m.CLResControlModeType, (  # 5
+    (iso20_ct.CLResControlModeType, (  # 5
         (1, ((4, '', 0, -1),)),  # 0
     )),
-    (m.CanonicalizationMethodType, (  # 6
+    (xmldsig.CanonicalizationMethodType, (  # 6
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 2
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 3
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 4
     )),
-    (m.CertificateInstallationReqType, (  # 7
+    (iso20_cm.CertificateInstallationReqType, (  # 7
         (1, ((0, 'Header', 79, 1),)),  # 0
         (1, ((0, 'OEMProvisioningCertificateChain', 82, 2),)),  # 1
         (1, ((0, 'ListOfRootCertificateIDs', 80, 3),)),  # 2
@@ -102,7 +102,7 @@ GRAMMARS = (
         (2, ((0, 'PrioritizedEMAIDs', 97, 5), (4, '', 0, -1),)),  # 4
         (1, ((4, '', 0, -1),)),  # 5
     )),
-    (m.CertificateInstallationResType, (  # 8
+    (iso20_cm.CertificateInstallationResType, (  # 8
         (1, ((0, 'Header', 79, 1),)),  # 0
         (1, ((1, 'ResponseCode', 34, 2),)),  # 1
         (1, ((1, 'EVSEProcessing', 17, 3),)),  # 2
@@ -111,7 +111,7 @@ GRAMMARS = (
         (1, ((1, 'RemainingContractCertificateChains', 25, 6),)),  # 5
         (1, ((4, '', 0, -1),)),  # 6
     )),
-    (m.DSAKeyValueType, (  # 9
+    (xmldsig.DSAKeyValueType, (  # 9
         (2, ((1, 'P', 0, 1), (1, 'G', 0, 2), (1, 'Y', 0, 3),)),  # 0
         (1, ((1, 'Q', 0, 4),)),  # 1
         (1, ((1, 'Y', 0, 3),)),  # 2
@@ -121,14 +121,14 @@ GRAMMARS = (
         (1, ((1, 'PgenCounter', 0, 7),)),  # 6
         (1, ((4, '', 0, -1),)),  # 7
     )),
-    (m.DigestMethodType, (  # 10
+    (xmldsig.DigestMethodType, (  # 10
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 2
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 3
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 4
     )),
-    (m.KeyInfoType, (  # 11
+    (xmldsig.KeyInfoType, (  # 11
         (4, ((2, 'Id', 1, 1), (1, 'KeyName', 1, 2), (0, 'KeyValue', 12, 4), (0, 'RetrievalMethod', 22, 5), (0, 'X509Data', 50, 6), (0, 'PGPData', 17, 7), (0, 'SPKIData', 23, 8), (1, 'MgmtData', 1, 9), (5, '##other', 0, 10), (6, '', 0, 3),)),  # 0
         (4, ((1, 'KeyName', 1, 2), (0, 'KeyValue', 12, 4), (0, 'RetrievalMethod', 22, 5), (0, 'X509Data', 50, 6), (0, 'PGPData', 17, 7), (0, 'SPKIData', 23, 8), (1, 'MgmtData', 1, 9), (5, '##other', 0, 10), (6, '', 0, 3),)),  # 1
         (4, ((1, 'KeyName', 1, 11), (0, 'KeyValue', 12, 13), (0, 'RetrievalMethod', 22, 14), (0, 'X509Data', 50, 15), (0, 'PGPData', 17, 16), (0, 'SPKIData', 23, 17), (1, 'MgmtData', 1, 18), (5, '##other', 0, 19), (4, '', 0, -1), (6, '', 0, 12),)),  # 2
@@ -165,7 +165,7 @@ GRAMMARS = (
         (4, ((1, 'KeyName', 1, 11), (0, 'KeyValue', 12, 13), (0, 'RetrievalMethod', 22, 14), (0, 'X509Data', 50, 15), (0, 'PGPData', 17, 16), (0, 'SPKIData', 23, 17), (1, 'MgmtData', 1, 18), (5, '##other', 0, 19), (4, '', 0, -1), (6, '', 0, 33),)),  # 33
         (4, ((1, 'KeyName', 1, 11), (0, 'KeyValue', 12, 13), (0, 'RetrievalMethod', 22, 14), (0, 'X509Data', 50, 15), (0, 'PGPData', 17, 16), (0, 'SPKIData', 23, 17), (1, 'MgmtData', 1, 18), (5, '##other', 0, 19), (4, '', 0, -1), (6, '', 0, 34),)),  # 34
     )),
-    (m.KeyValueType, (  # 12
+    (xmldsig.KeyValueType, (  # 12
         (3, ((0, 'DSAKeyValue', 9, 1), (0, 'RSAKeyValue', 20, 3), (5, '##other', 0, 4), (6, '', 0, 2),)),  # 0
         (2, ((4, '', 0, -1), (6, '', 0, 5),)),  # 1
         (3, ((0, 'DSAKeyValue', 9, 1), (0, 'RSAKeyValue', 20, 3), (5, '##other', 0, 4), (6, '', 0, 2),)),  # 2
@@ -175,23 +175,23 @@ GRAMMARS = (
         (2, ((4, '', 0, -1), (6, '', 0, 6),)),  # 6
         (2, ((4, '', 0, -1), (6, '', 0, 7),)),  # 7
     )),
-    (m.ManifestType, (  # 13
+    (xmldsig.ManifestType, (  # 13
         (2, ((2, 'Id', 1, 1), (0, 'Reference', 21, 2),)),  # 0
         (1, ((0, 'Reference', 21, 2),)),  # 1
         (2, ((0, 'Reference', 21, 3), (4, '', 0, -1),)),  # 2
         (2, ((0, 'Reference', 21, 3), (4, '', 0, -1),)),  # 3
     )),
-    (m.MeteringConfirmationReqType, (  # 14
+    (iso20_cm.MeteringConfirmationReqType, (  # 14
         (1, ((0, 'Header', 79, 1),)),  # 0
         (1, ((0, 'SignedMeteringData', 43, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.MeteringConfirmationResType, (  # 15
+    (iso20_cm.MeteringConfirmationResType, (  # 15
         (1, ((0, 'Header', 79, 1),)),  # 0
         (1, ((1, 'ResponseCode', 34, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.ObjectType, (  # 16
+    (xmldsig.ObjectType, (  # 16
         (3, ((2, 'Encoding', 1, 1), (2, 'Id', 1, 2), (2, 'MimeType', 1, 3), (5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 0
         (3, ((2, 'Id', 1, 2), (2, 'MimeType', 1, 3), (5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 1
         (3, ((2, 'MimeType', 1, 3), (5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 2
@@ -200,7 +200,7 @@ GRAMMARS = (
         (2, ((5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 5
         (2, ((5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
     )),
-    (m.PGPDataType, (  # 17
+    (xmldsig.PGPDataType, (  # 17
         (2, ((1, 'PGPKeyID', 0, 1), (1, 'PGPKeyPacket', 0, 2),)),  # 0
         (2, ((1, 'PGPKeyPacket', 0, 3), (5, '##other', 0, 4), (4, '', 0, -1),)),  # 1
         (2, ((5, '##other', 0, 5), (4, '', 0, -1),)),  # 2
@@ -208,7 +208,7 @@ GRAMMARS = (
         (2, ((5, '##other', 0, 4), (4, '', 0, -1),)),  # 4
         (2, ((5, '##other', 0, 5), (4, '', 0, -1),)),  # 5
     )),
-    (m.PowerDeliveryReqType, (  # 18
+    (iso20_cm.PowerDeliveryReqType, (  # 18
         (1, ((0, 'Header', 79, 1),)),  # 0
         (1, ((1, 'EVProcessing', 17, 2),)),  # 1
         (1, ((1, 'ChargeProgress', 8, 3),)),  # 2
@@ -216,18 +216,18 @@ GRAMMARS = (
         (2, ((1, 'BPT_ChannelSelection', 5, 5), (4, '', 0, -1),)),  # 4
         (1, ((4, '', 0, -1),)),  # 5
     )),
-    (m.PowerDeliveryResType, (  # 19
+    (iso20_cm.PowerDeliveryResType, (  # 19
         (1, ((0, 'Header', 79, 1),)),  # 0
         (1, ((1, 'ResponseCode', 34, 2),)),  # 1
         (2, ((0, 'EVSEStatus', 77, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.RSAKeyValueType, (  # 20
+    (xmldsig.RSAKeyValueType, (  # 20
         (1, ((1, 'Modulus', 0, 1),)),  # 0
         (1, ((1, 'Exponent', 0, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.ReferenceType, (  # 21
+    (xmldsig.ReferenceType, (  # 21
         (3, ((2, 'Id', 1, 1), (2, 'Type', 1, 2), (2, 'URI', 1, 3), (0, 'Transforms', 45, 4), (0, 'DigestMethod', 10, 5),)),  # 0
         (3, ((2, 'Type', 1, 2), (2, 'URI', 1, 3), (0, 'Transforms', 45, 4), (0, 'DigestMethod', 10, 5),)),  # 1
         (2, ((2, 'URI', 1, 3), (0, 'Transforms', 45, 4), (0, 'DigestMethod', 10, 5),)),  # 2
@@ -236,27 +236,27 @@ GRAMMARS = (
         (1, ((1, 'DigestValue', 0, 6),)),  # 5
         (1, ((4, '', 0, -1),)),  # 6
     )),
-    (m.RetrievalMethodType, (  # 22
+    (xmldsig.RetrievalMethodType, (  # 22
         (3, ((2, 'Type', 1, 1), (2, 'URI', 1, 2), (0, 'Transforms', 45, 3), (4, '', 0, -1),)),  # 0
         (2, ((2, 'URI', 1, 2), (0, 'Transforms', 45, 3), (4, '', 0, -1),)),  # 1
         (2, ((0, 'Transforms', 45, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.SPKIDataType, (  # 23
+    (xmldsig.SPKIDataType, (  # 23
         (1, ((1, 'SPKISexp', 0, 1),)),  # 0
         (2, ((1, 'SPKISexp', 0, 3), (5, '##other', 0, 2), (4, '', 0, -1),)),  # 1
         (2, ((1, 'SPKISexp', 0, 3), (4, '', 0, -1),)),  # 2
         (2, ((1, 'SPKISexp', 0, 3), (5, '##other', 0, 4), (4, '', 0, -1),)),  # 3
         (2, ((1, 'SPKISexp', 0, 3), (4, '', 0, -1),)),  # 4
     )),
-    (m.ScheduleExchangeReqType, (  # 24
+    (iso20_cm.ScheduleExchangeReqType, (  # 24
         (1, ((0, 'Header', 79, 1),)),  # 0
         (1, ((1, 'MaximumSupportingPoints', 27, 2),)),  # 1
         (2, ((0, 'Dynamic_SEReqControlMode', 61, 3), (0, 'Scheduled_SEReqControlMode', 102, 4),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.ScheduleExchangeResType, (  # 25
+    (iso20_cm.ScheduleExchangeResType, (  # 25
         (1, ((0, 'Header', 79, 1),)),  # 0
         (1, ((1, 'ResponseCode', 34, 2),)),  # 1
         (1, ((1, 'EVSEProcessing', 17, 3),)),  # 2
@@ -265,24 +265,24 @@ GRAMMARS = (
         (1, ((4, '', 0, -1),)),  # 5
         (1, ((4, '', 0, -1),)),  # 6
     )),
-    (m.ServiceDetailReqType, (  # 26
+    (iso20_cm.ServiceDetailReqType, (  # 26
         (1, ((0, 'Header', 79, 1),)),  # 0
         (1, ((1, 'ServiceID', 2, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.ServiceDetailResType, (  # 27
+    (iso20_cm.ServiceDetailResType, (  # 27
         (1, ((0, 'Header', 79, 1),)),  # 0
         (1, ((1, 'ResponseCode', 34, 2),)),  # 1
         (1, ((1, 'ServiceID', 2, 3),)),  # 2
         (1, ((0, 'ServiceParameterList', 108, 4),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.ServiceDiscoveryReqType, (  # 28
+    (iso20_cm.ServiceDiscoveryReqType, (  # 28
         (1, ((0, 'Header', 79, 1),)),  # 0
         (2, ((0, 'SupportedServiceIDs', 111, 2), (4, '', 0, -1),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.ServiceDiscoveryResType, (  # 29
+    (iso20_cm.ServiceDiscoveryResType, (  # 29
         (1, ((0, 'Header', 79, 1),)),  # 0
         (1, ((1, 'ResponseCode', 34, 2),)),  # 1
         (1, ((1, 'ServiceRenegotiationSupported', 3, 3),)),  # 2
@@ -290,41 +290,41 @@ GRAMMARS = (
         (2, ((0, 'VASList', 78, 5), (4, '', 0, -1),)),  # 4
         (1, ((4, '', 0, -1),)),  # 5
     )),
-    (m.ServiceSelectionReqType, (  # 30
+    (iso20_cm.ServiceSelectionReqType, (  # 30
         (1, ((0, 'Header', 79, 1),)),  # 0
         (1, ((0, 'SelectedEnergyTransferService', 105, 2),)),  # 1
         (2, ((0, 'SelectedVASList', 106, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.ServiceSelectionResType, (  # 31
+    (iso20_cm.ServiceSelectionResType, (  # 31
         (1, ((0, 'Header', 79, 1),)),  # 0
         (1, ((1, 'ResponseCode', 34, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.SessionSetupReqType, (  # 32
+    (iso20_cm.SessionSetupReqType, (  # 32
         (1, ((0, 'Header', 79, 1),)),  # 0
         (1, ((1, 'EVCCID', 14, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.SessionSetupResType, (  # 33
+    (iso20_cm.SessionSetupResType, (  # 33
         (1, ((0, 'Header', 79, 1),)),  # 0
         (1, ((1, 'ResponseCode', 34, 2),)),  # 1
         (1, ((1, 'EVSEID', 14, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.SessionStopReqType, (  # 34
+    (iso20_cm.SessionStopReqType, (  # 34
         (1, ((0, 'Header', 79, 1),)),  # 0
         (1, ((1, 'ChargingSession', 9, 2),)),  # 1
         (2, ((1, 'EVTerminationCode', 20, 3), (1, 'EVTerminationExplanation', 21, 4), (4, '', 0, -1),)),  # 2
         (2, ((1, 'EVTerminationExplanation', 21, 4), (4, '', 0, -1),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.SessionStopResType, (  # 35
+    (iso20_cm.SessionStopResType, (  # 35
         (1, ((0, 'Header', 79, 1),)),  # 0
         (1, ((1, 'ResponseCode', 34, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.SignatureType, (  # 36
+    (xmldsig.SignatureType, (  # 36
         (2, ((2, 'Id', 1, 1), (0, 'SignedInfo', 41, 2),)),  # 0
         (1, ((0, 'SignedInfo', 41, 2),)),  # 1
         (1, ((0, 'SignatureValue', 40, 3),)),  # 2
@@ -332,7 +332,7 @@ GRAMMARS = (
         (2, ((0, 'Object', 16, 5), (4, '', 0, -1),)),  # 4
         (2, ((0, 'Object', 16, 5), (4, '', 0, -1),)),  # 5
     )),
-    (m.SignatureMethodType, (  # 37
+    (xmldsig.SignatureMethodType, (  # 37
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (3, ((1, 'HMACOutputLength', 24, 2), (5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (2, ((5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 2
@@ -341,13 +341,13 @@ GRAMMARS = (
         (2, ((5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 5
         (2, ((5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
     )),
-    (m.SignaturePropertiesType, (  # 38
+    (xmldsig.SignaturePropertiesType, (  # 38
         (2, ((2, 'Id', 1, 1), (0, 'SignatureProperty', 39, 2),)),  # 0
         (1, ((0, 'SignatureProperty', 39, 2),)),  # 1
         (2, ((0, 'SignatureProperty', 39, 3), (4, '', 0, -1),)),  # 2
         (2, ((0, 'SignatureProperty', 39, 3), (4, '', 0, -1),)),  # 3
     )),
-    (m.SignaturePropertyType, (  # 39
+    (xmldsig.SignaturePropertyType, (  # 39
         (2, ((2, 'Id', 1, 1), (2, 'Target', 1, 2),)),  # 0
         (1, ((2, 'Target', 1, 2),)),  # 1
         (2, ((5, '##other', 0, 3), (6, '', 0, 4),)),  # 2
@@ -357,12 +357,12 @@ GRAMMARS = (
         (2, ((5, '##other', 0, 5), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
         (2, ((5, '##other', 0, 5), (4, '', 0, -1), (6, '', 0, 7),)),  # 7
     )),
-    (m.SignatureValueType, (  # 40
+    (xmldsig.SignatureValueType, (  # 40
         (2, ((2, 'Id', 1, 1), (3, 'CONTENT', 0, 2),)),  # 0
         (1, ((3, 'CONTENT', 0, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.SignedInfoType, (  # 41
+    (xmldsig.SignedInfoType, (  # 41
         (2, ((2, 'Id', 1, 1), (0, 'CanonicalizationMethod', 6, 2),)),  # 0
         (1, ((0, 'CanonicalizationMethod', 6, 2),)),  # 1
         (1, ((0, 'SignatureMethod', 37, 3),)),  # 2
@@ -370,7 +370,7 @@ GRAMMARS = (
         (2, ((0, 'Reference', 21, 5), (4, '', 0, -1),)),  # 4
         (2, ((0, 'Reference', 21, 5), (4, '', 0, -1),)),  # 5
     )),
-    (m.SignedInstallationDataType, (  # 42
+    (iso20_cm.SignedInstallationDataType, (  # 42
         (1, ((2, 'Id', 1, 1),)),  # 0
         (1, ((0, 'ContractCertificateChain', 58, 2),)),  # 1
         (1, ((1, 'ECDHCurve', 13, 3),)),  # 2
@@ -380,7 +380,7 @@ GRAMMARS = (
         (1, ((4, '', 0, -1),)),  # 6
         (1, ((4, '', 0, -1),)),  # 7
     )),
-    (m.SignedMeteringDataType, (  # 43
+    (iso20_cm.SignedMeteringDataType, (  # 43
         (1, ((2, 'Id', 1, 1),)),  # 0
         (1, ((1, 'SessionID', 36, 2),)),  # 1
         (1, ((0, 'MeterInfo', 81, 3),)),  # 2
@@ -389,7 +389,7 @@ GRAMMARS = (
         (1, ((4, '', 0, -1),)),  # 5
         (1, ((4, '', 0, -1),)),  # 6
     )),
-    (m.TransformType, (  # 44
+    (xmldsig.TransformType, (  # 44
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 5),)),  # 2
@@ -398,12 +398,12 @@ GRAMMARS = (
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 5),)),  # 5
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
     )),
-    (m.TransformsType, (  # 45
+    (xmldsig.TransformsType, (  # 45
         (1, ((0, 'Transform', 44, 1),)),  # 0
         (2, ((0, 'Transform', 44, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'Transform', 44, 2), (4, '', 0, -1),)),  # 2
     )),
-    (m.VehicleCheckInReqType, (  # 46
+    (iso20_cm.VehicleCheckInReqType, (  # 46
         (1, ((0, 'Header', 79, 1),)),  # 0
         (1, ((1, 'EVCheckInStatus', 15, 2),)),  # 1
         (1, ((1, 'ParkingMethod', 31, 3),)),  # 2
@@ -412,7 +412,7 @@ GRAMMARS = (
         (2, ((1, 'VehicleTravel', 12, 6), (4, '', 0, -1),)),  # 5
         (1, ((4, '', 0, -1),)),  # 6
     )),
-    (m.VehicleCheckInResType, (  # 47
+    (iso20_cm.VehicleCheckInResType, (  # 47
         (1, ((0, 'Header', 79, 1),)),  # 0
         (1, ((1, 'ResponseCode', 34, 2),)),  # 1
         (3, ((1, 'ParkingSpace', 12, 3), (1, 'DeviceLocation', 12, 4), (1, 'TargetDistance', 12, 5), (4, '', 0, -1),)),  # 2
@@ -420,19 +420,19 @@ GRAMMARS = (
         (2, ((1, 'TargetDistance', 12, 5), (4, '', 0, -1),)),  # 4
         (1, ((4, '', 0, -1),)),  # 5
     )),
-    (m.VehicleCheckOutReqType, (  # 48
+    (iso20_cm.VehicleCheckOutReqType, (  # 48
         (1, ((0, 'Header', 79, 1),)),  # 0
         (1, ((1, 'EVCheckOutStatus', 16, 2),)),  # 1
         (1, ((1, 'CheckOutTime', 6, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.VehicleCheckOutResType, (  # 49
+    (iso20_cm.VehicleCheckOutResType, (  # 49
         (1, ((0, 'Header', 79, 1),)),  # 0
         (1, ((1, 'ResponseCode', 34, 2),)),  # 1
         (1, ((1, 'EVSECheckOutStatus', 18, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.X509DataType, (  # 50
+    (xmldsig.X509DataType, (  # 50
         (3, ((0, 'X509IssuerSerial', 99, 1), (1, 'X509SKI', 0, 2), (1, 'X509SubjectName', 1, 3), (1, 'X509Certificate', 0, 4), (1, 'X509CRL', 0, 5), (5, '##other', 0, 6),)),  # 0
         (3, ((0, 'X509IssuerSerial', 99, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 1
         (3, ((0, 'X509IssuerSerial', 99, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 2
@@ -447,7 +447,7 @@ GRAMMARS = (
         (3, ((0, 'X509IssuerSerial', 99, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 11
         (3, ((0, 'X509IssuerSerial', 99, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 12
     )),
-    (m.AbsolutePriceScheduleType, (  # 51
+    (iso20_cm.AbsolutePriceScheduleType, (  # 51
         (2, ((2, 'Id', 1, 1), (1, 'TimeAnchor', 6, 2),)),  # 0
         (1, ((1, 'TimeAnchor', 6, 2),)),  # 1
         (1, ((1, 'PriceScheduleID', 33, 3),)),  # 2
@@ -463,7 +463,7 @@ GRAMMARS = (
         (2, ((0, 'AdditionalSelectedServices', 52, 13), (4, '', 0, -1),)),  # 12
         (1, ((4, '', 0, -1),)),  # 13
     )),
-    (m.AdditionalServiceListType, (  # 52
+    (iso20_cm.AdditionalServiceListType, (  # 52
         (1, ((0, 'AdditionalService', 53, 1),)),  # 0
         (2, ((0, 'AdditionalService', 53, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'AdditionalService', 53, 3), (4, '', 0, -1),)),  # 2
@@ -471,38 +471,38 @@ GRAMMARS = (
         (2, ((0, 'AdditionalService', 53, 5), (4, '', 0, -1),)),  # 4
         (1, ((4, '', 0, -1),)),  # 5
     )),
-    (m.AdditionalServiceType, (  # 53
+    (iso20_cm.AdditionalServiceType, (  # 53
         (1, ((1, 'ServiceName', 20, 1),)),  # 0
         (1, ((0, 'ServiceFee', 55, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.DetailedCostType, (  # 54
+    (iso20_ct.DetailedCostType, (  # 54
         (1, ((0, 'Amount', 55, 1),)),  # 0
         (1, ((0, 'CostPerUnit', 55, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.RationalNumberType, (  # 55
+    (iso20_ct.RationalNumberType, (  # 55
         (1, ((1, 'Exponent', 22, 1),)),  # 0
         (1, ((1, 'Value', 12, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.CertificateChainType, (  # 56
+    (iso20_cm.CertificateChainType, (  # 56
         (1, ((1, 'Certificate', 7, 1),)),  # 0
         (2, ((0, 'SubCertificates', 109, 2), (4, '', 0, -1),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.ChargingScheduleType, (  # 57
+    (iso20_cm.ChargingScheduleType, (  # 57
         (1, ((0, 'PowerSchedule', 89, 1),)),  # 0
         (2, ((0, 'AbsolutePriceSchedule', 51, 2), (0, 'PriceLevelSchedule', 91, 3), (4, '', 0, -1),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.ContractCertificateChainType, (  # 58
+    (iso20_cm.ContractCertificateChainType, (  # 58
         (1, ((1, 'Certificate', 7, 1),)),  # 0
         (1, ((0, 'SubCertificates', 109, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.DisplayParametersType, (  # 59
+    (iso20_ct.DisplayParametersType, (  # 59
         (4, ((1, 'PresentSOC', 26, 1), (1, 'MinimumSOC', 26, 2), (1, 'TargetSOC', 26, 3), (1, 'MaximumSOC', 26, 4), (1, 'RemainingTimeToMinimumSOC', 30, 5), (1, 'RemainingTimeToTargetSOC', 30, 6), (1, 'RemainingTimeToMaximumSOC', 30, 7), (1, 'ChargingComplete', 3, 8), (0, 'BatteryEnergyCapacity', 55, 9), (1, 'InletHot', 3, 10), (4, '', 0, -1),)),  # 0
         (4, ((1, 'MinimumSOC', 26, 2), (1, 'TargetSOC', 26, 3), (1, 'MaximumSOC', 26, 4), (1, 'RemainingTimeToMinimumSOC', 30, 5), (1, 'RemainingTimeToTargetSOC', 30, 6), (1, 'RemainingTimeToMaximumSOC', 30, 7), (1, 'ChargingComplete', 3, 8), (0, 'BatteryEnergyCapacity', 55, 9), (1, 'InletHot', 3, 10), (4, '', 0, -1),)),  # 1
         (4, ((1, 'TargetSOC', 26, 3), (1, 'MaximumSOC', 26, 4), (1, 'RemainingTimeToMinimumSOC', 30, 5), (1, 'RemainingTimeToTargetSOC', 30, 6), (1, 'RemainingTimeToMaximumSOC', 30, 7), (1, 'ChargingComplete', 3, 8), (0, 'BatteryEnergyCapacity', 55, 9), (1, 'InletHot', 3, 10), (4, '', 0, -1),)),  # 2
@@ -515,10 +515,10 @@ GRAMMARS = (
         (2, ((1, 'InletHot', 3, 10), (4, '', 0, -1),)),  # 9
         (1, ((4, '', 0, -1),)),  # 10
     )),
-    (m.Dynamic_EVPPTControlModeType, (  # 60
+    (iso20_cm.Dynamic_EVPPTControlModeType, (  # 60
         (1, ((4, '', 0, -1),)),  # 0
     )),
-    (m.Dynamic_SEReqControlModeType, (  # 61
+    (iso20_cm.Dynamic_SEReqControlModeType, (  # 61
         (1, ((1, 'DepartureTime', 30, 1),)),  # 0
         (2, ((1, 'MinimumSOC', 26, 2), (1, 'TargetSOC', 26, 3), (0, 'EVTargetEnergyRequest', 55, 4),)),  # 1
         (2, ((1, 'TargetSOC', 26, 3), (0, 'EVTargetEnergyRequest', 55, 4),)),  # 2
@@ -529,7 +529,7 @@ GRAMMARS = (
         (2, ((0, 'EVMinimumV2XEnergyRequest', 55, 8), (4, '', 0, -1),)),  # 7
         (1, ((4, '', 0, -1),)),  # 8
     )),
-    (m.Dynamic_SEResControlModeType, (  # 62
+    (iso20_cm.Dynamic_SEResControlModeType, (  # 62
         (3, ((1, 'DepartureTime', 30, 1), (1, 'MinimumSOC', 26, 2), (1, 'TargetSOC', 26, 3), (0, 'AbsolutePriceSchedule', 51, 4), (0, 'PriceLevelSchedule', 91, 5), (4, '', 0, -1),)),  # 0
         (3, ((1, 'MinimumSOC', 26, 2), (1, 'TargetSOC', 26, 3), (0, 'AbsolutePriceSchedule', 51, 4), (0, 'PriceLevelSchedule', 91, 5), (4, '', 0, -1),)),  # 1
         (3, ((1, 'TargetSOC', 26, 3), (0, 'AbsolutePriceSchedule', 51, 4), (0, 'PriceLevelSchedule', 91, 5), (4, '', 0, -1),)),  # 2
@@ -537,35 +537,35 @@ GRAMMARS = (
         (1, ((4, '', 0, -1),)),  # 4
         (1, ((4, '', 0, -1),)),  # 5
     )),
-    (m.Dynamic_SMDTControlModeType, (  # 63
+    (iso20_cm.Dynamic_SMDTControlModeType, (  # 63
         (1, ((4, '', 0, -1),)),  # 0
     )),
-    (m.EIM_AReqAuthorizationModeType, (  # 64
+    (iso20_cm.EIM_AReqAuthorizationModeType, (  # 64
         (1, ((4, '', 0, -1),)),  # 0
     )),
-    (m.EIM_ASResAuthorizationModeType, (  # 65
+    (iso20_cm.EIM_ASResAuthorizationModeType, (  # 65
         (1, ((4, '', 0, -1),)),  # 0
     )),
-    (m.EVAbsolutePriceScheduleType, (  # 66
+    (iso20_cm.EVAbsolutePriceScheduleType, (  # 66
         (1, ((1, 'TimeAnchor', 6, 1),)),  # 0
         (1, ((1, 'Currency', 10, 2),)),  # 1
         (1, ((1, 'PriceAlgorithm', 14, 3),)),  # 2
         (1, ((0, 'EVPriceRuleStacks', 76, 4),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.EVEnergyOfferType, (  # 67
+    (iso20_cm.EVEnergyOfferType, (  # 67
         (1, ((0, 'EVPowerSchedule', 71, 1),)),  # 0
         (1, ((0, 'EVAbsolutePriceSchedule', 66, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.EVPowerProfileType, (  # 68
+    (iso20_cm.EVPowerProfileType, (  # 68
         (1, ((1, 'TimeAnchor', 6, 1),)),  # 0
         (2, ((0, 'Dynamic_EVPPTControlMode', 60, 2), (0, 'Scheduled_EVPPTControlMode', 101, 3),)),  # 1
         (1, ((0, 'EVPowerProfileEntries', 69, 4),)),  # 2
         (1, ((0, 'EVPowerProfileEntries', 69, 4),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.EVPowerProfileEntryListType, (  # 69
+    (iso20_cm.EVPowerProfileEntryListType, (  # 69
         (1, ((0, 'EVPowerProfileEntry', 70, 1),)),  # 0
         (2, ((0, 'EVPowerProfileEntry', 70, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'EVPowerProfileEntry', 70, 3), (4, '', 0, -1),)),  # 2
@@ -2616,19 +2616,19 @@ GRAMMARS = (
         (2, ((0, 'EVPowerProfileEntry', 70, 2048), (4, '', 0, -1),)),  # 2047
         (1, ((4, '', 0, -1),)),  # 2048
     )),
-    (m.PowerScheduleEntryType, (  # 70
+    (iso20_cm.PowerScheduleEntryType, (  # 70
         (1, ((1, 'Duration', 30, 1),)),  # 0
         (1, ((0, 'Power', 55, 2),)),  # 1
         (2, ((0, 'Power_L2', 55, 3), (0, 'Power_L3', 55, 4), (4, '', 0, -1),)),  # 2
         (2, ((0, 'Power_L3', 55, 4), (4, '', 0, -1),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.EVPowerScheduleType, (  # 71
+    (iso20_cm.EVPowerScheduleType, (  # 71
         (1, ((1, 'TimeAnchor', 6, 1),)),  # 0
         (1, ((0, 'EVPowerScheduleEntries', 72, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.EVPowerScheduleEntryListType, (  # 72
+    (iso20_cm.EVPowerScheduleEntryListType, (  # 72
         (1, ((0, 'EVPowerScheduleEntry', 73, 1),)),  # 0
         (2, ((0, 'EVPowerScheduleEntry', 73, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'EVPowerScheduleEntry', 73, 3), (4, '', 0, -1),)),  # 2
@@ -3655,17 +3655,17 @@ GRAMMARS = (
         (2, ((0, 'EVPowerScheduleEntry', 73, 1024), (4, '', 0, -1),)),  # 1023
         (1, ((4, '', 0, -1),)),  # 1024
     )),
-    (m.EVPowerScheduleEntryType, (  # 73
+    (iso20_cm.EVPowerScheduleEntryType, (  # 73
         (1, ((1, 'Duration', 30, 1),)),  # 0
         (1, ((0, 'Power', 55, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.EVPriceRuleType, (  # 74
+    (iso20_cm.EVPriceRuleType, (  # 74
         (1, ((0, 'EnergyFee', 55, 1),)),  # 0
         (1, ((0, 'PowerRangeStart', 55, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.EVPriceRuleStackType, (  # 75
+    (iso20_cm.EVPriceRuleStackType, (  # 75
         (1, ((1, 'Duration', 30, 1),)),  # 0
         (1, ((0, 'EVPriceRule', 74, 2),)),  # 1
         (2, ((0, 'EVPriceRule', 74, 3), (4, '', 0, -1),)),  # 2
@@ -3677,7 +3677,7 @@ GRAMMARS = (
         (2, ((0, 'EVPriceRule', 74, 9), (4, '', 0, -1),)),  # 8
         (1, ((4, '', 0, -1),)),  # 9
     )),
-    (m.EVPriceRuleStackListType, (  # 76
+    (iso20_cm.EVPriceRuleStackListType, (  # 76
         (1, ((0, 'EVPriceRuleStack', 75, 1),)),  # 0
         (2, ((0, 'EVPriceRuleStack', 75, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'EVPriceRuleStack', 75, 3), (4, '', 0, -1),)),  # 2
@@ -4704,12 +4704,12 @@ GRAMMARS = (
         (2, ((0, 'EVPriceRuleStack', 75, 1024), (4, '', 0, -1),)),  # 1023
         (1, ((4, '', 0, -1),)),  # 1024
     )),
-    (m.EVSEStatusType, (  # 77
+    (iso20_ct.EVSEStatusType, (  # 77
         (1, ((1, 'NotificationMaxDelay', 2, 1),)),  # 0
         (1, ((1, 'EVSENotification', 19, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.ServiceListType, (  # 78
+    (iso20_cm.ServiceListType, (  # 78
         (1, ((0, 'Service', 107, 1),)),  # 0
         (2, ((0, 'Service', 107, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'Service', 107, 3), (4, '', 0, -1),)),  # 2
@@ -4720,13 +4720,13 @@ GRAMMARS = (
         (2, ((0, 'Service', 107, 8), (4, '', 0, -1),)),  # 7
         (1, ((4, '', 0, -1),)),  # 8
     )),
-    (m.MessageHeaderType, (  # 79
+    (iso20_ct.MessageHeaderType, (  # 79
         (1, ((1, 'SessionID', 36, 1),)),  # 0
         (1, ((1, 'TimeStamp', 6, 2),)),  # 1
         (2, ((0, 'Signature', 36, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.ListOfRootCertificateIDsType, (  # 80
+    (iso20_ct.ListOfRootCertificateIDsType, (  # 80
         (1, ((0, 'RootCertificateID', 99, 1),)),  # 0
         (2, ((0, 'RootCertificateID', 99, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'RootCertificateID', 99, 3), (4, '', 0, -1),)),  # 2
@@ -4749,7 +4749,7 @@ GRAMMARS = (
         (2, ((0, 'RootCertificateID', 99, 20), (4, '', 0, -1),)),  # 19
         (1, ((4, '', 0, -1),)),  # 20
     )),
-    (m.MeterInfoType, (  # 81
+    (iso20_ct.MeterInfoType, (  # 81
         (1, ((1, 'MeterID', 28, 1),)),  # 0
         (1, ((1, 'ChargedEnergyReadingWh', 6, 2),)),  # 1
         (3, ((1, 'BPT_DischargedEnergyReadingWh', 6, 3), (1, 'CapacitiveEnergyReadingVARh', 6, 4), (1, 'BPT_InductiveEnergyReadingVARh', 6, 5), (1, 'MeterSignature', 29, 6), (1, 'MeterStatus', 12, 7), (1, 'MeterTimestamp', 6, 8), (4, '', 0, -1),)),  # 2
@@ -4760,20 +4760,20 @@ GRAMMARS = (
         (2, ((1, 'MeterTimestamp', 6, 8), (4, '', 0, -1),)),  # 7
         (1, ((4, '', 0, -1),)),  # 8
     )),
-    (m.SignedCertificateChainType, (  # 82
+    (iso20_cm.SignedCertificateChainType, (  # 82
         (1, ((2, 'Id', 1, 1),)),  # 0
         (1, ((1, 'Certificate', 7, 2),)),  # 1
         (2, ((0, 'SubCertificates', 109, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.OverstayRuleType, (  # 83
+    (iso20_cm.OverstayRuleType, (  # 83
         (2, ((1, 'OverstayRuleDescription', 21, 1), (1, 'StartTime', 30, 2),)),  # 0
         (1, ((1, 'StartTime', 30, 2),)),  # 1
         (1, ((0, 'OverstayFee', 55, 3),)),  # 2
         (1, ((1, 'OverstayFeePeriod', 30, 4),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.OverstayRuleListType, (  # 84
+    (iso20_cm.OverstayRuleListType, (  # 84
         (2, ((1, 'OverstayTimeThreshold', 30, 1), (0, 'OverstayPowerThreshold', 55, 2), (0, 'OverstayRule', 83, 3),)),  # 0
         (2, ((0, 'OverstayPowerThreshold', 55, 2), (0, 'OverstayRule', 83, 3),)),  # 1
         (1, ((0, 'OverstayRule', 83, 3),)),  # 2
@@ -4783,7 +4783,7 @@ GRAMMARS = (
         (2, ((0, 'OverstayRule', 83, 7), (4, '', 0, -1),)),  # 6
         (1, ((4, '', 0, -1),)),  # 7
     )),
-    (m.ParameterType, (  # 85
+    (iso20_cm.ParameterType, (  # 85
         (1, ((2, 'Name', 20, 1),)),  # 0
         (3, ((1, 'boolValue', 3, 2), (1, 'byteValue', 22, 3), (1, 'shortValue', 12, 4), (1, 'intValue', 39, 5), (0, 'rationalNumber', 55, 6), (1, 'finiteString', 20, 7),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
@@ -4793,7 +4793,7 @@ GRAMMARS = (
         (1, ((4, '', 0, -1),)),  # 6
         (1, ((4, '', 0, -1),)),  # 7
     )),
-    (m.ParameterSetType, (  # 86
+    (iso20_cm.ParameterSetType, (  # 86
         (1, ((1, 'ParameterSetID', 2, 1),)),  # 0
         (1, ((0, 'Parameter', 85, 2),)),  # 1
         (2, ((0, 'Parameter', 85, 3), (4, '', 0, -1),)),  # 2
@@ -4829,25 +4829,25 @@ GRAMMARS = (
         (2, ((0, 'Parameter', 85, 33), (4, '', 0, -1),)),  # 32
         (1, ((4, '', 0, -1),)),  # 33
     )),
-    (m.PnC_AReqAuthorizationModeType, (  # 87
+    (iso20_cm.PnC_AReqAuthorizationModeType, (  # 87
         (1, ((2, 'Id', 1, 1),)),  # 0
         (1, ((1, 'GenChallenge', 23, 2),)),  # 1
         (1, ((0, 'ContractCertificateChain', 58, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.PnC_ASResAuthorizationModeType, (  # 88
+    (iso20_cm.PnC_ASResAuthorizationModeType, (  # 88
         (1, ((1, 'GenChallenge', 23, 1),)),  # 0
         (2, ((0, 'SupportedProviders', 110, 2), (4, '', 0, -1),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.PowerScheduleType, (  # 89
+    (iso20_cm.PowerScheduleType, (  # 89
         (1, ((1, 'TimeAnchor', 6, 1),)),  # 0
         (2, ((0, 'AvailableEnergy', 55, 2), (0, 'PowerTolerance', 55, 3), (0, 'PowerScheduleEntries', 90, 4),)),  # 1
         (2, ((0, 'PowerTolerance', 55, 3), (0, 'PowerScheduleEntries', 90, 4),)),  # 2
         (1, ((0, 'PowerScheduleEntries', 90, 4),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.PowerScheduleEntryListType, (  # 90
+    (iso20_cm.PowerScheduleEntryListType, (  # 90
         (1, ((0, 'PowerScheduleEntry', 70, 1),)),  # 0
         (2, ((0, 'PowerScheduleEntry', 70, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'PowerScheduleEntry', 70, 3), (4, '', 0, -1),)),  # 2
@@ -5874,7 +5874,7 @@ GRAMMARS = (
         (2, ((0, 'PowerScheduleEntry', 70, 1024), (4, '', 0, -1),)),  # 1023
         (1, ((4, '', 0, -1),)),  # 1024
     )),
-    (m.PriceLevelScheduleType, (  # 91
+    (iso20_cm.PriceLevelScheduleType, (  # 91
         (2, ((2, 'Id', 1, 1), (1, 'TimeAnchor', 6, 2),)),  # 0
         (1, ((1, 'TimeAnchor', 6, 2),)),  # 1
         (1, ((1, 'PriceScheduleID', 33, 3),)),  # 2
@@ -5883,7 +5883,7 @@ GRAMMARS = (
         (1, ((0, 'PriceLevelScheduleEntries', 92, 6),)),  # 5
         (1, ((4, '', 0, -1),)),  # 6
     )),
-    (m.PriceLevelScheduleEntryListType, (  # 92
+    (iso20_cm.PriceLevelScheduleEntryListType, (  # 92
         (1, ((0, 'PriceLevelScheduleEntry', 93, 1),)),  # 0
         (2, ((0, 'PriceLevelScheduleEntry', 93, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'PriceLevelScheduleEntry', 93, 3), (4, '', 0, -1),)),  # 2
@@ -6910,12 +6910,12 @@ GRAMMARS = (
         (2, ((0, 'PriceLevelScheduleEntry', 93, 1024), (4, '', 0, -1),)),  # 1023
         (1, ((4, '', 0, -1),)),  # 1024
     )),
-    (m.PriceLevelScheduleEntryType, (  # 93
+    (iso20_cm.PriceLevelScheduleEntryType, (  # 93
         (1, ((1, 'Duration', 30, 1),)),  # 0
         (1, ((1, 'PriceLevel', 25, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.PriceRuleType, (  # 94
+    (iso20_cm.PriceRuleType, (  # 94
         (1, ((0, 'EnergyFee', 55, 1),)),  # 0
         (3, ((0, 'ParkingFee', 55, 2), (1, 'ParkingFeePeriod', 30, 3), (1, 'CarbonDioxideEmission', 2, 4), (1, 'RenewableGenerationPercentage', 25, 5), (0, 'PowerRangeStart', 55, 6),)),  # 1
         (3, ((1, 'ParkingFeePeriod', 30, 3), (1, 'CarbonDioxideEmission', 2, 4), (1, 'RenewableGenerationPercentage', 25, 5), (0, 'PowerRangeStart', 55, 6),)),  # 2
@@ -6924,7 +6924,7 @@ GRAMMARS = (
         (1, ((0, 'PowerRangeStart', 55, 6),)),  # 5
         (1, ((4, '', 0, -1),)),  # 6
     )),
-    (m.PriceRuleStackType, (  # 95
+    (iso20_cm.PriceRuleStackType, (  # 95
         (1, ((1, 'Duration', 30, 1),)),  # 0
         (1, ((0, 'PriceRule', 94, 2),)),  # 1
         (2, ((0, 'PriceRule', 94, 3), (4, '', 0, -1),)),  # 2
@@ -6936,7 +6936,7 @@ GRAMMARS = (
         (2, ((0, 'PriceRule', 94, 9), (4, '', 0, -1),)),  # 8
         (1, ((4, '', 0, -1),)),  # 9
     )),
-    (m.PriceRuleStackListType, (  # 96
+    (iso20_cm.PriceRuleStackListType, (  # 96
         (1, ((0, 'PriceRuleStack', 95, 1),)),  # 0
         (2, ((0, 'PriceRuleStack', 95, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'PriceRuleStack', 95, 3), (4, '', 0, -1),)),  # 2
@@ -7963,7 +7963,7 @@ GRAMMARS = (
         (2, ((0, 'PriceRuleStack', 95, 1024), (4, '', 0, -1),)),  # 1023
         (1, ((4, '', 0, -1),)),  # 1024
     )),
-    (m.EMAIDListType, (  # 97
+    (iso20_cm.EMAIDListType, (  # 97
         (1, ((1, 'EMAID', 14, 1),)),  # 0
         (2, ((1, 'EMAID', 14, 2), (4, '', 0, -1),)),  # 1
         (2, ((1, 'EMAID', 14, 3), (4, '', 0, -1),)),  # 2
@@ -7974,7 +7974,7 @@ GRAMMARS = (
         (2, ((1, 'EMAID', 14, 8), (4, '', 0, -1),)),  # 7
         (1, ((4, '', 0, -1),)),  # 8
     )),
-    (m.ReceiptType, (  # 98
+    (iso20_ct.ReceiptType, (  # 98
         (1, ((1, 'TimeAnchor', 6, 1),)),  # 0
         (3, ((0, 'EnergyCosts', 54, 2), (0, 'OccupancyCosts', 54, 3), (0, 'AdditionalServicesCosts', 54, 4), (0, 'OverstayCosts', 54, 5), (0, 'TaxCosts', 112, 6), (4, '', 0, -1),)),  # 1
         (3, ((0, 'OccupancyCosts', 54, 3), (0, 'AdditionalServicesCosts', 54, 4), (0, 'OverstayCosts', 54, 5), (0, 'TaxCosts', 112, 6), (4, '', 0, -1),)),  # 2
@@ -7992,23 +7992,23 @@ GRAMMARS = (
         (2, ((0, 'TaxCosts', 112, 15), (4, '', 0, -1),)),  # 14
         (1, ((4, '', 0, -1),)),  # 15
     )),
-    (m.X509IssuerSerialType, (  # 99
+    (xmldsig.X509IssuerSerialType, (  # 99
         (1, ((1, 'X509IssuerName', 1, 1),)),  # 0
         (1, ((1, 'X509SerialNumber', 24, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.ScheduleTupleType, (  # 100
+    (iso20_cm.ScheduleTupleType, (  # 100
         (1, ((1, 'ScheduleTupleID', 33, 1),)),  # 0
         (1, ((0, 'ChargingSchedule', 57, 2),)),  # 1
         (2, ((0, 'DischargingSchedule', 57, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.Scheduled_EVPPTControlModeType, (  # 101
+    (iso20_cm.Scheduled_EVPPTControlModeType, (  # 101
         (1, ((1, 'SelectedScheduleTupleID', 33, 1),)),  # 0
         (2, ((1, 'PowerToleranceAcceptance', 32, 2), (4, '', 0, -1),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.Scheduled_SEReqControlModeType, (  # 102
+    (iso20_cm.Scheduled_SEReqControlModeType, (  # 102
         (3, ((1, 'DepartureTime', 30, 1), (0, 'EVTargetEnergyRequest', 55, 2), (0, 'EVMaximumEnergyRequest', 55, 3), (0, 'EVMinimumEnergyRequest', 55, 4), (0, 'EVEnergyOffer', 67, 5), (4, '', 0, -1),)),  # 0
         (3, ((0, 'EVTargetEnergyRequest', 55, 2), (0, 'EVMaximumEnergyRequest', 55, 3), (0, 'EVMinimumEnergyRequest', 55, 4), (0, 'EVEnergyOffer', 67, 5), (4, '', 0, -1),)),  # 1
         (3, ((0, 'EVMaximumEnergyRequest', 55, 3), (0, 'EVMinimumEnergyRequest', 55, 4), (0, 'EVEnergyOffer', 67, 5), (4, '', 0, -1),)),  # 2
@@ -8016,22 +8016,22 @@ GRAMMARS = (
         (2, ((0, 'EVEnergyOffer', 67, 5), (4, '', 0, -1),)),  # 4
         (1, ((4, '', 0, -1),)),  # 5
     )),
-    (m.Scheduled_SEResControlModeType, (  # 103
+    (iso20_cm.Scheduled_SEResControlModeType, (  # 103
         (1, ((0, 'ScheduleTuple', 100, 1),)),  # 0
         (2, ((0, 'ScheduleTuple', 100, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'ScheduleTuple', 100, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.Scheduled_SMDTControlModeType, (  # 104
+    (iso20_cm.Scheduled_SMDTControlModeType, (  # 104
         (1, ((1, 'SelectedScheduleTupleID', 33, 1),)),  # 0
         (1, ((4, '', 0, -1),)),  # 1
     )),
-    (m.SelectedServiceType, (  # 105
+    (iso20_cm.SelectedServiceType, (  # 105
         (1, ((1, 'ServiceID', 2, 1),)),  # 0
         (1, ((1, 'ParameterSetID', 2, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.SelectedServiceListType, (  # 106
+    (iso20_cm.SelectedServiceListType, (  # 106
         (1, ((0, 'SelectedService', 105, 1),)),  # 0
         (2, ((0, 'SelectedService', 105, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'SelectedService', 105, 3), (4, '', 0, -1),)),  # 2
@@ -8050,12 +8050,12 @@ GRAMMARS = (
         (2, ((0, 'SelectedService', 105, 16), (4, '', 0, -1),)),  # 15
         (1, ((4, '', 0, -1),)),  # 16
     )),
-    (m.ServiceType, (  # 107
+    (iso20_cm.ServiceType, (  # 107
         (1, ((1, 'ServiceID', 2, 1),)),  # 0
         (1, ((1, 'FreeService', 3, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.ServiceParameterListType, (  # 108
+    (iso20_cm.ServiceParameterListType, (  # 108
         (1, ((0, 'ParameterSet', 86, 1),)),  # 0
         (2, ((0, 'ParameterSet', 86, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'ParameterSet', 86, 3), (4, '', 0, -1),)),  # 2
@@ -8090,13 +8090,13 @@ GRAMMARS = (
         (2, ((0, 'ParameterSet', 86, 32), (4, '', 0, -1),)),  # 31
         (1, ((4, '', 0, -1),)),  # 32
     )),
-    (m.SubCertificatesType, (  # 109
+    (iso20_cm.SubCertificatesType, (  # 109
         (1, ((1, 'Certificate', 7, 1),)),  # 0
         (2, ((1, 'Certificate', 7, 2), (4, '', 0, -1),)),  # 1
         (2, ((1, 'Certificate', 7, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.SupportedProvidersListType, (  # 110
+    (iso20_cm.SupportedProvidersListType, (  # 110
         (1, ((1, 'ProviderID', 20, 1),)),  # 0
         (2, ((1, 'ProviderID', 20, 2), (4, '', 0, -1),)),  # 1
         (2, ((1, 'ProviderID', 20, 3), (4, '', 0, -1),)),  # 2
@@ -8227,7 +8227,7 @@ GRAMMARS = (
         (2, ((1, 'ProviderID', 20, 128), (4, '', 0, -1),)),  # 127
         (1, ((4, '', 0, -1),)),  # 128
     )),
-    (m.ServiceIDListType, (  # 111
+    (iso20_cm.ServiceIDListType, (  # 111
         (1, ((1, 'ServiceID', 2, 1),)),  # 0
         (2, ((1, 'ServiceID', 2, 2), (4, '', 0, -1),)),  # 1
         (2, ((1, 'ServiceID', 2, 3), (4, '', 0, -1),)),  # 2
@@ -8246,12 +8246,12 @@ GRAMMARS = (
         (2, ((1, 'ServiceID', 2, 16), (4, '', 0, -1),)),  # 15
         (1, ((4, '', 0, -1),)),  # 16
     )),
-    (m.DetailedTaxType, (  # 112
+    (iso20_ct.DetailedTaxType, (  # 112
         (1, ((1, 'TaxRuleID', 33, 1),)),  # 0
         (1, ((0, 'Amount', 55, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.TaxRuleType, (  # 113
+    (iso20_cm.TaxRuleType, (  # 113
         (1, ((1, 'TaxRuleID', 33, 1),)),  # 0
         (2, ((1, 'TaxRuleName', 20, 2), (0, 'TaxRate', 55, 3),)),  # 1
         (1, ((0, 'TaxRate', 55, 3),)),  # 2
@@ -8262,7 +8262,7 @@ GRAMMARS = (
         (1, ((1, 'AppliesMinimumMaximumCost', 3, 8),)),  # 7
         (1, ((4, '', 0, -1),)),  # 8
     )),
-    (m.TaxRuleListType, (  # 114
+    (iso20_cm.TaxRuleListType, (  # 114
         (1, ((0, 'TaxRule', 113, 1),)),  # 0
         (2, ((0, 'TaxRule', 113, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'TaxRule', 113, 3), (4, '', 0, -1),)),  # 2

@@ -2,7 +2,7 @@
 
 """EXI grammar tables of the ISO 15118-20 DC schema set (urn:iso:std:iso:15118:-20:DC)."""
 
-from v2gtool.messages import iso20_dc as m
+from v2gtool.messages import iso20_ct, iso20_dc, xmldsig
 
 NAME = "iso20-dc"
 NAMESPACE = "urn:iso:std:iso:15118:-20:DC"
@@ -14,8 +14,8 @@ DTYPES = (
     (2, 0, 0, 0, 65535),
     (2, 0, 0, 0, 18446744073709551615),
     (0, 0, 0, None, None),
-    (6, 2, tuple(m.processingType), None, None),
-    (6, 3, tuple(m.evseNotificationType), None, None),
+    (6, 2, tuple(iso20_ct.processingType), None, None),
+    (6, 3, tuple(iso20_ct.evseNotificationType), None, None),
     (1, 8, -128, -128, 127),
     (3, 0, 0, None, None),
     (1, 7, 0, 0, 100),
@@ -23,7 +23,7 @@ DTYPES = (
     (4, 0, 1, None, 64),
     (3, 0, 0, -32768, 32767),
     (2, 0, 0, 0, 4294967295),
-    (6, 6, tuple(m.responseCodeType), None, None),
+    (6, 6, tuple(iso20_ct.responseCodeType), None, None),
     (4, 0, 0, 8, 8),
     (2, 0, 0, 1, 4294967295),
 )
@@ -31,7 +31,7 @@ DTYPES = (
 # Per complex type: (message class, states); a state is (code width, productions),
 # a production (kind, field, argument, next state) in event-code order.
 GRAMMARS = (
-    (m.BPT_DC_CPDReqEnergyTransferModeType, (  # 0
+    (iso20_dc.BPT_DC_CPDReqEnergyTransferModeType, (  # 0
         (1, ((0, 'EVMaximumChargePower', 46, 1),)),  # 0
         (1, ((0, 'EVMinimumChargePower', 46, 2),)),  # 1
         (1, ((0, 'EVMaximumChargeCurrent', 46, 3),)),  # 2
@@ -45,7 +45,7 @@ GRAMMARS = (
         (1, ((0, 'EVMinimumDischargeCurrent', 46, 11),)),  # 10
         (1, ((4, '', 0, -1),)),  # 11
     )),
-    (m.BPT_DC_CPDResEnergyTransferModeType, (  # 1
+    (iso20_dc.BPT_DC_CPDResEnergyTransferModeType, (  # 1
         (1, ((0, 'EVSEMaximumChargePower', 46, 1),)),  # 0
         (1, ((0, 'EVSEMinimumChargePower', 46, 2),)),  # 1
         (1, ((0, 'EVSEMaximumChargeCurrent', 46, 3),)),  # 2
@@ -59,7 +59,7 @@ GRAMMARS = (
         (1, ((0, 'EVSEMinimumDischargeCurrent', 46, 11),)),  # 10
         (1, ((4, '', 0, -1),)),  # 11
     )),
-    (m.BPT_Dynamic_DC_CLReqControlModeType, (  # 2
+    (iso20_dc.BPT_Dynamic_DC_CLReqControlModeType, (  # 2
         (2, ((1, 'DepartureTime', 13, 1), (0, 'EVTargetEnergyRequest', 46, 2),)),  # 0
         (1, ((0, 'EVTargetEnergyRequest', 46, 2),)),  # 1
         (1, ((0, 'EVMaximumEnergyRequest', 46, 3),)),  # 2
@@ -76,7 +76,7 @@ GRAMMARS = (
         (2, ((0, 'EVMinimumV2XEnergyRequest', 46, 14), (4, '', 0, -1),)),  # 13
         (1, ((4, '', 0, -1),)),  # 14
     )),
-    (m.BPT_Dynamic_DC_CLResControlModeType, (  # 3
+    (iso20_dc.BPT_Dynamic_DC_CLResControlModeType, (  # 3
         (3, ((1, 'DepartureTime', 13, 1), (1, 'MinimumSOC', 9, 2), (1, 'TargetSOC', 9, 3), (1, 'AckMaxDelay', 2, 4), (0, 'EVSEMaximumChargePower', 46, 5),)),  # 0
         (3, ((1, 'MinimumSOC', 9, 2), (1, 'TargetSOC', 9, 3), (1, 'AckMaxDelay', 2, 4), (0, 'EVSEMaximumChargePower', 46, 5),)),  # 1
         (2, ((1, 'TargetSOC', 9, 3), (1, 'AckMaxDelay', 2, 4), (0, 'EVSEMaximumChargePower', 46, 5),)),  # 2
@@ -91,7 +91,7 @@ GRAMMARS = (
         (1, ((0, 'EVSEMinimumVoltage', 46, 12),)),  # 11
         (1, ((4, '', 0, -1),)),  # 12
     )),
-    (m.BPT_Scheduled_DC_CLReqControlModeType, (  # 4
+    (iso20_dc.BPT_Scheduled_DC_CLReqControlModeType, (  # 4
         (3, ((0, 'EVTargetEnergyRequest', 46, 1), (0, 'EVMaximumEnergyRequest', 46, 2), (0, 'EVMinimumEnergyRequest', 46, 3), (0, 'EVTargetCurrent', 46, 4),)),  # 0
         (2, ((0, 'EVMaximumEnergyRequest', 46, 2), (0, 'EVMinimumEnergyRequest', 46, 3), (0, 'EVTargetCurrent', 46, 4),)),  # 1
         (2, ((0, 'EVMinimumEnergyRequest', 46, 3), (0, 'EVTargetCurrent', 46, 4),)),  # 2
@@ -107,7 +107,7 @@ GRAMMARS = (
         (2, ((0, 'EVMaximumDischargeCurrent', 46, 13), (4, '', 0, -1),)),  # 12
         (1, ((4, '', 0, -1),)),  # 13
     )),
-    (m.BPT_Scheduled_DC_CLResControlModeType, (  # 5
+    (iso20_dc.BPT_Scheduled_DC_CLResControlModeType, (  # 5
         (4, ((0, 'EVSEMaximumChargePower', 46, 1), (0, 'EVSEMinimumChargePower', 46, 2), (0, 'EVSEMaximumChargeCurrent', 46, 3), (0, 'EVSEMaximumVoltage', 46, 4), (0, 'EVSEMaximumDischargePower', 46, 5), (0, 'EVSEMinimumDischargePower', 46, 6), (0, 'EVSEMaximumDischargeCurrent', 46, 7), (0, 'EVSEMinimumVoltage', 46, 8), (4, '', 0, -1),)),  # 0
         (4, ((0, 'EVSEMinimumChargePower', 46, 2), (0, 'EVSEMaximumChargeCurrent', 46, 3), (0, 'EVSEMaximumVoltage', 46, 4), (0, 'EVSEMaximumDischargePower', 46, 5), (0, 'EVSEMinimumDischargePower', 46, 6), (0, 'EVSEMaximumDischargeCurrent', 46, 7), (0, 'EVSEMinimumVoltage', 46, 8), (4, '', 0, -1),)),  # 1
         (3, ((0, 'EVSEMaximumChargeCurrent', 46, 3), (0, 'EVSEMaximumVoltage', 46, 4), (0, 'EVSEMaximumDischargePower', 46, 5), (0, 'EVSEMinimumDischargePower', 46, 6), (0, 'EVSEMaximumDischargeCurrent', 46, 7), (0, 'EVSEMinimumVoltage', 46, 8), (4, '', 0, -1),)),  # 2
@@ -118,20 +118,20 @@ GRAMMARS = (
         (2, ((0, 'EVSEMinimumVoltage', 46, 8), (4, '', 0, -1),)),  # 7
         (1, ((4, '', 0, -1),)),  # 8
     )),
-    (m.CLReqControlModeType, (  # 6
+    (iso20_ct.CLReqControlModeType, (  # 6
         (1, ((4, '', 0, -1),)),  # 0
     )),
-    (m.CLResControlModeType, (  # 7
+    (iso20_ct.CLResControlModeType, (  # 7
         (1, ((4, '', 0, -1),)),  # 0
     )),
-    (m.CanonicalizationMethodType, (  # 8
+    (xmldsig.CanonicalizationMethodType, (  # 8
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 2
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 3
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 4
     )),
-    (m.DC_CPDReqEnergyTransferModeType, (  # 9
+    (iso20_dc.DC_CPDReqEnergyTransferModeType, (  # 9
         (1, ((0, 'EVMaximumChargePower', 46, 1),)),  # 0
         (1, ((0, 'EVMinimumChargePower', 46, 2),)),  # 1
         (1, ((0, 'EVMaximumChargeCurrent', 46, 3),)),  # 2
@@ -141,7 +141,7 @@ GRAMMARS = (
         (2, ((1, 'TargetSOC', 9, 7), (4, '', 0, -1),)),  # 6
         (1, ((4, '', 0, -1),)),  # 7
     )),
-    (m.DC_CPDResEnergyTransferModeType, (  # 10
+    (iso20_dc.DC_CPDResEnergyTransferModeType, (  # 10
         (1, ((0, 'EVSEMaximumChargePower', 46, 1),)),  # 0
         (1, ((0, 'EVSEMinimumChargePower', 46, 2),)),  # 1
         (1, ((0, 'EVSEMaximumChargeCurrent', 46, 3),)),  # 2
@@ -151,17 +151,17 @@ GRAMMARS = (
         (2, ((0, 'EVSEPowerRampLimitation', 46, 7), (4, '', 0, -1),)),  # 6
         (1, ((4, '', 0, -1),)),  # 7
     )),
-    (m.DC_CableCheckReqType, (  # 11
+    (iso20_dc.DC_CableCheckReqType, (  # 11
         (1, ((0, 'Header', 49, 1),)),  # 0
         (1, ((4, '', 0, -1),)),  # 1
     )),
-    (m.DC_CableCheckResType, (  # 12
+    (iso20_dc.DC_CableCheckResType, (  # 12
         (1, ((0, 'Header', 49, 1),)),  # 0
         (1, ((1, 'ResponseCode', 14, 2),)),  # 1
         (1, ((1, 'EVSEProcessing', 5, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.DC_ChargeLoopReqType, (  # 13
+    (iso20_dc.DC_ChargeLoopReqType, (  # 13
         (1, ((0, 'Header', 49, 1),)),  # 0
         (2, ((0, 'DisplayParameters', 47, 2), (1, 'MeterInfoRequested', 4, 3),)),  # 1
         (1, ((1, 'MeterInfoRequested', 4, 3),)),  # 2
@@ -169,7 +169,7 @@ GRAMMARS = (
         (3, ((0, 'BPT_Dynamic_DC_CLReqControlMode', 2, 5), (0, 'BPT_Scheduled_DC_CLReqControlMode', 4, 5), (0, 'CLReqControlMode', 6, 5), (0, 'Dynamic_DC_CLReqControlMode', 23, 5), (0, 'Scheduled_DC_CLReqControlMode', 34, 5),)),  # 4
         (1, ((4, '', 0, -1),)),  # 5
     )),
-    (m.DC_ChargeLoopResType, (  # 14
+    (iso20_dc.DC_ChargeLoopResType, (  # 14
         (1, ((0, 'Header', 49, 1),)),  # 0
         (1, ((1, 'ResponseCode', 14, 2),)),  # 1
         (3, ((0, 'EVSEStatus', 48, 3), (0, 'MeterInfo', 50, 4), (0, 'Receipt', 51, 5), (0, 'EVSEPresentCurrent', 46, 6),)),  # 2
@@ -183,42 +183,42 @@ GRAMMARS = (
         (3, ((0, 'BPT_Dynamic_DC_CLResControlMode', 3, 11), (0, 'BPT_Scheduled_DC_CLResControlMode', 5, 11), (0, 'CLResControlMode', 7, 11), (0, 'Dynamic_DC_CLResControlMode', 24, 11), (0, 'Scheduled_DC_CLResControlMode', 35, 11),)),  # 10
         (1, ((4, '', 0, -1),)),  # 11
     )),
-    (m.DC_ChargeParameterDiscoveryReqType, (  # 15
+    (iso20_dc.DC_ChargeParameterDiscoveryReqType, (  # 15
         (1, ((0, 'Header', 49, 1),)),  # 0
         (2, ((0, 'BPT_DC_CPDReqEnergyTransferMode', 0, 2), (0, 'DC_CPDReqEnergyTransferMode', 9, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.DC_ChargeParameterDiscoveryResType, (  # 16
+    (iso20_dc.DC_ChargeParameterDiscoveryResType, (  # 16
         (1, ((0, 'Header', 49, 1),)),  # 0
         (1, ((1, 'ResponseCode', 14, 2),)),  # 1
         (2, ((0, 'BPT_DC_CPDResEnergyTransferMode', 1, 3), (0, 'DC_CPDResEnergyTransferMode', 10, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.DC_PreChargeReqType, (  # 17
+    (iso20_dc.DC_PreChargeReqType, (  # 17
         (1, ((0, 'Header', 49, 1),)),  # 0
         (1, ((1, 'EVProcessing', 5, 2),)),  # 1
         (1, ((0, 'EVPresentVoltage', 46, 3),)),  # 2
         (1, ((0, 'EVTargetVoltage', 46, 4),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.DC_PreChargeResType, (  # 18
+    (iso20_dc.DC_PreChargeResType, (  # 18
         (1, ((0, 'Header', 49, 1),)),  # 0
         (1, ((1, 'ResponseCode', 14, 2),)),  # 1
         (1, ((0, 'EVSEPresentVoltage', 46, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.DC_WeldingDetectionReqType, (  # 19
+    (iso20_dc.DC_WeldingDetectionReqType, (  # 19
         (1, ((0, 'Header', 49, 1),)),  # 0
         (1, ((1, 'EVProcessing', 5, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.DC_WeldingDetectionResType, (  # 20
+    (iso20_dc.DC_WeldingDetectionResType, (  # 20
         (1, ((0, 'Header', 49, 1),)),  # 0
         (1, ((1, 'ResponseCode', 14, 2),)),  # 1
         (1, ((0, 'EVSEPresentVoltage', 46, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.DSAKeyValueType, (  # 21
+    (xmldsig.DSAKeyValueType, (  # 21
         (2, ((1, 'P', 0, 1), (1, 'G', 0, 2), (1, 'Y', 0, 3),)),  # 0
         (1, ((1, 'Q', 0, 4),)),  # 1
         (1, ((1, 'Y', 0, 3),)),  # 2
@@ -228,14 +228,14 @@ GRAMMARS = (
         (1, ((1, 'PgenCounter', 0, 7),)),  # 6
         (1, ((4, '', 0, -1),)),  # 7
     )),
-    (m.DigestMethodType, (  # 22
+    (xmldsig.DigestMethodType, (  # 22
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 2
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 3
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 4
     )),
-    (m.Dynamic_DC_CLReqControlModeType, (  # 23
+    (iso20_dc.Dynamic_DC_CLReqControlModeType, (  # 23
         (2, ((1, 'DepartureTime', 13, 1), (0, 'EVTargetEnergyRequest', 46, 2),)),  # 0
         (1, ((0, 'EVTargetEnergyRequest', 46, 2),)),  # 1
         (1, ((0, 'EVMaximumEnergyRequest', 46, 3),)),  # 2
@@ -247,7 +247,7 @@ GRAMMARS = (
         (1, ((0, 'EVMinimumVoltage', 46, 9),)),  # 8
         (1, ((4, '', 0, -1),)),  # 9
     )),
-    (m.Dynamic_DC_CLResControlModeType, (  # 24
+    (iso20_dc.Dynamic_DC_CLResControlModeType, (  # 24
         (3, ((1, 'DepartureTime', 13, 1), (1, 'MinimumSOC', 9, 2), (1, 'TargetSOC', 9, 3), (1, 'AckMaxDelay', 2, 4), (0, 'EVSEMaximumChargePower', 46, 5),)),  # 0
         (3, ((1, 'MinimumSOC', 9, 2), (1, 'TargetSOC', 9, 3), (1, 'AckMaxDelay', 2, 4), (0, 'EVSEMaximumChargePower', 46, 5),)),  # 1
         (2, ((1, 'TargetSOC', 9, 3), (1, 'AckMaxDelay', 2, 4), (0, 'EVSEMaximumChargePower', 46, 5),)),  # 2
@@ -258,7 +258,7 @@ GRAMMARS = (
         (1, ((0, 'EVSEMaximumVoltage', 46, 8),)),  # 7
         (1, ((4, '', 0, -1),)),  # 8
     )),
-    (m.KeyInfoType, (  # 25
+    (xmldsig.KeyInfoType, (  # 25
         (4, ((2, 'Id', 1, 1), (1, 'KeyName', 1, 2), (0, 'KeyValue', 26, 4), (0, 'RetrievalMethod', 32, 5), (0, 'X509Data', 44, 6), (0, 'PGPData', 29, 7), (0, 'SPKIData', 33, 8), (1, 'MgmtData', 1, 9), (5, '##other', 0, 10), (6, '', 0, 3),)),  # 0
         (4, ((1, 'KeyName', 1, 2), (0, 'KeyValue', 26, 4), (0, 'RetrievalMethod', 32, 5), (0, 'X509Data', 44, 6), (0, 'PGPData', 29, 7), (0, 'SPKIData', 33, 8), (1, 'MgmtData', 1, 9), (5, '##other', 0, 10), (6, '', 0, 3),)),  # 1
         (4, ((1, 'KeyName', 1, 11), (0, 'KeyValue', 26, 13), (0, 'RetrievalMethod', 32, 14), (0, 'X509Data', 44, 15), (0, 'PGPData', 29, 16), (0, 'SPKIData', 33, 17), (1, 'MgmtData', 1, 18), (5, '##other', 0, 19), (4, '', 0, -1), (6, '', 0, 12),)),  # 2
@@ -295,7 +295,7 @@ GRAMMARS = (
         (4, ((1, 'KeyName', 1, 11), (0, 'KeyValue', 26, 13), (0, 'RetrievalMethod', 32, 14), (0, 'X509Data', 44, 15), (0, 'PGPData', 29, 16), (0, 'SPKIData', 33, 17), (1, 'MgmtData', 1, 18), (5, '##other', 0, 19), (4, '', 0, -1), (6, '', 0, 33),)),  # 33
         (4, ((1, 'KeyName', 1, 11), (0, 'KeyValue', 26, 13), (0, 'RetrievalMethod', 32, 14), (0, 'X509Data', 44, 15), (0, 'PGPData', 29, 16), (0, 'SPKIData', 33, 17), (1, 'MgmtData', 1, 18), (5, '##other', 0, 19), (4, '', 0, -1), (6, '', 0, 34),)),  # 34
     )),
-    (m.KeyValueType, (  # 26
+    (xmldsig.KeyValueType, (  # 26
         (3, ((0, 'DSAKeyValue', 21, 1), (0, 'RSAKeyValue', 30, 3), (5, '##other', 0, 4), (6, '', 0, 2),)),  # 0
         (2, ((4, '', 0, -1), (6, '', 0, 5),)),  # 1
         (3, ((0, 'DSAKeyValue', 21, 1), (0, 'RSAKeyValue', 30, 3), (5, '##other', 0, 4), (6, '', 0, 2),)),  # 2
@@ -305,13 +305,13 @@ GRAMMARS = (
         (2, ((4, '', 0, -1), (6, '', 0, 6),)),  # 6
         (2, ((4, '', 0, -1), (6, '', 0, 7),)),  # 7
     )),
-    (m.ManifestType, (  # 27
+    (xmldsig.ManifestType, (  # 27
         (2, ((2, 'Id', 1, 1), (0, 'Reference', 31, 2),)),  # 0
         (1, ((0, 'Reference', 31, 2),)),  # 1
         (2, ((0, 'Reference', 31, 3), (4, '', 0, -1),)),  # 2
         (2, ((0, 'Reference', 31, 3), (4, '', 0, -1),)),  # 3
     )),
-    (m.ObjectType, (  # 28
+    (xmldsig.ObjectType, (  # 28
         (3, ((2, 'Encoding', 1, 1), (2, 'Id', 1, 2), (2, 'MimeType', 1, 3), (5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 0
         (3, ((2, 'Id', 1, 2), (2, 'MimeType', 1, 3), (5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 1
         (3, ((2, 'MimeType', 1, 3), (5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 2
@@ -320,7 +320,7 @@ GRAMMARS = (
         (2, ((5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 5
         (2, ((5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
     )),
-    (m.PGPDataType, (  # 29
+    (xmldsig.PGPDataType, (  # 29
         (2, ((1, 'PGPKeyID', 0, 1), (1, 'PGPKeyPacket', 0, 2),)),  # 0
         (2, ((1, 'PGPKeyPacket', 0, 3), (5, '##other', 0, 4), (4, '', 0, -1),)),  # 1
         (2, ((5, '##other', 0, 5), (4, '', 0, -1),)),  # 2
@@ -328,12 +328,12 @@ GRAMMARS = (
         (2, ((5, '##other', 0, 4), (4, '', 0, -1),)),  # 4
         (2, ((5, '##other', 0, 5), (4, '', 0, -1),)),  # 5
     )),
-    (m.RSAKeyValueType, (  # 30
+    (xmldsig.RSAKeyValueType, (  # 30
         (1, ((1, 'Modulus', 0, 1),)),  # 0
         (1, ((1, 'Exponent', 0, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.ReferenceType, (  # 31
+    (xmldsig.ReferenceType, (  # 31
         (3, ((2, 'Id', 1, 1), (2, 'Type', 1, 2), (2, 'URI', 1, 3), (0, 'Transforms', 43, 4), (0, 'DigestMethod', 22, 5),)),  # 0
         (3, ((2, 'Type', 1, 2), (2, 'URI', 1, 3), (0, 'Transforms', 43, 4), (0, 'DigestMethod', 22, 5),)),  # 1
         (2, ((2, 'URI', 1, 3), (0, 'Transforms', 43, 4), (0, 'DigestMethod', 22, 5),)),  # 2
@@ -342,20 +342,20 @@ GRAMMARS = (
         (1, ((1, 'DigestValue', 0, 6),)),  # 5
         (1, ((4, '', 0, -1),)),  # 6
     )),
-    (m.RetrievalMethodType, (  # 32
+    (xmldsig.RetrievalMethodType, (  # 32
         (3, ((2, 'Type', 1, 1), (2, 'URI', 1, 2), (0, 'Transforms', 43, 3), (4, '', 0, -1),)),  # 0
         (2, ((2, 'URI', 1, 2), (0, 'Transforms', 43, 3), (4, '', 0, -1),)),  # 1
         (2, ((0, 'Transforms', 43, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.SPKIDataType, (  # 33
+    (xmldsig.SPKIDataType, (  # 33
         (1, ((1, 'SPKISexp', 0, 1),)),  # 0
         (2, ((1, 'SPKISexp', 0, 3), (5, '##other', 0, 2), (4, '', 0, -1),)),  # 1
         (2, ((1, 'SPKISexp', 0, 3), (4, '', 0, -1),)),  # 2
         (2, ((1, 'SPKISexp', 0, 3), (5, '##other', 0, 4), (4, '', 0, -1),)),  # 3
         (2, ((1, 'SPKISexp', 0, 3), (4, '', 0, -1),)),  # 4
     )),
-    (m.Scheduled_DC_CLReqControlModeType, (  # 34
+    (iso20_dc.Scheduled_DC_CLReqControlModeType, (  # 34
         (3, ((0, 'EVTargetEnergyRequest', 46, 1), (0, 'EVMaximumEnergyRequest', 46, 2), (0, 'EVMinimumEnergyRequest', 46, 3), (0, 'EVTargetCurrent', 46, 4),)),  # 0
         (2, ((0, 'EVMaximumEnergyRequest', 46, 2), (0, 'EVMinimumEnergyRequest', 46, 3), (0, 'EVTargetCurrent', 46, 4),)),  # 1
         (2, ((0, 'EVMinimumEnergyRequest', 46, 3), (0, 'EVTargetCurrent', 46, 4),)),  # 2
@@ -368,14 +368,14 @@ GRAMMARS = (
         (2, ((0, 'EVMinimumVoltage', 46, 10), (4, '', 0, -1),)),  # 9
         (1, ((4, '', 0, -1),)),  # 10
     )),
-    (m.Scheduled_DC_CLResControlModeType, (  # 35
+    (iso20_dc.Scheduled_DC_CLResControlModeType, (  # 35
         (3, ((0, 'EVSEMaximumChargePower', 46, 1), (0, 'EVSEMinimumChargePower', 46, 2), (0, 'EVSEMaximumChargeCurrent', 46, 3), (0, 'EVSEMaximumVoltage', 46, 4), (4, '', 0, -1),)),  # 0
         (3, ((0, 'EVSEMinimumChargePower', 46, 2), (0, 'EVSEMaximumChargeCurrent', 46, 3), (0, 'EVSEMaximumVoltage', 46, 4), (4, '', 0, -1),)),  # 1
         (2, ((0, 'EVSEMaximumChargeCurrent', 46, 3), (0, 'EVSEMaximumVoltage', 46, 4), (4, '', 0, -1),)),  # 2
         (2, ((0, 'EVSEMaximumVoltage', 46, 4), (4, '', 0, -1),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.SignatureType, (  # 36
+    (xmldsig.SignatureType, (  # 36
         (2, ((2, 'Id', 1, 1), (0, 'SignedInfo', 41, 2),)),  # 0
         (1, ((0, 'SignedInfo', 41, 2),)),  # 1
         (1, ((0, 'SignatureValue', 40, 3),)),  # 2
@@ -383,7 +383,7 @@ GRAMMARS = (
         (2, ((0, 'Object', 28, 5), (4, '', 0, -1),)),  # 4
         (2, ((0, 'Object', 28, 5), (4, '', 0, -1),)),  # 5
     )),
-    (m.SignatureMethodType, (  # 37
+    (xmldsig.SignatureMethodType, (  # 37
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (3, ((1, 'HMACOutputLength', 8, 2), (5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (2, ((5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 2
@@ -392,13 +392,13 @@ GRAMMARS = (
         (2, ((5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 5
         (2, ((5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
     )),
-    (m.SignaturePropertiesType, (  # 38
+    (xmldsig.SignaturePropertiesType, (  # 38
         (2, ((2, 'Id', 1, 1), (0, 'SignatureProperty', 39, 2),)),  # 0
         (1, ((0, 'SignatureProperty', 39, 2),)),  # 1
         (2, ((0, 'SignatureProperty', 39, 3), (4, '', 0, -1),)),  # 2
         (2, ((0, 'SignatureProperty', 39, 3), (4, '', 0, -1),)),  # 3
     )),
-    (m.SignaturePropertyType, (  # 39
+    (xmldsig.SignaturePropertyType, (  # 39
         (2, ((2, 'Id', 1, 1), (2, 'Target', 1, 2),)),  # 0
         (1, ((2, 'Target', 1, 2),)),  # 1
         (2, ((5, '##other', 0, 3), (6, '', 0, 4),)),  # 2
@@ -408,12 +408,12 @@ GRAMMARS = (
         (2, ((5, '##other', 0, 5), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
         (2, ((5, '##other', 0, 5), (4, '', 0, -1), (6, '', 0, 7),)),  # 7
     )),
-    (m.SignatureValueType, (  # 40
+    (xmldsig.SignatureValueType, (  # 40
         (2, ((2, 'Id', 1, 1), (3, 'CONTENT', 0, 2),)),  # 0
         (1, ((3, 'CONTENT', 0, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.SignedInfoType, (  # 41
+    (xmldsig.SignedInfoType, (  # 41
         (2, ((2, 'Id', 1, 1), (0, 'CanonicalizationMethod', 8, 2),)),  # 0
         (1, ((0, 'CanonicalizationMethod', 8, 2),)),  # 1
         (1, ((0, 'SignatureMethod', 37, 3),)),  # 2
@@ -421,7 +421,7 @@ GRAMMARS = (
         (2, ((0, 'Reference', 31, 5), (4, '', 0, -1),)),  # 4
         (2, ((0, 'Reference', 31, 5), (4, '', 0, -1),)),  # 5
     )),
-    (m.TransformType, (  # 42
+    (xmldsig.TransformType, (  # 42
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 5),)),  # 2
@@ -430,12 +430,12 @@ GRAMMARS = (
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 5),)),  # 5
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
     )),
-    (m.TransformsType, (  # 43
+    (xmldsig.TransformsType, (  # 43
         (1, ((0, 'Transform', 42, 1),)),  # 0
         (2, ((0, 'Transform', 42, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'Transform', 42, 2), (4, '', 0, -1),)),  # 2
     )),
-    (m.X509DataType, (  # 44
+    (xmldsig.X509DataType, (  # 44
         (3, ((0, 'X509IssuerSerial', 52, 1), (1, 'X509SKI', 0, 2), (1, 'X509SubjectName', 1, 3), (1, 'X509Certificate', 0, 4), (1, 'X509CRL', 0, 5), (5, '##other', 0, 6),)),  # 0
         (3, ((0, 'X509IssuerSerial', 52, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 1
         (3, ((0, 'X509IssuerSerial', 52, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 2
@@ -450,17 +450,17 @@ GRAMMARS = (
         (3, ((0, 'X509IssuerSerial', 52, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 11
         (3, ((0, 'X509IssuerSerial', 52, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 12
     )),
-    (m.DetailedCostType, (  # 45
+    (iso20_ct.DetailedCostType, (  # 45
         (1, ((0, 'Amount', 46, 1),)),  # 0
         (1, ((0, 'CostPerUnit', 46, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.RationalNumberType, (  # 46
+    (iso20_ct.RationalNumberType, (  # 46
         (1, ((1, 'Exponent', 7, 1),)),  # 0
         (1, ((1, 'Value', 12, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.DisplayParametersType, (  # 47
+    (iso20_ct.DisplayParametersType, (  # 47
         (4, ((1, 'PresentSOC', 9, 1), (1, 'MinimumSOC', 9, 2), (1, 'TargetSOC', 9, 3), (1, 'MaximumSOC', 9, 4), (1, 'RemainingTimeToMinimumSOC', 13, 5), (1, 'RemainingTimeToTargetSOC', 13, 6), (1, 'RemainingTimeToMaximumSOC', 13, 7), (1, 'ChargingComplete', 4, 8), (0, 'BatteryEnergyCapacity', 46, 9), (1, 'InletHot', 4, 10), (4, '', 0, -1),)),  # 0
         (4, ((1, 'MinimumSOC', 9, 2), (1, 'TargetSOC', 9, 3), (1, 'MaximumSOC', 9, 4), (1, 'RemainingTimeToMinimumSOC', 13, 5), (1, 'RemainingTimeToTargetSOC', 13, 6), (1, 'RemainingTimeToMaximumSOC', 13, 7), (1, 'ChargingComplete', 4, 8), (0, 'BatteryEnergyCapacity', 46, 9), (1, 'InletHot', 4, 10), (4, '', 0, -1),)),  # 1
         (4, ((1, 'TargetSOC', 9, 3), (1, 'MaximumSOC', 9, 4), (1, 'RemainingTimeToMinimumSOC', 13, 5), (1, 'RemainingTimeToTargetSOC', 13, 6), (1, 'RemainingTimeToMaximumSOC', 13, 7), (1, 'ChargingComplete', 4, 8), (0, 'BatteryEnergyCapacity', 46, 9), (1, 'InletHot', 4, 10), (4, '', 0, -1),)),  # 2
@@ -473,18 +473,18 @@ GRAMMARS = (
         (2, ((1, 'InletHot', 4, 10), (4, '', 0, -1),)),  # 9
         (1, ((4, '', 0, -1),)),  # 10
     )),
-    (m.EVSEStatusType, (  # 48
+    (iso20_ct.EVSEStatusType, (  # 48
         (1, ((1, 'NotificationMaxDelay', 2, 1),)),  # 0
         (1, ((1, 'EVSENotification', 6, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.MessageHeaderType, (  # 49
+    (iso20_ct.MessageHeaderType, (  # 49
         (1, ((1, 'SessionID', 15, 1),)),  # 0
         (1, ((1, 'TimeStamp', 3, 2),)),  # 1
         (2, ((0, 'Signature', 36, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.MeterInfoType, (  # 50
+    (iso20_ct.MeterInfoType, (  # 50
         (1, ((1, 'MeterID', 10, 1),)),  # 0
         (1, ((1, 'ChargedEnergyReadingWh', 3, 2),)),  # 1
         (3, ((1, 'BPT_DischargedEnergyReadingWh', 3, 3), (1, 'CapacitiveEnergyReadingVARh', 3, 4), (1, 'BPT_InductiveEnergyReadingVARh', 3, 5), (1, 'MeterSignature', 11, 6), (1, 'MeterStatus', 12, 7), (1, 'MeterTimestamp', 3, 8), (4, '', 0, -1),)),  # 2
@@ -495,7 +495,7 @@ GRAMMARS = (
         (2, ((1, 'MeterTimestamp', 3, 8), (4, '', 0, -1),)),  # 7
         (1, ((4, '', 0, -1),)),  # 8
     )),
-    (m.ReceiptType, (  # 51
+    (iso20_ct.ReceiptType, (  # 51
         (1, ((1, 'TimeAnchor', 3, 1),)),  # 0
         (3, ((0, 'EnergyCosts', 45, 2), (0, 'OccupancyCosts', 45, 3), (0, 'AdditionalServicesCosts', 45, 4), (0, 'OverstayCosts', 45, 5), (0, 'TaxCosts', 53, 6), (4, '', 0, -1),)),  # 1
         (3, ((0, 'OccupancyCosts', 45, 3), (0, 'AdditionalServicesCosts', 45, 4), (0, 'OverstayCosts', 45, 5), (0, 'TaxCosts', 53, 6), (4, '', 0, -1),)),  # 2
@@ -513,12 +513,12 @@ GRAMMARS = (
         (2, ((0, 'TaxCosts', 53, 15), (4, '', 0, -1),)),  # 14
         (1, ((4, '', 0, -1),)),  # 15
     )),
-    (m.X509IssuerSerialType, (  # 52
+    (xmldsig.X509IssuerSerialType, (  # 52
         (1, ((1, 'X509IssuerName', 1, 1),)),  # 0
         (1, ((1, 'X509SerialNumber', 8, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.DetailedTaxType, (  # 53
+    (iso20_ct.DetailedTaxType, (  # 53
         (1, ((1, 'TaxRuleID', 16, 1),)),  # 0
         (1, ((0, 'Amount', 46, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2

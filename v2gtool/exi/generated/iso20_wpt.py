@@ -2,7 +2,7 @@
 
 """EXI grammar tables of the ISO 15118-20 WPT schema set (urn:iso:std:iso:15118:-20:WPT)."""
 
-from v2gtool.messages import iso20_wpt as m
+from v2gtool.messages import iso20_ct, iso20_wpt, xmldsig
 
 NAME = "iso20-wpt"
 NAMESPACE = "urn:iso:std:iso:15118:-20:WPT"
@@ -16,10 +16,10 @@ DTYPES = (
     (5, 0, 0, None, 12),
     (0, 0, 0, None, None),
     (3, 0, 0, -32768, 32767),
-    (6, 2, tuple(m.WPT_EVPCChargeDiagnosticsType), None, None),
-    (6, 2, tuple(m.processingType), None, None),
-    (6, 2, tuple(m.WPT_EVResultType), None, None),
-    (6, 3, tuple(m.evseNotificationType), None, None),
+    (6, 2, tuple(iso20_wpt.WPT_EVPCChargeDiagnosticsType), None, None),
+    (6, 2, tuple(iso20_ct.processingType), None, None),
+    (6, 2, tuple(iso20_wpt.WPT_EVResultType), None, None),
+    (6, 3, tuple(iso20_ct.evseNotificationType), None, None),
     (1, 8, -128, -128, 127),
     (3, 0, 0, None, None),
     (5, 0, 0, None, 39),
@@ -29,34 +29,34 @@ DTYPES = (
     (4, 0, 1, None, 64),
     (1, 8, 0, 0, 255),
     (2, 0, 0, 1, 4294967295),
-    (6, 2, tuple(m.WPT_PowerClassType), None, None),
+    (6, 2, tuple(iso20_wpt.WPT_PowerClassType), None, None),
     (2, 0, 0, 0, 4294967295),
-    (6, 6, tuple(m.responseCodeType), None, None),
-    (6, 3, tuple(m.WPT_SPCChargeDiagnosticsType), None, None),
+    (6, 6, tuple(iso20_ct.responseCodeType), None, None),
+    (6, 3, tuple(iso20_wpt.WPT_SPCChargeDiagnosticsType), None, None),
     (5, 0, 0, None, 255),
     (4, 0, 0, 8, 8),
-    (6, 2, tuple(m.WPT_AlignmentCheckMethodType), None, None),
-    (6, 3, tuple(m.WPT_FinePositioningMethodType), None, None),
-    (6, 3, tuple(m.WPT_PairingMethodType), None, None),
+    (6, 2, tuple(iso20_wpt.WPT_AlignmentCheckMethodType), None, None),
+    (6, 3, tuple(iso20_wpt.WPT_FinePositioningMethodType), None, None),
+    (6, 3, tuple(iso20_wpt.WPT_PairingMethodType), None, None),
 )
 
 # Per complex type: (message class, states); a state is (code width, productions),
 # a production (kind, field, argument, next state) in event-code order.
 GRAMMARS = (
-    (m.CLReqControlModeType, (  # 0
+    (iso20_ct.CLReqControlModeType, (  # 0
         (1, ((4, '', 0, -1),)),  # 0
     )),
-    (m.CLResControlModeType, (  # 1
+    (iso20_ct.CLResControlModeType, (  # 1
         (1, ((4, '', 0, -1),)),  # 0
     )),
-    (m.CanonicalizationMethodType, (  # 2
+    (xmldsig.CanonicalizationMethodType, (  # 2
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 2
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 3
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 4
     )),
-    (m.DSAKeyValueType, (  # 3
+    (xmldsig.DSAKeyValueType, (  # 3
         (2, ((1, 'P', 0, 1), (1, 'G', 0, 2), (1, 'Y', 0, 3),)),  # 0
         (1, ((1, 'Q', 0, 4),)),  # 1
         (1, ((1, 'Y', 0, 3),)),  # 2
@@ -66,14 +66,14 @@ GRAMMARS = (
         (1, ((1, 'PgenCounter', 0, 7),)),  # 6
         (1, ((4, '', 0, -1),)),  # 7
     )),
-    (m.DigestMethodType, (  # 4
+    (xmldsig.DigestMethodType, (  # 4
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 2
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 3
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 4
     )),
-    (m.KeyInfoType, (  # 5
+    (xmldsig.KeyInfoType, (  # 5
         (4, ((2, 'Id', 1, 1), (1, 'KeyName', 1, 2), (0, 'KeyValue', 6, 4), (0, 'RetrievalMethod', 12, 5), (0, 'X509Data', 34, 6), (0, 'PGPData', 9, 7), (0, 'SPKIData', 13, 8), (1, 'MgmtData', 1, 9), (5, '##other', 0, 10), (6, '', 0, 3),)),  # 0
         (4, ((1, 'KeyName', 1, 2), (0, 'KeyValue', 6, 4), (0, 'RetrievalMethod', 12, 5), (0, 'X509Data', 34, 6), (0, 'PGPData', 9, 7), (0, 'SPKIData', 13, 8), (1, 'MgmtData', 1, 9), (5, '##other', 0, 10), (6, '', 0, 3),)),  # 1
         (4, ((1, 'KeyName', 1, 11), (0, 'KeyValue', 6, 13), (0, 'RetrievalMethod', 12, 14), (0, 'X509Data', 34, 15), (0, 'PGPData', 9, 16), (0, 'SPKIData', 13, 17), (1, 'MgmtData', 1, 18), (5, '##other', 0, 19), (4, '', 0, -1), (6, '', 0, 12),)),  # 2
@@ -110,7 +110,7 @@ GRAMMARS = (
         (4, ((1, 'KeyName', 1, 11), (0, 'KeyValue', 6, 13), (0, 'RetrievalMethod', 12, 14), (0, 'X509Data', 34, 15), (0, 'PGPData', 9, 16), (0, 'SPKIData', 13, 17), (1, 'MgmtData', 1, 18), (5, '##other', 0, 19), (4, '', 0, -1), (6, '', 0, 33),)),  # 33
         (4, ((1, 'KeyName', 1, 11), (0, 'KeyValue', 6, 13), (0, 'RetrievalMethod', 12, 14), (0, 'X509Data', 34, 15), (0, 'PGPData', 9, 16), (0, 'SPKIData', 13, 17), (1, 'MgmtData', 1, 18), (5, '##other', 0, 19), (4, '', 0, -1), (6, '', 0, 34),)),  # 34
     )),
-    (m.KeyValueType, (  # 6
+    (xmldsig.KeyValueType, (  # 6
         (3, ((0, 'DSAKeyValue', 3, 1), (0, 'RSAKeyValue', 10, 3), (5, '##other', 0, 4), (6, '', 0, 2),)),  # 0
         (2, ((4, '', 0, -1), (6, '', 0, 5),)),  # 1
         (3, ((0, 'DSAKeyValue', 3, 1), (0, 'RSAKeyValue', 10, 3), (5, '##other', 0, 4), (6, '', 0, 2),)),  # 2
@@ -120,13 +120,13 @@ GRAMMARS = (
         (2, ((4, '', 0, -1), (6, '', 0, 6),)),  # 6
         (2, ((4, '', 0, -1), (6, '', 0, 7),)),  # 7
     )),
-    (m.ManifestType, (  # 7
+    (xmldsig.ManifestType, (  # 7
         (2, ((2, 'Id', 1, 1), (0, 'Reference', 11, 2),)),  # 0
         (1, ((0, 'Reference', 11, 2),)),  # 1
         (2, ((0, 'Reference', 11, 3), (4, '', 0, -1),)),  # 2
         (2, ((0, 'Reference', 11, 3), (4, '', 0, -1),)),  # 3
     )),
-    (m.ObjectType, (  # 8
+    (xmldsig.ObjectType, (  # 8
         (3, ((2, 'Encoding', 1, 1), (2, 'Id', 1, 2), (2, 'MimeType', 1, 3), (5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 0
         (3, ((2, 'Id', 1, 2), (2, 'MimeType', 1, 3), (5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 1
         (3, ((2, 'MimeType', 1, 3), (5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 2
@@ -135,7 +135,7 @@ GRAMMARS = (
         (2, ((5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 5
         (2, ((5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
     )),
-    (m.PGPDataType, (  # 9
+    (xmldsig.PGPDataType, (  # 9
         (2, ((1, 'PGPKeyID', 0, 1), (1, 'PGPKeyPacket', 0, 2),)),  # 0
         (2, ((1, 'PGPKeyPacket', 0, 3), (5, '##other', 0, 4), (4, '', 0, -1),)),  # 1
         (2, ((5, '##other', 0, 5), (4, '', 0, -1),)),  # 2
@@ -143,12 +143,12 @@ GRAMMARS = (
         (2, ((5, '##other', 0, 4), (4, '', 0, -1),)),  # 4
         (2, ((5, '##other', 0, 5), (4, '', 0, -1),)),  # 5
     )),
-    (m.RSAKeyValueType, (  # 10
+    (xmldsig.RSAKeyValueType, (  # 10
         (1, ((1, 'Modulus', 0, 1),)),  # 0
         (1, ((1, 'Exponent', 0, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.ReferenceType, (  # 11
+    (xmldsig.ReferenceType, (  # 11
         (3, ((2, 'Id', 1, 1), (2, 'Type', 1, 2), (2, 'URI', 1, 3), (0, 'Transforms', 21, 4), (0, 'DigestMethod', 4, 5),)),  # 0
         (3, ((2, 'Type', 1, 2), (2, 'URI', 1, 3), (0, 'Transforms', 21, 4), (0, 'DigestMethod', 4, 5),)),  # 1
         (2, ((2, 'URI', 1, 3), (0, 'Transforms', 21, 4), (0, 'DigestMethod', 4, 5),)),  # 2
@@ -157,20 +157,20 @@ GRAMMARS = (
         (1, ((1, 'DigestValue', 0, 6),)),  # 5
         (1, ((4, '', 0, -1),)),  # 6
     )),
-    (m.RetrievalMethodType, (  # 12
+    (xmldsig.RetrievalMethodType, (  # 12
         (3, ((2, 'Type', 1, 1), (2, 'URI', 1, 2), (0, 'Transforms', 21, 3), (4, '', 0, -1),)),  # 0
         (2, ((2, 'URI', 1, 2), (0, 'Transforms', 21, 3), (4, '', 0, -1),)),  # 1
         (2, ((0, 'Transforms', 21, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.SPKIDataType, (  # 13
+    (xmldsig.SPKIDataType, (  # 13
         (1, ((1, 'SPKISexp', 0, 1),)),  # 0
         (2, ((1, 'SPKISexp', 0, 3), (5, '##other', 0, 2), (4, '', 0, -1),)),  # 1
         (2, ((1, 'SPKISexp', 0, 3), (4, '', 0, -1),)),  # 2
         (2, ((1, 'SPKISexp', 0, 3), (5, '##other', 0, 4), (4, '', 0, -1),)),  # 3
         (2, ((1, 'SPKISexp', 0, 3), (4, '', 0, -1),)),  # 4
     )),
-    (m.SignatureType, (  # 14
+    (xmldsig.SignatureType, (  # 14
         (2, ((2, 'Id', 1, 1), (0, 'SignedInfo', 19, 2),)),  # 0
         (1, ((0, 'SignedInfo', 19, 2),)),  # 1
         (1, ((0, 'SignatureValue', 18, 3),)),  # 2
@@ -178,7 +178,7 @@ GRAMMARS = (
         (2, ((0, 'Object', 8, 5), (4, '', 0, -1),)),  # 4
         (2, ((0, 'Object', 8, 5), (4, '', 0, -1),)),  # 5
     )),
-    (m.SignatureMethodType, (  # 15
+    (xmldsig.SignatureMethodType, (  # 15
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (3, ((1, 'HMACOutputLength', 12, 2), (5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (2, ((5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 2
@@ -187,13 +187,13 @@ GRAMMARS = (
         (2, ((5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 5
         (2, ((5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
     )),
-    (m.SignaturePropertiesType, (  # 16
+    (xmldsig.SignaturePropertiesType, (  # 16
         (2, ((2, 'Id', 1, 1), (0, 'SignatureProperty', 17, 2),)),  # 0
         (1, ((0, 'SignatureProperty', 17, 2),)),  # 1
         (2, ((0, 'SignatureProperty', 17, 3), (4, '', 0, -1),)),  # 2
         (2, ((0, 'SignatureProperty', 17, 3), (4, '', 0, -1),)),  # 3
     )),
-    (m.SignaturePropertyType, (  # 17
+    (xmldsig.SignaturePropertyType, (  # 17
         (2, ((2, 'Id', 1, 1), (2, 'Target', 1, 2),)),  # 0
         (1, ((2, 'Target', 1, 2),)),  # 1
         (2, ((5, '##other', 0, 3), (6, '', 0, 4),)),  # 2
@@ -203,12 +203,12 @@ GRAMMARS = (
         (2, ((5, '##other', 0, 5), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
         (2, ((5, '##other', 0, 5), (4, '', 0, -1), (6, '', 0, 7),)),  # 7
     )),
-    (m.SignatureValueType, (  # 18
+    (xmldsig.SignatureValueType, (  # 18
         (2, ((2, 'Id', 1, 1), (3, 'CONTENT', 0, 2),)),  # 0
         (1, ((3, 'CONTENT', 0, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.SignedInfoType, (  # 19
+    (xmldsig.SignedInfoType, (  # 19
         (2, ((2, 'Id', 1, 1), (0, 'CanonicalizationMethod', 2, 2),)),  # 0
         (1, ((0, 'CanonicalizationMethod', 2, 2),)),  # 1
         (1, ((0, 'SignatureMethod', 15, 3),)),  # 2
@@ -216,7 +216,7 @@ GRAMMARS = (
         (2, ((0, 'Reference', 11, 5), (4, '', 0, -1),)),  # 4
         (2, ((0, 'Reference', 11, 5), (4, '', 0, -1),)),  # 5
     )),
-    (m.TransformType, (  # 20
+    (xmldsig.TransformType, (  # 20
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 5),)),  # 2
@@ -225,12 +225,12 @@ GRAMMARS = (
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 5),)),  # 5
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
     )),
-    (m.TransformsType, (  # 21
+    (xmldsig.TransformsType, (  # 21
         (1, ((0, 'Transform', 20, 1),)),  # 0
         (2, ((0, 'Transform', 20, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'Transform', 20, 2), (4, '', 0, -1),)),  # 2
     )),
-    (m.WPT_AlignmentCheckReqType, (  # 22
+    (iso20_wpt.WPT_AlignmentCheckReqType, (  # 22
         (1, ((0, 'Header', 45, 1),)),  # 0
         (1, ((1, 'EVProcessing', 8, 2),)),  # 1
         (2, ((0, 'TargetCoilCurrent', 38, 3), (1, 'EVResultCode', 9, 4),)),  # 2
@@ -253,7 +253,7 @@ GRAMMARS = (
         (2, ((1, 'VendorSpecificDataContainer', 14, 20), (4, '', 0, -1),)),  # 19
         (1, ((4, '', 0, -1),)),  # 20
     )),
-    (m.WPT_AlignmentCheckResType, (  # 23
+    (iso20_wpt.WPT_AlignmentCheckResType, (  # 23
         (1, ((0, 'Header', 45, 1),)),  # 0
         (1, ((1, 'ResponseCode', 22, 2),)),  # 1
         (1, ((1, 'EVSEProcessing', 8, 3),)),  # 2
@@ -277,7 +277,7 @@ GRAMMARS = (
         (2, ((1, 'VendorSpecificDataContainer', 14, 21), (4, '', 0, -1),)),  # 20
         (1, ((4, '', 0, -1),)),  # 21
     )),
-    (m.WPT_ChargeLoopReqType, (  # 24
+    (iso20_wpt.WPT_ChargeLoopReqType, (  # 24
         (1, ((0, 'Header', 45, 1),)),  # 0
         (2, ((0, 'DisplayParameters', 39, 2), (1, 'MeterInfoRequested', 5, 3),)),  # 1
         (1, ((1, 'MeterInfoRequested', 5, 3),)),  # 2
@@ -304,7 +304,7 @@ GRAMMARS = (
         (2, ((1, 'ManufacturerSpecificDataContainer', 14, 24), (4, '', 0, -1),)),  # 23
         (1, ((4, '', 0, -1),)),  # 24
     )),
-    (m.WPT_ChargeLoopResType, (  # 25
+    (iso20_wpt.WPT_ChargeLoopResType, (  # 25
         (1, ((0, 'Header', 45, 1),)),  # 0
         (1, ((1, 'ResponseCode', 22, 2),)),  # 1
         (3, ((0, 'EVSEStatus', 44, 3), (0, 'MeterInfo', 51, 4), (0, 'Receipt', 55, 5), (0, 'EVPCPowerRequest', 38, 6),)),  # 2
@@ -335,7 +335,7 @@ GRAMMARS = (
         (2, ((1, 'ManufacturerSpecificDataContainer', 14, 28), (4, '', 0, -1),)),  # 27
         (1, ((4, '', 0, -1),)),  # 28
     )),
-    (m.WPT_ChargeParameterDiscoveryReqType, (  # 26
+    (iso20_wpt.WPT_ChargeParameterDiscoveryReqType, (  # 26
         (1, ((0, 'Header', 45, 1),)),  # 0
         (1, ((0, 'EVPCMaxReceivablePower', 38, 2),)),  # 1
         (1, ((1, 'SDMaxGroundClearence', 2, 3),)),  # 2
@@ -360,7 +360,7 @@ GRAMMARS = (
         (2, ((1, 'VendorSpecificDataContainer', 14, 22), (4, '', 0, -1),)),  # 21
         (1, ((4, '', 0, -1),)),  # 22
     )),
-    (m.WPT_ChargeParameterDiscoveryResType, (  # 27
+    (iso20_wpt.WPT_ChargeParameterDiscoveryResType, (  # 27
         (1, ((0, 'Header', 45, 1),)),  # 0
         (1, ((1, 'ResponseCode', 22, 2),)),  # 1
         (1, ((1, 'PDInputPowerClass', 20, 3),)),  # 2
@@ -388,7 +388,7 @@ GRAMMARS = (
         (2, ((1, 'SDManufacturerSpecificDataContainer', 14, 25), (4, '', 0, -1),)),  # 24
         (1, ((4, '', 0, -1),)),  # 25
     )),
-    (m.WPT_FinePositioningReqType, (  # 28
+    (iso20_wpt.WPT_FinePositioningReqType, (  # 28
         (1, ((0, 'Header', 45, 1),)),  # 0
         (1, ((1, 'EVProcessing', 8, 2),)),  # 1
         (1, ((1, 'EVResultCode', 9, 3),)),  # 2
@@ -411,7 +411,7 @@ GRAMMARS = (
         (2, ((1, 'VendorSpecificDataContainer', 14, 20), (0, 'WPT_LF_DataPackageList', 63, 5), (4, '', 0, -1),)),  # 19
         (2, ((0, 'WPT_LF_DataPackageList', 63, 5), (4, '', 0, -1),)),  # 20
     )),
-    (m.WPT_FinePositioningResType, (  # 29
+    (iso20_wpt.WPT_FinePositioningResType, (  # 29
         (1, ((0, 'Header', 45, 1),)),  # 0
         (1, ((1, 'ResponseCode', 22, 2),)),  # 1
         (1, ((1, 'EVSEProcessing', 8, 3),)),  # 2
@@ -434,7 +434,7 @@ GRAMMARS = (
         (2, ((1, 'VendorSpecificDataContainer', 14, 20), (0, 'WPT_LF_DataPackageList', 63, 5), (4, '', 0, -1),)),  # 19
         (2, ((0, 'WPT_LF_DataPackageList', 63, 5), (4, '', 0, -1),)),  # 20
     )),
-    (m.WPT_FinePositioningSetupReqType, (  # 30
+    (iso20_wpt.WPT_FinePositioningSetupReqType, (  # 30
         (1, ((0, 'Header', 45, 1),)),  # 0
         (1, ((1, 'EVProcessing', 8, 2),)),  # 1
         (1, ((0, 'EVDeviceFinePositioningMethodList', 41, 3),)),  # 2
@@ -460,7 +460,7 @@ GRAMMARS = (
         (2, ((1, 'VendorSpecificDataContainer', 14, 23), (0, 'LF_SystemSetupData', 48, 8), (4, '', 0, -1),)),  # 22
         (2, ((0, 'LF_SystemSetupData', 48, 8), (4, '', 0, -1),)),  # 23
     )),
-    (m.WPT_FinePositioningSetupResType, (  # 31
+    (iso20_wpt.WPT_FinePositioningSetupResType, (  # 31
         (1, ((0, 'Header', 45, 1),)),  # 0
         (1, ((1, 'ResponseCode', 22, 2),)),  # 1
         (1, ((0, 'PrimaryDeviceFinePositioningMethodList', 41, 3),)),  # 2
@@ -486,7 +486,7 @@ GRAMMARS = (
         (2, ((1, 'VendorSpecificDataContainer', 14, 23), (0, 'LF_SystemSetupData', 48, 8), (4, '', 0, -1),)),  # 22
         (2, ((0, 'LF_SystemSetupData', 48, 8), (4, '', 0, -1),)),  # 23
     )),
-    (m.WPT_PairingReqType, (  # 32
+    (iso20_wpt.WPT_PairingReqType, (  # 32
         (1, ((0, 'Header', 45, 1),)),  # 0
         (1, ((1, 'EVProcessing', 8, 2),)),  # 1
         (2, ((1, 'ObservedIDCode', 19, 3), (1, 'EVResultCode', 9, 4),)),  # 2
@@ -509,7 +509,7 @@ GRAMMARS = (
         (2, ((1, 'VendorSpecificDataContainer', 14, 20), (4, '', 0, -1),)),  # 19
         (1, ((4, '', 0, -1),)),  # 20
     )),
-    (m.WPT_PairingResType, (  # 33
+    (iso20_wpt.WPT_PairingResType, (  # 33
         (1, ((0, 'Header', 45, 1),)),  # 0
         (1, ((1, 'ResponseCode', 22, 2),)),  # 1
         (1, ((1, 'EVSEProcessing', 8, 3),)),  # 2
@@ -533,7 +533,7 @@ GRAMMARS = (
         (2, ((1, 'VendorSpecificDataContainer', 14, 21), (4, '', 0, -1),)),  # 20
         (1, ((4, '', 0, -1),)),  # 21
     )),
-    (m.X509DataType, (  # 34
+    (xmldsig.X509DataType, (  # 34
         (3, ((0, 'X509IssuerSerial', 56, 1), (1, 'X509SKI', 0, 2), (1, 'X509SubjectName', 1, 3), (1, 'X509Certificate', 0, 4), (1, 'X509CRL', 0, 5), (5, '##other', 0, 6),)),  # 0
         (3, ((0, 'X509IssuerSerial', 56, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 1
         (3, ((0, 'X509IssuerSerial', 56, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 2
@@ -548,19 +548,19 @@ GRAMMARS = (
         (3, ((0, 'X509IssuerSerial', 56, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 11
         (3, ((0, 'X509IssuerSerial', 56, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 12
     )),
-    (m.DetailedCostType, (  # 35
+    (iso20_ct.DetailedCostType, (  # 35
         (1, ((0, 'Amount', 38, 1),)),  # 0
         (1, ((0, 'CostPerUnit', 38, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.AlternativeSECCType, (  # 36
+    (iso20_wpt.AlternativeSECCType, (  # 36
         (3, ((1, 'SSID', 24, 1), (1, 'BSSID', 4, 2), (1, 'IPAddress', 13, 3), (1, 'Port', 2, 4), (4, '', 0, -1),)),  # 0
         (3, ((1, 'BSSID', 4, 2), (1, 'IPAddress', 13, 3), (1, 'Port', 2, 4), (4, '', 0, -1),)),  # 1
         (2, ((1, 'IPAddress', 13, 3), (1, 'Port', 2, 4), (4, '', 0, -1),)),  # 2
         (2, ((1, 'Port', 2, 4), (4, '', 0, -1),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.AlternativeSECCListType, (  # 37
+    (iso20_wpt.AlternativeSECCListType, (  # 37
         (1, ((0, 'AlternativeSECC', 36, 1),)),  # 0
         (2, ((0, 'AlternativeSECC', 36, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'AlternativeSECC', 36, 3), (4, '', 0, -1),)),  # 2
@@ -571,12 +571,12 @@ GRAMMARS = (
         (2, ((0, 'AlternativeSECC', 36, 8), (4, '', 0, -1),)),  # 7
         (1, ((4, '', 0, -1),)),  # 8
     )),
-    (m.RationalNumberType, (  # 38
+    (iso20_ct.RationalNumberType, (  # 38
         (1, ((1, 'Exponent', 11, 1),)),  # 0
         (1, ((1, 'Value', 6, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.DisplayParametersType, (  # 39
+    (iso20_ct.DisplayParametersType, (  # 39
         (4, ((1, 'PresentSOC', 15, 1), (1, 'MinimumSOC', 15, 2), (1, 'TargetSOC', 15, 3), (1, 'MaximumSOC', 15, 4), (1, 'RemainingTimeToMinimumSOC', 21, 5), (1, 'RemainingTimeToTargetSOC', 21, 6), (1, 'RemainingTimeToMaximumSOC', 21, 7), (1, 'ChargingComplete', 5, 8), (0, 'BatteryEnergyCapacity', 38, 9), (1, 'InletHot', 5, 10), (4, '', 0, -1),)),  # 0
         (4, ((1, 'MinimumSOC', 15, 2), (1, 'TargetSOC', 15, 3), (1, 'MaximumSOC', 15, 4), (1, 'RemainingTimeToMinimumSOC', 21, 5), (1, 'RemainingTimeToTargetSOC', 21, 6), (1, 'RemainingTimeToMaximumSOC', 21, 7), (1, 'ChargingComplete', 5, 8), (0, 'BatteryEnergyCapacity', 38, 9), (1, 'InletHot', 5, 10), (4, '', 0, -1),)),  # 1
         (4, ((1, 'TargetSOC', 15, 3), (1, 'MaximumSOC', 15, 4), (1, 'RemainingTimeToMinimumSOC', 21, 5), (1, 'RemainingTimeToTargetSOC', 21, 6), (1, 'RemainingTimeToMaximumSOC', 21, 7), (1, 'ChargingComplete', 5, 8), (0, 'BatteryEnergyCapacity', 38, 9), (1, 'InletHot', 5, 10), (4, '', 0, -1),)),  # 2
@@ -589,7 +589,7 @@ GRAMMARS = (
         (2, ((1, 'InletHot', 5, 10), (4, '', 0, -1),)),  # 9
         (1, ((4, '', 0, -1),)),  # 10
     )),
-    (m.WPT_AlignmentCheckMethodListType, (  # 40
+    (iso20_wpt.WPT_AlignmentCheckMethodListType, (  # 40
         (1, ((1, 'WPT_AlignmentCheckMethod', 26, 1),)),  # 0
         (2, ((1, 'WPT_AlignmentCheckMethod', 26, 2), (4, '', 0, -1),)),  # 1
         (2, ((1, 'WPT_AlignmentCheckMethod', 26, 3), (4, '', 0, -1),)),  # 2
@@ -600,7 +600,7 @@ GRAMMARS = (
         (2, ((1, 'WPT_AlignmentCheckMethod', 26, 8), (4, '', 0, -1),)),  # 7
         (1, ((4, '', 0, -1),)),  # 8
     )),
-    (m.WPT_FinePositioningMethodListType, (  # 41
+    (iso20_wpt.WPT_FinePositioningMethodListType, (  # 41
         (1, ((1, 'WPT_FinePositioningMethod', 27, 1),)),  # 0
         (2, ((1, 'WPT_FinePositioningMethod', 27, 2), (4, '', 0, -1),)),  # 1
         (2, ((1, 'WPT_FinePositioningMethod', 27, 3), (4, '', 0, -1),)),  # 2
@@ -611,7 +611,7 @@ GRAMMARS = (
         (2, ((1, 'WPT_FinePositioningMethod', 27, 8), (4, '', 0, -1),)),  # 7
         (1, ((4, '', 0, -1),)),  # 8
     )),
-    (m.WPT_PairingMethodListType, (  # 42
+    (iso20_wpt.WPT_PairingMethodListType, (  # 42
         (1, ((1, 'WPT_PairingMethod', 28, 1),)),  # 0
         (2, ((1, 'WPT_PairingMethod', 28, 2), (4, '', 0, -1),)),  # 1
         (2, ((1, 'WPT_PairingMethod', 28, 3), (4, '', 0, -1),)),  # 2
@@ -622,25 +622,25 @@ GRAMMARS = (
         (2, ((1, 'WPT_PairingMethod', 28, 8), (4, '', 0, -1),)),  # 7
         (1, ((4, '', 0, -1),)),  # 8
     )),
-    (m.WPT_EVPCPowerControlParameterType, (  # 43
+    (iso20_wpt.WPT_EVPCPowerControlParameterType, (  # 43
         (1, ((0, 'EVPCCoilCurrentRequest', 38, 1),)),  # 0
         (1, ((0, 'EVPCCoilCurrentInformation', 38, 2),)),  # 1
         (1, ((0, 'EVPCCurrentOutputInformation', 38, 3),)),  # 2
         (1, ((0, 'EVPCVoltageOutputInformation', 38, 4),)),  # 3
         (1, ((4, '', 0, -1),)),  # 4
     )),
-    (m.EVSEStatusType, (  # 44
+    (iso20_ct.EVSEStatusType, (  # 44
         (1, ((1, 'NotificationMaxDelay', 2, 1),)),  # 0
         (1, ((1, 'EVSENotification', 10, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.MessageHeaderType, (  # 45
+    (iso20_ct.MessageHeaderType, (  # 45
         (1, ((1, 'SessionID', 25, 1),)),  # 0
         (1, ((1, 'TimeStamp', 3, 2),)),  # 1
         (2, ((0, 'Signature', 14, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.WPT_LF_ReceiverDataType, (  # 46
+    (iso20_wpt.WPT_LF_ReceiverDataType, (  # 46
         (1, ((1, 'NumberOfReceivers', 18, 1),)),  # 0
         (1, ((0, 'RxSpecData', 57, 2),)),  # 1
         (1, ((0, 'RxSpecData', 57, 3),)),  # 2
@@ -899,16 +899,16 @@ GRAMMARS = (
         (2, ((0, 'RxSpecData', 57, 256), (4, '', 0, -1),)),  # 255
         (1, ((4, '', 0, -1),)),  # 256
     )),
-    (m.WPT_LF_RxDataListType, (  # 47
+    (iso20_wpt.WPT_LF_RxDataListType, (  # 47
         (1, ((0, 'WPT_LF_RxDataList', 64, 1),)),  # 0
         (1, ((4, '', 0, -1),)),  # 1
     )),
-    (m.WPT_LF_SystemSetupDataType, (  # 48
+    (iso20_wpt.WPT_LF_SystemSetupDataType, (  # 48
         (2, ((0, 'LF_TransmitterSetupData', 49, 1), (0, 'LF_ReceiverSetupData', 46, 2),)),  # 0
         (1, ((4, '', 0, -1),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.WPT_LF_TransmitterDataType, (  # 49
+    (iso20_wpt.WPT_LF_TransmitterDataType, (  # 49
         (1, ((1, 'NumberOfTransmitters', 18, 1),)),  # 0
         (1, ((0, 'SignalFrequency', 38, 2),)),  # 1
         (1, ((0, 'TxSpecData', 57, 3),)),  # 2
@@ -1169,11 +1169,11 @@ GRAMMARS = (
         (2, ((0, 'TxSpecData', 57, 258), (0, 'TxPackageSpecData', 60, 6), (4, '', 0, -1),)),  # 257
         (2, ((0, 'TxPackageSpecData', 60, 6), (4, '', 0, -1),)),  # 258
     )),
-    (m.WPT_LF_TxDataListType, (  # 50
+    (iso20_wpt.WPT_LF_TxDataListType, (  # 50
         (1, ((0, 'WPT_LF_TxDataList', 65, 1),)),  # 0
         (1, ((4, '', 0, -1),)),  # 1
     )),
-    (m.MeterInfoType, (  # 51
+    (iso20_ct.MeterInfoType, (  # 51
         (1, ((1, 'MeterID', 16, 1),)),  # 0
         (1, ((1, 'ChargedEnergyReadingWh', 3, 2),)),  # 1
         (3, ((1, 'BPT_DischargedEnergyReadingWh', 3, 3), (1, 'CapacitiveEnergyReadingVARh', 3, 4), (1, 'BPT_InductiveEnergyReadingVARh', 3, 5), (1, 'MeterSignature', 17, 6), (1, 'MeterStatus', 6, 7), (1, 'MeterTimestamp', 3, 8), (4, '', 0, -1),)),  # 2
@@ -1184,21 +1184,21 @@ GRAMMARS = (
         (2, ((1, 'MeterTimestamp', 3, 8), (4, '', 0, -1),)),  # 7
         (1, ((4, '', 0, -1),)),  # 8
     )),
-    (m.WPT_TxRxPulseOrderType, (  # 52
+    (iso20_wpt.WPT_TxRxPulseOrderType, (  # 52
         (1, ((1, 'IndexNumber', 2, 1),)),  # 0
         (1, ((1, 'TxRxIdentifier', 19, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.WPT_LF_RxRSSIListType, (  # 53
+    (iso20_wpt.WPT_LF_RxRSSIListType, (  # 53
         (1, ((0, 'RSSIDataList', 54, 1),)),  # 0
         (1, ((4, '', 0, -1),)),  # 1
     )),
-    (m.WPT_LF_RxRSSIType, (  # 54
+    (iso20_wpt.WPT_LF_RxRSSIType, (  # 54
         (1, ((1, 'TxIdentifier', 19, 1),)),  # 0
         (1, ((0, 'RSSI', 38, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.ReceiptType, (  # 55
+    (iso20_ct.ReceiptType, (  # 55
         (1, ((1, 'TimeAnchor', 3, 1),)),  # 0
         (3, ((0, 'EnergyCosts', 35, 2), (0, 'OccupancyCosts', 35, 3), (0, 'AdditionalServicesCosts', 35, 4), (0, 'OverstayCosts', 35, 5), (0, 'TaxCosts', 59, 6), (4, '', 0, -1),)),  # 1
         (3, ((0, 'OccupancyCosts', 35, 3), (0, 'AdditionalServicesCosts', 35, 4), (0, 'OverstayCosts', 35, 5), (0, 'TaxCosts', 59, 6), (4, '', 0, -1),)),  # 2
@@ -1216,27 +1216,27 @@ GRAMMARS = (
         (2, ((0, 'TaxCosts', 59, 15), (4, '', 0, -1),)),  # 14
         (1, ((4, '', 0, -1),)),  # 15
     )),
-    (m.X509IssuerSerialType, (  # 56
+    (xmldsig.X509IssuerSerialType, (  # 56
         (1, ((1, 'X509IssuerName', 1, 1),)),  # 0
         (1, ((1, 'X509SerialNumber', 12, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.WPT_TxRxSpecDataType, (  # 57
+    (iso20_wpt.WPT_TxRxSpecDataType, (  # 57
         (1, ((1, 'TxRxIdentifier', 19, 1),)),  # 0
         (1, ((0, 'TxRxPosition', 61, 2),)),  # 1
         (1, ((0, 'TxRxOrientation', 61, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.WPT_SPCPowerControlParameterType, (  # 58
+    (iso20_wpt.WPT_SPCPowerControlParameterType, (  # 58
         (1, ((0, 'SPCPrimaryDeviceCoilCurrentInformation', 38, 1),)),  # 0
         (1, ((4, '', 0, -1),)),  # 1
     )),
-    (m.DetailedTaxType, (  # 59
+    (iso20_ct.DetailedTaxType, (  # 59
         (1, ((1, 'TaxRuleID', 19, 1),)),  # 0
         (1, ((0, 'Amount', 38, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.WPT_TxRxPackageSpecDataType, (  # 60
+    (iso20_wpt.WPT_TxRxPackageSpecDataType, (  # 60
         (1, ((0, 'PulseSequenceOrder', 52, 1),)),  # 0
         (1, ((0, 'PulseSequenceOrder', 52, 2),)),  # 1
         (2, ((0, 'PulseSequenceOrder', 52, 3), (1, 'PulseSeparationTime', 2, 4),)),  # 2
@@ -1497,29 +1497,29 @@ GRAMMARS = (
         (2, ((0, 'PulseSequenceOrder', 52, 258), (1, 'PulseSeparationTime', 2, 4),)),  # 257
         (1, ((1, 'PulseSeparationTime', 2, 4),)),  # 258
     )),
-    (m.WPT_CoordinateXYZType, (  # 61
+    (iso20_wpt.WPT_CoordinateXYZType, (  # 61
         (1, ((1, 'Coord_X', 6, 1),)),  # 0
         (1, ((1, 'Coord_Y', 6, 2),)),  # 1
         (1, ((1, 'Coord_Z', 6, 3),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.WPT_LF_DataPackageType, (  # 62
+    (iso20_wpt.WPT_LF_DataPackageType, (  # 62
         (1, ((1, 'PackageIndex', 18, 1),)),  # 0
         (2, ((0, 'LF_TxData', 50, 2), (0, 'LF_RxData', 47, 3),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.WPT_LF_DataPackageListType, (  # 63
+    (iso20_wpt.WPT_LF_DataPackageListType, (  # 63
         (1, ((1, 'NumPackages', 18, 1),)),  # 0
         (1, ((0, 'WPT_LF_DataPackage', 62, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.WPT_LF_RxDataType, (  # 64
+    (iso20_wpt.WPT_LF_RxDataType, (  # 64
         (1, ((1, 'RxIdentifier', 19, 1),)),  # 0
         (1, ((0, 'RSSIData', 53, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.WPT_LF_TxDataType, (  # 65
+    (iso20_wpt.WPT_LF_TxDataType, (  # 65
         (1, ((1, 'TxIdentifier', 19, 1),)),  # 0
         (1, ((0, 'EIRP', 38, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2

@@ -2,7 +2,7 @@
 
 """EXI grammar tables of the XML Signature (for SignedInfo fragments) schema set (http://www.w3.org/2000/09/xmldsig#)."""
 
-from v2gtool.messages import xmldsig as m
+from v2gtool.messages import xmldsig
 
 NAME = "xmldsig"
 NAMESPACE = "http://www.w3.org/2000/09/xmldsig#"
@@ -17,14 +17,14 @@ DTYPES = (
 # Per complex type: (message class, states); a state is (code width, productions),
 # a production (kind, field, argument, next state) in event-code order.
 GRAMMARS = (
-    (m.CanonicalizationMethodType, (  # 0
+    (xmldsig.CanonicalizationMethodType, (  # 0
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 2
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 3
         (2, ((5, '##any', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 4
     )),
-    (m.DSAKeyValueType, (  # 1
+    (xmldsig.DSAKeyValueType, (  # 1
         (2, ((1, 'P', 0, 1), (1, 'G', 0, 2), (1, 'Y', 0, 3),)),  # 0
         (1, ((1, 'Q', 0, 4),)),  # 1
         (1, ((1, 'Y', 0, 3),)),  # 2
@@ -34,14 +34,14 @@ GRAMMARS = (
         (1, ((1, 'PgenCounter', 0, 7),)),  # 6
         (1, ((4, '', 0, -1),)),  # 7
     )),
-    (m.DigestMethodType, (  # 2
+    (xmldsig.DigestMethodType, (  # 2
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 2
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 3
         (2, ((5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 4),)),  # 4
     )),
-    (m.KeyInfoType, (  # 3
+    (xmldsig.KeyInfoType, (  # 3
         (4, ((2, 'Id', 1, 1), (1, 'KeyName', 1, 2), (0, 'KeyValue', 4, 4), (0, 'RetrievalMethod', 10, 5), (0, 'X509Data', 20, 6), (0, 'PGPData', 7, 7), (0, 'SPKIData', 11, 8), (1, 'MgmtData', 1, 9), (5, '##other', 0, 10), (6, '', 0, 3),)),  # 0
         (4, ((1, 'KeyName', 1, 2), (0, 'KeyValue', 4, 4), (0, 'RetrievalMethod', 10, 5), (0, 'X509Data', 20, 6), (0, 'PGPData', 7, 7), (0, 'SPKIData', 11, 8), (1, 'MgmtData', 1, 9), (5, '##other', 0, 10), (6, '', 0, 3),)),  # 1
         (4, ((1, 'KeyName', 1, 11), (0, 'KeyValue', 4, 13), (0, 'RetrievalMethod', 10, 14), (0, 'X509Data', 20, 15), (0, 'PGPData', 7, 16), (0, 'SPKIData', 11, 17), (1, 'MgmtData', 1, 18), (5, '##other', 0, 19), (4, '', 0, -1), (6, '', 0, 12),)),  # 2
@@ -78,7 +78,7 @@ GRAMMARS = (
         (4, ((1, 'KeyName', 1, 11), (0, 'KeyValue', 4, 13), (0, 'RetrievalMethod', 10, 14), (0, 'X509Data', 20, 15), (0, 'PGPData', 7, 16), (0, 'SPKIData', 11, 17), (1, 'MgmtData', 1, 18), (5, '##other', 0, 19), (4, '', 0, -1), (6, '', 0, 33),)),  # 33
         (4, ((1, 'KeyName', 1, 11), (0, 'KeyValue', 4, 13), (0, 'RetrievalMethod', 10, 14), (0, 'X509Data', 20, 15), (0, 'PGPData', 7, 16), (0, 'SPKIData', 11, 17), (1, 'MgmtData', 1, 18), (5, '##other', 0, 19), (4, '', 0, -1), (6, '', 0, 34),)),  # 34
     )),
-    (m.KeyValueType, (  # 4
+    (xmldsig.KeyValueType, (  # 4
         (3, ((0, 'DSAKeyValue', 1, 1), (0, 'RSAKeyValue', 8, 3), (5, '##other', 0, 4), (6, '', 0, 2),)),  # 0
         (2, ((4, '', 0, -1), (6, '', 0, 5),)),  # 1
         (3, ((0, 'DSAKeyValue', 1, 1), (0, 'RSAKeyValue', 8, 3), (5, '##other', 0, 4), (6, '', 0, 2),)),  # 2
@@ -88,13 +88,13 @@ GRAMMARS = (
         (2, ((4, '', 0, -1), (6, '', 0, 6),)),  # 6
         (2, ((4, '', 0, -1), (6, '', 0, 7),)),  # 7
     )),
-    (m.ManifestType, (  # 5
+    (xmldsig.ManifestType, (  # 5
         (2, ((2, 'Id', 1, 1), (0, 'Reference', 9, 2),)),  # 0
         (1, ((0, 'Reference', 9, 2),)),  # 1
         (2, ((0, 'Reference', 9, 3), (4, '', 0, -1),)),  # 2
         (2, ((0, 'Reference', 9, 3), (4, '', 0, -1),)),  # 3
     )),
-    (m.ObjectType, (  # 6
+    (xmldsig.ObjectType, (  # 6
         (3, ((2, 'Encoding', 1, 1), (2, 'Id', 1, 2), (2, 'MimeType', 1, 3), (5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 0
         (3, ((2, 'Id', 1, 2), (2, 'MimeType', 1, 3), (5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 1
         (3, ((2, 'MimeType', 1, 3), (5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 2
@@ -103,7 +103,7 @@ GRAMMARS = (
         (2, ((5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 5
         (2, ((5, '##any', 0, 4), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
     )),
-    (m.PGPDataType, (  # 7
+    (xmldsig.PGPDataType, (  # 7
         (2, ((1, 'PGPKeyID', 0, 1), (1, 'PGPKeyPacket', 0, 2),)),  # 0
         (2, ((1, 'PGPKeyPacket', 0, 3), (5, '##other', 0, 4), (4, '', 0, -1),)),  # 1
         (2, ((5, '##other', 0, 5), (4, '', 0, -1),)),  # 2
@@ -111,12 +111,12 @@ GRAMMARS = (
         (2, ((5, '##other', 0, 4), (4, '', 0, -1),)),  # 4
         (2, ((5, '##other', 0, 5), (4, '', 0, -1),)),  # 5
     )),
-    (m.RSAKeyValueType, (  # 8
+    (xmldsig.RSAKeyValueType, (  # 8
         (1, ((1, 'Modulus', 0, 1),)),  # 0
         (1, ((1, 'Exponent', 0, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.ReferenceType, (  # 9
+    (xmldsig.ReferenceType, (  # 9
         (3, ((2, 'Id', 1, 1), (2, 'Type', 1, 2), (2, 'URI', 1, 3), (0, 'Transforms', 19, 4), (0, 'DigestMethod', 2, 5),)),  # 0
         (3, ((2, 'Type', 1, 2), (2, 'URI', 1, 3), (0, 'Transforms', 19, 4), (0, 'DigestMethod', 2, 5),)),  # 1
         (2, ((2, 'URI', 1, 3), (0, 'Transforms', 19, 4), (0, 'DigestMethod', 2, 5),)),  # 2
@@ -125,20 +125,20 @@ GRAMMARS = (
         (1, ((1, 'DigestValue', 0, 6),)),  # 5
         (1, ((4, '', 0, -1),)),  # 6
     )),
-    (m.RetrievalMethodType, (  # 10
+    (xmldsig.RetrievalMethodType, (  # 10
         (3, ((2, 'Type', 1, 1), (2, 'URI', 1, 2), (0, 'Transforms', 19, 3), (4, '', 0, -1),)),  # 0
         (2, ((2, 'URI', 1, 2), (0, 'Transforms', 19, 3), (4, '', 0, -1),)),  # 1
         (2, ((0, 'Transforms', 19, 3), (4, '', 0, -1),)),  # 2
         (1, ((4, '', 0, -1),)),  # 3
     )),
-    (m.SPKIDataType, (  # 11
+    (xmldsig.SPKIDataType, (  # 11
         (1, ((1, 'SPKISexp', 0, 1),)),  # 0
         (2, ((1, 'SPKISexp', 0, 3), (5, '##other', 0, 2), (4, '', 0, -1),)),  # 1
         (2, ((1, 'SPKISexp', 0, 3), (4, '', 0, -1),)),  # 2
         (2, ((1, 'SPKISexp', 0, 3), (5, '##other', 0, 4), (4, '', 0, -1),)),  # 3
         (2, ((1, 'SPKISexp', 0, 3), (4, '', 0, -1),)),  # 4
     )),
-    (m.SignatureType, (  # 12
+    (xmldsig.SignatureType, (  # 12
         (2, ((2, 'Id', 1, 1), (0, 'SignedInfo', 17, 2),)),  # 0
         (1, ((0, 'SignedInfo', 17, 2),)),  # 1
         (1, ((0, 'SignatureValue', 16, 3),)),  # 2
@@ -146,7 +146,7 @@ GRAMMARS = (
         (2, ((0, 'Object', 6, 5), (4, '', 0, -1),)),  # 4
         (2, ((0, 'Object', 6, 5), (4, '', 0, -1),)),  # 5
     )),
-    (m.SignatureMethodType, (  # 13
+    (xmldsig.SignatureMethodType, (  # 13
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (3, ((1, 'HMACOutputLength', 2, 2), (5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (2, ((5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 2
@@ -155,13 +155,13 @@ GRAMMARS = (
         (2, ((5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 5),)),  # 5
         (2, ((5, '##other', 0, 4), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
     )),
-    (m.SignaturePropertiesType, (  # 14
+    (xmldsig.SignaturePropertiesType, (  # 14
         (2, ((2, 'Id', 1, 1), (0, 'SignatureProperty', 15, 2),)),  # 0
         (1, ((0, 'SignatureProperty', 15, 2),)),  # 1
         (2, ((0, 'SignatureProperty', 15, 3), (4, '', 0, -1),)),  # 2
         (2, ((0, 'SignatureProperty', 15, 3), (4, '', 0, -1),)),  # 3
     )),
-    (m.SignaturePropertyType, (  # 15
+    (xmldsig.SignaturePropertyType, (  # 15
         (2, ((2, 'Id', 1, 1), (2, 'Target', 1, 2),)),  # 0
         (1, ((2, 'Target', 1, 2),)),  # 1
         (2, ((5, '##other', 0, 3), (6, '', 0, 4),)),  # 2
@@ -171,12 +171,12 @@ GRAMMARS = (
         (2, ((5, '##other', 0, 5), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
         (2, ((5, '##other', 0, 5), (4, '', 0, -1), (6, '', 0, 7),)),  # 7
     )),
-    (m.SignatureValueType, (  # 16
+    (xmldsig.SignatureValueType, (  # 16
         (2, ((2, 'Id', 1, 1), (3, 'CONTENT', 0, 2),)),  # 0
         (1, ((3, 'CONTENT', 0, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
-    (m.SignedInfoType, (  # 17
+    (xmldsig.SignedInfoType, (  # 17
         (2, ((2, 'Id', 1, 1), (0, 'CanonicalizationMethod', 0, 2),)),  # 0
         (1, ((0, 'CanonicalizationMethod', 0, 2),)),  # 1
         (1, ((0, 'SignatureMethod', 13, 3),)),  # 2
@@ -184,7 +184,7 @@ GRAMMARS = (
         (2, ((0, 'Reference', 9, 5), (4, '', 0, -1),)),  # 4
         (2, ((0, 'Reference', 9, 5), (4, '', 0, -1),)),  # 5
     )),
-    (m.TransformType, (  # 18
+    (xmldsig.TransformType, (  # 18
         (1, ((2, 'Algorithm', 1, 1),)),  # 0
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 3),)),  # 1
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 5),)),  # 2
@@ -193,12 +193,12 @@ GRAMMARS = (
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 5),)),  # 5
         (3, ((1, 'XPath', 1, 4), (5, '##other', 0, 2), (4, '', 0, -1), (6, '', 0, 6),)),  # 6
     )),
-    (m.TransformsType, (  # 19
+    (xmldsig.TransformsType, (  # 19
         (1, ((0, 'Transform', 18, 1),)),  # 0
         (2, ((0, 'Transform', 18, 2), (4, '', 0, -1),)),  # 1
         (2, ((0, 'Transform', 18, 2), (4, '', 0, -1),)),  # 2
     )),
-    (m.X509DataType, (  # 20
+    (xmldsig.X509DataType, (  # 20
         (3, ((0, 'X509IssuerSerial', 21, 1), (1, 'X509SKI', 0, 2), (1, 'X509SubjectName', 1, 3), (1, 'X509Certificate', 0, 4), (1, 'X509CRL', 0, 5), (5, '##other', 0, 6),)),  # 0
         (3, ((0, 'X509IssuerSerial', 21, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 1
         (3, ((0, 'X509IssuerSerial', 21, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 2
@@ -213,7 +213,7 @@ GRAMMARS = (
         (3, ((0, 'X509IssuerSerial', 21, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 11
         (3, ((0, 'X509IssuerSerial', 21, 7), (1, 'X509SKI', 0, 8), (1, 'X509SubjectName', 1, 9), (1, 'X509Certificate', 0, 10), (1, 'X509CRL', 0, 11), (5, '##other', 0, 12), (4, '', 0, -1),)),  # 12
     )),
-    (m.X509IssuerSerialType, (  # 21
+    (xmldsig.X509IssuerSerialType, (  # 21
         (1, ((1, 'X509IssuerName', 1, 1),)),  # 0
         (1, ((1, 'X509SerialNumber', 2, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
