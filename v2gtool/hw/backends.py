@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from v2gtool.config import Config
+from v2gtool.errors import ConfigError
+from v2gtool.hw.interfaces import Hardware
 from v2gtool.hw.interlock import Interlock, InterlockConfig
 from v2gtool.hw.scenario import Scenario, default_scenario
 from v2gtool.hw.sim import SimClock, SimPlant, SimVehicle, sim_hardware
@@ -20,6 +23,7 @@ class SimSetup:
     plant: SimPlant
     clock: SimClock
     vehicle: SimVehicle
+    scenario: Scenario
 
 
 def sim_station(
@@ -44,4 +48,13 @@ def sim_station(
         listener=listener,
         soc_percent=vehicle.soc_percent,
     )
-    return SimSetup(station, plant, clock, vehicle)
+    return SimSetup(station, plant, clock, vehicle, scenario)
+
+
+#: The backends a command can select; ``sim`` is the default.
+BACKENDS = ("sim",)
+
+
+def open_hardware(backend: str, config: Config) -> Hardware:
+    """The :class:`Hardware` of a real backend, configured from the ``[hw]`` table."""
+    raise ConfigError(f"backend {backend!r} is not available (choose one of {', '.join(BACKENDS)})")

@@ -7,7 +7,7 @@ answers with :class:`Verdict` values, :data:`Command` values for the hardware an
 :class:`v2gtool.hw.station.Station` carries the commands out; the session engine and the commands
 drive the station. Nothing here sleeps or touches a device, so every path is tested in simulated time.
 
-The rules, following IEC 61851-23 Annex CC (cable check before energy transfer) rather than the
+The rules follow IEC 61851-23 Annex CC (cable check before energy transfer) rather than the
 shorter "close only after a cable check" wording, since the cable check itself needs the contactors
 closed (shared/spec/standards.md 7.1):
 
@@ -26,6 +26,9 @@ closed (shared/spec/standards.md 7.1):
    "Contactor Stuck", opens what can be opened, and latches until :meth:`Interlock.reset`, which
    succeeds only when the feedback shows both contacts open.
 5. On an isolation fault the configured stop action runs (:class:`RunStopAction`).
+
+Contactors found closed at the first sample (left so by an earlier process) are opened like on a
+session stop, so every process starts from the safe state.
 """
 
 from __future__ import annotations
@@ -282,7 +285,7 @@ class Interlock:
         in_cd = state is not None and state.energy_transfer_allowed
         was_cd = previous is not None and previous.energy_transfer_allowed
         if was_cd and not in_cd:
-            self.cable_check_passed = False
+            self.cable_check_passed = False  # also when open: the cable check was for this C/D period
             self._trip(now, Condition.CP_NOT_C_OR_D)
         if state in (CpState.A, CpState.B):
             self.isolation_fault = False  # a new plug-in / session gets a new cable check
@@ -329,9 +332,14 @@ class Interlock:
 
     def on_measurement(self, now: float, measurement: DcMeasurement, feedback: dict[Pole, bool]) -> None:
         """The periodic sample of the DC output and the mirror contacts; runs the contactor sequence."""
+        first_sample = self._measurement is None
         self._measurement = measurement
         self._feedback = dict(feedback)
         config = self.config
+        if first_sample and self.phase is ContactorPhase.OPEN and any(feedback.values()):
+            # Found closed at start: open like on a session stop (module docstring).
+            self.phase = ContactorPhase.CLOSED
+            self._trip(now, Condition.SESSION_STOP)
         if self.phase is ContactorPhase.CLOSING:
             if all(feedback.values()):
                 self._events.append(ContactorsClosed(t=now, duration_s=now - self._phase_since))
@@ -383,6 +391,7 @@ class Interlock:
         if self.phase not in (ContactorPhase.CLOSED, ContactorPhase.CLOSING):
             return
         self.trip_condition = condition
+        self.cable_check_passed = False  # the session is over: a new one needs a new cable check
         self._trip_at = now
         self._events.append(InterlockTripped(t=now, condition=condition.name))
         self._commands.append(ZeroCurrent())

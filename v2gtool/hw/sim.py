@@ -199,7 +199,9 @@ class SimPlant:
         if self.evse_state_f:
             return CpReading(CpState.F.nominal_volts, CpState.F.nominal_volts, self.duty_percent)
         high = self.ev_state.nominal_volts
-        if self.ev_state is CpState.E:
+        if self.duty_percent >= PWM_OFF_DUTY:
+            low = high  # oscillator off: a steady level, no negative half
+        elif self.ev_state is CpState.E:
             low = 0.0
         elif self.has_fault(Fault.DIODE_MISSING) and self.ev_state is not CpState.A:
             low = -high  # without the diode the vehicle's resistors load the negative half too
