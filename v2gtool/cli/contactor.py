@@ -275,8 +275,9 @@ def open_(
         }
     session.render.record("contactor-open", record)
     if not session.json:
+        release_ms = record.get("release_after_s", 0.0) * 1000
         detail = (
-            f"released at {record['current_at_release_a']} A after {record['release_after_s'] * 1000:.0f} ms, "
+            f"released at {record['current_at_release_a']} A after {release_ms:.0f} ms, "
             f"open after {record['open_after_s'] * 1000:.0f} ms"
             if "open_after_s" in record
             else "were already open"
