@@ -97,6 +97,7 @@ def test_imd_settles_and_dips_during_a_ramp() -> None:
 
 def test_precharge_and_charging_move_soc_and_terminal_voltage() -> None:
     plant, clock = plant_and_clock(soc=0.5, battery_capacity_ah=100.0, internal_resistance_ohm=0.05)
+    plant.ev_state = CpState.C
     for relay in plant.relays.values():
         relay.coil = True
     plant.regulate_voltage(plant.ocv_v, 2.0)

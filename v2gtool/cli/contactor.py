@@ -100,6 +100,8 @@ def _stop_and_wait(session: HwSession) -> None:
     station.wait_for(
         lambda: station.interlock.phase is ContactorPhase.OPEN or station.interlock.stuck is not None, 1.0
     )
+    if session.sim is not None:
+        session.sim.vehicle.session_stopped()
 
 
 def _check_not_stuck(session: HwSession) -> None:
@@ -317,6 +319,10 @@ def weld_check(
         lines = [f"mirror contacts closed: {', '.join(record['feedback_closed']) or 'none'}"]
         if report.link_v is not None and report.cable_v is not None:
             lines.append(f"voltage test: link {report.link_v:.1f} V -> cable {report.cable_v:.1f} V")
+        else:
+            lines.append(
+                "voltage test: not possible (no power module, or the cable is live from the vehicle)"
+            )
         session.app.console.print("\n".join(lines), highlight=False)
     if report.welded:
         poles = ", ".join(record["feedback_closed"]) or "K1 and K2 (cable follows the link)"

@@ -33,6 +33,9 @@ class Vehicle(Protocol):
     def precharge_done(self) -> None:
         """The vehicle closes its own contactor once the precharge matches (it decides, not the EVSE)."""
 
+    def session_stopped(self) -> None:
+        """After PowerDelivery Stop the vehicle opens its contactor (before DC_WeldingDetection)."""
+
 
 @dataclass(frozen=True)
 class PowerUpReport:

@@ -259,6 +259,8 @@ class SimPlant:
 
     def _step_power(self, dt: float) -> None:
         p = self.params
+        if not self.ev_state.energy_transfer_allowed and abs(self.current_a) < 1.0:
+            self.ev_contactor_closed = False  # out of C/D the vehicle opens its contactor at ~0 A
         if self.power_path_closed:
             # Link, cable and battery terminals are one node: the module controls the current.
             if self._mode is _PowerMode.VOLTAGE:
@@ -425,3 +427,6 @@ class SimVehicle:
 
     def precharge_done(self) -> None:
         self._plant.ev_contactor_closed = True
+
+    def session_stopped(self) -> None:
+        self._plant.ev_contactor_closed = False

@@ -19,6 +19,8 @@ from v2gtool.hw.station import Station
 
 #: Link voltage for the voltage test; below 60 V so the check is safe to touch.
 WELD_TEST_V = 48.0
+#: A cable side above this before the test is live from the vehicle: the voltage test cannot tell.
+_LIVE_CABLE_V = 10.0
 #: The cable side counts as following the link above this fraction of the test voltage.
 _FOLLOW_FRACTION = 0.5
 
@@ -30,15 +32,23 @@ class WeldCheckReport:
     cable_v: float | None
 
     @property
+    def voltage_tested(self) -> bool:
+        return self.link_v is not None
+
+    @property
     def voltage_follows(self) -> bool:
-        return self.cable_v is not None and self.cable_v > _FOLLOW_FRACTION * WELD_TEST_V
+        return (
+            self.voltage_tested and self.cable_v is not None and self.cable_v > _FOLLOW_FRACTION * WELD_TEST_V
+        )
 
     @property
     def welded(self) -> bool:
         return bool(self.feedback_closed) or self.voltage_follows
 
 
-def run_weld_check(station: Station, settle_s: float = 0.2, ramp_timeout_s: float = 2.0) -> WeldCheckReport:
+def run_weld_check(
+    station: Station, settle_s: float = 0.2, ramp_timeout_s: float = 2.0, discharge_timeout_s: float = 3.0
+) -> WeldCheckReport:
     """Check with the coils released; refused while the interlock has the contactors closed."""
     station.part(station.hw.contactors, "contactors")
     station.step()
@@ -49,8 +59,11 @@ def run_weld_check(station: Station, settle_s: float = 0.2, ramp_timeout_s: floa
         )
     station.run(settle_s)
     feedback_closed = tuple(pole for pole, closed in station.feedback.items() if closed)
-    if station.hw.power_module is None:
-        return WeldCheckReport(feedback_closed, None, None)
+    station.power_off()
+    station.wait_for(lambda: station.measurement.cable_v < _LIVE_CABLE_V, discharge_timeout_s)
+    if station.hw.power_module is None or station.measurement.cable_v >= _LIVE_CABLE_V:
+        # No module to drive the link, or the cable is live from the vehicle side: no voltage test.
+        return WeldCheckReport(feedback_closed, None, station.measurement.cable_v)
     station.regulate_voltage(WELD_TEST_V)
     station.wait_for(lambda: station.measurement.link_v >= 0.95 * WELD_TEST_V, ramp_timeout_s)
     station.run(settle_s)
