@@ -14,6 +14,7 @@ from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
 from v2gtool.errors import ConfigError
 from v2gtool.hw.backends import BACKENDS, SimSetup, open_hardware, sim_station
+from v2gtool.hw.control import SocFloor, ThermalDerating
 from v2gtool.hw.isolation import Edition, IsolationProfile
 from v2gtool.hw.scenario import load_scenario
 from v2gtool.hw.station import Station, StationConfig
@@ -43,15 +44,19 @@ def hw_options(func: F) -> F:
     return func
 
 
-def rated_voltage(app: AppContext) -> float:
-    value = app.config.get("hw", "rated_voltage_v", DEFAULT_RATED_V)
+def _number(app: AppContext, key: str, default: float) -> float:
+    value = app.config.get("hw", key, default)
     try:
-        volts = float(value)
+        number = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"[hw] rated_voltage_v must be a number, got {value!r}") from None
-    if volts <= 0:
-        raise ConfigError(f"[hw] rated_voltage_v must be positive, got {volts}")
-    return volts
+        raise ConfigError(f"[hw] {key} must be a number, got {value!r}") from None
+    if not number > 0:
+        raise ConfigError(f"[hw] {key} must be positive, got {number}")
+    return number
+
+
+def rated_voltage(app: AppContext) -> float:
+    return _number(app, "rated_voltage_v", DEFAULT_RATED_V)
 
 
 class EventRenderer:
@@ -125,6 +130,10 @@ def open_session(
         # Real devices are polled; 10 ms still leaves most of the 100 ms opening budget.
         tick_s=SIM_TICK_S if chosen == "sim" else HW_TICK_S,
         on_fault_exec=on_fault_exec or app.config.get("hw", "on_fault_exec"),
+        soc_floor=SocFloor(_number(app, "soc_floor_percent", 20.0)),
+    )
+    derating = ThermalDerating(
+        rated_current_a=_number(app, "rated_current_a", 300.0), limit_c=_number(app, "inlet_limit_c", 90.0)
     )
 
     def listener(event: Event) -> None:
@@ -132,9 +141,13 @@ def open_session(
             render(event)
 
     if chosen == "sim":
+        config.derating = derating
         setup = sim_station(config, load_scenario(scenario) if scenario else None, listener=listener)
         return HwSession(app, json_out, setup.station, setup, render)
     if scenario is not None:
         raise click.UsageError("--scenario only applies to the sim backend")
-    station = Station(open_hardware(chosen, app.config), config, listener=listener)
+    hardware = open_hardware(chosen, app.config)
+    if hardware.inlet_temperature is not None:
+        config.derating = derating
+    station = Station(hardware, config, listener=listener)
     return HwSession(app, json_out, station, None, render)

@@ -32,12 +32,13 @@ def sim_station(
     *,
     interlock: InterlockConfig | None = None,
     listener: Callable[[Event], None] | None = None,
+    resolution_s: float = 0.001,
 ) -> SimSetup:
-    """A station on the ``sim`` backend; the interlock's contactor times match the plant's relays."""
+    """A station on the ``sim`` backend, integrated in steps of *resolution_s* simulated seconds."""
     scenario = scenario or default_scenario()
     params = scenario.parameters()
     plant = SimPlant(params)
-    clock = SimClock()
+    clock = SimClock(resolution=resolution_s)
     scenario.attach(plant, clock)
     hw, plant, clock = sim_hardware(plant, clock)
     vehicle = SimVehicle(plant)

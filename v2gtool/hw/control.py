@@ -69,8 +69,8 @@ class ThermalDerating:
     limit_c: float = 90.0
     margin_c: float = 5.0
     min_current_a: float = 0.0
-    kp: float = 6.0
-    ki: float = 0.15
+    kp: float = 15.0
+    ki: float = 0.1
     kd: float = 0.0
 
     def __post_init__(self) -> None:
