@@ -9,7 +9,9 @@ from v2gtool.config import Config
 from v2gtool.errors import ConfigError
 from v2gtool.hw.interfaces import Hardware
 from v2gtool.hw.interlock import Interlock, InterlockConfig
+from v2gtool.hw.realtime import MonotonicClock
 from v2gtool.hw.scenario import Scenario, default_scenario
+from v2gtool.hw.serial import BoardLink, SerialControlPilot
 from v2gtool.hw.sim import SimClock, SimPlant, SimVehicle, sim_hardware
 from v2gtool.hw.station import Station, StationConfig
 from v2gtool.session.events import Event
@@ -53,9 +55,21 @@ def sim_station(
 
 
 #: The backends a command can select; ``sim`` is the default.
-BACKENDS = ("sim",)
+BACKENDS = ("sim", "serial")
 
 
 def open_hardware(backend: str, config: Config) -> Hardware:
     """The :class:`Hardware` of a real backend, configured from the ``[hw]`` table."""
-    raise ConfigError(f"backend {backend!r} is not available (choose one of {', '.join(BACKENDS)})")
+    if backend == "serial":
+        port = config.get("hw", "serial_port")
+        if not port:
+            raise ConfigError("the serial backend needs [hw] serial_port (or V2GTOOL_HW__SERIAL_PORT)")
+        try:
+            baudrate = int(config.get("hw", "serial_baud", 115200))
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"[hw] serial_baud must be an integer, got {config.get('hw', 'serial_baud')!r}"
+            ) from None
+        link = BoardLink(str(port), baudrate)
+        return Hardware(backend="serial", clock=MonotonicClock(), control_pilot=SerialControlPilot(link))
+    raise ConfigError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")

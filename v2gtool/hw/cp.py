@@ -98,6 +98,24 @@ class CpReading:
         return state
 
 
+def pilot_levels(ev_state: CpState, duty_percent: float, *, diode: bool = True) -> tuple[float, float]:
+    """The nominal (positive, negative) plateaus the EVSE measures with the vehicle in *ev_state*.
+
+    State F is the EVSE itself driving -12 V. With the oscillator off (100 %) there is only a steady
+    level; without the vehicle's diode its resistors load the negative half too.
+    """
+    if ev_state is CpState.F:
+        return CpState.F.nominal_volts, CpState.F.nominal_volts
+    high = ev_state.nominal_volts
+    if duty_percent >= PWM_OFF_DUTY:
+        return high, high
+    if ev_state is CpState.E:
+        return 0.0, 0.0
+    if not diode and ev_state is not CpState.A:
+        return high, -high
+    return high, -12.0
+
+
 def classify_plateau(volts: float) -> CpState | None:
     """The state whose band (Table A.4) contains the positive plateau *volts*, or ``None``."""
     for state, (low, high) in STATE_BANDS_V.items():

@@ -31,7 +31,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
-from v2gtool.hw.cp import PWM_OFF_DUTY, CpReading, CpState
+from v2gtool.hw.cp import PWM_OFF_DUTY, CpReading, CpState, pilot_levels
 from v2gtool.hw.interfaces import DcMeasurement, Hardware, Pole
 
 
@@ -196,17 +196,8 @@ class SimPlant:
     # -- the parts' views --------------------------------------------------------------------------
 
     def cp_reading(self) -> CpReading:
-        if self.evse_state_f:
-            return CpReading(CpState.F.nominal_volts, CpState.F.nominal_volts, self.duty_percent)
-        high = self.ev_state.nominal_volts
-        if self.duty_percent >= PWM_OFF_DUTY:
-            low = high  # oscillator off: a steady level, no negative half
-        elif self.ev_state is CpState.E:
-            low = 0.0
-        elif self.has_fault(Fault.DIODE_MISSING) and self.ev_state is not CpState.A:
-            low = -high  # without the diode the vehicle's resistors load the negative half too
-        else:
-            low = -12.0
+        state = CpState.F if self.evse_state_f else self.ev_state
+        high, low = pilot_levels(state, self.duty_percent, diode=not self.has_fault(Fault.DIODE_MISSING))
         return CpReading(high, low, self.duty_percent)
 
     def feedback(self) -> dict[Pole, bool]:
