@@ -19,6 +19,9 @@ from v2gtool.errors import V2GToolError
 # `v2gtool --help` and pipelines stay fast. A command is listed here only once it works.
 SUBCOMMANDS: dict[str, str] = {
     "v2g-message-handler": "v2gtool.cli.message_handler:message_handler",
+    "contactor": "v2gtool.cli.contactor:contactor",
+    "cp-duty": "v2gtool.cli.cp_duty:cp_duty",
+    "isolation-check": "v2gtool.cli.isolation_check:isolation_check",
 }
 
 

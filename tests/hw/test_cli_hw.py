@@ -1,0 +1,204 @@
+"""The hardware commands end to end on the sim backend: output, JSON lines and documented exit codes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "v2gtool", *args], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+
+
+def lines(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def result_of(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    return next(r for r in lines(result) if "result" in r)
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
+    assert result.returncode == code, result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in result.stderr
+
+
+def scenario(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "scenario.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_cp_duty_set_5_percent_is_digital_communication() -> None:
+    out = result_of(run("cp-duty", "set", "5", "--json"))
+    assert out["meaning"] == "DIGITAL_COMMUNICATION" and out["state"] == "C" and out["diode_ok"]
+    assert out["low_v"] == -12.0 and out["high_v"] == 6.0
+
+
+def test_cp_duty_current_maps_both_ways() -> None:
+    out = result_of(run("--json", "cp-duty", "current", "32"))
+    assert out["duty_percent"] == pytest.approx(53.333, abs=0.001) and out["current_a"] == pytest.approx(32.0)
+    dry = result_of(run("cp-duty", "current", "52", "--no-apply", "--json"))
+    assert dry["duty_percent"] == 85.0 and dry["current_a"] == pytest.approx(51.0)
+    one_line_error(run("cp-duty", "current", "90"), 2, "90.0 A has no duty cycle")
+
+
+def test_cp_duty_watch_prints_transitions_with_simulated_timestamps(tmp_path: Path) -> None:
+    path = scenario(tmp_path, '[[at]]\nt = 0\ncp = "B"\n[[at]]\nt = 1.5\ncp = "C"\n[[at]]\nt = 4\ncp = "A"\n')
+    events = lines(run("cp-duty", "watch", "--scenario", path, "--duty", "5", "--json"))
+    assert [(e["state"], round(e["t"], 2)) for e in events] == [("B", 0.0), ("C", 1.5), ("A", 4.0)]
+
+
+def test_cp_duty_read_at_a_time_in_the_scenario(tmp_path: Path) -> None:
+    path = scenario(tmp_path, '[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 2\ncp = "E"\n')
+    assert result_of(run("cp-duty", "read", "--scenario", path, "--at", "1", "--json"))["state"] == "C"
+    assert result_of(run("cp-duty", "read", "--scenario", path, "--at", "3", "--json"))["state"] == "E"
+
+
+def test_contactor_close_runs_the_whole_sequence() -> None:
+    result = run("contactor", "close", "--hold", "0.5", "--json")
+    assert result.returncode == 0, result.stderr
+    names = [e.get("event") for e in lines(result)]
+    assert (
+        names.index("ContactorsClosed")
+        < names.index("EnergyTransferEnabled")
+        < names.index("ContactorsOpened")
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "condition"),
+    [
+        ('[[at]]\nt = 0\ncp = "B"\n', "CP_NOT_C_OR_D"),
+        ('[[at]]\nt = 0\ncp = "C"\nestop = true\n', "EMERGENCY_STOP"),
+    ],
+)
+def test_contactor_close_refusal_names_the_rule(tmp_path: Path, text: str, condition: str) -> None:
+    one_line_error(run("contactor", "close", "--scenario", scenario(tmp_path, text)), 3, condition)
+
+
+def test_contactor_close_reports_a_trip_during_the_hold(tmp_path: Path) -> None:
+    path = scenario(tmp_path, '[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 15.8\ncp = "B"\n')
+    result = run("contactor", "close", "--scenario", path, "--hold", "2", "--json")
+    one_line_error(result, 5, "CP_NOT_C_OR_D")
+    opened = next(e for e in lines(result) if e.get("event") == "ContactorsOpened")
+    assert opened["since_trip_s"] <= 0.1
+
+
+def test_contactor_open_times_the_release() -> None:
+    out = result_of(run("contactor", "open", "--json"))
+    assert out["opened"] and not out["forced"] and abs(out["current_at_release_a"]) <= 1.0
+    assert out["open_after_s"] <= 0.1
+
+
+def test_weld_is_found_and_latched(tmp_path: Path) -> None:
+    path = scenario(tmp_path, '[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 15.2\nfault = "weld"\npoles = ["K1"]\n')
+    one_line_error(run("contactor", "open", "--scenario", path), 4, "Contactor Stuck on K1")
+    check = run("contactor", "weld-check", "--scenario", path, "--session", "1", "--json")
+    one_line_error(check, 4, "welded K1")
+    assert result_of(check)["feedback_closed"] == ["K1"]
+    status = run("contactor", "status", "--scenario", path, "--session", "1", "--json")
+    assert status.returncode == 4 and result_of(status)["stuck"] == "K1"
+    assert "CONTACTOR_STUCK" in result_of(status)["close_blocked_by"]
+
+
+def test_weld_check_voltage_test_finds_both_poles_welded(tmp_path: Path) -> None:
+    path = scenario(tmp_path, '[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 15.2\nfault = "weld"\n')
+    check = run("contactor", "weld-check", "--scenario", path, "--session", "1", "--json")
+    assert check.returncode == 4
+    out = result_of(check)
+    assert out["cable_v"] > 0.5 * out["test_voltage_v"]
+
+
+def test_weld_check_passes_on_healthy_contactors() -> None:
+    out = result_of(run("contactor", "weld-check", "--session", "1", "--json"))
+    assert not out["welded"] and out["cable_v"] < 5.0 and out["link_v"] >= 45.0
+
+
+def test_reset_needs_the_fault_gone(tmp_path: Path) -> None:
+    mismatch = '[[at]]\nt = 0\ncp = "C"\nfault = "feedback_mismatch"\npoles = ["K2"]\n'
+    one_line_error(
+        run("contactor", "reset", "--scenario", scenario(tmp_path, mismatch), "--at", "1"), 4, "K2 closed"
+    )
+    repaired = run(
+        "contactor",
+        "reset",
+        "--scenario",
+        scenario(tmp_path, mismatch + '[[at]]\nt = 1\nclear = "all"\n'),
+        "--at",
+        "2",
+        "--json",
+    )
+    assert repaired.returncode == 0 and result_of(repaired)["was_latched"]
+
+
+def test_isolation_check_pass_warning_and_fault(tmp_path: Path) -> None:
+    ok = run("isolation-check", "--json", "--samples", "3")
+    assert ok.returncode == 0 and result_of(ok)["verdict"] == "pass"
+    trace = result_of(ok)["trace"]
+    assert [p for p in dict.fromkeys(r["phase"] for r in trace)] == [
+        "close",
+        "self-test",
+        "ramp-up",
+        "settle",
+        "sample",
+        "ramp-down",
+    ]
+    assert trace[-1]["voltage_v"] < 60.0 and max(r["voltage_v"] for r in trace) == pytest.approx(500.0, abs=1)
+    low = scenario(tmp_path, '[plant]\ninsulation_ohm = 300e3\n[[at]]\nt = 0\ncp = "C"\n')
+    assert run("isolation-check", "--scenario", low, "--edition", "2014", "--samples", "2").returncode == 7
+    assert run("isolation-check", "--scenario", low, "--edition", "2023", "--samples", "2").returncode == 0
+    marker = tmp_path / "stopped"
+    bad = scenario(tmp_path, '[plant]\ninsulation_ohm = 60e3\n[[at]]\nt = 0\ncp = "C"\n')
+    fault = run(
+        "isolation-check",
+        "--scenario",
+        bad,
+        "--samples",
+        "2",
+        "--json",
+        "--on-fault-exec",
+        f"{sys.executable} -c \"open('{marker}', 'w')\"",
+    )
+    one_line_error(fault, 6, "isolation fault")
+    stop = next(e for e in lines(fault) if e.get("event") == "StopActionRun")
+    assert stop["returncode"] == 0 and marker.exists()
+
+
+def test_isolation_check_self_test_failure(tmp_path: Path) -> None:
+    path = scenario(tmp_path, '[[at]]\nt = 0\ncp = "C"\nfault = "imd_self_test"\n')
+    one_line_error(run("isolation-check", "--scenario", path), 6, "IMD self-test failed")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is not None, reason="matplotlib is installed")
+def test_plot_without_matplotlib_is_a_one_line_error(tmp_path: Path) -> None:
+    one_line_error(run("isolation-check", "--plot", str(tmp_path / "t.png")), 2, "--plot needs matplotlib")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="matplotlib is not installed")
+def test_plot_writes_a_png(tmp_path: Path) -> None:
+    target = tmp_path / "t.png"
+    assert run("isolation-check", "--samples", "2", "--plot", str(target)).returncode == 0
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_scenario_is_one_line(tmp_path: Path) -> None:
+    path = scenario(tmp_path, "[[at]]\nt = 0\ncp = 'Q'\n")
+    one_line_error(run("contactor", "status", "--scenario", path), 2, "cp must be one of")
+
+
+def test_help_documents_exit_codes_and_the_sim_sequence() -> None:
+    text = run("contactor", "close", "--help").stdout
+    assert "Exit codes" in text and "3  refused by the interlock" in text and "self-contained" in text

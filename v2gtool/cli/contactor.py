@@ -1,0 +1,359 @@
+"""``v2gtool contactor``: the DC contactors K1/K2 under the interlock.
+
+Every command goes through :mod:`v2gtool.hw.interlock`; a refusal names the blocking rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from v2gtool.cli.hw_common import HwSession, hw_options, open_session
+from v2gtool.hw.errors import ContactorStuckError, InterlockRefused, InterlockTripped
+from v2gtool.hw.events import ContactorsOpened, ContactorsOpening
+from v2gtool.hw.events import InterlockTripped as TrippedEvent
+from v2gtool.hw.interlock import ContactorPhase
+from v2gtool.hw.isolation import Edition
+from v2gtool.hw.sequence import power_up
+from v2gtool.hw.weldcheck import WELD_TEST_V, run_weld_check
+
+EXIT_CODES = """\b
+Exit codes:
+  0  done
+  1  hardware error (device missing, unplugged, timeout)
+  2  bad option, config or scenario; the backend lacks a needed part
+  3  refused by the interlock (the message names the rule)
+  4  Contactor Stuck: weld or feedback mismatch, latched until `contactor reset`
+  5  the interlock opened the contactors during the run (CP left C/D, e-stop)
+  6  the cable check found an isolation fault (or could not test)
+"""
+
+SIM_NOTE = """\b
+On the sim backend each invocation is a fresh, self-contained simulation: the scenario
+(--scenario FILE.toml, default: a vehicle in CP state C) is replayed in simulated time, and
+the command runs the whole sequence it needs in that time, e.g. `close` runs CP C/D ->
+close -> cable check -> precharge -> energy transfer and then holds, so faults scripted in
+the scenario (weld, CP leaving C, isolation drop, e-stop) hit a live session.
+"""
+
+
+@click.group("contactor", epilog=EXIT_CODES)
+def contactor() -> None:
+    """Close, open, check and reset the DC contactors K1 (DC+) / K2 (DC-) through the interlock."""
+
+
+def _sim_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option(
+        "--current",
+        "current_a",
+        type=float,
+        default=100.0,
+        show_default=True,
+        help="Current during a simulated session / the hold (+ charge, - discharge).",
+    )(func)
+    func = click.option(
+        "--session",
+        "session_s",
+        type=click.FloatRange(min=0.0),
+        default=0.0,
+        show_default=True,
+        help="sim: first run a charging session of this many seconds, then stop it.",
+    )(func)
+    func = click.option(
+        "--at",
+        "at_s",
+        type=click.FloatRange(min=0.0),
+        default=0.0,
+        show_default=True,
+        help="sim: simulated time (s) at which the command starts.",
+    )(func)
+    return func
+
+
+def _power_up_and_charge(session: HwSession, current_a: float, seconds: float) -> None:
+    """Close -> cable check -> precharge -> energy transfer, then carry *current_a* for *seconds*."""
+    station = session.station
+    if session.sim is None:
+        raise InterlockRefused(
+            f"energy transfer on {station.hw.backend} needs a vehicle session (ISO 15118-20 cable check and "
+            "precharge): CABLE_CHECK_NOT_PASSED"
+        )
+    power_up(station, session.sim.vehicle, session.rated_voltage_v)
+    station.request_current(current_a)
+    station.run(seconds)
+
+
+def _prepare(session: HwSession, at_s: float, session_s: float, current_a: float) -> None:
+    session.station.run(at_s)
+    if session_s > 0:
+        _power_up_and_charge(session, current_a, session_s)
+        _stop_and_wait(session)
+
+
+def _stop_and_wait(session: HwSession) -> None:
+    station = session.station
+    station.session_stop()
+    station.wait_for(
+        lambda: station.interlock.phase is ContactorPhase.OPEN or station.interlock.stuck is not None, 1.0
+    )
+    if session.sim is not None:
+        session.sim.vehicle.session_stopped()
+
+
+def _check_not_stuck(session: HwSession) -> None:
+    stuck = session.station.interlock.stuck
+    if stuck is not None:
+        raise ContactorStuckError(
+            f"Contactor Stuck on {stuck.pole.name} ({stuck.pole.value}): commanded "
+            f"{'closed' if stuck.commanded_closed else 'open'}, "
+            f"feedback {'closed' if stuck.feedback_closed else 'open'}"
+        )
+
+
+def _status_record(session: HwSession) -> dict[str, Any]:
+    station = session.station
+    interlock = station.interlock
+    blocking = interlock.blocking_close(station.measurement.link_v)
+    return {
+        "backend": station.hw.backend,
+        "t": station.clock.now(),
+        "cp_state": station.cp_state.name if station.cp_state else None,
+        "phase": interlock.phase.value,
+        "feedback": {pole.name: closed for pole, closed in station.feedback.items()},
+        "stuck": interlock.stuck.pole.name if interlock.stuck else None,
+        "emergency_stop": interlock.emergency_stop,
+        "cable_check_passed": interlock.cable_check_passed,
+        "energy_transfer": interlock.energy_transfer,
+        "link_v": round(station.measurement.link_v, 2),
+        "cable_v": round(station.measurement.cable_v, 2),
+        "current_a": round(station.measurement.current_a, 2),
+        "close_blocked_by": None if blocking.allowed else str(blocking),
+    }
+
+
+def _show_status(session: HwSession) -> None:
+    record = _status_record(session)
+    session.render.record("contactor-status", record)
+    if session.json:
+        return
+    table = Table(title=f"contactors at {record['t']:.3f} s ({record['backend']})", show_header=False)
+    table.add_row("CP state", str(record["cp_state"]))
+    table.add_row("interlock phase", record["phase"])
+    table.add_row(
+        "mirror contacts",
+        ", ".join(f"{k} {'closed' if v else 'open'}" for k, v in record["feedback"].items()),
+    )
+    table.add_row("Contactor Stuck", record["stuck"] or "no")
+    table.add_row("emergency stop", "PRESSED" if record["emergency_stop"] else "released")
+    table.add_row("cable check passed", "yes" if record["cable_check_passed"] else "no")
+    table.add_row(
+        "output",
+        f"link {record['link_v']:.1f} V, cable {record['cable_v']:.1f} V, {record['current_a']:.1f} A",
+    )
+    table.add_row("close now", record["close_blocked_by"] or "allowed")
+    session.app.console.print(table)
+
+
+@contactor.command("status", epilog=EXIT_CODES)
+@_sim_options
+@hw_options
+@click.pass_context
+def status(
+    ctx: click.Context,
+    at_s: float,
+    session_s: float,
+    current_a: float,
+    backend: str | None,
+    scenario: Path | None,
+    json_out: bool,
+) -> None:
+    """Show CP state, mirror contacts, latches and what would block a close now (exit 4 if stuck)."""
+    session = open_session(ctx, backend, scenario, json_out, only=())
+    _prepare(session, at_s, session_s, current_a)
+    session.station.run(session.station.config.tick_s)
+    _show_status(session)
+    _check_not_stuck(session)
+
+
+@contactor.command("close", epilog=SIM_NOTE + "\n" + EXIT_CODES)
+@_sim_options
+@click.option(
+    "--hold",
+    type=click.FloatRange(min=0.0),
+    default=1.0,
+    show_default=True,
+    help="Seconds to keep the contactors closed, supervised by the interlock; then open (session stop).",
+)
+@click.option("--edition", type=click.Choice([e.value for e in Edition]), help="IEC 61851-23 edition.")
+@click.option(
+    "--on-fault-exec", help='Command run on an isolation fault, e.g. "systemctl stop evse-charging".'
+)
+@hw_options
+@click.pass_context
+def close(
+    ctx: click.Context,
+    at_s: float,
+    session_s: float,
+    current_a: float,
+    hold: float,
+    edition: str | None,
+    on_fault_exec: str | None,
+    backend: str | None,
+    scenario: Path | None,
+    json_out: bool,
+) -> None:
+    """Close K1/K2 through the full interlock sequence and hold them closed.
+
+    With a power module, an IMD and a vehicle (sim): CP C/D -> close -> cable check -> precharge ->
+    energy transfer at --current for --hold seconds. The command fails with the rule that refused
+    or opened the contactors.
+    """
+    session = open_session(
+        ctx,
+        backend,
+        scenario,
+        json_out,
+        edition=Edition(edition) if edition else None,
+        on_fault_exec=on_fault_exec,
+    )
+    _prepare(session, at_s, session_s, current_a)
+    station = session.station
+    try:
+        _power_up_and_charge(session, current_a, hold)
+    finally:
+        station.finish()
+    _check_not_stuck(session)
+    if station.interlock.phase is not ContactorPhase.CLOSED:
+        condition = station.interlock.trip_condition
+        raise InterlockTripped(
+            f"contactors opened during the hold: {condition.name if condition else 'unknown'}"
+        )
+    _stop_and_wait(session)
+    _check_not_stuck(session)
+    if not session.json:
+        session.app.console.print(
+            f"closed, carried {current_a:g} A for {hold:g} s under the interlock, opened by session stop",
+            highlight=False,
+        )
+
+
+@contactor.command("open", epilog=SIM_NOTE + "\n" + EXIT_CODES)
+@_sim_options
+@hw_options
+@click.pass_context
+def open_(
+    ctx: click.Context,
+    at_s: float,
+    session_s: float,
+    current_a: float,
+    backend: str | None,
+    scenario: Path | None,
+    json_out: bool,
+) -> None:
+    """Open K1/K2 at zero current and time it (on sim after a session of --session, default 1 s)."""
+    session = open_session(ctx, backend, scenario, json_out)
+    station = session.station
+    station.run(at_s)
+    if session.sim is not None:
+        _power_up_and_charge(session, current_a, session_s or 1.0)
+    started = len(station.events)
+    _stop_and_wait(session)
+    _check_not_stuck(session)
+    events = station.events[started:]
+    tripped = next((e for e in events if isinstance(e, TrippedEvent)), None)
+    opening = next((e for e in events if isinstance(e, ContactorsOpening)), None)
+    opened = next((e for e in events if isinstance(e, ContactorsOpened)), None)
+    record: dict[str, Any] = {"opened": station.interlock.phase is ContactorPhase.OPEN}
+    if tripped and opening and opened:
+        record |= {
+            "current_at_release_a": round(opening.current_a, 3),
+            "forced": opening.forced,
+            "release_after_s": round(opening.t - tripped.t, 4),
+            "open_after_s": round(opened.since_trip_s, 4),
+        }
+    session.render.record("contactor-open", record)
+    if not session.json:
+        release_ms = record.get("release_after_s", 0.0) * 1000
+        detail = (
+            f"released at {record['current_at_release_a']} A after {release_ms:.0f} ms, "
+            f"open after {record['open_after_s'] * 1000:.0f} ms"
+            if "open_after_s" in record
+            else "were already open"
+        )
+        session.app.console.print(f"contactors open: {detail}", highlight=False)
+
+
+@contactor.command("weld-check", epilog=EXIT_CODES)
+@_sim_options
+@hw_options
+@click.pass_context
+def weld_check(
+    ctx: click.Context,
+    at_s: float,
+    session_s: float,
+    current_a: float,
+    backend: str | None,
+    scenario: Path | None,
+    json_out: bool,
+) -> None:
+    """Check for welded contacts with the coils released: mirror contacts and a <60 V voltage test.
+
+    Exit 4 if a contact is welded.
+    """
+    session = open_session(ctx, backend, scenario, json_out, only=())
+    _prepare(session, at_s, session_s, current_a)
+    report = run_weld_check(session.station)
+    record: dict[str, Any] = {
+        "welded": report.welded,
+        "feedback_closed": [p.name for p in report.feedback_closed],
+        "test_voltage_v": WELD_TEST_V if report.link_v is not None else None,
+        "link_v": report.link_v,
+        "cable_v": report.cable_v,
+    }
+    session.render.record("weld-check", record)
+    if not session.json:
+        lines = [f"mirror contacts closed: {', '.join(record['feedback_closed']) or 'none'}"]
+        if report.link_v is not None and report.cable_v is not None:
+            lines.append(f"voltage test: link {report.link_v:.1f} V -> cable {report.cable_v:.1f} V")
+        else:
+            lines.append(
+                "voltage test: not possible (no power module, or the cable is live from the vehicle)"
+            )
+        session.app.console.print("\n".join(lines), highlight=False)
+    if report.welded:
+        poles = ", ".join(record["feedback_closed"]) or "K1 and K2 (cable follows the link)"
+        raise ContactorStuckError(f"weld check: welded {poles}")
+    if not session.json:
+        session.app.console.print("no weld found")
+
+
+@contactor.command("reset", epilog=EXIT_CODES)
+@_sim_options
+@hw_options
+@click.pass_context
+def reset(
+    ctx: click.Context,
+    at_s: float,
+    session_s: float,
+    current_a: float,
+    backend: str | None,
+    scenario: Path | None,
+    json_out: bool,
+) -> None:
+    """Clear the "Contactor Stuck" latch; refused (exit 4) while a mirror contact still shows closed."""
+    session = open_session(ctx, backend, scenario, json_out)
+    _prepare(session, at_s, session_s, current_a)
+    station = session.station
+    latched = station.interlock.stuck
+    verdict = station.reset()
+    if not verdict.allowed:
+        raise ContactorStuckError(f"reset refused: {verdict}")
+    session.render.record("contactor-reset", {"was_latched": latched is not None})
+    if not session.json:
+        session.app.console.print(
+            f"Contactor Stuck latch on {latched.pole.name} cleared" if latched else "nothing was latched"
+        )

@@ -1,0 +1,153 @@
+"""What the hardware commands (cp-duty, contactor, isolation-check) share: backend options,
+building the station, and rendering its events live (rich) or as JSON lines."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from v2gtool.cli.context import AppContext, app_context
+from v2gtool.cli.output import emit_json, json_option, use_json
+from v2gtool.errors import ConfigError
+from v2gtool.hw.backends import BACKENDS, SimSetup, open_hardware, sim_station
+from v2gtool.hw.control import SocFloor, ThermalDerating
+from v2gtool.hw.isolation import Edition, IsolationProfile
+from v2gtool.hw.scenario import load_scenario
+from v2gtool.hw.station import Station, StationConfig
+from v2gtool.session.events import Event, jsonable
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SIM_TICK_S = 0.001
+HW_TICK_S = 0.010
+#: Rated output voltage of the EVSE when the config does not say ([hw] rated_voltage_v).
+DEFAULT_RATED_V = 920.0
+
+
+def hw_options(func: F) -> F:
+    """``--backend``, ``--scenario`` and ``--json`` for a hardware command."""
+    func = json_option(func)
+    func = click.option(
+        "--scenario",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="sim: TOML fault scenario replayed in simulated time [default: vehicle in CP state C].",
+    )(func)
+    func = click.option(
+        "--backend",
+        type=click.Choice(BACKENDS),
+        help="Hardware backend [default: [hw] backend from the config, else sim].",
+    )(func)
+    return func
+
+
+def _number(app: AppContext, key: str, default: float) -> float:
+    value = app.config.get("hw", key, default)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"[hw] {key} must be a number, got {value!r}") from None
+    if not number > 0:
+        raise ConfigError(f"[hw] {key} must be positive, got {number}")
+    return number
+
+
+def rated_voltage(app: AppContext) -> float:
+    return _number(app, "rated_voltage_v", DEFAULT_RATED_V)
+
+
+class EventRenderer:
+    """Prints each event as it happens: one JSON line, or a timestamped rich line."""
+
+    def __init__(self, app: AppContext, json_out: bool) -> None:
+        self.app, self.json = app, json_out
+
+    def __call__(self, event: Event) -> None:
+        if self.json:
+            emit_json(event.to_json())
+            return
+        fields = {k: v for k, v in jsonable(event).items() if k != "t"}
+        details = "  ".join(f"{k}={_short(v)}" for k, v in fields.items())
+        self.app.console.print(
+            f"[dim]{event.t:10.3f} s[/]  [bold]{event.name}[/]  {details}", highlight=False
+        )
+
+    def record(self, kind: str, record: dict[str, Any]) -> None:
+        """A command's own result: a JSON line ``{"result": kind, ...}`` or nothing (rich prints it)."""
+        if self.json:
+            emit_json({"result": kind, **jsonable(record)})
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+@dataclass
+class HwSession:
+    """One command's station, with the simulation when the backend is ``sim``."""
+
+    app: AppContext
+    json: bool
+    station: Station
+    sim: SimSetup | None
+    render: EventRenderer
+
+    @property
+    def rated_voltage_v(self) -> float:
+        return rated_voltage(self.app)
+
+
+def open_session(
+    ctx: click.Context,
+    backend: str | None,
+    scenario: Path | None,
+    json_flag: bool,
+    *,
+    edition: Edition | None = None,
+    on_fault_exec: str | None = None,
+    only: tuple[type[Event], ...] | None = None,
+) -> HwSession:
+    """Build the station on the chosen backend; its events (of the types in *only*, or all) are
+    rendered as they happen."""
+    app = app_context(ctx)
+    json_out = use_json(ctx, json_flag)
+    render = EventRenderer(app, json_out)
+    chosen = backend or str(app.config.get("hw", "backend", "sim"))
+    if chosen not in BACKENDS:
+        raise ConfigError(f"[hw] backend {chosen!r} is not one of {', '.join(BACKENDS)}")
+    config_edition = str(app.config.get("hw", "isolation_edition", Edition.IEC_61851_23_2023.value))
+    try:
+        profile_edition = edition or Edition(config_edition)
+    except ValueError:
+        raise ConfigError(f"[hw] isolation_edition must be 2014 or 2023, got {config_edition!r}") from None
+    config = StationConfig(
+        IsolationProfile(profile_edition, rated_voltage(app)),
+        # Real devices are polled; 10 ms still leaves most of the 100 ms opening budget.
+        tick_s=SIM_TICK_S if chosen == "sim" else HW_TICK_S,
+        on_fault_exec=on_fault_exec or app.config.get("hw", "on_fault_exec"),
+        soc_floor=SocFloor(_number(app, "soc_floor_percent", 20.0)),
+    )
+    derating = ThermalDerating(
+        rated_current_a=_number(app, "rated_current_a", 300.0), limit_c=_number(app, "inlet_limit_c", 90.0)
+    )
+
+    def listener(event: Event) -> None:
+        if only is None or isinstance(event, only):
+            render(event)
+
+    if chosen == "sim":
+        config.derating = derating
+        setup = sim_station(config, load_scenario(scenario) if scenario else None, listener=listener)
+        return HwSession(app, json_out, setup.station, setup, render)
+    if scenario is not None:
+        raise click.UsageError("--scenario only applies to the sim backend")
+    hardware = open_hardware(chosen, app.config)
+    if hardware.inlet_temperature is not None:
+        config.derating = derating
+    station = Station(hardware, config, listener=listener)
+    return HwSession(app, json_out, station, None, render)

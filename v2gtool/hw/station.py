@@ -1,0 +1,344 @@
+"""The station: one control loop that binds a backend's hardware to the interlock and charge control.
+
+Every tick :meth:`Station.step` samples the pilot, the emergency stop, the DC output and the mirror
+contacts, feeds them to the :class:`~v2gtool.hw.interlock.Interlock`, carries out its commands and
+applies the current setpoint through the interlock's limit, the thermal derating and the SoC
+discharge floor, in that order. Nothing reaches the contactors or the power module any other way.
+Time passes only in :meth:`Station.run` / :meth:`Station.wait_for` through the backend's clock, so
+on ``sim`` the whole loop runs in simulated time.
+
+This is the API the session engine drives from the ISO 15118-20 SECC::
+
+    station.step() / station.run(seconds) / station.wait_for(predicate, timeout)
+    station.request_close() -> Verdict            # DC_CableCheck starts
+    run_cable_check(station, ...)                 # v2gtool.hw.cablecheck
+    station.regulate_voltage(v)                   # DC_PreCharge (2 A limit until transfer is enabled)
+    station.request_energy_transfer(battery_v)    # PowerDelivery Start
+    station.request_current(amps)                 # DC_ChargeLoop (+ charge / - discharge)
+    station.session_stop()                        # PowerDelivery Stop / SessionStop
+"""
+
+from __future__ import annotations
+
+import enum
+import shlex
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from v2gtool.hw.control import EVSE_SHUTDOWN_REJECTED, SocFloor, ThermalDerating, apply_limit
+from v2gtool.hw.cp import CpState
+from v2gtool.hw.errors import BackendPartMissing, HardwareError
+from v2gtool.hw.events import CpStateChanged, CurrentDerated, DischargeRefused, StopActionRun
+from v2gtool.hw.interfaces import DcMeasurement, Hardware, Pole
+from v2gtool.hw.interlock import (
+    ContactorPhase,
+    DriveContactors,
+    Interlock,
+    RunStopAction,
+    Verdict,
+    ZeroCurrent,
+)
+from v2gtool.hw.isolation import IsolationProfile, IsolationResult, IsolationVerdict
+from v2gtool.session.events import Event
+
+T = TypeVar("T")
+
+#: A derating change below this many amperes is not reported as an event.
+_DERATING_REPORT_STEP_A = 5.0
+
+
+class _Setpoint(enum.Enum):
+    OFF = "off"
+    VOLTAGE = "voltage"
+    CURRENT = "current"
+
+
+@dataclass
+class StationConfig:
+    """Loop timing and the charge-management options of one station."""
+
+    isolation: IsolationProfile
+    #: Control-loop period; 1 ms suits the 100 ms opening budget with margin.
+    tick_s: float = 0.001
+    #: Interval of the continuous insulation monitoring while the contactors are closed.
+    monitor_interval_s: float = 0.1
+    #: Extra command run on an isolation fault (``--on-fault-exec``), e.g. "systemctl stop evse-charging".
+    on_fault_exec: str | None = None
+    derating: ThermalDerating | None = None
+    soc_floor: SocFloor = field(default_factory=SocFloor)
+
+
+class Station:
+    """The hardware of one EVSE under its interlock; see the module docstring for the API."""
+
+    def __init__(
+        self,
+        hw: Hardware,
+        config: StationConfig,
+        interlock: Interlock | None = None,
+        listener: Callable[[Event], None] | None = None,
+        soc_percent: Callable[[], float] | None = None,
+    ) -> None:
+        self.hw = hw
+        self.clock = hw.clock
+        self.config = config
+        self.interlock = interlock or Interlock()
+        self.events: list[Event] = []
+        self.session_stopped = False
+        self.cable_check_running = False
+        self._listener = listener
+        self._soc_percent = soc_percent
+        self._cp_state: CpState | None = None
+        self._cp_seen = False
+        self._setpoint = _Setpoint.OFF
+        self._setpoint_value = 0.0
+        self._applied_current = 0.0
+        self._next_monitor = 0.0
+        self._monitor_verdict: IsolationVerdict | None = None
+        self._derating_limit = config.derating.rated_current_a if config.derating else float("inf")
+        self._reported_limit = self._derating_limit
+        self._discharge_refused = False
+        self._last_step: float | None = None
+        self._stop_procs: list[tuple[subprocess.Popen[bytes], str]] = []
+        self.measurement = DcMeasurement(0.0, 0.0, 0.0)
+        self.feedback: dict[Pole, bool] = {pole: False for pole in Pole}
+
+    # -- parts -------------------------------------------------------------------------------------
+
+    def part(self, part: T | None, name: str) -> T:
+        """*part*, or a one-line error naming the part the backend lacks."""
+        if part is None:
+            raise BackendPartMissing(f"the {self.hw.backend} backend has no {name}")
+        return part
+
+    @property
+    def cp_state(self) -> CpState | None:
+        return self._cp_state
+
+    @property
+    def applied_current_a(self) -> float:
+        """The current setpoint after every limit, as last sent to the power module."""
+        return self._applied_current
+
+    @property
+    def derating_limit_a(self) -> float:
+        return self._derating_limit
+
+    # -- requests (all through the interlock) --------------------------------------------------------
+
+    def request_close(self) -> Verdict:
+        self.step()
+        return self._after(self.interlock.request_close(self.clock.now()))
+
+    def request_energy_transfer(self, battery_v: float) -> Verdict:
+        self.step()
+        return self._after(self.interlock.request_energy_transfer(self.clock.now(), battery_v))
+
+    def reset(self) -> Verdict:
+        self.step()
+        return self._after(self.interlock.reset(self.clock.now()))
+
+    def report_cable_check(self, result: IsolationResult) -> None:
+        """The verdict of a finished cable check (a fault trips and runs the stop action)."""
+        self.interlock.on_isolation_result(self.clock.now(), result, cable_check=True)
+        self._after(None)
+
+    def session_stop(self) -> None:
+        self.interlock.on_session_stop(self.clock.now())
+        self._after(None)
+
+    def regulate_voltage(self, volts: float) -> None:
+        """Voltage control (cable check, precharge, weld check) within the interlock's current limit."""
+        self._setpoint, self._setpoint_value = _Setpoint.VOLTAGE, volts
+
+    def request_current(self, amps: float) -> None:
+        """Current control: + charges, - discharges; limited by interlock, derating and SoC floor."""
+        self._setpoint, self._setpoint_value = _Setpoint.CURRENT, amps
+        self._discharge_refused = False
+
+    def power_off(self) -> None:
+        self._setpoint, self._setpoint_value = _Setpoint.OFF, 0.0
+
+    # -- the loop ------------------------------------------------------------------------------------
+
+    def step(self) -> None:
+        """One tick: sample, decide, act."""
+        now = self.clock.now()
+        dt = 0.0 if self._last_step is None else now - self._last_step
+        self._last_step = now
+        interlock = self.interlock
+        if self.hw.control_pilot is not None:
+            reading = self.hw.control_pilot.read()
+            state = reading.state
+            if state != self._cp_state or not self._cp_seen:
+                self._emit(
+                    CpStateChanged(
+                        t=now,
+                        state=state,
+                        previous=self._cp_state,
+                        high_v=reading.high_v,
+                        low_v=reading.low_v,
+                        duty_percent=reading.duty_percent,
+                    )
+                )
+                self._cp_state, self._cp_seen = state, True
+                interlock.on_cp_state(now, state)
+        if self.hw.emergency_stop is not None:
+            interlock.on_emergency_stop(now, self.hw.emergency_stop.pressed())
+        if self.hw.power_module is not None:
+            self.measurement = self.hw.power_module.measure()
+        if self.hw.contactors is not None:
+            self.feedback = self.hw.contactors.feedback()
+        interlock.on_measurement(now, self.measurement, self.feedback)
+        self._monitor_insulation(now)
+        self._carry_out()
+        self._update_derating(now, dt)
+        self._apply_setpoint(now)
+        self._reap_stop_actions(now)
+
+    def run(self, seconds: float) -> None:
+        """Run the loop for *seconds* of (simulated or real) time."""
+        self.wait_for(lambda: False, seconds)
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Step until *predicate* holds (``True``) or *timeout* seconds pass (``False``)."""
+        deadline = self.clock.now() + timeout
+        while True:
+            self.step()
+            if predicate():
+                return True
+            if self.clock.now() >= deadline - 1e-9:
+                return False
+            self.clock.sleep(min(self.config.tick_s, deadline - self.clock.now()))
+
+    def finish(self, timeout: float = 10.0) -> None:
+        """Wait for stop actions that still run (real time) and report them."""
+        for proc, _command in self._stop_procs:
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._reap_stop_actions(self.clock.now())
+
+    # -- internals -------------------------------------------------------------------------------------
+
+    def _after(self, verdict: T) -> T:
+        self._carry_out()
+        return verdict
+
+    def _emit(self, event: Event) -> None:
+        self.events.append(event)
+        if self._listener is not None:
+            self._listener(event)
+
+    def _carry_out(self) -> None:
+        for event in self.interlock.take_events():
+            self._emit(event)
+        for command in self.interlock.take_commands():
+            if isinstance(command, ZeroCurrent):
+                self.power_off()
+                self._apply_setpoint(self.clock.now())
+            elif isinstance(command, DriveContactors):
+                self.part(self.hw.contactors, "contactors").drive(command.closed)
+            elif isinstance(command, RunStopAction):
+                self._run_stop_action()
+
+    def _run_stop_action(self) -> None:
+        """Rule 5: stop the charging session, and run ``on_fault_exec`` without blocking the loop."""
+        self.session_stopped = True
+        command = self.config.on_fault_exec
+        if not command:
+            self._emit(
+                StopActionRun(t=self.clock.now(), command="", returncode=None, detail="session stopped")
+            )
+            return
+        try:
+            proc = subprocess.Popen(shlex.split(command), stdin=subprocess.DEVNULL)
+        except (OSError, ValueError) as exc:
+            self._emit(
+                StopActionRun(t=self.clock.now(), command=command, returncode=None, detail=f"not run: {exc}")
+            )
+            return
+        self._stop_procs.append((proc, command))
+
+    def _reap_stop_actions(self, now: float) -> None:
+        running = []
+        for proc, command in self._stop_procs:
+            rc = proc.poll()
+            if rc is None:
+                running.append((proc, command))
+            else:
+                self._emit(StopActionRun(t=now, command=command, returncode=rc, detail="session stopped"))
+        self._stop_procs = running
+
+    def _monitor_insulation(self, now: float) -> None:
+        """Continuous insulation monitoring while closed (IEC 61851-23 6.3.1.105), not during the check."""
+        imd = self.hw.isolation_monitor
+        if imd is None or self.cable_check_running or self.interlock.phase is not ContactorPhase.CLOSED:
+            self._monitor_verdict = None
+            return
+        if now < self._next_monitor:
+            return
+        self._next_monitor = now + self.config.monitor_interval_s
+        resistance = imd.resistance_ohm()
+        if resistance is None:
+            return
+        result = self.config.isolation.evaluate(resistance)
+        if result.verdict is not self._monitor_verdict:
+            self._monitor_verdict = result.verdict
+            self.interlock.on_isolation_result(now, result, cable_check=False)
+
+    def _update_derating(self, now: float, dt: float) -> None:
+        derating, sensor = self.config.derating, self.hw.inlet_temperature
+        if derating is None or dt <= 0:
+            return
+        if sensor is None:
+            raise BackendPartMissing(
+                f"the {self.hw.backend} backend has no inlet temperature sensor for derating"
+            )
+        hottest = max(sensor.temperatures_c())
+        self._derating_limit = derating.update(hottest, dt)
+        if abs(self._derating_limit - self._reported_limit) >= _DERATING_REPORT_STEP_A:
+            self._reported_limit = self._derating_limit
+            self._emit(CurrentDerated(t=now, limit_a=self._derating_limit, inlet_c=hottest))
+
+    def _apply_setpoint(self, now: float) -> None:
+        module = self.hw.power_module
+        if module is None:
+            return
+        limit = self.interlock.current_limit_a()
+        if self._setpoint is _Setpoint.OFF:
+            module.off()
+            self._applied_current = 0.0
+        elif self._setpoint is _Setpoint.VOLTAGE:
+            module.regulate_voltage(
+                self._setpoint_value, min(limit, self.interlock.config.cable_check_current_a)
+            )
+        else:
+            amps = apply_limit(apply_limit(self._setpoint_value, limit), self._derating_limit)
+            if amps < 0 and not self._discharge_allowed(now):
+                amps = 0.0
+            self._applied_current = amps
+            module.regulate_current(amps)
+
+    def _discharge_allowed(self, now: float) -> bool:
+        if self._discharge_refused:
+            return False
+        if self._soc_percent is None:
+            raise HardwareError("discharge needs the vehicle's state of charge, and none is known")
+        soc = self._soc_percent()
+        if self.config.soc_floor.allows_discharge(soc):
+            return True
+        self._discharge_refused = True
+        self._emit(
+            DischargeRefused(
+                t=now,
+                code=EVSE_SHUTDOWN_REJECTED,
+                soc_percent=soc,
+                floor_percent=self.config.soc_floor.floor_percent,
+            )
+        )
+        return False
