@@ -8,7 +8,7 @@ object per stdin line with one JSON object per stdout line:
     {"op": "decode", "namespace": URN, "hex": "..."}    -> {"json": {...}}
     {"op": "corpus"}  -> {"corpus": [...], "skipped": [...], "lossy": [...]}
     {"op": "time", "namespace": URN, "hex": "...", "repeat": N}
-                      -> {"decode_us": median, "encode_us": median, "repeat": N}
+                      -> {"decode_us": .., "encode_us": .., "bridge_us": .., "repeat": N}
     {"op": "version"} -> {"codec": "...", "iso15118": "..."}
 
 The first line written is ``{"ready": true, "codec": VERSION}`` once the JVM is up.
@@ -21,7 +21,9 @@ configured to write to stdout, the JVM, stray prints) is sent to stderr so the
 protocol stream stays clean.
 
 ``time`` measures the peer codec as the peer uses it (JSON text through py4j into
-the JVM and back), median of ``repeat`` calls each, for same-run speed ratios.
+the JVM and back), median of ``repeat`` calls each, for same-run speed ratios;
+``bridge_us`` is the median of a trivial JVM call (the codec version), i.e. the
+py4j round-trip share included in both figures.
 """
 
 from __future__ import annotations
@@ -110,7 +112,17 @@ class Oracle:
             start = time.perf_counter_ns()
             self._encode(namespace, text)
             encode_ns.append(time.perf_counter_ns() - start)
-        return {"decode_us": _median_us(decode_ns), "encode_us": _median_us(encode_ns), "repeat": repeat}
+        bridge_ns: list[int] = []
+        for _ in range(repeat):
+            start = time.perf_counter_ns()
+            self.codec.get_version()
+            bridge_ns.append(time.perf_counter_ns() - start)
+        return {
+            "decode_us": _median_us(decode_ns),
+            "encode_us": _median_us(encode_ns),
+            "bridge_us": _median_us(bridge_ns),
+            "repeat": repeat,
+        }
 
 
 def _one_line(exc: BaseException) -> str:

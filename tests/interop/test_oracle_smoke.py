@@ -156,6 +156,7 @@ def test_time_reports_medians_for_one_message(iso15118_oracle: Iso15118Oracle) -
     assert timing["repeat"] == 5
     assert timing["decode_us"] > 0
     assert timing["encode_us"] > 0
+    assert timing["bridge_us"] > 0
     with pytest.raises(OracleError, match="repeat"):
         iso15118_oracle.time(entry["namespace"], bytes.fromhex(entry["hex"]), 0)
 
