@@ -437,7 +437,7 @@ class Compiler:
             decl = decls[name]
             out.append(FieldInfo(name, "element", self.element_py_type(decl), hi == UNBOUNDED or hi > 1, lo >= 1))
         if simple is not None:
-            out.append(FieldInfo("CONTENT", "content", self.py_type(simple, owner), False, True))
+            out.append(FieldInfo("value", "content", self.py_type(simple, owner), False, True))
         return out
 
     def flatten(self, p: Particle, lo_mult: int, hi_mult: int) -> Iterable[tuple[ElementDecl, int, int]]:
@@ -482,7 +482,7 @@ class Compiler:
         if kind == "CH":
             if ev[1] is None:
                 return (CH_UNTYPED, "", 0, target)
-            return (CH, "CONTENT", self.dtype(ev[1], owner), target)
+            return (CH, "value", self.dtype(ev[1], owner), target)
         if kind == "SEW":
             return (SE_WILDCARD, str(ev[1]), 0, target)
         decl: ElementDecl = ev[2]

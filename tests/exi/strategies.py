@@ -32,6 +32,9 @@ from v2gtool.exi.grammar import (
     TypeGrammar,
 )
 
+# xs:string values are XML character data (XML 1.0 production Char). Tab, LF and CR are left out
+# too: XML processors normalise them in attribute values, so XML-based peers cannot keep them.
+XML_CHARS = st.characters(exclude_categories=("Cs",), exclude_characters="\ufffe\uffff").filter(lambda c: c >= " ")
 MAX_EVENTS = 40  # per element, before the walk takes the shortest way out
 MAX_DEPTH = 12
 
@@ -50,7 +53,7 @@ def value_of(schema: SchemaGrammar, dt: DType) -> st.SearchStrategy[Any]:
     if kind == BINARY:
         return st.binary(min_size=lo or 0, max_size=max(lo or 0, min(hi if hi is not None else 64, 64)))
     if kind == STRING:
-        return st.text(st.characters(exclude_categories=("Cs",)), min_size=lo or 0,
+        return st.text(XML_CHARS, min_size=lo or 0,
                        max_size=max(lo or 0, min(hi if hi is not None else 40, 40)))
     if kind == LIST:
         return st.lists(value_of(schema, schema.dtypes[a]), min_size=lo or 0, max_size=min(hi or 5, 5)).map(tuple)

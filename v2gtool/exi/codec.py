@@ -8,6 +8,7 @@ table) and the header byte 0x80 (EXI 1.0 section 5: distinguishing bits, no opti
 from __future__ import annotations
 
 import enum
+import re
 from typing import Any
 
 from v2gtool.exi.bitstream import BitReader, BitWriter
@@ -37,6 +38,8 @@ from v2gtool.exi.grammar import (
 )
 
 EXI_HEADER = 0x80
+# xs:string values are XML character data (XML 1.0 production [2] Char).
+_NON_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 MAX_LENGTH = 1 << 20  # bound on announced string/binary/list lengths from untrusted input
 
 
@@ -401,6 +404,9 @@ class Encoder:
             if not isinstance(value, str):
                 raise EXIEncodeError(f"{path}: expected a string, got {type(value).__name__}")
             self._check_length(len(value), lo, hi, path, "characters")
+            bad = _NON_XML_CHAR.search(value)
+            if bad is not None:
+                raise EXIEncodeError(f"{path}: character U+{ord(bad.group()):04X} is not allowed in XML text")
             w.write_uint(len(value) + 2)
             for ch in value:
                 w.write_uint(ord(ch))

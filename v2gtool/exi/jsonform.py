@@ -4,7 +4,7 @@ One top-level key, the root element's name as in the schema (``{"DC_ChargeLoopRe
 element and attribute names exactly as in the XSD; binary values as hex strings (upper case on
 output, either case on input); enumerations by their schema names; repeated elements as lists;
 absent optional elements omitted; the value of an element with simple content and attributes
-under ``"CONTENT"``. This is also the JSON form of the EXIficient codec used by other stacks.
+under ``"value"``. This is also the JSON form of the EXIficient codec used by other stacks.
 """
 
 from __future__ import annotations

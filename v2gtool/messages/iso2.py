@@ -251,7 +251,7 @@ class ContractSignatureEncryptedPrivateKeyType:
     """Complex type ContractSignatureEncryptedPrivateKeyType."""
 
     Id: str
-    CONTENT: bytes
+    value: bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -396,7 +396,7 @@ class DiffieHellmanPublickeyType:
     """Complex type DiffieHellmanPublickeyType."""
 
     Id: str
-    CONTENT: bytes
+    value: bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -404,7 +404,7 @@ class EMAIDType:
     """Complex type EMAIDType."""
 
     Id: str
-    CONTENT: str
+    value: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

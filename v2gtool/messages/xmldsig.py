@@ -160,7 +160,7 @@ class SignatureValueType:
     """Complex type SignatureValueType."""
 
     Id: str | None = None
-    CONTENT: bytes
+    value: bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

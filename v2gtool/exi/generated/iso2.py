@@ -503,8 +503,8 @@ GRAMMARS = (
         (2, ((5, '##other', 0, 5), (4, '', 0, -1), (6, '', 0, 7),)),  # 7
     )),
     (xmldsig.SignatureValueType, (  # 60
-        (2, ((2, 'Id', 1, 1), (3, 'CONTENT', 0, 2),)),  # 0
-        (1, ((3, 'CONTENT', 0, 2),)),  # 1
+        (2, ((2, 'Id', 1, 1), (3, 'value', 0, 2),)),  # 0
+        (1, ((3, 'value', 0, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
     (xmldsig.SignedInfoType, (  # 61
@@ -620,7 +620,7 @@ GRAMMARS = (
     )),
     (iso2.ContractSignatureEncryptedPrivateKeyType, (  # 74
         (1, ((2, 'Id', 1, 1),)),  # 0
-        (1, ((3, 'CONTENT', 41, 2),)),  # 1
+        (1, ((3, 'value', 41, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
     (iso2.CostType, (  # 75
@@ -631,7 +631,7 @@ GRAMMARS = (
     )),
     (iso2.DiffieHellmanPublickeyType, (  # 76
         (1, ((2, 'Id', 1, 1),)),  # 0
-        (1, ((3, 'CONTENT', 42, 2),)),  # 1
+        (1, ((3, 'value', 42, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
     (iso2.MessageHeaderType, (  # 77
@@ -3105,7 +3105,7 @@ GRAMMARS = (
     )),
     (iso2.EMAIDType, (  # 96
         (1, ((2, 'Id', 1, 1),)),  # 0
-        (1, ((3, 'CONTENT', 40, 2),)),  # 1
+        (1, ((3, 'value', 40, 2),)),  # 1
         (1, ((4, '', 0, -1),)),  # 2
     )),
     (iso2.EVChargeParameterType, (  # 97

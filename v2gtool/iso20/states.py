@@ -1,0 +1,86 @@
+"""The ISO 15118-20 DC message sequence as one state table, shared by the SECC and the EVCC.
+
+Like h11's ``_state.py``: the role never changes the rules. A state names what the SECC waits for;
+:data:`TRANSITIONS` maps each state and request key (the request name, and for PowerDelivery its
+ChargeProgress) to the next state. The SECC answers a request that is not in the table for its state
+with FAILED_SequenceError (ISO 15118-20 [V2G20-...] "sequence error"); the EVCC may only send what the
+table allows, so both sides stay in step. SessionStop may end the session from any state after
+SessionSetup (ISO 15118-20 8.4.2, "SessionStopReq at any time").
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class State(enum.Enum):
+    """What the SECC waits for next."""
+
+    SUPPORTED_APP_PROTOCOL = "supportedAppProtocol"
+    SESSION_SETUP = "SessionSetup"
+    AUTHORIZATION_SETUP = "AuthorizationSetup"
+    AUTHORIZATION = "Authorization"
+    SERVICE_DISCOVERY = "ServiceDiscovery"
+    SERVICE_DETAIL_OR_SELECTION = "ServiceDetail/ServiceSelection"
+    CHARGE_PARAMETER_DISCOVERY = "DC_ChargeParameterDiscovery"
+    SCHEDULE_EXCHANGE = "ScheduleExchange"
+    CABLE_CHECK = "DC_CableCheck"
+    PRECHARGE = "DC_PreCharge"
+    POWER_DELIVERY = "PowerDelivery"
+    CHARGE_LOOP = "DC_ChargeLoop"
+    WELDING_DETECTION = "DC_WeldingDetection"
+    ENDED = "ended"
+
+
+S = State
+TRANSITIONS: dict[State, dict[str, State]] = {
+    S.SUPPORTED_APP_PROTOCOL: {"supportedAppProtocolReq": S.SESSION_SETUP},
+    S.SESSION_SETUP: {"SessionSetupReq": S.AUTHORIZATION_SETUP},
+    S.AUTHORIZATION_SETUP: {"AuthorizationSetupReq": S.AUTHORIZATION},
+    # Authorization and ScheduleExchange, cable check and precharge repeat while EVSEProcessing is
+    # Ongoing: the engines stay in the same state until the response says Finished.
+    S.AUTHORIZATION: {"AuthorizationReq": S.SERVICE_DISCOVERY},
+    S.SERVICE_DISCOVERY: {"ServiceDiscoveryReq": S.SERVICE_DETAIL_OR_SELECTION},
+    S.SERVICE_DETAIL_OR_SELECTION: {
+        "ServiceDetailReq": S.SERVICE_DETAIL_OR_SELECTION,
+        "ServiceSelectionReq": S.CHARGE_PARAMETER_DISCOVERY,
+    },
+    S.CHARGE_PARAMETER_DISCOVERY: {"DC_ChargeParameterDiscoveryReq": S.SCHEDULE_EXCHANGE},
+    S.SCHEDULE_EXCHANGE: {"ScheduleExchangeReq": S.CABLE_CHECK},
+    S.CABLE_CHECK: {"DC_CableCheckReq": S.PRECHARGE},
+    S.PRECHARGE: {"DC_PreChargeReq": S.PRECHARGE, "PowerDeliveryReq:Start": S.CHARGE_LOOP},
+    S.CHARGE_LOOP: {
+        "DC_ChargeLoopReq": S.CHARGE_LOOP,
+        "PowerDeliveryReq:Stop": S.WELDING_DETECTION,
+        "PowerDeliveryReq:Standby": S.POWER_DELIVERY,
+    },
+    S.POWER_DELIVERY: {"PowerDeliveryReq:Start": S.CHARGE_LOOP, "PowerDeliveryReq:Stop": S.WELDING_DETECTION},
+    S.WELDING_DETECTION: {"DC_WeldingDetectionReq": S.WELDING_DETECTION},
+    S.ENDED: {},
+}
+# Requests that keep the state while the responder reports EVSEProcessing=Ongoing.
+ONGOING_REQUESTS = frozenset({"AuthorizationReq", "ScheduleExchangeReq", "DC_CableCheckReq"})
+SESSION_STOP = "SessionStopReq"
+
+
+def request_key(name: str, charge_progress: str | None = None) -> str:
+    """The table key of a request: its name, plus ``:ChargeProgress`` for PowerDeliveryReq."""
+    return f"{name}:{charge_progress}" if name == "PowerDeliveryReq" and charge_progress else name
+
+
+def next_state(state: State, key: str, ongoing: bool = False) -> State | None:
+    """The state after a successful request, or None when the table does not allow it here."""
+    if key == SESSION_STOP:
+        return None if state in (S.SUPPORTED_APP_PROTOCOL, S.SESSION_SETUP, S.ENDED) else S.ENDED
+    target = TRANSITIONS[state].get(key)
+    if target is not None and ongoing and key in ONGOING_REQUESTS:
+        return state
+    return target
+
+
+def allowed(state: State) -> list[str]:
+    """The request keys the table allows in *state* (for error messages and the EVCC)."""
+    keys = list(TRANSITIONS[state])
+    if state not in (S.SUPPORTED_APP_PROTOCOL, S.SESSION_SETUP, S.ENDED):
+        keys.append(SESSION_STOP)
+    return keys
