@@ -87,6 +87,18 @@ def _power_up_and_charge(session: HwSession, current_a: float, seconds: float) -
     station.run(seconds)
 
 
+def _close_for_cable_check(session: HwSession, hold: float) -> None:
+    """Real hardware without a vehicle session: the rule-1 close (as for a cable check), supervised."""
+    station = session.station
+    verdict = station.request_close()
+    if not verdict.allowed:
+        raise InterlockRefused(f"contactors may not close: {verdict}")
+    station.wait_for(
+        lambda: station.interlock.phase is ContactorPhase.CLOSED or station.interlock.stuck is not None, 1.0
+    )
+    station.run(hold)
+
+
 def _prepare(session: HwSession, at_s: float, session_s: float, current_a: float) -> None:
     session.station.run(at_s)
     if session_s > 0:
@@ -209,8 +221,10 @@ def close(
     """Close K1/K2 through the full interlock sequence and hold them closed.
 
     With a power module, an IMD and a vehicle (sim): CP C/D -> close -> cable check -> precharge ->
-    energy transfer at --current for --hold seconds. The command fails with the rule that refused
-    or opened the contactors.
+    energy transfer at --current for --hold seconds. On real hardware without a vehicle session
+    only the close of interlock rule 1 (as for a cable check: CP C/D, no e-stop, no latch, output
+    below 60 V) is made, supervised for --hold seconds. The command fails with the rule that
+    refused or opened the contactors.
     """
     session = open_session(
         ctx,
@@ -223,7 +237,10 @@ def close(
     _prepare(session, at_s, session_s, current_a)
     station = session.station
     try:
-        _power_up_and_charge(session, current_a, hold)
+        if session.sim is not None:
+            _power_up_and_charge(session, current_a, hold)
+        else:
+            _close_for_cable_check(session, hold)
     finally:
         station.finish()
     _check_not_stuck(session)
