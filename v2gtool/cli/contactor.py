@@ -251,10 +251,14 @@ def close(
         )
     _stop_and_wait(session)
     _check_not_stuck(session)
+    session.render.record(
+        "contactor-close",
+        {"held_s": hold, "current_a": current_a if session.sim else None, "opened_by": "SESSION_STOP"},
+    )
     if not session.json:
+        carried = f"carried {current_a:g} A" if session.sim else "held"
         session.app.console.print(
-            f"closed, carried {current_a:g} A for {hold:g} s under the interlock, opened by session stop",
-            highlight=False,
+            f"closed, {carried} for {hold:g} s under the interlock, opened by session stop", highlight=False
         )
 
 
