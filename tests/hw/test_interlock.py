@@ -9,18 +9,16 @@ import pytest
 
 from v2gtool.hw.backends import SimSetup
 from v2gtool.hw.cp import CpState
-from v2gtool.hw.errors import InterlockRefused, IsolationFaultError
+from v2gtool.hw.errors import InterlockRefusedError, IsolationFaultError
 from v2gtool.hw.events import (
     ContactorsOpened,
     ContactorsOpening,
     ContactorStuck,
     CpStateChanged,
+    InterlockRefused,
     InterlockTripped,
     IsolationFault,
     StopActionRun,
-)
-from v2gtool.hw.events import (
-    InterlockRefused as RefusedEvent,
 )
 from v2gtool.hw.interfaces import Pole
 from v2gtool.hw.interlock import Condition, ContactorPhase, InterlockConfig
@@ -75,7 +73,7 @@ def test_close_is_refused_outside_c_and_d(state: str) -> None:
     assert names(setup.station.events) == ["CpStateChanged", "InterlockRefused"]
     refused = setup.station.events[1]
     assert (
-        isinstance(refused, RefusedEvent)
+        isinstance(refused, InterlockRefused)
         and refused.condition == "CP_NOT_C_OR_D"
         and refused.request == "close"
     )
@@ -132,7 +130,7 @@ def test_current_is_held_at_cable_check_limit_until_transfer_is_enabled() -> Non
 def test_energy_transfer_is_refused_on_precharge_mismatch() -> None:
     setup = make_station()
     station = setup.station
-    with pytest.raises(InterlockRefused, match="PRECHARGE_MISMATCH"):
+    with pytest.raises(InterlockRefusedError, match="PRECHARGE_MISMATCH"):
         # The vehicle reports 60 V more than the output was precharged to.
         class LyingVehicle:
             def battery_voltage(self) -> float:

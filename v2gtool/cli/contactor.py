@@ -13,9 +13,8 @@ import click
 from rich.table import Table
 
 from v2gtool.cli.hw_common import HwSession, hw_options, open_session
-from v2gtool.hw.errors import ContactorStuckError, InterlockRefused, InterlockTripped
-from v2gtool.hw.events import ContactorsOpened, ContactorsOpening
-from v2gtool.hw.events import InterlockTripped as TrippedEvent
+from v2gtool.hw.errors import ContactorStuckError, InterlockRefusedError, InterlockTrippedError
+from v2gtool.hw.events import ContactorsOpened, ContactorsOpening, InterlockTripped
 from v2gtool.hw.interlock import ContactorPhase
 from v2gtool.hw.isolation import Edition
 from v2gtool.hw.sequence import power_up
@@ -78,7 +77,7 @@ def _power_up_and_charge(session: HwSession, current_a: float, seconds: float) -
     """Close -> cable check -> precharge -> energy transfer, then carry *current_a* for *seconds*."""
     station = session.station
     if session.sim is None:
-        raise InterlockRefused(
+        raise InterlockRefusedError(
             f"energy transfer on {station.hw.backend} needs a vehicle session (ISO 15118-20 cable check and "
             "precharge): CABLE_CHECK_NOT_PASSED"
         )
@@ -92,7 +91,7 @@ def _close_for_cable_check(session: HwSession, hold: float) -> None:
     station = session.station
     verdict = station.request_close()
     if not verdict.allowed:
-        raise InterlockRefused(f"contactors may not close: {verdict}")
+        raise InterlockRefusedError(f"contactors may not close: {verdict}")
     station.wait_for(
         lambda: station.interlock.phase is ContactorPhase.CLOSED or station.interlock.stuck is not None, 1.0
     )
@@ -246,7 +245,7 @@ def close(
     _check_not_stuck(session)
     if station.interlock.phase is not ContactorPhase.CLOSED:
         condition = station.interlock.trip_condition
-        raise InterlockTripped(
+        raise InterlockTrippedError(
             f"contactors opened during the hold: {condition.name if condition else 'unknown'}"
         )
     _stop_and_wait(session)
@@ -285,7 +284,7 @@ def open_(
     _stop_and_wait(session)
     _check_not_stuck(session)
     events = station.events[started:]
-    tripped = next((e for e in events if isinstance(e, TrippedEvent)), None)
+    tripped = next((e for e in events if isinstance(e, InterlockTripped)), None)
     opening = next((e for e in events if isinstance(e, ContactorsOpening)), None)
     opened = next((e for e in events if isinstance(e, ContactorsOpened)), None)
     record: dict[str, Any] = {"opened": station.interlock.phase is ContactorPhase.OPEN}
