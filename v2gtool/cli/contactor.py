@@ -13,9 +13,8 @@ import click
 from rich.table import Table
 
 from v2gtool.cli.hw_common import HwSession, hw_options, open_session
-from v2gtool.hw.errors import ContactorStuckError, InterlockRefused, InterlockTripped
-from v2gtool.hw.events import ContactorsOpened, ContactorsOpening
-from v2gtool.hw.events import InterlockTripped as TrippedEvent
+from v2gtool.hw.errors import ContactorStuckError, InterlockRefusedError, InterlockTrippedError
+from v2gtool.hw.events import ContactorsOpened, ContactorsOpening, InterlockTripped
 from v2gtool.hw.interlock import ContactorPhase
 from v2gtool.hw.isolation import Edition
 from v2gtool.hw.sequence import power_up
@@ -78,13 +77,25 @@ def _power_up_and_charge(session: HwSession, current_a: float, seconds: float) -
     """Close -> cable check -> precharge -> energy transfer, then carry *current_a* for *seconds*."""
     station = session.station
     if session.sim is None:
-        raise InterlockRefused(
+        raise InterlockRefusedError(
             f"energy transfer on {station.hw.backend} needs a vehicle session (ISO 15118-20 cable check and "
             "precharge): CABLE_CHECK_NOT_PASSED"
         )
     power_up(station, session.sim.vehicle, session.rated_voltage_v)
     station.request_current(current_a)
     station.run(seconds)
+
+
+def _close_for_cable_check(session: HwSession, hold: float) -> None:
+    """Real hardware without a vehicle session: the rule-1 close (as for a cable check), supervised."""
+    station = session.station
+    verdict = station.request_close()
+    if not verdict.allowed:
+        raise InterlockRefusedError(f"contactors may not close: {verdict}")
+    station.wait_for(
+        lambda: station.interlock.phase is ContactorPhase.CLOSED or station.interlock.stuck is not None, 1.0
+    )
+    station.run(hold)
 
 
 def _prepare(session: HwSession, at_s: float, session_s: float, current_a: float) -> None:
@@ -209,8 +220,10 @@ def close(
     """Close K1/K2 through the full interlock sequence and hold them closed.
 
     With a power module, an IMD and a vehicle (sim): CP C/D -> close -> cable check -> precharge ->
-    energy transfer at --current for --hold seconds. The command fails with the rule that refused
-    or opened the contactors.
+    energy transfer at --current for --hold seconds. On real hardware without a vehicle session
+    only the close of interlock rule 1 (as for a cable check: CP C/D, no e-stop, no latch, output
+    below 60 V) is made, supervised for --hold seconds. The command fails with the rule that
+    refused or opened the contactors.
     """
     session = open_session(
         ctx,
@@ -223,21 +236,28 @@ def close(
     _prepare(session, at_s, session_s, current_a)
     station = session.station
     try:
-        _power_up_and_charge(session, current_a, hold)
+        if session.sim is not None:
+            _power_up_and_charge(session, current_a, hold)
+        else:
+            _close_for_cable_check(session, hold)
     finally:
         station.finish()
     _check_not_stuck(session)
     if station.interlock.phase is not ContactorPhase.CLOSED:
         condition = station.interlock.trip_condition
-        raise InterlockTripped(
+        raise InterlockTrippedError(
             f"contactors opened during the hold: {condition.name if condition else 'unknown'}"
         )
     _stop_and_wait(session)
     _check_not_stuck(session)
+    session.render.record(
+        "contactor-close",
+        {"held_s": hold, "current_a": current_a if session.sim else None, "opened_by": "SESSION_STOP"},
+    )
     if not session.json:
+        carried = f"carried {current_a:g} A" if session.sim else "held"
         session.app.console.print(
-            f"closed, carried {current_a:g} A for {hold:g} s under the interlock, opened by session stop",
-            highlight=False,
+            f"closed, {carried} for {hold:g} s under the interlock, opened by session stop", highlight=False
         )
 
 
@@ -264,7 +284,7 @@ def open_(
     _stop_and_wait(session)
     _check_not_stuck(session)
     events = station.events[started:]
-    tripped = next((e for e in events if isinstance(e, TrippedEvent)), None)
+    tripped = next((e for e in events if isinstance(e, InterlockTripped)), None)
     opening = next((e for e in events if isinstance(e, ContactorsOpening)), None)
     opened = next((e for e in events if isinstance(e, ContactorsOpened)), None)
     record: dict[str, Any] = {"opened": station.interlock.phase is ContactorPhase.OPEN}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from v2gtool.config import Config
 from v2gtool.errors import ConfigError
+from v2gtool.hw.gpiod import gpiod_hardware
 from v2gtool.hw.interfaces import Hardware
 from v2gtool.hw.interlock import Interlock, InterlockConfig
 from v2gtool.hw.realtime import MonotonicClock
@@ -55,7 +56,7 @@ def sim_station(
 
 
 #: The backends a command can select; ``sim`` is the default.
-BACKENDS = ("sim", "serial")
+BACKENDS = ("sim", "serial", "gpiod")
 
 
 def open_hardware(backend: str, config: Config) -> Hardware:
@@ -72,4 +73,6 @@ def open_hardware(backend: str, config: Config) -> Hardware:
             ) from None
         link = BoardLink(str(port), baudrate)
         return Hardware(backend="serial", clock=MonotonicClock(), control_pilot=SerialControlPilot(link))
+    if backend == "gpiod":
+        return gpiod_hardware(config, MonotonicClock())
     raise ConfigError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from v2gtool.hw.errors import ContactorStuckError, HardwareError, InterlockRefused, InterlockTripped
+from v2gtool.hw.errors import ContactorStuckError, HardwareError, InterlockRefusedError, InterlockTrippedError
 from v2gtool.hw.interlock import ContactorPhase
 from v2gtool.hw.isolation import SAFE_OUTPUT_V, IsolationProfile, IsolationResult, cable_check_voltage
 from v2gtool.hw.station import Station
@@ -88,7 +88,7 @@ class _Tracer:
             )
         if self.phase is not CablePhase.CLOSE and self.station.interlock.phase is not ContactorPhase.CLOSED:
             condition = self.station.interlock.trip_condition
-            raise InterlockTripped(
+            raise InterlockTrippedError(
                 f"cable check aborted in {self.phase.value}: {condition.name if condition else 'opened'}"
             )
         return False
@@ -107,7 +107,7 @@ class _Tracer:
 def run_cable_check(station: Station, settings: CableCheckSettings) -> CableCheckReport:
     """Run the cable check on *station* and report the verdict to its interlock.
 
-    Raises :class:`InterlockRefused` when the contactors may not close, :class:`InterlockTripped`
+    Raises :class:`InterlockRefusedError` when the contactors may not close, :class:`InterlockTrippedError`
     when a rule opens them during the check, :class:`ContactorStuckError` on a stuck contactor. On
     success the contactors stay closed for precharge; the report holds the verdict and the trace.
     """
@@ -123,7 +123,7 @@ def run_cable_check(station: Station, settings: CableCheckSettings) -> CableChec
     try:
         verdict = station.request_close()
         if not verdict.allowed:
-            raise InterlockRefused(f"contactors may not close: {verdict}")
+            raise InterlockRefusedError(f"contactors may not close: {verdict}")
         closed = station.wait_for(
             lambda: trace() or station.interlock.phase is ContactorPhase.CLOSED, timeout=1.0
         )

@@ -23,7 +23,7 @@ class ScenarioError(V2GToolError):
     exit_code = 2
 
 
-class InterlockRefused(V2GToolError):
+class InterlockRefusedError(V2GToolError):
     """The interlock refused a command; the message names the blocking condition."""
 
     exit_code = 3
@@ -35,7 +35,7 @@ class ContactorStuckError(V2GToolError):
     exit_code = 4
 
 
-class InterlockTripped(V2GToolError):
+class InterlockTrippedError(V2GToolError):
     """The interlock opened the contactors during the run (CP, isolation, emergency stop)."""
 
     exit_code = 5

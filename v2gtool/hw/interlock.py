@@ -201,6 +201,35 @@ class Interlock:
 
     def blocking_close(self, link_v: float) -> Verdict:
         """The first rule that would refuse :meth:`request_close` now, or :data:`ALLOWED`."""
+        blocked = self._safety_block()
+        if blocked is not None:
+            return blocked
+        if self.phase is not ContactorPhase.OPEN:
+            return Verdict(False, Condition.CONTACTORS_BUSY, self.phase.value)
+        if link_v >= SAFE_OUTPUT_V:
+            return Verdict(False, Condition.OUTPUT_LIVE, f"link at {link_v:.1f} V")
+        return ALLOWED
+
+    def blocking_energy_transfer(self, link_v: float, battery_v: float) -> Verdict:
+        """The first rule that would refuse :meth:`request_energy_transfer` now, or :data:`ALLOWED`."""
+        blocked = self._safety_block()
+        if blocked is not None:
+            return blocked
+        if self.phase is not ContactorPhase.CLOSED:
+            return Verdict(False, Condition.CONTACTORS_NOT_CLOSED, self.phase.value)
+        if not self.cable_check_passed:
+            return Verdict(False, Condition.CABLE_CHECK_NOT_PASSED)
+        if abs(link_v - battery_v) > self.config.precharge_tolerance_v:
+            return Verdict(
+                False,
+                Condition.PRECHARGE_MISMATCH,
+                f"link {link_v:.1f} V vs battery {battery_v:.1f} V, "
+                f"tolerance {self.config.precharge_tolerance_v:.0f} V",
+            )
+        return ALLOWED
+
+    def _safety_block(self) -> Verdict | None:
+        """The rules common to closing and to energy transfer."""
         if self.stuck is not None:
             return Verdict(
                 False, Condition.CONTACTOR_STUCK, f"{self.stuck.pole.name} ({self.stuck.pole.value})"
@@ -212,11 +241,7 @@ class Interlock:
             return Verdict(False, Condition.CP_NOT_C_OR_D, f"CP is {shown}")
         if self.isolation_fault:
             return Verdict(False, Condition.ISOLATION_FAULT)
-        if self.phase is not ContactorPhase.OPEN:
-            return Verdict(False, Condition.CONTACTORS_BUSY, self.phase.value)
-        if link_v >= SAFE_OUTPUT_V:
-            return Verdict(False, Condition.OUTPUT_LIVE, f"link at {link_v:.1f} V")
-        return ALLOWED
+        return None
 
     # -- requests ----------------------------------------------------------------------------------
 
@@ -234,26 +259,7 @@ class Interlock:
     def request_energy_transfer(self, now: float, battery_v: float) -> Verdict:
         """Allow current beyond the cable-check limit (rule 2); *battery_v* as the vehicle reports it."""
         link_v = self._measurement.link_v if self._measurement else 0.0
-        verdict = ALLOWED
-        if self.stuck is not None:
-            verdict = Verdict(False, Condition.CONTACTOR_STUCK, self.stuck.pole.name)
-        elif self.emergency_stop:
-            verdict = Verdict(False, Condition.EMERGENCY_STOP)
-        elif self.cp_state is None or not self.cp_state.energy_transfer_allowed:
-            verdict = Verdict(False, Condition.CP_NOT_C_OR_D)
-        elif self.phase is not ContactorPhase.CLOSED:
-            verdict = Verdict(False, Condition.CONTACTORS_NOT_CLOSED, self.phase.value)
-        elif self.isolation_fault:
-            verdict = Verdict(False, Condition.ISOLATION_FAULT)
-        elif not self.cable_check_passed:
-            verdict = Verdict(False, Condition.CABLE_CHECK_NOT_PASSED)
-        elif abs(link_v - battery_v) > self.config.precharge_tolerance_v:
-            verdict = Verdict(
-                False,
-                Condition.PRECHARGE_MISMATCH,
-                f"link {link_v:.1f} V vs battery {battery_v:.1f} V, "
-                f"tolerance {self.config.precharge_tolerance_v:.0f} V",
-            )
+        verdict = self.blocking_energy_transfer(link_v, battery_v)
         if not verdict.allowed:
             return self._refuse(now, "energy transfer", verdict)
         self.energy_transfer = True
@@ -344,7 +350,7 @@ class Interlock:
             if all(feedback.values()):
                 self._events.append(ContactorsClosed(t=now, duration_s=now - self._phase_since))
                 self._enter(now, ContactorPhase.CLOSED)
-            elif now >= self.next_deadline_or_inf:
+            elif now >= self._deadline:
                 self._latch_stuck(now, commanded_closed=True)
         elif self.phase is ContactorPhase.RAMPING_DOWN:
             near_zero = abs(measurement.current_a) <= config.zero_current_a
@@ -359,7 +365,7 @@ class Interlock:
             if not any(feedback.values()):
                 self._enter(now, ContactorPhase.OPEN)
                 self._events.append(ContactorsOpened(t=now, since_trip_s=now - self._trip_at))
-            elif now >= self.next_deadline_or_inf:
+            elif now >= self._deadline:
                 self._latch_stuck(now, commanded_closed=False)
         elif self.phase is ContactorPhase.CLOSED and not all(feedback.values()) and self.stuck is None:
             self._latch_stuck(now, commanded_closed=True)
@@ -369,7 +375,7 @@ class Interlock:
     # -- internals -----------------------------------------------------------------------------------
 
     @property
-    def next_deadline_or_inf(self) -> float:
+    def _deadline(self) -> float:
         deadline = self.next_deadline
         return math.inf if deadline is None else deadline
 

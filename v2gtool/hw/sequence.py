@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from v2gtool.hw.cablecheck import CableCheckReport, CableCheckSettings, run_cable_check
-from v2gtool.hw.errors import HardwareError, InterlockRefused, IsolationFaultError
+from v2gtool.hw.errors import HardwareError, InterlockRefusedError, IsolationFaultError
 from v2gtool.hw.isolation import IsolationVerdict
 from v2gtool.hw.station import Station
 
@@ -60,7 +60,7 @@ def power_up(
     if not station.wait_for(
         lambda: station.cp_state is not None and station.cp_state.energy_transfer_allowed, cp_timeout_s
     ):
-        raise InterlockRefused(
+        raise InterlockRefusedError(
             f"contactors may not close: {interlock.blocking_close(station.measurement.link_v)}"
         )
     settings = cable_check or CableCheckSettings(vehicle.max_voltage(), evse_max_voltage_v)
@@ -88,5 +88,5 @@ def power_up(
     vehicle.precharge_done()
     verdict = station.request_energy_transfer(vehicle.battery_voltage())
     if not verdict.allowed:
-        raise InterlockRefused(f"energy transfer refused: {verdict}")
+        raise InterlockRefusedError(f"energy transfer refused: {verdict}")
     return PowerUpReport(report, station.clock.now() - started)

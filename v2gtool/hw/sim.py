@@ -16,7 +16,8 @@ on simulated time. The model, per part:
   (fault ``imd_self_test`` makes it fail).
 * **Power module**: bidirectional, voltage control (slew-limited, current-limited) or current
   control (slew-limited); when off it actively discharges its output capacitor.
-* **DC link / cable**: the module's output capacitor (EVSE side of K1/K2) and the cable side, which
+* **DC link / cable**: the module's output capacitance (EVSE side of K1/K2), charged at
+  ``dV/dt = I_limit / C`` for precharge and the cable check, and the cable side, which
   follows the link while K1 and K2 are closed, the battery while the EV contactor is closed, and
   otherwise bleeds down.
 * **Battery**: SoC, open-circuit voltage linear in SoC, internal resistance.
@@ -90,6 +91,7 @@ class SimParameters:
     evse_max_current_a: float = 300.0
     voltage_slew_v_per_s: float = 500.0
     current_slew_a_per_s: float = 5000.0
+    link_capacitance_f: float = 0.005
     link_bleed_tau_s: float = 2.0
     active_discharge_v_per_s: float = 500.0
     cable_bleed_tau_s: float = 0.3
@@ -268,7 +270,9 @@ class SimPlant:
             # An open path carries no current: the module can only (dis)charge its output capacitor.
             self.current_a = 0.0
             if self._mode is _PowerMode.VOLTAGE:
-                self.link_v = self._slew(self.link_v, self._target, p.voltage_slew_v_per_s, dt)
+                # Precharging the output capacitance: dV/dt = I / C, within the module's slew rate.
+                rate = min(p.voltage_slew_v_per_s, self._current_limit / p.link_capacitance_f)
+                self.link_v = self._slew(self.link_v, self._target, rate, dt)
             elif self._mode is _PowerMode.OFF:
                 self.link_v = self._slew(self.link_v, 0.0, p.active_discharge_v_per_s, dt)
             else:

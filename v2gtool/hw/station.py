@@ -314,9 +314,11 @@ class Station:
             module.off()
             self._applied_current = 0.0
         elif self._setpoint is _Setpoint.VOLTAGE:
-            module.regulate_voltage(
-                self._setpoint_value, min(limit, self.interlock.config.cable_check_current_a)
-            )
+            # Cable check, precharge and weld check all run at the cable-check limit; while the
+            # contactors switch, nothing may flow.
+            switching = self.interlock.phase not in (ContactorPhase.OPEN, ContactorPhase.CLOSED)
+            cable_check_a = self.interlock.config.cable_check_current_a
+            module.regulate_voltage(self._setpoint_value, 0.0 if switching else cable_check_a)
         else:
             amps = apply_limit(apply_limit(self._setpoint_value, limit), self._derating_limit)
             if amps < 0 and not self._discharge_allowed(now):

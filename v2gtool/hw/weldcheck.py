@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from v2gtool.hw.errors import InterlockRefused
+from v2gtool.hw.errors import InterlockRefusedError
 from v2gtool.hw.interfaces import Pole
 from v2gtool.hw.interlock import Condition, ContactorPhase
 from v2gtool.hw.isolation import SAFE_OUTPUT_V
@@ -54,7 +54,7 @@ def run_weld_check(
     station.step()
     phase = station.interlock.phase
     if phase is not ContactorPhase.OPEN:
-        raise InterlockRefused(
+        raise InterlockRefusedError(
             f"weld check needs the contactors commanded open: {Condition.CONTACTORS_BUSY.name}"
         )
     station.run(settle_s)
