@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install v2gtool and its test tools into ./.venv.
-#   tools/install.sh           the project (editable) + pytest, hypothesis, mypy, ruff
+#   tools/install.sh           the project (editable, with the gpiod backend) + pytest, hypothesis, mypy, ruff
 #   tools/install.sh --peers   also (as root) the system packages and the independent peers the
 #                              interop tests run: tshark, a Java runtime, open-plc-utils, and the
 #                              PyPI `iso15118` stack in ./.venv-peers (kept apart from our runtime deps)
@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test,gpio]'
 if [ "${1:-}" = "--peers" ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q >/dev/null

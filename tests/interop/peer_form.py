@@ -30,10 +30,7 @@ def _walk(schema: SchemaGrammar, grammar: TypeGrammar, body: dict[str, Any], to_
             converted = [_walk(schema, schema.types[spec.arg], v, to_peer) for v in items]
         else:
             dt = schema.dtypes[spec.arg]
-            if dt[0] == BINARY and dt[2]:
-                converted = [_b64(v, to_peer) for v in items]
-            else:
-                converted = items
+            converted = [_b64(v, to_peer) for v in items] if dt[0] == BINARY and dt[2] else items
         out[key] = converted if isinstance(value, list) else converted[0]
     return out
 
