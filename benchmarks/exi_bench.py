@@ -133,7 +133,7 @@ def main() -> int:
         print(json.dumps({"v2gtool": mine, "iso15118": theirs}))
         return 0
     header = f"{'message':38} {'bytes':>5} {'dec µs':>8} {'enc µs':>8} {'peer dec µs':>12} {'peer enc µs':>12}"
-    print(header + f" {'dec ×':>7} {'enc ×':>7}")
+    print(header + f" {'dec x':>7} {'enc x':>7}")
     for label, m in mine.items():
         row = f"{label:38} {m['bytes']:>5} {m['decode_us']:>8.2f} {m['encode_us']:>8.2f}"
         if theirs and label in theirs:
