@@ -19,6 +19,9 @@ from v2gtool.errors import V2GToolError
 # `v2gtool --help` and pipelines stay fast. A command is listed here only once it works.
 SUBCOMMANDS: dict[str, str] = {
     "v2g-message-handler": "v2gtool.cli.message_handler:message_handler",
+    "completion": "v2gtool.cli.completion:completion",
+    "deploy-files": "v2gtool.cli.deploy_files:deploy_files",
+    "doctor": "v2gtool.cli.doctor:doctor",
 }
 
 
