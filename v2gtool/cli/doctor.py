@@ -21,7 +21,7 @@ _STYLE = {Status.OK: "green", Status.WARN: "yellow", Status.FAIL: "bold red", St
 
 
 @click.command("doctor")
-@click.option("--skip", "skip", multiple=True, type=click.Choice(CHECK_NAMES),
+@click.option("--skip", "skip", multiple=True, type=click.Choice(CHECK_NAMES), metavar="CHECK",
               help="Skip a check (repeatable).")
 @click.option("--interface", help="PLC interface [default: [slac] iface, else eth0].")
 @click.option("--certs-dir", type=click.Path(file_okay=False, path_type=Path),
