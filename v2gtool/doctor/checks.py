@@ -88,13 +88,13 @@ def _qcaspi_options(env: Environment) -> tuple[dict[str, str], list[str]]:
 def check_plc_interface(env: Environment, settings: Settings) -> Finding:
     """The PLC interface exists, is up, and has the IPv6 link-local address SDP and TCP run on."""
     name = settings.plc_interface
-    base = env.path(f"/sys/class/net/{name}")
-    if not base.is_dir():
+    sys_dir = f"/sys/class/net/{name}"
+    if not env.path(sys_dir).is_dir():
         present = sorted(p.name for p in env.path("/sys/class/net").glob("*"))
         return Finding("plc-interface", Status.FAIL, f"interface {name} does not exist",
                        f"set [slac] iface (or --interface) to the PLC interface; present: {', '.join(present)}")
-    flags = int((env.read(base / "flags") or "0").strip() or "0", 16)
-    operstate = (env.read(base / "operstate") or "unknown").strip()
+    flags = int((env.read(f"{sys_dir}/flags") or "0").strip() or "0", 16)
+    operstate = (env.read(f"{sys_dir}/operstate") or "unknown").strip()
     if not flags & 0x1:  # IFF_UP
         return Finding("plc-interface", Status.FAIL, f"{name} is down (administratively)", f"ip link set {name} up")
     if operstate not in ("up", "unknown"):  # many PLC drivers report "unknown" while working
