@@ -15,7 +15,7 @@ from pathlib import Path
 
 from v2gtool.doctor.environment import Environment
 from v2gtool.doctor.findings import Finding, Status
-from v2gtool.doctor.firewall import analyse_ruleset
+from v2gtool.doctor.firewall import RulesetError, analyse_ruleset
 
 SDP_UDP_PORT = 15118  # ISO 15118-2/-20 SDP server port (V2G_UDP_SDP_SERVER)
 CAP_NET_RAW = 13  # linux/capability.h
@@ -192,7 +192,10 @@ def check_firewall(env: Environment, settings: Settings) -> Finding:
     if result.returncode != 0:
         return Finding("firewall", Status.WARN, "nft list ruleset failed: " + result.stderr.strip()[:120],
                        "run doctor as root to inspect the firewall")
-    verdict = analyse_ruleset(result.stdout, settings.plc_interface)
+    try:
+        verdict = analyse_ruleset(result.stdout, settings.plc_interface)
+    except RulesetError as exc:
+        return Finding("firewall", Status.WARN, str(exc), "check the nft installation (nft --json list ruleset)")
     wanted = {("udp", SDP_UDP_PORT), ("tcp", settings.secc_tcp_port)}
     iface = settings.plc_interface
     if not verdict.filtered:

@@ -65,10 +65,10 @@ def analyse_ruleset(text: str, interface: str) -> Verdict:
             continue
         opened: set[PortKey] = set()
         accepts_all: list[str] = []
-        dropped = _walk(key, rules, interface, opened, accepts_all, 0)
-        if dropped is None:
-            dropped = chain.get("policy") == "drop"
-        if dropped:
+        ended = _walk(key, rules, interface, opened, accepts_all, 0)
+        # A drop policy filters the interface even when a rule before it accepts everything: that
+        # rule is then the finding.
+        if ended is True or chain.get("policy") == "drop":
             verdict.filtered = True
             verdict.open_ports |= opened
             if accepts_all and verdict.accepts_all is None:
