@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
 from tests.tools.conftest import REPO
-from v2gtool.cli.completion import FILE_NAMES, SHELLS
+from v2gtool.cli.completion import FILE_NAMES, SHELLS, complete_interfaces
 from v2gtool.cli.main import cli
 
 
@@ -45,6 +47,8 @@ def test_bash_completes_subcommands_and_options(path_env: dict[str, str]) -> Non
         'echo "opt:${COMPREPLY[*]}"\n'
         "COMP_WORDS=(v2gtool doctor --skip fi); COMP_CWORD=3; COMPREPLY=(); _v2gtool_completion v2gtool\n"
         'echo "choice:${COMPREPLY[*]}"\n'
+        "COMP_WORDS=(v2gtool doctor --interface l); COMP_CWORD=3; COMPREPLY=(); _v2gtool_completion v2gtool\n"
+        'echo "iface:${COMPREPLY[*]}"\n'
     )
     result = subprocess.run([bash, "--norc", "--noprofile", "-c", probe], capture_output=True, text=True,
                             env=path_env, timeout=60)
@@ -53,6 +57,16 @@ def test_bash_completes_subcommands_and_options(path_env: dict[str, str]) -> Non
     assert "sub:decode" in result.stdout
     assert "opt:--skip" in result.stdout
     assert "choice:firewall" in result.stdout
+    assert "iface:lo" in result.stdout.split()  # from this machine's /sys/class/net
+
+
+def test_interface_completion_lists_interfaces_with_their_state(tmp_path: Path) -> None:
+    for name, state in (("eth0", "up"), ("eth1", "down"), ("lo", "unknown")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "operstate").write_text(state + "\n")
+    ctx = click.Context(cli)
+    items = complete_interfaces(ctx, click.Option(["--interface"]), "eth", sys_class_net=tmp_path)
+    assert [(i.value, i.help) for i in items] == [("eth0", "up"), ("eth1", "down")]
 
 
 def test_zsh_registers_the_completion_function(path_env: dict[str, str]) -> None:

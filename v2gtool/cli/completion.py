@@ -11,19 +11,32 @@ module is imported). ``completions/`` in the repository holds the same text, reg
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
-from click.shell_completion import get_completion_class
+from click.shell_completion import CompletionItem, get_completion_class
 
 PROG_NAME = "v2gtool"
 COMPLETE_VAR = "_V2GTOOL_COMPLETE"
 SHELLS = ("bash", "zsh", "fish")
-# Where each shell looks for a completion file of its own (the name is part of the contract).
-INSTALL_PATHS = {
-    "bash": "/usr/share/bash-completion/completions/v2gtool",
-    "zsh": "/usr/share/zsh/vendor-completions/_v2gtool",
-    "fish": "/usr/share/fish/vendor_completions.d/v2gtool.fish",
-}
+# The file name each shell's completion loader looks for (bash-completion, zsh fpath, fish).
 FILE_NAMES = {"bash": "v2gtool.bash", "zsh": "_v2gtool", "fish": "v2gtool.fish"}
+
+
+def complete_interfaces(ctx: click.Context, param: click.Parameter, incomplete: str,
+                        sys_class_net: Path = Path("/sys/class/net")) -> list[CompletionItem]:
+    """``shell_complete`` for options naming a network interface (the PLC modem's): this machine's
+    interfaces, with their operational state as the description."""
+    if not sys_class_net.is_dir():
+        return []
+    items = []
+    for path in sorted(p for p in sys_class_net.iterdir() if p.name.startswith(incomplete)):
+        try:
+            state = (path / "operstate").read_text().strip()
+        except OSError:
+            state = ""
+        items.append(CompletionItem(path.name, help=state or None))
+    return items
 
 
 def completion_script(shell: str) -> str:

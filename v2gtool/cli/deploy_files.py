@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from v2gtool import deploy
+from v2gtool.cli.completion import complete_interfaces
 from v2gtool.cli.context import app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
 from v2gtool.errors import ConfigError, V2GToolError
@@ -34,7 +35,8 @@ def _installed_executable() -> Path:
 @click.option("--print", "print_name", metavar="NAME", help="Print one file (e.g. evse-v2g.service) instead.")
 @click.option("--exec", "executable", type=click.Path(dir_okay=False, path_type=Path),
               help="Absolute path of v2gtool for ExecStart and AppArmor [default: the running one].")
-@click.option("--interface", help="PLC interface [default: [slac] iface, else eth0].")
+@click.option("--interface", shell_complete=complete_interfaces,
+              help="PLC interface [default: [slac] iface, else eth0].")
 @click.option("--tcp-port", type=click.IntRange(deploy.DYNAMIC_PORTS.start, deploy.DYNAMIC_PORTS.stop - 1),
               help="TCP port the SECC announces in SDP [default: [sdp] tcp_port, else 49152].")
 @click.option("--force", is_flag=True, help="Overwrite files that exist below ROOT.")

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from v2gtool.cli.completion import complete_interfaces
 from v2gtool.cli.context import app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
 from v2gtool.deploy import DEFAULT_PLC_INTERFACE, DEFAULT_SECC_TCP_PORT
@@ -23,7 +24,8 @@ _STYLE = {Status.OK: "green", Status.WARN: "yellow", Status.FAIL: "bold red", St
 @click.command("doctor")
 @click.option("--skip", "skip", multiple=True, type=click.Choice(CHECK_NAMES), metavar="CHECK",
               help="Skip a check (repeatable).")
-@click.option("--interface", help="PLC interface [default: [slac] iface, else eth0].")
+@click.option("--interface", shell_complete=complete_interfaces,
+              help="PLC interface [default: [slac] iface, else eth0].")
 @click.option("--certs-dir", type=click.Path(file_okay=False, path_type=Path),
               help=f"Certificates and keys [default: [pki] certs_dir, else {DEFAULT_CERTS_DIR}].")
 @click.option("--trust-dir", type=click.Path(file_okay=False, path_type=Path),
