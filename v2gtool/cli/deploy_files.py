@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+from rich.table import Table
 
 from v2gtool import deploy
 from v2gtool.cli.completion import complete_interfaces
@@ -65,11 +66,16 @@ def deploy_files(ctx: click.Context, root: Path | None, print_name: str | None, 
     if port not in deploy.DYNAMIC_PORTS:
         raise ConfigError(f"[sdp] tcp_port {port} is not a Dynamic Port (49152-65535)")
     if print_name is None and root is None:
+        table = Table(header_style="bold")
+        table.add_column("file", no_wrap=True)
+        table.add_column("installed as", no_wrap=True)
+        table.add_column("purpose")
         for item in deploy.FILES:
             if as_json:
                 emit_json({"name": item.name, "target": "/" + item.target, "purpose": item.purpose})
-            else:
-                app.console.print(f"[bold]{item.name:18}[/bold] /{item.target:40} {item.purpose}", highlight=False)
+            table.add_row(item.name, "/" + item.target, item.purpose)
+        if not as_json:
+            app.console.print(table)
         return
     values = deploy.Placeholders(
         executable=executable or _installed_executable(),
