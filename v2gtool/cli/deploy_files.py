@@ -69,7 +69,7 @@ def deploy_files(ctx: click.Context, root: Path | None, print_name: str | None, 
         table = Table(header_style="bold")
         table.add_column("file", no_wrap=True)
         table.add_column("installed as", no_wrap=True)
-        table.add_column("purpose")
+        table.add_column("purpose", overflow="fold")
         for item in deploy.FILES:
             if as_json:
                 emit_json({"name": item.name, "target": "/" + item.target, "purpose": item.purpose})
