@@ -45,8 +45,9 @@ def _example_commands(page: Path) -> list[list[str]]:
     """The v2gtool invocations in a page's EXAMPLES section, as argv (pipes, redirects, lists cut off)."""
     text = page.read_text()
     section = text.split(".SH EXAMPLES", 1)[1].split("\n.SH ", 1)[0] if ".SH EXAMPLES" in text else ""
-    text = "\n".join(line for line in section.replace("\\-", "-").replace("\\e", "\\").splitlines()
-                     if not line.startswith("."))
+    # The command lines are the verbatim blocks (.nf ... .fi); the rest is prose.
+    blocks = re.findall(r"^\.nf\n(.*?)^\.fi$", section, re.MULTILINE | re.DOTALL)
+    text = "\n".join(blocks).replace("\\-", "-").replace("\\e", "\\")
     commands: list[list[str]] = []
     for logical in text.replace("\\\n", " ").splitlines():
         substituted = re.findall(r"\$\(([^()]*)\)", logical)  # "$(v2gtool ...)" runs a command too
