@@ -48,6 +48,14 @@ WORKFLOWS = (
               "    | jq -c --arg h \"$host\" 'select(.status == \"fail\") + {host: $h}'",
               "done"),
              frozenset({"doctor"})),
+    Workflow("A charger that does not talk to the car, one step at a time: SLAC link, SDP, TLS chain.",
+             ("sudo v2gtool evse-slac --iface eth1 --pcap slac.pcap     # match the car's modem",
+              "sudo v2gtool sdp-discovery --iface eth1 --role evse --answers 1",
+              "v2gtool tls-verify --chain /etc/v2g/certs/secc_iso20.pem --role secc --at 2027-01-01"),
+             frozenset({"evse-slac", "sdp-discovery", "tls-verify"})),
+    Workflow("From an EV test rig on the same cable: find the SECC, then try a TLS 1.3 handshake with it.",
+             ("v2gtool --json sdp-discovery --iface eth1 | v2gtool tls-verify --from-sdp -",),
+             frozenset({"sdp-discovery", "tls-verify"})),
     Workflow("A car stops with \"Expired Certificate\": usually the charger's clock, or an unreadable key.",
              ("v2gtool --json doctor | jq -r 'select(.check == \"clock\" or .check == \"certificates\")'",
               "timedatectl timesync-status"),
@@ -141,9 +149,9 @@ def _dedent(lines: list[str]) -> list[str]:
     return [x[indent:] for x in lines]
 
 
-def render_help(help_: Help) -> Iterator[str]:
-    """The help text after its first paragraph (the summary, which NAME already shows)."""
-    for is_verbatim, lines in help_.blocks[1:] or help_.blocks:
+def render_help(help_: Help, *, after_summary: bool = False) -> Iterator[str]:
+    """The help text; *after_summary* drops the first paragraph where NAME already shows it."""
+    for is_verbatim, lines in (help_.blocks[1:] or help_.blocks) if after_summary else help_.blocks:
         if is_verbatim:
             yield from verbatim(list(lines))
         else:
@@ -202,7 +210,7 @@ def command_page(name: str, command: click.Command, parent: click.Context) -> st
     ctx = click.Context(command, info_name=name, parent=parent)
     help_ = split_help(command.help or "")
     out = [*title(f"{PROG}-{name}", summary_of(command))]
-    out += [".SH SYNOPSIS", usage(command, ctx), ".SH DESCRIPTION", *render_help(help_)]
+    out += [".SH SYNOPSIS", usage(command, ctx), ".SH DESCRIPTION", *render_help(help_, after_summary=True)]
     out += [".SH OPTIONS", *render_options(command, ctx)]
     example_lines = list(help_.examples)
     if isinstance(command, click.Group):
@@ -226,7 +234,8 @@ def main_page(ctx: click.Context, names: list[str]) -> str:
     help_ = split_help(cli.help or "")
     out = [*title(PROG, summary_of(cli))]
     out += [".SH SYNOPSIS", f"{bold(PROG)} [\\fIOPTIONS\\fR] \\fICOMMAND\\fR [\\fIARGS\\fR]...",
-            ".SH DESCRIPTION", *render_help(help_), ".SH OPTIONS", *render_options(cli, ctx), ".SH COMMANDS"]
+            ".SH DESCRIPTION", *render_help(help_, after_summary=True),
+            ".SH OPTIONS", *render_options(cli, ctx), ".SH COMMANDS"]
     for name in names:
         command = cli.get_command(ctx, name)
         assert command is not None

@@ -39,7 +39,8 @@ def _installed_executable() -> Path:
 @click.option("--interface", shell_complete=complete_interfaces,
               help="PLC interface [default: [slac] iface, else eth0].")
 @click.option("--tcp-port", type=click.IntRange(deploy.DYNAMIC_PORTS.start, deploy.DYNAMIC_PORTS.stop - 1),
-              help="TCP port the SECC announces in SDP [default: [sdp] tcp_port, else 49152].")
+              help="TCP port the SECC announces in SDP "
+                   f"[default: [sdp] tcp_port, else {deploy.DEFAULT_SECC_TCP_PORT}].")
 @click.option("--force", is_flag=True, help="Overwrite files that exist below ROOT.")
 @json_option
 @click.pass_context

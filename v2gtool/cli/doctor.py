@@ -31,7 +31,7 @@ _STYLE = {Status.OK: "green", Status.WARN: "yellow", Status.FAIL: "bold red", St
 @click.option("--trust-dir", type=click.Path(file_okay=False, path_type=Path),
               help=f"Trust anchors [default: [pki] trust_dir, else {DEFAULT_TRUST_DIR}].")
 @click.option("--tcp-port", type=click.IntRange(1, 65535),
-              help="TCP port the SECC announces in SDP [default: [sdp] tcp_port, else 49152].")
+              help=f"TCP port the SECC announces in SDP [default: [sdp] tcp_port, else {DEFAULT_SECC_TCP_PORT}].")
 @json_option
 @click.pass_context
 def doctor(ctx: click.Context, skip: tuple[str, ...], interface: str | None, certs_dir: Path | None,

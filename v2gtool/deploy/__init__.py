@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 DEFAULT_PLC_INTERFACE = "eth0"
-DEFAULT_SECC_TCP_PORT = 49152
+DEFAULT_SECC_TCP_PORT = 64109  # the default of sdp-discovery --port and tls-verify --port
 DYNAMIC_PORTS = range(49152, 65536)  # IETF RFC 6335 Dynamic Ports, as ISO 15118 requires for the SECC
 
 
