@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -10,6 +12,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from v2gtool.deploy import FILES, Placeholders, render
 from v2gtool.doctor.checks import Settings, check_firewall
@@ -130,3 +134,31 @@ def test_rulesets(netns: Namespace, ruleset: str, status: Status, summary: str) 
     got_status, got_summary = _check(netns, ruleset)
     assert got_status is status
     assert got_summary.startswith(summary)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 70000) | st.sampled_from(["eth1", "lo", "tcp", "udp", "th", "drop",
+                                                                          "accept", "input", "inet", "ip6", "dport"]),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.sampled_from(["nftables", "chain", "rule", "family", "table", "name", "hook", "policy", "expr",
+                                       "match", "op", "left", "right", "meta", "key", "payload", "protocol", "field",
+                                       "set", "range", "accept", "drop", "jump", "target", "ct"]), inner, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(document=json_values)
+def test_any_json_gives_a_verdict_or_a_ruleset_error(document: object) -> None:
+    try:
+        verdict = analyse_ruleset(json.dumps(document), "eth1")
+    except RulesetError:
+        return
+    assert all(proto in ("tcp", "udp") for proto, _ in verdict.open_ports)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=200))
+def test_any_text_gives_a_verdict_or_a_ruleset_error(text: str) -> None:
+    with contextlib.suppress(RulesetError):
+        analyse_ruleset(text, "eth1")

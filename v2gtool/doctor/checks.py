@@ -139,7 +139,7 @@ def check_clock(env: Environment, settings: Settings) -> Finding:
 
 
 def _is_private_key(path: Path) -> bool:
-    if path.suffix in (".key",):
+    if path.suffix == ".key":
         return True
     try:
         with path.open("rb") as fh:

@@ -44,11 +44,17 @@ class _Rule:
 
 
 def analyse_ruleset(text: str, interface: str) -> Verdict:
-    """Analyse *text* (nft JSON) for packets arriving on *interface*."""
+    """Analyse *text* (nft JSON) for packets arriving on *interface*.
+
+    Raises :class:`RulesetError` for anything that is not an nftables JSON ruleset.
+    """
     try:
-        items = json.loads(text).get("nftables", [])
-    except (ValueError, AttributeError) as exc:
-        raise RulesetError(f"nft --json list ruleset: not nftables JSON ({exc})") from None
+        return _analyse(json.loads(text)["nftables"], interface)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise RulesetError(f"nft --json list ruleset: not an nftables JSON ruleset ({type(exc).__name__})") from None
+
+
+def _analyse(items: list[dict[str, Any]], interface: str) -> Verdict:
     chains: dict[tuple[str, str, str], dict[str, Any]] = {}
     rules: dict[tuple[str, str, str], list[_Rule]] = {}
     for item in items:
