@@ -90,6 +90,18 @@ def test_qcaspi_loaded_with_valid_options(machine: Machine) -> None:
     assert "modprobe option qcaspi_clkspeed=12000000" in finding.details
 
 
+def test_driver_seen_in_sysfs_without_proc_modules(machine: Machine) -> None:
+    (machine.root / "sys/module/qca_uart").mkdir(parents=True)
+    finding = check_plc_driver(machine.env, machine.settings)
+    assert (finding.status, finding.summary) == (Status.OK, "qca_uart loaded")
+
+
+def test_module_state_unreadable_is_a_warning(machine: Machine) -> None:
+    finding = check_plc_driver(machine.env, machine.settings)
+    assert finding.status is Status.WARN
+    assert "cannot read" in finding.summary
+
+
 def test_no_qca7000_driver_is_a_warning(machine: Machine) -> None:
     machine.file("/proc/modules", "e1000e 286720 0 - Live 0x0\n")
     finding = check_plc_driver(machine.env, machine.settings)

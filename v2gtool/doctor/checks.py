@@ -47,10 +47,10 @@ class Settings:
 def check_plc_driver(env: Environment, settings: Settings) -> Finding:
     """The QCA7000 driver is loaded, and its modprobe options are within the driver's ranges."""
     modules_text = env.read("/proc/modules")
-    if modules_text is None:
-        return Finding("plc-driver", Status.WARN, "cannot read /proc/modules",
-                       "run doctor on the charger itself, not in a container without /proc")
-    loaded = {line.split()[0] for line in modules_text.splitlines() if line.strip()}
+    if modules_text is None and not env.path("/sys/module").is_dir():
+        return Finding("plc-driver", Status.WARN, "cannot read /proc/modules or /sys/module",
+                       "run doctor on the charger itself, not in a container")
+    loaded = {line.split()[0] for line in (modules_text or "").splitlines() if line.strip()}
     drivers = [m for m in QCA7000_MODULES if m in loaded or env.path(f"/sys/module/{m}").is_dir()]
     options, bad = _qcaspi_options(env)
     details = tuple(f"modprobe option {k}={v}" for k, v in options.items())
