@@ -22,6 +22,9 @@ SUBCOMMANDS: dict[str, str] = {
     "contactor": "v2gtool.cli.contactor:contactor",
     "cp-duty": "v2gtool.cli.cp_duty:cp_duty",
     "isolation-check": "v2gtool.cli.isolation_check:isolation_check",
+    "completion": "v2gtool.cli.completion:completion",
+    "deploy-files": "v2gtool.cli.deploy_files:deploy_files",
+    "doctor": "v2gtool.cli.doctor:doctor",
 }
 
 

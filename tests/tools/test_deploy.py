@@ -1,0 +1,126 @@
+"""The shipped deployment files: systemd accepts the unit, AppArmor parses the profile, the command installs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.tools.conftest import REPO
+from v2gtool.cli.main import cli
+from v2gtool.deploy import FILES, Placeholders, lookup, render
+from v2gtool.exit_codes import ExitCode
+
+EXECUTABLE = Path(sys.executable).parent / "v2gtool"
+
+
+def _values() -> Placeholders:
+    if not EXECUTABLE.is_file():
+        pytest.skip(f"no v2gtool console script in {EXECUTABLE.parent}")
+    return Placeholders(executable=EXECUTABLE, plc_interface="eth1", secc_tcp_port=50000)
+
+
+def test_placeholders_are_all_filled() -> None:
+    for item in FILES:
+        text = render(item, Placeholders(executable=Path("/opt/v2gtool/bin/v2gtool"), plc_interface="eth1",
+                                         secc_tcp_port=50000))
+        assert not re.search(r"@[A-Z_]+@", text), item.name
+
+
+def test_unit_is_hardened() -> None:
+    unit = render(lookup("evse-v2g.service"), Placeholders(executable=Path("/usr/bin/v2gtool")))
+    settings = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#"))
+    assert settings["User"] == "v2g"
+    assert settings["AmbientCapabilities"] == "CAP_NET_RAW CAP_NET_ADMIN"
+    assert settings["CapabilityBoundingSet"] == "CAP_NET_RAW CAP_NET_ADMIN"
+    assert settings["ProtectSystem"] == "strict"
+    assert settings["ReadWritePaths"] == "/var/log/v2g"
+    assert settings["NoNewPrivileges"] == "yes"
+    assert settings["ExecStart"] == "/usr/bin/v2gtool $V2GTOOL_ARGS"
+    assert "RestrictRealtime" not in settings  # --rt needs SCHED_FIFO
+
+
+def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed (package systemd)")
+    unit = tmp_path / "evse-v2g.service"
+    unit.write_text(render(lookup("evse-v2g.service"), _values()))
+    # verify also runs `man v2gtool(1)` for Documentation=: point MANPATH at this checkout's pages.
+    (tmp_path / "man" / "man1").mkdir(parents=True)
+    for page in (REPO / "man").glob("*.1"):
+        (tmp_path / "man" / "man1" / page.name).symlink_to(page)
+    result = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "MANPATH": str(tmp_path / "man"), "SYSTEMD_LOG_COLOR": "0"})
+    problems = [line for line in result.stderr.splitlines() if "evse-v2g" in line]
+    assert result.returncode == 0, result.stderr
+    assert problems == []
+
+
+def test_systemd_analyze_rejects_a_broken_unit(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed (package systemd)")
+    unit = tmp_path / "evse-v2g.service"
+    unit.write_text(render(lookup("evse-v2g.service"), _values()).replace(str(EXECUTABLE), "/nonexistent/v2gtool"))
+    result = subprocess.run([analyze, "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+
+
+def test_apparmor_profile_parses(tmp_path: Path) -> None:
+    parser = shutil.which("apparmor_parser")
+    if parser is None:
+        pytest.skip("apparmor_parser is not installed (package apparmor)")
+    profile = tmp_path / "v2gtool"
+    profile.write_text(render(lookup("apparmor.v2gtool"), _values()))
+    result = subprocess.run([parser, "--preprocess", str(profile)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "/var/log/v2g/** rwk" in profile.read_text()
+
+
+def test_deploy_files_installs_below_a_root_and_keeps_existing_files(tmp_path: Path) -> None:
+    args = ["deploy-files", "--exec", "/opt/v2gtool/bin/v2gtool", "--interface", "plc0", "--tcp-port", "50000"]
+    first = CliRunner().invoke(cli, [*args, "--json", str(tmp_path)])
+    assert first.exit_code == 0, first.output
+    written = [json.loads(line)["written"] for line in first.output.splitlines()]
+    assert sorted(written) == sorted(str(tmp_path / f.target) for f in FILES)
+    nft = (tmp_path / "etc/nftables.d/v2g.nft").read_text()
+    assert 'define PLC_IF = "plc0"' in nft and "define V2G_TCP_PORT = 50000" in nft
+    assert (tmp_path / "etc/default/evse-v2g").read_text().count("V2GTOOL_SLAC__IFACE=plc0") == 1
+
+    (tmp_path / "etc/default/evse-v2g").write_text("# local edits\n")
+    again = subprocess.run([sys.executable, "-m", "v2gtool", *args, str(tmp_path)], capture_output=True,
+                           text=True, timeout=60)
+    assert again.returncode == ExitCode.FAILURE
+    assert again.stderr == f"v2gtool: error: {tmp_path}/etc/systemd/system/evse-v2g.service exists; use --force " \
+                           "to overwrite it\n"
+    assert (tmp_path / "etc/default/evse-v2g").read_text() == "# local edits\n"
+    forced = CliRunner().invoke(cli, [*args, "--force", str(tmp_path)])
+    assert forced.exit_code == 0
+    assert "V2GTOOL_ARGS=" in (tmp_path / "etc/default/evse-v2g").read_text()
+
+
+def test_deploy_files_prints_and_lists() -> None:
+    printed = CliRunner().invoke(cli, ["deploy-files", "--exec", "/usr/bin/v2gtool", "--print", "evse-v2g.service"])
+    assert printed.exit_code == 0
+    assert "ExecStart=/usr/bin/v2gtool $V2GTOOL_ARGS" in printed.output
+    listed = CliRunner().invoke(cli, ["--json", "deploy-files"])
+    assert [json.loads(line)["name"] for line in listed.output.splitlines()] == [f.name for f in FILES]
+
+
+@pytest.mark.parametrize(("args", "text"), [
+    (["--print", "nginx.conf"], "nginx.conf"),
+    (["--tcp-port", "15118", "--print", "v2g.nft"], "15118"),
+    (["--exec", "bin/v2gtool", "--print", "v2g.nft"], "absolute"),
+])
+def test_deploy_files_usage_errors(args: list[str], text: str) -> None:
+    result = CliRunner().invoke(cli, ["deploy-files", *args])
+    assert result.exit_code == ExitCode.USAGE
+    assert text in result.output
