@@ -13,7 +13,8 @@ if [ "${1:-}" = "--peers" ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q >/dev/null
   apt-get install -y -q --no-install-recommends \
-    tshark default-jre-headless iproute2 openssl plc-utils-extra >/dev/null
+    tshark default-jre-headless iproute2 openssl plc-utils-extra \
+    zsh fish nftables apparmor man-db groff-base systemd >/dev/null
   [ -x .venv-peers/bin/python ] || "$PY" -m venv .venv-peers
   # iso15118 0.31.2 imports aiofile without declaring it.
   .venv-peers/bin/pip install -q --disable-pip-version-check "iso15118==0.31.2" aiofile
