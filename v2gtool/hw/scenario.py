@@ -177,11 +177,16 @@ class _Parser:
 
 def parse_scenario(text: str, source: str) -> Scenario:
     """Parse a scenario; any problem is a one-line :class:`ScenarioError` naming *source*."""
-    parser = _Parser(source)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"scenario {source}: {exc}") from None
+    return scenario_from_tables(raw, source)
+
+
+def scenario_from_tables(raw: dict[str, Any], source: str) -> Scenario:
+    """A scenario from its parsed TOML tables ``[plant]`` and ``[[at]]``."""
+    parser = _Parser(source)
     unknown = set(raw) - {"plant", "at"}
     if unknown:
         raise parser.fail("top level", f"unknown key {sorted(unknown)[0]!r} (expected [plant] and [[at]])")

@@ -82,8 +82,12 @@ def dc_parameter_sets(service: ServiceID, modes: list[ControlMode]) -> tuple[cm.
     """One ParameterSet per control mode for DC or DC_BPT (ISO 15118-20 Tables 207 and 209)."""
     sets = []
     for mode in modes:
-        params = [parameter("Connector", 2), parameter("ControlMode", int(mode)),
-                  parameter("MobilityNeedsMode", int(MobilityNeedsMode.PROVIDED_BY_EVCC)), parameter("Pricing", 0)]
+        params = [
+            parameter("Connector", 2),
+            parameter("ControlMode", int(mode)),
+            parameter("MobilityNeedsMode", int(MobilityNeedsMode.PROVIDED_BY_EVCC)),
+            parameter("Pricing", 0),
+        ]
         if service == ServiceID.DC_BPT:
             params += [parameter("BPTChannel", 1), parameter("GeneratorMode", 1)]
         sets.append(cm.ParameterSetType(ParameterSetID=int(mode), Parameter=tuple(params)))

@@ -1,0 +1,499 @@
+"""The sans-IO EVCC of an ISO 15118-20 DC / DC_BPT session.
+
+:meth:`Evcc.start` gives the first request; :meth:`Evcc.receive` takes each response and gives the
+next request (or nothing when the session is over). :attr:`Evcc.deadline` is when the pending
+response times out (the per-message timeout of :mod:`v2gtool.iso20.timeouts`), and
+:meth:`Evcc.on_timeout` ends the session then. The request sequence follows the same state table
+as the SECC (:mod:`v2gtool.iso20.states`). :attr:`Evcc.pace` tells the transport how long to wait
+before sending the next request (the EV's own cadence, e.g. 250 ms in the charge loop).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from v2gtool import v2gtp
+from v2gtool.iso20 import messages
+from v2gtool.iso20.events import MessageReceived, MessageSent, PhaseChanged, PowerFlow, SessionEnded
+from v2gtool.iso20.ports import VehiclePort
+from v2gtool.iso20.states import State, next_state
+from v2gtool.iso20.timeouts import Timeouts
+from v2gtool.iso20.values import ControlMode, ServiceID, header, parameter_value, rational, to_float
+from v2gtool.messages import apphand
+from v2gtool.messages import iso20_cm as cm
+from v2gtool.messages import iso20_ct as ct
+from v2gtool.messages import iso20_dc as dc
+from v2gtool.session.events import Event
+
+Output = bytes | Event
+ONGOING = ct.processingType.Ongoing
+
+
+class Direction(enum.Enum):
+    CHARGE = "charge"
+    DISCHARGE = "discharge"
+
+
+@dataclass
+class EvccConfig:
+    """What the vehicle wants from this session."""
+
+    evcc_id: str = "WMIV2GTOOLEV000001"
+    service: ServiceID = ServiceID.DC_BPT
+    control_mode: ControlMode = ControlMode.SCHEDULED
+    direction: Direction = Direction.CHARGE
+    target_soc: float = 80.0
+    min_soc: float = 20.0  # below this the EV stops discharging (its own floor)
+    power: float | None = None  # requested |power| in W (Scheduled); None = the limits' maximum
+    duration: float | None = None  # loop duration in seconds; None = until the SoC target/floor
+    loop_interval: float = 0.25
+    precharge_tolerance: float = 20.0  # V between EVSEPresentVoltage and the battery
+    welding_rounds: int = 2
+    departure_time: int = 3600
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+
+class Evcc:
+    """One EVCC session."""
+
+    def __init__(self, config: EvccConfig, vehicle: VehiclePort) -> None:
+        self.config = config
+        self.vehicle = vehicle
+        self.state = State.SUPPORTED_APP_PROTOCOL
+        self.session_id = bytes(8)
+        self.pending: str | None = None
+        self.sent_at = 0.0
+        self.deadline: float | None = None
+        self.pace = 0.0
+        self.ended = False
+        self.ok = False
+        self.end_reason = ""
+        self.loop_started: float | None = None
+        self.phase_started = 0.0
+        self.energy_wh = 0.0  # signed: + charged into the EV, - discharged
+        self._last_flow: tuple[float, float] | None = None  # (t, power)
+        self._services: list[int] = []
+        self._parameter_set = 0
+        self._welding = 0
+        self._stopping = False
+        self._out: list[Output] = []
+
+    # -- driving ---------------------------------------------------------------------------------------
+    def start(self, now: float) -> list[Output]:
+        self._out = []
+        protocol = apphand.AppProtocolType(
+            ProtocolNamespace="urn:iso:std:iso:15118:-20:DC",
+            VersionNumberMajor=1,
+            VersionNumberMinor=0,
+            SchemaID=1,
+            Priority=1,
+        )
+        self._send("supportedAppProtocolReq", apphand.supportedAppProtocolReqType(AppProtocol=(protocol,)), now)
+        self.deadline = now + self.config.timeouts.communication_setup
+        return self._out
+
+    def receive(self, frame: v2gtp.V2GTPFrame, now: float) -> list[Output]:
+        self._out = []
+        if self.ended:
+            return []
+        try:
+            message = messages.decode(frame)
+        except Exception as exc:
+            self._end(now, f"undecodable response: {exc}", ok=False)
+            return self._out
+        expected = (self.pending or "")[:-3] + "Res"
+        self._emit(
+            MessageReceived(
+                t=now,
+                role="EVCC",
+                message=message.name,
+                size=len(frame.payload),
+                summary={},
+                response_time=now - self.sent_at,
+            )
+        )
+        if message.name != expected:
+            self._end(now, f"expected {expected}, received {message.name}", ok=False)
+            return self._out
+        code = getattr(message.body, "ResponseCode", None)
+        if code is not None and code.value.startswith("FAILED"):
+            self._end(now, f"{message.name} {code.value}", ok=False, code=code.value)
+            return self._out
+        handler = getattr(self, "_on_" + message.name[:-3].lower())
+        handler(message.body, now)
+        return self._out
+
+    def on_timeout(self, now: float) -> list[Output]:
+        self._out = []
+        if not self.ended and self.deadline is not None and now >= self.deadline:
+            self._end(now, f"timeout waiting for {(self.pending or '')[:-3]}Res", ok=False)
+        return self._out
+
+    # -- helpers ----------------------------------------------------------------------------------------
+    def _send(self, name: str, body: Any, now: float, pace: float = 0.0) -> None:
+        frame = messages.encode(name, body)
+        self.pending = name
+        self.pace = pace
+        self.sent_at = now + pace
+        self.deadline = now + pace + self.config.timeouts.for_request(name)
+        self._emit(MessageSent(t=now, role="EVCC", message=name, size=len(frame) - v2gtp.HEADER_LENGTH, summary={}))
+        self._out.append(frame)
+
+    def _advance(self, key: str, now: float, ongoing: bool = False) -> None:
+        target = next_state(self.state, key, ongoing)
+        if target is not None and target != self.state:
+            self.state = target
+            self.phase_started = now
+            self._emit(PhaseChanged(t=now, role="EVCC", phase=target.value))
+
+    def _end(self, now: float, reason: str, ok: bool, code: str | None = None) -> None:
+        if not self.ended:
+            self.ended, self.ok, self.end_reason = True, ok, reason
+            self.deadline = None
+            self.vehicle.open_contactors()
+            self._emit(SessionEnded(t=now, role="EVCC", reason=reason, ok=ok, response_code=code))
+
+    def _emit(self, event: Event) -> None:
+        self._out.append(event)
+
+    def _h(self, now: float) -> ct.MessageHeaderType:
+        return header(self.session_id, now)
+
+    def _phase_timeout(self, now: float, limit: float, what: str) -> bool:
+        if now - self.phase_started > limit:
+            self._end(now, f"{what} timeout after {limit:.0f} s", ok=False)
+            return True
+        return False
+
+    # -- responses, in session order ----------------------------------------------------------------------
+    def _on_supportedappprotocol(self, body: apphand.supportedAppProtocolResType, now: float) -> None:
+        if body.ResponseCode == apphand.responseCodeType.Failed_NoNegotiation:
+            self._end(now, "SECC does not speak ISO 15118-20 DC", ok=False)
+            return
+        self._advance("supportedAppProtocolReq", now)
+        self._send("SessionSetupReq", cm.SessionSetupReqType(Header=self._h(now), EVCCID=self.config.evcc_id), now)
+
+    def _on_sessionsetup(self, body: cm.SessionSetupResType, now: float) -> None:
+        self.session_id = body.Header.SessionID
+        self._advance("SessionSetupReq", now)
+        self._send("AuthorizationSetupReq", cm.AuthorizationSetupReqType(Header=self._h(now)), now)
+
+    def _on_authorizationsetup(self, body: cm.AuthorizationSetupResType, now: float) -> None:
+        if cm.authorizationType.EIM not in body.AuthorizationServices:
+            self._end(now, "SECC offers no EIM authorization", ok=False)
+            return
+        self._advance("AuthorizationSetupReq", now)
+        self._send_authorization(now)
+
+    def _send_authorization(self, now: float, pace: float = 0.0) -> None:
+        self._send(
+            "AuthorizationReq",
+            cm.AuthorizationReqType(
+                Header=self._h(now),
+                SelectedAuthorizationService=cm.authorizationType.EIM,
+                EIM_AReqAuthorizationMode=cm.EIM_AReqAuthorizationModeType(),
+            ),
+            now,
+            pace,
+        )
+
+    def _on_authorization(self, body: cm.AuthorizationResType, now: float) -> None:
+        if body.EVSEProcessing != ct.processingType.Finished:
+            if not self._phase_timeout(now, self.config.timeouts.ongoing, "V2G_EVCC_Ongoing"):
+                self._send_authorization(now, pace=0.5)
+            return
+        self._advance("AuthorizationReq", now)
+        self._send("ServiceDiscoveryReq", cm.ServiceDiscoveryReqType(Header=self._h(now)), now)
+
+    def _on_servicediscovery(self, body: cm.ServiceDiscoveryResType, now: float) -> None:
+        self._services = [s.ServiceID for s in body.EnergyTransferServiceList.Service]
+        if int(self.config.service) not in self._services:
+            self._end(now, f"SECC does not offer {self.config.service.name} (offers {self._services})", ok=False)
+            return
+        self._advance("ServiceDiscoveryReq", now)
+        self._send(
+            "ServiceDetailReq", cm.ServiceDetailReqType(Header=self._h(now), ServiceID=int(self.config.service)), now
+        )
+
+    def _on_servicedetail(self, body: cm.ServiceDetailResType, now: float) -> None:
+        wanted = int(self.config.control_mode)
+        chosen = next(
+            (p for p in body.ServiceParameterList.ParameterSet if parameter_value(p, "ControlMode") == wanted), None
+        )
+        if chosen is None:
+            self._end(now, f"SECC offers no {self.config.control_mode.name} control mode", ok=False)
+            return
+        self._parameter_set = chosen.ParameterSetID
+        self._advance("ServiceDetailReq", now)
+        selected = cm.SelectedServiceType(ServiceID=int(self.config.service), ParameterSetID=self._parameter_set)
+        self._send(
+            "ServiceSelectionReq",
+            cm.ServiceSelectionReqType(Header=self._h(now), SelectedEnergyTransferService=selected),
+            now,
+        )
+
+    def _on_serviceselection(self, body: cm.ServiceSelectionResType, now: float) -> None:
+        self._advance("ServiceSelectionReq", now)
+        lim = self.vehicle.limits()
+        common: dict[str, Any] = dict(
+            EVMaximumChargePower=rational(lim.max_charge_power),
+            EVMinimumChargePower=rational(lim.min_charge_power),
+            EVMaximumChargeCurrent=rational(lim.max_charge_current),
+            EVMinimumChargeCurrent=rational(lim.min_charge_current),
+            EVMaximumVoltage=rational(lim.max_voltage),
+            EVMinimumVoltage=rational(lim.min_voltage),
+        )
+        if self.config.service == ServiceID.DC_BPT:
+            req = dc.DC_ChargeParameterDiscoveryReqType(
+                Header=self._h(now),
+                BPT_DC_CPDReqEnergyTransferMode=(
+                    dc.BPT_DC_CPDReqEnergyTransferModeType(
+                        **common,
+                        EVMaximumDischargePower=rational(lim.max_discharge_power),
+                        EVMinimumDischargePower=rational(lim.min_discharge_power),
+                        EVMaximumDischargeCurrent=rational(lim.max_discharge_current),
+                        EVMinimumDischargeCurrent=rational(lim.min_discharge_current),
+                    )
+                ),
+            )
+        else:
+            req = dc.DC_ChargeParameterDiscoveryReqType(
+                Header=self._h(now), DC_CPDReqEnergyTransferMode=dc.DC_CPDReqEnergyTransferModeType(**common)
+            )
+        self._send("DC_ChargeParameterDiscoveryReq", req, now)
+
+    def _on_dc_chargeparameterdiscovery(self, body: dc.DC_ChargeParameterDiscoveryResType, now: float) -> None:
+        mode = body.BPT_DC_CPDResEnergyTransferMode or body.DC_CPDResEnergyTransferMode
+        assert mode is not None
+        self.evse_max_voltage = to_float(mode.EVSEMaximumVoltage)
+        self._advance("DC_ChargeParameterDiscoveryReq", now)
+        self._send_schedule_exchange(now)
+
+    def _energy_request(self) -> ct.RationalNumberType:
+        lim = self.vehicle.limits()
+        capacity_wh = lim.max_charge_power  # a stand-in when the vehicle does not say; only informative
+        return rational(max(0.0, (self.config.target_soc - self.vehicle.soc_percent()) / 100 * capacity_wh))
+
+    def _send_schedule_exchange(self, now: float, pace: float = 0.0) -> None:
+        if self.config.control_mode == ControlMode.DYNAMIC:
+            energy = self._energy_request()
+            mode: dict[str, Any] = {
+                "Dynamic_SEReqControlMode": cm.Dynamic_SEReqControlModeType(
+                    DepartureTime=self.config.departure_time,
+                    MinimumSOC=int(self.config.min_soc),
+                    TargetSOC=int(self.config.target_soc),
+                    EVTargetEnergyRequest=energy,
+                    EVMaximumEnergyRequest=energy,
+                    EVMinimumEnergyRequest=rational(0),
+                )
+            }
+        else:
+            mode = {
+                "Scheduled_SEReqControlMode": cm.Scheduled_SEReqControlModeType(
+                    DepartureTime=self.config.departure_time
+                )
+            }
+        self._send(
+            "ScheduleExchangeReq",
+            cm.ScheduleExchangeReqType(Header=self._h(now), MaximumSupportingPoints=12, **mode),
+            now,
+            pace,
+        )
+
+    def _on_scheduleexchange(self, body: cm.ScheduleExchangeResType, now: float) -> None:
+        if body.EVSEProcessing == ONGOING:
+            if not self._phase_timeout(now, self.config.timeouts.ongoing, "V2G_EVCC_Ongoing"):
+                self._send_schedule_exchange(now, pace=0.5)
+            return
+        self._advance("ScheduleExchangeReq", now)
+        self._send("DC_CableCheckReq", dc.DC_CableCheckReqType(Header=self._h(now)), now)
+
+    def _on_dc_cablecheck(self, body: dc.DC_CableCheckResType, now: float) -> None:
+        if body.EVSEProcessing == ONGOING:
+            if not self._phase_timeout(now, self.config.timeouts.cable_check, "V2G_EVCC_CableCheck"):
+                self._send("DC_CableCheckReq", dc.DC_CableCheckReqType(Header=self._h(now)), now, pace=0.5)
+            return
+        self._advance("DC_CableCheckReq", now)
+        self._send_precharge(now)
+
+    def _send_precharge(self, now: float, pace: float = 0.0) -> None:
+        self._send(
+            "DC_PreChargeReq",
+            dc.DC_PreChargeReqType(
+                Header=self._h(now),
+                EVProcessing=ct.processingType.Ongoing,
+                EVPresentVoltage=rational(self.vehicle.battery_voltage()),
+                EVTargetVoltage=rational(self.vehicle.battery_voltage()),
+            ),
+            now,
+            pace,
+        )
+
+    def _on_dc_precharge(self, body: dc.DC_PreChargeResType, now: float) -> None:
+        present = to_float(body.EVSEPresentVoltage)
+        if abs(present - self.vehicle.battery_voltage()) > self.config.precharge_tolerance:
+            if not self._phase_timeout(now, self.config.timeouts.precharge, "V2G_EVCC_PreCharge"):
+                self._send_precharge(now, pace=0.1)
+            return
+        # Precharged: the EV closes its own contactors, then asks for power (ISO 15118-20 8.8.6.3).
+        self.vehicle.close_contactors()
+        channel = None
+        if self.config.service == ServiceID.DC_BPT:
+            channel = (
+                cm.channelSelectionType.Discharge
+                if self.config.direction == Direction.DISCHARGE
+                else cm.channelSelectionType.Charge
+            )
+        profile = None
+        if self.config.control_mode == ControlMode.SCHEDULED:
+            entry = cm.PowerScheduleEntryType(
+                Duration=int(self.config.duration or 3600), Power=rational(self._signed_power())
+            )
+            profile = cm.EVPowerProfileType(
+                TimeAnchor=int(now),
+                Scheduled_EVPPTControlMode=cm.Scheduled_EVPPTControlModeType(SelectedScheduleTupleID=1),
+                EVPowerProfileEntries=cm.EVPowerProfileEntryListType(EVPowerProfileEntry=(entry,)),
+            )
+        self._send(
+            "PowerDeliveryReq",
+            cm.PowerDeliveryReqType(
+                Header=self._h(now),
+                EVProcessing=ct.processingType.Finished,
+                ChargeProgress=cm.chargeProgressType.Start,
+                EVPowerProfile=profile,
+                BPT_ChannelSelection=channel,
+            ),
+            now,
+        )
+
+    def _signed_power(self) -> float:
+        lim = self.vehicle.limits()
+        if self.config.direction == Direction.DISCHARGE:
+            return -(self.config.power or lim.max_discharge_power)
+        return self.config.power or lim.max_charge_power
+
+    def _on_powerdelivery(self, body: cm.PowerDeliveryResType, now: float) -> None:
+        if self._stopping:
+            self._advance("PowerDeliveryReq:Stop", now)
+            self.vehicle.open_contactors()
+            self._send(
+                "DC_WeldingDetectionReq",
+                dc.DC_WeldingDetectionReqType(Header=self._h(now), EVProcessing=ct.processingType.Ongoing),
+                now,
+                pace=0.1,
+            )
+            return
+        self._advance("PowerDeliveryReq:Start", now)
+        self.loop_started = now
+        self._send_loop(now)
+
+    def _send_loop(self, now: float, pace: float = 0.0) -> None:
+        voltage = self.vehicle.battery_voltage()
+        lim = self.vehicle.limits()
+        bpt = self.config.service == ServiceID.DC_BPT
+        mode: dict[str, Any]
+        if self.config.control_mode == ControlMode.SCHEDULED:
+            current = self._signed_power() / max(voltage, 1.0)
+            current = max(-lim.max_discharge_current, min(lim.max_charge_current, current))
+            if bpt:
+                mode = {
+                    "BPT_Scheduled_DC_CLReqControlMode": dc.BPT_Scheduled_DC_CLReqControlModeType(
+                        EVTargetCurrent=rational(current), EVTargetVoltage=rational(lim.max_voltage)
+                    )
+                }
+            else:
+                mode = {
+                    "Scheduled_DC_CLReqControlMode": dc.Scheduled_DC_CLReqControlModeType(
+                        EVTargetCurrent=rational(max(current, 0.0)), EVTargetVoltage=rational(lim.max_voltage)
+                    )
+                }
+        else:
+            energy = self._energy_request()
+            common: dict[str, Any] = dict(
+                EVTargetEnergyRequest=energy,
+                EVMaximumEnergyRequest=energy,
+                EVMinimumEnergyRequest=rational(0),
+                EVMaximumChargePower=rational(lim.max_charge_power),
+                EVMinimumChargePower=rational(lim.min_charge_power),
+                EVMaximumChargeCurrent=rational(lim.max_charge_current),
+                EVMaximumVoltage=rational(lim.max_voltage),
+                EVMinimumVoltage=rational(lim.min_voltage),
+            )
+            if bpt:
+                mode = {
+                    "BPT_Dynamic_DC_CLReqControlMode": dc.BPT_Dynamic_DC_CLReqControlModeType(
+                        **common,
+                        EVMaximumDischargePower=rational(lim.max_discharge_power),
+                        EVMinimumDischargePower=rational(lim.min_discharge_power),
+                        EVMaximumDischargeCurrent=rational(lim.max_discharge_current),
+                    )
+                }
+            else:
+                mode = {"Dynamic_DC_CLReqControlMode": dc.Dynamic_DC_CLReqControlModeType(**common)}
+        display = ct.DisplayParametersType(
+            PresentSOC=round(self.vehicle.soc_percent()), TargetSOC=int(self.config.target_soc), ChargingComplete=False
+        )
+        self._send(
+            "DC_ChargeLoopReq",
+            dc.DC_ChargeLoopReqType(
+                Header=self._h(now),
+                DisplayParameters=display,
+                MeterInfoRequested=False,
+                EVPresentVoltage=rational(voltage),
+                **mode,
+            ),
+            now,
+            pace,
+        )
+
+    def _on_dc_chargeloop(self, body: dc.DC_ChargeLoopResType, now: float) -> None:
+        voltage, current = to_float(body.EVSEPresentVoltage), to_float(body.EVSEPresentCurrent)
+        power = voltage * current
+        if self._last_flow is not None:
+            self.energy_wh += self._last_flow[1] * (now - self._last_flow[0]) / 3600.0
+        self._last_flow = (now, power)
+        soc = self.vehicle.soc_percent()
+        self._emit(PowerFlow(t=now, role="EVCC", voltage=voltage, current=current, power=power, soc=soc))
+        assert self.loop_started is not None
+        done = self.config.duration is not None and now - self.loop_started >= self.config.duration
+        if self.config.direction == Direction.DISCHARGE:
+            done = done or soc <= self.config.min_soc
+        else:
+            done = done or soc >= self.config.target_soc
+        if done:
+            self._stop_power(now)
+        else:
+            self._send_loop(now, pace=self.config.loop_interval)
+
+    def _stop_power(self, now: float) -> None:
+        self._stopping = True
+        self._send(
+            "PowerDeliveryReq",
+            cm.PowerDeliveryReqType(
+                Header=self._h(now), EVProcessing=ct.processingType.Finished, ChargeProgress=cm.chargeProgressType.Stop
+            ),
+            now,
+        )
+
+    def _on_dc_weldingdetection(self, body: dc.DC_WeldingDetectionResType, now: float) -> None:
+        self._welding += 1
+        self.evse_voltage_after_stop = to_float(body.EVSEPresentVoltage)
+        if self._welding < self.config.welding_rounds:
+            self._send(
+                "DC_WeldingDetectionReq",
+                dc.DC_WeldingDetectionReqType(Header=self._h(now), EVProcessing=ct.processingType.Ongoing),
+                now,
+                pace=0.5,
+            )
+            return
+        self._send(
+            "SessionStopReq",
+            cm.SessionStopReqType(Header=self._h(now), ChargingSession=cm.chargingSessionType.Terminate),
+            now,
+        )
+
+    def _on_sessionstop(self, body: cm.SessionStopResType, now: float) -> None:
+        self._advance("SessionStopReq", now)
+        self._end(now, "SessionStop Terminate", ok=True)

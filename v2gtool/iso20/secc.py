@@ -1,0 +1,563 @@
+"""The sans-IO SECC of an ISO 15118-20 DC / DC_BPT session.
+
+Feed it each received V2GTP frame with a clock reading (:meth:`Secc.receive`); it returns the
+frames to send and the events that happened, and says when it must hear from the EVCC again
+(:attr:`Secc.deadline`, V2G_SECC_Sequence_Timeout). Sockets, TLS and sleeping live elsewhere.
+The sequence rules come from :mod:`v2gtool.iso20.states`; power requests go to a
+:class:`~v2gtool.iso20.ports.ChargerPort`, which puts every one through the safety interlock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from v2gtool import v2gtp
+from v2gtool.iso20 import messages
+from v2gtool.iso20.events import MessageReceived, MessageSent, PhaseChanged, PowerFlow, SessionEnded
+from v2gtool.iso20.ports import CableCheckStatus, ChargerPort, PowerLimits
+from v2gtool.iso20.states import State, allowed, next_state, request_key
+from v2gtool.iso20.timeouts import Timeouts
+from v2gtool.iso20.values import (
+    ControlMode,
+    ServiceID,
+    clamp,
+    dc_parameter_sets,
+    header,
+    parameter_value,
+    rational,
+    to_float,
+)
+from v2gtool.messages import apphand
+from v2gtool.messages import iso20_cm as cm
+from v2gtool.messages import iso20_ct as ct
+from v2gtool.messages import iso20_dc as dc
+from v2gtool.session.events import Event
+
+DC_NAMESPACE = "urn:iso:std:iso:15118:-20:DC"
+RC = ct.responseCodeType
+Output = bytes | Event
+
+
+@dataclass
+class SeccConfig:
+    """What this charger offers (ISO 15118-20 ServiceDiscovery / ServiceDetail)."""
+
+    evse_id: str = "DE*V2G*E0001*1"
+    bpt: bool = True
+    control_modes: tuple[ControlMode, ...] = (ControlMode.SCHEDULED, ControlMode.DYNAMIC)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    # Dynamic mode: the grid's request, W (negative = the EV discharges into the grid).
+    grid_power_request: float | None = None
+    # EVSEProcessing=Ongoing answers before Finished, per phase (cable check always polls once).
+    authorization_ongoing: int = 0
+
+
+@dataclass
+class SessionStore:
+    """Paused sessions (SessionStop Pause) that a later SessionSetup may resume (OK_OldSessionJoined)."""
+
+    paused: dict[bytes, tuple[ServiceID, ControlMode]] = field(default_factory=dict)
+
+
+class Secc:
+    """One SECC session (one TCP connection)."""
+
+    def __init__(
+        self,
+        config: SeccConfig,
+        charger: ChargerPort,
+        now: float,
+        store: SessionStore | None = None,
+        session_id: Callable[[], bytes] | None = None,
+    ) -> None:
+        self.config = config
+        self.charger = charger
+        self.store = store if store is not None else SessionStore()
+        self._new_session_id = session_id or (lambda: os.urandom(8))
+        self.state = State.SUPPORTED_APP_PROTOCOL
+        self.session_id = bytes(8)
+        self.service: ServiceID | None = None
+        self.control_mode: ControlMode | None = None
+        self.ev_limits: PowerLimits | None = None
+        self.ev_max_voltage = 0.0
+        self.channel_discharge = False
+        self.ended = False
+        self.end_reason = ""
+        self.deadline = now + config.timeouts.communication_setup
+        self._ongoing: dict[str, int] = {}
+        self._out: list[Output] = []
+
+    # -- driving ---------------------------------------------------------------------------------------
+    def receive(self, frame: v2gtp.V2GTPFrame, now: float) -> list[Output]:
+        """Handle one request; returns the response frame and the events, in order."""
+        self._out = []
+        if self.ended:
+            return []
+        try:
+            message = messages.decode(frame)
+        except Exception as exc:  # a malformed request ends the session (no response is possible)
+            self._end(now, f"undecodable request: {exc}", ok=False)
+            return self._out
+        self._emit(
+            MessageReceived(
+                t=now, role="SECC", message=message.name, size=len(frame.payload), summary=_summary(message.body)
+            )
+        )
+        self.charger.advance(now)
+        self._handle(message, now)
+        self.deadline = now + self.config.timeouts.sequence
+        return self._out
+
+    def on_timeout(self, now: float) -> list[Output]:
+        """Call when :attr:`deadline` has passed without a request."""
+        self._out = []
+        if not self.ended and now >= self.deadline:
+            self.charger.stop()
+            self._end(now, f"V2G_SECC_Sequence_Timeout: no request in state {self.state.value}", ok=False)
+        return self._out
+
+    # -- dispatch --------------------------------------------------------------------------------------
+    def _handle(self, message: messages.Message, now: float) -> None:
+        body = message.body
+        name = message.name
+        if not name.endswith("Req"):
+            self._end(now, f"{name} is not a request", ok=False)
+            return
+        if name == "supportedAppProtocolReq":
+            self._supported_app_protocol(body, now)
+            return
+        res_name = name[:-3] + "Res"
+        if (
+            self.state not in (State.SUPPORTED_APP_PROTOCOL, State.SESSION_SETUP)
+            and body.Header.SessionID != self.session_id
+        ):
+            self._fail(res_name, RC.FAILED_UnknownSession, now)
+            return
+        charge_progress = body.ChargeProgress.value if name == "PowerDeliveryReq" else None
+        key = request_key(name, charge_progress)
+        if next_state(self.state, key) is None:
+            self._fail(
+                res_name,
+                RC.FAILED_SequenceError,
+                now,
+                detail=f"{key} in state {self.state.value}; allowed: {', '.join(allowed(self.state))}",
+            )
+            return
+        handler = getattr(self, "_" + name[:-3].lower(), None)
+        assert handler is not None, name
+        handler(body, now)
+
+    def _respond(self, name: str, body: Any, now: float, key: str | None = None, ongoing: bool = False) -> None:
+        frame = messages.encode(name, body)
+        self._emit(
+            MessageSent(t=now, role="SECC", message=name, size=len(frame) - v2gtp.HEADER_LENGTH, summary=_summary(body))
+        )
+        self._out.append(frame)
+        code = getattr(body, "ResponseCode", None)
+        if code is not None and code.value.startswith("FAILED"):
+            self.charger.stop()
+            self._end(now, f"{name} {code.value}", ok=False, code=code.value)
+            return
+        if key is not None:
+            target = next_state(self.state, key, ongoing)
+            if target is not None and target != self.state:
+                self.state = target
+                self._emit(PhaseChanged(t=now, role="SECC", phase=target.value))
+
+    def _fail(self, res_name: str, code: RC, now: float, detail: str = "") -> None:
+        body = messages.minimal(res_name, Header=header(self.session_id, now), ResponseCode=code)
+        self._respond(res_name, body, now)
+        if detail:
+            self.end_reason = f"{self.end_reason}: {detail}"
+
+    def _end(self, now: float, reason: str, ok: bool, code: str | None = None) -> None:
+        if not self.ended:
+            self.ended = True
+            self.end_reason = reason
+            self.state = State.ENDED
+            self._emit(SessionEnded(t=now, role="SECC", reason=reason, ok=ok, response_code=code))
+
+    def _emit(self, event: Event) -> None:
+        self._out.append(event)
+
+    # -- the handlers, in session order -----------------------------------------------------------------
+    def _supported_app_protocol(self, body: apphand.supportedAppProtocolReqType, now: float) -> None:
+        if self.state != State.SUPPORTED_APP_PROTOCOL:
+            self._end(now, "supportedAppProtocolReq after the handshake", ok=False)
+            return
+        candidates = sorted(
+            (p for p in body.AppProtocol if p.ProtocolNamespace == DC_NAMESPACE and p.VersionNumberMajor == 1),
+            key=lambda p: p.Priority,
+        )
+        if not candidates:
+            res = apphand.supportedAppProtocolResType(ResponseCode=apphand.responseCodeType.Failed_NoNegotiation)
+            self._respond("supportedAppProtocolRes", res, now)
+            offered = ", ".join(p.ProtocolNamespace for p in body.AppProtocol)
+            self._end(now, f"no common protocol (EV offered {offered})", ok=False)
+            return
+        chosen = candidates[0]
+        code = (
+            apphand.responseCodeType.OK_SuccessfulNegotiation
+            if chosen.VersionNumberMinor == 0
+            else apphand.responseCodeType.OK_SuccessfulNegotiationWithMinorDeviation
+        )
+        self._respond(
+            "supportedAppProtocolRes",
+            apphand.supportedAppProtocolResType(ResponseCode=code, SchemaID=chosen.SchemaID),
+            now,
+            key="supportedAppProtocolReq",
+        )
+
+    def _sessionsetup(self, body: cm.SessionSetupReqType, now: float) -> None:
+        requested = body.Header.SessionID
+        resumed = self.store.paused.pop(requested, None) if any(requested) else None
+        if resumed is not None:
+            self.session_id = requested
+            self.service, self.control_mode = resumed
+            code = RC.OK_OldSessionJoined
+        else:
+            self.session_id = self._new_session_id()
+            code = RC.OK_NewSessionEstablished
+        res = cm.SessionSetupResType(Header=header(self.session_id, now), ResponseCode=code, EVSEID=self.config.evse_id)
+        self._respond("SessionSetupRes", res, now, key="SessionSetupReq")
+
+    def _authorizationsetup(self, body: cm.AuthorizationSetupReqType, now: float) -> None:
+        res = cm.AuthorizationSetupResType(
+            Header=header(self.session_id, now),
+            ResponseCode=RC.OK,
+            AuthorizationServices=(cm.authorizationType.EIM,),
+            CertificateInstallationService=False,
+            EIM_ASResAuthorizationMode=cm.EIM_ASResAuthorizationModeType(),
+        )
+        self._respond("AuthorizationSetupRes", res, now, key="AuthorizationSetupReq")
+
+    def _authorization(self, body: cm.AuthorizationReqType, now: float) -> None:
+        if body.SelectedAuthorizationService != cm.authorizationType.EIM:
+            # Plug & Charge needs TLS with the contract chain checked; this SECC offered EIM only.
+            res = cm.AuthorizationResType(
+                Header=header(self.session_id, now),
+                ResponseCode=RC.WARNING_AuthorizationSelectionInvalid,
+                EVSEProcessing=ct.processingType.Finished,
+            )
+            self._respond("AuthorizationRes", res, now)
+            return
+        ongoing = self._count("Authorization") <= self.config.authorization_ongoing
+        res = cm.AuthorizationResType(
+            Header=header(self.session_id, now),
+            ResponseCode=RC.OK,
+            EVSEProcessing=ct.processingType.Ongoing if ongoing else ct.processingType.Finished,
+        )
+        self._respond("AuthorizationRes", res, now, key="AuthorizationReq", ongoing=ongoing)
+
+    def _offered(self) -> list[ServiceID]:
+        return [ServiceID.DC] + ([ServiceID.DC_BPT] if self.config.bpt else [])
+
+    def _servicediscovery(self, body: cm.ServiceDiscoveryReqType, now: float) -> None:
+        services = tuple(cm.ServiceType(ServiceID=int(s), FreeService=False) for s in self._offered())
+        res = cm.ServiceDiscoveryResType(
+            Header=header(self.session_id, now),
+            ResponseCode=RC.OK,
+            ServiceRenegotiationSupported=False,
+            EnergyTransferServiceList=cm.ServiceListType(Service=services),
+        )
+        self._respond("ServiceDiscoveryRes", res, now, key="ServiceDiscoveryReq")
+
+    def _servicedetail(self, body: cm.ServiceDetailReqType, now: float) -> None:
+        if body.ServiceID not in [int(s) for s in self._offered()]:
+            self._fail("ServiceDetailRes", RC.FAILED_ServiceIDInvalid, now)
+            return
+        sets = dc_parameter_sets(ServiceID(body.ServiceID), list(self.config.control_modes))
+        res = cm.ServiceDetailResType(
+            Header=header(self.session_id, now),
+            ResponseCode=RC.OK,
+            ServiceID=body.ServiceID,
+            ServiceParameterList=cm.ServiceParameterListType(ParameterSet=sets),
+        )
+        self._respond("ServiceDetailRes", res, now, key="ServiceDetailReq")
+
+    def _serviceselection(self, body: cm.ServiceSelectionReqType, now: float) -> None:
+        selected = body.SelectedEnergyTransferService
+        if selected.ServiceID not in [int(s) for s in self._offered()]:
+            self._fail("ServiceSelectionRes", RC.FAILED_ServiceSelectionInvalid, now)
+            return
+        sets = {
+            p.ParameterSetID: p
+            for p in dc_parameter_sets(ServiceID(selected.ServiceID), list(self.config.control_modes))
+        }
+        if selected.ParameterSetID not in sets:
+            self._fail("ServiceSelectionRes", RC.FAILED_ServiceSelectionInvalid, now)
+            return
+        self.service = ServiceID(selected.ServiceID)
+        mode = parameter_value(sets[selected.ParameterSetID], "ControlMode")
+        assert mode is not None  # every parameter set this SECC offers names its control mode
+        self.control_mode = ControlMode(mode)
+        res = cm.ServiceSelectionResType(Header=header(self.session_id, now), ResponseCode=RC.OK)
+        self._respond("ServiceSelectionRes", res, now, key="ServiceSelectionReq")
+
+    def _dc_chargeparameterdiscovery(self, body: dc.DC_ChargeParameterDiscoveryReqType, now: float) -> None:
+        lim = self.charger.limits()
+        bpt = body.BPT_DC_CPDReqEnergyTransferMode
+        plain = body.DC_CPDReqEnergyTransferMode
+        if (self.service == ServiceID.DC_BPT) != (bpt is not None) or (bpt is None and plain is None):
+            self._fail("DC_ChargeParameterDiscoveryRes", RC.FAILED_WrongChargeParameter, now)
+            return
+        ev = bpt or plain
+        assert ev is not None
+        self.ev_max_voltage = to_float(ev.EVMaximumVoltage)
+        self.ev_limits = PowerLimits(
+            max_charge_power=to_float(ev.EVMaximumChargePower),
+            min_charge_power=to_float(ev.EVMinimumChargePower),
+            max_charge_current=to_float(ev.EVMaximumChargeCurrent),
+            min_charge_current=to_float(ev.EVMinimumChargeCurrent),
+            max_voltage=self.ev_max_voltage,
+            min_voltage=to_float(ev.EVMinimumVoltage),
+            max_discharge_power=to_float(bpt.EVMaximumDischargePower) if bpt else 0.0,
+            min_discharge_power=to_float(bpt.EVMinimumDischargePower) if bpt else 0.0,
+            max_discharge_current=to_float(bpt.EVMaximumDischargeCurrent) if bpt else 0.0,
+            min_discharge_current=to_float(bpt.EVMinimumDischargeCurrent) if bpt else 0.0,
+        )
+        common: dict[str, Any] = dict(
+            EVSEMaximumChargePower=rational(lim.max_charge_power),
+            EVSEMinimumChargePower=rational(lim.min_charge_power),
+            EVSEMaximumChargeCurrent=rational(lim.max_charge_current),
+            EVSEMinimumChargeCurrent=rational(lim.min_charge_current),
+            EVSEMaximumVoltage=rational(lim.max_voltage),
+            EVSEMinimumVoltage=rational(lim.min_voltage),
+        )
+        if bpt is not None:
+            mode = dc.BPT_DC_CPDResEnergyTransferModeType(
+                **common,
+                EVSEMaximumDischargePower=rational(lim.max_discharge_power),
+                EVSEMinimumDischargePower=rational(lim.min_discharge_power),
+                EVSEMaximumDischargeCurrent=rational(lim.max_discharge_current),
+                EVSEMinimumDischargeCurrent=rational(lim.min_discharge_current),
+            )
+            res = dc.DC_ChargeParameterDiscoveryResType(
+                Header=header(self.session_id, now), ResponseCode=RC.OK, BPT_DC_CPDResEnergyTransferMode=mode
+            )
+        else:
+            res = dc.DC_ChargeParameterDiscoveryResType(
+                Header=header(self.session_id, now),
+                ResponseCode=RC.OK,
+                DC_CPDResEnergyTransferMode=dc.DC_CPDResEnergyTransferModeType(**common),
+            )
+        self._respond("DC_ChargeParameterDiscoveryRes", res, now, key="DC_ChargeParameterDiscoveryReq")
+
+    def _scheduleexchange(self, body: cm.ScheduleExchangeReqType, now: float) -> None:
+        dynamic = body.Dynamic_SEReqControlMode is not None
+        if dynamic != (self.control_mode == ControlMode.DYNAMIC):
+            self._fail("ScheduleExchangeRes", RC.FAILED_ScheduleSelectionInvalid, now)
+            return
+        if dynamic:
+            req = body.Dynamic_SEReqControlMode
+            assert req is not None
+            res = cm.ScheduleExchangeResType(
+                Header=header(self.session_id, now),
+                ResponseCode=RC.OK,
+                EVSEProcessing=ct.processingType.Finished,
+                Dynamic_SEResControlMode=cm.Dynamic_SEResControlModeType(
+                    DepartureTime=req.DepartureTime, MinimumSOC=req.MinimumSOC, TargetSOC=req.TargetSOC
+                ),
+            )
+        else:
+            res = cm.ScheduleExchangeResType(
+                Header=header(self.session_id, now),
+                ResponseCode=RC.OK,
+                EVSEProcessing=ct.processingType.Finished,
+                Scheduled_SEResControlMode=cm.Scheduled_SEResControlModeType(
+                    ScheduleTuple=(self._schedule_tuple(now),)
+                ),
+            )
+        self._respond("ScheduleExchangeRes", res, now, key="ScheduleExchangeReq")
+
+    def _schedule_tuple(self, now: float) -> cm.ScheduleTupleType:
+        """One 24 h schedule at the charger's limits; with BPT a discharging schedule too (8.3.5.3.30)."""
+        lim = self.charger.limits()
+
+        def schedule(power: float) -> cm.ChargingScheduleType:
+            entry = cm.PowerScheduleEntryType(Duration=86400, Power=rational(power))
+            return cm.ChargingScheduleType(
+                PowerSchedule=cm.PowerScheduleType(
+                    TimeAnchor=int(now), PowerScheduleEntries=cm.PowerScheduleEntryListType(PowerScheduleEntry=(entry,))
+                )
+            )
+
+        discharging = schedule(-lim.max_discharge_power) if self.service == ServiceID.DC_BPT else None
+        return cm.ScheduleTupleType(
+            ScheduleTupleID=1, ChargingSchedule=schedule(lim.max_charge_power), DischargingSchedule=discharging
+        )
+
+    def _dc_cablecheck(self, body: dc.DC_CableCheckReqType, now: float) -> None:
+        status = self.charger.cable_check(self.ev_max_voltage or self.charger.limits().max_voltage)
+        if status == CableCheckStatus.FAULT:
+            res = dc.DC_CableCheckResType(
+                Header=header(self.session_id, now), ResponseCode=RC.FAILED, EVSEProcessing=ct.processingType.Finished
+            )
+            self._respond("DC_CableCheckRes", res, now)
+            return
+        ongoing = status == CableCheckStatus.ONGOING
+        res = dc.DC_CableCheckResType(
+            Header=header(self.session_id, now),
+            ResponseCode=RC.OK,
+            EVSEProcessing=ct.processingType.Ongoing if ongoing else ct.processingType.Finished,
+        )
+        self._respond("DC_CableCheckRes", res, now, key="DC_CableCheckReq", ongoing=ongoing)
+
+    def _dc_precharge(self, body: dc.DC_PreChargeReqType, now: float) -> None:
+        target = to_float(body.EVTargetVoltage)
+        present = self.charger.precharge(min(target, self.charger.limits().max_voltage))
+        res = dc.DC_PreChargeResType(
+            Header=header(self.session_id, now), ResponseCode=RC.OK, EVSEPresentVoltage=rational(present)
+        )
+        self._respond("DC_PreChargeRes", res, now, key="DC_PreChargeReq")
+
+    def _powerdelivery(self, body: cm.PowerDeliveryReqType, now: float) -> None:
+        progress = body.ChargeProgress
+        key = request_key("PowerDeliveryReq", progress.value)
+        if progress == cm.chargeProgressType.Start:
+            if body.BPT_ChannelSelection is not None and self.service != ServiceID.DC_BPT:
+                self._fail("PowerDeliveryRes", RC.FAILED_PowerDeliveryNotApplied, now)
+                return
+            self.channel_discharge = body.BPT_ChannelSelection == cm.channelSelectionType.Discharge
+            refusal = self.charger.start_energy_transfer(self.charger.present_voltage())
+            if refusal is not None:
+                self.end_reason = refusal
+                self._fail("PowerDeliveryRes", RC.FAILED_PowerDeliveryNotApplied, now)
+                return
+        else:
+            self.charger.stop()
+        res = cm.PowerDeliveryResType(Header=header(self.session_id, now), ResponseCode=RC.OK)
+        self._respond("PowerDeliveryRes", res, now, key=key)
+
+    def _dc_chargeloop(self, body: dc.DC_ChargeLoopReqType, now: float) -> None:
+        fault = self.charger.fault()
+        if fault is not None:
+            self.end_reason = fault
+            self._fail("DC_ChargeLoopRes", RC.FAILED, now)
+            return
+        ev_voltage = to_float(body.EVPresentVoltage)
+        target, mode_res = self._loop_target(body, ev_voltage)
+        if target is None:
+            self._fail("DC_ChargeLoopRes", RC.FAILED_WrongChargeParameter, now)
+            return
+        lim = self.charger.limits()
+        allowed_current = lim.clamp_current(target, ev_voltage)
+        if self.ev_limits is not None:
+            allowed_current = self.ev_limits.clamp_current(allowed_current, ev_voltage)
+        voltage, current = self.charger.regulate(
+            allowed_current, min(lim.max_voltage, self.ev_max_voltage or lim.max_voltage)
+        )
+        limited = abs(allowed_current) < abs(target) - 1e-6
+        res = dc.DC_ChargeLoopResType(
+            Header=header(self.session_id, now),
+            ResponseCode=RC.OK,
+            EVSEPresentCurrent=rational(current),
+            EVSEPresentVoltage=rational(voltage),
+            EVSEPowerLimitAchieved=limited,
+            EVSECurrentLimitAchieved=limited,
+            EVSEVoltageLimitAchieved=False,
+            **mode_res,
+        )
+        self._emit(
+            PowerFlow(
+                t=now,
+                role="SECC",
+                voltage=voltage,
+                current=current,
+                power=voltage * current,
+                soc=body.DisplayParameters.PresentSOC if body.DisplayParameters else None,
+            )
+        )
+        self._respond("DC_ChargeLoopRes", res, now, key="DC_ChargeLoopReq")
+
+    def _loop_target(self, body: dc.DC_ChargeLoopReqType, ev_voltage: float) -> tuple[float | None, dict[str, Any]]:
+        """The signed current the EV asks for (Scheduled) or the SECC decides (Dynamic), and the
+        control-mode element of the response (ISO 15118-20 8.3.5.5.6/7)."""
+        lim = self.charger.limits()
+        bpt = self.service == ServiceID.DC_BPT
+        if self.control_mode == ControlMode.SCHEDULED:
+            req = body.BPT_Scheduled_DC_CLReqControlMode if bpt else body.Scheduled_DC_CLReqControlMode
+            if req is None:
+                return None, {}
+            if bpt:
+                return to_float(req.EVTargetCurrent), {
+                    "BPT_Scheduled_DC_CLResControlMode": dc.BPT_Scheduled_DC_CLResControlModeType()
+                }
+            return to_float(req.EVTargetCurrent), {
+                "Scheduled_DC_CLResControlMode": dc.Scheduled_DC_CLResControlModeType()
+            }
+        dyn = body.BPT_Dynamic_DC_CLReqControlMode if bpt else body.Dynamic_DC_CLReqControlMode
+        if dyn is None:
+            return None, {}
+        # Dynamic: the SECC decides the power within the EV's momentary limits (the grid request).
+        request = self.config.grid_power_request
+        if request is None:
+            request = to_float(dyn.EVMaximumChargePower)
+        ev_max_discharge = to_float(getattr(dyn, "EVMaximumDischargePower", None)) if bpt else 0.0
+        power = clamp(request, -ev_max_discharge, to_float(dyn.EVMaximumChargePower))
+        current = power / max(ev_voltage, 1.0)
+        common: dict[str, Any] = dict(
+            EVSEMaximumChargePower=rational(lim.max_charge_power),
+            EVSEMinimumChargePower=rational(lim.min_charge_power),
+            EVSEMaximumChargeCurrent=rational(lim.max_charge_current),
+            EVSEMaximumVoltage=rational(lim.max_voltage),
+        )
+        if bpt:
+            return current, {
+                "BPT_Dynamic_DC_CLResControlMode": dc.BPT_Dynamic_DC_CLResControlModeType(
+                    **common,
+                    EVSEMaximumDischargePower=rational(lim.max_discharge_power),
+                    EVSEMinimumDischargePower=rational(lim.min_discharge_power),
+                    EVSEMaximumDischargeCurrent=rational(lim.max_discharge_current),
+                    EVSEMinimumVoltage=rational(lim.min_voltage),
+                )
+            }
+        return current, {"Dynamic_DC_CLResControlMode": dc.Dynamic_DC_CLResControlModeType(**common)}
+
+    def _dc_weldingdetection(self, body: dc.DC_WeldingDetectionReqType, now: float) -> None:
+        res = dc.DC_WeldingDetectionResType(
+            Header=header(self.session_id, now),
+            ResponseCode=RC.OK,
+            EVSEPresentVoltage=rational(self.charger.present_voltage()),
+        )
+        self._respond("DC_WeldingDetectionRes", res, now, key="DC_WeldingDetectionReq")
+
+    def _sessionstop(self, body: cm.SessionStopReqType, now: float) -> None:
+        self.charger.stop()
+        pause = body.ChargingSession == cm.chargingSessionType.Pause
+        if pause and self.service is not None and self.control_mode is not None:
+            self.store.paused[self.session_id] = (self.service, self.control_mode)
+        res = cm.SessionStopResType(Header=header(self.session_id, now), ResponseCode=RC.OK)
+        self._respond("SessionStopRes", res, now, key="SessionStopReq")
+        self._end(now, f"SessionStop {body.ChargingSession.value}", ok=True)
+
+    def _count(self, phase: str) -> int:
+        self._ongoing[phase] = self._ongoing.get(phase, 0) + 1
+        return self._ongoing[phase]
+
+
+def _summary(body: Any) -> dict[str, Any]:
+    """The few fields worth a timeline line: response code, processing, voltages and currents."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(body):
+        value = getattr(body, f.name)
+        if (
+            f.name
+            in (
+                "ResponseCode",
+                "EVSEProcessing",
+                "EVProcessing",
+                "ChargeProgress",
+                "ChargingSession",
+                "BPT_ChannelSelection",
+            )
+            and value is not None
+        ):
+            out[f.name] = value.value
+        elif isinstance(value, ct.RationalNumberType):
+            out[f.name] = round(to_float(value), 3)
+    return out

@@ -1,0 +1,137 @@
+"""The ISO 15118-20 engines' ports on the hardware layer: the SECC drives a :class:`Station` (every
+request through the interlock), the EVCC drives the simulated vehicle of the same ``sim`` plant.
+
+Simulated time advances only here: :meth:`StationCharger.advance` runs the station's loop up to the
+requested time, and a cable check that the SECC started runs there too (IEC 61851-23 CC.4.1), so the
+SECC can answer DC_CableCheckReq with EVSEProcessing=Ongoing at once as a real charger does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from v2gtool.errors import V2GToolError
+from v2gtool.hw.backends import SimSetup
+from v2gtool.hw.cablecheck import CableCheckReport, CableCheckSettings, run_cable_check
+from v2gtool.hw.isolation import IsolationVerdict
+from v2gtool.iso20.ports import CableCheckStatus, PowerLimits
+from v2gtool.session.events import Event
+
+#: DC_PreCharge current limit (ISO 15118-20 8.8.6.2: precharge with at most 2 A).
+PRECHARGE_CURRENT_A = 2.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class CableCheckFinished(Event):
+    passed: bool
+    test_voltage: float
+    resistance_ohm: float | None
+    failure: str | None
+
+
+class StationCharger:
+    """:class:`~v2gtool.iso20.ports.ChargerPort` over a ``sim`` :class:`~v2gtool.hw.station.Station`."""
+
+    def __init__(self, setup: SimSetup, limits: PowerLimits) -> None:
+        self.setup = setup
+        self.station = setup.station
+        self._limits = limits
+        self._cable_check_pending: float | None = None
+        self.cable_check_report: CableCheckReport | None = None
+        self.events: list[Event] = []
+
+    def limits(self) -> PowerLimits:
+        return self._limits
+
+    def now(self) -> float:
+        return self.station.clock.now()
+
+    def advance(self, now: float) -> None:
+        if self._cable_check_pending is not None:
+            self._run_cable_check(self._cable_check_pending)
+        remaining = now - self.station.clock.now()
+        if remaining > 0:
+            self.station.run(remaining)
+
+    def cable_check(self, ev_max_voltage: float) -> CableCheckStatus:
+        report = self.cable_check_report
+        if report is None:
+            self._cable_check_pending = ev_max_voltage
+            return CableCheckStatus.ONGOING
+        if report.failure is None and report.result is not None and report.result.verdict != IsolationVerdict.FAULT:
+            return CableCheckStatus.PASSED
+        return CableCheckStatus.FAULT
+
+    def _run_cable_check(self, ev_max_voltage: float) -> None:
+        self._cable_check_pending = None
+        settings = CableCheckSettings(ev_max_voltage, self._limits.max_voltage)
+        try:
+            report = run_cable_check(self.station, settings)
+        except V2GToolError as exc:  # refused or tripped by the interlock: a failed cable check
+            report = CableCheckReport(self.station.config.isolation, 0.0, self.now(), failure=str(exc))
+        self.cable_check_report = report
+        result = report.result
+        self.events.append(
+            CableCheckFinished(
+                t=self.now(),
+                passed=self.cable_check(ev_max_voltage) == CableCheckStatus.PASSED,
+                test_voltage=report.test_voltage_v,
+                resistance_ohm=result.resistance_ohm if result else None,
+                failure=report.failure,
+            )
+        )
+
+    def precharge(self, target_voltage: float) -> float:
+        self.station.regulate_voltage(target_voltage)
+        self.station.step()
+        return self.station.measurement.link_v
+
+    def start_energy_transfer(self, battery_voltage: float) -> str | None:
+        verdict = self.station.request_energy_transfer(battery_voltage)
+        return None if verdict.allowed else str(verdict)
+
+    def regulate(self, current: float, voltage_limit: float) -> tuple[float, float]:
+        self.station.request_current(current)
+        self.station.step()
+        m = self.station.measurement
+        return m.cable_v, m.current_a
+
+    def stop(self) -> None:
+        self.station.request_current(0.0)
+        self.station.session_stop()
+
+    def present_voltage(self) -> float:
+        self.station.step()
+        return self.station.measurement.cable_v
+
+    def fault(self) -> str | None:
+        interlock = self.station.interlock
+        condition = interlock.trip_condition
+        if condition is not None:
+            return f"interlock tripped: {condition.name} ({condition.value})"
+        if interlock.stuck is not None:
+            return f"Contactor Stuck: {interlock.stuck.pole.name}"
+        return None
+
+
+class SimVehiclePort:
+    """:class:`~v2gtool.iso20.ports.VehiclePort` of the simulated vehicle on the same plant."""
+
+    def __init__(self, setup: SimSetup, limits: PowerLimits) -> None:
+        self.setup = setup
+        self._limits = limits
+
+    def limits(self) -> PowerLimits:
+        return self._limits
+
+    def soc_percent(self) -> float:
+        return self.setup.vehicle.soc_percent()
+
+    def battery_voltage(self) -> float:
+        return self.setup.vehicle.battery_voltage()
+
+    def close_contactors(self) -> None:
+        self.setup.vehicle.precharge_done()
+
+    def open_contactors(self) -> None:
+        self.setup.vehicle.session_stopped()

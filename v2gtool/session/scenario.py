@@ -1,0 +1,157 @@
+"""Session scenarios: a TOML file with the vehicle, the charger, the grid request and injected faults.
+
+::
+
+    [session]
+    service = "DC_BPT"          # DC, DC_BPT (alias DC_V2G)
+    control_mode = "scheduled"  # scheduled | dynamic
+    direction = "discharge"     # charge | discharge
+    duration = 600              # seconds of energy transfer (default: until the SoC target/floor)
+    power = 11000               # W the EV asks for (Scheduled); the grid request in Dynamic mode
+    target_soc = 80
+    min_soc = 20                # the EV's own discharge floor (the charger's is [charger] soc_floor)
+
+    [vehicle]                   # BMS limits, W / A / V
+    max_charge_power = 50000
+    max_discharge_power = 11000
+    ...
+
+    [charger]
+    bpt = true
+    max_charge_power = 50000
+    ...
+
+    [plant]                     # the sim model (see v2gtool.hw.scenario): soc, insulation_ohm, ...
+    soc = 0.6
+    [[at]]                      # scripted events in simulated time: cp, fault, estop, any model constant
+    t = 30.0
+    cp = "A"
+
+Every key is optional; errors name the file and key in one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from v2gtool.errors import ConfigError
+from v2gtool.hw.cp import CpState
+from v2gtool.hw.scenario import Scenario, ScenarioStep, default_scenario, scenario_from_tables
+from v2gtool.iso20.evcc import Direction
+from v2gtool.iso20.ports import PowerLimits
+from v2gtool.iso20.values import ControlMode, ServiceID, service_from_name
+
+VEHICLE_LIMITS = PowerLimits(
+    max_charge_power=50_000,
+    min_charge_power=0,
+    max_charge_current=125,
+    min_charge_current=0,
+    max_voltage=450,
+    min_voltage=250,
+    max_discharge_power=11_000,
+    min_discharge_power=0,
+    max_discharge_current=32,
+    min_discharge_current=0,
+)
+CHARGER_LIMITS = PowerLimits(
+    max_charge_power=60_000,
+    min_charge_power=0,
+    max_charge_current=150,
+    min_charge_current=0,
+    max_voltage=920,
+    min_voltage=150,
+    max_discharge_power=22_000,
+    min_discharge_power=0,
+    max_discharge_current=50,
+    min_discharge_current=0,
+)
+
+
+@dataclass(frozen=True)
+class SessionScenario:
+    """Everything one simulated session needs."""
+
+    service: ServiceID = ServiceID.DC_BPT
+    control_mode: ControlMode = ControlMode.SCHEDULED
+    direction: Direction = Direction.CHARGE
+    duration: float | None = 60.0
+    power: float | None = None
+    target_soc: float = 80.0
+    min_soc: float = 20.0
+    bpt: bool = True
+    vehicle: PowerLimits = VEHICLE_LIMITS
+    charger: PowerLimits = CHARGER_LIMITS
+    plant: Scenario = field(default_factory=default_scenario)
+    source: str = "built-in"
+
+
+def load(path: Path | None, **overrides: Any) -> SessionScenario:
+    """Read a scenario file (or the built-in defaults) and apply command-line *overrides* (not None)."""
+    scenario = SessionScenario()
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read scenario {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"scenario {path}: {exc}") from None
+        scenario = _from_tables(raw, str(path))
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return dataclasses.replace(scenario, **changes)
+
+
+def _from_tables(raw: dict[str, Any], source: str) -> SessionScenario:
+    unknown = set(raw) - {"session", "vehicle", "charger", "plant", "at"}
+    if unknown:
+        raise ConfigError(f"scenario {source}: unknown table [{sorted(unknown)[0]}]")
+    session = _table(raw, "session", source)
+    changes: dict[str, Any] = {}
+    for key, value in session.items():
+        where = f"scenario {source}: [session] {key}"
+        try:
+            if key == "service":
+                changes[key] = service_from_name(str(value))
+            elif key == "control_mode":
+                changes[key] = ControlMode[str(value).upper()]
+            elif key == "direction":
+                changes[key] = Direction(str(value).lower())
+            elif key in ("duration", "power", "target_soc", "min_soc"):
+                changes[key] = float(value)
+            else:
+                raise ConfigError(f"{where}: unknown key")
+        except (KeyError, ValueError, TypeError):
+            raise ConfigError(f"{where}: invalid value {value!r}") from None
+    charger = dict(_table(raw, "charger", source))
+    if "bpt" in charger:
+        changes["bpt"] = bool(charger.pop("bpt"))
+    changes["vehicle"] = _limits(VEHICLE_LIMITS, _table(raw, "vehicle", source), f"scenario {source}: [vehicle]")
+    changes["charger"] = _limits(CHARGER_LIMITS, charger, f"scenario {source}: [charger]")
+    plant_tables: dict[str, Any] = {k: raw[k] for k in ("plant", "at") if k in raw}
+    plant = scenario_from_tables(plant_tables, source)
+    if not any(step.cp is not None for step in plant.steps):  # plugged in and ready unless scripted
+        plant = dataclasses.replace(plant, steps=(ScenarioStep(0.0, cp=CpState.C), *plant.steps))
+    changes["plant"] = plant
+    return dataclasses.replace(SessionScenario(source=source), **changes)
+
+
+def _table(raw: dict[str, Any], name: str, source: str) -> dict[str, Any]:
+    value = raw.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"scenario {source}: [{name}] must be a table")
+    return value
+
+
+def _limits(base: PowerLimits, table: dict[str, Any], where: str) -> PowerLimits:
+    names = {f.name for f in dataclasses.fields(PowerLimits)}
+    changes: dict[str, float] = {}
+    for key, value in table.items():
+        if key not in names:
+            raise ConfigError(f"{where}: unknown key {key!r} (one of {', '.join(sorted(names))})")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ConfigError(f"{where} {key}: expected a non-negative number, got {value!r}")
+        changes[key] = float(value)
+    return dataclasses.replace(base, **changes)
