@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -65,14 +65,16 @@ class SimCable:
         until: float = 600.0,
         on_event: EventObserver | None = None,
         on_frame: FrameObserver | None = None,
+        wait_for: Sequence[int] | None = None,
     ) -> list[SlacResult]:
-        """Start every machine at t = 0 and run until all are done (or *until* virtual seconds).
-        Returns each station's result in the order they were added."""
+        """Start every machine at t = 0 and run until the stations *wait_for* (default: all) are
+        done, or *until* virtual seconds. Returns the results of the *wait_for* stations."""
         self._on_event, self._on_frame = on_event, on_frame
+        watched = [self.stations[i] for i in (range(len(self.stations)) if wait_for is None else wait_for)]
         for index, station in enumerate(self.stations):
             station.machine.start(self.now)
             self._flush(index)
-        while not all(s.machine.done for s in self.stations):
+        while not all(s.machine.done for s in watched):
             deadlines = [s.machine.next_deadline for s in self.stations if not s.machine.done]
             timer_due = min((d for d in deadlines if d is not None), default=None)
             frame_due = self._queue[0][0] if self._queue else None
@@ -92,7 +94,7 @@ class SimCable:
                 for index, station in enumerate(self.stations):
                     station.machine.handle_timer(self.now)
                     self._flush(index)
-        return [self._result(s) for s in self.stations]
+        return [self._result(s) for s in watched]
 
     def _result(self, station: Station) -> SlacResult:
         if station.machine.result is None:
