@@ -162,3 +162,55 @@ class SimModem:
             case mme.CM_AMP_MAP_REQ():
                 return mme.CM_AMP_MAP_CNF(res_type=0)
         return None
+
+
+def modem_mac_for(host_mac: str) -> str:
+    """A Qualcomm-OUI address for the simulated modem of *host_mac* (its last three octets)."""
+    return "00:b0:52:" + host_mac.lower()[-8:]
+
+
+class HubModemStandIn:
+    """The modems of every host on a hub-mode bridge, seen from one bridge port.
+
+    For hosts we did not write (pyslac, open-plc-utils ``evse``/``pev``) that expect a modem on
+    their interface: answers any host's MMEs to the local-modem address (CM_SET_KEY, VS_*), learns
+    which hosts are EVSEs from their CM_SLAC_PARM.CNF, and reports every M-Sound to each EVSE
+    host as its modem's CM_ATTEN_PROFILE.IND.
+    """
+
+    def __init__(self, attenuation: AttenuationModel, set_key_result: int = 0, seed: int = 0) -> None:
+        self.attenuation = attenuation
+        self.set_key_result = set_key_result
+        self.seed = seed
+        self.modems: dict[str, SimModem] = {}
+        self.evse_hosts: set[str] = set()
+
+    def _modem(self, host: str) -> SimModem:
+        if host not in self.modems:
+            self.modems[host] = SimModem(
+                host,
+                modem_mac=modem_mac_for(host),
+                set_key_result=self.set_key_result,
+                seed=self.seed + len(self.modems),
+            )
+        return self.modems[host]
+
+    def on_frame(self, frame: bytes, now: float) -> list[bytes]:
+        """A frame seen on the hub: the frames the stand-in modems send because of it."""
+        try:
+            decoded = mme.decode_frame(frame)
+        except mme.MmeDecodeError:
+            return []
+        if decoded.src in {m.modem_mac for m in self.modems.values()}:
+            return []
+        if decoded.dst == mme.QCA_LOCAL_MAC or decoded.dst == modem_mac_for(decoded.src):
+            replies, _ = self._modem(decoded.src).from_host(frame, now)
+            return replies
+        if isinstance(decoded.body, mme.CM_SLAC_PARM_CNF):
+            self.evse_hosts.add(decoded.src)
+            self._modem(decoded.src).attenuation = self.attenuation
+        if isinstance(decoded.body, mme.CM_MNBC_SOUND_IND):
+            return [
+                out for host in sorted(self.evse_hosts) for out in self._modem(host).from_wire(frame, now)
+            ]
+        return []
