@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -123,3 +124,78 @@ def test_pyslac_evse_matches_our_ev(cable: tuple[Lab, str, dict[str, str]], tmp_
     assert rc == 0, err + pyslac_log[-3000:]
     assert result["peer_mac"] == EVSE_MAC
     assert "CM_SLAC_MATCH: Finished!" in pyslac_log
+
+
+def open_plc_utils_config(tool: str, directory: Path, **overrides: str) -> Path:
+    """``TOOL -c`` (its template profile) with *overrides* (``settle_time="1"``)."""
+    text = subprocess.run([tool, "-c"], capture_output=True, text=True, check=True, timeout=10).stdout
+    lines = []
+    for line in text.splitlines():
+        key = line.partition("=")[0].strip().replace(" ", "_")
+        lines.append(f"{line.partition('=')[0].strip()} = {overrides[key]}" if key in overrides else line)
+    path = directory / f"{tool}.ini"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_open_plc_utils_evse_matches_our_ev(cable: tuple[Lab, str, dict[str, str]], tmp_path: Path) -> None:
+    if shutil.which("evse") is None:
+        pytest.skip("open-plc-utils not installed (apt-get install -y plc-utils-extra)")
+    _net, hub, hosts = cable
+    standin = modem_standin(hub, 1)  # open-plc-utils reads Result 0 as "refused"
+    profile = open_plc_utils_config("evse", tmp_path, settle_time="1")
+    evse = in_ns(hosts["evse"], "evse", "-i", "eth0", "-p", str(profile), "-l", "-v", "-d")
+    try:
+        rc, result, err = ev_result(
+            v2gtool_in(
+                hosts["ev"],
+                "evse-slac",
+                "--role",
+                "ev",
+                "--iface",
+                "eth0",
+                "--backend",
+                "sim",
+                "--json",
+                "--timer",
+                "C_EV_match_retry=20",
+            )
+        )
+    finally:
+        evse_log = stop(evse)
+        stop(standin)
+    assert rc == 0, err + evse_log[-3000:]
+    assert result["peer_mac"] == EVSE_MAC
+
+
+def test_open_plc_utils_pev_matches_our_evse(cable: tuple[Lab, str, dict[str, str]], tmp_path: Path) -> None:
+    if shutil.which("pev") is None:
+        pytest.skip("open-plc-utils not installed (apt-get install -y plc-utils-extra)")
+    _net, hub, hosts = cable
+    standin = modem_standin(hub, 1)
+    evse = v2gtool_in(
+        hosts["evse"],
+        "evse-slac",
+        "--role",
+        "evse",
+        "--iface",
+        "eth0",
+        "--backend",
+        "sim",
+        "--json",
+        "--timer",
+        "TT_EVSE_SLAC_init=30",
+        "--timer",
+        "C_sequ_retry=0",
+    )
+    profile = open_plc_utils_config("pev", tmp_path, settle_time="1")
+    try:
+        wait_for_line(evse, '"cp":"5%"')
+        pev = in_ns(hosts["ev"], "pev", "-i", "eth0", "-p", str(profile), "-l", "-v", "-d")
+        rc, result, err = ev_result(evse)
+        pev_log = stop(pev)
+    finally:
+        stop(standin)
+    assert rc == 0, err + pev_log[-3000:]
+    assert result["peer_mac"] == EV_MAC
+    assert result["nid"] is not None and result["nid"].upper() in pev_log.replace(":", "").upper()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -34,3 +37,15 @@ def test_generated_nmks_are_fresh() -> None:
 def test_bad_arguments_are_rejected(nmk: bytes, level: int) -> None:
     with pytest.raises(ValueError):
         derive_nid(nmk, level)
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("tool", ["evse", "pev"])
+def test_nid_matches_open_plc_utils_default_profiles(tool: str) -> None:
+    """open-plc-utils' template profiles pair an NMK with the NID its own HPAVKeyNID derives."""
+    if shutil.which(tool) is None:
+        pytest.skip("open-plc-utils not installed (apt-get install -y plc-utils-extra)")
+    profile = subprocess.run([tool, "-c"], capture_output=True, text=True, check=True, timeout=10).stdout
+    values = {k.strip(): v.strip() for k, _, v in (line.partition("=") for line in profile.splitlines()) if v}
+    nmk = bytes.fromhex(values["network membership key"])
+    assert derive_nid(nmk).hex().upper() == values["network identifier"]
