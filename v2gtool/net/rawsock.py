@@ -65,9 +65,6 @@ class RawSocketLink:
                 return frame
             timeout = 0.0  # drain our own echo without waiting again
 
-    def fileno(self) -> int:
-        return self._sock.fileno()
-
     def close(self) -> None:
         self._sock.close()
 

@@ -205,10 +205,6 @@ class SlacMachine(abc.ABC):
         self._send(self.modem_mac, mme.VS_PL_LNK_STATUS_REQ(), now)
         self._set_timer("link_poll", now + self.timers.TP_link_status_poll)
 
-    def _is_from_modem(self, frame: mme.MmeFrame) -> bool:
-        """Own-modem confirmations come from the QCA local address or the modem's own MAC."""
-        return frame.dst == self.mac and frame.src in (self.modem_mac, mme.QCA_LOCAL_MAC)
-
     def _finish(self, now: float, trigger: Trigger, result: SlacResult) -> None:
         self._transition(trigger, now)
         self.result = result

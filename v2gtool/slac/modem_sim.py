@@ -19,7 +19,6 @@ use it:
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from v2gtool.slac import mme
@@ -29,9 +28,6 @@ NUM_GROUPS = 58
 #: VS_SW_VER.CNF device id of a QCA7000 (Green PHY), as open-plc-utils lists it.
 QCA7000_DEVICE_ID = 0x20
 FIRMWARE_VERSION = "QCA7000-MAC-QCA7000-1.1.0.730-04-20140815-CS (v2gtool sim)"
-
-Clock = Callable[[], float]
-
 
 @dataclass(frozen=True)
 class AttenuationModel:
