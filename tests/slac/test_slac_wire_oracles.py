@@ -127,3 +127,70 @@ def test_multi_evse_capture_shows_two_evses_and_the_ev_picks_the_lower_attenuati
     assert averages.keys() == cnf_sources
     matched = {f.dst for f in frames if isinstance(f.body, mme.CM_SLAC_MATCH_REQ)}
     assert matched == {min(averages, key=averages.__getitem__)}
+
+
+def _timed_frames(name: str) -> list[tuple[float, bytes, mme.MmeFrame]]:
+    """The capture's decodable SLAC frames with times relative to the first one."""
+    out: list[tuple[float, bytes, mme.MmeFrame]] = []
+    for data, meta in RawPcapNgReader(str(PCAPS / name)):
+        try:
+            decoded = mme.decode_frame(bytes(data))
+        except mme.MmeDecodeError:
+            continue
+        if decoded.body is not None:
+            out.append(((meta.tshigh << 32 | meta.tslow) / 1e6, bytes(data), decoded))
+    t0 = out[0][0]
+    return [(t - t0, data, decoded) for t, data, decoded in out]
+
+
+MULTI = "ISO-2_DC_multi_EVSE_SLAC_DS5366_Josev.pcapng"
+VLAN_OF_EVSE_0E = b"\x81\x00\x00\x02"  # the capture's port towards EVSE 64:4d:70:01:06:0e
+
+
+@pytest.mark.skipif(not PCAPS.is_dir(), reason="shared captures not present (../shared/testdata/pcaps)")
+def test_our_ev_replayed_against_the_captured_evses_chooses_like_the_real_ev() -> None:
+    frames = _timed_frames(MULTI)
+    req = next(d for _, _, d in frames if isinstance(d.body, mme.CM_SLAC_PARM_REQ))
+    run_id = bytes(req.body.run_id)
+    ev = EvSlac(req.src, SlacTimers(), random_bytes=lambda n: run_id if n == 8 else bytes(n))
+    ev.start(0.0)
+    inbound = [(t, data) for t, data, d in frames if d.dst == req.src and d.src != req.src]
+    events = []
+    while ev.state.value != "WAIT_SLAC_MATCH_CNF" and not ev.done:
+        deadline = ev.next_deadline
+        if inbound and (deadline is None or inbound[0][0] <= deadline):
+            t, data = inbound.pop(0)
+            ev.receive(data, t)
+        else:
+            assert deadline is not None
+            ev.handle_timer(deadline)
+        events.extend(ev.take_events())
+    chosen = [e for e in events if type(e).__name__ == "EvseChosen"]
+    real_choice = next(d.dst for _, _, d in frames if isinstance(d.body, mme.CM_SLAC_MATCH_REQ))
+    assert len(chosen) == 1 and chosen[0].evse_mac == real_choice  # type: ignore[attr-defined]
+    assert set(chosen[0].candidates) == {"64:4d:70:01:06:0e", "64:4d:70:01:06:10"}  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(not PCAPS.is_dir(), reason="shared captures not present (../shared/testdata/pcaps)")
+def test_our_evse_averages_the_captured_profiles_like_the_real_evse() -> None:
+    """Feed the real EV's frames and the real modem's CM_ATTEN_PROFILE.IND (broadcast) seen on one
+    EVSE's port to our EVSE; its CM_ATTEN_CHAR.IND must carry the real EVSE's averages."""
+    frames = [(t, data, d) for t, data, d in _timed_frames(MULTI) if data[12:16] == VLAN_OF_EVSE_0E]
+    evse_mac = "64:4d:70:01:06:0e"
+    evse = EvseSlac(evse_mac, SlacTimers())
+    evse.start(-1.0)
+    evse.receive(mme.encode_frame(evse_mac, mme.QCA_LOCAL_MAC, mme.CM_SET_KEY_CNF(result=0)), -0.9)
+    sent: list[mme.MmeFrame] = []
+    for t, data, decoded in frames:
+        if decoded.src == evse_mac:
+            continue  # the real EVSE's own answers: what ours must reproduce
+        evse.handle_timer(t)
+        evse.receive(data, t)
+        sent.extend(mme.decode_frame(f) for f in evse.take_frames())
+    ours = next(f.body for f in sent if isinstance(f.body, mme.CM_ATTEN_CHAR_IND))
+    real = next(d.body for _, _, d in frames if isinstance(d.body, mme.CM_ATTEN_CHAR_IND))
+    assert ours.num_sounds == real.num_sounds == 10
+    # That EVSE reports floor(mean) - 3 dB (an attenuation adjustment, as EVerest's
+    # sounding_attenuation_adjustment); ours reports the rounded mean, unadjusted.
+    assert {a - b for a, b in zip(ours.aag, real.aag, strict=True)} <= {3, 4}
+    assert any(isinstance(f.body, mme.CM_SLAC_MATCH_CNF) for f in sent)

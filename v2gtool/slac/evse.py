@@ -90,7 +90,9 @@ class EvseSlac(SlacMachine):
             case mme.VS_PL_LNK_STATUS_CNF() if to_me and self.state is S.WAIT_LINK_READY:
                 if body.link_status == 1:
                     self._matched(now)
-            case mme.CM_ATTEN_PROFILE_IND() if to_me and self.state is S.SOUNDING:
+            case mme.CM_ATTEN_PROFILE_IND() if self.state is S.SOUNDING:
+                # From the own modem only (it is on the host side); QCA firmware sends it to the
+                # host's MAC, others (seen in captures) to broadcast.
                 if body.pev_mac == self.ev_mac and body.num_groups > 0:
                     self.profiles.append([int(a) for a in body.aag])
                     if len(self.profiles) >= self.num_sounds:
