@@ -6,15 +6,18 @@ machine never collide. Nothing is routed: frames stay inside these namespaces.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any
 
 import pytest
 
@@ -112,25 +115,72 @@ def lab(tag: str) -> Iterator[Lab]:
         the_lab.teardown()
 
 
-def v2gtool_in(ns: str, *args: str) -> subprocess.Popen[str]:
-    """``v2gtool ARGS`` inside namespace *ns*, JSON lines on stdout."""
-    return subprocess.Popen(
-        ["ip", "netns", "exec", ns, sys.executable, "-m", "v2gtool", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
+class Peer:
+    """A process in a namespace; threads collect its stdout and stderr lines, so no wait can
+    block past its timeout even when the process stalls."""
+
+    def __init__(self, argv: list[str], cwd: Path | None = None) -> None:
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._threads = [
+            threading.Thread(target=self._collect, args=(stream, sink), daemon=True)
+            for stream, sink in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    @staticmethod
+    def _collect(stream: IO[str] | None, sink: list[str]) -> None:
+        assert stream is not None
+        for line in stream:
+            sink.append(line)
+
+    @property
+    def log(self) -> str:
+        return "".join(self.out) + "".join(self.err)
+
+    def wait_for(self, needle: str, timeout: float = 30.0) -> None:
+        """Until a line of stdout or stderr contains *needle*; fail with the output otherwise."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if any(needle in line for line in [*self.out, *self.err]):
+                return
+            if self.proc.poll() is not None and all(not t.is_alive() for t in self._threads):
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise AssertionError(f"{needle!r} not seen; output:\n{self.log[-3000:]}")
+
+    def finish(self, timeout: float = 60.0) -> int:
+        """Wait for the exit (killing the process after *timeout*); the exit status."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
+        return self.proc.returncode
+
+    def stop(self) -> str:
+        """Terminate (if still running) and return everything it printed."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.finish(timeout=10)
+        return self.log
+
+    def json_records(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.out if line.startswith("{")]
+
+    def slac_result(self) -> dict[str, Any]:
+        return next((r for r in reversed(self.json_records()) if r["event"] == "SlacResult"), {})
 
 
-def wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float = 20.0) -> str:
-    """Read *proc*'s stdout until a line contains *needle*."""
-    assert proc.stdout is not None
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if needle in line:
-            return line
-    raise AssertionError(f"{needle!r} not seen; stderr: {proc.stderr.read() if proc.stderr else ''}")
+def in_ns(ns: str, *argv: str, cwd: Path | None = None) -> Peer:
+    return Peer(["ip", "netns", "exec", ns, *argv], cwd=cwd)
+
+
+def v2gtool_in(ns: str, *args: str) -> Peer:
+    """``v2gtool ARGS`` inside namespace *ns*."""
+    return in_ns(ns, sys.executable, "-m", "v2gtool", *args, cwd=REPO)

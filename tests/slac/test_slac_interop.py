@@ -8,16 +8,16 @@ peers' modems:
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from slac_netns import REPO, Lab, lab, v2gtool_in, wait_for_line
+from slac_netns import REPO, Lab, Peer, in_ns, lab, v2gtool_in
 
 pytestmark = [pytest.mark.netns, pytest.mark.interop]
 
@@ -44,27 +44,9 @@ def pyslac_python() -> str | None:
     return None
 
 
-def in_ns(ns: str, *argv: str, cwd: Path | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        ["ip", "netns", "exec", ns, *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=cwd,
-    )
-
-
-def stop(proc: subprocess.Popen[str]) -> str:
-    if proc.poll() is None:
-        proc.terminate()
-    out, _ = proc.communicate(timeout=10)
-    return out
-
-
-def ev_result(proc: subprocess.Popen[str]) -> tuple[int, dict[str, object], str]:
-    out, err = proc.communicate(timeout=60)
-    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    return proc.returncode, next((r for r in records if r["event"] == "SlacResult"), {}), err
+def ev_result(peer: Peer) -> tuple[int, dict[str, Any], str]:
+    rc = peer.finish(60)
+    return rc, peer.slac_result(), "".join(peer.err)
 
 
 @pytest.fixture
@@ -82,7 +64,7 @@ def cable() -> Iterator[tuple[Lab, str, dict[str, str]]]:
         yield net, hub, hosts
 
 
-def modem_standin(hub: str, set_key_result: int) -> subprocess.Popen[str]:
+def modem_standin(hub: str, set_key_result: int) -> Peer:
     proc = in_ns(
         hub,
         sys.executable,
@@ -96,7 +78,7 @@ def modem_standin(hub: str, set_key_result: int) -> subprocess.Popen[str]:
         "90",
         cwd=REPO,
     )
-    wait_for_line(proc, "modem stand-in on")
+    proc.wait_for("modem stand-in on")
     return proc
 
 
@@ -112,15 +94,15 @@ def test_pyslac_evse_matches_our_ev(cable: tuple[Lab, str, dict[str, str]], tmp_
     (tmp_path / ".env").write_text("SLAC_INIT_TIMEOUT=30\nLOG_LEVEL=DEBUG\n")
     pyslac = in_ns(hosts["evse"], python, "-m", "pyslac.examples.single_slac_session", cwd=tmp_path)
     try:
-        wait_for_line(pyslac, "CM_SLAC_PARM: Started", timeout=40)  # after its 10 s SLAC_SETTLE_TIME
+        pyslac.wait_for("CM_SLAC_PARM: Started", timeout=40)  # after its 10 s SLAC_SETTLE_TIME
         rc, result, err = ev_result(
             v2gtool_in(
                 hosts["ev"], "evse-slac", "--role", "ev", "--iface", "eth0", "--backend", "sim", "--json"
             )
         )
     finally:
-        pyslac_log = stop(pyslac)
-        stop(standin)
+        pyslac_log = pyslac.stop()
+        standin.stop()
     assert rc == 0, err + pyslac_log[-3000:]
     assert result["peer_mac"] == EVSE_MAC
     assert "CM_SLAC_MATCH: Finished!" in pyslac_log
@@ -162,8 +144,8 @@ def test_open_plc_utils_evse_matches_our_ev(cable: tuple[Lab, str, dict[str, str
             )
         )
     finally:
-        evse_log = stop(evse)
-        stop(standin)
+        evse_log = evse.stop()
+        standin.stop()
     assert rc == 0, err + evse_log[-3000:]
     assert result["peer_mac"] == EVSE_MAC
 
@@ -190,12 +172,13 @@ def test_open_plc_utils_pev_matches_our_evse(cable: tuple[Lab, str, dict[str, st
     )
     profile = open_plc_utils_config("pev", tmp_path, settle_time="1")
     try:
-        wait_for_line(evse, '"cp":"5%"')
+        evse.wait_for('"cp":"5%"')
         pev = in_ns(hosts["ev"], "pev", "-i", "eth0", "-p", str(profile), "-l", "-v", "-d")
         rc, result, err = ev_result(evse)
-        pev_log = stop(pev)
+        pev_log = pev.stop()
     finally:
-        stop(standin)
+        evse.stop()
+        standin.stop()
     assert rc == 0, err + pev_log[-3000:]
     assert result["peer_mac"] == EV_MAC
     assert result["nid"] is not None and result["nid"].upper() in pev_log.replace(":", "").upper()

@@ -3,13 +3,13 @@ the simulated QCA7000 in front of its veth end (``--backend sim``)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from scapy.utils import rdpcap
-from slac_netns import lab, v2gtool_in, wait_for_line
+from slac_netns import Peer, lab, v2gtool_in
 
 from v2gtool.slac import mme
 
@@ -21,17 +21,15 @@ ADJ_MAC = "02:00:00:5a:0e:03"
 COMMON = ("--iface", "eth0", "--backend", "sim", "--json", "--timer", "C_sequ_retry=0")
 
 
-def finish(proc: subprocess.Popen[str], timeout: float = 30.0) -> tuple[int, dict[str, object], str]:
-    out, err = proc.communicate(timeout=timeout)
-    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    results = [r for r in records if r["event"] == "SlacResult"]
-    return proc.returncode, (results[-1] if results else {}), err
+def finish(peer: Peer, timeout: float = 60.0) -> tuple[int, dict[str, Any], str]:
+    rc = peer.finish(timeout)
+    return rc, peer.slac_result(), "".join(peer.err)
 
 
-def start_evse(ns: str, *extra: str) -> subprocess.Popen[str]:
-    proc = v2gtool_in(ns, "evse-slac", "--role", "evse", *COMMON, "--timer", "TT_EVSE_SLAC_init=20", *extra)
-    wait_for_line(proc, '"cp":"5%"')  # key set, 5 % offered: ready for the EV
-    return proc
+def start_evse(ns: str, *extra: str) -> Peer:
+    peer = v2gtool_in(ns, "evse-slac", "--role", "evse", *COMMON, "--timer", "TT_EVSE_SLAC_init=20", *extra)
+    peer.wait_for('"cp":"5%"')  # key set, 5 % offered: ready for the EV
+    return peer
 
 
 def test_evse_and_ev_processes_match_over_a_veth_pair(tmp_path: Path) -> None:
@@ -103,7 +101,7 @@ def test_several_evse_sessions_on_one_host() -> None:
                 "--timer",
                 "C_sequ_retry=0",
             )
-            wait_for_line(proc, '"cp":"5%"')
+            proc.wait_for('"cp":"5%"')
             evses.append(proc)
         ev_procs = [v2gtool_in(ns_ev, "evse-slac", "--role", "ev", *COMMON) for ns_ev in evs]
         ev_results = [finish(p) for p in ev_procs]
