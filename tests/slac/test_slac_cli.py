@@ -78,3 +78,20 @@ def test_bad_timer_is_a_one_line_config_error() -> None:
     proc = run("--timer", "TT_bogus=1")
     assert proc.returncode == 2
     assert "unknown SLAC timer 'TT_bogus'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_timers_from_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "v2gtool.toml"
+    config.write_text("[slac.timers]\nTT_match_response = 0.1\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "v2gtool", "--config", str(config), "evse-slac", "--role", "ev", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    first_start = next(
+        r for r in records if r["event"] == "MmeSent" and r["mme"] == "CM_START_ATTEN_CHAR.IND"
+    )
+    assert first_start["t"] == 0.1  # CM_SLAC_PARM.CNF collected for TT_match_response only
