@@ -1,4 +1,4 @@
-"""NMK / NID (HomePlug AV 1.1 clause 13.5.3)."""
+"""NMK / NID (HomePlug AV 1.1)."""
 
 from __future__ import annotations
 

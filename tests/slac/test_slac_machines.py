@@ -325,3 +325,50 @@ def test_several_evse_sessions_run_side_by_side() -> None:
         results.append(cable.run())
     assert all(r.matched for pair in results for r in pair)
     assert results[0][0].nmk != results[1][0].nmk
+
+
+def validating(mac: str, seed: int) -> EvseSlac:
+    return EvseSlac(mac, FAST, random_bytes=seeded(seed).randbytes, validate=True)
+
+
+def test_validate_counts_the_toggles_on_the_plug() -> None:
+    ev, evse = ev_machine(validate=True), validating(EVSE_MAC, 2)
+    cable = SimCable()
+    cable.add(ev, ev_modem(), plug=0)
+    cable.add(evse, evse_modem(), plug=0)
+    ev_result, evse_result = cable.run()
+    assert ev_result.matched and evse_result.matched
+    assert 1 <= ev.bc_toggles <= FAST.C_EV_vald_nb_toggles and evse.toggles == ev.bc_toggles
+
+
+def test_validate_rejects_an_adjacent_charger_that_looks_closer() -> None:
+    """Bad bonding makes the neighbour's attenuation lower; only the EVSE on our plug counts our
+    toggles, so validation moves on to it (CM_VALIDATE resolves cross-talk)."""
+    recorder = Recorder()
+    ev = ev_machine(validate=True)
+    cable = SimCable()
+    cable.add(ev, ev_modem(), plug=0)
+    cable.add(validating(ADJACENT_MAC, 3), evse_modem(ADJACENT_MAC, 15.0), plug=1)
+    cable.add(validating(EVSE_MAC, 2), evse_modem(EVSE_MAC, 28.0), plug=0)
+    ev_result, _adjacent, evse_result = cable.run(on_event=recorder)
+    assert ev_result.matched and ev_result.peer_mac == EVSE_MAC and evse_result.matched
+    assert [e.evse_mac for e in recorder.of(0, EvseChosen)] == [ADJACENT_MAC, EVSE_MAC]  # type: ignore[attr-defined]
+
+
+def test_validate_fails_when_no_evse_sees_the_toggles() -> None:
+    cable = SimCable()
+    cable.add(ev_machine(validate=True), ev_modem(), plug=0)
+    cable.add(validating(EVSE_MAC, 2), evse_modem(), plug=1)
+    ev_result, _ = cable.run()
+    assert ev_result.diagnosis is Diagnosis.VALIDATE_FAILED and "counted 0" in ev_result.detail
+    assert ev_result.diagnosis.exit_code == 20
+
+
+def test_evse_toggle_window_is_bounded_by_tt_evse_vald_toggle() -> None:
+    evse = validating(EVSE_MAC, 2)
+    inbound = _evse_until_atten_char(evse, b"RUNID123", 10)
+    rsp = _frame_to(EVSE_MAC, EV_MAC, mme.CM_ATTEN_CHAR_RSP(source_address=EV_MAC, run_id=b"RUNID123"))
+    step2 = _frame_to(EVSE_MAC, EV_MAC, mme.CM_VALIDATE_REQ(timer=200, result=1))  # asks for 20 s
+    inbound.update({0.75: [rsp], 0.8: [step2]})
+    events = drive(evse, 6.0, inbound)
+    assert sent(events, "CM_VALIDATE.CNF") == pytest.approx([0.8 + FAST.TT_EVSE_vald_toggle])

@@ -26,6 +26,7 @@ from v2gtool.slac.cable import SimCable
 from v2gtool.slac.diagnosis import SlacFailed
 from v2gtool.slac.events import (
     AttenuationMeasured,
+    BcToggleRequest,
     ControlPilotRequest,
     EvseChosen,
     MmeReceived,
@@ -35,6 +36,7 @@ from v2gtool.slac.events import (
     SlacMatched,
     SlacStateChanged,
 )
+from v2gtool.slac.evse import EvseSlac
 from v2gtool.slac.machine import SlacResult
 from v2gtool.slac.modem_sim import AttenuationModel, SimModem
 from v2gtool.slac.runner import ModemLink, SlacLink, make_machine, run_slac
@@ -97,6 +99,9 @@ class Renderer:
                 return f"[magenta]  CP: {event.cp}[/magenta]"
             case EvseChosen():
                 return f"[bold]  chose {event.evse_mac} at {event.average_db:.1f} dB[/bold]"
+            case BcToggleRequest():
+                duration = f"{event.state_duration * 1000:.0f} ms"
+                return f"[magenta]  CP: {event.count} B-C-B toggle(s), {duration} per state[/magenta]"
             case SlacFailedEvent():
                 return f"[red bold]  FAILED: {event.diagnosis}[/red bold] {event.detail}"
             case SlacMatched():
@@ -182,26 +187,31 @@ def run_sim(
     """Both roles (and an adjacent charger) on the in-process simulated cable."""
     cable = SimCable()
     names = ["EV", "EVSE"]
-    cable.add(make_machine(Role.EV, SIM_EV_MAC, timers, validate=validate), SimModem(SIM_EV_MAC, seed=seed))
+    # The EV is plugged into the EVSE (plug 0): only that EVSE sees its CM_VALIDATE toggles.
     cable.add(
-        make_machine(Role.EVSE, SIM_EVSE_MAC, timers),
+        make_machine(Role.EV, SIM_EV_MAC, timers, validate=validate), SimModem(SIM_EV_MAC, seed=seed), plug=0
+    )
+    cable.add(
+        EvseSlac(SIM_EVSE_MAC, timers, validate=validate),
         SimModem(
             SIM_EVSE_MAC,
             modem_mac="00:b0:52:00:00:e1",
             seed=seed + 1,
             attenuation=AttenuationModel(base_db=attenuation_db),
         ),
+        plug=0,
     )
     if adjacent_db is not None:
         names.append("ADJ")
         cable.add(
-            make_machine(Role.EVSE, SIM_ADJACENT_MAC, timers),
+            EvseSlac(SIM_ADJACENT_MAC, timers, validate=validate),
             SimModem(
                 SIM_ADJACENT_MAC,
                 modem_mac="00:b0:52:00:00:e3",
                 seed=seed + 2,
                 attenuation=AttenuationModel(base_db=adjacent_db),
             ),
+            plug=1,
         )
     mine = 0 if role is Role.EV else 1
     wall0 = time.time()
@@ -247,7 +257,11 @@ def run_sim(
     help="Override a Table A.1 timer/counter, e.g. TT_EVSE_SLAC_init=20 or C_EV_match_retry=3.",
 )
 @click.option("--threshold", type=float, help="EV: highest average attenuation accepted, dB [default: 40].")
-@click.option("--validate", is_flag=True, help="EV: run CM_VALIDATE before CM_SLAC_MATCH.")
+@click.option(
+    "--validate",
+    is_flag=True,
+    help="EV: run CM_VALIDATE (B-C-B toggles) before CM_SLAC_MATCH; --link sim: the EVSEs count them.",
+)
 @click.option("--show-key", is_flag=True, help="Show the NMK in the result.")
 @click.option(
     "--pcap",

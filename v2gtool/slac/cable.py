@@ -17,6 +17,8 @@ from enum import Enum
 
 from v2gtool.session.events import Event
 from v2gtool.slac import mme
+from v2gtool.slac.events import BcToggleRequest
+from v2gtool.slac.evse import EvseSlac
 from v2gtool.slac.machine import SlacMachine, SlacResult
 from v2gtool.slac.modem_sim import SimModem
 
@@ -25,14 +27,18 @@ class Hop(Enum):
     HOST_TO_MODEM = "host->modem"
     LINE = "line"
     MODEM_TO_HOST = "modem->host"
+    #: A B-C-B toggle of the EV's S2, seen by the EVSE on the same plug (control pilot wire).
+    CONTROL_PILOT = "control pilot"
 
 
 @dataclass
 class Station:
-    """One host (a SLAC machine) and its modem on the cable."""
+    """One host (a SLAC machine) and its modem on the cable. Stations with the same ``plug``
+    share a control pilot: an EV and the EVSE it is plugged into."""
 
     machine: SlacMachine
     modem: SimModem
+    plug: int | None = None
 
 
 #: Observer of every frame a host sends (``sent=True``) or receives: ``(station, t, frame, sent)``.
@@ -53,9 +59,9 @@ class SimCable:
         self._queue: list[tuple[float, int, Hop, int, bytes]] = []
         self._seq = itertools.count()
 
-    def add(self, machine: SlacMachine, modem: SimModem) -> int:
+    def add(self, machine: SlacMachine, modem: SimModem, plug: int | None = None) -> int:
         """Put a host and its modem on the cable; the modems see each other's keys."""
-        self.stations.append(Station(machine, modem))
+        self.stations.append(Station(machine, modem, plug))
         modem.peers = self._modems
         self._modems.append(modem)
         return len(self.stations) - 1
@@ -107,18 +113,31 @@ class SimCable:
         heapq.heappush(self._queue, (self.now + delay, next(self._seq), hop, index, frame))
 
     def _flush(self, index: int) -> None:
-        machine = self.stations[index].machine
+        station = self.stations[index]
+        machine = station.machine
         for event in machine.take_events():
             if self._on_event is not None:
                 self._on_event(index, event)
+            if isinstance(event, BcToggleRequest) and station.plug is not None:
+                self._toggle(index, station.plug, event)
         for frame in machine.take_frames():
             if self._on_frame is not None:
                 self._on_frame(index, self.now, frame, True)
             self._schedule(self.host_latency, Hop.HOST_TO_MODEM, index, frame)
 
+    def _toggle(self, index: int, plug: int, request: BcToggleRequest) -> None:
+        """The EV's S2 toggles reach every EVSE on its plug, one per B-C-B (at each C -> B)."""
+        for other, station in enumerate(self.stations):
+            if other != index and station.plug == plug:
+                for k in range(request.count):
+                    self._schedule((2 * k + 2) * request.state_duration, Hop.CONTROL_PILOT, other, b"")
+
     def _deliver(self, hop: Hop, index: int, frame: bytes) -> None:
         station = self.stations[index]
-        if hop is Hop.HOST_TO_MODEM:
+        if hop is Hop.CONTROL_PILOT:
+            if isinstance(station.machine, EvseSlac):
+                station.machine.observe_bc_toggle(self.now)
+        elif hop is Hop.HOST_TO_MODEM:
             replies, bridge = station.modem.from_host(frame, self.now)
             for reply in replies:
                 self._schedule(self.host_latency, Hop.MODEM_TO_HOST, index, reply)

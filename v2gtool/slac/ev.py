@@ -1,13 +1,14 @@
-"""The EV side of SLAC (ISO 15118-3 clause 9, Annex A), sans-IO.
+"""The EV side of SLAC (ISO 15118-3, Annex A), sans-IO.
 
 Sequence: broadcast CM_SLAC_PARM.REQ with a fresh RunID and collect every CM_SLAC_PARM.CNF for
 TT_match_response (several EVSEs answer when a neighbour's cable couples: cross-talk), retry up
 to C_EV_match_retry; send C_EV_start_atten_char_inds CM_START_ATTEN_CHAR.IND and the M-Sounds
 TP_EV_batch_msg_interval apart; collect each EVSE's CM_ATTEN_CHAR.IND (answering each with
 CM_ATTEN_CHAR.RSP) until all candidates reported or TT_EV_atten_results ran out; choose the EVSE
-with the lowest average attenuation ([V2G3-A09-54]) if below the threshold; optionally
-CM_VALIDATE; CM_SLAC_MATCH.REQ (retried); hand NID and NMK to the own modem with CM_SET_KEY;
-poll the modem until the link is up (D-LINK_READY).
+with the lowest average attenuation if below the threshold; optionally
+CM_VALIDATE (B-C-B toggles on the control pilot that only the EVSE on our cable can count; on a
+mismatch the next EVSE in order of attenuation is validated); CM_SLAC_MATCH.REQ (retried); hand
+NID and NMK to the own modem with CM_SET_KEY; poll the modem until the link is up (D-LINK_READY).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 from v2gtool.slac import mme
 from v2gtool.slac.diagnosis import Diagnosis
-from v2gtool.slac.events import AttenuationMeasured, EvseChosen
+from v2gtool.slac.events import AttenuationMeasured, BcToggleRequest, EvseChosen
 from v2gtool.slac.machine import STATE_TIMER_KEY, RandomBytes, SlacMachine, SlacResult
 from v2gtool.slac.states import Role, SlacState, Trigger
 from v2gtool.slac.timers import SlacTimers
@@ -61,6 +62,9 @@ class EvSlac(SlacMachine):
         self.nmk: bytes | None = None
         self.t_slac_parm_req: float | None = None
         self._requests = 0  # transmissions of the request now awaiting its response
+        self._to_validate: list[str] = []  # EVSEs left to validate, lowest attenuation first
+        self._validate_step = 1
+        self.bc_toggles = 0
         self._pending: list[mme.MmeBody] = []
         self._atten_results_due = 0.0
 
@@ -75,13 +79,30 @@ class EvSlac(SlacMachine):
         match self.state:
             case S.WAIT_SLAC_PARM_CNF:
                 self._send(mme.BROADCAST_MAC, mme.CM_SLAC_PARM_REQ(run_id=self.run_id), now)
-            case S.WAIT_VALIDATE_CNF:
+            case S.WAIT_VALIDATE_CNF if self._validate_step == 1:
                 assert self.chosen is not None
                 self._send(
                     self.chosen,
                     mme.CM_VALIDATE_REQ(signal_type=0, timer=0, result=mme.ValidateResult.READY),
                     now,
                 )
+            case S.WAIT_VALIDATE_CNF:
+                assert self.chosen is not None
+                window = self._toggle_window()
+                self._send(
+                    self.chosen,
+                    mme.CM_VALIDATE_REQ(
+                        signal_type=0, timer=round(window * 10), result=mme.ValidateResult.READY
+                    ),
+                    now,
+                )
+                self._emit(
+                    BcToggleRequest(
+                        t=now, count=self.bc_toggles, state_duration=self.timers.TP_EV_vald_state_duration
+                    )
+                )
+                self._set_timer(STATE_TIMER_KEY, now + window + self.timers.TT_match_response)
+                return
             case S.WAIT_SLAC_MATCH_CNF:
                 assert self.chosen is not None
                 self._send(
@@ -159,17 +180,41 @@ class EvSlac(SlacMachine):
         if self.state is S.WAIT_ATTEN_CHAR_IND and self.profiles.keys() == self.candidates.keys():
             self._choose(now)
 
+    def _toggle_window(self) -> float:
+        """CM_VALIDATE step 2 window (Timer field, 100 ms units): the toggles plus one state."""
+        states = 2 * self.bc_toggles + 1
+        return min(states * self.timers.TP_EV_vald_state_duration, self.timers.TT_EVSE_vald_toggle)
+
     def _on_validate_cnf(self, body: mme.CM_VALIDATE_CNF, now: float) -> None:
         result = int(body.result)
-        if result in (mme.ValidateResult.NOT_REQUIRED, mme.ValidateResult.SUCCESS):
+        if result == mme.ValidateResult.NOT_REQUIRED:
             self._enter(Trigger.VALIDATE_DONE, now)
-        elif result == mme.ValidateResult.READY:
-            # A second round needs this EV to toggle its S2 switch (BC state) on the CP.
-            self._fail(
-                now, Diagnosis.VALIDATE_FAILED, "EVSE asks for BC toggling, which this EV does not drive"
-            )
-        elif result == mme.ValidateResult.FAILURE:
-            self._fail(now, Diagnosis.VALIDATE_FAILED, "EVSE answered Failure")
+        elif result == mme.ValidateResult.READY and self._validate_step == 1:
+            self._validate_step = 2
+            self.bc_toggles = 1 + self.random_bytes(1)[0] % max(self.timers.C_EV_vald_nb_toggles, 1)
+            self._requests = 0
+            self._send_request(now)
+        elif (
+            result == mme.ValidateResult.SUCCESS
+            and self._validate_step == 2
+            and body.toggle_num == self.bc_toggles
+        ):
+            self._enter(Trigger.VALIDATE_DONE, now)
+        elif result in (mme.ValidateResult.SUCCESS, mme.ValidateResult.FAILURE):
+            # This EVSE did not see our toggles: it is not on our cable. Try the next one.
+            self._validate_next(now, f"{self.chosen} counted {body.toggle_num} of {self.bc_toggles} toggles")
+
+    def _validate_next(self, now: float, why: str) -> None:
+        if not self._to_validate:
+            self._fail(now, Diagnosis.VALIDATE_FAILED, why)
+            return
+        self.chosen = self._to_validate.pop(0)
+        averages = self._averages()
+        self._emit(
+            EvseChosen(t=now, evse_mac=self.chosen, average_db=averages[self.chosen], candidates=averages)
+        )
+        self._validate_step = 1
+        self._enter(Trigger.VALIDATE_START, now)
 
     # -- sounding and the choice -------------------------------------------------------------
     def _start_sounding(self, now: float) -> None:
@@ -198,18 +243,25 @@ class EvSlac(SlacMachine):
         if self.profiles.keys() == self.candidates.keys():
             self._choose(now)
 
+    def _averages(self) -> dict[str, float]:
+        """Average attenuation (dB over all groups) of every EVSE that reported a profile."""
+        return {mac: sum(aag) / len(aag) for mac, aag in self.profiles.items()}
+
     def _choose(self, now: float) -> None:
         if not self.profiles:
             self._fail(now, Diagnosis.NO_ATTEN_CHAR_IND, f"{len(self.candidates)} EVSE(s) answered PARM.REQ")
             return
-        averages = {mac: sum(aag) / len(aag) for mac, aag in self.profiles.items()}
-        best = min(averages, key=lambda mac: (averages[mac], mac))
+        averages = self._averages()
+        ranked = sorted(averages, key=lambda mac: (averages[mac], mac))
+        best = ranked[0]
         self.chosen = best
         self._emit(EvseChosen(t=now, evse_mac=best, average_db=averages[best], candidates=averages))
         if averages[best] > self.timers.attenuation_threshold_db:
             detail = f"{averages[best]:.1f} dB > {self.timers.attenuation_threshold_db:g} dB at {best}"
             self._fail(now, Diagnosis.ATTENUATION_TOO_HIGH, detail)
         elif self.validate:
+            limit = self.timers.attenuation_threshold_db
+            self._to_validate = [mac for mac in ranked[1:] if averages[mac] <= limit]
             self._enter(Trigger.VALIDATE_START, now)
         else:
             self._enter(Trigger.ATTEN_CHAR_IND_COLLECTED, now)
@@ -245,7 +297,6 @@ class EvSlac(SlacMachine):
     def _result(
         self, *, diagnosis: Diagnosis | None = None, detail: str = "", t_link_ready: float | None = None
     ) -> SlacResult:
-        averages = {mac: sum(aag) / len(aag) for mac, aag in self.profiles.items()}
         return SlacResult(
             role=self.role,
             matched=diagnosis is None,
@@ -255,7 +306,7 @@ class EvSlac(SlacMachine):
             nmk=self.nmk,
             diagnosis=diagnosis,
             detail=detail,
-            attenuation_db=averages,
+            attenuation_db=self._averages(),
             t_slac_parm_req=self.t_slac_parm_req,
             t_link_ready=t_link_ready,
             decode_errors=self._decode_error_total(),

@@ -53,7 +53,7 @@ class AttenuationMeasured(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class EvseChosen(Event):
-    """The EV's choice: the EVSE with the lowest average attenuation ([V2G3-A09-54])."""
+    """The EV's choice: the EVSE with the lowest average attenuation."""
 
     evse_mac: str
     average_db: float
@@ -66,6 +66,15 @@ class ControlPilotRequest(Event):
     matching, ``"5%"`` to invite a new one ([V2G3-M06-07], IEC 61851-1 Annex A)."""
 
     cp: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class BcToggleRequest(Event):
+    """CM_VALIDATE step 2: the EV machine asks its control-pilot hardware for ``count`` B-C-B
+    toggles of S2, each state lasting ``state_duration`` s (ISO 15118-3 Annex A, TP_EV_vald_*)."""
+
+    count: int
+    state_duration: float
 
 
 @dataclass(frozen=True, kw_only=True)

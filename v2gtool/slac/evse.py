@@ -1,11 +1,11 @@
-"""The EVSE side of SLAC (ISO 15118-3 clause 9, Annex A), sans-IO.
+"""The EVSE side of SLAC (ISO 15118-3, Annex A), sans-IO.
 
 Sequence: generate an NMK and set it in the own modem (CM_SET_KEY, so that the EV's modem can
 join at once after the match), offer the 5 % duty cycle, wait TT_EVSE_SLAC_init for
 CM_SLAC_PARM.REQ, answer with the sounding parameters, average the modem's CM_ATTEN_PROFILE.IND
 per group during TT_EVSE_match_MNBC, send CM_ATTEN_CHAR.IND (repeated on TT_match_response),
-answer CM_VALIDATE.REQ, answer CM_SLAC_MATCH.REQ with NID and NMK, then poll the modem until
-the link is up.
+answer CM_VALIDATE.REQ (counting the EV's B-C-B toggles when it can see them), answer
+CM_SLAC_MATCH.REQ with NID and NMK, then poll the modem until the link is up.
 
 A failure after the 5 % duty cycle was offered ends the attempt with the control pilot in E/F
 for T_step_EF, then 5 % is offered again, up to C_sequ_retry times ([V2G3-M06-07]; EVerest
@@ -29,7 +29,7 @@ S = SlacState
 
 
 def average_profiles(profiles: list[list[int]]) -> list[int]:
-    """Average attenuation per group over the sounds received (ISO 15118-3 A.9.2: the EVSE
+    """Average attenuation per group over the sounds received (ISO 15118-3 Annex A: the EVSE
     reports the arithmetic mean per group, rounded to whole dB)."""
     groups = min(len(p) for p in profiles)
     return [round(sum(p[g] for p in profiles) / len(profiles)) for g in range(groups)]
@@ -49,8 +49,13 @@ class EvseSlac(SlacMachine):
         modem_mac: str = mme.QCA_LOCAL_MAC,
         random_bytes: RandomBytes = secrets.token_bytes,
         evse_id: bytes = b"",
+        validate: bool = False,
     ) -> None:
+        """``validate``: this EVSE can see B-C-B toggles on its control pilot (fed through
+        :meth:`observe_bc_toggle`) and so offers CM_VALIDATE; without, it answers Not Required."""
         super().__init__(mac, timers, modem_mac=modem_mac, random_bytes=random_bytes)
+        self.validate = validate
+        self.toggles = 0
         self.nmk = random_bytes(NMK_LEN)
         self.nid = derive_nid(self.nmk)
         self.evse_id = evse_id[:17].ljust(17, b"\0")
@@ -106,8 +111,7 @@ class EvseSlac(SlacMachine):
             case mme.CM_ATTEN_CHAR_RSP() if self.state is S.WAIT_ATTEN_CHAR_RSP:
                 self._transition(Trigger.ATTEN_CHAR_RSP, now)
             case mme.CM_VALIDATE_REQ() if self.state is S.WAIT_SLAC_MATCH_REQ:
-                # This EVSE has no BC-toggle detection: validation not required (Table A.9).
-                self._send(frame.src, mme.CM_VALIDATE_CNF(result=mme.ValidateResult.NOT_REQUIRED), now)
+                self._on_validate_req(body, now)
             case mme.CM_SLAC_MATCH_REQ() if body.evse_mac == self.mac:
                 self._on_slac_match_req(frame, body, now)
 
@@ -179,6 +183,26 @@ class EvseSlac(SlacMachine):
             now,
         )
 
+    def _on_validate_req(self, body: mme.CM_VALIDATE_REQ, now: float) -> None:
+        """CM_VALIDATE (ISO 15118-3 Annex A): step 1 (Timer 0) says whether validation
+        is possible; step 2 opens a window of Timer x 100 ms (at most TT_EVSE_vald_toggle) in
+        which the EVSE counts the EV's B-C-B toggles, then reports the count."""
+        assert self.ev_mac is not None
+        if not self.validate:
+            self._send(self.ev_mac, mme.CM_VALIDATE_CNF(result=mme.ValidateResult.NOT_REQUIRED), now)
+        elif body.timer == 0:
+            self._send(self.ev_mac, mme.CM_VALIDATE_CNF(toggle_num=0, result=mme.ValidateResult.READY), now)
+        else:
+            self.toggles = 0
+            self._transition(Trigger.VALIDATE_START, now)
+            window = min(int(body.timer) * 0.1, self.timers.TT_EVSE_vald_toggle)
+            self._set_timer(STATE_TIMER_KEY, now + window)
+
+    def observe_bc_toggle(self, now: float) -> None:
+        """The control pilot went B -> C -> B once (the EV closed and opened S2)."""
+        if self.state is S.COUNTING_TOGGLES:
+            self.toggles += 1
+
     def _on_slac_match_req(self, frame: mme.MmeFrame, body: mme.CM_SLAC_MATCH_REQ, now: float) -> None:
         if self.state not in (S.WAIT_SLAC_MATCH_REQ, S.WAIT_LINK_READY):
             return
@@ -226,6 +250,14 @@ class EvseSlac(SlacMachine):
                 )
             case S.WAIT_SLAC_MATCH_REQ:
                 self._fail(now, Diagnosis.PEER_CHOSE_OTHER, f"EV {self.ev_mac}")
+            case S.COUNTING_TOGGLES:
+                assert self.ev_mac is not None
+                self._send(
+                    self.ev_mac,
+                    mme.CM_VALIDATE_CNF(toggle_num=self.toggles, result=mme.ValidateResult.SUCCESS),
+                    now,
+                )
+                self._transition(Trigger.VALIDATE_DONE, now)
             case S.WAIT_LINK_READY:
                 self._fail(now, Diagnosis.LINK_NOT_READY, f"{self.timers.TT_match_join:g} s")
             case S.EF_PAUSE:

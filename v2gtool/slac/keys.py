@@ -1,6 +1,6 @@
 """Network membership key (NMK) generation and network identifier (NID) derivation.
 
-HomePlug AV 1.1 clause 13.5.3 (as used by ISO 15118-3 clause 9.5 / [V2G3-A09-97]): the EVSE
+HomePlug AV 1.1 (as ISO 15118-3 uses it): the EVSE
 generates a random NMK per matching, derives the NID from it and hands both to the EV in
 CM_SLAC_MATCH.CNF. Keys derived from a password use PBKDF1 with SHA-256 as well.
 """
@@ -12,9 +12,9 @@ import secrets
 
 NMK_LEN = 16
 NID_LEN = 7
-#: PBKDF1 salt for an NMK derived from a network password (HomePlug AV 1.1 clause 13.5.3.3).
+#: PBKDF1 salt for an NMK derived from a network password.
 NMK_SALT = bytes.fromhex("08856DAF7CF58186")
-#: Security level "simple connect" (HomePlug AV 1.1 clause 13.5.3.4), the one SLAC uses.
+#: Security level "simple connect", the one SLAC uses.
 SECURITY_LEVEL_SIMPLE_CONNECT = 0
 
 
@@ -38,7 +38,7 @@ def nmk_from_password(password: str) -> bytes:
 def derive_nid(nmk: bytes, security_level: int = SECURITY_LEVEL_SIMPLE_CONNECT) -> bytes:
     """The 54-bit NID of *nmk*: PBKDF1-SHA256 without salt, 5 rounds, first 7 octets; the last
     octet keeps its 4 most significant bits shifted down and carries the security level in bits
-    4-5 (HomePlug AV 1.1 clause 13.5.3.4)."""
+    4-5."""
     if len(nmk) != NMK_LEN:
         raise ValueError(f"an NMK has {NMK_LEN} octets, got {len(nmk)}")
     if not 0 <= security_level <= 3:

@@ -187,7 +187,7 @@ class SlacMachine(abc.ABC):
         return self._nonce
 
     def _set_key_req(self, nid: bytes, nmk: bytes) -> mme.CM_SET_KEY_REQ:
-        """CM_SET_KEY.REQ for the own modem (ISO 15118-3 Table A.12 values)."""
+        """CM_SET_KEY.REQ for the own modem (ISO 15118-3 Annex A values)."""
         return mme.CM_SET_KEY_REQ(
             key_type=1,
             my_nonce=self._next_nonce(),

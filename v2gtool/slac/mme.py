@@ -6,10 +6,10 @@ Qualcomm vendor-specific MMEs an engineer needs with a QCA7000/7005 modem (VS_SW
 VS_NW_INFO, VS_PL_LNK_STATUS) are scapy ``Packet`` layers here.
 
 scapy's own ``contrib.homepluggp`` lacks CM_VALIDATE and CM_AMP_MAP, packs CM_SET_KEY's nonces
-and protocol run number big-endian (HomePlug AV 1.1 clause 11.5.4 sends every multi-octet field
-little-endian) and binds itself globally to ``Ether``. So the whole set is defined in this one
-module, with the standard's field names, and dispatched by :func:`decode_frame` without touching
-scapy's global layer bindings.
+and protocol run number big-endian (HomePlug AV sends multi-octet MME fields little-endian, as
+open-plc-utils and the captures do) and binds itself globally to ``Ether``. So the whole set is
+defined in this one module, with the standard's field names, and dispatched by
+:func:`decode_frame` without touching scapy's global layer bindings.
 
 :func:`decode_frame` takes untrusted bytes and either returns an :class:`MmeFrame` or raises
 :class:`MmeDecodeError` -- never anything else; callers count those errors.
@@ -48,13 +48,13 @@ BROADCAST_MAC = "ff:ff:ff:ff:ff:ff"
 #: The address every Qualcomm Atheros modem answers as "the local device" on its host interface.
 QCA_LOCAL_MAC = "00:b0:52:00:00:01"
 QUALCOMM_OUI = 0x00B052
-#: Minimum Ethernet frame without FCS (IEEE 802.3 clause 3.2.8): shorter frames are zero-padded.
+#: Minimum Ethernet frame without FCS (IEEE 802.3: 64 octets with FCS): shorter frames are zero-padded.
 ETHERNET_MIN_FRAME = 60
 ETHERNET_HEADER_LEN = 14
 
 
 class MMType(IntEnum):
-    """MMTYPE codes (HomePlug AV 1.1 Table 11-2/11-5, ISO 15118-3 Table A.3). The two least
+    """MMTYPE codes (HomePlug AV 1.1 / Green PHY, ISO 15118-3 Annex A). The two least
     significant bits give the variant: 0 = .REQ, 1 = .CNF, 2 = .IND, 3 = .RSP."""
 
     CM_SET_KEY_REQ = 0x6008
@@ -93,25 +93,25 @@ def mmtype_name(mmtype: int) -> str:
 
 
 def is_vendor_specific(mmtype: int) -> bool:
-    """Vendor-specific MMTYPEs (0xA000-0xBFFF, HomePlug AV 1.1 Table 11-2) carry an OUI."""
+    """Vendor-specific MMTYPEs (0xA000-0xBFFF in HomePlug AV 1.1) carry an OUI."""
     return 0xA000 <= mmtype <= 0xBFFF
 
 
 class ApplicationType(IntEnum):
-    """APPLICATION_TYPE (ISO 15118-3 Table A.4)."""
+    """APPLICATION_TYPE (ISO 15118-3 Annex A)."""
 
     PEV_EVSE_MATCHING = 0x00
 
 
 class SecurityType(IntEnum):
-    """SECURITY_TYPE (ISO 15118-3 Table A.4): 0x00 no security, 0x01 public key signature."""
+    """SECURITY_TYPE (ISO 15118-3 Annex A): 0x00 no security, 0x01 public key signature."""
 
     NO_SECURITY = 0x00
     PUBLIC_KEY_SIGNATURE = 0x01
 
 
 class ValidateResult(IntEnum):
-    """CM_VALIDATE Result (ISO 15118-3 Table A.9)."""
+    """CM_VALIDATE Result (ISO 15118-3 Annex A)."""
 
     NOT_READY = 0
     READY = 1
@@ -120,7 +120,7 @@ class ValidateResult(IntEnum):
     NOT_REQUIRED = 4
 
 
-_ID_LEN = 17  # PEV ID / EVSE ID / SenderID / SOURCE_ID / RESP_ID (ISO 15118-3 Table A.4)
+_ID_LEN = 17  # PEV ID / EVSE ID / SenderID / SOURCE_ID / RESP_ID (ISO 15118-3 Annex A)
 _RUN_ID_LEN = 8
 
 
@@ -157,7 +157,7 @@ def _sec_app() -> list[Any]:
 
 
 class CM_SLAC_PARM_REQ(MmeBody):
-    """CM_SLAC_PARM.REQ (ISO 15118-3 Table A.4): the EV starts matching with a fresh RunID."""
+    """CM_SLAC_PARM.REQ (ISO 15118-3 Annex A): the EV starts matching with a fresh RunID."""
 
     MMTYPE = MMType.CM_SLAC_PARM_REQ
     name = "CM_SLAC_PARM.REQ"
@@ -168,7 +168,7 @@ class CM_SLAC_PARM_REQ(MmeBody):
 
 
 class CM_SLAC_PARM_CNF(MmeBody):
-    """CM_SLAC_PARM.CNF (ISO 15118-3 Table A.5): the EVSE's sounding parameters."""
+    """CM_SLAC_PARM.CNF (ISO 15118-3 Annex A): the EVSE's sounding parameters."""
 
     MMTYPE = MMType.CM_SLAC_PARM_CNF
     name = "CM_SLAC_PARM.CNF"
@@ -184,7 +184,7 @@ class CM_SLAC_PARM_CNF(MmeBody):
 
 
 class CM_START_ATTEN_CHAR_IND(MmeBody):
-    """CM_START_ATTEN_CHAR.IND (ISO 15118-3 Table A.6): the EV announces the sounds to come."""
+    """CM_START_ATTEN_CHAR.IND (ISO 15118-3 Annex A): the EV announces the sounds to come."""
 
     MMTYPE = MMType.CM_START_ATTEN_CHAR_IND
     name = "CM_START_ATTEN_CHAR.IND"
@@ -199,7 +199,7 @@ class CM_START_ATTEN_CHAR_IND(MmeBody):
 
 
 class CM_MNBC_SOUND_IND(MmeBody):
-    """CM_MNBC_SOUND.IND (ISO 15118-3 Table A.7), one M-Sound.
+    """CM_MNBC_SOUND.IND (ISO 15118-3 Annex A), one M-Sound.
 
     open-plc-utils' ``pev`` cuts the RSVD and Rnd fields (a 64-octet frame); the fields up to the
     RunID are the ones the matching needs, so only they are required.
@@ -219,7 +219,7 @@ class CM_MNBC_SOUND_IND(MmeBody):
 
 
 class CM_ATTEN_PROFILE_IND(MmeBody):
-    """CM_ATTEN_PROFILE.IND (ISO 15118-3 Table A.8): the EVSE's modem reports one sound's
+    """CM_ATTEN_PROFILE.IND (ISO 15118-3 Annex A): the EVSE's modem reports one sound's
     average attenuation per group (AAG, dB) to its host."""
 
     MMTYPE = MMType.CM_ATTEN_PROFILE_IND
@@ -233,7 +233,7 @@ class CM_ATTEN_PROFILE_IND(MmeBody):
 
 
 class CM_ATTEN_CHAR_IND(MmeBody):
-    """CM_ATTEN_CHAR.IND (ISO 15118-3 Table A.4): the EVSE's averaged attenuation profile."""
+    """CM_ATTEN_CHAR.IND (ISO 15118-3 Annex A): the EVSE's averaged attenuation profile."""
 
     MMTYPE = MMType.CM_ATTEN_CHAR_IND
     name = "CM_ATTEN_CHAR.IND"
@@ -250,7 +250,7 @@ class CM_ATTEN_CHAR_IND(MmeBody):
 
 
 class CM_ATTEN_CHAR_RSP(MmeBody):
-    """CM_ATTEN_CHAR.RSP (ISO 15118-3 Table A.4): the EV acknowledges a profile (Result 0 = OK)."""
+    """CM_ATTEN_CHAR.RSP (ISO 15118-3 Annex A): the EV acknowledges a profile (Result 0 = OK)."""
 
     MMTYPE = MMType.CM_ATTEN_CHAR_RSP
     name = "CM_ATTEN_CHAR.RSP"
@@ -265,7 +265,7 @@ class CM_ATTEN_CHAR_RSP(MmeBody):
 
 
 class CM_VALIDATE_REQ(MmeBody):
-    """CM_VALIDATE.REQ (ISO 15118-3 Table A.9): SignalType 0 = BC toggle on the control pilot;
+    """CM_VALIDATE.REQ (ISO 15118-3 Annex A): SignalType 0 = BC toggle on the control pilot;
     Timer in 100 ms units (0 in the first round); Result as :class:`ValidateResult`."""
 
     MMTYPE = MMType.CM_VALIDATE_REQ
@@ -278,7 +278,7 @@ class CM_VALIDATE_REQ(MmeBody):
 
 
 class CM_VALIDATE_CNF(MmeBody):
-    """CM_VALIDATE.CNF (ISO 15118-3 Table A.9): ToggleNum the EVSE counted, and its Result."""
+    """CM_VALIDATE.CNF (ISO 15118-3 Annex A): ToggleNum the EVSE counted, and its Result."""
 
     MMTYPE = MMType.CM_VALIDATE_CNF
     name = "CM_VALIDATE.CNF"
@@ -290,7 +290,7 @@ class CM_VALIDATE_CNF(MmeBody):
 
 
 class CM_SLAC_MATCH_REQ(MmeBody):
-    """CM_SLAC_MATCH.REQ (ISO 15118-3 Table A.10): MVFLength 0x3E."""
+    """CM_SLAC_MATCH.REQ (ISO 15118-3 Annex A): MVFLength 0x3E."""
 
     MMTYPE = MMType.CM_SLAC_MATCH_REQ
     name = "CM_SLAC_MATCH.REQ"
@@ -307,7 +307,7 @@ class CM_SLAC_MATCH_REQ(MmeBody):
 
 
 class CM_SLAC_MATCH_CNF(MmeBody):
-    """CM_SLAC_MATCH.CNF (ISO 15118-3 Table A.11): MVFLength 0x56; carries NID and NMK."""
+    """CM_SLAC_MATCH.CNF (ISO 15118-3 Annex A): MVFLength 0x56; carries NID and NMK."""
 
     MMTYPE = MMType.CM_SLAC_MATCH_CNF
     name = "CM_SLAC_MATCH.CNF"
@@ -327,7 +327,7 @@ class CM_SLAC_MATCH_CNF(MmeBody):
 
 
 class CM_SET_KEY_REQ(MmeBody):
-    """CM_SET_KEY.REQ (HomePlug AV 1.1 clause 11.5.4, ISO 15118-3 Table A.12): the host hands
+    """CM_SET_KEY.REQ (HomePlug AV 1.1, ISO 15118-3 Annex A): the host hands
     its own modem the NMK (KeyType 1, PID 4 = HLE protocol, EKS 1) and the NID."""
 
     MMTYPE = MMType.CM_SET_KEY_REQ
@@ -347,7 +347,7 @@ class CM_SET_KEY_REQ(MmeBody):
 
 
 class CM_SET_KEY_CNF(MmeBody):
-    """CM_SET_KEY.CNF (HomePlug AV 1.1 clause 11.5.5). HomePlug says Result 0 = success, but
+    """CM_SET_KEY.CNF (HomePlug AV 1.1). HomePlug says Result 0 = success, but
     Qualcomm firmware and open-plc-utils use a non-zero value for success: see
     :func:`set_key_succeeded`."""
 
@@ -376,7 +376,7 @@ def set_key_succeeded(cnf: CM_SET_KEY_CNF) -> bool:
 
 
 class CM_AMP_MAP_REQ(MmeBody):
-    """CM_AMP_MAP.REQ (HomePlug Green PHY 1.1 clause 13.5.6, ISO 15118-3 A.9): the amplitude map
+    """CM_AMP_MAP.REQ (HomePlug Green PHY 1.1, ISO 15118-3 Annex A): the amplitude map
     AMDATA, one 4-bit attenuation code per carrier, AMLEN carriers."""
 
     MMTYPE = MMType.CM_AMP_MAP_REQ
@@ -539,7 +539,7 @@ BODIES: dict[int, type[MmeBody]] = {
 
 
 class MmeHeader(Packet):
-    """The MME header after the Ethernet header (HomePlug AV 1.1 clause 11.1): MMV, MMTYPE
+    """The MME header after the Ethernet header (HomePlug AV 1.1): MMV, MMTYPE
     (little-endian), FMI for MMV >= 1 (fragmentation, ISO 15118-3 sends unfragmented MMEs), and
     the vendor OUI for vendor-specific MMTYPEs."""
 

@@ -3,7 +3,7 @@
 A real modem sits between its host's Ethernet (SPI on a QCA7000) and the powerline: it bridges
 host frames onto the line and back, and answers the MMEs addressed to itself -- CM_SET_KEY.REQ,
 the Qualcomm VS_* requests -- from its own address. A modem running EVSE firmware also reports
-every M-Sound it hears as a CM_ATTEN_PROFILE.IND to its host (ISO 15118-3 A.9.2). The link comes
+every M-Sound it hears as a CM_ATTEN_PROFILE.IND to its host (ISO 15118-3 Annex A). The link comes
 up (VS_PL_LNK_STATUS 1, D-LINK_READY) once the key is set and the AVLN joined.
 
 :class:`SimModem` is that model, sans-IO: :meth:`SimModem.from_host` and :meth:`SimModem.from_wire`
@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 
 from v2gtool.slac import mme
 
-#: HomePlug GP attenuation groups (AAG) a QCA7000 reports: 58 (ISO 15118-3 Table A.8).
+#: HomePlug GP attenuation groups (AAG) a QCA7000 reports: 58 (ISO 15118-3 Annex A).
 NUM_GROUPS = 58
 #: VS_SW_VER.CNF device id of a QCA7000 (Green PHY), as open-plc-utils lists it.
 QCA7000_DEVICE_ID = 0x20
 FIRMWARE_VERSION = "QCA7000-MAC-QCA7000-1.1.0.730-04-20140815-CS (v2gtool sim)"
+
 
 @dataclass(frozen=True)
 class AttenuationModel:

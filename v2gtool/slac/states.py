@@ -1,4 +1,4 @@
-"""The one SLAC state table, shared by both roles (ISO 15118-3 clause 9 and Annex A).
+"""The one SLAC state table, shared by both roles (ISO 15118-3 Annex A).
 
 Like h11's ``_state.py``: the machines in :mod:`v2gtool.slac.evse` and :mod:`v2gtool.slac.ev`
 decide *what to send*; only this table decides *which state follows*, and which timer of Table
@@ -35,6 +35,8 @@ class SlacState(Enum):
     WAIT_VALIDATE_CNF = "WAIT_VALIDATE_CNF"
     #: EVSE: waiting for CM_VALIDATE.REQ or CM_SLAC_MATCH.REQ.
     WAIT_SLAC_MATCH_REQ = "WAIT_SLAC_MATCH_REQ"
+    #: EVSE: CM_VALIDATE step 2, counting the EV's B-C-B toggles on the control pilot.
+    COUNTING_TOGGLES = "COUNTING_TOGGLES"
     #: EV: CM_SLAC_MATCH.REQ sent to the chosen EVSE.
     WAIT_SLAC_MATCH_CNF = "WAIT_SLAC_MATCH_CNF"
     #: Both: keys set, polling the own modem until the AVLN is joined.
@@ -97,9 +99,11 @@ TRANSITIONS: dict[Role, dict[SlacState, dict[Trigger, SlacState]]] = {
         },
         S.WAIT_SLAC_MATCH_REQ: {
             T.SLAC_MATCH_REQ: S.WAIT_LINK_READY,
+            T.VALIDATE_START: S.COUNTING_TOGGLES,
             T.RETRY_SEQUENCE: S.EF_PAUSE,
             T.FAIL: S.FAILED,
         },
+        S.COUNTING_TOGGLES: {T.VALIDATE_DONE: S.WAIT_SLAC_MATCH_REQ},
         S.WAIT_LINK_READY: {T.LINK_UP: S.MATCHED, T.RETRY_SEQUENCE: S.EF_PAUSE, T.FAIL: S.FAILED},
         S.EF_PAUSE: {T.EF_DONE: S.WAIT_SLAC_PARM_REQ},
         S.MATCHED: {},
@@ -114,7 +118,12 @@ TRANSITIONS: dict[Role, dict[SlacState, dict[Trigger, SlacState]]] = {
             T.VALIDATE_START: S.WAIT_VALIDATE_CNF,
             T.FAIL: S.FAILED,
         },
-        S.WAIT_VALIDATE_CNF: {T.VALIDATE_DONE: S.WAIT_SLAC_MATCH_CNF, T.FAIL: S.FAILED},
+        S.WAIT_VALIDATE_CNF: {
+            T.VALIDATE_DONE: S.WAIT_SLAC_MATCH_CNF,
+            # toggles not confirmed: validate the next EVSE in order of attenuation
+            T.VALIDATE_START: S.WAIT_VALIDATE_CNF,
+            T.FAIL: S.FAILED,
+        },
         S.WAIT_SLAC_MATCH_CNF: {T.SLAC_MATCH_CNF: S.SETTING_KEY, T.FAIL: S.FAILED},
         S.SETTING_KEY: {T.KEY_CONFIRMED: S.WAIT_LINK_READY, T.FAIL: S.FAILED},
         S.WAIT_LINK_READY: {T.LINK_UP: S.MATCHED, T.FAIL: S.FAILED},
@@ -134,6 +143,7 @@ STATE_TIMER: dict[Role, dict[SlacState, str]] = {
         S.SOUNDING: "TT_EVSE_match_MNBC",
         S.WAIT_ATTEN_CHAR_RSP: "TT_match_response",
         S.WAIT_SLAC_MATCH_REQ: "TT_EVSE_match_session",
+        S.COUNTING_TOGGLES: "TT_EVSE_vald_toggle",
         S.WAIT_LINK_READY: "TT_match_join",
         S.EF_PAUSE: "T_step_EF",
     },

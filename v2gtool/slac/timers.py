@@ -45,6 +45,12 @@ class SlacTimers:
     C_EV_match_MNBC: int = 10
     #: EVSE: new matching attempts through E/F and back to 5 % after a failure ([V2G3-M06-07]) (2).
     C_sequ_retry: int = 2
+    #: EV, CM_VALIDATE: how long each state of a B-C-B toggle lasts (200 ms .. 400 ms).
+    TP_EV_vald_state_duration: float = 0.2
+    #: EVSE, CM_VALIDATE: the longest toggle window it observes (3500 ms).
+    TT_EVSE_vald_toggle: float = 3.5
+    #: EV, CM_VALIDATE: most B-C-B toggles the EV makes (1 .. 3); it picks 1..this at random.
+    C_EV_vald_nb_toggles: int = 3
     # -- not in Table A.1 --
     #: Host -> own modem CM_SET_KEY.REQ / VS_* turnaround. Modem firmware answers in a few ms;
     #: 1 s is the budget open-plc-utils allows.
