@@ -95,3 +95,13 @@ def test_timers_from_the_config_file(tmp_path: Path) -> None:
         r for r in records if r["event"] == "MmeSent" and r["mme"] == "CM_START_ATTEN_CHAR.IND"
     )
     assert first_start["t"] == 0.1  # CM_SLAC_PARM.CNF collected for TT_match_response only
+
+
+def test_validate_finds_our_charger_when_the_neighbour_looks_closer() -> None:
+    proc = run("--role", "ev", "--validate", "--sim-attenuation", "30", "--sim-adjacent", "18", "--json")
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    chosen = [r["evse_mac"] for r in records if r["event"] == "EvseChosen"]
+    assert chosen == ["02:00:00:00:0e:03", "02:00:00:00:0e:01"]
+    assert records[-1]["peer_mac"] == "02:00:00:00:0e:01"
+    assert any(r["event"] == "BcToggleRequest" for r in records)
