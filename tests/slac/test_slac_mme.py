@@ -11,7 +11,6 @@ from scapy.fields import (
     ByteEnumField,
     ByteField,
     FieldLenField,
-    FieldListField,
     LEShortField,
     MACField,
     PacketListField,
@@ -49,7 +48,7 @@ def _field_values(cls: type[Packet]) -> st.SearchStrategy[dict[str, Any]]:
                 parts[fld.name] = macs
             case StrFixedLenField():
                 parts[fld.name] = st.binary(min_size=fld.length_from(None), max_size=fld.length_from(None))
-            case FieldListField():
+            case mme.AagField():
                 parts[fld.name] = st.lists(st.integers(0, 255), max_size=255)
             case PacketListField():
                 parts[fld.name] = st.lists(
