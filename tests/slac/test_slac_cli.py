@@ -105,3 +105,9 @@ def test_validate_finds_our_charger_when_the_neighbour_looks_closer() -> None:
     assert chosen == ["02:00:00:00:0e:03", "02:00:00:00:0e:01"]
     assert records[-1]["peer_mac"] == "02:00:00:00:0e:01"
     assert any(r["event"] == "BcToggleRequest" for r in records)
+
+
+def test_unknown_interface_is_a_one_line_error() -> None:
+    proc = run("--iface", "v2gsnone0")
+    assert proc.returncode == 4
+    assert "no network interface 'v2gsnone0'" in proc.stderr and "Traceback" not in proc.stderr
