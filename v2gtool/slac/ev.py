@@ -115,8 +115,7 @@ class EvSlac(SlacMachine):
             case S.SETTING_KEY:
                 assert self.nid is not None and self.nmk is not None
                 self._send(self.modem_mac, self._set_key_req(self.nid, self.nmk), now)
-        timer = self.timers.T_modem_response if self.state is S.SETTING_KEY else self.timers.TT_match_response
-        self._set_timer(STATE_TIMER_KEY, now + timer)
+        self._rearm_state_timer(now)
 
     def _enter(self, trigger: Trigger, now: float) -> None:
         """Transition to the next request/response state and send its first request."""
@@ -277,7 +276,7 @@ class EvSlac(SlacMachine):
             case S.SOUNDING:
                 self._send_next_sound(now)
                 if self.state is S.SOUNDING:
-                    self._set_timer(STATE_TIMER_KEY, now + self.timers.TP_EV_batch_msg_interval)
+                    self._rearm_state_timer(now)
             case S.WAIT_ATTEN_CHAR_IND:
                 self._choose(now)
             case S.WAIT_LINK_READY:

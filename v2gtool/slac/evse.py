@@ -232,7 +232,7 @@ class EvseSlac(SlacMachine):
         match self.state:
             case S.SETTING_KEY if self._key_requests <= self.timers.C_EV_match_retry:
                 self._request_key(now)
-                self._set_timer(STATE_TIMER_KEY, now + self.timers.T_modem_response)
+                self._rearm_state_timer(now)
             case S.SETTING_KEY:
                 self._fail(now, Diagnosis.SET_KEY_NOT_CONFIRMED, f"{self._key_requests} requests unanswered")
             case S.WAIT_SLAC_PARM_REQ:
@@ -243,7 +243,7 @@ class EvseSlac(SlacMachine):
                 self._sounding_complete(now)
             case S.WAIT_ATTEN_CHAR_RSP if self._atten_char_sent <= self.timers.C_EV_match_retry:
                 self._send_atten_char_ind(now)
-                self._set_timer(STATE_TIMER_KEY, now + self.timers.TT_match_response)
+                self._rearm_state_timer(now)
             case S.WAIT_ATTEN_CHAR_RSP:
                 self._fail(
                     now, Diagnosis.NO_ATTEN_CHAR_RSP, f"{self._atten_char_sent} CM_ATTEN_CHAR.IND sent"

@@ -176,11 +176,15 @@ class SlacMachine(abc.ABC):
             )
         )
         self._cancel_timer(STATE_TIMER_KEY)
-        timer = STATE_TIMER[self.role].get(self.state)
-        if timer is not None:
-            self._set_timer(STATE_TIMER_KEY, now + float(getattr(self.timers, timer)))
+        if self.state in STATE_TIMER[self.role]:
+            self._rearm_state_timer(now)
         if self.done:
             self._timers.clear()
+
+    def _rearm_state_timer(self, now: float) -> None:
+        """(Re)start the current state's timer with its :data:`STATE_TIMER` duration."""
+        name = STATE_TIMER[self.role][self.state]
+        self._set_timer(STATE_TIMER_KEY, now + float(getattr(self.timers, name)))
 
     def _next_nonce(self) -> int:
         self._nonce = (self._nonce + 1) & 0xFFFFFFFF
