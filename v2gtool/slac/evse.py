@@ -20,7 +20,7 @@ import secrets
 from v2gtool.slac import mme
 from v2gtool.slac.diagnosis import Diagnosis
 from v2gtool.slac.events import AttenuationMeasured, ControlPilotRequest
-from v2gtool.slac.keys import NMK_LEN, derive_nid
+from v2gtool.slac.keys import derive_nid, generate_nmk
 from v2gtool.slac.machine import STATE_TIMER_KEY, RandomBytes, SlacMachine, SlacResult
 from v2gtool.slac.states import Role, SlacState, Trigger
 from v2gtool.slac.timers import SlacTimers
@@ -56,7 +56,7 @@ class EvseSlac(SlacMachine):
         super().__init__(mac, timers, modem_mac=modem_mac, random_bytes=random_bytes)
         self.validate = validate
         self.toggles = 0
-        self.nmk = random_bytes(NMK_LEN)
+        self.nmk = generate_nmk(random_bytes)
         self.nid = derive_nid(self.nmk)
         self.evse_id = evse_id[:17].ljust(17, b"\0")
         self.sequence_retries = 0

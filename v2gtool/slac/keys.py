@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 
 NMK_LEN = 16
 NID_LEN = 7
@@ -25,9 +26,9 @@ def _pbkdf1_sha256(secret: bytes, salt: bytes, iterations: int, length: int) -> 
     return digest[:length]
 
 
-def generate_nmk() -> bytes:
-    """A fresh random 128-bit NMK from the operating system's CSPRNG."""
-    return secrets.token_bytes(NMK_LEN)
+def generate_nmk(random_bytes: Callable[[int], bytes] = secrets.token_bytes) -> bytes:
+    """A fresh random 128-bit NMK, from the operating system's CSPRNG unless a test seeds one."""
+    return random_bytes(NMK_LEN)
 
 
 def nmk_from_password(password: str) -> bytes:
