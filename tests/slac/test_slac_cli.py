@@ -72,6 +72,7 @@ def test_pcap_holds_every_frame_and_opens(tmp_path: Path) -> None:
     assert names[0] == "CM_SLAC_PARM.REQ"
     assert names.count("CM_MNBC_SOUND.IND") == 10 and "CM_SLAC_MATCH.CNF" in names
     assert "Matched ev" in proc.stdout
+    assert f"{len(packets)} frames written to {pcap}" in proc.stdout
 
 
 def test_bad_timer_is_a_one_line_config_error() -> None:

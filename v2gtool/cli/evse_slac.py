@@ -347,6 +347,8 @@ def evse_slac(
         if pcap is not None:
             pcap.close()
     renderer.summary(result)
+    if pcap is not None and not as_json:
+        app.console.print(f"{pcap.count} frames written to {pcap.path}")
     if result.diagnosis is not None:
         raise SlacFailed(result.diagnosis, result.detail)
 
