@@ -83,7 +83,7 @@ class Renderer:
         line = self._line(event)
         if line:
             prefix = f"[dim]{event.t - self.t0:8.3f}s[/dim] " + (f"[bold]{who:<5}[/bold] " if who else "")
-            self.console.print(prefix + line, highlight=False)
+            self.console.print(prefix + line, highlight=False, soft_wrap=True)
 
     def _line(self, event: Event) -> str | None:
         match event:
@@ -348,7 +348,7 @@ def evse_slac(
             pcap.close()
     renderer.summary(result)
     if pcap is not None and not as_json:
-        app.console.print(f"{pcap.count} frames written to {pcap.path}")
+        app.console.print(f"{pcap.count} frames written to {pcap.path}", soft_wrap=True, highlight=False)
     if result.diagnosis is not None:
         raise SlacFailed(result.diagnosis, result.detail)
 
