@@ -372,3 +372,33 @@ def test_evse_toggle_window_is_bounded_by_tt_evse_vald_toggle() -> None:
     inbound.update({0.75: [rsp], 0.8: [step2]})
     events = drive(evse, 6.0, inbound)
     assert sent(events, "CM_VALIDATE.CNF") == pytest.approx([0.8 + FAST.TT_EVSE_vald_toggle])
+
+
+class SilentLink:
+    """A link nobody answers on, with a virtual clock that a wait advances."""
+
+    mac = EV_MAC
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sent: list[tuple[float, bytes]] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def send(self, frame: bytes) -> None:
+        self.sent.append((self.now, frame))
+
+    def recv(self, timeout: float) -> bytes | None:
+        self.now += timeout
+        return None
+
+
+def test_run_slac_drives_a_role_to_its_diagnosis_on_the_given_clock() -> None:
+    from v2gtool.slac.runner import run_slac
+
+    link = SilentLink()
+    result = run_slac(Role.EV, link, FAST, link.clock)
+    assert result.diagnosis is Diagnosis.NO_SLAC_PARM_CNF
+    assert [round(t, 3) for t, _ in link.sent] == [0.0, 0.2, 0.4]
+    assert link.now == pytest.approx(0.6)
