@@ -1,0 +1,114 @@
+"""`v2gtool evse-slac` end to end over the in-process simulated cable (no root)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from scapy.utils import rdpcap
+
+from v2gtool.slac import mme
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "v2gtool", "evse-slac", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_sim_match_as_ev_with_json_and_cross_talk() -> None:
+    proc = run("--role", "ev", "--sim-adjacent", "33", "--json")
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    result = records[-1]
+    assert result["event"] == "SlacResult" and result["matched"] is True
+    assert result["peer_mac"] == "02:00:00:00:0e:01" and result["nmk"] is None
+    assert len(result["attenuation_db"]) == 2
+    assert any(r["event"] == "EvseChosen" for r in records)
+    assert all(r.get("nmk") is None for r in records if r["event"] == "SlacMatched")
+
+
+def test_show_key_reveals_the_nmk() -> None:
+    proc = run("--show-key", "--json")
+    assert proc.returncode == 0
+    assert len(json.loads(proc.stdout.splitlines()[-1])["nmk"]) == 32
+
+
+def test_attenuation_above_threshold_exit_code_and_one_line_diagnosis() -> None:
+    proc = run("--role", "ev", "--sim-attenuation", "52")
+    assert proc.returncode == 12
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "PE connection" in proc.stderr and "shield" in proc.stderr
+
+
+def test_threshold_option_changes_the_decision() -> None:
+    assert run("--role", "ev", "--sim-attenuation", "52", "--threshold", "60").returncode == 0
+
+
+def test_evse_reports_cross_talk_when_its_ev_chose_the_other_charger() -> None:
+    # Seen from the adjacent charger: our EVSE is the far one, so the EV never sends MATCH.REQ.
+    proc = run(
+        "--sim-attenuation",
+        "35",
+        "--sim-adjacent",
+        "20",
+        "--timer",
+        "TT_EVSE_match_session=1",
+        "--timer",
+        "C_sequ_retry=0",
+    )
+    assert proc.returncode == 14, proc.stderr
+    assert "cross-talk" in proc.stderr
+
+
+def test_pcap_holds_every_frame_and_opens(tmp_path: Path) -> None:
+    pcap = tmp_path / "slac.pcap"
+    proc = run("--role", "ev", "--pcap", str(pcap))
+    assert proc.returncode == 0
+    packets = rdpcap(str(pcap))
+    names = [mme.decode_frame(bytes(p)).name for p in packets]
+    assert names[0] == "CM_SLAC_PARM.REQ"
+    assert names.count("CM_MNBC_SOUND.IND") == 10 and "CM_SLAC_MATCH.CNF" in names
+    assert "Matched ev" in proc.stdout
+    assert f"{len(packets)} frames written to {pcap}" in proc.stdout
+
+
+def test_bad_timer_is_a_one_line_config_error() -> None:
+    proc = run("--timer", "TT_bogus=1")
+    assert proc.returncode == 2
+    assert "unknown SLAC timer 'TT_bogus'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_timers_from_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "v2gtool.toml"
+    config.write_text("[slac.timers]\nTT_match_response = 0.1\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "v2gtool", "--config", str(config), "evse-slac", "--role", "ev", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    first_start = next(
+        r for r in records if r["event"] == "MmeSent" and r["mme"] == "CM_START_ATTEN_CHAR.IND"
+    )
+    assert first_start["t"] == 0.1  # CM_SLAC_PARM.CNF collected for TT_match_response only
+
+
+def test_validate_finds_our_charger_when_the_neighbour_looks_closer() -> None:
+    proc = run("--role", "ev", "--validate", "--sim-attenuation", "30", "--sim-adjacent", "18", "--json")
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    chosen = [r["evse_mac"] for r in records if r["event"] == "EvseChosen"]
+    assert chosen == ["02:00:00:00:0e:03", "02:00:00:00:0e:01"]
+    assert records[-1]["peer_mac"] == "02:00:00:00:0e:01"
+    assert any(r["event"] == "BcToggleRequest" for r in records)
+
+
+def test_unknown_interface_is_a_one_line_error() -> None:
+    proc = run("--iface", "v2gsnone0")
+    assert proc.returncode == 4
+    assert "no network interface 'v2gsnone0'" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,66 @@
+"""A minimal classic-pcap writer that flushes every packet, so a capture survives a crash or
+``Ctrl-C`` and can be opened in Wireshark while the tool still runs.
+
+Format: the libpcap file format (microsecond timestamps, magic 0xA1B2C3D4, version 2.4), written
+in native byte order as libpcap itself does; ``linktype`` is a LINKTYPE_* value from the tcpdump
+registry (1 = Ethernet).
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+from v2gtool.errors import V2GToolError
+
+LINKTYPE_ETHERNET = 1
+_MAGIC = 0xA1B2C3D4
+_SNAPLEN = 262144
+
+
+class PcapWriteError(V2GToolError):
+    """The capture file cannot be created or written."""
+
+    exit_code = 2
+
+
+class PcapWriter:
+    """Write frames to a pcap file: ``with PcapWriter(path, LINKTYPE_ETHERNET) as w: w.write(t, frame)``.
+
+    ``ts`` is wall-clock seconds since the epoch (float), as Wireshark displays them.
+    """
+
+    def __init__(self, path: str | Path, linktype: int) -> None:
+        self.path = Path(path)
+        try:
+            self._fh: BinaryIO = self.path.open("wb")
+        except OSError as exc:
+            raise PcapWriteError(f"cannot create pcap file {self.path}: {exc.strerror}") from exc
+        self._fh.write(struct.pack("=IHHiIII", _MAGIC, 2, 4, 0, 0, _SNAPLEN, linktype))
+        self._fh.flush()
+        self.count = 0
+
+    def write(self, ts: float, frame: bytes) -> None:
+        """Append one packet with timestamp *ts* and flush it to disk."""
+        seconds = int(ts)
+        micros = min(round((ts - seconds) * 1_000_000), 999_999)
+        data = frame[:_SNAPLEN]
+        try:
+            self._fh.write(struct.pack("=IIII", seconds, micros, len(data), len(frame)) + data)
+            self._fh.flush()
+        except OSError as exc:
+            raise PcapWriteError(f"cannot write pcap file {self.path}: {exc.strerror}") from exc
+        self.count += 1
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> PcapWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

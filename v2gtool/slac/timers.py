@@ -1,0 +1,81 @@
+"""SLAC timers and counters: ISO 15118-3 Table A.1 defaults, every one configurable.
+
+Names are the standard's. Durations are seconds. Where Table A.1 gives a range, the default
+is stated next to it. Settings that are not in Table A.1 (host <-> own modem turnaround, the
+attenuation threshold) are kept apart and say where their defaults come from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from v2gtool.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SlacTimers:
+    """Table A.1 of ISO 15118-3 (and the two host-side settings below it)."""
+
+    #: EVSE: from the 5 % duty cycle until CM_SLAC_PARM.REQ must have arrived (20 s .. 50 s).
+    TT_EVSE_SLAC_init: float = 50.0
+    #: Both: the largest gap between two messages of one matching step (400 ms).
+    TT_match_sequence: float = 0.4
+    #: Both: how long a sender waits for the response to a request (200 ms).
+    TT_match_response: float = 0.2
+    #: EVSE: collection window for M-Sounds after CM_START_ATTEN_CHAR.IND (600 ms).
+    TT_EVSE_match_MNBC: float = 0.6
+    #: EV: from the first CM_START_ATTEN_CHAR.IND until all CM_ATTEN_CHAR.IND are in (1200 ms).
+    TT_EV_atten_results: float = 1.2
+    #: EVSE: after CM_ATTEN_CHAR.RSP, wait for CM_VALIDATE.REQ or CM_SLAC_MATCH.REQ (10 s).
+    TT_EVSE_match_session: float = 10.0
+    #: Both: after CM_SLAC_MATCH, until the logical network is joined (link ready) (12 s).
+    TT_match_join: float = 12.0
+    #: EVSE: how long the control pilot stays in state E/F before a new 5 % attempt (>= 4 s).
+    T_step_EF: float = 4.0
+    #: EV: spacing of CM_START_ATTEN_CHAR.IND and CM_MNBC_SOUND.IND (20 ms .. 50 ms).
+    TP_EV_batch_msg_interval: float = 0.04
+    #: EV: retransmissions of a request that got no response (2).
+    C_EV_match_retry: int = 2
+    #: EV: number of CM_START_ATTEN_CHAR.IND sent (3).
+    C_EV_start_atten_char_inds: int = 3
+    #: EV: number of M-Sounds (10); the EVSE's CM_SLAC_PARM.CNF NUM_SOUNDS takes precedence.
+    C_EV_match_MNBC: int = 10
+    #: EVSE: new matching attempts through E/F and back to 5 % after a failure ([V2G3-M06-07]) (2).
+    C_sequ_retry: int = 2
+    #: EV, CM_VALIDATE: how long each state of a B-C-B toggle lasts (200 ms .. 400 ms).
+    TP_EV_vald_state_duration: float = 0.2
+    #: EVSE, CM_VALIDATE: the longest toggle window it observes (3500 ms).
+    TT_EVSE_vald_toggle: float = 3.5
+    #: EV, CM_VALIDATE: most B-C-B toggles the EV makes (1 .. 3); it picks 1..this at random.
+    C_EV_vald_nb_toggles: int = 3
+    # -- not in Table A.1 --
+    #: Host -> own modem CM_SET_KEY.REQ / VS_* turnaround. Modem firmware answers in a few ms;
+    #: 1 s is the budget open-plc-utils allows.
+    T_modem_response: float = 1.0
+    #: How often the host asks its modem whether the link is up while waiting for TT_match_join.
+    TP_link_status_poll: float = 0.1
+    #: EV: highest average attenuation (dB) accepted. The standard leaves the decision to the EV;
+    #: 40 dB is Qualcomm's (open-plc-utils) default, not a normative limit.
+    attenuation_threshold_db: float = 40.0
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], where: str = "[slac]") -> SlacTimers:
+        """Build from a config table / option values; unknown names and bad values are errors."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for name, value in values.items():
+            field = fields.get(name)
+            if field is None:
+                raise ConfigError(f"{where}: unknown SLAC timer {name!r}")
+            kind = int if field.type == "int" else float
+            try:
+                converted = kind(value)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{where}: {name} = {value!r} is not a number") from exc
+            if converted < 0:
+                raise ConfigError(f"{where}: {name} = {value!r} must not be negative")
+            kwargs[name] = converted
+        return dataclasses.replace(cls(), **kwargs)
