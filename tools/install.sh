@@ -3,7 +3,7 @@
 #   tools/install.sh           the project (editable, with the gpiod backend) + pytest, hypothesis, mypy, ruff
 #   tools/install.sh --peers   also (as root) the system packages and the independent peers the
 #                              interop tests run: tshark, a Java runtime, open-plc-utils, and the
-#                              PyPI `iso15118` stack in ./.venv-peers (kept apart from our runtime deps)
+#                              PyPI `iso15118` stack in ./.venv-peers and `pyslac` in ./.venv-peers-slac
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -18,4 +18,7 @@ if [ "${1:-}" = "--peers" ]; then
   [ -x .venv-peers/bin/python ] || "$PY" -m venv .venv-peers
   # iso15118 0.31.2 imports aiofile without declaring it.
   .venv-peers/bin/pip install -q --disable-pip-version-check "iso15118==0.31.2" aiofile
+  # pyslac pins environs <10, iso15118 >=14.1: a venv of its own.
+  [ -x .venv-peers-slac/bin/python ] || "$PY" -m venv .venv-peers-slac
+  .venv-peers-slac/bin/pip install -q --disable-pip-version-check "pyslac==0.8.3" "marshmallow<4"
 fi
