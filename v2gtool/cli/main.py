@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, str] = {
     "completion": "v2gtool.cli.completion:completion",
     "deploy-files": "v2gtool.cli.deploy_files:deploy_files",
     "doctor": "v2gtool.cli.doctor:doctor",
+    "session": "v2gtool.cli.session:session",
 }
 
 

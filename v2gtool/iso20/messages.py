@@ -16,13 +16,17 @@ from v2gtool import v2gtp
 from v2gtool.errors import V2GToolError
 from v2gtool.exi import codec, namespaces
 from v2gtool.exi.grammar import (
+    AT,
     BINARY,
     BOOL,
+    CH,
+    EE,
     ENUM,
     INT,
     LIST,
     NBIT,
     SE_COMPLEX,
+    SE_SIMPLE,
     STRING,
     UINT,
     DType,
@@ -84,16 +88,20 @@ def minimal(name: str, **fields: Any) -> Any:
 
 
 def _minimal(schema: SchemaGrammar, grammar: TypeGrammar) -> Any:
+    """Walk the grammar from its first state, taking the first production until the element may
+    end: the shortest valid content (a choice takes its first alternative)."""
     values: dict[str, Any] = {}
-    for f in dataclasses.fields(grammar.cls):
-        if f.default is not dataclasses.MISSING:
-            continue
-        spec = next(s for s in grammar.fields if s.name == f.name)
-        if spec.kind == SE_COMPLEX:
-            value = _minimal(schema, schema.types[spec.arg])
+    state = 0
+    while True:
+        _width, prods = grammar.states[state]
+        if any(p[0] == EE for p in prods):
+            break
+        kind, name, arg, state = next(p for p in prods if p[0] in (SE_COMPLEX, SE_SIMPLE, AT, CH))
+        value = _minimal(schema, schema.types[arg]) if kind == SE_COMPLEX else _minimal_value(schema.dtypes[arg])
+        if name in grammar.list_fields:
+            values[name] = (*values.get(name, ()), value)
         else:
-            value = _minimal_value(schema.dtypes[spec.arg])
-        values[f.name] = (value,) if spec.is_list else value
+            values[name] = value
     return grammar.cls(**values)
 
 

@@ -425,8 +425,7 @@ class Secc:
             self.channel_discharge = body.BPT_ChannelSelection == cm.channelSelectionType.Discharge
             refusal = self.charger.start_energy_transfer(self.charger.present_voltage())
             if refusal is not None:
-                self.end_reason = refusal
-                self._fail("PowerDeliveryRes", RC.FAILED_PowerDeliveryNotApplied, now)
+                self._fail("PowerDeliveryRes", RC.FAILED_PowerDeliveryNotApplied, now, detail=refusal)
                 return
         else:
             self.charger.stop()
@@ -436,8 +435,7 @@ class Secc:
     def _dc_chargeloop(self, body: dc.DC_ChargeLoopReqType, now: float) -> None:
         fault = self.charger.fault()
         if fault is not None:
-            self.end_reason = fault
-            self._fail("DC_ChargeLoopRes", RC.FAILED, now)
+            self._fail("DC_ChargeLoopRes", RC.FAILED, now, detail=fault)
             return
         ev_voltage = to_float(body.EVPresentVoltage)
         target, mode_res = self._loop_target(body, ev_voltage)

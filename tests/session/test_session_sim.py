@@ -1,0 +1,149 @@
+"""`session run --sim`: whole ISO 15118-20 sessions, EVCC against SECC over TCP on the sim plant."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from v2gtool.hw.cp import CpState
+from v2gtool.hw.events import ContactorsClosed, ContactorsClosing, CpStateChanged, EnergyTransferEnabled
+from v2gtool.iso20.events import PhaseChanged, PowerFlow
+from v2gtool.iso20.evcc import Direction
+from v2gtool.iso20.values import ControlMode, ServiceID
+from v2gtool.session import scenario as scenarios
+from v2gtool.session.events import Event
+from v2gtool.session.runner import SessionResult, run_sim
+
+SEQUENCE = [
+    "supportedAppProtocolReq", "SessionSetupReq", "AuthorizationSetupReq", "AuthorizationReq",
+    "ServiceDiscoveryReq", "ServiceDetailReq", "ServiceSelectionReq", "DC_ChargeParameterDiscoveryReq",
+    "ScheduleExchangeReq", "DC_CableCheckReq", "DC_PreChargeReq", "PowerDeliveryReq", "DC_ChargeLoopReq",
+    "PowerDeliveryReq", "DC_WeldingDetectionReq", "SessionStopReq",
+]
+
+
+def run(**overrides: object) -> SessionResult:
+    scenario = scenarios.load(None, **overrides)  # type: ignore[arg-type]
+    return asyncio.run(run_sim(scenario))
+
+
+def collapse(requests: list[str]) -> list[str]:
+    """The request sequence with repetitions (Ongoing polls, the loop) folded into one."""
+    out: list[str] = []
+    for name in requests:
+        if not out or out[-1] != name:
+            out.append(name)
+    return out
+
+
+def assert_contactors_followed_the_interlock(events: list[Event]) -> None:
+    """Contactors closed only in CP state C or D, and energy transfer only after they closed."""
+    cp: CpState | None = None
+    closed = False
+    for event in events:
+        if isinstance(event, CpStateChanged):
+            cp = event.state
+        elif isinstance(event, ContactorsClosing | ContactorsClosed):
+            assert cp in (CpState.C, CpState.D), f"contactors closing in CP state {cp}"
+            closed = closed or isinstance(event, ContactorsClosed)
+        elif isinstance(event, EnergyTransferEnabled):
+            assert closed and cp in (CpState.C, CpState.D)
+
+
+@pytest.mark.parametrize("mode", [ControlMode.SCHEDULED, ControlMode.DYNAMIC])
+def test_full_charge_session(mode: ControlMode) -> None:
+    result = run(direction=Direction.CHARGE, control_mode=mode, duration=20.0)
+    assert result.ok, result.reason
+    assert collapse(result.requests) == SEQUENCE
+    assert result.requests.count("DC_ChargeLoopReq") >= 70  # 20 s at 250 ms
+    assert result.energy_wh > 200  # ~48 kW for 20 s: the vehicle's 125 A at ~380 V
+    assert result.soc_end > result.soc_start
+    flows = [e for e in result.events if isinstance(e, PowerFlow) and e.role == "EVCC"]
+    assert all(f.current >= 0 for f in flows)
+    assert max(f.current for f in flows) == pytest.approx(125.0, abs=1.0)  # EV limit < charger limit
+    assert_contactors_followed_the_interlock(result.events)
+
+
+@pytest.mark.parametrize("mode", [ControlMode.SCHEDULED, ControlMode.DYNAMIC])
+def test_full_discharge_v2g_session(mode: ControlMode) -> None:
+    result = run(direction=Direction.DISCHARGE, control_mode=mode, power=11_000.0, duration=30.0)
+    assert result.ok, result.reason
+    assert collapse(result.requests) == SEQUENCE
+    assert result.energy_wh < 0 and result.soc_end < result.soc_start
+    flows = [e for e in result.events if isinstance(e, PowerFlow) and e.role == "EVCC"]
+    steady = flows[len(flows) // 2:]
+    assert all(f.current < 0 for f in steady)
+    # 11 kW requested; the vehicle allows 32 A of discharge current
+    assert all(-11_200 <= f.power <= -10_000 for f in steady), [round(f.power) for f in steady]
+    # energy that moved: about 11 kW for 30 s
+    assert -95.0 < result.energy_wh < -80.0
+    assert_contactors_followed_the_interlock(result.events)
+
+
+def test_dc_only_service_without_bpt() -> None:
+    result = run(service=ServiceID.DC, bpt=False, duration=5.0)
+    assert result.ok, result.reason
+    assert result.energy_wh > 0
+
+
+def test_discharge_needs_bpt_offered() -> None:
+    result = run(direction=Direction.DISCHARGE, bpt=False, duration=5.0)
+    assert not result.ok
+    assert "does not offer DC_BPT" in result.reason
+
+
+def test_isolation_fault_during_cable_check(tmp_path: Path) -> None:
+    path = tmp_path / "iso.toml"
+    path.write_text('[plant]\ninsulation_ohm = 40e3\n')
+    result = asyncio.run(run_sim(scenarios.load(path, duration=5.0)))
+    assert not result.ok
+    assert "DC_CableCheckRes FAILED" in result.reason
+    assert "DC_ChargeLoopReq" not in result.requests
+    phases = [e.phase for e in result.events if isinstance(e, PhaseChanged) and e.role == "EVCC"]
+    assert phases[-1] == "DC_CableCheck"
+
+
+def test_ev_unplugged_mid_loop_stops_the_session(tmp_path: Path) -> None:
+    path = tmp_path / "unplug.toml"
+    path.write_text('[[at]]\nt = 0.0\ncp = "C"\n[[at]]\nt = 25.0\ncp = "A"\n')
+    result = asyncio.run(run_sim(scenarios.load(path, duration=60.0)))
+    assert not result.ok
+    assert "DC_ChargeLoopRes FAILED" in result.reason
+    assert "CP" in result.secc_reason
+    assert result.energy_wh > 0  # it did charge before the plug came out
+
+
+def test_soc_floor_stops_discharge(tmp_path: Path) -> None:
+    path = tmp_path / "floor.toml"
+    path.write_text('[plant]\nsoc = 0.2005\n[session]\nmin_soc = 19\n')
+    result = asyncio.run(run_sim(scenarios.load(path, direction=Direction.DISCHARGE, duration=60.0)))
+    # The station's 20 % floor refuses discharge (EVSE_Shutdown_Rejected): no energy leaves below it.
+    assert result.soc_end >= 19.99
+    assert any(e.name == "DischargeRefused" for e in result.events)
+
+
+def test_cli_session_run_json(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "v2gtool", "--json", "session", "run", "--sim", "--direction",
+                           "discharge", "--duration", "5", "--service", "DC_V2G"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    summary = records[-1]
+    assert summary["event"] == "SessionSummary" and summary["ok"] is True
+    assert summary["energy_wh"] < 0
+    assert any(r["event"] == "PowerFlow" and r["current"] < 0 for r in records)
+
+
+def test_cli_failed_session_names_the_debugging_subcommand(tmp_path: Path) -> None:
+    path = tmp_path / "iso.toml"
+    path.write_text('[plant]\ninsulation_ohm = 40e3\n')
+    proc = subprocess.run([sys.executable, "-m", "v2gtool", "session", "run", "--sim", "--scenario", str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "debug with `v2gtool isolation-check`" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,183 @@
+"""``v2gtool session run``: a whole ISO 15118-20 DC / DC_BPT charging session.
+
+With ``--sim`` both roles run in this process on the embedded ``sim`` plant: the SECC's station
+(contactors, insulation monitor, power module, all behind the interlock) and the vehicle's battery
+are the two ends of one simulated cable, and the two engines talk EXI over V2GTP on real TCP
+(loopback). A failed step names the subcommand that debugs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.live import Live
+from rich.table import Table
+
+from v2gtool.cli.context import AppContext, app_context
+from v2gtool.cli.output import emit_json, json_option, use_json
+from v2gtool.errors import V2GToolError
+from v2gtool.iso20.evcc import Direction
+from v2gtool.iso20.events import MessageReceived, PhaseChanged, PowerFlow, SessionEnded
+from v2gtool.iso20.values import ControlMode, service_from_name
+from v2gtool.session import scenario as scenarios
+from v2gtool.session.events import Event
+from v2gtool.session.runner import SessionResult, run_sim
+
+# Which subcommand debugs the step a session failed in.
+DEBUG_HINTS = {
+    "DC_CableCheck": "v2gtool isolation-check",
+    "DC_PreCharge": "v2gtool contactor close",
+    "DC_ChargeLoop": "v2gtool contactor status",
+    "DC_WeldingDetection": "v2gtool contactor weld-check",
+}
+
+
+class SessionFailed(V2GToolError):
+    """The session did not end with SessionStop."""
+
+
+@click.group("session")
+def session() -> None:
+    """Run a whole ISO 15118-20 charging or discharging (V2G) session.
+
+    \b
+    Examples:
+      v2gtool session run --sim
+      v2gtool session run --sim --direction discharge --power 11000 --duration 600
+      v2gtool --json session run --sim --control-mode dynamic | jq -c 'select(.event=="PowerFlow")'
+    """
+
+
+@session.command("run")
+@click.option("--sim", is_flag=True, help="Both roles in this process on the simulated plant (no root, no hardware).")
+@click.option(
+    "--role",
+    type=click.Choice(["both", "evse", "ev"]),
+    default="both",
+    show_default=True,
+    help="Which side(s) to run; only 'both' with --sim in this version.",
+)
+@click.option(
+    "--scenario",
+    "scenario_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="TOML scenario: [session], [vehicle], [charger], [plant], [[at]] (faults).",
+)
+@click.option("--service", help="DC or DC_BPT (DC_V2G is accepted as an alias of DC_BPT).")
+@click.option("--control-mode", type=click.Choice(["scheduled", "dynamic"]), help="ISO 15118-20 control mode.")
+@click.option("--direction", type=click.Choice(["charge", "discharge"]), help="Energy flow (discharge = V2G).")
+@click.option("--power", type=click.FloatRange(min=0), help="Requested power in W (Dynamic: the grid request).")
+@click.option("--duration", type=click.FloatRange(min=0), help="Seconds of energy transfer (simulated time).")
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    help="Simulated seconds per wall second; 0 runs as fast as possible.",
+)
+@json_option
+@click.pass_context
+def run(
+    ctx: click.Context,
+    sim: bool,
+    role: str,
+    scenario_path: Path | None,
+    service: str | None,
+    control_mode: str | None,
+    direction: str | None,
+    power: float | None,
+    duration: float | None,
+    speed: float,
+    json_out: bool,
+) -> None:
+    """Run the chain: CP, cable check, precharge, charge or discharge, welding detection, stop."""
+    app = app_context(ctx)
+    if not sim or role != "both":
+        raise click.UsageError(
+            "this version runs sessions with --sim --role both; SLAC, SDP and TLS on a real "
+            "link are debugged with evse-slac, sdp-discovery and tls-verify"
+        )
+    try:
+        chosen_service = service_from_name(service) if service else None
+    except KeyError:
+        raise click.BadParameter(f"{service!r} is not DC, DC_BPT or DC_V2G", param_hint="--service") from None
+    scenario = scenarios.load(
+        scenario_path,
+        service=chosen_service,
+        control_mode=ControlMode[control_mode.upper()] if control_mode else None,
+        direction=Direction(direction) if direction else None,
+        power=power,
+        duration=duration,
+    )
+    as_json = use_json(ctx, json_out)
+    if as_json:
+        result = asyncio.run(run_sim(scenario, speed or None, listener=lambda e: emit_json(e.to_json())))
+    else:
+        result = _run_live(app, scenario, speed)
+    _report(app, result, as_json)
+
+
+def _run_live(app: AppContext, scenario: scenarios.SessionScenario, speed: float) -> SessionResult:
+    state: dict[str, Any] = {"phase": "starting", "V": 0.0, "A": 0.0, "kW": 0.0, "SoC": None, "last": ""}
+
+    def panel() -> Table:
+        table = Table(
+            title=f"ISO 15118-20 {scenario.service.name} session ({scenario.control_mode.name.lower()}, "
+            f"{scenario.direction.value})",
+            show_header=False,
+        )
+        table.add_row("phase", state["phase"])
+        table.add_row("voltage", f"{state['V']:.1f} V")
+        table.add_row("current", f"{state['A']:+.1f} A  (+ charges the EV, - discharges)")
+        table.add_row("power", f"{state['kW']:+.2f} kW")
+        table.add_row("SoC", "-" if state["SoC"] is None else f"{state['SoC']:.2f} %")
+        table.add_row("last message", state["last"])
+        return table
+
+    with Live(panel(), console=app.console, refresh_per_second=8, transient=False) as live:
+
+        def listener(event: Event) -> None:
+            if isinstance(event, PhaseChanged) and event.role == "EVCC":
+                state["phase"] = event.phase
+            elif isinstance(event, PowerFlow) and event.role == "EVCC":
+                state.update(V=event.voltage, A=event.current, kW=event.power / 1000, SoC=event.soc)
+            elif isinstance(event, MessageReceived) and event.role == "EVCC":
+                state["last"] = f"{event.message} ({(event.response_time or 0) * 1000:.1f} ms)"
+            else:
+                return
+            live.update(panel())
+
+        return asyncio.run(run_sim(scenario, speed or None, listener=listener))
+
+
+def _report(app: AppContext, result: SessionResult, as_json: bool) -> None:
+    summary = {
+        "ok": result.ok,
+        "reason": result.reason,
+        "secc": result.secc_reason,
+        "energy_wh": round(result.energy_wh, 3),
+        "soc_start": round(result.soc_start, 3),
+        "soc_end": round(result.soc_end, 3),
+        "simulated_s": round(result.duration, 3),
+        "requests": len(result.requests),
+    }
+    if as_json:
+        emit_json({"event": "SessionSummary", **summary})
+    else:
+        app.console.print(
+            f"{'[green]completed[/green]' if result.ok else '[red]failed[/red]'}: {result.reason}; "
+            f"{summary['requests']} requests, energy {result.energy_wh:+.1f} Wh, "
+            f"SoC {result.soc_start:.2f} % -> {result.soc_end:.2f} %, "
+            f"{result.duration:.1f} s simulated"
+        )
+    if not result.ok:
+        phase = next((e.phase for e in reversed(result.events) if isinstance(e, PhaseChanged)), "")
+        hint = DEBUG_HINTS.get(phase)
+        ended = next((e for e in reversed(result.events) if isinstance(e, SessionEnded)), None)
+        why = ended.reason if ended else result.reason
+        raise SessionFailed(
+            f"session failed in {phase or 'set-up'}: {why}" + (f"; debug with `{hint}`" if hint else "")
+        )
