@@ -12,8 +12,8 @@ import pytest
 
 from v2gtool.hw.cp import CpState
 from v2gtool.hw.events import ContactorsClosed, ContactorsClosing, CpStateChanged, EnergyTransferEnabled
-from v2gtool.iso20.events import PhaseChanged, PowerFlow
 from v2gtool.iso20.evcc import Direction
+from v2gtool.iso20.events import PhaseChanged, PowerFlow
 from v2gtool.iso20.values import ControlMode, ServiceID
 from v2gtool.session import scenario as scenarios
 from v2gtool.session.events import Event
