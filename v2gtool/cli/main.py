@@ -19,6 +19,7 @@ from v2gtool.errors import V2GToolError
 # `v2gtool --help` and pipelines stay fast. A command is listed here only once it works.
 SUBCOMMANDS: dict[str, str] = {
     "v2g-message-handler": "v2gtool.cli.message_handler:message_handler",
+    "sdp-discovery": "v2gtool.cli.sdp_discovery:sdp_discovery",
 }
 
 
