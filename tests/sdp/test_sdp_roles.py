@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
 
 import pytest
 from hypothesis import given
@@ -43,7 +44,7 @@ def test_client_sends_50_requests_250_ms_apart_then_fails() -> None:
         if client.timer_expired(now) is not None:
             sent_at.append(now)
     assert len(sent_at) == SDP_MAX_REQUESTS
-    assert [b - a for a, b in zip(sent_at, sent_at[1:], strict=False)] == pytest.approx(
+    assert [b - a for a, b in itertools.pairwise(sent_at)] == pytest.approx(
         [SDP_REQUEST_TIMEOUT] * (SDP_MAX_REQUESTS - 1)
     )
     assert client.failed
