@@ -20,6 +20,7 @@ from v2gtool.errors import V2GToolError
 SUBCOMMANDS: dict[str, str] = {
     "v2g-message-handler": "v2gtool.cli.message_handler:message_handler",
     "sdp-discovery": "v2gtool.cli.sdp_discovery:sdp_discovery",
+    "pki": "v2gtool.cli.pki:pki",
 }
 
 
