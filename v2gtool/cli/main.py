@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, str] = {
     "v2g-message-handler": "v2gtool.cli.message_handler:message_handler",
     "sdp-discovery": "v2gtool.cli.sdp_discovery:sdp_discovery",
     "pki": "v2gtool.cli.pki:pki",
+    "tls-verify": "v2gtool.cli.tls_verify:tls_verify",
 }
 
 

@@ -180,7 +180,7 @@ def verify_issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def _fmt_delta(delta: dt.timedelta) -> str:
+def format_delta(delta: dt.timedelta) -> str:
     seconds = abs(delta.total_seconds())
     if seconds >= 86400:
         return f"{seconds / 86400:.1f} days"
@@ -227,21 +227,21 @@ class _Checker:
             self.fail(
                 cert,
                 "not-yet-valid",
-                f"valid from {_ts(not_before)}, {_fmt_delta(not_before - self.now)} after the local clock "
+                f"valid from {_ts(not_before)}, {format_delta(not_before - self.now)} after the local clock "
                 f"({_ts(self.now)}): the local clock is behind or the certificate was issued early",
             )
         elif self.now > not_after:
             self.fail(
                 cert,
                 "expired",
-                f"expired {_ts(not_after)}, {_fmt_delta(self.now - not_after)} before the local clock "
+                f"expired {_ts(not_after)}, {format_delta(self.now - not_after)} before the local clock "
                 f"({_ts(self.now)})",
             )
         elif not_after - self.now <= EXPIRES_SOON:
             self.fail(
                 cert,
                 "expires-soon",
-                f"expires {_ts(not_after)}, in {_fmt_delta(not_after - self.now)} "
+                f"expires {_ts(not_after)}, in {format_delta(not_after - self.now)} "
                 "(within 14 days, [V2G20-2218])",
                 Severity.WARNING,
             )
