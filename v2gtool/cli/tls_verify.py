@@ -225,12 +225,22 @@ def tls_verify(
             _render_chain_report(app, chain_report)
         ctx.exit(0 if chain_report.ok else 1)
 
+    address: tuple[Any, ...] | None = None
+    if from_sdp is not None:
+        host, sdp_port, security = _read_sdp_record(from_sdp)
+        if security is Security.NO_TLS:
+            raise TlsError(f"the SECC at {host} port {sdp_port} offered no TLS in SDP: nothing to verify")
+        address = _sockaddr(host, sdp_port)
+    elif not serve:
+        if target is None or port is None:
+            raise click.UsageError("client mode needs TARGET and PORT (HOST%IFACE PORT) or --from-sdp")
+        address = _sockaddr(target, port)
     if (cert is None) != (key is None):
         raise click.UsageError("--cert and --key go together")
     credentials = Credentials(cert, key) if cert and key else default_credentials(certs, serve, proto)
     own_leaf = load_pem_chain(credentials.chain)[0] if credentials else None
     reports: list[HandshakeReport] = []
-    if serve:
+    if address is None:
         context = server_context(certs, trust, proto, credentials=credentials, keylog=keylog)
         family = socket.AF_INET6 if ":" in listen else socket.AF_INET
         try:
@@ -247,18 +257,8 @@ def tls_verify(
                 reports.append(report)
                 _emit(app, as_json, report)
     else:
-        if from_sdp is not None:
-            host, sdp_port, security = _read_sdp_record(from_sdp)
-            if security is Security.NO_TLS:
-                raise TlsError(f"the SECC at {host} port {sdp_port} offered no TLS in SDP: nothing to verify")
-        else:
-            if target is None or port is None:
-                raise click.UsageError("client mode needs TARGET and PORT (HOST%IFACE PORT) or --from-sdp")
-            host, sdp_port = target, port
         context = client_context(certs, trust, proto, credentials=credentials, keylog=keylog)
-        report = handshake_as_client(
-            _sockaddr(host, sdp_port), context, proto, store.roots, own_leaf, timeout=timeout
-        )
+        report = handshake_as_client(address, context, proto, store.roots, own_leaf, timeout=timeout)
         reports.append(report)
         _emit(app, as_json, report)
     ctx.exit(0 if all(r.ok for r in reports) else 1)

@@ -194,8 +194,11 @@ def _report(
     seconds: float,
     error: str | None,
 ) -> HandshakeReport:
-    peer_der = trace.certificates.get("received", ())
-    chain = tuple(x509.load_der_x509_certificate(der) for der in peer_der)
+    try:
+        chain = tuple(x509.load_der_x509_certificate(der) for der in trace.certificates.get("received", ()))
+    except ValueError:
+        chain = ()
+        error = error or "the peer sent a certificate that is not valid DER X.509"
     role = LeafRole.SECC if side == "client" else LeafRole.VEHICLE
     profile = check_chain(chain, roots, role, protocol) if chain else None
     hello = trace.server_hello

@@ -134,10 +134,11 @@ def _build(
         raise TlsError(f"trust directory {trust_dir} does not exist")
     context.load_verify_locations(capath=str(trust_dir))
     if credentials is not None:
+        for path in (credentials.chain, credentials.key):
+            if not path.is_file():
+                raise TlsError(f"cannot load certificate: {path} does not exist")
         try:
             context.load_cert_chain(credentials.chain, credentials.key)
-        except FileNotFoundError as exc:
-            raise TlsError(f"cannot load certificate: {exc.filename} does not exist") from None
         except ssl.SSLError as exc:
             raise TlsError(
                 f"cannot load {credentials.chain} with key {credentials.key}: {exc.reason or exc}"
