@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -171,8 +172,13 @@ def key_type_of(cert: x509.Certificate) -> KeyType | str:
     return type(key).__name__.removeprefix("_").replace("PublicKey", "")
 
 
+@functools.lru_cache(maxsize=512)
 def verify_issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """True when *issuer*'s subject matches and its key verifies *cert*'s signature."""
+    """True when *issuer*'s subject matches and its key verifies *cert*'s signature.
+
+    Cached: certificates are immutable values (hashed and compared by their DER), and an SECC
+    sees the same few chains again and again, so each signature is verified once.
+    """
     try:
         cert.verify_directly_issued_by(issuer)
     except (ValueError, TypeError, InvalidSignature):
