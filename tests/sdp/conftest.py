@@ -6,49 +6,14 @@ the namespaces (and with them the veth ends) are always deleted afterwards.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future
-from dataclasses import dataclass
-from typing import TypeVar
+from collections.abc import Iterator
 
 import pytest
-
-T = TypeVar("T")
-CLONE_NEWNET = 0x40000000
-
-
-@dataclass(frozen=True)
-class VethLink:
-    ev_ns: str
-    ev_if: str
-    secc_ns: str
-    secc_if: str
-
-    def run_in(self, ns: str, fn: Callable[[], T]) -> Future[T]:
-        """Run *fn* in a new thread that has entered namespace *ns*; sockets it opens live there."""
-        future: Future[T] = Future()
-
-        def body() -> None:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-            try:
-                if libc.setns(fd, CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), f"setns {ns}")
-            finally:
-                os.close(fd)
-            try:
-                future.set_result(fn())
-            except BaseException as exc:
-                future.set_exception(exc)
-
-        threading.Thread(target=body, daemon=True).start()
-        return future
+from sdp_netns_support import VethLink
 
 
 def _ip(*args: str) -> None:

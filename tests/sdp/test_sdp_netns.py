@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import VethLink
+from sdp_netns_support import VethLink
 
 from v2gtool.net.sdp_transport import discover, link_local_address, serve_sdp
+from v2gtool.pki.create import init_pki
 from v2gtool.sdp import (
     SdpError,
     SdpMalformedDatagram,
@@ -221,3 +222,48 @@ def test_cli_unknown_interface_is_one_line(veth: VethLink) -> None:
     _, err = ev.communicate(timeout=30)
     assert ev.returncode == 1
     assert err == "v2gtool: error: network interface 'nosuch0' does not exist\n"
+
+
+def test_discovery_piped_into_tls_verify_across_namespaces(veth: VethLink, tmp_path: Path) -> None:
+    """`sdp-discovery --json | tls-verify --from-sdp -` on the EV side, SDP + TLS server on the SECC side."""
+    init_pki(tmp_path / "certs", tmp_path / "trust" / "certs")
+    dirs = ("--certs-dir", str(tmp_path / "certs"), "--trust-dir", str(tmp_path / "trust" / "certs"))
+    tls_server = _cli(veth.secc_ns, "tls-verify", "--serve", "--port", str(PORT), "--json", *dirs)
+    sdp_server = _cli(
+        veth.secc_ns,
+        "sdp-discovery",
+        "--iface",
+        veth.secc_if,
+        "--role",
+        "evse",
+        "--port",
+        str(PORT),
+        "--answers",
+        "1",
+    )
+    pipeline = subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            veth.ev_ns,
+            "sh",
+            "-c",
+            f"{sys.executable} -m v2gtool sdp-discovery --iface {veth.ev_if} --json --timeout 0.1 | "
+            f"{sys.executable} -m v2gtool tls-verify --from-sdp - --json {' '.join(dirs)}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    server_out, _ = tls_server.communicate(timeout=30)
+    sdp_server.communicate(timeout=30)
+    assert pipeline.returncode == 0, pipeline.stderr
+    client = json.loads(pipeline.stdout.splitlines()[-1])
+    server = json.loads(server_out.splitlines()[-1])
+    secc_address = veth.run_in(veth.secc_ns, lambda: link_local_address(veth.secc_if)).result(5)
+    assert client["peer"] == f"[{secc_address}%{veth.ev_if}]:{PORT}"
+    assert (client["ok"], client["version"], server["ok"]) == (True, "TLSv1.3", True)
+    assert client["peer_chain"][0] == "CN=SECC,O=v2gtool test PKI,DC=CPO"
+    assert server["peer_chain"][0].endswith("DC=OEM")

@@ -225,6 +225,19 @@ def _report(
     )
 
 
+def peer_name(address: tuple[Any, ...]) -> str:
+    """``[addr%iface]:port`` for IPv6 (the interface names a link-local scope), ``addr:port`` for IPv4."""
+    if len(address) != 4:
+        return f"{address[0]}:{address[1]}"
+    host = str(address[0]).partition("%")[0]
+    if address[3]:
+        try:
+            host = f"{host}%{socket.if_indextoname(address[3])}"
+        except OSError:
+            host = f"{host}%{address[3]}"
+    return f"[{host}]:{address[1]}"
+
+
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"certificate verification failed: {exc.verify_message}"
@@ -267,7 +280,7 @@ def handshake_as_client(
     """
     observer = _Observer(context)
     family = socket.AF_INET6 if len(address) == 4 else socket.AF_INET
-    peer = f"[{address[0]}]:{address[1]}" if family == socket.AF_INET6 else f"{address[0]}:{address[1]}"
+    peer = peer_name(address)
     raw = socket.socket(family, socket.SOCK_STREAM)
     raw.settimeout(timeout)
     try:
@@ -306,7 +319,7 @@ def handshake_as_server(
     observer = _Observer(context)
     raw, address = listener.accept()
     raw.settimeout(timeout)
-    peer = f"[{address[0]}]:{address[1]}" if raw.family == socket.AF_INET6 else f"{address[0]}:{address[1]}"
+    peer = peer_name(address)
     conn = context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
     trace = observer.watch(conn)
     error: str | None = None
