@@ -37,9 +37,17 @@ REPO = Path(__file__).resolve().parents[2]
 PORT = 61234
 
 
-def _serve(link: VethLink, supported: set[Security], stop: threading.Event, events: list[Event]) -> int:
+def _serve(
+    link: VethLink,
+    supported: set[Security],
+    stop: threading.Event,
+    events: list[Event],
+    ready: threading.Event | None = None,
+) -> int:
     async def body() -> int:
         responder = await serve_sdp(link.secc_if, PORT, frozenset(supported), on_event=events.append)
+        if ready is not None:
+            ready.set()
         try:
             while not stop.is_set():
                 await asyncio.sleep(0.005)
@@ -86,8 +94,9 @@ def _fake_secc(link: VethLink, script: list[str], ready: threading.Event) -> lis
 
 def test_discovery_finds_the_secc_on_the_first_try(veth: VethLink) -> None:
     stop, server_events, client_events = threading.Event(), [], []
-    server = veth.run_in(veth.secc_ns, lambda: _serve(veth, {Security.TLS}, stop, server_events))
-    time.sleep(0.2)  # let the listener bind before the first request
+    ready = threading.Event()
+    server = veth.run_in(veth.secc_ns, lambda: _serve(veth, {Security.TLS}, stop, server_events, ready))
+    assert ready.wait(5)  # the listener is bound before the first request
     try:
         result = veth.run_in(veth.ev_ns, lambda: _discover(veth, Security.TLS, client_events)).result(10)
     finally:
@@ -154,9 +163,10 @@ def test_no_secc_fails_after_the_last_request(veth: VethLink) -> None:
 
 def test_server_counts_malformed_requests_and_shares_the_port(veth: VethLink) -> None:
     stop, events_a, events_b = threading.Event(), [], []
-    first = veth.run_in(veth.secc_ns, lambda: _serve(veth, {Security.TLS}, stop, events_a))
-    second = veth.run_in(veth.secc_ns, lambda: _serve(veth, {Security.TLS}, stop, events_b))
-    time.sleep(0.2)
+    ready_a, ready_b = threading.Event(), threading.Event()
+    first = veth.run_in(veth.secc_ns, lambda: _serve(veth, {Security.TLS}, stop, events_a, ready_a))
+    second = veth.run_in(veth.secc_ns, lambda: _serve(veth, {Security.TLS}, stop, events_b, ready_b))
+    assert ready_a.wait(5) and ready_b.wait(5)
 
     def send_garbage_then_discover() -> SdpResult:
         index = socket.if_nametoindex(veth.ev_if)
@@ -224,11 +234,27 @@ def test_cli_unknown_interface_is_one_line(veth: VethLink) -> None:
     assert err == "v2gtool: error: network interface 'nosuch0' does not exist\n"
 
 
+def _wait_listening(ns: str, port: int) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        listening = subprocess.run(
+            ["ip", "netns", "exec", ns, "ss", "-Hltn", f"sport = :{port}"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+        if listening.strip():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on TCP {port} in {ns}")
+
+
 def test_discovery_piped_into_tls_verify_across_namespaces(veth: VethLink, tmp_path: Path) -> None:
     """`sdp-discovery --json | tls-verify --from-sdp -` on the EV side, SDP + TLS server on the SECC side."""
     init_pki(tmp_path / "certs", tmp_path / "trust" / "certs")
     dirs = ("--certs-dir", str(tmp_path / "certs"), "--trust-dir", str(tmp_path / "trust" / "certs"))
     tls_server = _cli(veth.secc_ns, "tls-verify", "--serve", "--port", str(PORT), "--json", *dirs)
+    _wait_listening(veth.secc_ns, PORT)  # announce the port only once the TLS server accepts on it
     sdp_server = _cli(
         veth.secc_ns,
         "sdp-discovery",
