@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from v2gtool.errors import V2GToolError
 from v2gtool.session.events import Event
@@ -52,7 +52,10 @@ class TransportProtocol(enum.IntEnum):
     UDP = 0x10
 
 
-def _enum_byte(kind: type[Security] | type[TransportProtocol], value: int, where: str) -> Any:
+_E = TypeVar("_E", Security, TransportProtocol)
+
+
+def _enum_byte(kind: type[_E], value: int, where: str) -> _E:
     try:
         return kind(value)
     except ValueError:

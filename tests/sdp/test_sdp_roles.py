@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import itertools
 
@@ -130,3 +131,20 @@ def test_result_json_round_trip(security: Security, wait: float, attempts: int) 
 def test_result_from_json_rejects_other_records(record: object) -> None:
     with pytest.raises(SdpError):
         result_from_json(record)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+record_keys = st.sampled_from(
+    ["address", "interface", "port", "security", "transport", "requested_security", "source", "attempts",
+     "elapsed", "round_trip", "malformed"]
+)  # fmt: skip
+
+
+@given(st.dictionaries(record_keys, json_values))
+def test_result_from_json_raises_only_sdp_error_on_any_record(fields: dict[str, object]) -> None:
+    with contextlib.suppress(SdpError):
+        result_from_json({"event": "SdpResult", **fields})
