@@ -426,3 +426,31 @@ def test_cli_from_sdp_without_a_record_is_one_line(pki_dir: Path) -> None:
     result = run_cli("tls-verify", "--from-sdp", "-", "--trust-dir", str(trust(pki_dir)), stdin="not json\n")
     assert result.returncode == 1
     assert result.stderr == "v2gtool: error: --from-sdp: input is not JSON lines from sdp-discovery --json\n"
+
+
+@needs_openssl
+@pytest.mark.interop
+def test_secc_with_an_iso2_key_under_iso20_is_diagnosed(pki_dir: Path, s_server) -> None:  # type: ignore[no-untyped-def]
+    port = s_server(pki_dir, "secc_iso2", "-tls1_3")  # a secp256r1 leaf offered for -20
+    report = connect(pki_dir, port)
+    assert not report.ok
+    assert report.diagnosis[0].startswith("the SECC refused our hello (alert handshake_failure)")
+    assert "has no certificate of a key type we accept" in report.diagnosis[0]
+
+
+@needs_openssl
+@pytest.mark.interop
+def test_evcc_with_an_iso2_key_is_diagnosed(pki_dir: Path, tmp_path: Path) -> None:
+    port, server = serve_once(pki_dir)
+    cert, chain, key = split_chain(pki_dir, "secc_iso2", tmp_path)  # any secp256r1 certificate
+    subprocess.run(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-cert", str(cert),
+         "-cert_chain", str(chain), "-key", str(key), "-tls1_3"],
+        input="", capture_output=True, text=True, timeout=20,
+    )  # fmt: skip
+    report = server.result(10)
+    assert not report.ok
+    assert report.diagnosis[0] == (
+        "the EVCC sent no certificate, but ISO 15118-20 requires mutual authentication; "
+        "we asked for one signed with ecdsa_secp521r1_sha512, ed448"
+    )

@@ -142,6 +142,11 @@ def diagnose(trace: HandshakeTrace, side: str, protocol: Protocol, own_key: KeyT
                 f"the EVCC offered only the cipher suites {_names(CIPHER_SUITES, hello.cipher_suites)}; "
                 f"we accept only {', '.join(ours)}"
             )
+        if trace.certificates.get("received") == ():
+            notes.append(
+                "the EVCC sent no certificate, but ISO 15118-20 requires mutual authentication; we asked for "
+                f"one signed with {', '.join(OFFERED_SCHEMES[protocol])}"
+            )
         if own_key is not None and SCHEME_FOR_KEY[own_key] not in hello.signature_schemes:
             notes.append(
                 f"the EVCC cannot verify our {own_key.value} certificate: it offered only the signature "
