@@ -293,3 +293,22 @@ def test_discovery_piped_into_tls_verify_across_namespaces(veth: VethLink, tmp_p
     assert (client["ok"], client["version"], server["ok"]) == (True, "TLSv1.3", True)
     assert client["peer_chain"][0] == "CN=SECC,O=v2gtool test PKI,DC=CPO"
     assert server["peer_chain"][0].endswith("DC=OEM")
+
+
+def test_cli_human_output_shows_each_try_and_the_secc(veth: VethLink) -> None:
+    evse = _cli(veth.secc_ns, "sdp-discovery", "--iface", veth.secc_if, "--role", "evse", "--port", str(PORT),
+                "--answers", "1")  # fmt: skip
+    ev = _cli(veth.ev_ns, "sdp-discovery", "--iface", veth.ev_if, "--security", "none", "--timeout", "0.1")
+    ev_out, ev_err = ev.communicate(timeout=30)
+    evse_out, _ = evse.communicate(timeout=30)
+    assert ev.returncode == 0, ev_err
+    secc = veth.run_in(veth.secc_ns, lambda: link_local_address(veth.secc_if)).result(5)
+    ev_lines = ev_out.splitlines()
+    attempts = [line for line in ev_lines if ": security NO_TLS" in line]
+    assert len(attempts) >= 1 and attempts[0].endswith("request 1: security NO_TLS")
+    assert (
+        f"SECC found: [{secc}%{veth.ev_if}]:{PORT} security TLS, transport TCP, after {len(attempts)} "
+        in ev_out
+    )
+    assert ev_lines[-1] == "the SECC offered TLS although NO_TLS was asked for"
+    assert "for NO_TLS: answered TLS (offered instead)" in evse_out

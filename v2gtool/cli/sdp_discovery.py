@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
@@ -51,41 +52,46 @@ class _Renderer:
         if self._t0 is None:
             self._t0 = event.t
         at = f"+{event.t - self._t0:7.3f} s"
-        out = self._app.console
+        say = self._say
         if isinstance(event, SdpRequestSent):
-            out.print(f"{at}  request {event.attempt}: security {event.request.security.name}")
+            say(f"{at}  request {event.attempt}: security {event.request.security.name}")
         elif isinstance(event, SdpResponseReceived):
             r = event.response
-            out.print(
-                f"{at}  response from {event.source} after {event.elapsed * 1000:.1f} ms: "
-                f"[{r.address}]:{r.port} {r.security.name} {r.transport.name}"
+            say(
+                escape(
+                    f"{at}  response from {event.source} after {event.elapsed * 1000:.1f} ms: "
+                    f"[{r.address}]:{r.port} {r.security.name} {r.transport.name}"
+                )
             )
         elif isinstance(event, SdpMalformedDatagram):
-            out.print(
-                f"{at}  [yellow]dropped malformed datagram #{event.count} from {event.source}: {event.reason}"
+            say(
+                f"{at}  [yellow]"
+                + escape(f"dropped malformed datagram #{event.count} from {event.source}: {event.reason}")
             )
         elif isinstance(event, SdpRequestAnswered):
             note = "" if event.request.security == event.response.security else " (offered instead)"
-            out.print(
+            say(
                 f"{at}  request from {event.source} for {event.request.security.name}: "
                 f"answered {event.response.security.name}{note}"
             )
         elif isinstance(event, SdpFailed):
-            out.print(f"{at}  [red]no response after {event.attempts} requests")
+            say(f"{at}  [red]no response after {event.attempts} requests")
+
+    def _say(self, text: str) -> None:
+        """One event, one line, whatever the terminal width."""
+        self._app.console.print(text, soft_wrap=True, highlight=False)
 
 
 def _render_result(app: AppContext, result: SdpResult) -> None:
     r = result.response
-    app.console.print(
-        f"[bold green]SECC found[/]: [{r.address}%{result.interface}]:{r.port} "
-        f"security {r.security.name}, transport {r.transport.name}, after {result.attempts} "
-        f"request(s) in {result.elapsed * 1000:.1f} ms"
+    found = escape(
+        f"[{r.address}%{result.interface}]:{r.port} security {r.security.name}, "
+        f"transport {r.transport.name}, after {result.attempts} request(s) in {result.elapsed * 1000:.1f} ms"
     )
+    app.console.print(f"[bold green]SECC found[/]: {found}", soft_wrap=True, highlight=False)
     if result.security_differs:
-        app.console.print(
-            f"[yellow]the SECC offered {r.security.name} "
-            f"although {result.requested.security.name} was asked for"
-        )
+        asked = result.requested.security.name
+        app.console.print(f"[yellow]the SECC offered {r.security.name} although {asked} was asked for")
 
 
 async def _serve(
