@@ -454,3 +454,25 @@ def test_evcc_with_an_iso2_key_is_diagnosed(pki_dir: Path, tmp_path: Path) -> No
         "the EVCC sent no certificate, but ISO 15118-20 requires mutual authentication; "
         "we asked for one signed with ecdsa_secp521r1_sha512, ed448"
     )
+
+
+def test_human_report_keeps_bracketed_text_and_one_line_per_item() -> None:
+    from rich.console import Console
+
+    from v2gtool.cli.context import AppContext
+    from v2gtool.cli.tls_verify import _render_handshake
+    from v2gtool.config import Config
+
+    console = Console(record=True, width=40)
+    app = AppContext(Config(), False, False, console, Console(stderr=True))
+    report = HandshakeReport(
+        "client", "[fe80::1%eth1]:64109", Protocol.ISO20, False, 0.0012,
+        error="TLS handshake failed: [x] broken", diagnosis=("the [SECC] refused",),
+    )  # fmt: skip
+    _render_handshake(app, report)
+    lines = console.export_text().splitlines()
+    assert lines == [
+        "TLS handshake as EVCC (client) with [fe80::1%eth1]:64109 (ISO 15118-20): FAILED in 1.20 ms",
+        "  TLS handshake failed: [x] broken",
+        "  the [SECC] refused",
+    ]

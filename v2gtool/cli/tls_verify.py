@@ -60,7 +60,7 @@ def _render_handshake(app: AppContext, report: HandshakeReport) -> None:
     who = "as EVCC (client) with" if report.side == "client" else "as SECC (server) from"
     verdict = "[green]OK[/]" if report.ok else "[red]FAILED[/]"
     out.print(
-        f"TLS handshake {who} {report.peer} (ISO 15118-{report.protocol.value[3:]}): {verdict} "
+        f"TLS handshake {who} {escape(report.peer)} (ISO 15118-{report.protocol.value[3:]}): {verdict} "
         f"in {report.seconds * 1000:.2f} ms",
         highlight=False,
         soft_wrap=True,
@@ -250,7 +250,7 @@ def tls_verify(
         with listener:
             if not as_json:
                 app.console.print(
-                    f"listening on [{listen}]:{listen_port} for {count} handshake(s)", highlight=False
+                    escape(f"listening on [{listen}]:{listen_port} for {count} handshake(s)"), highlight=False
                 )
             for _ in range(count):
                 report = handshake_as_server(listener, context, proto, store.roots, own_leaf, timeout=timeout)
