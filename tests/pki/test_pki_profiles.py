@@ -6,6 +6,8 @@ import dataclasses
 import datetime as dt
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from v2gtool.pki.create import LEAF_DAYS, Chain, build_chain, issue, v2g_name
@@ -219,3 +221,22 @@ def test_severity_of_every_error_is_error(cpo: Chain) -> None:
     assert {f.code for f in report.findings} == {"not-yet-valid"}
     assert {f.severity for f in report.findings} == {Severity.ERROR}
     assert len(report.findings) == 4
+
+
+def test_wrong_signature_hash(cpo: Chain) -> None:
+    template = cpo.leaf.cert
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(template.subject)
+        .issuer_name(template.issuer)
+        .public_key(ec.generate_private_key(ec.SECP521R1()).public_key())
+        .serial_number(7)
+        .not_valid_before(ISSUED)
+        .not_valid_after(ISSUED + dt.timedelta(days=365))
+    )
+    for extension in template.extensions:
+        builder = builder.add_extension(extension.value, extension.critical)
+    leaf = builder.sign(cpo.sub_ca_2.key, hashes.SHA256())  # type: ignore[arg-type]
+    assert lines(check(cpo, leaf, now=NOW)) == [
+        f"error: wrong-signature-algorithm: {SECC_DN}: signed with ecdsa-with-SHA256, expected ecdsa-with-SHA512"
+    ]

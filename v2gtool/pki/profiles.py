@@ -55,6 +55,13 @@ ALLOWED_KEY_TYPES = {
     Protocol.ISO20: frozenset({KeyType.SECP521R1, KeyType.ED448}),
     Protocol.ISO2: frozenset({KeyType.SECP256R1}),
 }
+_SIGNATURE_NAMES = {
+    SignatureAlgorithmOID.ECDSA_WITH_SHA256: "ecdsa-with-SHA256",
+    SignatureAlgorithmOID.ECDSA_WITH_SHA384: "ecdsa-with-SHA384",
+    SignatureAlgorithmOID.ECDSA_WITH_SHA512: "ecdsa-with-SHA512",
+    SignatureAlgorithmOID.ED448: "Ed448",
+    SignatureAlgorithmOID.ED25519: "Ed25519",
+}
 _SIGNATURE_FOR_KEY = {
     KeyType.SECP521R1: SignatureAlgorithmOID.ECDSA_WITH_SHA512,
     KeyType.ED448: SignatureAlgorithmOID.ED448,
@@ -210,7 +217,8 @@ class _Checker:
     ) -> None:
         self.findings.append(Finding(severity, code, subject_of(cert), message))
 
-    def key(self, cert: x509.Certificate, issuer: x509.Certificate) -> None:
+    def key(self, cert: x509.Certificate, issuer: x509.Certificate | None) -> None:
+        """Key type and curve; the signature algorithm must match the issuer's key (when known)."""
         key_type = key_type_of(cert)
         allowed = ALLOWED_KEY_TYPES[self.protocol]
         if key_type not in allowed:
@@ -221,11 +229,18 @@ class _Checker:
                 "wrong-key-type",
                 f"key is {shown}; ISO 15118-{self.protocol.value[3:]} requires {names}",
             )
+        if issuer is None:
+            return
         issuer_type = key_type_of(issuer)
         expected = _SIGNATURE_FOR_KEY.get(issuer_type) if isinstance(issuer_type, KeyType) else None
-        if expected is not None and cert.signature_algorithm_oid != expected:
-            actual = cert.signature_algorithm_oid._name
-            self.fail(cert, "wrong-signature-algorithm", f"signed with {actual}, expected {expected._name}")
+        actual = cert.signature_algorithm_oid
+        if expected is not None and actual != expected:
+            shown = _SIGNATURE_NAMES.get(actual, actual.dotted_string)
+            self.fail(
+                cert,
+                "wrong-signature-algorithm",
+                f"signed with {shown}, expected {_SIGNATURE_NAMES[expected]}",
+            )
 
     def validity(self, cert: x509.Certificate) -> None:
         not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
@@ -345,7 +360,7 @@ def check_chain(
             profile = ROOT
         else:
             profile = SUB_CA_2 if depth == 1 else SUB_CA_1
-        issuer = path[depth + 1] if depth + 1 < len(path) else cert
+        issuer = path[depth + 1] if depth + 1 < len(path) else (cert if cert is anchor else None)
         c.key(cert, issuer)
         c.validity(cert)
         c.constraints(cert, profile, max(depth - 1, 0))
