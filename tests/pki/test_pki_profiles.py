@@ -238,5 +238,6 @@ def test_wrong_signature_hash(cpo: Chain) -> None:
         builder = builder.add_extension(extension.value, extension.critical)
     leaf = builder.sign(cpo.sub_ca_2.key, hashes.SHA256())  # type: ignore[arg-type]
     assert lines(check(cpo, leaf, now=NOW)) == [
-        f"error: wrong-signature-algorithm: {SECC_DN}: signed with ecdsa-with-SHA256, expected ecdsa-with-SHA512"
+        f"error: wrong-signature-algorithm: {SECC_DN}: "
+        "signed with ecdsa-with-SHA256, expected ecdsa-with-SHA512"
     ]
