@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from v2gtool.pki.create import CHAINS, generate_key, issue
 from v2gtool.pki.profiles import ROOT, KeyType, Protocol, check_chain
-from v2gtool.pki.trust import TrustStore, load_pem_chain, subject_hash
+from v2gtool.pki.trust import TrustStore, load_pem_chain, rehash, subject_hash
 
 NOW = dt.datetime.now(dt.UTC)
 REPO = Path(__file__).resolve().parents[2]
@@ -169,3 +169,16 @@ def test_trust_update_refuses_a_bundle_with_a_leaf(pki_dir: Path, tmp_path: Path
         == "v2gtool: error: not a self-signed root CA certificate: CN=SECC,O=v2gtool test PKI,DC=CPO\n"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_rehash_drops_links_of_removed_roots(pki_dir: Path, tmp_path: Path) -> None:
+    trust = tmp_path / "trust"
+    shutil.copytree(pki_dir / "trust" / "certs", trust, symlinks=True)
+    removed = next(trust.glob("MO_Root_CA_*.pem"))
+    removed_hash = subject_hash(load_pem_chain(removed)[0].subject)
+    removed.unlink()
+    links = rehash(trust)
+    assert len(links) == len(CHAINS) - 1
+    assert not (trust / f"{removed_hash}.0").exists() and not (trust / f"{removed_hash}.0").is_symlink()
+    for link in links:
+        assert subject_hash(load_pem_chain(link)[0].subject) == link.name.split(".")[0]

@@ -141,11 +141,12 @@ class TrustStore:
 
 
 def rehash(directory: Path) -> list[Path]:
-    """Recreate the ``<hash>.<n>`` links of *directory* (like ``openssl rehash``); return them."""
-    for path in directory.iterdir():
-        if path.is_symlink() and _HASH_LINK.match(path.name):
-            path.unlink()
-    links: list[Path] = []
+    """Bring the ``<hash>.<n>`` links of *directory* up to date (like ``openssl rehash``); return them.
+
+    Each link is replaced atomically and stale ones are removed last, so a handshake running
+    meanwhile always finds the roots that were there before or after.
+    """
+    wanted: dict[str, str] = {}
     seen: dict[str, int] = {}
     for path in sorted(directory.iterdir()):
         if path.is_symlink() or path.suffix not in (".pem", ".crt"):
@@ -154,10 +155,16 @@ def rehash(directory: Path) -> list[Path]:
             digest = subject_hash(cert.subject)
             n = seen.get(digest, 0)
             seen[digest] = n + 1
-            link = directory / f"{digest}.{n}"
-            link.symlink_to(path.name)
-            links.append(link)
-    return links
+            wanted[f"{digest}.{n}"] = path.name
+    for name, target in wanted.items():
+        tmp = directory / f".{name}.tmp"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(target)
+        os.replace(tmp, directory / name)
+    for path in directory.iterdir():
+        if path.is_symlink() and _HASH_LINK.match(path.name) and path.name not in wanted:
+            path.unlink()
+    return [directory / name for name in wanted]
 
 
 def _file_name(cert: x509.Certificate) -> str:
