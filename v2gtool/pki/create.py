@@ -145,8 +145,6 @@ def build_chain(
     role: LeafRole,
     key_type: KeyType,
     not_before: dt.datetime,
-    *,
-    leaf_profile: Profile | None = None,
 ) -> Chain:
     """Issue root, Sub-CA 1, Sub-CA 2 and a *role* leaf, every key of *key_type*."""
     root = issue(
@@ -175,7 +173,7 @@ def build_chain(
     )
     leaf = issue(
         v2g_name(leaf_cn, role.value),
-        leaf_profile or LEAF_PROFILES[role],
+        LEAF_PROFILES[role],
         generate_key(key_type),
         sub2,
         not_before=not_before,
@@ -194,11 +192,9 @@ def write_private_key(path: Path, key: PrivateKey) -> None:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-    finally:
-        os.close(fd)
+    os.fchmod(fd, 0o600)  # also when the file existed with wider permissions
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
 
 
 @dataclass(frozen=True)
