@@ -22,8 +22,6 @@ from v2gtool.pki.handshake import (
     ALERTS,
     CIPHER_SUITES,
     GROUPS,
-    ISO2_CIPHER_SUITES,
-    ISO20_CIPHER_SUITES,
     SIGNATURE_SCHEMES,
     VERSIONS,
     HandshakeTrace,
@@ -38,6 +36,7 @@ from v2gtool.pki.profiles import (
     key_type_of,
     subject_of,
 )
+from v2gtool.pki.tls import CIPHER_SUITES as OFFERED_SUITES
 from v2gtool.pki.tls import SIGNATURE_SCHEMES as OFFERED_SCHEMES
 
 # The TLS signature scheme a key of each V2G key type signs with (RFC 8446 section 4.2.3).
@@ -118,14 +117,10 @@ def _names(table: dict[int, str], codes: tuple[int, ...]) -> str:
     return ", ".join(name_of(table, c) for c in codes if c != 0x00FF) or "none"
 
 
-def _offered_suites(protocol: Protocol) -> tuple[str, ...]:
-    return ISO20_CIPHER_SUITES if protocol is Protocol.ISO20 else ISO2_CIPHER_SUITES
-
-
 def diagnose(trace: HandshakeTrace, side: str, protocol: Protocol, own_key: KeyType | None) -> list[str]:
     """Explain a failed handshake in plain words: which side offered what, and what did not match."""
     peer = "EVCC" if side == "server" else "SECC"
-    ours = _offered_suites(protocol)
+    ours = OFFERED_SUITES[protocol]
     wanted_version = _TLS13 if protocol is Protocol.ISO20 else 0x0303
     received = trace.alerts.get("received")
     hello = trace.client_hello

@@ -53,6 +53,8 @@ def default_credentials(certs_dir: Path, server: bool, protocol: Protocol) -> Cr
 # ssl.h: SSL_CTX_set1_sigalgs_list / SSL_CTX_set1_client_sigalgs_list are SSL_CTX_ctrl macros.
 _SSL_CTRL_SET_SIGALGS_LIST = 98
 _SSL_CTRL_SET_CLIENT_SIGALGS_LIST = 102
+CIPHER_SUITES = {Protocol.ISO20: ISO20_CIPHER_SUITES, Protocol.ISO2: ISO2_CIPHER_SUITES}
+"""Cipher suites offered and accepted per protocol."""
 SIGNATURE_SCHEMES = {
     Protocol.ISO20: ("ecdsa_secp521r1_sha512", "ed448"),
     Protocol.ISO2: ("ecdsa_secp256r1_sha256",),
@@ -88,11 +90,9 @@ def _ssl_ctx(context: ssl.SSLContext) -> int:
 def _restrict(context: ssl.SSLContext, protocol: Protocol) -> None:
     """Limit TLS 1.3 cipher suites and signature schemes, which ``ssl`` has no setters for."""
     lib, pointer = _ssl_library(), _ssl_ctx(context)
-    if (
-        protocol is Protocol.ISO20
-        and lib.SSL_CTX_set_ciphersuites(pointer, ":".join(ISO20_CIPHER_SUITES).encode()) != 1
-    ):
-        raise TlsError(f"OpenSSL rejected the TLS 1.3 cipher suites {':'.join(ISO20_CIPHER_SUITES)}")
+    suites = ":".join(CIPHER_SUITES[protocol])
+    if protocol is Protocol.ISO20 and lib.SSL_CTX_set_ciphersuites(pointer, suites.encode()) != 1:
+        raise TlsError(f"OpenSSL rejected the TLS 1.3 cipher suites {suites}")
     schemes = ":".join(SIGNATURE_SCHEMES[protocol]).encode()
     for command in (_SSL_CTRL_SET_SIGALGS_LIST, _SSL_CTRL_SET_CLIENT_SIGALGS_LIST):
         if lib.SSL_CTX_ctrl(pointer, command, 0, schemes) != 1:
@@ -124,7 +124,7 @@ def _build(
         context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_3
     else:
         context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_2
-        context.set_ciphers(":".join(ISO2_CIPHER_SUITES))
+        context.set_ciphers(":".join(CIPHER_SUITES[protocol]))
         context.set_ecdh_curve("prime256v1")
     _restrict(context, protocol)
     # SECCs are addressed by link-local address; V2G certificates carry no host names to match.
