@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from ipaddress import IPv6Address
@@ -17,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from v2gtool.pki.create import CHAINS
 from v2gtool.pki.probe import HandshakeReport, handshake_as_client, handshake_as_server
 from v2gtool.pki.profiles import Protocol
 from v2gtool.pki.tls import TlsError, client_context, server_context
-from v2gtool.pki.trust import TrustStore, load_pem_chain
+from v2gtool.pki.trust import TrustStore, load_pem_chain, rehash
 from v2gtool.sdp import SdpClient, SdpResponse, Security, encode_response
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,7 +53,8 @@ def serve_once(
 
     def run() -> None:
         with listener:
-            future.set_result(handshake_as_server(listener, context, protocol, roots, own, timeout=10))
+            raw, peer = listener.accept()
+            future.set_result(handshake_as_server(raw, peer, context, protocol, roots, own, timeout=10))
 
     threading.Thread(target=run, daemon=True).start()
     return listener.getsockname()[1], future
@@ -115,8 +118,6 @@ def test_secc_without_the_oem_root_rejects_the_vehicle_certificate(pki_dir: Path
     for pem in trust(pki_dir).glob("*.pem"):
         if not pem.name.startswith("OEM"):
             shutil.copy(pem, partial)
-    from v2gtool.pki.trust import rehash
-
     rehash(partial)
     port, server = serve_once(pki_dir, trust_dir=partial)
     client = connect(pki_dir, port)
@@ -394,8 +395,10 @@ def test_cli_from_sdp_record_connects_to_the_announced_secc(pki_dir: Path) -> No
     listener = dynamic_port_listener()
     port = listener.getsockname()[1]
     roots = TrustStore.load(trust(pki_dir)).roots
+    listener.settimeout(20)
     thread = threading.Thread(
-        target=lambda: handshake_as_server(listener, context, Protocol.ISO20, roots, None)
+        target=lambda: handshake_as_server(*listener.accept(), context, Protocol.ISO20, roots, None),
+        daemon=True,
     )
     thread.start()
     client = SdpClient(Security.TLS)
@@ -476,3 +479,40 @@ def test_human_report_keeps_bracketed_text_and_one_line_per_item() -> None:
         "  TLS handshake failed: [x] broken",
         "  the [SECC] refused",
     ]
+
+
+def test_trust_update_makes_a_running_secc_reload(pki_dir: Path, tmp_path: Path) -> None:
+    partial = tmp_path / "trust"
+    partial.mkdir()
+    for pem in trust(pki_dir).glob("*.pem"):
+        if not pem.name.startswith("OEM"):
+            shutil.copy(pem, partial)
+    rehash(partial)
+    pid_file, port = tmp_path / "secc.pid", free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "v2gtool", "tls-verify", "--serve", "--listen", "127.0.0.1",
+         "--port", str(port), "--pid-file", str(pid_file), "--json",
+         "--certs-dir", str(certs(pki_dir)), "--trust-dir", str(partial)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while not pid_file.exists():
+            assert time.monotonic() < deadline and server.poll() is None, "the SECC did not start"
+            time.sleep(0.02)
+        oem_root = next(trust(pki_dir).glob("OEM_Root_CA_*.pem"))
+        update = run_cli(
+            "pki", "trust-update", str(oem_root), "--trust-dir", str(partial), "--pid-file", str(pid_file)
+        )
+        assert update.returncode == 0, update.stderr
+        assert server.stdout is not None
+        assert json.loads(server.stdout.readline()) == {"event": "TlsReloaded", "roots": len(CHAINS)}
+        assert connect(pki_dir, port).ok
+        handshake = json.loads(server.stdout.readline())
+        assert (handshake["ok"], handshake["profile_findings"]) == (True, [])
+        assert server.wait(10) == 0
+        assert not pid_file.exists()
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.communicate()

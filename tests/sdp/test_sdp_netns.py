@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -183,18 +184,31 @@ def test_server_counts_malformed_requests_and_shares_the_port(veth: VethLink) ->
     assert any(isinstance(e, SdpRequestAnswered) for e in events_a + events_b)
 
 
-def _cli(ns: str, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        ["ip", "netns", "exec", ns, sys.executable, "-m", "v2gtool", *args],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+@pytest.fixture
+def cli() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start ``v2gtool`` commands inside a namespace; whatever still runs at the end is killed."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(ns: str, *args: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-m", "v2gtool", *args],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
 
 
-def test_cli_ev_and_evse_json_records(veth: VethLink) -> None:
-    evse = _cli(
+def test_cli_ev_and_evse_json_records(veth: VethLink, cli: Callable[..., subprocess.Popen[str]]) -> None:
+    evse = cli(
         veth.secc_ns,
         "sdp-discovery",
         "--iface",
@@ -209,7 +223,7 @@ def test_cli_ev_and_evse_json_records(veth: VethLink) -> None:
         "1",
         "--json",
     )
-    ev = _cli(
+    ev = cli(
         veth.ev_ns, "--json", "sdp-discovery", "--iface", veth.ev_if, "--security", "none", "--timeout", "0.1"
     )
     ev_out, ev_err = ev.communicate(timeout=30)
@@ -227,8 +241,8 @@ def test_cli_ev_and_evse_json_records(veth: VethLink) -> None:
     assert [json.loads(line)["event"] for line in evse_out.splitlines()] == ["SdpRequestAnswered"]
 
 
-def test_cli_unknown_interface_is_one_line(veth: VethLink) -> None:
-    ev = _cli(veth.ev_ns, "sdp-discovery", "--iface", "nosuch0")
+def test_cli_unknown_interface_is_one_line(veth: VethLink, cli: Callable[..., subprocess.Popen[str]]) -> None:
+    ev = cli(veth.ev_ns, "sdp-discovery", "--iface", "nosuch0")
     _, err = ev.communicate(timeout=30)
     assert ev.returncode == 1
     assert err == "v2gtool: error: network interface 'nosuch0' does not exist\n"
@@ -249,13 +263,15 @@ def _wait_listening(ns: str, port: int) -> None:
     raise AssertionError(f"nothing listens on TCP {port} in {ns}")
 
 
-def test_discovery_piped_into_tls_verify_across_namespaces(veth: VethLink, tmp_path: Path) -> None:
+def test_discovery_piped_into_tls_verify_across_namespaces(
+    veth: VethLink, tmp_path: Path, cli: Callable[..., subprocess.Popen[str]]
+) -> None:
     """`sdp-discovery --json | tls-verify --from-sdp -` on the EV side, SDP + TLS server on the SECC side."""
     init_pki(tmp_path / "certs", tmp_path / "trust" / "certs")
     dirs = ("--certs-dir", str(tmp_path / "certs"), "--trust-dir", str(tmp_path / "trust" / "certs"))
-    tls_server = _cli(veth.secc_ns, "tls-verify", "--serve", "--port", str(PORT), "--json", *dirs)
+    tls_server = cli(veth.secc_ns, "tls-verify", "--serve", "--port", str(PORT), "--json", *dirs)
     _wait_listening(veth.secc_ns, PORT)  # announce the port only once the TLS server accepts on it
-    sdp_server = _cli(
+    sdp_server = cli(
         veth.secc_ns,
         "sdp-discovery",
         "--iface",
@@ -295,10 +311,12 @@ def test_discovery_piped_into_tls_verify_across_namespaces(veth: VethLink, tmp_p
     assert server["peer_chain"][0].endswith("DC=OEM")
 
 
-def test_cli_human_output_shows_each_try_and_the_secc(veth: VethLink) -> None:
-    evse = _cli(veth.secc_ns, "sdp-discovery", "--iface", veth.secc_if, "--role", "evse", "--port", str(PORT),
+def test_cli_human_output_shows_each_try_and_the_secc(
+    veth: VethLink, cli: Callable[..., subprocess.Popen[str]]
+) -> None:
+    evse = cli(veth.secc_ns, "sdp-discovery", "--iface", veth.secc_if, "--role", "evse", "--port", str(PORT),
                 "--answers", "1")  # fmt: skip
-    ev = _cli(veth.ev_ns, "sdp-discovery", "--iface", veth.ev_if, "--security", "none", "--timeout", "0.1")
+    ev = cli(veth.ev_ns, "sdp-discovery", "--iface", veth.ev_if, "--security", "none", "--timeout", "0.1")
     ev_out, ev_err = ev.communicate(timeout=30)
     evse_out, _ = evse.communicate(timeout=30)
     assert ev.returncode == 0, ev_err

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import signal
 import socket
+import ssl
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -23,6 +28,8 @@ from v2gtool.sdp import Security, result_from_json
 
 ROLES = {"secc": LeafRole.SECC, "vehicle": LeafRole.VEHICLE, "contract": LeafRole.CONTRACT}
 DEFAULT_SERVER_PORT = 64109
+RELOAD_POLL = 0.2
+"""Seconds between checks for a pending SIGHUP while the server waits for a connection."""
 
 
 def _render_chain_report(app: AppContext, report: ChainReport, indent: str = "") -> None:
@@ -136,6 +143,11 @@ def _sockaddr(host: str, port: int) -> tuple[Any, ...]:
     help="Client: take the SECC address from sdp-discovery --json output ('-' for stdin).",
 )
 @click.option("--serve", is_flag=True, help="Server: accept handshakes as an SECC (to test an EV).")
+@click.option(
+    "--pid-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Server: write the pid here; SIGHUP (sent by `pki trust-update`) reloads certificates and roots.",
+)
 @click.option("--listen", default="::", show_default=True, help="Server: address to listen on.")
 @click.option(
     "--port",
@@ -189,6 +201,7 @@ def tls_verify(
     listen: str,
     listen_port: int,
     count: int,
+    pid_file: Path | None,
     protocol: str,
     certs_dir: Path | None,
     trust_dir: Path | None,
@@ -241,27 +254,74 @@ def tls_verify(
     own_leaf = load_pem_chain(credentials.chain)[0] if credentials else None
     reports: list[HandshakeReport] = []
     if address is None:
-        context = server_context(certs, trust, proto, credentials=credentials, keylog=keylog)
-        family = socket.AF_INET6 if ":" in listen else socket.AF_INET
-        try:
-            listener = socket.create_server((listen, listen_port), family=family, reuse_port=False)
-        except OSError as exc:
-            raise TlsError(f"cannot listen on [{listen}]:{listen_port}: {exc.strerror}") from None
-        with listener:
-            if not as_json:
-                app.console.print(
-                    escape(f"listening on [{listen}]:{listen_port} for {count} handshake(s)"), highlight=False
-                )
-            for _ in range(count):
-                report = handshake_as_server(listener, context, proto, store.roots, own_leaf, timeout=timeout)
-                reports.append(report)
-                _emit(app, as_json, report)
+
+        def load() -> tuple[ssl.SSLContext, TrustStore]:
+            return server_context(
+                certs, trust, proto, credentials=credentials, keylog=keylog
+            ), TrustStore.load(trust)
+
+        def handshake(
+            raw: socket.socket, peer: Any, context: ssl.SSLContext, roots: TrustStore
+        ) -> HandshakeReport:
+            return handshake_as_server(raw, peer, context, proto, roots.roots, own_leaf, timeout=timeout)
+
+        reports += _serve(app, as_json, listen, listen_port, count, pid_file, load, handshake)
     else:
         context = client_context(certs, trust, proto, credentials=credentials, keylog=keylog)
         report = handshake_as_client(address, context, proto, store.roots, own_leaf, timeout=timeout)
         reports.append(report)
         _emit(app, as_json, report)
     ctx.exit(0 if all(r.ok for r in reports) else 1)
+
+
+def _serve(
+    app: AppContext,
+    as_json: bool,
+    listen: str,
+    port: int,
+    count: int,
+    pid_file: Path | None,
+    load: Callable[[], tuple[ssl.SSLContext, TrustStore]],
+    handshake: Callable[[socket.socket, Any, ssl.SSLContext, TrustStore], HandshakeReport],
+) -> list[HandshakeReport]:
+    """Accept *count* handshakes as the SECC; SIGHUP (from ``pki trust-update``) reloads context and roots."""
+    reload = threading.Event()
+    signal.signal(signal.SIGHUP, lambda *_: reload.set())
+    context, store = load()
+    family = socket.AF_INET6 if ":" in listen else socket.AF_INET
+    try:
+        listener = socket.create_server((listen, port), family=family)
+    except OSError as exc:
+        raise TlsError(f"cannot listen on [{listen}]:{port}: {exc.strerror}") from None
+    listener.settimeout(RELOAD_POLL)
+    if pid_file is not None:
+        pid_file.write_text(f"{os.getpid()}\n")
+    reports: list[HandshakeReport] = []
+    try:
+        if not as_json:
+            app.console.print(
+                escape(f"listening on [{listen}]:{port} for {count} handshake(s)"), highlight=False
+            )
+        while len(reports) < count:
+            if reload.is_set():
+                reload.clear()
+                context, store = load()
+                if as_json:
+                    emit_json({"event": "TlsReloaded", "roots": len(store.roots)})
+                else:
+                    app.console.print(f"reloaded: {len(store.roots)} trusted root(s)")
+            try:
+                raw, peer = listener.accept()
+            except TimeoutError:
+                continue
+            report = handshake(raw, peer, context, store)
+            reports.append(report)
+            _emit(app, as_json, report)
+    finally:
+        listener.close()
+        if pid_file is not None:
+            pid_file.unlink(missing_ok=True)
+    return reports
 
 
 def _emit(app: AppContext, as_json: bool, report: HandshakeReport) -> None:

@@ -307,7 +307,8 @@ def handshake_as_client(
 
 
 def handshake_as_server(
-    listener: socket.socket,
+    raw: socket.socket,
+    address: tuple[Any, ...],
     context: ssl.SSLContext,
     protocol: Protocol,
     roots: tuple[x509.Certificate, ...],
@@ -315,11 +316,9 @@ def handshake_as_server(
     *,
     timeout: float = 20.0,
 ) -> HandshakeReport:
-    """Accept one connection on *listener* and run one handshake as the SECC."""
+    """Run one handshake as the SECC on the accepted connection *raw* from *address*; close it."""
     observer = _Observer(context)
-    raw, address = listener.accept()
     raw.settimeout(timeout)
-    peer = peer_name(address)
     conn = context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
     trace = observer.watch(conn)
     error: str | None = None
@@ -330,7 +329,7 @@ def handshake_as_server(
         error = _error_text(exc)
     seconds = time.perf_counter() - start
     try:
-        return _report(trace, "server", peer, protocol, roots, own_leaf, seconds, error)
+        return _report(trace, "server", peer_name(address), protocol, roots, own_leaf, seconds, error)
     finally:
         observer.forget(conn)
         conn.close()
