@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from v2gtool.pki.create import CHAINS, generate_key, issue
-from v2gtool.pki.profiles import ROOT, KeyType, Protocol, check_chain
+from v2gtool.pki.profiles import ROOT, KeyType, check_chain
 from v2gtool.pki.trust import TrustStore, load_pem_chain, rehash, subject_hash
 
 NOW = dt.datetime.now(dt.UTC)
@@ -39,10 +39,9 @@ def test_init_writes_every_chain_with_private_keys_0600(pki_dir: Path) -> None:
     assert stat.S_IMODE((certs / "ca").stat().st_mode) == 0o700
     store = TrustStore.load(pki_dir / "trust" / "certs")
     assert len(store.roots) == len(CHAINS)
-    for name, (_, _, _, role) in CHAINS.items():
+    for name, spec in CHAINS.items():
         chain = load_pem_chain(certs / f"{name}.pem")
-        protocol = Protocol.ISO2 if name == "secc_iso2" else Protocol.ISO20
-        report = check_chain(chain, store.roots, role, protocol)
+        report = check_chain(chain, store.roots, spec.role, spec.protocol)
         assert report.findings == (), name
         assert len(chain) == 3
 
@@ -182,3 +181,11 @@ def test_rehash_drops_links_of_removed_roots(pki_dir: Path, tmp_path: Path) -> N
     assert not (trust / f"{removed_hash}.0").exists() and not (trust / f"{removed_hash}.0").is_symlink()
     for link in links:
         assert subject_hash(load_pem_chain(link)[0].subject) == link.name.split(".")[0]
+
+
+def test_unwritable_pki_directory_is_one_line() -> None:
+    result = run("pki", "init", "/proc/v2gtool-nope")
+    assert result.returncode == 1
+    assert result.stderr == (
+        "v2gtool: error: cannot write the PKI: /proc/v2gtool-nope: No such file or directory\n"
+    )

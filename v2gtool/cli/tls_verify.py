@@ -294,10 +294,13 @@ def _serve(
     except OSError as exc:
         raise TlsError(f"cannot listen on [{listen}]:{port}: {exc.strerror}") from None
     listener.settimeout(RELOAD_POLL)
-    if pid_file is not None:
-        pid_file.write_text(f"{os.getpid()}\n")
     reports: list[HandshakeReport] = []
     try:
+        if pid_file is not None:
+            try:
+                pid_file.write_text(f"{os.getpid()}\n")
+            except OSError as exc:
+                raise TlsError(f"cannot write pid file {pid_file}: {exc.strerror}") from None
         if not as_json:
             app.console.print(
                 escape(f"listening on [{listen}]:{port} for {count} handshake(s)"), highlight=False

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448
 from cryptography.x509.oid import NameOID
 
 from v2gtool.pki.profiles import (
+    ALLOWED_KEY_TYPES,
     LEAF_PROFILES,
     ROOT,
     SUB_CA_1,
@@ -33,6 +34,7 @@ from v2gtool.pki.profiles import (
     LeafRole,
     PkiError,
     Profile,
+    Protocol,
 )
 from v2gtool.pki.trust import install_roots
 
@@ -206,13 +208,24 @@ class PkiLayout:
     roots: tuple[Path, ...]
 
 
-# name -> (CA label, CA DC, leaf CN, leaf role); the -2 SECC chain is always secp256r1.
-CHAINS: dict[str, tuple[str, str, str, LeafRole]] = {
-    "secc_iso20": ("V2G", "V2G", "SECC", LeafRole.SECC),
-    "vehicle": ("OEM", "OEM", "V2GTOOL0VEHICLE0001", LeafRole.VEHICLE),
-    "contract": ("MO", "MO", "DEV2GTOOLC000001", LeafRole.CONTRACT),
-    "secc_iso2": ("V2G ISO 15118-2", "V2G", "SECC ISO 15118-2", LeafRole.SECC),
+@dataclass(frozen=True)
+class ChainSpec:
+    """One chain ``pki init`` makes: names of its CAs and leaf, the leaf's role, the protocol."""
+
+    ca_label: str
+    ca_dc: str
+    leaf_cn: str
+    role: LeafRole
+    protocol: Protocol = Protocol.ISO20
+
+
+CHAINS: dict[str, ChainSpec] = {
+    "secc_iso20": ChainSpec("V2G", "V2G", "SECC", LeafRole.SECC),
+    "vehicle": ChainSpec("OEM", "OEM", "V2GTOOL0VEHICLE0001", LeafRole.VEHICLE),
+    "contract": ChainSpec("MO", "MO", "DEV2GTOOLC000001", LeafRole.CONTRACT),
+    "secc_iso2": ChainSpec("V2G ISO 15118-2", "V2G", "SECC ISO 15118-2", LeafRole.SECC, Protocol.ISO2),
 }
+"""File name -> chain. -20 chains use the chosen key type; the -2 chain is always secp256r1."""
 
 
 def init_pki(
@@ -224,23 +237,30 @@ def init_pki(
     force: bool = False,
 ) -> PkiLayout:
     """Create every chain of :data:`CHAINS` under *certs_dir* and install the roots into *trust_dir*."""
-    if key_type is KeyType.SECP256R1:
+    if key_type not in ALLOWED_KEY_TYPES[Protocol.ISO20]:
         raise PkiError("ISO 15118-20 keys are secp521r1 or ed448; secp256r1 is only for the -2 chain")
     trust = trust_dir if trust_dir is not None else certs_dir.parent / "trust" / "certs"
     existing = [certs_dir / f"{name}.key" for name in CHAINS if (certs_dir / f"{name}.key").exists()]
     if existing and not force:
         raise PkiError(f"{existing[0]} exists; pass --force to replace the PKI in {certs_dir}")
     not_before = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0) - dt.timedelta(minutes=5)
+    try:
+        return _write_pki(certs_dir, trust, key_type, not_before)
+    except OSError as exc:
+        raise PkiError(f"cannot write the PKI: {exc.filename}: {exc.strerror}") from None
+
+
+def _write_pki(certs_dir: Path, trust: Path, key_type: KeyType, not_before: dt.datetime) -> PkiLayout:
     ca_dir = certs_dir / "ca"
     ca_dir.mkdir(parents=True, exist_ok=True)
     ca_dir.chmod(0o700)
     leaves: dict[str, tuple[Path, Path]] = {}
     cas: list[Path] = []
     roots: list[x509.Certificate] = []
-    for name, (label, ca_dc, leaf_cn, role) in CHAINS.items():
-        chain_key_type = KeyType.SECP256R1 if name == "secc_iso2" else key_type
-        chain = build_chain(label, ca_dc, leaf_cn, role, chain_key_type, not_before)
-        slug = label.lower().replace(" ", "_").replace("-", "_")
+    for name, spec in CHAINS.items():
+        chain_key_type = KeyType.SECP256R1 if spec.protocol is Protocol.ISO2 else key_type
+        chain = build_chain(spec.ca_label, spec.ca_dc, spec.leaf_cn, spec.role, chain_key_type, not_before)
+        slug = spec.ca_label.lower().replace(" ", "_").replace("-", "_")
         for part, issued in (
             ("root_ca", chain.root),
             ("sub_ca_1", chain.sub_ca_1),

@@ -185,16 +185,19 @@ def install_roots(certs: Sequence[x509.Certificate], directory: Path) -> list[Pa
     for cert in certs:
         if not _is_root(cert):
             raise PkiError(f"not a self-signed root CA certificate: {subject_of(cert)}")
-    directory.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for cert in certs:
-        target = directory / _file_name(cert)
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_bytes(cert.public_bytes(Encoding.PEM))
-        tmp.chmod(0o644)
-        os.replace(tmp, target)
-        written.append(target)
-    rehash(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for cert in certs:
+            target = directory / _file_name(cert)
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.write_bytes(cert.public_bytes(Encoding.PEM))
+            tmp.chmod(0o644)
+            os.replace(tmp, target)
+            written.append(target)
+        rehash(directory)
+    except OSError as exc:
+        raise PkiError(f"cannot update the trust directory: {exc.filename}: {exc.strerror}") from None
     return written
 
 
