@@ -516,3 +516,16 @@ def test_trust_update_makes_a_running_secc_reload(pki_dir: Path, tmp_path: Path)
         if server.poll() is None:
             server.kill()
         server.communicate()
+
+
+def test_cli_offline_json_reports_the_clock_margin(pki_dir: Path) -> None:
+    chain, trust_dir = str(certs(pki_dir) / "vehicle.pem"), str(trust(pki_dir))
+    result = run_cli("tls-verify", "--json", "--chain", chain, "--role", "vehicle", "--trust-dir", trust_dir)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    leaf = load_pem_chain(certs(pki_dir) / "vehicle.pem")[0]
+    now = time.time()
+    # How far the clock may be off: back to the latest notBefore, ahead to the earliest notAfter.
+    assert record["clock_behind_s"] == pytest.approx(now - leaf.not_valid_before_utc.timestamp(), abs=30)
+    assert record["clock_ahead_s"] == pytest.approx(leaf.not_valid_after_utc.timestamp() - now, abs=30)
+    assert (record["ok"], record["findings"], len(record["chain"])) == (True, [], 4)
