@@ -116,7 +116,7 @@ async def _serve(
 
 
 @click.command("sdp-discovery")
-@click.option("--iface", required=True, help="PLC network interface (IPv6 link-local scope).")
+@click.option("--iface", help="PLC network interface (IPv6 link-local scope) [default: config [sdp] iface].")
 @click.option("--role", type=click.Choice(["ev", "evse"]), default="ev", show_default=True)
 @click.option(
     "--security",
@@ -153,7 +153,7 @@ async def _serve(
 @click.pass_context
 def sdp_discovery(
     ctx: click.Context,
-    iface: str,
+    iface: str | None,
     role: str,
     security: str,
     tries: int,
@@ -171,6 +171,9 @@ def sdp_discovery(
     `v2gtool tls-verify --from-sdp -` reads.
     """
     app = app_context(ctx)
+    iface = iface or app.config.get("sdp", "iface")
+    if not iface:
+        raise click.UsageError("no interface: give --iface or set [sdp] iface in the config")
     as_json = use_json(ctx, json_out)
     render = _Renderer(app, as_json)
     if role == "ev":
