@@ -27,6 +27,9 @@ SUBCOMMANDS: dict[str, str] = {
     "deploy-files": "v2gtool.cli.deploy_files:deploy_files",
     "doctor": "v2gtool.cli.doctor:doctor",
     "session": "v2gtool.cli.session:session",
+    "sdp-discovery": "v2gtool.cli.sdp_discovery:sdp_discovery",
+    "pki": "v2gtool.cli.pki:pki",
+    "tls-verify": "v2gtool.cli.tls_verify:tls_verify",
 }
 
 

@@ -1,0 +1,191 @@
+"""pki init output, the trust store's hash links (against openssl as oracle) and trust-update."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from v2gtool.pki.create import CHAINS, generate_key, issue
+from v2gtool.pki.profiles import ROOT, KeyType, check_chain
+from v2gtool.pki.trust import TrustStore, load_pem_chain, rehash, subject_hash
+
+NOW = dt.datetime.now(dt.UTC)
+REPO = Path(__file__).resolve().parents[2]
+needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "v2gtool", *args], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_init_writes_every_chain_with_private_keys_0600(pki_dir: Path) -> None:
+    certs = pki_dir / "certs"
+    keys = sorted(certs.rglob("*.key"))
+    assert len(keys) == len(CHAINS) * 4  # leaf + root + two Sub-CAs per chain
+    assert {stat.S_IMODE(k.stat().st_mode) for k in keys} == {0o600}
+    assert stat.S_IMODE((certs / "ca").stat().st_mode) == 0o700
+    store = TrustStore.load(pki_dir / "trust" / "certs")
+    assert len(store.roots) == len(CHAINS)
+    for name, spec in CHAINS.items():
+        chain = load_pem_chain(certs / f"{name}.pem")
+        report = check_chain(chain, store.roots, spec.role, spec.protocol)
+        assert report.findings == (), name
+        assert len(chain) == 3
+
+
+def test_cli_init_never_prints_key_material(tmp_path: Path) -> None:
+    result = run("pki", "init", str(tmp_path), "--key-type", "ed448", "--json")
+    assert result.returncode == 0, result.stderr
+    key_text = (tmp_path / "certs" / "vehicle.key").read_text()
+    body = "".join(key_text.splitlines()[1:-1])
+    assert "PRIVATE KEY" not in result.stdout + result.stderr
+    assert body[:40] not in result.stdout + result.stderr
+    again = run("pki", "init", str(tmp_path))
+    assert again.returncode == 1
+    assert again.stderr == (
+        f"v2gtool: error: {tmp_path}/certs/secc_iso20.key exists; "
+        f"pass --force to replace the PKI in {tmp_path}/certs\n"
+    )
+
+
+@needs_openssl
+@pytest.mark.interop
+def test_hash_links_match_openssl_and_openssl_verifies_every_chain(pki_dir: Path) -> None:
+    trust = pki_dir / "trust" / "certs"
+    links = sorted(p for p in trust.iterdir() if p.is_symlink())
+    assert len(links) == len(CHAINS)
+    for link in links:
+        digest = subprocess.run(
+            ["openssl", "x509", "-noout", "-hash", "-in", str(link)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        assert link.name == f"{digest}.0"
+    for name in CHAINS:
+        chain = pki_dir / "certs" / f"{name}.pem"
+        result = subprocess.run(
+            ["openssl", "verify", "-CApath", str(trust), "-untrusted", str(chain), str(chain)],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr
+
+
+spaced = st.text(alphabet=" \tAbCdEfZz09-", min_size=1, max_size=12).filter(lambda s: s.strip(" \t"))
+
+
+@needs_openssl
+@pytest.mark.interop
+@settings(max_examples=25, deadline=None)
+@given(spaced, spaced)
+def test_subject_hash_equals_openssl_x509_name_hash(cn: str, org: str) -> None:
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.DOMAIN_COMPONENT, "V2G"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+        ]
+    )
+    assert subject_hash(name) == _openssl_name_hash(name)
+
+
+def _openssl_name_hash(name: x509.Name) -> str:
+    """``openssl x509 -hash`` of a throw-away self-signed certificate with subject *name*."""
+    cert = issue(name, ROOT, generate_key(KeyType.SECP256R1), None, not_before=NOW, days=1).cert
+    return (
+        subprocess.run(
+            ["openssl", "x509", "-noout", "-hash"],
+            input=cert.public_bytes(Encoding.PEM),
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .strip()
+    )
+
+
+@given(st.text(alphabet="abcXYZ", min_size=1, max_size=8), st.sampled_from([" ", "  ", "\t"]))
+def test_subject_hash_ignores_case_and_whitespace_runs(word: str, gap: str) -> None:
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    assert subject_hash(name(f"{word}{gap}{word}")) == subject_hash(name(f" {word.upper()} {word.lower()}  "))
+
+
+def test_trust_update_installs_beside_the_old_root_and_signals_services(
+    pki_dir: Path, pki_dir_ed448: Path, tmp_path: Path
+) -> None:
+    trust = tmp_path / "trust"
+    shutil.copytree(pki_dir / "trust" / "certs", trust, symlinks=True)
+    service = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import signal,sys,time\n"
+                "signal.signal(signal.SIGHUP, lambda *a: (print('reload', flush=True), sys.exit(0)))\n"
+                "print('ready', flush=True)\n"
+                "time.sleep(30)\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert service.stdout is not None and service.stdout.readline() == "ready\n"
+    pid_file = tmp_path / "secc.pid"
+    pid_file.write_text(f"{service.pid}\n")
+    new_root = sorted((pki_dir_ed448 / "trust" / "certs").glob("V2G_Root_CA_*.pem"))[0]
+    result = run("pki", "trust-update", str(new_root), "--trust-dir", str(trust), "--pid-file", str(pid_file))
+    assert result.returncode == 0, result.stderr
+    assert service.wait(10) == 0 and service.stdout.read() == "reload\n"
+    assert len(TrustStore.load(trust).roots) == len(CHAINS) + 1
+    links = sorted(p.name for p in trust.iterdir() if p.is_symlink())
+    digest = subject_hash(load_pem_chain(new_root)[0].subject)
+    assert [f"{digest}.0", f"{digest}.1"] == [n for n in links if n.startswith(digest)]
+
+
+def test_trust_update_refuses_a_bundle_with_a_leaf(pki_dir: Path, tmp_path: Path) -> None:
+    result = run(
+        "pki", "trust-update", str(pki_dir / "certs" / "secc_iso20.pem"), "--trust-dir", str(tmp_path)
+    )
+    assert result.returncode == 1
+    assert (
+        result.stderr
+        == "v2gtool: error: not a self-signed root CA certificate: CN=SECC,O=v2gtool test PKI,DC=CPO\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_rehash_drops_links_of_removed_roots(pki_dir: Path, tmp_path: Path) -> None:
+    trust = tmp_path / "trust"
+    shutil.copytree(pki_dir / "trust" / "certs", trust, symlinks=True)
+    removed = next(trust.glob("MO_Root_CA_*.pem"))
+    removed_hash = subject_hash(load_pem_chain(removed)[0].subject)
+    removed.unlink()
+    links = rehash(trust)
+    assert len(links) == len(CHAINS) - 1
+    assert not (trust / f"{removed_hash}.0").exists() and not (trust / f"{removed_hash}.0").is_symlink()
+    for link in links:
+        assert subject_hash(load_pem_chain(link)[0].subject) == link.name.split(".")[0]
+
+
+def test_unwritable_pki_directory_is_one_line() -> None:
+    result = run("pki", "init", "/proc/v2gtool-nope")
+    assert result.returncode == 1
+    assert result.stderr == (
+        "v2gtool: error: cannot write the PKI: /proc/v2gtool-nope: No such file or directory\n"
+    )

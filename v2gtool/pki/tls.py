@@ -1,0 +1,186 @@
+"""TLS contexts for V2G communication (ISO 15118-20 clause 7.7.3, ISO 15118-2 clause 7.7.3).
+
+-20: TLS 1.3 only, cipher suites TLS_AES_256_GCM_SHA384 and TLS_CHACHA20_POLY1305_SHA256 only,
+mutual authentication (the SECC requires the EVCC's vehicle certificate; both sides verify the
+peer against the trust store). -2 (``Protocol.ISO2``): TLS 1.2 only, ECDHE-ECDSA-AES128-SHA256,
+server authentication only. Roots come from the trust directory through its hash links.
+
+Python's ``ssl`` module cannot restrict TLS 1.3 cipher suites (it has no binding for
+``SSL_CTX_set_ciphersuites``), nor signature schemes, so :func:`_restrict` calls OpenSSL through
+``ctypes`` on the context's own ``SSL_CTX``, after checking that it found the right pointer.
+"""
+
+from __future__ import annotations
+
+import _ssl
+import ctypes
+import os
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from v2gtool.errors import V2GToolError
+from v2gtool.pki.create import DEFAULT_CERTS_DIR
+from v2gtool.pki.handshake import ISO2_CIPHER_SUITES, ISO20_CIPHER_SUITES
+from v2gtool.pki.profiles import Protocol
+from v2gtool.pki.trust import DEFAULT_TRUST_DIR
+
+
+class TlsError(V2GToolError):
+    """A TLS context cannot be built, or a handshake failed."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A certificate chain file (leaf first) and its private key file."""
+
+    chain: Path
+    key: Path
+
+    @classmethod
+    def named(cls, certs_dir: Path, name: str) -> Credentials:
+        """``<certs_dir>/<name>.pem`` and ``.key``, the ``pki init`` layout."""
+        return cls(certs_dir / f"{name}.pem", certs_dir / f"{name}.key")
+
+
+def default_credentials(certs_dir: Path, server: bool, protocol: Protocol) -> Credentials | None:
+    """The SECC leaf for the protocol, the vehicle leaf for a -20 EVCC, nothing for a -2 EVCC."""
+    if server:
+        return Credentials.named(certs_dir, "secc_iso20" if protocol is Protocol.ISO20 else "secc_iso2")
+    return Credentials.named(certs_dir, "vehicle") if protocol is Protocol.ISO20 else None
+
+
+# ssl.h: SSL_CTX_set1_sigalgs_list / SSL_CTX_set1_client_sigalgs_list are SSL_CTX_ctrl macros.
+_SSL_CTRL_SET_SIGALGS_LIST = 98
+_SSL_CTRL_SET_CLIENT_SIGALGS_LIST = 102
+CIPHER_SUITES = {Protocol.ISO20: ISO20_CIPHER_SUITES, Protocol.ISO2: ISO2_CIPHER_SUITES}
+"""Cipher suites offered and accepted per protocol."""
+SIGNATURE_SCHEMES = {
+    Protocol.ISO20: ("ecdsa_secp521r1_sha512", "ed448"),
+    Protocol.ISO2: ("ecdsa_secp256r1_sha256",),
+}
+"""Signature schemes offered and accepted: those of the protocol's key types only."""
+
+_libssl: ctypes.CDLL | None = None
+
+
+def _ssl_library() -> ctypes.CDLL:
+    """The libssl the ``ssl`` module itself is linked against (symbols resolve through ``_ssl``)."""
+    global _libssl
+    if _libssl is None:
+        lib = ctypes.CDLL(_ssl.__file__)
+        lib.SSL_CTX_get_options.restype = ctypes.c_uint64
+        lib.SSL_CTX_get_options.argtypes = [ctypes.c_void_p]
+        lib.SSL_CTX_set_ciphersuites.restype = ctypes.c_int
+        lib.SSL_CTX_set_ciphersuites.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        lib.SSL_CTX_ctrl.restype = ctypes.c_long
+        lib.SSL_CTX_ctrl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_char_p]
+        _libssl = lib
+    return _libssl
+
+
+def _ssl_ctx(context: ssl.SSLContext) -> int:
+    """The ``SSL_CTX *`` of *context*: PySSLContext starts with PyObject_HEAD, then that pointer."""
+    pointer = ctypes.c_void_p.from_address(id(context) + object.__basicsize__).value
+    if pointer is None or _ssl_library().SSL_CTX_get_options(pointer) != context.options:
+        raise TlsError("cannot reach OpenSSL through the ssl module: unexpected object layout")
+    return pointer
+
+
+def _restrict(context: ssl.SSLContext, protocol: Protocol) -> None:
+    """Limit TLS 1.3 cipher suites and signature schemes, which ``ssl`` has no setters for."""
+    lib, pointer = _ssl_library(), _ssl_ctx(context)
+    suites = ":".join(CIPHER_SUITES[protocol])
+    if protocol is Protocol.ISO20 and lib.SSL_CTX_set_ciphersuites(pointer, suites.encode()) != 1:
+        raise TlsError(f"OpenSSL rejected the TLS 1.3 cipher suites {suites}")
+    schemes = ":".join(SIGNATURE_SCHEMES[protocol]).encode()
+    for command in (_SSL_CTRL_SET_SIGALGS_LIST, _SSL_CTRL_SET_CLIENT_SIGALGS_LIST):
+        if lib.SSL_CTX_ctrl(pointer, command, 0, schemes) != 1:
+            raise TlsError(f"OpenSSL rejected the signature schemes {schemes.decode()}")
+
+
+def _keylog(context: ssl.SSLContext, keylog: Path | None) -> None:
+    """Write NSS key-log lines to *keylog*, or to $SSLKEYLOGFILE when no file is given."""
+    target = keylog or (Path(os.environ["SSLKEYLOGFILE"]) if os.environ.get("SSLKEYLOGFILE") else None)
+    if target is None:
+        return
+    try:
+        # The secrets decrypt the session: create the file for its owner only.
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    except OSError as exc:
+        raise TlsError(f"cannot open key-log file {target}: {exc.strerror}") from None
+    context.keylog_filename = str(target)
+
+
+def _build(
+    purpose: ssl._SSLMethod,
+    protocol: Protocol,
+    trust_dir: Path,
+    credentials: Credentials | None,
+    keylog: Path | None,
+) -> ssl.SSLContext:
+    context = ssl.SSLContext(purpose)
+    if protocol is Protocol.ISO20:
+        context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_3
+    else:
+        context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_2
+        context.set_ciphers(":".join(CIPHER_SUITES[protocol]))
+        context.set_ecdh_curve("prime256v1")
+    _restrict(context, protocol)
+    # SECCs are addressed by link-local address; V2G certificates carry no host names to match.
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_REQUIRED
+    if not trust_dir.is_dir():
+        raise TlsError(f"trust directory {trust_dir} does not exist")
+    context.load_verify_locations(capath=str(trust_dir))
+    if credentials is not None:
+        for path in (credentials.chain, credentials.key):
+            if not path.is_file():
+                raise TlsError(f"cannot load certificate: {path} does not exist")
+        try:
+            context.load_cert_chain(credentials.chain, credentials.key)
+        except ssl.SSLError as exc:
+            raise TlsError(
+                f"cannot load {credentials.chain} with key {credentials.key}: {exc.reason or exc}"
+            ) from None
+    _keylog(context, keylog)
+    return context
+
+
+def server_context(
+    certs_dir: Path = DEFAULT_CERTS_DIR,
+    trust_dir: Path = DEFAULT_TRUST_DIR,
+    protocol: Protocol = Protocol.ISO20,
+    *,
+    credentials: Credentials | None = None,
+    keylog: Path | None = None,
+) -> ssl.SSLContext:
+    """The SECC's context: its leaf for *protocol*; -20 requires and verifies the EVCC's certificate."""
+    context = _build(
+        ssl.PROTOCOL_TLS_SERVER,
+        protocol,
+        trust_dir,
+        credentials or default_credentials(certs_dir, True, protocol),
+        keylog,
+    )
+    if protocol is Protocol.ISO2:
+        context.verify_mode = ssl.CERT_NONE  # -2: the EVCC has no TLS client certificate
+    return context
+
+
+def client_context(
+    certs_dir: Path = DEFAULT_CERTS_DIR,
+    trust_dir: Path = DEFAULT_TRUST_DIR,
+    protocol: Protocol = Protocol.ISO20,
+    *,
+    credentials: Credentials | None = None,
+    keylog: Path | None = None,
+) -> ssl.SSLContext:
+    """The EVCC's context: verifies the SECC; -20 presents the vehicle certificate."""
+    return _build(
+        ssl.PROTOCOL_TLS_CLIENT,
+        protocol,
+        trust_dir,
+        credentials or default_credentials(certs_dir, False, protocol),
+        keylog,
+    )

@@ -1,0 +1,218 @@
+"""The trust store: a directory of root CA certificates with OpenSSL-style subject-hash links.
+
+``/etc/v2g/trust/certs/`` holds one PEM file per root and, for each, a link ``<hash>.<n>`` where
+``<hash>`` is OpenSSL's ``X509_NAME_hash`` of the subject (what ``openssl rehash`` creates). TLS
+libraries look roots up by that link (``SSL_CTX_load_verify_locations(capath)``), so updating the
+directory is enough for new handshakes; a service that caches its context is told to reload by
+SIGHUP to the pid in each of its pid files (``/run/v2g/*.pid`` by default).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import signal
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+
+from v2gtool.pki.profiles import PkiError, subject_of, verify_issued_by
+
+DEFAULT_TRUST_DIR = Path("/etc/v2g/trust/certs")
+DEFAULT_PID_DIR = Path("/run/v2g")
+_HASH_LINK = re.compile(r"^[0-9a-f]{8}\.\d+$")
+
+# DER tags of the name encoding. OpenSSL canonicalises these string types (ASN1_MASK_CANON in
+# crypto/x509/x_name.c) and copies any other value unchanged; the text codec of each:
+_SEQUENCE, _SET, _UTF8STRING = 0x30, 0x31, 0x0C
+_CANON_CODECS = {
+    0x0C: "utf-8",  # UTF8String
+    0x13: "ascii",  # PrintableString
+    0x14: "latin-1",  # T61String (OpenSSL treats it as Latin-1)
+    0x16: "ascii",  # IA5String
+    0x1A: "ascii",  # VisibleString
+    0x1C: "utf-32-be",  # UniversalString
+    0x1E: "utf-16-be",  # BMPString
+}
+_WHITESPACE = " \t\n\v\f\r"
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    n = len(content)
+    if n < 0x80:
+        return bytes((tag, n)) + content
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((tag, 0x80 | len(size))) + size + content
+
+
+def _der_items(data: bytes) -> list[tuple[int, bytes, bytes]]:
+    """Split concatenated DER TLVs into ``(tag, content, whole)`` triples."""
+    items: list[tuple[int, bytes, bytes]] = []
+    pos = 0
+    while pos < len(data):
+        tag, length = data[pos], data[pos + 1]
+        start = pos + 2
+        if length & 0x80:
+            size = length & 0x7F
+            length = int.from_bytes(data[start : start + size], "big")
+            start += size
+        end = start + length
+        if end > len(data):
+            raise PkiError("certificate name: truncated DER")
+        items.append((tag, data[start:end], data[pos:end]))
+        pos = end
+    return items
+
+
+def _canonical_value(tag: int, content: bytes, whole: bytes) -> bytes:
+    codec = _CANON_CODECS.get(tag)
+    if codec is None:
+        return whole
+    text = content.decode(codec, errors="replace")
+    collapsed = " ".join(re.split(f"[{_WHITESPACE}]+", text.strip(_WHITESPACE)))
+    lowered = "".join(ch.lower() if ch < "\x80" else ch for ch in collapsed)
+    return _der(_UTF8STRING, lowered.encode())
+
+
+def subject_hash(name: x509.Name) -> str:
+    """OpenSSL's ``X509_NAME_hash``: SHA-1 of the canonical name encoding, first 4 bytes little-endian.
+
+    The canonical encoding is each RDN's SET with every string value trimmed, whitespace-collapsed,
+    ASCII-lower-cased and re-encoded as UTF8String, concatenated without the outer SEQUENCE.
+    """
+    (_, rdn_sequence, _), *_ = _der_items(name.public_bytes())
+    canonical = bytearray()
+    for _, rdn, _ in _der_items(rdn_sequence):
+        entries = []
+        for _, ava, _ in _der_items(rdn):
+            (_, _, oid), (tag, content, whole) = _der_items(ava)
+            entries.append(_der(_SEQUENCE, oid + _canonical_value(tag, content, whole)))
+        canonical += _der(_SET, b"".join(sorted(entries)))
+    digest = hashlib.sha1(canonical).digest()
+    return f"{int.from_bytes(digest[:4], 'little'):08x}"
+
+
+def load_pem_chain(path: Path) -> list[x509.Certificate]:
+    """Every certificate of the PEM file *path*, in file order."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PkiError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise PkiError(f"{path}: no PEM certificate found") from None
+    return certs
+
+
+def _is_root(cert: x509.Certificate) -> bool:
+    try:
+        ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+    return ca and cert.issuer == cert.subject and verify_issued_by(cert, cert)
+
+
+@dataclass(frozen=True)
+class TrustStore:
+    """The roots of one trust directory."""
+
+    directory: Path
+    roots: tuple[x509.Certificate, ...]
+
+    @classmethod
+    def load(cls, directory: Path = DEFAULT_TRUST_DIR) -> TrustStore:
+        if not directory.is_dir():
+            raise PkiError(f"trust directory {directory} does not exist")
+        roots: dict[bytes, x509.Certificate] = {}
+        for path in sorted(directory.iterdir()):
+            if path.is_symlink() or path.suffix not in (".pem", ".crt"):
+                continue
+            for cert in load_pem_chain(path):
+                roots[cert.fingerprint(SHA256())] = cert
+        return cls(directory, tuple(roots.values()))
+
+
+def rehash(directory: Path) -> list[Path]:
+    """Bring the ``<hash>.<n>`` links of *directory* up to date (like ``openssl rehash``); return them.
+
+    Each link is replaced atomically and stale ones are removed last, so a handshake running
+    meanwhile always finds the roots that were there before or after.
+    """
+    wanted: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for path in sorted(directory.iterdir()):
+        if path.is_symlink() or path.suffix not in (".pem", ".crt"):
+            continue
+        for cert in load_pem_chain(path)[:1]:
+            digest = subject_hash(cert.subject)
+            n = seen.get(digest, 0)
+            seen[digest] = n + 1
+            wanted[f"{digest}.{n}"] = path.name
+    for name, target in wanted.items():
+        tmp = directory / f".{name}.tmp"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(target)
+        os.replace(tmp, directory / name)
+    for path in directory.iterdir():
+        if path.is_symlink() and _HASH_LINK.match(path.name) and path.name not in wanted:
+            path.unlink()
+    return [directory / name for name in wanted]
+
+
+def _file_name(cert: x509.Certificate) -> str:
+    """``<CN>_<fingerprint prefix>.pem``: a renewed root with the same name lands beside the old one."""
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    base = str(cns[0].value) if cns else subject_hash(cert.subject)
+    return f"{re.sub(r'[^A-Za-z0-9.-]+', '_', base)}_{cert.fingerprint(SHA256()).hex()[:8]}.pem"
+
+
+def install_roots(certs: Sequence[x509.Certificate], directory: Path) -> list[Path]:
+    """Write each root of *certs* into *directory* (atomically; a root already there is rewritten) and rehash.
+
+    Every certificate must be a self-signed CA certificate: a bundle carrying anything else is
+    refused as a whole, so a half-installed update cannot happen.
+    """
+    if not certs:
+        raise PkiError("the bundle contains no certificate")
+    for cert in certs:
+        if not _is_root(cert):
+            raise PkiError(f"not a self-signed root CA certificate: {subject_of(cert)}")
+    written: list[Path] = []
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for cert in certs:
+            target = directory / _file_name(cert)
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.write_bytes(cert.public_bytes(Encoding.PEM))
+            tmp.chmod(0o644)
+            os.replace(tmp, target)
+            written.append(target)
+        rehash(directory)
+    except OSError as exc:
+        raise PkiError(f"cannot update the trust directory: {exc.filename}: {exc.strerror}") from None
+    return written
+
+
+def notify_reload(pid_files: Iterable[Path]) -> list[int]:
+    """Send SIGHUP to the process named in each pid file; return the pids signalled.
+
+    Stale pid files (no such process) are skipped; an unreadable one is an error.
+    """
+    signalled: list[int] = []
+    for pid_file in pid_files:
+        try:
+            pid = int(pid_file.read_text().strip())
+        except (OSError, ValueError) as exc:
+            raise PkiError(f"pid file {pid_file}: {exc}") from None
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGHUP)
+            signalled.append(pid)
+    return signalled
