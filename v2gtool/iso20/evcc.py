@@ -136,10 +136,15 @@ class Evcc:
         frame = messages.encode(name, body)
         self.pending = name
         self.pace = pace
-        self.sent_at = now + pace
-        self.deadline = now + pace + self.config.timeouts.for_request(name)
+        self.sent(now + pace)
         self._emit(MessageSent(t=now, role="EVCC", message=name, size=len(frame) - v2gtp.HEADER_LENGTH, summary={}))
         self._out.append(frame)
+
+    def sent(self, now: float) -> None:
+        """The transport sent the pending request at *now*: its message timeout starts (8.8.4.2)."""
+        self.sent_at = now
+        if self.pending is not None:
+            self.deadline = now + self.config.timeouts.for_request(self.pending)
 
     def _advance(self, key: str, now: float, ongoing: bool = False) -> None:
         target = next_state(self.state, key, ongoing)

@@ -10,18 +10,17 @@ fast as possible). Message timeouts are enforced on the transport's wall clock, 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from v2gtool import v2gtp
 from v2gtool.hw.backends import sim_station
 from v2gtool.hw.isolation import Edition, IsolationProfile
 from v2gtool.hw.station import StationConfig
 from v2gtool.iso20.evcc import Evcc, EvccConfig
+from v2gtool.iso20.events import MessageSent
 from v2gtool.iso20.secc import Secc, SeccConfig
 from v2gtool.iso20.timeouts import Timeouts
+from v2gtool.net.v2g_tcp import run_evcc, serve_connection
 from v2gtool.session.events import Event
 from v2gtool.session.plant import SimVehiclePort, StationCharger
 from v2gtool.session.scenario import SessionScenario
@@ -42,24 +41,6 @@ class SessionResult:
     soc_end: float = 0.0
     duration: float = 0.0
     events: list[Event] = field(default_factory=list)
-
-
-class FrameStream:
-    """V2GTP frames from a stream reader, reassembled across TCP segments."""
-
-    def __init__(self, reader: asyncio.StreamReader) -> None:
-        self._reader = reader
-        self._frames = v2gtp.FrameReader()
-        self._queue: deque[v2gtp.V2GTPFrame] = deque()
-
-    async def next(self) -> v2gtp.V2GTPFrame | None:
-        """The next frame, or None when the peer closed the connection."""
-        while not self._queue:
-            data = await self._reader.read(65536)
-            if not data:
-                return None
-            self._queue.extend(self._frames.feed(data))
-        return self._queue.popleft()
 
 
 async def run_sim(
@@ -110,67 +91,28 @@ async def run_sim(
     started = charger.now()
     requests: list[str] = []
 
-    def deliver(outputs: list[bytes | Event]) -> list[bytes]:
-        frames = []
-        for item in outputs:
-            if isinstance(item, bytes):
-                frames.append(item)
-            else:
-                emit(item)
-        for event in charger.events:
-            emit(event)
+    def forward(event: Event) -> None:
+        for plant_event in charger.events:  # the cable check reports between requests
+            emit(plant_event)
         charger.events.clear()
-        return frames
+        emit(event)
+        if isinstance(event, MessageSent) and event.role == "EVCC":
+            requests.append(event.message)
+
+    async def pace(seconds: float) -> None:
+        charger.advance(charger.now() + seconds)
+        if speed:
+            await asyncio.sleep(seconds / speed)
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        stream = FrameStream(reader)
-        try:
-            while not secc.ended:
-                try:
-                    frame = await asyncio.wait_for(stream.next(), timeout=timeouts.sequence)
-                except TimeoutError:
-                    deliver(secc.on_timeout(secc.deadline))
-                    break
-                if frame is None:
-                    break
-                for data in deliver(secc.receive(frame, charger.now())):
-                    writer.write(data)
-                await writer.drain()
-        finally:
-            writer.close()
+        await serve_connection(secc, reader, writer, charger.now, forward)
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    stream = FrameStream(reader)
     try:
-        outputs = evcc.start(charger.now())
-        while True:
-            for data in deliver(outputs):
-                if evcc.pace > 0:
-                    charger.advance(charger.now() + evcc.pace)
-                    if speed:
-                        await asyncio.sleep(evcc.pace / speed)
-                assert evcc.pending is not None
-                requests.append(evcc.pending)
-                writer.write(data)
-                await writer.drain()
-            if evcc.ended:
-                break
-            wait = timeouts.for_request(evcc.pending or "")
-            try:
-                frame = await asyncio.wait_for(stream.next(), timeout=wait)
-            except TimeoutError:
-                deliver(evcc.on_timeout(evcc.deadline or charger.now()))
-                break
-            if frame is None:
-                deliver(evcc.on_timeout(evcc.deadline or charger.now()))
-                break
-            outputs = evcc.receive(frame, charger.now())
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await run_evcc(evcc, reader, writer, charger.now, forward, pace)
     finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
         server.close()
         await server.wait_closed()
     charger.stop()
