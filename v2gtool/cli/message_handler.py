@@ -57,6 +57,14 @@ def message_handler() -> None:
     """
 
 
+def _register_live_commands() -> None:
+    """serve / connect live in their own module (they pull in sockets, TLS and the plant)."""
+    from v2gtool.cli.live import connect, serve
+
+    message_handler.add_command(serve)
+    message_handler.add_command(connect)
+
+
 def _hex_lines(source: str | None, file: Path | None) -> Iterator[tuple[int, str]]:
     if file is not None:
         raw = file.read_bytes()
@@ -294,3 +302,6 @@ def _fill_schema(node: Tree, fields: dict[str, Any]) -> None:
         child = node.add(f"[cyan]{name}[/cyan]: {info['type']}{suffix}")
         if "fields" in info:
             _fill_schema(child, info["fields"])
+
+
+_register_live_commands()

@@ -1,0 +1,56 @@
+"""serve / connect over a real link: two network namespaces joined by veth, SDP on ff02::1, TCP on
+IPv6 link-local, plain and TLS 1.3 with mutual authentication (the PKI of `pki init`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.netns import VethPair, veth_pair
+
+pytestmark = pytest.mark.netns
+V2GTOOL = [sys.executable, "-m", "v2gtool"]
+
+
+@pytest.fixture(scope="module")
+def link() -> Iterator[VethPair]:
+    with veth_pair("v2gl") as pair:
+        yield pair
+
+
+def run_pair(link: VethPair, serve_args: list[str], connect_args: list[str]) -> tuple[list[dict[str, object]], str]:
+    secc = subprocess.Popen(link.cmd(link.secc_ns, *V2GTOOL, "--json", "v2g-message-handler", "serve", "--iface",
+                                     link.secc_if, "--sessions", "1", *serve_args),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ev = subprocess.run(link.cmd(link.ev_ns, *V2GTOOL, "--json", "v2g-message-handler", "connect", "--iface",
+                                     link.ev_if, *connect_args), capture_output=True, text=True, timeout=120)
+        secc_out, secc_err = secc.communicate(timeout=30)
+    finally:
+        secc.kill()
+    assert ev.returncode == 0, ev.stderr + secc_err
+    assert secc.returncode == 0, secc_err
+    return [json.loads(line) for line in ev.stdout.splitlines()], secc_out
+
+
+def test_plain_session_over_veth(link: VethPair) -> None:
+    records, secc_out = run_pair(link, ["--no-tls"], ["--no-tls", "--duration", "3", "--direction", "discharge"])
+    sent = [r["message"] for r in records if r["event"] == "MessageSent"]
+    assert sent[0] == "supportedAppProtocolReq" and sent[-1] == "SessionStopReq"
+    assert "DC_ChargeLoopReq" in sent
+    assert records[-1]["event"] == "SessionEnded" and records[-1]["ok"] is True
+    assert '"message":"SessionStopRes"' in secc_out
+
+
+def test_tls13_mutual_auth_session_over_veth(link: VethPair, tmp_path: Path) -> None:
+    subprocess.run([*V2GTOOL, "pki", "init", str(tmp_path)], check=True, capture_output=True, timeout=120)
+    dirs = ["--certs-dir", str(tmp_path / "certs"), "--trust-dir", str(tmp_path / "trust" / "certs")]
+    keylog = tmp_path / "keys.log"
+    records, _ = run_pair(link, dirs, [*dirs, "--duration", "2", "--keylog", str(keylog)])
+    assert records[-1]["event"] == "SessionEnded" and records[-1]["ok"] is True
+    assert "CLIENT_TRAFFIC_SECRET_0" in keylog.read_text()

@@ -1,0 +1,306 @@
+"""``v2g-message-handler serve`` and ``connect``: the SECC and the EVCC on a real interface.
+
+``serve`` answers SDP on the interface (UDP 15118, ff02::1) and serves V2GTP over TCP on its IPv6
+link-local address, TLS 1.3 with mutual authentication unless ``--no-tls``, one session after
+another until SIGTERM or SIGINT. ``connect`` finds the SECC by SDP (or takes ``--host``/``--port``)
+and runs one EVCC session. Both run their power path on the ``sim`` plant in real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import ssl
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from v2gtool.cli.context import AppContext, app_context
+from v2gtool.cli.output import emit_json, json_option, use_json
+from v2gtool.errors import V2GToolError
+from v2gtool.hw.backends import sim_station
+from v2gtool.hw.isolation import Edition, IsolationProfile
+from v2gtool.hw.station import StationConfig
+from v2gtool.iso20.evcc import Direction, Evcc, EvccConfig
+from v2gtool.iso20.events import MessageReceived, MessageSent, SessionEnded
+from v2gtool.iso20.secc import Secc, SeccConfig, SessionStore
+from v2gtool.iso20.timeouts import Timeouts
+from v2gtool.iso20.values import ControlMode, service_from_name
+from v2gtool.net.sdp_transport import discover, link_local_address, serve_sdp
+from v2gtool.net.v2g_tcp import run_evcc, serve_connection
+from v2gtool.pki.create import DEFAULT_CERTS_DIR
+from v2gtool.pki.profiles import Protocol
+from v2gtool.pki.tls import client_context, server_context
+from v2gtool.pki.trust import DEFAULT_TRUST_DIR
+from v2gtool.sdp import Security
+from v2gtool.session import scenario as scenarios
+from v2gtool.session.events import Event
+from v2gtool.session.plant import SimVehiclePort, StationCharger
+
+DEFAULT_TCP_PORT = 64109
+
+
+class SessionFailed(V2GToolError):
+    """The EVCC session did not end with SessionStop."""
+
+
+def _tls_dirs(app: AppContext, certs_dir: Path | None, trust_dir: Path | None) -> tuple[Path, Path]:
+    return (
+        certs_dir or Path(app.config.get("pki", "certs_dir", DEFAULT_CERTS_DIR)),
+        trust_dir or Path(app.config.get("pki", "trust_dir", DEFAULT_TRUST_DIR)),
+    )
+
+
+def _printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
+    def show(event: Event) -> None:
+        if as_json:
+            emit_json(event.to_json())
+        elif isinstance(event, MessageSent | MessageReceived):
+            arrow = "->" if isinstance(event, MessageSent) else "<-"
+            app.console.print(f"{event.t:9.3f} {event.role} {arrow} {event.message}", highlight=False)
+        elif isinstance(event, SessionEnded):
+            app.console.print(f"{event.t:9.3f} {event.role} session ended: {event.reason}", highlight=False)
+
+    return show
+
+
+def _plant(scenario_path: Path | None) -> tuple[scenarios.SessionScenario, StationCharger, SimVehiclePort]:
+    scenario = scenarios.load(scenario_path)
+    setup = sim_station(
+        StationConfig(IsolationProfile(Edition.IEC_61851_23_2023, scenario.charger.max_voltage)), scenario.plant
+    )
+    setup.station.run(0.01)
+    return scenario, StationCharger(setup, scenario.charger), SimVehiclePort(setup, scenario.vehicle)
+
+
+def _real_time(charger: StationCharger) -> Callable[[], float]:
+    """Seconds on the plant's time line, advancing with the wall clock. Work the plant does ahead of
+    real time (a cable check runs its simulated seconds at once) moves the time line forward."""
+    offset = charger.now() - time.monotonic()
+
+    def now() -> float:
+        nonlocal offset
+        t = time.monotonic() + offset
+        if charger.now() > t:
+            offset += charger.now() - t
+            t = charger.now()
+        return t
+
+    return now
+
+
+iface_option = click.option("--iface", required=True, help="The PLC interface (it needs an IPv6 link-local address).")
+_TLS_OPTIONS = [
+    click.option("--no-tls", is_flag=True, help="Plain TCP instead of TLS 1.3 with mutual authentication."),
+    click.option(
+        "--certs-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help=f"Own certificates [default: [pki] certs_dir or {DEFAULT_CERTS_DIR}].",
+    ),
+    click.option(
+        "--trust-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help=f"Trust anchors [default: [pki] trust_dir or {DEFAULT_TRUST_DIR}].",
+    ),
+    click.option(
+        "--keylog",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Append NSS key-log lines (Wireshark decrypts the capture with them).",
+    ),
+]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def tls_options(func: F) -> F:
+    """--no-tls, --certs-dir, --trust-dir and --keylog."""
+    for option in reversed(_TLS_OPTIONS):
+        func = option(func)
+    return func
+
+
+@click.command("serve")
+@iface_option
+@click.option(
+    "--port", type=click.IntRange(49152, 65535), help=f"TCP port [default: [sdp] tcp_port or {DEFAULT_TCP_PORT}]."
+)
+@click.option(
+    "--scenario",
+    "scenario_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Charger limits and the plant (see session run).",
+)
+@click.option(
+    "--sessions",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Stop after this many sessions (0: serve until SIGTERM/SIGINT).",
+)
+@tls_options
+@json_option
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    iface: str,
+    port: int | None,
+    scenario_path: Path | None,
+    sessions: int,
+    no_tls: bool,
+    certs_dir: Path | None,
+    trust_dir: Path | None,
+    keylog: Path | None,
+    json_out: bool,
+) -> None:
+    """Be the SECC on IFACE: answer SDP, serve ISO 15118-20 DC / DC_BPT sessions over TCP (TLS 1.3)."""
+    app = app_context(ctx)
+    tcp_port = port or int(app.config.get("sdp", "tcp_port", DEFAULT_TCP_PORT))
+    context = None
+    if not no_tls:
+        certs, trust = _tls_dirs(app, certs_dir, trust_dir)
+        context = server_context(certs, trust, Protocol.ISO20, keylog=keylog)
+    show = _printer(app, use_json(ctx, json_out))
+    asyncio.run(_serve(iface, tcp_port, context, scenario_path, sessions, show))
+
+
+async def _serve(
+    iface: str,
+    port: int,
+    context: ssl.SSLContext | None,
+    scenario_path: Path | None,
+    sessions: int,
+    show: Callable[[Event], None],
+) -> None:
+    scenario, charger, _vehicle = _plant(scenario_path)
+    clock = _real_time(charger)
+    store = SessionStore()
+    stop = asyncio.Event()
+    served = 0
+    one_at_a_time = asyncio.Lock()  # one charging cable: one session at a time
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal served
+        async with one_at_a_time:
+            secc = Secc(SeccConfig(bpt=scenario.bpt, timeouts=Timeouts()), charger, clock(), store)
+            await serve_connection(secc, reader, writer, clock, show)
+            served += 1
+            if sessions and served >= sessions:
+                stop.set()
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    address = link_local_address(iface)
+    supported = frozenset({Security.NO_TLS if context is None else Security.TLS})
+    try:
+        server = await asyncio.start_server(handle, host=f"{address}%{iface}", port=port, ssl=context)
+    except OSError as exc:
+        raise V2GToolError(f"cannot listen on [{address}%{iface}]:{port}: {exc.strerror}") from None
+    responder = await serve_sdp(iface, port, supported)
+    try:
+        await stop.wait()
+    finally:
+        responder.close()
+        server.close()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), timeout=2.0)
+        charger.stop()
+
+
+@click.command("connect")
+@iface_option
+@click.option("--host", help="SECC IPv6 address (skips SDP).")
+@click.option("--port", type=click.IntRange(1, 65535), help="SECC TCP port (with --host).")
+@click.option(
+    "--scenario",
+    "scenario_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Vehicle limits and plant (see session run).",
+)
+@click.option("--service", default="DC_BPT", show_default=True, help="DC or DC_BPT (alias DC_V2G).")
+@click.option("--control-mode", type=click.Choice(["scheduled", "dynamic"]), default="scheduled", show_default=True)
+@click.option("--direction", type=click.Choice(["charge", "discharge"]), default="charge", show_default=True)
+@click.option(
+    "--duration", type=click.FloatRange(min=0), default=10.0, show_default=True, help="Seconds of DC_ChargeLoop."
+)
+@click.option(
+    "--timeout-scale",
+    type=click.FloatRange(min=1.0),
+    default=1.0,
+    show_default=True,
+    help="Multiply every message timeout (for slow test peers).",
+)
+@tls_options
+@json_option
+@click.pass_context
+def connect(
+    ctx: click.Context,
+    iface: str,
+    host: str | None,
+    port: int | None,
+    scenario_path: Path | None,
+    service: str,
+    control_mode: str,
+    direction: str,
+    duration: float,
+    timeout_scale: float,
+    no_tls: bool,
+    certs_dir: Path | None,
+    trust_dir: Path | None,
+    keylog: Path | None,
+    json_out: bool,
+) -> None:
+    """Be the EVCC on IFACE: find the SECC by SDP and run one ISO 15118-20 DC / DC_BPT session."""
+    app = app_context(ctx)
+    if (host is None) != (port is None):
+        raise click.UsageError("--host and --port go together")
+    try:
+        chosen = service_from_name(service)
+    except KeyError:
+        raise click.BadParameter(f"{service!r} is not DC, DC_BPT or DC_V2G", param_hint="--service") from None
+    context = None
+    if not no_tls:
+        certs, trust = _tls_dirs(app, certs_dir, trust_dir)
+        context = client_context(certs, trust, Protocol.ISO20, keylog=keylog)
+    config = EvccConfig(
+        service=chosen,
+        control_mode=ControlMode[control_mode.upper()],
+        direction=Direction(direction),
+        duration=duration,
+        timeouts=Timeouts(message_scale=timeout_scale),
+    )
+    show = _printer(app, use_json(ctx, json_out))
+    evcc = asyncio.run(_connect(iface, host, port, context, scenario_path, config, show))
+    if not evcc.ok:
+        raise SessionFailed(f"EVCC session failed: {evcc.end_reason}")
+
+
+async def _connect(
+    iface: str,
+    host: str | None,
+    port: int | None,
+    context: ssl.SSLContext | None,
+    scenario_path: Path | None,
+    config: EvccConfig,
+    show: Callable[[Event], None],
+) -> Evcc:
+    _scenario, charger, vehicle = _plant(scenario_path)
+    clock = _real_time(charger)
+    if host is None or port is None:
+        found = await discover(iface, Security.NO_TLS if context is None else Security.TLS)
+        host, port = str(found.response.address), found.response.port
+    evcc = Evcc(config, vehicle)
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host=f"{host}%{iface}", port=port, ssl=context),
+            timeout=config.timeouts.communication_setup,
+        )
+    except (OSError, ssl.SSLError, TimeoutError) as exc:
+        raise V2GToolError(f"cannot connect to [{host}%{iface}]:{port}: {exc}") from None
+    await run_evcc(evcc, reader, writer, clock, show)
+    return evcc
