@@ -235,6 +235,13 @@ async def _serve(
     show_default=True,
     help="Multiply every message timeout (for slow test peers).",
 )
+@click.option(
+    "--precharge-tolerance",
+    type=click.FloatRange(min=0),
+    default=20.0,
+    show_default=True,
+    help="Volts between EVSEPresentVoltage and the battery before the EV closes its contactors.",
+)
 @tls_options
 @json_option
 @click.pass_context
@@ -249,6 +256,7 @@ def connect(
     direction: str,
     duration: float,
     timeout_scale: float,
+    precharge_tolerance: float,
     no_tls: bool,
     certs_dir: Path | None,
     trust_dir: Path | None,
@@ -272,6 +280,7 @@ def connect(
         control_mode=ControlMode[control_mode.upper()],
         direction=Direction(direction),
         duration=duration,
+        precharge_tolerance=precharge_tolerance,
         timeouts=Timeouts(message_scale=timeout_scale),
     )
     show = _printer(app, use_json(ctx, json_out))

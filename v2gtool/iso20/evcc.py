@@ -358,7 +358,12 @@ class Evcc:
             )
             profile = cm.EVPowerProfileType(
                 TimeAnchor=int(now),
-                Scheduled_EVPPTControlMode=cm.Scheduled_EVPPTControlModeType(SelectedScheduleTupleID=1),
+                # The EV accepts the schedule's power tolerance (8.3.5.3.28); optional in the XSD, but
+                # the iso15118 package's SECC rejects a profile without it.
+                Scheduled_EVPPTControlMode=cm.Scheduled_EVPPTControlModeType(
+                    SelectedScheduleTupleID=1,
+                    PowerToleranceAcceptance=cm.powerToleranceAcceptanceType.PowerToleranceConfirmed,
+                ),
                 EVPowerProfileEntries=cm.EVPowerProfileEntryListType(EVPowerProfileEntry=(entry,)),
             )
         self._send(
