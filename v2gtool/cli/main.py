@@ -18,6 +18,7 @@ from v2gtool.errors import V2GToolError
 # Subcommand name -> "module:attribute". Modules are imported only when their command runs, so
 # `v2gtool --help` and pipelines stay fast. A command is listed here only once it works.
 SUBCOMMANDS: dict[str, str] = {
+    "pcap-decode": "v2gtool.cli.pcap_decode:pcap_decode",
     "v2g-message-handler": "v2gtool.cli.message_handler:message_handler",
 }
 
