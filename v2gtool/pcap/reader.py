@@ -156,6 +156,9 @@ class CaptureParser:
         body = memoryview(buf)[8:length - 4]
         try:
             return length, self._block(block_type, body)
+        except struct.error:
+            raise CaptureError(f"pcapng block type {block_type:#x} at byte {self._offset}: body of {len(body)} "
+                               f"bytes is too short for its fields") from None
         finally:
             body.release()
 

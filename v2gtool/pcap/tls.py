@@ -37,6 +37,7 @@ HANDSHAKE_CLIENT_HELLO = 1
 HANDSHAKE_SERVER_HELLO = 2
 HANDSHAKE_FINISHED = 20
 HANDSHAKE_KEY_UPDATE = 24
+EXTENSION_ENCRYPT_THEN_MAC = 22  # RFC 7366: OpenSSL negotiates it for CBC suites by default
 EXTENSION_SUPPORTED_VERSIONS = 43
 TLS13 = 0x0304
 # ServerHello.random of a HelloRetryRequest (RFC 8446 clause 4.1.3).
@@ -152,6 +153,7 @@ class _RecordProtection:
     iv: bytes
     mac_key: bytes = b""
     seq: int = 0
+    encrypt_then_mac: bool = False
     aead: Any = None
 
     def __post_init__(self) -> None:
@@ -203,20 +205,31 @@ class _RecordProtection:
     def _nonce_for(self, seq: bytes) -> bytes:
         return bytes(a ^ b for a, b in zip(self.iv, bytes(4) + seq, strict=True))
 
+    def _mac(self, seq: bytes, content_type: int, version: bytes, data: bytes) -> bytes:
+        return hmac.digest(self.mac_key, seq + bytes([content_type]) + version + struct.pack(">H", len(data)) + data,
+                           self.suite.hash.name)
+
     def _open_cbc(self, seq: bytes, content_type: int, version: bytes, fragment: bytes) -> bytes:
+        """MAC-then-encrypt (RFC 5246 clause 6.2.3.2), or encrypt-then-MAC when negotiated (RFC 7366)."""
         mac_length = self.suite.mac_length
+        where = f"TLS 1.2 CBC record {self.seq - 1}"
+        if self.encrypt_then_mac:
+            fragment, mac = fragment[:-mac_length], fragment[-mac_length:]
+            if not hmac.compare_digest(mac, self._mac(seq, content_type, version, fragment)):
+                raise TLSError(f"{where}: MAC check failed (wrong secret?)")
         if len(fragment) < 32 or len(fragment) % 16:
-            raise TLSError(f"TLS 1.2 CBC record {self.seq - 1}: length {len(fragment)} is not whole blocks")
+            raise TLSError(f"{where}: length {len(fragment)} is not whole blocks")
         decryptor = Cipher(algorithms.AES(self.key), modes.CBC(fragment[:16])).decryptor()
         padded = decryptor.update(fragment[16:]) + decryptor.finalize()
         pad = padded[-1]
-        if pad + 1 + mac_length > len(padded) or any(b != pad for b in padded[-pad - 1:]):
-            raise TLSError(f"TLS 1.2 CBC record {self.seq - 1}: bad padding (wrong secret?)")
-        content, mac = padded[:-pad - 1 - mac_length], padded[-pad - 1 - mac_length:-pad - 1]
-        expected = hmac.digest(self.mac_key, seq + bytes([content_type]) + version
-                               + struct.pack(">H", len(content)) + content, self.suite.hash.name)
-        if not hmac.compare_digest(mac, expected):
-            raise TLSError(f"TLS 1.2 CBC record {self.seq - 1}: MAC check failed (wrong secret?)")
+        inner_mac = 0 if self.encrypt_then_mac else mac_length
+        if pad + 1 + inner_mac > len(padded) or any(b != pad for b in padded[-pad - 1:]):
+            raise TLSError(f"{where}: bad padding (wrong secret?)")
+        content = padded[:-pad - 1 - inner_mac]
+        if not self.encrypt_then_mac:
+            mac = padded[-pad - 1 - mac_length:-pad - 1]
+            if not hmac.compare_digest(mac, self._mac(seq, content_type, version, content)):
+                raise TLSError(f"{where}: MAC check failed (wrong secret?)")
         return content
 
 
@@ -270,6 +283,7 @@ class TLSStream:
         self.version = 0
         self._suite_code = 0
         self._suite: CipherSuite | None = None
+        self._encrypt_then_mac = False
 
     @property
     def waiting_for_keys(self) -> bool:
@@ -375,8 +389,9 @@ class TLSStream:
             pos += 2
             while pos + 4 <= end:
                 ext_type, ext_len = struct.unpack_from(">HH", body, pos)
-                if ext_type == EXTENSION_SUPPORTED_VERSIONS and ext_len == 2:
+                if ext_type == EXTENSION_SUPPORTED_VERSIONS and ext_len == 2 and pos + 6 <= end:
                     self.version = struct.unpack_from(">H", body, pos + 4)[0]
+                self._encrypt_then_mac |= ext_type == EXTENSION_ENCRYPT_THEN_MAC
                 pos += 4 + ext_len
         self._suite = CIPHER_SUITES.get(self._suite_code)
         if self.version == TLS13:  # everything after the ServerHello is protected
@@ -414,7 +429,7 @@ class TLSStream:
             parts.append(block[pos:pos + size])
             pos += size
         d.protection = _RecordProtection(suite, parts[2 + direction], parts[4 + direction],
-                                         mac_key=parts[direction])
+                                         mac_key=parts[direction], encrypt_then_mac=self._encrypt_then_mac)
         return True
 
     def _protect13(self, direction: int, secret: bytes) -> None:
