@@ -49,7 +49,8 @@ def loop_req(target_current: int) -> dict[str, Any]:
 def loop_res(voltage: int, current: int, code: str = "OK") -> dict[str, Any]:
     return {"DC_ChargeLoopRes": {
         "Header": {"SessionID": SESSION_ID, "TimeStamp": 2}, "ResponseCode": code,
-        "EVSEPresentCurrent": {"Exponent": 0, "Value": current}, "EVSEPresentVoltage": {"Exponent": 0, "Value": voltage},
+        "EVSEPresentCurrent": {"Exponent": 0, "Value": current},
+        "EVSEPresentVoltage": {"Exponent": 0, "Value": voltage},
         "EVSEPowerLimitAchieved": False, "EVSECurrentLimitAchieved": False, "EVSEVoltageLimitAchieved": False,
         "BPT_Scheduled_DC_CLResControlMode": {}}}
 

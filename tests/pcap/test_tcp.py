@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -37,7 +39,7 @@ def _segmented(draw: st.DrawFn) -> tuple[bytes, int, list[tuple[int, int]]]:
     data = draw(st.binary(min_size=1, max_size=400))
     isn = draw(st.integers(0, (1 << 32) - 1))
     cuts = sorted(set(draw(st.lists(st.integers(1, len(data)), max_size=12))) | {0, len(data)})
-    pieces = list(zip(cuts, cuts[1:], strict=False))
+    pieces = list(itertools.pairwise(cuts))
     extra = draw(st.lists(st.tuples(st.integers(0, len(data) - 1), st.integers(1, 64)), max_size=6))
     pieces += [(start, min(len(data), start + length)) for start, length in extra]  # overlaps, retransmissions
     order = draw(st.permutations(pieces))
