@@ -312,17 +312,18 @@ class TraceAnalysis:
         """Was a bidirectional service offered, selected and run with a BPT control mode?"""
         offered = {s for s in self.offered_services if "BPT" in s}
         selected = [s for s in self.selected_services if "BPT" in s]
-        bpt_mode = any(m.startswith("BPT_") for m in self.control_modes)
-        if not offered and not selected and not bpt_mode:
+        bpt_modes = sorted(m for m in self.control_modes if m.startswith("BPT_"))
+        if not offered and not selected and not bpt_modes:
             return "no BPT service offered"
-        if offered and not selected:
+        if not selected:
+            if bpt_modes:
+                return f"loop ran {'/'.join(bpt_modes)}, but no BPT service selection is in the capture"
             return f"{'/'.join(sorted(offered))} offered, not selected"
-        if selected and not bpt_mode and self.control_modes:
-            return f"{selected[0]} selected but the loop ran {'/'.join(self.control_modes)}: not negotiated properly"
-        if selected and not set(selected) <= offered and self.offered_services:
+        if self.offered_services and not set(selected) <= offered:
             return f"{selected[0]} selected but not offered: not negotiated properly"
-        return f"{selected[0] if selected else 'BPT'} offered, selected and run" if bpt_mode else \
-            f"{selected[0]} offered and selected"
+        if not bpt_modes and self.control_modes:
+            return f"{selected[0]} selected but the loop ran {'/'.join(self.control_modes)}: not negotiated properly"
+        return f"{selected[0]} offered, selected and run" if bpt_modes else f"{selected[0]} offered and selected"
 
     def summary(self) -> dict[str, Any]:
         """Everything above as one JSON-able record."""
