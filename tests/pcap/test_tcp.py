@@ -51,9 +51,9 @@ def _segmented(draw: st.DrawFn) -> tuple[bytes, int, list[tuple[int, int]]]:
 def test_reassembly_delivers_the_stream_exactly_once(case: tuple[bytes, int, list[tuple[int, int]]]) -> None:
     data, isn, pieces = case
     tcp = TCPReassembler()
-    events = tcp.segment(1, 0.0, EV, SE, _seg(isn, flags=TCP_SYN))
+    events = tcp.segment(1, 0.0, EV, SE, _seg(isn, flags=TCP_SYN))[1]
     for number, (start, end) in enumerate(pieces, 2):
-        events += tcp.segment(number, 0.0, EV, SE, _seg(isn + 1 + start, data[start:end]))
+        events += tcp.segment(number, 0.0, EV, SE, _seg(isn + 1 + start, data[start:end]))[1]
     events += tcp.close(99, 1.0)
     assert _delivered(events) == data  # the seq may wrap around 2^32: ISNs are drawn over the whole range
     assert not [e for e in events if isinstance(e, StreamGap)]
@@ -61,11 +61,11 @@ def test_reassembly_delivers_the_stream_exactly_once(case: tuple[bytes, int, lis
 
 def test_missing_segment_is_a_gap_with_offset_and_length() -> None:
     tcp = TCPReassembler()
-    events = tcp.segment(1, 0.0, EV, SE, _seg(100, flags=TCP_SYN))
-    events += tcp.segment(2, 0.0, EV, SE, _seg(101, b"abcd"))
-    events += tcp.segment(3, 0.0, EV, SE, _seg(111, b"klmn"))  # bytes 4..9 never captured
-    events += tcp.segment(4, 0.0, EV, SE, _seg(115, b"", TCP_FIN | TCP_ACK))
-    events += tcp.segment(5, 0.0, SE, EV, _seg(900, b"", TCP_FIN | TCP_ACK))
+    events = tcp.segment(1, 0.0, EV, SE, _seg(100, flags=TCP_SYN))[1]
+    events += tcp.segment(2, 0.0, EV, SE, _seg(101, b"abcd"))[1]
+    events += tcp.segment(3, 0.0, EV, SE, _seg(111, b"klmn"))[1]  # bytes 4..9 never captured
+    events += tcp.segment(4, 0.0, EV, SE, _seg(115, b"", TCP_FIN | TCP_ACK))[1]
+    events += tcp.segment(5, 0.0, SE, EV, _seg(900, b"", TCP_FIN | TCP_ACK))[1]
     gaps = [e for e in events if isinstance(e, StreamGap)]
     assert [(g.offset, g.length, g.direction) for g in gaps] == [(4, 6, CLIENT_TO_SERVER)]
     assert _delivered(events) == b"abcdklmn"
@@ -74,9 +74,9 @@ def test_missing_segment_is_a_gap_with_offset_and_length() -> None:
 
 def test_pending_limit_declares_the_hole_lost() -> None:
     tcp = TCPReassembler(max_pending=10)
-    tcp.segment(1, 0.0, EV, SE, _seg(0, flags=TCP_SYN))
-    assert tcp.segment(2, 0.0, EV, SE, _seg(11, b"12345")) == []
-    events = tcp.segment(3, 0.0, EV, SE, _seg(16, b"678901"))
+    tcp.segment(1, 0.0, EV, SE, _seg(0, flags=TCP_SYN))[1]
+    assert tcp.segment(2, 0.0, EV, SE, _seg(11, b"12345"))[1] == []
+    events = tcp.segment(3, 0.0, EV, SE, _seg(16, b"678901"))[1]
     assert [(e.offset, e.length) for e in events if isinstance(e, StreamGap)] == [(0, 10)]
     assert _delivered(events) == b"12345678901"
 
@@ -84,13 +84,13 @@ def test_pending_limit_declares_the_hole_lost() -> None:
 def test_interleaved_connections_are_numbered_in_order_of_appearance() -> None:
     tcp = TCPReassembler()
     other = Endpoint("fe80::1", 50001)
-    events = tcp.segment(1, 0.0, EV, SE, _seg(0, flags=TCP_SYN))
-    events += tcp.segment(2, 0.0, other, SE, _seg(500, flags=TCP_SYN))
-    events += tcp.segment(3, 0.0, SE, other, TCPSegment(0, 0, 7000, 501, TCP_SYN | TCP_ACK, b""))
-    events += tcp.segment(4, 0.0, other, SE, _seg(501, b"B1"))
-    events += tcp.segment(5, 0.0, EV, SE, _seg(1, b"A1"))
-    events += tcp.segment(6, 0.0, SE, other, _seg(7001, b"b1"))
-    events += tcp.segment(7, 0.0, other, SE, _seg(503, b"B2"))
+    events = tcp.segment(1, 0.0, EV, SE, _seg(0, flags=TCP_SYN))[1]
+    events += tcp.segment(2, 0.0, other, SE, _seg(500, flags=TCP_SYN))[1]
+    events += tcp.segment(3, 0.0, SE, other, TCPSegment(0, 0, 7000, 501, TCP_SYN | TCP_ACK, b""))[1]
+    events += tcp.segment(4, 0.0, other, SE, _seg(501, b"B1"))[1]
+    events += tcp.segment(5, 0.0, EV, SE, _seg(1, b"A1"))[1]
+    events += tcp.segment(6, 0.0, SE, other, _seg(7001, b"b1"))[1]
+    events += tcp.segment(7, 0.0, other, SE, _seg(503, b"B2"))[1]
     opened = [e for e in events if isinstance(e, StreamOpened)]
     assert [(o.stream, o.client) for o in opened] == [(0, EV), (1, other)]
     assert _delivered(events, 0) == b"A1"
@@ -100,24 +100,24 @@ def test_interleaved_connections_are_numbered_in_order_of_appearance() -> None:
 
 def test_syn_ack_first_makes_the_receiver_the_client() -> None:
     tcp = TCPReassembler()
-    events = tcp.segment(1, 0.0, SE, EV, TCPSegment(0, 0, 10, 0, TCP_SYN | TCP_ACK, b""))
+    events = tcp.segment(1, 0.0, SE, EV, TCPSegment(0, 0, 10, 0, TCP_SYN | TCP_ACK, b""))[1]
     assert isinstance(events[0], StreamOpened) and events[0].client == EV
 
 
 def test_port_reuse_after_close_starts_a_new_stream() -> None:
     tcp = TCPReassembler()
-    tcp.segment(1, 0.0, EV, SE, _seg(0, flags=TCP_SYN))
-    tcp.segment(2, 0.0, EV, SE, _seg(1, b"", TCP_FIN | TCP_ACK))
-    tcp.segment(3, 0.0, SE, EV, _seg(50, b"", TCP_FIN | TCP_ACK))
-    events = tcp.segment(4, 0.0, EV, SE, _seg(1000, flags=TCP_SYN))
-    events += tcp.segment(5, 0.0, EV, SE, _seg(1001, b"new"))
+    tcp.segment(1, 0.0, EV, SE, _seg(0, flags=TCP_SYN))[1]
+    tcp.segment(2, 0.0, EV, SE, _seg(1, b"", TCP_FIN | TCP_ACK))[1]
+    tcp.segment(3, 0.0, SE, EV, _seg(50, b"", TCP_FIN | TCP_ACK))[1]
+    events = tcp.segment(4, 0.0, EV, SE, _seg(1000, flags=TCP_SYN))[1]
+    events += tcp.segment(5, 0.0, EV, SE, _seg(1001, b"new"))[1]
     assert [e.stream for e in events if isinstance(e, StreamOpened)] == [1]
     assert _delivered(events, 1) == b"new"
 
 
 def test_capture_starting_mid_connection() -> None:
     tcp = TCPReassembler()
-    events = tcp.segment(1, 0.0, EV, SE, _seg(4_294_967_290, b"0123456789"))  # wraps past 2^32
-    events += tcp.segment(2, 0.0, EV, SE, _seg(4, b"ab"))
-    events += tcp.segment(3, 0.0, EV, SE, _seg(4_294_967_280, b"old"))  # older than the first seen
+    events = tcp.segment(1, 0.0, EV, SE, _seg(4_294_967_290, b"0123456789"))[1]  # wraps past 2^32
+    events += tcp.segment(2, 0.0, EV, SE, _seg(4, b"ab"))[1]
+    events += tcp.segment(3, 0.0, EV, SE, _seg(4_294_967_280, b"old"))[1]  # older than the first seen
     assert _delivered(events) == b"0123456789ab"

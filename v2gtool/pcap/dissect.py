@@ -176,9 +176,8 @@ class Dissector:
         if ip.protocol == IPPROTO_TCP:
             seg = tcp_segment(ip.payload)
             src, dst = Endpoint(ip.source, seg.source_port), Endpoint(ip.destination, seg.destination_port)
-            stream: int | None = None
-            for event in self._tcp.segment(number, t, src, dst, seg):
-                stream = event.stream
+            stream, events = self._tcp.segment(number, t, src, dst, seg)
+            for event in events:
                 out.extend(self._stream_event(event))
             return Frame(t=t, frame=number, length=len(pkt.data), protocols=f"eth:{ip_name}:tcp", source=ip.source,
                          destination=ip.destination, info=f"{seg.source_port} → {seg.destination_port}",

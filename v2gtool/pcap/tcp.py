@@ -102,8 +102,8 @@ class TCPReassembler:
         self._max_pending = max_pending
 
     def segment(self, frame: int, timestamp: float, source: Endpoint, destination: Endpoint,
-                seg: TCPSegment) -> list[StreamEvent]:
-        """Process one captured segment; return the events it causes, in order."""
+                seg: TCPSegment) -> tuple[int, list[StreamEvent]]:
+        """Process one captured segment; return its stream index and the events it causes, in order."""
         events: list[StreamEvent] = []
         key = (source, destination) if (source.address, source.port) <= (destination.address,
                                                                           destination.port) else (destination, source)
@@ -128,7 +128,7 @@ class TCPReassembler:
         if half.base is None:
             half.base = (seg.seq + 1) % _MOD if seg.flags & TCP_SYN else seg.seq
         elif seg.flags & TCP_SYN:
-            return events  # a retransmitted SYN carries no stream bytes
+            return conn.index, events  # a retransmitted SYN carries no stream bytes
         if seg.payload:
             offset = (seg.seq + (1 if seg.flags & TCP_SYN else 0) - half.base) % _MOD
             if offset >= _MOD // 2:  # before the base: a segment older than the capture's first one
@@ -141,9 +141,9 @@ class TCPReassembler:
             half.fin = True
         if seg.flags & TCP_RST:
             events.extend(self._finish(conn, "reset", frame, timestamp))
-        elif all(h.fin for h in conn.halves):
+        elif all(h.fin for h in conn.halves) and not conn.closed:
             events.extend(self._finish(conn, "closed", frame, timestamp))
-        return events
+        return conn.index, events
 
     def close(self, frame: int, timestamp: float) -> list[StreamEvent]:
         """End of capture: report every hole left and forget all connections."""
