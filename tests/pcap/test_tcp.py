@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from v2gtool.pcap.link import TCP_ACK, TCP_FIN, TCP_SYN, TCPSegment
 from v2gtool.pcap.tcp import (
     CLIENT_TO_SERVER,
+    MAX_CLOSED_CONNECTIONS,
     SERVER_TO_CLIENT,
     Endpoint,
     StreamClosed,
@@ -121,3 +122,15 @@ def test_capture_starting_mid_connection() -> None:
     events += tcp.segment(2, 0.0, EV, SE, _seg(4, b"ab"))[1]
     events += tcp.segment(3, 0.0, EV, SE, _seg(4_294_967_280, b"old"))[1]  # older than the first seen
     assert _delivered(events) == b"0123456789ab"
+
+
+def test_closed_connections_are_forgotten_beyond_the_limit() -> None:
+    tcp = TCPReassembler()
+    for port in range(MAX_CLOSED_CONNECTIONS + 10):
+        client = Endpoint("fe80::1", 10000 + port)
+        tcp.segment(1, 0.0, client, SE, _seg(0, flags=TCP_SYN))
+        tcp.segment(2, 0.0, client, SE, _seg(1, b"x", TCP_FIN | TCP_ACK))
+        tcp.segment(3, 0.0, SE, client, _seg(0, b"", TCP_FIN | TCP_ACK))
+    assert len(tcp._connections) == MAX_CLOSED_CONNECTIONS
+    stream, _ = tcp.segment(4, 0.0, SE, Endpoint("fe80::1", 10000 + MAX_CLOSED_CONNECTIONS + 9), _seg(1))
+    assert stream == MAX_CLOSED_CONNECTIONS + 9  # a late ACK of a remembered connection keeps its stream

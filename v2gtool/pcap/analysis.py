@@ -54,8 +54,9 @@ _LOOP_MESSAGES = frozenset({"CurrentDemand", "DC_ChargeLoop", "AC_ChargeLoop", "
 SERVICE_NAMES = {1: "AC", 2: "DC", 3: "WPT", 4: "DC_ACDP", 5: "AC_BPT", 6: "DC_BPT", 7: "DC_ACDP_BPT"}
 _FIVE_SECONDS_ISO2 = frozenset({"ServiceDetail", "PaymentDetails", "CertificateInstallation", "CertificateUpdate",
                                 "PowerDelivery"})
-SERIES_FIELDS = ("EVSEPresentVoltage", "EVSEPresentCurrent", "EVTargetVoltage", "EVTargetCurrent",
-                 "EVPresentVoltage", "EVSEPresentActivePower")
+SERIES_FIELDS = frozenset({"EVSEPresentVoltage", "EVSEPresentCurrent", "EVTargetVoltage", "EVTargetCurrent",
+                           "EVPresentVoltage", "EVSEPresentActivePower"})
+_RESPONSE_FIELDS = SERIES_FIELDS | {"EVSENotification"}
 
 
 def base_name(message: str) -> tuple[str, str]:
@@ -74,6 +75,23 @@ def timeout_of(namespace: str, base: str) -> float:
     if base == "CurrentDemand":
         return 0.25
     return 5.0 if base in _FIVE_SECONDS_ISO2 else 2.0
+
+
+def first_of(tree: Any, keys: frozenset[str]) -> dict[str, Any]:
+    """The first value stored under each of *keys* in a JSON-form tree, in one depth-first pass."""
+    found: dict[str, Any] = {}
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k in keys and k not in found:
+                    found[k] = v
+                if isinstance(v, dict | list):
+                    stack.append(v)
+        elif isinstance(node, list):
+            stack.extend(reversed(node))
+    return found
 
 
 def walk(value: Any, key: str) -> Iterator[Any]:
@@ -246,7 +264,7 @@ class TraceAnalysis:
                 if key.endswith("ControlMode"):
                     self.control_modes[key] = self.control_modes.get(key, 0) + 1
         if base in _LOOP_MESSAGES:
-            self._sample(element, record.t)
+            self._sample(first_of(element, SERIES_FIELDS), record.t)
 
     def _response(self, base: str, element: dict[str, Any], record: V2GMessage) -> None:
         pending = self._pending.pop(record.tcp_stream, None)
@@ -283,22 +301,21 @@ class TraceAnalysis:
                 self.offered_services.update(mode if isinstance(mode, list) else [mode])
             for mode in walk(element, "EnergyTransferType"):
                 self.offered_services.add(str(mode))
-        for note in walk(element, "EVSENotification"):
-            if isinstance(note, str) and self._last_notification.get(record.tcp_stream) != note:
-                self._last_notification[record.tcp_stream] = note
-                if note != "None" and len(self.notifications) < MAX_LISTED:
-                    self.notifications.append({"frame": record.frame, "message": record.message, "notification":
-                                               note, "sender": SECC})
+        fields = first_of(element, _RESPONSE_FIELDS)
+        note = fields.get("EVSENotification")
+        if isinstance(note, str) and self._last_notification.get(record.tcp_stream) != note:
+            self._last_notification[record.tcp_stream] = note
+            if note != "None" and len(self.notifications) < MAX_LISTED:
+                self.notifications.append({"frame": record.frame, "message": record.message, "notification": note,
+                                           "sender": SECC})
         if base in _LOOP_MESSAGES:
-            self._sample(element, record.t)
+            self._sample(fields, record.t)
 
-    def _sample(self, element: dict[str, Any], t: float) -> None:
-        for name in SERIES_FIELDS:
-            for value in walk(element, name):
-                number = physical_value(value)
-                if number is not None:
-                    self.series.setdefault(name, Series()).add(t, number)
-                break
+    def _sample(self, fields: dict[str, Any], t: float) -> None:
+        for name, value in fields.items():
+            number = physical_value(value) if name in SERIES_FIELDS else None
+            if number is not None:
+                self.series.setdefault(name, Series()).add(t, number)
 
     def power_series(self) -> list[tuple[float, float]]:
         """EVSE power (W) from the present voltage and current samples taken at the same instants."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 
 from v2gtool.errors import V2GToolError
 
@@ -80,8 +81,20 @@ class TCPSegment:
     payload: bytes
 
 
+@lru_cache(maxsize=4096)
 def mac(data: bytes) -> str:
+    """A MAC address as text (cached: a capture has few addresses and many frames)."""
     return ":".join(f"{b:02x}" for b in data)
+
+
+@lru_cache(maxsize=4096)
+def _ipv6(data: bytes) -> str:
+    return str(ipaddress.IPv6Address(data))
+
+
+@lru_cache(maxsize=4096)
+def _ipv4(data: bytes) -> str:
+    return str(ipaddress.IPv4Address(data))
 
 
 def link_frame(linktype: int, data: bytes) -> LinkFrame:
@@ -134,8 +147,7 @@ def ip_packet(ethertype: int, data: bytes) -> IPPacket:
             pos += (ext_len + 1) * 8
         if next_header == _IPV6_FRAGMENT:
             raise PacketError("IPv6 fragments are not reassembled (V2G traffic is never fragmented)")
-        return IPPacket(str(ipaddress.IPv6Address(data[8:24])), str(ipaddress.IPv6Address(data[24:40])),
-                        next_header, data[pos:end])
+        return IPPacket(_ipv6(data[8:24]), _ipv6(data[24:40]), next_header, data[pos:end])
     if len(data) < 20:
         raise PacketError(f"IPv4 header truncated: {len(data)} of 20 bytes")
     ihl = (data[0] & 0x0F) * 4
@@ -144,8 +156,7 @@ def ip_packet(ethertype: int, data: bytes) -> IPPacket:
         raise PacketError(f"IPv4 packet truncated: {len(data)} of {total} bytes")
     if frag & 0x3FFF:
         raise PacketError("IPv4 fragments are not reassembled (V2G traffic is never fragmented)")
-    return IPPacket(str(ipaddress.IPv4Address(data[12:16])), str(ipaddress.IPv4Address(data[16:20])),
-                    protocol, data[ihl:total])
+    return IPPacket(_ipv4(data[12:16]), _ipv4(data[16:20]), protocol, data[ihl:total])
 
 
 def udp_datagram(data: bytes) -> UDPDatagram:

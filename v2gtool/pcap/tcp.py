@@ -15,6 +15,9 @@ from v2gtool.pcap.link import TCP_FIN, TCP_RST, TCP_SYN, TCPSegment
 # Out-of-order bytes held per direction while waiting for a missing segment. Beyond this the hole is
 # declared lost and delivery resumes after it, so memory stays bounded on any capture.
 MAX_PENDING_BYTES = 1024 * 1024
+# Closed connections remembered (their late ACKs and retransmissions must not open new streams);
+# the oldest are forgotten beyond this, so a capture of many sessions stays in bounded memory.
+MAX_CLOSED_CONNECTIONS = 1024
 _MOD = 1 << 32
 
 CLIENT_TO_SERVER = 0
@@ -98,6 +101,7 @@ class TCPReassembler:
 
     def __init__(self, max_pending: int = MAX_PENDING_BYTES) -> None:
         self._connections: dict[tuple[Endpoint, Endpoint], _Connection] = {}
+        self._closed: dict[tuple[Endpoint, Endpoint], None] = {}  # insertion-ordered keys of closed connections
         self._next_index = 0
         self._max_pending = max_pending
 
@@ -122,6 +126,7 @@ class TCPReassembler:
             conn = _Connection(self._next_index, client, server)
             self._next_index += 1
             self._connections[key] = conn
+            self._closed.pop(key, None)
             events.append(StreamOpened(conn.index, client, server, frame, timestamp))
         direction = CLIENT_TO_SERVER if source == conn.client else SERVER_TO_CLIENT
         half = conn.halves[direction]
@@ -143,7 +148,16 @@ class TCPReassembler:
             events.extend(self._finish(conn, "reset", frame, timestamp))
         elif all(h.fin for h in conn.halves) and not conn.closed:
             events.extend(self._finish(conn, "closed", frame, timestamp))
+        if conn.closed:
+            self._forget_closed(key)
         return conn.index, events
+
+    def _forget_closed(self, key: tuple[Endpoint, Endpoint]) -> None:
+        self._closed[key] = None
+        while len(self._closed) > MAX_CLOSED_CONNECTIONS:
+            oldest = next(iter(self._closed))
+            del self._closed[oldest]
+            del self._connections[oldest]
 
     def close(self, frame: int, timestamp: float) -> list[StreamEvent]:
         """End of capture: report every hole left and forget all connections."""
