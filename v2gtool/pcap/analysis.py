@@ -342,6 +342,12 @@ class TraceAnalysis:
             return f"{selected[0]} selected but the loop ran {'/'.join(self.control_modes)}: not negotiated properly"
         return f"{selected[0]} offered, selected and run" if bpt_modes else f"{selected[0]} offered and selected"
 
+    def _timeline(self, start: float) -> list[dict[str, Any]]:
+        """Each phase lasts until the next one starts (waiting included); the last until its last record."""
+        ends = [p.start for p in self.phases[1:]] + [self.phases[-1].end] if self.phases else []
+        return [{"phase": p.name, "start": round(p.start - start, 6), "duration": round(end - p.start, 6),
+                 "frame": p.first_frame, "messages": p.messages} for p, end in zip(self.phases, ends, strict=True)]
+
     def summary(self) -> dict[str, Any]:
         """Everything above as one JSON-able record."""
         start = self.start or 0.0
@@ -353,8 +359,7 @@ class TraceAnalysis:
             "messages": self.messages,
             "protocols": sorted(self.protocols),
             "tls": self.tls,
-            "phases": [{"phase": p.name, "start": round(p.start - start, 6), "duration": round(p.end - p.start, 6),
-                        "frame": p.first_frame, "messages": p.messages} for p in self.phases],
+            "phases": self._timeline(start),
             "response_times": {k: v.to_json() for k, v in self.response_times.items()},
             "slow_responses": self.slow_responses,
             "energy_transfer": {"offered": sorted(self.offered_services), "selected": self.selected_services,

@@ -247,7 +247,9 @@ class Dissector:
 
     def _stream_bytes(self, conn: _Connection, event: StreamData) -> list[TraceRecord]:
         if conn.kind is None:
-            if event.data[0] in _TLS_RECORD_TYPES and event.data[1:2] == b"\x03":
+            if self._secc_ports and conn.server.port not in self._secc_ports:
+                conn.kind = "other"  # SDP named the SECC's port and this is not it (e.g. a backend connection)
+            elif event.data[0] in _TLS_RECORD_TYPES and event.data[1:2] == b"\x03":
                 conn.kind = "tls"
                 conn.tls = TLSStream(self.keylog)
             elif v2gtp.looks_like_frame(event.data) or conn.server.port in self._secc_ports:
