@@ -184,3 +184,22 @@ def test_fuzz_packets_never_escape(data: bytes, linktype: int) -> None:
     records = dissector.packet(CapturedPacket(1, 0.0, linktype, data, len(data)))
     records += dissector.finish()
     assert isinstance(records[0], Frame)
+
+
+def test_plaintext_tls_alert_is_named() -> None:
+    """A cipher-suite mismatch shows without any key: the SECC's fatal handshake_failure alert."""
+    out = io.BytesIO()
+    tcp = TCPSession(PcapWriter(out))
+    tcp.open(1.0)
+    hello = bytes([1]) + (38).to_bytes(3, "big") + b"\x03\x03" + bytes(32) + b"\x00\x00\x02\x13\x02"
+    tcp.send(1.1, True, struct.pack(">BHH", 22, 0x0301, len(hello)) + hello)
+    tcp.send(1.2, False, b"\x15\x03\x03\x00\x02\x02\x28")
+    records = dissect(out.getvalue())
+    assert _errors(records) == ["tls: TCP stream 0: SECC sent fatal TLS alert handshake_failure"]
+
+
+def test_app_handshake_payload_type_after_negotiating_iso20_is_an_error() -> None:
+    exchange = dc_session([])
+    exchange.append((0.3, True, frame(SAP_REQ, "apphand")))
+    assert _errors(dissect(write_session(exchange))) == [
+        "exi: TCP stream 0 EVCC, V2GTP 0x8001: no schema set for this payload type after the handshake"]

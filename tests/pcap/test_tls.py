@@ -122,12 +122,16 @@ def test_records_wait_for_a_secret_disclosed_later(certificate: tuple[Path, Path
     wire, keys = _session(certificate, tmp_path, ssl.TLSVersion.TLSv1_2, "ECDHE-ECDSA-AES128-SHA256", MESSAGES)
     keylog = KeyLog()
     stream = TLSStream(keylog)
-    plain = [item for direction, data in wire for item in stream.feed(direction, data) if isinstance(item, Plaintext)]
+    plain = [item for number, (direction, data) in enumerate(wire, 1)
+             for item in stream.feed(direction, data, number, number / 10) if isinstance(item, Plaintext)]
     assert plain == [] and stream.waiting_for_keys
     assert "no CLIENT_RANDOM secret for client random" in stream.missing_secret_message()
     keylog.add_text(keys)
     plain = [item for item in stream.retry() if isinstance(item, Plaintext)]
     assert b"".join(p.data for p in plain if p.direction == 1) == MESSAGES[1][1]
+    # A record decrypted late keeps the frame and time it arrived with.
+    first = plain[0]
+    assert wire[first.frame - 1][0] == first.direction == 0 and first.t == first.frame / 10
 
 
 def test_wrong_secret_is_an_authentication_error(certificate: tuple[Path, Path], tmp_path: Path) -> None:

@@ -15,6 +15,8 @@ import pytest
 from tests.pcap.session import SHARED_PCAPS, dissect
 from v2gtool import v2gtp
 from v2gtool.exi import api
+from v2gtool.pcap.link import ETHERTYPE_IPV6, IPPROTO_UDP, ip_packet, link_frame, udp_datagram
+from v2gtool.pcap.reader import read_capture
 from v2gtool.pcap.records import Frame, SlacMessage, V2GMessage
 
 pyshark = pytest.importorskip("pyshark", reason="pyshark is not installed")
@@ -24,13 +26,25 @@ pytestmark = [
     pytest.mark.skipif(not SHARED_PCAPS.is_dir(), reason="shared captures absent"),
 ]
 
-CAPTURES = ["ISO-20_TLS13_DC_DS5366_Josev", "ISO-2_DC_PnC_TLS_Contract_DS5366_RiseV2G",
-            "ISO-2_DC_multi_EVSE_SLAC_DS5366_Josev", "DIN_DC_DS5366_Josev"]
+CAPTURES = sorted(p.stem for p in SHARED_PCAPS.glob("*.pcapng")) if SHARED_PCAPS.is_dir() else []
 
 
-def _tshark(path: Path) -> list[dict[str, Any]]:
-    keys = path.with_suffix(".keys")
-    prefs = {"tls.keylog_file": str(keys)} if keys.is_file() else {}
+def _disclosed_keylog(path: Path, directory: Path) -> Path:
+    """The key-log lines the capture discloses in UDP datagrams, as a file for tshark."""
+    lines = []
+    for packet in read_capture(path.open("rb")):
+        link = link_frame(packet.linktype, packet.data)
+        if link.ethertype == ETHERTYPE_IPV6 and (ip := ip_packet(link.ethertype, link.payload)).protocol == IPPROTO_UDP:
+            payload = udp_datagram(ip.payload).payload
+            if payload[:1].isalpha() and payload.isascii():
+                lines.append(payload.decode().strip())
+    keys = directory / f"{path.stem}.keys"
+    keys.write_text("\n".join(lines) + "\n")
+    return keys
+
+
+def _tshark(path: Path, keys: Path) -> list[dict[str, Any]]:
+    prefs = {"tls.keylog_file": str(keys)}
     capture = pyshark.FileCapture(str(path), override_prefs=prefs, keep_packets=False)
     rows: list[dict[str, Any]] = []
     try:
@@ -57,9 +71,9 @@ def _tshark(path: Path) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("name", CAPTURES)
-def test_agrees_with_tshark(name: str) -> None:
+def test_agrees_with_tshark(name: str, tmp_path: Path) -> None:
     path = SHARED_PCAPS / f"{name}.pcapng"
-    theirs = _tshark(path)
+    theirs = _tshark(path, _disclosed_keylog(path, tmp_path))
     records = dissect(path.read_bytes())
     ours = {r.frame: r for r in records if isinstance(r, Frame)}
     assert sorted(ours) == [row["frame"] for row in theirs]
@@ -75,13 +89,17 @@ def test_agrees_with_tshark(name: str) -> None:
             if "evse_mac" in row:
                 assert mme["evse_mac"] == row["evse_mac"]
     # tshark's application bytes (decrypted where TLS), framed by V2GTP, against our messages re-encoded.
-    server_port = next(r for r in theirs if r.get("data"))["src_port"]  # the EVCC speaks first
+    # The EVCC speaks first on each stream; streams that do not start with a V2GTP header are not V2G.
+    clients: dict[int, int] = {}
     streams: dict[tuple[int, bool], bytearray] = {}
     expected: list[tuple[int, bytes]] = []
     for row in theirs:
         if not row.get("data"):
             continue
-        buffer = streams.setdefault((row["stream"], row["src_port"] == server_port), bytearray())
+        client = clients.setdefault(row["stream"], row["src_port"] if row["data"][:2] == b"\x01\xfe" else -1)
+        if client < 0:
+            continue
+        buffer = streams.setdefault((row["stream"], row["src_port"] == client), bytearray())
         buffer += row["data"]
         while len(buffer) >= 8 and len(buffer) >= 8 + int.from_bytes(buffer[4:8], "big"):
             end = 8 + int.from_bytes(buffer[4:8], "big")

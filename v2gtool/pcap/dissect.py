@@ -9,6 +9,7 @@ ISO 15118-20, from the V2GTP payload type (Table 12). Decoding uses the project'
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,8 +42,17 @@ from v2gtool.pcap.records import (
     V2GMessage,
 )
 from v2gtool.pcap.sdp import SDP_PORT, sdp_fields
-from v2gtool.pcap.tcp import CLIENT_TO_SERVER, Endpoint, StreamClosed, StreamData, StreamGap, TCPReassembler
-from v2gtool.pcap.tls import Alert, HandshakeSeen, KeyLog, Plaintext, TLSError, TLSStream
+from v2gtool.pcap.tcp import (
+    CLIENT_TO_SERVER,
+    Endpoint,
+    StreamClosed,
+    StreamData,
+    StreamEvent,
+    StreamGap,
+    StreamOpened,
+    TCPReassembler,
+)
+from v2gtool.pcap.tls import ALERT_DESCRIPTIONS, Alert, HandshakeSeen, KeyLog, Plaintext, TLSError, TLSOutput, TLSStream
 
 # The schema set of a negotiated AppProtocol namespace (ISO 15118-2 Table 107 ff.; -20 clause 8.3).
 PROTOCOL_OF_NAMESPACE: dict[str, str] = {
@@ -213,14 +223,16 @@ class Dissector:
                 out.extend(self._tls_outputs(conn, pkt.number, pkt.timestamp, self._guard_tls(conn, conn.tls.retry)))
         return out
 
-    def _guard_tls(self, conn: _Connection, step: Any) -> Any:
+    @staticmethod
+    def _guard_tls(conn: _Connection, step: Callable[[], list[TLSOutput]]) -> list[TLSOutput] | TLSError:
+        """Run a TLS step; a TLS error ends decryption of this connection and is returned, not raised."""
         try:
             return step()
         except TLSError as exc:
             conn.kind = "broken"
             return exc
 
-    def _stream_event(self, event: Any) -> list[TraceRecord]:
+    def _stream_event(self, event: StreamEvent) -> list[TraceRecord]:
         if isinstance(event, StreamData):
             conn = self._connections.get(event.stream)
             if conn is None:
@@ -242,7 +254,8 @@ class Dissector:
                 return [ProtocolError(t=event.timestamp, frame=event.frame, layer="tls", tcp_stream=event.stream,
                                       message=f"TCP stream {event.stream}: {conn.tls.missing_secret_message()}")]
             return []
-        self._connections[event.stream] = _Connection(event.stream, event.client, event.server)
+        if isinstance(event, StreamOpened):
+            self._connections[event.stream] = _Connection(event.stream, event.client, event.server)
         return []
 
     def _stream_bytes(self, conn: _Connection, event: StreamData) -> list[TraceRecord]:
@@ -260,18 +273,19 @@ class Dissector:
             return self._v2gtp_bytes(conn, event.direction, event.data, event.frame, event.timestamp, tls=False)
         if conn.kind == "tls" and conn.tls is not None:
             tls = conn.tls
-            result = self._guard_tls(conn, lambda: tls.feed(event.direction, event.data))
+            result = self._guard_tls(conn, lambda: tls.feed(event.direction, event.data, event.frame, event.timestamp))
             return self._tls_outputs(conn, event.frame, event.timestamp, result)
         return []
 
-    def _tls_outputs(self, conn: _Connection, frame: int, t: float, result: Any) -> list[TraceRecord]:
+    def _tls_outputs(self, conn: _Connection, frame: int, t: float,
+                     result: list[TLSOutput] | TLSError) -> list[TraceRecord]:
         if isinstance(result, TLSError):
             return [ProtocolError(t=t, frame=frame, layer="tls", tcp_stream=conn.index,
                                   message=f"TCP stream {conn.index}: {result}")]
         out: list[TraceRecord] = []
         for item in result:
-            if isinstance(item, Plaintext):
-                out.extend(self._v2gtp_bytes(conn, item.direction, item.data, frame, t, tls=True))
+            if isinstance(item, Plaintext):  # with the frame and time its record arrived in
+                out.extend(self._v2gtp_bytes(conn, item.direction, item.data, item.frame, item.t, tls=True))
             elif isinstance(item, HandshakeSeen):
                 version = "TLS 1.3" if item.version == 0x0304 else f"TLS 1.{(item.version & 0xFF) - 1}"
                 assert conn.tls is not None
@@ -280,9 +294,10 @@ class Dissector:
                                       decrypted=False))
             elif isinstance(item, Alert) and item.description != _ALERT_CLOSE_NOTIFY:
                 sender = EVCC if item.direction == CLIENT_TO_SERVER else SECC
-                out.append(ProtocolError(t=t, frame=frame, layer="tls", tcp_stream=conn.index,
-                                         message=f"TCP stream {conn.index}: {sender} sent TLS alert "
-                                                 f"{item.description} (level {item.level})"))
+                name = ALERT_DESCRIPTIONS.get(item.description, str(item.description))
+                level = "fatal" if item.level == 2 else "warning"
+                out.append(ProtocolError(t=item.t, frame=item.frame, layer="tls", tcp_stream=conn.index,
+                                         message=f"TCP stream {conn.index}: {sender} sent {level} TLS alert {name}"))
         return out
 
     def _v2gtp_bytes(self, conn: _Connection, direction: int, data: bytes, frame: int, t: float,
@@ -301,15 +316,16 @@ class Dissector:
                  tls: bool) -> TraceRecord:
         payload_type = frame_v2gtp.payload_type
         namespace, source = self._namespace(conn, payload_type)
+        where = f"TCP stream {conn.index} {sender}, V2GTP 0x{payload_type:04X}"
+        if namespace is None:
+            return ProtocolError(t=t, frame=frame, layer="exi", tcp_stream=conn.index,
+                                 message=f"{where}: no schema set for this payload type after the handshake")
         try:
-            if namespace is None:
-                raise V2GToolError(f"V2GTP payload type 0x{payload_type:04X} carries no EXI message")
             decoded = api.decode_bytes(frame_v2gtp.payload, namespace)
             document = decoded.to_json()
         except V2GToolError as exc:
             return ProtocolError(t=t, frame=frame, layer="exi", tcp_stream=conn.index,
-                                 message=f"TCP stream {conn.index} {sender}, V2GTP 0x{payload_type:04X}, "
-                                         f"{namespace or 'no schema set'}: {exc}")
+                                 message=f"{where}, {namespace}: {exc}")
         name = decoded.name
         root = document[name]
         if isinstance(root, dict) and isinstance(root.get("Body"), dict) and root["Body"]:

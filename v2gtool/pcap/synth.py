@@ -11,6 +11,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from v2gtool import v2gtp
 from v2gtool.pcap.link import (
     ETHERTYPE_HOMEPLUG_AV,
     ETHERTYPE_IPV6,
@@ -123,8 +124,6 @@ class TCPSession:
 
 def sdp_exchange(writer: PcapWriter, t: float, evcc: Host, secc: Host, tls: bool) -> None:
     """An SDP request to ff02::1 and the SECC's response (ISO 15118-2 clause 7.10.1)."""
-    from v2gtool import v2gtp
-
     security = 0x00 if tls else 0x10
     request = v2gtp.encode_frame(v2gtp.PayloadType.SDP_REQUEST, bytes([security, 0x00]))
     writer.write(t, ethernet(evcc.mac, "33:33:00:00:00:01", ETHERTYPE_IPV6,

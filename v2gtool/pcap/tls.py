@@ -42,6 +42,16 @@ EXTENSION_SUPPORTED_VERSIONS = 43
 TLS13 = 0x0304
 # ServerHello.random of a HelloRetryRequest (RFC 8446 clause 4.1.3).
 HELLO_RETRY_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
+# AlertDescription names (RFC 8446 clause 6, RFC 5246 clause 7.2).
+ALERT_DESCRIPTIONS: dict[int, str] = {
+    0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 22: "record_overflow",
+    40: "handshake_failure", 42: "bad_certificate", 43: "unsupported_certificate", 44: "certificate_revoked",
+    45: "certificate_expired", 46: "certificate_unknown", 47: "illegal_parameter", 48: "unknown_ca",
+    49: "access_denied", 50: "decode_error", 51: "decrypt_error", 70: "protocol_version",
+    71: "insufficient_security", 80: "internal_error", 86: "inappropriate_fallback", 90: "user_canceled",
+    100: "no_renegotiation", 109: "missing_extension", 110: "unsupported_extension", 112: "unrecognized_name",
+    113: "bad_certificate_status_response", 116: "certificate_required", 120: "no_application_protocol",
+}
 # Records held per direction while their secret is unknown; beyond this the stream is undecryptable.
 MAX_WAITING_BYTES = 1024 * 1024
 _MAX_RECORD = (1 << 14) + 2048  # TLSCiphertext.length limit (RFC 5246 clause 6.2.3)
@@ -241,16 +251,21 @@ class _Direction:
     application: bool = False  # TLS 1.3: past this direction's Finished
     traffic_secret: bytes = b""  # TLS 1.3: current secret, for KeyUpdate
     handshake_buffer: bytearray = field(default_factory=bytearray)
-    waiting: list[tuple[int, bytes, bytes]] = field(default_factory=list)
+    waiting: list[tuple[int, bytes, bytes, int, float]] = field(default_factory=list)
     waiting_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Plaintext:
-    """Application bytes of one direction (0 client to server, 1 server to client)."""
+    """Application bytes of one direction (0 client to server, 1 server to client).
+
+    *frame* and *t* are those the record arrived with, also when it waited for its secret.
+    """
 
     direction: int
     data: bytes
+    frame: int = 0
+    t: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +282,8 @@ class Alert:
     direction: int
     level: int
     description: int
+    frame: int = 0
+    t: float = 0.0
 
 
 TLSOutput = Plaintext | HandshakeSeen | Alert
@@ -294,8 +311,8 @@ class TLSStream:
     def suite(self) -> str:
         return suite_name(self._suite_code)
 
-    def feed(self, direction: int, data: bytes) -> list[TLSOutput]:
-        """Take TCP bytes of *direction*; return what the complete records reveal."""
+    def feed(self, direction: int, data: bytes, frame: int = 0, t: float = 0.0) -> list[TLSOutput]:
+        """Take TCP bytes of *direction* (that arrived in *frame* at *t*); return what complete records reveal."""
         d = self._dirs[direction]
         d.buffer += data
         out: list[TLSOutput] = []
@@ -307,7 +324,7 @@ class TLSStream:
                 break
             header, fragment = bytes(d.buffer[:5]), bytes(d.buffer[5:5 + length])
             del d.buffer[:5 + length]
-            out.extend(self._record(direction, content_type, header, fragment))
+            out.extend(self._record(direction, content_type, header, fragment, frame, t))
         return out
 
     def retry(self) -> list[TLSOutput]:
@@ -316,11 +333,12 @@ class TLSStream:
         for direction, d in enumerate(self._dirs):
             if d.waiting and self._install_keys(direction):
                 held, d.waiting, d.waiting_bytes = d.waiting, [], 0
-                for content_type, header, fragment in held:
-                    out.extend(self._record(direction, content_type, header, fragment))
+                for content_type, header, fragment, frame, t in held:
+                    out.extend(self._record(direction, content_type, header, fragment, frame, t))
         return out
 
-    def _record(self, direction: int, content_type: int, header: bytes, fragment: bytes) -> list[TLSOutput]:
+    def _record(self, direction: int, content_type: int, header: bytes, fragment: bytes, frame: int,
+                t: float) -> list[TLSOutput]:
         d = self._dirs[direction]
         if content_type == CONTENT_CHANGE_CIPHER_SPEC:
             if self.version != TLS13:  # TLS 1.3 sends it only for middlebox compatibility
@@ -331,12 +349,12 @@ class TLSStream:
             if content_type == CONTENT_HANDSHAKE:
                 return self._handshake(direction, fragment)
             if content_type == CONTENT_ALERT and len(fragment) >= 2:
-                return [Alert(direction, fragment[0], fragment[1])]
+                return [Alert(direction, fragment[0], fragment[1], frame, t)]
             return []
         if d.protection is None and not d.waiting:
             self._install_keys(direction)
         if d.protection is None or d.waiting:
-            d.waiting.append((content_type, header, fragment))
+            d.waiting.append((content_type, header, fragment, frame, t))
             d.waiting_bytes += len(fragment)
             if d.waiting_bytes > MAX_WAITING_BYTES:
                 raise TLSError(self.missing_secret_message())
@@ -346,9 +364,9 @@ class TLSStream:
         else:
             content = d.protection.open12(content_type, header[1:3], fragment)
         if content_type == CONTENT_APPLICATION_DATA:
-            return [Plaintext(direction, content)] if content else []
+            return [Plaintext(direction, content, frame, t)] if content else []
         if content_type == CONTENT_ALERT and len(content) >= 2:
-            return [Alert(direction, content[0], content[1])]
+            return [Alert(direction, content[0], content[1], frame, t)]
         if content_type == CONTENT_HANDSHAKE and self.version == TLS13:
             self._protected_handshake(direction, content)
         return []
