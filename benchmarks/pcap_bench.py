@@ -5,7 +5,8 @@
 Writes a capture of one ISO 15118-20 DC session (SDP, handshake, SessionSetup, then DC_ChargeLoop
 pairs in BPT_Scheduled mode, one message per TCP segment) with at least --messages V2G messages,
 then runs, each as a child process: ``v2gtool --json pcap-decode --summary`` (full dissection,
-EXI decoding into the JSON form and analysis) and ``tshark -r`` (frame parsing, summary lines).
+EXI decoding into the JSON form and analysis), the same writing every record as a JSON line
+(``v2gtool-json``), and ``tshark -r`` (frame parsing, summary lines).
 Reports messages per second, wall time and peak RSS of each (os.wait4). A second capture of twice
 the size shows whether our memory grows with the file. Goal (issue 8): decode the EXI payloads at
 least as fast as tshark parses the frames, in memory that does not grow with the file.
@@ -103,6 +104,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args()
     ours = [sys.executable, "-m", "v2gtool", "--json", "pcap-decode", "--summary"]
+    ours_all = [sys.executable, "-m", "v2gtool", "--json", "pcap-decode"]  # every frame and message as a JSON line
     tshark = shutil.which("tshark")
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,6 +114,8 @@ def main() -> None:
             row: dict[str, Any] = {"messages": count, "file_mib": round(path.stat().st_size / 2**20, 1)}
             row["v2gtool"] = measure([*ours, str(path)])
             row["v2gtool"]["messages_per_s"] = round(count / row["v2gtool"]["seconds"])
+            row["v2gtool-json"] = measure([*ours_all, str(path)])
+            row["v2gtool-json"]["messages_per_s"] = round(count / row["v2gtool-json"]["seconds"])
             if tshark is not None:
                 row["tshark"] = measure([tshark, "-r", str(path)])
                 row["tshark"]["messages_per_s"] = round(count / row["tshark"]["seconds"])
@@ -119,12 +123,12 @@ def main() -> None:
     if args.json:
         print(json.dumps(results))
         return
-    print(f"{'capture':8} {'messages':>9} {'MiB':>6}  {'tool':8} {'seconds':>8} {'msg/s':>9} {'peak RSS MiB':>13}")
+    print(f"{'capture':8} {'messages':>9} {'MiB':>6}  {'tool':13} {'seconds':>8} {'msg/s':>9} {'peak RSS MiB':>13}")
     for label, row in results.items():
-        for tool in ("v2gtool", "tshark"):
+        for tool in ("v2gtool", "v2gtool-json", "tshark"):
             if tool in row:
                 r = row[tool]
-                print(f"{label:8} {row['messages']:>9} {row['file_mib']:>6}  {tool:8} {r['seconds']:>8} "
+                print(f"{label:8} {row['messages']:>9} {row['file_mib']:>6}  {tool:13} {r['seconds']:>8} "
                       f"{r['messages_per_s']:>9} {r['peak_rss_mib']:>13}")
     if tshark is None:
         print("tshark not installed: apt-get install -y tshark to compare")

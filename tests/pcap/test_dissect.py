@@ -203,3 +203,13 @@ def test_app_handshake_payload_type_after_negotiating_iso20_is_an_error() -> Non
     exchange.append((0.3, True, frame(SAP_REQ, "apphand")))
     assert _errors(dissect(write_session(exchange))) == [
         "exi: TCP stream 0 EVCC, V2GTP 0x8001: no schema set for this payload type after the handshake"]
+
+
+def test_fast_json_lines_equal_the_generic_event_form() -> None:
+    """Frame and V2GMessage build their JSON lines directly; they must equal Event.to_json's walk."""
+    from v2gtool.session.events import Event
+
+    records = [r for r in dissect(write_session(dc_session([0.1]))) if isinstance(r, Frame | V2GMessage)]
+    assert any(isinstance(r, V2GMessage) for r in records)
+    for record in records:
+        assert record.to_json() == Event.to_json(record)

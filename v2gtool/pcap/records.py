@@ -33,6 +33,12 @@ class Frame(TraceRecord):
     info: str
     tcp_stream: int | None = None
 
+    def to_json(self) -> dict[str, Any]:
+        """The JSON line of a frame (flat fields: built directly, it is written once per packet)."""
+        return {"event": "Frame", "t": self.t, "frame": self.frame, "length": self.length, "protocols": self.protocols,
+                "source": self.source, "destination": self.destination, "info": self.info,
+                "tcp_stream": self.tcp_stream}
+
 
 @dataclass(frozen=True, kw_only=True)
 class SlacMessage(TraceRecord):
@@ -71,6 +77,13 @@ class V2GMessage(TraceRecord):
     document: dict[str, Any]
     namespace_source: str
     tls: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON line; the document is already in the JSON message form, so it is not walked again."""
+        return {"event": "V2GMessage", "t": self.t, "frame": self.frame, "tcp_stream": self.tcp_stream,
+                "sender": self.sender, "namespace": self.namespace, "payload_type": self.payload_type,
+                "message": self.message, "document": self.document, "namespace_source": self.namespace_source,
+                "tls": self.tls}
 
 
 @dataclass(frozen=True, kw_only=True)
