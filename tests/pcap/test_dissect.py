@@ -97,7 +97,7 @@ def test_missing_segment_is_named_and_decoding_resumes() -> None:
 
     records = dissect(write_session(exchange, emit=drop))
     errors = _errors(records)
-    assert len(errors) == 1 and errors[0].startswith("tcp: TCP stream 0 EVCC→: ")
+    assert len(errors) == 1 and errors[0].startswith("tcp: TCP stream 0 EVCC→SECC: ")
     assert f"{len(lost) - 10} bytes missing" in errors[0]
     names = [m[2] for m in _messages(records)]
     assert names.count("DC_ChargeLoopReq") == 2 and names.count("DC_ChargeLoopRes") == 3

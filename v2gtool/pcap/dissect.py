@@ -127,7 +127,6 @@ class _Connection:
     app_protocols: dict[int, str] = field(default_factory=dict)  # SchemaID -> ProtocolNamespace of the Req
     protocol: str | None = None  # "iso2", "din" or "iso20" once the Res selected one
     handshake_done: bool = False
-    tls_reported: bool = False
 
 
 class Dissector:
@@ -240,13 +239,15 @@ class Dissector:
             return self._stream_bytes(conn, event)
         if isinstance(event, StreamGap):
             conn = self._connections.get(event.stream)
-            sender = EVCC if event.direction == CLIENT_TO_SERVER else SECC
+            if conn is not None and conn.kind == "other":
+                return []  # not a V2G connection: its holes are not ours to report
+            path = "EVCC→SECC" if event.direction == CLIENT_TO_SERVER else "SECC→EVCC"
             if conn is not None and conn.kind == "v2gtp":
                 conn.framing[event.direction].gap()
             elif conn is not None and conn.kind == "tls":
                 conn.kind = "broken"  # records cannot be realigned after lost ciphertext
             return [ProtocolError(t=event.timestamp, frame=event.frame, layer="tcp", tcp_stream=event.stream,
-                                  message=f"TCP stream {event.stream} {sender}→: {event.length} bytes missing at "
+                                  message=f"TCP stream {event.stream} {path}: {event.length} bytes missing at "
                                           f"relative offset {event.offset} (segment not captured)")]
         if isinstance(event, StreamClosed):
             conn = self._connections.pop(event.stream, None)
