@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from v2gtool.pcap.tls import (
+    HELLO_RETRY_RANDOM,
     HandshakeSeen,
     KeyLog,
     Plaintext,
@@ -202,3 +203,19 @@ def test_fuzz_only_tls_errors(chunks: list[tuple[int, bytes]]) -> None:
             stream.feed(direction, b"\x16\x03\x03" + data)
     except TLSError:
         pass
+
+
+def test_hello_retry_request_and_compatibility_change_cipher_spec() -> None:
+    """RFC 8446 clause 4.1.4 / D.4: HRR, then the client's dummy CCS before its second ClientHello."""
+    random = bytes(range(1, 33))
+    secret = b"\x07" * 32
+    keylog = KeyLog()
+    keylog.add_line(f"SERVER_HANDSHAKE_TRAFFIC_SECRET {random.hex()} {secret.hex()}")
+    stream = TLSStream(keylog)
+    stream.feed(0, _hello(1, random, b"", 0x1303))
+    assert stream.feed(1, _hello(2, HELLO_RETRY_RANDOM, struct.pack(">HHH", 43, 2, 0x0304), 0x1303)) == []
+    stream.feed(0, b"\x14\x03\x03\x00\x01\x01" + _hello(1, random, b"", 0x1303))
+    stream.feed(1, _hello(2, bytes(32), struct.pack(">HHH", 43, 2, 0x0304), 0x1303))
+    assert not stream.waiting_for_keys
+    finished = bytes([20]) + (32).to_bytes(3, "big") + bytes(32)
+    assert stream.feed(1, _seal13(secret, 0, 22, finished)) == []  # authenticates with the handshake secret

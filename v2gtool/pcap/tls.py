@@ -341,7 +341,9 @@ class TLSStream:
                 t: float) -> list[TLSOutput]:
         d = self._dirs[direction]
         if content_type == CONTENT_CHANGE_CIPHER_SPEC:
-            if self.version != TLS13:  # TLS 1.3 sends it only for middlebox compatibility
+            # TLS 1.2 protects what follows; TLS 1.3 sends it only for middlebox compatibility, also
+            # before any ServerHello (after a HelloRetryRequest), when the version is not known yet.
+            if self.version and self.version != TLS13:
                 d.encrypted = True
                 d.protection = None
             return []
