@@ -50,6 +50,8 @@ def _tshark(path: Path, keys: Path) -> list[dict[str, Any]]:
     try:
         for packet in capture:
             row: dict[str, Any] = {"frame": int(packet.number)}
+            if hasattr(packet, "vlan"):
+                row["vlan"] = int(packet.vlan.id)
             if hasattr(packet, "tcp"):
                 row["stream"] = int(packet.tcp.stream)
                 row["src_port"] = int(packet.tcp.srcport)
@@ -81,6 +83,8 @@ def test_agrees_with_tshark(name: str, tmp_path: Path) -> None:
     for row in theirs:
         if "stream" in row:
             assert ours[row["frame"]].tcp_stream == row["stream"], row["frame"]
+        if "vlan" in row and "mmtype" in row:
+            assert ours[row["frame"]].vlan == row["vlan"], row["frame"]
         if "mmtype" in row:
             mme = slac[row["frame"]]
             assert mme["mmtype"] == row["mmtype"]

@@ -173,7 +173,8 @@ class _Renderer:
             profile = record.mme.get("profile")
             if profile:
                 fields += f", {profile['groups']} groups, average {profile['average_db']} dB"
-            out.print(f"{head} [bold]{record.mme['name']}[/bold] [dim]{record.source} → {record.destination}"
+            vlan = f" vlan {record.vlan}" if record.vlan is not None else ""
+            out.print(f"{head} [bold]{record.mme['name']}[/bold] [dim]{record.source} → {record.destination}{vlan}"
                       f"{'  ' + fields if fields else ''}[/dim]", highlight=False)
         elif isinstance(record, SdpMessage):
             fields = ", ".join(f"{k}={v}" for k, v in record.fields.items())

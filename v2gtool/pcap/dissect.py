@@ -166,11 +166,13 @@ class Dissector:
     def _dissect(self, pkt: CapturedPacket, out: list[TraceRecord]) -> Frame:
         link = link_frame(pkt.linktype, pkt.data)
         t, number = pkt.timestamp, pkt.number
+        vlan = link.vlan[-1] if link.vlan else None
         if link.ethertype == ETHERTYPE_HOMEPLUG_AV:
             mme = homeplug.dissect_mme(link.payload)
-            out.append(SlacMessage(t=t, frame=number, source=link.source, destination=link.destination, mme=mme))
+            out.append(SlacMessage(t=t, frame=number, source=link.source, destination=link.destination, mme=mme,
+                                   vlan=vlan))
             return Frame(t=t, frame=number, length=len(pkt.data), protocols="eth:homeplug-av", source=link.source,
-                         destination=link.destination, info=mme["name"])
+                         destination=link.destination, info=mme["name"], vlan=vlan)
         if link.ethertype not in (ETHERTYPE_IPV6, ETHERTYPE_IPV4):
             return Frame(t=t, frame=number, length=len(pkt.data), protocols=f"eth:0x{link.ethertype:04x}",
                          source=link.source, destination=link.destination, info="")

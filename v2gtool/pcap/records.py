@@ -32,12 +32,13 @@ class Frame(TraceRecord):
     destination: str | None
     info: str
     tcp_stream: int | None = None
+    vlan: int | None = None  # the innermost 802.1Q VLAN ID (e.g. one per EVSE in a multi-EVSE test bench)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON line of a frame (flat fields: built directly, it is written once per packet)."""
         return {"event": "Frame", "t": self.t, "frame": self.frame, "length": self.length, "protocols": self.protocols,
                 "source": self.source, "destination": self.destination, "info": self.info,
-                "tcp_stream": self.tcp_stream}
+                "tcp_stream": self.tcp_stream, "vlan": self.vlan}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,6 +48,7 @@ class SlacMessage(TraceRecord):
     source: str | None
     destination: str | None
     mme: dict[str, Any]
+    vlan: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
