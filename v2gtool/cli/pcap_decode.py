@@ -64,13 +64,16 @@ def pcap_decode(ctx: click.Context, capture: Path, keylogs: tuple[Path, ...], fo
                 summary_only: bool, show_frames: bool, plot_file: Path | None, json_out: bool) -> None:
     """Decode a V2G capture (pcap/pcapng): SLAC, SDP, TLS, V2GTP, EXI, with a timing and protocol summary.
 
+    Exit code 1 when the trace shows a protocol error: undecodable or missing data, a FAILED
+    response code, a response over its message timeout, a TLS alert.
+
     \b
     Examples:
       v2gtool pcap-decode session.pcapng
       v2gtool pcap-decode --keylog keys.log --summary tls-session.pcapng
       v2gtool --json pcap-decode trace.pcap | jq 'select(.event=="V2GMessage")'
       v2gtool pcap-decode --filter 'DC_ChargeLoopReq.EVTargetCurrent < 0' discharge.pcapng
-      tcpdump -i eth1 -w - | v2gtool pcap-decode -
+      tcpdump -i eth1 -U -w - | v2gtool pcap-decode -
       v2gtool pcap-decode --follow /var/log/v2g/trace.pcap
     """
     app = app_context(ctx)
