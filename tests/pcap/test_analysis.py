@@ -73,3 +73,21 @@ def test_series_memory_is_bounded() -> None:
     assert len(series.points) < MAX_SERIES and series.seen == MAX_SERIES * 5
     times = [t for t, _ in series.points]
     assert times == sorted(times) and times[0] == 0.0
+
+
+def test_request_without_response_is_a_protocol_error() -> None:
+    exchange = dc_session([0.1])
+    exchange.insert(4, (0.16, True, frame(loop_req(10))))  # never answered; the EVCC asks again
+    analysis = analyse(dissect(write_session(exchange)))
+    assert analysis.failed
+    assert analysis.errors[0]["error"].startswith("DC_ChargeLoopReq (frame ")
+    assert "got no response before DC_ChargeLoopReq 0.040 s later" in analysis.errors[0]["error"]
+    assert analysis.summary()["open_requests"] == []
+
+
+def test_request_open_at_the_end_of_the_capture_is_listed_not_failed() -> None:
+    exchange = dc_session([0.1])
+    exchange.append((0.5, True, frame(loop_req(10))))
+    analysis = analyse(dissect(write_session(exchange)))
+    assert not analysis.failed
+    assert [r["message"] for r in analysis.summary()["open_requests"]] == ["DC_ChargeLoop"]

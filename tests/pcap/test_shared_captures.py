@@ -10,7 +10,7 @@ from tests.pcap.session import SHARED_PCAPS, analyse, dissect
 from v2gtool.pcap.analysis import base_name
 from v2gtool.pcap.link import ETHERTYPE_IPV6, IPPROTO_UDP, ip_packet, link_frame, udp_datagram
 from v2gtool.pcap.reader import read_capture
-from v2gtool.pcap.records import EVCC, SECC, KeyDisclosed, ProtocolError, SlacMessage, TLSSession, V2GMessage
+from v2gtool.pcap.records import EVCC, SECC, Frame, KeyDisclosed, ProtocolError, SlacMessage, TLSSession, V2GMessage
 from v2gtool.pcap.synth import PcapWriter
 from v2gtool.pcap.tls import KeyLog
 
@@ -101,3 +101,15 @@ def test_bpt_negotiation_of_the_ac_bpt_capture() -> None:
     assert "AC_BPT" in energy["offered"] and energy["selected"] == ["AC_BPT"]
     assert "BPT_Scheduled_AC_CLReqControlMode" in energy["control_modes"]
     assert energy["verdict"] == "AC_BPT offered, selected and run"
+
+
+def test_late_handshake_response_in_the_mutual_tls_capture() -> None:
+    """The SECC answers supportedAppProtocolReq 3.5 s later, over its 2 s timeout. The request's record
+    is decrypted only after its secret is disclosed (frame 75), yet is timed at its own frame 72."""
+    records = dissect((SHARED_PCAPS / "ISO-20_mTLS_DC_DS5366_Josev.pcapng").read_bytes())
+    analysis = analyse(records)
+    times = {r.frame: r.t for r in records if isinstance(r, Frame)}
+    assert analysis.slow_responses == [{"message": "supportedAppProtocol", "request_frame": 72, "response_frame": 80,
+                                        "seconds": round(times[80] - times[72], 6), "timeout": 2.0,
+                                        "verdict": "over"}]
+    assert analysis.error_count == 1

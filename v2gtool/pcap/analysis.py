@@ -246,10 +246,22 @@ class TraceAnalysis:
             self._request_phase[record.tcp_stream] = phase
             self._phase(phase, record)
         if kind == "Req":
+            unanswered = self._pending.get(record.tcp_stream)
+            if unanswered is not None:
+                self._unanswered(unanswered, record)
             self._pending[record.tcp_stream] = (base, record.t, record.frame, record.namespace)
             self._request(base, element, record)
         elif kind == "Res":
             self._response(base, element, record)
+
+    def _unanswered(self, request: tuple[str, float, int, str], record: V2GMessage) -> None:
+        """The EVCC sent another request before the SECC answered this one: a protocol error."""
+        base, t0, frame0, _ = request
+        if len(self.slow_responses) < MAX_LISTED:
+            self.slow_responses.append({"message": base, "request_frame": frame0, "response_frame": None,
+                                        "seconds": None, "timeout": None, "verdict": "no response"})
+        self._error(record.frame, record.t, f"{base}Req (frame {frame0}) got no response before "
+                                            f"{record.message} {record.t - t0:.3f} s later")
 
     def _request(self, base: str, element: dict[str, Any], record: V2GMessage) -> None:
         if base == "ServiceSelection":
@@ -362,6 +374,9 @@ class TraceAnalysis:
             "phases": self._timeline(start),
             "response_times": {k: v.to_json() for k, v in self.response_times.items()},
             "slow_responses": self.slow_responses,
+            # Requests still open when the capture ended (it may have been cut): listed, not errors.
+            "open_requests": [{"message": base, "request_frame": frame, "tcp_stream": stream}
+                              for stream, (base, _, frame, _) in self._pending.items()],
             "energy_transfer": {"offered": sorted(self.offered_services), "selected": self.selected_services,
                                 "control_modes": self.control_modes, "verdict": self.bpt_verdict()},
             "response_codes": self.response_codes,
