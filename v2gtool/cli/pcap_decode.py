@@ -233,6 +233,13 @@ def _print_summary(console: Console, summary: dict[str, Any]) -> None:
                       highlight=False)
     for name, info in summary["series"].items():
         console.print(f"{name}: {info['samples']} samples, {info['min']:g} … {info['max']:g}", highlight=False)
+    for slow in summary["slow_responses"]:
+        if slow["verdict"] == "near":
+            console.print(f"[yellow]#{slow['response_frame']} {slow['message']}Res after {slow['seconds']:.3f} s, near "
+                          f"its {slow['timeout']} s timeout[/yellow]", highlight=False)
+    for request in summary["open_requests"]:
+        console.print(f"[dim]#{request['request_frame']} {request['message']}Req still open when the capture "
+                      f"ended[/dim]", highlight=False)
     for error in summary["errors"]:
         console.print(f"[red]#{error['frame']} {error['error']}[/red]", highlight=False)
     verdict = f"[red]{summary['error_count']} protocol error(s)[/red]" if summary["error_count"] else \
