@@ -19,6 +19,7 @@ from v2gtool.errors import V2GToolError
 # `v2gtool --help` and pipelines stay fast. A command is listed here only once it works.
 SUBCOMMANDS: dict[str, str] = {
     "evse-slac": "v2gtool.cli.evse_slac:evse_slac",
+    "pcap-decode": "v2gtool.cli.pcap_decode:pcap_decode",
     "v2g-message-handler": "v2gtool.cli.message_handler:message_handler",
     "contactor": "v2gtool.cli.contactor:contactor",
     "cp-duty": "v2gtool.cli.cp_duty:cp_duty",

@@ -18,7 +18,7 @@ import click
 from rich.tree import Tree
 
 from v2gtool.cli.context import app_context
-from v2gtool.cli.output import emit_json, json_option, use_json
+from v2gtool.cli.output import emit_json, json_option, message_tree, use_json
 from v2gtool.errors import V2GToolError
 from v2gtool.exi import api
 from v2gtool.exi.grammar import (
@@ -128,26 +128,9 @@ def decode(ctx: click.Context, message: str | None, file: Path | None, namespace
             title = f"[bold]{decoded.name}[/bold]  [dim]{decoded.namespace.urn}"
             if decoded.payload_type is not None:
                 title += f", V2GTP 0x{decoded.payload_type:04X}"
-            app.console.print(_tree(title + "[/dim]", document[decoded.name]))
+            app.console.print(message_tree(title + "[/dim]", document[decoded.name]))
     if failed:
         ctx.exit(1)
-
-
-def _tree(label: str, body: Any) -> Tree:
-    tree = Tree(label)
-    _fill(tree, body)
-    return tree
-
-
-def _fill(node: Tree, body: Any) -> None:
-    for key, value in body.items():
-        items = value if isinstance(value, list) else [value]
-        for i, item in enumerate(items):
-            name = f"{key}[{i}]" if isinstance(value, list) else key
-            if isinstance(item, dict):
-                _fill(node.add(f"[cyan]{name}[/cyan]"), item)
-            else:
-                node.add(f"[cyan]{name}[/cyan] = [green]{item}[/green]")
 
 
 def _json_inputs(source: str | None, file: Path | None) -> Iterator[tuple[int, str]]:

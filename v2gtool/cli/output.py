@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, TextIO, TypeVar
 
 import click
+from rich.tree import Tree
 
 from v2gtool.cli.context import app_context
 
@@ -33,3 +34,21 @@ def json_option(func: F) -> F:
 def use_json(ctx: click.Context, local_flag: bool) -> bool:
     """True when JSON lines were asked for, on the group or on the subcommand."""
     return local_flag or app_context(ctx).json
+
+
+def message_tree(label: str, body: Any) -> Tree:
+    """A rich tree of a message in the JSON message form (elements as branches, values as leaves)."""
+    tree = Tree(label)
+    _fill(tree, body)
+    return tree
+
+
+def _fill(node: Tree, body: Any) -> None:
+    for key, value in body.items():
+        items = value if isinstance(value, list) else [value]
+        for i, item in enumerate(items):
+            name = f"{key}[{i}]" if isinstance(value, list) else key
+            if isinstance(item, dict):
+                _fill(node.add(f"[cyan]{name}[/cyan]"), item)
+            else:
+                node.add(f"[cyan]{name}[/cyan] = [green]{item}[/green]")

@@ -1,0 +1,138 @@
+"""pcap-decode speed and memory beside ``tshark -r`` on the same generated capture, in one run.
+
+    .venv/bin/python benchmarks/pcap_bench.py [--messages 100000] [--json]
+
+Writes a capture of one ISO 15118-20 DC session (SDP, handshake, SessionSetup, then DC_ChargeLoop
+pairs in BPT_Scheduled mode, one message per TCP segment) with at least --messages V2G messages,
+then runs, each as a child process: ``v2gtool --json pcap-decode --summary`` (full dissection,
+EXI decoding into the JSON form and analysis), the same writing every record as a JSON line
+(``v2gtool-json``), and ``tshark -r`` (frame parsing, summary lines).
+Reports messages per second, wall time and peak RSS of each (os.wait4). A second capture of twice
+the size shows whether our memory grows with the file. Goal (issue 8): decode the EXI payloads at
+least as fast as tshark parses the frames, in memory that does not grow with the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from v2gtool.exi import api
+from v2gtool.pcap.synth import PcapWriter, TCPSession, sdp_exchange
+
+SID = "5A2CDE53F701D4AC"
+
+
+def _rv(value: int, exponent: int = 0) -> dict[str, int]:
+    return {"Exponent": exponent, "Value": value}
+
+
+def _documents() -> list[tuple[bool, dict[str, Any], str | None]]:
+    header = {"SessionID": SID, "TimeStamp": 1718607534}
+    return [
+        (True, {"supportedAppProtocolReq": {"AppProtocol": [{"ProtocolNamespace": "urn:iso:std:iso:15118:-20:DC",
+                                                             "VersionNumberMajor": 1, "VersionNumberMinor": 0,
+                                                             "SchemaID": 1, "Priority": 1}]}}, "apphand"),
+        (False, {"supportedAppProtocolRes": {"ResponseCode": "OK_SuccessfulNegotiation", "SchemaID": 1}}, "apphand"),
+        (True, {"SessionSetupReq": {"Header": {"SessionID": "00" * 8, "TimeStamp": 1718607530},
+                                    "EVCCID": "WMIV1234567890ABCDEX"}}, None),
+        (False, {"SessionSetupRes": {"Header": header, "ResponseCode": "OK_NewSessionEstablished",
+                                     "EVSEID": "DE*ABC*E12345"}}, None),
+    ]
+
+
+def _loop_pair(current: int) -> tuple[bytes, bytes]:
+    header = {"SessionID": SID, "TimeStamp": 1718607534}
+    request = {"DC_ChargeLoopReq": {
+        "Header": header, "DisplayParameters": {"PresentSOC": 50}, "MeterInfoRequested": False,
+        "EVPresentVoltage": _rv(4012, -1),
+        "BPT_Scheduled_DC_CLReqControlMode": {"EVTargetCurrent": _rv(current), "EVTargetVoltage": _rv(4100, -1),
+                                              "EVMaximumDischargePower": _rv(11, 3)}}}
+    response = {"DC_ChargeLoopRes": {
+        "Header": header, "ResponseCode": "OK", "EVSEPresentCurrent": _rv(current),
+        "EVSEPresentVoltage": _rv(4012, -1), "EVSEPowerLimitAchieved": False, "EVSECurrentLimitAchieved": False,
+        "EVSEVoltageLimitAchieved": False, "BPT_Scheduled_DC_CLResControlMode": {}}}
+    return (api.encode_json(request, framed=True), api.encode_json(response, framed=True))
+
+
+def write_capture(path: Path, messages: int) -> int:
+    """Write the session; return how many V2G messages it holds."""
+    pairs = [_loop_pair(current) for current in (120, 80, -40, -100)]
+    with path.open("wb") as out:
+        writer = PcapWriter(out)
+        tcp = TCPSession(writer)
+        t = 1_700_000_000.0
+        sdp_exchange(writer, t, tcp.evcc, tcp.secc, tls=False)
+        tcp.open(t)
+        count = 0
+        for from_evcc, document, namespace in _documents():
+            tcp.send(t, from_evcc, api.encode_json(document, namespace, framed=True))
+            t += 0.05
+            count += 1
+        while count < messages:
+            request, response = pairs[count % len(pairs)]
+            tcp.send(t, True, request)
+            tcp.send(t + 0.04, False, response)
+            t += 0.1
+            count += 2
+        tcp.close(t)
+    return count
+
+
+def measure(command: list[str]) -> dict[str, float]:
+    """Wall time and peak RSS (MiB) of one child process, its output discarded."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) not in (0, 1):
+        raise SystemExit(f"{command[0]} failed: {process.stderr.read().decode() if process.stderr else ''}")
+    return {"seconds": round(elapsed, 3), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=100_000, help="V2G messages in the capture (>= 100000)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    args = parser.parse_args()
+    ours = [sys.executable, "-m", "v2gtool", "--json", "pcap-decode", "--summary"]
+    ours_all = [sys.executable, "-m", "v2gtool", "--json", "pcap-decode"]  # every frame and message as a JSON line
+    tshark = shutil.which("tshark")
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, size in (("1x", args.messages), ("2x", 2 * args.messages)):
+            path = Path(tmp) / f"session-{label}.pcap"
+            count = write_capture(path, size)
+            row: dict[str, Any] = {"messages": count, "file_mib": round(path.stat().st_size / 2**20, 1)}
+            row["v2gtool"] = measure([*ours, str(path)])
+            row["v2gtool"]["messages_per_s"] = round(count / row["v2gtool"]["seconds"])
+            row["v2gtool-json"] = measure([*ours_all, str(path)])
+            row["v2gtool-json"]["messages_per_s"] = round(count / row["v2gtool-json"]["seconds"])
+            if tshark is not None:
+                row["tshark"] = measure([tshark, "-r", str(path)])
+                row["tshark"]["messages_per_s"] = round(count / row["tshark"]["seconds"])
+            results[label] = row
+    if args.json:
+        print(json.dumps(results))
+        return
+    print(f"{'capture':8} {'messages':>9} {'MiB':>6}  {'tool':13} {'seconds':>8} {'msg/s':>9} {'peak RSS MiB':>13}")
+    for label, row in results.items():
+        for tool in ("v2gtool", "v2gtool-json", "tshark"):
+            if tool in row:
+                r = row[tool]
+                print(f"{label:8} {row['messages']:>9} {row['file_mib']:>6}  {tool:13} {r['seconds']:>8} "
+                      f"{r['messages_per_s']:>9} {r['peak_rss_mib']:>13}")
+    if tshark is None:
+        print("tshark not installed: apt-get install -y tshark to compare")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""``v2gtool pcap-decode``: output forms, filters, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.pcap.session import SHARED_PCAPS, dc_session, write_session
+from v2gtool import v2gtp
+
+
+def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "v2gtool", *args], input=stdin, capture_output=True, timeout=120,
+                          check=False)
+
+
+@pytest.fixture
+def discharge(tmp_path: Path) -> Path:
+    path = tmp_path / "discharge.pcap"
+    path.write_bytes(write_session(dc_session([0.1, 0.1, 0.1], currents=[20, -15, -25])))
+    return path
+
+
+def _lines(result: subprocess.CompletedProcess[bytes]) -> list[dict]:  # type: ignore[type-arg]
+    return [json.loads(line) for line in result.stdout.decode().splitlines()]
+
+
+def test_json_lines_one_record_per_frame_and_message(discharge: Path) -> None:
+    result = run("--json", "pcap-decode", str(discharge))
+    assert result.returncode == 0, result.stderr
+    records = _lines(result)
+    frames = [r for r in records if r["event"] == "Frame"]
+    messages = [r for r in records if r["event"] == "V2GMessage"]
+    assert [f["frame"] for f in frames] == list(range(1, len(frames) + 1))
+    assert [m["message"] for m in messages][:4] == ["supportedAppProtocolReq", "supportedAppProtocolRes",
+                                                    "SessionSetupReq", "SessionSetupRes"]
+    assert messages[4]["document"]["DC_ChargeLoopReq"]["BPT_Scheduled_DC_CLReqControlMode"]["EVTargetCurrent"] == \
+        {"Exponent": 0, "Value": 20}
+    assert records[-1]["event"] == "Summary" and records[-1]["messages"] == len(messages)
+
+
+def test_filter_by_field_expression(discharge: Path) -> None:
+    result = run("--json", "pcap-decode", "--filter", "DC_ChargeLoopReq.EVTargetCurrent < 0", str(discharge))
+    records = _lines(result)
+    shown = [r["document"]["DC_ChargeLoopReq"]["BPT_Scheduled_DC_CLReqControlMode"]["EVTargetCurrent"]["Value"]
+             for r in records if r["event"] == "V2GMessage"]
+    assert shown == [-15, -25]
+    by_name = _lines(run("--json", "pcap-decode", "--filter", "SessionSetupRes", "--filter", "SDPRes", str(discharge)))
+    assert [r.get("message") for r in by_name[:-1]] == ["SDPRes", "SessionSetupRes"]
+    code = _lines(run("--json", "pcap-decode", "--filter", "SessionSetupRes.ResponseCode == OK_NewSessionEstablished",
+                      str(discharge)))
+    assert len(code) == 2
+
+
+def test_summary_alone_for_people(discharge: Path) -> None:
+    result = run("pcap-decode", "--summary", str(discharge))
+    out = result.stdout.decode()
+    assert result.returncode == 0
+    assert "DC_ChargeLoopReq" not in out and "Summary" in out and "Response times" in out
+    assert "no protocol errors" in out
+
+
+def test_tree_output_and_stdin(discharge: Path) -> None:
+    result = run("pcap-decode", "-", stdin=discharge.read_bytes())
+    out = result.stdout.decode()
+    assert result.returncode == 0
+    assert "DC_ChargeLoopReq" in out and "EVTargetCurrent" in out and "SDPRes" in out
+
+
+def test_protocol_error_exits_non_zero_with_the_error_named(tmp_path: Path) -> None:
+    exchange = dc_session([0.1])
+    exchange.insert(4, (0.17, True, v2gtp.encode_frame(v2gtp.PayloadType.ISO20_DC_MAINSTREAM, b"\xff" * 12)))
+    path = tmp_path / "garbage.pcap"
+    path.write_bytes(write_session(exchange))
+    result = run("--json", "pcap-decode", "--summary", str(path))
+    assert result.returncode == 1
+    summary = _lines(result)[-1]
+    assert summary["error_count"] == 1 and summary["errors"][0]["error"].startswith("exi: TCP stream 0 EVCC, V2GTP "
+                                                                                    "0x8004, iso20-dc: ")
+
+
+def test_truncated_capture_still_summarises_and_fails(discharge: Path, tmp_path: Path) -> None:
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(discharge.read_bytes()[:-7])
+    result = run("--json", "pcap-decode", "--summary", str(cut))
+    assert result.returncode == 1
+    errors = _lines(result)[-1]["errors"]
+    assert errors[-1]["error"].startswith("capture: capture truncated at byte ")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["pcap-decode", "/nonexistent.pcap"], "v2gtool: error: /nonexistent.pcap: No such file or directory"),
+    (["pcap-decode", "--filter", "X.Y <", "x"], "v2gtool: error: --filter 'X.Y <': expected a message name"),
+])
+def test_bad_input_is_one_line(args: list[str], message: str) -> None:
+    result = run(*args)
+    err = result.stderr.decode()
+    assert result.returncode != 0 and err.startswith(message) and err.count("\n") == 1
+
+
+def test_keylog_without_secrets_is_one_line(tmp_path: Path, discharge: Path) -> None:
+    keys = tmp_path / "empty.keys"
+    keys.write_text("# nothing\n")
+    result = run("pcap-decode", "--keylog", str(keys), str(discharge))
+    assert result.returncode == 1
+    assert result.stderr.decode() == f"v2gtool: error: --keylog {keys}: no NSS key-log lines (CLIENT_RANDOM, " \
+                                     f"*_TRAFFIC_SECRET_*) found\n"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="matplotlib is not installed")
+def test_plot_writes_a_png(discharge: Path, tmp_path: Path) -> None:
+    png = tmp_path / "loop.png"
+    result = run("pcap-decode", "--summary", "--plot", str(png), str(discharge))
+    assert result.returncode == 0, result.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_without_matplotlib_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from v2gtool.pcap import plot
+
+    monkeypatch.setattr(plot.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(plot.PlotError, match=r"^--plot needs matplotlib, which is not installed"):
+        plot.check_plotting()
+
+
+@pytest.mark.skipif(not SHARED_PCAPS.is_dir(), reason="shared captures absent")
+def test_tls_capture_with_keylog_option() -> None:
+    capture = SHARED_PCAPS / "ISO-20_TLS13_DC_DS5366_Josev.pcapng"
+    result = run("--json", "pcap-decode", "--summary", "--keylog", str(capture.with_suffix(".keys")), str(capture))
+    summary = _lines(result)[-1]
+    assert result.returncode == 0
+    assert summary["tls"][0]["cipher_suite"] == "TLS_AES_256_GCM_SHA384" and summary["messages"] == 112

@@ -1,0 +1,149 @@
+"""pcap/pcapng reading: formats, timestamps, chunked feeding, truncation and --follow."""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from v2gtool.pcap.reader import CaptureError, CaptureParser, read_capture
+from v2gtool.pcap.synth import PcapWriter
+
+
+def _pcap(packets: list[tuple[float, bytes]]) -> bytes:
+    out = io.BytesIO()
+    writer = PcapWriter(out)
+    for t, data in packets:
+        writer.write(t, data)
+    return out.getvalue()
+
+
+def _block(block_type: int, body: bytes, endian: str = "<") -> bytes:
+    body += bytes(-len(body) % 4)
+    length = 12 + len(body)
+    return struct.pack(endian + "II", block_type, length) + body + struct.pack(endian + "I", length)
+
+
+def _pcapng(endian: str = "<", tsresol: int | None = None) -> bytes:
+    shb = _block(0x0A0D0D0A, struct.pack(endian + "IHHq", 0x1A2B3C4D, 1, 0, -1), endian)
+    options = b""
+    if tsresol is not None:
+        options = struct.pack(endian + "HH", 9, 1) + bytes([tsresol, 0, 0, 0]) + struct.pack(endian + "HH", 0, 0)
+    idb0 = _block(1, struct.pack(endian + "HHI", 1, 0, 65535) + options, endian)
+    idb1 = _block(1, struct.pack(endian + "HHI", 113, 0, 65535), endian)
+    ticks = 1_700_000_000_123_456 if tsresol is None else 1_700_000_000_123_456_789
+    epb0 = _block(6, struct.pack(endian + "IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF, 5, 60) + b"hello", endian)
+    epb1 = _block(6, struct.pack(endian + "IIIII", 1, 0, 7, 3, 3) + b"abc", endian)
+    spb = _block(3, struct.pack(endian + "I", 4) + b"spb!", endian)
+    nrb = _block(4, b"\x00\x00\x00\x00", endian)
+    return shb + idb0 + idb1 + epb0 + nrb + epb1 + spb
+
+
+def test_pcap_packets_numbered_and_timed() -> None:
+    data = _pcap([(1.5, b"\x01" * 20), (2.25, b"\x02" * 30)])
+    packets = list(read_capture(io.BytesIO(data)))
+    assert [p.number for p in packets] == [1, 2]
+    assert [p.timestamp for p in packets] == [1.5, 2.25]
+    assert packets[1].data == b"\x02" * 30 and packets[0].linktype == 1
+
+
+@pytest.mark.parametrize("endian", ["<", ">"])
+def test_pcapng_blocks_interfaces_and_byte_orders(endian: str) -> None:
+    packets = list(read_capture(io.BytesIO(_pcapng(endian))))
+    assert [(p.number, p.linktype, p.data) for p in packets] == [(1, 1, b"hello"), (2, 113, b"abc"), (3, 1, b"spb!")]
+    assert packets[0].timestamp == pytest.approx(1_700_000_000.123456)
+    assert packets[0].original_length == 60
+
+
+def test_pcapng_if_tsresol_nanoseconds() -> None:
+    packets = list(read_capture(io.BytesIO(_pcapng(tsresol=9))))
+    assert packets[0].timestamp == pytest.approx(1_700_000_000.123456789)
+
+
+def test_big_endian_nanosecond_pcap() -> None:
+    header = struct.pack(">IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 65535, 1)
+    record = struct.pack(">IIII", 10, 500_000_000, 2, 2) + b"xy"
+    packets = list(read_capture(io.BytesIO(header + record)))
+    assert packets[0].timestamp == 10.5 and packets[0].data == b"xy"
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(1, 64), min_size=1, max_size=40))
+def test_any_chunking_yields_the_same_packets(sizes: list[int]) -> None:
+    data = _pcapng() + b""
+    whole = CaptureParser().feed(data)
+    parser = CaptureParser()
+    got = []
+    pos = 0
+    for size in sizes * (len(data) // sum(sizes) + 1):
+        got.extend(parser.feed(data[pos:pos + size]))
+        pos += size
+        if pos >= len(data):
+            break
+    parser.close()
+    assert got == whole
+
+
+def test_truncated_last_record_is_named() -> None:
+    data = _pcap([(1.0, b"a" * 40), (2.0, b"b" * 40)])[:-10]
+    with pytest.raises(CaptureError, match=r"truncated .* after packet 1"):
+        list(read_capture(io.BytesIO(data)))
+
+
+def test_not_a_capture() -> None:
+    with pytest.raises(CaptureError, match="not a pcap or pcapng capture: file starts with 7b226576"):
+        list(read_capture(io.BytesIO(b'{"event": 1}')))
+    with pytest.raises(CaptureError, match="empty"):
+        list(read_capture(io.BytesIO(b"")))
+
+
+@pytest.mark.parametrize("block_type", [1, 2, 3, 6])
+def test_pcapng_block_too_short_for_its_fields(block_type: int) -> None:
+    data = _pcapng()[:28] + _block(1, struct.pack("<HHI", 1, 0, 0)) + _block(block_type, b"")
+    with pytest.raises(CaptureError, match=f"block type {block_type:#x} at byte 48: body of 0 bytes"):
+        list(read_capture(io.BytesIO(data)))
+
+
+def test_follow_reads_what_is_appended() -> None:
+    """--follow: at the end, wait (virtual sleep) and read what the writer appended meanwhile."""
+    first = _pcap([(1.0, b"one")])
+    stream = io.BytesIO(first)
+    pending = [struct.pack("<IIII", 2, 0, 3, 3) + b"two", struct.pack("<IIII", 3, 0, 5, 5) + b"three"]
+    polls: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        polls.append(seconds)
+        if pending:
+            position = stream.tell()
+            stream.seek(0, io.SEEK_END)
+            stream.write(pending.pop(0))
+            stream.seek(position)
+
+    packets = read_capture(stream, follow=True, sleep=sleep, keep_following=lambda: len(polls) < 4)
+    assert [p.data for p in packets] == [b"one", b"two", b"three"]
+    assert polls == [0.2] * 4
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_fuzz_only_capture_errors(data: bytes) -> None:
+    parser = CaptureParser()
+    try:
+        parser.feed(data)
+        parser.close()
+    except CaptureError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_fuzz_after_valid_header(data: bytes) -> None:
+    parser = CaptureParser()
+    try:
+        parser.feed(_pcapng()[:28] + data)
+        parser.close()
+    except CaptureError:
+        pass

@@ -1,0 +1,248 @@
+"""``v2gtool pcap-decode``: decode a V2G capture and answer the field engineer's questions.
+
+Reads pcap/pcapng from a file, stdin (``-``) or a growing trace (``--follow``); dissects SLAC, SDP,
+TCP, TLS (with ``--keylog`` or secrets disclosed in the capture), V2GTP and EXI; prints a tree per
+message and a summary, or ``--json`` lines. The exit code is 1 when the trace shows a protocol
+error (undecodable or missing data, a FAILED response code, a response over its timeout), so a
+charger's CI can gate on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from v2gtool.cli.context import app_context
+from v2gtool.cli.output import emit_json, json_option, message_tree, use_json
+from v2gtool.errors import V2GToolError
+from v2gtool.pcap.analysis import TraceAnalysis
+from v2gtool.pcap.dissect import Dissector
+from v2gtool.pcap.filters import MessageFilter, parse_filter
+from v2gtool.pcap.homeplug import SLAC_MMTYPE_NAMES
+from v2gtool.pcap.plot import check_plotting, plot_series
+from v2gtool.pcap.reader import CaptureError, read_capture
+from v2gtool.pcap.records import (
+    Frame,
+    KeyDisclosed,
+    ProtocolError,
+    SdpMessage,
+    SlacMessage,
+    TLSSession,
+    TraceRecord,
+    V2GMessage,
+)
+from v2gtool.pcap.tls import KeyLog
+
+
+class KeyLogError(V2GToolError):
+    """A --keylog file cannot be read or holds no secrets."""
+
+
+@click.command("pcap-decode")
+@click.argument("capture", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@click.option("--keylog", "keylogs", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="NSS key-log file (SSLKEYLOGFILE format) to decrypt TLS; repeatable.")
+@click.option("--follow", is_flag=True, help="Keep reading as the capture file grows (Ctrl-C ends and summarises).")
+@click.option("--filter", "filters", multiple=True, metavar="EXPR",
+              help="Show only messages matching EXPR: a name (DC_ChargeLoopReq) or a field comparison "
+                   "(\"DC_ChargeLoopReq.EVTargetCurrent < 0\"); repeatable, any may match.")
+@click.option("--summary", "summary_only", is_flag=True, help="Print only the summary.")
+@click.option("--frames", "show_frames", is_flag=True, help="Also list every frame (people's output).")
+@click.option("--plot", "plot_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the loop's voltage/current/power series to this PNG (needs matplotlib).")
+@json_option
+@click.pass_context
+def pcap_decode(ctx: click.Context, capture: Path, keylogs: tuple[Path, ...], follow: bool, filters: tuple[str, ...],
+                summary_only: bool, show_frames: bool, plot_file: Path | None, json_out: bool) -> None:
+    """Decode a V2G capture (pcap/pcapng): SLAC, SDP, TLS, V2GTP, EXI, with a timing and protocol summary.
+
+    Exit code 1 when the trace shows a protocol error: undecodable or missing data, a FAILED
+    response code, a response over its message timeout, a TLS alert.
+
+    \b
+    Examples:
+      v2gtool pcap-decode session.pcapng
+      v2gtool pcap-decode --keylog keys.log --summary tls-session.pcapng
+      v2gtool --json pcap-decode trace.pcap | jq 'select(.event=="V2GMessage")'
+      v2gtool pcap-decode --filter 'DC_ChargeLoopReq.EVTargetCurrent < 0' discharge.pcapng
+      tcpdump -i eth1 -U -w - | v2gtool pcap-decode -
+      v2gtool pcap-decode --follow /var/log/v2g/trace.pcap
+    """
+    app = app_context(ctx)
+    as_json = use_json(ctx, json_out)
+    parsed = [parse_filter(text) for text in filters]
+    if plot_file is not None:
+        check_plotting()
+    keylog = KeyLog()
+    for path in keylogs:
+        _load_keylog(keylog, path)
+    dissector = Dissector(keylog)
+    analysis = TraceAnalysis()
+    renderer = _Renderer(app.console, as_json, summary_only, show_frames, parsed)
+    with _open(capture) as stream:
+        for record in _records(stream, dissector, follow):
+            analysis.add(record)
+            renderer.show(record)
+    summary = analysis.summary()
+    if as_json:
+        emit_json(summary)
+    else:
+        _print_summary(app.console, summary)
+    if plot_file is not None:
+        plot_series(analysis, plot_file)
+    if analysis.failed:
+        ctx.exit(1)
+
+
+def _load_keylog(keylog: KeyLog, path: Path) -> None:
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except OSError as exc:
+        raise KeyLogError(f"--keylog {path}: {exc.strerror}") from None
+    if not keylog.add_text(text):
+        raise KeyLogError(f"--keylog {path}: no NSS key-log lines (CLIENT_RANDOM, *_TRAFFIC_SECRET_*) found")
+
+
+@contextlib.contextmanager
+def _open(capture: Path) -> Iterator[BinaryIO]:
+    if str(capture) == "-":
+        yield sys.stdin.buffer
+        return
+    try:
+        stream = capture.open("rb")
+    except OSError as exc:
+        raise CaptureError(f"{capture}: {exc.strerror}") from None
+    with stream:
+        yield stream
+
+
+def _records(stream: BinaryIO, dissector: Dissector, follow: bool) -> Iterator[TraceRecord]:
+    """Every record of the capture; a damaged capture ends in a ProtocolError record, Ctrl-C ends --follow."""
+    try:
+        for packet in read_capture(stream, follow=follow):
+            yield from dissector.packet(packet)
+    except CaptureError as exc:
+        yield ProtocolError(t=dissector.last_time, frame=dissector.last_frame, layer="capture", message=str(exc))
+    except KeyboardInterrupt:
+        if not follow:
+            raise
+    yield from dissector.finish()
+
+
+class _Renderer:
+    """Rich output for people or JSON lines, for each record as it arrives."""
+
+    def __init__(self, console: Console, as_json: bool, summary_only: bool, show_frames: bool,
+                 filters: list[MessageFilter]) -> None:
+        self._console = console
+        self._json = as_json
+        self._summary_only = summary_only
+        self._frames = show_frames
+        self._filters = filters
+        self._start: float | None = None
+
+    def show(self, record: TraceRecord) -> None:
+        if self._start is None:
+            self._start = record.t
+        if self._summary_only:
+            return
+        if (self._filters and not isinstance(record, ProtocolError)
+                and not any(f.matches(record) for f in self._filters)):
+            return
+        if self._json:
+            emit_json(record.to_json())
+            return
+        self._person(record, record.t - self._start)
+
+    def _person(self, record: TraceRecord, rel: float) -> None:
+        head = f"[dim]#{record.frame:<6} {rel:10.6f}[/dim]"
+        out = self._console
+        if isinstance(record, V2GMessage):
+            lock = " 🔒" if record.tls else ""
+            title = (f"{head} [bold]{record.message}[/bold]  [dim]{record.sender}, stream {record.tcp_stream}, "
+                     f"{record.namespace} 0x{record.payload_type:04X}{lock}[/dim]")
+            out.print(message_tree(title, next(iter(record.document.values()))), highlight=False)
+        elif isinstance(record, SlacMessage) and (self._frames or record.mme["name"] in SLAC_MMTYPE_NAMES):
+            fields = ", ".join(f"{k}={v}" for k, v in record.mme.items()
+                               if k not in ("mmv", "mmtype", "name", "profile"))
+            profile = record.mme.get("profile")
+            if profile:
+                fields += f", {profile['groups']} groups, average {profile['average_db']} dB"
+            vlan = f" vlan {record.vlan}" if record.vlan is not None else ""
+            out.print(f"{head} [bold]{record.mme['name']}[/bold] [dim]{record.source} → {record.destination}{vlan}"
+                      f"{'  ' + fields if fields else ''}[/dim]", highlight=False)
+        elif isinstance(record, SdpMessage):
+            fields = ", ".join(f"{k}={v}" for k, v in record.fields.items())
+            out.print(f"{head} [bold]{record.message}[/bold] [dim]{record.source} → {record.destination}  {fields}"
+                      f"[/dim]", highlight=False)
+        elif isinstance(record, TLSSession):
+            out.print(f"{head} [bold]TLS[/bold] [dim]stream {record.tcp_stream}: {record.version}, "
+                      f"{record.cipher_suite}[/dim]", highlight=False)
+        elif isinstance(record, KeyDisclosed):
+            out.print(f"{head} [dim]key disclosed: {record.label} for {record.client_random[:16]}…[/dim]",
+                      highlight=False)
+        elif isinstance(record, ProtocolError):
+            out.print(f"{head} [red]{record.layer} error: {record.message}[/red]", highlight=False)
+        elif isinstance(record, Frame) and self._frames:
+            out.print(f"{head} [dim]{record.protocols} {record.source} → {record.destination} {record.info}[/dim]",
+                      highlight=False)
+
+
+def _print_summary(console: Console, summary: dict[str, Any]) -> None:
+    console.rule("[bold]Summary")
+    console.print(f"{summary['frames']} frames, {summary['messages']} V2G messages in {summary['duration']:.3f} s; "
+                  f"protocols: {', '.join(summary['protocols']) or 'none'}", highlight=False)
+    for tls in summary["tls"]:
+        console.print(f"TLS on stream {tls['tcp_stream']}: {tls['version']}, {tls['cipher_suite']}", highlight=False)
+    if summary["phases"]:
+        table = Table("phase", "frame", "start s", "duration s", "messages", title="Timeline")
+        for phase in summary["phases"]:
+            table.add_row(phase["phase"], str(phase["frame"]), f"{phase['start']:.3f}", f"{phase['duration']:.3f}",
+                          str(phase["messages"]))
+        console.print(table)
+    if summary["response_times"]:
+        table = Table("request", "count", "min s", "mean s", "max s", "timeout s", "near", "over",
+                      title="Response times")
+        for name, stats in summary["response_times"].items():
+            style = "red" if stats["over"] else "yellow" if stats["near"] else ""
+            table.add_row(name, str(stats["count"]), f"{stats['min']:.3f}", f"{stats['mean']:.3f}",
+                          f"{stats['max']:.3f}", str(stats["timeout"]), str(stats["near"]), str(stats["over"]),
+                          style=style)
+        console.print(table)
+    energy = summary["energy_transfer"]
+    console.print(f"Energy transfer: offered {', '.join(energy['offered']) or '-'}; selected "
+                  f"{', '.join(energy['selected']) or '-'}; control modes "
+                  f"{', '.join(energy['control_modes']) or '-'} → [bold]{energy['verdict']}[/bold]", highlight=False)
+    slac = summary["slac"]
+    for evse, info in slac["candidates"].items():
+        chosen = " [bold](chosen)[/bold]" if evse == slac["chosen_evse"] else ""
+        console.print(f"SLAC: EVSE {evse} average attenuation {info.get('average_attenuation_db', '?')} dB{chosen}",
+                      highlight=False)
+    for code in summary["response_codes"]:
+        console.print(f"[yellow]#{code['frame']} {code['message']}: {code['code']}[/yellow]", highlight=False)
+    for note in summary["notifications"]:
+        console.print(f"[yellow]#{note['frame']} {note['message']}: EVSENotification {note['notification']}[/yellow]",
+                      highlight=False)
+    for name, info in summary["series"].items():
+        console.print(f"{name}: {info['samples']} samples, {info['min']:g} … {info['max']:g}", highlight=False)
+    for slow in summary["slow_responses"]:
+        if slow["verdict"] == "near":
+            console.print(f"[yellow]#{slow['response_frame']} {slow['message']}Res after {slow['seconds']:.3f} s, near "
+                          f"its {slow['timeout']} s timeout[/yellow]", highlight=False)
+    for request in summary["open_requests"]:
+        console.print(f"[dim]#{request['request_frame']} {request['message']}Req still open when the capture "
+                      f"ended[/dim]", highlight=False)
+    for error in summary["errors"]:
+        console.print(f"[red]#{error['frame']} {error['error']}[/red]", highlight=False)
+    verdict = f"[red]{summary['error_count']} protocol error(s)[/red]" if summary["error_count"] else \
+        "[green]no protocol errors[/green]"
+    when = datetime.fromtimestamp(summary["start"], UTC).isoformat(timespec="milliseconds")
+    console.print(f"{verdict}  [dim]capture started {when}[/dim]")

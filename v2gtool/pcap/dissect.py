@@ -1,0 +1,358 @@
+"""Dissection of V2G captures: SLAC MMEs, SDP, TCP, TLS, V2GTP and EXI, into typed records.
+
+:class:`Dissector` is sans-IO: :meth:`Dissector.packet` takes one captured packet and returns the
+records it yields; :meth:`Dissector.finish` reports what the end of the capture leaves open. The EXI
+schema set of a message comes from the supportedAppProtocol exchange of its TCP connection (the
+SchemaID of the Res names an AppProtocol entry of the Req; ISO 15118-2 clause 8.2.2.4.3) and, in
+ISO 15118-20, from the V2GTP payload type (Table 12). Decoding uses the project's own codec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from v2gtool import v2gtp
+from v2gtool.errors import V2GToolError
+from v2gtool.exi import api
+from v2gtool.pcap import homeplug
+from v2gtool.pcap.link import (
+    ETHERTYPE_HOMEPLUG_AV,
+    ETHERTYPE_IPV4,
+    ETHERTYPE_IPV6,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    ip_packet,
+    link_frame,
+    tcp_segment,
+    udp_datagram,
+)
+from v2gtool.pcap.reader import CapturedPacket
+from v2gtool.pcap.records import (
+    EVCC,
+    SECC,
+    Frame,
+    KeyDisclosed,
+    ProtocolError,
+    SdpMessage,
+    SlacMessage,
+    TLSSession,
+    TraceRecord,
+    V2GMessage,
+)
+from v2gtool.pcap.sdp import SDP_PORT, sdp_fields
+from v2gtool.pcap.tcp import (
+    CLIENT_TO_SERVER,
+    Endpoint,
+    StreamClosed,
+    StreamData,
+    StreamEvent,
+    StreamGap,
+    StreamOpened,
+    TCPReassembler,
+)
+from v2gtool.pcap.tls import ALERT_DESCRIPTIONS, Alert, HandshakeSeen, KeyLog, Plaintext, TLSError, TLSOutput, TLSStream
+
+# The schema set of a negotiated AppProtocol namespace (ISO 15118-2 Table 107 ff.; -20 clause 8.3).
+PROTOCOL_OF_NAMESPACE: dict[str, str] = {
+    "urn:din:70121:2012:MsgDef": "din",
+    "urn:iso:15118:2:2013:MsgDef": "iso2",
+    "urn:iso:std:iso:15118:-20:DC": "iso20",
+    "urn:iso:std:iso:15118:-20:AC": "iso20",
+    "urn:iso:std:iso:15118:-20:WPT": "iso20",
+    "urn:iso:std:iso:15118:-20:ACDP": "iso20",
+}
+_TLS_RECORD_TYPES = (20, 21, 22, 23)
+_ALERT_CLOSE_NOTIFY = 0
+
+
+@dataclass(slots=True)
+class _V2GTPStream:
+    """V2GTP framing of one direction that can resynchronise after a gap or a bad header.
+
+    ``v2gtp.FrameReader`` stops at the first bad header; a capture must go on, so this keeps the
+    buffer itself and, after an error, looks for the next plausible header.
+    """
+
+    buffer: bytearray = field(default_factory=bytearray)
+    lost: bool = False
+
+    def feed(self, data: bytes) -> tuple[list[v2gtp.V2GTPFrame], str | None]:
+        self.buffer += data
+        frames: list[v2gtp.V2GTPFrame] = []
+        error: str | None = None
+        while len(self.buffer) >= v2gtp.HEADER_LENGTH:
+            if self.lost and not self._resync():
+                break
+            try:
+                payload_type, length = v2gtp.parse_header(bytes(self.buffer[:v2gtp.HEADER_LENGTH]))
+            except v2gtp.V2GTPError as exc:
+                error = error or str(exc)
+                self.lost = True
+                del self.buffer[:1]
+                continue
+            end = v2gtp.HEADER_LENGTH + length
+            if len(self.buffer) < end:
+                break
+            frames.append(v2gtp.V2GTPFrame(payload_type, bytes(self.buffer[v2gtp.HEADER_LENGTH:end])))
+            del self.buffer[:end]
+        return frames, error
+
+    def _resync(self) -> bool:
+        """Drop bytes up to the next version/inverse pair; True when a candidate header starts the buffer."""
+        start = self.buffer.find(b"\x01\xfe")
+        if start < 0:
+            del self.buffer[:max(0, len(self.buffer) - 1)]
+            return False
+        del self.buffer[:start]
+        self.lost = False
+        return len(self.buffer) >= v2gtp.HEADER_LENGTH
+
+    def gap(self) -> None:
+        self.buffer.clear()
+        self.lost = True
+
+
+@dataclass(slots=True)
+class _Connection:
+    """What the dissector knows of one TCP connection."""
+
+    index: int
+    client: Endpoint
+    server: Endpoint
+    kind: str | None = None  # "tls", "v2gtp", "other" (not V2G) or "broken" once its first bytes are seen
+    tls: TLSStream | None = None
+    framing: tuple[_V2GTPStream, _V2GTPStream] = field(default_factory=lambda: (_V2GTPStream(), _V2GTPStream()))
+    app_protocols: dict[int, str] = field(default_factory=dict)  # SchemaID -> ProtocolNamespace of the Req
+    protocol: str | None = None  # "iso2", "din" or "iso20" once the Res selected one
+    handshake_done: bool = False
+
+
+class Dissector:
+    """Turns captured packets into :mod:`v2gtool.pcap.records`, in constant memory per connection."""
+
+    def __init__(self, keylog: KeyLog | None = None) -> None:
+        self.keylog = keylog if keylog is not None else KeyLog()
+        self._tcp = TCPReassembler()
+        self._connections: dict[int, _Connection] = {}
+        self.last_frame = 0
+        self.last_time = 0.0
+        self._keylog_generation = self.keylog.generation
+        self._secc_ports: set[int] = set()  # TCP ports SDP responses announced
+
+    def packet(self, pkt: CapturedPacket) -> list[TraceRecord]:
+        """Dissect one packet: its Frame record first, then the messages it completes."""
+        self.last_frame, self.last_time = pkt.number, pkt.timestamp
+        out: list[TraceRecord] = []
+        frame = Frame(t=pkt.timestamp, frame=pkt.number, length=len(pkt.data), protocols="", source=None,
+                      destination=None, info="")
+        try:
+            frame = self._dissect(pkt, out)
+        except V2GToolError as exc:
+            out.append(ProtocolError(t=pkt.timestamp, frame=pkt.number, layer="frame", message=str(exc)))
+        if self.keylog.generation != self._keylog_generation:
+            self._keylog_generation = self.keylog.generation
+            out.extend(self._retry_tls(pkt))
+        return [frame, *out]
+
+    def finish(self) -> list[TraceRecord]:
+        """End of capture: close every TCP stream and report records still waiting for a TLS secret."""
+        out: list[TraceRecord] = []
+        for event in self._tcp.close(self.last_frame, self.last_time):
+            out.extend(self._stream_event(event))
+        return out
+
+    def _dissect(self, pkt: CapturedPacket, out: list[TraceRecord]) -> Frame:
+        link = link_frame(pkt.linktype, pkt.data)
+        t, number = pkt.timestamp, pkt.number
+        vlan = link.vlan[-1] if link.vlan else None
+        if link.ethertype == ETHERTYPE_HOMEPLUG_AV:
+            mme = homeplug.dissect_mme(link.payload)
+            out.append(SlacMessage(t=t, frame=number, source=link.source, destination=link.destination, mme=mme,
+                                   vlan=vlan))
+            return Frame(t=t, frame=number, length=len(pkt.data), protocols="eth:homeplug-av", source=link.source,
+                         destination=link.destination, info=mme["name"], vlan=vlan)
+        if link.ethertype not in (ETHERTYPE_IPV6, ETHERTYPE_IPV4):
+            return Frame(t=t, frame=number, length=len(pkt.data), protocols=f"eth:0x{link.ethertype:04x}",
+                         source=link.source, destination=link.destination, info="")
+        ip = ip_packet(link.ethertype, link.payload)
+        ip_name = "ipv6" if link.ethertype == ETHERTYPE_IPV6 else "ip"
+        if ip.protocol == IPPROTO_UDP:
+            udp = udp_datagram(ip.payload)
+            info = self._udp(pkt, ip.source, ip.destination, udp.source_port, udp.destination_port, udp.payload,
+                             out)
+            return Frame(t=t, frame=number, length=len(pkt.data), protocols=f"eth:{ip_name}:udp", source=ip.source,
+                         destination=ip.destination, info=info)
+        if ip.protocol == IPPROTO_TCP:
+            seg = tcp_segment(ip.payload)
+            src, dst = Endpoint(ip.source, seg.source_port), Endpoint(ip.destination, seg.destination_port)
+            stream, events = self._tcp.segment(number, t, src, dst, seg)
+            for event in events:
+                out.extend(self._stream_event(event))
+            return Frame(t=t, frame=number, length=len(pkt.data), protocols=f"eth:{ip_name}:tcp", source=ip.source,
+                         destination=ip.destination, info=f"{seg.source_port} → {seg.destination_port}",
+                         tcp_stream=stream)
+        return Frame(t=t, frame=number, length=len(pkt.data), protocols=f"eth:{ip_name}", source=ip.source,
+                     destination=ip.destination, info=f"IP protocol {ip.protocol}")
+
+    def _udp(self, pkt: CapturedPacket, source: str, destination: str, sport: int, dport: int, payload: bytes,
+             out: list[TraceRecord]) -> str:
+        if SDP_PORT in (sport, dport) and v2gtp.looks_like_frame(payload):
+            frame = v2gtp.decode_frame(payload)
+            name, fields = sdp_fields(frame)
+            if "secc_port" in fields:
+                self._secc_ports.add(fields["secc_port"])
+            out.append(SdpMessage(t=pkt.timestamp, frame=pkt.number, message=name, source=f"[{source}]:{sport}",
+                                  destination=f"[{destination}]:{dport}", fields=fields))
+            return name
+        disclosed = self._disclosed_keys(payload)
+        for label, random in disclosed:
+            out.append(KeyDisclosed(t=pkt.timestamp, frame=pkt.number, label=label, client_random=random.hex()))
+        return f"{sport} → {dport}" + (" key disclosure" if disclosed else "")
+
+    def _disclosed_keys(self, payload: bytes) -> list[tuple[str, bytes]]:
+        """Key-log lines a tester sends in a UDP datagram (dsV2Gshark convention; ASCII NSS lines)."""
+        if not payload[:1].isalpha() or not payload.isascii():
+            return []
+        return self.keylog.add_text(payload.decode("ascii"))
+
+    def _retry_tls(self, pkt: CapturedPacket) -> list[TraceRecord]:
+        out: list[TraceRecord] = []
+        for conn in self._connections.values():
+            if conn.tls is not None and conn.tls.waiting_for_keys:
+                out.extend(self._tls_outputs(conn, pkt.number, pkt.timestamp, self._guard_tls(conn, conn.tls.retry)))
+        return out
+
+    @staticmethod
+    def _guard_tls(conn: _Connection, step: Callable[[], list[TLSOutput]]) -> list[TLSOutput] | TLSError:
+        """Run a TLS step; a TLS error ends decryption of this connection and is returned, not raised."""
+        try:
+            return step()
+        except TLSError as exc:
+            conn.kind = "broken"
+            return exc
+
+    def _stream_event(self, event: StreamEvent) -> list[TraceRecord]:
+        if isinstance(event, StreamData):
+            conn = self._connections.get(event.stream)
+            if conn is None:
+                return []
+            return self._stream_bytes(conn, event)
+        if isinstance(event, StreamGap):
+            conn = self._connections.get(event.stream)
+            if conn is not None and conn.kind == "other":
+                return []  # not a V2G connection: its holes are not ours to report
+            path = "EVCC→SECC" if event.direction == CLIENT_TO_SERVER else "SECC→EVCC"
+            if conn is not None and conn.kind == "v2gtp":
+                conn.framing[event.direction].gap()
+            elif conn is not None and conn.kind == "tls":
+                conn.kind = "broken"  # records cannot be realigned after lost ciphertext
+            return [ProtocolError(t=event.timestamp, frame=event.frame, layer="tcp", tcp_stream=event.stream,
+                                  message=f"TCP stream {event.stream} {path}: {event.length} bytes missing at "
+                                          f"relative offset {event.offset} (segment not captured)")]
+        if isinstance(event, StreamClosed):
+            conn = self._connections.pop(event.stream, None)
+            if conn is not None and conn.tls is not None and conn.tls.waiting_for_keys and conn.kind == "tls":
+                return [ProtocolError(t=event.timestamp, frame=event.frame, layer="tls", tcp_stream=event.stream,
+                                      message=f"TCP stream {event.stream}: {conn.tls.missing_secret_message()}")]
+            return []
+        if isinstance(event, StreamOpened):
+            self._connections[event.stream] = _Connection(event.stream, event.client, event.server)
+        return []
+
+    def _stream_bytes(self, conn: _Connection, event: StreamData) -> list[TraceRecord]:
+        if conn.kind is None:
+            if self._secc_ports and conn.server.port not in self._secc_ports:
+                conn.kind = "other"  # SDP named the SECC's port and this is not it (e.g. a backend connection)
+            elif event.data[0] in _TLS_RECORD_TYPES and event.data[1:2] == b"\x03":
+                conn.kind = "tls"
+                conn.tls = TLSStream(self.keylog)
+            elif v2gtp.looks_like_frame(event.data) or conn.server.port in self._secc_ports:
+                conn.kind = "v2gtp"
+            else:
+                conn.kind = "other"  # e.g. a value-added service on a port of its own: not ours to judge
+        if conn.kind == "v2gtp":
+            return self._v2gtp_bytes(conn, event.direction, event.data, event.frame, event.timestamp, tls=False)
+        if conn.kind == "tls" and conn.tls is not None:
+            tls = conn.tls
+            result = self._guard_tls(conn, lambda: tls.feed(event.direction, event.data, event.frame, event.timestamp))
+            return self._tls_outputs(conn, event.frame, event.timestamp, result)
+        return []
+
+    def _tls_outputs(self, conn: _Connection, frame: int, t: float,
+                     result: list[TLSOutput] | TLSError) -> list[TraceRecord]:
+        if isinstance(result, TLSError):
+            return [ProtocolError(t=t, frame=frame, layer="tls", tcp_stream=conn.index,
+                                  message=f"TCP stream {conn.index}: {result}")]
+        out: list[TraceRecord] = []
+        for item in result:
+            if isinstance(item, Plaintext):  # with the frame and time its record arrived in
+                out.extend(self._v2gtp_bytes(conn, item.direction, item.data, item.frame, item.t, tls=True))
+            elif isinstance(item, HandshakeSeen):
+                version = "TLS 1.3" if item.version == 0x0304 else f"TLS 1.{(item.version & 0xFF) - 1}"
+                assert conn.tls is not None
+                out.append(TLSSession(t=t, frame=frame, tcp_stream=conn.index, version=version,
+                                      cipher_suite=conn.tls.suite, client_random=item.client_random.hex(),
+                                      decrypted=False))
+            elif isinstance(item, Alert) and item.description != _ALERT_CLOSE_NOTIFY:
+                sender = EVCC if item.direction == CLIENT_TO_SERVER else SECC
+                name = ALERT_DESCRIPTIONS.get(item.description, str(item.description))
+                level = "fatal" if item.level == 2 else "warning"
+                out.append(ProtocolError(t=item.t, frame=item.frame, layer="tls", tcp_stream=conn.index,
+                                         message=f"TCP stream {conn.index}: {sender} sent {level} TLS alert {name}"))
+        return out
+
+    def _v2gtp_bytes(self, conn: _Connection, direction: int, data: bytes, frame: int, t: float,
+                     tls: bool) -> list[TraceRecord]:
+        frames, error = conn.framing[direction].feed(data)
+        out: list[TraceRecord] = []
+        sender = EVCC if direction == CLIENT_TO_SERVER else SECC
+        if error is not None:
+            out.append(ProtocolError(t=t, frame=frame, layer="v2gtp", tcp_stream=conn.index,
+                                     message=f"TCP stream {conn.index} {sender}: {error}"))
+        for item in frames:
+            out.append(self._message(conn, sender, item, frame, t, tls))
+        return out
+
+    def _message(self, conn: _Connection, sender: str, frame_v2gtp: v2gtp.V2GTPFrame, frame: int, t: float,
+                 tls: bool) -> TraceRecord:
+        payload_type = frame_v2gtp.payload_type
+        namespace, source = self._namespace(conn, payload_type)
+        where = f"TCP stream {conn.index} {sender}, V2GTP 0x{payload_type:04X}"
+        if namespace is None:
+            return ProtocolError(t=t, frame=frame, layer="exi", tcp_stream=conn.index,
+                                 message=f"{where}: no schema set for this payload type after the handshake")
+        try:
+            decoded = api.decode_bytes(frame_v2gtp.payload, namespace)
+            document = decoded.to_json()
+        except V2GToolError as exc:
+            return ProtocolError(t=t, frame=frame, layer="exi", tcp_stream=conn.index,
+                                 message=f"{where}, {namespace}: {exc}")
+        name = decoded.name
+        root = document[name]
+        if isinstance(root, dict) and isinstance(root.get("Body"), dict) and root["Body"]:
+            name = next(iter(root["Body"]))
+        self._follow_handshake(conn, name, root)
+        return V2GMessage(t=t, frame=frame, tcp_stream=conn.index, sender=sender, namespace=decoded.namespace.short,
+                          payload_type=payload_type, message=name, document=document, namespace_source=source, tls=tls)
+
+    @staticmethod
+    def _namespace(conn: _Connection, payload_type: int) -> tuple[str | None, str]:
+        if payload_type != v2gtp.PayloadType.EXI:
+            try:
+                return v2gtp.ISO20_PAYLOAD_NAMESPACES[v2gtp.PayloadType(payload_type)], "payload_type"
+            except (ValueError, KeyError):
+                return None, "payload_type"
+        if not conn.handshake_done or conn.protocol in (None, "iso20"):
+            return ("apphand", "negotiated") if not conn.handshake_done else (None, "negotiated")
+        return conn.protocol, "negotiated"
+
+    @staticmethod
+    def _follow_handshake(conn: _Connection, name: str, root: Any) -> None:
+        if name == "supportedAppProtocolReq":
+            conn.app_protocols = {p["SchemaID"]: p["ProtocolNamespace"] for p in root.get("AppProtocol", [])}
+        elif name == "supportedAppProtocolRes":
+            conn.handshake_done = True
+            urn = conn.app_protocols.get(root.get("SchemaID", -1))
+            conn.protocol = PROTOCOL_OF_NAMESPACE.get(urn) if urn is not None else None

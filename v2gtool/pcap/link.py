@@ -1,0 +1,178 @@
+"""Link, network and transport headers of captured packets: Ethernet II with 802.1Q/802.1ad tags,
+Linux cooked captures (SLL, SLL2), raw IP; IPv4, IPv6 (with extension headers), UDP and TCP.
+
+Only what the V2G dissector needs is parsed; a header that is cut short raises :class:`PacketError`
+naming the layer, so a truncated frame is reported, never half-decoded.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+
+from v2gtool.errors import V2GToolError
+
+# Link-layer header types (tcpdump.org/linktypes.html).
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276
+
+ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_IPV6 = 0x86DD
+ETHERTYPE_VLAN = 0x8100
+ETHERTYPE_QINQ = 0x88A8
+ETHERTYPE_HOMEPLUG_AV = 0x88E1  # HomePlug AV / Green PHY management messages (ISO 15118-3 SLAC)
+
+IPPROTO_TCP = 6
+IPPROTO_UDP = 17
+_IPV6_EXTENSION_HEADERS = {0, 43, 60}  # hop-by-hop, routing, destination options
+_IPV6_FRAGMENT = 44
+
+TCP_FIN = 0x01
+TCP_SYN = 0x02
+TCP_RST = 0x04
+TCP_ACK = 0x10
+
+
+class PacketError(V2GToolError):
+    """A header of a captured frame is truncated or malformed."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkFrame:
+    """A link-layer frame: addresses (MAC, when the link has them), EtherType and payload."""
+
+    source: str | None
+    destination: str | None
+    ethertype: int
+    payload: bytes
+    vlan: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class IPPacket:
+    """An IPv4 or IPv6 packet: addresses as text, upper-layer protocol and its bytes."""
+
+    source: str
+    destination: str
+    protocol: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class UDPDatagram:
+    source_port: int
+    destination_port: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TCPSegment:
+    source_port: int
+    destination_port: int
+    seq: int
+    ack: int
+    flags: int
+    payload: bytes
+
+
+@lru_cache(maxsize=4096)
+def mac(data: bytes) -> str:
+    """A MAC address as text (cached: a capture has few addresses and many frames)."""
+    return ":".join(f"{b:02x}" for b in data)
+
+
+@lru_cache(maxsize=4096)
+def _ipv6(data: bytes) -> str:
+    return str(ipaddress.IPv6Address(data))
+
+
+@lru_cache(maxsize=4096)
+def _ipv4(data: bytes) -> str:
+    return str(ipaddress.IPv4Address(data))
+
+
+def link_frame(linktype: int, data: bytes) -> LinkFrame:
+    """Strip the link-layer header of *data* captured with *linktype*."""
+    if linktype == LINKTYPE_ETHERNET:
+        if len(data) < 14:
+            raise PacketError(f"Ethernet header truncated: {len(data)} of 14 bytes")
+        ethertype = struct.unpack_from(">H", data, 12)[0]
+        pos = 14
+        tags: list[int] = []
+        while ethertype in (ETHERTYPE_VLAN, ETHERTYPE_QINQ):
+            if len(data) < pos + 4:
+                raise PacketError(f"802.1Q tag truncated at byte {pos}")
+            tci, ethertype = struct.unpack_from(">HH", data, pos)
+            tags.append(tci & 0x0FFF)
+            pos += 4
+        return LinkFrame(mac(data[6:12]), mac(data[0:6]), ethertype, data[pos:], tuple(tags))
+    if linktype == LINKTYPE_LINUX_SLL:
+        if len(data) < 16:
+            raise PacketError(f"Linux cooked (SLL) header truncated: {len(data)} of 16 bytes")
+        addr_len = min(struct.unpack_from(">H", data, 4)[0], 8)
+        return LinkFrame(mac(data[6:6 + addr_len]), None, struct.unpack_from(">H", data, 14)[0], data[16:])
+    if linktype == LINKTYPE_LINUX_SLL2:
+        if len(data) < 20:
+            raise PacketError(f"Linux cooked (SLL2) header truncated: {len(data)} of 20 bytes")
+        addr_len = min(data[11], 8)
+        return LinkFrame(mac(data[12:12 + addr_len]), None, struct.unpack_from(">H", data, 0)[0], data[20:])
+    if linktype in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6):
+        if not data:
+            raise PacketError("raw IP frame is empty")
+        version = data[0] >> 4
+        return LinkFrame(None, None, ETHERTYPE_IPV6 if version == 6 else ETHERTYPE_IPV4, data)
+    raise PacketError(f"link-layer type {linktype} is not supported (Ethernet, Linux SLL/SLL2 and raw IP are)")
+
+
+def ip_packet(ethertype: int, data: bytes) -> IPPacket:
+    """Parse the IPv4 or IPv6 header; the payload is cut to the length the header announces."""
+    if ethertype == ETHERTYPE_IPV6:
+        if len(data) < 40:
+            raise PacketError(f"IPv6 header truncated: {len(data)} of 40 bytes")
+        length, next_header = struct.unpack_from(">HB", data, 4)
+        end = 40 + length
+        if len(data) < end:
+            raise PacketError(f"IPv6 payload truncated: {len(data) - 40} of {length} bytes")
+        pos = 40
+        while next_header in _IPV6_EXTENSION_HEADERS:
+            if end < pos + 8:
+                raise PacketError("IPv6 extension header truncated")
+            next_header, ext_len = data[pos], data[pos + 1]
+            pos += (ext_len + 1) * 8
+        if next_header == _IPV6_FRAGMENT:
+            raise PacketError("IPv6 fragments are not reassembled (V2G traffic is never fragmented)")
+        return IPPacket(_ipv6(data[8:24]), _ipv6(data[24:40]), next_header, data[pos:end])
+    if len(data) < 20:
+        raise PacketError(f"IPv4 header truncated: {len(data)} of 20 bytes")
+    ihl = (data[0] & 0x0F) * 4
+    total, frag, protocol = struct.unpack_from(">H2xHxB", data, 2)
+    if ihl < 20 or len(data) < total or total < ihl:
+        raise PacketError(f"IPv4 packet truncated: {len(data)} of {total} bytes")
+    if frag & 0x3FFF:
+        raise PacketError("IPv4 fragments are not reassembled (V2G traffic is never fragmented)")
+    return IPPacket(_ipv4(data[12:16]), _ipv4(data[16:20]), protocol, data[ihl:total])
+
+
+def udp_datagram(data: bytes) -> UDPDatagram:
+    if len(data) < 8:
+        raise PacketError(f"UDP header truncated: {len(data)} of 8 bytes")
+    sport, dport, length = struct.unpack_from(">HHH", data)
+    if length < 8 or len(data) < length:
+        raise PacketError(f"UDP datagram truncated: {len(data)} of {length} bytes")
+    return UDPDatagram(sport, dport, data[8:length])
+
+
+def tcp_segment(data: bytes) -> TCPSegment:
+    if len(data) < 20:
+        raise PacketError(f"TCP header truncated: {len(data)} of 20 bytes")
+    sport, dport, seq, ack, offset, flags = struct.unpack_from(">HHIIBB", data)
+    header = (offset >> 4) * 4
+    if header < 20 or len(data) < header:
+        raise PacketError(f"TCP header truncated: {len(data)} of {header} bytes")
+    return TCPSegment(sport, dport, seq, ack, flags, data[header:])

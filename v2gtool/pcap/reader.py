@@ -1,0 +1,231 @@
+"""Streaming pcap and pcapng reading (libpcap file format; pcapng per RFC draft-ietf-opsawg-pcapng).
+
+:class:`CaptureParser` is sans-IO: feed it chunks of a file, stdin or a growing trace and it returns
+every complete packet record, keeping only the bytes of one unfinished block. :func:`read_capture`
+is the I/O edge that pulls chunks from a binary stream, optionally following a growing file.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from v2gtool.errors import V2GToolError
+
+CHUNK_SIZE = 256 * 1024
+# A block larger than this is a corrupt length field, not a packet (jumbo frames stay far below it).
+MAX_BLOCK_LENGTH = 16 * 1024 * 1024
+
+_PCAP_MAGIC = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
+    b"\xa1\xb2\xc3\xd4": (">", 1e-6),
+    b"\x4d\x3c\xb2\xa1": ("<", 1e-9),
+    b"\xa1\xb2\x3c\x4d": (">", 1e-9),
+}
+_PCAPNG_SHB = 0x0A0D0D0A
+_PCAPNG_BYTE_ORDER_MAGIC = 0x1A2B3C4D
+_BLOCK_IDB = 0x00000001
+_BLOCK_PB = 0x00000002  # obsolete Packet Block
+_BLOCK_SPB = 0x00000003
+_BLOCK_EPB = 0x00000006
+_OPT_IF_TSRESOL = 9
+
+
+class CaptureError(V2GToolError):
+    """The bytes are not a pcap/pcapng capture, or a record of it is malformed or truncated."""
+
+
+@dataclass(frozen=True, slots=True)
+class CapturedPacket:
+    """One packet record: its 1-based number in the file (as tshark counts), time and link-layer bytes."""
+
+    number: int
+    timestamp: float
+    linktype: int
+    data: bytes
+    original_length: int
+
+
+@dataclass(slots=True)
+class _Interface:
+    linktype: int
+    snaplen: int
+    resolution: float
+
+
+class CaptureParser:
+    """Sans-IO reader of one pcap or pcapng stream; :meth:`feed` bytes, get packets back."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._offset = 0  # file offset of self._buffer[0], for error messages
+        self._format: str | None = None
+        self._endian = "<"
+        self._resolution = 1e-6
+        self._linktype = 0
+        self._interfaces: list[_Interface] = []
+        self._count = 0
+
+    @property
+    def packets_read(self) -> int:
+        """How many packet records were returned so far."""
+        return self._count
+
+    def feed(self, data: bytes) -> list[CapturedPacket]:
+        """Append *data*; return every packet record that is now complete."""
+        self._buffer += data
+        packets: list[CapturedPacket] = []
+        if self._format is None and not self._read_file_header():
+            return packets
+        parse = self._next_pcap if self._format == "pcap" else self._next_pcapng
+        while True:
+            consumed, packet = parse()
+            if consumed == 0:
+                break
+            del self._buffer[:consumed]
+            self._offset += consumed
+            if packet is not None:
+                packets.append(packet)
+        return packets
+
+    def close(self) -> None:
+        """Check the end of the capture: a partial record left over means the file was cut short."""
+        if self._format is None:
+            if self._buffer:
+                raise CaptureError(f"capture truncated: {len(self._buffer)} bytes, shorter than a file header")
+            raise CaptureError("capture is empty: no pcap or pcapng file header")
+        if self._buffer:
+            raise CaptureError(
+                f"capture truncated at byte {self._offset + len(self._buffer)}: the record at byte {self._offset} "
+                f"after packet {self._count} is incomplete ({len(self._buffer)} bytes)"
+            )
+
+    def _read_file_header(self) -> bool:
+        if len(self._buffer) < 4:
+            return False
+        magic = bytes(self._buffer[:4])
+        if magic in _PCAP_MAGIC:
+            if len(self._buffer) < 24:
+                return False
+            self._endian, self._resolution = _PCAP_MAGIC[magic]
+            self._linktype = struct.unpack_from(self._endian + "I", self._buffer, 20)[0] & 0x0FFFFFFF
+            del self._buffer[:24]
+            self._offset = 24
+            self._format = "pcap"
+            return True
+        if struct.unpack_from("<I", magic)[0] == _PCAPNG_SHB:
+            self._format = "pcapng"
+            return True
+        raise CaptureError(f"not a pcap or pcapng capture: file starts with {magic.hex()}")
+
+    def _next_pcap(self) -> tuple[int, CapturedPacket | None]:
+        if len(self._buffer) < 16:
+            return 0, None
+        seconds, fraction, caplen, origlen = struct.unpack_from(self._endian + "IIII", self._buffer)
+        if caplen > MAX_BLOCK_LENGTH:
+            raise CaptureError(f"pcap record at byte {self._offset}: captured length {caplen} is implausible")
+        end = 16 + caplen
+        if len(self._buffer) < end:
+            return 0, None
+        self._count += 1
+        packet = CapturedPacket(self._count, seconds + fraction * self._resolution, self._linktype,
+                                bytes(self._buffer[16:end]), origlen)
+        return end, packet
+
+    def _next_pcapng(self) -> tuple[int, CapturedPacket | None]:
+        buf = self._buffer
+        if len(buf) < 12:
+            return 0, None
+        if struct.unpack_from("<I", buf)[0] == _PCAPNG_SHB:
+            magic = struct.unpack_from("<I", buf, 8)[0]
+            if magic == _PCAPNG_BYTE_ORDER_MAGIC:
+                self._endian = "<"
+            elif magic == struct.unpack("<I", struct.pack(">I", _PCAPNG_BYTE_ORDER_MAGIC))[0]:
+                self._endian = ">"
+            else:
+                raise CaptureError(f"pcapng section header at byte {self._offset}: bad byte-order magic {magic:#x}")
+            self._interfaces = []  # interface ids are per section
+        block_type, length = struct.unpack_from(self._endian + "II", buf)
+        if length < 12 or length % 4 or length > MAX_BLOCK_LENGTH:
+            raise CaptureError(f"pcapng block at byte {self._offset}: invalid block length {length}")
+        if len(buf) < length:
+            return 0, None
+        body = memoryview(buf)[8:length - 4]
+        try:
+            return length, self._block(block_type, body)
+        except struct.error:
+            raise CaptureError(f"pcapng block type {block_type:#x} at byte {self._offset}: body of {len(body)} "
+                               f"bytes is too short for its fields") from None
+        finally:
+            body.release()
+
+    def _block(self, block_type: int, body: memoryview) -> CapturedPacket | None:
+        e = self._endian
+        if block_type == _BLOCK_IDB:
+            linktype, _, snaplen = struct.unpack_from(e + "HHI", body)
+            self._interfaces.append(_Interface(linktype, snaplen, self._tsresol(body[8:])))
+            return None
+        if block_type in (_BLOCK_EPB, _BLOCK_PB):
+            if block_type == _BLOCK_EPB:
+                iface_id, ts_high, ts_low, caplen, origlen = struct.unpack_from(e + "IIIII", body)
+            else:
+                iface_id, _, ts_high, ts_low, caplen, origlen = struct.unpack_from(e + "HHIIII", body)
+            iface = self._interface(iface_id)
+            if 20 + caplen > len(body):
+                raise CaptureError(f"pcapng packet block at byte {self._offset}: captured length {caplen} "
+                                   f"exceeds the block")
+            self._count += 1
+            return CapturedPacket(self._count, ((ts_high << 32) | ts_low) * iface.resolution, iface.linktype,
+                                  bytes(body[20:20 + caplen]), origlen)
+        if block_type == _BLOCK_SPB:
+            iface = self._interface(0)
+            origlen = struct.unpack_from(e + "I", body)[0]
+            caplen = min(origlen, iface.snaplen or origlen, len(body) - 4)
+            self._count += 1
+            return CapturedPacket(self._count, 0.0, iface.linktype, bytes(body[4:4 + caplen]), origlen)
+        return None  # section header, statistics, name resolution, custom blocks: nothing to dissect
+
+    def _interface(self, iface_id: int) -> _Interface:
+        if iface_id >= len(self._interfaces):
+            raise CaptureError(f"pcapng packet block at byte {self._offset} names interface {iface_id}, "
+                               f"but the section describes {len(self._interfaces)}")
+        return self._interfaces[iface_id]
+
+    def _tsresol(self, options: memoryview) -> float:
+        """The if_tsresol option: 10^-n, or 2^-n with the top bit set; microseconds when absent."""
+        pos = 0
+        while pos + 4 <= len(options):
+            code, length = struct.unpack_from(self._endian + "HH", options, pos)
+            if code == 0:
+                break
+            if code == _OPT_IF_TSRESOL and length >= 1:
+                value = options[pos + 4]
+                return 2.0 ** -(value & 0x7F) if value & 0x80 else 10.0 ** -value
+            pos += 4 + (length + 3) // 4 * 4
+        return 1e-6
+
+
+def read_capture(stream: BinaryIO, follow: bool = False, poll_interval: float = 0.2,
+                 sleep: Callable[[float], None] = time.sleep,
+                 keep_following: Callable[[], bool] = lambda: True) -> Iterator[CapturedPacket]:
+    """Yield the packets of *stream* as they are read, in constant memory.
+
+    With *follow*, reaching the end waits for the file to grow (like ``tail -f``) while
+    *keep_following* says so; without it, a partial last record raises :class:`CaptureError`.
+    """
+    parser = CaptureParser()
+    # read1 returns what a pipe has now instead of waiting for a whole chunk (live `tcpdump -w -`).
+    read = getattr(stream, "read1", stream.read)
+    while True:
+        chunk = read(CHUNK_SIZE)
+        if chunk:
+            yield from parser.feed(chunk)
+            continue
+        if follow and keep_following():
+            sleep(poll_interval)
+            continue
+        parser.close()
+        return

@@ -1,0 +1,134 @@
+"""Synthesised captures: a pcap writer and the Ethernet/IPv6/TCP/UDP framing of V2G sessions.
+
+Tests craft captures with it (broken ones included) and ``benchmarks/pcap_bench.py`` writes large
+ones. Frames carry no checksums (as captures of offloaded NICs don't); readers must not need them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from v2gtool import v2gtp
+from v2gtool.pcap.link import (
+    ETHERTYPE_HOMEPLUG_AV,
+    ETHERTYPE_IPV6,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    LINKTYPE_ETHERNET,
+    TCP_ACK,
+    TCP_FIN,
+    TCP_SYN,
+)
+
+PSH = 0x08
+
+
+class PcapWriter:
+    """Writes a classic pcap file (microsecond timestamps) of one link-layer type."""
+
+    def __init__(self, stream: BinaryIO, linktype: int = LINKTYPE_ETHERNET, snaplen: int = 262144) -> None:
+        self._stream = stream
+        stream.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, linktype))
+
+    def write(self, timestamp: float, data: bytes, original_length: int | None = None) -> None:
+        seconds = int(timestamp)
+        micros = round((timestamp - seconds) * 1e6)
+        if micros == 1_000_000:
+            seconds, micros = seconds + 1, 0
+        length = len(data) if original_length is None else original_length
+        self._stream.write(struct.pack("<IIII", seconds, micros, len(data), length) + data)
+
+
+def mac_bytes(text: str) -> bytes:
+    return bytes(int(part, 16) for part in text.split(":"))
+
+
+def ethernet(source: str, destination: str, ethertype: int, payload: bytes, vlan: int | None = None) -> bytes:
+    tag = struct.pack(">HH", 0x8100, vlan) if vlan is not None else b""
+    return mac_bytes(destination) + mac_bytes(source) + tag + struct.pack(">H", ethertype) + payload
+
+
+def ipv6(source: str, destination: str, protocol: int, payload: bytes) -> bytes:
+    return (struct.pack(">IHBB", 0x60000000, len(payload), protocol, 64) + ipaddress.IPv6Address(source).packed
+            + ipaddress.IPv6Address(destination).packed + payload)
+
+
+def udp(source_port: int, destination_port: int, payload: bytes) -> bytes:
+    return struct.pack(">HHHH", source_port, destination_port, 8 + len(payload), 0) + payload
+
+
+def tcp(source_port: int, destination_port: int, seq: int, ack: int, flags: int, payload: bytes = b"") -> bytes:
+    return struct.pack(">HHIIBBHHH", source_port, destination_port, seq % (1 << 32), ack % (1 << 32), 5 << 4, flags,
+                       65535, 0, 0) + payload
+
+
+def homeplug(source: str, destination: str, mmtype: int, body: bytes) -> bytes:
+    """An Ethernet frame with a HomePlug AV 1.1 MME (MMV 1, FMI 0), padded to the 60-byte minimum."""
+    frame = ethernet(source, destination, ETHERTYPE_HOMEPLUG_AV, struct.pack("<BHH", 1, mmtype, 0) + body)
+    return frame + bytes(max(0, 60 - len(frame)))
+
+
+@dataclass
+class Host:
+    mac: str
+    address: str
+    port: int
+    seq: int
+
+
+@dataclass
+class TCPSession:
+    """One TCP connection between an EVCC (client) and an SECC (server), written segment by segment."""
+
+    writer: PcapWriter
+    evcc: Host = field(default_factory=lambda: Host("02:00:00:00:00:01", "fe80::1", 50000, 1000))
+    secc: Host = field(default_factory=lambda: Host("02:00:00:00:00:02", "fe80::2", 15118, 5000))
+
+    def _frame(self, sender: Host, receiver: Host, flags: int, payload: bytes, seq: int | None = None) -> bytes:
+        segment = tcp(sender.port, receiver.port, sender.seq if seq is None else seq, receiver.seq, flags, payload)
+        return ethernet(sender.mac, receiver.mac, ETHERTYPE_IPV6, ipv6(sender.address, receiver.address,
+                                                                       IPPROTO_TCP, segment))
+
+    def open(self, t: float) -> None:
+        """The three-way handshake."""
+        self.writer.write(t, self._frame(self.evcc, self.secc, TCP_SYN, b""))
+        self.evcc.seq += 1
+        self.writer.write(t, self._frame(self.secc, self.evcc, TCP_SYN | TCP_ACK, b""))
+        self.secc.seq += 1
+        self.writer.write(t, self._frame(self.evcc, self.secc, TCP_ACK, b""))
+
+    def send(self, t: float, from_evcc: bool, payload: bytes, segment_size: int = 1400) -> None:
+        """Send *payload* in segments of at most *segment_size* bytes."""
+        sender, receiver = (self.evcc, self.secc) if from_evcc else (self.secc, self.evcc)
+        for start in range(0, len(payload), segment_size):
+            chunk = payload[start:start + segment_size]
+            self.writer.write(t, self._frame(sender, receiver, TCP_ACK | PSH, chunk))
+            sender.seq += len(chunk)
+
+    def segment(self, t: float, from_evcc: bool, payload: bytes, offset: int) -> None:
+        """Write one segment at *offset* bytes past the sender's current sequence number (no advance)."""
+        sender, receiver = (self.evcc, self.secc) if from_evcc else (self.secc, self.evcc)
+        self.writer.write(t, self._frame(sender, receiver, TCP_ACK | PSH, payload, sender.seq + offset))
+
+    def advance(self, from_evcc: bool, length: int) -> None:
+        (self.evcc if from_evcc else self.secc).seq += length
+
+    def close(self, t: float) -> None:
+        for sender, receiver in ((self.evcc, self.secc), (self.secc, self.evcc)):
+            self.writer.write(t, self._frame(sender, receiver, TCP_FIN | TCP_ACK, b""))
+            sender.seq += 1
+
+
+def sdp_exchange(writer: PcapWriter, t: float, evcc: Host, secc: Host, tls: bool) -> None:
+    """An SDP request to ff02::1 and the SECC's response (ISO 15118-2 clause 7.10.1)."""
+    security = 0x00 if tls else 0x10
+    request = v2gtp.encode_frame(v2gtp.PayloadType.SDP_REQUEST, bytes([security, 0x00]))
+    writer.write(t, ethernet(evcc.mac, "33:33:00:00:00:01", ETHERTYPE_IPV6,
+                             ipv6(evcc.address, "ff02::1", IPPROTO_UDP, udp(evcc.port + 1, 15118, request))))
+    response = v2gtp.encode_frame(v2gtp.PayloadType.SDP_RESPONSE, ipaddress.IPv6Address(secc.address).packed
+                                  + struct.pack(">HBB", secc.port, security, 0x00))
+    writer.write(t, ethernet(secc.mac, evcc.mac, ETHERTYPE_IPV6,
+                             ipv6(secc.address, evcc.address, IPPROTO_UDP, udp(15118, evcc.port + 1, response))))

@@ -1,0 +1,228 @@
+"""TCP stream reassembly (RFC 9293 sequence-number arithmetic) for dissecting captures.
+
+Segments may arrive out of order, be retransmitted or overlap earlier ones, and several connections
+may interleave. :class:`TCPReassembler` numbers connections in the order they appear (as tshark's
+``tcp.stream`` does), delivers each direction's bytes exactly once and in order, and reports a hole
+it cannot fill (a segment the capture missed) instead of guessing its bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from v2gtool.pcap.link import TCP_FIN, TCP_RST, TCP_SYN, TCPSegment
+
+# Out-of-order bytes held per direction while waiting for a missing segment. Beyond this the hole is
+# declared lost and delivery resumes after it, so memory stays bounded on any capture.
+MAX_PENDING_BYTES = 1024 * 1024
+# Closed connections remembered (their late ACKs and retransmissions must not open new streams);
+# the oldest are forgotten beyond this, so a capture of many sessions stays in bounded memory.
+MAX_CLOSED_CONNECTIONS = 1024
+_MOD = 1 << 32
+
+CLIENT_TO_SERVER = 0
+SERVER_TO_CLIENT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    address: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamData:
+    """In-order bytes of one direction of a connection; *frame* is the packet that completed them."""
+
+    stream: int
+    direction: int
+    data: bytes
+    frame: int
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class StreamGap:
+    """Bytes of one direction that the capture does not contain; delivery resumes after them."""
+
+    stream: int
+    direction: int
+    offset: int
+    length: int
+    frame: int
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOpened:
+    stream: int
+    client: Endpoint
+    server: Endpoint
+    frame: int
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class StreamClosed:
+    stream: int
+    reason: str
+    frame: int
+    timestamp: float
+
+
+StreamEvent = StreamData | StreamGap | StreamOpened | StreamClosed
+
+
+@dataclass(slots=True)
+class _HalfStream:
+    """One direction: the next expected relative offset and segments waiting for a hole to fill."""
+
+    base: int | None = None  # sequence number of relative offset 0
+    next_offset: int = 0
+    pending: dict[int, bytes] = field(default_factory=dict)
+    pending_bytes: int = 0
+    fin: bool = False
+
+
+@dataclass(slots=True)
+class _Connection:
+    index: int
+    client: Endpoint
+    server: Endpoint
+    halves: tuple[_HalfStream, _HalfStream] = field(default_factory=lambda: (_HalfStream(), _HalfStream()))
+    closed: bool = False
+
+
+class TCPReassembler:
+    """Sans-IO reassembly of every TCP connection in a capture."""
+
+    def __init__(self, max_pending: int = MAX_PENDING_BYTES) -> None:
+        self._connections: dict[tuple[Endpoint, Endpoint], _Connection] = {}
+        self._closed: dict[tuple[Endpoint, Endpoint], None] = {}  # insertion-ordered keys of closed connections
+        self._next_index = 0
+        self._max_pending = max_pending
+
+    def segment(self, frame: int, timestamp: float, source: Endpoint, destination: Endpoint,
+                seg: TCPSegment) -> tuple[int, list[StreamEvent]]:
+        """Process one captured segment; return its stream index and the events it causes, in order."""
+        events: list[StreamEvent] = []
+        key = (source, destination) if (source.address, source.port) <= (destination.address,
+                                                                          destination.port) else (destination, source)
+        conn = self._connections.get(key)
+        syn_only = seg.flags & TCP_SYN and not seg.flags & 0x10
+        if conn is not None and syn_only and (conn.closed or self._is_new_syn(conn, source, seg)):
+            events.extend(self._finish(conn, "reused by a new connection", frame, timestamp))
+            conn = None
+        if conn is None:
+            # Without a SYN the capture started mid-connection: the first sender is taken as the client
+            # unless it sends from the well-known side (a SYN-ACK or a lower port number).
+            if seg.flags & TCP_SYN and seg.flags & 0x10:
+                client, server = destination, source
+            else:
+                client, server = source, destination
+            conn = _Connection(self._next_index, client, server)
+            self._next_index += 1
+            self._connections[key] = conn
+            self._closed.pop(key, None)
+            events.append(StreamOpened(conn.index, client, server, frame, timestamp))
+        direction = CLIENT_TO_SERVER if source == conn.client else SERVER_TO_CLIENT
+        half = conn.halves[direction]
+        if half.base is None:
+            half.base = (seg.seq + 1) % _MOD if seg.flags & TCP_SYN else seg.seq
+        elif seg.flags & TCP_SYN:
+            return conn.index, events  # a retransmitted SYN carries no stream bytes
+        if seg.payload:
+            offset = (seg.seq + (1 if seg.flags & TCP_SYN else 0) - half.base) % _MOD
+            if offset >= _MOD // 2:  # before the base: a segment older than the capture's first one
+                skip = _MOD - offset
+                if skip < len(seg.payload):
+                    events.extend(self._add(conn, direction, 0, seg.payload[skip:], frame, timestamp))
+            else:
+                events.extend(self._add(conn, direction, offset, seg.payload, frame, timestamp))
+        if seg.flags & TCP_FIN:
+            half.fin = True
+        if seg.flags & TCP_RST:
+            events.extend(self._finish(conn, "reset", frame, timestamp))
+        elif all(h.fin for h in conn.halves) and not conn.closed:
+            events.extend(self._finish(conn, "closed", frame, timestamp))
+        if conn.closed:
+            self._forget_closed(key)
+        return conn.index, events
+
+    def _forget_closed(self, key: tuple[Endpoint, Endpoint]) -> None:
+        self._closed[key] = None
+        while len(self._closed) > MAX_CLOSED_CONNECTIONS:
+            oldest = next(iter(self._closed))
+            del self._closed[oldest]
+            del self._connections[oldest]
+
+    def close(self, frame: int, timestamp: float) -> list[StreamEvent]:
+        """End of capture: report every hole left and forget all connections."""
+        events: list[StreamEvent] = []
+        for conn in list(self._connections.values()):
+            if not conn.closed:
+                events.extend(self._finish(conn, "capture ended", frame, timestamp))
+        self._connections.clear()
+        return events
+
+    @staticmethod
+    def _is_new_syn(conn: _Connection, source: Endpoint, seg: TCPSegment) -> bool:
+        half = conn.halves[CLIENT_TO_SERVER if source == conn.client else SERVER_TO_CLIENT]
+        return half.base is not None and (seg.seq + 1) % _MOD != half.base
+
+    def _add(self, conn: _Connection, direction: int, offset: int, data: bytes, frame: int,
+             timestamp: float) -> list[StreamEvent]:
+        half = conn.halves[direction]
+        end = offset + len(data)
+        if end <= half.next_offset:
+            return []  # a retransmission of bytes already delivered
+        if offset < half.next_offset:  # overlaps delivered bytes: keep only the new tail
+            data = data[half.next_offset - offset:]
+            offset = half.next_offset
+        if offset > half.next_offset:
+            held = half.pending.get(offset)
+            if held is None or len(held) < len(data):
+                half.pending_bytes += len(data) - (len(held) if held else 0)
+                half.pending[offset] = data
+            if half.pending_bytes <= self._max_pending:
+                return []
+            return self._skip_hole(conn, direction, frame, timestamp)
+        chunks = [data]
+        half.next_offset = end
+        chunks.extend(self._drain(half))
+        return [StreamData(conn.index, direction, b"".join(chunks), frame, timestamp)]
+
+    @staticmethod
+    def _drain(half: _HalfStream) -> list[bytes]:
+        """Take every held segment that now continues the stream (trimming overlaps)."""
+        chunks: list[bytes] = []
+        while half.pending:
+            start = min(half.pending)
+            if start > half.next_offset:
+                break
+            data = half.pending.pop(start)
+            half.pending_bytes -= len(data)
+            if start + len(data) > half.next_offset:
+                chunks.append(data[half.next_offset - start:])
+                half.next_offset = start + len(data)
+        return chunks
+
+    def _skip_hole(self, conn: _Connection, direction: int, frame: int, timestamp: float) -> list[StreamEvent]:
+        half = conn.halves[direction]
+        start = min(half.pending)
+        gap = StreamGap(conn.index, direction, half.next_offset, start - half.next_offset, frame, timestamp)
+        half.next_offset = start
+        data = b"".join(self._drain(half))
+        return [gap, StreamData(conn.index, direction, data, frame, timestamp)]
+
+    def _finish(self, conn: _Connection, reason: str, frame: int, timestamp: float) -> list[StreamEvent]:
+        events: list[StreamEvent] = []
+        for direction, half in enumerate(conn.halves):
+            while half.pending:
+                events.extend(self._skip_hole(conn, direction, frame, timestamp))
+        conn.closed = True
+        events.append(StreamClosed(conn.index, reason, frame, timestamp))
+        return events
