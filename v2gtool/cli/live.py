@@ -68,23 +68,26 @@ def _printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
     return show
 
 
-def _plant(scenario_path: Path | None) -> tuple[scenarios.SessionScenario, StationCharger, SimVehiclePort]:
+def _plant(
+    scenario_path: Path | None, *, remote_ev: bool
+) -> tuple[scenarios.SessionScenario, StationCharger, SimVehiclePort]:
     scenario = scenarios.load(scenario_path)
     setup = sim_station(
         StationConfig(IsolationProfile(Edition.IEC_61851_23_2023, scenario.charger.max_voltage)), scenario.plant
     )
     setup.station.run(0.01)
-    return scenario, StationCharger(setup, scenario.charger), SimVehiclePort(setup, scenario.vehicle)
+    charger = StationCharger(setup, scenario.charger, mirror_vehicle=remote_ev)
+    return scenario, charger, SimVehiclePort(setup, scenario.vehicle)
 
 
-def _real_time(charger: StationCharger) -> Callable[[], float]:
-    """Seconds on the plant's time line, advancing with the wall clock. Work the plant does ahead of
-    real time (a cable check runs its simulated seconds at once) moves the time line forward."""
-    offset = charger.now() - time.monotonic()
+def _real_time(charger: StationCharger, speed: float = 1.0) -> Callable[[], float]:
+    """Seconds on the plant's time line, advancing *speed* times as fast as the wall clock. Work the
+    plant does ahead of that (a cable check runs its simulated seconds at once) moves it forward."""
+    offset = charger.now() - time.monotonic() * speed
 
     def now() -> float:
         nonlocal offset
-        t = time.monotonic() + offset
+        t = time.monotonic() * speed + offset
         if charger.now() > t:
             offset += charger.now() - t
             t = charger.now()
@@ -136,6 +139,13 @@ def tls_options(func: F) -> F:
     help="Charger limits and the plant (see session run).",
 )
 @click.option(
+    "--speed",
+    type=click.FloatRange(min=1.0),
+    default=1.0,
+    show_default=True,
+    help="Run the simulated power path this many times faster than real time.",
+)
+@click.option(
     "--sessions",
     type=click.IntRange(min=0),
     default=0,
@@ -150,6 +160,7 @@ def serve(
     iface: str,
     port: int | None,
     scenario_path: Path | None,
+    speed: float,
     sessions: int,
     no_tls: bool,
     certs_dir: Path | None,
@@ -165,7 +176,7 @@ def serve(
         certs, trust = _tls_dirs(app, certs_dir, trust_dir)
         context = server_context(certs, trust, Protocol.ISO20, keylog=keylog)
     show = _printer(app, use_json(ctx, json_out))
-    asyncio.run(_serve(iface, tcp_port, context, scenario_path, sessions, show))
+    asyncio.run(_serve(iface, tcp_port, context, scenario_path, speed, sessions, show))
 
 
 async def _serve(
@@ -173,11 +184,12 @@ async def _serve(
     port: int,
     context: ssl.SSLContext | None,
     scenario_path: Path | None,
+    speed: float,
     sessions: int,
     show: Callable[[Event], None],
 ) -> None:
-    scenario, charger, _vehicle = _plant(scenario_path)
-    clock = _real_time(charger)
+    scenario, charger, _vehicle = _plant(scenario_path, remote_ev=True)
+    clock = _real_time(charger, speed)
     store = SessionStore()
     stop = asyncio.Event()
     served = 0
@@ -298,7 +310,7 @@ async def _connect(
     config: EvccConfig,
     show: Callable[[Event], None],
 ) -> Evcc:
-    _scenario, charger, vehicle = _plant(scenario_path)
+    _scenario, charger, vehicle = _plant(scenario_path, remote_ev=False)
     clock = _real_time(charger)
     if host is None or port is None:
         found = await discover(iface, Security.NO_TLS if context is None else Security.TLS)

@@ -84,6 +84,7 @@ class Secc:
         self.control_mode: ControlMode | None = None
         self.ev_limits: PowerLimits | None = None
         self.ev_max_voltage = 0.0
+        self.ev_present_voltage = 0.0
         self.channel_discharge = False
         self.ended = False
         self.end_reason = ""
@@ -151,7 +152,9 @@ class Secc:
         assert handler is not None, name
         handler(body, now)
 
-    def _respond(self, name: str, body: Any, now: float, key: str | None = None, ongoing: bool = False) -> None:
+    def _respond(
+        self, name: str, body: Any, now: float, key: str | None = None, ongoing: bool = False, detail: str = ""
+    ) -> None:
         frame = messages.encode(name, body)
         self._emit(
             MessageSent(t=now, role="SECC", message=name, size=len(frame) - v2gtp.HEADER_LENGTH, summary=_summary(body))
@@ -160,7 +163,7 @@ class Secc:
         code = getattr(body, "ResponseCode", None)
         if code is not None and code.value.startswith("FAILED"):
             self.charger.stop()
-            self._end(now, f"{name} {code.value}", ok=False, code=code.value)
+            self._end(now, f"{name} {code.value}" + (f": {detail}" if detail else ""), ok=False, code=code.value)
             return
         if key is not None:
             target = next_state(self.state, key, ongoing)
@@ -170,9 +173,7 @@ class Secc:
 
     def _fail(self, res_name: str, code: RC, now: float, detail: str = "") -> None:
         body = messages.minimal(res_name, Header=header(self.session_id, now), ResponseCode=code)
-        self._respond(res_name, body, now)
-        if detail:
-            self.end_reason = f"{self.end_reason}: {detail}"
+        self._respond(res_name, body, now, detail=detail)
 
     def _end(self, now: float, reason: str, ok: bool, code: str | None = None) -> None:
         if not self.ended:
@@ -378,12 +379,23 @@ class Secc:
         """One 24 h schedule at the charger's limits; with BPT a discharging schedule too (8.3.5.3.30)."""
         lim = self.charger.limits()
 
+        # One flat price level for the whole day (ServiceDetail Pricing = 2, price levels).
+        prices = cm.PriceLevelScheduleType(
+            TimeAnchor=int(now),
+            PriceScheduleID=1,
+            NumberOfPriceLevels=1,
+            PriceLevelScheduleEntries=cm.PriceLevelScheduleEntryListType(
+                PriceLevelScheduleEntry=(cm.PriceLevelScheduleEntryType(Duration=86400, PriceLevel=0),)
+            ),
+        )
+
         def schedule(power: float) -> cm.ChargingScheduleType:
             entry = cm.PowerScheduleEntryType(Duration=86400, Power=rational(power))
             return cm.ChargingScheduleType(
                 PowerSchedule=cm.PowerScheduleType(
                     TimeAnchor=int(now), PowerScheduleEntries=cm.PowerScheduleEntryListType(PowerScheduleEntry=(entry,))
-                )
+                ),
+                PriceLevelSchedule=prices,
             )
 
         discharging = schedule(-lim.max_discharge_power) if self.service == ServiceID.DC_BPT else None
@@ -409,6 +421,7 @@ class Secc:
 
     def _dc_precharge(self, body: dc.DC_PreChargeReqType, now: float) -> None:
         target = to_float(body.EVTargetVoltage)
+        self.ev_present_voltage = to_float(body.EVPresentVoltage)
         present = self.charger.precharge(min(target, self.charger.limits().max_voltage))
         res = dc.DC_PreChargeResType(
             Header=header(self.session_id, now), ResponseCode=RC.OK, EVSEPresentVoltage=rational(present)
@@ -418,19 +431,23 @@ class Secc:
     def _powerdelivery(self, body: cm.PowerDeliveryReqType, now: float) -> None:
         progress = body.ChargeProgress
         key = request_key("PowerDeliveryReq", progress.value)
-        if progress == cm.chargeProgressType.Start:
+        ongoing = body.EVProcessing == ct.processingType.Ongoing
+        if progress == cm.chargeProgressType.Start and ongoing:
+            pass  # the EV is not ready yet (8.3.4.4.3): acknowledge, stay in precharge
+        elif progress == cm.chargeProgressType.Start:
             if body.BPT_ChannelSelection is not None and self.service != ServiceID.DC_BPT:
                 self._fail("PowerDeliveryRes", RC.FAILED_PowerDeliveryNotApplied, now)
                 return
             self.channel_discharge = body.BPT_ChannelSelection == cm.channelSelectionType.Discharge
-            refusal = self.charger.start_energy_transfer(self.charger.present_voltage())
+            # The interlock compares the DC link with the battery voltage the EV reported in precharge.
+            refusal = self.charger.start_energy_transfer(self.ev_present_voltage)
             if refusal is not None:
                 self._fail("PowerDeliveryRes", RC.FAILED_PowerDeliveryNotApplied, now, detail=refusal)
                 return
         else:
             self.charger.stop()
         res = cm.PowerDeliveryResType(Header=header(self.session_id, now), ResponseCode=RC.OK)
-        self._respond("PowerDeliveryRes", res, now, key=key)
+        self._respond("PowerDeliveryRes", res, now, key=key, ongoing=ongoing)
 
     def _dc_chargeloop(self, body: dc.DC_ChargeLoopReqType, now: float) -> None:
         fault = self.charger.fault()

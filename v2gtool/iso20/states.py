@@ -58,8 +58,9 @@ TRANSITIONS: dict[State, dict[str, State]] = {
     S.WELDING_DETECTION: {"DC_WeldingDetectionReq": S.WELDING_DETECTION},
     S.ENDED: {},
 }
-# Requests that keep the state while the responder reports EVSEProcessing=Ongoing.
-ONGOING_REQUESTS = frozenset({"AuthorizationReq", "ScheduleExchangeReq", "DC_CableCheckReq"})
+# Requests that keep the state while the responder reports EVSEProcessing=Ongoing (or, for
+# PowerDelivery Start, while the EV reports EVProcessing=Ongoing).
+ONGOING_REQUESTS = frozenset({"AuthorizationReq", "ScheduleExchangeReq", "DC_CableCheckReq", "PowerDeliveryReq:Start"})
 SESSION_STOP = "SessionStopReq"
 
 

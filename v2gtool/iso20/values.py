@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import math
 import time
 
 from v2gtool.messages import iso20_cm as cm
@@ -86,7 +85,7 @@ def dc_parameter_sets(service: ServiceID, modes: list[ControlMode]) -> tuple[cm.
             parameter("Connector", 2),
             parameter("ControlMode", int(mode)),
             parameter("MobilityNeedsMode", int(MobilityNeedsMode.PROVIDED_BY_EVCC)),
-            parameter("Pricing", 0),
+            parameter("Pricing", 2),  # price levels: the Scheduled mode's schedules carry one
         ]
         if service == ServiceID.DC_BPT:
             params += [parameter("BPTChannel", 1), parameter("GeneratorMode", 1)]
@@ -104,6 +103,3 @@ def parameter_value(pset: cm.ParameterSetType, name: str) -> int | None:
 def clamp(x: float, low: float, high: float) -> float:
     return max(low, min(high, x))
 
-
-def finite(x: float) -> bool:
-    return not (math.isnan(x) or math.isinf(x))

@@ -32,10 +32,13 @@ class CableCheckFinished(Event):
 class StationCharger:
     """:class:`~v2gtool.iso20.ports.ChargerPort` over a ``sim`` :class:`~v2gtool.hw.station.Station`."""
 
-    def __init__(self, setup: SimSetup, limits: PowerLimits) -> None:
+    def __init__(self, setup: SimSetup, limits: PowerLimits, *, mirror_vehicle: bool = False) -> None:
+        """*mirror_vehicle*: the EV is remote (``serve``), so the plant's own vehicle model closes and
+        opens its contactors when the EV says it did (PowerDelivery Start / Stop)."""
         self.setup = setup
         self.station = setup.station
         self._limits = limits
+        self._mirror = mirror_vehicle
         self._cable_check_pending: float | None = None
         self.cable_check_report: CableCheckReport | None = None
         self.events: list[Event] = []
@@ -87,6 +90,8 @@ class StationCharger:
         return self.station.measurement.link_v
 
     def start_energy_transfer(self, battery_voltage: float) -> str | None:
+        if self._mirror:
+            self.setup.vehicle.precharge_done()
         verdict = self.station.request_energy_transfer(battery_voltage)
         return None if verdict.allowed else str(verdict)
 
@@ -99,6 +104,8 @@ class StationCharger:
     def stop(self) -> None:
         self.station.request_current(0.0)
         self.station.session_stop()
+        if self._mirror:
+            self.setup.vehicle.session_stopped()
 
     def present_voltage(self) -> float:
         self.station.step()
