@@ -18,6 +18,8 @@ from v2gtool.exi.namespaces import NAMESPACES, Namespace, grammar, lookup
 # Payload type of each schema set's messages when framed (ISO 15118-20 Table 12).
 PAYLOAD_TYPE_OF: dict[str, int] = {
     "apphand": v2gtp.PayloadType.EXI,
+    "iso2": v2gtp.PayloadType.EXI,  # -2 and DIN carry every message as 0x8001
+    "din": v2gtp.PayloadType.EXI,
     **{ns: int(pt) for pt, ns in v2gtp.ISO20_PAYLOAD_NAMESPACES.items() if pt < 0x8100},
 }
 
