@@ -137,6 +137,10 @@ def test_cli_session_run_json(tmp_path: Path) -> None:
     assert summary["event"] == "SessionSummary" and summary["ok"] is True
     assert summary["energy_wh"] < 0
     assert any(r["event"] == "PowerFlow" and r["current"] < 0 for r in records)
+    # the chain starts with SLAC on the simulated cable; the network key never reaches the output
+    assert any(r["event"] == "SlacLinkReady" for r in records)
+    matched = [r for r in records if r["event"] == "SlacMatched"]
+    assert len(matched) == 2 and all(r["nmk"] == "" for r in matched)
 
 
 def test_cli_failed_session_names_the_debugging_subcommand(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from v2gtool.session.runner import SessionResult, run_sim
 
 # Which subcommand debugs the step a session failed in.
 DEBUG_HINTS = {
+    "SLAC": "v2gtool evse-slac",
     "DC_CableCheck": "v2gtool isolation-check",
     "DC_PreCharge": "v2gtool contactor close",
     "DC_ChargeLoop": "v2gtool contactor status",
@@ -175,6 +176,8 @@ def _report(app: AppContext, result: SessionResult, as_json: bool) -> None:
         )
     if not result.ok:
         phase = next((e.phase for e in reversed(result.events) if isinstance(e, PhaseChanged)), "")
+        if result.reason.startswith("SLAC"):
+            phase = "SLAC"
         hint = DEBUG_HINTS.get(phase)
         ended = next((e for e in reversed(result.events) if isinstance(e, SessionEnded)), None)
         why = ended.reason if ended else result.reason

@@ -1,5 +1,8 @@
 """``session run --sim``: both roles of an ISO 15118-20 session over real TCP on loopback.
 
+The chain: CP to 5 %, SLAC on the simulated cable (:mod:`v2gtool.session.slac_step`), then the -20
+session over TCP (SDP needs a link-local interface: ``serve``/``connect`` run it on a real link).
+
 The SECC and the EVCC are the sans-IO engines of :mod:`v2gtool.iso20`; here they get sockets and a
 clock. Both sides share one simulated plant (:mod:`v2gtool.hw.sim`): the SECC's station and the
 EV's battery are the two ends of the same DC cable. Simulated time advances by the EVCC's cadence
@@ -24,6 +27,7 @@ from v2gtool.net.v2g_tcp import run_evcc, serve_connection
 from v2gtool.session.events import Event
 from v2gtool.session.plant import SimVehiclePort, StationCharger
 from v2gtool.session.scenario import SessionScenario
+from v2gtool.session.slac_step import run_slac
 
 Listener = Callable[[Event], None]
 
@@ -66,6 +70,11 @@ async def run_sim(
     charger = StationCharger(setup, scenario.charger)
     vehicle = SimVehiclePort(setup, scenario.vehicle)
     setup.station.run(0.01)  # the pilot settles in state C
+    slac = run_slac(setup, emit)
+    if not slac.matched:
+        diagnosis = slac.diagnosis.name if slac.diagnosis is not None else "no match"
+        return SessionResult(ok=False, reason=f"SLAC failed: {diagnosis} {slac.detail}".strip(), secc_reason="",
+                             events=events)
     grid_request = None
     if scenario.control_mode.name == "DYNAMIC":
         grid = scenario.power if scenario.power is not None else scenario.vehicle.max_charge_power
