@@ -32,23 +32,30 @@ class PcapWriter:
     ``ts`` is wall-clock seconds since the epoch (float), as Wireshark displays them.
     """
 
-    def __init__(self, path: str | Path, linktype: int) -> None:
-        self.path = Path(path)
-        try:
-            self._fh: BinaryIO = self.path.open("wb")
-        except OSError as exc:
-            raise PcapWriteError(f"cannot create pcap file {self.path}: {exc.strerror}") from exc
+    def __init__(self, target: str | Path | BinaryIO, linktype: int = LINKTYPE_ETHERNET) -> None:
+        """*target*: a file path (created) or an open binary stream (e.g. stdout, BytesIO)."""
+        if isinstance(target, str | Path):
+            self.path = str(target)
+            try:
+                self._fh: BinaryIO = Path(target).open("wb")  # noqa: SIM115 (closed by close())
+            except OSError as exc:
+                raise PcapWriteError(f"cannot create pcap file {target}: {exc.strerror}") from exc
+        else:
+            self.path = getattr(target, "name", "<stream>")
+            self._fh = target
         self._fh.write(struct.pack("=IHHiIII", _MAGIC, 2, 4, 0, 0, _SNAPLEN, linktype))
         self._fh.flush()
         self.count = 0
 
-    def write(self, ts: float, frame: bytes) -> None:
-        """Append one packet with timestamp *ts* and flush it to disk."""
+    def write(self, ts: float, frame: bytes, original_length: int | None = None) -> None:
+        """Append one packet with timestamp *ts* and flush it to disk; *original_length* records a
+        packet that was cut short (a truncated capture)."""
         seconds = int(ts)
         micros = min(round((ts - seconds) * 1_000_000), 999_999)
         data = frame[:_SNAPLEN]
+        length = len(frame) if original_length is None else original_length
         try:
-            self._fh.write(struct.pack("=IIII", seconds, micros, len(data), len(frame)) + data)
+            self._fh.write(struct.pack("=IIII", seconds, micros, len(data), length) + data)
             self._fh.flush()
         except OSError as exc:
             raise PcapWriteError(f"cannot write pcap file {self.path}: {exc.strerror}") from exc

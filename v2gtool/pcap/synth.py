@@ -9,37 +9,20 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass, field
-from typing import BinaryIO
 
 from v2gtool import v2gtp
+from v2gtool.net.pcapwriter import PcapWriter
 from v2gtool.pcap.link import (
     ETHERTYPE_HOMEPLUG_AV,
     ETHERTYPE_IPV6,
     IPPROTO_TCP,
     IPPROTO_UDP,
-    LINKTYPE_ETHERNET,
     TCP_ACK,
     TCP_FIN,
     TCP_SYN,
 )
 
 PSH = 0x08
-
-
-class PcapWriter:
-    """Writes a classic pcap file (microsecond timestamps) of one link-layer type."""
-
-    def __init__(self, stream: BinaryIO, linktype: int = LINKTYPE_ETHERNET, snaplen: int = 262144) -> None:
-        self._stream = stream
-        stream.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, linktype))
-
-    def write(self, timestamp: float, data: bytes, original_length: int | None = None) -> None:
-        seconds = int(timestamp)
-        micros = round((timestamp - seconds) * 1e6)
-        if micros == 1_000_000:
-            seconds, micros = seconds + 1, 0
-        length = len(data) if original_length is None else original_length
-        self._stream.write(struct.pack("<IIII", seconds, micros, len(data), length) + data)
 
 
 def mac_bytes(text: str) -> bytes:
