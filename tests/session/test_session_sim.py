@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -151,3 +152,27 @@ def test_cli_failed_session_names_the_debugging_subcommand(tmp_path: Path) -> No
     assert proc.returncode == 1
     assert "debug with `v2gtool isolation-check`" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_trace_of_a_discharge_session_reads_back_with_pcap_decode_and_tshark(tmp_path: Path) -> None:
+    trace = tmp_path / "trace.pcap"
+    proc = subprocess.run([sys.executable, "-m", "v2gtool", "--json", "session", "run", "--sim", "--direction",
+                           "discharge", "--duration", "3", "--trace", str(trace)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    sent = [r["message"] for r in records if r["event"] == "MessageSent"]
+    decoded = subprocess.run([sys.executable, "-m", "v2gtool", "--json", "pcap-decode", str(trace)],
+                             capture_output=True, text=True, timeout=120)
+    assert decoded.returncode == 0, decoded.stderr  # no protocol error in our own session
+    lines = [json.loads(line) for line in decoded.stdout.splitlines()]
+    messages = [r for r in lines if r.get("event") == "V2GMessage"]
+    assert [m["message"] for m in messages] == sent  # every message, in order, nothing invented
+    loop = [m["document"]["DC_ChargeLoopReq"] for m in messages if m["message"] == "DC_ChargeLoopReq"]
+    assert loop and all(
+        r["BPT_Scheduled_DC_CLReqControlMode"]["EVTargetCurrent"]["Value"] < 0 for r in loop)
+    if shutil.which("tshark"):
+        frames = subprocess.run(["tshark", "-r", str(trace), "-T", "fields", "-e", "frame.number"],
+                                capture_output=True, text=True, timeout=120)
+        assert frames.returncode == 0 and len(frames.stdout.split()) == sum(
+            1 for r in lines if r.get("event") == "Frame")

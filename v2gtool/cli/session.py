@@ -25,6 +25,9 @@ from v2gtool.iso20.values import ControlMode, service_from_name
 from v2gtool.session import scenario as scenarios
 from v2gtool.session.events import Event
 from v2gtool.session.runner import SessionResult, run_sim
+from v2gtool.session.trace import SessionTrace
+
+DEFAULT_TRACE = "/var/log/v2g/trace.pcap"
 
 # Which subcommand debugs the step a session failed in.
 DEBUG_HINTS = {
@@ -73,6 +76,13 @@ def session() -> None:
 @click.option("--power", type=click.FloatRange(min=0), help="Requested power in W (Dynamic: the grid request).")
 @click.option("--duration", type=click.FloatRange(min=0), help="Seconds of energy transfer (simulated time).")
 @click.option(
+    "--trace",
+    "trace_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="pcap of every frame, flushed per packet [default: [session] trace or /var/log/v2g/trace.pcap].",
+)
+@click.option("--no-trace", is_flag=True, help="Write no trace.")
+@click.option(
     "--speed",
     type=click.FloatRange(min=0),
     default=0,
@@ -91,6 +101,8 @@ def run(
     direction: str | None,
     power: float | None,
     duration: float | None,
+    trace_path: Path | None,
+    no_trace: bool,
     speed: float,
     json_out: bool,
 ) -> None:
@@ -114,14 +126,31 @@ def run(
         duration=duration,
     )
     as_json = use_json(ctx, json_out)
+    trace = None if no_trace else _open_trace(app, trace_path)
     if as_json:
-        result = asyncio.run(run_sim(scenario, speed or None, listener=lambda e: emit_json(e.to_json())))
+        result = asyncio.run(run_sim(scenario, speed or None, listener=lambda e: emit_json(e.to_json()), trace=trace))
     else:
-        result = _run_live(app, scenario, speed)
+        result = _run_live(app, scenario, speed, trace)
     _report(app, result, as_json)
 
 
-def _run_live(app: AppContext, scenario: scenarios.SessionScenario, speed: float) -> SessionResult:
+def _open_trace(app: AppContext, path: Path | None) -> SessionTrace | None:
+    """The trace file; the default location is skipped with a warning when it cannot be written."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SessionTrace(path)
+    default = Path(app.config.get("session", "trace", DEFAULT_TRACE))
+    try:
+        default.parent.mkdir(parents=True, exist_ok=True)
+        return SessionTrace(default)
+    except (OSError, V2GToolError) as exc:
+        app.err_console.print(f"v2gtool: warning: no trace written ({exc}); use --trace FILE", highlight=False)
+        return None
+
+
+def _run_live(
+    app: AppContext, scenario: scenarios.SessionScenario, speed: float, trace: SessionTrace | None
+) -> SessionResult:
     state: dict[str, Any] = {"phase": "starting", "V": 0.0, "A": 0.0, "kW": 0.0, "SoC": None, "last": ""}
 
     def panel() -> Table:
@@ -151,7 +180,7 @@ def _run_live(app: AppContext, scenario: scenarios.SessionScenario, speed: float
                 return
             live.update(panel())
 
-        return asyncio.run(run_sim(scenario, speed or None, listener=listener))
+        return asyncio.run(run_sim(scenario, speed or None, listener=listener, trace=trace))
 
 
 def _report(app: AppContext, result: SessionResult, as_json: bool) -> None:

@@ -51,12 +51,17 @@ def _deliver(outputs: list[bytes | Event], listener: Listener | None) -> list[by
     return frames
 
 
+#: Sees every frame a side sends (for a trace).
+Tap = Callable[[bytes], None]
+
+
 async def serve_connection(
     secc: Secc,
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     clock: Callable[[], float],
     listener: Listener | None = None,
+    tap: Tap | None = None,
 ) -> None:
     """Run one SECC session on an accepted connection until it ends or the peer goes away."""
     stream = FrameStream(reader)
@@ -76,6 +81,8 @@ async def serve_connection(
                 secc.charger.stop()
                 break
             for data in _deliver(secc.receive(frame, clock()), listener):
+                if tap is not None:
+                    tap(data)
                 writer.write(data)
             await writer.drain()
     finally:
@@ -91,6 +98,7 @@ async def run_evcc(
     clock: Callable[[], float],
     listener: Listener | None = None,
     pace: Callable[[float], Awaitable[None]] | None = None,
+    tap: Tap | None = None,
 ) -> None:
     """Drive one EVCC session over a connected stream. Before a request the EV waits its pace (the
     seconds :attr:`Evcc.pace` asks for); *pace* replaces that wait, e.g. to advance a simulated plant."""
@@ -101,6 +109,8 @@ async def run_evcc(
             for data in _deliver(outputs, listener):
                 if evcc.pace > 0:
                     await (pace or asyncio.sleep)(evcc.pace)
+                if tap is not None:
+                    tap(data)
                 writer.write(data)
                 await writer.drain()
                 evcc.sent(clock())

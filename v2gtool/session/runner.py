@@ -28,6 +28,7 @@ from v2gtool.session.events import Event
 from v2gtool.session.plant import SimVehiclePort, StationCharger
 from v2gtool.session.scenario import SessionScenario
 from v2gtool.session.slac_step import run_slac
+from v2gtool.session.trace import SessionTrace
 
 Listener = Callable[[Event], None]
 
@@ -52,9 +53,10 @@ async def run_sim(
     speed: float | None = None,
     listener: Listener | None = None,
     timeouts: Timeouts | None = None,
+    trace: SessionTrace | None = None,
 ) -> SessionResult:
     """Run one whole session, EVCC against SECC, on the ``sim`` plant; never raises for a failed
-    session (the result says why), only for a broken set-up."""
+    session (the result says why), only for a broken set-up. *trace* receives every frame."""
     events: list[Event] = []
 
     def emit(event: Event) -> None:
@@ -70,11 +72,12 @@ async def run_sim(
     charger = StationCharger(setup, scenario.charger)
     vehicle = SimVehiclePort(setup, scenario.vehicle)
     setup.station.run(0.01)  # the pilot settles in state C
-    slac = run_slac(setup, emit)
+    slac = run_slac(setup, emit, on_frame=trace.ethernet_frame if trace is not None else None)
     if not slac.matched:
         diagnosis = slac.diagnosis.name if slac.diagnosis is not None else "no match"
-        return SessionResult(ok=False, reason=f"SLAC failed: {diagnosis} {slac.detail}".strip(), secc_reason="",
-                             events=events)
+        return SessionResult(
+            ok=False, reason=f"SLAC failed: {diagnosis} {slac.detail}".strip(), secc_reason="", events=events
+        )
     grid_request = None
     if scenario.control_mode.name == "DYNAMIC":
         grid = scenario.power if scenario.power is not None else scenario.vehicle.max_charge_power
@@ -114,18 +117,35 @@ async def run_sim(
             await asyncio.sleep(seconds / speed)
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await serve_connection(secc, reader, writer, charger.now, forward)
+        await serve_connection(
+            secc,
+            reader,
+            writer,
+            charger.now,
+            forward,
+            tap=(lambda data: trace.v2gtp(charger.now(), False, data)) if trace else None,
+        )
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        await run_evcc(evcc, reader, writer, charger.now, forward, pace)
+        await run_evcc(
+            evcc,
+            reader,
+            writer,
+            charger.now,
+            forward,
+            pace,
+            tap=(lambda data: trace.v2gtp(charger.now(), True, data)) if trace else None,
+        )
     finally:
         server.close()
         await server.wait_closed()
     charger.stop()
     setup.station.run(0.2)  # contactors open, output bleeds down
+    if trace is not None:
+        trace.close(charger.now())
     return SessionResult(
         ok=evcc.ok and not (secc.ended and "FAILED" in secc.end_reason),
         reason=evcc.end_reason,

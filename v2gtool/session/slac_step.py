@@ -44,7 +44,12 @@ def redacted(event: Event) -> Event:
     return event
 
 
-def run_slac(setup: SimSetup, emit: Callable[[Event], None], seed: int = 1) -> SlacResult:
+def run_slac(
+    setup: SimSetup,
+    emit: Callable[[Event], None],
+    seed: int = 1,
+    on_frame: Callable[[float, bytes], None] | None = None,
+) -> SlacResult:
     """CP to 5 %, then SLAC on the simulated cable; the plant's clock advances by the time it took.
     Returns the EV's result (matched, or the diagnosis of what failed)."""
     pilot = setup.station.hw.control_pilot
@@ -68,7 +73,11 @@ def run_slac(setup: SimSetup, emit: Callable[[Event], None], seed: int = 1) -> S
         emit(dataclasses.replace(redacted(event), t=start + event.t))
 
     # The EV decides the match (it chose this EVSE and received CM_SLAC_MATCH.CNF).
-    (result,) = cable.run(on_event=forward, wait_for=[0])
+    def frame(index: int, t: float, data: bytes, sent: bool) -> None:
+        if sent and on_frame is not None:  # each frame once, as it leaves its host
+            on_frame(start + t, data)
+
+    (result,) = cable.run(on_event=forward, on_frame=frame, wait_for=[0])
     setup.station.run(cable.now)
     if result.matched and result.nid is not None:
         emit(
