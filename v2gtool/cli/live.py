@@ -22,6 +22,7 @@ import click
 from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
 from v2gtool.errors import V2GToolError
+from v2gtool.exi import namespaces
 from v2gtool.hw.backends import sim_station
 from v2gtool.hw.isolation import Edition, IsolationProfile
 from v2gtool.hw.station import StationConfig
@@ -179,6 +180,12 @@ def serve(
     asyncio.run(_serve(iface, tcp_port, context, scenario_path, speed, sessions, show))
 
 
+def _load_grammars() -> None:
+    """Load the three grammars of a DC session before the first request arrives (~0.3 s once)."""
+    for short in ("apphand", "iso20", "iso20-dc"):
+        namespaces.grammar(short)
+
+
 async def _serve(
     iface: str,
     port: int,
@@ -188,6 +195,7 @@ async def _serve(
     sessions: int,
     show: Callable[[Event], None],
 ) -> None:
+    _load_grammars()
     scenario, charger, _vehicle = _plant(scenario_path, remote_ev=True)
     clock = _real_time(charger, speed)
     store = SessionStore()
@@ -310,6 +318,7 @@ async def _connect(
     config: EvccConfig,
     show: Callable[[Event], None],
 ) -> Evcc:
+    _load_grammars()
     _scenario, charger, vehicle = _plant(scenario_path, remote_ev=False)
     clock = _real_time(charger)
     if host is None or port is None:

@@ -137,7 +137,9 @@ class Evcc:
         self.pending = name
         self.pace = pace
         self.sent(now + pace)
-        self._emit(MessageSent(t=now, role="EVCC", message=name, size=len(frame) - v2gtp.HEADER_LENGTH, summary={}))
+        self._emit(
+            MessageSent(t=now + pace, role="EVCC", message=name, size=len(frame) - v2gtp.HEADER_LENGTH, summary={})
+        )
         self._out.append(frame)
 
     def sent(self, now: float) -> None:

@@ -28,7 +28,7 @@ from v2gtool.session.events import Event
 from v2gtool.session.plant import SimVehiclePort, StationCharger
 from v2gtool.session.scenario import SessionScenario
 from v2gtool.session.slac_step import run_slac
-from v2gtool.session.trace import SessionTrace
+from v2gtool.session.trace import TraceSink
 
 Listener = Callable[[Event], None]
 
@@ -53,7 +53,7 @@ async def run_sim(
     speed: float | None = None,
     listener: Listener | None = None,
     timeouts: Timeouts | None = None,
-    trace: SessionTrace | None = None,
+    trace: TraceSink | None = None,
 ) -> SessionResult:
     """Run one whole session, EVCC against SECC, on the ``sim`` plant; never raises for a failed
     session (the result says why), only for a broken set-up. *trace* receives every frame."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Protocol
 
 from v2gtool.net.pcapwriter import LINKTYPE_ETHERNET, PcapWriter
 from v2gtool.pcap.synth import Host, TCPSession
@@ -19,6 +20,16 @@ EV_ADDRESS = "fe80::ff:fe00:e02"
 EVSE_ADDRESS = "fe80::ff:fe00:e01"
 EV_PORT = 50123
 SECC_PORT = 64109
+
+
+class TraceSink(Protocol):
+    """Where a session's frames go: a :class:`SessionTrace`, or a probe that times them."""
+
+    def ethernet_frame(self, t: float, frame: bytes) -> None: ...
+
+    def v2gtp(self, t: float, from_evcc: bool, data: bytes) -> None: ...
+
+    def close(self, t: float) -> None: ...
 
 
 class SessionTrace:
