@@ -17,7 +17,7 @@ from typing import Any
 import click
 from rich.tree import Tree
 
-from v2gtool.cli.context import app_context
+from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.output import emit_json, json_option, message_tree, use_json
 from v2gtool.errors import V2GToolError
 from v2gtool.exi import api
@@ -63,6 +63,14 @@ def _register_live_commands() -> None:
 
     message_handler.add_command(serve)
     message_handler.add_command(connect)
+
+
+def _report_line_error(app: AppContext, as_json: bool, line: int, exc: V2GToolError) -> None:
+    """In line mode a bad line yields an error record in its place; the others are still processed."""
+    if as_json:
+        emit_json({"error": str(exc), "line": line})
+    else:
+        app.err_console.print(f"[red]line {line}: {exc}[/red]", highlight=False)
 
 
 def _hex_lines(source: str | None, file: Path | None) -> Iterator[tuple[int, str]]:
@@ -116,10 +124,7 @@ def decode(ctx: click.Context, message: str | None, file: Path | None, namespace
             if single:
                 raise
             failed += 1
-            if as_json:
-                emit_json({"error": str(exc), "line": line})
-            else:
-                app.err_console.print(f"[red]line {line}: {exc}[/red]", highlight=False)
+            _report_line_error(app, as_json, line, exc)
             continue
         document = decoded.to_json()
         if as_json:
@@ -183,10 +188,7 @@ def encode(ctx: click.Context, message: str | None, file: Path | None, namespace
             if single:
                 raise
             failed += 1
-            if as_json:
-                emit_json({"error": str(exc), "line": line})
-            else:
-                app.err_console.print(f"[red]line {line}: {exc}[/red]", highlight=False)
+            _report_line_error(app, as_json, line, exc)
             continue
         if out is not None:
             chunks.append(data)
