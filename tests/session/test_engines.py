@@ -1,0 +1,157 @@
+"""The sans-IO engines on a virtual clock: sequence rules, unknown sessions, every timeout kind."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from v2gtool import v2gtp
+from v2gtool.iso20 import messages
+from v2gtool.iso20.evcc import Evcc, EvccConfig
+from v2gtool.iso20.events import PowerFlow, SessionEnded
+from v2gtool.iso20.ports import CableCheckStatus, PowerLimits
+from v2gtool.iso20.secc import Secc, SeccConfig
+from v2gtool.iso20.values import header
+from v2gtool.messages import apphand
+from v2gtool.messages import iso20_cm as cm
+from v2gtool.messages import iso20_ct as ct
+from v2gtool.messages import iso20_dc as dc
+from v2gtool.session import scenario as scenarios
+from v2gtool.session.runner import run_sim
+
+LIMITS = scenarios.CHARGER_LIMITS
+
+
+class IdleCharger:
+    """A charger that is never asked for power in these tests (the sequence stops before)."""
+
+    def limits(self) -> PowerLimits:
+        return LIMITS
+
+    def advance(self, now: float) -> None:
+        pass
+
+    def cable_check(self, ev_max_voltage: float) -> CableCheckStatus:
+        raise AssertionError("not reached")
+
+    def precharge(self, target_voltage: float) -> float:
+        raise AssertionError("not reached")
+
+    def start_energy_transfer(self, battery_voltage: float) -> str | None:
+        raise AssertionError("not reached")
+
+    def regulate(self, current: float, voltage_limit: float) -> tuple[float, float]:
+        raise AssertionError("not reached")
+
+    def stop(self) -> None:
+        pass
+
+    def present_voltage(self) -> float:
+        return 0.0
+
+    def fault(self) -> str | None:
+        return None
+
+
+def frame(name: str, body: Any) -> v2gtp.V2GTPFrame:
+    return v2gtp.decode_frame(messages.encode(name, body))
+
+
+def response(outputs: list[Any]) -> messages.Message:
+    (data,) = [o for o in outputs if isinstance(o, bytes)]
+    return messages.decode(v2gtp.decode_frame(data))
+
+
+def set_up(secc: Secc) -> bytes:
+    protocol = apphand.AppProtocolType(ProtocolNamespace="urn:iso:std:iso:15118:-20:DC", VersionNumberMajor=1,
+                                       VersionNumberMinor=0, SchemaID=7, Priority=1)
+    res = response(secc.receive(frame("supportedAppProtocolReq", apphand.supportedAppProtocolReqType(
+        AppProtocol=(protocol,))), 0.0))
+    assert res.body.SchemaID == 7
+    res = response(secc.receive(frame("SessionSetupReq", cm.SessionSetupReqType(
+        Header=header(bytes(8), 0), EVCCID="WMI")), 0.1))
+    assert res.body.ResponseCode.value == "OK_NewSessionEstablished"
+    session_id: bytes = res.body.Header.SessionID
+    return session_id
+
+
+def test_request_out_of_sequence_gets_failed_sequence_error() -> None:
+    secc = Secc(SeccConfig(), IdleCharger(), 0.0, session_id=lambda: b"\x01" * 8)
+    sid = set_up(secc)
+    loop = messages.minimal("DC_ChargeLoopReq", Header=header(sid, 1))
+    res = response(secc.receive(frame("DC_ChargeLoopReq", loop), 0.2))
+    assert res.name == "DC_ChargeLoopRes" and res.body.ResponseCode.value == "FAILED_SequenceError"
+    assert secc.ended and "allowed: AuthorizationSetupReq, SessionStopReq" in secc.end_reason
+
+
+def test_unknown_session_id_gets_failed_unknown_session() -> None:
+    secc = Secc(SeccConfig(), IdleCharger(), 0.0, session_id=lambda: b"\x01" * 8)
+    set_up(secc)
+    res = response(secc.receive(frame("AuthorizationSetupReq", cm.AuthorizationSetupReqType(
+        Header=header(b"\x02" * 8, 1))), 0.2))
+    assert res.body.ResponseCode.value == "FAILED_UnknownSession"
+
+
+def test_secc_sequence_timeout() -> None:
+    secc = Secc(SeccConfig(), IdleCharger(), 0.0)
+    set_up(secc)
+    assert secc.on_timeout(30.0) == []  # 60 s V2G_SECC_Sequence_Timeout not yet over
+    (ended,) = [e for e in secc.on_timeout(secc.deadline) if isinstance(e, SessionEnded)]
+    assert "V2G_SECC_Sequence_Timeout" in ended.reason and secc.ended
+
+
+def test_communication_setup_timeout_before_the_handshake() -> None:
+    secc = Secc(SeccConfig(), IdleCharger(), 0.0)
+    assert secc.deadline == 20.0  # V2G_EVCC_CommunicationSetup_Timeout
+
+
+class StillVehicle:
+    def limits(self) -> PowerLimits:
+        return scenarios.VEHICLE_LIMITS
+
+    def soc_percent(self) -> float:
+        return 50.0
+
+    def battery_voltage(self) -> float:
+        return 375.0
+
+    def close_contactors(self) -> None:
+        pass
+
+    def open_contactors(self) -> None:
+        pass
+
+
+def test_evcc_message_timeouts_per_request() -> None:
+    evcc = Evcc(EvccConfig(), StillVehicle())
+    evcc.start(0.0)
+    evcc.sent(0.0)
+    assert evcc.deadline == 2.0  # supportedAppProtocolReq: 2 s
+    assert evcc.on_timeout(1.9) == []
+    (ended,) = [e for e in evcc.on_timeout(2.0) if isinstance(e, SessionEnded)]
+    assert ended.reason == "timeout waiting for supportedAppProtocolRes" and not ended.ok
+    loop = Evcc(EvccConfig(), StillVehicle())
+    loop.pending = "DC_ChargeLoopReq"
+    loop.sent(10.0)
+    assert loop.deadline == 10.5  # DC_ChargeLoop: 0.5 s
+
+
+def test_evcc_rejects_an_unexpected_response() -> None:
+    evcc = Evcc(EvccConfig(), StillVehicle())
+    evcc.start(0.0)
+    wrong = dc.DC_CableCheckResType(Header=header(bytes(8), 0), ResponseCode=ct.responseCodeType.OK,
+                                    EVSEProcessing=ct.processingType.Finished)
+    (ended,) = [e for e in evcc.receive(frame("DC_CableCheckRes", wrong), 0.1) if isinstance(e, SessionEnded)]
+    assert "expected supportedAppProtocolRes, received DC_CableCheckRes" in ended.reason
+
+
+def test_ev_asking_for_more_than_the_charger_allows_is_limited(tmp_path: Path) -> None:
+    path = tmp_path / "greedy.toml"
+    path.write_text("[vehicle]\nmax_charge_current = 400\nmax_charge_power = 200000\nmax_voltage = 450\n"
+                    "[charger]\nmax_charge_current = 100\n")
+    result = asyncio.run(run_sim(scenarios.load(path, duration=5.0)))
+    assert result.ok, result.reason
+    flows = [e for e in result.events if isinstance(e, PowerFlow) and e.role == "SECC"]
+    assert max(f.current for f in flows) <= 100.0 + 1e-6
+    assert max(f.current for f in flows) > 95.0
