@@ -176,3 +176,13 @@ def test_trace_of_a_discharge_session_reads_back_with_pcap_decode_and_tshark(tmp
                                 capture_output=True, text=True, timeout=120)
         assert frames.returncode == 0 and len(frames.stdout.split()) == sum(
             1 for r in lines if r.get("event") == "Frame")
+
+
+def test_welded_contactor_at_the_end(tmp_path: Path) -> None:
+    path = tmp_path / "weld.toml"
+    path.write_text('[[at]]\nt = 0.0\ncp = "C"\n[[at]]\nt = 5.0\nfault = "weld"\npoles = ["K1"]\n')
+    result = asyncio.run(run_sim(scenarios.load(path, duration=3.0)))
+    assert not result.ok
+    assert result.reason == "DC_WeldingDetectionRes FAILED_ContactorError"
+    assert "Contactor Stuck: K1" in result.secc_reason
+    assert result.energy_wh > 0  # the session charged before the weld showed at the end

@@ -534,6 +534,10 @@ class Secc:
         return current, {"Dynamic_DC_CLResControlMode": dc.Dynamic_DC_CLResControlModeType(**common)}
 
     def _dc_weldingdetection(self, body: dc.DC_WeldingDetectionReqType, now: float) -> None:
+        fault = self.charger.fault()
+        if fault is not None:  # e.g. a welded K1/K2 found when they were told to open
+            self._fail("DC_WeldingDetectionRes", RC.FAILED_ContactorError, now, detail=fault)
+            return
         res = dc.DC_WeldingDetectionResType(
             Header=header(self.session_id, now),
             ResponseCode=RC.OK,

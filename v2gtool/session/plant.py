@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from v2gtool.errors import V2GToolError
 from v2gtool.hw.backends import SimSetup
 from v2gtool.hw.cablecheck import CableCheckReport, CableCheckSettings, run_cable_check
+from v2gtool.hw.interlock import Condition
 from v2gtool.hw.isolation import IsolationVerdict
 from v2gtool.iso20.ports import CableCheckStatus, PowerLimits
 from v2gtool.session.events import Event
@@ -113,11 +114,11 @@ class StationCharger:
 
     def fault(self) -> str | None:
         interlock = self.station.interlock
-        condition = interlock.trip_condition
-        if condition is not None:
-            return f"interlock tripped: {condition.name} ({condition.value})"
         if interlock.stuck is not None:
             return f"Contactor Stuck: {interlock.stuck.pole.name}"
+        condition = interlock.trip_condition
+        if condition is not None and condition is not Condition.SESSION_STOP:  # a stop is no fault
+            return f"interlock tripped: {condition.name} ({condition.value})"
         return None
 
 
