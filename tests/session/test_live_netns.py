@@ -54,3 +54,25 @@ def test_tls13_mutual_auth_session_over_veth(link: VethPair, tmp_path: Path) -> 
     records, _ = run_pair(link, dirs, [*dirs, "--duration", "2", "--keylog", str(keylog)])
     assert records[-1]["event"] == "SessionEnded" and records[-1]["ok"] is True
     assert "CLIENT_TRAFFIC_SECRET_0" in keylog.read_text()
+
+
+def test_tls_failure_with_an_untrusted_secc_is_one_line(link: VethPair, tmp_path: Path) -> None:
+    """The EV trusts another V2G root than the one that signed the SECC's chain: the handshake fails
+    within the communication-setup timeout and connect says so in one line, exit 1."""
+    for name in ("charger", "other"):
+        subprocess.run([*V2GTOOL, "pki", "init", str(tmp_path / name)], check=True, capture_output=True, timeout=120)
+    secc = subprocess.Popen(link.cmd(link.secc_ns, *V2GTOOL, "v2g-message-handler", "serve", "--iface", link.secc_if,
+                                     "--sessions", "1", "--certs-dir", str(tmp_path / "charger" / "certs"),
+                                     "--trust-dir", str(tmp_path / "charger" / "trust" / "certs")),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ev = subprocess.run(link.cmd(link.ev_ns, *V2GTOOL, "v2g-message-handler", "connect", "--iface", link.ev_if,
+                                     "--certs-dir", str(tmp_path / "other" / "certs"),
+                                     "--trust-dir", str(tmp_path / "other" / "trust" / "certs")),
+                            capture_output=True, text=True, timeout=120)
+    finally:
+        secc.terminate()
+        secc.communicate(timeout=30)
+    assert ev.returncode == 1
+    assert ev.stderr.count("\n") == 1 and "Traceback" not in ev.stderr
+    assert "cannot connect to" in ev.stderr and "CERTIFICATE_VERIFY_FAILED" in ev.stderr
