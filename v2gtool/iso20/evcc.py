@@ -73,6 +73,7 @@ class Evcc:
         self.loop_started: float | None = None
         self.phase_started = 0.0
         self.energy_wh = 0.0  # signed: + charged into the EV, - discharged
+        self.evse_max_voltage = float("inf")  # from DC_ChargeParameterDiscoveryRes
         self._last_flow: tuple[float, float] | None = None  # (t, power)
         self._services: list[int] = []
         self._parameter_set = 0
@@ -407,18 +408,19 @@ class Evcc:
         bpt = self.config.service == ServiceID.DC_BPT
         mode: dict[str, Any]
         if self.config.control_mode == ControlMode.SCHEDULED:
+            target_voltage = rational(min(lim.max_voltage, self.evse_max_voltage))
             current = self._signed_power() / max(voltage, 1.0)
             current = max(-lim.max_discharge_current, min(lim.max_charge_current, current))
             if bpt:
                 mode = {
                     "BPT_Scheduled_DC_CLReqControlMode": dc.BPT_Scheduled_DC_CLReqControlModeType(
-                        EVTargetCurrent=rational(current), EVTargetVoltage=rational(lim.max_voltage)
+                        EVTargetCurrent=rational(current), EVTargetVoltage=target_voltage
                     )
                 }
             else:
                 mode = {
                     "Scheduled_DC_CLReqControlMode": dc.Scheduled_DC_CLReqControlModeType(
-                        EVTargetCurrent=rational(max(current, 0.0)), EVTargetVoltage=rational(lim.max_voltage)
+                        EVTargetCurrent=rational(max(current, 0.0)), EVTargetVoltage=target_voltage
                     )
                 }
         else:
@@ -491,7 +493,6 @@ class Evcc:
 
     def _on_dc_weldingdetection(self, body: dc.DC_WeldingDetectionResType, now: float) -> None:
         self._welding += 1
-        self.evse_voltage_after_stop = to_float(body.EVSEPresentVoltage)
         if self._welding < self.config.welding_rounds:
             self._send(
                 "DC_WeldingDetectionReq",
