@@ -19,6 +19,7 @@ from v2gtool.iso20.values import ControlMode, ServiceID
 from v2gtool.session import scenario as scenarios
 from v2gtool.session.events import Event
 from v2gtool.session.runner import SessionResult, run_sim
+from v2gtool.session.trace import SessionTrace
 
 SEQUENCE = [
     "supportedAppProtocolReq", "SessionSetupReq", "AuthorizationSetupReq", "AuthorizationReq",
@@ -186,3 +187,20 @@ def test_welded_contactor_at_the_end(tmp_path: Path) -> None:
     assert result.reason == "DC_WeldingDetectionRes FAILED_ContactorError"
     assert "Contactor Stuck: K1" in result.secc_reason
     assert result.energy_wh > 0  # the session charged before the weld showed at the end
+
+
+def test_channel_sign_convention_discharges_with_positive_wire_values(tmp_path: Path) -> None:
+    path = tmp_path / "channel.toml"
+    path.write_text('[session]\nsign_convention = "channel"\ndirection = "discharge"\nduration = 5\n')
+    trace = tmp_path / "channel.pcap"
+    result = asyncio.run(run_sim(scenarios.load(path), trace=SessionTrace(trace)))
+    assert result.ok, result.reason
+    assert result.energy_wh < 0 and result.soc_end < result.soc_start  # the energy still left the EV
+    decoded = subprocess.run([sys.executable, "-m", "v2gtool", "--json", "pcap-decode", str(trace)],
+                             capture_output=True, text=True, timeout=120)
+    wire = [json.loads(line) for line in decoded.stdout.splitlines()]
+    targets = [r["document"]["DC_ChargeLoopReq"]["BPT_Scheduled_DC_CLReqControlMode"]["EVTargetCurrent"]["Value"]
+               for r in wire if r.get("message") == "DC_ChargeLoopReq"]
+    assert targets and all(v > 0 for v in targets)  # magnitudes on the wire; PowerDelivery said Discharge
+    assert any(r.get("message") == "PowerDeliveryReq"
+               and r["document"]["PowerDeliveryReq"].get("BPT_ChannelSelection") == "Discharge" for r in wire)

@@ -21,7 +21,7 @@ from v2gtool.cli.output import emit_json, json_option, use_json
 from v2gtool.errors import V2GToolError
 from v2gtool.iso20.evcc import Direction
 from v2gtool.iso20.events import MessageReceived, PhaseChanged, PowerFlow, SessionEnded
-from v2gtool.iso20.values import ControlMode, service_from_name
+from v2gtool.iso20.values import ControlMode, SignConvention, service_from_name
 from v2gtool.session import scenario as scenarios
 from v2gtool.session.events import Event
 from v2gtool.session.runner import SessionResult, run_sim
@@ -73,6 +73,11 @@ def session() -> None:
 @click.option("--service", help="DC or DC_BPT (DC_V2G is accepted as an alias of DC_BPT).")
 @click.option("--control-mode", type=click.Choice(["scheduled", "dynamic"]), help="ISO 15118-20 control mode.")
 @click.option("--direction", type=click.Choice(["charge", "discharge"]), help="Energy flow (discharge = V2G).")
+@click.option(
+    "--sign-convention",
+    type=click.Choice(["signed", "channel"]),
+    help="Discharge on the wire: negative currents (signed) or magnitudes + BPT_ChannelSelection.",
+)
 @click.option("--power", type=click.FloatRange(min=0), help="Requested power in W (Dynamic: the grid request).")
 @click.option("--duration", type=click.FloatRange(min=0), help="Seconds of energy transfer (simulated time).")
 @click.option(
@@ -99,6 +104,7 @@ def run(
     service: str | None,
     control_mode: str | None,
     direction: str | None,
+    sign_convention: str | None,
     power: float | None,
     duration: float | None,
     trace_path: Path | None,
@@ -122,6 +128,7 @@ def run(
         service=chosen_service,
         control_mode=ControlMode[control_mode.upper()] if control_mode else None,
         direction=Direction(direction) if direction else None,
+        sign_convention=SignConvention(sign_convention) if sign_convention else None,
         power=power,
         duration=duration,
     )

@@ -20,7 +20,15 @@ from v2gtool.iso20.events import MessageReceived, MessageSent, PhaseChanged, Pow
 from v2gtool.iso20.ports import VehiclePort
 from v2gtool.iso20.states import State, next_state
 from v2gtool.iso20.timeouts import Timeouts
-from v2gtool.iso20.values import ControlMode, ServiceID, header, parameter_value, rational, to_float
+from v2gtool.iso20.values import (
+    ControlMode,
+    ServiceID,
+    SignConvention,
+    header,
+    parameter_value,
+    rational,
+    to_float,
+)
 from v2gtool.messages import apphand
 from v2gtool.messages import iso20_cm as cm
 from v2gtool.messages import iso20_ct as ct
@@ -52,6 +60,7 @@ class EvccConfig:
     precharge_tolerance: float = 20.0  # V between EVSEPresentVoltage and the battery
     welding_rounds: int = 2
     departure_time: int = 3600
+    sign_convention: SignConvention = SignConvention.SIGNED
     timeouts: Timeouts = field(default_factory=Timeouts)
 
 
@@ -414,7 +423,8 @@ class Evcc:
             if bpt:
                 mode = {
                     "BPT_Scheduled_DC_CLReqControlMode": dc.BPT_Scheduled_DC_CLReqControlModeType(
-                        EVTargetCurrent=rational(current), EVTargetVoltage=target_voltage
+                        EVTargetCurrent=rational(self.config.sign_convention.to_wire(current)),
+                        EVTargetVoltage=target_voltage,
                     )
                 }
             else:
@@ -463,7 +473,9 @@ class Evcc:
         )
 
     def _on_dc_chargeloop(self, body: dc.DC_ChargeLoopResType, now: float) -> None:
-        voltage, current = to_float(body.EVSEPresentVoltage), to_float(body.EVSEPresentCurrent)
+        discharging = self.config.direction == Direction.DISCHARGE
+        voltage = to_float(body.EVSEPresentVoltage)
+        current = self.config.sign_convention.from_wire(to_float(body.EVSEPresentCurrent), discharging)
         power = voltage * current
         if self._last_flow is not None:
             self.energy_wh += self._last_flow[1] * (now - self._last_flow[0]) / 3600.0

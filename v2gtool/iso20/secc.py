@@ -24,6 +24,7 @@ from v2gtool.iso20.timeouts import Timeouts
 from v2gtool.iso20.values import (
     ControlMode,
     ServiceID,
+    SignConvention,
     clamp,
     dc_parameter_sets,
     header,
@@ -52,6 +53,7 @@ class SeccConfig:
     timeouts: Timeouts = field(default_factory=Timeouts)
     # Dynamic mode: the grid's request, W (negative = the EV discharges into the grid).
     grid_power_request: float | None = None
+    sign_convention: SignConvention = SignConvention.SIGNED
     # EVSEProcessing=Ongoing answers before Finished, per phase (cable check always polls once).
     authorization_ongoing: int = 0
 
@@ -470,7 +472,7 @@ class Secc:
         res = dc.DC_ChargeLoopResType(
             Header=header(self.session_id, now),
             ResponseCode=RC.OK,
-            EVSEPresentCurrent=rational(current),
+            EVSEPresentCurrent=rational(self.config.sign_convention.to_wire(current)),
             EVSEPresentVoltage=rational(voltage),
             EVSEPowerLimitAchieved=limited,
             EVSECurrentLimitAchieved=limited,
@@ -499,9 +501,8 @@ class Secc:
             if req is None:
                 return None, {}
             if bpt:
-                return to_float(req.EVTargetCurrent), {
-                    "BPT_Scheduled_DC_CLResControlMode": dc.BPT_Scheduled_DC_CLResControlModeType()
-                }
+                target = self.config.sign_convention.from_wire(to_float(req.EVTargetCurrent), self.channel_discharge)
+                return target, {"BPT_Scheduled_DC_CLResControlMode": dc.BPT_Scheduled_DC_CLResControlModeType()}
             return to_float(req.EVTargetCurrent), {
                 "Scheduled_DC_CLResControlMode": dc.Scheduled_DC_CLResControlModeType()
             }

@@ -61,6 +61,26 @@ def service_from_name(name: str) -> ServiceID:
     return ServiceID[key]
 
 
+class SignConvention(enum.Enum):
+    """How a discharge (DC_BPT) is written in EVTargetCurrent and EVSEPresentCurrent.
+
+    ``signed`` (default): negative values flow from the vehicle to the grid. ``channel``: the wire
+    carries magnitudes and PowerDelivery's BPT_ChannelSelection (Charge/Discharge) gives the
+    direction, as some implementations do. Inside v2gtool current is always signed.
+    """
+
+    SIGNED = "signed"
+    CHANNEL = "channel"
+
+    def to_wire(self, current: float) -> float:
+        return abs(current) if self is SignConvention.CHANNEL else current
+
+    def from_wire(self, value: float, discharging: bool) -> float:
+        if self is SignConvention.CHANNEL:
+            return -abs(value) if discharging else abs(value)
+        return value
+
+
 class ControlMode(enum.IntEnum):
     """ServiceDetail parameter ControlMode (ISO 15118-20 Table 205)."""
 
@@ -102,4 +122,3 @@ def parameter_value(pset: cm.ParameterSetType, name: str) -> int | None:
 
 def clamp(x: float, low: float, high: float) -> float:
     return max(low, min(high, x))
-

@@ -84,7 +84,14 @@ async def run_sim(
         grid_request = -grid if scenario.direction.value == "discharge" else grid
     timeouts = timeouts or Timeouts()
     secc = Secc(
-        SeccConfig(bpt=scenario.bpt, timeouts=timeouts, grid_power_request=grid_request), charger, charger.now()
+        SeccConfig(
+            bpt=scenario.bpt,
+            timeouts=timeouts,
+            grid_power_request=grid_request,
+            sign_convention=scenario.sign_convention,
+        ),
+        charger,
+        charger.now(),
     )
     evcc = Evcc(
         EvccConfig(
@@ -95,6 +102,7 @@ async def run_sim(
             min_soc=scenario.min_soc,
             power=scenario.power,
             duration=scenario.duration,
+            sign_convention=scenario.sign_convention,
             timeouts=timeouts,
         ),
         vehicle,

@@ -9,7 +9,8 @@
     duration = 600              # seconds of energy transfer (default: until the SoC target/floor)
     power = 11000               # W the EV asks for (Scheduled); the grid request in Dynamic mode
     target_soc = 80
-    min_soc = 20                # the EV's own discharge floor (the charger's is [charger] soc_floor)
+    min_soc = 20                # the EV's own discharge floor (the station's is 20 %)
+    sign_convention = "signed"  # signed: - is discharge on the wire; channel: magnitudes + BPT_ChannelSelection
 
     [vehicle]                   # BMS limits, W / A / V
     max_charge_power = 50000
@@ -43,7 +44,7 @@ from v2gtool.hw.cp import CpState
 from v2gtool.hw.scenario import Scenario, ScenarioStep, default_scenario, scenario_from_tables
 from v2gtool.iso20.evcc import Direction
 from v2gtool.iso20.ports import PowerLimits
-from v2gtool.iso20.values import ControlMode, ServiceID, service_from_name
+from v2gtool.iso20.values import ControlMode, ServiceID, SignConvention, service_from_name
 
 VEHICLE_LIMITS = PowerLimits(
     max_charge_power=50_000,
@@ -82,6 +83,7 @@ class SessionScenario:
     power: float | None = None
     target_soc: float = 80.0
     min_soc: float = 20.0
+    sign_convention: SignConvention = SignConvention.SIGNED
     bpt: bool = True
     vehicle: PowerLimits = VEHICLE_LIMITS
     charger: PowerLimits = CHARGER_LIMITS
@@ -119,6 +121,8 @@ def _from_tables(raw: dict[str, Any], source: str) -> SessionScenario:
                 changes[key] = ControlMode[str(value).upper()]
             elif key == "direction":
                 changes[key] = Direction(str(value).lower())
+            elif key == "sign_convention":
+                changes[key] = SignConvention(str(value).lower())
             elif key in ("duration", "power", "target_soc", "min_soc"):
                 changes[key] = float(value)
             else:
