@@ -11,8 +11,8 @@ from v2gtool.iso20 import messages
 from v2gtool.iso20.evcc import Evcc, EvccConfig
 from v2gtool.iso20.events import PowerFlow, SessionEnded
 from v2gtool.iso20.ports import CableCheckStatus, PowerLimits
-from v2gtool.iso20.secc import Secc, SeccConfig
-from v2gtool.iso20.values import header
+from v2gtool.iso20.secc import Secc, SeccConfig, SessionStore
+from v2gtool.iso20.values import ControlMode, ServiceID, header
 from v2gtool.messages import apphand
 from v2gtool.messages import iso20_cm as cm
 from v2gtool.messages import iso20_ct as ct
@@ -155,3 +155,42 @@ def test_ev_asking_for_more_than_the_charger_allows_is_limited(tmp_path: Path) -
     flows = [e for e in result.events if isinstance(e, PowerFlow) and e.role == "SECC"]
     assert max(f.current for f in flows) <= 100.0 + 1e-6
     assert max(f.current for f in flows) > 95.0
+
+
+def select_service(secc: Secc, sid: bytes) -> None:
+    """AuthorizationSetup .. ServiceSelection (DC_BPT, Dynamic) on an SECC after SessionSetup."""
+    h = header(sid, 1)
+    steps: list[tuple[str, Any]] = [
+        ("AuthorizationSetupReq", cm.AuthorizationSetupReqType(Header=h)),
+        ("AuthorizationReq", cm.AuthorizationReqType(Header=h, SelectedAuthorizationService=cm.authorizationType.EIM,
+                                                     EIM_AReqAuthorizationMode=cm.EIM_AReqAuthorizationModeType())),
+        ("ServiceDiscoveryReq", cm.ServiceDiscoveryReqType(Header=h)),
+        ("ServiceDetailReq", cm.ServiceDetailReqType(Header=h, ServiceID=6)),
+        ("ServiceSelectionReq", cm.ServiceSelectionReqType(
+            Header=h, SelectedEnergyTransferService=cm.SelectedServiceType(ServiceID=6, ParameterSetID=2))),
+    ]
+    for name, body in steps:
+        res = response(secc.receive(frame(name, body), 1.0))
+        assert res.body.ResponseCode.value == "OK", (name, res.body.ResponseCode)
+
+
+def test_paused_session_is_resumed_with_its_service() -> None:
+    store = SessionStore()
+    first = Secc(SeccConfig(), IdleCharger(), 0.0, store, session_id=lambda: b"\x05" * 8)
+    sid = set_up(first)
+    select_service(first, sid)
+    res = response(first.receive(frame("SessionStopReq", cm.SessionStopReqType(
+        Header=header(sid, 2), ChargingSession=cm.chargingSessionType.Pause)), 2.0))
+    assert res.body.ResponseCode.value == "OK" and first.ended
+    # The EV comes back (a new TCP connection) with the paused session's ID: OK_OldSessionJoined.
+    second = Secc(SeccConfig(), IdleCharger(), 10.0, store, session_id=lambda: b"\x06" * 8)
+    protocol = apphand.AppProtocolType(ProtocolNamespace="urn:iso:std:iso:15118:-20:DC", VersionNumberMajor=1,
+                                       VersionNumberMinor=0, SchemaID=1, Priority=1)
+    second.receive(frame("supportedAppProtocolReq", apphand.supportedAppProtocolReqType(AppProtocol=(protocol,))), 10)
+    res = response(second.receive(frame("SessionSetupReq", cm.SessionSetupReqType(
+        Header=header(sid, 10), EVCCID="WMI")), 10.1))
+    assert res.body.ResponseCode.value == "OK_OldSessionJoined"
+    assert res.body.Header.SessionID == sid
+    assert second.service == ServiceID.DC_BPT and second.control_mode == ControlMode.DYNAMIC
+    # the paused entry is used up by the resume
+    assert sid not in store.paused

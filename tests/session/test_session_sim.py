@@ -204,3 +204,15 @@ def test_channel_sign_convention_discharges_with_positive_wire_values(tmp_path: 
     assert targets and all(v > 0 for v in targets)  # magnitudes on the wire; PowerDelivery said Discharge
     assert any(r.get("message") == "PowerDeliveryReq"
                and r["document"]["PowerDeliveryReq"].get("BPT_ChannelSelection") == "Discharge" for r in wire)
+
+
+def test_precharge_that_never_converges_times_out(tmp_path: Path) -> None:
+    """A charger whose maximum voltage is below the battery's can never precharge the link to it:
+    the EV gives up after V2G_EVCC_PreCharge_Timeout (10 s) without closing its contactors."""
+    path = tmp_path / "low.toml"
+    path.write_text("[charger]\nmax_voltage = 300\n")
+    result = asyncio.run(run_sim(scenarios.load(path, duration=5.0)))
+    assert not result.ok
+    assert result.reason == "V2G_EVCC_PreCharge timeout after 10 s"
+    assert "PowerDeliveryReq" not in result.requests
+    assert not any(isinstance(e, EnergyTransferEnabled) for e in result.events)
