@@ -22,6 +22,7 @@ from rich.table import Table
 
 from v2gtool.cli.context import app_context
 from v2gtool.cli.output import emit_json, json_option, message_tree, use_json
+from v2gtool.cli.progress import progress_bar
 from v2gtool.errors import V2GToolError
 from v2gtool.pcap.analysis import TraceAnalysis
 from v2gtool.pcap.dissect import Dissector
@@ -88,7 +89,10 @@ def pcap_decode(ctx: click.Context, capture: Path, keylogs: tuple[Path, ...], fo
     analysis = TraceAnalysis()
     renderer = _Renderer(app.console, as_json, summary_only, show_frames, parsed)
     with _open(capture) as stream:
-        for record in _records(stream, dissector, follow):
+        records = _records(stream, dissector, follow)
+        if summary_only and not follow:  # nothing else on the terminal: show that work goes on
+            records = progress_bar(ctx, records, description=f"decoding {capture}", json_out=as_json)
+        for record in records:
             analysis.add(record)
             renderer.show(record)
     summary = analysis.summary()
