@@ -4,6 +4,7 @@ IPv6 link-local, plain and TLS 1.3 with mutual authentication (the PKI of `pki i
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -76,3 +77,23 @@ def test_tls_failure_with_an_untrusted_secc_is_one_line(link: VethPair, tmp_path
     assert ev.returncode == 1
     assert ev.stderr.count("\n") == 1 and "Traceback" not in ev.stderr
     assert "cannot connect to" in ev.stderr and "CERTIFICATE_VERIFY_FAILED" in ev.stderr
+
+
+def test_session_run_netns_whole_chain_in_two_processes(tmp_path: Path) -> None:
+    """`session run --netns`: EVSE and EV as separate processes in two namespaces over veth: raw
+    AF_PACKET SLAC (behind the simulated modems), SDP on ff02::1, TLS 1.3 with mutual auth, -20."""
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    subprocess.run([*V2GTOOL, "pki", "init", str(tmp_path)], check=True, capture_output=True, timeout=120)
+    proc = subprocess.run([*V2GTOOL, "--json", "session", "run", "--netns", "--duration", "2", "--direction",
+                           "discharge", "--certs-dir", str(tmp_path / "certs"),
+                           "--trust-dir", str(tmp_path / "trust" / "certs")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    matched = {r["role"]: r for r in records if r["event"] == "SlacMatched"}
+    assert set(matched) == {"ev", "evse"} and matched["ev"]["nid"] == matched["evse"]["nid"]
+    assert all(r["nmk"] == "" for r in matched.values())
+    ended = {r["role"]: r for r in records if r["event"] == "SessionEnded"}
+    assert ended["EVCC"]["ok"] and ended["SECC"]["ok"]
+    assert any(r["event"] == "PowerFlow" and r["current"] < 0 for r in records)

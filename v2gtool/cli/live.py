@@ -49,14 +49,14 @@ class SessionFailed(V2GToolError):
     """The EVCC session did not end with SessionStop."""
 
 
-def _tls_dirs(app: AppContext, certs_dir: Path | None, trust_dir: Path | None) -> tuple[Path, Path]:
+def tls_dirs(app: AppContext, certs_dir: Path | None, trust_dir: Path | None) -> tuple[Path, Path]:
     return (
         certs_dir or Path(app.config.get("pki", "certs_dir", DEFAULT_CERTS_DIR)),
         trust_dir or Path(app.config.get("pki", "trust_dir", DEFAULT_TRUST_DIR)),
     )
 
 
-def _printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
+def printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
     def show(event: Event) -> None:
         if as_json:
             emit_json(event.to_json())
@@ -69,9 +69,11 @@ def _printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
     return show
 
 
-def _plant(
-    scenario_path: Path | None, *, remote_ev: bool
-) -> tuple[scenarios.SessionScenario, StationCharger, SimVehiclePort]:
+Plant = tuple[scenarios.SessionScenario, StationCharger, SimVehiclePort]
+
+
+def build_plant(scenario_path: Path | None, *, remote_ev: bool) -> Plant:
+    """The ``sim`` plant of one side (*remote_ev*: this is the SECC and the EV is across the link)."""
     scenario = scenarios.load(scenario_path)
     setup = sim_station(
         StationConfig(IsolationProfile(Edition.IEC_61851_23_2023, scenario.charger.max_voltage)), scenario.plant
@@ -174,10 +176,11 @@ def serve(
     tcp_port = port or int(app.config.get("sdp", "tcp_port", DEFAULT_TCP_PORT))
     context = None
     if not no_tls:
-        certs, trust = _tls_dirs(app, certs_dir, trust_dir)
+        certs, trust = tls_dirs(app, certs_dir, trust_dir)
         context = server_context(certs, trust, Protocol.ISO20, keylog=keylog)
-    show = _printer(app, use_json(ctx, json_out))
-    asyncio.run(_serve(iface, tcp_port, context, scenario_path, speed, sessions, show))
+    show = printer(app, use_json(ctx, json_out))
+    plant = build_plant(scenario_path, remote_ev=True)
+    asyncio.run(serve_sessions(iface, tcp_port, context, plant, speed, sessions, show))
 
 
 def _load_grammars() -> None:
@@ -186,30 +189,31 @@ def _load_grammars() -> None:
         namespaces.grammar(short)
 
 
-async def _serve(
+async def serve_sessions(
     iface: str,
     port: int,
     context: ssl.SSLContext | None,
-    scenario_path: Path | None,
+    plant: Plant,
     speed: float,
     sessions: int,
     show: Callable[[Event], None],
-) -> None:
+) -> list[Secc]:
+    """SDP responder and V2GTP server on *iface* until *sessions* sessions ended (0: SIGTERM/SIGINT);
+    returns each served session's SECC, in order."""
     _load_grammars()
-    scenario, charger, _vehicle = _plant(scenario_path, remote_ev=True)
+    scenario, charger, _vehicle = plant
     clock = _real_time(charger, speed)
     store = SessionStore()
     stop = asyncio.Event()
-    served = 0
+    served: list[Secc] = []
     one_at_a_time = asyncio.Lock()  # one charging cable: one session at a time
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal served
         async with one_at_a_time:
             secc = Secc(SeccConfig(bpt=scenario.bpt, timeouts=Timeouts()), charger, clock(), store)
             await serve_connection(secc, reader, writer, clock, show)
-            served += 1
-            if sessions and served >= sessions:
+            served.append(secc)
+            if sessions and len(served) >= sessions:
                 stop.set()
 
     loop = asyncio.get_running_loop()
@@ -230,6 +234,7 @@ async def _serve(
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(server.wait_closed(), timeout=2.0)
         charger.stop()
+    return served
 
 
 @click.command("connect")
@@ -293,7 +298,7 @@ def connect(
         raise click.BadParameter(f"{service!r} is not DC, DC_BPT or DC_V2G", param_hint="--service") from None
     context = None
     if not no_tls:
-        certs, trust = _tls_dirs(app, certs_dir, trust_dir)
+        certs, trust = tls_dirs(app, certs_dir, trust_dir)
         context = client_context(certs, trust, Protocol.ISO20, keylog=keylog)
     config = EvccConfig(
         service=chosen,
@@ -303,23 +308,25 @@ def connect(
         precharge_tolerance=precharge_tolerance,
         timeouts=Timeouts(message_scale=timeout_scale),
     )
-    show = _printer(app, use_json(ctx, json_out))
-    evcc = asyncio.run(_connect(iface, host, port, context, scenario_path, config, show))
+    show = printer(app, use_json(ctx, json_out))
+    plant = build_plant(scenario_path, remote_ev=False)
+    evcc = asyncio.run(connect_session(iface, host, port, context, plant, config, show))
     if not evcc.ok:
         raise SessionFailed(f"EVCC session failed: {evcc.end_reason}")
 
 
-async def _connect(
+async def connect_session(
     iface: str,
     host: str | None,
     port: int | None,
     context: ssl.SSLContext | None,
-    scenario_path: Path | None,
+    plant: Plant,
     config: EvccConfig,
     show: Callable[[Event], None],
 ) -> Evcc:
+    """Find the SECC by SDP (unless *host*/*port*) and run one EVCC session."""
     _load_grammars()
-    _scenario, charger, vehicle = _plant(scenario_path, remote_ev=False)
+    _scenario, charger, vehicle = plant
     clock = _real_time(charger)
     if host is None or port is None:
         found = await discover(iface, Security.NO_TLS if context is None else Security.TLS)

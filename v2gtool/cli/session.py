@@ -9,6 +9,11 @@ are the two ends of one simulated cable, and the two engines talk EXI over V2GTP
 from __future__ import annotations
 
 import asyncio
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +22,30 @@ from rich.live import Live
 from rich.table import Table
 
 from v2gtool.cli.context import AppContext, app_context
+from v2gtool.cli.live import (
+    DEFAULT_TCP_PORT,
+    build_plant,
+    connect_session,
+    printer,
+    serve_sessions,
+    tls_dirs,
+    tls_options,
+)
 from v2gtool.cli.output import emit_json, json_option, use_json
 from v2gtool.errors import V2GToolError
-from v2gtool.iso20.evcc import Direction
+from v2gtool.iso20.evcc import Direction, EvccConfig
 from v2gtool.iso20.events import MessageReceived, PhaseChanged, PowerFlow, SessionEnded
 from v2gtool.iso20.values import ControlMode, SignConvention, service_from_name
+from v2gtool.net.netns import veth_pair
+from v2gtool.pki.profiles import Protocol
+from v2gtool.pki.tls import client_context, server_context
 from v2gtool.session import scenario as scenarios
 from v2gtool.session.events import Event
+from v2gtool.session.link_chain import slac_on_link
 from v2gtool.session.runner import SessionResult, run_sim
 from v2gtool.session.trace import SessionTrace
+from v2gtool.slac.machine import SlacResult
+from v2gtool.slac.states import Role
 
 DEFAULT_TRACE = "/var/log/v2g/trace.pcap"
 
@@ -62,7 +82,16 @@ def session() -> None:
     type=click.Choice(["both", "evse", "ev"]),
     default="both",
     show_default=True,
-    help="Which side(s) to run; only 'both' with --sim in this version.",
+    help="Which side(s) to run: both (with --sim or --netns), or one side on --iface.",
+)
+@click.option("--netns", is_flag=True, help="Both roles as separate processes in two namespaces joined by veth (root).")
+@click.option("--iface", help="The PLC interface for --role evse|ev: raw SLAC, SDP, TCP/TLS.")
+@click.option(
+    "--modem",
+    type=click.Choice(["sim", "hw"]),
+    default="sim",
+    show_default=True,
+    help="SLAC through the simulated QCA7000 modem, or a real modem on --iface.",
 )
 @click.option(
     "--scenario",
@@ -94,12 +123,16 @@ def session() -> None:
     show_default=True,
     help="Simulated seconds per wall second; 0 runs as fast as possible.",
 )
+@tls_options
 @json_option
 @click.pass_context
 def run(
     ctx: click.Context,
     sim: bool,
     role: str,
+    netns: bool,
+    iface: str | None,
+    modem: str,
     scenario_path: Path | None,
     service: str | None,
     control_mode: str | None,
@@ -110,15 +143,23 @@ def run(
     trace_path: Path | None,
     no_trace: bool,
     speed: float,
+    no_tls: bool,
+    certs_dir: Path | None,
+    trust_dir: Path | None,
+    keylog: Path | None,
     json_out: bool,
 ) -> None:
-    """Run the chain: CP, cable check, precharge, charge or discharge, welding detection, stop."""
+    """Run the chain: CP, SLAC, (SDP, TLS,) the -20 session with cable check, precharge, charge or
+    discharge, welding detection, stop. --sim: both roles in this process; --netns: both roles as
+    processes in two namespaces over veth; --role evse|ev --iface IF: one side on a real link."""
     app = app_context(ctx)
-    if not sim or role != "both":
-        raise click.UsageError(
-            "this version runs sessions with --sim --role both; SLAC, SDP and TLS on a real "
-            "link are debugged with evse-slac, sdp-discovery and tls-verify"
-        )
+    if netns:
+        _run_netns(ctx.params, use_json(ctx, json_out))
+        return
+    if not sim and role == "both":
+        raise click.UsageError("give --sim, --netns, or --role evse|ev with --iface")
+    if sim and role != "both":
+        raise click.UsageError("--sim runs both roles in one process; one role runs on --iface")
     try:
         chosen_service = service_from_name(service) if service else None
     except KeyError:
@@ -133,12 +174,92 @@ def run(
         duration=duration,
     )
     as_json = use_json(ctx, json_out)
+    if not sim:
+        if iface is None:
+            raise click.UsageError("--role evse|ev needs --iface")
+        context = None
+        if not no_tls:
+            certs, trust = tls_dirs(app, certs_dir, trust_dir)
+            protocol_context = server_context if role == "evse" else client_context
+            context = protocol_context(certs, trust, Protocol.ISO20, keylog=keylog)
+        _run_side(role, iface, modem == "sim", context, scenario_path, scenario, printer(app, as_json))
+        return
     trace = None if no_trace else _open_trace(app, trace_path)
     if as_json:
         result = asyncio.run(run_sim(scenario, speed or None, listener=lambda e: emit_json(e.to_json()), trace=trace))
     else:
         result = _run_live(app, scenario, speed, trace)
     _report(app, result, as_json)
+
+
+def _run_side(
+    role: str,
+    iface: str,
+    simulated_modem: bool,
+    context: ssl.SSLContext | None,
+    scenario_path: Path | None,
+    scenario: scenarios.SessionScenario,
+    show: Callable[[Event], None],
+) -> None:
+    """One side of the chain on a real link, as a charger or a car runs it."""
+    if role == "evse":
+        plant = build_plant(scenario_path, remote_ev=True)
+        pilot = plant[1].station.hw.control_pilot
+        slac = slac_on_link(Role.EVSE, iface, simulated_modem, show, pilot.set_duty if pilot else None)
+        _require_match(slac)
+        port = DEFAULT_TCP_PORT
+        (secc,) = asyncio.run(serve_sessions(iface, port, context, plant, 1.0, 1, show))
+        if not secc.end_reason.startswith("SessionStop"):
+            raise SessionFailed(f"SECC session failed: {secc.end_reason}")
+        return
+    plant = build_plant(scenario_path, remote_ev=False)
+    _require_match(slac_on_link(Role.EV, iface, simulated_modem, show))
+    config = EvccConfig(
+        service=scenario.service,
+        control_mode=scenario.control_mode,
+        direction=scenario.direction,
+        duration=scenario.duration,
+        power=scenario.power,
+        sign_convention=scenario.sign_convention,
+    )
+    evcc = asyncio.run(connect_session(iface, None, None, context, plant, config, show))
+    if not evcc.ok:
+        raise SessionFailed(f"EVCC session failed: {evcc.end_reason}")
+
+
+def _require_match(slac: SlacResult) -> None:
+    if not slac.matched:
+        diagnosis = slac.diagnosis.name if slac.diagnosis is not None else "no match"
+        raise SessionFailed(f"SLAC failed: {diagnosis} {slac.detail}; debug with `v2gtool evse-slac`")
+
+
+def _run_netns(params: dict[str, Any], as_json: bool) -> None:
+    """Both roles as separate processes, each in its namespace, over the veth pair between them."""
+    passed = [
+        f"--{k.replace('_', '-')}={v}"
+        for k, v in params.items()
+        if v is not None
+        and k in ("scenario_path", "service", "control_mode", "direction", "power", "duration", "sign_convention")
+    ]
+    passed = [p.replace("--scenario-path=", "--scenario=") for p in passed]
+    tls = (
+        ["--no-tls"]
+        if params["no_tls"] or params["certs_dir"] is None
+        else [f"--certs-dir={params['certs_dir']}", f"--trust-dir={params['trust_dir']}"]
+    )
+    json_flag = ["--json"] if as_json else []
+    with veth_pair("v2gn") as pair:
+        base = [sys.executable, "-m", "v2gtool", *json_flag, "session", "run", *passed, *tls]
+        evse = subprocess.Popen(pair.cmd(pair.secc_ns, *base, "--role", "evse", "--iface", pair.secc_if))
+        time.sleep(0.5)  # the EVSE waits for CM_SLAC_PARM.REQ before the EV sends it
+        ev = subprocess.run(pair.cmd(pair.ev_ns, *base, "--role", "ev", "--iface", pair.ev_if), timeout=600)
+        try:
+            evse_rc = evse.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            evse.kill()
+            evse_rc = 1
+    if ev.returncode or evse_rc:
+        raise SessionFailed(f"--netns session failed: EV exit {ev.returncode}, EVSE exit {evse_rc}")
 
 
 def _open_trace(app: AppContext, path: Path | None) -> SessionTrace | None:
