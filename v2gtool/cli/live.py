@@ -46,7 +46,7 @@ DEFAULT_TCP_PORT = 64109
 
 
 class SessionFailed(V2GToolError):
-    """The EVCC session did not end with SessionStop."""
+    """A session (SLAC, EVCC or SECC) did not end with SessionStop."""
 
 
 def tls_dirs(app: AppContext, certs_dir: Path | None, trust_dir: Path | None) -> tuple[Path, Path]:

@@ -24,6 +24,7 @@ from rich.table import Table
 from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.live import (
     DEFAULT_TCP_PORT,
+    SessionFailed,
     build_plant,
     connect_session,
     printer,
@@ -57,10 +58,6 @@ DEBUG_HINTS = {
     "DC_ChargeLoop": "v2gtool contactor status",
     "DC_WeldingDetection": "v2gtool contactor weld-check",
 }
-
-
-class SessionFailed(V2GToolError):
-    """The session did not end with SessionStop."""
 
 
 @click.group("session")
