@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from v2gtool import v2gtp
-from v2gtool.iso20 import messages
+from v2gtool.iso20 import messages, pnc
 from v2gtool.iso20.events import MessageReceived, MessageSent, PhaseChanged, PowerFlow, SessionEnded
 from v2gtool.iso20.ports import VehiclePort
 from v2gtool.iso20.states import State, next_state
@@ -61,6 +61,7 @@ class EvccConfig:
     welding_rounds: int = 2
     departure_time: int = 3600
     sign_convention: SignConvention = SignConvention.SIGNED
+    contract: pnc.Contract | None = None  # Plug & Charge when the SECC offers it, else EIM
     timeouts: Timeouts = field(default_factory=Timeouts)
 
 
@@ -85,6 +86,7 @@ class Evcc:
         self.evse_max_voltage = float("inf")  # from DC_ChargeParameterDiscoveryRes
         self._last_flow: tuple[float, float] | None = None  # (t, power)
         self._services: list[int] = []
+        self._challenge: bytes | None = None
         self._parameter_set = 0
         self._welding = 0
         self._stopping = False
@@ -198,13 +200,31 @@ class Evcc:
         self._send("AuthorizationSetupReq", cm.AuthorizationSetupReqType(Header=self._h(now)), now)
 
     def _on_authorizationsetup(self, body: cm.AuthorizationSetupResType, now: float) -> None:
-        if cm.authorizationType.EIM not in body.AuthorizationServices:
+        pnc_offered = cm.authorizationType.PnC in body.AuthorizationServices and body.PnC_ASResAuthorizationMode
+        if self.config.contract is not None and pnc_offered:
+            assert body.PnC_ASResAuthorizationMode is not None
+            self._challenge = body.PnC_ASResAuthorizationMode.GenChallenge
+        elif cm.authorizationType.EIM not in body.AuthorizationServices:
             self._end(now, "SECC offers no EIM authorization", ok=False)
             return
         self._advance("AuthorizationSetupReq", now)
         self._send_authorization(now)
 
     def _send_authorization(self, now: float, pace: float = 0.0) -> None:
+        if self._challenge is not None and self.config.contract is not None:
+            mode = pnc.authorization_mode(self._challenge, self.config.contract)
+            signed = ct.MessageHeaderType(
+                SessionID=self.session_id, TimeStamp=int(now), Signature=pnc.sign(mode, self.config.contract)
+            )
+            self._send(
+                "AuthorizationReq",
+                cm.AuthorizationReqType(
+                    Header=signed, SelectedAuthorizationService=cm.authorizationType.PnC, PnC_AReqAuthorizationMode=mode
+                ),
+                now,
+                pace,
+            )
+            return
         self._send(
             "AuthorizationReq",
             cm.AuthorizationReqType(
@@ -217,6 +237,9 @@ class Evcc:
         )
 
     def _on_authorization(self, body: cm.AuthorizationResType, now: float) -> None:
+        if body.ResponseCode != ct.responseCodeType.OK:
+            self._end(now, f"authorization refused: {body.ResponseCode.value}", ok=False, code=body.ResponseCode.value)
+            return
         if body.EVSEProcessing != ct.processingType.Finished:
             if not self._phase_timeout(now, self.config.timeouts.ongoing, "V2G_EVCC_Ongoing"):
                 self._send_authorization(now, pace=0.5)

@@ -15,8 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography import x509
+
 from v2gtool import v2gtp
-from v2gtool.iso20 import messages
+from v2gtool.iso20 import messages, pnc
 from v2gtool.iso20.events import MessageReceived, MessageSent, PhaseChanged, PowerFlow, SessionEnded
 from v2gtool.iso20.ports import CableCheckStatus, ChargerPort, PowerLimits
 from v2gtool.iso20.states import State, allowed, next_state, request_key
@@ -54,6 +56,8 @@ class SeccConfig:
     # Dynamic mode: the grid's request, W (negative = the EV discharges into the grid).
     grid_power_request: float | None = None
     sign_convention: SignConvention = SignConvention.SIGNED
+    # Trust anchors for contract certificates (MO / V2G roots): PnC is offered when set.
+    pnc_roots: tuple[x509.Certificate, ...] | None = None
     # EVSEProcessing=Ongoing answers before Finished, per phase (cable check always polls once).
     authorization_ongoing: int = 0
 
@@ -92,6 +96,7 @@ class Secc:
         self.end_reason = ""
         self.deadline = now + config.timeouts.communication_setup
         self._ongoing: dict[str, int] = {}
+        self._challenge: bytes | None = None
         self._out: list[Output] = []
 
     # -- driving ---------------------------------------------------------------------------------------
@@ -229,24 +234,27 @@ class Secc:
         self._respond("SessionSetupRes", res, now, key="SessionSetupReq")
 
     def _authorizationsetup(self, body: cm.AuthorizationSetupReqType, now: float) -> None:
+        if self.config.pnc_roots is not None:  # PnC offered: the challenge the EV must sign (8.3.4.2)
+            self._challenge = os.urandom(16)
+            modes: dict[str, Any] = {
+                "PnC_ASResAuthorizationMode": cm.PnC_ASResAuthorizationModeType(GenChallenge=self._challenge)
+            }
+            services: tuple[cm.authorizationType, ...] = (cm.authorizationType.EIM, cm.authorizationType.PnC)
+        else:
+            modes = {"EIM_ASResAuthorizationMode": cm.EIM_ASResAuthorizationModeType()}
+            services = (cm.authorizationType.EIM,)
         res = cm.AuthorizationSetupResType(
             Header=header(self.session_id, now),
             ResponseCode=RC.OK,
-            AuthorizationServices=(cm.authorizationType.EIM,),
+            AuthorizationServices=services,
             CertificateInstallationService=False,
-            EIM_ASResAuthorizationMode=cm.EIM_ASResAuthorizationModeType(),
+            **modes,
         )
         self._respond("AuthorizationSetupRes", res, now, key="AuthorizationSetupReq")
 
     def _authorization(self, body: cm.AuthorizationReqType, now: float) -> None:
-        if body.SelectedAuthorizationService != cm.authorizationType.EIM:
-            # Plug & Charge needs TLS with the contract chain checked; this SECC offered EIM only.
-            res = cm.AuthorizationResType(
-                Header=header(self.session_id, now),
-                ResponseCode=RC.WARNING_AuthorizationSelectionInvalid,
-                EVSEProcessing=ct.processingType.Finished,
-            )
-            self._respond("AuthorizationRes", res, now)
+        if body.SelectedAuthorizationService == cm.authorizationType.PnC:
+            self._authorization_pnc(body, now)
             return
         ongoing = self._count("Authorization") <= self.config.authorization_ongoing
         res = cm.AuthorizationResType(
@@ -255,6 +263,25 @@ class Secc:
             EVSEProcessing=ct.processingType.Ongoing if ongoing else ct.processingType.Finished,
         )
         self._respond("AuthorizationRes", res, now, key="AuthorizationReq", ongoing=ongoing)
+
+    def _authorization_pnc(self, body: cm.AuthorizationReqType, now: float) -> None:
+        if self.config.pnc_roots is None or self._challenge is None:
+            code, reason = RC.WARNING_AuthorizationSelectionInvalid, "PnC was not offered"
+        else:
+            try:
+                pnc.verify(body, self._challenge, self.config.pnc_roots)
+            except pnc.PncRejected as exc:
+                code, reason = ct.responseCodeType[exc.response_code], str(exc)
+            else:
+                code, reason = RC.OK, ""
+        if code.value.startswith("FAILED"):
+            self._fail("AuthorizationRes", code, now, detail=reason)
+            return
+        res = cm.AuthorizationResType(
+            Header=header(self.session_id, now), ResponseCode=code, EVSEProcessing=ct.processingType.Finished
+        )
+        # a WARNING leaves the session where it is: the EV may select EIM instead
+        self._respond("AuthorizationRes", res, now, key="AuthorizationReq" if code == RC.OK else None)
 
     def _offered(self) -> list[ServiceID]:
         return [ServiceID.DC] + ([ServiceID.DC_BPT] if self.config.bpt else [])

@@ -16,11 +16,14 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from cryptography import x509
+
 from v2gtool.hw.backends import sim_station
 from v2gtool.hw.isolation import Edition, IsolationProfile
 from v2gtool.hw.station import StationConfig
 from v2gtool.iso20.evcc import Evcc, EvccConfig
 from v2gtool.iso20.events import MessageSent
+from v2gtool.iso20.pnc import Contract
 from v2gtool.iso20.secc import Secc, SeccConfig
 from v2gtool.iso20.timeouts import Timeouts
 from v2gtool.net.v2g_tcp import run_evcc, serve_connection
@@ -54,9 +57,12 @@ async def run_sim(
     listener: Listener | None = None,
     timeouts: Timeouts | None = None,
     trace: TraceSink | None = None,
+    contract: Contract | None = None,
+    pnc_roots: tuple[x509.Certificate, ...] | None = None,
 ) -> SessionResult:
     """Run one whole session, EVCC against SECC, on the ``sim`` plant; never raises for a failed
-    session (the result says why), only for a broken set-up. *trace* receives every frame."""
+    session (the result says why), only for a broken set-up. *trace* receives every frame. With
+    *pnc_roots* the SECC offers Plug & Charge, which the EV uses when it has a *contract*."""
     events: list[Event] = []
 
     def emit(event: Event) -> None:
@@ -89,6 +95,7 @@ async def run_sim(
             timeouts=timeouts,
             grid_power_request=grid_request,
             sign_convention=scenario.sign_convention,
+            pnc_roots=pnc_roots,
         ),
         charger,
         charger.now(),
@@ -103,6 +110,7 @@ async def run_sim(
             power=scenario.power,
             duration=scenario.duration,
             sign_convention=scenario.sign_convention,
+            contract=contract,
             timeouts=timeouts,
         ),
         vehicle,
