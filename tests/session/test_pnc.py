@@ -76,7 +76,10 @@ def test_each_tampering_is_named(pki: tuple[pnc.Contract, TrustStore, TrustStore
     with pytest.raises(pnc.PncRejected, match="does not reference PnC_AReqAuthorizationMode") as exc:
         pnc.verify(renamed, challenge, trust.roots)
     assert exc.value.response_code == "FAILED_SignatureError"
-    chain = dataclasses.replace(mode.ContractCertificateChain, SubCertificates=None)
+    subs = mode.ContractCertificateChain.SubCertificates
+    assert subs is not None and len(subs.Certificate) == 2
+    chain = dataclasses.replace(mode.ContractCertificateChain, SubCertificates=cm.SubCertificatesType(
+        Certificate=subs.Certificate[:1]))
     swapped = dataclasses.replace(req, PnC_AReqAuthorizationMode=dataclasses.replace(
         mode, ContractCertificateChain=chain))
     with pytest.raises(pnc.PncRejected, match="DigestValue does not match") as exc:
