@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import click
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from rich.live import Live
 from rich.table import Table
 
@@ -36,10 +39,12 @@ from v2gtool.cli.output import emit_json, json_option, use_json
 from v2gtool.errors import V2GToolError
 from v2gtool.iso20.evcc import Direction, EvccConfig
 from v2gtool.iso20.events import MessageReceived, PhaseChanged, PowerFlow, SessionEnded
+from v2gtool.iso20.pnc import Contract
 from v2gtool.iso20.values import ControlMode, SignConvention, service_from_name
 from v2gtool.net.netns import veth_pair
 from v2gtool.pki.profiles import Protocol
 from v2gtool.pki.tls import client_context, server_context
+from v2gtool.pki.trust import TrustStore, load_pem_chain
 from v2gtool.session import scenario as scenarios
 from v2gtool.session.events import Event
 from v2gtool.session.link_chain import slac_on_link
@@ -114,6 +119,11 @@ def session() -> None:
 )
 @click.option("--no-trace", is_flag=True, help="Write no trace.")
 @click.option(
+    "--pnc",
+    is_flag=True,
+    help="Plug & Charge with --certs-dir's contract.pem/contract.key, checked against --trust-dir.",
+)
+@click.option(
     "--speed",
     type=click.FloatRange(min=0),
     default=0,
@@ -139,6 +149,7 @@ def run(
     duration: float | None,
     trace_path: Path | None,
     no_trace: bool,
+    pnc: bool,
     speed: float,
     no_tls: bool,
     certs_dir: Path | None,
@@ -182,11 +193,36 @@ def run(
         _run_side(role, iface, modem == "sim", context, scenario_path, scenario, printer(app, as_json))
         return
     trace = None if no_trace else _open_trace(app, trace_path)
+    credentials = _pnc_credentials(app, certs_dir, trust_dir) if pnc else (None, None)
     if as_json:
-        result = asyncio.run(run_sim(scenario, speed or None, listener=lambda e: emit_json(e.to_json()), trace=trace))
+        result = asyncio.run(
+            run_sim(
+                scenario,
+                speed or None,
+                listener=lambda e: emit_json(e.to_json()),
+                trace=trace,
+                contract=credentials[0],
+                pnc_roots=credentials[1],
+            )
+        )
     else:
-        result = _run_live(app, scenario, speed, trace)
+        result = _run_live(app, scenario, speed, trace, credentials)
     _report(app, result, as_json)
+
+
+def _pnc_credentials(
+    app: AppContext, certs_dir: Path | None, trust_dir: Path | None
+) -> tuple[Contract, tuple[x509.Certificate, ...]]:
+    """The EV's contract (chain and key from the certificates directory) and the SECC's roots."""
+    certs, trust = tls_dirs(app, certs_dir, trust_dir)
+    try:
+        key = load_pem_private_key((certs / "contract.key").read_bytes(), None)
+    except (OSError, ValueError) as exc:
+        raise V2GToolError(f"--pnc: cannot read {certs / 'contract.key'}: {exc}") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise V2GToolError(f"--pnc: {certs / 'contract.key'} is not an ECDSA key")
+    chain = tuple(load_pem_chain(certs / "contract.pem"))
+    return Contract(chain, key), TrustStore.load(trust).roots
 
 
 def _run_side(
@@ -274,7 +310,11 @@ def _open_trace(app: AppContext, path: Path | None) -> SessionTrace | None:
 
 
 def _run_live(
-    app: AppContext, scenario: scenarios.SessionScenario, speed: float, trace: SessionTrace | None
+    app: AppContext,
+    scenario: scenarios.SessionScenario,
+    speed: float,
+    trace: SessionTrace | None,
+    credentials: tuple[Contract | None, tuple[x509.Certificate, ...] | None],
 ) -> SessionResult:
     state: dict[str, Any] = {"phase": "starting", "V": 0.0, "A": 0.0, "kW": 0.0, "SoC": None, "last": ""}
 
@@ -305,7 +345,16 @@ def _run_live(
                 return
             live.update(panel())
 
-        return asyncio.run(run_sim(scenario, speed or None, listener=listener, trace=trace))
+        return asyncio.run(
+            run_sim(
+                scenario,
+                speed or None,
+                listener=listener,
+                trace=trace,
+                contract=credentials[0],
+                pnc_roots=credentials[1],
+            )
+        )
 
 
 def _report(app: AppContext, result: SessionResult, as_json: bool) -> None:
