@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import io
 import sys
 import traceback
 from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from v2gtool import __version__
 from v2gtool.cli.context import AppContext
+from v2gtool.cli.lazy import LazyGroup
 from v2gtool.config import load_config
 from v2gtool.errors import V2GToolError
 
@@ -38,45 +34,7 @@ SUBCOMMANDS: dict[str, str] = {
 }
 
 
-class LazyGroup(click.Group):
-    """A click group that imports a subcommand's module on first use, with help rendered by rich."""
-
-    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        buffer = io.StringIO()
-        console = Console(file=buffer, force_terminal=sys.stdout.isatty(), width=formatter.width or 100,
-                          highlight=False)
-        console.print(f"[bold]Usage:[/bold] {ctx.command_path} [OPTIONS] COMMAND [ARGS]...\n")
-        console.print(inspect.cleandoc(self.help or "") + "\n")
-        options = Table(box=None, show_header=False, padding=(0, 2), title="Options", title_justify="left",
-                        title_style="bold")
-        for param in self.get_params(ctx):
-            record = param.get_help_record(ctx)
-            if record is not None:
-                options.add_row(f"[cyan]{escape(record[0])}[/cyan]", escape(record[1]))
-        console.print(options)
-        commands = Table(box=None, show_header=False, padding=(0, 2), title="\nCommands", title_justify="left",
-                         title_style="bold")
-        for name in self.list_commands(ctx):
-            command = self.get_command(ctx, name)
-            if command is not None:
-                commands.add_row(f"[green]{name}[/green]", escape(command.get_short_help_str(limit=90)))
-        console.print(commands)
-        formatter.write(buffer.getvalue())
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(SUBCOMMANDS)
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = SUBCOMMANDS.get(cmd_name)
-        if target is None:
-            return None
-        module_name, _, attr = target.partition(":")
-        command = getattr(importlib.import_module(module_name), attr)
-        assert isinstance(command, click.Command)
-        return command
-
-
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, lazy_subcommands=SUBCOMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="v2gtool")
 @click.option(
     "--config",

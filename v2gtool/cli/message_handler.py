@@ -18,6 +18,7 @@ import click
 from rich.tree import Tree
 
 from v2gtool.cli.context import AppContext, app_context
+from v2gtool.cli.lazy import LazyGroup
 from v2gtool.cli.output import emit_json, json_option, message_tree, use_json
 from v2gtool.errors import V2GToolError
 from v2gtool.exi import api
@@ -44,7 +45,12 @@ class InputError(V2GToolError):
     """An input line or file is not hex / JSON."""
 
 
-@click.group("v2g-message-handler")
+@click.group(
+    "v2g-message-handler",
+    cls=LazyGroup,
+    # serve / connect pull in sockets, TLS, SLAC and the plant: not for every decode in a pipeline
+    lazy_subcommands={"serve": "v2gtool.cli.live:serve", "connect": "v2gtool.cli.live:connect"},
+)
 def message_handler() -> None:
     """Decode, encode and look up ISO 15118-20 messages (EXI, optionally V2GTP-framed).
 
@@ -55,14 +61,6 @@ def message_handler() -> None:
       v2gtool v2g-message-handler encode '{"SessionStopReq": {...}}' --v2gtp
       v2gtool v2g-message-handler schema DC_ChargeLoopReq
     """
-
-
-def _register_live_commands() -> None:
-    """serve / connect live in their own module (they pull in sockets, TLS and the plant)."""
-    from v2gtool.cli.live import connect, serve
-
-    message_handler.add_command(serve)
-    message_handler.add_command(connect)
 
 
 def _report_line_error(app: AppContext, as_json: bool, line: int, exc: V2GToolError) -> None:
@@ -288,5 +286,3 @@ def _fill_schema(node: Tree, fields: dict[str, Any]) -> None:
         if "fields" in info:
             _fill_schema(child, info["fields"])
 
-
-_register_live_commands()
