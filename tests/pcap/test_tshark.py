@@ -44,6 +44,15 @@ def _disclosed_keylog(path: Path, directory: Path) -> Path:
 
 
 def _tshark(path: Path, keys: Path) -> list[dict[str, Any]]:
+    """tshark's view of the capture. pyshark's tshark child occasionally dies at start-up on a loaded
+    machine (TSharkCrashException): one more try tells that apart from a capture it cannot read."""
+    try:
+        return _tshark_once(path, keys)
+    except pyshark.capture.capture.TSharkCrashException:
+        return _tshark_once(path, keys)
+
+
+def _tshark_once(path: Path, keys: Path) -> list[dict[str, Any]]:
     prefs = {"tls.keylog_file": str(keys)}
     capture = pyshark.FileCapture(str(path), override_prefs=prefs, keep_packets=False)
     rows: list[dict[str, Any]] = []
