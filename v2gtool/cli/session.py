@@ -268,18 +268,19 @@ def _require_match(slac: SlacResult) -> None:
 
 def _run_netns(params: dict[str, Any], as_json: bool) -> None:
     """Both roles as separate processes, each in its namespace, over the veth pair between them."""
-    passed = [
-        f"--{k.replace('_', '-')}={v}"
-        for k, v in params.items()
-        if v is not None
-        and k in ("scenario_path", "service", "control_mode", "direction", "power", "duration", "sign_convention")
-    ]
-    passed = [p.replace("--scenario-path=", "--scenario=") for p in passed]
-    tls = (
-        ["--no-tls"]
-        if params["no_tls"] or params["certs_dir"] is None
-        else [f"--certs-dir={params['certs_dir']}", f"--trust-dir={params['trust_dir']}"]
-    )
+    options = {
+        "--scenario": "scenario_path",
+        "--service": "service",
+        "--control-mode": "control_mode",
+        "--direction": "direction",
+        "--power": "power",
+        "--duration": "duration",
+        "--sign-convention": "sign_convention",
+        "--certs-dir": "certs_dir",
+        "--trust-dir": "trust_dir",
+    }
+    passed = [f"{flag}={params[key]}" for flag, key in options.items() if params[key] is not None]
+    tls = ["--no-tls"] if params["no_tls"] or params["certs_dir"] is None else []
     json_flag = ["--json"] if as_json else []
     with veth_pair("v2gn") as pair:
         base = [sys.executable, "-m", "v2gtool", *json_flag, "session", "run", *passed, *tls]

@@ -8,6 +8,7 @@ so the caller must.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from v2gtool import v2gtp
@@ -45,7 +46,7 @@ def decode_bytes(data: bytes, namespace: str | None = None, fragment: bool = Fal
         payload_type = frame.payload_type
         data = frame.payload
         if namespace is None:
-            namespace = _namespace_of_payload_type(payload_type)
+            namespace = namespace_of_payload_type(payload_type)
     if namespace is None:
         raise EXIError("raw EXI does not say its schema set: give --namespace (e.g. iso20-dc) or V2GTP framing")
     ns = lookup(namespace)
@@ -53,7 +54,8 @@ def decode_bytes(data: bytes, namespace: str | None = None, fragment: bool = Fal
     return Decoded(ns, name, message, payload_type)
 
 
-def _namespace_of_payload_type(payload_type: int) -> str:
+def namespace_of_payload_type(payload_type: int) -> str:
+    """The schema set of an EXI payload type (0x8001: the handshake, as -20 uses it)."""
     if payload_type == v2gtp.PayloadType.EXI:
         return "apphand"
     try:
@@ -62,11 +64,21 @@ def _namespace_of_payload_type(payload_type: int) -> str:
         raise EXIError(f"V2GTP payload type 0x{payload_type:04X} carries no EXI message") from None
 
 
+@cache
+def _message_namespaces() -> dict[str, Namespace]:
+    """Message name -> the first schema set (in NAMESPACES order) declaring it in its own namespace."""
+    table: dict[str, Namespace] = {}
+    for ns in NAMESPACES:
+        for name in grammar(ns.short).messages():
+            table.setdefault(name, ns)
+    return table
+
+
 def namespace_of_message(name: str) -> Namespace:
     """The schema set that declares the message *name* in its own namespace."""
-    for ns in NAMESPACES:
-        if name in grammar(ns.short).messages():
-            return ns
+    ns = _message_namespaces().get(name)
+    if ns is not None:
+        return ns
     raise EXIError(f"no schema set declares a message named {name!r} (check the spelling; names are case-sensitive)")
 
 

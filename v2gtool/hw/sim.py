@@ -166,6 +166,12 @@ class SimPlant:
         return all(r.closed for r in self.relays.values())
 
     @property
+    def battery_capacity_wh(self) -> float:
+        """Usable energy of the battery at its mean open-circuit voltage."""
+        p = self.params
+        return p.battery_capacity_ah * (p.ocv_empty_v + p.ocv_full_v) / 2
+
+    @property
     def ocv_v(self) -> float:
         p = self.params
         return p.ocv_empty_v + (p.ocv_full_v - p.ocv_empty_v) * min(max(p.soc, 0.0), 1.0)

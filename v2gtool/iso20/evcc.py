@@ -60,6 +60,7 @@ class EvccConfig:
     precharge_tolerance: float = 20.0  # V between EVSEPresentVoltage and the battery
     welding_rounds: int = 2
     departure_time: int = 3600
+    battery_capacity_wh: float = 60_000.0
     sign_convention: SignConvention = SignConvention.SIGNED
     contract: pnc.Contract | None = None  # Plug & Charge when the SECC offers it, else EIM
     timeouts: Timeouts = field(default_factory=Timeouts)
@@ -312,9 +313,9 @@ class Evcc:
         self._send_schedule_exchange(now)
 
     def _energy_request(self) -> ct.RationalNumberType:
-        lim = self.vehicle.limits()
-        capacity_wh = lim.max_charge_power  # a stand-in when the vehicle does not say; only informative
-        return rational(max(0.0, (self.config.target_soc - self.vehicle.soc_percent()) / 100 * capacity_wh))
+        """Wh to the target SoC (ScheduleExchange / Dynamic loop EVTargetEnergyRequest)."""
+        missing = (self.config.target_soc - self.vehicle.soc_percent()) / 100
+        return rational(max(0.0, missing * self.config.battery_capacity_wh))
 
     def _send_schedule_exchange(self, now: float, pace: float = 0.0) -> None:
         if self.config.control_mode == ControlMode.DYNAMIC:

@@ -14,7 +14,8 @@ from typing import Any
 
 from v2gtool import v2gtp
 from v2gtool.errors import V2GToolError
-from v2gtool.exi import codec, namespaces
+from v2gtool.exi import api, codec, namespaces
+from v2gtool.exi.errors import EXIError
 from v2gtool.exi.grammar import (
     AT,
     BINARY,
@@ -34,12 +35,8 @@ from v2gtool.exi.grammar import (
     TypeGrammar,
 )
 
-PAYLOAD_NAMESPACE = {
-    v2gtp.PayloadType.EXI: "apphand",
-    v2gtp.PayloadType.ISO20_MAINSTREAM: "iso20",
-    v2gtp.PayloadType.ISO20_DC_MAINSTREAM: "iso20-dc",
-}
-NAMESPACE_PAYLOAD = {ns: int(pt) for pt, ns in PAYLOAD_NAMESPACE.items()}
+# The schema sets of a -20 DC session; payload types come from v2gtool.exi.api (Table 12).
+DC_SESSION_NAMESPACES = frozenset({"apphand", "iso20", "iso20-dc"})
 
 
 class ProtocolError(V2GToolError):
@@ -65,15 +62,17 @@ def namespace_of(name: str) -> str:
 def encode(name: str, body: Any) -> bytes:
     """V2GTP frame of the message *name*."""
     ns = namespace_of(name)
-    return v2gtp.encode_frame(NAMESPACE_PAYLOAD[ns], codec.encode(namespaces.grammar(ns), name, body))
+    return v2gtp.encode_frame(api.PAYLOAD_TYPE_OF[ns], codec.encode(namespaces.grammar(ns), name, body))
 
 
 def decode(frame: v2gtp.V2GTPFrame) -> Message:
     """Decode a frame whose payload type is one of a DC session's (0x8001, 0x8002, 0x8004)."""
     try:
-        ns = PAYLOAD_NAMESPACE[v2gtp.PayloadType(frame.payload_type)]
-    except (ValueError, KeyError):
-        raise ProtocolError(f"V2GTP payload type 0x{frame.payload_type:04X} is not used in a -20 DC session") from None
+        ns = api.namespace_of_payload_type(frame.payload_type)
+    except EXIError:
+        ns = ""
+    if ns not in DC_SESSION_NAMESPACES:
+        raise ProtocolError(f"V2GTP payload type 0x{frame.payload_type:04X} is not used in a -20 DC session")
     name, body = codec.decode(namespaces.grammar(ns), frame.payload)
     return Message(name, ns, body)
 

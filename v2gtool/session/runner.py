@@ -21,11 +21,12 @@ from cryptography import x509
 from v2gtool.hw.backends import sim_station
 from v2gtool.hw.isolation import Edition, IsolationProfile
 from v2gtool.hw.station import StationConfig
-from v2gtool.iso20.evcc import Evcc, EvccConfig
+from v2gtool.iso20.evcc import Direction, Evcc, EvccConfig
 from v2gtool.iso20.events import MessageSent
 from v2gtool.iso20.pnc import Contract
 from v2gtool.iso20.secc import Secc, SeccConfig
 from v2gtool.iso20.timeouts import Timeouts
+from v2gtool.iso20.values import ControlMode
 from v2gtool.net.v2g_tcp import run_evcc, serve_connection
 from v2gtool.session.events import Event
 from v2gtool.session.plant import SimVehiclePort, StationCharger
@@ -85,9 +86,9 @@ async def run_sim(
             ok=False, reason=f"SLAC failed: {diagnosis} {slac.detail}".strip(), secc_reason="", events=events
         )
     grid_request = None
-    if scenario.control_mode.name == "DYNAMIC":
+    if scenario.control_mode is ControlMode.DYNAMIC:
         grid = scenario.power if scenario.power is not None else scenario.vehicle.max_charge_power
-        grid_request = -grid if scenario.direction.value == "discharge" else grid
+        grid_request = -grid if scenario.direction is Direction.DISCHARGE else grid
     timeouts = timeouts or Timeouts()
     secc = Secc(
         SeccConfig(
@@ -111,6 +112,7 @@ async def run_sim(
             duration=scenario.duration,
             sign_convention=scenario.sign_convention,
             contract=contract,
+            battery_capacity_wh=setup.plant.battery_capacity_wh,
             timeouts=timeouts,
         ),
         vehicle,
