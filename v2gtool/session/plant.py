@@ -18,9 +18,6 @@ from v2gtool.hw.isolation import IsolationVerdict
 from v2gtool.iso20.ports import CableCheckStatus, PowerLimits
 from v2gtool.session.events import Event
 
-#: DC_PreCharge current limit (ISO 15118-20 8.8.6.2: precharge with at most 2 A).
-PRECHARGE_CURRENT_A = 2.0
-
 
 @dataclass(frozen=True, kw_only=True)
 class CableCheckFinished(Event):
