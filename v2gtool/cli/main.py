@@ -31,6 +31,8 @@ SUBCOMMANDS: dict[str, str] = {
     "sdp-discovery": "v2gtool.cli.sdp_discovery:sdp_discovery",
     "pki": "v2gtool.cli.pki:pki",
     "tls-verify": "v2gtool.cli.tls_verify:tls_verify",
+    "ocpp-bridge": "v2gtool.cli.ocpp_bridge:ocpp_bridge",
+    "vpp": "v2gtool.cli.vpp:vpp",
 }
 
 

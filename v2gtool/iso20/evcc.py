@@ -317,6 +317,19 @@ class Evcc:
         missing = (self.config.target_soc - self.vehicle.soc_percent()) / 100
         return rational(max(0.0, missing * self.config.battery_capacity_wh))
 
+    def _v2x_energy_requests(self) -> dict[str, Any]:
+        """DC_BPT: the energy the EV may still take up to its target (EVMaximumV2XEnergyRequest) and
+        what it must keep (EVMinimumV2XEnergyRequest, negative: it may give that much before its
+        minimum SoC), ISO 15118-20 8.3.5.3.30; nothing for a charge-only service."""
+        if self.config.service != ServiceID.DC_BPT:
+            return {}
+        soc = self.vehicle.soc_percent()
+        capacity = self.config.battery_capacity_wh
+        return {
+            "EVMaximumV2XEnergyRequest": rational((self.config.target_soc - soc) / 100 * capacity),
+            "EVMinimumV2XEnergyRequest": rational((self.config.min_soc - soc) / 100 * capacity),
+        }
+
     def _send_schedule_exchange(self, now: float, pace: float = 0.0) -> None:
         if self.config.control_mode == ControlMode.DYNAMIC:
             energy = self._energy_request()
@@ -328,6 +341,7 @@ class Evcc:
                     EVTargetEnergyRequest=energy,
                     EVMaximumEnergyRequest=energy,
                     EVMinimumEnergyRequest=rational(0),
+                    **self._v2x_energy_requests(),
                 )
             }
         else:
@@ -476,6 +490,7 @@ class Evcc:
                         EVMaximumDischargePower=rational(lim.max_discharge_power),
                         EVMinimumDischargePower=rational(lim.min_discharge_power),
                         EVMaximumDischargeCurrent=rational(lim.max_discharge_current),
+                        **self._v2x_energy_requests(),
                     )
                 }
             else:

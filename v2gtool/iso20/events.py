@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from v2gtool.iso20.ports import PowerLimits
 from v2gtool.session.events import Event
 
 
@@ -48,3 +49,24 @@ class SessionEnded(Event):
     reason: str
     ok: bool
     response_code: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EVChargingNeeds(Event):
+    """What the EV declared it needs and allows: its DC_ChargeParameterDiscoveryReq limits and its
+    ScheduleExchangeReq departure, SoC and energy requests (ISO 15118-20 8.3.5.3.28-30; energies in
+    Wh, a negative ``min_v2x_energy`` is what it may give before its minimum SoC). The input of
+    OCPP's NotifyEVChargingNeeds."""
+
+    role: str
+    service: str
+    control_mode: str
+    limits: PowerLimits
+    departure_time: int | None = None
+    target_soc: int | None = None
+    min_soc: int | None = None
+    target_energy: float | None = None
+    max_energy: float | None = None
+    min_energy: float | None = None
+    max_v2x_energy: float | None = None
+    min_v2x_energy: float | None = None

@@ -36,6 +36,25 @@ class PowerLimits:
         return -min(-amps, self.max_discharge_current, self.max_discharge_power / v)
 
 
+class GridRequest(Protocol):
+    """What the grid asks of this charge point now, in the Dynamic control mode (ISO 15118-20
+    8.3.5.5.7: the SECC sets the targets of each DC_ChargeLoop): signed W, positive charges the
+    vehicle, negative discharges it into the grid; None when there is no request (the EV's own
+    maximum applies). A constant from a scenario, or an OCPP charging profile (:mod:`v2gtool.ocpp`)."""
+
+    def power(self, now: float) -> float | None: ...
+
+
+@dataclass(frozen=True)
+class ConstantGridRequest:
+    """A fixed grid request (a scenario's ``power`` in Dynamic mode)."""
+
+    watts: float | None
+
+    def power(self, now: float) -> float | None:
+        return self.watts
+
+
 class CableCheckStatus(enum.Enum):
     ONGOING = "ongoing"
     PASSED = "passed"

@@ -19,8 +19,8 @@ from cryptography import x509
 
 from v2gtool import v2gtp
 from v2gtool.iso20 import messages, pnc
-from v2gtool.iso20.events import MessageReceived, MessageSent, PhaseChanged, PowerFlow, SessionEnded
-from v2gtool.iso20.ports import CableCheckStatus, ChargerPort, PowerLimits
+from v2gtool.iso20.events import EVChargingNeeds, MessageReceived, MessageSent, PhaseChanged, PowerFlow, SessionEnded
+from v2gtool.iso20.ports import CableCheckStatus, ChargerPort, GridRequest, PowerLimits
 from v2gtool.iso20.states import State, allowed, next_state, request_key
 from v2gtool.iso20.timeouts import Timeouts
 from v2gtool.iso20.values import (
@@ -53,8 +53,8 @@ class SeccConfig:
     bpt: bool = True
     control_modes: tuple[ControlMode, ...] = (ControlMode.SCHEDULED, ControlMode.DYNAMIC)
     timeouts: Timeouts = field(default_factory=Timeouts)
-    # Dynamic mode: the grid's request, W (negative = the EV discharges into the grid).
-    grid_power_request: float | None = None
+    # Dynamic mode: the grid's request (None: the EV's maximum charge power).
+    grid: GridRequest | None = None
     sign_convention: SignConvention = SignConvention.SIGNED
     # Trust anchors for contract certificates (MO / V2G roots): PnC is offered when set.
     pnc_roots: tuple[x509.Certificate, ...] | None = None
@@ -382,6 +382,8 @@ class Secc:
         if dynamic != (self.control_mode == ControlMode.DYNAMIC):
             self._fail("ScheduleExchangeRes", RC.FAILED_ScheduleSelectionInvalid, now)
             return
+        if self.ev_limits is not None and self.service is not None and self.control_mode is not None:
+            self._emit(_charging_needs(body, self.ev_limits, self.service, self.control_mode, now))
         if dynamic:
             req = body.Dynamic_SEReqControlMode
             assert req is not None
@@ -484,7 +486,7 @@ class Secc:
             self._fail("DC_ChargeLoopRes", RC.FAILED, now, detail=fault)
             return
         ev_voltage = to_float(body.EVPresentVoltage)
-        target, mode_res = self._loop_target(body, ev_voltage)
+        target, mode_res = self._loop_target(body, ev_voltage, now)
         if target is None:
             self._fail("DC_ChargeLoopRes", RC.FAILED_WrongChargeParameter, now)
             return
@@ -518,7 +520,9 @@ class Secc:
         )
         self._respond("DC_ChargeLoopRes", res, now, key="DC_ChargeLoopReq")
 
-    def _loop_target(self, body: dc.DC_ChargeLoopReqType, ev_voltage: float) -> tuple[float | None, dict[str, Any]]:
+    def _loop_target(
+        self, body: dc.DC_ChargeLoopReqType, ev_voltage: float, now: float
+    ) -> tuple[float | None, dict[str, Any]]:
         """The signed current the EV asks for (Scheduled) or the SECC decides (Dynamic), and the
         control-mode element of the response (ISO 15118-20 8.3.5.5.6/7)."""
         lim = self.charger.limits()
@@ -537,7 +541,7 @@ class Secc:
         if dyn is None:
             return None, {}
         # Dynamic: the SECC decides the power within the EV's momentary limits (the grid request).
-        request = self.config.grid_power_request
+        request = self.config.grid.power(now) if self.config.grid is not None else None
         if request is None:
             request = to_float(dyn.EVMaximumChargePower)
         ev_max_discharge = to_float(getattr(dyn, "EVMaximumDischargePower", None)) if bpt else 0.0
@@ -585,6 +589,33 @@ class Secc:
     def _count(self, phase: str) -> int:
         self._ongoing[phase] = self._ongoing.get(phase, 0) + 1
         return self._ongoing[phase]
+
+
+def _charging_needs(
+    body: cm.ScheduleExchangeReqType, limits: PowerLimits, service: ServiceID, mode: ControlMode, now: float
+) -> EVChargingNeeds:
+    """The EV's declared needs from its ScheduleExchangeReq (either control mode's element)."""
+    req: Any = body.Dynamic_SEReqControlMode or body.Scheduled_SEReqControlMode
+
+    def wh(name: str) -> float | None:
+        value = getattr(req, name, None)
+        return None if value is None else to_float(value)
+
+    return EVChargingNeeds(
+        t=now,
+        role="SECC",
+        service=service.name,
+        control_mode=mode.name,
+        limits=limits,
+        departure_time=getattr(req, "DepartureTime", None),
+        target_soc=getattr(req, "TargetSOC", None),
+        min_soc=getattr(req, "MinimumSOC", None),
+        target_energy=wh("EVTargetEnergyRequest"),
+        max_energy=wh("EVMaximumEnergyRequest"),
+        min_energy=wh("EVMinimumEnergyRequest"),
+        max_v2x_energy=wh("EVMaximumV2XEnergyRequest"),
+        min_v2x_energy=wh("EVMinimumV2XEnergyRequest"),
+    )
 
 
 def _summary(body: Any) -> dict[str, Any]:

@@ -21,9 +21,10 @@ from cryptography import x509
 from v2gtool.hw.backends import sim_station
 from v2gtool.hw.isolation import Edition, IsolationProfile
 from v2gtool.hw.station import StationConfig
-from v2gtool.iso20.evcc import Direction, Evcc, EvccConfig
+from v2gtool.iso20.evcc import Evcc, EvccConfig
 from v2gtool.iso20.events import MessageSent
 from v2gtool.iso20.pnc import Contract
+from v2gtool.iso20.ports import ConstantGridRequest, GridRequest
 from v2gtool.iso20.secc import Secc, SeccConfig
 from v2gtool.iso20.timeouts import Timeouts
 from v2gtool.iso20.values import ControlMode
@@ -60,10 +61,12 @@ async def run_sim(
     trace: TraceSink | None = None,
     contract: Contract | None = None,
     pnc_roots: tuple[x509.Certificate, ...] | None = None,
+    grid: GridRequest | None = None,
 ) -> SessionResult:
     """Run one whole session, EVCC against SECC, on the ``sim`` plant; never raises for a failed
     session (the result says why), only for a broken set-up. *trace* receives every frame. With
-    *pnc_roots* the SECC offers Plug & Charge, which the EV uses when it has a *contract*."""
+    *pnc_roots* the SECC offers Plug & Charge, which the EV uses when it has a *contract*. *grid*
+    overrides the scenario's grid request in the Dynamic mode (an OCPP charging profile)."""
     events: list[Event] = []
 
     def emit(event: Event) -> None:
@@ -85,16 +88,14 @@ async def run_sim(
         return SessionResult(
             ok=False, reason=f"SLAC failed: {diagnosis} {slac.detail}".strip(), secc_reason="", events=events
         )
-    grid_request = None
-    if scenario.control_mode is ControlMode.DYNAMIC:
-        grid = scenario.power if scenario.power is not None else scenario.vehicle.max_charge_power
-        grid_request = -grid if scenario.direction is Direction.DISCHARGE else grid
+    if grid is None and scenario.control_mode is ControlMode.DYNAMIC:
+        grid = ConstantGridRequest(scenario.grid_request())
     timeouts = timeouts or Timeouts()
     secc = Secc(
         SeccConfig(
             bpt=scenario.bpt,
             timeouts=timeouts,
-            grid_power_request=grid_request,
+            grid=grid,
             sign_convention=scenario.sign_convention,
             pnc_roots=pnc_roots,
         ),

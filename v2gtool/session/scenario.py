@@ -90,6 +90,13 @@ class SessionScenario:
     plant: Scenario = field(default_factory=default_scenario)
     source: str = "built-in"
 
+    def grid_request(self) -> float | None:
+        """The Dynamic mode's grid request, signed W (negative discharges); None in Scheduled mode."""
+        if self.control_mode is not ControlMode.DYNAMIC:
+            return None
+        watts = self.power if self.power is not None else self.vehicle.max_charge_power
+        return -watts if self.direction is Direction.DISCHARGE else watts
+
 
 def load(path: Path | None, **overrides: Any) -> SessionScenario:
     """Read a scenario file (or the built-in defaults) and apply command-line *overrides* (not None)."""

@@ -1,0 +1,312 @@
+"""``v2gtool vpp``: many stations' discharge capacity as one virtual power plant.
+
+``serve`` is the aggregating CSMS (:mod:`v2gtool.ocpp.csms`) with its HTTP endpoint
+(:mod:`v2gtool.ocpp.control_api`); ``dispatch`` sends it a grid request; ``status`` shows the fleet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import ssl
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.live import Live
+from rich.table import Table
+
+from v2gtool.cli.context import AppContext, app_context
+from v2gtool.cli.output import emit_json, json_option, use_json
+from v2gtool.errors import ConfigError, V2GToolError
+from v2gtool.ocpp.control_api import serve_control
+from v2gtool.ocpp.csms import Dispatched, StationConnected, StationLeft, Vpp, VppConfig
+from v2gtool.session.events import Event
+
+DEFAULT_STATE = Path("/var/lib/v2g/vpp")
+DEFAULT_HTTP = "http://127.0.0.1:9001"
+
+
+class VppUnreachable(V2GToolError):
+    """The aggregator's HTTP endpoint did not answer."""
+
+    exit_code = 3
+
+
+@click.group("vpp")
+def vpp() -> None:
+    """A virtual power plant: aggregate connected vehicles' discharge capacity and dispatch it.
+
+    \b
+    Examples:
+      v2gtool vpp serve --port 9000 --http-port 9001 --state-dir /var/lib/v2g/vpp
+      v2gtool vpp dispatch --power-kw 200 --duration 900      # deliver 200 kW for 15 minutes
+      v2gtool vpp status                                      # the fleet, live
+      curl -s localhost:9001/fleet | jq '.vehicles[] | {station, soc, power_w}'
+    """
+
+
+def _server_tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> ssl.SSLContext | None:
+    if cert is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(str(cert), str(key) if key else None)
+        if client_ca is not None:  # security profile 3: the station proves itself with a certificate
+            context.load_verify_locations(cafile=str(client_ca))
+            context.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"TLS files: {getattr(exc, 'strerror', None) or exc}") from None
+    return context
+
+
+def _passwords(path: Path | None) -> dict[str, str] | None:
+    """``station-id:password`` lines (security profile 1/2)."""
+    if path is None:
+        return None
+    out: dict[str, str] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        station, sep, password = line.partition(":")
+        if not sep or not station:
+            raise ConfigError(f"{path}:{number}: expected station-id:password")
+        out[station.strip()] = password.strip()
+    return out
+
+
+def _printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
+    def show(event: Event) -> None:
+        if as_json:
+            emit_json(event.to_json())
+        elif isinstance(event, StationConnected):
+            app.console.print(f"+ {event.station} ({event.subprotocol})", highlight=False)
+        elif isinstance(event, StationLeft):
+            app.console.print(f"- {event.station}: {event.reason}", highlight=False)
+        elif isinstance(event, Dispatched):
+            app.console.print(
+                f"dispatch: {event.allocated_w / 1000:.1f} kW over {event.vehicles} vehicles ({event.changed} changed)",
+                highlight=False,
+            )
+
+    return show
+
+
+@vpp.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address for the stations' websockets.")
+@click.option("--port", type=click.IntRange(0, 65535), default=9000, show_default=True, help="OCPP port (0: any).")
+@click.option("--http-host", default="127.0.0.1", show_default=True, help="Address of the HTTP endpoint.")
+@click.option("--http-port", type=click.IntRange(0, 65535), default=9001, show_default=True, help="HTTP port.")
+@click.option(
+    "--state-dir", type=click.Path(file_okay=False, path_type=Path), help="Transaction log [default: /var/lib/v2g/vpp]."
+)
+@click.option("--period", type=click.FloatRange(min=0.05), default=1.0, show_default=True, help="Control period, s.")
+@click.option(
+    "--cert", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Server certificate (wss://)."
+)
+@click.option("--key", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Its private key.")
+@click.option(
+    "--client-ca",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CA of the stations' client certificates (security profile 3).",
+)
+@click.option(
+    "--passwords",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="station-id:password lines (HTTP Basic, security profile 1/2).",
+)
+@click.option("--dispatch-kw", type=float, help="Deliver this many kW into the grid from the start.")
+@click.option("--dispatch-duration", type=click.FloatRange(min=1), default=900, show_default=True, help="Seconds.")
+@json_option
+@click.pass_context
+def serve_cmd(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    http_host: str,
+    http_port: int,
+    state_dir: Path | None,
+    period: float,
+    cert: Path | None,
+    key: Path | None,
+    client_ca: Path | None,
+    passwords: Path | None,
+    dispatch_kw: float | None,
+    dispatch_duration: float,
+    json_out: bool,
+) -> None:
+    """Accept stations over OCPP 2.0.1 / 2.1, keep every vehicle's discharge capacity, and dispatch
+    grid requests across them (until SIGTERM/SIGINT)."""
+    app = app_context(ctx)
+    as_json = use_json(ctx, json_out)
+    config = VppConfig(
+        state_dir=state_dir or Path(app.config.get("vpp", "state_dir", DEFAULT_STATE)),
+        period=period,
+        ssl=_server_tls(cert, key, client_ca),
+        passwords=_passwords(passwords),
+    )
+    asyncio.run(
+        _serve(
+            config,
+            host,
+            port,
+            http_host,
+            http_port,
+            dispatch_kw,
+            dispatch_duration,
+            _printer(app, as_json),
+            app,
+            as_json,
+        )
+    )
+
+
+async def _serve(
+    config: VppConfig,
+    host: str,
+    port: int,
+    http_host: str,
+    http_port: int,
+    dispatch_kw: float | None,
+    dispatch_duration: float,
+    show: Callable[[Event], None],
+    app: AppContext,
+    as_json: bool,
+) -> None:
+    plant = Vpp(config, listener=show)
+    stations = await plant.serve(host, port)
+    control = await serve_control(plant, http_host, http_port)
+    ws_port = next(iter(stations.sockets)).getsockname()[1]
+    api_port = control.sockets[0].getsockname()[1]
+    scheme = "wss" if config.ssl else "ws"
+    ready = {
+        "event": "VppListening",
+        "ocpp": f"{scheme}://{host}:{ws_port}/ocpp",
+        "http": f"http://{http_host}:{api_port}",
+    }
+    if as_json:
+        emit_json(ready)
+    else:
+        app.console.print(f"OCPP {ready['ocpp']}/<station-id>   HTTP {ready['http']}", highlight=False)
+    if dispatch_kw is not None:
+        plant.dispatch(-dispatch_kw * 1000.0, dispatch_duration)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    controller = asyncio.create_task(plant.control_loop())
+    try:
+        await stop.wait()
+    finally:
+        controller.cancel()
+        stations.close()
+        control.close()
+        await asyncio.gather(controller, return_exceptions=True)
+        plant.log.close()
+
+
+def _request(url: str, method: str = "GET", body: dict[str, Any] | None = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace").strip()
+        raise V2GToolError(f"{method} {url}: HTTP {exc.code} {detail}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise VppUnreachable(f"{url}: {getattr(exc, 'reason', exc)}") from None
+
+
+http_option = click.option(
+    "--http", "http_url", default=DEFAULT_HTTP, show_default=True, help="The VPP's HTTP endpoint."
+)
+
+
+@vpp.command("dispatch")
+@http_option
+@click.option("--power-kw", type=float, required=True, help="kW into the grid (negative: the fleet absorbs).")
+@click.option("--duration", type=click.FloatRange(min=1), default=900, show_default=True, help="Seconds.")
+@click.option("--cancel", is_flag=True, help="Cancel the running request instead.")
+@json_option
+@click.pass_context
+def dispatch_cmd(
+    ctx: click.Context, http_url: str, power_kw: float, duration: float, cancel: bool, json_out: bool
+) -> None:
+    """Send a grid request to a running ``vpp serve``."""
+    app = app_context(ctx)
+    if cancel:
+        answer = _request(f"{http_url}/dispatch", "DELETE")
+    else:
+        answer = _request(f"{http_url}/dispatch", "POST", {"power_kw": power_kw, "duration_s": duration})
+    if use_json(ctx, json_out):
+        emit_json(answer)
+    else:
+        app.console.print(answer, highlight=False)
+
+
+def fleet_table(snapshot: dict[str, Any]) -> Table:
+    """The fleet as a table: one row per vehicle, the totals in the title."""
+    request = snapshot.get("request")
+    asked = f"{-request['power_w'] / 1000:.1f} kW asked" if request else "no request"
+    met = " (met)" if snapshot.get("met_at") else ""
+    table = Table(
+        title=f"{snapshot['stations']} stations, {len(snapshot['vehicles'])} vehicles: "
+        f"{-snapshot['power_w'] / 1000:.1f} kW delivered, {asked}{met}, "
+        f"capacity {snapshot['discharge_capacity_w'] / 1000:.1f} kW"
+    )
+    for name in ("station", "SoC %", "floor %", "power kW", "asked kW", "capacity kW", "left kWh", "departs in"):
+        table.add_column(name, justify="left" if name == "station" else "right")
+    now = snapshot["time"]
+    for v in snapshot["vehicles"]:
+        departs = "" if v["departure"] is None else f"{(v['departure'] - now) / 60:.0f} min"
+        table.add_row(
+            f"{v['station']}/{v['evse_id']}",
+            "" if v["soc"] is None else f"{v['soc']:.1f}",
+            "" if v["min_soc"] is None else str(v["min_soc"]),
+            f"{v['power_w'] / 1000:.2f}",
+            f"{v['allocation_w'] / 1000:.2f}",
+            f"{v['capacity_w'] / 1000:.2f}",
+            f"{v['remaining_wh'] / 1000:.2f}",
+            departs,
+        )
+    return table
+
+
+@vpp.command("status")
+@http_option
+@click.option("--once", is_flag=True, help="One snapshot, then exit.")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True, help="Refresh, s.")
+@json_option
+@click.pass_context
+def status_cmd(ctx: click.Context, http_url: str, once: bool, interval: float, json_out: bool) -> None:
+    """The fleet as a live table (or JSON lines, one snapshot per refresh)."""
+    app = app_context(ctx)
+    as_json = use_json(ctx, json_out)
+    if once or as_json:
+        while True:
+            snapshot = _request(f"{http_url}/fleet")
+            if as_json:
+                emit_json(snapshot)
+            else:
+                app.console.print(fleet_table(snapshot))
+            if once:
+                return
+            time.sleep(interval)
+    with Live(fleet_table(_request(f"{http_url}/fleet")), console=app.console, refresh_per_second=4) as live:
+        try:
+            while True:
+                time.sleep(interval)
+                live.update(fleet_table(_request(f"{http_url}/fleet")))
+        except KeyboardInterrupt:
+            return

@@ -1,0 +1,379 @@
+"""``vpp serve``: a CSMS that aggregates the connected vehicles' discharge capacity into one plant.
+
+Stations connect over OCPP-J (websockets, ``ocpp2.1`` preferred, ``ocpp2.0.1`` accepted; security
+profile 2 with HTTP Basic passwords or 3 with client certificates when TLS is configured). Each
+station's NotifyEVChargingNeeds and TransactionEvent feed the :class:`~v2gtool.ocpp.fleet.Fleet`;
+every control period the fleet is re-dispatched and each transaction whose share changed gets a
+SetChargingProfile TxProfile (:func:`~v2gtool.ocpp.payloads.dispatch_profile`).
+
+Exactly once: every TransactionEvent is appended (and flushed to disk) to the state directory's
+``transactions.jsonl`` before it is answered; one whose (station, transactionId, seqNo) is already
+there is answered again but not counted again. A restarted CSMS reads the file back, so the
+stations' replays after the restart (OCPP 2.0.1 E04) land exactly once too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hmac
+import json
+import os
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import websockets
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+
+from v2gtool.errors import V2GToolError
+from v2gtool.ocpp import rpc
+from v2gtool.ocpp.fleet import Fleet, Vehicle
+from v2gtool.ocpp.payloads import dispatch_profile, read_charging_needs, read_meter_value, timestamp
+from v2gtool.session.events import Event
+
+Listener = Callable[[Event], None]
+HEARTBEAT_S = 60
+CHANGE_W = 100.0  # a share that moved less than this is not re-sent
+
+
+class CsmsError(V2GToolError):
+    """The aggregator cannot start (state directory, address in use)."""
+
+    exit_code = 4
+
+
+@dataclass(frozen=True, kw_only=True)
+class StationConnected(Event):
+    station: str
+    subprotocol: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class StationLeft(Event):
+    station: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dispatched(Event):
+    request_w: float | None
+    allocated_w: float
+    vehicles: int
+    changed: int
+
+
+class TransactionLog:
+    """The CSMS's durable record of every TransactionEvent, keyed for exactly-once counting."""
+
+    def __init__(self, directory: Path) -> None:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self.path = directory / "transactions.jsonl"
+            self.seen: set[tuple[str, str, int]] = set()
+            if self.path.exists():
+                for line in self.path.read_bytes().splitlines():
+                    try:
+                        raw = json.loads(line)
+                        self.seen.add((raw["station"], raw["transaction_id"], int(raw["seq_no"])))
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a line torn by a crash: that event was not answered, it comes again
+            self._file = self.path.open("ab")
+        except OSError as exc:
+            raise CsmsError(f"state directory {directory}: {exc.strerror}") from None
+        self.duplicates = 0
+
+    def record(self, station: str, payload: dict[str, Any]) -> bool:
+        """Write the event down before it is answered; False when it was already there."""
+        info = payload["transaction_info"]
+        key = (station, str(info["transaction_id"]), int(payload["seq_no"]))
+        if key in self.seen:
+            self.duplicates += 1
+            return False
+        record = {
+            "station": station,
+            "transaction_id": key[1],
+            "seq_no": key[2],
+            "event_type": payload["event_type"],
+            "trigger_reason": payload["trigger_reason"],
+            "timestamp": payload["timestamp"],
+            "offline": bool(payload.get("offline", False)),
+            "received": timestamp(time.time()),
+        }
+        self._file.write((json.dumps(record, separators=(",", ":")) + "\n").encode())
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.seen.add(key)
+        return True
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _CsmsHandlers:
+    """What the CSMS answers (mixed into the ``ocpp`` ChargePoint of each station)."""
+
+    vpp: Vpp
+    id: str  # the station id (set by the ocpp ChargePoint)
+
+    @rpc.handles("BootNotification")
+    def on_boot_notification(self, **_: Any) -> Any:
+        return rpc.result(
+            self, "BootNotification", current_time=timestamp(time.time()), interval=HEARTBEAT_S, status="Accepted"
+        )
+
+    @rpc.handles("Heartbeat")
+    def on_heartbeat(self, **_: Any) -> Any:
+        return rpc.result(self, "Heartbeat", current_time=timestamp(time.time()))
+
+    @rpc.handles("StatusNotification")
+    def on_status_notification(self, **_: Any) -> Any:
+        return rpc.result(self, "StatusNotification")
+
+    @rpc.handles("NotifyEVChargingNeeds")
+    def on_notify_ev_charging_needs(self, evse_id: int, charging_needs: dict[str, Any], **_: Any) -> Any:
+        self.vpp.charging_needs(self.id, evse_id, charging_needs)
+        return rpc.result(self, "NotifyEVChargingNeeds", status="Accepted")
+
+    @rpc.handles("TransactionEvent")
+    def on_transaction_event(self, **payload: Any) -> Any:
+        self.vpp.transaction_event(self.id, payload)
+        return rpc.result(self, "TransactionEvent")
+
+    @rpc.handles("Get15118EVCertificate")
+    def on_get_15118_ev_certificate(self, **_: Any) -> Any:
+        # No mobility operator behind this aggregator: say so (M02.FR.02) rather than invent one.
+        return rpc.result(self, "Get15118EVCertificate", status="Failed", exi_response="")
+
+    @rpc.handles("GetCertificateStatus")
+    def on_get_certificate_status(self, **_: Any) -> Any:
+        return rpc.result(self, "GetCertificateStatus", status="Failed")
+
+
+@dataclass
+class VppConfig:
+    state_dir: Path
+    period: float = 1.0
+    ssl: ssl.SSLContext | None = None
+    passwords: dict[str, str] | None = None  # security profile 2: station id -> password
+    response_timeout: float = 10.0
+
+
+@dataclass
+class Vpp:
+    """The aggregator: connections, the fleet and the control loop."""
+
+    config: VppConfig
+    listener: Listener | None = None
+    fleet: Fleet = field(default_factory=Fleet)
+    peers: dict[str, Any] = field(default_factory=dict)
+    log: TransactionLog = field(init=False)
+    _profile_ids: dict[str, int] = field(default_factory=dict)
+    _sent: dict[tuple[str, int], float] = field(default_factory=dict)
+    _early_needs: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.log = TransactionLog(self.config.state_dir)
+
+    # -- from the stations ---------------------------------------------------------------------------
+    def charging_needs(self, station: str, evse_id: int, needs: dict[str, Any]) -> None:
+        vehicle = self.fleet.vehicles.get((station, evse_id))
+        if vehicle is None:  # before its TransactionEvent Started: kept for the transaction
+            self._early_needs[(station, evse_id)] = needs
+            return
+        vehicle.update_needs(read_charging_needs(needs))
+        self._wake.set()
+
+    def transaction_event(self, station: str, payload: dict[str, Any]) -> None:
+        if not self.log.record(station, payload):
+            return
+        now = time.time()
+        tx_id = str(payload["transaction_info"]["transaction_id"])
+        evse_id = int((payload.get("evse") or {}).get("id", 1))
+        vehicle = self.fleet.find(station, tx_id)
+        if payload["event_type"] == "Started" or vehicle is None:
+            if payload["event_type"] == "Ended":
+                return
+            vehicle = Vehicle(station, evse_id, tx_id)
+            self.fleet.leave(now, station, evse_id)
+            self.fleet.arrive(vehicle)
+            early = self._early_needs.pop(vehicle.key, None)
+            if early is not None:
+                vehicle.update_needs(read_charging_needs(early))
+        for meter_value in payload.get("meter_value") or []:
+            vehicle.meter(read_meter_value(meter_value))
+        if payload["event_type"] == "Ended":
+            self._early_needs.pop(vehicle.key, None)
+            self.fleet.leave(now, station, vehicle.evse_id)
+            self._sent.pop(vehicle.key, None)
+            self._wake.set()
+        self.fleet.check_met(now)
+
+    # -- to the stations -----------------------------------------------------------------------------
+    def dispatch(self, power: float, duration: float) -> None:
+        """A grid request: signed W (negative: the fleet delivers into the grid) for *duration* s."""
+        self.fleet.dispatch(power, duration, time.time())
+        self._wake.set()
+
+    def cancel(self) -> None:
+        self.fleet.cancel()
+        self._wake.set()
+
+    async def control_loop(self) -> None:
+        """Re-dispatch every period, and at once when a request arrives or a vehicle leaves."""
+        while True:
+            await self.redispatch()
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.config.period)
+
+    async def redispatch(self) -> None:
+        now = time.time()
+        allocation = self.fleet.allocate(now)
+        changed = [
+            key
+            for key, watts in allocation.items()
+            if key[0] in self.peers and abs(watts - self._sent.get(key, 0.0)) >= CHANGE_W
+        ]
+        request = self.fleet.request
+        until = request.until if request is not None else now + self.config.period
+        await asyncio.gather(*(self._send_share(key, allocation[key], now, until - now) for key in changed))
+        if changed:
+            self._emit(
+                Dispatched(
+                    t=now,
+                    request_w=request.power if request else None,
+                    allocated_w=sum(allocation.values()),
+                    vehicles=len(allocation),
+                    changed=len(changed),
+                )
+            )
+        self.fleet.check_met(now)
+
+    async def _send_share(self, key: tuple[str, int], watts: float, now: float, duration: float) -> None:
+        peer = self.peers.get(key[0])
+        vehicle = self.fleet.vehicles.get(key)
+        if peer is None or vehicle is None:
+            return
+        profile_id = self._profile_ids.get(key[0], 0) + 1
+        self._profile_ids[key[0]] = profile_id
+        payload = {
+            "evse_id": key[1],
+            "charging_profile": dispatch_profile(
+                peer.subprotocol, profile_id, vehicle.transaction_id, watts, now, duration
+            ),
+        }
+        try:
+            res = await peer.call(rpc.make_call(peer, "SetChargingProfile", payload), suppress=False)
+        except (TimeoutError, rpc.OCPPError, websockets.WebSocketException, OSError):
+            return  # the station is going away; its leaving re-dispatches
+        if res.status == "Accepted":
+            self._sent[key] = watts
+
+    # -- connections ---------------------------------------------------------------------------------
+    async def serve(self, host: str, port: int) -> Server:
+        try:
+            return await serve(
+                self._connection,
+                host,
+                port,
+                subprotocols=[websockets.Subprotocol(p) for p in rpc.SUBPROTOCOLS],
+                process_request=self._authenticate,
+                ssl=self.config.ssl,
+            )
+        except OSError as exc:
+            raise CsmsError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+    def _authenticate(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Security profile 2: HTTP Basic with the station id as user (OCPP 2.0.1 part 2 A00.FR.2xx)."""
+        if self.config.passwords is None:
+            return None
+        station = request.path.rstrip("/").rsplit("/", 1)[-1]
+        expected = self.config.passwords.get(station)
+        header = request.headers.get("Authorization", "")
+        given = ""
+        if header.startswith("Basic "):
+            try:
+                user, _, given = base64.b64decode(header[6:]).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                user = ""
+            if user != station:
+                given = ""
+        if expected is None or not hmac.compare_digest(given.encode(), expected.encode()):
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "station id or password not accepted\n")
+        return None
+
+    async def _connection(self, ws: ServerConnection) -> None:
+        station = ws.request.path.rstrip("/").rsplit("/", 1)[-1] if ws.request is not None else ""
+        try:
+            cls = rpc.for_version(ws.subprotocol, _CsmsHandlers)
+        except ValueError:
+            await ws.close(1002, "no OCPP 2.x subprotocol")
+            return
+        peer = cls(station, ws, response_timeout=self.config.response_timeout)
+        peer.vpp = self
+        peer.subprotocol = ws.subprotocol
+        self.peers[station] = peer
+        self._emit(StationConnected(t=time.time(), station=station, subprotocol=str(ws.subprotocol)))
+        reason = "closed"
+        try:
+            await peer.start()
+        except websockets.ConnectionClosed as exc:
+            reason = f"connection closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
+        finally:
+            if self.peers.get(station) is peer:
+                del self.peers[station]
+                for vehicle in self.fleet.leave(time.time(), station):
+                    self._sent.pop(vehicle.key, None)
+                self._wake.set()
+                self._emit(StationLeft(t=time.time(), station=station, reason=reason))
+
+    def _emit(self, event: Event) -> None:
+        if self.listener is not None:
+            self.listener(event)
+
+    # -- the view ------------------------------------------------------------------------------------
+    def snapshot(self, horizon: float = 900.0) -> dict[str, Any]:
+        """The fleet as JSON: the request, what is delivered, and every vehicle's capacity."""
+        now = time.time()
+        fleet = self.fleet
+        request = fleet.request
+        duration = (request.until - now) if request is not None else horizon
+        vehicles = sorted(fleet.vehicles.values(), key=lambda v: v.key)
+        return {
+            "time": now,
+            "stations": len(self.peers),
+            "request": None
+            if request is None
+            else {"power_w": request.power, "start": request.start, "until": request.until},
+            "dispatched_at": fleet.dispatched_at,
+            "met_at": fleet.met_at,
+            "power_w": round(sum(v.power for v in vehicles), 1),
+            "allocated_w": round(sum(v.allocation for v in vehicles), 1),
+            "discharge_capacity_w": round(fleet.capacity(now, max(duration, 1.0)), 1),
+            "transaction_events": len(self.log.seen),
+            "duplicates": self.log.duplicates,
+            "vehicles": [
+                {
+                    "station": v.station,
+                    "evse_id": v.evse_id,
+                    "transaction_id": v.transaction_id,
+                    "soc": v.soc,
+                    "min_soc": v.needs.min_soc if v.needs else None,
+                    "power_w": round(v.power, 1),
+                    "allocation_w": round(v.allocation, 1),
+                    "capacity_w": round(v.discharge_capacity(now, max(duration, 1.0)), 1),
+                    "remaining_wh": round(v.remaining_wh(), 1),
+                    "departure": v.needs.departure if v.needs else None,
+                    "measured_at": v.measured_at,
+                }
+                for v in vehicles
+            ],
+        }

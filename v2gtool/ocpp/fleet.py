@@ -1,0 +1,186 @@
+"""The virtual power plant's core (sans-IO): the fleet's live discharge capacity and the dispatch.
+
+Each connected vehicle says what it allows in NotifyEVChargingNeeds (maximum discharge power,
+the energy it may give before its minimum SoC — ISO 15118-20's EVMinimumV2XEnergyRequest — and
+its departure) and reports its meter in TransactionEvent (standards.md 8.3). Its capacity for a
+request of *duration* seconds starting now is what it can sustain for the whole request::
+
+    remaining_Wh = dischargeable_Wh_at_notification - (exported - imported since then)
+    horizon      = min(duration, departure - now)
+    capacity_W   = min(max_discharge_power, remaining_Wh * 3600 / horizon)   (0 at or below its floor)
+
+A grid request ("deliver 200 kW for 15 minutes") is shared in proportion to capacity: each
+vehicle gets ``request * capacity / sum(capacities)``, which never exceeds its capacity and so
+never takes it under its floor before the request ends; with too little capacity every vehicle
+runs at its capacity and the shortfall is reported. The dispatch is recomputed every control
+period, so a vehicle that leaves (TransactionEvent Ended, a lost connection) or reaches its
+floor is re-dispatched to the others within one period.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from v2gtool.ocpp.payloads import Reading, VehicleNeeds
+
+MET_TOLERANCE = 0.05  # a request counts as met within 5 %
+
+
+@dataclass
+class Vehicle:
+    """One EVSE with a vehicle in a transaction, as the CSMS sees it."""
+
+    station: str
+    evse_id: int
+    transaction_id: str
+    needs: VehicleNeeds | None = None
+    power: float = 0.0  # last metered, signed W (+ into the EV)
+    soc: float | None = None
+    imported_wh: float = 0.0
+    exported_wh: float = 0.0
+    measured_at: float = 0.0
+    allocation: float = 0.0  # signed W the VPP asked for
+    _net_at_needs: float | None = None  # imported - exported when the needs arrived
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.station, self.evse_id)
+
+    def update_needs(self, needs: VehicleNeeds) -> None:
+        self.needs = needs
+        self._net_at_needs = self.imported_wh - self.exported_wh
+
+    def meter(self, reading: Reading) -> None:
+        if reading.imported_wh is not None:
+            self.imported_wh = reading.imported_wh
+        if reading.exported_wh is not None:
+            self.exported_wh = reading.exported_wh
+        if reading.power is not None:
+            self.power = reading.power
+        if reading.soc is not None:
+            self.soc = reading.soc
+        self.measured_at = reading.at
+
+    def remaining_wh(self) -> float:
+        """Energy it may still give before its minimum SoC (>= 0)."""
+        if self.needs is None or not self.needs.bpt:
+            return 0.0
+        if self.soc is not None and self.needs.min_soc is not None and self.soc <= self.needs.min_soc:
+            return 0.0
+        net_now = self.imported_wh - self.exported_wh
+        return max(0.0, self.needs.dischargeable_wh + (net_now - (self._net_at_needs or 0.0)))
+
+    def discharge_capacity(self, now: float, duration: float) -> float:
+        """W it can deliver for all of *duration* (or until it departs), staying above its floor."""
+        needs = self.needs
+        if needs is None or not needs.bpt or needs.max_discharge_power <= 0:
+            return 0.0
+        horizon = duration
+        if needs.departure is not None:
+            horizon = min(horizon, needs.departure - now)
+        if horizon <= 0:
+            return 0.0
+        return min(needs.max_discharge_power, self.remaining_wh() * 3600.0 / horizon)
+
+
+@dataclass
+class GridRequest:
+    """What the grid operator asked for: signed W (- delivers into the grid) until ``until``."""
+
+    power: float
+    start: float
+    until: float
+
+
+@dataclass
+class Fleet:
+    """The connected vehicles, the grid request and its dispatch."""
+
+    vehicles: dict[tuple[str, int], Vehicle] = field(default_factory=dict)
+    request: GridRequest | None = None
+    dispatched_at: float | None = None  # the last (re-)dispatch: a request, or a vehicle lost from it
+    met_at: float | None = None
+
+    def arrive(self, vehicle: Vehicle) -> None:
+        self.vehicles[vehicle.key] = vehicle
+
+    def leave(self, now: float, station: str, evse_id: int | None = None) -> list[Vehicle]:
+        """A transaction ended or a station dropped out; the vehicles that went."""
+        gone = [v for k, v in self.vehicles.items() if k[0] == station and evse_id in (None, k[1])]
+        for v in gone:
+            del self.vehicles[v.key]
+        if any(v.allocation != 0.0 for v in gone):
+            self._redispatch(now)
+        return gone
+
+    def _redispatch(self, now: float) -> None:
+        if self.request is not None:
+            self.dispatched_at = now
+            self.met_at = None
+
+    def find(self, station: str, transaction_id: str) -> Vehicle | None:
+        for v in self.vehicles.values():
+            if v.station == station and v.transaction_id == transaction_id:
+                return v
+        return None
+
+    def dispatch(self, power: float, duration: float, now: float) -> None:
+        """A new grid request (signed W; negative discharges the fleet into the grid)."""
+        self.request = GridRequest(power, now, now + duration)
+        self._redispatch(now)
+
+    def cancel(self) -> None:
+        self.request = None
+        self.dispatched_at = self.met_at = None
+
+    def allocate(self, now: float) -> dict[tuple[str, int], float]:
+        """The signed W each vehicle should run at now (see the module docstring)."""
+        request = self.request
+        if request is not None and now >= request.until:
+            self.cancel()
+            request = None
+        allocation = {key: 0.0 for key in self.vehicles}
+        if request is not None and request.power < 0:
+            remaining = request.until - now
+            caps = {k: v.discharge_capacity(now, remaining) for k, v in self.vehicles.items()}
+            total = sum(caps.values())
+            want = -request.power
+            for key, cap in caps.items():
+                allocation[key] = -(cap if total <= want else want * cap / total)
+        elif request is not None:
+            caps = {k: (v.needs.max_charge_power if v.needs else 0.0) for k, v in self.vehicles.items()}
+            total = sum(caps.values())
+            for key, cap in caps.items():
+                allocation[key] = cap if total <= request.power else request.power * cap / total
+        for key, watts in allocation.items():
+            vehicle = self.vehicles[key]
+            if vehicle.allocation != 0.0 and watts == 0.0:  # it reached its floor or departs
+                self._redispatch(now)
+            vehicle.allocation = watts
+        return allocation
+
+    def capacity(self, now: float, duration: float) -> float:
+        """The fleet's discharge capacity (W) for a request of *duration* seconds from now."""
+        return sum(v.discharge_capacity(now, duration) for v in self.vehicles.values())
+
+    def delivered(self, since: float) -> float | None:
+        """The fleet's metered power from readings taken at or after *since* (None until every
+        vehicle with an allocation has reported one)."""
+        total = 0.0
+        for v in self.vehicles.values():
+            if v.allocation != 0.0 and v.measured_at < since:
+                return None
+            total += v.power if v.measured_at >= since else 0.0
+        return total
+
+    def check_met(self, now: float) -> bool:
+        """Record when the metered fleet power first came within :data:`MET_TOLERANCE` of the
+        request after the last (re-)dispatch."""
+        request = self.request
+        if request is None or self.dispatched_at is None:
+            return False
+        if self.met_at is None:
+            delivered = self.delivered(self.dispatched_at)
+            if delivered is not None and abs(delivered - request.power) <= MET_TOLERANCE * abs(request.power):
+                self.met_at = now
+        return self.met_at is not None

@@ -1,0 +1,229 @@
+"""The OCPP payloads a V2G station sends, built from the ISO 15118-20 session and read back by a CSMS.
+
+Both directions live here so that what the bridge writes and what the aggregator reads can't
+drift apart (and a property test runs them against each other). Payloads are the snake_case
+dicts the ``ocpp`` package converts to the wire's camelCase.
+
+NotifyEVChargingNeeds (OCPP 2.0.1 K15, 2.1 K15/Q01): 2.0.1 has no V2X parameters, so a DC_BPT
+session's discharge limits travel in ``customData`` under :data:`VENDOR_ID` (the extension point
+every 2.0.1 object has, 2.0.1 part 2 2.1.2 "CustomDataType"); 2.1 carries them in
+``v2xChargingParameters``. Either way the discharge energy is ISO 15118-20's
+EVMinimumV2XEnergyRequest: negative, what the EV may give before its minimum SoC.
+
+Meter values (OCPP 2.0.1 part 2 appendix 2.31 Measurand): energy both ways as registers
+(Energy.Active.Import.Register into the EV, Energy.Active.Export.Register back to the grid, Wh),
+power as Power.Active.Import / Power.Active.Export (W, never negative), SoC, Voltage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from v2gtool.iso20.events import EVChargingNeeds
+
+VENDOR_ID = "org.v2gtool"
+OCPP201 = "ocpp2.0.1"
+OCPP21 = "ocpp2.1"
+
+
+def timestamp(epoch: float) -> str:
+    """An OCPP dateTime (UTC, RFC 3339, milliseconds)."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class VehicleNeeds:
+    """What a CSMS learns of one vehicle from NotifyEVChargingNeeds (W, Wh, epoch seconds)."""
+
+    bpt: bool
+    max_charge_power: float
+    max_discharge_power: float
+    departure: float | None
+    target_soc: int | None
+    min_soc: int | None
+    dischargeable_wh: float  # >= 0: energy it may give before its minimum SoC
+    control_mode: str | None = None
+
+
+def charging_needs(event: EVChargingNeeds, subprotocol: str, now: float, evse_id: int = 1) -> dict[str, Any]:
+    """The NotifyEVChargingNeedsRequest for *event*, in the negotiated OCPP version."""
+    lim = event.limits
+    bpt = event.service == "DC_BPT"
+    departure = timestamp(now + event.departure_time) if event.departure_time is not None else None
+    dc: dict[str, Any] = {
+        "ev_max_current": lim.max_charge_current,
+        "ev_max_voltage": lim.max_voltage,
+        "ev_max_power": lim.max_charge_power,
+    }
+    if event.target_energy is not None:
+        dc["energy_amount"] = event.target_energy
+    if event.target_soc is not None:
+        dc["full_soc"] = event.target_soc
+    needs: dict[str, Any] = {"dc_charging_parameters": dc}
+    if departure is not None:
+        needs["departure_time"] = departure
+    v2x = {
+        "max_charge_power": lim.max_charge_power,
+        "min_charge_power": lim.min_charge_power,
+        "max_charge_current": lim.max_charge_current,
+        "max_discharge_power": lim.max_discharge_power,
+        "min_discharge_power": lim.min_discharge_power,
+        "max_discharge_current": lim.max_discharge_current,
+        "max_voltage": lim.max_voltage,
+        "min_voltage": lim.min_voltage,
+        "ev_min_v2x_energy_request": event.min_v2x_energy,
+        "ev_max_v2x_energy_request": event.max_v2x_energy,
+        "target_soc": event.target_soc,
+    }
+    v2x = {k: v for k, v in v2x.items() if v is not None}
+    if subprotocol == OCPP21:
+        needs["requested_energy_transfer"] = "DC_BPT" if bpt else "DC"
+        needs["control_mode"] = "DynamicControl" if event.control_mode == "DYNAMIC" else "ScheduledControl"
+        if bpt:
+            needs["v2x_charging_parameters"] = v2x
+            if event.min_soc is not None:  # 2.1 has no minimum SoC field either
+                needs["custom_data"] = {"vendor_id": VENDOR_ID, "min_soc": event.min_soc}
+    else:
+        needs["requested_energy_transfer"] = "DC"
+        if bpt:
+            extension = {"vendor_id": VENDOR_ID, "bpt": True, "min_soc": event.min_soc, **v2x}
+            needs["custom_data"] = {k: v for k, v in extension.items() if v is not None}
+    return {"evse_id": evse_id, "charging_needs": needs}
+
+
+def read_charging_needs(needs: dict[str, Any]) -> VehicleNeeds:
+    """What :func:`charging_needs` wrote (either version), as the aggregator uses it; a plain 2.0.1
+    station without our extension reads as a charge-only vehicle."""
+    custom = needs.get("custom_data") or {}
+    if custom.get("vendor_id") != VENDOR_ID:
+        custom = {}
+    v2x = needs.get("v2x_charging_parameters") or custom
+    dc = needs.get("dc_charging_parameters") or {}
+    bpt = needs.get("requested_energy_transfer") == "DC_BPT" or bool(custom.get("bpt"))
+    departure = needs.get("departure_time")
+    min_v2x = v2x.get("ev_min_v2x_energy_request")
+    return VehicleNeeds(
+        bpt=bpt,
+        max_charge_power=float(v2x.get("max_charge_power", dc.get("ev_max_power", 0.0))),
+        max_discharge_power=float(v2x.get("max_discharge_power", 0.0)) if bpt else 0.0,
+        departure=datetime.fromisoformat(departure.replace("Z", "+00:00")).timestamp() if departure else None,
+        target_soc=v2x.get("target_soc", dc.get("full_soc")),
+        min_soc=custom.get("min_soc"),
+        dischargeable_wh=max(0.0, -float(min_v2x)) if (bpt and min_v2x is not None) else 0.0,
+        control_mode=needs.get("control_mode"),
+    )
+
+
+@dataclass
+class Meter:
+    """The station's DC meter: registers both ways, integrated from the loop's power (Wh)."""
+
+    imported_wh: float = 0.0
+    exported_wh: float = 0.0
+    power: float = 0.0
+    voltage: float = 0.0
+    soc: float | None = None
+    _last_t: float | None = None
+
+    def sample(self, t: float, voltage: float, power: float, soc: float | None) -> None:
+        """One DC_ChargeLoop reading at session time *t* (signed W, + into the EV)."""
+        if self._last_t is not None and t > self._last_t:
+            energy = self.power * (t - self._last_t) / 3600.0
+            if energy >= 0:
+                self.imported_wh += energy
+            else:
+                self.exported_wh -= energy
+        self._last_t = t
+        self.power, self.voltage = power, voltage
+        if soc is not None:
+            self.soc = soc
+
+    def idle(self) -> None:
+        """Energy transfer stopped: no power from here on."""
+        self.power = 0.0
+        self._last_t = None
+
+    def meter_value(self, epoch: float, context: str = "Sample.Periodic") -> dict[str, Any]:
+        """One MeterValueType with both registers, both power directions, SoC and voltage."""
+
+        def sv(measurand: str, value: float, unit: str) -> dict[str, Any]:
+            return {
+                "measurand": measurand,
+                "value": round(value, 3),
+                "context": context,
+                "location": "Outlet",
+                "unit_of_measure": {"unit": unit},
+            }
+
+        values = [
+            sv("Energy.Active.Import.Register", self.imported_wh, "Wh"),
+            sv("Energy.Active.Export.Register", self.exported_wh, "Wh"),
+            sv("Power.Active.Import", max(self.power, 0.0), "W"),
+            sv("Power.Active.Export", max(-self.power, 0.0), "W"),
+            sv("Voltage", self.voltage, "V"),
+        ]
+        if self.soc is not None:
+            values.append({**sv("SoC", self.soc, "Percent"), "location": "EV"})
+        return {"timestamp": timestamp(epoch), "sampled_value": values}
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a CSMS reads from one MeterValueType."""
+
+    at: float
+    imported_wh: float | None
+    exported_wh: float | None
+    power: float | None  # signed: + into the EV
+    soc: float | None
+
+
+def read_meter_value(meter_value: dict[str, Any]) -> Reading:
+    """The registers, signed power and SoC of one MeterValueType (absent measurands are None)."""
+    values: dict[str, float] = {}
+    for sv in meter_value.get("sampled_value", []):
+        values[sv.get("measurand", "Energy.Active.Import.Register")] = float(sv["value"])
+    power = None
+    if "Power.Active.Import" in values or "Power.Active.Export" in values:
+        power = values.get("Power.Active.Import", 0.0) - values.get("Power.Active.Export", 0.0)
+    at = datetime.fromisoformat(str(meter_value["timestamp"]).replace("Z", "+00:00")).timestamp()
+    return Reading(
+        at=at,
+        imported_wh=values.get("Energy.Active.Import.Register"),
+        exported_wh=values.get("Energy.Active.Export.Register"),
+        power=power,
+        soc=values.get("SoC"),
+    )
+
+
+def dispatch_profile(
+    subprotocol: str, profile_id: int, transaction_id: str, watts: float, start: float, duration: float
+) -> dict[str, Any]:
+    """The TxProfile that asks one transaction for *watts* (signed, - discharges) from *start* for
+    *duration* s: OCPP 2.1 says it with ``operationMode`` CentralSetpoint and a ``setpoint`` (or
+    Idle at 0 W); OCPP 2.0.1 has only ``limit``, negative for discharge under the convention of
+    :class:`v2gtool.ocpp.profile.NegativeLimits`."""
+    if subprotocol == OCPP21:
+        period: dict[str, Any] = {"start_period": 0, "operation_mode": "CentralSetpoint", "setpoint": round(watts, 1)}
+        if watts == 0:
+            period = {"start_period": 0, "operation_mode": "Idle"}
+    else:
+        period = {"start_period": 0, "limit": round(watts, 1)}
+    return {
+        "id": profile_id,
+        "stack_level": 0,
+        "charging_profile_purpose": "TxProfile",
+        "charging_profile_kind": "Absolute",
+        "transaction_id": transaction_id,
+        "charging_schedule": [
+            {
+                "id": profile_id,
+                "start_schedule": timestamp(start),
+                "duration": max(1, round(duration)),
+                "charging_rate_unit": "W",
+                "charging_schedule_period": [period],
+            }
+        ],
+    }

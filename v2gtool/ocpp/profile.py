@@ -1,0 +1,267 @@
+"""OCPP charging profiles as the grid request of a running ISO 15118-20 session.
+
+A CSMS sends SetChargingProfile (OCPP 2.0.1 / 2.1 use cases K01, K03); the station answers the
+Dynamic control mode's loop with the power the active profile asks for now
+(:class:`ProfileSetpoint` is a :class:`~v2gtool.iso20.ports.GridRequest`).
+
+Which profile is active (OCPP 2.0.1 K01 / 3.7 "Charging profile purposes" and "Stacking"):
+per purpose, the valid profile with the highest ``stackLevel``; a TxProfile of the running
+transaction wins over the TxDefaultProfile; ChargingStationMaxProfile and
+ChargingStationExternalConstraints then cap the magnitude.
+
+What a schedule period means, signed (+ charges the EV, - discharges it into the grid):
+
+- OCPP 2.1 (ChargingSchedulePeriodType with ``operationMode``, Q01-Q09): ``Idle`` is 0;
+  ``ChargingOnly`` charges up to ``limit``; ``CentralSetpoint`` and ``ExternalSetpoint`` follow
+  ``setpoint`` (negative discharges), bounded by ``dischargeLimit`` (<= 0) and ``limit``.
+- OCPP 2.0.1 has no discharge at all: ``limit`` is a "charging rate limit". Some CSMSs send a
+  negative ``limit`` to ask for discharge, a non-standard workaround that 2.1 keeps only for
+  backward compatibility. :class:`NegativeLimits` says what this station does with one:
+  ``discharge`` (read -x as "discharge x"), ``reject`` (answer SetChargingProfile Rejected).
+
+Rates in A are converted with the DC link's present voltage; W is what OCPP recommends for DC.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from v2gtool.errors import V2GToolError
+
+PURPOSE_ORDER = ("ChargingStationMaxProfile", "ChargingStationExternalConstraints", "TxDefaultProfile", "TxProfile")
+RECURRENCE_S = {"Daily": 86_400, "Weekly": 7 * 86_400}
+
+
+class ProfileRejected(V2GToolError):
+    """A charging profile this station cannot apply (SetChargingProfile status Rejected)."""
+
+
+class NegativeLimits(enum.Enum):
+    """What a negative OCPP 2.0.1 ``limit`` means here (a configurable, documented convention)."""
+
+    DISCHARGE = "discharge"
+    REJECT = "reject"
+
+
+def parse_time(text: str, where: str) -> float:
+    """An OCPP dateTime (RFC 3339) as epoch seconds."""
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise ProfileRejected(f"{where}: invalid dateTime {text!r}") from None
+
+
+@dataclass(frozen=True)
+class SchedulePeriod:
+    """One ChargingSchedulePeriod: from ``start`` seconds into the schedule, a signed request."""
+
+    start: int
+    limit: float | None
+    setpoint: float | None = None
+    discharge_limit: float | None = None
+    operation_mode: str | None = None
+
+
+@dataclass(frozen=True)
+class ChargingProfile:
+    """A validated ChargingProfile (its first ChargingSchedule; W or A)."""
+
+    id: int
+    purpose: str
+    stack_level: int
+    kind: str
+    unit: str
+    periods: tuple[SchedulePeriod, ...]
+    start_schedule: float | None = None
+    duration: float | None = None
+    recurrency: str | None = None
+    valid_from: float | None = None
+    valid_to: float | None = None
+    transaction_id: str | None = None
+    received_at: float = 0.0
+
+    @classmethod
+    def from_ocpp(cls, data: Mapping[str, Any], received_at: float, negative: NegativeLimits) -> ChargingProfile:
+        """Validate the snake_case form the ``ocpp`` package hands a SetChargingProfile handler."""
+        where = f"charging profile {data.get('id', '?')}"
+        schedules = data.get("charging_schedule")
+        if isinstance(schedules, Mapping):  # one schedule object (a 1.6-style CSMS): accept it
+            schedules = [schedules]
+        if not schedules:
+            raise ProfileRejected(f"{where}: no chargingSchedule")
+        schedule = schedules[0]
+        unit = schedule.get("charging_rate_unit")
+        if unit not in ("W", "A"):
+            raise ProfileRejected(f"{where}: chargingRateUnit {unit!r} is not W or A")
+        periods = []
+        for raw in schedule.get("charging_schedule_period", []):
+            period = SchedulePeriod(
+                start=int(raw["start_period"]),
+                limit=_number(raw.get("limit")),
+                setpoint=_number(raw.get("setpoint")),
+                discharge_limit=_number(raw.get("discharge_limit")),
+                operation_mode=raw.get("operation_mode"),
+            )
+            if period.limit is not None and period.limit < 0 and negative is NegativeLimits.REJECT:
+                raise ProfileRejected(
+                    f"{where}: negative limit {period.limit:g} at startPeriod {period.start} "
+                    "(OCPP 2.0.1 has no discharge; this station is set to reject negative limits)"
+                )
+            if period.discharge_limit is not None and period.discharge_limit > 0:
+                raise ProfileRejected(f"{where}: dischargeLimit {period.discharge_limit:g} must be <= 0")
+            periods.append(period)
+        if not periods or periods[0].start != 0 or any(a.start >= b.start for a, b in itertools.pairwise(periods)):
+            raise ProfileRejected(f"{where}: chargingSchedulePeriod must start at 0 and increase")
+        kind = str(data.get("charging_profile_kind", "Absolute"))
+        start = schedule.get("start_schedule")
+        if kind in ("Absolute", "Recurring") and start is None:
+            raise ProfileRejected(f"{where}: a {kind} profile needs startSchedule")
+        purpose = str(data.get("charging_profile_purpose"))
+        if purpose not in PURPOSE_ORDER:
+            raise ProfileRejected(f"{where}: unsupported chargingProfilePurpose {purpose!r}")
+        return cls(
+            id=int(data["id"]),
+            purpose=purpose,
+            stack_level=int(data.get("stack_level", 0)),
+            kind=kind,
+            unit=unit,
+            periods=tuple(periods),
+            start_schedule=parse_time(start, where) if start is not None else None,
+            duration=_number(schedule.get("duration")),
+            recurrency=data.get("recurrency_kind"),
+            valid_from=parse_time(data["valid_from"], where) if data.get("valid_from") else None,
+            valid_to=parse_time(data["valid_to"], where) if data.get("valid_to") else None,
+            transaction_id=data.get("transaction_id"),
+            received_at=received_at,
+        )
+
+    def period_at(self, now: float, transaction_start: float | None) -> SchedulePeriod | None:
+        """The period in force at epoch *now*, or None outside the schedule and validity."""
+        if (self.valid_from is not None and now < self.valid_from) or (
+            self.valid_to is not None and now >= self.valid_to
+        ):
+            return None
+        if self.kind == "Relative":
+            origin = transaction_start if transaction_start is not None else self.received_at
+        else:
+            assert self.start_schedule is not None
+            origin = self.start_schedule
+        elapsed = now - origin
+        if self.kind == "Recurring" and self.recurrency in RECURRENCE_S:
+            elapsed %= RECURRENCE_S[self.recurrency]
+        if elapsed < 0 or (self.duration is not None and elapsed >= self.duration):
+            return None
+        current = None
+        for period in self.periods:
+            if period.start <= elapsed:
+                current = period
+        return current
+
+
+def period_power(period: SchedulePeriod, unit: str, voltage: float) -> float:
+    """The signed power (W) one period asks for; see the module docstring for the rules."""
+    scale = voltage if unit == "A" else 1.0
+    limit = None if period.limit is None else period.limit * scale
+    floor = None if period.discharge_limit is None else period.discharge_limit * scale
+    mode = period.operation_mode
+    if mode == "Idle":
+        return 0.0
+    if mode == "ChargingOnly":
+        return max(limit or 0.0, 0.0)
+    if period.setpoint is not None:
+        power = period.setpoint * scale
+        if floor is not None:
+            power = max(power, floor)
+        if limit is not None:
+            power = min(power, limit)
+        return power
+    if limit is not None:
+        return limit  # negative only under NegativeLimits.DISCHARGE (validated on receipt)
+    return floor if floor is not None else 0.0
+
+
+@dataclass
+class ProfileSetpoint:
+    """The station's installed charging profiles, read as the Dynamic mode's grid request.
+
+    *fallback* is the request when no profile is in force (None: the EV's own maximum, as without
+    OCPP). *clock* is wall-clock epoch seconds: OCPP schedules are anchored in real time, not in
+    the session's (possibly simulated) clock. *voltage* is the DC link voltage, for profiles in A.
+    """
+
+    fallback: float | None = None
+    clock: Callable[[], float] = time.time
+    voltage: Callable[[], float] = lambda: 400.0
+    negative: NegativeLimits = NegativeLimits.DISCHARGE
+    transaction_id: str | None = None
+    transaction_start: float | None = None
+    profiles: dict[int, ChargingProfile] = field(default_factory=dict)
+    changes: int = 0
+
+    def install(self, data: Mapping[str, Any]) -> ChargingProfile:
+        """Validate and install a profile (replacing one with the same id or purpose and stack level)."""
+        profile = ChargingProfile.from_ocpp(data, self.clock(), self.negative)
+        if profile.purpose == "TxProfile" and profile.transaction_id not in (None, self.transaction_id):
+            raise ProfileRejected(
+                f"charging profile {profile.id}: TxProfile for transaction {profile.transaction_id!r}, "
+                f"running: {self.transaction_id!r}"
+            )
+        if profile.purpose == "TxProfile" and self.transaction_id is None:
+            raise ProfileRejected(f"charging profile {profile.id}: TxProfile without a running transaction")
+        for other in list(self.profiles.values()):
+            if other.id == profile.id or (other.purpose, other.stack_level) == (profile.purpose, profile.stack_level):
+                del self.profiles[other.id]
+        self.profiles[profile.id] = profile
+        self.changes += 1
+        return profile
+
+    def clear(self, profile_id: int | None = None, purpose: str | None = None) -> int:
+        """ClearChargingProfile: remove by id or purpose (both None: all); how many went."""
+        gone = [
+            p.id
+            for p in self.profiles.values()
+            if (profile_id is None or p.id == profile_id) and (purpose is None or p.purpose == purpose)
+        ]
+        for pid in gone:
+            del self.profiles[pid]
+        self.changes += bool(gone)
+        return len(gone)
+
+    def end_transaction(self) -> None:
+        """A TxProfile lives as long as its transaction (K01.FR.05)."""
+        for pid in [p.id for p in self.profiles.values() if p.purpose == "TxProfile"]:
+            del self.profiles[pid]
+        self.transaction_id = None
+        self.transaction_start = None
+
+    def power(self, now: float) -> float | None:
+        """:class:`~v2gtool.iso20.ports.GridRequest`: the signed W in force (the session's *now* is
+        not used: the schedule runs on :attr:`clock`)."""
+        wall = self.clock()
+        voltage = self.voltage()
+        chosen: dict[str, float] = {}
+        for purpose in PURPOSE_ORDER:
+            candidates = sorted(
+                (p for p in self.profiles.values() if p.purpose == purpose), key=lambda p: -p.stack_level
+            )
+            for profile in candidates:
+                period = profile.period_at(wall, self.transaction_start)
+                if period is not None:
+                    chosen[purpose] = period_power(period, profile.unit, voltage)
+                    break
+        request = chosen.get("TxProfile", chosen.get("TxDefaultProfile", self.fallback))
+        for cap_purpose in PURPOSE_ORDER[:2]:
+            cap = chosen.get(cap_purpose)
+            if cap is not None:
+                request = cap if request is None else max(-abs(cap), min(abs(cap), request))
+        return request
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)

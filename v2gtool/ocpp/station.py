@@ -1,0 +1,421 @@
+"""The station side of the OCPP bridge: one ISO 15118-20 SECC session mapped to OCPP 2.0.1 / 2.1.
+
+:class:`StationBridge` listens to the SECC's events (:meth:`StationBridge.on_event`, called from
+the session, never blocking it) and keeps a websocket to the CSMS (:meth:`StationBridge.run`):
+
+================================  ==========================================================
+session                           OCPP (2.0.1 part 2 use cases)
+================================  ==========================================================
+SessionSetup                      StatusNotification Occupied; TransactionEvent Started (E02)
+ScheduleExchange (the EV's needs)  NotifyEVChargingNeeds (K15; V2X parameters, see payloads)
+DC_ChargeLoop begins / ends       TransactionEvent Updated ChargingStateChanged
+every ``meter_interval`` s        TransactionEvent Updated MeterValuePeriodic (both registers)
+SessionStop / failure             TransactionEvent Ended; StatusNotification Available
+SetChargingProfile                the Dynamic loop's grid request (:mod:`v2gtool.ocpp.profile`)
+InstallCertificate (V2G/MO root)  the TLS trust directory (:func:`v2gtool.pki.trust.install_roots`)
+================================  ==========================================================
+
+Transaction events go through the durable :class:`~v2gtool.ocpp.outbox.Outbox`, so a lost CSMS
+never stops or slows a session: they are delivered in order, flagged ``offline`` when they
+happened while disconnected, once the connection is back (E04). Security profiles (OCPP 2.0.1
+part 2 A00.FR): 2 is TLS with HTTP Basic authentication (*password*), 3 is TLS with a client
+certificate (an *ssl* context that carries one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ssl
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import websockets
+from cryptography import x509
+from websockets.asyncio.client import ClientConnection, connect
+
+from v2gtool.iso20.events import EVChargingNeeds, PhaseChanged, PowerFlow, SessionEnded
+from v2gtool.ocpp import rpc
+from v2gtool.ocpp.outbox import Outbox
+from v2gtool.ocpp.payloads import Meter, charging_needs, timestamp
+from v2gtool.ocpp.profile import ProfileRejected, ProfileSetpoint
+from v2gtool.pki.trust import install_roots
+from v2gtool.session.events import Event
+
+Listener = Callable[[Event], None]
+ROOT_TYPES = ("V2GRootCertificate", "MORootCertificate")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CsmsConnected(Event):
+    url: str
+    subprotocol: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CsmsDisconnected(Event):
+    url: str
+    reason: str
+    queued: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChargingProfileReceived(Event):
+    station: str
+    profile_id: int
+    accepted: bool
+    reason: str
+    power_now: float | None
+
+
+@dataclass
+class BridgeConfig:
+    """Where the CSMS is and how to talk to it."""
+
+    url: str  # ws:// or wss:// up to the station id, which is appended (OCPP 2.0.1 part 4 3.2)
+    station_id: str
+    evse_id: int = 1
+    subprotocols: tuple[str, ...] = rpc.SUBPROTOCOLS
+    password: str | None = None
+    ssl: ssl.SSLContext | None = None
+    meter_interval: float = 10.0
+    reconnect: tuple[float, float] = (0.5, 30.0)
+    response_timeout: float = 10.0
+    trust_dir: Path | None = None
+    vendor: str = "v2gtool"
+    model: str = "v2gtool-secc"
+
+
+@dataclass
+class _Transaction:
+    id: str
+    seq: int = 0
+    charging: bool = False
+    last_periodic: float = 0.0
+    meter: Meter = field(default_factory=Meter)
+
+
+class _StationHandlers:
+    """The CSMS-initiated messages a station answers (mixed into the ``ocpp`` ChargePoint)."""
+
+    bridge: StationBridge
+
+    @rpc.handles("SetChargingProfile")
+    def on_set_charging_profile(self, evse_id: int, charging_profile: dict[str, Any], **_: Any) -> Any:
+        status, reason = self.bridge.set_charging_profile(evse_id, charging_profile)
+        info = {"reason_code": "InvalidProfile", "additional_info": reason[:1024]} if reason else None
+        return rpc.result(self, "SetChargingProfile", status=status, status_info=info)
+
+    @rpc.handles("ClearChargingProfile")
+    def on_clear_charging_profile(self, **kwargs: Any) -> Any:
+        criteria = kwargs.get("charging_profile_criteria") or {}
+        gone = self.bridge.setpoint.clear(kwargs.get("charging_profile_id"), criteria.get("charging_profile_purpose"))
+        return rpc.result(self, "ClearChargingProfile", status="Accepted" if gone else "Unknown")
+
+    @rpc.handles("InstallCertificate")
+    def on_install_certificate(self, certificate_type: str, certificate: str, **_: Any) -> Any:
+        status, reason = self.bridge.install_certificate(certificate_type, certificate)
+        info = {"reason_code": "InvalidCertificate", "additional_info": reason[:1024]} if reason else None
+        return rpc.result(self, "InstallCertificate", status=status, status_info=info)
+
+
+class StationBridge:
+    """One station (one EVSE) between its SECC sessions and a CSMS."""
+
+    def __init__(
+        self, config: BridgeConfig, outbox: Outbox, setpoint: ProfileSetpoint, listener: Listener | None = None
+    ) -> None:
+        self.config = config
+        self.outbox = outbox
+        self.setpoint = setpoint
+        self.listener = listener
+        self.transaction: _Transaction | None = None
+        self.subprotocol: str | None = None
+        self._needs: EVChargingNeeds | None = None
+        self._needs_sent = False
+        self._status = "Available"
+        self._status_sent = False
+        self._wake = asyncio.Event()
+        self._peer: Any = None
+
+    # -- the session's side (synchronous, never blocks on the network) ---------------------------------
+    def on_event(self, event: Event) -> None:
+        """Feed every event of the station's SECC here."""
+        if getattr(event, "role", "SECC") != "SECC":
+            return
+        now = time.time()
+        if isinstance(event, PhaseChanged) and event.phase == "SessionSetup":
+            self._start_transaction(now)
+        elif self.transaction is None:
+            return
+        elif isinstance(event, EVChargingNeeds):
+            self._needs, self._needs_sent = event, False
+        elif isinstance(event, PhaseChanged) and event.phase == "DC_ChargeLoop":
+            self.transaction.charging = True
+            self._transaction_event("Updated", "ChargingStateChanged", now, charging_state="Charging")
+        elif isinstance(event, PowerFlow):
+            tx = self.transaction
+            tx.meter.sample(event.t, event.voltage, event.power, event.soc)
+            if now - tx.last_periodic >= self.config.meter_interval:
+                tx.last_periodic = now
+                self._transaction_event("Updated", "MeterValuePeriodic", now, meter=True)
+        elif isinstance(event, PhaseChanged) and event.phase == "DC_WeldingDetection":
+            self.transaction.meter.idle()
+            self.transaction.charging = False
+            self._transaction_event("Updated", "ChargingStateChanged", now, charging_state="EVConnected", meter=True)
+        elif isinstance(event, SessionEnded):
+            self._end_transaction(event, now)
+        self._wake.set()
+
+    def _start_transaction(self, now: float) -> None:
+        self.transaction = _Transaction(id=uuid.uuid4().hex, last_periodic=now)
+        self.setpoint.transaction_id = self.transaction.id
+        self.setpoint.transaction_start = now
+        self._status, self._status_sent = "Occupied", False
+        self._transaction_event(
+            "Started",
+            "CablePluggedIn",
+            now,
+            charging_state="EVConnected",
+            evse={"id": self.config.evse_id, "connector_id": 1},
+        )
+
+    def _end_transaction(self, event: SessionEnded, now: float) -> None:
+        assert self.transaction is not None
+        self.transaction.meter.idle()
+        reason = "StoppedByEV" if event.ok else ("Timeout" if "Timeout" in event.reason else "Other")
+        self._transaction_event(
+            "Ended",
+            "EVDeparted" if event.ok else "AbnormalCondition",
+            now,
+            charging_state="Idle",
+            stopped_reason=reason,
+            meter=True,
+            context="Transaction.End",
+        )
+        self.transaction = None
+        self.setpoint.end_transaction()
+        self._needs = None
+        self._status, self._status_sent = "Available", False
+
+    def _transaction_event(
+        self,
+        event_type: str,
+        trigger: str,
+        now: float,
+        *,
+        charging_state: str | None = None,
+        stopped_reason: str | None = None,
+        evse: dict[str, int] | None = None,
+        meter: bool = False,
+        context: str = "Sample.Periodic",
+    ) -> None:
+        tx = self.transaction
+        assert tx is not None
+        info: dict[str, Any] = {"transaction_id": tx.id}
+        if charging_state is not None:
+            info["charging_state"] = charging_state
+        if stopped_reason is not None:
+            info["stopped_reason"] = stopped_reason
+        payload: dict[str, Any] = {
+            "event_type": event_type,
+            "timestamp": timestamp(now),
+            "trigger_reason": trigger,
+            "seq_no": tx.seq,
+            "transaction_info": info,
+        }
+        if self._peer is None:
+            payload["offline"] = True
+        if evse is not None:
+            payload["evse"] = evse
+        if meter:
+            payload["meter_value"] = [tx.meter.meter_value(now, context)]
+        tx.seq += 1
+        self.outbox.put("TransactionEvent", payload)
+
+    # -- CSMS-initiated ------------------------------------------------------------------------------
+    def set_charging_profile(self, evse_id: int, data: dict[str, Any]) -> tuple[str, str]:
+        """SetChargingProfile (K01): ("Accepted", "") or ("Rejected", why)."""
+        now = time.time()
+        try:
+            if evse_id not in (0, self.config.evse_id):
+                raise ProfileRejected(f"unknown EVSE {evse_id}")
+            profile = self.setpoint.install(data)
+        except ProfileRejected as exc:
+            self._emit(
+                ChargingProfileReceived(
+                    t=now,
+                    station=self.config.station_id,
+                    profile_id=int(data.get("id", -1)),
+                    accepted=False,
+                    reason=str(exc),
+                    power_now=None,
+                )
+            )
+            return "Rejected", str(exc)
+        self._emit(
+            ChargingProfileReceived(
+                t=now,
+                station=self.config.station_id,
+                profile_id=profile.id,
+                accepted=True,
+                reason="",
+                power_now=self.setpoint.power(now),
+            )
+        )
+        return "Accepted", ""
+
+    def install_certificate(self, certificate_type: str, pem: str) -> tuple[str, str]:
+        """InstallCertificate (M05) of a V2G or MO root into the trust directory."""
+        if certificate_type not in ROOT_TYPES or self.config.trust_dir is None:
+            return "Rejected", f"{certificate_type} is not installed by this station"
+        try:
+            install_roots(x509.load_pem_x509_certificates(pem.encode()), self.config.trust_dir)
+        except (ValueError, rpc.OCPPError) as exc:
+            return "Rejected", f"not a PEM root certificate: {exc}"
+        except Exception as exc:  # PkiError: not a self-signed CA
+            return "Rejected", str(exc)
+        return "Accepted", ""
+
+    async def get_15118_ev_certificate(self, action: str, exi_request: bytes) -> tuple[str, bytes]:
+        """Get15118EVCertificate (M01/M02): pass the EV's CertificateInstallationReq (EXI) through."""
+        res = await self._peer_call(
+            "Get15118EVCertificate",
+            {
+                "iso15118_schema_version": "urn:iso:std:iso:15118:-20:CommonMessages",
+                "action": action,
+                "exi_request": base64.b64encode(exi_request).decode(),
+            },
+        )
+        return str(res.status), base64.b64decode(res.exi_response)
+
+    async def get_certificate_status(self, ocsp_request_data: dict[str, str]) -> tuple[str, str | None]:
+        """GetCertificateStatus (M06): the CSMS as OCSP proxy for a contract certificate."""
+        res = await self._peer_call("GetCertificateStatus", {"ocsp_request_data": ocsp_request_data})
+        return str(res.status), res.ocsp_result
+
+    async def _peer_call(self, action: str, payload: dict[str, Any]) -> Any:
+        if self._peer is None:
+            raise ConnectionError(f"{action}: not connected to the CSMS")
+        return await self._call(self._peer, action, payload)
+
+    def _emit(self, event: Event) -> None:
+        if self.listener is not None:
+            self.listener(event)
+
+    # -- the connection ------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Connect, and reconnect with back-off, until cancelled; the session never waits on it."""
+        delay = self.config.reconnect[0]
+        url = self.config.url.rstrip("/") + "/" + self.config.station_id
+        headers = {}
+        if self.config.password is not None:
+            token = base64.b64encode(f"{self.config.station_id}:{self.config.password}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        while True:
+            reason = "closed"
+            try:
+                async with connect(
+                    url,
+                    subprotocols=[websockets.Subprotocol(p) for p in self.config.subprotocols],
+                    additional_headers=headers,
+                    ssl=self.config.ssl,
+                    proxy=None,
+                    open_timeout=self.config.response_timeout,
+                ) as ws:
+                    delay = self.config.reconnect[0]
+                    await self._serve(ws, url)
+            except (TimeoutError, OSError, websockets.WebSocketException, rpc.OCPPError, ValueError) as exc:
+                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            finally:
+                if self._peer is not None:
+                    self._peer = None
+            self._emit(CsmsDisconnected(t=time.time(), url=url, reason=reason, queued=len(self.outbox)))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.config.reconnect[1])
+
+    async def _serve(self, ws: ClientConnection, url: str) -> None:
+        cls = rpc.for_version(ws.subprotocol, _StationHandlers)
+        peer = cls(self.config.station_id, ws, response_timeout=self.config.response_timeout)
+        peer.bridge = self
+        self.subprotocol = ws.subprotocol
+        reader = asyncio.create_task(peer.start())
+        sender = asyncio.create_task(self._send_all(peer, url))
+        try:
+            done, _ = await asyncio.wait({reader, sender}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+        finally:
+            self._peer = None
+            for task in (reader, sender):
+                task.cancel()
+            await asyncio.gather(reader, sender, return_exceptions=True)
+
+    async def _send_all(self, peer: Any, url: str) -> None:
+        boot = await peer.call(
+            rpc.make_call(
+                peer,
+                "BootNotification",
+                {
+                    "charging_station": {"vendor_name": self.config.vendor, "model": self.config.model},
+                    "reason": "PowerUp",
+                },
+            ),
+            suppress=False,
+        )
+        if boot.status != "Accepted":
+            await asyncio.sleep(max(boot.interval, 1))
+            raise ConnectionError(f"BootNotification {boot.status}")
+        self._peer = peer
+        self._status_sent = self._needs_sent = False
+        self._emit(CsmsConnected(t=time.time(), url=url, subprotocol=str(self.subprotocol)))
+        heartbeat = max(float(boot.interval), 1.0)
+        next_heartbeat = time.monotonic() + heartbeat
+        while True:
+            # The transaction's own events first: a CSMS must know the transaction before its needs.
+            record = self.outbox.peek()
+            if record is not None:
+                try:
+                    await peer.call(rpc.make_call(peer, record.action, record.payload), suppress=False)
+                except rpc.OCPPError as exc:  # a definite refusal: retrying cannot help (E04.FR.02)
+                    self._emit(
+                        CsmsDisconnected(
+                            t=time.time(), url=url, reason=f"{record.action} refused: {exc}", queued=len(self.outbox)
+                        )
+                    )
+                self.outbox.ack(record)
+                continue
+            if not self._status_sent:
+                self._status_sent = True
+                await self._call(
+                    peer,
+                    "StatusNotification",
+                    {
+                        "timestamp": timestamp(time.time()),
+                        "connector_status": self._status,
+                        "evse_id": self.config.evse_id,
+                        "connector_id": 1,
+                    },
+                )
+            if self._needs is not None and not self._needs_sent:
+                self._needs_sent = True
+                assert self.subprotocol is not None
+                await self._call(
+                    peer,
+                    "NotifyEVChargingNeeds",
+                    charging_needs(self._needs, self.subprotocol, time.time(), self.config.evse_id),
+                )
+            if time.monotonic() >= next_heartbeat:
+                await self._call(peer, "Heartbeat", {})
+                next_heartbeat = time.monotonic() + heartbeat
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.0, next_heartbeat - time.monotonic()))
+
+    async def _call(self, peer: Any, action: str, payload: dict[str, Any]) -> Any:
+        return await peer.call(rpc.make_call(peer, action, payload), suppress=False)
