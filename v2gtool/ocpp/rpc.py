@@ -8,6 +8,7 @@ negotiated (OCPP 2.0.1 part 4 3.1 "Sec-WebSocket-Protocol": ``ocpp2.1`` preferre
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -31,8 +32,15 @@ def handles(action: str) -> Callable[[F], F]:
 
 
 def make_call(peer: Any, action: str, payload: dict[str, Any]) -> Any:
-    """The request object of *action* in *peer*'s negotiated version, from a snake_case payload."""
-    return getattr(peer._call, action)(**payload)
+    """The request object of *action* in *peer*'s negotiated version, from a snake_case payload.
+
+    The package's field names differ between versions where the camelCase has digits
+    (``iso15118_schema_version`` in 2.0.1, ``iso_15118_schema_version`` in 2.1; both are
+    ``iso15118SchemaVersion`` on the wire), so keys are matched without their underscores.
+    """
+    cls = getattr(peer._call, action)
+    names = {f.name.replace("_", ""): f.name for f in dataclasses.fields(cls)}
+    return cls(**{names.get(key.replace("_", ""), key): value for key, value in payload.items()})
 
 
 def result(peer: Any, action: str, **payload: Any) -> Any:

@@ -65,6 +65,15 @@ class CsmsDisconnected(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CsmsRefused(Event):
+    """The CSMS answered a CallError, or our payload failed the schema (a bug worth reporting)."""
+
+    url: str
+    action: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class ChargingProfileReceived(Event):
     station: str
     profile_id: int
@@ -383,17 +392,14 @@ class StationBridge:
                 try:
                     await peer.call(rpc.make_call(peer, record.action, record.payload), suppress=False)
                 except rpc.OCPPError as exc:  # a definite refusal: retrying cannot help (E04.FR.02)
-                    self._emit(
-                        CsmsDisconnected(
-                            t=time.time(), url=url, reason=f"{record.action} refused: {exc}", queued=len(self.outbox)
-                        )
-                    )
+                    self._emit(CsmsRefused(t=time.time(), url=url, action=record.action, reason=str(exc)[:500]))
                 self.outbox.ack(record)
                 continue
             if not self._status_sent:
                 self._status_sent = True
-                await self._call(
+                await self._notify(
                     peer,
+                    url,
                     "StatusNotification",
                     {
                         "timestamp": timestamp(time.time()),
@@ -405,13 +411,14 @@ class StationBridge:
             if self._needs is not None and not self._needs_sent:
                 self._needs_sent = True
                 assert self.subprotocol is not None
-                await self._call(
+                await self._notify(
                     peer,
+                    url,
                     "NotifyEVChargingNeeds",
                     charging_needs(self._needs, self.subprotocol, time.time(), self.config.evse_id),
                 )
             if time.monotonic() >= next_heartbeat:
-                await self._call(peer, "Heartbeat", {})
+                await self._notify(peer, url, "Heartbeat", {})
                 next_heartbeat = time.monotonic() + heartbeat
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -419,3 +426,11 @@ class StationBridge:
 
     async def _call(self, peer: Any, action: str, payload: dict[str, Any]) -> Any:
         return await peer.call(rpc.make_call(peer, action, payload), suppress=False)
+
+    async def _notify(self, peer: Any, url: str, action: str, payload: dict[str, Any]) -> None:
+        """A message whose refusal (a CallError, or a payload the schema refuses) ends nothing: it is
+        reported and the connection goes on."""
+        try:
+            await self._call(peer, action, payload)
+        except rpc.OCPPError as exc:
+            self._emit(CsmsRefused(t=time.time(), url=url, action=action, reason=str(exc)[:500]))
