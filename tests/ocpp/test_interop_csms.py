@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import time
 from dataclasses import dataclass, field
@@ -101,10 +102,8 @@ async def start_csms(version: str, seen: Seen) -> tuple[Any, int]:
         peer = cls(ws.request.path.rsplit("/", 1)[-1], ws)
         peer.seen = seen
         seen.peer = peer
-        try:
+        with contextlib.suppress(websockets.ConnectionClosed):
             await peer.start()
-        except websockets.ConnectionClosed:
-            pass
 
     server = await serve(handler, "127.0.0.1", 0, subprotocols=[websockets.Subprotocol(version)])
     return server, next(iter(server.sockets)).getsockname()[1]
