@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import signal
 import ssl
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,7 @@ import click
 from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
 from v2gtool.errors import ConfigError
-from v2gtool.iso20.events import SessionEnded
+from v2gtool.iso20.events import PowerFlow
 from v2gtool.ocpp import rpc
 from v2gtool.ocpp.outbox import Outbox
 from v2gtool.ocpp.payloads import OCPP21, OCPP201
@@ -59,6 +62,20 @@ def client_tls(ca: Path | None, cert: Path | None, key: Path | None) -> ssl.SSLC
     return context
 
 
+@dataclass(frozen=True, kw_only=True)
+class StationSession(Event):
+    """One simulated station's session, as the vehicle saw it (SoC in %, energy signed Wh)."""
+
+    station: str
+    ok: bool
+    reason: str
+    energy_wh: float
+    soc_start: float
+    soc_end: float
+    soc_min: float
+    min_soc: float
+
+
 def _printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
     def show(event: Event) -> None:
         if as_json:
@@ -70,8 +87,12 @@ def _printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
         elif isinstance(event, ChargingProfileReceived):
             verdict = f"applied, now {event.power_now} W" if event.accepted else f"rejected: {event.reason}"
             app.console.print(f"{event.station}: charging profile {event.profile_id} {verdict}", highlight=False)
-        elif isinstance(event, SessionEnded) and event.role == "SECC":
-            app.console.print(f"session ended: {event.reason}", highlight=False)
+        elif isinstance(event, StationSession):
+            app.console.print(
+                f"{event.station}: {event.reason}; {event.energy_wh:+.1f} Wh, "
+                f"SoC {event.soc_start:.2f} -> {event.soc_end:.2f} % (lowest {event.soc_min:.2f} %)",
+                highlight=False,
+            )
 
     return show
 
@@ -131,6 +152,20 @@ def _printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
 )
 @click.option("--key", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Its private key.")
 @click.option(
+    "--stagger",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds between the stations' first sessions (cars do not all plug in at once).",
+)
+@click.option(
+    "--tick-ms",
+    type=click.FloatRange(min=0.1, max=10),
+    default=1.0,
+    show_default=True,
+    help="The simulated stations' control-loop period (a large park may run coarser).",
+)
+@click.option(
     "--speed",
     type=click.FloatRange(min=0.01),
     default=1.0,
@@ -155,6 +190,8 @@ def ocpp_bridge(
     ca: Path | None,
     cert: Path | None,
     key: Path | None,
+    stagger: float,
+    tick_ms: float,
     speed: float,
     json_out: bool,
 ) -> None:
@@ -190,66 +227,79 @@ def ocpp_bridge(
         )
         for sid in ids
     ]
-    ended = asyncio.run(_run_park(configs, scenario, directory, NegativeLimits(negative_limits), sessions, speed, show))
-    failed = [e for e in ended if not e.ok]
-    if failed and sessions:
+    park = Park(scenario, directory, NegativeLimits(negative_limits), sessions, speed, stagger, tick_ms / 1000, show)
+    results = asyncio.run(_run_park(park, configs))
+    if sessions and not all(results):
         raise click.exceptions.Exit(1)
 
 
-async def _run_park(
-    configs: list[BridgeConfig],
-    scenario: scenarios.SessionScenario,
-    directory: Path,
-    negative: NegativeLimits,
-    sessions: int,
-    speed: float,
-    show: Callable[[Event], None],
-) -> list[SessionEnded]:
+@dataclass(frozen=True)
+class Park:
+    """What every simulated station of one ``ocpp-bridge --sim`` shares."""
+
+    scenario: scenarios.SessionScenario
+    outbox_dir: Path
+    negative: NegativeLimits
+    sessions: int
+    speed: float
+    stagger: float
+    tick_s: float
+    show: Callable[[Event], None]
+
+
+async def _run_park(park: Park, configs: list[BridgeConfig]) -> list[bool]:
+    """Run every station until their sessions are done or SIGTERM/SIGINT; each session's ok."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    ended: list[SessionEnded] = []
-    stations = [
-        asyncio.create_task(_station(c, scenario, directory, negative, sessions, speed, show, ended)) for c in configs
-    ]
+    results: list[bool] = []
+    stations = [asyncio.create_task(_station(park, c, i * park.stagger, results)) for i, c in enumerate(configs)]
     stopper: asyncio.Future[Any] = asyncio.create_task(stop.wait())
     everyone: asyncio.Future[Any] = asyncio.gather(*stations)
     await asyncio.wait([stopper, everyone], return_when=asyncio.FIRST_COMPLETED)
     for task in [stopper, everyone, *stations]:
         task.cancel()
     await asyncio.gather(stopper, everyone, *stations, return_exceptions=True)
-    return ended
+    return results
 
 
-async def _station(
-    config: BridgeConfig,
-    scenario: scenarios.SessionScenario,
-    directory: Path,
-    negative: NegativeLimits,
-    sessions: int,
-    speed: float,
-    show: Callable[[Event], None],
-    ended: list[SessionEnded],
-) -> None:
-    """One simulated station: its bridge, and its sessions one after another."""
-    outbox = Outbox(directory / config.station_id)
-    setpoint = ProfileSetpoint(fallback=scenario.grid_request(), negative=negative)
-    bridge = StationBridge(config, outbox, setpoint, listener=show)
+async def _station(park: Park, config: BridgeConfig, delay: float, results: list[bool]) -> None:
+    """One simulated station: its bridge, and its sessions one after another from *delay* on."""
+    outbox = Outbox(park.outbox_dir / config.station_id)
+    setpoint = ProfileSetpoint(fallback=park.scenario.grid_request(), negative=park.negative)
+    bridge = StationBridge(config, outbox, setpoint, listener=park.show)
     setpoint.voltage = lambda: bridge.transaction.meter.voltage if bridge.transaction else 400.0
     link = asyncio.create_task(bridge.run())
+    lowest = math.inf  # the vehicle's SoC at its lowest in this session
 
     def listen(event: Event) -> None:
+        nonlocal lowest
         bridge.on_event(event)
-        if isinstance(event, SessionEnded) and event.role == "SECC":
-            ended.append(event)
-            show(event)
+        if isinstance(event, PowerFlow) and event.role == "EVCC" and event.soc is not None:
+            lowest = min(lowest, event.soc)
 
     try:
+        await asyncio.sleep(delay)
         done = 0
-        while sessions == 0 or done < sessions:
-            await run_sim(scenario, speed=speed, listener=listen, grid=setpoint)
+        while park.sessions == 0 or done < park.sessions:
             done += 1
+            lowest = math.inf
+            result = await run_sim(park.scenario, speed=park.speed, listener=listen, grid=setpoint, tick_s=park.tick_s)
+            results.append(result.ok)
+            park.show(
+                StationSession(
+                    t=time.time(),
+                    station=config.station_id,
+                    ok=result.ok,
+                    reason=result.reason or result.secc_reason,
+                    energy_wh=round(result.energy_wh, 3),
+                    soc_start=result.soc_start,
+                    soc_end=result.soc_end,
+                    soc_min=min(lowest, result.soc_end),
+                    min_soc=park.scenario.min_soc,
+                )
+            )
         await _drain(bridge)
     finally:
         link.cancel()

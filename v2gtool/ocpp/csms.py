@@ -181,6 +181,20 @@ class Vpp:
 
     def __post_init__(self) -> None:
         self.log = TransactionLog(self.config.state_dir)
+        self._request_path = self.config.state_dir / "request.json"
+        self._resume_request()
+
+    def _resume_request(self) -> None:
+        """A restarted aggregator carries on with the grid request it had (the state directory's
+        ``request.json``) rather than leaving the stations on stale shares."""
+        try:
+            raw = json.loads(self._request_path.read_text())
+            power, until = float(raw["power_w"]), float(raw["until"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        now = time.time()
+        if until > now:
+            self.fleet.dispatch(power, until - now, now)
 
     # -- from the stations ---------------------------------------------------------------------------
     def charging_needs(self, station: str, evse_id: int, needs: dict[str, Any]) -> None:
@@ -219,11 +233,16 @@ class Vpp:
     # -- to the stations -----------------------------------------------------------------------------
     def dispatch(self, power: float, duration: float) -> None:
         """A grid request: signed W (negative: the fleet delivers into the grid) for *duration* s."""
-        self.fleet.dispatch(power, duration, time.time())
+        now = time.time()
+        self.fleet.dispatch(power, duration, now)
+        tmp = self._request_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"power_w": power, "start": now, "until": now + duration}))
+        tmp.replace(self._request_path)
         self._wake.set()
 
     def cancel(self) -> None:
         self.fleet.cancel()
+        self._request_path.unlink(missing_ok=True)
         self._wake.set()
 
     async def control_loop(self) -> None:

@@ -94,7 +94,7 @@ class BridgeConfig:
     ssl: ssl.SSLContext | None = None
     meter_interval: float = 10.0
     reconnect: tuple[float, float] = (0.5, 30.0)
-    response_timeout: float = 10.0
+    response_timeout: float = 30.0  # OCPPCommCtrlr.MessageTimeout's usual default
     trust_dir: Path | None = None
     vendor: str = "v2gtool"
     model: str = "v2gtool-secc"

@@ -62,11 +62,14 @@ async def run_sim(
     contract: Contract | None = None,
     pnc_roots: tuple[x509.Certificate, ...] | None = None,
     grid: GridRequest | None = None,
+    tick_s: float = 0.001,
 ) -> SessionResult:
     """Run one whole session, EVCC against SECC, on the ``sim`` plant; never raises for a failed
     session (the result says why), only for a broken set-up. *trace* receives every frame. With
     *pnc_roots* the SECC offers Plug & Charge, which the EV uses when it has a *contract*. *grid*
-    overrides the scenario's grid request in the Dynamic mode (an OCPP charging profile)."""
+    overrides the scenario's grid request in the Dynamic mode (an OCPP charging profile). *tick_s*
+    is the station's control-loop period and the plant's integration step (1 ms; a park of many
+    stations may run coarser)."""
     events: list[Event] = []
 
     def emit(event: Event) -> None:
@@ -75,9 +78,10 @@ async def run_sim(
             listener(event)
 
     setup = sim_station(
-        StationConfig(IsolationProfile(Edition.IEC_61851_23_2023, scenario.charger.max_voltage)),
+        StationConfig(IsolationProfile(Edition.IEC_61851_23_2023, scenario.charger.max_voltage), tick_s=tick_s),
         scenario.plant,
         listener=emit,
+        resolution_s=tick_s,
     )
     charger = StationCharger(setup, scenario.charger)
     vehicle = SimVehiclePort(setup, scenario.vehicle)
