@@ -21,6 +21,7 @@ import click
 
 from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
+from v2gtool.cli.realtime import apply_options, realtime_options
 from v2gtool.errors import V2GToolError
 from v2gtool.exi import namespaces
 from v2gtool.hw.backends import sim_station
@@ -156,6 +157,7 @@ def tls_options(func: F) -> F:
     help="Stop after this many sessions (0: serve until SIGTERM/SIGINT).",
 )
 @tls_options
+@realtime_options
 @json_option
 @click.pass_context
 def serve(
@@ -169,6 +171,8 @@ def serve(
     certs_dir: Path | None,
     trust_dir: Path | None,
     keylog: Path | None,
+    rt: int | None,
+    cpu: int | None,
     json_out: bool,
 ) -> None:
     """Be the SECC on IFACE: answer SDP, serve ISO 15118-20 DC / DC_BPT sessions over TCP (TLS 1.3)."""
@@ -178,8 +182,10 @@ def serve(
     if not no_tls:
         certs, trust = tls_dirs(app, certs_dir, trust_dir)
         context = server_context(certs, trust, Protocol.ISO20, keylog=keylog)
-    show = printer(app, use_json(ctx, json_out))
+    as_json = use_json(ctx, json_out)
+    show = printer(app, as_json)
     plant = build_plant(scenario_path, remote_ev=True)
+    apply_options(ctx, rt, cpu, as_json)
     asyncio.run(serve_sessions(iface, tcp_port, context, plant, speed, sessions, show))
 
 

@@ -36,6 +36,7 @@ from v2gtool.cli.live import (
     tls_options,
 )
 from v2gtool.cli.output import emit_json, json_option, use_json
+from v2gtool.cli.realtime import apply_options, realtime_options
 from v2gtool.errors import V2GToolError
 from v2gtool.iso20.evcc import Direction, EvccConfig
 from v2gtool.iso20.events import MessageReceived, PhaseChanged, PowerFlow, SessionEnded
@@ -74,6 +75,7 @@ def session() -> None:
       v2gtool session run --sim
       v2gtool session run --sim --direction discharge --power 11000 --duration 600
       v2gtool --json session run --sim --control-mode dynamic | jq -c 'select(.event=="PowerFlow")'
+      sudo v2gtool session run --role evse --iface eth1 --rt --cpu 1
     """
 
 
@@ -131,6 +133,7 @@ def session() -> None:
     help="Simulated seconds per wall second; 0 runs as fast as possible.",
 )
 @tls_options
+@realtime_options
 @json_option
 @click.pass_context
 def run(
@@ -155,6 +158,8 @@ def run(
     certs_dir: Path | None,
     trust_dir: Path | None,
     keylog: Path | None,
+    rt: int | None,
+    cpu: int | None,
     json_out: bool,
 ) -> None:
     """Run the chain: CP, SLAC, (SDP, TLS,) the -20 session with cable check, precharge, charge or
@@ -182,6 +187,7 @@ def run(
         duration=duration,
     )
     as_json = use_json(ctx, json_out)
+    apply_options(ctx, rt, cpu, as_json)
     if not sim:
         if iface is None:
             raise click.UsageError("--role evse|ev needs --iface")
@@ -278,6 +284,8 @@ def _run_netns(params: dict[str, Any], as_json: bool) -> None:
         "--sign-convention": "sign_convention",
         "--certs-dir": "certs_dir",
         "--trust-dir": "trust_dir",
+        "--rt": "rt",
+        "--cpu": "cpu",
     }
     passed = [f"{flag}={params[key]}" for flag, key in options.items() if params[key] is not None]
     tls = ["--no-tls"] if params["no_tls"] or params["certs_dir"] is None else []
