@@ -130,7 +130,7 @@ class Spinner:
             self._file.flush()
             self._drawn = False
 
-    def _guarded_write(self, stream: IO[str], text: str) -> int:
+    def write_above(self, stream: IO[str], text: str) -> int:
         """Write *text* of a guarded stream: erase the spinner, write, redraw after a complete line."""
         with self._lock:
             self._erase()
@@ -150,7 +150,7 @@ class _GuardedStream:
         self._spinner = spinner
 
     def write(self, text: str) -> int:
-        return self._spinner._guarded_write(self._stream, text)
+        return self._spinner.write_above(self._stream, text)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
