@@ -128,3 +128,19 @@ def test_rt_priority_out_of_range_is_a_usage_error() -> None:
 
 def test_doctor_names_the_priority_rt_uses() -> None:
     assert f"--rt's default priority ({DEFAULT_PRIORITY})" in (doctor.help or "")
+
+
+@pytest.mark.netns
+def test_netns_gives_rt_and_cpu_to_both_roles() -> None:
+    """With --netns the communication processes are the two children: each applies and reports it."""
+    _sched_fifo_possible()
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    cpu = _cpu()
+    done = subprocess.run([sys.executable, "-m", "v2gtool", "--json", "session", "run", "--netns", "--no-tls",
+                           "--duration", "1", "--rt", "12", "--cpu", str(cpu)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    applied = [(r["policy"], r["priority"], r["cpus"]) for r in records if r["event"] == "SchedulingApplied"]
+    assert applied == [("SCHED_FIFO", 12, [cpu])] * 2
