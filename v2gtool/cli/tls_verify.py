@@ -244,11 +244,11 @@ def tls_verify(
         host, sdp_port, security = _read_sdp_record(from_sdp)
         if security is Security.NO_TLS:
             raise TlsError(f"the SECC at {host} port {sdp_port} offered no TLS in SDP: nothing to verify")
-        address, peer = _sockaddr(host, sdp_port), f"[{host}]:{sdp_port}"
+        address, where = _sockaddr(host, sdp_port), f"[{host}]:{sdp_port}"
     elif not serve:
         if target is None or port is None:
             raise click.UsageError("client mode needs TARGET and PORT (HOST%IFACE PORT) or --from-sdp")
-        address, peer = _sockaddr(target, port), f"[{target}]:{port}"
+        address, where = _sockaddr(target, port), f"[{target}]:{port}"
     if (cert is None) != (key is None):
         raise click.UsageError("--cert and --key go together")
     credentials = Credentials(cert, key) if cert and key else default_credentials(certs, serve, proto)
@@ -270,7 +270,7 @@ def tls_verify(
             reports += _serve(app, as_json, listen, listen_port, count, pid_file, load, handshake, waiting)
     else:
         context = client_context(certs, trust, proto, credentials=credentials, keylog=keylog)
-        with spinner(ctx, f"connecting to {peer}, TLS 1.3 handshake", as_json):
+        with spinner(ctx, f"connecting to {where}, TLS handshake", as_json):
             report = handshake_as_client(address, context, proto, store.roots, own_leaf, timeout=timeout)
         reports.append(report)
         _emit(app, as_json, report)
@@ -322,7 +322,7 @@ def _serve(
                 raw, peer = listener.accept()
             except TimeoutError:
                 continue
-            waiting.update(f"TLS 1.3 handshake with [{peer[0]}]:{peer[1]}")
+            waiting.update(f"TLS handshake with [{peer[0]}]:{peer[1]}")
             report = handshake(raw, peer, context, store)
             reports.append(report)
             _emit(app, as_json, report)
