@@ -166,3 +166,11 @@ def test_a_long_text_is_shortened_to_one_line_and_keeps_the_seconds(monkeypatch:
     with spinner(ctx, "waiting for an EV on eth1: SDP on UDP 15118, TCP [fe80::2c3:4ff:fe05:607]:64109"):
         line = shared.lines[-1]
     assert len(line) == 59 and line.endswith("… (0 s)") and line.startswith("⠋ waiting for an EV on eth1")
+
+
+def test_the_bar_leaves_stdout_where_it_was() -> None:
+    """rich would route sys.stdout into the stderr console while a bar runs: output must stay on stdout."""
+    ctx, _, _ = _context(terminal=True)
+    before = sys.stdout
+    seen = [sys.stdout is before for _ in progress_bar(ctx, range(2), total=2, description="decoding")]
+    assert seen == [True, True]
