@@ -182,7 +182,11 @@ def progress_bar(
     description: str = "",
     json_out: bool = False,
 ) -> Iterator[T]:
-    """Yield *items* while a bar (count, rate, time left when *total* is known) advances on stderr."""
+    """Yield *items* while a bar (count, rate, time left when *total* is known) advances on stderr.
+
+    For loops that print their result after the last item (``pcap-decode --summary``): the bar does
+    not reroute ``sys.stdout`` (rich would send it into the stderr console), so output stays on stdout.
+    """
     console = feedback_console(ctx, json_out)
     if console is None:
         yield from items
