@@ -43,7 +43,8 @@ _MEANINGS: dict[ExitCode, str] = {
     ),
     ExitCode.ENVIRONMENT: (
         "The machine is not ready: a doctor check failed, the PLC interface is missing or down, "
-        "raw sockets are not permitted (needs CAP_NET_RAW or root)."
+        "raw sockets are not permitted (needs CAP_NET_RAW or root), --rt or --cpu was refused "
+        "(needs CAP_SYS_NICE or RLIMIT_RTPRIO; a CPU that exists)."
     ),
     ExitCode.SECURITY: (
         "TLS or certificate failure: handshake refused, chain invalid, certificate expired or not yet valid "

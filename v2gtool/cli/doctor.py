@@ -49,7 +49,8 @@ def doctor(ctx: click.Context, skip: tuple[str, ...], interface: str | None, cer
                      world-writable
       firewall       nftables opens only UDP 15118 and the SECC TCP port on the PLC
                      interface
-      realtime       SCHED_FIFO permitted (--rt) and a spare core (--cpu)
+      realtime       SCHED_FIFO at --rt's default priority (40) permitted, and a
+                     spare core for --cpu (session run, v2g-message-handler serve)
       openssl        TLS 1.3 with the ISO 15118-20 suites, secp521r1 and Ed448
 
     Exit status 4 when a check fails; warnings alone exit 0.

@@ -9,6 +9,7 @@ diagnosis in the engineer's terms with a distinct exit code (see
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from rich.table import Table
 
 from v2gtool.cli.context import app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
+from v2gtool.cli.progress import Spinner, spinner
 from v2gtool.errors import ConfigError
 from v2gtool.net.pcapwriter import LINKTYPE_ETHERNET, PcapWriter
 from v2gtool.session.events import Event
@@ -40,7 +42,7 @@ from v2gtool.slac.evse import EvseSlac
 from v2gtool.slac.machine import SlacResult
 from v2gtool.slac.modem_sim import AttenuationModel, SimModem
 from v2gtool.slac.runner import ModemLink, SlacLink, make_machine, run_slac
-from v2gtool.slac.states import Role
+from v2gtool.slac.states import WAITING_FOR, Role, SlacState
 from v2gtool.slac.timers import SlacTimers
 
 SIM_EV_MAC = "02:00:00:00:0e:02"
@@ -331,18 +333,21 @@ def evse_slac(
                 seed=seed,
             )
         else:
-            result = _run_raw(
-                the_role,
-                iface or str(app.config.get("slac", "iface", "eth0")),
-                backend,
-                modem_mac,
-                timers,
-                renderer,
-                pcap,
-                validate=validate,
-                attenuation_db=sim_attenuation,
-                seed=seed,
-            )
+            the_iface = iface or str(app.config.get("slac", "iface", "eth0"))
+            with spinner(ctx, f"opening {the_iface}", as_json) as waiting:
+                result = _run_raw(
+                    the_role,
+                    the_iface,
+                    backend,
+                    modem_mac,
+                    timers,
+                    renderer,
+                    pcap,
+                    waiting,
+                    validate=validate,
+                    attenuation_db=sim_attenuation,
+                    seed=seed,
+                )
     finally:
         if pcap is not None:
             pcap.close()
@@ -361,6 +366,7 @@ def _run_raw(
     timers: SlacTimers,
     renderer: Renderer,
     pcap: PcapWriter | None,
+    waiting: Spinner,
     *,
     validate: bool,
     attenuation_db: float,
@@ -384,6 +390,21 @@ def _run_raw(
             if pcap is not None:
                 pcap.write(offset + t, frame)
 
+        on_event = follow_slac(waiting, role, iface, renderer)
         return run_slac(
-            role, link, timers, validate=validate, modem_mac=modem_mac, on_event=renderer, on_frame=on_frame
+            role, link, timers, validate=validate, modem_mac=modem_mac, on_event=on_event, on_frame=on_frame
         )
+
+
+def follow_slac(
+    waiting: Spinner, role: Role, iface: str, emit: Callable[[Event], None]
+) -> Callable[[Event], None]:
+    """*emit* every event, and keep the spinner's text on what the matching on *iface* waits for."""
+    texts = WAITING_FOR[role]
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, SlacStateChanged) and (text := texts.get(SlacState(event.new))):
+            waiting.update(f"{text} on {iface}")
+        emit(event)
+
+    return on_event

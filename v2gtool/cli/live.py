@@ -21,6 +21,8 @@ import click
 
 from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
+from v2gtool.cli.progress import spinner
+from v2gtool.cli.realtime import apply_options, realtime_options
 from v2gtool.errors import V2GToolError
 from v2gtool.exi import namespaces
 from v2gtool.hw.backends import sim_station
@@ -37,7 +39,7 @@ from v2gtool.pki.create import DEFAULT_CERTS_DIR
 from v2gtool.pki.profiles import Protocol
 from v2gtool.pki.tls import client_context, server_context
 from v2gtool.pki.trust import DEFAULT_TRUST_DIR
-from v2gtool.sdp import Security
+from v2gtool.sdp import SDP_SERVER_PORT, Security
 from v2gtool.session import scenario as scenarios
 from v2gtool.session.events import Event
 from v2gtool.session.plant import SimVehiclePort, StationCharger
@@ -156,6 +158,7 @@ def tls_options(func: F) -> F:
     help="Stop after this many sessions (0: serve until SIGTERM/SIGINT).",
 )
 @tls_options
+@realtime_options
 @json_option
 @click.pass_context
 def serve(
@@ -169,6 +172,8 @@ def serve(
     certs_dir: Path | None,
     trust_dir: Path | None,
     keylog: Path | None,
+    rt: int | None,
+    cpu: int | None,
     json_out: bool,
 ) -> None:
     """Be the SECC on IFACE: answer SDP, serve ISO 15118-20 DC / DC_BPT sessions over TCP (TLS 1.3)."""
@@ -178,9 +183,12 @@ def serve(
     if not no_tls:
         certs, trust = tls_dirs(app, certs_dir, trust_dir)
         context = server_context(certs, trust, Protocol.ISO20, keylog=keylog)
-    show = printer(app, use_json(ctx, json_out))
+    as_json = use_json(ctx, json_out)
+    show = printer(app, as_json)
     plant = build_plant(scenario_path, remote_ev=True)
-    asyncio.run(serve_sessions(iface, tcp_port, context, plant, speed, sessions, show))
+    apply_options(ctx, rt, cpu, as_json)
+    with spinner(ctx, f"opening {iface}", as_json) as waiting:
+        asyncio.run(serve_sessions(iface, tcp_port, context, plant, speed, sessions, show, waiting.update))
 
 
 def _load_grammars() -> None:
@@ -197,9 +205,10 @@ async def serve_sessions(
     speed: float,
     sessions: int,
     show: Callable[[Event], None],
+    status: Callable[[str], None] = lambda _: None,
 ) -> list[Secc]:
     """SDP responder and V2GTP server on *iface* until *sessions* sessions ended (0: SIGTERM/SIGINT);
-    returns each served session's SECC, in order."""
+    returns each served session's SECC, in order. *status* is told what the SECC waits for."""
     _load_grammars()
     scenario, charger, _vehicle = plant
     clock = _real_time(charger, speed)
@@ -210,11 +219,14 @@ async def serve_sessions(
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         async with one_at_a_time:
+            peer = writer.get_extra_info("peername")
+            status(f"in session with the EV at [{peer[0]}]:{peer[1]} on {iface}")
             secc = Secc(SeccConfig(bpt=scenario.bpt, timeouts=Timeouts()), charger, clock(), store)
             await serve_connection(secc, reader, writer, clock, show)
             served.append(secc)
             if sessions and len(served) >= sessions:
                 stop.set()
+            status(waiting_for)
 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -226,6 +238,8 @@ async def serve_sessions(
     except OSError as exc:
         raise V2GToolError(f"cannot listen on [{address}%{iface}]:{port}: {exc.strerror}") from None
     responder = await serve_sdp(iface, port, supported)
+    waiting_for = f"waiting for an EV on {iface}: SDP on UDP {SDP_SERVER_PORT}, TCP [{address}]:{port}"
+    status(waiting_for)
     try:
         await stop.wait()
     finally:
@@ -308,9 +322,11 @@ def connect(
         precharge_tolerance=precharge_tolerance,
         timeouts=Timeouts(message_scale=timeout_scale),
     )
-    show = printer(app, use_json(ctx, json_out))
+    as_json = use_json(ctx, json_out)
+    show = printer(app, as_json)
     plant = build_plant(scenario_path, remote_ev=False)
-    evcc = asyncio.run(connect_session(iface, host, port, context, plant, config, show))
+    with spinner(ctx, f"starting the EVCC on {iface}", as_json) as waiting:
+        evcc = asyncio.run(connect_session(iface, host, port, context, plant, config, show, waiting.update))
     if not evcc.ok:
         raise SessionFailed(f"EVCC session failed: {evcc.end_reason}")
 
@@ -323,21 +339,27 @@ async def connect_session(
     plant: Plant,
     config: EvccConfig,
     show: Callable[[Event], None],
+    status: Callable[[str], None] = lambda _: None,
 ) -> Evcc:
-    """Find the SECC by SDP (unless *host*/*port*) and run one EVCC session."""
+    """Find the SECC by SDP (unless *host*/*port*) and run one EVCC session; *status* is told what
+    the EVCC waits for."""
     _load_grammars()
     _scenario, charger, vehicle = plant
     clock = _real_time(charger)
     if host is None or port is None:
+        status(f"discovering the SECC on {iface}: SDP requests to [ff02::1]:{SDP_SERVER_PORT}")
         found = await discover(iface, Security.NO_TLS if context is None else Security.TLS)
         host, port = str(found.response.address), found.response.port
     evcc = Evcc(config, vehicle)
+    where = f"[{host}%{iface}]:{port}"
+    status(f"connecting to the SECC at {where}" + ("" if context is None else ", TLS 1.3 handshake"))
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(host=f"{host}%{iface}", port=port, ssl=context),
             timeout=config.timeouts.communication_setup,
         )
     except (OSError, ssl.SSLError, TimeoutError) as exc:
-        raise V2GToolError(f"cannot connect to [{host}%{iface}]:{port}: {exc}") from None
+        raise V2GToolError(f"cannot connect to {where}: {exc}") from None
+    status(f"in session with the SECC at {where}")
     await run_evcc(evcc, reader, writer, clock, show)
     return evcc

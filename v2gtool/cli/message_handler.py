@@ -60,6 +60,7 @@ def message_handler() -> None:
       v2gtool --json v2g-message-handler decode - < messages.hex | jq .
       v2gtool v2g-message-handler encode '{"SessionStopReq": {...}}' --v2gtp
       v2gtool v2g-message-handler schema DC_ChargeLoopReq
+      sudo v2gtool v2g-message-handler serve --iface eth1 --rt --cpu 1
     """
 
 

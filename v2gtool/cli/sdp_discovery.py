@@ -12,10 +12,12 @@ from rich.markup import escape
 
 from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
+from v2gtool.cli.progress import Spinner, spinner
 from v2gtool.net.sdp_transport import discover, serve_sdp
 from v2gtool.sdp import (
     SDP_MAX_REQUESTS,
     SDP_REQUEST_TIMEOUT,
+    SDP_SERVER_PORT,
     TCP_PORT_RANGE,
     SdpFailed,
     SdpMalformedDatagram,
@@ -95,10 +97,11 @@ def _render_result(app: AppContext, result: SdpResult) -> None:
 
 
 async def _serve(
-    iface: str, port: int, supported: frozenset[Security], answers: int, render: _Renderer
+    iface: str, port: int, supported: frozenset[Security], answers: int, render: _Renderer, waiting: Spinner
 ) -> None:
     answered = asyncio.Event()
     count = 0
+    waiting_for = f"waiting for SDP requests on {iface} (UDP {SDP_SERVER_PORT})"
 
     def on_event(event: Event) -> None:
         nonlocal count
@@ -107,8 +110,10 @@ async def _serve(
             count += 1
             if answers and count >= answers:
                 answered.set()
+            waiting.update(f"{waiting_for}; {count} answered")
 
     responder = await serve_sdp(iface, port, supported, on_event=on_event)
+    waiting.update(waiting_for)
     try:
         await answered.wait()
     finally:
@@ -179,15 +184,16 @@ def sdp_discovery(
     if role == "ev":
         if security == "both":
             raise click.BadParameter("the EV requests one mode: tls or none", param_hint="--security")
-        result = asyncio.run(
-            discover(
-                iface,
-                SECURITY_CHOICES[security],
-                request_timeout=timeout,
-                max_requests=tries,
-                on_event=render,
+        with spinner(ctx, f"discovering the SECC on {iface}: SDP requests to [ff02::1]:{SDP_SERVER_PORT}", as_json):
+            result = asyncio.run(
+                discover(
+                    iface,
+                    SECURITY_CHOICES[security],
+                    request_timeout=timeout,
+                    max_requests=tries,
+                    on_event=render,
+                )
             )
-        )
         if as_json:
             emit_json(result.to_json())
         else:
@@ -198,5 +204,6 @@ def sdp_discovery(
     if not as_json:
         names = ", ".join(s.name for s in supported)
         app.console.print(f"answering SDP on {iface}, announcing TCP port {port} ({names})")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(iface, port, supported, answers, render))
+    starting = f"opening UDP {SDP_SERVER_PORT} on {iface}"
+    with contextlib.suppress(KeyboardInterrupt), spinner(ctx, starting, as_json) as waiting:
+        asyncio.run(_serve(iface, port, supported, answers, render, waiting))

@@ -9,13 +9,15 @@ are the two ends of one simulated cable, and the two engines talk EXI over V2GTP
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 from cryptography import x509
@@ -25,6 +27,7 @@ from rich.live import Live
 from rich.table import Table
 
 from v2gtool.cli.context import AppContext, app_context
+from v2gtool.cli.evse_slac import follow_slac
 from v2gtool.cli.live import (
     DEFAULT_TCP_PORT,
     SessionFailed,
@@ -36,6 +39,8 @@ from v2gtool.cli.live import (
     tls_options,
 )
 from v2gtool.cli.output import emit_json, json_option, use_json
+from v2gtool.cli.progress import Spinner, spinner
+from v2gtool.cli.realtime import apply_options, realtime_options
 from v2gtool.errors import V2GToolError
 from v2gtool.iso20.evcc import Direction, EvccConfig
 from v2gtool.iso20.events import MessageReceived, PhaseChanged, PowerFlow, SessionEnded
@@ -74,6 +79,7 @@ def session() -> None:
       v2gtool session run --sim
       v2gtool session run --sim --direction discharge --power 11000 --duration 600
       v2gtool --json session run --sim --control-mode dynamic | jq -c 'select(.event=="PowerFlow")'
+      sudo v2gtool session run --role evse --iface eth1 --rt --cpu 1
     """
 
 
@@ -131,6 +137,7 @@ def session() -> None:
     help="Simulated seconds per wall second; 0 runs as fast as possible.",
 )
 @tls_options
+@realtime_options
 @json_option
 @click.pass_context
 def run(
@@ -155,6 +162,8 @@ def run(
     certs_dir: Path | None,
     trust_dir: Path | None,
     keylog: Path | None,
+    rt: int | None,
+    cpu: int | None,
     json_out: bool,
 ) -> None:
     """Run the chain: CP, SLAC, (SDP, TLS,) the -20 session with cable check, precharge, charge or
@@ -162,7 +171,7 @@ def run(
     processes in two namespaces over veth; --role evse|ev --iface IF: one side on a real link."""
     app = app_context(ctx)
     if netns:
-        _run_netns(ctx.params, use_json(ctx, json_out))
+        _run_netns(ctx, ctx.params, use_json(ctx, json_out))
         return
     if not sim and role == "both":
         raise click.UsageError("give --sim, --netns, or --role evse|ev with --iface")
@@ -182,6 +191,7 @@ def run(
         duration=duration,
     )
     as_json = use_json(ctx, json_out)
+    apply_options(ctx, rt, cpu, as_json)
     if not sim:
         if iface is None:
             raise click.UsageError("--role evse|ev needs --iface")
@@ -190,7 +200,8 @@ def run(
             certs, trust = tls_dirs(app, certs_dir, trust_dir)
             protocol_context = server_context if role == "evse" else client_context
             context = protocol_context(certs, trust, Protocol.ISO20, keylog=keylog)
-        _run_side(role, iface, modem == "sim", context, scenario_path, scenario, printer(app, as_json))
+        with spinner(ctx, f"opening {iface}", as_json) as waiting:
+            _run_side(role, iface, modem == "sim", context, scenario_path, scenario, printer(app, as_json), waiting)
         return
     trace = None if no_trace else _open_trace(app, trace_path)
     credentials = _pnc_credentials(app, certs_dir, trust_dir) if pnc else (None, None)
@@ -233,20 +244,22 @@ def _run_side(
     scenario_path: Path | None,
     scenario: scenarios.SessionScenario,
     show: Callable[[Event], None],
+    waiting: Spinner,
 ) -> None:
-    """One side of the chain on a real link, as a charger or a car runs it."""
+    """One side of the chain on a real link, as a charger or a car runs it; *waiting* shows what for."""
     if role == "evse":
         plant = build_plant(scenario_path, remote_ev=True)
         pilot = plant[1].station.hw.control_pilot
-        slac = slac_on_link(Role.EVSE, iface, simulated_modem, show, pilot.set_duty if pilot else None)
+        on_slac = follow_slac(waiting, Role.EVSE, iface, show)
+        slac = slac_on_link(Role.EVSE, iface, simulated_modem, on_slac, pilot.set_duty if pilot else None)
         _require_match(slac)
         port = DEFAULT_TCP_PORT
-        (secc,) = asyncio.run(serve_sessions(iface, port, context, plant, 1.0, 1, show))
+        (secc,) = asyncio.run(serve_sessions(iface, port, context, plant, 1.0, 1, show, waiting.update))
         if not secc.end_reason.startswith("SessionStop"):
             raise SessionFailed(f"SECC session failed: {secc.end_reason}")
         return
     plant = build_plant(scenario_path, remote_ev=False)
-    _require_match(slac_on_link(Role.EV, iface, simulated_modem, show))
+    _require_match(slac_on_link(Role.EV, iface, simulated_modem, follow_slac(waiting, Role.EV, iface, show)))
     config = EvccConfig(
         service=scenario.service,
         control_mode=scenario.control_mode,
@@ -255,7 +268,7 @@ def _run_side(
         power=scenario.power,
         sign_convention=scenario.sign_convention,
     )
-    evcc = asyncio.run(connect_session(iface, None, None, context, plant, config, show))
+    evcc = asyncio.run(connect_session(iface, None, None, context, plant, config, show, waiting.update))
     if not evcc.ok:
         raise SessionFailed(f"EVCC session failed: {evcc.end_reason}")
 
@@ -266,8 +279,11 @@ def _require_match(slac: SlacResult) -> None:
         raise SessionFailed(f"SLAC failed: {diagnosis} {slac.detail}; debug with `v2gtool evse-slac`")
 
 
-def _run_netns(params: dict[str, Any], as_json: bool) -> None:
-    """Both roles as separate processes, each in its namespace, over the veth pair between them."""
+def _run_netns(ctx: click.Context, params: dict[str, Any], as_json: bool) -> None:
+    """Both roles as separate processes, each in its namespace, over the veth pair between them.
+
+    Their output comes through this process, line by line, so that the one spinner (ours: the
+    children are told ``TTY_INTERACTIVE=0``) stays below it on a terminal."""
     options = {
         "--scenario": "scenario_path",
         "--service": "service",
@@ -278,22 +294,54 @@ def _run_netns(params: dict[str, Any], as_json: bool) -> None:
         "--sign-convention": "sign_convention",
         "--certs-dir": "certs_dir",
         "--trust-dir": "trust_dir",
+        "--rt": "rt",
+        "--cpu": "cpu",
     }
     passed = [f"{flag}={params[key]}" for flag, key in options.items() if params[key] is not None]
     tls = ["--no-tls"] if params["no_tls"] or params["certs_dir"] is None else []
     json_flag = ["--json"] if as_json else []
-    with veth_pair("v2gn") as pair:
+    quiet = {**os.environ, "TTY_INTERACTIVE": "0"}
+    with veth_pair("v2gn") as pair, spinner(ctx, f"starting the EVSE on {pair.secc_if}", as_json) as waiting:
         base = [sys.executable, "-m", "v2gtool", *json_flag, "session", "run", *passed, *tls]
-        evse = subprocess.Popen(pair.cmd(pair.secc_ns, *base, "--role", "evse", "--iface", pair.secc_if))
+        evse = subprocess.Popen(pair.cmd(pair.secc_ns, *base, "--role", "evse", "--iface", pair.secc_if),
+                                stdout=subprocess.PIPE, env=quiet)
+        relays = [_relay(evse.stdout)]
         time.sleep(0.5)  # the EVSE waits for CM_SLAC_PARM.REQ before the EV sends it
-        ev = subprocess.run(pair.cmd(pair.ev_ns, *base, "--role", "ev", "--iface", pair.ev_if), timeout=600)
-        try:
-            evse_rc = evse.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            evse.kill()
-            evse_rc = 1
-    if ev.returncode or evse_rc:
-        raise SessionFailed(f"--netns session failed: EV exit {ev.returncode}, EVSE exit {evse_rc}")
+        waiting.update(f"waiting for the EVSE on {pair.secc_if} and the EV on {pair.ev_if}")
+        ev = subprocess.Popen(pair.cmd(pair.ev_ns, *base, "--role", "ev", "--iface", pair.ev_if),
+                              stdout=subprocess.PIPE, env=quiet)
+        relays.append(_relay(ev.stdout))
+        ev_rc, evse_rc = _wait(ev, 600), _wait(evse, 60)
+        for relay in relays:
+            relay.join()
+    if ev_rc or evse_rc:
+        raise SessionFailed(f"--netns session failed: EV exit {ev_rc}, EVSE exit {evse_rc}")
+
+
+def _relay(stream: IO[bytes] | None) -> threading.Thread:
+    """Copy a child's stdout to ours, each line whole, until the child closes it."""
+
+    def copy() -> None:
+        assert stream is not None
+        for line in stream:
+            sys.stdout.write(line.decode(errors="replace"))
+            sys.stdout.flush()
+
+    thread = threading.Thread(target=copy, name="v2gtool-netns-relay", daemon=True)
+    thread.start()
+    return thread
+
+
+def _wait(child: subprocess.Popen[bytes], timeout: float) -> int:
+    """The child's exit status; killed (and 1) when it has not ended within *timeout* seconds."""
+    try:
+        return child.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+        return 1
+
+
 
 
 def _open_trace(app: AppContext, path: Path | None) -> SessionTrace | None:

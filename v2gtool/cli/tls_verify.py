@@ -19,6 +19,7 @@ from rich.markup import escape
 
 from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
+from v2gtool.cli.progress import Spinner, spinner
 from v2gtool.pki.create import DEFAULT_CERTS_DIR
 from v2gtool.pki.probe import HandshakeReport, handshake_as_client, handshake_as_server
 from v2gtool.pki.profiles import ChainReport, LeafRole, Protocol, Severity, check_chain, format_delta
@@ -243,11 +244,11 @@ def tls_verify(
         host, sdp_port, security = _read_sdp_record(from_sdp)
         if security is Security.NO_TLS:
             raise TlsError(f"the SECC at {host} port {sdp_port} offered no TLS in SDP: nothing to verify")
-        address = _sockaddr(host, sdp_port)
+        address, where = _sockaddr(host, sdp_port), f"[{host}]:{sdp_port}"
     elif not serve:
         if target is None or port is None:
             raise click.UsageError("client mode needs TARGET and PORT (HOST%IFACE PORT) or --from-sdp")
-        address = _sockaddr(target, port)
+        address, where = _sockaddr(target, port), f"[{target}]:{port}"
     if (cert is None) != (key is None):
         raise click.UsageError("--cert and --key go together")
     credentials = Credentials(cert, key) if cert and key else default_credentials(certs, serve, proto)
@@ -265,10 +266,12 @@ def tls_verify(
         ) -> HandshakeReport:
             return handshake_as_server(raw, peer, context, proto, roots.roots, own_leaf, timeout=timeout)
 
-        reports += _serve(app, as_json, listen, listen_port, count, pid_file, load, handshake)
+        with spinner(ctx, f"opening [{listen}]:{listen_port}", as_json) as waiting:
+            reports += _serve(app, as_json, listen, listen_port, count, pid_file, load, handshake, waiting)
     else:
         context = client_context(certs, trust, proto, credentials=credentials, keylog=keylog)
-        report = handshake_as_client(address, context, proto, store.roots, own_leaf, timeout=timeout)
+        with spinner(ctx, f"connecting to {where}, TLS handshake", as_json):
+            report = handshake_as_client(address, context, proto, store.roots, own_leaf, timeout=timeout)
         reports.append(report)
         _emit(app, as_json, report)
     ctx.exit(0 if all(r.ok for r in reports) else 1)
@@ -283,6 +286,7 @@ def _serve(
     pid_file: Path | None,
     load: Callable[[], tuple[ssl.SSLContext, TrustStore]],
     handshake: Callable[[socket.socket, Any, ssl.SSLContext, TrustStore], HandshakeReport],
+    waiting: Spinner,
 ) -> list[HandshakeReport]:
     """Accept *count* handshakes as the SECC; SIGHUP (from ``pki trust-update``) reloads context and roots."""
     reload = threading.Event()
@@ -313,10 +317,12 @@ def _serve(
                     emit_json({"event": "TlsReloaded", "roots": len(store.roots)})
                 else:
                     app.console.print(f"reloaded: {len(store.roots)} trusted root(s)")
+            waiting.update(f"waiting for a client on [{listen}]:{port}, handshake {len(reports) + 1} of {count}")
             try:
                 raw, peer = listener.accept()
             except TimeoutError:
                 continue
+            waiting.update(f"TLS handshake with [{peer[0]}]:{peer[1]}")
             report = handshake(raw, peer, context, store)
             reports.append(report)
             _emit(app, as_json, report)

@@ -16,6 +16,7 @@ from pathlib import Path
 from v2gtool.doctor.environment import Environment
 from v2gtool.doctor.findings import Finding, Status
 from v2gtool.doctor.firewall import RulesetError, analyse_ruleset
+from v2gtool.realtime import DEFAULT_PRIORITY
 
 SDP_UDP_PORT = 15118  # ISO 15118-2/-20 SDP server port (V2G_UDP_SDP_SERVER)
 CAP_NET_RAW = 13  # linux/capability.h
@@ -226,17 +227,18 @@ def _ports(ports: list[tuple[str, int]]) -> str:
 
 
 def check_realtime(env: Environment, settings: Settings) -> Finding:
-    """SCHED_FIFO is available for ``--rt``, and there is a core to spare for ``--cpu``."""
+    """``--rt`` (SCHED_FIFO at its default priority) is permitted, and there is a core to spare for ``--cpu``."""
+    wanted = f"SCHED_FIFO priority {DEFAULT_PRIORITY}"
     error = env.sched_fifo()
     if error is not None:
-        return Finding("realtime", Status.FAIL, f"SCHED_FIFO not permitted ({error})",
-                       "the shipped unit sets LimitRTPRIO=50; elsewhere: ulimit -r 50 "
-                       "(limits.conf rtprio) or grant CAP_SYS_NICE")
+        return Finding("realtime", Status.FAIL, f"--rt: {wanted} not permitted ({error})",
+                       f"the shipped unit sets LimitRTPRIO=50; elsewhere: ulimit -r {DEFAULT_PRIORITY} "
+                       "(limits.conf rtprio) or grant CAP_SYS_NICE; or run without --rt")
     cpus = env.cpus()
     if cpus < 2:
-        return Finding("realtime", Status.WARN, "SCHED_FIFO available, but only one CPU",
+        return Finding("realtime", Status.WARN, f"--rt: {wanted} permitted, but only one CPU",
                        "--cpu cannot keep certificate validation off the communication core on one CPU")
-    return Finding("realtime", Status.OK, f"SCHED_FIFO available, {cpus} CPUs for --rt --cpu")
+    return Finding("realtime", Status.OK, f"--rt: {wanted} permitted; {cpus} CPUs, so --cpu can pin it to one")
 
 
 def check_openssl(env: Environment, settings: Settings) -> Finding:

@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from v2gtool.realtime import DEFAULT_PRIORITY
+
 
 @dataclass(frozen=True)
 class CommandResult:
@@ -87,7 +89,8 @@ def read_adjtimex() -> ClockState | None:
 
 
 def probe_sched_fifo() -> str | None:
-    """Try SCHED_FIFO priority 1 on a short-lived thread; None on success, else the error text.
+    """Try SCHED_FIFO at ``--rt``'s default priority on a short-lived thread; None on success, else
+    the error text (an RLIMIT_RTPRIO below that priority refuses it even when 1 would pass).
 
     Linux applies ``sched_setscheduler(0, ...)`` to the calling thread only, so the doctor's own
     scheduling is untouched.
@@ -96,7 +99,7 @@ def probe_sched_fifo() -> str | None:
 
     def attempt() -> None:
         try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(DEFAULT_PRIORITY))
         except OSError as exc:
             outcome.append(exc.strerror or str(exc))
         else:

@@ -160,6 +160,31 @@ STATE_TIMER: dict[Role, dict[SlacState, str]] = {
 
 TERMINAL_STATES = frozenset({S.MATCHED, S.FAILED})
 
+#: What a role waits for in each state, in the words of the MMEs: the status line of a command that
+#: runs SLAC on a real link (``evse-slac --iface``, ``session run --role``).
+WAITING_FOR: dict[Role, dict[SlacState, str]] = {
+    Role.EVSE: {
+        S.SETTING_KEY: "setting the NMK in the own modem (CM_SET_KEY.CNF)",
+        S.WAIT_SLAC_PARM_REQ: "waiting for the EV's CM_SLAC_PARM.REQ",
+        S.WAIT_START_ATTEN_CHAR: "waiting for the EV's CM_START_ATTEN_CHAR.IND",
+        S.SOUNDING: "collecting the EV's sounds (CM_ATTEN_PROFILE.IND)",
+        S.WAIT_ATTEN_CHAR_RSP: "waiting for the EV's CM_ATTEN_CHAR.RSP",
+        S.WAIT_SLAC_MATCH_REQ: "waiting for the EV's match (CM_VALIDATE.REQ or CM_SLAC_MATCH.REQ)",
+        S.COUNTING_TOGGLES: "counting the EV's B-C-B toggles on the control pilot",
+        S.WAIT_LINK_READY: "waiting for the own modem to join the EV's AVLN",
+        S.EF_PAUSE: "control pilot in state E/F before a new attempt (T_step_EF)",
+    },
+    Role.EV: {
+        S.WAIT_SLAC_PARM_CNF: "waiting for the chargers' CM_SLAC_PARM.CNF",
+        S.SOUNDING: "sounding (CM_START_ATTEN_CHAR.IND, CM_MNBC_SOUND.IND)",
+        S.WAIT_ATTEN_CHAR_IND: "waiting for the chargers' CM_ATTEN_CHAR.IND",
+        S.WAIT_VALIDATE_CNF: "waiting for the charger's CM_VALIDATE.CNF",
+        S.WAIT_SLAC_MATCH_CNF: "waiting for the charger's CM_SLAC_MATCH.CNF",
+        S.SETTING_KEY: "setting the NMK in the own modem (CM_SET_KEY.CNF)",
+        S.WAIT_LINK_READY: "waiting for the own modem to join the charger's AVLN",
+    },
+}
+
 
 class IllegalTransition(RuntimeError):
     """A machine asked for a transition the table does not allow (a bug, not bad input)."""
