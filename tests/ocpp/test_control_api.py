@@ -5,9 +5,10 @@ bodies (only the endpoint's own HTTP error may escape)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from v2gtool.ocpp.control_api import MAX_BODY, _HttpError, parse_dispatch, serve_control
+from v2gtool.ocpp.control_api import MAX_BODY, _HttpError, _route, parse_dispatch, serve_control
 from v2gtool.ocpp.csms import Vpp, VppConfig
 from v2gtool.ocpp.fleet import Vehicle
 from v2gtool.ocpp.payloads import VehicleNeeds
@@ -186,3 +187,37 @@ def test_parse_dispatch_raises_only_its_http_error(body: bytes) -> None:
     assert math.isfinite(power) and math.isfinite(duration) and duration > 0
     data = json.loads(body)
     assert power == -float(data["power_kw"]) * 1000.0
+
+
+HEAD_LINES = st.lists(
+    st.sampled_from([b"GET /fleet HTTP/1.1", b"POST /dispatch HTTP/1.1", b"DELETE /dispatch HTTP/1.1",
+                     b"Content-Length: 16", b"Content-Length: 99999", b"content-length:-1", b"Host: x", b""])
+    | st.binary(max_size=40),
+    max_size=5,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def shared_vpp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vpp]:
+    vpp = Vpp(VppConfig(state_dir=tmp_path_factory.mktemp("fuzz-state")))
+    yield vpp
+    vpp.log.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=HEAD_LINES, body=st.binary(max_size=40))
+def test_any_request_bytes_get_an_answer_or_a_closed_connection(
+    shared_vpp: Vpp, lines: list[bytes], body: bytes
+) -> None:
+    """The router raises only what the connection handler turns into an answer (its HTTP error) or
+    a closed connection (a truncated request, a line over the stream limit)."""
+
+    async def route(raw: bytes) -> None:
+        reader = asyncio.StreamReader(limit=256)
+        reader.feed_data(raw)
+        reader.feed_eof()
+        with contextlib.suppress(_HttpError, asyncio.IncompleteReadError, ValueError):
+            status, answer = await _route(shared_vpp, reader)
+            assert status == 200 and json.dumps(answer)
+
+    asyncio.run(route(b"\r\n".join(lines) + b"\r\n\r\n" + body))

@@ -66,6 +66,13 @@ def test_capacity_horizon_ends_at_departure() -> None:
     assert v.discharge_capacity(NOW + 301, 3600) == 0.0
 
 
+def test_a_departure_sooner_than_the_control_period_counts_as_one_period() -> None:
+    v = vehicle("a", wh=10.0, max_discharge=11_000.0, departure=NOW + 0.5)
+    assert v.discharge_capacity(NOW, 900) == 11_000.0  # 10 Wh in 0.5 s would be 72 kW: power-limited
+    assert v.discharge_capacity(NOW, 900, period=30.0) == pytest.approx(1_200.0)  # 10 Wh over 30 s
+    assert v.discharge_capacity(NOW + 0.5, 900, period=30.0) == 0.0
+
+
 def test_capacity_is_zero_at_or_below_the_soc_floor_and_for_charge_only_vehicles() -> None:
     v = vehicle("a", min_soc=30)
     for soc, expected in ((30.5, 11_000.0), (30.0, 0.0), (12.0, 0.0)):
@@ -127,7 +134,7 @@ def test_discharge_dispatch_stays_within_every_capacity_and_sums_to_what_is_poss
     fleet.dispatch(-want, duration, NOW)
     assert fleet.request is not None
     remaining = fleet.request.until - NOW  # the duration, as the epoch's float resolution keeps it
-    caps = {k: v.discharge_capacity(NOW, remaining) for k, v in fleet.vehicles.items()}
+    caps = {k: v.discharge_capacity(NOW, remaining, fleet.period) for k, v in fleet.vehicles.items()}
     allocation = fleet.allocate(NOW)
     assert allocation.keys() == fleet.vehicles.keys()
     for key, watts in allocation.items():
@@ -290,3 +297,35 @@ def test_no_request_is_never_met() -> None:
     fleet = Fleet()
     fleet.arrive(vehicle("a"))
     assert not fleet.check_met(NOW) and fleet.met_at is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(1_000, 50_000), st.floats(0, 20_000), st.none() | st.floats(30, 1_800)),
+             min_size=1, max_size=12),
+    st.floats(1_000, 1_000_000),
+    st.floats(60, 1_800),
+    st.floats(1, 30),
+)  # fmt: skip
+def test_running_the_dispatch_never_takes_a_vehicle_past_its_floor(
+    specs: list[tuple[float, float, float | None]], want: float, duration: float, period: float
+) -> None:
+    """Every vehicle runs at its share for one control period, then reports its meter; over the
+    whole request none gives more than it had above its floor when its needs arrived."""
+    fleet = Fleet(period=period)
+    for i, (power, wh, departure) in enumerate(specs):
+        fleet.arrive(vehicle(f"cs{i}", max_discharge=power, wh=wh,
+                             departure=None if departure is None else NOW + departure))  # fmt: skip
+    fleet.dispatch(-want, duration, NOW)
+    now = NOW
+    while fleet.request is not None:
+        allocation = fleet.allocate(now)
+        step = min(period, duration - (now - NOW))
+        now += step
+        for key, watts in allocation.items():
+            v = fleet.vehicles[key]
+            v.meter(reading(now, watts, exported=v.exported_wh - watts * step / 3600))
+    for v in fleet.vehicles.values():
+        assert v.needs is not None and v.exported_wh <= v.needs.dischargeable_wh * (1 + 1e-9) + 1e-6
+        if v.needs.departure is not None:  # and none gave anything after it left
+            assert v.measured_at <= v.needs.departure or v.power == 0.0

@@ -4,6 +4,7 @@ convention, and every malformed profile answered with ProfileRejected (never ano
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -439,3 +440,25 @@ def test_end_transaction_drops_tx_profiles_only() -> None:
     sp.end_transaction()
     assert list(sp.profiles) == [1] and sp.transaction_id is None and sp.transaction_start is None
     assert at(sp, clock, T0) == 1000.0
+
+
+@st.composite
+def schedules(draw: st.DrawFn) -> tuple[list[dict[str, Any]], int | None]:
+    gaps = draw(st.lists(st.integers(1, 3_600), max_size=6))
+    starts = [0, *itertools.accumulate(gaps)]
+    limits = draw(st.lists(st.floats(-350_000, 350_000), min_size=len(starts), max_size=len(starts)))
+    duration = draw(st.none() | st.integers(1, 30_000))
+    return [{"startPeriod": s, "limit": lim} for s, lim in zip(starts, limits, strict=True)], duration
+
+
+@settings(max_examples=200, deadline=None)
+@given(schedules(), st.integers(-1_000_000, 40_000_000).map(lambda ms: ms / 1000), st.integers(0, 3))
+def test_the_period_in_force_is_the_last_one_started(
+    schedule: tuple[list[dict[str, Any]], int | None], offset: float, stack: int
+) -> None:
+    periods, duration = schedule
+    sp, clock = setpoint(fallback=None, negative=NegativeLimits.DISCHARGE)
+    sp.install(profile(stack=stack, periods=periods, duration=duration))
+    started = [p["limit"] for p in periods if p["startPeriod"] <= offset]
+    expected = started[-1] if offset >= 0 and (duration is None or offset < duration) else None
+    assert at(sp, clock, T0 + offset) == expected
