@@ -6,6 +6,7 @@ the last (re-)dispatch)."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -37,9 +38,9 @@ def needs(
     )
 
 
-def vehicle(station: str, evse: int = 1, **kwargs: float | bool | int | None) -> Vehicle:
+def vehicle(station: str, evse: int = 1, **kwargs: Any) -> Vehicle:
     v = Vehicle(station, evse, f"tx-{station}-{evse}")
-    v.update_needs(needs(**kwargs))  # type: ignore[arg-type]
+    v.update_needs(needs(**kwargs))
     return v
 
 
