@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from typing import Any
 
 from v2gtool.ocpp.csms import CsmsError, Vpp
@@ -36,11 +37,12 @@ def parse_dispatch(body: bytes) -> tuple[float, float]:
         data = json.loads(body)
         power_kw = float(data["power_kw"])
         duration = float(data.get("duration_s", 900))
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, OverflowError):
         raise _HttpError(400, 'expected {"power_kw": number, "duration_s": number}') from None
-    if duration <= 0 or power_kw != power_kw or abs(power_kw) == float("inf"):
-        raise _HttpError(400, "power_kw must be finite and duration_s positive")
-    return -power_kw * 1000.0, duration
+    power = -power_kw * 1000.0
+    if not (math.isfinite(power) and math.isfinite(duration) and duration > 0):
+        raise _HttpError(400, "power_kw must be finite and duration_s finite and positive")
+    return power, duration
 
 
 async def serve_control(vpp: Vpp, host: str, port: int) -> asyncio.Server:
@@ -83,7 +85,10 @@ async def _route(vpp: Vpp, reader: asyncio.StreamReader) -> tuple[int, Any]:
             break
         name, _, value = line.partition(":")
         if name.strip().lower() == "content-length":
-            length = int(value.strip())
+            text = value.strip()
+            if not (text.isascii() and text.isdigit()):  # RFC 9110 8.6: 1*DIGIT
+                raise _HttpError(400, f"bad Content-Length {text[:20]!r}")
+            length = int(text) if len(text) <= 12 else MAX_BODY + 1
     if length > MAX_BODY:
         raise _HttpError(413, f"body over {MAX_BODY} bytes")
     body = await reader.readexactly(length) if length else b""

@@ -6,8 +6,11 @@ its departure) and reports its meter in TransactionEvent (standards.md 8.3). Its
 request of *duration* seconds starting now is what it can sustain for the whole request::
 
     remaining_Wh = dischargeable_Wh_at_notification - (exported - imported since then)
-    horizon      = min(duration, departure - now)
+    horizon      = min(duration, max(departure - now, control period))
     capacity_W   = min(max_discharge_power, remaining_Wh * 3600 / horizon)   (0 at or below its floor)
+
+A share holds until the next re-dispatch, so a vehicle that departs sooner than that is still
+asked for no more than its energy over one control period.
 
 A grid request ("deliver 200 kW for 15 minutes") is shared in proportion to capacity: each
 vehicle gets ``request * capacity / sum(capacities)``, which never exceeds its capacity and so
@@ -70,14 +73,17 @@ class Vehicle:
         net_now = self.imported_wh - self.exported_wh
         return max(0.0, self.needs.dischargeable_wh + (net_now - (self._net_at_needs or 0.0)))
 
-    def discharge_capacity(self, now: float, duration: float) -> float:
-        """W it can deliver for all of *duration* (or until it departs), staying above its floor."""
+    def discharge_capacity(self, now: float, duration: float, period: float = 0.0) -> float:
+        """W it can deliver for all of *duration* (or until it departs, but at least for the control
+        *period* its share holds), staying above its floor."""
         needs = self.needs
         if needs is None or not needs.bpt or needs.max_discharge_power <= 0:
             return 0.0
         horizon = duration
         if needs.departure is not None:
-            horizon = min(horizon, needs.departure - now)
+            if needs.departure <= now:
+                return 0.0
+            horizon = min(horizon, max(needs.departure - now, period))
         if horizon <= 0:
             return 0.0
         return min(needs.max_discharge_power, self.remaining_wh() * 3600.0 / horizon)
@@ -99,6 +105,7 @@ class Fleet:
     vehicles: dict[tuple[str, int], Vehicle] = field(default_factory=dict)
     request: GridRequest | None = None
     dispatched_at: float | None = None  # the last (re-)dispatch: a request, or a vehicle lost from it
+    period: float = 1.0  # the control period: how long a share holds before the next allocation
     met_at: float | None = None
 
     def arrive(self, vehicle: Vehicle) -> None:
@@ -142,7 +149,7 @@ class Fleet:
         allocation = {key: 0.0 for key in self.vehicles}
         if request is not None and request.power < 0:
             remaining = request.until - now
-            caps = {k: v.discharge_capacity(now, remaining) for k, v in self.vehicles.items()}
+            caps = {k: v.discharge_capacity(now, remaining, self.period) for k, v in self.vehicles.items()}
             total = sum(caps.values())
             want = -request.power
             for key, cap in caps.items():
@@ -161,7 +168,7 @@ class Fleet:
 
     def capacity(self, now: float, duration: float) -> float:
         """The fleet's discharge capacity (W) for a request of *duration* seconds from now."""
-        return sum(v.discharge_capacity(now, duration) for v in self.vehicles.values())
+        return sum(v.discharge_capacity(now, duration, self.period) for v in self.vehicles.values())
 
     def delivered(self, since: float) -> float | None:
         """The fleet's metered power from readings taken at or after *since* (None until every

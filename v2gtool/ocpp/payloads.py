@@ -64,6 +64,8 @@ def charging_needs(event: EVChargingNeeds, subprotocol: str, now: float, evse_id
         dc["energy_amount"] = number(event.target_energy)
     if event.target_soc is not None:
         dc["full_soc"] = event.target_soc
+    if subprotocol != OCPP21:  # 2.0.1 DCChargingParametersType has integer A, V, W and Wh
+        dc = {k: round(v) for k, v in dc.items()}
     needs: dict[str, Any] = {"dc_charging_parameters": dc}
     if departure is not None:
         needs["departure_time"] = departure

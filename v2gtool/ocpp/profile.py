@@ -26,15 +26,17 @@ from __future__ import annotations
 
 import enum
 import itertools
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from v2gtool.errors import V2GToolError
 
 PURPOSE_ORDER = ("ChargingStationMaxProfile", "ChargingStationExternalConstraints", "TxDefaultProfile", "TxProfile")
+KINDS = ("Absolute", "Recurring", "Relative")
 RECURRENCE_S = {"Daily": 86_400, "Weekly": 7 * 86_400}
 
 
@@ -49,12 +51,14 @@ class NegativeLimits(enum.Enum):
     REJECT = "reject"
 
 
-def parse_time(text: str, where: str) -> float:
-    """An OCPP dateTime (RFC 3339) as epoch seconds."""
+def parse_time(text: Any, where: str) -> float:
+    """An OCPP dateTime (RFC 3339) as epoch seconds; one without a UTC offset is read as UTC (what
+    OCPP asks a CSMS to send), never as this host's local time."""
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (ValueError, TypeError, AttributeError):
         raise ProfileRejected(f"{where}: invalid dateTime {text!r}") from None
+    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp()
 
 
 @dataclass(frozen=True)
@@ -89,24 +93,31 @@ class ChargingProfile:
     @classmethod
     def from_ocpp(cls, data: Mapping[str, Any], received_at: float, negative: NegativeLimits) -> ChargingProfile:
         """Validate the snake_case form the ``ocpp`` package hands a SetChargingProfile handler."""
-        where = f"charging profile {data.get('id', '?')}"
+        if not isinstance(data, Mapping):
+            raise ProfileRejected(f"charging profile: {type(data).__name__} is not an object")
+        where = f"charging profile {data.get('id')!r}"
         schedules = data.get("charging_schedule")
         if isinstance(schedules, Mapping):  # one schedule object (a 1.6-style CSMS): accept it
             schedules = [schedules]
         if not schedules:
             raise ProfileRejected(f"{where}: no chargingSchedule")
-        schedule = schedules[0]
+        schedule = schedules[0] if isinstance(schedules, list) else None
+        if not isinstance(schedule, Mapping):
+            raise ProfileRejected(f"{where}: chargingSchedule is not a list of objects")
         unit = schedule.get("charging_rate_unit")
         if unit not in ("W", "A"):
             raise ProfileRejected(f"{where}: chargingRateUnit {unit!r} is not W or A")
+        raw_periods = schedule.get("charging_schedule_period", [])
+        if not isinstance(raw_periods, list) or not all(isinstance(raw, Mapping) for raw in raw_periods):
+            raise ProfileRejected(f"{where}: chargingSchedulePeriod is not a list of objects")
         periods = []
-        for raw in schedule.get("charging_schedule_period", []):
+        for raw in raw_periods:
             period = SchedulePeriod(
-                start=int(raw["start_period"]),
-                limit=_number(raw.get("limit")),
-                setpoint=_number(raw.get("setpoint")),
-                discharge_limit=_number(raw.get("discharge_limit")),
-                operation_mode=raw.get("operation_mode"),
+                start=_integer(raw.get("start_period"), where, "startPeriod"),
+                limit=_number(raw.get("limit"), where, "limit"),
+                setpoint=_number(raw.get("setpoint"), where, "setpoint"),
+                discharge_limit=_number(raw.get("discharge_limit"), where, "dischargeLimit"),
+                operation_mode=_text(raw.get("operation_mode"), where, "operationMode"),
             )
             if period.limit is not None and period.limit < 0 and negative is NegativeLimits.REJECT:
                 raise ProfileRejected(
@@ -118,26 +129,31 @@ class ChargingProfile:
             periods.append(period)
         if not periods or periods[0].start != 0 or any(a.start >= b.start for a, b in itertools.pairwise(periods)):
             raise ProfileRejected(f"{where}: chargingSchedulePeriod must start at 0 and increase")
-        kind = str(data.get("charging_profile_kind", "Absolute"))
+        kind = data.get("charging_profile_kind", "Absolute")
+        if kind not in KINDS:
+            raise ProfileRejected(f"{where}: chargingProfileKind {kind!r} is not one of {', '.join(KINDS)}")
         start = schedule.get("start_schedule")
         if kind in ("Absolute", "Recurring") and start is None:
             raise ProfileRejected(f"{where}: a {kind} profile needs startSchedule")
+        recurrency = _text(data.get("recurrency_kind"), where, "recurrencyKind")
+        if kind == "Recurring" and recurrency not in RECURRENCE_S:
+            raise ProfileRejected(f"{where}: a Recurring profile needs recurrencyKind Daily or Weekly")
         purpose = str(data.get("charging_profile_purpose"))
         if purpose not in PURPOSE_ORDER:
             raise ProfileRejected(f"{where}: unsupported chargingProfilePurpose {purpose!r}")
         return cls(
-            id=int(data["id"]),
+            id=_integer(data.get("id"), where, "id"),
             purpose=purpose,
-            stack_level=int(data.get("stack_level", 0)),
+            stack_level=_integer(data.get("stack_level", 0), where, "stackLevel"),
             kind=kind,
             unit=unit,
             periods=tuple(periods),
             start_schedule=parse_time(start, where) if start is not None else None,
-            duration=_number(schedule.get("duration")),
-            recurrency=data.get("recurrency_kind"),
-            valid_from=parse_time(data["valid_from"], where) if data.get("valid_from") else None,
-            valid_to=parse_time(data["valid_to"], where) if data.get("valid_to") else None,
-            transaction_id=data.get("transaction_id"),
+            duration=_number(schedule.get("duration"), where, "duration"),
+            recurrency=recurrency,
+            valid_from=parse_time(data["valid_from"], where) if data.get("valid_from") is not None else None,
+            valid_to=parse_time(data["valid_to"], where) if data.get("valid_to") is not None else None,
+            transaction_id=_text(data.get("transaction_id"), where, "transactionId"),
             received_at=received_at,
         )
 
@@ -263,5 +279,24 @@ class ProfileSetpoint:
         return request
 
 
-def _number(value: Any) -> float | None:
-    return None if value is None else float(value)
+def _number(value: Any, where: str, name: str) -> float | None:
+    """An optional JSON number (finite; not a boolean)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ProfileRejected(f"{where}: {name} {value!r} is not a finite number")
+    return float(value)
+
+
+def _integer(value: Any, where: str, name: str) -> int:
+    """A required JSON integer."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProfileRejected(f"{where}: {name} {value!r} is not an integer")
+    return value
+
+
+def _text(value: Any, where: str, name: str) -> str | None:
+    """An optional JSON string."""
+    if value is not None and not isinstance(value, str):
+        raise ProfileRejected(f"{where}: {name} {value!r} is not a string")
+    return value
