@@ -180,6 +180,7 @@ class Vpp:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
+        self.fleet.period = self.config.period
         self.log = TransactionLog(self.config.state_dir)
         self._request_path = self.config.state_dir / "request.json"
         self._resume_request()
@@ -388,7 +389,7 @@ class Vpp:
                     "min_soc": v.needs.min_soc if v.needs else None,
                     "power_w": round(v.power, 1),
                     "allocation_w": round(v.allocation, 1),
-                    "capacity_w": round(v.discharge_capacity(now, max(duration, 1.0)), 1),
+                    "capacity_w": round(v.discharge_capacity(now, max(duration, 1.0), fleet.period), 1),
                     "remaining_wh": round(v.remaining_wh(), 1),
                     "departure": v.needs.departure if v.needs else None,
                     "measured_at": v.measured_at,

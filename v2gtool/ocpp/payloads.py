@@ -17,7 +17,6 @@ power as Power.Active.Import / Power.Active.Export (W, never negative), SoC, Vol
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -53,15 +52,13 @@ def charging_needs(event: EVChargingNeeds, subprotocol: str, now: float, evse_id
     lim = event.limits
     bpt = event.service == "DC_BPT"
     departure = timestamp(now + event.departure_time) if event.departure_time is not None else None
-    # 2.0.1 types DCChargingParameters as integers, 2.1 as numbers.
-    number: Callable[[float], float] = (lambda x: x) if subprotocol == OCPP21 else round
     dc: dict[str, Any] = {
-        "ev_max_current": number(lim.max_charge_current),
-        "ev_max_voltage": number(lim.max_voltage),
-        "ev_max_power": number(lim.max_charge_power),
+        "ev_max_current": lim.max_charge_current,
+        "ev_max_voltage": lim.max_voltage,
+        "ev_max_power": lim.max_charge_power,
     }
     if event.target_energy is not None:
-        dc["energy_amount"] = number(event.target_energy)
+        dc["energy_amount"] = event.target_energy
     if event.target_soc is not None:
         dc["full_soc"] = event.target_soc
     if subprotocol != OCPP21:  # 2.0.1 DCChargingParametersType has integer A, V, W and Wh
