@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import math
 import signal
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,12 +24,12 @@ import click
 
 from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
-from v2gtool.errors import ConfigError
 from v2gtool.iso20.events import PowerFlow
 from v2gtool.ocpp import rpc
 from v2gtool.ocpp.outbox import Outbox
 from v2gtool.ocpp.payloads import OCPP21, OCPP201
 from v2gtool.ocpp.profile import NegativeLimits, ProfileSetpoint
+from v2gtool.ocpp.security import client_context
 from v2gtool.ocpp.station import (
     BridgeConfig,
     ChargingProfileReceived,
@@ -44,22 +43,6 @@ from v2gtool.session.runner import run_sim
 
 DEFAULT_OUTBOX = Path("/var/lib/v2g/ocpp")
 VERSIONS = {"auto": rpc.SUBPROTOCOLS, "2.1": (OCPP21,), "2.0.1": (OCPP201,)}
-
-
-def client_tls(ca: Path | None, cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
-    """The TLS context for wss:// (security profile 2; with a client certificate, profile 3)."""
-    if ca is None and cert is None:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2  # OCPP 2.0.1 part 2 A00.FR.309: TLS 1.2 or above
-    try:
-        if ca is not None:
-            context.load_verify_locations(cafile=str(ca))
-        if cert is not None:
-            context.load_cert_chain(str(cert), str(key) if key else None)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"TLS files ({ca or ''} {cert or ''}): {getattr(exc, 'strerror', None) or exc}") from None
-    return context
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -211,7 +194,7 @@ def ocpp_bridge(
         raise click.BadParameter(f"{url!r} is not a ws:// or wss:// URL", param_hint="--csms")
     if (cert is None) != (key is None):
         raise click.UsageError("--cert and --key go together (security profile 3)")
-    context = client_tls(ca, cert, key) if url.startswith("wss://") else None
+    context = client_context(ca, cert, key) if url.startswith("wss://") else None
     scenario = scenarios.load(scenario_path)
     directory = outbox_dir or Path(app.config.get("ocpp", "outbox_dir", DEFAULT_OUTBOX))
     show = _printer(app, use_json(ctx, json_out))

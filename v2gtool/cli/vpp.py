@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import ssl
 import time
 import urllib.error
 import urllib.request
@@ -26,6 +25,7 @@ from v2gtool.cli.output import emit_json, json_option, use_json
 from v2gtool.errors import ConfigError, V2GToolError
 from v2gtool.ocpp.control_api import serve_control
 from v2gtool.ocpp.csms import Dispatched, StationConnected, StationLeft, Vpp, VppConfig
+from v2gtool.ocpp.security import server_context
 from v2gtool.session.events import Event
 
 DEFAULT_STATE = Path("/var/lib/v2g/vpp")
@@ -49,21 +49,6 @@ def vpp() -> None:
       v2gtool vpp status                                      # the fleet, live
       curl -s localhost:9001/fleet | jq '.vehicles[] | {station, soc, power_w}'
     """
-
-
-def _server_tls(cert: Path | None, key: Path | None, client_ca: Path | None) -> ssl.SSLContext | None:
-    if cert is None:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        context.load_cert_chain(str(cert), str(key) if key else None)
-        if client_ca is not None:  # security profile 3: the station proves itself with a certificate
-            context.load_verify_locations(cafile=str(client_ca))
-            context.verify_mode = ssl.CERT_REQUIRED
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"TLS files: {getattr(exc, 'strerror', None) or exc}") from None
-    return context
 
 
 def _passwords(path: Path | None) -> dict[str, str] | None:
@@ -149,10 +134,12 @@ def serve_cmd(
     grid requests across them (until SIGTERM/SIGINT)."""
     app = app_context(ctx)
     as_json = use_json(ctx, json_out)
+    if cert is None and (key is not None or client_ca is not None):
+        raise click.UsageError("--key and --client-ca need --cert (wss://)")
     config = VppConfig(
         state_dir=state_dir or Path(app.config.get("vpp", "state_dir", DEFAULT_STATE)),
         period=period,
-        ssl=_server_tls(cert, key, client_ca),
+        ssl=server_context(cert, key, client_ca) if cert is not None else None,
         passwords=_passwords(passwords),
     )
     asyncio.run(
