@@ -30,6 +30,7 @@ from v2gtool.hw.isolation import Edition, IsolationProfile
 from v2gtool.hw.station import StationConfig
 from v2gtool.iso20.evcc import Direction, Evcc, EvccConfig
 from v2gtool.iso20.events import MessageReceived, MessageSent, SessionEnded
+from v2gtool.iso20.ports import GridRequest
 from v2gtool.iso20.secc import Secc, SeccConfig, SessionStore
 from v2gtool.iso20.timeouts import Timeouts
 from v2gtool.iso20.values import ControlMode, service_from_name
@@ -206,9 +207,11 @@ async def serve_sessions(
     sessions: int,
     show: Callable[[Event], None],
     status: Callable[[str], None] = lambda _: None,
+    grid: GridRequest | None = None,
 ) -> list[Secc]:
     """SDP responder and V2GTP server on *iface* until *sessions* sessions ended (0: SIGTERM/SIGINT);
-    returns each served session's SECC, in order. *status* is told what the SECC waits for."""
+    returns each served session's SECC, in order. *status* is told what the SECC waits for; *grid*
+    is the Dynamic mode's grid request (an OCPP charging profile, ``ocpp-bridge --iface``)."""
     _load_grammars()
     scenario, charger, _vehicle = plant
     clock = _real_time(charger, speed)
@@ -221,7 +224,8 @@ async def serve_sessions(
         async with one_at_a_time:
             peer = writer.get_extra_info("peername")
             status(f"in session with the EV at [{peer[0]}]:{peer[1]} on {iface}")
-            secc = Secc(SeccConfig(bpt=scenario.bpt, timeouts=Timeouts()), charger, clock(), store)
+            config = SeccConfig(bpt=scenario.bpt, timeouts=Timeouts(), grid=grid)
+            secc = Secc(config, charger, clock(), store)
             await serve_connection(secc, reader, writer, clock, show)
             served.append(secc)
             if sessions and len(served) >= sessions:

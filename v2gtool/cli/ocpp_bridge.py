@@ -1,5 +1,7 @@
 """``v2gtool ocpp-bridge``: the station's SECC sessions on an OCPP 2.0.1 / 2.1 central system.
 
+``--iface IF`` is this charger: the SECC of ``v2g-message-handler serve`` (SDP, TCP, TLS 1.3 on
+the PLC interface) with every session bridged to the CSMS.
 ``--sim`` runs simulated stations, each a whole ``session run --sim`` engine (EVCC and SECC over
 TCP on loopback, the ``sim`` plant behind the interlock) one session after another, each with its
 own bridge to the CSMS: a charging park for trying a CSMS or a VPP. The bridge maps every session
@@ -14,8 +16,9 @@ import asyncio
 import contextlib
 import math
 import signal
+import ssl
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +26,9 @@ from typing import Any
 import click
 
 from v2gtool.cli.context import AppContext, app_context
+from v2gtool.cli.live import DEFAULT_TCP_PORT, Plant, build_plant, serve_sessions, tls_dirs, tls_options
 from v2gtool.cli.output import emit_json, json_option, use_json
-from v2gtool.iso20.events import PowerFlow
+from v2gtool.iso20.events import PowerFlow, SessionEnded
 from v2gtool.ocpp import rpc
 from v2gtool.ocpp.outbox import Outbox
 from v2gtool.ocpp.payloads import OCPP21, OCPP201
@@ -37,6 +41,8 @@ from v2gtool.ocpp.station import (
     CsmsDisconnected,
     StationBridge,
 )
+from v2gtool.pki.profiles import Protocol
+from v2gtool.pki.tls import server_context as v2g_server_context
 from v2gtool.session import scenario as scenarios
 from v2gtool.session.events import Event
 from v2gtool.session.runner import run_sim
@@ -86,6 +92,10 @@ def _printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
     "--station-id", default="V2GTOOL", show_default=True, help="Station identity (with --stations N: -001...)."
 )
 @click.option("--sim", is_flag=True, help="Simulated stations: each a session run --sim engine with its own vehicle.")
+@click.option("--iface", help="Be the SECC on this interface (SDP, TCP, TLS: like serve), bridged to the CSMS.")
+@click.option(
+    "--port", type=click.IntRange(49152, 65535), help=f"With --iface: TCP port [default: {DEFAULT_TCP_PORT}]."
+)
 @click.option("--stations", type=click.IntRange(1, 1000), default=1, show_default=True, help="How many (--sim).")
 @click.option(
     "--sessions",
@@ -155,6 +165,7 @@ def _printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
     show_default=True,
     help="Simulated seconds per wall second (OCPP timestamps stay wall-clock).",
 )
+@tls_options
 @json_option
 @click.pass_context
 def ocpp_bridge(
@@ -162,6 +173,8 @@ def ocpp_bridge(
     url: str,
     station_id: str,
     sim: bool,
+    iface: str | None,
+    port: int | None,
     stations: int,
     sessions: int,
     scenario_path: Path | None,
@@ -176,6 +189,10 @@ def ocpp_bridge(
     stagger: float,
     tick_ms: float,
     speed: float,
+    no_tls: bool,
+    certs_dir: Path | None,
+    trust_dir: Path | None,
+    keylog: Path | None,
     json_out: bool,
 ) -> None:
     """Bridge SECC sessions to an OCPP 2.0.1 / 2.1 CSMS: transactions with imported and exported
@@ -183,13 +200,17 @@ def ocpp_bridge(
 
     \b
     Examples:
+      v2gtool ocpp-bridge --iface eth1 --csms wss://csms.example/ocpp --station-id CS01 --sessions 0 \\
+          --ca csms-root.pem --cert station.pem --key station.key
       v2gtool ocpp-bridge --sim --csms ws://127.0.0.1:9000/ocpp --station-id CS01 --sessions 0
       v2gtool ocpp-bridge --sim --stations 50 --csms wss://csms.example/ocpp --ca csms-root.pem \\
           --cert station.pem --key station.key --scenario v2g-park.toml
     """
     app = app_context(ctx)
-    if not sim:
-        raise click.UsageError("give --sim (simulated stations); a SECC on a real link: serve --csms")
+    if sim == (iface is not None):
+        raise click.UsageError("give --sim (simulated stations) or --iface IF (this SECC on a real link)")
+    if iface is not None and stations != 1:
+        raise click.UsageError("--stations is for --sim; a SECC on a link is one station")
     if not url.startswith(("ws://", "wss://")):
         raise click.BadParameter(f"{url!r} is not a ws:// or wss:// URL", param_hint="--csms")
     if (cert is None) != (key is None):
@@ -211,7 +232,16 @@ def ocpp_bridge(
         for sid in ids
     ]
     park = Park(scenario, directory, NegativeLimits(negative_limits), sessions, speed, stagger, tick_ms / 1000, show)
-    results = asyncio.run(_run_park(park, configs))
+    if iface is not None:
+        v2g_tls = None
+        if not no_tls:
+            certs, trust = tls_dirs(app, certs_dir, trust_dir)
+            v2g_tls = v2g_server_context(certs, trust, Protocol.ISO20, keylog=keylog)
+        tcp_port = port or int(app.config.get("sdp", "tcp_port", DEFAULT_TCP_PORT))
+        plant = build_plant(scenario_path, remote_ev=True)
+        results = asyncio.run(_secc_on_link(park, configs[0], iface, tcp_port, v2g_tls, plant))
+    else:
+        results = asyncio.run(_run_park(park, configs))
     if sessions and not all(results):
         raise click.exceptions.Exit(1)
 
@@ -247,28 +277,43 @@ async def _run_park(park: Park, configs: list[BridgeConfig]) -> list[bool]:
     return results
 
 
-async def _station(park: Park, config: BridgeConfig, delay: float, results: list[bool]) -> None:
-    """One simulated station: its bridge, and its sessions one after another from *delay* on."""
+@contextlib.asynccontextmanager
+async def _bridged(park: Park, config: BridgeConfig) -> AsyncIterator[StationBridge]:
+    """A station's bridge, connected (and reconnecting) while the block runs, drained at its end."""
     outbox = Outbox(park.outbox_dir / config.station_id)
     setpoint = ProfileSetpoint(fallback=park.scenario.grid_request(), negative=park.negative)
     bridge = StationBridge(config, outbox, setpoint, listener=park.show)
     setpoint.voltage = lambda: bridge.transaction.meter.voltage if bridge.transaction else 400.0
     link = asyncio.create_task(bridge.run())
-    lowest = math.inf  # the vehicle's SoC at its lowest in this session
-
-    def listen(event: Event) -> None:
-        nonlocal lowest
-        bridge.on_event(event)
-        if isinstance(event, PowerFlow) and event.role == "EVCC" and event.soc is not None:
-            lowest = min(lowest, event.soc)
-
     try:
+        yield bridge
+        await _drain(bridge)
+    finally:
+        link.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await link
+        outbox.close()
+
+
+async def _station(park: Park, config: BridgeConfig, delay: float, results: list[bool]) -> None:
+    """One simulated station: its bridge, and its sessions one after another from *delay* on."""
+    lowest = math.inf  # the vehicle's SoC at its lowest in this session
+    async with _bridged(park, config) as bridge:
+
+        def listen(event: Event) -> None:
+            nonlocal lowest
+            bridge.on_event(event)
+            if isinstance(event, PowerFlow) and event.role == "EVCC" and event.soc is not None:
+                lowest = min(lowest, event.soc)
+
         await asyncio.sleep(delay)
         done = 0
         while park.sessions == 0 or done < park.sessions:
             done += 1
             lowest = math.inf
-            result = await run_sim(park.scenario, speed=park.speed, listener=listen, grid=setpoint, tick_s=park.tick_s)
+            result = await run_sim(
+                park.scenario, speed=park.speed, listener=listen, grid=bridge.setpoint, tick_s=park.tick_s
+            )
             results.append(result.ok)
             park.show(
                 StationSession(
@@ -283,12 +328,23 @@ async def _station(park: Park, config: BridgeConfig, delay: float, results: list
                     min_soc=park.scenario.min_soc,
                 )
             )
-        await _drain(bridge)
-    finally:
-        link.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await link
-        outbox.close()
+
+
+async def _secc_on_link(
+    park: Park, config: BridgeConfig, iface: str, port: int, context: ssl.SSLContext | None, plant: Plant
+) -> list[bool]:
+    """This SECC on *iface* (SDP, TCP, TLS: ``serve``), every session bridged to the CSMS."""
+    results: list[bool] = []
+    async with _bridged(park, config) as bridge:
+
+        def listen(event: Event) -> None:
+            park.show(event)
+            bridge.on_event(event)
+            if isinstance(event, SessionEnded) and event.role == "SECC":
+                results.append(event.ok)
+
+        await serve_sessions(iface, port, context, plant, park.speed, park.sessions, listen, grid=bridge.setpoint)
+    return results
 
 
 async def _drain(bridge: StationBridge, patience: float = 10.0) -> None:
