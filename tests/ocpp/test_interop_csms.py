@@ -52,6 +52,7 @@ class Seen:
     transactions: list[dict[str, Any]] = field(default_factory=list)
     certificate_requests: list[dict[str, Any]] = field(default_factory=list)
     started: asyncio.Event = field(default_factory=asyncio.Event)
+    charging: asyncio.Event = field(default_factory=asyncio.Event)
     peer: Any = None
 
 
@@ -83,6 +84,8 @@ def csms_class(base: type[Any]) -> type[Any]:
             self.seen.transactions.append(kwargs)
             if kwargs["event_type"] == "Started":
                 self.seen.started.set()
+            if kwargs["transaction_info"].get("charging_state") == "Charging":
+                self.seen.charging.set()
             return self._call_result.TransactionEvent()
 
         @on("Get15118EVCertificate")
@@ -109,13 +112,22 @@ async def start_csms(version: str, seen: Seen) -> tuple[Any, int]:
     return server, next(iter(server.sockets)).getsockname()[1]
 
 
-async def bridged_session(tmp: Path, version: str, profile: dict[str, Any], seen: Seen) -> list[Event]:
-    """One discharge-capable Dynamic session through our bridge; the CSMS sends *profile* once the
-    transaction started. Returns the session's and the bridge's events."""
+async def bridged_session(
+    tmp: Path, version: str, profile: dict[str, Any], seen: Seen, scheduled_charge: float | None = None
+) -> list[Event]:
+    """One DC_BPT session through our bridge, Dynamic (idle until told), or Scheduled with the EV
+    wishing to charge *scheduled_charge* W; the CSMS sends *profile* once the transaction started
+    (Scheduled: once the loop runs, so that it needs a renegotiation).
+    Returns the session's and the bridge's events."""
     server, port = await start_csms(version, seen)
     events: list[Event] = []
-    scenario = scenarios.load(None, control_mode=scenarios.ControlMode.DYNAMIC, duration=6.0, power=0.0)
-    setpoint = ProfileSetpoint(fallback=0.0)
+    if scheduled_charge is None:
+        scenario = scenarios.load(None, control_mode=scenarios.ControlMode.DYNAMIC, duration=6.0, power=0.0)
+    else:
+        scenario = scenarios.load(
+            None, control_mode=scenarios.ControlMode.SCHEDULED, duration=8.0, power=scheduled_charge
+        )
+    setpoint = ProfileSetpoint(fallback=scenario.grid_request())
     bridge = StationBridge(
         BridgeConfig(
             url=f"ws://127.0.0.1:{port}/ocpp", station_id="CS-PKG", meter_interval=0.5, trust_dir=tmp / "trust"
@@ -127,7 +139,7 @@ async def bridged_session(tmp: Path, version: str, profile: dict[str, Any], seen
     link = asyncio.create_task(bridge.run())
 
     async def send_profile() -> None:
-        await seen.started.wait()
+        await (seen.started if scheduled_charge is None else seen.charging).wait()
         await asyncio.sleep(0.3)
         call = (call21 if version == "ocpp2.1" else call201).SetChargingProfile
         profile["transaction_id"] = seen.transactions[0]["transaction_info"]["transaction_id"]
@@ -173,7 +185,7 @@ def check_transactions(seen: Seen) -> None:
     assert len({t["transaction_info"]["transaction_id"] for t in seen.transactions}) == 1
     assert "Occupied" in seen.statuses and seen.statuses[-1] == "Available"
     final = {sv["measurand"]: sv["value"] for sv in seen.transactions[-1]["meter_value"][0]["sampled_value"]}
-    assert final["Energy.Active.Export.Register"] > 0  # the profile made it discharge
+    assert final["Energy.Active.Export.Register"] + final["Energy.Active.Import.Register"] > 0
     assert seen.transactions[-1]["transaction_info"]["stopped_reason"] == "StoppedByEV"
 
 
@@ -281,3 +293,25 @@ def test_install_certificate_from_a_package_csms(tmp_path: Path) -> None:
     assert all(a == "Rejected" for a in answers[3:])
     installed = TrustStore.load(tmp_path / "trust")
     assert len(installed.roots) == 1
+
+
+@pytest.mark.interop
+def test_ocpp201_profile_renegotiates_a_scheduled_session(tmp_path: Path) -> None:
+    """Scheduled mode: the profile becomes the -20 schedule through a ScheduleRenegotiation."""
+    seen = Seen()
+    profile = {
+        "id": 9,
+        "stack_level": 0,
+        "charging_profile_purpose": "TxProfile",
+        "charging_profile_kind": "Relative",
+        "charging_schedule": [
+            {"id": 1, "charging_rate_unit": "W", "charging_schedule_period": [{"start_period": 0, "limit": 4000.0}]}
+        ],
+    }
+    events = asyncio.run(bridged_session(tmp_path, "ocpp2.0.1", profile, seen, scheduled_charge=30000.0))
+    powers = loop_power_after_profile(events)
+    assert max(p for e in events if isinstance(e, PowerFlow) and e.role == "SECC" for p in [e.power]) > 25000
+    assert len(powers) >= 8 and all(abs(p - 4000) <= 200 for p in powers[4:]), powers
+    check_transactions(seen)
+    phases = [e.phase for e in events if type(e).__name__ == "PhaseChanged" and getattr(e, "role", "") == "SECC"]
+    assert "ScheduleExchange (renegotiation)" in phases

@@ -280,7 +280,7 @@ def test_ocpp201_negative_limit_is_rejected_under_the_reject_convention() -> Non
     message = str(info.value)
     assert "\n" not in message
     assert "charging profile 7" in message and "negative limit -7000 at startPeriod 60" in message
-    assert sp.profiles == {} and sp.changes == 0
+    assert sp.profiles == {} and sp.revision == 0
 
 
 # -- malformed profiles ----------------------------------------------------------------------------------
@@ -403,7 +403,7 @@ def test_install_replaces_same_id_and_same_purpose_and_stack_level() -> None:
     assert list(sp.profiles) == [1] and at(sp, clock, T0) == 2000.0
     sp.install(profile(5, stack=2, periods=[{"startPeriod": 0, "limit": 3000.0}]))
     assert list(sp.profiles) == [5] and at(sp, clock, T0) == 3000.0
-    assert sp.changes == 3
+    assert sp.revision == 3
 
 
 def test_tx_profile_needs_the_running_transaction() -> None:
@@ -423,11 +423,11 @@ def test_clear_by_id_by_purpose_and_all() -> None:
     sp.install(profile(1, purpose="TxDefaultProfile", periods=[{"startPeriod": 0, "limit": 1000.0}]))
     sp.install(profile(2, purpose="TxProfile", transactionId="tx", periods=[{"startPeriod": 0, "limit": 2000.0}]))
     sp.install(profile(3, purpose="ChargingStationMaxProfile", periods=[{"startPeriod": 0, "limit": 9000.0}]))
-    changes = sp.changes
-    assert sp.clear(profile_id=42) == 0 and sp.changes == changes
+    revision = sp.revision
+    assert sp.clear(profile_id=42) == 0 and sp.revision == revision
     assert sp.clear(profile_id=2) == 1 and at(sp, clock, T0) == 1000.0
     assert sp.clear(purpose="TxDefaultProfile") == 1 and at(sp, clock, T0) == 9000.0
-    assert sp.changes == changes + 2
+    assert sp.revision == revision + 2
     sp.install(profile(4, purpose="TxDefaultProfile"))
     assert sp.clear() == 2 and sp.profiles == {} and at(sp, clock, T0) is None
 

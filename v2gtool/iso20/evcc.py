@@ -91,6 +91,10 @@ class Evcc:
         self._parameter_set = 0
         self._welding = 0
         self._stopping = False
+        # The SECC's schedule (Scheduled mode): (until, W) steps, charging >= 0, discharging <= 0.
+        self._charge_schedule: list[tuple[float, float]] = []
+        self._discharge_schedule: list[tuple[float, float]] = []
+        self._renegotiating = False  # between PowerDelivery ScheduleRenegotiation and the new schedule
         self._out: list[Output] = []
 
     # -- driving ---------------------------------------------------------------------------------------
@@ -362,8 +366,31 @@ class Evcc:
             if not self._phase_timeout(now, self.config.timeouts.ongoing, "V2G_EVCC_Ongoing"):
                 self._send_schedule_exchange(now, pace=0.5)
             return
+        self._read_schedule(body, now)
         self._advance("ScheduleExchangeReq", now)
+        if self._renegotiating:  # back to the loop with the new schedule (contactors still closed)
+            self._renegotiating = False
+            self._send_start(now)
+            return
         self._send("DC_CableCheckReq", dc.DC_CableCheckReqType(Header=self._h(now)), now)
+
+    def _read_schedule(self, body: cm.ScheduleExchangeResType, now: float) -> None:
+        """The first ScheduleTuple's power steps, from *now* on (8.3.5.3.30)."""
+        mode = body.Scheduled_SEResControlMode
+        if mode is None or not mode.ScheduleTuple:
+            return
+
+        def steps(schedule: cm.ChargingScheduleType | None) -> list[tuple[float, float]]:
+            out: list[tuple[float, float]] = []
+            end = now
+            for entry in schedule.PowerSchedule.PowerScheduleEntries.PowerScheduleEntry if schedule else ():
+                end += entry.Duration
+                out.append((end, to_float(entry.Power)))
+            return out
+
+        chosen = mode.ScheduleTuple[0]
+        self._charge_schedule = steps(chosen.ChargingSchedule)
+        self._discharge_schedule = steps(chosen.DischargingSchedule)
 
     def _on_dc_cablecheck(self, body: dc.DC_CableCheckResType, now: float) -> None:
         if body.EVSEProcessing == ONGOING:
@@ -394,6 +421,10 @@ class Evcc:
             return
         # Precharged: the EV closes its own contactors, then asks for power (ISO 15118-20 8.8.6.3).
         self.vehicle.close_contactors()
+        self._send_start(now)
+
+    def _send_start(self, now: float) -> None:
+        """PowerDeliveryReq Start: the BPT channel and, in Scheduled mode, the EV's power profile."""
         channel = None
         if self.config.service == ServiceID.DC_BPT:
             channel = (
@@ -404,7 +435,7 @@ class Evcc:
         profile = None
         if self.config.control_mode == ControlMode.SCHEDULED:
             entry = cm.PowerScheduleEntryType(
-                Duration=int(self.config.duration or 3600), Power=rational(self._signed_power())
+                Duration=int(self.config.duration or 3600), Power=rational(self._signed_power(now))
             )
             profile = cm.EVPowerProfileType(
                 TimeAnchor=int(now),
@@ -428,11 +459,16 @@ class Evcc:
             now,
         )
 
-    def _signed_power(self) -> float:
+    def _signed_power(self, now: float) -> float:
+        """What the EV asks for (Scheduled mode): its wish, within the SECC's schedule at *now*."""
         lim = self.vehicle.limits()
         if self.config.direction == Direction.DISCHARGE:
-            return -(self.config.power or lim.max_discharge_power)
-        return self.config.power or lim.max_charge_power
+            wish = self.config.power or lim.max_discharge_power
+            allowed = _step_at(self._discharge_schedule, now)
+            return -wish if allowed is None else -min(wish, max(-allowed, 0.0))
+        wish = self.config.power or lim.max_charge_power
+        allowed = _step_at(self._charge_schedule, now)
+        return wish if allowed is None else min(wish, max(allowed, 0.0))
 
     def _on_powerdelivery(self, body: cm.PowerDeliveryResType, now: float) -> None:
         if self._stopping:
@@ -445,8 +481,13 @@ class Evcc:
                 pace=0.1,
             )
             return
+        if self._renegotiating:
+            self._advance("PowerDeliveryReq:ScheduleRenegotiation", now)
+            self._send_schedule_exchange(now)
+            return
         self._advance("PowerDeliveryReq:Start", now)
-        self.loop_started = now
+        if self.loop_started is None:  # a renegotiation does not restart the loop's duration
+            self.loop_started = now
         self._send_loop(now)
 
     def _send_loop(self, now: float, pace: float = 0.0) -> None:
@@ -456,7 +497,7 @@ class Evcc:
         mode: dict[str, Any]
         if self.config.control_mode == ControlMode.SCHEDULED:
             target_voltage = rational(min(lim.max_voltage, self.evse_max_voltage))
-            current = self._signed_power() / max(voltage, 1.0)
+            current = self._signed_power(now) / max(voltage, 1.0)
             current = max(-lim.max_discharge_current, min(lim.max_charge_current, current))
             if bpt:
                 mode = {
@@ -527,8 +568,23 @@ class Evcc:
             done = done or soc <= self.config.min_soc
         else:
             done = done or soc >= self.config.target_soc
+        renegotiate = (
+            body.EVSEStatus is not None
+            and body.EVSEStatus.EVSENotification == ct.evseNotificationType.ScheduleRenegotiation
+        )
         if done:
             self._stop_power(now)
+        elif renegotiate:  # the SECC has a new schedule (8.3.4.3.8.2): fetch it, power keeps flowing
+            self._renegotiating = True
+            self._send(
+                "PowerDeliveryReq",
+                cm.PowerDeliveryReqType(
+                    Header=self._h(now),
+                    EVProcessing=ct.processingType.Finished,
+                    ChargeProgress=cm.chargeProgressType.ScheduleRenegotiation,
+                ),
+                now,
+            )
         else:
             self._send_loop(now, pace=self.config.loop_interval)
 
@@ -561,3 +617,11 @@ class Evcc:
     def _on_sessionstop(self, body: cm.SessionStopResType, now: float) -> None:
         self._advance("SessionStopReq", now)
         self._end(now, "SessionStop Terminate", ok=True)
+
+
+def _step_at(steps: list[tuple[float, float]], now: float) -> float | None:
+    """The power of the schedule step in force at *now* (the last one past its end; None: none)."""
+    for until, watts in steps:
+        if now < until:
+            return watts
+    return steps[-1][1] if steps else None

@@ -37,12 +37,22 @@ class PowerLimits:
 
 
 class GridRequest(Protocol):
-    """What the grid asks of this charge point now, in the Dynamic control mode (ISO 15118-20
-    8.3.5.5.7: the SECC sets the targets of each DC_ChargeLoop): signed W, positive charges the
-    vehicle, negative discharges it into the grid; None when there is no request (the EV's own
-    maximum applies). A constant from a scenario, or an OCPP charging profile (:mod:`v2gtool.ocpp`)."""
+    """What the grid asks of this charge point: signed W, positive charges the vehicle, negative
+    discharges it into the grid; None when there is no request (the charger's and the EV's own
+    limits apply). A constant from a scenario, or OCPP charging profiles (:mod:`v2gtool.ocpp`).
+
+    The Dynamic control mode asks :meth:`power` at every DC_ChargeLoop (ISO 15118-20 8.3.5.5.7: the
+    SECC sets the targets); the Scheduled mode sends :meth:`schedule` in ScheduleExchangeRes, and
+    when :attr:`revision` changes the SECC asks the EV to renegotiate (EVSENotification
+    ScheduleRenegotiation, 8.3.5.3.x)."""
+
+    @property
+    def revision(self) -> int: ...
 
     def power(self, now: float) -> float | None: ...
+
+    def schedule(self, now: float, horizon: float) -> list[tuple[float, float | None]]:
+        """(seconds, signed W or None) entries covering *horizon* seconds from *now*."""
 
 
 @dataclass(frozen=True)
@@ -50,9 +60,13 @@ class ConstantGridRequest:
     """A fixed grid request (a scenario's ``power`` in Dynamic mode)."""
 
     watts: float | None
+    revision: int = 0
 
     def power(self, now: float) -> float | None:
         return self.watts
+
+    def schedule(self, now: float, horizon: float) -> list[tuple[float, float | None]]:
+        return [(horizon, self.watts)]
 
 
 class CableCheckStatus(enum.Enum):

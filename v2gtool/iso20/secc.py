@@ -96,6 +96,8 @@ class Secc:
         self.end_reason = ""
         self.deadline = now + config.timeouts.communication_setup
         self._ongoing: dict[str, int] = {}
+        self._transferring = False
+        self._schedule_revision: int | None = None  # the grid request's revision the EV was sent
         self._challenge: bytes | None = None
         self._out: list[Output] = []
 
@@ -401,14 +403,21 @@ class Secc:
                 ResponseCode=RC.OK,
                 EVSEProcessing=ct.processingType.Finished,
                 Scheduled_SEResControlMode=cm.Scheduled_SEResControlModeType(
-                    ScheduleTuple=(self._schedule_tuple(now),)
+                    ScheduleTuple=(self._schedule_tuple(now, body.MaximumSupportingPoints),)
                 ),
             )
         self._respond("ScheduleExchangeRes", res, now, key="ScheduleExchangeReq")
 
-    def _schedule_tuple(self, now: float) -> cm.ScheduleTupleType:
-        """One 24 h schedule at the charger's limits; with BPT a discharging schedule too (8.3.5.3.30)."""
+    def _schedule_tuple(self, now: float, points: int) -> cm.ScheduleTupleType:
+        """One 24 h schedule within the charger's limits and the grid request (an OCPP charging
+        profile), at most *points* entries (the EV's MaximumSupportingPoints); with BPT a
+        discharging schedule too, its powers negative (8.3.5.3.30)."""
         lim = self.charger.limits()
+        day = 86400
+        grid = self.config.grid
+        wanted = grid.schedule(now, day) if grid is not None else [(day, None)]
+        self._schedule_revision = grid.revision if grid is not None else None
+        wanted = wanted[: max(points, 1)]
 
         # One flat price level for the whole day (ServiceDetail Pricing = 2, price levels).
         prices = cm.PriceLevelScheduleType(
@@ -416,22 +425,32 @@ class Secc:
             PriceScheduleID=1,
             NumberOfPriceLevels=1,
             PriceLevelScheduleEntries=cm.PriceLevelScheduleEntryListType(
-                PriceLevelScheduleEntry=(cm.PriceLevelScheduleEntryType(Duration=86400, PriceLevel=0),)
+                PriceLevelScheduleEntry=(cm.PriceLevelScheduleEntryType(Duration=day, PriceLevel=0),)
             ),
         )
 
-        def schedule(power: float) -> cm.ChargingScheduleType:
-            entry = cm.PowerScheduleEntryType(Duration=86400, Power=rational(power))
+        def schedule(power: Callable[[float | None], float]) -> cm.ChargingScheduleType:
+            entries = tuple(
+                cm.PowerScheduleEntryType(Duration=max(1, round(seconds)), Power=rational(power(watts)))
+                for seconds, watts in wanted
+            )
             return cm.ChargingScheduleType(
                 PowerSchedule=cm.PowerScheduleType(
-                    TimeAnchor=int(now), PowerScheduleEntries=cm.PowerScheduleEntryListType(PowerScheduleEntry=(entry,))
+                    TimeAnchor=int(now), PowerScheduleEntries=cm.PowerScheduleEntryListType(PowerScheduleEntry=entries)
                 ),
                 PriceLevelSchedule=prices,
             )
 
-        discharging = schedule(-lim.max_discharge_power) if self.service == ServiceID.DC_BPT else None
+        def charging(watts: float | None) -> float:
+            return lim.max_charge_power if watts is None else clamp(watts, 0.0, lim.max_charge_power)
+
+        def discharging(watts: float | None) -> float:
+            return -lim.max_discharge_power if watts is None else clamp(watts, -lim.max_discharge_power, 0.0)
+
         return cm.ScheduleTupleType(
-            ScheduleTupleID=1, ChargingSchedule=schedule(lim.max_charge_power), DischargingSchedule=discharging
+            ScheduleTupleID=1,
+            ChargingSchedule=schedule(charging),
+            DischargingSchedule=schedule(discharging) if self.service == ServiceID.DC_BPT else None,
         )
 
     def _dc_cablecheck(self, body: dc.DC_CableCheckReqType, now: float) -> None:
@@ -465,6 +484,10 @@ class Secc:
         ongoing = body.EVProcessing == ct.processingType.Ongoing
         if progress == cm.chargeProgressType.Start and ongoing:
             pass  # the EV is not ready yet (8.3.4.4.3): acknowledge, stay in precharge
+        elif progress == cm.chargeProgressType.ScheduleRenegotiation:
+            pass  # back to ScheduleExchange with the contactors closed; the loop resumes after it
+        elif progress == cm.chargeProgressType.Start and self._transferring:
+            pass  # Start after a renegotiation: energy transfer never stopped
         elif progress == cm.chargeProgressType.Start:
             if body.BPT_ChannelSelection is not None and self.service != ServiceID.DC_BPT:
                 self._fail("PowerDeliveryRes", RC.FAILED_PowerDeliveryNotApplied, now)
@@ -475,8 +498,10 @@ class Secc:
             if refusal is not None:
                 self._fail("PowerDeliveryRes", RC.FAILED_PowerDeliveryNotApplied, now, detail=refusal)
                 return
+            self._transferring = True
         else:
             self.charger.stop()
+            self._transferring = False
         res = cm.PowerDeliveryResType(Header=header(self.session_id, now), ResponseCode=RC.OK)
         self._respond("PowerDeliveryRes", res, now, key=key, ongoing=ongoing)
 
@@ -494,6 +519,14 @@ class Secc:
         allowed_current = lim.clamp_current(target, ev_voltage)
         if self.ev_limits is not None:
             allowed_current = self.ev_limits.clamp_current(allowed_current, ev_voltage)
+        status = None
+        grid = self.config.grid
+        if self.control_mode == ControlMode.SCHEDULED and grid is not None:
+            allowed_current = _within_schedule(allowed_current, grid.power(now), ev_voltage)
+            if grid.revision != self._schedule_revision:  # a new schedule from the grid: renegotiate
+                status = ct.EVSEStatusType(
+                    NotificationMaxDelay=0, EVSENotification=ct.evseNotificationType.ScheduleRenegotiation
+                )
         voltage, current = self.charger.regulate(
             allowed_current, min(lim.max_voltage, self.ev_max_voltage or lim.max_voltage)
         )
@@ -506,6 +539,7 @@ class Secc:
             EVSEPowerLimitAchieved=limited,
             EVSECurrentLimitAchieved=limited,
             EVSEVoltageLimitAchieved=False,
+            EVSEStatus=status,
             **mode_res,
         )
         self._emit(
@@ -589,6 +623,17 @@ class Secc:
     def _count(self, phase: str) -> int:
         self._ongoing[phase] = self._ongoing.get(phase, 0) + 1
         return self._ongoing[phase]
+
+
+def _within_schedule(current: float, watts: float | None, voltage: float) -> float:
+    """A Scheduled loop's signed current within the schedule's power now (positive: the most it may
+    charge, no discharge; negative: the most it may discharge, no charge)."""
+    if watts is None:
+        return current
+    v = max(voltage, 1.0)
+    if current >= 0:
+        return min(current, max(watts, 0.0) / v)
+    return max(current, min(watts, 0.0) / v)
 
 
 def _charging_needs(

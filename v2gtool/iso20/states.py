@@ -6,6 +6,9 @@ ChargeProgress) to the next state. The SECC answers a request that is not in the
 with FAILED_SequenceError (ISO 15118-20 [V2G20-...] "sequence error"); the EVCC may only send what the
 table allows, so both sides stay in step. SessionStop may end the session from any state after
 SessionSetup (ISO 15118-20 8.4.2, "SessionStopReq at any time").
+
+A schedule renegotiation (ChargeProgress ScheduleRenegotiation, 8.3.4.3.8.2) leaves the loop for a
+new ScheduleExchange and comes back with PowerDelivery Start; the contactors stay closed.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ class State(enum.Enum):
     SERVICE_DETAIL_OR_SELECTION = "ServiceDetail/ServiceSelection"
     CHARGE_PARAMETER_DISCOVERY = "DC_ChargeParameterDiscovery"
     SCHEDULE_EXCHANGE = "ScheduleExchange"
+    RENEGOTIATION = "ScheduleExchange (renegotiation)"
     CABLE_CHECK = "DC_CableCheck"
     PRECHARGE = "DC_PreCharge"
     POWER_DELIVERY = "PowerDelivery"
@@ -53,7 +57,9 @@ TRANSITIONS: dict[State, dict[str, State]] = {
         "DC_ChargeLoopReq": S.CHARGE_LOOP,
         "PowerDeliveryReq:Stop": S.WELDING_DETECTION,
         "PowerDeliveryReq:Standby": S.POWER_DELIVERY,
+        "PowerDeliveryReq:ScheduleRenegotiation": S.RENEGOTIATION,
     },
+    S.RENEGOTIATION: {"ScheduleExchangeReq": S.POWER_DELIVERY},
     S.POWER_DELIVERY: {"PowerDeliveryReq:Start": S.CHARGE_LOOP, "PowerDeliveryReq:Stop": S.WELDING_DETECTION},
     S.WELDING_DETECTION: {"DC_WeldingDetectionReq": S.WELDING_DETECTION},
     S.ENDED: {},

@@ -157,6 +157,23 @@ class ChargingProfile:
             received_at=received_at,
         )
 
+    def boundaries(self, transaction_start: float | None, after: float, until: float) -> list[float]:
+        """The epoch times in (*after*, *until*) at which this profile's request may change."""
+        if self.kind == "Relative":
+            origin = transaction_start if transaction_start is not None else self.received_at
+        else:
+            assert self.start_schedule is not None
+            origin = self.start_schedule
+        times = [origin + p.start for p in self.periods]
+        if self.duration is not None:
+            times.append(origin + self.duration)
+        if self.kind == "Recurring" and self.recurrency in RECURRENCE_S:
+            cycle = RECURRENCE_S[self.recurrency]
+            shift = math.floor((after - origin) / cycle) * cycle
+            times = [t + shift + k * cycle for t in times for k in (0, 1)]
+        times += [t for t in (self.valid_from, self.valid_to) if t is not None]
+        return [t for t in times if after < t < until]
+
     def period_at(self, now: float, transaction_start: float | None) -> SchedulePeriod | None:
         """The period in force at epoch *now*, or None outside the schedule and validity."""
         if (self.valid_from is not None and now < self.valid_from) or (
@@ -218,7 +235,7 @@ class ProfileSetpoint:
     transaction_id: str | None = None
     transaction_start: float | None = None
     profiles: dict[int, ChargingProfile] = field(default_factory=dict)
-    changes: int = 0
+    revision: int = 0  # counts installs and clears: a Scheduled session renegotiates on a change
 
     def install(self, data: Mapping[str, Any]) -> ChargingProfile:
         """Validate and install a profile (replacing one with the same id or purpose and stack level)."""
@@ -234,7 +251,7 @@ class ProfileSetpoint:
             if other.id == profile.id or (other.purpose, other.stack_level) == (profile.purpose, profile.stack_level):
                 del self.profiles[other.id]
         self.profiles[profile.id] = profile
-        self.changes += 1
+        self.revision += 1
         return profile
 
     def clear(self, profile_id: int | None = None, purpose: str | None = None) -> int:
@@ -246,7 +263,7 @@ class ProfileSetpoint:
         ]
         for pid in gone:
             del self.profiles[pid]
-        self.changes += bool(gone)
+        self.revision += bool(gone)
         return len(gone)
 
     def end_transaction(self) -> None:
@@ -259,7 +276,27 @@ class ProfileSetpoint:
     def power(self, now: float) -> float | None:
         """:class:`~v2gtool.iso20.ports.GridRequest`: the signed W in force (the session's *now* is
         not used: the schedule runs on :attr:`clock`)."""
+        return self._power_at(self.clock())
+
+    def schedule(self, now: float, horizon: float) -> list[tuple[float, float | None]]:
+        """:class:`~v2gtool.iso20.ports.GridRequest`: (seconds, signed W) from now over *horizon*
+        seconds, one entry per change of the request (the Scheduled mode's ScheduleExchange)."""
         wall = self.clock()
+        edges = {wall + horizon}
+        for profile in self.profiles.values():
+            edges.update(profile.boundaries(self.transaction_start, wall, wall + horizon))
+        out: list[tuple[float, float | None]] = []
+        start = wall
+        for edge in sorted(edges):
+            watts = self._power_at(start)
+            if out and out[-1][1] == watts:
+                out[-1] = (out[-1][0] + edge - start, watts)
+            else:
+                out.append((edge - start, watts))
+            start = edge
+        return out
+
+    def _power_at(self, wall: float) -> float | None:
         voltage = self.voltage()
         chosen: dict[str, float] = {}
         for purpose in PURPOSE_ORDER:
