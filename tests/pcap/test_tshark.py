@@ -6,6 +6,7 @@ decoded messages are compared by re-encoding them to the bytes tshark decrypted.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,18 @@ def _tshark(path: Path, keys: Path) -> list[dict[str, Any]]:
         return _tshark_once(path, keys)
 
 
+def _current_loop_for_pyshark() -> None:
+    """pyshark takes the current event loop; an asyncio.run() earlier in the same process leaves
+    none, so set one as a fresh process would have."""
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 def _tshark_once(path: Path, keys: Path) -> list[dict[str, Any]]:
     prefs = {"tls.keylog_file": str(keys)}
+    _current_loop_for_pyshark()
     capture = pyshark.FileCapture(str(path), override_prefs=prefs, keep_packets=False)
     rows: list[dict[str, Any]] = []
     try:

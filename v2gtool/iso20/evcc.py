@@ -447,14 +447,13 @@ class Evcc:
                 ),
                 EVPowerProfileEntries=cm.EVPowerProfileEntryListType(EVPowerProfileEntry=(entry,)),
             )
+        self._power_delivery(cm.chargeProgressType.Start, now, EVPowerProfile=profile, BPT_ChannelSelection=channel)
+
+    def _power_delivery(self, progress: cm.chargeProgressType, now: float, **extra: Any) -> None:
         self._send(
             "PowerDeliveryReq",
             cm.PowerDeliveryReqType(
-                Header=self._h(now),
-                EVProcessing=ct.processingType.Finished,
-                ChargeProgress=cm.chargeProgressType.Start,
-                EVPowerProfile=profile,
-                BPT_ChannelSelection=channel,
+                Header=self._h(now), EVProcessing=ct.processingType.Finished, ChargeProgress=progress, **extra
             ),
             now,
         )
@@ -576,27 +575,13 @@ class Evcc:
             self._stop_power(now)
         elif renegotiate:  # the SECC has a new schedule (8.3.4.3.8.2): fetch it, power keeps flowing
             self._renegotiating = True
-            self._send(
-                "PowerDeliveryReq",
-                cm.PowerDeliveryReqType(
-                    Header=self._h(now),
-                    EVProcessing=ct.processingType.Finished,
-                    ChargeProgress=cm.chargeProgressType.ScheduleRenegotiation,
-                ),
-                now,
-            )
+            self._power_delivery(cm.chargeProgressType.ScheduleRenegotiation, now)
         else:
             self._send_loop(now, pace=self.config.loop_interval)
 
     def _stop_power(self, now: float) -> None:
         self._stopping = True
-        self._send(
-            "PowerDeliveryReq",
-            cm.PowerDeliveryReqType(
-                Header=self._h(now), EVProcessing=ct.processingType.Finished, ChargeProgress=cm.chargeProgressType.Stop
-            ),
-            now,
-        )
+        self._power_delivery(cm.chargeProgressType.Stop, now)
 
     def _on_dc_weldingdetection(self, body: dc.DC_WeldingDetectionResType, now: float) -> None:
         self._welding += 1
