@@ -32,7 +32,7 @@ from v2gtool.iso20.secc import Secc, SeccConfig, SessionStore
 from v2gtool.iso20.timeouts import Timeouts
 from v2gtool.iso20.values import ControlMode, service_from_name
 from v2gtool.net.sdp_transport import discover, link_local_address, serve_sdp
-from v2gtool.net.v2g_tcp import run_evcc, serve_connection
+from v2gtool.net.v2g_tcp import TransportFailed, run_evcc, serve_connection
 from v2gtool.pki.create import DEFAULT_CERTS_DIR
 from v2gtool.pki.profiles import Protocol
 from v2gtool.pki.tls import client_context, server_context
@@ -65,6 +65,8 @@ def printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
             app.console.print(f"{event.t:9.3f} {event.role} {arrow} {event.message}", highlight=False)
         elif isinstance(event, SessionEnded):
             app.console.print(f"{event.t:9.3f} {event.role} session ended: {event.reason}", highlight=False)
+        elif isinstance(event, TransportFailed):
+            app.console.print(f"{event.t:9.3f} {event.role} connection failed: {event.error}", highlight=False)
 
     return show
 
@@ -309,10 +311,18 @@ def connect(
         timeouts=Timeouts(message_scale=timeout_scale),
     )
     show = printer(app, use_json(ctx, json_out))
+    failures: list[TransportFailed] = []
+
+    def listen(event: Event) -> None:
+        if isinstance(event, TransportFailed):
+            failures.append(event)
+        show(event)
+
     plant = build_plant(scenario_path, remote_ev=False)
-    evcc = asyncio.run(connect_session(iface, host, port, context, plant, config, show))
+    evcc = asyncio.run(connect_session(iface, host, port, context, plant, config, listen))
     if not evcc.ok:
-        raise SessionFailed(f"EVCC session failed: {evcc.end_reason}")
+        cause = f"connection to the SECC failed: {failures[0].error}" if failures else evcc.end_reason
+        raise SessionFailed(f"EVCC session failed: {cause}")
 
 
 async def connect_session(

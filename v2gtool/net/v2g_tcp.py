@@ -80,11 +80,17 @@ async def serve_connection(
             if frame is None:
                 secc.charger.stop()
                 break
-            for data in _deliver(secc.receive(frame, clock()), listener):
-                if tap is not None:
-                    tap(data)
-                writer.write(data)
-            await writer.drain()
+            try:
+                for data in _deliver(secc.receive(frame, clock()), listener):
+                    if tap is not None:
+                        tap(data)
+                    writer.write(data)
+                await writer.drain()
+            except (ConnectionError, ssl.SSLError) as exc:
+                secc.charger.stop()
+                if listener is not None:
+                    listener(_transport_failed(clock(), "SECC", reader.exception() or exc))
+                break
     finally:
         writer.close()
         with contextlib.suppress(ConnectionError, ssl.SSLError):
@@ -111,8 +117,16 @@ async def run_evcc(
                     await (pace or asyncio.sleep)(evcc.pace)
                 if tap is not None:
                     tap(data)
-                writer.write(data)
-                await writer.drain()
+                try:
+                    writer.write(data)
+                    await writer.drain()
+                except (ConnectionError, ssl.SSLError) as exc:
+                    # The request went into a dead connection: no response can come. Under TLS 1.3 this is
+                    # how a refused client certificate shows (the SECC verifies it after the EVCC's side of
+                    # the handshake is complete); the reader holds the peer's alert.
+                    evcc.sent(clock())
+                    _lost(evcc, reader.exception() or exc, listener, clock())
+                    return
                 evcc.sent(clock())
             if evcc.ended:
                 return
@@ -123,9 +137,7 @@ async def run_evcc(
                 _deliver(evcc.on_timeout(deadline), listener)
                 return
             except (v2gtp.V2GTPError, ConnectionError, ssl.SSLError) as exc:
-                if listener is not None:
-                    listener(_transport_failed(clock(), "EVCC", exc))
-                _deliver(evcc.on_timeout(deadline), listener)
+                _lost(evcc, exc, listener, clock())
                 return
             if frame is None:
                 _deliver(evcc.on_timeout(deadline), listener)
@@ -143,5 +155,14 @@ class TransportFailed(Event):
     error: str
 
 
-def _transport_failed(now: float, role: str, exc: Exception) -> TransportFailed:
+def _transport_failed(now: float, role: str, exc: BaseException) -> TransportFailed:
     return TransportFailed(t=now, role=role, error=f"{type(exc).__name__}: {exc}")
+
+
+def _lost(evcc: Evcc, exc: BaseException, listener: Listener | None, now: float) -> None:
+    """The connection failed while a request was pending: report why, then end the EVCC session as its
+    message timeout would (no response can arrive on a dead connection)."""
+    if listener is not None:
+        listener(_transport_failed(now, "EVCC", exc))
+    if evcc.deadline is not None:
+        _deliver(evcc.on_timeout(evcc.deadline), listener)
