@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import signal
 import ssl
 import time
@@ -23,6 +24,7 @@ from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
 from v2gtool.errors import V2GToolError
 from v2gtool.exi import namespaces
+from v2gtool.exit_codes import ExitCode
 from v2gtool.hw.backends import sim_station
 from v2gtool.hw.isolation import Edition, IsolationProfile
 from v2gtool.hw.station import StationConfig
@@ -32,7 +34,7 @@ from v2gtool.iso20.secc import Secc, SeccConfig, SessionStore
 from v2gtool.iso20.timeouts import Timeouts
 from v2gtool.iso20.values import ControlMode, service_from_name
 from v2gtool.net.sdp_transport import discover, link_local_address, serve_sdp
-from v2gtool.net.v2g_tcp import TransportFailed, run_evcc, serve_connection
+from v2gtool.net.v2g_tcp import Ending, Outcome, TransportFailed, run_evcc, serve_connection
 from v2gtool.pki.create import DEFAULT_CERTS_DIR
 from v2gtool.pki.profiles import Protocol
 from v2gtool.pki.tls import client_context, server_context
@@ -47,6 +49,43 @@ DEFAULT_TCP_PORT = 64109
 
 class SessionFailed(V2GToolError):
     """A session (SLAC, EVCC or SECC) did not end with SessionStop."""
+
+
+class SessionTimeout(SessionFailed):
+    """The peer stayed silent past a -20 timeout (message, sequence or communication setup)."""
+
+    exit_code = ExitCode.TIMEOUT
+
+
+class SessionTlsFailed(SessionFailed):
+    """The TLS handshake failed, or the peer ended the connection with a TLS alert."""
+
+    exit_code = ExitCode.SECURITY
+
+
+def check_session(role: str, outcome: Outcome) -> None:
+    """Raise the one-line error a failed session exits with: :attr:`ExitCode.TIMEOUT` when the peer
+    stayed silent, :attr:`ExitCode.SECURITY` for a TLS failure, 1 otherwise."""
+    if outcome.ok:
+        return
+    reason = outcome.ended.reason if outcome.ended is not None else "no SessionStop"
+    if outcome.ending is Ending.TIMEOUT:
+        raise SessionTimeout(f"{role} session failed: {reason}")
+    if outcome.ending is Ending.FAILED:
+        error = SessionTlsFailed if outcome.tls_error else SessionFailed
+        raise error(f"{role} session failed: the connection failed: {outcome.error}")
+    if outcome.ending is Ending.CLOSED:
+        raise SessionFailed(f"{role} session failed: the peer closed the connection ({reason})")
+    raise SessionFailed(f"{role} session failed: {reason}")
+
+
+def scoped_host(host: str, iface: str) -> str:
+    """*host* with the interface as zone index where it needs one: link-local addresses only."""
+    try:
+        link_local = ipaddress.IPv6Address(host).is_link_local
+    except ValueError:
+        return host
+    return f"{host}%{iface}" if link_local else host
 
 
 def tls_dirs(app: AppContext, certs_dir: Path | None, trust_dir: Path | None) -> tuple[Path, Path]:
@@ -85,7 +124,7 @@ def build_plant(scenario_path: Path | None, *, remote_ev: bool) -> Plant:
     return scenario, charger, SimVehiclePort(setup, scenario.vehicle)
 
 
-def _real_time(charger: StationCharger, speed: float = 1.0) -> Callable[[], float]:
+def real_time(charger: StationCharger, speed: float = 1.0) -> Callable[[], float]:
     """Seconds on the plant's time line, advancing *speed* times as fast as the wall clock. Work the
     plant does ahead of that (a cable check runs its simulated seconds at once) moves it forward."""
     offset = charger.now() - time.monotonic() * speed
@@ -155,7 +194,7 @@ def tls_options(func: F) -> F:
     type=click.IntRange(min=0),
     default=0,
     show_default=True,
-    help="Stop after this many sessions (0: serve until SIGTERM/SIGINT).",
+    help="Stop after this many sessions, exiting non-zero if one failed (0: serve until SIGTERM/SIGINT).",
 )
 @tls_options
 @json_option
@@ -182,7 +221,8 @@ def serve(
         context = server_context(certs, trust, Protocol.ISO20, keylog=keylog)
     show = printer(app, use_json(ctx, json_out))
     plant = build_plant(scenario_path, remote_ev=True)
-    asyncio.run(serve_sessions(iface, tcp_port, context, plant, speed, sessions, show))
+    for outcome in asyncio.run(serve_sessions(iface, tcp_port, context, plant, speed, sessions, show)):
+        check_session("SECC", outcome)
 
 
 def _load_grammars() -> None:
@@ -199,22 +239,21 @@ async def serve_sessions(
     speed: float,
     sessions: int,
     show: Callable[[Event], None],
-) -> list[Secc]:
+) -> list[Outcome]:
     """SDP responder and V2GTP server on *iface* until *sessions* sessions ended (0: SIGTERM/SIGINT);
-    returns each served session's SECC, in order."""
+    returns how each served session ended, in order."""
     _load_grammars()
     scenario, charger, _vehicle = plant
-    clock = _real_time(charger, speed)
+    clock = real_time(charger, speed)
     store = SessionStore()
     stop = asyncio.Event()
-    served: list[Secc] = []
+    served: list[Outcome] = []
     one_at_a_time = asyncio.Lock()  # one charging cable: one session at a time
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         async with one_at_a_time:
             secc = Secc(SeccConfig(bpt=scenario.bpt, timeouts=Timeouts()), charger, clock(), store)
-            await serve_connection(secc, reader, writer, clock, show)
-            served.append(secc)
+            served.append(await serve_connection(secc, reader, writer, clock, show))
             if sessions and len(served) >= sessions:
                 stop.set()
 
@@ -311,18 +350,8 @@ def connect(
         timeouts=Timeouts(message_scale=timeout_scale),
     )
     show = printer(app, use_json(ctx, json_out))
-    failures: list[TransportFailed] = []
-
-    def listen(event: Event) -> None:
-        if isinstance(event, TransportFailed):
-            failures.append(event)
-        show(event)
-
     plant = build_plant(scenario_path, remote_ev=False)
-    evcc = asyncio.run(connect_session(iface, host, port, context, plant, config, listen))
-    if not evcc.ok:
-        cause = f"connection to the SECC failed: {failures[0].error}" if failures else evcc.end_reason
-        raise SessionFailed(f"EVCC session failed: {cause}")
+    asyncio.run(connect_session(iface, host, port, context, plant, config, show))
 
 
 async def connect_session(
@@ -334,20 +363,28 @@ async def connect_session(
     config: EvccConfig,
     show: Callable[[Event], None],
 ) -> Evcc:
-    """Find the SECC by SDP (unless *host*/*port*) and run one EVCC session."""
+    """Find the SECC by SDP (unless *host*/*port*) and run one EVCC session; a session that does not
+    end with SessionStop raises the error :func:`check_session` picks."""
     _load_grammars()
     _scenario, charger, vehicle = plant
-    clock = _real_time(charger)
+    clock = real_time(charger)
     if host is None or port is None:
         found = await discover(iface, Security.NO_TLS if context is None else Security.TLS)
         host, port = str(found.response.address), found.response.port
     evcc = Evcc(config, vehicle)
+    where = f"[{host}%{iface}]:{port}"
+    limit = config.timeouts.communication_setup
     try:
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host=f"{host}%{iface}", port=port, ssl=context),
-            timeout=config.timeouts.communication_setup,
+            asyncio.open_connection(host=scoped_host(host, iface), port=port, ssl=context), timeout=limit
         )
-    except (OSError, ssl.SSLError, TimeoutError) as exc:
-        raise V2GToolError(f"cannot connect to [{host}%{iface}]:{port}: {exc}") from None
-    await run_evcc(evcc, reader, writer, clock, show)
+    except TimeoutError:
+        raise SessionTimeout(
+            f"cannot connect to {where}: no connection within {limit:g} s (V2G_EVCC_CommunicationSetup_Timeout)"
+        ) from None
+    except ssl.SSLError as exc:
+        raise SessionTlsFailed(f"cannot connect to {where}: TLS handshake failed: {exc}") from None
+    except OSError as exc:
+        raise V2GToolError(f"cannot connect to {where}: {exc}") from None
+    check_session("EVCC", await run_evcc(evcc, reader, writer, clock, show))
     return evcc

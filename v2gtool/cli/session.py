@@ -29,6 +29,7 @@ from v2gtool.cli.live import (
     DEFAULT_TCP_PORT,
     SessionFailed,
     build_plant,
+    check_session,
     connect_session,
     printer,
     serve_sessions,
@@ -241,9 +242,8 @@ def _run_side(
         slac = slac_on_link(Role.EVSE, iface, simulated_modem, show, pilot.set_duty if pilot else None)
         _require_match(slac)
         port = DEFAULT_TCP_PORT
-        (secc,) = asyncio.run(serve_sessions(iface, port, context, plant, 1.0, 1, show))
-        if not secc.end_reason.startswith("SessionStop"):
-            raise SessionFailed(f"SECC session failed: {secc.end_reason}")
+        (outcome,) = asyncio.run(serve_sessions(iface, port, context, plant, 1.0, 1, show))
+        check_session("SECC", outcome)
         return
     plant = build_plant(scenario_path, remote_ev=False)
     _require_match(slac_on_link(Role.EV, iface, simulated_modem, show))
@@ -255,9 +255,7 @@ def _run_side(
         power=scenario.power,
         sign_convention=scenario.sign_convention,
     )
-    evcc = asyncio.run(connect_session(iface, None, None, context, plant, config, show))
-    if not evcc.ok:
-        raise SessionFailed(f"EVCC session failed: {evcc.end_reason}")
+    asyncio.run(connect_session(iface, None, None, context, plant, config, show))
 
 
 def _require_match(slac: SlacResult) -> None:
