@@ -29,12 +29,11 @@ from v2gtool.hw.backends import sim_station
 from v2gtool.hw.isolation import Edition, IsolationProfile
 from v2gtool.hw.station import StationConfig
 from v2gtool.iso20.evcc import Direction, Evcc, EvccConfig
-from v2gtool.iso20.events import MessageReceived, MessageSent, SessionEnded
 from v2gtool.iso20.secc import Secc, SeccConfig, SessionStore
 from v2gtool.iso20.timeouts import Timeouts
 from v2gtool.iso20.values import ControlMode, service_from_name
 from v2gtool.net.sdp_transport import discover, link_local_address, serve_sdp
-from v2gtool.net.v2g_tcp import Ending, Outcome, TransportFailed, run_evcc, serve_connection
+from v2gtool.net.v2g_tcp import Ending, Outcome, run_evcc, serve_connection
 from v2gtool.pki.create import DEFAULT_CERTS_DIR
 from v2gtool.pki.profiles import Protocol
 from v2gtool.pki.tls import client_context, server_context
@@ -42,7 +41,9 @@ from v2gtool.pki.trust import DEFAULT_TRUST_DIR
 from v2gtool.sdp import Security
 from v2gtool.session import scenario as scenarios
 from v2gtool.session.events import Event
+from v2gtool.session.journal import journal_log
 from v2gtool.session.plant import SimVehiclePort, StationCharger
+from v2gtool.session.render import describe
 
 DEFAULT_TCP_PORT = 64109
 
@@ -96,16 +97,16 @@ def tls_dirs(app: AppContext, certs_dir: Path | None, trust_dir: Path | None) ->
 
 
 def printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
+    """JSON lines with --json; else, when the output goes to the journal (under systemd), structured
+    journal records; else a human line per message and the session's end."""
+    if not as_json and (journal := journal_log()) is not None:
+        return journal
+
     def show(event: Event) -> None:
         if as_json:
             emit_json(event.to_json())
-        elif isinstance(event, MessageSent | MessageReceived):
-            arrow = "->" if isinstance(event, MessageSent) else "<-"
-            app.console.print(f"{event.t:9.3f} {event.role} {arrow} {event.message}", highlight=False)
-        elif isinstance(event, SessionEnded):
-            app.console.print(f"{event.t:9.3f} {event.role} session ended: {event.reason}", highlight=False)
-        elif isinstance(event, TransportFailed):
-            app.console.print(f"{event.t:9.3f} {event.role} connection failed: {event.error}", highlight=False)
+        elif (line := describe(event)) is not None:
+            app.console.print(f"{event.t:9.3f} {line}", highlight=False)
 
     return show
 

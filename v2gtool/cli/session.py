@@ -48,6 +48,7 @@ from v2gtool.pki.tls import client_context, server_context
 from v2gtool.pki.trust import TrustStore, load_pem_chain
 from v2gtool.session import scenario as scenarios
 from v2gtool.session.events import Event
+from v2gtool.session.journal import journal_log
 from v2gtool.session.link_chain import slac_on_link
 from v2gtool.session.runner import SessionResult, run_sim
 from v2gtool.session.trace import SessionTrace
@@ -195,12 +196,13 @@ def run(
         return
     trace = None if no_trace else _open_trace(app, trace_path)
     credentials = _pnc_credentials(app, certs_dir, trust_dir) if pnc else (None, None)
-    if as_json:
+    journal = None if as_json else journal_log()  # under systemd: journal records instead of the panel
+    if as_json or journal is not None:
         result = asyncio.run(
             run_sim(
                 scenario,
                 speed or None,
-                listener=lambda e: emit_json(e.to_json()),
+                listener=journal or (lambda e: emit_json(e.to_json())),
                 trace=trace,
                 contract=credentials[0],
                 pnc_roots=credentials[1],
