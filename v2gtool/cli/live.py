@@ -222,8 +222,10 @@ def serve(
         context = server_context(certs, trust, Protocol.ISO20, keylog=keylog)
     show = printer(app, use_json(ctx, json_out))
     plant = build_plant(scenario_path, remote_ev=True)
-    for outcome in asyncio.run(serve_sessions(iface, tcp_port, context, plant, speed, sessions, show)):
-        check_session("SECC", outcome)
+    served = asyncio.run(serve_sessions(iface, tcp_port, context, plant, speed, sessions, show))
+    if sessions:  # a counted run reports its sessions; a daemon stopped by SIGTERM exits 0
+        for outcome in served:
+            check_session("SECC", outcome)
 
 
 def _load_grammars() -> None:
@@ -373,7 +375,7 @@ async def connect_session(
         found = await discover(iface, Security.NO_TLS if context is None else Security.TLS)
         host, port = str(found.response.address), found.response.port
     evcc = Evcc(config, vehicle)
-    where = f"[{host}%{iface}]:{port}"
+    where = f"[{scoped_host(host, iface)}]:{port}"
     limit = config.timeouts.communication_setup
     try:
         reader, writer = await asyncio.wait_for(
