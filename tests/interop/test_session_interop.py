@@ -184,7 +184,8 @@ def test_their_secc_refuses_a_vehicle_outside_its_oem_root(link: VethPair, peer_
 
 def run_their_evcc_with_our_secc(link: VethPair, peer_python: Path, tmp_path: Path,
                                  pki: Pki | None = None) -> tuple[list[dict[str, object]], str, str]:
-    """Our SECC serves one session to their EVCC; returns our event records, our stderr and their log."""
+    """Our SECC serves one session to their EVCC; returns our event records, our stderr and their log.
+    The session fails (see below), so `serve --sessions 1` exits 1 with one line."""
     config = tmp_path / "evcc.json"
     config.write_text(json.dumps({
         "supportedProtocols": ["ISO_15118_20_DC"], "supportedEnergyServices": ["DC_BPT"],
@@ -199,15 +200,23 @@ def run_their_evcc_with_our_secc(link: VethPair, peer_python: Path, tmp_path: Pa
     try:
         time.sleep(1.0)
         # their EVCC does not exit after a failed session: it is stopped once our SECC has finished
+        # and it has logged our last response (it decodes slowly)
         ev = subprocess.Popen(link.cmd(link.ev_ns, str(peer_python), "-m", "iso15118.evcc.main", str(config)),
                               cwd=tmp_path, env=peer_env(link.ev_if, pki), stdout=ev_log, stderr=subprocess.STDOUT)
         secc_out, secc_err = secc.communicate(timeout=150)
+        for _ in range(100):
+            if "FAILED_POWER_DELIVERY_NOT_APPLIED" in (tmp_path / "evcc.log").read_text(errors="replace"):
+                break
+            time.sleep(0.1)
     finally:
         secc.kill()
         if ev is not None:
             ev.terminate()
             ev.wait(timeout=30)
         ev_log.close()
+    assert secc.returncode == ExitCode.FAILURE, secc_err
+    assert secc_err.startswith("v2gtool: error: SECC session failed: PowerDeliveryRes FAILED_PowerDeliveryNotApplied")
+    assert secc_err.count("\n") == 1
     records = [json.loads(line) for line in secc_out.splitlines()]
     return records, secc_err, (tmp_path / "evcc.log").read_text(errors="replace")
 
