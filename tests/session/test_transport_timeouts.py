@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from v2gtool.cli.live import SessionTimeout, build_plant, check_session, connect_session, real_time
+from v2gtool.cli.live import SessionTimeout, build_plant, check_session, connect_session, real_time, scoped_host
 from v2gtool.exit_codes import ExitCode
 from v2gtool.iso20.evcc import Evcc, EvccConfig
 from v2gtool.iso20.events import MessageReceived, SessionEnded
@@ -201,3 +201,14 @@ def test_evcc_communication_setup_timeout_when_the_tls_handshake_never_completes
     message = str(raised.value)
     assert "\n" not in message and message.endswith("no connection within 0.3 s (V2G_EVCC_CommunicationSetup_Timeout)")
     assert hello[:1] == b"\x16"  # a TLS handshake record (the ClientHello) was sent and left unanswered
+
+
+@pytest.mark.parametrize(("host", "dialled"), [
+    ("fe80::1", "fe80::1%eth1"),  # link-local: only meaningful with its interface
+    ("fe80::1%veth0", "fe80::1%veth0"),  # already scoped
+    ("::1", "::1"),  # loopback and global addresses take no zone
+    ("fd00::7", "fd00::7"),
+    ("localhost", "localhost"),
+])
+def test_connect_scopes_only_link_local_hosts(host: str, dialled: str) -> None:
+    assert scoped_host(host, "eth1") == dialled

@@ -81,12 +81,12 @@ def check_session(role: str, outcome: Outcome) -> None:
 
 
 def scoped_host(host: str, iface: str) -> str:
-    """*host* with the interface as zone index where it needs one: link-local addresses only."""
+    """*host* with the interface as zone index where it needs one: link-local addresses that have none."""
     try:
-        link_local = ipaddress.IPv6Address(host).is_link_local
+        address = ipaddress.IPv6Address(host)
     except ValueError:
         return host
-    return f"{host}%{iface}" if link_local else host
+    return f"{host}%{iface}" if address.is_link_local and address.scope_id is None else host
 
 
 def tls_dirs(app: AppContext, certs_dir: Path | None, trust_dir: Path | None) -> tuple[Path, Path]:
