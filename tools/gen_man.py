@@ -91,6 +91,12 @@ ENVIRONMENT = (
     ("V2GTOOL_CONFIG", "Configuration file, as --config."),
     ("V2GTOOL_<TABLE>__<KEY>", "Overrides one key of one table of the configuration, e.g. V2GTOOL_SLAC__IFACE=eth1."),
     ("_V2GTOOL_COMPLETE", "Set by the completion scripts when they ask v2gtool for completions."),
+    (
+        "JOURNAL_STREAM",
+        "Set by systemd when the output goes to the journal: serve, connect and session run then log each event "
+        "as a structured journal record (SYSLOG_IDENTIFIER=v2gtool, V2G_* fields, e.g. "
+        "journalctl -t v2gtool V2G_EVENT=SessionEnded) instead of text lines.",
+    ),
 )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.netns import VethPair, veth_pair
+from v2gtool.exit_codes import ExitCode
 
 pytestmark = pytest.mark.netns
 V2GTOOL = [sys.executable, "-m", "v2gtool"]
@@ -59,7 +60,7 @@ def test_tls13_mutual_auth_session_over_veth(link: VethPair, tmp_path: Path) -> 
 
 def test_tls_failure_with_an_untrusted_secc_is_one_line(link: VethPair, tmp_path: Path) -> None:
     """The EV trusts another V2G root than the one that signed the SECC's chain: the handshake fails
-    within the communication-setup timeout and connect says so in one line, exit 1."""
+    within the communication-setup timeout and connect says so in one line, exit 5 (TLS failure)."""
     for name in ("charger", "other"):
         subprocess.run([*V2GTOOL, "pki", "init", str(tmp_path / name)], check=True, capture_output=True, timeout=120)
     secc = subprocess.Popen(link.cmd(link.secc_ns, *V2GTOOL, "v2g-message-handler", "serve", "--iface", link.secc_if,
@@ -74,7 +75,7 @@ def test_tls_failure_with_an_untrusted_secc_is_one_line(link: VethPair, tmp_path
     finally:
         secc.terminate()
         secc.communicate(timeout=30)
-    assert ev.returncode == 1
+    assert ev.returncode == ExitCode.SECURITY
     assert ev.stderr.count("\n") == 1 and "Traceback" not in ev.stderr
     assert "cannot connect to" in ev.stderr and "CERTIFICATE_VERIFY_FAILED" in ev.stderr
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import signal
 import ssl
 import time
@@ -25,17 +26,17 @@ from v2gtool.cli.progress import spinner
 from v2gtool.cli.realtime import apply_options, realtime_options
 from v2gtool.errors import V2GToolError
 from v2gtool.exi import namespaces
+from v2gtool.exit_codes import ExitCode
 from v2gtool.hw.backends import sim_station
 from v2gtool.hw.isolation import Edition, IsolationProfile
 from v2gtool.hw.station import StationConfig
 from v2gtool.iso20.evcc import Direction, Evcc, EvccConfig
-from v2gtool.iso20.events import MessageReceived, MessageSent, SessionEnded
 from v2gtool.iso20.ports import GridRequest
 from v2gtool.iso20.secc import Secc, SeccConfig, SessionStore
 from v2gtool.iso20.timeouts import Timeouts
 from v2gtool.iso20.values import ControlMode, service_from_name
 from v2gtool.net.sdp_transport import discover, link_local_address, serve_sdp
-from v2gtool.net.v2g_tcp import run_evcc, serve_connection
+from v2gtool.net.v2g_tcp import Ending, Outcome, run_evcc, serve_connection
 from v2gtool.pki.create import DEFAULT_CERTS_DIR
 from v2gtool.pki.profiles import Protocol
 from v2gtool.pki.tls import client_context, server_context
@@ -43,13 +44,52 @@ from v2gtool.pki.trust import DEFAULT_TRUST_DIR
 from v2gtool.sdp import SDP_SERVER_PORT, Security
 from v2gtool.session import scenario as scenarios
 from v2gtool.session.events import Event
+from v2gtool.session.journal import journal_log
 from v2gtool.session.plant import SimVehiclePort, StationCharger
+from v2gtool.session.render import describe
 
 DEFAULT_TCP_PORT = 64109
 
 
 class SessionFailed(V2GToolError):
     """A session (SLAC, EVCC or SECC) did not end with SessionStop."""
+
+
+class SessionTimeout(SessionFailed):
+    """The peer stayed silent past a -20 timeout (message, sequence or communication setup)."""
+
+    exit_code = ExitCode.TIMEOUT
+
+
+class SessionTlsFailed(SessionFailed):
+    """The TLS handshake failed, or the peer ended the connection with a TLS alert."""
+
+    exit_code = ExitCode.SECURITY
+
+
+def check_session(role: str, outcome: Outcome) -> None:
+    """Raise the one-line error a failed session exits with: :attr:`ExitCode.TIMEOUT` when the peer
+    stayed silent, :attr:`ExitCode.SECURITY` for a TLS failure, 1 otherwise."""
+    if outcome.ok:
+        return
+    reason = outcome.ended.reason if outcome.ended is not None else "no SessionStop"
+    if outcome.ending is Ending.TIMEOUT:
+        raise SessionTimeout(f"{role} session failed: {reason}")
+    if outcome.ending is Ending.FAILED:
+        error = SessionTlsFailed if outcome.tls_error else SessionFailed
+        raise error(f"{role} session failed: the connection failed: {outcome.error}")
+    if outcome.ending is Ending.CLOSED:
+        raise SessionFailed(f"{role} session failed: the peer closed the connection ({reason})")
+    raise SessionFailed(f"{role} session failed: {reason}")
+
+
+def scoped_host(host: str, iface: str) -> str:
+    """*host* with the interface as zone index where it needs one: link-local addresses that have none."""
+    try:
+        address = ipaddress.IPv6Address(host)
+    except ValueError:
+        return host
+    return f"{host}%{iface}" if address.is_link_local and address.scope_id is None else host
 
 
 def tls_dirs(app: AppContext, certs_dir: Path | None, trust_dir: Path | None) -> tuple[Path, Path]:
@@ -60,14 +100,16 @@ def tls_dirs(app: AppContext, certs_dir: Path | None, trust_dir: Path | None) ->
 
 
 def printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
+    """JSON lines with --json; else, when the output goes to the journal (under systemd), structured
+    journal records; else a human line per message and the session's end."""
+    if not as_json and (journal := journal_log()) is not None:
+        return journal
+
     def show(event: Event) -> None:
         if as_json:
             emit_json(event.to_json())
-        elif isinstance(event, MessageSent | MessageReceived):
-            arrow = "->" if isinstance(event, MessageSent) else "<-"
-            app.console.print(f"{event.t:9.3f} {event.role} {arrow} {event.message}", highlight=False)
-        elif isinstance(event, SessionEnded):
-            app.console.print(f"{event.t:9.3f} {event.role} session ended: {event.reason}", highlight=False)
+        elif (line := describe(event)) is not None:
+            app.console.print(f"{event.t:9.3f} {line}", highlight=False)
 
     return show
 
@@ -86,7 +128,7 @@ def build_plant(scenario_path: Path | None, *, remote_ev: bool) -> Plant:
     return scenario, charger, SimVehiclePort(setup, scenario.vehicle)
 
 
-def _real_time(charger: StationCharger, speed: float = 1.0) -> Callable[[], float]:
+def real_time(charger: StationCharger, speed: float = 1.0) -> Callable[[], float]:
     """Seconds on the plant's time line, advancing *speed* times as fast as the wall clock. Work the
     plant does ahead of that (a cable check runs its simulated seconds at once) moves it forward."""
     offset = charger.now() - time.monotonic() * speed
@@ -156,7 +198,7 @@ def tls_options(func: F) -> F:
     type=click.IntRange(min=0),
     default=0,
     show_default=True,
-    help="Stop after this many sessions (0: serve until SIGTERM/SIGINT).",
+    help="Stop after this many sessions, exiting non-zero if one failed (0: serve until SIGTERM/SIGINT).",
 )
 @tls_options
 @realtime_options
@@ -189,7 +231,10 @@ def serve(
     plant = build_plant(scenario_path, remote_ev=True)
     apply_options(ctx, rt, cpu, as_json)
     with spinner(ctx, f"opening {iface}", as_json) as waiting:
-        asyncio.run(serve_sessions(iface, tcp_port, context, plant, speed, sessions, show, waiting.update))
+        served = asyncio.run(serve_sessions(iface, tcp_port, context, plant, speed, sessions, show, waiting.update))
+    if sessions:  # a counted run reports its sessions; a daemon stopped by SIGTERM exits 0
+        for outcome in served:
+            check_session("SECC", outcome)
 
 
 def _load_grammars() -> None:
@@ -208,26 +253,24 @@ async def serve_sessions(
     show: Callable[[Event], None],
     status: Callable[[str], None] = lambda _: None,
     grid: GridRequest | None = None,
-) -> list[Secc]:
+) -> list[Outcome]:
     """SDP responder and V2GTP server on *iface* until *sessions* sessions ended (0: SIGTERM/SIGINT);
-    returns each served session's SECC, in order. *status* is told what the SECC waits for; *grid*
+    returns how each served session ended, in order. *status* is told what the SECC waits for; *grid*
     is the Dynamic mode's grid request (an OCPP charging profile, ``ocpp-bridge --iface``)."""
     _load_grammars()
     scenario, charger, _vehicle = plant
-    clock = _real_time(charger, speed)
+    clock = real_time(charger, speed)
     store = SessionStore()
     stop = asyncio.Event()
-    served: list[Secc] = []
+    served: list[Outcome] = []
     one_at_a_time = asyncio.Lock()  # one charging cable: one session at a time
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         async with one_at_a_time:
             peer = writer.get_extra_info("peername")
             status(f"in session with the EV at [{peer[0]}]:{peer[1]} on {iface}")
-            config = SeccConfig(bpt=scenario.bpt, timeouts=Timeouts(), grid=grid)
-            secc = Secc(config, charger, clock(), store)
-            await serve_connection(secc, reader, writer, clock, show)
-            served.append(secc)
+            secc = Secc(SeccConfig(bpt=scenario.bpt, timeouts=Timeouts(), grid=grid), charger, clock(), store)
+            served.append(await serve_connection(secc, reader, writer, clock, show))
             if sessions and len(served) >= sessions:
                 stop.set()
             status(waiting_for)
@@ -330,9 +373,7 @@ def connect(
     show = printer(app, as_json)
     plant = build_plant(scenario_path, remote_ev=False)
     with spinner(ctx, f"starting the EVCC on {iface}", as_json) as waiting:
-        evcc = asyncio.run(connect_session(iface, host, port, context, plant, config, show, waiting.update))
-    if not evcc.ok:
-        raise SessionFailed(f"EVCC session failed: {evcc.end_reason}")
+        asyncio.run(connect_session(iface, host, port, context, plant, config, show, waiting.update))
 
 
 async def connect_session(
@@ -346,24 +387,31 @@ async def connect_session(
     status: Callable[[str], None] = lambda _: None,
 ) -> Evcc:
     """Find the SECC by SDP (unless *host*/*port*) and run one EVCC session; *status* is told what
-    the EVCC waits for."""
+    the EVCC waits for. A session that does not end with SessionStop raises the error
+    :func:`check_session` picks."""
     _load_grammars()
     _scenario, charger, vehicle = plant
-    clock = _real_time(charger)
+    clock = real_time(charger)
     if host is None or port is None:
         status(f"discovering the SECC on {iface}: SDP requests to [ff02::1]:{SDP_SERVER_PORT}")
         found = await discover(iface, Security.NO_TLS if context is None else Security.TLS)
         host, port = str(found.response.address), found.response.port
     evcc = Evcc(config, vehicle)
-    where = f"[{host}%{iface}]:{port}"
+    where = f"[{scoped_host(host, iface)}]:{port}"
+    limit = config.timeouts.communication_setup
     status(f"connecting to the SECC at {where}" + ("" if context is None else ", TLS 1.3 handshake"))
     try:
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host=f"{host}%{iface}", port=port, ssl=context),
-            timeout=config.timeouts.communication_setup,
+            asyncio.open_connection(host=scoped_host(host, iface), port=port, ssl=context), timeout=limit
         )
-    except (OSError, ssl.SSLError, TimeoutError) as exc:
+    except TimeoutError:
+        raise SessionTimeout(
+            f"cannot connect to {where}: no connection within {limit:g} s (V2G_EVCC_CommunicationSetup_Timeout)"
+        ) from None
+    except ssl.SSLError as exc:
+        raise SessionTlsFailed(f"cannot connect to {where}: TLS handshake failed: {exc}") from None
+    except OSError as exc:
         raise V2GToolError(f"cannot connect to {where}: {exc}") from None
     status(f"in session with the SECC at {where}")
-    await run_evcc(evcc, reader, writer, clock, show)
+    check_session("EVCC", await run_evcc(evcc, reader, writer, clock, show))
     return evcc

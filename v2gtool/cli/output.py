@@ -14,10 +14,11 @@ from v2gtool.cli.context import app_context
 
 
 def emit_json(record: Any, stream: TextIO | None = None) -> None:
-    """Write *record* as one compact JSON line and flush, so a pipeline sees it at once."""
+    """Write *record* as one compact JSON line and flush, so a pipeline sees it at once. The line is
+    one write: unbuffered (PYTHONUNBUFFERED), two processes sharing a pipe (``session run --netns``)
+    would otherwise interleave between a record and its newline."""
     out = sys.stdout if stream is None else stream
-    out.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False))
-    out.write("\n")
+    out.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n")
     out.flush()
 
 

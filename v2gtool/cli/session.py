@@ -32,6 +32,7 @@ from v2gtool.cli.live import (
     DEFAULT_TCP_PORT,
     SessionFailed,
     build_plant,
+    check_session,
     connect_session,
     printer,
     serve_sessions,
@@ -52,6 +53,7 @@ from v2gtool.pki.tls import client_context, server_context
 from v2gtool.pki.trust import TrustStore, load_pem_chain
 from v2gtool.session import scenario as scenarios
 from v2gtool.session.events import Event
+from v2gtool.session.journal import journal_log
 from v2gtool.session.link_chain import slac_on_link
 from v2gtool.session.runner import SessionResult, run_sim
 from v2gtool.session.trace import SessionTrace
@@ -205,12 +207,13 @@ def run(
         return
     trace = None if no_trace else _open_trace(app, trace_path)
     credentials = _pnc_credentials(app, certs_dir, trust_dir) if pnc else (None, None)
-    if as_json:
+    journal = None if as_json else journal_log()  # under systemd: journal records instead of the panel
+    if as_json or journal is not None:
         result = asyncio.run(
             run_sim(
                 scenario,
                 speed or None,
-                listener=lambda e: emit_json(e.to_json()),
+                listener=journal or (lambda e: emit_json(e.to_json())),
                 trace=trace,
                 contract=credentials[0],
                 pnc_roots=credentials[1],
@@ -254,9 +257,8 @@ def _run_side(
         slac = slac_on_link(Role.EVSE, iface, simulated_modem, on_slac, pilot.set_duty if pilot else None)
         _require_match(slac)
         port = DEFAULT_TCP_PORT
-        (secc,) = asyncio.run(serve_sessions(iface, port, context, plant, 1.0, 1, show, waiting.update))
-        if not secc.end_reason.startswith("SessionStop"):
-            raise SessionFailed(f"SECC session failed: {secc.end_reason}")
+        (outcome,) = asyncio.run(serve_sessions(iface, port, context, plant, 1.0, 1, show, waiting.update))
+        check_session("SECC", outcome)
         return
     plant = build_plant(scenario_path, remote_ev=False)
     _require_match(slac_on_link(Role.EV, iface, simulated_modem, follow_slac(waiting, Role.EV, iface, show)))
@@ -268,9 +270,7 @@ def _run_side(
         power=scenario.power,
         sign_convention=scenario.sign_convention,
     )
-    evcc = asyncio.run(connect_session(iface, None, None, context, plant, config, show, waiting.update))
-    if not evcc.ok:
-        raise SessionFailed(f"EVCC session failed: {evcc.end_reason}")
+    asyncio.run(connect_session(iface, None, None, context, plant, config, show, waiting.update))
 
 
 def _require_match(slac: SlacResult) -> None:

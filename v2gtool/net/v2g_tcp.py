@@ -14,9 +14,11 @@ import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from enum import Enum
 
 from v2gtool import v2gtp
 from v2gtool.iso20.evcc import Evcc
+from v2gtool.iso20.events import SessionEnded
 from v2gtool.iso20.secc import Secc
 from v2gtool.session.events import Event
 
@@ -55,6 +57,59 @@ def _deliver(outputs: list[bytes | Event], listener: Listener | None) -> list[by
 Tap = Callable[[bytes], None]
 
 
+class Ending(Enum):
+    """What ended a connection's session, as the transport saw it."""
+
+    ENGINE = "engine"  # the engine ended it: SessionStop, a FAILED response code, a phase timeout
+    TIMEOUT = "timeout"  # the engine's deadline passed with nothing received from the peer
+    CLOSED = "closed"  # the peer closed the connection
+    FAILED = "failed"  # the connection failed: reset, TLS alert, a bad V2GTP header
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one connection's session ended: the transport's view and the engine's SessionEnded."""
+
+    ending: Ending
+    ended: SessionEnded | None
+    error: str = ""  # Ending.FAILED: the exception, "Type: message"
+    tls_error: bool = False  # Ending.FAILED by a TLS alert or TLS protocol error
+
+    @property
+    def ok(self) -> bool:
+        return self.ended is not None and self.ended.ok
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransportFailed(Event):
+    """The connection failed under a session (reset, TLS alert, a bad V2GTP header)."""
+
+    role: str
+    error: str
+
+
+class _Watch:
+    """Passes events on to the listener and keeps the session's SessionEnded."""
+
+    def __init__(self, listener: Listener | None) -> None:
+        self.listener = listener
+        self.ended: SessionEnded | None = None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, SessionEnded):
+            self.ended = event
+        if self.listener is not None:
+            self.listener(event)
+
+    def outcome(self, ending: Ending) -> Outcome:
+        return Outcome(ending, self.ended)
+
+    def failed(self, role: str, now: float, exc: BaseException) -> Outcome:
+        event = TransportFailed(t=now, role=role, error=f"{type(exc).__name__}: {exc}")
+        self(event)
+        return Outcome(Ending.FAILED, self.ended, event.error, isinstance(exc, ssl.SSLError))
+
+
 async def serve_connection(
     secc: Secc,
     reader: asyncio.StreamReader,
@@ -62,29 +117,35 @@ async def serve_connection(
     clock: Callable[[], float],
     listener: Listener | None = None,
     tap: Tap | None = None,
-) -> None:
-    """Run one SECC session on an accepted connection until it ends or the peer goes away."""
+) -> Outcome:
+    """Run one SECC session on an accepted connection until it ends or the peer goes away. Without a
+    request before :attr:`Secc.deadline` (communication setup, then V2G_SECC_Sequence_Timeout) the SECC
+    ends the session; when the connection ends first, the charger is stopped."""
     stream = FrameStream(reader)
+    watch = _Watch(listener)
     try:
         while not secc.ended:
             try:
                 frame = await asyncio.wait_for(stream.next(), timeout=max(0.0, secc.deadline - clock()))
             except TimeoutError:
-                _deliver(secc.on_timeout(clock()), listener)
-                break
+                _deliver(secc.on_timeout(max(clock(), secc.deadline)), watch)
+                return watch.outcome(Ending.TIMEOUT)
             except (v2gtp.V2GTPError, ConnectionError, ssl.SSLError) as exc:
                 secc.charger.stop()
-                if listener is not None:
-                    listener(_transport_failed(clock(), "SECC", exc))
-                break
+                return watch.failed("SECC", clock(), exc)
             if frame is None:
                 secc.charger.stop()
-                break
-            for data in _deliver(secc.receive(frame, clock()), listener):
-                if tap is not None:
-                    tap(data)
-                writer.write(data)
-            await writer.drain()
+                return watch.outcome(Ending.CLOSED)
+            try:
+                for data in _deliver(secc.receive(frame, clock()), watch):
+                    if tap is not None:
+                        tap(data)
+                    writer.write(data)
+                await writer.drain()
+            except (ConnectionError, ssl.SSLError) as exc:
+                secc.charger.stop()
+                return watch.failed("SECC", clock(), reader.exception() or exc)
+        return watch.outcome(Ending.ENGINE)
     finally:
         writer.close()
         with contextlib.suppress(ConnectionError, ssl.SSLError):
@@ -99,37 +160,48 @@ async def run_evcc(
     listener: Listener | None = None,
     pace: Callable[[float], Awaitable[None]] | None = None,
     tap: Tap | None = None,
-) -> None:
+) -> Outcome:
     """Drive one EVCC session over a connected stream. Before a request the EV waits its pace (the
-    seconds :attr:`Evcc.pace` asks for); *pace* replaces that wait, e.g. to advance a simulated plant."""
+    seconds :attr:`Evcc.pace` asks for); *pace* replaces that wait, e.g. to advance a simulated plant.
+    A response that does not arrive within the request's message timeout ends the session
+    (:meth:`Evcc.on_timeout`); so does a failed or closed connection, as no response can come then."""
     stream = FrameStream(reader)
+    watch = _Watch(listener)
     try:
         outputs = evcc.start(clock())
         while True:
-            for data in _deliver(outputs, listener):
+            for data in _deliver(outputs, watch):
                 if evcc.pace > 0:
                     await (pace or asyncio.sleep)(evcc.pace)
                 if tap is not None:
                     tap(data)
-                writer.write(data)
-                await writer.drain()
+                try:
+                    writer.write(data)
+                    await writer.drain()
+                except (ConnectionError, ssl.SSLError) as exc:
+                    # The request went into a dead connection. Under TLS 1.3 this is how a refused client
+                    # certificate shows (the SECC checks it after the EVCC's side of the handshake is
+                    # complete); the reader holds the peer's alert, if it sent one.
+                    evcc.sent(clock())
+                    outcome = watch.failed("EVCC", clock(), reader.exception() or exc)
+                    _abandon(evcc, watch)
+                    return outcome
                 evcc.sent(clock())
             if evcc.ended:
-                return
+                return watch.outcome(Ending.ENGINE)
             deadline = evcc.deadline if evcc.deadline is not None else clock()
             try:
                 frame = await asyncio.wait_for(stream.next(), timeout=max(0.0, deadline - clock()))
             except TimeoutError:
-                _deliver(evcc.on_timeout(deadline), listener)
-                return
+                _deliver(evcc.on_timeout(deadline), watch)
+                return watch.outcome(Ending.TIMEOUT)
             except (v2gtp.V2GTPError, ConnectionError, ssl.SSLError) as exc:
-                if listener is not None:
-                    listener(_transport_failed(clock(), "EVCC", exc))
-                _deliver(evcc.on_timeout(deadline), listener)
-                return
+                outcome = watch.failed("EVCC", clock(), exc)
+                _abandon(evcc, watch)
+                return outcome
             if frame is None:
-                _deliver(evcc.on_timeout(deadline), listener)
-                return
+                _abandon(evcc, watch)
+                return watch.outcome(Ending.CLOSED)
             outputs = evcc.receive(frame, clock())
     finally:
         writer.close()
@@ -137,11 +209,8 @@ async def run_evcc(
             await writer.wait_closed()
 
 
-@dataclass(frozen=True, kw_only=True)
-class TransportFailed(Event):
-    role: str
-    error: str
-
-
-def _transport_failed(now: float, role: str, exc: Exception) -> TransportFailed:
-    return TransportFailed(t=now, role=role, error=f"{type(exc).__name__}: {exc}")
+def _abandon(evcc: Evcc, watch: _Watch) -> None:
+    """End the EVCC session whose pending request can no longer be answered, as its message timeout
+    would (the engine has no other way to be ended from outside)."""
+    if evcc.deadline is not None:
+        _deliver(evcc.on_timeout(evcc.deadline), watch)

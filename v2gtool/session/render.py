@@ -1,0 +1,20 @@
+"""The human line of the session events people follow as they happen (``serve``, ``connect``,
+``session run --role``), shared by the terminal printer and the journal's MESSAGE field."""
+
+from __future__ import annotations
+
+from v2gtool.iso20.events import MessageReceived, MessageSent, SessionEnded
+from v2gtool.net.v2g_tcp import TransportFailed
+from v2gtool.session.events import Event
+
+
+def describe(event: Event) -> str | None:
+    """``ROLE -> message`` / ``<-``, the session's end and a failed connection; None for other events."""
+    if isinstance(event, MessageSent | MessageReceived):
+        arrow = "->" if isinstance(event, MessageSent) else "<-"
+        return f"{event.role} {arrow} {event.message}"
+    if isinstance(event, SessionEnded):
+        return f"{event.role} session ended: {event.reason}"
+    if isinstance(event, TransportFailed):
+        return f"{event.role} connection failed: {event.error}"
+    return None
