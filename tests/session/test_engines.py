@@ -12,6 +12,7 @@ from v2gtool.iso20.evcc import Evcc, EvccConfig
 from v2gtool.iso20.events import PowerFlow, SessionEnded
 from v2gtool.iso20.ports import CableCheckStatus, PowerLimits
 from v2gtool.iso20.secc import Secc, SeccConfig, SessionStore
+from v2gtool.iso20.timeouts import Timeouts
 from v2gtool.iso20.values import ControlMode, ServiceID, header
 from v2gtool.messages import apphand
 from v2gtool.messages import iso20_cm as cm
@@ -135,6 +136,31 @@ def test_evcc_message_timeouts_per_request() -> None:
     loop.pending = "DC_ChargeLoopReq"
     loop.sent(10.0)
     assert loop.deadline == 10.5  # DC_ChargeLoop: 0.5 s
+
+
+def test_evcc_communication_setup_timeout_spans_the_handshake_and_session_setup() -> None:
+    """V2G_EVCC_CommunicationSetup_Timeout runs from the first request to SessionSetupRes: a slow
+    but in-time handshake answer leaves SessionSetupReq less than its own message timeout."""
+    evcc = Evcc(EvccConfig(timeouts=Timeouts(communication_setup=3.0)), StillVehicle())
+    evcc.start(0.0)
+    handshake = apphand.supportedAppProtocolResType(
+        ResponseCode=apphand.responseCodeType.OK_SuccessfulNegotiation, SchemaID=1
+    )
+    out = evcc.receive(frame("supportedAppProtocolRes", handshake), 1.9)
+    assert any(isinstance(o, bytes) for o in out) and evcc.pending == "SessionSetupReq"
+    evcc.sent(1.9)
+    assert evcc.deadline == 3.0  # not 1.9 + 2 s: the setup time is nearly gone
+    (ended,) = [e for e in evcc.on_timeout(3.0) if isinstance(e, SessionEnded)]
+    assert ended.reason.startswith("V2G_EVCC_CommunicationSetup_Timeout")
+    fresh = Evcc(EvccConfig(timeouts=Timeouts(communication_setup=3.0)), StillVehicle())
+    fresh.start(0.0)
+    fresh.receive(frame("supportedAppProtocolRes", handshake), 0.1)
+    setup = cm.SessionSetupResType(
+        Header=header(b"\x01" * 8, 0), ResponseCode=ct.responseCodeType.OK_NewSessionEstablished, EVSEID="E"
+    )
+    fresh.receive(frame("SessionSetupRes", setup), 0.2)
+    fresh.sent(2.9)
+    assert fresh.deadline == 4.9  # after SessionSetupRes only the message timeout counts
 
 
 def test_evcc_rejects_an_unexpected_response() -> None:

@@ -77,6 +77,7 @@ class Evcc:
         self.pending: str | None = None
         self.sent_at = 0.0
         self.deadline: float | None = None
+        self._setup_deadline: float | None = None  # V2G_EVCC_CommunicationSetup_Timeout, until SessionSetupRes
         self.pace = 0.0
         self.ended = False
         self.ok = False
@@ -107,8 +108,8 @@ class Evcc:
             SchemaID=1,
             Priority=1,
         )
+        self._setup_deadline = now + self.config.timeouts.communication_setup
         self._send("supportedAppProtocolReq", apphand.supportedAppProtocolReqType(AppProtocol=(protocol,)), now)
-        self.deadline = now + self.config.timeouts.communication_setup
         return self._out
 
     def receive(self, frame: v2gtp.V2GTPFrame, now: float) -> list[Output]:
@@ -145,7 +146,11 @@ class Evcc:
     def on_timeout(self, now: float) -> list[Output]:
         self._out = []
         if not self.ended and self.deadline is not None and now >= self.deadline:
-            self._end(now, f"timeout waiting for {(self.pending or '')[:-3]}Res", ok=False)
+            if self._setup_deadline is not None and now >= self._setup_deadline:
+                reason = "V2G_EVCC_CommunicationSetup_Timeout: no SessionSetupRes in time"
+            else:
+                reason = f"timeout waiting for {(self.pending or '')[:-3]}Res"
+            self._end(now, reason, ok=False)
         return self._out
 
     # -- helpers ----------------------------------------------------------------------------------------
@@ -164,6 +169,8 @@ class Evcc:
         self.sent_at = now
         if self.pending is not None:
             self.deadline = now + self.config.timeouts.for_request(self.pending)
+            if self._setup_deadline is not None:  # until SessionSetupRes, the sooner of the two
+                self.deadline = min(self.deadline, self._setup_deadline)
 
     def _advance(self, key: str, now: float, ongoing: bool = False) -> None:
         target = next_state(self.state, key, ongoing)
@@ -200,6 +207,7 @@ class Evcc:
         self._send("SessionSetupReq", cm.SessionSetupReqType(Header=self._h(now), EVCCID=self.config.evcc_id), now)
 
     def _on_sessionsetup(self, body: cm.SessionSetupResType, now: float) -> None:
+        self._setup_deadline = None
         self.session_id = body.Header.SessionID
         self._advance("SessionSetupReq", now)
         self._send("AuthorizationSetupReq", cm.AuthorizationSetupReqType(Header=self._h(now)), now)

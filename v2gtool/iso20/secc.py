@@ -127,7 +127,11 @@ class Secc:
         self._out = []
         if not self.ended and now >= self.deadline:
             self.charger.stop()
-            self._end(now, f"V2G_SECC_Sequence_Timeout: no request in state {self.state.value}", ok=False)
+            if self.state == State.SUPPORTED_APP_PROTOCOL:  # nothing heard since the connection opened
+                reason = "V2G_SECC_CommunicationSetup_Timeout: no supportedAppProtocolReq"
+            else:
+                reason = f"V2G_SECC_Sequence_Timeout: no request in state {self.state.value}"
+            self._end(now, reason, ok=False)
         return self._out
 
     # -- dispatch --------------------------------------------------------------------------------------
