@@ -6,7 +6,11 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from v2gtool import v2gtp
+from v2gtool.cli.live import SessionTimeout
+from v2gtool.cli.session import _report
 from v2gtool.iso20 import messages
 from v2gtool.iso20.evcc import Evcc, EvccConfig
 from v2gtool.iso20.events import PowerFlow, SessionEnded
@@ -18,6 +22,7 @@ from v2gtool.messages import apphand
 from v2gtool.messages import iso20_cm as cm
 from v2gtool.messages import iso20_ct as ct
 from v2gtool.messages import iso20_dc as dc
+from v2gtool.net.v2g_tcp import Ending
 from v2gtool.session import scenario as scenarios
 from v2gtool.session.runner import run_sim
 
@@ -220,3 +225,16 @@ def test_paused_session_is_resumed_with_its_service() -> None:
     assert second.service == ServiceID.DC_BPT and second.control_mode == ControlMode.DYNAMIC
     # the paused entry is used up by the resume
     assert sid not in store.paused
+
+
+def test_a_sim_session_the_secc_answers_too_late_ends_as_a_timeout() -> None:
+    """The loop's message timeout shrunk below what any real answer takes: the EVCC gives up, the
+    result says the transport timed out, and ``session run`` maps that to the timeout exit status."""
+    timeouts = Timeouts(message={"DC_ChargeLoopReq": 1e-6})
+    result = asyncio.run(run_sim(scenarios.load(None, duration=5.0), speed=1.0, timeouts=timeouts))
+    assert not result.ok and result.ending is Ending.TIMEOUT
+    assert result.reason == "timeout waiting for DC_ChargeLoopRes"
+
+    with pytest.raises(SessionTimeout, match="DC_ChargeLoop") as raised:
+        _report(None, result, as_json=True)  # type: ignore[arg-type]  # JSON output needs no console
+    assert raised.value.exit_code == 3

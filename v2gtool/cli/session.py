@@ -31,6 +31,7 @@ from v2gtool.cli.evse_slac import follow_slac
 from v2gtool.cli.live import (
     DEFAULT_TCP_PORT,
     SessionFailed,
+    SessionTimeout,
     build_plant,
     check_session,
     connect_session,
@@ -48,6 +49,7 @@ from v2gtool.iso20.events import MessageReceived, PhaseChanged, PowerFlow, Sessi
 from v2gtool.iso20.pnc import Contract
 from v2gtool.iso20.values import ControlMode, SignConvention, service_from_name
 from v2gtool.net.netns import veth_pair
+from v2gtool.net.v2g_tcp import Ending
 from v2gtool.pki.profiles import Protocol
 from v2gtool.pki.tls import client_context, server_context
 from v2gtool.pki.trust import TrustStore, load_pem_chain
@@ -433,6 +435,5 @@ def _report(app: AppContext, result: SessionResult, as_json: bool) -> None:
         hint = DEBUG_HINTS.get(phase)
         ended = next((e for e in reversed(result.events) if isinstance(e, SessionEnded)), None)
         why = ended.reason if ended else result.reason
-        raise SessionFailed(
-            f"session failed in {phase or 'set-up'}: {why}" + (f"; debug with `{hint}`" if hint else "")
-        )
+        error = SessionTimeout if result.ending is Ending.TIMEOUT else SessionFailed
+        raise error(f"session failed in {phase or 'set-up'}: {why}" + (f"; debug with `{hint}`" if hint else ""))

@@ -28,7 +28,7 @@ from v2gtool.iso20.ports import ConstantGridRequest, GridRequest
 from v2gtool.iso20.secc import Secc, SeccConfig
 from v2gtool.iso20.timeouts import Timeouts
 from v2gtool.iso20.values import ControlMode
-from v2gtool.net.v2g_tcp import run_evcc, serve_connection
+from v2gtool.net.v2g_tcp import Ending, run_evcc, serve_connection
 from v2gtool.session.events import Event
 from v2gtool.session.plant import SimVehiclePort, StationCharger
 from v2gtool.session.scenario import SessionScenario
@@ -51,6 +51,7 @@ class SessionResult:
     soc_end: float = 0.0
     duration: float = 0.0
     events: list[Event] = field(default_factory=list)
+    ending: Ending | None = None  # how the EVCC's connection ended (None: it never got one)
 
 
 async def run_sim(
@@ -153,7 +154,7 @@ async def run_sim(
     port = server.sockets[0].getsockname()[1]
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        await run_evcc(
+        outcome = await run_evcc(
             evcc,
             reader,
             writer,
@@ -179,4 +180,5 @@ async def run_sim(
         soc_end=vehicle.soc_percent(),
         duration=charger.now() - started,
         events=events,
+        ending=outcome.ending,
     )
