@@ -11,6 +11,9 @@ import pytest
 from v2gtool import v2gtp
 from v2gtool.cli.live import SessionTimeout
 from v2gtool.cli.session import _report
+from v2gtool.hw.backends import sim_station
+from v2gtool.hw.isolation import Edition, IsolationProfile
+from v2gtool.hw.station import StationConfig
 from v2gtool.iso20 import messages
 from v2gtool.iso20.evcc import Evcc, EvccConfig
 from v2gtool.iso20.events import PowerFlow, SessionEnded
@@ -24,6 +27,7 @@ from v2gtool.messages import iso20_ct as ct
 from v2gtool.messages import iso20_dc as dc
 from v2gtool.net.v2g_tcp import Ending
 from v2gtool.session import scenario as scenarios
+from v2gtool.session.plant import SimVehiclePort, StationCharger
 from v2gtool.session.runner import run_sim
 
 LIMITS = scenarios.CHARGER_LIMITS
@@ -238,3 +242,36 @@ def test_a_sim_session_the_secc_answers_too_late_ends_as_a_timeout() -> None:
     with pytest.raises(SessionTimeout, match="DC_ChargeLoop") as raised:
         _report(None, result, as_json=True)  # type: ignore[arg-type]  # JSON output needs no console
     assert raised.value.exit_code == 3
+
+
+def _pump(evcc: Evcc, secc: Secc, charger: StationCharger) -> None:
+    """EVCC against SECC without sockets, simulated time advancing by the EV's pace."""
+    outputs = evcc.start(charger.now())
+    while not evcc.ended:
+        request = next(o for o in outputs if isinstance(o, bytes))
+        charger.advance(charger.now() + evcc.pace)
+        evcc.sent(charger.now())
+        answer = next(o for o in secc.receive(v2gtp.decode_frame(request), charger.now()) if isinstance(o, bytes))
+        outputs = evcc.receive(v2gtp.decode_frame(answer), charger.now() + 0.01)
+
+
+def test_a_paused_session_is_resumed_by_the_evcc() -> None:
+    scenario = scenarios.load(None, duration=2.0)
+    setup = sim_station(StationConfig(IsolationProfile(Edition.IEC_61851_23_2023, 920.0)), scenario.plant)
+    setup.station.run(0.01)
+    charger = StationCharger(setup, scenario.charger)
+    vehicle = SimVehiclePort(setup, scenario.vehicle)
+    store = SessionStore()
+    first = Evcc(EvccConfig(duration=2.0, pause=True), vehicle)
+    _pump(first, Secc(SeccConfig(), charger, charger.now(), store), charger)
+    assert first.ok and first.end_reason == "SessionStop Pause" and not first.resumed
+    assert set(store.paused) == {first.session_id}
+    setup.station.run(2.0)  # the EV reconnects; meanwhile the DC link bleeds down below 60 V
+    second = Evcc(EvccConfig(duration=2.0, resume_session_id=first.session_id), vehicle)
+    _pump(second, Secc(SeccConfig(), charger, charger.now(), store), charger)
+    assert second.ok and second.resumed and second.session_id == first.session_id
+    assert second.end_reason == "SessionStop Terminate" and not store.paused
+    setup.station.run(2.0)
+    third = Evcc(EvccConfig(duration=2.0, resume_session_id=first.session_id), vehicle)
+    _pump(third, Secc(SeccConfig(), charger, charger.now(), store), charger)
+    assert third.ok and not third.resumed and third.session_id != first.session_id  # resumed only once

@@ -63,6 +63,10 @@ class EvccConfig:
     battery_capacity_wh: float = 60_000.0
     sign_convention: SignConvention = SignConvention.SIGNED
     contract: pnc.Contract | None = None  # Plug & Charge when the SECC offers it, else EIM
+    # SessionStop Pause instead of Terminate (8.3.4.3.1): the SECC keeps the session for a resume.
+    pause: bool = False
+    # A paused session's SessionID: SessionSetupReq asks to resume it (OK_OldSessionJoined).
+    resume_session_id: bytes | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
 
 
@@ -74,6 +78,7 @@ class Evcc:
         self.vehicle = vehicle
         self.state = State.SUPPORTED_APP_PROTOCOL
         self.session_id = bytes(8)
+        self.resumed = False  # SessionSetupRes OK_OldSessionJoined: a paused session goes on
         self.pending: str | None = None
         self.sent_at = 0.0
         self.deadline: float | None = None
@@ -204,10 +209,13 @@ class Evcc:
             self._end(now, "SECC does not speak ISO 15118-20 DC", ok=False)
             return
         self._advance("supportedAppProtocolReq", now)
+        if self.config.resume_session_id is not None:
+            self.session_id = self.config.resume_session_id
         self._send("SessionSetupReq", cm.SessionSetupReqType(Header=self._h(now), EVCCID=self.config.evcc_id), now)
 
     def _on_sessionsetup(self, body: cm.SessionSetupResType, now: float) -> None:
         self._setup_deadline = None
+        self.resumed = body.ResponseCode == ct.responseCodeType.OK_OldSessionJoined
         self.session_id = body.Header.SessionID
         self._advance("SessionSetupReq", now)
         self._send("AuthorizationSetupReq", cm.AuthorizationSetupReqType(Header=self._h(now)), now)
@@ -603,13 +611,17 @@ class Evcc:
             return
         self._send(
             "SessionStopReq",
-            cm.SessionStopReqType(Header=self._h(now), ChargingSession=cm.chargingSessionType.Terminate),
+            cm.SessionStopReqType(
+                Header=self._h(now),
+                ChargingSession=cm.chargingSessionType.Pause if self.config.pause else cm.chargingSessionType.Terminate,
+            ),
             now,
         )
 
     def _on_sessionstop(self, body: cm.SessionStopResType, now: float) -> None:
         self._advance("SessionStopReq", now)
-        self._end(now, "SessionStop Terminate", ok=True)
+        kind = "Pause" if self.config.pause else "Terminate"
+        self._end(now, f"SessionStop {kind}", ok=True)
 
 
 def _step_at(steps: list[tuple[float, float]], now: float) -> float | None:

@@ -102,6 +102,8 @@ class StationCharger:
     def stop(self) -> None:
         self.station.request_current(0.0)
         self.station.session_stop()
+        # The next energy transfer needs a cable check of its own (IEC 61851-23 CC.4.1).
+        self.cable_check_report = None
         if self._mirror:
             self.setup.vehicle.session_stopped()
 
