@@ -65,6 +65,9 @@ class EvccConfig:
     contract: pnc.Contract | None = None  # Plug & Charge when the SECC offers it, else EIM
     # SessionStop Pause instead of Terminate (8.3.4.3.1): the SECC keeps the session for a resume.
     pause: bool = False
+    # PowerDelivery Standby this many seconds into the loop, for standby_for seconds, then Start again.
+    standby_at: float | None = None
+    standby_for: float = 5.0
     # A paused session's SessionID: SessionSetupReq asks to resume it (OK_OldSessionJoined).
     resume_session_id: bytes | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
@@ -101,6 +104,7 @@ class Evcc:
         self._charge_schedule: list[tuple[float, float]] = []
         self._discharge_schedule: list[tuple[float, float]] = []
         self._renegotiating = False  # between PowerDelivery ScheduleRenegotiation and the new schedule
+        self._standby = ""  # "asked" after PowerDelivery Standby, "done" once it resumed
         self._out: list[Output] = []
 
     # -- driving ---------------------------------------------------------------------------------------
@@ -439,7 +443,7 @@ class Evcc:
         self.vehicle.close_contactors()
         self._send_start(now)
 
-    def _send_start(self, now: float) -> None:
+    def _send_start(self, now: float, pace: float = 0.0) -> None:
         """PowerDeliveryReq Start: the BPT channel and, in Scheduled mode, the EV's power profile."""
         channel = None
         if self.config.service == ServiceID.DC_BPT:
@@ -463,15 +467,18 @@ class Evcc:
                 ),
                 EVPowerProfileEntries=cm.EVPowerProfileEntryListType(EVPowerProfileEntry=(entry,)),
             )
-        self._power_delivery(cm.chargeProgressType.Start, now, EVPowerProfile=profile, BPT_ChannelSelection=channel)
+        self._power_delivery(
+            cm.chargeProgressType.Start, now, pace, EVPowerProfile=profile, BPT_ChannelSelection=channel
+        )
 
-    def _power_delivery(self, progress: cm.chargeProgressType, now: float, **extra: Any) -> None:
+    def _power_delivery(self, progress: cm.chargeProgressType, now: float, pace: float = 0.0, **extra: Any) -> None:
         self._send(
             "PowerDeliveryReq",
             cm.PowerDeliveryReqType(
                 Header=self._h(now), EVProcessing=ct.processingType.Finished, ChargeProgress=progress, **extra
             ),
             now,
+            pace,
         )
 
     def _signed_power(self, now: float) -> float:
@@ -499,6 +506,11 @@ class Evcc:
         if self._renegotiating:
             self._advance("PowerDeliveryReq:ScheduleRenegotiation", now)
             self._send_schedule_exchange(now)
+            return
+        if self._standby == "asked":  # in standby: resume with Start after the pause (8.3.4.3.8.2)
+            self._advance("PowerDeliveryReq:Standby", now)
+            self._standby = "done"
+            self._send_start(now, pace=self.config.standby_for)
             return
         self._advance("PowerDeliveryReq:Start", now)
         if self.loop_started is None:  # a renegotiation does not restart the loop's duration
@@ -587,8 +599,17 @@ class Evcc:
             body.EVSEStatus is not None
             and body.EVSEStatus.EVSENotification == ct.evseNotificationType.ScheduleRenegotiation
         )
+        standby = (
+            self.config.standby_at is not None
+            and not self._standby
+            and now - self.loop_started >= self.config.standby_at
+        )
         if done:
             self._stop_power(now)
+        elif standby:
+            self._standby = "asked"
+            self._last_flow = None  # no energy moves in standby
+            self._power_delivery(cm.chargeProgressType.Standby, now)
         elif renegotiate:  # the SECC has a new schedule (8.3.4.3.8.2): fetch it, power keeps flowing
             self._renegotiating = True
             self._power_delivery(cm.chargeProgressType.ScheduleRenegotiation, now)

@@ -490,6 +490,9 @@ class Secc:
             pass  # the EV is not ready yet (8.3.4.4.3): acknowledge, stay in precharge
         elif progress == cm.chargeProgressType.ScheduleRenegotiation:
             pass  # back to ScheduleExchange with the contactors closed; the loop resumes after it
+        elif progress == cm.chargeProgressType.Standby and self._transferring:
+            # The EV pauses energy transfer: no current, contactors closed, Start resumes at once.
+            self.charger.regulate(0.0, self.charger.limits().max_voltage)
         elif progress == cm.chargeProgressType.Start and self._transferring:
             pass  # Start after a renegotiation: energy transfer never stopped
         elif progress == cm.chargeProgressType.Start:

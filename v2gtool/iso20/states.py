@@ -28,9 +28,10 @@ class State(enum.Enum):
     CHARGE_PARAMETER_DISCOVERY = "DC_ChargeParameterDiscovery"
     SCHEDULE_EXCHANGE = "ScheduleExchange"
     RENEGOTIATION = "ScheduleExchange (renegotiation)"
+    RENEGOTIATED = "PowerDelivery (renegotiated)"
     CABLE_CHECK = "DC_CableCheck"
     PRECHARGE = "DC_PreCharge"
-    POWER_DELIVERY = "PowerDelivery"
+    POWER_DELIVERY = "PowerDelivery"  # in Standby: the EV paused energy transfer
     CHARGE_LOOP = "DC_ChargeLoop"
     WELDING_DETECTION = "DC_WeldingDetection"
     ENDED = "ended"
@@ -59,7 +60,8 @@ TRANSITIONS: dict[State, dict[str, State]] = {
         "PowerDeliveryReq:Standby": S.POWER_DELIVERY,
         "PowerDeliveryReq:ScheduleRenegotiation": S.RENEGOTIATION,
     },
-    S.RENEGOTIATION: {"ScheduleExchangeReq": S.POWER_DELIVERY},
+    S.RENEGOTIATION: {"ScheduleExchangeReq": S.RENEGOTIATED},
+    S.RENEGOTIATED: {"PowerDeliveryReq:Start": S.CHARGE_LOOP, "PowerDeliveryReq:Stop": S.WELDING_DETECTION},
     S.POWER_DELIVERY: {"PowerDeliveryReq:Start": S.CHARGE_LOOP, "PowerDeliveryReq:Stop": S.WELDING_DETECTION},
     S.WELDING_DETECTION: {"DC_WeldingDetectionReq": S.WELDING_DETECTION},
     S.ENDED: {},

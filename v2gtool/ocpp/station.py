@@ -8,7 +8,7 @@ session                           OCPP (2.0.1 part 2 use cases)
 ================================  ==========================================================
 SessionSetup                      StatusNotification Occupied; TransactionEvent Started (E02)
 ScheduleExchange (the EV's needs)  NotifyEVChargingNeeds (K15; V2X parameters, see payloads)
-DC_ChargeLoop begins / ends       TransactionEvent Updated ChargingStateChanged
+DC_ChargeLoop begins / ends       TransactionEvent Updated ChargingStateChanged (Standby: SuspendedEV)
 every ``meter_interval`` s        TransactionEvent Updated MeterValuePeriodic (both registers)
 SessionStop / failure             TransactionEvent Ended; StatusNotification Available
 SetChargingProfile                the Dynamic loop's grid request (:mod:`v2gtool.ocpp.profile`)
@@ -173,6 +173,10 @@ class StationBridge:
             if now - tx.last_periodic >= self.config.meter_interval:
                 tx.last_periodic = now
                 self._transaction_event("Updated", "MeterValuePeriodic", now, meter=True)
+        elif isinstance(event, PhaseChanged) and event.phase == "PowerDelivery":  # the EV's Standby
+            self.transaction.meter.idle()
+            self.transaction.charging = False
+            self._transaction_event("Updated", "ChargingStateChanged", now, charging_state="SuspendedEV", meter=True)
         elif isinstance(event, PhaseChanged) and event.phase == "DC_WeldingDetection":
             self.transaction.meter.idle()
             self.transaction.charging = False

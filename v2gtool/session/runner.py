@@ -114,6 +114,8 @@ async def run_sim(
             direction=scenario.direction,
             target_soc=scenario.target_soc,
             min_soc=scenario.min_soc,
+            standby_at=scenario.standby_at,
+            standby_for=scenario.standby_for,
             power=scenario.power,
             duration=scenario.duration,
             sign_convention=scenario.sign_convention,

@@ -11,6 +11,8 @@
     target_soc = 80
     min_soc = 20                # the EV's own discharge floor (the station's is 20 %)
     sign_convention = "signed"  # signed: - is discharge on the wire; channel: magnitudes + BPT_ChannelSelection
+    standby_at = 30             # the EV sends PowerDelivery Standby 30 s into the loop ...
+    standby_for = 10            # ... and Start again 10 s later
 
     [vehicle]                   # BMS limits, W / A / V
     max_charge_power = 50000
@@ -83,6 +85,8 @@ class SessionScenario:
     power: float | None = None
     target_soc: float = 80.0
     min_soc: float = 20.0
+    standby_at: float | None = None
+    standby_for: float = 5.0
     sign_convention: SignConvention = SignConvention.SIGNED
     bpt: bool = True
     vehicle: PowerLimits = VEHICLE_LIMITS
@@ -130,7 +134,7 @@ def _from_tables(raw: dict[str, Any], source: str) -> SessionScenario:
                 changes[key] = Direction(str(value).lower())
             elif key == "sign_convention":
                 changes[key] = SignConvention(str(value).lower())
-            elif key in ("duration", "power", "target_soc", "min_soc"):
+            elif key in ("duration", "power", "target_soc", "min_soc", "standby_at", "standby_for"):
                 changes[key] = float(value)
             else:
                 raise ConfigError(f"{where}: unknown key")
