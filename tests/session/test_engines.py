@@ -275,3 +275,22 @@ def test_a_paused_session_is_resumed_by_the_evcc() -> None:
     third = Evcc(EvccConfig(duration=2.0, resume_session_id=first.session_id), vehicle)
     _pump(third, Secc(SeccConfig(), charger, charger.now(), store), charger)
     assert third.ok and not third.resumed and third.session_id != first.session_id  # resumed only once
+
+
+def test_abort_ends_a_session_from_outside() -> None:
+    """A lost connection ends the engines at once, with that reason (not a timeout's)."""
+    evcc = Evcc(EvccConfig(), StillVehicle())
+    evcc.start(0.0)
+    (ended,) = [e for e in evcc.abort(0.4, "the SECC closed the connection") if isinstance(e, SessionEnded)]
+    assert ended.t == 0.4 and ended.reason == "the SECC closed the connection" and not ended.ok
+    assert evcc.ended and evcc.deadline is None
+    stopped: list[bool] = []
+
+    class Charger(IdleCharger):
+        def stop(self) -> None:
+            stopped.append(True)
+
+    secc = Secc(SeccConfig(), Charger(), 0.0)
+    (ended,) = [e for e in secc.abort(1.0, "connection failed: reset") if isinstance(e, SessionEnded)]
+    assert ended.reason == "connection failed: reset" and secc.ended and stopped == [True]
+    assert secc.abort(2.0, "again") == []  # once ended, nothing more

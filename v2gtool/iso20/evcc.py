@@ -162,6 +162,12 @@ class Evcc:
             self._end(now, reason, ok=False)
         return self._out
 
+    def abort(self, now: float, reason: str) -> list[Output]:
+        """End the session from outside (the connection failed or closed): no response can come."""
+        self._out = []
+        self._end(now, reason, ok=False)
+        return self._out
+
     # -- helpers ----------------------------------------------------------------------------------------
     def _send(self, name: str, body: Any, now: float, pace: float = 0.0) -> None:
         frame = messages.encode(name, body)

@@ -134,6 +134,14 @@ class Secc:
             self._end(now, reason, ok=False)
         return self._out
 
+    def abort(self, now: float, reason: str) -> list[Output]:
+        """End the session from outside (the connection failed or closed): stop the power path."""
+        self._out = []
+        if not self.ended:
+            self.charger.stop()
+            self._end(now, reason, ok=False)
+        return self._out
+
     # -- dispatch --------------------------------------------------------------------------------------
     def _handle(self, message: messages.Message, now: float) -> None:
         body = message.body

@@ -131,10 +131,11 @@ async def serve_connection(
                 _deliver(secc.on_timeout(max(clock(), secc.deadline)), watch)
                 return watch.outcome(Ending.TIMEOUT)
             except (v2gtp.V2GTPError, ConnectionError, ssl.SSLError) as exc:
-                secc.charger.stop()
-                return watch.failed("SECC", clock(), exc)
+                outcome = watch.failed("SECC", clock(), exc)
+                _deliver(secc.abort(clock(), f"connection failed: {outcome.error}"), watch)
+                return outcome
             if frame is None:
-                secc.charger.stop()
+                _deliver(secc.abort(clock(), "the EVCC closed the connection"), watch)
                 return watch.outcome(Ending.CLOSED)
             try:
                 for data in _deliver(secc.receive(frame, clock()), watch):
@@ -143,8 +144,9 @@ async def serve_connection(
                     writer.write(data)
                 await writer.drain()
             except (ConnectionError, ssl.SSLError) as exc:
-                secc.charger.stop()
-                return watch.failed("SECC", clock(), reader.exception() or exc)
+                outcome = watch.failed("SECC", clock(), reader.exception() or exc)
+                _deliver(secc.abort(clock(), f"connection failed: {outcome.error}"), watch)
+                return outcome
         return watch.outcome(Ending.ENGINE)
     finally:
         writer.close()
@@ -182,9 +184,8 @@ async def run_evcc(
                     # The request went into a dead connection. Under TLS 1.3 this is how a refused client
                     # certificate shows (the SECC checks it after the EVCC's side of the handshake is
                     # complete); the reader holds the peer's alert, if it sent one.
-                    evcc.sent(clock())
                     outcome = watch.failed("EVCC", clock(), reader.exception() or exc)
-                    _abandon(evcc, watch)
+                    _deliver(evcc.abort(clock(), f"connection failed: {outcome.error}"), watch)
                     return outcome
                 evcc.sent(clock())
             if evcc.ended:
@@ -197,10 +198,10 @@ async def run_evcc(
                 return watch.outcome(Ending.TIMEOUT)
             except (v2gtp.V2GTPError, ConnectionError, ssl.SSLError) as exc:
                 outcome = watch.failed("EVCC", clock(), exc)
-                _abandon(evcc, watch)
+                _deliver(evcc.abort(clock(), f"connection failed: {outcome.error}"), watch)
                 return outcome
             if frame is None:
-                _abandon(evcc, watch)
+                _deliver(evcc.abort(clock(), "the SECC closed the connection"), watch)
                 return watch.outcome(Ending.CLOSED)
             outputs = evcc.receive(frame, clock())
     finally:
@@ -209,8 +210,3 @@ async def run_evcc(
             await writer.wait_closed()
 
 
-def _abandon(evcc: Evcc, watch: _Watch) -> None:
-    """End the EVCC session whose pending request can no longer be answered, as its message timeout
-    would (the engine has no other way to be ended from outside)."""
-    if evcc.deadline is not None:
-        _deliver(evcc.on_timeout(evcc.deadline), watch)
