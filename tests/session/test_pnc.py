@@ -15,12 +15,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from v2gtool.iso20 import pnc
-from v2gtool.iso20.events import MessageSent
+from v2gtool.iso20.evcc import Direction, Evcc
+from v2gtool.iso20.events import MessageSent, MeteringConfirmed
 from v2gtool.messages import iso20_cm as cm
 from v2gtool.messages import iso20_ct as ct
 from v2gtool.pki.trust import TrustStore, load_pem_chain
 from v2gtool.session import scenario as scenarios
-from v2gtool.session.runner import run_sim
+from v2gtool.session.runner import SessionResult, run_sim
 
 
 def make_pki(base: Path) -> tuple[pnc.Contract, TrustStore]:
@@ -94,3 +95,53 @@ def test_each_tampering_is_named(pki: tuple[pnc.Contract, TrustStore, TrustStore
         signature, SignatureValue=dataclasses.replace(signature.SignatureValue, value=bytes(value)))))
     with pytest.raises(pnc.PncRejected, match="does not verify"):
         pnc.verify(bad, challenge, trust.roots)
+
+
+def confirmed(result: SessionResult) -> list[MeteringConfirmed]:
+    return [e for e in result.events if isinstance(e, MeteringConfirmed)]
+
+
+@pytest.mark.parametrize("direction", [Direction.CHARGE, Direction.DISCHARGE])
+def test_metering_confirmation_signed_in_pnc_unsigned_in_eim(
+    pki: tuple[pnc.Contract, TrustStore, TrustStore], direction: Direction
+) -> None:
+    contract, trust, _other = pki
+    scenario = scenarios.load(None, direction=direction, duration=7.0, metering_confirmation_interval=2.0)
+    signed = asyncio.run(run_sim(scenario, contract=contract, pnc_roots=trust.roots))
+    plain = asyncio.run(run_sim(scenario))
+    for result, is_signed in ((signed, True), (plain, False)):
+        assert result.ok, result.reason
+        readings = confirmed(result)
+        assert len(readings) >= 2 and all(r.signed is is_signed for r in readings)
+        register = [r.charged_wh if direction is Direction.CHARGE else r.discharged_wh for r in readings]
+        assert register == sorted(register) and register[-1] > 0  # the register only grows
+        assert abs(register[-1] - abs(result.energy_wh)) <= max(20.0, 0.1 * abs(result.energy_wh))
+        sent = [e.message for e in result.events if isinstance(e, MessageSent) and e.role == "EVCC"]
+        assert sent.count("MeteringConfirmationReq") == len(readings)
+
+
+def test_a_metering_confirmation_signed_by_another_key_is_refused(
+    pki: tuple[pnc.Contract, TrustStore, TrustStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contract, trust, _other = pki
+    stranger = ec.generate_private_key(ec.SECP521R1())
+    real = pnc.sign_element
+
+    def forged(name: str, element: object, element_id: str, key: ec.EllipticCurvePrivateKey) -> object:
+        return real(name, element, element_id, stranger if name == "SignedMeteringData" else key)
+
+    monkeypatch.setattr(pnc, "sign_element", forged)
+    scenario = scenarios.load(None, duration=5.0, metering_confirmation_interval=2.0)
+    result = asyncio.run(run_sim(scenario, contract=contract, pnc_roots=trust.roots))
+    assert not result.ok and "FAILED_MeteringSignatureNotValid" in result.secc_reason
+
+
+def test_a_confirmation_of_another_reading_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = Evcc._confirm_metering
+
+    def inflate(self: Evcc, reading: ct.MeterInfoType, now: float) -> None:
+        real(self, dataclasses.replace(reading, ChargedEnergyReadingWh=reading.ChargedEnergyReadingWh + 100), now)
+
+    monkeypatch.setattr(Evcc, "_confirm_metering", inflate)
+    result = asyncio.run(run_sim(scenarios.load(None, duration=5.0, metering_confirmation_interval=2.0)))
+    assert not result.ok and "not the meter reading this SECC sent" in result.secc_reason

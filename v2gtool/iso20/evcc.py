@@ -601,10 +601,9 @@ class Evcc:
             done = done or soc <= self.config.min_soc
         else:
             done = done or soc >= self.config.target_soc
-        renegotiate = (
-            body.EVSEStatus is not None
-            and body.EVSEStatus.EVSENotification == ct.evseNotificationType.ScheduleRenegotiation
-        )
+        notification = body.EVSEStatus.EVSENotification if body.EVSEStatus is not None else None
+        renegotiate = notification == ct.evseNotificationType.ScheduleRenegotiation
+        confirm = notification == ct.evseNotificationType.MeteringConfirmation and body.MeterInfo is not None
         standby = (
             self.config.standby_at is not None
             and not self._standby
@@ -616,11 +615,34 @@ class Evcc:
             self._standby = "asked"
             self._last_flow = None  # no energy moves in standby
             self._power_delivery(cm.chargeProgressType.Standby, now)
+        elif confirm:
+            assert body.MeterInfo is not None
+            self._confirm_metering(body.MeterInfo, now)
         elif renegotiate:  # the SECC has a new schedule (8.3.4.3.8.2): fetch it, power keeps flowing
             self._renegotiating = True
             self._power_delivery(cm.chargeProgressType.ScheduleRenegotiation, now)
         else:
             self._send_loop(now, pace=self.config.loop_interval)
+
+    def _confirm_metering(self, reading: ct.MeterInfoType, now: float) -> None:
+        """MeteringConfirmationReq: the SECC's reading back, signed with the contract key in a PnC
+        session (the Header Signature references SignedMeteringData, 8.3.4.x)."""
+        mode: dict[str, Any] = (
+            {"Scheduled_SMDTControlMode": cm.Scheduled_SMDTControlModeType(SelectedScheduleTupleID=1)}
+            if self.config.control_mode == ControlMode.SCHEDULED
+            else {"Dynamic_SMDTControlMode": cm.Dynamic_SMDTControlModeType()}
+        )
+        data = cm.SignedMeteringDataType(Id=pnc.REFERENCE_ID, SessionID=self.session_id, MeterInfo=reading, **mode)
+        signature = None
+        if self._challenge is not None and self.config.contract is not None:  # authorized by PnC
+            signature = pnc.sign_element("SignedMeteringData", data, data.Id, self.config.contract.key)
+        head = ct.MessageHeaderType(SessionID=self.session_id, TimeStamp=int(now), Signature=signature)
+        self._send(
+            "MeteringConfirmationReq", cm.MeteringConfirmationReqType(Header=head, SignedMeteringData=data), now
+        )
+
+    def _on_meteringconfirmation(self, body: cm.MeteringConfirmationResType, now: float) -> None:
+        self._send_loop(now, pace=self.config.loop_interval)
 
     def _stop_power(self, now: float) -> None:
         self._stopping = True

@@ -70,3 +70,14 @@ class EVChargingNeeds(Event):
     min_energy: float | None = None
     max_v2x_energy: float | None = None
     min_v2x_energy: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MeteringConfirmed(Event):
+    """The EV confirmed the SECC's meter reading (MeteringConfirmationReq, 8.3.4.x): Wh both ways,
+    signed with the contract key in a Plug & Charge session."""
+
+    role: str
+    charged_wh: int
+    discharged_wh: int | None
+    signed: bool

@@ -58,20 +58,25 @@ def authorization_mode(challenge: bytes, contract: Contract) -> cm.PnC_AReqAutho
 
 def sign(mode: cm.PnC_AReqAuthorizationModeType, contract: Contract) -> ds.SignatureType:
     """The Header Signature over *mode* (one Reference to its Id)."""
-    digest = hashlib.sha512(_fragment("PnC_AReqAuthorizationMode", mode, "iso20")).digest()
+    return sign_element("PnC_AReqAuthorizationMode", mode, mode.Id, contract.key)
+
+
+def sign_element(name: str, element: object, element_id: str, key: ec.EllipticCurvePrivateKey) -> ds.SignatureType:
+    """A Header Signature over one CommonMessages element (*name*, its ``Id`` *element_id*)."""
+    digest = hashlib.sha512(_fragment(name, element, "iso20")).digest()
     signed_info = ds.SignedInfoType(
         CanonicalizationMethod=ds.CanonicalizationMethodType(Algorithm=CANONICAL_EXI),
         SignatureMethod=ds.SignatureMethodType(Algorithm=ECDSA_SHA512),
         Reference=(
             ds.ReferenceType(
-                URI=f"#{mode.Id}",
+                URI=f"#{element_id}",
                 Transforms=ds.TransformsType(Transform=(ds.TransformType(Algorithm=CANONICAL_EXI),)),
                 DigestMethod=ds.DigestMethodType(Algorithm=SHA512),
                 DigestValue=digest,
             ),
         ),
     )
-    der = contract.key.sign(_fragment("SignedInfo", signed_info, "xmldsig"), ec.ECDSA(hashes.SHA512()))
+    der = key.sign(_fragment("SignedInfo", signed_info, "xmldsig"), ec.ECDSA(hashes.SHA512()))
     r, s = decode_dss_signature(der)
     raw = r.to_bytes(P521_BYTES, "big") + s.to_bytes(P521_BYTES, "big")
     return ds.SignatureType(SignedInfo=signed_info, SignatureValue=ds.SignatureValueType(value=raw))
@@ -85,8 +90,9 @@ class PncRejected(Exception):
         self.response_code = response_code
 
 
-def verify(req: cm.AuthorizationReqType, challenge: bytes, roots: tuple[x509.Certificate, ...]) -> None:
-    """Check a PnC AuthorizationReq; raise :class:`PncRejected` with the response code to send."""
+def verify(req: cm.AuthorizationReqType, challenge: bytes, roots: tuple[x509.Certificate, ...]) -> x509.Certificate:
+    """Check a PnC AuthorizationReq and return the contract certificate that signed it; raise
+    :class:`PncRejected` with the response code to send."""
     mode = req.PnC_AReqAuthorizationMode
     signature = req.Header.Signature
     if mode is None or signature is None:
@@ -95,11 +101,6 @@ def verify(req: cm.AuthorizationReqType, challenge: bytes, roots: tuple[x509.Cer
         )
     if mode.GenChallenge != challenge:
         raise PncRejected("WARNING_ChallengeInvalid", "GenChallenge differs from the one sent in AuthorizationSetupRes")
-    (reference,) = signature.SignedInfo.Reference or (None,)
-    if reference is None or f"#{mode.Id}" != reference.URI:
-        raise PncRejected("FAILED_SignatureError", "Signature does not reference PnC_AReqAuthorizationMode")
-    if hashlib.sha512(_fragment("PnC_AReqAuthorizationMode", mode, "iso20")).digest() != reference.DigestValue:
-        raise PncRejected("FAILED_SignatureError", "DigestValue does not match PnC_AReqAuthorizationMode")
     chain_der = [mode.ContractCertificateChain.Certificate]
     if mode.ContractCertificateChain.SubCertificates is not None:
         chain_der += list(mode.ContractCertificateChain.SubCertificates.Certificate)
@@ -107,17 +108,38 @@ def verify(req: cm.AuthorizationReqType, challenge: bytes, roots: tuple[x509.Cer
         chain = [x509.load_der_x509_certificate(der) for der in chain_der]
     except ValueError:
         raise PncRejected("WARNING_CertificateValidationError", "contract chain is not DER X.509") from None
-    key = chain[0].public_key()
-    raw = signature.SignatureValue.value
-    if not isinstance(key, ec.EllipticCurvePublicKey) or len(raw) != 2 * P521_BYTES:
-        raise PncRejected("FAILED_SignatureError", "signature is not ECDSA P-521 r||s")
-    der = encode_dss_signature(int.from_bytes(raw[:P521_BYTES], "big"), int.from_bytes(raw[P521_BYTES:], "big"))
-    try:
-        key.verify(der, _fragment("SignedInfo", signature.SignedInfo, "xmldsig"), ec.ECDSA(hashes.SHA512()))
-    except InvalidSignature:
-        raise PncRejected("FAILED_SignatureError", "signature over SignedInfo does not verify") from None
+    verify_element(signature, "PnC_AReqAuthorizationMode", mode, mode.Id, chain[0], "FAILED_SignatureError")
     report = check_chain(chain, roots, LeafRole.CONTRACT)
     if not report.ok:
         first = next(f for f in report.findings if f.severity is Severity.ERROR)
         code = "WARNING_CertificateExpired" if first.code == "expired" else "WARNING_CertificateValidationError"
         raise PncRejected(code, f"contract chain: {first}")
+    return chain[0]
+
+
+def verify_element(
+    signature: ds.SignatureType | None,
+    name: str,
+    element: object,
+    element_id: str,
+    signer: x509.Certificate,
+    code: str,
+) -> None:
+    """Check that *signature* references *element* by its Id, that the digest matches and that
+    *signer*'s key signed SignedInfo; raise :class:`PncRejected` with *code* otherwise."""
+    if signature is None:
+        raise PncRejected(code, f"{name} is not signed")
+    (reference,) = signature.SignedInfo.Reference or (None,)
+    if reference is None or f"#{element_id}" != reference.URI:
+        raise PncRejected(code, f"Signature does not reference {name}")
+    if hashlib.sha512(_fragment(name, element, "iso20")).digest() != reference.DigestValue:
+        raise PncRejected(code, f"DigestValue does not match {name}")
+    key = signer.public_key()
+    raw = signature.SignatureValue.value
+    if not isinstance(key, ec.EllipticCurvePublicKey) or len(raw) != 2 * P521_BYTES:
+        raise PncRejected(code, "signature is not ECDSA P-521 r||s")
+    der = encode_dss_signature(int.from_bytes(raw[:P521_BYTES], "big"), int.from_bytes(raw[P521_BYTES:], "big"))
+    try:
+        key.verify(der, _fragment("SignedInfo", signature.SignedInfo, "xmldsig"), ec.ECDSA(hashes.SHA512()))
+    except InvalidSignature:
+        raise PncRejected(code, "signature over SignedInfo does not verify") from None

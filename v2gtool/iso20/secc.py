@@ -19,7 +19,16 @@ from cryptography import x509
 
 from v2gtool import v2gtp
 from v2gtool.iso20 import messages, pnc
-from v2gtool.iso20.events import EVChargingNeeds, MessageReceived, MessageSent, PhaseChanged, PowerFlow, SessionEnded
+from v2gtool.iso20.events import (
+    EVChargingNeeds,
+    MessageReceived,
+    MessageSent,
+    MeteringConfirmed,
+    PhaseChanged,
+    PowerFlow,
+    SessionEnded,
+)
+from v2gtool.iso20.metering import EnergyMeter
 from v2gtool.iso20.ports import CableCheckStatus, ChargerPort, GridRequest, PowerLimits
 from v2gtool.iso20.states import State, allowed, next_state, request_key
 from v2gtool.iso20.timeouts import Timeouts
@@ -60,6 +69,9 @@ class SeccConfig:
     pnc_roots: tuple[x509.Certificate, ...] | None = None
     # EVSEProcessing=Ongoing answers before Finished, per phase (cable check always polls once).
     authorization_ongoing: int = 0
+    # Ask the EV to confirm the meter reading (EVSENotification MeteringConfirmation) this often, s.
+    metering_confirmation_interval: float | None = None
+    meter_id: str = "V2GTOOL-METER-1"
 
 
 @dataclass
@@ -97,6 +109,10 @@ class Secc:
         self.deadline = now + config.timeouts.communication_setup
         self._ongoing: dict[str, int] = {}
         self._transferring = False
+        self.meter = EnergyMeter()
+        self._contract: x509.Certificate | None = None  # PnC: it signs the metering confirmations
+        self._meter_info: ct.MeterInfoType | None = None  # the reading the EV was asked to confirm
+        self._confirmation_due: float | None = None
         self._schedule_revision: int | None = None  # the grid request's revision the EV was sent
         self._challenge: bytes | None = None
         self._out: list[Output] = []
@@ -283,7 +299,7 @@ class Secc:
             code, reason = RC.WARNING_AuthorizationSelectionInvalid, "PnC was not offered"
         else:
             try:
-                pnc.verify(body, self._challenge, self.config.pnc_roots)
+                self._contract = pnc.verify(body, self._challenge, self.config.pnc_roots)
             except pnc.PncRejected as exc:
                 code, reason = ct.responseCodeType[exc.response_code], str(exc)
             else:
@@ -501,6 +517,7 @@ class Secc:
         elif progress == cm.chargeProgressType.Standby and self._transferring:
             # The EV pauses energy transfer: no current, contactors closed, Start resumes at once.
             self.charger.regulate(0.0, self.charger.limits().max_voltage)
+            self.meter.idle()
         elif progress == cm.chargeProgressType.Start and self._transferring:
             pass  # Start after a renegotiation: energy transfer never stopped
         elif progress == cm.chargeProgressType.Start:
@@ -516,6 +533,7 @@ class Secc:
             self._transferring = True
         else:
             self.charger.stop()
+            self.meter.idle()
             self._transferring = False
         res = cm.PowerDeliveryResType(Header=header(self.session_id, now), ResponseCode=RC.OK)
         self._respond("PowerDeliveryRes", res, now, key=key, ongoing=ongoing)
@@ -545,6 +563,14 @@ class Secc:
         voltage, current = self.charger.regulate(
             allowed_current, min(lim.max_voltage, self.ev_max_voltage or lim.max_voltage)
         )
+        soc = body.DisplayParameters.PresentSOC if body.DisplayParameters else None
+        self.meter.sample(now, voltage, voltage * current, soc)
+        meter_info = self._meter_reading(now) if body.MeterInfoRequested else None
+        if status is None and self._metering_due(now):
+            meter_info = self._meter_info = self._meter_reading(now)
+            status = ct.EVSEStatusType(
+                NotificationMaxDelay=0, EVSENotification=ct.evseNotificationType.MeteringConfirmation
+            )
         limited = abs(allowed_current) < abs(target) - 1e-6
         res = dc.DC_ChargeLoopResType(
             Header=header(self.session_id, now),
@@ -555,6 +581,7 @@ class Secc:
             EVSECurrentLimitAchieved=limited,
             EVSEVoltageLimitAchieved=False,
             EVSEStatus=status,
+            MeterInfo=meter_info,
             **mode_res,
         )
         self._emit(
@@ -564,10 +591,64 @@ class Secc:
                 voltage=voltage,
                 current=current,
                 power=voltage * current,
-                soc=body.DisplayParameters.PresentSOC if body.DisplayParameters else None,
+                soc=soc,
             )
         )
         self._respond("DC_ChargeLoopRes", res, now, key="DC_ChargeLoopReq")
+
+    def _meter_reading(self, now: float) -> ct.MeterInfoType:
+        """The meter's registers as MeterInfoType (whole Wh; the discharge register with BPT)."""
+        return ct.MeterInfoType(
+            MeterID=self.config.meter_id,
+            ChargedEnergyReadingWh=int(self.meter.imported_wh),
+            BPT_DischargedEnergyReadingWh=int(self.meter.exported_wh) if self.service == ServiceID.DC_BPT else None,
+            MeterTimestamp=int(now),
+        )
+
+    def _metering_due(self, now: float) -> bool:
+        interval = self.config.metering_confirmation_interval
+        if interval is None:
+            return False
+        if self._confirmation_due is None:
+            self._confirmation_due = now + interval
+        if now < self._confirmation_due:
+            return False
+        self._confirmation_due = now + interval
+        return True
+
+    def _meteringconfirmation(self, body: cm.MeteringConfirmationReqType, now: float) -> None:
+        """The EV confirms the reading it was sent: same session, same registers, and in a PnC
+        session signed with its contract key (8.3.4.x; FAILED_MeteringSignatureNotValid)."""
+        data = body.SignedMeteringData
+        sent = self._meter_info
+        if sent is None or data.SessionID != self.session_id or data.MeterInfo != sent:
+            self._fail("MeteringConfirmationRes", RC.FAILED, now, detail="not the meter reading this SECC sent")
+            return
+        if self._contract is not None:
+            try:
+                pnc.verify_element(
+                    body.Header.Signature,
+                    "SignedMeteringData",
+                    data,
+                    data.Id,
+                    self._contract,
+                    RC.FAILED_MeteringSignatureNotValid.value,
+                )
+            except pnc.PncRejected as exc:
+                self._fail("MeteringConfirmationRes", RC.FAILED_MeteringSignatureNotValid, now, detail=str(exc))
+                return
+        self._meter_info = None
+        self._emit(
+            MeteringConfirmed(
+                t=now,
+                role="SECC",
+                charged_wh=data.MeterInfo.ChargedEnergyReadingWh,
+                discharged_wh=data.MeterInfo.BPT_DischargedEnergyReadingWh,
+                signed=self._contract is not None,
+            )
+        )
+        res = cm.MeteringConfirmationResType(Header=header(self.session_id, now), ResponseCode=RC.OK)
+        self._respond("MeteringConfirmationRes", res, now, key="MeteringConfirmationReq")
 
     def _loop_target(
         self, body: dc.DC_ChargeLoopReqType, ev_voltage: float, now: float

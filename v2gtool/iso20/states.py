@@ -56,6 +56,7 @@ TRANSITIONS: dict[State, dict[str, State]] = {
     S.PRECHARGE: {"DC_PreChargeReq": S.PRECHARGE, "PowerDeliveryReq:Start": S.CHARGE_LOOP},
     S.CHARGE_LOOP: {
         "DC_ChargeLoopReq": S.CHARGE_LOOP,
+        "MeteringConfirmationReq": S.CHARGE_LOOP,
         "PowerDeliveryReq:Stop": S.WELDING_DETECTION,
         "PowerDeliveryReq:Standby": S.POWER_DELIVERY,
         "PowerDeliveryReq:ScheduleRenegotiation": S.RENEGOTIATION,

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from v2gtool.iso20.events import EVChargingNeeds
+from v2gtool.iso20.metering import EnergyMeter
 
 VENDOR_ID = "org.v2gtool"
 OCPP201 = "ocpp2.0.1"
@@ -118,34 +119,8 @@ def read_charging_needs(needs: dict[str, Any]) -> VehicleNeeds:
     )
 
 
-@dataclass
-class Meter:
-    """The station's DC meter: registers both ways, integrated from the loop's power (Wh)."""
-
-    imported_wh: float = 0.0
-    exported_wh: float = 0.0
-    power: float = 0.0
-    voltage: float = 0.0
-    soc: float | None = None
-    _last_t: float | None = None
-
-    def sample(self, t: float, voltage: float, power: float, soc: float | None) -> None:
-        """One DC_ChargeLoop reading at session time *t* (signed W, + into the EV)."""
-        if self._last_t is not None and t > self._last_t:
-            energy = self.power * (t - self._last_t) / 3600.0
-            if energy >= 0:
-                self.imported_wh += energy
-            else:
-                self.exported_wh -= energy
-        self._last_t = t
-        self.power, self.voltage = power, voltage
-        if soc is not None:
-            self.soc = soc
-
-    def idle(self) -> None:
-        """Energy transfer stopped: no power from here on."""
-        self.power = 0.0
-        self._last_t = None
+class Meter(EnergyMeter):
+    """The station's meter (:class:`~v2gtool.iso20.metering.EnergyMeter`) as OCPP reports it."""
 
     def meter_value(self, epoch: float, context: str = "Sample.Periodic") -> dict[str, Any]:
         """One MeterValueType with both registers, both power directions, SoC and voltage."""

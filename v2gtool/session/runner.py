@@ -103,6 +103,7 @@ async def run_sim(
             grid=grid,
             sign_convention=scenario.sign_convention,
             pnc_roots=pnc_roots,
+            metering_confirmation_interval=scenario.metering_confirmation_interval,
         ),
         charger,
         charger.now(),

@@ -13,6 +13,7 @@
     sign_convention = "signed"  # signed: - is discharge on the wire; channel: magnitudes + BPT_ChannelSelection
     standby_at = 30             # the EV sends PowerDelivery Standby 30 s into the loop ...
     standby_for = 10            # ... and Start again 10 s later
+    metering_confirmation_interval = 60  # the SECC asks the EV to confirm its meter reading every 60 s
 
     [vehicle]                   # BMS limits, W / A / V
     max_charge_power = 50000
@@ -87,6 +88,7 @@ class SessionScenario:
     min_soc: float = 20.0
     standby_at: float | None = None
     standby_for: float = 5.0
+    metering_confirmation_interval: float | None = None
     sign_convention: SignConvention = SignConvention.SIGNED
     bpt: bool = True
     vehicle: PowerLimits = VEHICLE_LIMITS
@@ -134,7 +136,15 @@ def _from_tables(raw: dict[str, Any], source: str) -> SessionScenario:
                 changes[key] = Direction(str(value).lower())
             elif key == "sign_convention":
                 changes[key] = SignConvention(str(value).lower())
-            elif key in ("duration", "power", "target_soc", "min_soc", "standby_at", "standby_for"):
+            elif key in (
+                "duration",
+                "power",
+                "target_soc",
+                "min_soc",
+                "standby_at",
+                "standby_for",
+                "metering_confirmation_interval",
+            ):
                 changes[key] = float(value)
             else:
                 raise ConfigError(f"{where}: unknown key")
