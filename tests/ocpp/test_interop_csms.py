@@ -315,3 +315,57 @@ def test_ocpp201_profile_renegotiates_a_scheduled_session(tmp_path: Path) -> Non
     check_transactions(seen)
     phases = [e.phase for e in events if type(e).__name__ == "PhaseChanged" and getattr(e, "role", "") == "SECC"]
     assert "ScheduleExchange (renegotiation)" in phases
+
+
+@pytest.mark.interop
+def test_request_stop_transaction_ends_the_session_through_an_evse_notification(tmp_path: Path) -> None:
+    async def scenario() -> tuple[Any, list[Event], Seen]:
+        seen = Seen()
+        server, port = await start_csms("ocpp2.0.1", seen)
+        events: list[Event] = []
+        bridge = StationBridge(
+            BridgeConfig(url=f"ws://127.0.0.1:{port}/ocpp", station_id="CS-STOP", meter_interval=0.5),
+            Outbox(tmp_path / "outbox"),
+            ProfileSetpoint(),
+            listener=events.append,
+        )
+        link = asyncio.create_task(bridge.run())
+
+        async def stop_it() -> list[str]:
+            await seen.charging.wait()
+            await asyncio.sleep(1.0)
+            tx = seen.transactions[0]["transaction_info"]["transaction_id"]
+            answers = []
+            for transaction_id in ("not-running-here", tx):
+                res = await seen.peer.call(call201.RequestStopTransaction(transaction_id=transaction_id))
+                answers.append(res.status)
+            return answers
+
+        stopper = asyncio.create_task(stop_it())
+
+        def listen(event: Event) -> None:
+            events.append(event)
+            bridge.on_event(event)
+
+        try:
+            result = await run_sim(
+                scenarios.load(None, duration=60.0), speed=1.0, listener=listen, stop_request=bridge.stop_request
+            )
+            assert await stopper == ["Rejected", "Accepted"]
+            for _ in range(100):
+                if not len(bridge.outbox):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            link.cancel()
+            await asyncio.gather(link, return_exceptions=True)
+            server.close()
+        return result, events, seen
+
+    result, events, seen = asyncio.run(scenario())
+    assert result.ok and result.reason == "SessionStop Terminate"
+    loop = [e.t for e in events if isinstance(e, PowerFlow) and e.role == "EVCC"]
+    assert loop[-1] - loop[0] < 10.0  # ended on the notification, long before its 60 s
+    ended = seen.transactions[-1]
+    assert ended["event_type"] == "Ended" and ended["trigger_reason"] == "RemoteStop"
+    assert ended["transaction_info"]["stopped_reason"] == "Remote"

@@ -253,10 +253,12 @@ async def serve_sessions(
     show: Callable[[Event], None],
     status: Callable[[str], None] = lambda _: None,
     grid: GridRequest | None = None,
+    stop_request: Callable[[], str | None] | None = None,
 ) -> list[Outcome]:
     """SDP responder and V2GTP server on *iface* until *sessions* sessions ended (0: SIGTERM/SIGINT);
     returns how each served session ended, in order. *status* is told what the SECC waits for; *grid*
-    is the Dynamic mode's grid request (an OCPP charging profile, ``ocpp-bridge --iface``)."""
+    is the Dynamic mode's grid request (an OCPP charging profile, ``ocpp-bridge --iface``), and
+    *stop_request* the station's wish to end a session (a remote stop)."""
     _load_grammars()
     scenario, charger, _vehicle = plant
     clock = real_time(charger, speed)
@@ -269,7 +271,8 @@ async def serve_sessions(
         async with one_at_a_time:
             peer = writer.get_extra_info("peername")
             status(f"in session with the EV at [{peer[0]}]:{peer[1]} on {iface}")
-            secc = Secc(SeccConfig(bpt=scenario.bpt, timeouts=Timeouts(), grid=grid), charger, clock(), store)
+            config = SeccConfig(bpt=scenario.bpt, timeouts=Timeouts(), grid=grid, stop_request=stop_request)
+            secc = Secc(config, charger, clock(), store)
             served.append(await serve_connection(secc, reader, writer, clock, show))
             if sessions and len(served) >= sessions:
                 stop.set()

@@ -312,7 +312,12 @@ async def _station(park: Park, config: BridgeConfig, delay: float, results: list
             done += 1
             lowest = math.inf
             result = await run_sim(
-                park.scenario, speed=park.speed, listener=listen, grid=bridge.setpoint, tick_s=park.tick_s
+                park.scenario,
+                speed=park.speed,
+                listener=listen,
+                grid=bridge.setpoint,
+                tick_s=park.tick_s,
+                stop_request=bridge.stop_request,
             )
             results.append(result.ok)
             park.show(
@@ -343,7 +348,17 @@ async def _secc_on_link(
             if isinstance(event, SessionEnded) and event.role == "SECC":
                 results.append(event.ok)
 
-        await serve_sessions(iface, port, context, plant, park.speed, park.sessions, listen, grid=bridge.setpoint)
+        await serve_sessions(
+            iface,
+            port,
+            context,
+            plant,
+            park.speed,
+            park.sessions,
+            listen,
+            grid=bridge.setpoint,
+            stop_request=bridge.stop_request,
+        )
     return results
 
 

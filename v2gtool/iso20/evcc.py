@@ -105,6 +105,7 @@ class Evcc:
         self._discharge_schedule: list[tuple[float, float]] = []
         self._renegotiating = False  # between PowerDelivery ScheduleRenegotiation and the new schedule
         self._standby = ""  # "asked" after PowerDelivery Standby, "done" once it resumed
+        self._paused_by_secc = False  # EVSENotification Pause: end with SessionStop Pause
         self._out: list[Output] = []
 
     # -- driving ---------------------------------------------------------------------------------------
@@ -604,6 +605,9 @@ class Evcc:
         notification = body.EVSEStatus.EVSENotification if body.EVSEStatus is not None else None
         renegotiate = notification == ct.evseNotificationType.ScheduleRenegotiation
         confirm = notification == ct.evseNotificationType.MeteringConfirmation and body.MeterInfo is not None
+        if notification in (ct.evseNotificationType.Terminate, ct.evseNotificationType.Pause):
+            done = True  # the SECC ends the session: stop now, and pause if it asked for a pause
+            self._paused_by_secc = notification == ct.evseNotificationType.Pause
         standby = (
             self.config.standby_at is not None
             and not self._standby
@@ -662,15 +666,19 @@ class Evcc:
             "SessionStopReq",
             cm.SessionStopReqType(
                 Header=self._h(now),
-                ChargingSession=cm.chargingSessionType.Pause if self.config.pause else cm.chargingSessionType.Terminate,
+                ChargingSession=cm.chargingSessionType.Pause if self._pausing else cm.chargingSessionType.Terminate,
             ),
             now,
         )
 
     def _on_sessionstop(self, body: cm.SessionStopResType, now: float) -> None:
         self._advance("SessionStopReq", now)
-        kind = "Pause" if self.config.pause else "Terminate"
+        kind = "Pause" if self._pausing else "Terminate"
         self._end(now, f"SessionStop {kind}", ok=True)
+
+    @property
+    def _pausing(self) -> bool:
+        return self.config.pause or self._paused_by_secc
 
 
 def _step_at(steps: list[tuple[float, float]], now: float) -> float | None:

@@ -69,6 +69,8 @@ class SeccConfig:
     pnc_roots: tuple[x509.Certificate, ...] | None = None
     # EVSEProcessing=Ongoing answers before Finished, per phase (cable check always polls once).
     authorization_ongoing: int = 0
+    # The operator's or the CSMS's wish to end the session: "Terminate" or "Pause" (EVSENotification).
+    stop_request: Callable[[], str | None] | None = None
     # Ask the EV to confirm the meter reading (EVSENotification MeteringConfirmation) this often, s.
     metering_confirmation_interval: float | None = None
     meter_id: str = "V2GTOOL-METER-1"
@@ -566,6 +568,9 @@ class Secc:
         soc = body.DisplayParameters.PresentSOC if body.DisplayParameters else None
         self.meter.sample(now, voltage, voltage * current, soc)
         meter_info = self._meter_reading(now) if body.MeterInfoRequested else None
+        wanted = self.config.stop_request() if self.config.stop_request is not None else None
+        if status is None and wanted in ("Terminate", "Pause"):  # the EV ends the session (8.3.5.3.x)
+            status = ct.EVSEStatusType(NotificationMaxDelay=0, EVSENotification=ct.evseNotificationType(wanted))
         if status is None and self._metering_due(now):
             meter_info = self._meter_info = self._meter_reading(now)
             status = ct.EVSEStatusType(

@@ -11,7 +11,8 @@ ScheduleExchange (the EV's needs)  NotifyEVChargingNeeds (K15; V2X parameters, s
 DC_ChargeLoop begins / ends       TransactionEvent Updated ChargingStateChanged (Standby: SuspendedEV)
 every ``meter_interval`` s        TransactionEvent Updated MeterValuePeriodic (both registers)
 SessionStop / failure             TransactionEvent Ended; StatusNotification Available
-SetChargingProfile                the Dynamic loop's grid request (:mod:`v2gtool.ocpp.profile`)
+SetChargingProfile                the session's grid request (:mod:`v2gtool.ocpp.profile`)
+RequestStopTransaction            EVSENotification Terminate; Ended with stoppedReason Remote
 InstallCertificate (V2G/MO root)  the TLS trust directory (:func:`v2gtool.pki.trust.install_roots`)
 ================================  ==========================================================
 
@@ -105,6 +106,7 @@ class _Transaction:
     id: str
     seq: int = 0
     charging: bool = False
+    remote_stop: bool = False
     last_periodic: float = 0.0
     meter: Meter = field(default_factory=Meter)
 
@@ -119,6 +121,11 @@ class _StationHandlers:
         status, reason = self.bridge.set_charging_profile(evse_id, charging_profile)
         info = {"reason_code": "InvalidProfile", "additional_info": reason[:1024]} if reason else None
         return rpc.result(self, "SetChargingProfile", status=status, status_info=info)
+
+    @rpc.handles("RequestStopTransaction")
+    def on_request_stop_transaction(self, transaction_id: str, **_: Any) -> Any:
+        accepted = self.bridge.request_stop(transaction_id)
+        return rpc.result(self, "RequestStopTransaction", status="Accepted" if accepted else "Rejected")
 
     @rpc.handles("ClearChargingProfile")
     def on_clear_charging_profile(self, **kwargs: Any) -> Any:
@@ -202,9 +209,12 @@ class StationBridge:
         assert self.transaction is not None
         self.transaction.meter.idle()
         reason = "StoppedByEV" if event.ok else ("Timeout" if "Timeout" in event.reason else "Other")
+        trigger = "EVDeparted" if event.ok else "AbnormalCondition"
+        if self.transaction.remote_stop:
+            reason, trigger = "Remote", "RemoteStop"
         self._transaction_event(
             "Ended",
-            "EVDeparted" if event.ok else "AbnormalCondition",
+            trigger,
             now,
             charging_state="Idle",
             stopped_reason=reason,
@@ -252,6 +262,18 @@ class StationBridge:
         self.outbox.put("TransactionEvent", payload)
 
     # -- CSMS-initiated ------------------------------------------------------------------------------
+    def request_stop(self, transaction_id: str) -> bool:
+        """RequestStopTransaction (F03): the running session is asked to end (EVSENotification
+        Terminate at its next loop); False when no such transaction runs here."""
+        if self.transaction is None or self.transaction.id != transaction_id:
+            return False
+        self.transaction.remote_stop = True
+        return True
+
+    def stop_request(self) -> str | None:
+        """The SECC's question at every loop: does the station want the session ended?"""
+        return "Terminate" if self.transaction is not None and self.transaction.remote_stop else None
+
     def set_charging_profile(self, evse_id: int, data: dict[str, Any]) -> tuple[str, str]:
         """SetChargingProfile (K01): ("Accepted", "") or ("Rejected", why)."""
         now = time.time()

@@ -64,13 +64,15 @@ async def run_sim(
     pnc_roots: tuple[x509.Certificate, ...] | None = None,
     grid: GridRequest | None = None,
     tick_s: float = 0.001,
+    stop_request: Callable[[], str | None] | None = None,
 ) -> SessionResult:
     """Run one whole session, EVCC against SECC, on the ``sim`` plant; never raises for a failed
     session (the result says why), only for a broken set-up. *trace* receives every frame. With
     *pnc_roots* the SECC offers Plug & Charge, which the EV uses when it has a *contract*. *grid*
     overrides the scenario's grid request in the Dynamic mode (an OCPP charging profile). *tick_s*
     is the station's control-loop period and the plant's integration step (1 ms; a park of many
-    stations may run coarser)."""
+    stations may run coarser). *stop_request* is asked at every loop whether the station wants
+    the session ended ("Terminate" or "Pause": an EVSENotification to the EV)."""
     events: list[Event] = []
 
     def emit(event: Event) -> None:
@@ -104,6 +106,7 @@ async def run_sim(
             sign_convention=scenario.sign_convention,
             pnc_roots=pnc_roots,
             metering_confirmation_interval=scenario.metering_confirmation_interval,
+            stop_request=stop_request,
         ),
         charger,
         charger.now(),
