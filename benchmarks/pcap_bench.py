@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/pcap_bench.py [--messages 100000] [--json]
 
 Writes a capture of one ISO 15118-20 DC session (SDP, handshake, SessionSetup, then DC_ChargeLoop
-pairs in BPT_Scheduled mode, one message per TCP segment) with at least --messages V2G messages,
+pairs in BPT_Scheduled mode, one message per TCP segment, every one with its own values: time stamp,
+SOC, voltages and currents change from message to message) with at least --messages V2G messages,
 then runs, each as a child process: ``v2gtool --json pcap-decode --summary`` (full dissection,
 EXI decoding into the JSON form and analysis), the same writing every record as a JSON line
 (``v2gtool-json``), and ``tshark -r`` (frame parsing, summary lines).
@@ -49,23 +50,27 @@ def _documents() -> list[tuple[bool, dict[str, Any], str | None]]:
     ]
 
 
-def _loop_pair(current: int) -> tuple[bytes, bytes]:
-    header = {"SessionID": SID, "TimeStamp": 1718607534}
+def _loop_pair(i: int) -> tuple[bytes, bytes]:
+    """The i-th loop exchange; time stamp, SOC, voltages and currents change with every message,
+    and the current crosses zero (charge and discharge), so no two payloads of a capture repeat."""
+    header = {"SessionID": SID, "TimeStamp": 1718607534 + i // 10}
+    current = 200 - (i * 7) % 401  # -200 .. 200 A
+    voltage = 3600 + (i * 13) % 600  # 360.0 .. 419.9 V
     request = {"DC_ChargeLoopReq": {
-        "Header": header, "DisplayParameters": {"PresentSOC": 50}, "MeterInfoRequested": False,
-        "EVPresentVoltage": _rv(4012, -1),
-        "BPT_Scheduled_DC_CLReqControlMode": {"EVTargetCurrent": _rv(current), "EVTargetVoltage": _rv(4100, -1),
-                                              "EVMaximumDischargePower": _rv(11, 3)}}}
+        "Header": header, "DisplayParameters": {"PresentSOC": 20 + i % 80}, "MeterInfoRequested": i % 50 == 0,
+        "EVPresentVoltage": _rv(voltage, -1),
+        "BPT_Scheduled_DC_CLReqControlMode": {"EVTargetCurrent": _rv(current), "EVTargetVoltage": _rv(voltage + 40, -1),
+                                              "EVMaximumDischargePower": _rv(11 + i % 5, 3)}}}
     response = {"DC_ChargeLoopRes": {
-        "Header": header, "ResponseCode": "OK", "EVSEPresentCurrent": _rv(current),
-        "EVSEPresentVoltage": _rv(4012, -1), "EVSEPowerLimitAchieved": False, "EVSECurrentLimitAchieved": False,
-        "EVSEVoltageLimitAchieved": False, "BPT_Scheduled_DC_CLResControlMode": {}}}
+        "Header": header, "ResponseCode": "OK", "EVSEPresentCurrent": _rv(current - i % 3),
+        "EVSEPresentVoltage": _rv(voltage + i % 4, -1), "EVSEPowerLimitAchieved": False,
+        "EVSECurrentLimitAchieved": i % 97 == 0, "EVSEVoltageLimitAchieved": False,
+        "BPT_Scheduled_DC_CLResControlMode": {}}}
     return (api.encode_json(request, framed=True), api.encode_json(response, framed=True))
 
 
 def write_capture(path: Path, messages: int) -> int:
     """Write the session; return how many V2G messages it holds."""
-    pairs = [_loop_pair(current) for current in (120, 80, -40, -100)]
     with path.open("wb") as out:
         writer = PcapWriter(out)
         tcp = TCPSession(writer)
@@ -78,7 +83,7 @@ def write_capture(path: Path, messages: int) -> int:
             t += 0.05
             count += 1
         while count < messages:
-            request, response = pairs[count % len(pairs)]
+            request, response = _loop_pair(count // 2)
             tcp.send(t, True, request)
             tcp.send(t + 0.04, False, response)
             t += 0.1

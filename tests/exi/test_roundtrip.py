@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -36,6 +37,9 @@ def test_round_trip(ns: str, name: str, data: Any) -> None:
     assert codec.encode(schema, decoded_name, decoded) == encoded
     # and through the JSON form
     assert jsonform.from_json(schema, jsonform.to_json(schema, name, message)) == (name, message)
+    # decoding straight into the JSON form gives the same document, keys in the same order
+    direct_name, direct = codec.decode(schema, encoded, as_json=True)
+    assert json.dumps({direct_name: direct}) == json.dumps(jsonform.to_json(schema, name, message))
 
 
 SIGNED = [("iso20", n) for n in ("AuthorizationReq", "PnC_AReqAuthorizationMode", "CertificateInstallationReq",
@@ -53,3 +57,5 @@ def test_fragment_round_trip(ns: str, name: str, data: Any) -> None:
     message = data.draw(instance_of(schema, schema.types[arg]))
     encoded = codec.encode(schema, name, message, fragment=True)
     assert codec.decode(schema, encoded, fragment=True) == (name, message)
+    direct_name, direct = codec.decode(schema, encoded, fragment=True, as_json=True)
+    assert json.dumps({direct_name: direct}) == json.dumps(jsonform.to_json(schema, name, message))

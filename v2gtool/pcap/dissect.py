@@ -324,17 +324,15 @@ class Dissector:
             return ProtocolError(t=t, frame=frame, layer="exi", tcp_stream=conn.index,
                                  message=f"{where}: no schema set for this payload type after the handshake")
         try:
-            decoded = api.decode_bytes(frame_v2gtp.payload, namespace)
-            document = decoded.to_json()
+            schema_set, document = api.decode_json(frame_v2gtp.payload, namespace)
         except V2GToolError as exc:
             return ProtocolError(t=t, frame=frame, layer="exi", tcp_stream=conn.index,
                                  message=f"{where}, {namespace}: {exc}")
-        name = decoded.name
-        root = document[name]
+        ((name, root),) = document.items()
         if isinstance(root, dict) and isinstance(root.get("Body"), dict) and root["Body"]:
             name = next(iter(root["Body"]))
         self._follow_handshake(conn, name, root)
-        return V2GMessage(t=t, frame=frame, tcp_stream=conn.index, sender=sender, namespace=decoded.namespace.short,
+        return V2GMessage(t=t, frame=frame, tcp_stream=conn.index, sender=sender, namespace=schema_set.short,
                           payload_type=payload_type, message=name, document=document, namespace_source=source, tls=tls)
 
     @staticmethod
