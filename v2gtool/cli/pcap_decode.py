@@ -28,7 +28,7 @@ from v2gtool.errors import V2GToolError
 from v2gtool.pcap.analysis import TraceAnalysis
 from v2gtool.pcap.dissect import Dissector
 from v2gtool.pcap.filters import MessageFilter, parse_filter
-from v2gtool.pcap.homeplug import SLAC_MMTYPE_NAMES
+from v2gtool.pcap.homeplug import SLAC_MMTYPES
 from v2gtool.pcap.plot import check_plotting, plot_series
 from v2gtool.pcap.reader import CaptureError, read_capture
 from v2gtool.pcap.records import (
@@ -200,7 +200,7 @@ class _Renderer:
             title = (f"{head} [bold]{record.message}[/bold]  [dim]{record.sender}, stream {record.tcp_stream}, "
                      f"{record.namespace} 0x{record.payload_type:04X}{lock}[/dim]")
             out.print(message_tree(title, next(iter(record.document.values()))), highlight=False)
-        elif isinstance(record, SlacMessage) and (self._frames or record.mme["name"] in SLAC_MMTYPE_NAMES):
+        elif isinstance(record, SlacMessage) and (self._frames or record.mme["mmtype"] in SLAC_MMTYPES):
             fields = ", ".join(f"{k}={v}" for k, v in record.mme.items()
                                if k not in ("mmv", "mmtype", "name", "profile"))
             profile = record.mme.get("profile")

@@ -168,7 +168,7 @@ class Dissector:
         t, number = pkt.timestamp, pkt.number
         vlan = link.vlan[-1] if link.vlan else None
         if link.ethertype == ETHERTYPE_HOMEPLUG_AV:
-            mme = homeplug.dissect_mme(link.payload)
+            mme = homeplug.dissect_mme(link.payload, link.destination, link.source)
             out.append(SlacMessage(t=t, frame=number, source=link.source, destination=link.destination, mme=mme,
                                    vlan=vlan))
             return Frame(t=t, frame=number, length=len(pkt.data), protocols="eth:homeplug-av", source=link.source,
