@@ -217,15 +217,15 @@ class Decoder:
                 values[name] = value
             state = nxt
         r.pos = pos
-        if self.as_json:
-            if values.keys() >= grammar.required:
-                if grammar.in_field_order:
-                    return values
-                return {spec.name: values[spec.name] for spec in grammar.fields if spec.name in values}
-        else:
+        if self.as_json and values.keys() >= grammar.required:
+            if grammar.in_field_order:
+                return values
+            return {spec.name: values[spec.name] for spec in grammar.fields if spec.name in values}
+        if not self.as_json:
             for name in list_fields:
                 if name in values:
                     values[name] = tuple(values[name])
+        # With as_json this is reached only when a required field is missing: the class names it.
         try:
             return grammar.cls(**values)
         except TypeError as exc:  # a required field missing: the grammar allowed EE too early
