@@ -11,6 +11,7 @@ import enum
 import re
 from typing import Any
 
+from v2gtool.exi import fastpath
 from v2gtool.exi.bitstream import BitReader, BitWriter
 from v2gtool.exi.errors import EXIDecodeError, EXIEncodeError
 from v2gtool.exi.grammar import (
@@ -448,6 +449,11 @@ def decode(schema: SchemaGrammar, data: bytes, fragment: bool = False, as_json: 
     under the root name), decoded directly: the fast path of commands that only print messages.
     """
     decoder = Decoder(schema, data, as_json)
+    if as_json and not fragment:
+        fast = fastpath.decode_document(decoder, schema)
+        if fast is not None:
+            return fast
+        decoder = Decoder(schema, data, as_json)  # the table-driven walk names what the fast path gave up on
     try:
         return decoder.fragment() if fragment else decoder.document()
     except RecursionError:
