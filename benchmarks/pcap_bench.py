@@ -94,14 +94,16 @@ def write_capture(path: Path, messages: int) -> int:
 
 
 def measure(command: list[str]) -> dict[str, float]:
-    """Wall time and peak RSS (MiB) of one child process, its output discarded."""
+    """Wall time, CPU time (user + system: what other load on the machine does not inflate) and
+    peak RSS (MiB) of one child process, its output discarded."""
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) not in (0, 1):
         raise SystemExit(f"{command[0]} failed: {process.stderr.read().decode() if process.stderr else ''}")
-    return {"seconds": round(elapsed, 3), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
+    return {"seconds": round(elapsed, 3), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
+            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
 
 
 def main() -> None:
@@ -133,13 +135,14 @@ def main() -> None:
     if args.json:
         print(json.dumps(results))
         return
-    print(f"{'capture':8} {'messages':>9} {'MiB':>6}  {'tool':13} {'seconds':>8} {'msg/s':>9} {'peak RSS MiB':>13}")
+    print(f"{'capture':8} {'messages':>9} {'MiB':>6}  {'tool':13} {'seconds':>8} {'CPU s':>8} {'msg/s':>9} "
+          f"{'peak RSS MiB':>13}")
     for label, row in results.items():
         for tool in ("v2gtool", "v2gtool-json", "tshark"):
             if tool in row:
                 r = row[tool]
                 print(f"{label:8} {row['messages']:>9} {row['file_mib']:>6}  {tool:13} {r['seconds']:>8} "
-                      f"{r['messages_per_s']:>9} {r['peak_rss_mib']:>13}")
+                      f"{r['cpu_seconds']:>8} {r['messages_per_s']:>9} {r['peak_rss_mib']:>13}")
     if tshark is None:
         print("tshark not installed: apt-get install -y tshark to compare")
 
