@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.exi.strategies import instance_of, message_of
-from v2gtool.exi import codec, jsonform, namespaces
+from v2gtool.exi import codec, fastpath, jsonform, namespaces
 
 SETS = ["apphand", "iso20", "iso20-dc", "iso20-ac", "iso20-wpt", "iso20-acdp", "iso2", "din"]
 CASES = [(ns, name) for ns in SETS for name in namespaces.grammar(ns).messages()]
@@ -36,6 +37,11 @@ def test_round_trip(ns: str, name: str, data: Any) -> None:
     assert codec.encode(schema, decoded_name, decoded) == encoded
     # and through the JSON form
     assert jsonform.from_json(schema, jsonform.to_json(schema, name, message)) == (name, message)
+    # decoding straight into the JSON form gives the same document, keys in the same order, and the
+    # generated straight-line decoders handle every valid message themselves (no fallback)
+    direct_name, direct = codec.decode(schema, encoded, as_json=True)
+    assert json.dumps({direct_name: direct}) == json.dumps(jsonform.to_json(schema, name, message))
+    assert fastpath.decode_document(codec.Decoder(schema, encoded, as_json=True), schema) == (direct_name, direct)
 
 
 SIGNED = [("iso20", n) for n in ("AuthorizationReq", "PnC_AReqAuthorizationMode", "CertificateInstallationReq",
@@ -53,3 +59,5 @@ def test_fragment_round_trip(ns: str, name: str, data: Any) -> None:
     message = data.draw(instance_of(schema, schema.types[arg]))
     encoded = codec.encode(schema, name, message, fragment=True)
     assert codec.decode(schema, encoded, fragment=True) == (name, message)
+    direct_name, direct = codec.decode(schema, encoded, fragment=True, as_json=True)
+    assert json.dumps({direct_name: direct}) == json.dumps(jsonform.to_json(schema, name, message))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -135,3 +136,35 @@ def test_tls_capture_with_keylog_option() -> None:
     summary = _lines(result)[-1]
     assert result.returncode == 0
     assert summary["tls"][0]["cipher_suite"] == "TLS_AES_256_GCM_SHA384" and summary["messages"] == 112
+
+
+def test_records_of_a_live_capture_come_out_before_the_capture_goes_on(discharge: Path) -> None:
+    """From stdin (tcpdump -w - | v2gtool pcap-decode -) each record is written as its packet is
+    decoded, not when an output block fills: the first half's records arrive while the writer waits."""
+    data = discharge.read_bytes()
+    cut = 24  # the pcap file header, then whole packet records (16-byte header + captured length)
+    for _ in range(8):
+        cut += 16 + int.from_bytes(data[cut + 8:cut + 12], sys.byteorder)
+    process = subprocess.Popen([sys.executable, "-m", "v2gtool", "--json", "pcap-decode", "-"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(data[:cut])
+        process.stdin.flush()
+        frames = []
+        while len(frames) < 8:
+            ready, _, _ = select.select([process.stdout], [], [], 30)
+            assert ready, f"no record within 30 s after frame {frames[-1] if frames else 0}: output held back"
+            record = json.loads(process.stdout.readline())
+            if record["event"] == "Frame":
+                frames.append(record["frame"])
+        assert frames == list(range(1, 9))
+        process.stdin.write(data[cut:])
+        process.stdin.close()
+        rest = [json.loads(line) for line in process.stdout.read().splitlines()]
+        assert rest[-1]["event"] == "Summary"
+        assert rest[-1]["frames"] == 8 + len([r for r in rest if r["event"] == "Frame"])
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.kill()
+        process.wait()

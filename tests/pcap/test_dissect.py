@@ -47,7 +47,7 @@ def test_iso20_namespaces_from_handshake_and_payload_type() -> None:
           (SECC, "iso20-dc", "DC_ChargeLoopRes", "payload_type")] * 2,
     ]
     sdp = [r for r in records if isinstance(r, SdpMessage)]
-    assert [(s.message, s.fields.get("secc_port")) for s in sdp] == [("SDPReq", None), ("SDPRes", 15118)]
+    assert [(s.message, s.fields.get("secc_port")) for s in sdp] == [("SDPReq", None), ("SDPRes", 61851)]
 
 
 def _iso2_frame(body: dict, namespace: str) -> bytes:  # type: ignore[type-arg]

@@ -12,12 +12,13 @@ from tests.pcap.session import dc_session, write_session
 from v2gtool import v2gtp
 from v2gtool.errors import V2GToolError
 from v2gtool.pcap.dissect import Dissector
-from v2gtool.pcap.homeplug import dissect_homeplug, dissect_mme
-from v2gtool.pcap.link import PacketError
+from v2gtool.pcap.homeplug import dissect_mme
 from v2gtool.pcap.reader import read_capture
 from v2gtool.pcap.records import Frame
 from v2gtool.pcap.sdp import sdp_fields
 from v2gtool.pcap.synth import PcapWriter
+from v2gtool.sdp import SdpError
+from v2gtool.slac.mme import MmeDecodeError
 
 _CAPTURE = write_session(dc_session([0.1, 0.2]))
 
@@ -39,10 +40,10 @@ def test_written_packets_read_back(packets: list[tuple[int, int, bytes]]) -> Non
 @given(st.binary(max_size=120))
 def test_fuzz_homeplug_only_packet_errors(data: bytes) -> None:
     for mmtype in (0x6064, 0x6065, 0x606A, 0x606E, 0x606F, 0x6076, 0x607C, 0x607D, 0x6086, 0x6009):
-        with contextlib.suppress(PacketError):
-            dissect_mme(bytes([1]) + mmtype.to_bytes(2, "little") + data)
-    with contextlib.suppress(PacketError):
-        dissect_homeplug(data)
+        with contextlib.suppress(MmeDecodeError):
+            dissect_mme(b"\x01" + mmtype.to_bytes(2, "little") + b"\x00\x00" + data)  # MMV 1, MMTYPE, FMI
+    with contextlib.suppress(MmeDecodeError):
+        dissect_mme(data)
 
 
 @settings(max_examples=200, deadline=None)
@@ -50,9 +51,9 @@ def test_fuzz_homeplug_only_packet_errors(data: bytes) -> None:
 def test_fuzz_sdp_only_packet_errors(payload_type: int, payload: bytes) -> None:
     try:
         name, fields = sdp_fields(v2gtp.V2GTPFrame(payload_type, payload))
-    except PacketError:
+    except SdpError:
         return
-    assert name in ("SDPReq", "SDPRes") and fields
+    assert name in ("SDPReq", "SDPRes", "SDPReqWireless", "SDPResWireless") and fields
 
 
 @settings(max_examples=150, deadline=None)

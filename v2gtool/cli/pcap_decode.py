@@ -10,6 +10,7 @@ charger's CI can gate on it.
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ from v2gtool.errors import V2GToolError
 from v2gtool.pcap.analysis import TraceAnalysis
 from v2gtool.pcap.dissect import Dissector
 from v2gtool.pcap.filters import MessageFilter, parse_filter
-from v2gtool.pcap.homeplug import SLAC_MMTYPE_NAMES
+from v2gtool.pcap.homeplug import SLAC_MMTYPES
 from v2gtool.pcap.plot import check_plotting, plot_series
 from v2gtool.pcap.reader import CaptureError, read_capture
 from v2gtool.pcap.records import (
@@ -87,14 +88,19 @@ def pcap_decode(ctx: click.Context, capture: Path, keylogs: tuple[Path, ...], fo
         _load_keylog(keylog, path)
     dissector = Dissector(keylog)
     analysis = TraceAnalysis()
-    renderer = _Renderer(app.console, as_json, summary_only, show_frames, parsed)
+    # Someone may wait for each line of a live capture; a file read to its end is written in blocks.
+    live = follow or str(capture) == "-"
+    renderer = _Renderer(app.console, as_json, summary_only, show_frames, parsed, live)
     with _open(capture) as stream:
         records = _records(stream, dissector, follow)
         if summary_only and not follow:  # nothing else on the terminal: show that work goes on
             records = progress_bar(ctx, records, description=f"decoding {capture}", json_out=as_json)
-        for record in records:
-            analysis.add(record)
-            renderer.show(record)
+        try:
+            for record in records:
+                analysis.add(record)
+                renderer.show(record)
+        finally:
+            renderer.flush()
     summary = analysis.summary()
     if as_json:
         emit_json(summary)
@@ -141,17 +147,24 @@ def _records(stream: BinaryIO, dissector: Dissector, follow: bool) -> Iterator[T
     yield from dissector.finish()
 
 
+_JSON_LINE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_JSON_BLOCK = 1 << 16  # characters of JSON lines written at once when nobody waits for each
+
+
 class _Renderer:
     """Rich output for people or JSON lines, for each record as it arrives."""
 
     def __init__(self, console: Console, as_json: bool, summary_only: bool, show_frames: bool,
-                 filters: list[MessageFilter]) -> None:
+                 filters: list[MessageFilter], live: bool) -> None:
         self._console = console
         self._json = as_json
         self._summary_only = summary_only
         self._frames = show_frames
         self._filters = filters
         self._start: float | None = None
+        self._live = live
+        self._lines: list[str] = []  # JSON lines not yet written
+        self._pending = 0  # their characters
 
     def show(self, record: TraceRecord) -> None:
         if self._start is None:
@@ -162,9 +175,22 @@ class _Renderer:
                 and not any(f.matches(record) for f in self._filters)):
             return
         if self._json:
-            emit_json(record.to_json())
+            line = _JSON_LINE.encode(record.to_json())  # the form of emit_json, written in blocks
+            self._lines.append(line)
+            self._pending += len(line)
+            if self._live or self._pending >= _JSON_BLOCK:
+                self.flush()
             return
         self._person(record, record.t - self._start)
+
+    def flush(self) -> None:
+        """Write the JSON lines held back and flush stdout."""
+        if self._lines:
+            self._lines.append("")
+            sys.stdout.write("\n".join(self._lines))
+            sys.stdout.flush()
+            self._lines.clear()
+            self._pending = 0
 
     def _person(self, record: TraceRecord, rel: float) -> None:
         head = f"[dim]#{record.frame:<6} {rel:10.6f}[/dim]"
@@ -174,7 +200,7 @@ class _Renderer:
             title = (f"{head} [bold]{record.message}[/bold]  [dim]{record.sender}, stream {record.tcp_stream}, "
                      f"{record.namespace} 0x{record.payload_type:04X}{lock}[/dim]")
             out.print(message_tree(title, next(iter(record.document.values()))), highlight=False)
-        elif isinstance(record, SlacMessage) and (self._frames or record.mme["name"] in SLAC_MMTYPE_NAMES):
+        elif isinstance(record, SlacMessage) and (self._frames or record.mme["mmtype"] in SLAC_MMTYPES):
             fields = ", ".join(f"{k}={v}" for k, v in record.mme.items()
                                if k not in ("mmv", "mmtype", "name", "profile"))
             profile = record.mme.get("profile")

@@ -11,6 +11,7 @@ import enum
 import re
 from typing import Any
 
+from v2gtool.exi import fastpath
 from v2gtool.exi.bitstream import BitReader, BitWriter
 from v2gtool.exi.errors import EXIDecodeError, EXIEncodeError
 from v2gtool.exi.grammar import (
@@ -44,11 +45,16 @@ MAX_LENGTH = 1 << 20  # bound on announced string/binary/list lengths from untru
 
 
 class Decoder:
-    """Decodes one stream; keeps the reader so errors can name the bit position."""
+    """Decodes one stream; keeps the reader so errors can name the bit position.
 
-    __slots__ = ("dtypes", "reader", "schema", "types")
+    With *as_json* the values come out in the JSON message form of :mod:`v2gtool.exi.jsonform`
+    (dicts in field order, enumeration names, upper-case hex, lists) instead of message objects:
+    what ``jsonform.to_json`` would make of the decoded message, without building it first.
+    """
 
-    def __init__(self, schema: SchemaGrammar, data: bytes) -> None:
+    __slots__ = ("as_json", "dtypes", "reader", "schema", "types")
+
+    def __init__(self, schema: SchemaGrammar, data: bytes, as_json: bool = False) -> None:
         if not data:
             raise EXIDecodeError("empty input: an EXI stream has at least the header byte")
         if data[0] != EXI_HEADER:
@@ -59,6 +65,7 @@ class Decoder:
         self.types = schema.types
         self.dtypes = schema.dtypes
         self.reader = BitReader(data, 8)
+        self.as_json = as_json
 
     def _fail(self, what: str, where: str) -> EXIDecodeError:
         pos = self.reader.pos
@@ -117,7 +124,7 @@ class Decoder:
         stream = r.value
         total = r.bits
         pos = r.pos
-        states = grammar.decode
+        states = grammar.decode_json if self.as_json else grammar.decode
         list_fields = grammar.list_fields
         values: dict[str, Any] = {}
         state = 0
@@ -211,9 +218,15 @@ class Decoder:
                 values[name] = value
             state = nxt
         r.pos = pos
-        for name in list_fields:
-            if name in values:
-                values[name] = tuple(values[name])
+        if self.as_json and values.keys() >= grammar.required:
+            if grammar.in_field_order:
+                return values
+            return {spec.name: values[spec.name] for spec in grammar.fields if spec.name in values}
+        if not self.as_json:
+            for name in list_fields:
+                if name in values:
+                    values[name] = tuple(values[name])
+        # With as_json this is reached only when a required field is missing: the class names it.
         try:
             return grammar.cls(**values)
         except TypeError as exc:  # a required field missing: the grammar allowed EE too early
@@ -237,12 +250,13 @@ class Decoder:
             members = dt[2]
             if index >= len(members):
                 raise self._fail(f"enumeration index {index} out of range ({len(members)} values)", where)
-            return members[index]
+            return members[index].value if self.as_json else members[index]
         if kind == BINARY:
             length = r.read_uint()
             if length > MAX_LENGTH:
                 raise self._fail(f"binary length {length} is implausible", where)
-            return r.read_bytes(length)
+            data = r.read_bytes(length)
+            return data.hex().upper() if self.as_json else data
         if kind == STRING:
             length = r.read_uint()
             if length < 2:
@@ -262,7 +276,8 @@ class Decoder:
             if count > MAX_LENGTH:
                 raise self._fail(f"list length {count} is implausible", where)
             item = self.dtypes[dt[1]]
-            return tuple(self._value(item, where) for _ in range(count))
+            items = [self._value(item, where) for _ in range(count)]
+            return items if self.as_json else tuple(items)
         raise self._fail(f"datatype kind {kind} unknown", where)
 
 
@@ -427,9 +442,18 @@ class Encoder:
             raise EXIEncodeError(f"{path}: {n} {unit}, the schema allows {lo or 0} to {hi}")
 
 
-def decode(schema: SchemaGrammar, data: bytes, fragment: bool = False) -> tuple[str, Any]:
-    """Decode an EXI document (or fragment) into ``(root element name, message)``."""
-    decoder = Decoder(schema, data)
+def decode(schema: SchemaGrammar, data: bytes, fragment: bool = False, as_json: bool = False) -> tuple[str, Any]:
+    """Decode an EXI document (or fragment) into ``(root element name, message)``.
+
+    *as_json* gives the message in the JSON message form (the value ``jsonform.to_json`` puts
+    under the root name), decoded directly: the fast path of commands that only print messages.
+    """
+    decoder = Decoder(schema, data, as_json)
+    if as_json and not fragment:
+        fast = fastpath.decode_document(decoder, schema)
+        if fast is not None:
+            return fast
+        decoder = Decoder(schema, data, as_json)  # the table-driven walk names what the fast path gave up on
     try:
         return decoder.fragment() if fragment else decoder.document()
     except RecursionError:

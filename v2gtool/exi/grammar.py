@@ -59,6 +59,12 @@ class TypeGrammar:
     encode: tuple[dict[str, EncodeEntry], ...]
     fields: tuple[FieldSpec, ...]
     list_fields: frozenset[str]
+    # Decoding straight into the JSON message form (v2gtool.exi.jsonform): the decode table with
+    # enumeration names in place of members; whether the grammar always meets fields in class
+    # order (so insertion order is the JSON key order); the fields a message must have.
+    decode_json: tuple[tuple[int, tuple[DecodeProduction, ...]], ...]
+    in_field_order: bool
+    required: frozenset[str]
 
     def state_name(self, state: int) -> str:
         return f"{self.cls.__name__} state {state}"
@@ -134,7 +140,32 @@ def _type_grammar(index: int, cls: type[Any], states: tuple[State, ...], dtypes:
         fields.append(FieldSpec(f.name, kind, arg, is_list))
         if is_list:
             list_fields.add(f.name)
-    return TypeGrammar(index, cls, states, tuple(decode), tuple(encode), tuple(fields), frozenset(list_fields))
+    rank = {spec.name: i for i, spec in enumerate(fields)}
+    decode_json = tuple((width, tuple((k, n, a, nxt, conv, _enum_names(extra) if conv == FIXED_ENUM else extra)
+                                      for k, n, a, nxt, conv, extra in prods)) for width, prods in decode)
+    required = frozenset(f.name for f in dataclasses.fields(cls)
+                         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+    return TypeGrammar(index, cls, states, tuple(decode), tuple(encode), tuple(fields), frozenset(list_fields),
+                       decode_json, _in_field_order(states, rank, list_fields), required)
+
+
+def _enum_names(members: tuple[enum.Enum, ...]) -> tuple[str, ...]:
+    """The schema names of enumeration members (their JSON form)."""
+    return tuple(m.value for m in members)
+
+
+def _in_field_order(states: tuple[State, ...], rank: dict[str, int], list_fields: set[str]) -> bool:
+    """True when every path through the grammar meets the fields in class order (a list's items together)."""
+    for _width, prods in states:
+        for kind, name, _arg, nxt in prods:
+            if kind in (EE, SE_WILDCARD, CH_UNTYPED) or nxt < 0:
+                continue
+            for next_kind, next_name, _a, _n in states[nxt][1]:
+                if next_kind in (EE, SE_WILDCARD, CH_UNTYPED):
+                    continue
+                if rank[next_name] < rank[name] or (next_name == name and name not in list_fields):
+                    return False
+    return True
 
 
 def enum_members(dtype: DType) -> tuple[enum.Enum, ...]:

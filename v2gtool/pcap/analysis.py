@@ -79,17 +79,18 @@ def timeout_of(namespace: str, base: str) -> float:
 
 def first_of(tree: Any, keys: frozenset[str]) -> dict[str, Any]:
     """The first value stored under each of *keys* in a JSON-form tree, in one depth-first pass."""
+    # JSON values are exactly dict, list, str, int, float, bool or None: type() is enough (and cheap)
     found: dict[str, Any] = {}
     stack = [tree]
     while stack:
         node = stack.pop()
-        if isinstance(node, dict):
+        if type(node) is dict:
             for k, v in node.items():
                 if k in keys and k not in found:
                     found[k] = v
-                if isinstance(v, dict | list):
+                if type(v) is dict or type(v) is list:
                     stack.append(v)
-        elif isinstance(node, list):
+        elif type(node) is list:
             stack.extend(reversed(node))
     return found
 

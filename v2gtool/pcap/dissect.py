@@ -145,12 +145,12 @@ class Dissector:
         """Dissect one packet: its Frame record first, then the messages it completes."""
         self.last_frame, self.last_time = pkt.number, pkt.timestamp
         out: list[TraceRecord] = []
-        frame = Frame(t=pkt.timestamp, frame=pkt.number, length=len(pkt.data), protocols="", source=None,
-                      destination=None, info="")
         try:
             frame = self._dissect(pkt, out)
         except V2GToolError as exc:
             out.append(ProtocolError(t=pkt.timestamp, frame=pkt.number, layer="frame", message=str(exc)))
+            frame = Frame(t=pkt.timestamp, frame=pkt.number, length=len(pkt.data), protocols="", source=None,
+                          destination=None, info="")
         if self.keylog.generation != self._keylog_generation:
             self._keylog_generation = self.keylog.generation
             out.extend(self._retry_tls(pkt))
@@ -168,7 +168,7 @@ class Dissector:
         t, number = pkt.timestamp, pkt.number
         vlan = link.vlan[-1] if link.vlan else None
         if link.ethertype == ETHERTYPE_HOMEPLUG_AV:
-            mme = homeplug.dissect_mme(link.payload)
+            mme = homeplug.dissect_mme(link.payload, link.destination, link.source)
             out.append(SlacMessage(t=t, frame=number, source=link.source, destination=link.destination, mme=mme,
                                    vlan=vlan))
             return Frame(t=t, frame=number, length=len(pkt.data), protocols="eth:homeplug-av", source=link.source,
@@ -319,23 +319,25 @@ class Dissector:
                  tls: bool) -> TraceRecord:
         payload_type = frame_v2gtp.payload_type
         namespace, source = self._namespace(conn, payload_type)
-        where = f"TCP stream {conn.index} {sender}, V2GTP 0x{payload_type:04X}"
         if namespace is None:
             return ProtocolError(t=t, frame=frame, layer="exi", tcp_stream=conn.index,
-                                 message=f"{where}: no schema set for this payload type after the handshake")
+                                 message=f"{self._where(conn, sender, payload_type)}: no schema set for this "
+                                         f"payload type after the handshake")
         try:
-            decoded = api.decode_bytes(frame_v2gtp.payload, namespace)
-            document = decoded.to_json()
+            schema_set, document = api.decode_json(frame_v2gtp.payload, namespace)
         except V2GToolError as exc:
             return ProtocolError(t=t, frame=frame, layer="exi", tcp_stream=conn.index,
-                                 message=f"{where}, {namespace}: {exc}")
-        name = decoded.name
-        root = document[name]
+                                 message=f"{self._where(conn, sender, payload_type)}, {namespace}: {exc}")
+        ((name, root),) = document.items()
         if isinstance(root, dict) and isinstance(root.get("Body"), dict) and root["Body"]:
             name = next(iter(root["Body"]))
         self._follow_handshake(conn, name, root)
-        return V2GMessage(t=t, frame=frame, tcp_stream=conn.index, sender=sender, namespace=decoded.namespace.short,
+        return V2GMessage(t=t, frame=frame, tcp_stream=conn.index, sender=sender, namespace=schema_set.short,
                           payload_type=payload_type, message=name, document=document, namespace_source=source, tls=tls)
+
+    @staticmethod
+    def _where(conn: _Connection, sender: str, payload_type: int) -> str:
+        return f"TCP stream {conn.index} {sender}, V2GTP 0x{payload_type:04X}"
 
     @staticmethod
     def _namespace(conn: _Connection, payload_type: int) -> tuple[str | None, str]:

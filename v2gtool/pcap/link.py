@@ -2,15 +2,16 @@
 Linux cooked captures (SLL, SLL2), raw IP; IPv4, IPv6 (with extension headers), UDP and TCP.
 
 Only what the V2G dissector needs is parsed; a header that is cut short raises :class:`PacketError`
-naming the layer, so a truncated frame is reported, never half-decoded.
+naming the layer, so a truncated frame is reported, never half-decoded. The parsed headers are
+named tuples: several are built per packet, and tuples are built and compared in C.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import struct
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from v2gtool.errors import V2GToolError
 
@@ -43,8 +44,7 @@ class PacketError(V2GToolError):
     """A header of a captured frame is truncated or malformed."""
 
 
-@dataclass(frozen=True, slots=True)
-class LinkFrame:
+class LinkFrame(NamedTuple):
     """A link-layer frame: addresses (MAC, when the link has them), EtherType and payload."""
 
     source: str | None
@@ -54,8 +54,7 @@ class LinkFrame:
     vlan: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class IPPacket:
+class IPPacket(NamedTuple):
     """An IPv4 or IPv6 packet: addresses as text, upper-layer protocol and its bytes."""
 
     source: str
@@ -64,15 +63,13 @@ class IPPacket:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class UDPDatagram:
+class UDPDatagram(NamedTuple):
     source_port: int
     destination_port: int
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class TCPSegment:
+class TCPSegment(NamedTuple):
     source_port: int
     destination_port: int
     seq: int

@@ -68,7 +68,8 @@ class TCPSession:
 
     writer: PcapWriter
     evcc: Host = field(default_factory=lambda: Host("02:00:00:00:00:01", "fe80::1", 50000, 1000))
-    secc: Host = field(default_factory=lambda: Host("02:00:00:00:00:02", "fe80::2", 15118, 5000))
+    # The SECC listens on a port of the dynamic range 49152-65535, as its SDP response must announce one
+    secc: Host = field(default_factory=lambda: Host("02:00:00:00:00:02", "fe80::2", 61851, 5000))
 
     def _frame(self, sender: Host, receiver: Host, flags: int, payload: bytes, seq: int | None = None) -> bytes:
         segment = tcp(sender.port, receiver.port, sender.seq if seq is None else seq, receiver.seq, flags, payload)

@@ -3,12 +3,14 @@
 Segments may arrive out of order, be retransmitted or overlap earlier ones, and several connections
 may interleave. :class:`TCPReassembler` numbers connections in the order they appear (as tshark's
 ``tcp.stream`` does), delivers each direction's bytes exactly once and in order, and reports a hole
-it cannot fill (a segment the capture missed) instead of guessing its bytes.
+it cannot fill (a segment the capture missed) instead of guessing its bytes. Endpoints and stream
+events are named tuples: they are built for every segment, hashed and compared in C.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from v2gtool.pcap.link import TCP_FIN, TCP_RST, TCP_SYN, TCPSegment
 
@@ -24,8 +26,7 @@ CLIENT_TO_SERVER = 0
 SERVER_TO_CLIENT = 1
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
+class Endpoint(NamedTuple):
     address: str
     port: int
 
@@ -33,8 +34,7 @@ class Endpoint:
         return f"[{self.address}]:{self.port}" if ":" in self.address else f"{self.address}:{self.port}"
 
 
-@dataclass(frozen=True, slots=True)
-class StreamData:
+class StreamData(NamedTuple):
     """In-order bytes of one direction of a connection; *frame* is the packet that completed them."""
 
     stream: int
@@ -44,8 +44,7 @@ class StreamData:
     timestamp: float
 
 
-@dataclass(frozen=True, slots=True)
-class StreamGap:
+class StreamGap(NamedTuple):
     """Bytes of one direction that the capture does not contain; delivery resumes after them."""
 
     stream: int
@@ -56,8 +55,7 @@ class StreamGap:
     timestamp: float
 
 
-@dataclass(frozen=True, slots=True)
-class StreamOpened:
+class StreamOpened(NamedTuple):
     stream: int
     client: Endpoint
     server: Endpoint
@@ -65,8 +63,7 @@ class StreamOpened:
     timestamp: float
 
 
-@dataclass(frozen=True, slots=True)
-class StreamClosed:
+class StreamClosed(NamedTuple):
     stream: int
     reason: str
     frame: int
@@ -109,8 +106,7 @@ class TCPReassembler:
                 seg: TCPSegment) -> tuple[int, list[StreamEvent]]:
         """Process one captured segment; return its stream index and the events it causes, in order."""
         events: list[StreamEvent] = []
-        key = (source, destination) if (source.address, source.port) <= (destination.address,
-                                                                          destination.port) else (destination, source)
+        key = (source, destination) if source <= destination else (destination, source)
         conn = self._connections.get(key)
         syn_only = seg.flags & TCP_SYN and not seg.flags & 0x10
         if conn is not None and syn_only and (conn.closed or self._is_new_syn(conn, source, seg)):

@@ -636,7 +636,14 @@ def decode_frame(frame: bytes) -> MmeFrame:
         (ethertype,) = struct.unpack_from("!H", frame, offset)
     if ethertype != ETHERTYPE_HOMEPLUG_AV:
         raise MmeDecodeError(f"EtherType 0x{ethertype:04X} is not HomePlug AV (0x88E1)")
-    data = frame[offset + 2 :]
+    return decode_mme(frame[offset + 2 :], _mac(frame[0:6]), _mac(frame[6:12]))
+
+
+def decode_mme(data: bytes, dst: str, src: str) -> MmeFrame:
+    """Decode the MME that follows a link-layer header (HomePlug AV 1.1 clause 11.1: MMV, MMTYPE,
+    FMI, vendor OUI, body), for links other than plain Ethernet too (a capture's VLAN stacks,
+    Linux cooked headers); *dst*/*src* are the link addresses to report. Raises only
+    :class:`MmeDecodeError`."""
     if len(data) < 3:
         raise MmeDecodeError(f"MME header needs 3 octets, got {len(data)}")
     mmv, mmtype = data[0], int.from_bytes(data[1:3], "little")
@@ -648,7 +655,7 @@ def decode_frame(frame: bytes) -> MmeFrame:
     payload = data[header_len:]
     cls = BODIES.get(mmtype)
     body = None if cls is None else _decode_body(cls, payload)
-    return MmeFrame(_mac(frame[0:6]), _mac(frame[6:12]), mmv, mmtype, body, payload)
+    return MmeFrame(dst, src, mmv, mmtype, body, payload)
 
 
 #: (count field, counted field) pairs: a count larger than the octets present is a truncation.
