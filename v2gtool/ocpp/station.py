@@ -50,6 +50,9 @@ from v2gtool.session.events import Event
 
 Listener = Callable[[Event], None]
 ROOT_TYPES = ("V2GRootCertificate", "MORootCertificate")
+# Session phases without energy transfer and the OCPP chargingState they mean: the EV's Standby,
+# and the end of the loop (welding detection).
+IDLE_PHASES = {"PowerDelivery": "SuspendedEV", "DC_WeldingDetection": "EVConnected"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,7 +108,6 @@ class BridgeConfig:
 class _Transaction:
     id: str
     seq: int = 0
-    charging: bool = False
     remote_stop: bool = False
     last_periodic: float = 0.0
     meter: Meter = field(default_factory=Meter)
@@ -172,7 +174,6 @@ class StationBridge:
         elif isinstance(event, EVChargingNeeds):
             self._needs, self._needs_sent = event, False
         elif isinstance(event, PhaseChanged) and event.phase == "DC_ChargeLoop":
-            self.transaction.charging = True
             self._transaction_event("Updated", "ChargingStateChanged", now, charging_state="Charging")
         elif isinstance(event, PowerFlow):
             tx = self.transaction
@@ -180,14 +181,10 @@ class StationBridge:
             if now - tx.last_periodic >= self.config.meter_interval:
                 tx.last_periodic = now
                 self._transaction_event("Updated", "MeterValuePeriodic", now, meter=True)
-        elif isinstance(event, PhaseChanged) and event.phase == "PowerDelivery":  # the EV's Standby
+        elif isinstance(event, PhaseChanged) and event.phase in IDLE_PHASES:
             self.transaction.meter.idle()
-            self.transaction.charging = False
-            self._transaction_event("Updated", "ChargingStateChanged", now, charging_state="SuspendedEV", meter=True)
-        elif isinstance(event, PhaseChanged) and event.phase == "DC_WeldingDetection":
-            self.transaction.meter.idle()
-            self.transaction.charging = False
-            self._transaction_event("Updated", "ChargingStateChanged", now, charging_state="EVConnected", meter=True)
+            state = IDLE_PHASES[event.phase]
+            self._transaction_event("Updated", "ChargingStateChanged", now, charging_state=state, meter=True)
         elif isinstance(event, SessionEnded):
             self._end_transaction(event, now)
         self._wake.set()
