@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
@@ -31,6 +34,7 @@ from v2gtool.hw.backends import sim_station
 from v2gtool.hw.isolation import Edition, IsolationProfile
 from v2gtool.hw.station import StationConfig
 from v2gtool.iso20.evcc import Direction, Evcc, EvccConfig
+from v2gtool.iso20.pnc import Contract
 from v2gtool.iso20.ports import GridRequest
 from v2gtool.iso20.secc import Secc, SeccConfig, SessionStore
 from v2gtool.iso20.timeouts import Timeouts
@@ -40,7 +44,7 @@ from v2gtool.net.v2g_tcp import Ending, Outcome, run_evcc, serve_connection
 from v2gtool.pki.create import DEFAULT_CERTS_DIR
 from v2gtool.pki.profiles import Protocol
 from v2gtool.pki.tls import client_context, server_context
-from v2gtool.pki.trust import DEFAULT_TRUST_DIR
+from v2gtool.pki.trust import DEFAULT_TRUST_DIR, TrustStore, load_pem_chain
 from v2gtool.sdp import SDP_SERVER_PORT, Security
 from v2gtool.session import scenario as scenarios
 from v2gtool.session.events import Event
@@ -67,14 +71,37 @@ class SessionTlsFailed(SessionFailed):
     exit_code = ExitCode.SECURITY
 
 
+class ContractRefused(SessionFailed):
+    """The SECC refused the EV's Plug & Charge contract: its chain, its signature or the challenge."""
+
+    exit_code = ExitCode.SECURITY
+
+
+# AuthorizationRes codes that refuse the contract or its signature (ISO 15118-20 8.3.5.3.4, Table 16).
+CONTRACT_REFUSALS = frozenset(
+    {
+        "WARNING_CertificateExpired",
+        "WARNING_CertificateNotYetValid",
+        "WARNING_CertificateRevoked",
+        "WARNING_CertificateValidationError",
+        "WARNING_ChallengeInvalid",
+        "WARNING_GeneralPnCAuthorizationError",
+        "WARNING_NoContractMatchingPCIDFound",
+        "FAILED_SignatureError",
+    }
+)
+
+
 def check_session(role: str, outcome: Outcome) -> None:
     """Raise the one-line error a failed session exits with: :attr:`ExitCode.TIMEOUT` when the peer
-    stayed silent, :attr:`ExitCode.SECURITY` for a TLS failure, 1 otherwise."""
+    stayed silent, :attr:`ExitCode.SECURITY` for a TLS failure or a refused contract, 1 otherwise."""
     if outcome.ok:
         return
     reason = outcome.ended.reason if outcome.ended is not None else "no SessionStop"
     if outcome.ending is Ending.TIMEOUT:
         raise SessionTimeout(f"{role} session failed: {reason}")
+    if outcome.ended is not None and outcome.ended.response_code in CONTRACT_REFUSALS:
+        raise ContractRefused(f"{role} session failed: Plug & Charge contract {reason}")
     if outcome.ending is Ending.FAILED:
         error = SessionTlsFailed if outcome.tls_error else SessionFailed
         raise error(f"{role} session failed: the connection failed: {outcome.error}")
@@ -97,6 +124,22 @@ def tls_dirs(app: AppContext, certs_dir: Path | None, trust_dir: Path | None) ->
         certs_dir or Path(app.config.get("pki", "certs_dir", DEFAULT_CERTS_DIR)),
         trust_dir or Path(app.config.get("pki", "trust_dir", DEFAULT_TRUST_DIR)),
     )
+
+
+def load_contract(certs: Path) -> Contract:
+    """The EV's Plug & Charge contract: the chain of *certs*/contract.pem and the key of contract.key."""
+    try:
+        key = load_pem_private_key((certs / "contract.key").read_bytes(), None)
+    except (OSError, ValueError) as exc:
+        raise V2GToolError(f"--pnc: cannot read {certs / 'contract.key'}: {exc}") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise V2GToolError(f"--pnc: {certs / 'contract.key'} is not an ECDSA key")
+    return Contract(tuple(load_pem_chain(certs / "contract.pem")), key)
+
+
+def contract_roots(trust: Path) -> tuple[x509.Certificate, ...]:
+    """The trust anchors the SECC checks contract chains against (the MO and V2G roots in *trust*)."""
+    return TrustStore.load(trust).roots
 
 
 def printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
@@ -200,6 +243,11 @@ def tls_options(func: F) -> F:
     show_default=True,
     help="Stop after this many sessions, exiting non-zero if one failed (0: serve until SIGTERM/SIGINT).",
 )
+@click.option(
+    "--pnc",
+    is_flag=True,
+    help="Offer Plug & Charge: check each EV's contract chain and signature against --trust-dir's roots.",
+)
 @tls_options
 @realtime_options
 @json_option
@@ -211,6 +259,7 @@ def serve(
     scenario_path: Path | None,
     speed: float,
     sessions: int,
+    pnc: bool,
     no_tls: bool,
     certs_dir: Path | None,
     trust_dir: Path | None,
@@ -219,19 +268,25 @@ def serve(
     cpu: int | None,
     json_out: bool,
 ) -> None:
-    """Be the SECC on IFACE: answer SDP, serve ISO 15118-20 DC / DC_BPT sessions over TCP (TLS 1.3)."""
+    """Be the SECC on IFACE: answer SDP, serve ISO 15118-20 DC / DC_BPT sessions over TCP (TLS 1.3).
+
+    \b
+    Examples:
+      sudo v2gtool v2g-message-handler serve --iface eth1 --pnc
+    """
     app = app_context(ctx)
     tcp_port = port or int(app.config.get("sdp", "tcp_port", DEFAULT_TCP_PORT))
-    context = None
-    if not no_tls:
-        certs, trust = tls_dirs(app, certs_dir, trust_dir)
-        context = server_context(certs, trust, Protocol.ISO20, keylog=keylog)
+    certs, trust = tls_dirs(app, certs_dir, trust_dir)
+    context = None if no_tls else server_context(certs, trust, Protocol.ISO20, keylog=keylog)
+    roots = contract_roots(trust) if pnc else None
     as_json = use_json(ctx, json_out)
     show = printer(app, as_json)
     plant = build_plant(scenario_path, remote_ev=True)
     apply_options(ctx, rt, cpu, as_json)
     with spinner(ctx, f"opening {iface}", as_json) as waiting:
-        served = asyncio.run(serve_sessions(iface, tcp_port, context, plant, speed, sessions, show, waiting.update))
+        served = asyncio.run(
+            serve_sessions(iface, tcp_port, context, plant, speed, sessions, show, waiting.update, pnc_roots=roots)
+        )
     if sessions:  # a counted run reports its sessions; a daemon stopped by SIGTERM exits 0
         for outcome in served:
             check_session("SECC", outcome)
@@ -253,10 +308,12 @@ async def serve_sessions(
     show: Callable[[Event], None],
     status: Callable[[str], None] = lambda _: None,
     grid: GridRequest | None = None,
+    pnc_roots: tuple[x509.Certificate, ...] | None = None,
 ) -> list[Outcome]:
     """SDP responder and V2GTP server on *iface* until *sessions* sessions ended (0: SIGTERM/SIGINT);
     returns how each served session ended, in order. *status* is told what the SECC waits for; *grid*
-    is the Dynamic mode's grid request (an OCPP charging profile, ``ocpp-bridge --iface``)."""
+    is the Dynamic mode's grid request (an OCPP charging profile, ``ocpp-bridge --iface``); with
+    *pnc_roots* the SECC offers Plug & Charge and checks contracts against them."""
     _load_grammars()
     scenario, charger, _vehicle = plant
     clock = real_time(charger, speed)
@@ -269,7 +326,8 @@ async def serve_sessions(
         async with one_at_a_time:
             peer = writer.get_extra_info("peername")
             status(f"in session with the EV at [{peer[0]}]:{peer[1]} on {iface}")
-            secc = Secc(SeccConfig(bpt=scenario.bpt, timeouts=Timeouts(), grid=grid), charger, clock(), store)
+            config = SeccConfig(bpt=scenario.bpt, timeouts=Timeouts(), grid=grid, pnc_roots=pnc_roots)
+            secc = Secc(config, charger, clock(), store)
             served.append(await serve_connection(secc, reader, writer, clock, show))
             if sessions and len(served) >= sessions:
                 stop.set()
@@ -328,6 +386,7 @@ async def serve_sessions(
     show_default=True,
     help="Volts between EVSEPresentVoltage and the battery before the EV closes its contactors.",
 )
+@click.option("--pnc", is_flag=True, help="Plug & Charge with --certs-dir's contract.pem/contract.key (else EIM).")
 @tls_options
 @json_option
 @click.pass_context
@@ -343,13 +402,19 @@ def connect(
     duration: float,
     timeout_scale: float,
     precharge_tolerance: float,
+    pnc: bool,
     no_tls: bool,
     certs_dir: Path | None,
     trust_dir: Path | None,
     keylog: Path | None,
     json_out: bool,
 ) -> None:
-    """Be the EVCC on IFACE: find the SECC by SDP and run one ISO 15118-20 DC / DC_BPT session."""
+    """Be the EVCC on IFACE: find the SECC by SDP and run one ISO 15118-20 DC / DC_BPT session.
+
+    \b
+    Examples:
+      sudo v2gtool v2g-message-handler connect --iface eth1 --pnc --direction discharge
+    """
     app = app_context(ctx)
     if (host is None) != (port is None):
         raise click.UsageError("--host and --port go together")
@@ -357,10 +422,8 @@ def connect(
         chosen = service_from_name(service)
     except KeyError:
         raise click.BadParameter(f"{service!r} is not DC, DC_BPT or DC_V2G", param_hint="--service") from None
-    context = None
-    if not no_tls:
-        certs, trust = tls_dirs(app, certs_dir, trust_dir)
-        context = client_context(certs, trust, Protocol.ISO20, keylog=keylog)
+    certs, trust = tls_dirs(app, certs_dir, trust_dir)
+    context = None if no_tls else client_context(certs, trust, Protocol.ISO20, keylog=keylog)
     config = EvccConfig(
         service=chosen,
         control_mode=ControlMode[control_mode.upper()],
@@ -368,12 +431,14 @@ def connect(
         duration=duration,
         precharge_tolerance=precharge_tolerance,
         timeouts=Timeouts(message_scale=timeout_scale),
+        contract=load_contract(certs) if pnc else None,
     )
     as_json = use_json(ctx, json_out)
     show = printer(app, as_json)
     plant = build_plant(scenario_path, remote_ev=False)
     with spinner(ctx, f"starting the EVCC on {iface}", as_json) as waiting:
         asyncio.run(connect_session(iface, host, port, context, plant, config, show, waiting.update))
+
 
 
 async def connect_session(

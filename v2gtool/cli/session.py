@@ -21,8 +21,6 @@ from typing import IO, Any
 
 import click
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from rich.live import Live
 from rich.table import Table
 
@@ -35,6 +33,8 @@ from v2gtool.cli.live import (
     build_plant,
     check_session,
     connect_session,
+    contract_roots,
+    load_contract,
     printer,
     serve_sessions,
     tls_dirs,
@@ -52,7 +52,6 @@ from v2gtool.net.netns import veth_pair
 from v2gtool.net.v2g_tcp import Ending
 from v2gtool.pki.profiles import Protocol
 from v2gtool.pki.tls import client_context, server_context
-from v2gtool.pki.trust import TrustStore, load_pem_chain
 from v2gtool.session import scenario as scenarios
 from v2gtool.session.events import Event
 from v2gtool.session.journal import journal_log
@@ -231,14 +230,7 @@ def _pnc_credentials(
 ) -> tuple[Contract, tuple[x509.Certificate, ...]]:
     """The EV's contract (chain and key from the certificates directory) and the SECC's roots."""
     certs, trust = tls_dirs(app, certs_dir, trust_dir)
-    try:
-        key = load_pem_private_key((certs / "contract.key").read_bytes(), None)
-    except (OSError, ValueError) as exc:
-        raise V2GToolError(f"--pnc: cannot read {certs / 'contract.key'}: {exc}") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise V2GToolError(f"--pnc: {certs / 'contract.key'} is not an ECDSA key")
-    chain = tuple(load_pem_chain(certs / "contract.pem"))
-    return Contract(chain, key), TrustStore.load(trust).roots
+    return load_contract(certs), contract_roots(trust)
 
 
 def _run_side(
