@@ -34,6 +34,7 @@ from v2gtool.hw.backends import sim_station
 from v2gtool.hw.isolation import Edition, IsolationProfile
 from v2gtool.hw.station import StationConfig
 from v2gtool.iso20.evcc import Direction, Evcc, EvccConfig
+from v2gtool.iso20.events import SessionPaused, SessionResumed
 from v2gtool.iso20.pnc import Contract
 from v2gtool.iso20.ports import GridRequest
 from v2gtool.iso20.secc import Secc, SeccConfig, SessionStore
@@ -387,6 +388,15 @@ async def serve_sessions(
     help="Volts between EVSEPresentVoltage and the battery before the EV closes its contactors.",
 )
 @click.option("--pnc", is_flag=True, help="Plug & Charge with --certs-dir's contract.pem/contract.key (else EIM).")
+@click.option(
+    "--pause", is_flag=True, help="End with SessionStop Pause and print the SessionID that --resume continues."
+)
+@click.option(
+    "--resume",
+    "resume_hex",
+    metavar="SESSION_ID",
+    help="Resume a paused session: its SessionID, 16 hex digits (as --pause printed it).",
+)
 @tls_options
 @json_option
 @click.pass_context
@@ -403,6 +413,8 @@ def connect(
     timeout_scale: float,
     precharge_tolerance: float,
     pnc: bool,
+    pause: bool,
+    resume_hex: str | None,
     no_tls: bool,
     certs_dir: Path | None,
     trust_dir: Path | None,
@@ -414,6 +426,8 @@ def connect(
     \b
     Examples:
       sudo v2gtool v2g-message-handler connect --iface eth1 --pnc --direction discharge
+      sudo v2gtool --json v2g-message-handler connect --iface eth1 --pause | jq -r 'select(.session_id).session_id'
+      sudo v2gtool v2g-message-handler connect --iface eth1 --resume 3f9a0c1d5e7b2486
     """
     app = app_context(ctx)
     if (host is None) != (port is None):
@@ -422,6 +436,7 @@ def connect(
         chosen = service_from_name(service)
     except KeyError:
         raise click.BadParameter(f"{service!r} is not DC, DC_BPT or DC_V2G", param_hint="--service") from None
+    resume_id = session_id_option(resume_hex) if resume_hex is not None else None
     certs, trust = tls_dirs(app, certs_dir, trust_dir)
     context = None if no_tls else client_context(certs, trust, Protocol.ISO20, keylog=keylog)
     config = EvccConfig(
@@ -432,6 +447,8 @@ def connect(
         precharge_tolerance=precharge_tolerance,
         timeouts=Timeouts(message_scale=timeout_scale),
         contract=load_contract(certs) if pnc else None,
+        pause=pause,
+        resume_session_id=resume_id,
     )
     as_json = use_json(ctx, json_out)
     show = printer(app, as_json)
@@ -439,6 +456,16 @@ def connect(
     with spinner(ctx, f"starting the EVCC on {iface}", as_json) as waiting:
         asyncio.run(connect_session(iface, host, port, context, plant, config, show, waiting.update))
 
+
+def session_id_option(text: str) -> bytes:
+    """``--resume``'s SessionID: 8 bytes (ISO 15118-20 sessionIDType), not all zero (that asks for a new session)."""
+    try:
+        session_id = bytes.fromhex(text)
+    except ValueError:
+        session_id = b""
+    if len(session_id) != 8 or not any(session_id):
+        raise click.BadParameter(f"{text!r} is not a SessionID: 16 hex digits, not all 0", param_hint="--resume")
+    return session_id
 
 
 async def connect_session(
@@ -453,7 +480,8 @@ async def connect_session(
 ) -> Evcc:
     """Find the SECC by SDP (unless *host*/*port*) and run one EVCC session; *status* is told what
     the EVCC waits for. A session that does not end with SessionStop raises the error
-    :func:`check_session` picks."""
+    :func:`check_session` picks; one that resumed or paused ends with :class:`SessionResumed` /
+    :class:`SessionPaused` (the SessionID to resume with)."""
     _load_grammars()
     _scenario, charger, vehicle = plant
     clock = real_time(charger)
@@ -479,4 +507,9 @@ async def connect_session(
         raise V2GToolError(f"cannot connect to {where}: {exc}") from None
     status(f"in session with the SECC at {where}")
     check_session("EVCC", await run_evcc(evcc, reader, writer, clock, show))
+    session_id = evcc.session_id.hex()
+    if config.resume_session_id is not None:
+        show(SessionResumed(t=clock(), role="EVCC", session_id=session_id, joined=evcc.resumed))
+    if config.pause:
+        show(SessionPaused(t=clock(), role="EVCC", session_id=session_id))
     return evcc
