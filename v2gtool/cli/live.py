@@ -50,7 +50,7 @@ from v2gtool.sdp import SDP_SERVER_PORT, Security
 from v2gtool.session import scenario as scenarios
 from v2gtool.session.events import Event
 from v2gtool.session.journal import journal_log
-from v2gtool.session.plant import SimVehiclePort, StationCharger
+from v2gtool.session.plant import RemoteChargerVehicle, SimVehiclePort, StationCharger
 from v2gtool.session.render import describe
 
 DEFAULT_TCP_PORT = 64109
@@ -162,14 +162,27 @@ Plant = tuple[scenarios.SessionScenario, StationCharger, SimVehiclePort]
 
 
 def build_plant(scenario_path: Path | None, *, remote_ev: bool) -> Plant:
-    """The ``sim`` plant of one side (*remote_ev*: this is the SECC and the EV is across the link)."""
+    """The ``sim`` plant of one side (*remote_ev*: this is the SECC and the EV is across the link;
+    else this is the EV, whose battery follows the current the SECC reports: :class:`RemoteChargerVehicle`)."""
     scenario = scenarios.load(scenario_path)
     setup = sim_station(
         StationConfig(IsolationProfile(Edition.IEC_61851_23_2023, scenario.charger.max_voltage)), scenario.plant
     )
     setup.station.run(0.01)
     charger = StationCharger(setup, scenario.charger, mirror_vehicle=remote_ev)
-    return scenario, charger, SimVehiclePort(setup, scenario.vehicle)
+    vehicle = SimVehiclePort if remote_ev else RemoteChargerVehicle
+    return scenario, charger, vehicle(setup, scenario.vehicle)
+
+
+def vehicle_config(plant: Plant, **options: Any) -> EvccConfig:
+    """The EVCC's configuration: the scenario's SoC target and floor, the plant's battery, *options*."""
+    scenario, _charger, vehicle = plant
+    return EvccConfig(
+        target_soc=scenario.target_soc,
+        min_soc=scenario.min_soc,
+        battery_capacity_wh=vehicle.setup.plant.battery_capacity_wh,
+        **options,
+    )
 
 
 def real_time(charger: StationCharger, speed: float = 1.0) -> Callable[[], float]:
@@ -439,7 +452,9 @@ def connect(
     resume_id = session_id_option(resume_hex) if resume_hex is not None else None
     certs, trust = tls_dirs(app, certs_dir, trust_dir)
     context = None if no_tls else client_context(certs, trust, Protocol.ISO20, keylog=keylog)
-    config = EvccConfig(
+    plant = build_plant(scenario_path, remote_ev=False)
+    config = vehicle_config(
+        plant,
         service=chosen,
         control_mode=ControlMode[control_mode.upper()],
         direction=Direction(direction),
@@ -452,7 +467,6 @@ def connect(
     )
     as_json = use_json(ctx, json_out)
     show = printer(app, as_json)
-    plant = build_plant(scenario_path, remote_ev=False)
     with spinner(ctx, f"starting the EVCC on {iface}", as_json) as waiting:
         asyncio.run(connect_session(iface, host, port, context, plant, config, show, waiting.update))
 
@@ -485,6 +499,12 @@ async def connect_session(
     _load_grammars()
     _scenario, charger, vehicle = plant
     clock = real_time(charger)
+
+    def listener(event: Event) -> None:
+        if isinstance(vehicle, RemoteChargerVehicle):
+            vehicle.follow(event)
+        show(event)
+
     if host is None or port is None:
         status(f"discovering the SECC on {iface}: SDP requests to [ff02::1]:{SDP_SERVER_PORT}")
         found = await discover(iface, Security.NO_TLS if context is None else Security.TLS)
@@ -506,7 +526,7 @@ async def connect_session(
     except OSError as exc:
         raise V2GToolError(f"cannot connect to {where}: {exc}") from None
     status(f"in session with the SECC at {where}")
-    check_session("EVCC", await run_evcc(evcc, reader, writer, clock, show))
+    check_session("EVCC", await run_evcc(evcc, reader, writer, clock, listener))
     session_id = evcc.session_id.hex()
     if config.resume_session_id is not None:
         show(SessionResumed(t=clock(), role="EVCC", session_id=session_id, joined=evcc.resumed))

@@ -39,12 +39,13 @@ from v2gtool.cli.live import (
     serve_sessions,
     tls_dirs,
     tls_options,
+    vehicle_config,
 )
 from v2gtool.cli.output import emit_json, json_option, use_json
 from v2gtool.cli.progress import Spinner, spinner
 from v2gtool.cli.realtime import apply_options, realtime_options
 from v2gtool.errors import V2GToolError
-from v2gtool.iso20.evcc import Direction, EvccConfig
+from v2gtool.iso20.evcc import Direction
 from v2gtool.iso20.events import MessageReceived, PhaseChanged, PowerFlow, SessionEnded
 from v2gtool.iso20.pnc import Contract
 from v2gtool.iso20.values import ControlMode, SignConvention, service_from_name
@@ -256,7 +257,8 @@ def _run_side(
         return
     plant = build_plant(scenario_path, remote_ev=False)
     _require_match(slac_on_link(Role.EV, iface, simulated_modem, follow_slac(waiting, Role.EV, iface, show)))
-    config = EvccConfig(
+    config = vehicle_config(
+        plant,
         service=scenario.service,
         control_mode=scenario.control_mode,
         direction=scenario.direction,
