@@ -5,6 +5,7 @@ the signed challenge (ISO 15118-20 8.3.4.2), checked by the SECC against its MO/
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -108,3 +109,20 @@ def test_a_contract_key_that_is_not_the_certificates_is_refused(
     assert "FAILED_SignatureError" in ev.stderr
     _req, res = authorization(secc)
     assert res["summary"]["ResponseCode"] == "FAILED_SignatureError"  # type: ignore[index]
+
+
+def test_session_run_netns_with_pnc(pkis: tuple[Path, Path]) -> None:
+    """`session run --netns --pnc`: the EVSE process offers PnC with its roots, the EV process signs
+    with its contract; the EV's own battery follows the discharge the EVSE reports."""
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    own, _foreign = pkis
+    proc = subprocess.run([*V2GTOOL, "--json", "session", "run", "--netns", "--pnc", "--duration", "2",
+                           "--direction", "discharge", *tls_dirs(own)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    req, res = authorization(records)
+    assert isinstance(req["size"], int) and req["size"] > 500
+    assert res["summary"] == {"ResponseCode": "OK", "EVSEProcessing": "Finished"}
+    socs = [r["soc"] for r in records if r["event"] == "PowerFlow" and r["role"] == "EVCC"]
+    assert socs[-1] < socs[0]

@@ -131,7 +131,8 @@ def session() -> None:
 @click.option(
     "--pnc",
     is_flag=True,
-    help="Plug & Charge with --certs-dir's contract.pem/contract.key, checked against --trust-dir.",
+    help="Plug & Charge with --certs-dir's contract.pem/contract.key, checked against --trust-dir "
+    "(--role evse: offer it; --role ev: use it).",
 )
 @click.option(
     "--speed",
@@ -199,13 +200,16 @@ def run(
     if not sim:
         if iface is None:
             raise click.UsageError("--role evse|ev needs --iface")
-        context = None
-        if not no_tls:
-            certs, trust = tls_dirs(app, certs_dir, trust_dir)
-            protocol_context = server_context if role == "evse" else client_context
-            context = protocol_context(certs, trust, Protocol.ISO20, keylog=keylog)
+        certs, trust = tls_dirs(app, certs_dir, trust_dir)
+        protocol_context = server_context if role == "evse" else client_context
+        context = None if no_tls else protocol_context(certs, trust, Protocol.ISO20, keylog=keylog)
+        credentials = (  # each side reads only its own: a charger has no contract key
+            load_contract(certs) if pnc and role == "ev" else None,
+            contract_roots(trust) if pnc and role == "evse" else None,
+        )
+        show = printer(app, as_json)
         with spinner(ctx, f"opening {iface}", as_json) as waiting:
-            _run_side(role, iface, modem == "sim", context, scenario_path, scenario, printer(app, as_json), waiting)
+            _run_side(role, iface, modem == "sim", context, scenario_path, scenario, credentials, show, waiting)
         return
     trace = None if no_trace else _open_trace(app, trace_path)
     credentials = _pnc_credentials(app, certs_dir, trust_dir) if pnc else (None, None)
@@ -241,10 +245,12 @@ def _run_side(
     context: ssl.SSLContext | None,
     scenario_path: Path | None,
     scenario: scenarios.SessionScenario,
+    credentials: tuple[Contract | None, tuple[x509.Certificate, ...] | None],
     show: Callable[[Event], None],
     waiting: Spinner,
 ) -> None:
-    """One side of the chain on a real link, as a charger or a car runs it; *waiting* shows what for."""
+    """One side of the chain on a real link, as a charger or a car runs it; *waiting* shows what for.
+    With *credentials* (--pnc) the EVSE offers Plug & Charge with their roots and the EV uses their contract."""
     if role == "evse":
         plant = build_plant(scenario_path, remote_ev=True)
         pilot = plant[1].station.hw.control_pilot
@@ -252,7 +258,9 @@ def _run_side(
         slac = slac_on_link(Role.EVSE, iface, simulated_modem, on_slac, pilot.set_duty if pilot else None)
         _require_match(slac)
         port = DEFAULT_TCP_PORT
-        (outcome,) = asyncio.run(serve_sessions(iface, port, context, plant, 1.0, 1, show, waiting.update))
+        (outcome,) = asyncio.run(
+            serve_sessions(iface, port, context, plant, 1.0, 1, show, waiting.update, pnc_roots=credentials[1])
+        )
         check_session("SECC", outcome)
         return
     plant = build_plant(scenario_path, remote_ev=False)
@@ -265,6 +273,7 @@ def _run_side(
         duration=scenario.duration,
         power=scenario.power,
         sign_convention=scenario.sign_convention,
+        contract=credentials[0],
     )
     asyncio.run(connect_session(iface, None, None, context, plant, config, show, waiting.update))
 
@@ -295,10 +304,11 @@ def _run_netns(ctx: click.Context, params: dict[str, Any], as_json: bool) -> Non
     }
     passed = [f"{flag}={params[key]}" for flag, key in options.items() if params[key] is not None]
     tls = ["--no-tls"] if params["no_tls"] or params["certs_dir"] is None else []
+    pnc = ["--pnc"] if params["pnc"] else []
     json_flag = ["--json"] if as_json else []
     quiet = {**os.environ, "TTY_INTERACTIVE": "0"}
     with veth_pair("v2gn") as pair, spinner(ctx, f"starting the EVSE on {pair.secc_if}", as_json) as waiting:
-        base = [sys.executable, "-m", "v2gtool", *json_flag, "session", "run", *passed, *tls]
+        base = [sys.executable, "-m", "v2gtool", *json_flag, "session", "run", *passed, *tls, *pnc]
         evse = subprocess.Popen(pair.cmd(pair.secc_ns, *base, "--role", "evse", "--iface", pair.secc_if),
                                 stdout=subprocess.PIPE, env=quiet)
         relays = [_relay(evse.stdout)]
