@@ -78,7 +78,7 @@ class ContractRefused(SessionFailed):
     exit_code = ExitCode.SECURITY
 
 
-# AuthorizationRes codes that refuse the contract or its signature (ISO 15118-20 8.3.5.3.4, Table 16).
+# The ISO 15118-20 responseCodeType values by which an AuthorizationRes refuses a PnC contract or its signature.
 CONTRACT_REFUSALS = frozenset(
     {
         "WARNING_CertificateExpired",
