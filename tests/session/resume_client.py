@@ -1,11 +1,12 @@
 """A scripted EV for the pause/resume test, run inside the EV's network namespace:
 ``python -m tests.session.resume_client IFACE``.
 
-Our EVCC engine only ever terminates a session, so this client writes the requests itself. It finds
-the SECC by SDP and makes three TCP connections: (1) a session up to ServiceSelection, then SessionStop
-Pause; (2) SessionSetup with that SessionID, then AuthorizationSetup and SessionStop Terminate;
-(3) SessionSetup with the same SessionID once more. It prints one JSON line per response:
-connection, message, ResponseCode and SessionID (hex).
+Our EVCC (``connect --pause`` / ``--resume``) pauses only after energy transfer and goes through the
+whole session again when resumed; this client writes the requests itself to pause before any energy
+transfer and to stop a resumed session right after AuthorizationSetup. It finds the SECC by SDP and
+makes two TCP connections: (1) a session up to ServiceSelection, then SessionStop Pause;
+(2) SessionSetup with that SessionID, then AuthorizationSetup and SessionStop Terminate. It prints
+one JSON line per response: connection, message, ResponseCode and SessionID (hex).
 """
 
 from __future__ import annotations
@@ -79,10 +80,6 @@ async def main(iface: str) -> None:
     await second.set_up(paused)
     await second.request("AuthorizationSetupReq", cm.AuthorizationSetupReqType(Header=header(second.session_id)))
     await second.stop(cm.chargingSessionType.Terminate)
-
-    third = Connection(3, *await asyncio.open_connection(**where))
-    await third.set_up(paused)
-    await third.stop(cm.chargingSessionType.Terminate)
 
 
 if __name__ == "__main__":

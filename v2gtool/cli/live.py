@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
@@ -31,6 +34,8 @@ from v2gtool.hw.backends import sim_station
 from v2gtool.hw.isolation import Edition, IsolationProfile
 from v2gtool.hw.station import StationConfig
 from v2gtool.iso20.evcc import Direction, Evcc, EvccConfig
+from v2gtool.iso20.events import SessionPaused, SessionResumed
+from v2gtool.iso20.pnc import Contract
 from v2gtool.iso20.ports import GridRequest
 from v2gtool.iso20.secc import Secc, SeccConfig, SessionStore
 from v2gtool.iso20.timeouts import Timeouts
@@ -40,12 +45,12 @@ from v2gtool.net.v2g_tcp import Ending, Outcome, run_evcc, serve_connection
 from v2gtool.pki.create import DEFAULT_CERTS_DIR
 from v2gtool.pki.profiles import Protocol
 from v2gtool.pki.tls import client_context, server_context
-from v2gtool.pki.trust import DEFAULT_TRUST_DIR
+from v2gtool.pki.trust import DEFAULT_TRUST_DIR, TrustStore, load_pem_chain
 from v2gtool.sdp import SDP_SERVER_PORT, Security
 from v2gtool.session import scenario as scenarios
 from v2gtool.session.events import Event
 from v2gtool.session.journal import journal_log
-from v2gtool.session.plant import SimVehiclePort, StationCharger
+from v2gtool.session.plant import RemoteChargerVehicle, SimVehiclePort, StationCharger
 from v2gtool.session.render import describe
 
 DEFAULT_TCP_PORT = 64109
@@ -67,14 +72,37 @@ class SessionTlsFailed(SessionFailed):
     exit_code = ExitCode.SECURITY
 
 
+class ContractRefused(SessionFailed):
+    """The SECC refused the EV's Plug & Charge contract: its chain, its signature or the challenge."""
+
+    exit_code = ExitCode.SECURITY
+
+
+# The ISO 15118-20 responseCodeType values by which an AuthorizationRes refuses a PnC contract or its signature.
+CONTRACT_REFUSALS = frozenset(
+    {
+        "WARNING_CertificateExpired",
+        "WARNING_CertificateNotYetValid",
+        "WARNING_CertificateRevoked",
+        "WARNING_CertificateValidationError",
+        "WARNING_ChallengeInvalid",
+        "WARNING_GeneralPnCAuthorizationError",
+        "WARNING_NoContractMatchingPCIDFound",
+        "FAILED_SignatureError",
+    }
+)
+
+
 def check_session(role: str, outcome: Outcome) -> None:
     """Raise the one-line error a failed session exits with: :attr:`ExitCode.TIMEOUT` when the peer
-    stayed silent, :attr:`ExitCode.SECURITY` for a TLS failure, 1 otherwise."""
+    stayed silent, :attr:`ExitCode.SECURITY` for a TLS failure or a refused contract, 1 otherwise."""
     if outcome.ok:
         return
     reason = outcome.ended.reason if outcome.ended is not None else "no SessionStop"
     if outcome.ending is Ending.TIMEOUT:
         raise SessionTimeout(f"{role} session failed: {reason}")
+    if outcome.ended is not None and outcome.ended.response_code in CONTRACT_REFUSALS:
+        raise ContractRefused(f"{role} session failed: Plug & Charge contract {reason}")
     if outcome.ending is Ending.FAILED:
         error = SessionTlsFailed if outcome.tls_error else SessionFailed
         raise error(f"{role} session failed: the connection failed: {outcome.error}")
@@ -99,6 +127,22 @@ def tls_dirs(app: AppContext, certs_dir: Path | None, trust_dir: Path | None) ->
     )
 
 
+def load_contract(certs: Path) -> Contract:
+    """The EV's Plug & Charge contract: the chain of *certs*/contract.pem and the key of contract.key."""
+    try:
+        key = load_pem_private_key((certs / "contract.key").read_bytes(), None)
+    except (OSError, ValueError) as exc:
+        raise V2GToolError(f"--pnc: cannot read {certs / 'contract.key'}: {exc}") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise V2GToolError(f"--pnc: {certs / 'contract.key'} is not an ECDSA key")
+    return Contract(tuple(load_pem_chain(certs / "contract.pem")), key)
+
+
+def contract_roots(trust: Path) -> tuple[x509.Certificate, ...]:
+    """The trust anchors the SECC checks contract chains against (the MO and V2G roots in *trust*)."""
+    return TrustStore.load(trust).roots
+
+
 def printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
     """JSON lines with --json; else, when the output goes to the journal (under systemd), structured
     journal records; else a human line per message and the session's end."""
@@ -118,14 +162,27 @@ Plant = tuple[scenarios.SessionScenario, StationCharger, SimVehiclePort]
 
 
 def build_plant(scenario_path: Path | None, *, remote_ev: bool) -> Plant:
-    """The ``sim`` plant of one side (*remote_ev*: this is the SECC and the EV is across the link)."""
+    """The ``sim`` plant of one side (*remote_ev*: this is the SECC and the EV is across the link;
+    else this is the EV, whose battery follows the current the SECC reports: :class:`RemoteChargerVehicle`)."""
     scenario = scenarios.load(scenario_path)
     setup = sim_station(
         StationConfig(IsolationProfile(Edition.IEC_61851_23_2023, scenario.charger.max_voltage)), scenario.plant
     )
     setup.station.run(0.01)
     charger = StationCharger(setup, scenario.charger, mirror_vehicle=remote_ev)
-    return scenario, charger, SimVehiclePort(setup, scenario.vehicle)
+    vehicle = SimVehiclePort if remote_ev else RemoteChargerVehicle
+    return scenario, charger, vehicle(setup, scenario.vehicle)
+
+
+def vehicle_config(plant: Plant, **options: Any) -> EvccConfig:
+    """The EVCC's configuration: the scenario's SoC target and floor, the plant's battery, *options*."""
+    scenario, _charger, vehicle = plant
+    return EvccConfig(
+        target_soc=scenario.target_soc,
+        min_soc=scenario.min_soc,
+        battery_capacity_wh=vehicle.setup.plant.battery_capacity_wh,
+        **options,
+    )
 
 
 def real_time(charger: StationCharger, speed: float = 1.0) -> Callable[[], float]:
@@ -200,6 +257,11 @@ def tls_options(func: F) -> F:
     show_default=True,
     help="Stop after this many sessions, exiting non-zero if one failed (0: serve until SIGTERM/SIGINT).",
 )
+@click.option(
+    "--pnc",
+    is_flag=True,
+    help="Offer Plug & Charge: check each EV's contract chain and signature against --trust-dir's roots.",
+)
 @tls_options
 @realtime_options
 @json_option
@@ -211,6 +273,7 @@ def serve(
     scenario_path: Path | None,
     speed: float,
     sessions: int,
+    pnc: bool,
     no_tls: bool,
     certs_dir: Path | None,
     trust_dir: Path | None,
@@ -219,19 +282,25 @@ def serve(
     cpu: int | None,
     json_out: bool,
 ) -> None:
-    """Be the SECC on IFACE: answer SDP, serve ISO 15118-20 DC / DC_BPT sessions over TCP (TLS 1.3)."""
+    """Be the SECC on IFACE: answer SDP, serve ISO 15118-20 DC / DC_BPT sessions over TCP (TLS 1.3).
+
+    \b
+    Examples:
+      sudo v2gtool v2g-message-handler serve --iface eth1 --pnc
+    """
     app = app_context(ctx)
     tcp_port = port or int(app.config.get("sdp", "tcp_port", DEFAULT_TCP_PORT))
-    context = None
-    if not no_tls:
-        certs, trust = tls_dirs(app, certs_dir, trust_dir)
-        context = server_context(certs, trust, Protocol.ISO20, keylog=keylog)
+    certs, trust = tls_dirs(app, certs_dir, trust_dir)
+    context = None if no_tls else server_context(certs, trust, Protocol.ISO20, keylog=keylog)
+    roots = contract_roots(trust) if pnc else None
     as_json = use_json(ctx, json_out)
     show = printer(app, as_json)
     plant = build_plant(scenario_path, remote_ev=True)
     apply_options(ctx, rt, cpu, as_json)
     with spinner(ctx, f"opening {iface}", as_json) as waiting:
-        served = asyncio.run(serve_sessions(iface, tcp_port, context, plant, speed, sessions, show, waiting.update))
+        served = asyncio.run(
+            serve_sessions(iface, tcp_port, context, plant, speed, sessions, show, waiting.update, pnc_roots=roots)
+        )
     if sessions:  # a counted run reports its sessions; a daemon stopped by SIGTERM exits 0
         for outcome in served:
             check_session("SECC", outcome)
@@ -254,11 +323,13 @@ async def serve_sessions(
     status: Callable[[str], None] = lambda _: None,
     grid: GridRequest | None = None,
     stop_request: Callable[[], str | None] | None = None,
+    pnc_roots: tuple[x509.Certificate, ...] | None = None,
 ) -> list[Outcome]:
     """SDP responder and V2GTP server on *iface* until *sessions* sessions ended (0: SIGTERM/SIGINT);
     returns how each served session ended, in order. *status* is told what the SECC waits for; *grid*
-    is the Dynamic mode's grid request (an OCPP charging profile, ``ocpp-bridge --iface``), and
-    *stop_request* the station's wish to end a session (a remote stop)."""
+    is the Dynamic mode's grid request (an OCPP charging profile, ``ocpp-bridge --iface``);
+    *stop_request* the station's wish to end a session (a remote stop); with *pnc_roots* the SECC
+    offers Plug & Charge and checks contracts against them."""
     _load_grammars()
     scenario, charger, _vehicle = plant
     clock = real_time(charger, speed)
@@ -271,7 +342,9 @@ async def serve_sessions(
         async with one_at_a_time:
             peer = writer.get_extra_info("peername")
             status(f"in session with the EV at [{peer[0]}]:{peer[1]} on {iface}")
-            config = SeccConfig(bpt=scenario.bpt, timeouts=Timeouts(), grid=grid, stop_request=stop_request)
+            config = SeccConfig(
+                bpt=scenario.bpt, timeouts=Timeouts(), grid=grid, stop_request=stop_request, pnc_roots=pnc_roots
+            )
             secc = Secc(config, charger, clock(), store)
             served.append(await serve_connection(secc, reader, writer, clock, show))
             if sessions and len(served) >= sessions:
@@ -331,6 +404,16 @@ async def serve_sessions(
     show_default=True,
     help="Volts between EVSEPresentVoltage and the battery before the EV closes its contactors.",
 )
+@click.option("--pnc", is_flag=True, help="Plug & Charge with --certs-dir's contract.pem/contract.key (else EIM).")
+@click.option(
+    "--pause", is_flag=True, help="End with SessionStop Pause and print the SessionID that --resume continues."
+)
+@click.option(
+    "--resume",
+    "resume_hex",
+    metavar="SESSION_ID",
+    help="Resume a paused session: its SessionID, 16 hex digits (as --pause printed it).",
+)
 @tls_options
 @json_option
 @click.pass_context
@@ -346,13 +429,23 @@ def connect(
     duration: float,
     timeout_scale: float,
     precharge_tolerance: float,
+    pnc: bool,
+    pause: bool,
+    resume_hex: str | None,
     no_tls: bool,
     certs_dir: Path | None,
     trust_dir: Path | None,
     keylog: Path | None,
     json_out: bool,
 ) -> None:
-    """Be the EVCC on IFACE: find the SECC by SDP and run one ISO 15118-20 DC / DC_BPT session."""
+    """Be the EVCC on IFACE: find the SECC by SDP and run one ISO 15118-20 DC / DC_BPT session.
+
+    \b
+    Examples:
+      sudo v2gtool v2g-message-handler connect --iface eth1 --pnc --direction discharge
+      sudo v2gtool --json v2g-message-handler connect --iface eth1 --pause | jq -r 'select(.session_id).session_id'
+      sudo v2gtool v2g-message-handler connect --iface eth1 --resume 3f9a0c1d5e7b2486
+    """
     app = app_context(ctx)
     if (host is None) != (port is None):
         raise click.UsageError("--host and --port go together")
@@ -360,23 +453,37 @@ def connect(
         chosen = service_from_name(service)
     except KeyError:
         raise click.BadParameter(f"{service!r} is not DC, DC_BPT or DC_V2G", param_hint="--service") from None
-    context = None
-    if not no_tls:
-        certs, trust = tls_dirs(app, certs_dir, trust_dir)
-        context = client_context(certs, trust, Protocol.ISO20, keylog=keylog)
-    config = EvccConfig(
+    resume_id = session_id_option(resume_hex) if resume_hex is not None else None
+    certs, trust = tls_dirs(app, certs_dir, trust_dir)
+    context = None if no_tls else client_context(certs, trust, Protocol.ISO20, keylog=keylog)
+    plant = build_plant(scenario_path, remote_ev=False)
+    config = vehicle_config(
+        plant,
         service=chosen,
         control_mode=ControlMode[control_mode.upper()],
         direction=Direction(direction),
         duration=duration,
         precharge_tolerance=precharge_tolerance,
         timeouts=Timeouts(message_scale=timeout_scale),
+        contract=load_contract(certs) if pnc else None,
+        pause=pause,
+        resume_session_id=resume_id,
     )
     as_json = use_json(ctx, json_out)
     show = printer(app, as_json)
-    plant = build_plant(scenario_path, remote_ev=False)
     with spinner(ctx, f"starting the EVCC on {iface}", as_json) as waiting:
         asyncio.run(connect_session(iface, host, port, context, plant, config, show, waiting.update))
+
+
+def session_id_option(text: str) -> bytes:
+    """``--resume``'s SessionID: 8 bytes (ISO 15118-20 sessionIDType), not all zero (that asks for a new session)."""
+    try:
+        session_id = bytes.fromhex(text)
+    except ValueError:
+        session_id = b""
+    if len(session_id) != 8 or not any(session_id):
+        raise click.BadParameter(f"{text!r} is not a SessionID: 16 hex digits, not all 0", param_hint="--resume")
+    return session_id
 
 
 async def connect_session(
@@ -391,10 +498,17 @@ async def connect_session(
 ) -> Evcc:
     """Find the SECC by SDP (unless *host*/*port*) and run one EVCC session; *status* is told what
     the EVCC waits for. A session that does not end with SessionStop raises the error
-    :func:`check_session` picks."""
+    :func:`check_session` picks; one that resumed or paused ends with :class:`SessionResumed` /
+    :class:`SessionPaused` (the SessionID to resume with)."""
     _load_grammars()
     _scenario, charger, vehicle = plant
     clock = real_time(charger)
+
+    def listener(event: Event) -> None:
+        if isinstance(vehicle, RemoteChargerVehicle):
+            vehicle.follow(event)
+        show(event)
+
     if host is None or port is None:
         status(f"discovering the SECC on {iface}: SDP requests to [ff02::1]:{SDP_SERVER_PORT}")
         found = await discover(iface, Security.NO_TLS if context is None else Security.TLS)
@@ -416,5 +530,10 @@ async def connect_session(
     except OSError as exc:
         raise V2GToolError(f"cannot connect to {where}: {exc}") from None
     status(f"in session with the SECC at {where}")
-    check_session("EVCC", await run_evcc(evcc, reader, writer, clock, show))
+    check_session("EVCC", await run_evcc(evcc, reader, writer, clock, listener))
+    session_id = evcc.session_id.hex()
+    if config.resume_session_id is not None:
+        show(SessionResumed(t=clock(), role="EVCC", session_id=session_id, joined=evcc.resumed))
+    if config.pause:
+        show(SessionPaused(t=clock(), role="EVCC", session_id=session_id))
     return evcc

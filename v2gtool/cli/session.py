@@ -21,8 +21,6 @@ from typing import IO, Any
 
 import click
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from rich.live import Live
 from rich.table import Table
 
@@ -35,16 +33,19 @@ from v2gtool.cli.live import (
     build_plant,
     check_session,
     connect_session,
+    contract_roots,
+    load_contract,
     printer,
     serve_sessions,
     tls_dirs,
     tls_options,
+    vehicle_config,
 )
 from v2gtool.cli.output import emit_json, json_option, use_json
 from v2gtool.cli.progress import Spinner, spinner
 from v2gtool.cli.realtime import apply_options, realtime_options
 from v2gtool.errors import V2GToolError
-from v2gtool.iso20.evcc import Direction, EvccConfig
+from v2gtool.iso20.evcc import Direction
 from v2gtool.iso20.events import MessageReceived, PhaseChanged, PowerFlow, SessionEnded
 from v2gtool.iso20.pnc import Contract
 from v2gtool.iso20.values import ControlMode, SignConvention, service_from_name
@@ -52,7 +53,6 @@ from v2gtool.net.netns import veth_pair
 from v2gtool.net.v2g_tcp import Ending
 from v2gtool.pki.profiles import Protocol
 from v2gtool.pki.tls import client_context, server_context
-from v2gtool.pki.trust import TrustStore, load_pem_chain
 from v2gtool.session import scenario as scenarios
 from v2gtool.session.events import Event
 from v2gtool.session.journal import journal_log
@@ -131,7 +131,8 @@ def session() -> None:
 @click.option(
     "--pnc",
     is_flag=True,
-    help="Plug & Charge with --certs-dir's contract.pem/contract.key, checked against --trust-dir.",
+    help="Plug & Charge with --certs-dir's contract.pem/contract.key, checked against --trust-dir "
+    "(--role evse: offer it; --role ev: use it).",
 )
 @click.option(
     "--speed",
@@ -199,13 +200,16 @@ def run(
     if not sim:
         if iface is None:
             raise click.UsageError("--role evse|ev needs --iface")
-        context = None
-        if not no_tls:
-            certs, trust = tls_dirs(app, certs_dir, trust_dir)
-            protocol_context = server_context if role == "evse" else client_context
-            context = protocol_context(certs, trust, Protocol.ISO20, keylog=keylog)
+        certs, trust = tls_dirs(app, certs_dir, trust_dir)
+        protocol_context = server_context if role == "evse" else client_context
+        context = None if no_tls else protocol_context(certs, trust, Protocol.ISO20, keylog=keylog)
+        credentials = (  # each side reads only its own: a charger has no contract key
+            load_contract(certs) if pnc and role == "ev" else None,
+            contract_roots(trust) if pnc and role == "evse" else None,
+        )
+        show = printer(app, as_json)
         with spinner(ctx, f"opening {iface}", as_json) as waiting:
-            _run_side(role, iface, modem == "sim", context, scenario_path, scenario, printer(app, as_json), waiting)
+            _run_side(role, iface, modem == "sim", context, scenario_path, scenario, credentials, show, waiting)
         return
     trace = None if no_trace else _open_trace(app, trace_path)
     credentials = _pnc_credentials(app, certs_dir, trust_dir) if pnc else (None, None)
@@ -231,14 +235,7 @@ def _pnc_credentials(
 ) -> tuple[Contract, tuple[x509.Certificate, ...]]:
     """The EV's contract (chain and key from the certificates directory) and the SECC's roots."""
     certs, trust = tls_dirs(app, certs_dir, trust_dir)
-    try:
-        key = load_pem_private_key((certs / "contract.key").read_bytes(), None)
-    except (OSError, ValueError) as exc:
-        raise V2GToolError(f"--pnc: cannot read {certs / 'contract.key'}: {exc}") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise V2GToolError(f"--pnc: {certs / 'contract.key'} is not an ECDSA key")
-    chain = tuple(load_pem_chain(certs / "contract.pem"))
-    return Contract(chain, key), TrustStore.load(trust).roots
+    return load_contract(certs), contract_roots(trust)
 
 
 def _run_side(
@@ -248,10 +245,12 @@ def _run_side(
     context: ssl.SSLContext | None,
     scenario_path: Path | None,
     scenario: scenarios.SessionScenario,
+    credentials: tuple[Contract | None, tuple[x509.Certificate, ...] | None],
     show: Callable[[Event], None],
     waiting: Spinner,
 ) -> None:
-    """One side of the chain on a real link, as a charger or a car runs it; *waiting* shows what for."""
+    """One side of the chain on a real link, as a charger or a car runs it; *waiting* shows what for.
+    With *credentials* (--pnc) the EVSE offers Plug & Charge with their roots and the EV uses their contract."""
     if role == "evse":
         plant = build_plant(scenario_path, remote_ev=True)
         pilot = plant[1].station.hw.control_pilot
@@ -259,18 +258,22 @@ def _run_side(
         slac = slac_on_link(Role.EVSE, iface, simulated_modem, on_slac, pilot.set_duty if pilot else None)
         _require_match(slac)
         port = DEFAULT_TCP_PORT
-        (outcome,) = asyncio.run(serve_sessions(iface, port, context, plant, 1.0, 1, show, waiting.update))
+        (outcome,) = asyncio.run(
+            serve_sessions(iface, port, context, plant, 1.0, 1, show, waiting.update, pnc_roots=credentials[1])
+        )
         check_session("SECC", outcome)
         return
     plant = build_plant(scenario_path, remote_ev=False)
     _require_match(slac_on_link(Role.EV, iface, simulated_modem, follow_slac(waiting, Role.EV, iface, show)))
-    config = EvccConfig(
+    config = vehicle_config(
+        plant,
         service=scenario.service,
         control_mode=scenario.control_mode,
         direction=scenario.direction,
         duration=scenario.duration,
         power=scenario.power,
         sign_convention=scenario.sign_convention,
+        contract=credentials[0],
     )
     asyncio.run(connect_session(iface, None, None, context, plant, config, show, waiting.update))
 
@@ -301,10 +304,11 @@ def _run_netns(ctx: click.Context, params: dict[str, Any], as_json: bool) -> Non
     }
     passed = [f"{flag}={params[key]}" for flag, key in options.items() if params[key] is not None]
     tls = ["--no-tls"] if params["no_tls"] or params["certs_dir"] is None else []
+    pnc = ["--pnc"] if params["pnc"] else []
     json_flag = ["--json"] if as_json else []
     quiet = {**os.environ, "TTY_INTERACTIVE": "0"}
     with veth_pair("v2gn") as pair, spinner(ctx, f"starting the EVSE on {pair.secc_if}", as_json) as waiting:
-        base = [sys.executable, "-m", "v2gtool", *json_flag, "session", "run", *passed, *tls]
+        base = [sys.executable, "-m", "v2gtool", *json_flag, "session", "run", *passed, *tls, *pnc]
         evse = subprocess.Popen(pair.cmd(pair.secc_ns, *base, "--role", "evse", "--iface", pair.secc_if),
                                 stdout=subprocess.PIPE, env=quiet)
         relays = [_relay(evse.stdout)]

@@ -230,6 +230,10 @@ class SimPlant:
     def power_off(self) -> None:
         self._mode, self._target = _PowerMode.OFF, 0.0
 
+    def count_charge(self, amps: float, dt: float) -> None:
+        """Coulomb counting: *amps* (signed, + charges) for *dt* seconds move the battery's SoC."""
+        self.params.soc += amps * dt / 3600.0 / self.params.battery_capacity_ah
+
     # -- integration -----------------------------------------------------------------------------------
 
     def step(self, dt: float) -> None:
@@ -270,7 +274,7 @@ class SimPlant:
             else:
                 wanted = 0.0
             self.current_a = self._slew(self.current_a, wanted, p.current_slew_a_per_s, dt)
-            p.soc += self.current_a * dt / 3600.0 / p.battery_capacity_ah
+            self.count_charge(self.current_a, dt)
             self.link_v = self.cable_v = self.battery_terminal_v
         else:
             # An open path carries no current: the module can only (dis)charge its output capacitor.

@@ -81,3 +81,23 @@ class MeteringConfirmed(Event):
     charged_wh: int
     discharged_wh: int | None
     signed: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionPaused(Event):
+    """The EVCC ended with SessionStop Pause (ISO 15118-20 8.3.4.3.1): the SECC keeps the session,
+    and a SessionSetupReq with *session_id* (hex) resumes it."""
+
+    role: str
+    session_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionResumed(Event):
+    """The answer to a SessionSetupReq with a paused SessionID (8.3.5.3.2): *joined* when the SECC
+    answered OK_OldSessionJoined, False when it started a new session (OK_NewSessionEstablished);
+    *session_id* (hex) is the session's SessionID either way."""
+
+    role: str
+    session_id: str
+    joined: bool

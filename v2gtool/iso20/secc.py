@@ -778,6 +778,7 @@ def _summary(body: Any) -> dict[str, Any]:
                 "ChargeProgress",
                 "ChargingSession",
                 "BPT_ChannelSelection",
+                "SelectedAuthorizationService",
             )
             and value is not None
         ):

@@ -15,7 +15,9 @@ from v2gtool.hw.backends import SimSetup
 from v2gtool.hw.cablecheck import CableCheckReport, CableCheckSettings, run_cable_check
 from v2gtool.hw.interlock import Condition
 from v2gtool.hw.isolation import IsolationVerdict
+from v2gtool.iso20.events import PhaseChanged, PowerFlow, SessionEnded
 from v2gtool.iso20.ports import CableCheckStatus, PowerLimits
+from v2gtool.iso20.states import State
 from v2gtool.session.events import Event
 
 
@@ -142,3 +144,46 @@ class SimVehiclePort:
 
     def open_contactors(self) -> None:
         self.setup.vehicle.session_stopped()
+
+
+# The EVCC's phases in which the SECC's output current flows: the loop, and a schedule renegotiation
+# during it (8.3.4.3.8.2: energy transfer goes on while the new schedule is fetched).
+_ENERGY_TRANSFER_PHASES = frozenset({State.CHARGE_LOOP.value, State.RENEGOTIATION.value})
+
+
+class RemoteChargerVehicle(SimVehiclePort):
+    """The EV's own ``sim`` plant when the charger is across the link (``connect``, ``session run
+    --role ev``, ``--netns``): nothing in this process drives its power path, so its battery follows
+    the current the SECC reports.
+
+    The model: the signed EVSEPresentCurrent of each DC_ChargeLoopRes (the EVCC's :class:`PowerFlow`,
+    + charges the EV) is held until the next one (zero-order hold, as the EVCC's own energy count)
+    and counted into the battery (:meth:`SimPlant.count_charge`); it drops to zero when the EVCC
+    leaves energy transfer (PowerDelivery Stop or Standby answered) or its session ends. The battery
+    voltage the EV reports is its terminal voltage at that current (OCV + I * R_i), so SoC, battery
+    voltage and the EV's target-SoC and SoC-floor stops behave as in ``--sim``. The SoC an EVCC
+    handler reads lags the reported current by one loop response (about 250 ms).
+    """
+
+    def __init__(self, setup: SimSetup, limits: PowerLimits) -> None:
+        super().__init__(setup, limits)
+        self._held: tuple[float, float] | None = None  # (t, A) of the last DC_ChargeLoopRes
+
+    def follow(self, event: Event) -> None:
+        """Take one of the EVCC's events (feed this every event of the session, in order)."""
+        if getattr(event, "role", None) != "EVCC":
+            return
+        if isinstance(event, PowerFlow):
+            self._hold(event.t, event.current)
+        elif (isinstance(event, PhaseChanged) and event.phase not in _ENERGY_TRANSFER_PHASES) or isinstance(
+            event, SessionEnded
+        ):
+            self._hold(event.t, None)
+
+    def _hold(self, t: float, amps: float | None) -> None:
+        plant = self.setup.plant
+        if self._held is not None:
+            since, held = self._held
+            plant.count_charge(held, t - since)
+        self._held = None if amps is None else (t, amps)
+        plant.current_a = amps or 0.0
