@@ -238,8 +238,14 @@ def dispatch_cmd(
         answer = _request(f"{http_url}/dispatch", "POST", {"power_kw": power_kw, "duration_s": duration})
     if use_json(ctx, json_out):
         emit_json(answer)
+    elif cancel:
+        app.console.print("grid request cancelled: every vehicle back to its own plan", highlight=False)
     else:
-        app.console.print(answer, highlight=False)
+        way = "into the grid" if answer["power_w"] < 0 else "from the grid"
+        app.console.print(
+            f"dispatching {abs(answer['power_w']) / 1000:.1f} kW {way} for {answer['duration_s']:.0f} s",
+            highlight=False,
+        )
 
 
 def fleet_table(snapshot: dict[str, Any]) -> Table:
