@@ -147,8 +147,9 @@ class SimVehiclePort:
 
 
 # The EVCC's phases in which the SECC's output current flows: the loop, and a schedule renegotiation
-# during it (8.3.4.3.8.2: energy transfer goes on while the new schedule is fetched).
-_ENERGY_TRANSFER_PHASES = frozenset({State.CHARGE_LOOP.value, State.RENEGOTIATION.value})
+# during it up to the PowerDelivery Start that resumes the loop (8.3.4.3.8.2: energy transfer goes on
+# while the new schedule is fetched).
+_ENERGY_TRANSFER_PHASES = frozenset({State.CHARGE_LOOP.value, State.RENEGOTIATION.value, State.RENEGOTIATED.value})
 
 
 class RemoteChargerVehicle(SimVehiclePort):
