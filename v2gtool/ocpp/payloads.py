@@ -34,6 +34,13 @@ def timestamp(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def epoch(text: str) -> float:
+    """An OCPP dateTime (RFC 3339) as epoch seconds; one without a UTC offset is read as UTC (what
+    OCPP asks for), never as this host's local time. ValueError when it is not a dateTime."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp()
+
+
 @dataclass(frozen=True)
 class VehicleNeeds:
     """What a CSMS learns of one vehicle from NotifyEVChargingNeeds (W, Wh, epoch seconds)."""
@@ -111,7 +118,7 @@ def read_charging_needs(needs: dict[str, Any]) -> VehicleNeeds:
         bpt=bpt,
         max_charge_power=float(v2x.get("max_charge_power", dc.get("ev_max_power", 0.0))),
         max_discharge_power=float(v2x.get("max_discharge_power", 0.0)) if bpt else 0.0,
-        departure=datetime.fromisoformat(departure.replace("Z", "+00:00")).timestamp() if departure else None,
+        departure=epoch(departure) if departure else None,
         target_soc=v2x.get("target_soc", dc.get("full_soc")),
         min_soc=custom.get("min_soc"),
         dischargeable_wh=max(0.0, -float(min_v2x)) if (bpt and min_v2x is not None) else 0.0,
@@ -165,7 +172,7 @@ def read_meter_value(meter_value: dict[str, Any]) -> Reading:
     power = None
     if "Power.Active.Import" in values or "Power.Active.Export" in values:
         power = values.get("Power.Active.Import", 0.0) - values.get("Power.Active.Export", 0.0)
-    at = datetime.fromisoformat(str(meter_value["timestamp"]).replace("Z", "+00:00")).timestamp()
+    at = epoch(str(meter_value["timestamp"]))
     return Reading(
         at=at,
         imported_wh=values.get("Energy.Active.Import.Register"),

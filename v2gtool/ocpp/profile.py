@@ -30,10 +30,10 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from v2gtool.errors import V2GToolError
+from v2gtool.ocpp.payloads import epoch
 
 PURPOSE_ORDER = ("ChargingStationMaxProfile", "ChargingStationExternalConstraints", "TxDefaultProfile", "TxProfile")
 KINDS = ("Absolute", "Recurring", "Relative")
@@ -52,13 +52,11 @@ class NegativeLimits(enum.Enum):
 
 
 def parse_time(text: Any, where: str) -> float:
-    """An OCPP dateTime (RFC 3339) as epoch seconds; one without a UTC offset is read as UTC (what
-    OCPP asks a CSMS to send), never as this host's local time."""
+    """An OCPP dateTime as epoch seconds (:func:`v2gtool.ocpp.payloads.epoch`), or the rejection."""
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return epoch(text)
     except (ValueError, TypeError, AttributeError):
         raise ProfileRejected(f"{where}: invalid dateTime {text!r}") from None
-    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp()
 
 
 @dataclass(frozen=True)

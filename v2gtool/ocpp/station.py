@@ -173,6 +173,7 @@ class StationBridge:
             return
         elif isinstance(event, EVChargingNeeds):
             self._needs, self._needs_sent = event, False
+            self._wake.set()
         elif isinstance(event, PhaseChanged) and event.phase == "DC_ChargeLoop":
             self._transaction_event("Updated", "ChargingStateChanged", now, charging_state="Charging")
         elif isinstance(event, PowerFlow):
@@ -187,7 +188,6 @@ class StationBridge:
             self._transaction_event("Updated", "ChargingStateChanged", now, charging_state=state, meter=True)
         elif isinstance(event, SessionEnded):
             self._end_transaction(event, now)
-        self._wake.set()
 
     def _start_transaction(self, now: float) -> None:
         self.transaction = _Transaction(id=uuid.uuid4().hex, last_periodic=now)
@@ -257,6 +257,7 @@ class StationBridge:
             payload["meter_value"] = [tx.meter.meter_value(now, context)]
         tx.seq += 1
         self.outbox.put("TransactionEvent", payload)
+        self._wake.set()  # the sender takes it (every status change comes with one of these)
 
     # -- CSMS-initiated ------------------------------------------------------------------------------
     def request_stop(self, transaction_id: str) -> bool:
