@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import public_vectors
+from tests.exi.strategies import message_of
 from v2gtool.errors import V2GToolError
 from v2gtool.exi import api, codec, jsonform, namespaces
 from v2gtool.exi.errors import EXIDecodeError, EXIError
@@ -76,3 +77,28 @@ def test_undeclared_event_names_the_grammar_state() -> None:
     # SessionStopReq in the DC grammar: all-ones selects the escape code (second level) somewhere.
     with pytest.raises(EXIDecodeError, match=r"at bit \d+ \(byte \d+\) in "):
         codec.decode(namespaces.grammar("iso20-dc"), b"\x80" + b"\xff" * 8)
+
+
+# Messages whose grammars hold every kind the straight-line decoders read themselves: fixed-width
+# fields, signed and unsigned integers of one and several octets, binary, strings, lists, choices.
+FLIPPED = [("iso20", "SessionSetupReq"), ("iso20", "ServiceDiscoveryRes"), ("iso20", "AuthorizationSetupRes"),
+           ("iso20-dc", "DC_ChargeLoopReq"), ("iso20-dc", "DC_ChargeLoopRes"), ("iso20-dc", "DC_CableCheckRes"),
+           ("iso20", "ScheduleExchangeRes"), ("iso2", "V2G_Message"), ("din", "V2G_Message"),
+           ("apphand", "supportedAppProtocolReq")]
+
+
+@pytest.mark.parametrize(("ns", "name"), FLIPPED, ids=[f"{ns}:{name}" for ns, name in FLIPPED])
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_bit_flips_of_valid_messages_decode_alike(ns: str, name: str, data: st.DataObject) -> None:
+    """A valid message with any one bit flipped, or its end cut anywhere: the straight-line decoders
+    (JSON form) decode it as the table-driven walk does, or give way to it, so both name the same error."""
+    schema = namespaces.grammar(ns)
+    encoded = codec.encode(schema, name, data.draw(message_of(schema, name)))
+    mutants = [encoded[:end] for end in range(1, len(encoded))]
+    for bit in range(8, 8 * min(len(encoded), 64)):
+        flipped = bytearray(encoded)
+        flipped[bit // 8] ^= 0x80 >> (bit % 8)
+        mutants.append(bytes(flipped))
+    for mutated in mutants:
+        assert _outcome(schema, mutated, False, True) == _outcome(schema, mutated, False, False), mutated.hex()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from v2gtool.exi.errors import EXIDecodeError
 
+MAX_LENGTH = 1 << 20  # bound on announced string/binary/list lengths from untrusted input
+
 
 class BitReader:
     """Reads big-endian bit fields from *data*, starting at bit *start*."""

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from v2gtool.exi import fastpath
-from v2gtool.exi.bitstream import BitReader, BitWriter
+from v2gtool.exi.bitstream import MAX_LENGTH, BitReader, BitWriter
 from v2gtool.exi.errors import EXIDecodeError, EXIEncodeError
 from v2gtool.exi.grammar import (
     AT,
@@ -41,7 +41,6 @@ from v2gtool.exi.grammar import (
 EXI_HEADER = 0x80
 # xs:string values are XML character data (XML 1.0 production [2] Char).
 _NON_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-MAX_LENGTH = 1 << 20  # bound on announced string/binary/list lengths from untrusted input
 
 
 class Decoder:

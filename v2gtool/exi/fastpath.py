@@ -4,24 +4,31 @@
 is what ``pcap-decode`` spends most of its time in. Here each complex type's normalised grammar
 (EXI 1.0 section 8.5.4.2, the same tables) becomes one Python function, compiled on first use:
 states are tested in order inside one loop (a grammar that only moves forward takes one pass),
-event codes, bit widths, masks, offsets and enumeration names are constants, and a fixed-width
-simple element (CH, value, EE) is one field as in the codec.
+event codes, bit widths, masks, offsets and enumeration names are constants. A state takes its
+event code together with the bits the production after it reads first, in one field: the whole of
+a fixed-width simple element (CH, value, EE), the CH code, sign, first octet and EE code of an
+integer (all of it when the value fits in seven bits), the CH code of binary and string content,
+which are read here too (EXI 1.0 sections 7.1.1, 7.1.6, 7.1.10).
 
 These functions know only the well-formed case. At the first thing they do not expect (truncation,
 an undeclared event, a bad EE code, a missing required field, a wildcard) they give up, and
 :func:`decode_document` returns ``None``: the caller then decodes the stream with the table-driven
 decoder, which is the reference and names the error. The result of a decoder here is therefore
-always the one the table-driven decoder returns (property-tested in ``tests/exi``).
+always the one the table-driven decoder returns (property-tested in ``tests/exi``, on valid
+messages and on every single-bit flip and truncation of them).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from v2gtool.exi.bitstream import MAX_LENGTH
 from v2gtool.exi.errors import EXIDecodeError
 from v2gtool.exi.grammar import (
     AT,
+    BINARY,
     CH,
     EE,
     FIXED_BOOL,
@@ -30,6 +37,9 @@ from v2gtool.exi.grammar import (
     SE_FIXED,
     SE_SIMPLE,
     SE_VARINT,
+    STRING,
+    DecodeProduction,
+    DType,
     SchemaGrammar,
     TypeGrammar,
 )
@@ -46,6 +56,8 @@ class _GiveUp(Exception):
 
 
 _GIVE_UP = _GiveUp()
+# Zero bits appended to the stream (see decode_document); more than any one field reads.
+PADDING = 64
 
 
 def decode_document(decoder: Decoder, schema: SchemaGrammar) -> tuple[str, Any] | None:
@@ -54,6 +66,7 @@ def decode_document(decoder: Decoder, schema: SchemaGrammar) -> tuple[str, Any] 
     *decoder* is a ``codec.Decoder`` in JSON mode, positioned after the EXI header.
     """
     reader = decoder.reader
+    bits = reader.bits
     try:
         code = reader.read(schema.global_width)
         if code >= len(schema.globals):
@@ -61,9 +74,15 @@ def decode_document(decoder: Decoder, schema: SchemaGrammar) -> tuple[str, Any] 
         name, kind, arg, _own = schema.globals[code]
         if kind != SE_COMPLEX or arg < 0:
             return None
-        value, reader.pos = _type_decoders(schema)[arg](decoder, reader.value, reader.bits, reader.pos)
-    except (_GiveUp, EXIDecodeError, RecursionError):
+        # Zero padding past the end lets a decoder read a state's event code and the fixed-width
+        # value after it in one field, even at the last event; a read beyond the padding is a
+        # negative shift (ValueError), and a position past the real end is refused below.
+        value, pos = _type_decoders(schema)[arg](decoder, reader.value << PADDING, bits + PADDING, reader.pos)
+    except (_GiveUp, EXIDecodeError, ValueError, RecursionError):
         return None
+    if pos > bits:
+        return None
+    reader.pos = pos
     if not reader.remaining_padding_ok():
         return None
     return name, value
@@ -83,105 +102,179 @@ def _type_decoders(schema: SchemaGrammar) -> list[TypeDecoder]:
 def _compile_on_first_call(schema: SchemaGrammar, index: int) -> TypeDecoder:
     def first_call(decoder: Any, stream: int, total: int, pos: int) -> tuple[dict[str, Any], int]:
         table = _type_decoders(schema)
-        table[index] = compiled = _compile(schema.types[index], table)
+        table[index] = compiled = _compile(schema, index, table)
         return compiled(decoder, stream, total, pos)
     return first_call
 
 
-def _compile(grammar: TypeGrammar, table: list[TypeDecoder]) -> TypeDecoder:
+def _compile(schema: SchemaGrammar, index: int, table: list[TypeDecoder]) -> TypeDecoder:
     """The straight-line decoder of one complex type (see the module docstring)."""
-    constants: dict[str, Any] = {"GIVE_UP": _GIVE_UP, "TYPES": table, "REQUIRED": grammar.required,
-                                 "ORDER": tuple(spec.name for spec in grammar.fields)}
-    lines = ["def decode(d, stream, total, pos):", "    v = {}", "    state = 0", "    while state >= 0:"]
-    for number, (width, prods) in enumerate(grammar.decode_json):
-        lines.append(f"        if state == {number}:")
-        if width:
-            lines += [f"            end = pos + {width}",
-                      "            if end > total:",
-                      "                raise GIVE_UP",
-                      f"            code = (stream >> (total - end)) & {(1 << width) - 1}",
-                      "            pos = end"]
-        for code, production in enumerate(prods):
-            body = _production(production, grammar, constants, f"E{number}_{code}")
-            if width:
-                lines.append(f"            {'if' if code == 0 else 'elif'} code == {code}:")
-                lines += ["    " + line for line in body]
-            else:
-                lines += body
-                break  # width 0: the one production there is
-        if width:
-            lines += ["            else:", "                raise GIVE_UP"]
-    lines += ["    if not v.keys() >= REQUIRED:", "        raise GIVE_UP"]
-    if not grammar.in_field_order:
-        lines.append("    v = {name: v[name] for name in ORDER if name in v}")
-    lines.append("    return v, pos")
-    namespace = dict(constants)  # the source above holds only numbers and the schema's own names
+    source = _Source(schema, table)
+    grammar = schema.types[index]
+    lines = ["def decode(d, stream, total, pos):", *source.type_body(grammar), "    return v, pos"]
+    namespace = dict(source.constants)  # the source above holds only numbers and the schema's own names
     exec(compile("\n".join(lines), f"<EXI decoder of {grammar.cls.__name__}>", "exec"), namespace)
     decode: TypeDecoder = namespace["decode"]
     return decode
 
 
-def _production(production: tuple[int, str, int, int, int, Any], grammar: TypeGrammar, constants: dict[str, Any],
-                label: str) -> list[str]:
-    """The lines (indented for a state's block) that take one production and set the next state."""
-    kind, name, arg, nxt, conv, extra = production
-    pad = " " * 12
-    if kind == EE:
-        return [f"{pad}state = -1"]
-    if kind == SE_FIXED:
-        lines = [f"{pad}end = pos + {arg}",
-                 f"{pad}if end > total:",
-                 f"{pad}    raise GIVE_UP",
-                 f"{pad}f = (stream >> (total - end)) & {(1 << arg) - 1}",
-                 f"{pad}pos = end",
-                 f"{pad}if f & 1 or f >> {arg - 1}:",  # CH and EE codes must be 0 (no second level)
-                 f"{pad}    raise GIVE_UP"]
-        if conv == FIXED_BOOL:
-            value = "(f >> 1) == 1"
-        elif conv == FIXED_ENUM:
-            constants[label] = extra
-            lines += [f"{pad}if (f >> 1) >= {len(extra)}:", f"{pad}    raise GIVE_UP"]
-            value = f"{label}[f >> 1]"
+class _Source:
+    """Generates the lines of one type's decoder function and the constants they name."""
+
+    def __init__(self, schema: SchemaGrammar, table: list[TypeDecoder]) -> None:
+        self.schema = schema
+        self.constants: dict[str, Any] = {"GIVE_UP": _GIVE_UP, "TYPES": table}
+        self._enums = itertools.count(1)
+
+    def type_body(self, grammar: TypeGrammar) -> list[str]:
+        """The function body that decodes one *grammar* into the dict ``v`` and advances ``pos``."""
+        self.constants[f"REQUIRED_{grammar.index}"] = grammar.required
+        lines = ["    v = {}", "    state = 0", "    while state >= 0:"]
+        for number, (width, prods) in enumerate(grammar.decode_json):
+            lines.append(f"        if state == {number}:")
+            block = " " * 12
+            extras = [_extra_bits(production, self.schema.dtypes) for production in prods]
+            # One field: the event code and the longest run of bits a production reads right after it
+            wide = max(extras) if width else extras[0]
+            if width + wide:
+                lines.append(f"{block}f = (stream >> (total - pos - {width + wide})) & {(1 << (width + wide)) - 1}")
+            if width:
+                lines.append(f"{block}code = f >> {wide}" if wide else f"{block}code = f")
+            for code, production in enumerate(prods):
+                extra = extras[code]
+                # the production's own bits: the low *extra* bits of what follows the code
+                head = f"(f >> {wide - extra})" if wide > extra else "f"
+                if extra:
+                    head = f"{head} & {(1 << extra) - 1}"
+                if not width:
+                    lines += self.production(production, grammar, block, width, extra, head)
+                    break  # width 0: the one production there is
+                lines.append(f"{block}{'if' if code == 0 else 'elif'} code == {code}:")
+                lines += self.production(production, grammar, block + "    ", width, extra, head)
+            if width:
+                lines += [f"{block}else:", f"{block}    raise GIVE_UP"]
+        lines += [f"    if not v.keys() >= REQUIRED_{grammar.index}:", "        raise GIVE_UP"]
+        if not grammar.in_field_order:
+            self.constants[f"ORDER_{grammar.index}"] = tuple(spec.name for spec in grammar.fields)
+            lines.append(f"    v = {{name: v[name] for name in ORDER_{grammar.index} if name in v}}")
+        return lines
+
+    def production(self, production: DecodeProduction, grammar: TypeGrammar, pad: str, width: int, extra: int,
+                   head: str) -> list[str]:
+        """The lines (at indentation *pad*) that take one production into ``v`` and set the next state.
+
+        *head* is the expression of the *extra* bits read with the event code (see :func:`_extra_bits`).
+        """
+        kind, name, arg, nxt, conv, members = production
+        dtypes = self.schema.dtypes
+        if kind == EE:
+            return [f"{pad}pos += {width}", f"{pad}state = -1"] if width else [f"{pad}state = -1"]
+        advance = [f"{pad}pos += {width}"] if width else []
+        if kind == SE_FIXED:
+            lines = [f"{pad}x = {head}",
+                     f"{pad}pos += {width + extra}",
+                     f"{pad}if x & 1 or x >> {arg - 1}:",  # CH and EE codes must be 0 (no second level)
+                     f"{pad}    raise GIVE_UP"]
+            if conv == FIXED_BOOL:
+                value = "(x >> 1) == 1"
+            elif conv == FIXED_ENUM:
+                label = f"ENUM_{next(self._enums)}"
+                self.constants[label] = members
+                lines += [f"{pad}if (x >> 1) >= {len(members)}:", f"{pad}    raise GIVE_UP"]
+                value = f"{label}[x >> 1]"
+            else:
+                value = f"(x >> 1) + {members}"
+        elif kind == SE_VARINT:
+            # bits of y, high to low: CH code, sign (signed only), first octet, EE code
+            ch_bit = 9 + conv
+            lines = [f"{pad}y = {head}",
+                     f"{pad}if not y & {(1 << ch_bit) | (1 << 8) | 1}:",  # one octet, then EE: done
+                     f"{pad}    x = (y >> 1) & 127",
+                     f"{pad}    pos += {width + extra}",
+                     f"{pad}else:",
+                     f"{pad}    if y >> {ch_bit}:",
+                     f"{pad}        raise GIVE_UP",
+                     f"{pad}    pos += {width + 1 + conv}",
+                     *_varint(pad + "    ", "x"),
+                     *_end_element(pad + "    ")]
+            if conv:
+                lines += [f"{pad}if y & {1 << 9}:", f"{pad}    x = -x - 1"]
+            value = "x"
+        elif kind == SE_COMPLEX:
+            lines = [*advance, f"{pad}x, pos = TYPES[{arg}](d, stream, total, pos)"]
+            value = "x"
+        elif _inline_simple(kind, arg, dtypes):
+            lines = [f"{pad}if {head}:", f"{pad}    raise GIVE_UP", f"{pad}pos += {width + extra}",
+                     *_varint(pad, "n")]
+            if dtypes[arg][0] == BINARY:  # hexBinary and base64Binary: upper-case hex in the JSON form
+                lines += [f"{pad}if n > {MAX_LENGTH}:",
+                          f"{pad}    raise GIVE_UP",
+                          f"{pad}pos += 8 * n",
+                          f"{pad}x = '%0*X' % (2 * n, (stream >> (total - pos)) & ((1 << (8 * n)) - 1)) if n else ''"]
+            else:  # string: length + 2 (capacity-0 string tables: no hits, 7.3.3), then code points
+                lines += [f"{pad}if n < 2 or n - 2 > {MAX_LENGTH}:",
+                          f"{pad}    raise GIVE_UP",
+                          f"{pad}chars = []",
+                          f"{pad}for _ in range(n - 2):",
+                          *_varint(pad + "    ", "c"),
+                          f"{pad}    if c > 0x10FFFF:",
+                          f"{pad}        raise GIVE_UP",
+                          f"{pad}    chars.append(chr(c))",
+                          f"{pad}x = ''.join(chars)"]
+            lines += _end_element(pad)
+            value = "x"
+        elif kind in (SE_SIMPLE, AT, CH):  # lists and the rest: the codec's own value readers
+            read = (f"d._simple_element({arg}, {name!r})" if kind == SE_SIMPLE
+                    else f"d._value(d.dtypes[{arg}], {name!r})")
+            lines = [*advance, f"{pad}d.reader.pos = pos", f"{pad}x = {read}", f"{pad}pos = d.reader.pos"]
+            value = "x"
+        else:  # wildcards and untyped content: the table-driven decoder refuses them by name
+            return [f"{pad}raise GIVE_UP"]
+        if name in grammar.list_fields:
+            lines.append(f"{pad}v.setdefault({name!r}, []).append({value})")
         else:
-            value = f"(f >> 1) + {extra}"
-    elif kind == SE_VARINT:
-        head = 1 + conv  # CH code, then the sign bit of a signed integer
-        lines = [f"{pad}end = pos + {head}",
-                 f"{pad}if end > total:",
-                 f"{pad}    raise GIVE_UP",
-                 f"{pad}h = (stream >> (total - end)) & {(1 << head) - 1}",
-                 f"{pad}pos = end",
-                 f"{pad}x = 0",
-                 f"{pad}shift = 0",
-                 f"{pad}while True:",
-                 f"{pad}    end = pos + 8",
-                 f"{pad}    if end > total or shift > 140:",
-                 f"{pad}        raise GIVE_UP",
-                 f"{pad}    o = (stream >> (total - end)) & 255",
-                 f"{pad}    pos = end",
-                 f"{pad}    x |= (o & 127) << shift",
-                 f"{pad}    if o < 128:",
-                 f"{pad}        break",
-                 f"{pad}    shift += 7",
-                 f"{pad}end = pos + 1",
-                 f"{pad}if end > total or h >> {conv} or (stream >> (total - end)) & 1:",
-                 f"{pad}    raise GIVE_UP",
-                 f"{pad}pos = end"]
-        if conv:
-            lines += [f"{pad}if h & 1:", f"{pad}    x = -x - 1"]
-        value = "x"
-    elif kind == SE_COMPLEX:
-        lines = [f"{pad}x, pos = TYPES[{arg}](d, stream, total, pos)"]
-        value = "x"
-    elif kind in (SE_SIMPLE, AT, CH):  # strings, binary, lists...: the codec's own value readers
-        read = f"d._simple_element({arg}, {name!r})" if kind == SE_SIMPLE else f"d._value(d.dtypes[{arg}], {name!r})"
-        lines = [f"{pad}d.reader.pos = pos", f"{pad}x = {read}", f"{pad}pos = d.reader.pos"]
-        value = "x"
-    else:  # wildcards and untyped content: the table-driven decoder refuses them by name
-        return [f"{pad}raise GIVE_UP"]
-    if name in grammar.list_fields:
-        lines.append(f"{pad}v.setdefault({name!r}, []).append({value})")
-    else:
-        lines.append(f"{pad}v[{name!r}] = {value}")
-    lines.append(f"{pad}state = {nxt}")
-    return lines
+            lines.append(f"{pad}v[{name!r}] = {value}")
+        lines.append(f"{pad}state = {nxt}")
+        return lines
+
+
+def _inline_simple(kind: int, arg: int, dtypes: tuple[DType, ...]) -> bool:
+    """Whether an SE_SIMPLE production's value (binary, string) is read by the generated code itself."""
+    return kind == SE_SIMPLE and dtypes[arg][0] in (BINARY, STRING)
+
+
+def _extra_bits(production: DecodeProduction, dtypes: tuple[DType, ...]) -> int:
+    """How many bits right after the event code a production reads as one field with it.
+
+    A fixed-width element is all of its bits (CH, value, EE); a variable-length integer its CH
+    code and sign, one octet and the EE code (the whole element when the value is below 128); an
+    inlined binary or string its CH code.
+    """
+    kind, _name, arg, _nxt, conv, _extra = production
+    if kind == SE_FIXED:
+        return arg
+    if kind == SE_VARINT:
+        return 1 + conv + 8 + 1
+    if _inline_simple(kind, arg, dtypes):
+        return 1
+    return 0
+
+
+def _varint(pad: str, into: str) -> list[str]:
+    """Lines that read an EXI unsigned integer (7.1.6) at *pos* into *into*; more than 20 octets give up."""
+    return [f"{pad}{into} = 0",
+            f"{pad}shift = 0",
+            f"{pad}while True:",
+            f"{pad}    pos += 8",
+            f"{pad}    o = (stream >> (total - pos)) & 255",
+            f"{pad}    {into} |= (o & 127) << shift",
+            f"{pad}    if o < 128:",
+            f"{pad}        break",
+            f"{pad}    shift += 7",
+            f"{pad}    if shift > 140:",
+            f"{pad}        raise GIVE_UP"]
+
+
+def _end_element(pad: str) -> list[str]:
+    """Lines that take the EE code (1 bit, 0) after a simple element's value."""
+    return [f"{pad}pos += 1", f"{pad}if (stream >> (total - pos)) & 1:", f"{pad}    raise GIVE_UP"]
