@@ -201,8 +201,8 @@ class _Source:
                 lines += [f"{pad}if y & {1 << 9}:", f"{pad}    x = -x - 1"]
             value = "x"
         elif kind == SE_COMPLEX:
-            lines = [*advance, f"{pad}x, pos = TYPES[{arg}](d, stream, total, pos)"]
-            value = "x"
+            lines = [*advance, f"{pad}child, pos = TYPES[{arg}](d, stream, total, pos)"]
+            value = "child"
         elif _inline_simple(kind, arg, dtypes):
             lines = [f"{pad}if {head}:", f"{pad}    raise GIVE_UP", f"{pad}pos += {width + extra}",
                      *_varint(pad, "n")]
@@ -210,7 +210,7 @@ class _Source:
                 lines += [f"{pad}if n > {MAX_LENGTH}:",
                           f"{pad}    raise GIVE_UP",
                           f"{pad}pos += 8 * n",
-                          f"{pad}x = '%0*X' % (2 * n, (stream >> (total - pos)) & ((1 << (8 * n)) - 1)) if n else ''"]
+                          f"{pad}text = '%0*X' % (2 * n, (stream >> (total - pos)) & ((1 << 8 * n) - 1)) if n else ''"]
             else:  # string: length + 2 (capacity-0 string tables: no hits, 7.3.3), then code points
                 lines += [f"{pad}if n < 2 or n - 2 > {MAX_LENGTH}:",
                           f"{pad}    raise GIVE_UP",
@@ -220,14 +220,14 @@ class _Source:
                           f"{pad}    if c > 0x10FFFF:",
                           f"{pad}        raise GIVE_UP",
                           f"{pad}    chars.append(chr(c))",
-                          f"{pad}x = ''.join(chars)"]
+                          f"{pad}text = ''.join(chars)"]
             lines += _end_element(pad)
-            value = "x"
+            value = "text"
         elif kind in (SE_SIMPLE, AT, CH):  # lists and the rest: the codec's own value readers
             read = (f"d._simple_element({arg}, {name!r})" if kind == SE_SIMPLE
                     else f"d._value(d.dtypes[{arg}], {name!r})")
-            lines = [*advance, f"{pad}d.reader.pos = pos", f"{pad}x = {read}", f"{pad}pos = d.reader.pos"]
-            value = "x"
+            lines = [*advance, f"{pad}d.reader.pos = pos", f"{pad}other = {read}", f"{pad}pos = d.reader.pos"]
+            value = "other"
         else:  # wildcards and untyped content: the table-driven decoder refuses them by name
             return [f"{pad}raise GIVE_UP"]
         if name in grammar.list_fields:
