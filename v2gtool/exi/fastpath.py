@@ -6,8 +6,8 @@ is what ``pcap-decode`` spends most of its time in. Here each complex type's nor
 states are tested in order inside one loop (a grammar that only moves forward takes one pass),
 event codes, bit widths, masks, offsets and enumeration names are constants. A state takes its
 event code together with the bits the production after it reads first, in one field: the whole of
-a fixed-width simple element (CH, value, EE), the CH code, sign, first octet and EE code of an
-integer (all of it when the value fits in seven bits), the CH code of binary and string content,
+a fixed-width simple element (CH, value, EE), the CH code, sign, two octets and EE code of an
+integer (all of it when the value fits in one or two octets), the CH code of binary and string content,
 which are read here too (EXI 1.0 sections 7.1.1, 7.1.6, 7.1.10).
 
 These functions know only the well-formed case. At the first thing they do not expect (truncation,
@@ -185,20 +185,25 @@ class _Source:
             else:
                 value = f"(x >> 1) + {members}"
         elif kind == SE_VARINT:
-            # bits of y, high to low: CH code, sign (signed only), first octet, EE code
-            ch_bit = 9 + conv
+            # bits of y, high to low: CH code, sign (signed only), two octets, EE code. A value below
+            # 128 is one octet and its EE code is the top bit of the second; below 16384, two octets.
+            sign, ch_bit = 1 << 17, 1 << (17 + conv)
+            first, second = 1 << 16, 1 << 8
             lines = [f"{pad}y = {head}",
-                     f"{pad}if not y & {(1 << ch_bit) | (1 << 8) | 1}:",  # one octet, then EE: done
-                     f"{pad}    x = (y >> 1) & 127",
+                     f"{pad}if not y & {ch_bit | first | second}:",
+                     f"{pad}    x = (y >> 9) & 127",
+                     f"{pad}    pos += {width + extra - 8}",
+                     f"{pad}elif y & {ch_bit | first | second | 1} == {first}:",
+                     f"{pad}    x = ((y >> 9) & 127) | ((y >> 1) & 127) << 7",
                      f"{pad}    pos += {width + extra}",
                      f"{pad}else:",
-                     f"{pad}    if y >> {ch_bit}:",
+                     f"{pad}    if y & {ch_bit}:",
                      f"{pad}        raise GIVE_UP",
                      f"{pad}    pos += {width + 1 + conv}",
                      *_varint(pad + "    ", "x"),
                      *_end_element(pad + "    ")]
             if conv:
-                lines += [f"{pad}if y & {1 << 9}:", f"{pad}    x = -x - 1"]
+                lines += [f"{pad}if y & {sign}:", f"{pad}    x = -x - 1"]
             value = "x"
         elif kind == SE_COMPLEX:
             lines = [*advance, f"{pad}child, pos = TYPES[{arg}](d, stream, total, pos)"]
@@ -247,14 +252,14 @@ def _extra_bits(production: DecodeProduction, dtypes: tuple[DType, ...]) -> int:
     """How many bits right after the event code a production reads as one field with it.
 
     A fixed-width element is all of its bits (CH, value, EE); a variable-length integer its CH
-    code and sign, one octet and the EE code (the whole element when the value is below 128); an
+    code and sign, two octets and an EE code (the whole element when the value is below 16384); an
     inlined binary or string its CH code.
     """
     kind, _name, arg, _nxt, conv, _extra = production
     if kind == SE_FIXED:
         return arg
     if kind == SE_VARINT:
-        return 1 + conv + 8 + 1
+        return 1 + conv + 16 + 1
     if _inline_simple(kind, arg, dtypes):
         return 1
     return 0
