@@ -123,7 +123,10 @@ class LoopLayout:
     def fields(self, element: dict[str, Any]) -> dict[str, Any]:
         """What ``first_of(element, keys)`` returns for a schema-valid *element*, keys being the layout's."""
         # first_of reads all of a level before it descends, so the element's own fields come first
-        found = {key: element[key] for key in self.own if key in element}
+        found: dict[str, Any] = {}
+        for key in self.own:
+            if key in element:
+                found[key] = element[key]
         for child, keys in self.nested:
             node = element.get(child)
             if node is not None:
@@ -408,19 +411,20 @@ class TraceAnalysis:
             self._sample(fields, record.t)
 
     def _sample(self, fields: dict[str, Any], t: float) -> None:
+        all_series = self.series
         for name, value in fields.items():
             if name not in SERIES_FIELDS:
                 continue
             # A -20 RationalNumber as the decoder gives it, converted as physical_value does; any other form by it.
             if type(value) is dict and type(exponent := value.get("Exponent")) is int \
                     and type(mantissa := value.get("Value")) is int:
-                number: float | None = float(mantissa * 10.0 ** exponent)
+                number: float | None = mantissa * 10.0 ** exponent
             else:
                 number = physical_value(value)
             if number is not None:
-                series = self.series.get(name)
+                series = all_series.get(name)
                 if series is None:
-                    series = self.series[name] = Series()
+                    series = all_series[name] = Series()
                 series.add(t, number)
 
     def power_series(self) -> list[tuple[float, float]]:
