@@ -186,16 +186,28 @@ def progress_bar(
 
     For loops that print their result after the last item (``pcap-decode --summary``): the bar does
     not reroute ``sys.stdout`` (rich would send it into the stderr console), so output stays on stdout.
+    When silent it is the items' own iterator: nothing is added per item.
     """
     console = feedback_console(ctx, json_out)
     if console is None:
-        yield from items
-        return
+        return iter(items)
+    return _advancing(console, items, total, description)
+
+
+ADVANCE_EVERY = 64  # items counted between two updates of the bar (it is redrawn 10 times a second anyway)
+
+
+def _advancing(console: Console, items: Iterable[T], total: int | None, description: str) -> Iterator[T]:
     columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
     if total is not None:
         columns.append(TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True, redirect_stdout=False, redirect_stderr=False) as progress:
         task = progress.add_task(description, total=total)
+        uncounted = 0
         for item in items:
             yield item
-            progress.advance(task)
+            uncounted += 1
+            if uncounted == ADVANCE_EVERY:
+                progress.advance(task, uncounted)
+                uncounted = 0
+        progress.advance(task, uncounted)

@@ -10,7 +10,7 @@ ServiceDetail, PaymentDetails, CertificateInstallation/Update and PowerDelivery 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,7 +56,7 @@ _FIVE_SECONDS_ISO2 = frozenset({"ServiceDetail", "PaymentDetails", "CertificateI
                                 "PowerDelivery"})
 SERIES_FIELDS = frozenset({"EVSEPresentVoltage", "EVSEPresentCurrent", "EVTargetVoltage", "EVTargetCurrent",
                            "EVPresentVoltage", "EVSEPresentActivePower"})
-_RESPONSE_FIELDS = SERIES_FIELDS | {"EVSENotification"}
+RESPONSE_FIELDS = SERIES_FIELDS | {"EVSENotification"}
 
 
 def base_name(message: str) -> tuple[str, str]:
@@ -107,6 +107,73 @@ def walk(value: Any, key: str) -> Iterator[Any]:
             yield from walk(item, key)
 
 
+@dataclass(frozen=True, slots=True)
+class LoopLayout:
+    """Where the series fields and EVSENotification of a charge-loop message sit in its schema type.
+
+    *own* are wanted fields of the message element itself, *nested* the child elements holding others
+    (alternative control modes of an XSD choice, the EVSE status) with the fields wanted in each. Taking
+    these few values directly costs a fraction of walking the element, and the loop is nearly every
+    message of a capture.
+    """
+
+    own: tuple[str, ...]
+    nested: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def fields(self, element: dict[str, Any]) -> dict[str, Any]:
+        """What ``first_of(element, keys)`` returns for a schema-valid *element*, keys being the layout's."""
+        # first_of reads all of a level before it descends, so the element's own fields come first
+        found: dict[str, Any] = {}
+        for key in self.own:
+            if key in element:
+                found[key] = element[key]
+        for child, keys in self.nested:
+            node = element.get(child)
+            if node is not None:
+                for key in keys:
+                    if key in node and key not in found:
+                        found[key] = node[key]
+        return found
+
+
+_TARGETS = ("EVTargetCurrent", "EVTargetVoltage")  # -20: in the Scheduled and BPT_Scheduled control modes only
+_STATUS = ("EVSENotification",)
+# The XSD types (v2gtool/messages): ISO 15118-20 DC DC_ChargeLoopReq/ResType, ISO 15118-2 and DIN 70121
+# CurrentDemandReq/ResType. No other element of these types can hold a series field or EVSENotification
+# (tests/pcap/test_analysis_fastpath.py checks this against the typed messages).
+LOOP_LAYOUTS: dict[str, LoopLayout] = {
+    "DC_ChargeLoopReq": LoopLayout(("EVPresentVoltage",), (("Scheduled_DC_CLReqControlMode", _TARGETS),
+                                                           ("BPT_Scheduled_DC_CLReqControlMode", _TARGETS))),
+    "DC_ChargeLoopRes": LoopLayout(("EVSEPresentCurrent", "EVSEPresentVoltage"), (("EVSEStatus", _STATUS),)),
+    "CurrentDemandReq": LoopLayout(_TARGETS),
+    "CurrentDemandRes": LoopLayout(("EVSEPresentVoltage", "EVSEPresentCurrent"), (("DC_EVSEStatus", _STATUS),)),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MessageKind:
+    """What the analysis needs of a message name, worked out once per name (see :func:`message_kind`)."""
+
+    base: str
+    kind: str  # "Req", "Res" or "" (neither)
+    phase: str | None  # None: no phase of its own, or (PowerDelivery) decided per message
+    loop: bool  # a message of the charge loop: its fields feed the series
+    layout: LoopLayout | None  # where its series fields are, when known; otherwise they are searched for
+
+
+_KINDS: dict[str, MessageKind] = {}  # bounded: message names come from the schemas' finite sets
+
+
+def message_kind(message: str) -> MessageKind:
+    """The (cached) :class:`MessageKind` of the message name *message*."""
+    known = _KINDS.get(message)
+    if known is None:
+        base, kind = base_name(message)
+        known = _KINDS[message] = MessageKind(base, kind, _PHASE_OF.get(base), base in _LOOP_MESSAGES,
+                                              LOOP_LAYOUTS.get(message))
+    return known
+
+
 @dataclass(slots=True)
 class ResponseStats:
     """Response times of one request type (seconds)."""
@@ -134,8 +201,9 @@ class Series:
     seen: int = 0
 
     def add(self, t: float, value: float) -> None:
-        self.seen += 1
-        if (self.seen - 1) % self.stride:
+        seen = self.seen
+        self.seen = seen + 1
+        if seen % self.stride:
             return
         self.points.append((t, value))
         if len(self.points) >= MAX_SERIES:
@@ -182,24 +250,34 @@ class TraceAnalysis:
 
     def add(self, record: TraceRecord) -> None:
         """Take one record of the dissector."""
+        t = record.t
         if self.start is None:
-            self.start = record.t
-        self.end = max(self.end, record.t)
-        if isinstance(record, V2GMessage):
-            self._message(record)
-        elif isinstance(record, SlacMessage):
-            self._slac(record)
-        elif isinstance(record, SdpMessage):
-            self._phase("SDP", record)
-        elif isinstance(record, TLSSession):
-            self._phase("TLS", record)
-            if len(self.tls) < MAX_LISTED:
-                self.tls.append({"frame": record.frame, "tcp_stream": record.tcp_stream, "version": record.version,
-                                 "cipher_suite": record.cipher_suite})
-        elif isinstance(record, ProtocolError):
-            self._error(record.frame, record.t, f"{record.layer}: {record.message}")
-        elif isinstance(record, Frame):
+            self.start = t
+        if t > self.end:
+            self.end = t
+        record_type = type(record)
+        if record_type is Frame:  # one per packet: the summary only counts them
             self.frames += 1
+        else:
+            (_HANDLERS.get(record_type) or _handler(record_type))(self, record)
+
+    def _tls(self, record: TLSSession) -> None:
+        self._phase("TLS", record)
+        if len(self.tls) < MAX_LISTED:
+            self.tls.append({"frame": record.frame, "tcp_stream": record.tcp_stream, "version": record.version,
+                             "cipher_suite": record.cipher_suite})
+
+    def _protocol_error(self, record: ProtocolError) -> None:
+        self._error(record.frame, record.t, f"{record.layer}: {record.message}")
+
+    def _frame(self, record: Frame) -> None:
+        self.frames += 1
+
+    def _sdp(self, record: SdpMessage) -> None:
+        self._phase("SDP", record)
+
+    def _ignore(self, record: TraceRecord) -> None:
+        """Records the summary does not use (KeyDisclosed)."""
 
     @property
     def failed(self) -> bool:
@@ -236,24 +314,26 @@ class TraceAnalysis:
     def _message(self, record: V2GMessage) -> None:
         self.messages += 1
         self.protocols.add(record.namespace)
-        base, kind = base_name(record.message)
+        info = _KINDS.get(record.message) or message_kind(record.message)
+        base, kind, stream = info.base, info.kind, record.tcp_stream
         element = message_element(record)
-        phase = _PHASE_OF.get(base)
-        if base == "PowerDelivery" and kind == "Req":
-            phase = "stop" if element.get("ChargeProgress") in ("Stop", "Standby") else "loop"
-        elif base == "PowerDelivery":
-            phase = self._request_phase.get(record.tcp_stream, "loop")
+        phase = info.phase
+        if phase is None and base == "PowerDelivery":
+            if kind == "Req":
+                phase = "stop" if element.get("ChargeProgress") in ("Stop", "Standby") else "loop"
+            else:
+                phase = self._request_phase.get(stream, "loop")
         if phase is not None:
-            self._request_phase[record.tcp_stream] = phase
+            self._request_phase[stream] = phase
             self._phase(phase, record)
         if kind == "Req":
-            unanswered = self._pending.get(record.tcp_stream)
+            unanswered = self._pending.get(stream)
             if unanswered is not None:
                 self._unanswered(unanswered, record)
-            self._pending[record.tcp_stream] = (base, record.t, record.frame, record.namespace)
-            self._request(base, element, record)
+            self._pending[stream] = (base, record.t, record.frame, record.namespace)
+            self._request(info, element, record)
         elif kind == "Res":
-            self._response(base, element, record)
+            self._response(info, element, record)
 
     def _unanswered(self, request: tuple[str, float, int, str], record: V2GMessage) -> None:
         """The EVCC sent another request before the SECC answered this one: a protocol error."""
@@ -264,7 +344,8 @@ class TraceAnalysis:
         self._error(record.frame, record.t, f"{base}Req (frame {frame0}) got no response before "
                                             f"{record.message} {record.t - t0:.3f} s later")
 
-    def _request(self, base: str, element: dict[str, Any], record: V2GMessage) -> None:
+    def _request(self, info: MessageKind, element: dict[str, Any], record: V2GMessage) -> None:
+        base = info.base
         if base == "ServiceSelection":
             for service in walk(element.get("SelectedEnergyTransferService", {}), "ServiceID"):
                 self.selected_services.append(SERVICE_NAMES.get(service, str(service)))
@@ -272,19 +353,23 @@ class TraceAnalysis:
             for key in ("RequestedEnergyTransferMode", "EVRequestedEnergyTransferType"):
                 if key in element:
                     self.selected_services.append(str(element[key]))
-        if base in _LOOP_MESSAGES or base == "ScheduleExchange":
+        if info.loop or base == "ScheduleExchange":
             for key in element:
                 if key.endswith("ControlMode"):
                     self.control_modes[key] = self.control_modes.get(key, 0) + 1
-        if base in _LOOP_MESSAGES:
-            self._sample(first_of(element, SERIES_FIELDS), record.t)
+        if info.loop:
+            layout = info.layout
+            self._sample(first_of(element, SERIES_FIELDS) if layout is None else layout.fields(element), record.t)
 
-    def _response(self, base: str, element: dict[str, Any], record: V2GMessage) -> None:
+    def _response(self, info: MessageKind, element: dict[str, Any], record: V2GMessage) -> None:
+        base = info.base
         pending = self._pending.pop(record.tcp_stream, None)
         if pending is not None and pending[0] == base:
             _, t0, frame0, namespace = pending
             elapsed = record.t - t0
-            stats = self.response_times.setdefault(base, ResponseStats(timeout_of(namespace, base)))
+            stats = self.response_times.get(base)
+            if stats is None:
+                stats = self.response_times[base] = ResponseStats(timeout_of(namespace, base))
             stats.count += 1
             stats.total += elapsed
             stats.minimum = min(stats.minimum, elapsed)
@@ -314,21 +399,33 @@ class TraceAnalysis:
                 self.offered_services.update(mode if isinstance(mode, list) else [mode])
             for mode in walk(element, "EnergyTransferType"):
                 self.offered_services.add(str(mode))
-        fields = first_of(element, _RESPONSE_FIELDS)
+        layout = info.layout
+        fields = first_of(element, RESPONSE_FIELDS) if layout is None else layout.fields(element)
         note = fields.get("EVSENotification")
         if isinstance(note, str) and self._last_notification.get(record.tcp_stream) != note:
             self._last_notification[record.tcp_stream] = note
             if note != "None" and len(self.notifications) < MAX_LISTED:
                 self.notifications.append({"frame": record.frame, "message": record.message, "notification": note,
                                            "sender": SECC})
-        if base in _LOOP_MESSAGES:
+        if info.loop:
             self._sample(fields, record.t)
 
     def _sample(self, fields: dict[str, Any], t: float) -> None:
+        all_series = self.series
         for name, value in fields.items():
-            number = physical_value(value) if name in SERIES_FIELDS else None
+            if name not in SERIES_FIELDS:
+                continue
+            # A -20 RationalNumber as the decoder gives it, converted as physical_value does; any other form by it.
+            if type(value) is dict and type(exponent := value.get("Exponent")) is int \
+                    and type(mantissa := value.get("Value")) is int:
+                number: float | None = mantissa * 10.0 ** exponent
+            else:
+                number = physical_value(value)
             if number is not None:
-                self.series.setdefault(name, Series()).add(t, number)
+                series = all_series.get(name)
+                if series is None:
+                    series = all_series[name] = Series()
+                series.add(t, number)
 
     def power_series(self) -> list[tuple[float, float]]:
         """EVSE power (W) from the present voltage and current samples taken at the same instants."""
@@ -389,3 +486,20 @@ class TraceAnalysis:
             "errors": self.errors,
             "error_count": self.error_count,
         }
+
+
+# The handler of each record type; Frame is counted in TraceAnalysis.add itself.
+_HANDLERS: dict[type, Callable[[TraceAnalysis, Any], None]] = {
+    V2GMessage: TraceAnalysis._message, SlacMessage: TraceAnalysis._slac, SdpMessage: TraceAnalysis._sdp,
+    TLSSession: TraceAnalysis._tls, ProtocolError: TraceAnalysis._protocol_error, Frame: TraceAnalysis._frame,
+}
+
+
+def _handler(record_type: type) -> Callable[[TraceAnalysis, Any], None]:
+    """The handler of *record_type*: its own, else its nearest base's (a subclass is analysed as its base)."""
+    handler = _HANDLERS.get(record_type)
+    if handler is None:
+        handler = next((_HANDLERS[base] for base in record_type.__mro__ if base in _HANDLERS),
+                       TraceAnalysis._ignore)
+        _HANDLERS[record_type] = handler
+    return handler
