@@ -7,12 +7,15 @@ the file, the number tshark and Wireshark show. :meth:`Event.to_json` gives the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from v2gtool.session.events import Event
 
 EVCC = "EVCC"
 SECC = "SECC"
+
+_new = object.__new__
+_set_attribute = object.__setattr__
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -20,6 +23,19 @@ class TraceRecord(Event):
     """Base of every record: the frame it comes from."""
 
     frame: int
+
+    @classmethod
+    def of_fields(cls, fields: dict[str, Any]) -> Self:
+        """The record ``cls(**fields)``, built in one step: *fields* holds every field, in declaration order.
+
+        A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__`` after binding
+        keyword arguments, about 1.3 µs for a Frame; the dissector builds two records per message, so its
+        in-order path hands over the field dict instead. Equality, hash, repr, immutability and the JSON
+        form are those of the dataclass, which reads the fields from the instance dict.
+        """
+        record = _new(cls)
+        _set_attribute(record, "__dict__", fields)
+        return record
 
 
 @dataclass(frozen=True, kw_only=True)
