@@ -168,7 +168,7 @@ def _captures(draw: st.DrawFn) -> tuple[list[CapturedPacket], str]:
     packets = []
     for packet in read_capture(io.BytesIO(out.getvalue())):
         if packet.number in tagged:
-            packet = dataclasses.replace(packet, data=packet.data[:12] + b"\x81\x00\x00\x07" + packet.data[12:])
+            packet = packet._replace(data=packet.data[:12] + b"\x81\x00\x00\x07" + packet.data[12:])
         packets.append(packet)
     return packets, f"{count} sessions, steps {steps}"
 
