@@ -56,7 +56,8 @@ _ACTIONS = ("whole", "split", "reversed", "retransmit", "overlap", "gap", "twice
 class _GeneralPath(Dissector):
     """The reference: every packet through the general parsers and TCPReassembler.segment."""
 
-    def _in_order(self, pkt: CapturedPacket, plain: PlainTCPFrame, out: list[TraceRecord]) -> Frame | None:
+    def _in_order(self, number: int, t: float, data: bytes, plain: PlainTCPFrame,
+                  out: list[TraceRecord]) -> Frame | None:
         return None
 
 
@@ -65,8 +66,9 @@ class _Counting(Dissector):
 
     shortcuts = 0
 
-    def _in_order(self, pkt: CapturedPacket, plain: PlainTCPFrame, out: list[TraceRecord]) -> Frame | None:
-        frame = super()._in_order(pkt, plain, out)
+    def _in_order(self, number: int, t: float, data: bytes, plain: PlainTCPFrame,
+                  out: list[TraceRecord]) -> Frame | None:
+        frame = super()._in_order(number, t, data, plain, out)
         self.shortcuts += frame is not None
         return frame
 

@@ -172,17 +172,17 @@ class Dissector:
 
     def packet(self, pkt: CapturedPacket) -> list[TraceRecord]:
         """Dissect one packet: its Frame record first, then the messages it completes."""
-        self.last_frame, self.last_time = pkt.number, pkt.timestamp
+        number, t, linktype, data, _ = pkt
+        self.last_frame, self.last_time = number, t
         out: list[TraceRecord] = []
-        plain = plain_tcp_frame(pkt.data) if pkt.linktype == LINKTYPE_ETHERNET else None
+        plain = plain_tcp_frame(data) if linktype == LINKTYPE_ETHERNET else None
         try:
-            frame = self._in_order(pkt, plain, out) if plain is not None else None
+            frame = self._in_order(number, t, data, plain, out) if plain is not None else None
             if frame is None:
                 frame = self._dissect(pkt, plain, out)
         except V2GToolError as exc:
-            out.append(ProtocolError(t=pkt.timestamp, frame=pkt.number, layer="frame", message=str(exc)))
-            frame = Frame(t=pkt.timestamp, frame=pkt.number, length=len(pkt.data), protocols="", source=None,
-                          destination=None, info="")
+            out.append(ProtocolError(t=t, frame=number, layer="frame", message=str(exc)))
+            frame = Frame(t=t, frame=number, length=len(data), protocols="", source=None, destination=None, info="")
         if self.keylog.generation != self._keylog_generation:
             self._keylog_generation = self.keylog.generation
             self._retry_tls(pkt, out)
@@ -195,20 +195,21 @@ class Dissector:
             self._stream_event(event, out)
         return out
 
-    def _in_order(self, pkt: CapturedPacket, plain: PlainTCPFrame, out: list[TraceRecord]) -> Frame | None:
+    def _in_order(self, number: int, t: float, data: bytes, plain: PlainTCPFrame,
+                  out: list[TraceRecord]) -> Frame | None:
         """The shortcut for the common packet: a plain TCP frame (:func:`plain_tcp_frame`) continuing a
         known direction in order (:meth:`TCPReassembler.in_order`). It yields what :meth:`_dissect`
         would, without text addresses, stream events or intermediate payload copies; None when the
         packet is anything else, before any state changed."""
-        flow = self._flows.get(plain.endpoints)
-        if flow is None or not TCPReassembler.in_order(flow.tcp, plain.seq, plain.flags, plain.end - plain.start):
+        endpoints, seq, flags, start, end = plain
+        flow = self._flows.get(endpoints)
+        if flow is None or not TCPReassembler.in_order(flow.tcp, seq, flags, end - start):
             return None
-        if plain.end > plain.start:
-            self._stream_bytes(flow.connection, flow.tcp.direction, pkt.data[plain.start:plain.end], pkt.number,
-                               pkt.timestamp, out)
-        return Frame.of_fields({"t": pkt.timestamp, "frame": pkt.number, "length": len(pkt.data),
-                                "protocols": "eth:ipv6:tcp", "source": flow.source, "destination": flow.destination,
-                                "info": flow.info, "tcp_stream": flow.tcp.stream, "vlan": None})
+        if end > start:
+            self._stream_bytes(flow.connection, flow.tcp.direction, data[start:end], number, t, out)
+        return Frame.of_fields({"t": t, "frame": number, "length": len(data), "protocols": "eth:ipv6:tcp",
+                                "source": flow.source, "destination": flow.destination, "info": flow.info,
+                                "tcp_stream": flow.tcp.stream, "vlan": None})
 
     def _remember_flow(self, plain: PlainTCPFrame, source: Endpoint, destination: Endpoint, info: str) -> None:
         """Let the next in-order segments of this direction take :meth:`_in_order`."""

@@ -144,12 +144,9 @@ def message_element(record: V2GMessage) -> dict[str, Any]:
 
 def physical_value(value: Any) -> float | None:
     """The number in a -20 RationalNumber (Value x 10^Exponent) or -2/DIN PhysicalValue (x 10^Multiplier)."""
+    if isinstance(value, dict):  # the usual case first: it is called for every sample of a loop message
+        number, exponent = value.get("Value"), value.get("Exponent", value.get("Multiplier", 0))
+        return float(number * 10.0 ** exponent) if isinstance(number, int) and isinstance(exponent, int) else None
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, dict) and isinstance(value.get("Value"), int):
-        exponent = value.get("Exponent", value.get("Multiplier", 0))
-        if isinstance(exponent, int):
-            return float(value["Value"] * 10.0 ** exponent)
-    return None
+    return float(value) if isinstance(value, int | float) else None
