@@ -5,6 +5,12 @@ records it yields; :meth:`Dissector.finish` reports what the end of the capture 
 schema set of a message comes from the supportedAppProtocol exchange of its TCP connection (the
 SchemaID of the Res names an AppProtocol entry of the Req; ISO 15118-2 clause 8.2.2.4.3) and, in
 ISO 15118-20, from the V2GTP payload type (Table 12). Decoding uses the project's own codec.
+
+Nearly every packet of a V2G capture is the next in-order segment of a known TCP direction, in an
+untagged Ethernet II / IPv6 frame (ISO 15118 and DIN 70121 communicate over IPv6 only). Those take
+a shortcut: one unpack of the frame, a lookup by the endpoints' wire bytes and the V2GTP frames cut
+straight from the segment. Every other packet takes the general path through the layer parsers and
+the TCP reassembler, which stays the reference: both yield the same records (tests/pcap/test_in_order.py).
 """
 
 from __future__ import annotations

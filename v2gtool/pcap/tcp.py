@@ -5,6 +5,8 @@ may interleave. :class:`TCPReassembler` numbers connections in the order they ap
 ``tcp.stream`` does), delivers each direction's bytes exactly once and in order, and reports a hole
 it cannot fill (a segment the capture missed) instead of guessing its bytes. Endpoints and stream
 events are named tuples: they are built for every segment, hashed and compared in C.
+:meth:`TCPReassembler.in_order` takes the common segment, the next one of a direction with nothing
+held, without building endpoints or events.
 """
 
 from __future__ import annotations
