@@ -401,8 +401,9 @@ class Dissector:
 
     @staticmethod
     def _namespace(conn: _Connection, payload_type: int) -> tuple[str | None, str]:
-        if payload_type != v2gtp.PayloadType.EXI:
-            return v2gtp.ISO20_PAYLOAD_NAMESPACES.get(payload_type), "payload_type"
+        namespace = v2gtp.ISO20_PAYLOAD_NAMESPACES.get(payload_type)
+        if namespace is not None or payload_type != v2gtp.PayloadType.EXI:
+            return namespace, "payload_type"
         if not conn.handshake_done or conn.protocol in (None, "iso20"):
             return ("apphand", "negotiated") if not conn.handshake_done else (None, "negotiated")
         return conn.protocol, "negotiated"
