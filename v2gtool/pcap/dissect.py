@@ -152,14 +152,11 @@ class _Connection:
 
 @dataclass(slots=True)
 class _InOrderFlow:
-    """A direction of a connection whose in-order segments take the shortcut of :meth:`Dissector._in_order`:
-    its TCP state, its connection and the fields its Frame records share."""
+    """A direction of a connection whose in-order segments take the shortcut of :meth:`Dissector._in_order`."""
 
     tcp: Flow
     connection: _Connection
-    source: str
-    destination: str
-    info: str
+    frame_fields: dict[str, Any]  # of the Frame the general path built; t, frame and length are per packet
 
 
 class Dissector:
@@ -213,12 +210,13 @@ class Dissector:
             return None
         if end > start:
             self._stream_bytes(flow.connection, flow.tcp.direction, data[start:end], number, t, out)
-        return Frame.of_fields({"t": t, "frame": number, "length": len(data), "protocols": "eth:ipv6:tcp",
-                                "source": flow.source, "destination": flow.destination, "info": flow.info,
-                                "tcp_stream": flow.tcp.stream, "vlan": None})
+        fields = flow.frame_fields.copy()
+        fields["t"], fields["frame"], fields["length"] = t, number, len(data)
+        return Frame.of_fields(fields)
 
-    def _remember_flow(self, plain: PlainTCPFrame, source: Endpoint, destination: Endpoint, info: str) -> None:
-        """Let the next in-order segments of this direction take :meth:`_in_order`."""
+    def _remember_flow(self, plain: PlainTCPFrame, source: Endpoint, destination: Endpoint, frame: Frame) -> None:
+        """Let the next in-order segments of this direction take :meth:`_in_order`; *frame* is the Frame
+        record of this segment, whose fields theirs share."""
         tcp = self._tcp.flow(source, destination)
         conn = self._connections.get(tcp.stream) if tcp is not None else None
         if tcp is None or conn is None:
@@ -226,7 +224,7 @@ class Dissector:
         if len(self._flows) >= self._flow_limit:  # forget closed connections; grow only with open ones
             self._flows = {key: flow for key, flow in self._flows.items() if not flow.tcp.connection.closed}
             self._flow_limit = max(_MAX_FLOWS, 2 * len(self._flows))
-        self._flows[plain.endpoints] = _InOrderFlow(tcp, conn, source.address, destination.address, info)
+        self._flows[plain.endpoints] = _InOrderFlow(tcp, conn, vars(frame).copy())
 
     def _dissect(self, pkt: CapturedPacket, plain: PlainTCPFrame | None, out: list[TraceRecord]) -> Frame:
         link = link_frame(pkt.linktype, pkt.data)
@@ -255,11 +253,12 @@ class Dissector:
             stream, events = self._tcp.segment(number, t, src, dst, seg)
             for event in events:
                 self._stream_event(event, out)
-            info = f"{seg.source_port} → {seg.destination_port}"
+            frame = Frame(t=t, frame=number, length=len(pkt.data), protocols=f"eth:{ip_name}:tcp", source=ip.source,
+                          destination=ip.destination, info=f"{seg.source_port} → {seg.destination_port}",
+                          tcp_stream=stream)
             if plain is not None:
-                self._remember_flow(plain, src, dst, info)
-            return Frame(t=t, frame=number, length=len(pkt.data), protocols=f"eth:{ip_name}:tcp", source=ip.source,
-                         destination=ip.destination, info=info, tcp_stream=stream)
+                self._remember_flow(plain, src, dst, frame)
+            return frame
         return Frame(t=t, frame=number, length=len(pkt.data), protocols=f"eth:{ip_name}", source=ip.source,
                      destination=ip.destination, info=f"IP protocol {ip.protocol}")
 
