@@ -218,7 +218,7 @@ class Dissector:
         """Let the next in-order segments of this direction take :meth:`_in_order`; *frame* is the Frame
         record of this segment, whose fields theirs share."""
         tcp = self._tcp.flow(source, destination)
-        conn = self._connections.get(tcp.stream) if tcp is not None else None
+        conn = self._connections.get(tcp.connection.index) if tcp is not None else None
         if tcp is None or conn is None:
             return
         if len(self._flows) >= self._flow_limit:  # forget closed connections; grow only with open ones

@@ -100,7 +100,6 @@ class _Connection:
 class Flow:
     """One direction of an open connection, for the in-order shortcut :meth:`TCPReassembler.in_order`."""
 
-    stream: int
     direction: int
     connection: _Connection
     half: _HalfStream
@@ -168,7 +167,7 @@ class TCPReassembler:
             return None
         direction = CLIENT_TO_SERVER if source == conn.client else SERVER_TO_CLIENT
         half = conn.halves[direction]
-        return None if half.base is None else Flow(conn.index, direction, conn, half)
+        return None if half.base is None else Flow(direction, conn, half)
 
     @staticmethod
     def in_order(flow: Flow, seq: int, flags: int, size: int) -> bool:
