@@ -5,6 +5,12 @@ records it yields; :meth:`Dissector.finish` reports what the end of the capture 
 schema set of a message comes from the supportedAppProtocol exchange of its TCP connection (the
 SchemaID of the Res names an AppProtocol entry of the Req; ISO 15118-2 clause 8.2.2.4.3) and, in
 ISO 15118-20, from the V2GTP payload type (Table 12). Decoding uses the project's own codec.
+
+Nearly every packet of a V2G capture is the next in-order segment of a known TCP direction, in an
+untagged Ethernet II / IPv6 frame (ISO 15118 and DIN 70121 communicate over IPv6 only). Those take
+a shortcut: one unpack of the frame, a lookup by the endpoints' wire bytes and the V2GTP frames cut
+straight from the segment. Every other packet takes the general path through the layer parsers and
+the TCP reassembler, which stays the reference: both yield the same records (tests/pcap/test_in_order.py).
 """
 
 from __future__ import annotations
@@ -23,8 +29,11 @@ from v2gtool.pcap.link import (
     ETHERTYPE_IPV6,
     IPPROTO_TCP,
     IPPROTO_UDP,
+    LINKTYPE_ETHERNET,
+    PlainTCPFrame,
     ip_packet,
     link_frame,
+    plain_tcp_frame,
     tcp_segment,
     udp_datagram,
 )
@@ -45,6 +54,7 @@ from v2gtool.pcap.sdp import SDP_PORT, sdp_fields
 from v2gtool.pcap.tcp import (
     CLIENT_TO_SERVER,
     Endpoint,
+    Flow,
     StreamClosed,
     StreamData,
     StreamEvent,
@@ -65,6 +75,8 @@ PROTOCOL_OF_NAMESPACE: dict[str, str] = {
 }
 _TLS_RECORD_TYPES = (20, 21, 22, 23)
 _ALERT_CLOSE_NOTIFY = 0
+# Directions remembered for the in-order path; beyond this, those of closed connections are forgotten.
+_MAX_FLOWS = 4096
 
 
 @dataclass(slots=True)
@@ -75,42 +87,51 @@ class _V2GTPStream:
     buffer itself and, after an error, looks for the next plausible header.
     """
 
-    buffer: bytearray = field(default_factory=bytearray)
+    buffer: bytes = b""  # the start of a frame still incomplete
     lost: bool = False
 
-    def feed(self, data: bytes) -> tuple[list[v2gtp.V2GTPFrame], str | None]:
-        self.buffer += data
-        frames: list[v2gtp.V2GTPFrame] = []
+    def feed(self, data: bytes) -> tuple[list[tuple[int, bytes]], str | None]:
+        """The ``(payload type, payload)`` of every frame *data* completes, and the first header error.
+
+        Frames are cut from the bytes at hand; only an incomplete tail is kept for the next segment,
+        so the usual segment of whole frames is never copied into a buffer.
+        """
+        if self.buffer:
+            data = self.buffer + data
+        frames: list[tuple[int, bytes]] = []
         error: str | None = None
-        while len(self.buffer) >= v2gtp.HEADER_LENGTH:
-            if self.lost and not self._resync():
-                break
+        pos = 0
+        while len(data) - pos >= v2gtp.HEADER_LENGTH:
+            if self.lost:
+                pos = self._resync(data, pos)
+                if self.lost:
+                    break
+                continue
             try:
-                payload_type, length = v2gtp.parse_header(bytes(self.buffer[:v2gtp.HEADER_LENGTH]))
+                payload_type, length = v2gtp.parse_header(data, offset=pos)
             except v2gtp.V2GTPError as exc:
                 error = error or str(exc)
                 self.lost = True
-                del self.buffer[:1]
+                pos += 1
                 continue
-            end = v2gtp.HEADER_LENGTH + length
-            if len(self.buffer) < end:
+            end = pos + v2gtp.HEADER_LENGTH + length
+            if len(data) < end:
                 break
-            frames.append(v2gtp.V2GTPFrame(payload_type, bytes(self.buffer[v2gtp.HEADER_LENGTH:end])))
-            del self.buffer[:end]
+            frames.append((payload_type, data[pos + v2gtp.HEADER_LENGTH:end]))
+            pos = end
+        self.buffer = data[pos:]
         return frames, error
 
-    def _resync(self) -> bool:
-        """Drop bytes up to the next version/inverse pair; True when a candidate header starts the buffer."""
-        start = self.buffer.find(b"\x01\xfe")
+    def _resync(self, data: bytes, pos: int) -> int:
+        """Where the next version/inverse pair starts (no longer lost), or the last byte (still lost)."""
+        start = data.find(b"\x01\xfe", pos)
         if start < 0:
-            del self.buffer[:max(0, len(self.buffer) - 1)]
-            return False
-        del self.buffer[:start]
+            return max(pos, len(data) - 1)
         self.lost = False
-        return len(self.buffer) >= v2gtp.HEADER_LENGTH
+        return start
 
     def gap(self) -> None:
-        self.buffer.clear()
+        self.buffer = b""
         self.lost = True
 
 
@@ -129,6 +150,15 @@ class _Connection:
     handshake_done: bool = False
 
 
+@dataclass(slots=True)
+class _InOrderFlow:
+    """A direction of a connection whose in-order segments take the shortcut of :meth:`Dissector._in_order`."""
+
+    tcp: Flow
+    connection: _Connection
+    frame_fields: dict[str, Any]  # of the Frame the general path built; t, frame and length are per packet
+
+
 class Dissector:
     """Turns captured packets into :mod:`v2gtool.pcap.records`, in constant memory per connection."""
 
@@ -140,30 +170,63 @@ class Dissector:
         self.last_time = 0.0
         self._keylog_generation = self.keylog.generation
         self._secc_ports: set[int] = set()  # TCP ports SDP responses announced
+        self._flows: dict[bytes, _InOrderFlow] = {}  # by PlainTCPFrame.endpoints
+        self._flow_limit = _MAX_FLOWS
 
     def packet(self, pkt: CapturedPacket) -> list[TraceRecord]:
         """Dissect one packet: its Frame record first, then the messages it completes."""
-        self.last_frame, self.last_time = pkt.number, pkt.timestamp
+        number, t, linktype, data, _ = pkt
+        self.last_frame, self.last_time = number, t
         out: list[TraceRecord] = []
+        plain = plain_tcp_frame(data) if linktype == LINKTYPE_ETHERNET else None
         try:
-            frame = self._dissect(pkt, out)
+            frame = self._in_order(number, t, data, plain, out) if plain is not None else None
+            if frame is None:
+                frame = self._dissect(pkt, plain, out)
         except V2GToolError as exc:
-            out.append(ProtocolError(t=pkt.timestamp, frame=pkt.number, layer="frame", message=str(exc)))
-            frame = Frame(t=pkt.timestamp, frame=pkt.number, length=len(pkt.data), protocols="", source=None,
-                          destination=None, info="")
+            out.append(ProtocolError(t=t, frame=number, layer="frame", message=str(exc)))
+            frame = Frame(t=t, frame=number, length=len(data), protocols="", source=None, destination=None, info="")
         if self.keylog.generation != self._keylog_generation:
             self._keylog_generation = self.keylog.generation
-            out.extend(self._retry_tls(pkt))
+            self._retry_tls(pkt, out)
         return [frame, *out]
 
     def finish(self) -> list[TraceRecord]:
         """End of capture: close every TCP stream and report records still waiting for a TLS secret."""
         out: list[TraceRecord] = []
         for event in self._tcp.close(self.last_frame, self.last_time):
-            out.extend(self._stream_event(event))
+            self._stream_event(event, out)
         return out
 
-    def _dissect(self, pkt: CapturedPacket, out: list[TraceRecord]) -> Frame:
+    def _in_order(self, number: int, t: float, data: bytes, plain: PlainTCPFrame,
+                  out: list[TraceRecord]) -> Frame | None:
+        """The shortcut for the common packet: a plain TCP frame (:func:`plain_tcp_frame`) continuing a
+        known direction in order (:meth:`TCPReassembler.in_order`). It yields what :meth:`_dissect`
+        would, without text addresses, stream events or intermediate payload copies; None when the
+        packet is anything else, before any state changed."""
+        endpoints, seq, flags, start, end = plain
+        flow = self._flows.get(endpoints)
+        if flow is None or not TCPReassembler.in_order(flow.tcp, seq, flags, end - start):
+            return None
+        if end > start:
+            self._stream_bytes(flow.connection, flow.tcp.direction, data[start:end], number, t, out)
+        fields = flow.frame_fields.copy()
+        fields["t"], fields["frame"], fields["length"] = t, number, len(data)
+        return Frame.of_fields(fields)
+
+    def _remember_flow(self, plain: PlainTCPFrame, source: Endpoint, destination: Endpoint, frame: Frame) -> None:
+        """Let the next in-order segments of this direction take :meth:`_in_order`; *frame* is the Frame
+        record of this segment, whose fields theirs share."""
+        tcp = self._tcp.flow(source, destination)
+        conn = self._connections.get(tcp.connection.index) if tcp is not None else None
+        if tcp is None or conn is None:
+            return
+        if len(self._flows) >= self._flow_limit:  # forget closed connections; grow only with open ones
+            self._flows = {key: flow for key, flow in self._flows.items() if not flow.tcp.connection.closed}
+            self._flow_limit = max(_MAX_FLOWS, 2 * len(self._flows))
+        self._flows[plain.endpoints] = _InOrderFlow(tcp, conn, vars(frame).copy())
+
+    def _dissect(self, pkt: CapturedPacket, plain: PlainTCPFrame | None, out: list[TraceRecord]) -> Frame:
         link = link_frame(pkt.linktype, pkt.data)
         t, number = pkt.timestamp, pkt.number
         vlan = link.vlan[-1] if link.vlan else None
@@ -189,10 +252,13 @@ class Dissector:
             src, dst = Endpoint(ip.source, seg.source_port), Endpoint(ip.destination, seg.destination_port)
             stream, events = self._tcp.segment(number, t, src, dst, seg)
             for event in events:
-                out.extend(self._stream_event(event))
-            return Frame(t=t, frame=number, length=len(pkt.data), protocols=f"eth:{ip_name}:tcp", source=ip.source,
-                         destination=ip.destination, info=f"{seg.source_port} → {seg.destination_port}",
-                         tcp_stream=stream)
+                self._stream_event(event, out)
+            frame = Frame(t=t, frame=number, length=len(pkt.data), protocols=f"eth:{ip_name}:tcp", source=ip.source,
+                          destination=ip.destination, info=f"{seg.source_port} → {seg.destination_port}",
+                          tcp_stream=stream)
+            if plain is not None:
+                self._remember_flow(plain, src, dst, frame)
+            return frame
         return Frame(t=t, frame=number, length=len(pkt.data), protocols=f"eth:{ip_name}", source=ip.source,
                      destination=ip.destination, info=f"IP protocol {ip.protocol}")
 
@@ -217,12 +283,10 @@ class Dissector:
             return []
         return self.keylog.add_text(payload.decode("ascii"))
 
-    def _retry_tls(self, pkt: CapturedPacket) -> list[TraceRecord]:
-        out: list[TraceRecord] = []
+    def _retry_tls(self, pkt: CapturedPacket, out: list[TraceRecord]) -> None:
         for conn in self._connections.values():
             if conn.tls is not None and conn.tls.waiting_for_keys:
-                out.extend(self._tls_outputs(conn, pkt.number, pkt.timestamp, self._guard_tls(conn, conn.tls.retry)))
-        return out
+                self._tls_outputs(conn, pkt.number, pkt.timestamp, self._guard_tls(conn, conn.tls.retry), out)
 
     @staticmethod
     def _guard_tls(conn: _Connection, step: Callable[[], list[TLSOutput]]) -> list[TLSOutput] | TLSError:
@@ -233,62 +297,60 @@ class Dissector:
             conn.kind = "broken"
             return exc
 
-    def _stream_event(self, event: StreamEvent) -> list[TraceRecord]:
+    def _stream_event(self, event: StreamEvent, out: list[TraceRecord]) -> None:
         if isinstance(event, StreamData):
             conn = self._connections.get(event.stream)
-            if conn is None:
-                return []
-            return self._stream_bytes(conn, event)
-        if isinstance(event, StreamGap):
+            if conn is not None:
+                self._stream_bytes(conn, event.direction, event.data, event.frame, event.timestamp, out)
+        elif isinstance(event, StreamGap):
             conn = self._connections.get(event.stream)
             if conn is not None and conn.kind == "other":
-                return []  # not a V2G connection: its holes are not ours to report
+                return  # not a V2G connection: its holes are not ours to report
             path = "EVCC→SECC" if event.direction == CLIENT_TO_SERVER else "SECC→EVCC"
             if conn is not None and conn.kind == "v2gtp":
                 conn.framing[event.direction].gap()
             elif conn is not None and conn.kind == "tls":
                 conn.kind = "broken"  # records cannot be realigned after lost ciphertext
-            return [ProtocolError(t=event.timestamp, frame=event.frame, layer="tcp", tcp_stream=event.stream,
-                                  message=f"TCP stream {event.stream} {path}: {event.length} bytes missing at "
-                                          f"relative offset {event.offset} (segment not captured)")]
-        if isinstance(event, StreamClosed):
+            out.append(ProtocolError(t=event.timestamp, frame=event.frame, layer="tcp", tcp_stream=event.stream,
+                                     message=f"TCP stream {event.stream} {path}: {event.length} bytes missing at "
+                                             f"relative offset {event.offset} (segment not captured)"))
+        elif isinstance(event, StreamClosed):
             conn = self._connections.pop(event.stream, None)
             if conn is not None and conn.tls is not None and conn.tls.waiting_for_keys and conn.kind == "tls":
-                return [ProtocolError(t=event.timestamp, frame=event.frame, layer="tls", tcp_stream=event.stream,
-                                      message=f"TCP stream {event.stream}: {conn.tls.missing_secret_message()}")]
-            return []
-        if isinstance(event, StreamOpened):
+                out.append(ProtocolError(t=event.timestamp, frame=event.frame, layer="tls", tcp_stream=event.stream,
+                                         message=f"TCP stream {event.stream}: {conn.tls.missing_secret_message()}"))
+        elif isinstance(event, StreamOpened):
             self._connections[event.stream] = _Connection(event.stream, event.client, event.server)
-        return []
 
-    def _stream_bytes(self, conn: _Connection, event: StreamData) -> list[TraceRecord]:
+    def _stream_bytes(self, conn: _Connection, direction: int, data: bytes, frame: int, t: float,
+                      out: list[TraceRecord]) -> None:
+        """The next in-order bytes of one direction of *conn*, as the packet number *frame* completed them."""
         if conn.kind is None:
             if self._secc_ports and conn.server.port not in self._secc_ports:
                 conn.kind = "other"  # SDP named the SECC's port and this is not it (e.g. a backend connection)
-            elif event.data[0] in _TLS_RECORD_TYPES and event.data[1:2] == b"\x03":
+            elif data[0] in _TLS_RECORD_TYPES and data[1:2] == b"\x03":
                 conn.kind = "tls"
                 conn.tls = TLSStream(self.keylog)
-            elif v2gtp.looks_like_frame(event.data) or conn.server.port in self._secc_ports:
+            elif v2gtp.looks_like_frame(data) or conn.server.port in self._secc_ports:
                 conn.kind = "v2gtp"
             else:
                 conn.kind = "other"  # e.g. a value-added service on a port of its own: not ours to judge
         if conn.kind == "v2gtp":
-            return self._v2gtp_bytes(conn, event.direction, event.data, event.frame, event.timestamp, tls=False)
-        if conn.kind == "tls" and conn.tls is not None:
+            self._v2gtp_bytes(conn, direction, data, frame, t, False, out)
+        elif conn.kind == "tls" and conn.tls is not None:
             tls = conn.tls
-            result = self._guard_tls(conn, lambda: tls.feed(event.direction, event.data, event.frame, event.timestamp))
-            return self._tls_outputs(conn, event.frame, event.timestamp, result)
-        return []
+            result = self._guard_tls(conn, lambda: tls.feed(direction, data, frame, t))
+            self._tls_outputs(conn, frame, t, result, out)
 
-    def _tls_outputs(self, conn: _Connection, frame: int, t: float,
-                     result: list[TLSOutput] | TLSError) -> list[TraceRecord]:
+    def _tls_outputs(self, conn: _Connection, frame: int, t: float, result: list[TLSOutput] | TLSError,
+                     out: list[TraceRecord]) -> None:
         if isinstance(result, TLSError):
-            return [ProtocolError(t=t, frame=frame, layer="tls", tcp_stream=conn.index,
-                                  message=f"TCP stream {conn.index}: {result}")]
-        out: list[TraceRecord] = []
+            out.append(ProtocolError(t=t, frame=frame, layer="tls", tcp_stream=conn.index,
+                                     message=f"TCP stream {conn.index}: {result}"))
+            return
         for item in result:
             if isinstance(item, Plaintext):  # with the frame and time its record arrived in
-                out.extend(self._v2gtp_bytes(conn, item.direction, item.data, item.frame, item.t, tls=True))
+                self._v2gtp_bytes(conn, item.direction, item.data, item.frame, item.t, True, out)
             elif isinstance(item, HandshakeSeen):
                 version = "TLS 1.3" if item.version == 0x0304 else f"TLS 1.{(item.version & 0xFF) - 1}"
                 assert conn.tls is not None
@@ -301,30 +363,26 @@ class Dissector:
                 level = "fatal" if item.level == 2 else "warning"
                 out.append(ProtocolError(t=item.t, frame=item.frame, layer="tls", tcp_stream=conn.index,
                                          message=f"TCP stream {conn.index}: {sender} sent {level} TLS alert {name}"))
-        return out
 
-    def _v2gtp_bytes(self, conn: _Connection, direction: int, data: bytes, frame: int, t: float,
-                     tls: bool) -> list[TraceRecord]:
+    def _v2gtp_bytes(self, conn: _Connection, direction: int, data: bytes, frame: int, t: float, tls: bool,
+                     out: list[TraceRecord]) -> None:
         frames, error = conn.framing[direction].feed(data)
-        out: list[TraceRecord] = []
         sender = EVCC if direction == CLIENT_TO_SERVER else SECC
         if error is not None:
             out.append(ProtocolError(t=t, frame=frame, layer="v2gtp", tcp_stream=conn.index,
                                      message=f"TCP stream {conn.index} {sender}: {error}"))
-        for item in frames:
-            out.append(self._message(conn, sender, item, frame, t, tls))
-        return out
+        for payload_type, payload in frames:
+            out.append(self._message(conn, sender, payload_type, payload, frame, t, tls))
 
-    def _message(self, conn: _Connection, sender: str, frame_v2gtp: v2gtp.V2GTPFrame, frame: int, t: float,
+    def _message(self, conn: _Connection, sender: str, payload_type: int, payload: bytes, frame: int, t: float,
                  tls: bool) -> TraceRecord:
-        payload_type = frame_v2gtp.payload_type
         namespace, source = self._namespace(conn, payload_type)
         if namespace is None:
             return ProtocolError(t=t, frame=frame, layer="exi", tcp_stream=conn.index,
                                  message=f"{self._where(conn, sender, payload_type)}: no schema set for this "
                                          f"payload type after the handshake")
         try:
-            schema_set, document = api.decode_json(frame_v2gtp.payload, namespace)
+            schema_set, document = api.decode_json(payload, namespace)
         except V2GToolError as exc:
             return ProtocolError(t=t, frame=frame, layer="exi", tcp_stream=conn.index,
                                  message=f"{self._where(conn, sender, payload_type)}, {namespace}: {exc}")
@@ -332,8 +390,9 @@ class Dissector:
         if isinstance(root, dict) and isinstance(root.get("Body"), dict) and root["Body"]:
             name = next(iter(root["Body"]))
         self._follow_handshake(conn, name, root)
-        return V2GMessage(t=t, frame=frame, tcp_stream=conn.index, sender=sender, namespace=schema_set.short,
-                          payload_type=payload_type, message=name, document=document, namespace_source=source, tls=tls)
+        return V2GMessage.of_fields({"t": t, "frame": frame, "tcp_stream": conn.index, "sender": sender,
+                                     "namespace": schema_set.short, "payload_type": payload_type, "message": name,
+                                     "document": document, "namespace_source": source, "tls": tls})
 
     @staticmethod
     def _where(conn: _Connection, sender: str, payload_type: int) -> str:
@@ -341,11 +400,9 @@ class Dissector:
 
     @staticmethod
     def _namespace(conn: _Connection, payload_type: int) -> tuple[str | None, str]:
-        if payload_type != v2gtp.PayloadType.EXI:
-            try:
-                return v2gtp.ISO20_PAYLOAD_NAMESPACES[v2gtp.PayloadType(payload_type)], "payload_type"
-            except (ValueError, KeyError):
-                return None, "payload_type"
+        namespace = v2gtp.ISO20_PAYLOAD_NAMESPACES.get(payload_type)
+        if namespace is not None or payload_type != v2gtp.PayloadType.EXI:
+            return namespace, "payload_type"
         if not conn.handshake_done or conn.protocol in (None, "iso20"):
             return ("apphand", "negotiated") if not conn.handshake_done else (None, "negotiated")
         return conn.protocol, "negotiated"

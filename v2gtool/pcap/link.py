@@ -78,6 +78,23 @@ class TCPSegment(NamedTuple):
     payload: bytes
 
 
+class PlainTCPFrame(NamedTuple):
+    """Where an Ethernet II / IPv6 / TCP frame keeps what reassembly needs (see :func:`plain_tcp_frame`)."""
+
+    endpoints: bytes  # source and destination address, source and destination port, as on the wire
+    seq: int
+    flags: int
+    start: int  # TCP payload: data[start:end]
+    end: int
+
+
+# Ethernet II without tag (EtherType at 12), IPv6 (payload length at 18, next header at 20, addresses
+# at 22-53), TCP (ports at 54-57, sequence number at 58, data offset at 66, flags at 67).
+_PLAIN_TCP = struct.Struct(">12xH4xHB37xI4xBB")
+_PLAIN_TCP_ENDPOINTS = slice(22, 58)
+_PLAIN_TCP_MINIMUM = 14 + 40 + 20
+
+
 @lru_cache(maxsize=4096)
 def mac(data: bytes) -> str:
     """A MAC address as text (cached: a capture has few addresses and many frames)."""
@@ -173,3 +190,18 @@ def tcp_segment(data: bytes) -> TCPSegment:
     if header < 20 or len(data) < header:
         raise PacketError(f"TCP header truncated: {len(data)} of {header} bytes")
     return TCPSegment(sport, dport, seq, ack, flags, data[header:])
+
+
+def plain_tcp_frame(data: bytes) -> PlainTCPFrame | None:
+    """One unpack of the frame nearly every V2G packet is: Ethernet II without 802.1Q tag, IPv6
+    without extension header, TCP. None for any other frame, and for a truncated one: the general
+    parsers (:func:`link_frame`, :func:`ip_packet`, :func:`tcp_segment`) take it and say what is wrong.
+    """
+    if len(data) < _PLAIN_TCP_MINIMUM:
+        return None
+    ethertype, length, next_header, seq, offset, flags = _PLAIN_TCP.unpack_from(data)
+    start, end = 54 + (offset >> 4) * 4, 54 + length
+    if ethertype != ETHERTYPE_IPV6 or next_header != IPPROTO_TCP or end > len(data) \
+            or not _PLAIN_TCP_MINIMUM <= start <= end:
+        return None
+    return PlainTCPFrame(data[_PLAIN_TCP_ENDPOINTS], seq, flags, start, end)

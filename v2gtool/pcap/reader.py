@@ -11,7 +11,7 @@ import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from v2gtool.errors import V2GToolError
 
@@ -38,9 +38,11 @@ class CaptureError(V2GToolError):
     """The bytes are not a pcap/pcapng capture, or a record of it is malformed or truncated."""
 
 
-@dataclass(frozen=True, slots=True)
-class CapturedPacket:
-    """One packet record: its 1-based number in the file (as tshark counts), time and link-layer bytes."""
+class CapturedPacket(NamedTuple):
+    """One packet record: its 1-based number in the file (as tshark counts), time and link-layer bytes.
+
+    A named tuple: one is built for every packet, in C.
+    """
 
     number: int
     timestamp: float
@@ -60,10 +62,11 @@ class CaptureParser:
     """Sans-IO reader of one pcap or pcapng stream; :meth:`feed` bytes, get packets back."""
 
     def __init__(self) -> None:
-        self._buffer = bytearray()
-        self._offset = 0  # file offset of self._buffer[0], for error messages
+        self._buffer = b""  # the start of a record still incomplete
+        self._offset = 0  # file offset of the record being read, for error messages
         self._format: str | None = None
         self._endian = "<"
+        self._record_header = struct.Struct("<IIII")  # pcap: seconds, fraction, captured and original length
         self._resolution = 1e-6
         self._linktype = 0
         self._interfaces: list[_Interface] = []
@@ -75,20 +78,20 @@ class CaptureParser:
         return self._count
 
     def feed(self, data: bytes) -> list[CapturedPacket]:
-        """Append *data*; return every packet record that is now complete."""
+        """Append *data*; return every packet record that is now complete.
+
+        Records are read in place from the bytes at hand; only an incomplete last one is kept.
+        """
         self._buffer += data
         packets: list[CapturedPacket] = []
         if self._format is None and not self._read_file_header():
             return packets
-        parse = self._next_pcap if self._format == "pcap" else self._next_pcapng
-        while True:
-            consumed, packet = parse()
-            if consumed == 0:
-                break
-            del self._buffer[:consumed]
-            self._offset += consumed
-            if packet is not None:
-                packets.append(packet)
+        start = self._offset
+        if self._format == "pcap":
+            self._pcap_records(packets)
+        else:
+            self._pcapng_records(packets)
+        self._buffer = self._buffer[self._offset - start:]
         return packets
 
     def close(self) -> None:
@@ -112,7 +115,8 @@ class CaptureParser:
                 return False
             self._endian, self._resolution = _PCAP_MAGIC[magic]
             self._linktype = struct.unpack_from(self._endian + "I", self._buffer, 20)[0] & 0x0FFFFFFF
-            del self._buffer[:24]
+            self._record_header = struct.Struct(self._endian + "IIII")
+            self._buffer = self._buffer[24:]
             self._offset = 24
             self._format = "pcap"
             return True
@@ -121,46 +125,56 @@ class CaptureParser:
             return True
         raise CaptureError(f"not a pcap or pcapng capture: file starts with {magic.hex()}")
 
-    def _next_pcap(self) -> tuple[int, CapturedPacket | None]:
-        if len(self._buffer) < 16:
-            return 0, None
-        seconds, fraction, caplen, origlen = struct.unpack_from(self._endian + "IIII", self._buffer)
-        if caplen > MAX_BLOCK_LENGTH:
-            raise CaptureError(f"pcap record at byte {self._offset}: captured length {caplen} is implausible")
-        end = 16 + caplen
-        if len(self._buffer) < end:
-            return 0, None
-        self._count += 1
-        packet = CapturedPacket(self._count, seconds + fraction * self._resolution, self._linktype,
-                                bytes(self._buffer[16:end]), origlen)
-        return end, packet
+    def _pcap_records(self, packets: list[CapturedPacket]) -> None:
+        """Append the complete records of the buffer; self._offset ends at the first incomplete one."""
+        buf, header, resolution, linktype = self._buffer, self._record_header, self._resolution, self._linktype
+        pos, size, base = 0, len(buf), self._offset
+        while size - pos >= 16:
+            seconds, fraction, caplen, origlen = header.unpack_from(buf, pos)
+            if caplen > MAX_BLOCK_LENGTH:
+                self._offset = base + pos
+                raise CaptureError(f"pcap record at byte {self._offset}: captured length {caplen} is implausible")
+            end = pos + 16 + caplen
+            if size < end:
+                break
+            self._count += 1
+            packets.append(CapturedPacket(self._count, seconds + fraction * resolution, linktype, buf[pos + 16:end],
+                                          origlen))
+            pos = end
+        self._offset = base + pos
 
-    def _next_pcapng(self) -> tuple[int, CapturedPacket | None]:
-        buf = self._buffer
-        if len(buf) < 12:
-            return 0, None
-        if struct.unpack_from("<I", buf)[0] == _PCAPNG_SHB:
-            magic = struct.unpack_from("<I", buf, 8)[0]
-            if magic == _PCAPNG_BYTE_ORDER_MAGIC:
-                self._endian = "<"
-            elif magic == struct.unpack("<I", struct.pack(">I", _PCAPNG_BYTE_ORDER_MAGIC))[0]:
-                self._endian = ">"
-            else:
-                raise CaptureError(f"pcapng section header at byte {self._offset}: bad byte-order magic {magic:#x}")
-            self._interfaces = []  # interface ids are per section
-        block_type, length = struct.unpack_from(self._endian + "II", buf)
-        if length < 12 or length % 4 or length > MAX_BLOCK_LENGTH:
-            raise CaptureError(f"pcapng block at byte {self._offset}: invalid block length {length}")
-        if len(buf) < length:
-            return 0, None
-        body = memoryview(buf)[8:length - 4]
-        try:
-            return length, self._block(block_type, body)
-        except struct.error:
-            raise CaptureError(f"pcapng block type {block_type:#x} at byte {self._offset}: body of {len(body)} "
-                               f"bytes is too short for its fields") from None
-        finally:
-            body.release()
+    def _pcapng_records(self, packets: list[CapturedPacket]) -> None:
+        """Append the packets of the buffer's complete blocks; self._offset ends at the first incomplete one."""
+        buf, pos, base = self._buffer, 0, self._offset
+        while len(buf) - pos >= 12:
+            self._offset = base + pos
+            if struct.unpack_from("<I", buf, pos)[0] == _PCAPNG_SHB:
+                magic = struct.unpack_from("<I", buf, pos + 8)[0]
+                if magic == _PCAPNG_BYTE_ORDER_MAGIC:
+                    self._endian = "<"
+                elif magic == struct.unpack("<I", struct.pack(">I", _PCAPNG_BYTE_ORDER_MAGIC))[0]:
+                    self._endian = ">"
+                else:
+                    raise CaptureError(f"pcapng section header at byte {self._offset}: bad byte-order magic "
+                                       f"{magic:#x}")
+                self._interfaces = []  # interface ids are per section
+            block_type, length = struct.unpack_from(self._endian + "II", buf, pos)
+            if length < 12 or length % 4 or length > MAX_BLOCK_LENGTH:
+                raise CaptureError(f"pcapng block at byte {self._offset}: invalid block length {length}")
+            if len(buf) - pos < length:
+                break
+            body = memoryview(buf)[pos + 8:pos + length - 4]
+            try:
+                packet = self._block(block_type, body)
+            except struct.error:
+                raise CaptureError(f"pcapng block type {block_type:#x} at byte {self._offset}: body of {len(body)} "
+                                   f"bytes is too short for its fields") from None
+            finally:
+                body.release()
+            if packet is not None:
+                packets.append(packet)
+            pos += length
+        self._offset = base + pos
 
     def _block(self, block_type: int, body: memoryview) -> CapturedPacket | None:
         e = self._endian

@@ -5,6 +5,8 @@ may interleave. :class:`TCPReassembler` numbers connections in the order they ap
 ``tcp.stream`` does), delivers each direction's bytes exactly once and in order, and reports a hole
 it cannot fill (a segment the capture missed) instead of guessing its bytes. Endpoints and stream
 events are named tuples: they are built for every segment, hashed and compared in C.
+:meth:`TCPReassembler.in_order` takes the common segment, the next one of a direction with nothing
+held, without building endpoints or events.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ MAX_PENDING_BYTES = 1024 * 1024
 # the oldest are forgotten beyond this, so a capture of many sessions stays in bounded memory.
 MAX_CLOSED_CONNECTIONS = 1024
 _MOD = 1 << 32
+_NOT_PLAIN = TCP_SYN | TCP_FIN | TCP_RST
 
 CLIENT_TO_SERVER = 0
 SERVER_TO_CLIENT = 1
@@ -93,6 +96,15 @@ class _Connection:
     closed: bool = False
 
 
+@dataclass(slots=True)
+class Flow:
+    """One direction of an open connection, for the in-order shortcut :meth:`TCPReassembler.in_order`."""
+
+    direction: int
+    connection: _Connection
+    half: _HalfStream
+
+
 class TCPReassembler:
     """Sans-IO reassembly of every TCP connection in a capture."""
 
@@ -147,6 +159,35 @@ class TCPReassembler:
         if conn.closed:
             self._forget_closed(key)
         return conn.index, events
+
+    def flow(self, source: Endpoint, destination: Endpoint) -> Flow | None:
+        """The direction source → destination of their open connection, once :meth:`segment` has seen it."""
+        conn = self._connections.get((source, destination) if source <= destination else (destination, source))
+        if conn is None or conn.closed:
+            return None
+        direction = CLIENT_TO_SERVER if source == conn.client else SERVER_TO_CLIENT
+        half = conn.halves[direction]
+        return None if half.base is None else Flow(direction, conn, half)
+
+    @staticmethod
+    def in_order(flow: Flow, seq: int, flags: int, size: int) -> bool:
+        """Take a segment that continues *flow* exactly where delivery stands, the common case.
+
+        True when the segment carries no SYN, FIN or RST, nothing is held out of order and its *size*
+        payload bytes start at the next offset: they are the flow's next stream bytes, for the caller
+        to deliver, which is all :meth:`segment` would do with it (one StreamData of the payload). False
+        leaves every state as it was: give the segment to :meth:`segment`.
+        """
+        half = flow.half
+        if flags & _NOT_PLAIN or flow.connection.closed or half.pending:
+            return False
+        if size:
+            assert half.base is not None  # a Flow exists once its direction has a base
+            offset = (seq - half.base) % _MOD
+            if offset != half.next_offset or offset >= _MOD // 2:
+                return False
+            half.next_offset = offset + size
+        return True
 
     def _forget_closed(self, key: tuple[Endpoint, Endpoint]) -> None:
         self._closed[key] = None
