@@ -155,6 +155,16 @@ def test_cli_failed_session_names_the_debugging_subcommand(tmp_path: Path) -> No
     assert "Traceback" not in proc.stderr
 
 
+def test_cli_sim_refuses_a_keylog_it_could_not_write(tmp_path: Path) -> None:
+    """--sim has no TLS: asking for its key log is a usage error, not a file silently never written."""
+    keylog = tmp_path / "keys.log"
+    proc = subprocess.run([sys.executable, "-m", "v2gtool", "session", "run", "--sim", "--no-trace", "--keylog",
+                           str(keylog)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--keylog: --sim runs the session over plain TCP" in proc.stderr and "Traceback" not in proc.stderr
+    assert not keylog.exists()
+
+
 def test_trace_of_a_discharge_session_reads_back_with_pcap_decode_and_tshark(tmp_path: Path) -> None:
     trace = tmp_path / "trace.pcap"
     proc = subprocess.run([sys.executable, "-m", "v2gtool", "--json", "session", "run", "--sim", "--direction",

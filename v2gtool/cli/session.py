@@ -182,6 +182,9 @@ def run(
         raise click.UsageError("give --sim, --netns, or --role evse|ev with --iface")
     if sim and role != "both":
         raise click.UsageError("--sim runs both roles in one process; one role runs on --iface")
+    if sim and keylog is not None:
+        raise click.UsageError("--keylog: --sim runs the session over plain TCP on loopback, there are no TLS "
+                               "secrets to log; use --netns or --role evse|ev for TLS 1.3")
     try:
         chosen_service = service_from_name(service) if service else None
     except KeyError:
