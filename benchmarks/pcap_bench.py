@@ -9,8 +9,11 @@ then runs, each as a child process: ``v2gtool --json pcap-decode --summary`` (fu
 EXI decoding into the JSON form and analysis), the same writing every record as a JSON line
 (``v2gtool-json``), and ``tshark -r`` (frame parsing, summary lines).
 Reports messages per second, wall time and peak RSS of each (os.wait4). A second capture of twice
-the size shows whether our memory grows with the file. Goal (issue 8): decode the EXI payloads at
-least as fast as tshark parses the frames, in memory that does not grow with the file.
+the size shows whether our memory grows with the file, and gives each tool's marginal rate: the
+messages the second capture adds over the CPU time they add, start-up excluded. The EXI payloads
+of the capture are also decoded alone, in this process (``exi.api.decode_json``, the decoder
+``pcap-decode`` runs). Goal (issue 8): decode the EXI payloads at least as fast as tshark parses the
+frames, in memory that does not grow with the file.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import v2gtool
+from v2gtool import v2gtp
 from v2gtool.exi import api
 from v2gtool.pcap.synth import PcapWriter, TCPSession, sdp_exchange
 
@@ -70,8 +74,9 @@ def _loop_pair(i: int) -> tuple[bytes, bytes]:
     return (api.encode_json(request, framed=True), api.encode_json(response, framed=True))
 
 
-def write_capture(path: Path, messages: int) -> int:
-    """Write the session; return how many V2G messages it holds."""
+def write_capture(path: Path, messages: int, payloads: list[tuple[bytes, str]] | None = None) -> int:
+    """Write the session; return how many V2G messages it holds. *payloads* collects each EXI
+    payload with its schema set."""
     with path.open("wb") as out:
         writer = PcapWriter(out)
         tcp = TCPSession(writer)
@@ -80,17 +85,38 @@ def write_capture(path: Path, messages: int) -> int:
         tcp.open(t)
         count = 0
         for from_evcc, document, namespace in _documents():
-            tcp.send(t, from_evcc, api.encode_json(document, namespace, framed=True))
+            frame = api.encode_json(document, namespace, framed=True)
+            tcp.send(t, from_evcc, frame)
+            _collect(payloads, frame)
             t += 0.05
             count += 1
         while count < messages:
             request, response = _loop_pair(count // 2)
             tcp.send(t, True, request)
             tcp.send(t + 0.04, False, response)
+            _collect(payloads, request)
+            _collect(payloads, response)
             t += 0.1
             count += 2
         tcp.close(t)
     return count
+
+
+def _collect(payloads: list[tuple[bytes, str]] | None, frame: bytes) -> None:
+    if payloads is not None:
+        decoded = v2gtp.decode_frame(frame)
+        payloads.append((decoded.payload, api.namespace_of_payload_type(decoded.payload_type)))
+
+
+def decode_alone(payloads: list[tuple[bytes, str]]) -> dict[str, float]:
+    """CPU time of decoding every EXI payload into the JSON form, as pcap-decode does (best of 3)."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.process_time()
+        for payload, namespace in payloads:
+            api.decode_json(payload, namespace)
+        best = min(best, time.process_time() - start)
+    return {"cpu_seconds": round(best, 3), "messages_per_s": round(len(payloads) / best)}
 
 
 def measure(command: list[str]) -> dict[str, float]:
@@ -118,31 +144,43 @@ def main() -> None:
     # run would otherwise compile the generated grammar modules again (~0.3 s of start-up).
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(v2gtool.__file__).parent)], check=True,
                    stdout=subprocess.DEVNULL)
+    tools = {"v2gtool": ours, "v2gtool-json": ours_all}
+    if tshark is not None:
+        tools["tshark"] = [tshark, "-r"]
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for label, size in (("1x", args.messages), ("2x", 2 * args.messages)):
             path = Path(tmp) / f"session-{label}.pcap"
             count = write_capture(path, size)
             row: dict[str, Any] = {"messages": count, "file_mib": round(path.stat().st_size / 2**20, 1)}
-            row["v2gtool"] = measure([*ours, str(path)])
-            row["v2gtool"]["messages_per_s"] = round(count / row["v2gtool"]["seconds"])
-            row["v2gtool-json"] = measure([*ours_all, str(path)])
-            row["v2gtool-json"]["messages_per_s"] = round(count / row["v2gtool-json"]["seconds"])
-            if tshark is not None:
-                row["tshark"] = measure([tshark, "-r", str(path)])
-                row["tshark"]["messages_per_s"] = round(count / row["tshark"]["seconds"])
+            for tool, command in tools.items():
+                row[tool] = measure([*command, str(path)])
+                row[tool]["messages_per_s"] = round(count / row[tool]["seconds"])
             results[label] = row
+        # Last: a child's peak RSS counts the pages it shares with this process until it executes
+        payloads: list[tuple[bytes, str]] = []
+        write_capture(Path(tmp) / "session-exi.pcap", args.messages, payloads)
+        results["exi-alone"] = decode_alone(payloads)
+    added = results["2x"]["messages"] - results["1x"]["messages"]
+    results["marginal_messages_per_cpu_s"] = {
+        tool: round(added / max(1e-9, results["2x"][tool]["cpu_seconds"] - results["1x"][tool]["cpu_seconds"]))
+        for tool in tools}
     if args.json:
         print(json.dumps(results))
         return
     print(f"{'capture':8} {'messages':>9} {'MiB':>6}  {'tool':13} {'seconds':>8} {'CPU s':>8} {'msg/s':>9} "
           f"{'peak RSS MiB':>13}")
-    for label, row in results.items():
-        for tool in ("v2gtool", "v2gtool-json", "tshark"):
-            if tool in row:
-                r = row[tool]
-                print(f"{label:8} {row['messages']:>9} {row['file_mib']:>6}  {tool:13} {r['seconds']:>8} "
-                      f"{r['cpu_seconds']:>8} {r['messages_per_s']:>9} {r['peak_rss_mib']:>13}")
+    for label in ("1x", "2x"):
+        row = results[label]
+        for tool in tools:
+            r = row[tool]
+            print(f"{label:8} {row['messages']:>9} {row['file_mib']:>6}  {tool:13} {r['seconds']:>8} "
+                  f"{r['cpu_seconds']:>8} {r['messages_per_s']:>9} {r['peak_rss_mib']:>13}")
+    marginal = ", ".join(f"{tool} {rate}" for tool, rate in results["marginal_messages_per_cpu_s"].items())
+    print(f"marginal messages per CPU second (2x over 1x, start-up excluded): {marginal}")
+    alone = results["exi-alone"]
+    print(f"EXI payloads of the 1x capture decoded alone: {alone['cpu_seconds']} CPU s, "
+          f"{alone['messages_per_s']} msg/s")
     if tshark is None:
         print("tshark not installed: apt-get install -y tshark to compare")
 
