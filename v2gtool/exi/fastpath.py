@@ -128,7 +128,6 @@ class _Source:
 
     def type_body(self, grammar: TypeGrammar) -> list[str]:
         """The function body that decodes one *grammar* into the dict ``v`` and advances ``pos``."""
-        self.constants[f"REQUIRED_{grammar.index}"] = grammar.required
         lines = ["    v = {}", "    state = 0", "    while state >= 0:"]
         for number, (width, prods) in enumerate(grammar.decode_json):
             lines.append(f"        if state == {number}:")
@@ -153,7 +152,9 @@ class _Source:
                 lines += self.production(production, grammar, block + "    ", width, extra, head)
             if width:
                 lines += [f"{block}else:", f"{block}    raise GIVE_UP"]
-        lines += [f"    if not v.keys() >= REQUIRED_{grammar.index}:", "        raise GIVE_UP"]
+        if not grammar.required <= _always_met(grammar):
+            self.constants[f"REQUIRED_{grammar.index}"] = grammar.required
+            lines += [f"    if not v.keys() >= REQUIRED_{grammar.index}:", "        raise GIVE_UP"]
         if not grammar.in_field_order:
             self.constants[f"ORDER_{grammar.index}"] = tuple(spec.name for spec in grammar.fields)
             lines.append(f"    v = {{name: v[name] for name in ORDER_{grammar.index} if name in v}}")
@@ -241,6 +242,28 @@ class _Source:
             lines.append(f"{pad}v[{name!r}] = {value}")
         lines.append(f"{pad}state = {nxt}")
         return lines
+
+
+def _always_met(grammar: TypeGrammar) -> frozenset[str]:
+    """The fields every path of the grammar from its first state to EE takes (a greatest fixpoint over
+    the states: a field is met from a state when each production there takes it or leads to a state
+    it is met from). The decoder need not check these are present."""
+    states = grammar.decode_json
+    everything = frozenset(spec.name for spec in grammar.fields)
+    met = [everything] * len(states)
+    changed = True
+    while changed:
+        changed = False
+        for number, (_width, prods) in enumerate(states):
+            now = everything
+            for kind, name, _arg, nxt, _conv, _extra in prods:
+                if kind == EE or nxt < 0:
+                    now = frozenset() if kind == EE else now & {name}
+                else:
+                    now &= met[nxt] | {name}
+            if now != met[number]:
+                met[number], changed = now, True
+    return met[0] if states else frozenset()
 
 
 def _inline_simple(kind: int, arg: int, dtypes: tuple[DType, ...]) -> bool:
