@@ -56,7 +56,7 @@ class _GiveUp(Exception):
 
 
 _GIVE_UP = _GiveUp()
-# Zero bits appended to the stream (see decode_document); more than any one field reads.
+# Zero bits appended to the stream (see decode_document): more than a state reads ahead of its production.
 PADDING = 64
 
 
@@ -153,11 +153,11 @@ class _Source:
             if width:
                 lines += [f"{block}else:", f"{block}    raise GIVE_UP"]
         if not grammar.required <= _always_met(grammar):
-            self.constants[f"REQUIRED_{grammar.index}"] = grammar.required
-            lines += [f"    if not v.keys() >= REQUIRED_{grammar.index}:", "        raise GIVE_UP"]
+            self.constants["REQUIRED"] = grammar.required
+            lines += ["    if not v.keys() >= REQUIRED:", "        raise GIVE_UP"]
         if not grammar.in_field_order:
-            self.constants[f"ORDER_{grammar.index}"] = tuple(spec.name for spec in grammar.fields)
-            lines.append(f"    v = {{name: v[name] for name in ORDER_{grammar.index} if name in v}}")
+            self.constants["ORDER"] = tuple(spec.name for spec in grammar.fields)
+            lines.append("    v = {name: v[name] for name in ORDER if name in v}")
         return lines
 
     def production(self, production: DecodeProduction, grammar: TypeGrammar, pad: str, width: int, extra: int,
