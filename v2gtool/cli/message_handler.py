@@ -125,7 +125,7 @@ def decode(ctx: click.Context, message: str | None, file: Path | None, namespace
             failed += 1
             _report_line_error(app, as_json, line, exc)
             continue
-        document = decoded.to_json()
+        document = decoded.document
         if as_json:
             emit_json(document)
         else:

@@ -27,15 +27,12 @@ PAYLOAD_TYPE_OF: dict[str, int] = {
 
 @dataclass(frozen=True)
 class Decoded:
-    """One decoded message with where it came from."""
+    """One decoded message in the JSON message form (``{name: {...}}``), with where it came from."""
 
     namespace: Namespace
     name: str
-    message: Any
+    document: dict[str, Any]
     payload_type: int | None
-
-    def to_json(self) -> dict[str, Any]:
-        return jsonform.to_json(grammar(self.namespace.short), self.name, self.message)
 
 
 def decode_bytes(data: bytes, namespace: str | None = None, fragment: bool = False) -> Decoded:
@@ -50,15 +47,14 @@ def decode_bytes(data: bytes, namespace: str | None = None, fragment: bool = Fal
     if namespace is None:
         raise EXIError("raw EXI does not say its schema set: give --namespace (e.g. iso20-dc) or V2GTP framing")
     ns = lookup(namespace)
-    name, message = codec.decode(grammar(ns.short), data, fragment)
-    return Decoded(ns, name, message, payload_type)
+    name, body = codec.decode(grammar(ns.short), data, fragment, as_json=True)
+    return Decoded(ns, name, {name: body}, payload_type)
 
 
 def decode_json(data: bytes, namespace: str) -> tuple[Namespace, dict[str, Any]]:
-    """Decode raw EXI of the schema set *namespace* straight into the JSON form ``{name: {...}}``.
+    """Decode the raw EXI document *data* of the schema set *namespace* into the JSON form ``{name: {...}}``.
 
-    The same document as ``decode_bytes(data, namespace).to_json()`` without building the message
-    objects in between (the hot path of ``pcap-decode``).
+    Straight into the JSON form, without message objects in between (the hot path of ``pcap-decode``).
     """
     ns = lookup(namespace)
     name, body = codec.decode(grammar(ns.short), data, as_json=True)
