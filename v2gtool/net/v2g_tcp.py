@@ -104,9 +104,12 @@ class _Watch:
     def outcome(self, ending: Ending) -> Outcome:
         return Outcome(ending, self.ended)
 
-    def failed(self, role: str, now: float, exc: BaseException) -> Outcome:
+    def failed(self, role: str, engine: Secc | Evcc, now: float, exc: BaseException) -> Outcome:
+        """The connection failed under *engine*: report it, end the session (no message can come) and
+        say how it ended."""
         event = TransportFailed(t=now, role=role, error=f"{type(exc).__name__}: {exc}")
         self(event)
+        _deliver(engine.abort(now, f"connection failed: {event.error}"), self)
         return Outcome(Ending.FAILED, self.ended, event.error, isinstance(exc, ssl.SSLError))
 
 
@@ -131,9 +134,7 @@ async def serve_connection(
                 _deliver(secc.on_timeout(max(clock(), secc.deadline)), watch)
                 return watch.outcome(Ending.TIMEOUT)
             except (v2gtp.V2GTPError, ConnectionError, ssl.SSLError) as exc:
-                outcome = watch.failed("SECC", clock(), exc)
-                _deliver(secc.abort(clock(), f"connection failed: {outcome.error}"), watch)
-                return outcome
+                return watch.failed("SECC", secc, clock(), exc)
             if frame is None:
                 _deliver(secc.abort(clock(), "the EVCC closed the connection"), watch)
                 return watch.outcome(Ending.CLOSED)
@@ -144,9 +145,7 @@ async def serve_connection(
                     writer.write(data)
                 await writer.drain()
             except (ConnectionError, ssl.SSLError) as exc:
-                outcome = watch.failed("SECC", clock(), reader.exception() or exc)
-                _deliver(secc.abort(clock(), f"connection failed: {outcome.error}"), watch)
-                return outcome
+                return watch.failed("SECC", secc, clock(), reader.exception() or exc)
         return watch.outcome(Ending.ENGINE)
     finally:
         writer.close()
@@ -184,9 +183,7 @@ async def run_evcc(
                     # The request went into a dead connection. Under TLS 1.3 this is how a refused client
                     # certificate shows (the SECC checks it after the EVCC's side of the handshake is
                     # complete); the reader holds the peer's alert, if it sent one.
-                    outcome = watch.failed("EVCC", clock(), reader.exception() or exc)
-                    _deliver(evcc.abort(clock(), f"connection failed: {outcome.error}"), watch)
-                    return outcome
+                    return watch.failed("EVCC", evcc, clock(), reader.exception() or exc)
                 evcc.sent(clock())
             if evcc.ended:
                 return watch.outcome(Ending.ENGINE)
@@ -197,9 +194,7 @@ async def run_evcc(
                 _deliver(evcc.on_timeout(deadline), watch)
                 return watch.outcome(Ending.TIMEOUT)
             except (v2gtp.V2GTPError, ConnectionError, ssl.SSLError) as exc:
-                outcome = watch.failed("EVCC", clock(), exc)
-                _deliver(evcc.abort(clock(), f"connection failed: {outcome.error}"), watch)
-                return outcome
+                return watch.failed("EVCC", evcc, clock(), exc)
             if frame is None:
                 _deliver(evcc.abort(clock(), "the SECC closed the connection"), watch)
                 return watch.outcome(Ending.CLOSED)
