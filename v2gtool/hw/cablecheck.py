@@ -2,7 +2,8 @@
 
 Sequence (IEC 61851-23:2023 Annex CC as implemented by EVerest's EvseManager, standards.md 7.1):
 
-1. the output is below 60 V; the contactors close through the interlock;
+1. the output is below 60 V (discharged first if a session before left it live); the contactors
+   close through the interlock;
 2. the IMD self-test (mandatory in the cable check since the 2023 edition);
 3. ramp to the test voltage of Formula CC.1 with the current limited to 2 A;
 4. a grace period for the ramp transients of the IMD (EVerest/EVerest#2498), then N samples;
@@ -121,6 +122,10 @@ def run_cable_check(station: Station, settings: CableCheckSettings) -> CableChec
     trace = _Tracer(station, report, settings.trace_interval_s)
     station.cable_check_running = True
     try:
+        # A session that just ended may have left the DC link charged: the interlock refuses to close
+        # onto a live output, so discharge it first (power module off: active discharge).
+        station.power_off()
+        station.wait_for(lambda: trace() or station.measurement.link_v < SAFE_OUTPUT_V, settings.ramp_timeout_s)
         verdict = station.request_close()
         if not verdict.allowed:
             raise InterlockRefusedError(f"contactors may not close: {verdict}")
