@@ -102,6 +102,9 @@ class LoopTimer:
     def ethernet_frame(self, t: float, frame: bytes) -> None:
         pass
 
+    def sdp(self, t: float, from_evcc: bool, datagram: bytes) -> None:
+        pass
+
     def v2gtp(self, t: float, from_evcc: bool, data: bytes) -> None:
         if from_evcc:
             self.sent = time.perf_counter()

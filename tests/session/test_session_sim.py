@@ -182,11 +182,35 @@ def test_trace_of_a_discharge_session_reads_back_with_pcap_decode_and_tshark(tmp
     loop = [m["document"]["DC_ChargeLoopReq"] for m in messages if m["message"] == "DC_ChargeLoopReq"]
     assert loop and all(
         r["BPT_Scheduled_DC_CLReqControlMode"]["EVTargetCurrent"]["Value"] < 0 for r in loop)
+    # SDP between SLAC and the TCP connection, to the port the SECC then serves on
+    sdp = [r for r in lines if r.get("event") == "SdpMessage"]
+    assert [r["message"] for r in sdp] == ["SDPReq", "SDPRes"]
+    assert sdp[0]["destination"] == "[ff02::1]:15118" and sdp[1]["destination"] == sdp[0]["source"]
+    port = sdp[1]["fields"]["secc_port"]
+    first_tcp = next(r for r in lines if r.get("event") == "Frame" and r["tcp_stream"] is not None)
+    assert first_tcp["frame"] > sdp[1]["frame"] and first_tcp["info"].endswith(f"→ {port}")
+    assert [p["phase"] for p in lines[-1]["phases"]][:3] == ["SLAC", "SDP", "handshake"]
+    # the session's own SDP events say the same
+    events = [r["event"] for r in records]
+    sdp_events = ["SdpRequestSent", "SdpRequestAnswered", "SdpResponseReceived"]
+    assert [e for e in events if e.startswith("Sdp")] == sdp_events
+    assert events.index("SlacLinkReady") < events.index("SdpRequestSent")
+    assert events.index("SdpResponseReceived") < events.index("MessageSent")
+    assert next(r for r in records if r["event"] == "SdpResponseReceived")["response"]["port"] == port
     if shutil.which("tshark"):
         frames = subprocess.run(["tshark", "-r", str(trace), "-T", "fields", "-e", "frame.number"],
                                 capture_output=True, text=True, timeout=120)
         assert frames.returncode == 0 and len(frames.stdout.split()) == sum(
             1 for r in lines if r.get("event") == "Frame")
+        # Every UDP and TCP checksum is right (Wireshark checks them when told to: status 1 is "Good")
+        checks = subprocess.run(["tshark", "-r", str(trace), "-o", "tcp.check_checksum:TRUE", "-o",
+                                 "udp.check_checksum:TRUE", "-Y", "tcp or udp", "-T", "fields", "-e",
+                                 "tcp.checksum.status", "-e", "udp.checksum.status"],
+                                capture_output=True, text=True, timeout=120)
+        statuses = checks.stdout.split()
+        ip_frames = [r for r in lines if r.get("event") == "Frame" and r["protocols"].startswith("eth:ipv6:")]
+        assert checks.returncode == 0 and len(statuses) == len(ip_frames) > 0
+        assert set(statuses) == {"1"}
 
 
 def test_welded_contactor_at_the_end(tmp_path: Path) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-from typing import Any
 
 import click
 from rich.markup import escape
@@ -33,12 +31,6 @@ SECURITY_CHOICES = {"tls": Security.TLS, "none": Security.NO_TLS}
 DEFAULT_TCP_PORT = 64109
 
 
-def plain_json(record: dict[str, Any]) -> dict[str, Any]:
-    """*record* with addresses and other non-JSON values turned into strings."""
-    result: dict[str, Any] = json.loads(json.dumps(record, default=str))
-    return result
-
-
 class _Renderer:
     """Turns SDP events into rich lines for people or JSON lines for pipes."""
 
@@ -49,7 +41,7 @@ class _Renderer:
 
     def __call__(self, event: Event) -> None:
         if self._json:
-            emit_json(plain_json(event.to_json()))
+            emit_json(event.to_json())
             return
         if self._t0 is None:
             self._t0 = event.t

@@ -171,7 +171,7 @@ def run(
     cpu: int | None,
     json_out: bool,
 ) -> None:
-    """Run the chain: CP, SLAC, (SDP, TLS,) the -20 session with cable check, precharge, charge or
+    """Run the chain: CP, SLAC, SDP, (TLS,) the -20 session with cable check, precharge, charge or
     discharge, welding detection, stop. --sim: both roles in this process; --netns: both roles as
     processes in two namespaces over veth; --role evse|ev --iface IF: one side on a real link."""
     app = app_context(ctx)

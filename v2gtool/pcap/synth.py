@@ -1,7 +1,9 @@
 """Synthesised captures: a pcap writer and the Ethernet/IPv6/TCP/UDP framing of V2G sessions.
 
-Tests craft captures with it (broken ones included) and ``benchmarks/pcap_bench.py`` writes large
-ones. Frames carry no checksums (as captures of offloaded NICs don't); readers must not need them.
+Tests craft captures with it (broken ones included), ``benchmarks/pcap_bench.py`` writes large ones
+and :mod:`v2gtool.session.trace` the traces of simulated sessions. UDP and TCP carry their checksums
+over the IPv6 pseudo-header (RFC 8200 section 8.1), as Wireshark verifies them when asked to; readers
+must not need them (captures of checksum-offloading NICs have wrong ones).
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import ipaddress
 import struct
 from dataclasses import dataclass, field
 
-from v2gtool import v2gtp
 from v2gtool.net.pcapwriter import PcapWriter
 from v2gtool.pcap.link import (
     ETHERTYPE_HOMEPLUG_AV,
@@ -21,8 +22,19 @@ from v2gtool.pcap.link import (
     TCP_FIN,
     TCP_SYN,
 )
+from v2gtool.sdp import (
+    SDP_MULTICAST_GROUP,
+    SDP_SERVER_PORT,
+    SdpRequest,
+    SdpResponse,
+    Security,
+    TransportProtocol,
+    encode_request,
+    encode_response,
+)
 
 PSH = 0x08
+SDP_MULTICAST_MAC = "33:33:00:00:00:01"  # ff02::1 on Ethernet (RFC 2464 section 7)
 
 
 def mac_bytes(text: str) -> bytes:
@@ -34,9 +46,34 @@ def ethernet(source: str, destination: str, ethertype: int, payload: bytes, vlan
     return mac_bytes(destination) + mac_bytes(source) + tag + struct.pack(">H", ethertype) + payload
 
 
+# Where UDP (RFC 768) and TCP (RFC 9293 section 3.1) keep their checksum
+_CHECKSUM_OFFSET = {IPPROTO_UDP: 6, IPPROTO_TCP: 16}
+
+
+def internet_checksum(data: bytes) -> int:
+    """The 16-bit one's complement of the one's complement sum of *data*'s 16-bit words (RFC 1071).
+
+    The sum of the words modulo 0xFFFF is the whole number modulo 0xFFFF (2**16 = 1 modulo 0xFFFF);
+    a non-zero sum that is a multiple of 0xFFFF is 0xFFFF in one's complement arithmetic.
+    """
+    if len(data) % 2:
+        data += b"\x00"
+    number = int.from_bytes(data, "big")
+    total = number % 0xFFFF or (0xFFFF if number else 0)
+    return ~total & 0xFFFF
+
+
 def ipv6(source: str, destination: str, protocol: int, payload: bytes) -> bytes:
-    return (struct.pack(">IHBB", 0x60000000, len(payload), protocol, 64) + ipaddress.IPv6Address(source).packed
-            + ipaddress.IPv6Address(destination).packed + payload)
+    """An IPv6 packet; a UDP datagram or TCP segment in *payload* gets its checksum filled in."""
+    addresses = ipaddress.IPv6Address(source).packed + ipaddress.IPv6Address(destination).packed
+    offset = _CHECKSUM_OFFSET.get(protocol)
+    if offset is not None and len(payload) >= offset + 2:
+        pseudo_header = addresses + struct.pack(">IxxxB", len(payload), protocol)
+        checksum = internet_checksum(pseudo_header + payload[:offset] + b"\x00\x00" + payload[offset + 2:])
+        if protocol == IPPROTO_UDP and checksum == 0:
+            checksum = 0xFFFF  # zero means "no checksum", which IPv6 forbids for UDP (RFC 8200 section 8.1)
+        payload = payload[:offset] + struct.pack(">H", checksum) + payload[offset + 2:]
+    return struct.pack(">IHBB", 0x60000000, len(payload), protocol, 64) + addresses + payload
 
 
 def udp(source_port: int, destination_port: int, payload: bytes) -> bytes:
@@ -106,13 +143,22 @@ class TCPSession:
             sender.seq += 1
 
 
+def sdp_datagram(writer: PcapWriter, t: float, evcc: Host, secc: Host, from_evcc: bool, datagram: bytes) -> None:
+    """One SDP datagram (ISO 15118-2/-20 clause 7.10.1): the EVCC's request goes from UDP port
+    ``evcc.port + 1`` to ff02::1 port 15118, the SECC's response back to that port by unicast."""
+    if from_evcc:
+        frame = ethernet(evcc.mac, SDP_MULTICAST_MAC, ETHERTYPE_IPV6,
+                         ipv6(evcc.address, SDP_MULTICAST_GROUP, IPPROTO_UDP,
+                              udp(evcc.port + 1, SDP_SERVER_PORT, datagram)))
+    else:
+        frame = ethernet(secc.mac, evcc.mac, ETHERTYPE_IPV6,
+                         ipv6(secc.address, evcc.address, IPPROTO_UDP, udp(SDP_SERVER_PORT, evcc.port + 1, datagram)))
+    writer.write(t, frame)
+
+
 def sdp_exchange(writer: PcapWriter, t: float, evcc: Host, secc: Host, tls: bool) -> None:
-    """An SDP request to ff02::1 and the SECC's response (ISO 15118-2 clause 7.10.1)."""
-    security = 0x00 if tls else 0x10
-    request = v2gtp.encode_frame(v2gtp.PayloadType.SDP_REQUEST, bytes([security, 0x00]))
-    writer.write(t, ethernet(evcc.mac, "33:33:00:00:00:01", ETHERTYPE_IPV6,
-                             ipv6(evcc.address, "ff02::1", IPPROTO_UDP, udp(evcc.port + 1, 15118, request))))
-    response = v2gtp.encode_frame(v2gtp.PayloadType.SDP_RESPONSE, ipaddress.IPv6Address(secc.address).packed
-                                  + struct.pack(">HBB", secc.port, security, 0x00))
-    writer.write(t, ethernet(secc.mac, evcc.mac, ETHERTYPE_IPV6,
-                             ipv6(secc.address, evcc.address, IPPROTO_UDP, udp(15118, evcc.port + 1, response))))
+    """An SDP request and the SECC's response announcing *secc*'s address and port."""
+    security = Security.TLS if tls else Security.NO_TLS
+    sdp_datagram(writer, t, evcc, secc, True, encode_request(SdpRequest(security, TransportProtocol.TCP)))
+    response = SdpResponse(ipaddress.IPv6Address(secc.address), secc.port, security, TransportProtocol.TCP)
+    sdp_datagram(writer, t, evcc, secc, False, encode_response(response))

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
 
 def jsonable(value: Any) -> Any:
-    """Convert dataclasses, enums, bytes, tuples and nested containers into JSON-able values."""
+    """Convert dataclasses, enums, bytes, IP addresses, tuples and nested containers into JSON-able values."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, enum.Enum):
         return value.name
     if isinstance(value, bytes | bytearray):
         return bytes(value).hex()
+    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return str(value)
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -1,7 +1,8 @@
 """``session run --sim``: both roles of an ISO 15118-20 session over real TCP on loopback.
 
-The chain: CP to 5 %, SLAC on the simulated cable (:mod:`v2gtool.session.slac_step`), then the -20
-session over TCP (SDP needs a link-local interface: ``serve``/``connect`` run it on a real link).
+The chain: CP to 5 %, SLAC on the simulated cable (:mod:`v2gtool.session.slac_step`), SDP on the
+simulated link (:mod:`v2gtool.session.sdp_step`), then the -20 session over TCP on loopback, which
+stands for the link-local connection to the SECC that SDP announced.
 
 The SECC and the EVCC are the sans-IO engines of :mod:`v2gtool.iso20`; here they get sockets and a
 clock. Both sides share one simulated plant (:mod:`v2gtool.hw.sim`): the SECC's station and the
@@ -32,6 +33,7 @@ from v2gtool.net.v2g_tcp import Ending, run_evcc, serve_connection
 from v2gtool.session.events import Event
 from v2gtool.session.plant import SimVehiclePort, StationCharger
 from v2gtool.session.scenario import SessionScenario
+from v2gtool.session.sdp_step import run_sdp
 from v2gtool.session.slac_step import run_slac
 from v2gtool.session.trace import TraceSink
 
@@ -95,6 +97,7 @@ async def run_sim(
         return SessionResult(
             ok=False, reason=f"SLAC failed: {diagnosis} {slac.detail}".strip(), secc_reason="", events=events
         )
+    run_sdp(charger.now(), emit, trace.sdp if trace is not None else None)
     if grid is None and scenario.control_mode is ControlMode.DYNAMIC:
         grid = ConstantGridRequest(scenario.grid_request())
     timeouts = timeouts or Timeouts()

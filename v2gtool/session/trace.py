@@ -1,8 +1,9 @@
 """The trace of a simulated session: a pcap of every frame, written and flushed one packet at a time.
 
-SLAC frames are the bytes the hosts exchanged on the simulated cable. The V2GTP stream, which ran
-over TCP on loopback, is written as the PLC link would carry it: Ethernet and IPv6 between the two
-hosts' link-local addresses, one TCP connection with consecutive sequence numbers. So the trace
+SLAC frames are the bytes the hosts exchanged on the simulated cable, SDP datagrams those of the
+SDP step (:mod:`v2gtool.session.sdp_step`). The V2GTP stream, which ran over TCP on loopback, is
+written as the PLC link would carry it: Ethernet and IPv6 between the two hosts' link-local
+addresses, one TCP connection with consecutive sequence numbers. So the trace
 opens in Wireshark and ``v2gtool pcap-decode`` reads it like a capture from a charger.
 """
 
@@ -13,19 +14,17 @@ from pathlib import Path
 from typing import Protocol
 
 from v2gtool.net.pcapwriter import LINKTYPE_ETHERNET, PcapWriter
-from v2gtool.pcap.synth import Host, TCPSession
+from v2gtool.pcap.synth import Host, TCPSession, sdp_datagram
+from v2gtool.session.sdp_step import EV_ADDRESS, EV_PORT, EVSE_ADDRESS, SECC_PORT
 from v2gtool.session.slac_step import EV_MAC, EVSE_MAC
-
-EV_ADDRESS = "fe80::ff:fe00:e02"
-EVSE_ADDRESS = "fe80::ff:fe00:e01"
-EV_PORT = 50123
-SECC_PORT = 64109
 
 
 class TraceSink(Protocol):
     """Where a session's frames go: a :class:`SessionTrace`, or a probe that times them."""
 
     def ethernet_frame(self, t: float, frame: bytes) -> None: ...
+
+    def sdp(self, t: float, from_evcc: bool, datagram: bytes) -> None: ...
 
     def v2gtp(self, t: float, from_evcc: bool, data: bytes) -> None: ...
 
@@ -39,16 +38,19 @@ class SessionTrace:
     def __init__(self, path: Path) -> None:
         self.writer = PcapWriter(path, LINKTYPE_ETHERNET)
         self.epoch = time.time()
+        self._evcc = Host(EV_MAC, EV_ADDRESS, EV_PORT, 1000)
+        self._secc = Host(EVSE_MAC, EVSE_ADDRESS, SECC_PORT, 5000)
         self._tcp: TCPSession | None = None
 
     def ethernet_frame(self, t: float, frame: bytes) -> None:
         self.writer.write(self.epoch + t, frame)
 
+    def sdp(self, t: float, from_evcc: bool, datagram: bytes) -> None:
+        sdp_datagram(self.writer, self.epoch + t, self._evcc, self._secc, from_evcc, datagram)
+
     def v2gtp(self, t: float, from_evcc: bool, data: bytes) -> None:
         if self._tcp is None:
-            self._tcp = TCPSession(
-                self.writer, Host(EV_MAC, EV_ADDRESS, EV_PORT, 1000), Host(EVSE_MAC, EVSE_ADDRESS, SECC_PORT, 5000)
-            )
+            self._tcp = TCPSession(self.writer, self._evcc, self._secc)
             self._tcp.open(self.epoch + t)
         self._tcp.send(self.epoch + t, from_evcc, data)
 
