@@ -165,6 +165,12 @@ def main() -> None:
     results["marginal_messages_per_cpu_s"] = {
         tool: round(added / max(1e-9, results["2x"][tool]["cpu_seconds"] - results["1x"][tool]["cpu_seconds"]))
         for tool in tools}
+    if tshark is not None:  # each rate over tshark's, per CPU second of the 1x capture (the same run)
+        row = results["1x"]
+        tshark_rate = row["messages"] / row["tshark"]["cpu_seconds"]
+        results["over_tshark"] = {tool: round(row["messages"] / row[tool]["cpu_seconds"] / tshark_rate, 2)
+                                  for tool in ("v2gtool", "v2gtool-json")}
+        results["over_tshark"]["exi-alone"] = round(results["exi-alone"]["messages_per_s"] / tshark_rate, 2)
     if args.json:
         print(json.dumps(results))
         return
@@ -183,6 +189,9 @@ def main() -> None:
           f"{alone['messages_per_s']} msg/s")
     if tshark is None:
         print("tshark not installed: apt-get install -y tshark to compare")
+    else:
+        ratios = ", ".join(f"{tool} {ratio}x" for tool, ratio in results["over_tshark"].items())
+        print(f"messages per CPU second over tshark's frames per CPU second (1x): {ratios}")
 
 
 if __name__ == "__main__":
