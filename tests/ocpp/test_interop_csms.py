@@ -13,6 +13,7 @@ import base64
 import contextlib
 import datetime as dt
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from ocpp.v201 import ChargePoint as Cp201
 from ocpp.v201 import call as call201
 from websockets.asyncio.server import serve
 
-from v2gtool.iso20.events import PowerFlow, SessionEnded
+from v2gtool.iso20.events import MessageReceived, PowerFlow, SessionEnded
 from v2gtool.ocpp.outbox import Outbox
 from v2gtool.ocpp.profile import ProfileSetpoint
 from v2gtool.ocpp.station import BridgeConfig, StationBridge
@@ -35,7 +36,7 @@ from v2gtool.pki.profiles import KeyType
 from v2gtool.pki.trust import TrustStore
 from v2gtool.session import scenario as scenarios
 from v2gtool.session.events import Event
-from v2gtool.session.runner import run_sim
+from v2gtool.session.runner import SessionResult, run_sim
 
 
 def iso(epoch: float) -> str:
@@ -317,55 +318,94 @@ def test_ocpp201_profile_renegotiates_a_scheduled_session(tmp_path: Path) -> Non
     assert "ScheduleExchange (renegotiation)" in phases
 
 
+async def session_with_csms(
+    tmp: Path, version: str, station_id: str, csms_side: Callable[[Seen], Awaitable[list[str]]], **run: Any
+) -> tuple[SessionResult, list[Event], Seen, list[str]]:
+    """One ``session run --sim`` engine (*run*: run_sim's arguments) bridged to the package-only CSMS
+    while *csms_side* acts on it; returns the session's result, its and the bridge's events, what the
+    CSMS saw and the answers *csms_side* got."""
+    seen = Seen()
+    server, port = await start_csms(version, seen)
+    events: list[Event] = []
+    bridge = StationBridge(
+        BridgeConfig(url=f"ws://127.0.0.1:{port}/ocpp", station_id=station_id, meter_interval=0.5),
+        Outbox(tmp / "outbox"),
+        ProfileSetpoint(),
+        listener=events.append,
+    )
+    link = asyncio.create_task(bridge.run())
+    acting = asyncio.create_task(csms_side(seen))
+
+    def listen(event: Event) -> None:
+        events.append(event)
+        bridge.on_event(event)
+
+    try:
+        result = await run_sim(
+            listener=listen, stop_request=bridge.stop_request, allowed_services=bridge.allowed_services, **run
+        )
+        answers = await acting
+        for _ in range(100):
+            if not len(bridge.outbox):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        link.cancel()
+        await asyncio.gather(link, return_exceptions=True)
+        server.close()
+    return result, events, seen, answers
+
+
 @pytest.mark.interop
 def test_request_stop_transaction_ends_the_session_through_an_evse_notification(tmp_path: Path) -> None:
-    async def scenario() -> tuple[Any, list[Event], Seen]:
-        seen = Seen()
-        server, port = await start_csms("ocpp2.0.1", seen)
-        events: list[Event] = []
-        bridge = StationBridge(
-            BridgeConfig(url=f"ws://127.0.0.1:{port}/ocpp", station_id="CS-STOP", meter_interval=0.5),
-            Outbox(tmp_path / "outbox"),
-            ProfileSetpoint(),
-            listener=events.append,
-        )
-        link = asyncio.create_task(bridge.run())
+    async def stop_it(seen: Seen) -> list[str]:
+        await seen.charging.wait()
+        await asyncio.sleep(1.0)
+        tx = seen.transactions[0]["transaction_info"]["transaction_id"]
+        answers = []
+        for transaction_id in ("not-running-here", tx):
+            res = await seen.peer.call(call201.RequestStopTransaction(transaction_id=transaction_id))
+            answers.append(res.status)
+        return answers
 
-        async def stop_it() -> list[str]:
-            await seen.charging.wait()
-            await asyncio.sleep(1.0)
-            tx = seen.transactions[0]["transaction_info"]["transaction_id"]
-            answers = []
-            for transaction_id in ("not-running-here", tx):
-                res = await seen.peer.call(call201.RequestStopTransaction(transaction_id=transaction_id))
-                answers.append(res.status)
-            return answers
-
-        stopper = asyncio.create_task(stop_it())
-
-        def listen(event: Event) -> None:
-            events.append(event)
-            bridge.on_event(event)
-
-        try:
-            result = await run_sim(
-                scenarios.load(None, duration=60.0), speed=1.0, listener=listen, stop_request=bridge.stop_request
-            )
-            assert await stopper == ["Rejected", "Accepted"]
-            for _ in range(100):
-                if not len(bridge.outbox):
-                    break
-                await asyncio.sleep(0.05)
-        finally:
-            link.cancel()
-            await asyncio.gather(link, return_exceptions=True)
-            server.close()
-        return result, events, seen
-
-    result, events, seen = asyncio.run(scenario())
+    result, events, seen, answers = asyncio.run(session_with_csms(
+        tmp_path, "ocpp2.0.1", "CS-STOP", stop_it, scenario=scenarios.load(None, duration=60.0), speed=1.0))
+    assert answers == ["Rejected", "Accepted"]
     assert result.ok and result.reason == "SessionStop Terminate"
     loop = [e.t for e in events if isinstance(e, PowerFlow) and e.role == "EVCC"]
     assert loop[-1] - loop[0] < 10.0  # ended on the notification, long before its 60 s
     ended = seen.transactions[-1]
     assert ended["event_type"] == "Ended" and ended["trigger_reason"] == "RemoteStop"
     assert ended["transaction_info"]["stopped_reason"] == "Remote"
+
+
+@pytest.mark.interop
+def test_ocpp21_allowed_energy_transfer_renegotiates_the_service(tmp_path: Path) -> None:
+    """NotifyAllowedEnergyTransfer (OCPP 2.1 Q02) mid-loop: the CSMS withdraws DC_BPT, the SECC asks
+    the EV for a ServiceRenegotiation, and the EV goes on charging on DC in the same transaction."""
+
+    async def allow_dc_only(seen: Seen) -> list[str]:
+        await seen.charging.wait()
+        tx = seen.transactions[0]["transaction_info"]["transaction_id"]
+        answers = []
+        for transaction_id, modes in (("not-running-here", ["DC"]), (tx, ["AC_single_phase"]), (tx, ["DC"])):
+            res = await seen.peer.call(call21.NotifyAllowedEnergyTransfer(
+                transaction_id=transaction_id, allowed_energy_transfer=modes))
+            answers.append(res.status)
+        return answers
+
+    result, events, seen, answers = asyncio.run(session_with_csms(
+        tmp_path, "ocpp2.1", "CS-Q02", allow_dc_only, scenario=scenarios.load(None, duration=25.0), speed=20.0))
+    assert answers == ["Rejected", "Rejected", "Accepted"]
+    assert result.ok and result.reason == "SessionStop Terminate"
+    stops = [e.summary["ChargingSession"] for e in events
+             if isinstance(e, MessageReceived) and e.role == "SECC" and e.message == "SessionStopReq"]
+    assert stops == ["ServiceRenegotiation", "Terminate"]
+    # charged before and after the renegotiation, all in one OCPP transaction
+    renegotiated = next(e.t for e in events if isinstance(e, MessageReceived) and e.message == "SessionStopReq")
+    flows = [e for e in events if isinstance(e, PowerFlow) and e.role == "SECC"]
+    assert any(f.t < renegotiated and f.power > 1000 for f in flows)
+    assert any(f.t > renegotiated and f.power > 1000 for f in flows)
+    check_transactions(seen)
+    # the EV's needs were sent again for the new service: DC_BPT first, then DC
+    assert [n["charging_needs"]["requested_energy_transfer"] for n in seen.needs] == ["DC_BPT", "DC"]

@@ -294,3 +294,64 @@ def test_abort_ends_a_session_from_outside() -> None:
     (ended,) = [e for e in secc.abort(1.0, "connection failed: reset") if isinstance(e, SessionEnded)]
     assert ended.reason == "connection failed: reset" and secc.ended and stopped == [True]
     assert secc.abort(2.0, "again") == []  # once ended, nothing more
+
+
+def stop(secc: Secc, sid: bytes, kind: cm.chargingSessionType, now: float) -> messages.Message:
+    return response(secc.receive(frame("SessionStopReq", cm.SessionStopReqType(
+        Header=header(sid, int(now)), ChargingSession=kind)), now))
+
+
+def test_service_renegotiation_needs_a_service_offered_first() -> None:
+    secc = Secc(SeccConfig(), IdleCharger(), 0.0, session_id=lambda: b"\x07" * 8)
+    sid = set_up(secc)
+    res = stop(secc, sid, cm.chargingSessionType.ServiceRenegotiation, 0.2)
+    assert res.body.ResponseCode.value == "FAILED_SequenceError" and secc.ended
+
+
+def authorize(secc: Secc, sid: bytes) -> None:
+    h = header(sid, 1)
+    for name, body in [("AuthorizationSetupReq", cm.AuthorizationSetupReqType(Header=h)),
+                       ("AuthorizationReq", cm.AuthorizationReqType(
+                           Header=h, SelectedAuthorizationService=cm.authorizationType.EIM,
+                           EIM_AReqAuthorizationMode=cm.EIM_AReqAuthorizationModeType()))]:
+        assert response(secc.receive(frame(name, body), 1.0)).body.ResponseCode.value == "OK", name
+
+
+def discover(secc: Secc, sid: bytes, now: float) -> list[int]:
+    res = response(secc.receive(frame("ServiceDiscoveryReq", cm.ServiceDiscoveryReqType(
+        Header=header(sid, int(now)))), now))
+    assert res.body.ServiceRenegotiationSupported
+    return [s.ServiceID for s in res.body.EnergyTransferServiceList.Service]
+
+
+def choose(secc: Secc, sid: bytes, service: ServiceID, now: float) -> str:
+    res = response(secc.receive(frame("ServiceSelectionReq", cm.ServiceSelectionReqType(
+        Header=header(sid, int(now)),
+        SelectedEnergyTransferService=cm.SelectedServiceType(ServiceID=int(service), ParameterSetID=1))), now))
+    code: str = res.body.ResponseCode.value
+    return code
+
+
+def test_a_service_the_operator_does_not_allow_is_neither_offered_nor_selectable() -> None:
+    secc = Secc(SeccConfig(allowed_services=lambda: frozenset({ServiceID.DC})), IdleCharger(), 0.0)
+    sid = set_up(secc)
+    authorize(secc, sid)
+    assert discover(secc, sid, 1.0) == [int(ServiceID.DC)]
+    assert choose(secc, sid, ServiceID.DC_BPT, 1.5) == "FAILED_ServiceSelectionInvalid"
+
+
+def test_service_renegotiation_keeps_the_session_and_offers_what_is_allowed_now() -> None:
+    allowed = {ServiceID.DC}
+    secc = Secc(SeccConfig(allowed_services=lambda: frozenset(allowed)), IdleCharger(), 0.0)
+    sid = set_up(secc)
+    authorize(secc, sid)
+    assert discover(secc, sid, 1.0) == [int(ServiceID.DC)]
+    assert choose(secc, sid, ServiceID.DC, 1.5) == "OK" and secc.service == ServiceID.DC
+    allowed.add(ServiceID.DC_BPT)
+    res = stop(secc, sid, cm.chargingSessionType.ServiceRenegotiation, 2.0)
+    assert res.body.ResponseCode.value == "OK" and not secc.ended
+    assert secc.state.value == "ServiceDiscovery" and secc.service is None
+    assert discover(secc, sid, 2.1) == [int(ServiceID.DC), int(ServiceID.DC_BPT)]
+    assert choose(secc, sid, ServiceID.DC_BPT, 2.2) == "OK" and secc.service == ServiceID.DC_BPT
+    # the same session ends as any other
+    assert stop(secc, sid, cm.chargingSessionType.Terminate, 3.0).body.ResponseCode.value == "OK" and secc.ended

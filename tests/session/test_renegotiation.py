@@ -1,19 +1,30 @@
-"""Schedule renegotiation (ISO 15118-20 8.3.4.3.8.2) in the Scheduled control mode, end to end over
-TCP: the grid's request changes mid-loop, the SECC says EVSENotification=ScheduleRenegotiation, the
-EV leaves the loop with PowerDelivery ScheduleRenegotiation, fetches the new schedule with
-ScheduleExchange and resumes with PowerDelivery Start, its power within the new schedule."""
+"""Renegotiation in the loop, end to end over TCP.
+
+Schedule renegotiation (ISO 15118-20 8.3.4.3.8.2) in the Scheduled control mode: the grid's request
+changes mid-loop, the SECC says EVSENotification=ScheduleRenegotiation, the EV leaves the loop with
+PowerDelivery ScheduleRenegotiation, fetches the new schedule with ScheduleExchange and resumes with
+PowerDelivery Start, its power within the new schedule.
+
+Service renegotiation: the operator allows DC_BPT mid-session, the SECC says
+EVSENotification=ServiceRenegotiation, the EV stops the energy transfer, ends with SessionStop
+ServiceRenegotiation and selects a service again in the same session."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
+from tests.pcap.session import analyse, dissect
+from v2gtool.errors import ConfigError
 from v2gtool.iso20.evcc import Direction
-from v2gtool.iso20.events import MessageReceived, MessageSent, PowerFlow
-from v2gtool.iso20.values import ControlMode
+from v2gtool.iso20.events import MessageReceived, MessageSent, PowerFlow, SessionEnded
+from v2gtool.iso20.values import ControlMode, ServiceID
+from v2gtool.pcap.records import V2GMessage
 from v2gtool.session import scenario as scenarios
 from v2gtool.session.runner import run_sim
+from v2gtool.session.trace import SessionTrace
 
 
 class StepGrid:
@@ -65,3 +76,69 @@ def test_the_ev_follows_a_renegotiated_schedule(direction: Direction, wish: floa
     assert sign * max(early, key=abs) == pytest.approx(wish, rel=0.05)  # the EV's wish, before the step
     assert all(abs(p) <= abs(after) * 1.05 for p in late)  # within the new schedule, after it
     assert late[-1] == pytest.approx(after, rel=0.05)
+
+
+def test_the_ev_takes_dc_bpt_once_the_operator_allows_it(tmp_path: Path) -> None:
+    """A bidirectional EV charging on a DC-only offer; 20 s into the simulated session (4 s into the
+    loop) the operator allows DC_BPT and the session renegotiates its service without ending."""
+    scenario = scenarios.load(None, service=ServiceID.DC_BPT, bpt_allowed_from=20.0, duration=30.0)
+    trace = tmp_path / "renegotiated.pcap"
+    result = asyncio.run(run_sim(scenario, trace=SessionTrace(trace)))
+    assert result.ok, result.reason
+    sent = [e.message for e in result.events if isinstance(e, MessageSent) and e.role == "EVCC"]
+    selection = ["ServiceDiscoveryReq", "ServiceDetailReq", "ServiceSelectionReq", "DC_ChargeParameterDiscoveryReq",
+                 "ScheduleExchangeReq", "DC_CableCheckReq", "DC_PreChargeReq", "PowerDeliveryReq", "DC_ChargeLoopReq",
+                 "PowerDeliveryReq", "DC_WeldingDetectionReq", "SessionStopReq"]
+    collapsed = [name for i, name in enumerate(sent) if i == 0 or sent[i - 1] != name]
+    assert collapsed == ["supportedAppProtocolReq", "SessionSetupReq", "AuthorizationSetupReq", "AuthorizationReq",
+                         *selection, *selection]
+    received = [e for e in result.events if isinstance(e, MessageReceived) and e.role == "SECC"]
+    stops = [e.summary["ChargingSession"] for e in received if e.message == "SessionStopReq"]
+    assert stops == ["ServiceRenegotiation", "Terminate"]
+    ended = [e for e in result.events if isinstance(e, SessionEnded)]
+    assert [(e.role, e.reason) for e in ended] == [("SECC", "SessionStop Terminate"), ("EVCC", "SessionStop Terminate")]
+    # energy flowed in both loops, and none while the service was renegotiated
+    flows = [e for e in result.events if isinstance(e, PowerFlow) and e.role == "SECC"]
+    stop_at = next(e.t for e in received if e.message == "SessionStopReq")
+    assert any(f.t < stop_at and f.power > 1000 for f in flows) and any(f.t > stop_at and f.power > 1000 for f in flows)
+
+    # The trace: DC selected first, DC_BPT after; the loop's control mode follows; one SessionID throughout
+    records = dissect(trace.read_bytes())
+    messages = [r for r in records if isinstance(r, V2GMessage)]
+    selected = [m.document["ServiceSelectionReq"]["SelectedEnergyTransferService"]["ServiceID"] for m in messages
+                if m.message == "ServiceSelectionReq"]
+    assert selected == [int(ServiceID.DC), int(ServiceID.DC_BPT)]
+    offers = [m.document["ServiceDiscoveryRes"] for m in messages if m.message == "ServiceDiscoveryRes"]
+    assert [[s["ServiceID"] for s in o["EnergyTransferServiceList"]["Service"]] for o in offers] == [[2], [2, 6]]
+    assert all(o["ServiceRenegotiationSupported"] for o in offers)
+    notes = [m.document["DC_ChargeLoopRes"].get("EVSEStatus", {}).get("EVSENotification") for m in messages
+             if m.message == "DC_ChargeLoopRes"]
+    assert "ServiceRenegotiation" in notes
+    modes = [next(k for k in m.document["DC_ChargeLoopReq"] if k.endswith("ControlMode")) for m in messages
+             if m.message == "DC_ChargeLoopReq"]
+    switch = modes.index("BPT_Scheduled_DC_CLReqControlMode")
+    assert switch > 0 and set(modes[:switch]) == {"Scheduled_DC_CLReqControlMode"}
+    assert set(modes[switch:]) == {"BPT_Scheduled_DC_CLReqControlMode"}
+    session_ids = {next(iter(m.document.values()))["Header"]["SessionID"] for m in messages[3:]}  # SessionSetupRes on
+    assert len(session_ids) == 1
+    summary = analyse(records).summary()
+    assert summary["error_count"] == 0
+    assert summary["energy_transfer"]["selected"] == ["DC", "DC_BPT"]
+
+
+@pytest.mark.parametrize(("value", "accepted"), [("40", 40.0), ("0.5", 0.5), ("-1", None), ('"soon"', None),
+                                                  ("true", None)])
+def test_bpt_allowed_from_in_a_scenario(tmp_path: Path, value: str, accepted: float | None) -> None:
+    path = tmp_path / "scenario.toml"
+    path.write_text(f"[charger]\nbpt_allowed_from = {value}\n")
+    if accepted is None:
+        with pytest.raises(ConfigError, match=r"\[charger\] bpt_allowed_from: expected seconds >= 0, got"):
+            scenarios.load(path)
+        return
+    scenario = scenarios.load(path)
+    now = [accepted - 0.1]
+    allowed = scenario.allowed_services(lambda: now[0])
+    assert allowed is not None and allowed() == {ServiceID.DC}
+    now[0] = accepted
+    assert allowed() == {ServiceID.DC, ServiceID.DC_BPT}
+    assert scenarios.load(None).allowed_services(lambda: 0.0) is None  # unrestricted unless the scenario says

@@ -39,7 +39,7 @@ from v2gtool.iso20.pnc import Contract
 from v2gtool.iso20.ports import GridRequest
 from v2gtool.iso20.secc import Secc, SeccConfig, SessionStore
 from v2gtool.iso20.timeouts import Timeouts
-from v2gtool.iso20.values import ControlMode, service_from_name
+from v2gtool.iso20.values import ControlMode, ServiceID, service_from_name
 from v2gtool.net.sdp_transport import discover, link_local_address, serve_sdp
 from v2gtool.net.v2g_tcp import Ending, Outcome, run_evcc, serve_connection
 from v2gtool.pki.create import DEFAULT_CERTS_DIR
@@ -324,12 +324,14 @@ async def serve_sessions(
     grid: GridRequest | None = None,
     stop_request: Callable[[], str | None] | None = None,
     pnc_roots: tuple[x509.Certificate, ...] | None = None,
+    allowed_services: Callable[[], frozenset[ServiceID]] | None = None,
 ) -> list[Outcome]:
     """SDP responder and V2GTP server on *iface* until *sessions* sessions ended (0: SIGTERM/SIGINT);
     returns how each served session ended, in order. *status* is told what the SECC waits for; *grid*
     is the Dynamic mode's grid request (an OCPP charging profile, ``ocpp-bridge --iface``);
     *stop_request* the station's wish to end a session (a remote stop); with *pnc_roots* the SECC
-    offers Plug & Charge and checks contracts against them."""
+    offers Plug & Charge and checks contracts against them; *allowed_services* (an OCPP
+    NotifyAllowedEnergyTransfer) overrides the scenario's ``bpt_allowed_from``."""
     _load_grammars()
     scenario, charger, _vehicle = plant
     clock = real_time(charger, speed)
@@ -343,7 +345,12 @@ async def serve_sessions(
             peer = writer.get_extra_info("peername")
             status(f"in session with the EV at [{peer[0]}]:{peer[1]} on {iface}")
             config = SeccConfig(
-                bpt=scenario.bpt, timeouts=Timeouts(), grid=grid, stop_request=stop_request, pnc_roots=pnc_roots
+                bpt=scenario.bpt,
+                timeouts=Timeouts(),
+                grid=grid,
+                stop_request=stop_request,
+                pnc_roots=pnc_roots,
+                allowed_services=allowed_services or scenario.allowed_services(charger.now),
             )
             secc = Secc(config, charger, clock(), store)
             served.append(await serve_connection(secc, reader, writer, clock, show))

@@ -318,6 +318,7 @@ async def _station(park: Park, config: BridgeConfig, delay: float, results: list
                 grid=bridge.setpoint,
                 tick_s=park.tick_s,
                 stop_request=bridge.stop_request,
+                allowed_services=bridge.allowed_services,
             )
             results.append(result.ok)
             park.show(
@@ -358,6 +359,7 @@ async def _secc_on_link(
             listen,
             grid=bridge.setpoint,
             stop_request=bridge.stop_request,
+            allowed_services=bridge.allowed_services,
         )
     return results
 

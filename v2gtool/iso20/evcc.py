@@ -18,7 +18,7 @@ from v2gtool import v2gtp
 from v2gtool.iso20 import messages, pnc
 from v2gtool.iso20.events import MessageReceived, MessageSent, PhaseChanged, PowerFlow, SessionEnded
 from v2gtool.iso20.ports import VehiclePort
-from v2gtool.iso20.states import State, next_state
+from v2gtool.iso20.states import SERVICE_RENEGOTIATION, State, next_state
 from v2gtool.iso20.timeouts import Timeouts
 from v2gtool.iso20.values import (
     ControlMode,
@@ -49,6 +49,8 @@ class EvccConfig:
     """What the vehicle wants from this session."""
 
     evcc_id: str = "WMIV2GTOOLEV000001"
+    # The service wanted; a DC_BPT vehicle that charges takes DC where DC_BPT is not offered, and
+    # DC_BPT once a service renegotiation (EVSENotification ServiceRenegotiation) offers it.
     service: ServiceID = ServiceID.DC_BPT
     control_mode: ControlMode = ControlMode.SCHEDULED
     direction: Direction = Direction.CHARGE
@@ -96,6 +98,7 @@ class Evcc:
         self.evse_max_voltage = float("inf")  # from DC_ChargeParameterDiscoveryRes
         self._last_flow: tuple[float, float] | None = None  # (t, power)
         self._services: list[int] = []
+        self.service = config.service  # the service selected: a bidirectional EV may charge on DC alone
         self._challenge: bytes | None = None
         self._parameter_set = 0
         self._welding = 0
@@ -104,6 +107,7 @@ class Evcc:
         self._charge_schedule: list[tuple[float, float]] = []
         self._discharge_schedule: list[tuple[float, float]] = []
         self._renegotiating = False  # between PowerDelivery ScheduleRenegotiation and the new schedule
+        self._renegotiating_service = False  # from EVSENotification ServiceRenegotiation to SessionStopRes
         self._standby = ""  # "asked" after PowerDelivery Standby, "done" once it resumed
         self._paused_by_secc = False  # EVSENotification Pause: end with SessionStop Pause
         self._out: list[Output] = []
@@ -281,13 +285,17 @@ class Evcc:
 
     def _on_servicediscovery(self, body: cm.ServiceDiscoveryResType, now: float) -> None:
         self._services = [s.ServiceID for s in body.EnergyTransferServiceList.Service]
-        if int(self.config.service) not in self._services:
-            self._end(now, f"SECC does not offer {self.config.service.name} (offers {self._services})", ok=False)
+        wanted = self.config.service
+        charging = self.config.direction == Direction.CHARGE
+        if int(wanted) in self._services:
+            self.service = wanted
+        elif wanted == ServiceID.DC_BPT and charging and ServiceID.DC in self._services:
+            self.service = ServiceID.DC  # charging needs no BPT; a later ServiceRenegotiation may offer it
+        else:
+            self._end(now, f"SECC does not offer {wanted.name} (offers {self._services})", ok=False)
             return
         self._advance("ServiceDiscoveryReq", now)
-        self._send(
-            "ServiceDetailReq", cm.ServiceDetailReqType(Header=self._h(now), ServiceID=int(self.config.service)), now
-        )
+        self._send("ServiceDetailReq", cm.ServiceDetailReqType(Header=self._h(now), ServiceID=int(self.service)), now)
 
     def _on_servicedetail(self, body: cm.ServiceDetailResType, now: float) -> None:
         wanted = int(self.config.control_mode)
@@ -299,7 +307,7 @@ class Evcc:
             return
         self._parameter_set = chosen.ParameterSetID
         self._advance("ServiceDetailReq", now)
-        selected = cm.SelectedServiceType(ServiceID=int(self.config.service), ParameterSetID=self._parameter_set)
+        selected = cm.SelectedServiceType(ServiceID=int(self.service), ParameterSetID=self._parameter_set)
         self._send(
             "ServiceSelectionReq",
             cm.ServiceSelectionReqType(Header=self._h(now), SelectedEnergyTransferService=selected),
@@ -317,7 +325,7 @@ class Evcc:
             EVMaximumVoltage=rational(lim.max_voltage),
             EVMinimumVoltage=rational(lim.min_voltage),
         )
-        if self.config.service == ServiceID.DC_BPT:
+        if self.service == ServiceID.DC_BPT:
             req = dc.DC_ChargeParameterDiscoveryReqType(
                 Header=self._h(now),
                 BPT_DC_CPDReqEnergyTransferMode=(
@@ -352,7 +360,7 @@ class Evcc:
         """DC_BPT: the energy the EV may still take up to its target (EVMaximumV2XEnergyRequest) and
         what it must keep (EVMinimumV2XEnergyRequest, negative: it may give that much before its
         minimum SoC), ISO 15118-20 8.3.5.3.30; nothing for a charge-only service."""
-        if self.config.service != ServiceID.DC_BPT:
+        if self.service != ServiceID.DC_BPT:
             return {}
         soc = self.vehicle.soc_percent()
         capacity = self.config.battery_capacity_wh
@@ -453,7 +461,7 @@ class Evcc:
     def _send_start(self, now: float, pace: float = 0.0) -> None:
         """PowerDeliveryReq Start: the BPT channel and, in Scheduled mode, the EV's power profile."""
         channel = None
-        if self.config.service == ServiceID.DC_BPT:
+        if self.service == ServiceID.DC_BPT:
             channel = (
                 cm.channelSelectionType.Discharge
                 if self.config.direction == Direction.DISCHARGE
@@ -527,7 +535,7 @@ class Evcc:
     def _send_loop(self, now: float, pace: float = 0.0) -> None:
         voltage = self.vehicle.battery_voltage()
         lim = self.vehicle.limits()
-        bpt = self.config.service == ServiceID.DC_BPT
+        bpt = self.service == ServiceID.DC_BPT
         mode: dict[str, Any]
         if self.config.control_mode == ControlMode.SCHEDULED:
             target_voltage = rational(min(lim.max_voltage, self.evse_max_voltage))
@@ -604,6 +612,7 @@ class Evcc:
             done = done or soc >= self.config.target_soc
         notification = body.EVSEStatus.EVSENotification if body.EVSEStatus is not None else None
         renegotiate = notification == ct.evseNotificationType.ScheduleRenegotiation
+        other_service = notification == ct.evseNotificationType.ServiceRenegotiation
         confirm = notification == ct.evseNotificationType.MeteringConfirmation and body.MeterInfo is not None
         if notification in (ct.evseNotificationType.Terminate, ct.evseNotificationType.Pause):
             done = True  # the SECC ends the session: stop now, and pause if it asked for a pause
@@ -614,6 +623,9 @@ class Evcc:
             and now - self.loop_started >= self.config.standby_at
         )
         if done:
+            self._stop_power(now)
+        elif other_service:  # the offer changed: stop, then SessionStop ServiceRenegotiation and select again
+            self._renegotiating_service = True
             self._stop_power(now)
         elif standby:
             self._standby = "asked"
@@ -662,16 +674,21 @@ class Evcc:
                 pace=0.5,
             )
             return
-        self._send(
-            "SessionStopReq",
-            cm.SessionStopReqType(
-                Header=self._h(now),
-                ChargingSession=cm.chargingSessionType.Pause if self._pausing else cm.chargingSessionType.Terminate,
-            ),
-            now,
-        )
+        if self._renegotiating_service:
+            kind = cm.chargingSessionType.ServiceRenegotiation
+        else:
+            kind = cm.chargingSessionType.Pause if self._pausing else cm.chargingSessionType.Terminate
+        self._send("SessionStopReq", cm.SessionStopReqType(Header=self._h(now), ChargingSession=kind), now)
 
     def _on_sessionstop(self, body: cm.SessionStopResType, now: float) -> None:
+        if self._renegotiating_service:  # the session goes on: discover and select a service again
+            self._advance(SERVICE_RENEGOTIATION, now)
+            self._renegotiating_service = self._stopping = False
+            self._welding = 0
+            self._last_flow = None
+            self._charge_schedule, self._discharge_schedule = [], []
+            self._send("ServiceDiscoveryReq", cm.ServiceDiscoveryReqType(Header=self._h(now)), now)
+            return
         self._advance("SessionStopReq", now)
         kind = "Pause" if self._pausing else "Terminate"
         self._end(now, f"SessionStop {kind}", ok=True)

@@ -30,7 +30,7 @@ from v2gtool.iso20.events import (
 )
 from v2gtool.iso20.metering import EnergyMeter
 from v2gtool.iso20.ports import CableCheckStatus, ChargerPort, GridRequest, PowerLimits
-from v2gtool.iso20.states import State, allowed, next_state, request_key
+from v2gtool.iso20.states import SERVICE_RENEGOTIATION, State, allowed, next_state, request_key
 from v2gtool.iso20.timeouts import Timeouts
 from v2gtool.iso20.values import (
     ControlMode,
@@ -71,6 +71,10 @@ class SeccConfig:
     authorization_ongoing: int = 0
     # The operator's or the CSMS's wish to end the session: "Terminate" or "Pause" (EVSENotification).
     stop_request: Callable[[], str | None] | None = None
+    # The energy transfer services the operator allows now (e.g. the CSMS's OCPP 2.1
+    # NotifyAllowedEnergyTransfer); None: all this charger has. When the set changes during the
+    # loop, the SECC asks the EV to renegotiate its service (EVSENotification ServiceRenegotiation).
+    allowed_services: Callable[[], frozenset[ServiceID]] | None = None
     # Ask the EV to confirm the meter reading (EVSENotification MeteringConfirmation) this often, s.
     metering_confirmation_interval: float | None = None
     meter_id: str = "V2GTOOL-METER-1"
@@ -116,6 +120,7 @@ class Secc:
         self._meter_info: ct.MeterInfoType | None = None  # the reading the EV was asked to confirm
         self._confirmation_due: float | None = None
         self._schedule_revision: int | None = None  # the grid request's revision the EV was sent
+        self._discovered: list[ServiceID] = []  # the services the last ServiceDiscoveryRes offered
         self._challenge: bytes | None = None
         self._out: list[Output] = []
 
@@ -177,8 +182,12 @@ class Secc:
         ):
             self._fail(res_name, RC.FAILED_UnknownSession, now)
             return
-        charge_progress = body.ChargeProgress.value if name == "PowerDeliveryReq" else None
-        key = request_key(name, charge_progress)
+        qualifier = (
+            body.ChargeProgress.value
+            if name == "PowerDeliveryReq"
+            else body.ChargingSession.value if name == "SessionStopReq" else None
+        )
+        key = request_key(name, qualifier)
         if next_state(self.state, key) is None:
             self._fail(
                 res_name,
@@ -316,14 +325,18 @@ class Secc:
         self._respond("AuthorizationRes", res, now, key="AuthorizationReq" if code == RC.OK else None)
 
     def _offered(self) -> list[ServiceID]:
-        return [ServiceID.DC] + ([ServiceID.DC_BPT] if self.config.bpt else [])
+        """What this charger has, as far as the operator allows it now."""
+        offered = [ServiceID.DC] + ([ServiceID.DC_BPT] if self.config.bpt else [])
+        allowed_now = self.config.allowed_services
+        return offered if allowed_now is None else [s for s in offered if s in allowed_now()]
 
     def _servicediscovery(self, body: cm.ServiceDiscoveryReqType, now: float) -> None:
-        services = tuple(cm.ServiceType(ServiceID=int(s), FreeService=False) for s in self._offered())
+        self._discovered = self._offered()
+        services = tuple(cm.ServiceType(ServiceID=int(s), FreeService=False) for s in self._discovered)
         res = cm.ServiceDiscoveryResType(
             Header=header(self.session_id, now),
             ResponseCode=RC.OK,
-            ServiceRenegotiationSupported=False,
+            ServiceRenegotiationSupported=True,
             EnergyTransferServiceList=cm.ServiceListType(Service=services),
         )
         self._respond("ServiceDiscoveryRes", res, now, key="ServiceDiscoveryReq")
@@ -571,6 +584,10 @@ class Secc:
         wanted = self.config.stop_request() if self.config.stop_request is not None else None
         if status is None and wanted in ("Terminate", "Pause"):  # the EV ends the session (8.3.5.3.x)
             status = ct.EVSEStatusType(NotificationMaxDelay=0, EVSENotification=ct.evseNotificationType(wanted))
+        if status is None and self.config.allowed_services is not None and self._offered() != self._discovered:
+            status = ct.EVSEStatusType(
+                NotificationMaxDelay=0, EVSENotification=ct.evseNotificationType.ServiceRenegotiation
+            )
         if status is None and self._metering_due(now):
             meter_info = self._meter_info = self._meter_reading(now)
             status = ct.EVSEStatusType(
@@ -714,12 +731,26 @@ class Secc:
 
     def _sessionstop(self, body: cm.SessionStopReqType, now: float) -> None:
         self.charger.stop()
+        if body.ChargingSession == cm.chargingSessionType.ServiceRenegotiation:
+            self._renegotiate_service(now)
+            return
         pause = body.ChargingSession == cm.chargingSessionType.Pause
         if pause and self.service is not None and self.control_mode is not None:
             self.store.paused[self.session_id] = (self.service, self.control_mode)
         res = cm.SessionStopResType(Header=header(self.session_id, now), ResponseCode=RC.OK)
         self._respond("SessionStopRes", res, now, key="SessionStopReq")
         self._end(now, f"SessionStop {body.ChargingSession.value}", ok=True)
+
+    def _renegotiate_service(self, now: float) -> None:
+        """SessionStop ServiceRenegotiation: the session goes on from ServiceDiscovery; what the EV
+        selected, its limits and the energy transfer are over (a new cable check comes first)."""
+        self.meter.idle()
+        self._transferring = False
+        self.channel_discharge = False
+        self.service = self.control_mode = self.ev_limits = None
+        self._schedule_revision = self._meter_info = None
+        res = cm.SessionStopResType(Header=header(self.session_id, now), ResponseCode=RC.OK)
+        self._respond("SessionStopRes", res, now, key=SERVICE_RENEGOTIATION)
 
     def _count(self, phase: str) -> int:
         self._ongoing[phase] = self._ongoing.get(phase, 0) + 1

@@ -8,7 +8,10 @@ table allows, so both sides stay in step. SessionStop may end the session from a
 SessionSetup (ISO 15118-20 8.4.2, "SessionStopReq at any time").
 
 A schedule renegotiation (ChargeProgress ScheduleRenegotiation, 8.3.4.3.8.2) leaves the loop for a
-new ScheduleExchange and comes back with PowerDelivery Start; the contactors stay closed.
+new ScheduleExchange and comes back with PowerDelivery Start; the contactors stay closed. A service
+renegotiation (SessionStop with ChargingSession ServiceRenegotiation, after the SECC's EVSENotification
+ServiceRenegotiation) keeps the session and goes back to ServiceDiscovery: the EV selects a service
+again and the energy transfer starts anew, cable check and precharge included.
 """
 
 from __future__ import annotations
@@ -71,17 +74,26 @@ TRANSITIONS: dict[State, dict[str, State]] = {
 # PowerDelivery Start, while the EV reports EVProcessing=Ongoing).
 ONGOING_REQUESTS = frozenset({"AuthorizationReq", "ScheduleExchangeReq", "DC_CableCheckReq", "PowerDeliveryReq:Start"})
 SESSION_STOP = "SessionStopReq"
+SERVICE_RENEGOTIATION = "SessionStopReq:ServiceRenegotiation"
+_BEFORE_SESSION = (S.SUPPORTED_APP_PROTOCOL, S.SESSION_SETUP, S.ENDED)
+# A service can be renegotiated once one was offered: from ServiceDiscovery on.
+_BEFORE_SERVICES = (*_BEFORE_SESSION, S.AUTHORIZATION_SETUP, S.AUTHORIZATION)
 
 
-def request_key(name: str, charge_progress: str | None = None) -> str:
-    """The table key of a request: its name, plus ``:ChargeProgress`` for PowerDeliveryReq."""
-    return f"{name}:{charge_progress}" if name == "PowerDeliveryReq" and charge_progress else name
+def request_key(name: str, qualifier: str | None = None) -> str:
+    """The table key of a request: its name, plus ``:ChargeProgress`` for PowerDeliveryReq, and
+    :data:`SERVICE_RENEGOTIATION` for a SessionStopReq whose ChargingSession is ServiceRenegotiation."""
+    if name == "PowerDeliveryReq" and qualifier:
+        return f"{name}:{qualifier}"
+    return SERVICE_RENEGOTIATION if name == SESSION_STOP and qualifier == "ServiceRenegotiation" else name
 
 
 def next_state(state: State, key: str, ongoing: bool = False) -> State | None:
     """The state after a successful request, or None when the table does not allow it here."""
     if key == SESSION_STOP:
-        return None if state in (S.SUPPORTED_APP_PROTOCOL, S.SESSION_SETUP, S.ENDED) else S.ENDED
+        return None if state in _BEFORE_SESSION else S.ENDED
+    if key == SERVICE_RENEGOTIATION:
+        return None if state in _BEFORE_SERVICES else S.SERVICE_DISCOVERY
     target = TRANSITIONS[state].get(key)
     if target is not None and ongoing and key in ONGOING_REQUESTS:
         return state
@@ -91,6 +103,8 @@ def next_state(state: State, key: str, ongoing: bool = False) -> State | None:
 def allowed(state: State) -> list[str]:
     """The request keys the table allows in *state* (for error messages and the EVCC)."""
     keys = list(TRANSITIONS[state])
-    if state not in (S.SUPPORTED_APP_PROTOCOL, S.SESSION_SETUP, S.ENDED):
+    if state not in _BEFORE_SESSION:
         keys.append(SESSION_STOP)
+    if state not in _BEFORE_SERVICES:
+        keys.append(SERVICE_RENEGOTIATION)
     return keys

@@ -13,6 +13,8 @@ every ``meter_interval`` s        TransactionEvent Updated MeterValuePeriodic (b
 SessionStop / failure             TransactionEvent Ended; StatusNotification Available
 SetChargingProfile                the session's grid request (:mod:`v2gtool.ocpp.profile`)
 RequestStopTransaction            EVSENotification Terminate; Ended with stoppedReason Remote
+NotifyAllowedEnergyTransfer       the services the SECC offers; a running session renegotiates
+                                  its service (OCPP 2.1 Q02, EVSENotification ServiceRenegotiation)
 InstallCertificate (V2G/MO root)  the TLS trust directory (:func:`v2gtool.pki.trust.install_roots`)
 ================================  ==========================================================
 
@@ -41,6 +43,7 @@ from cryptography import x509
 from websockets.asyncio.client import ClientConnection, connect
 
 from v2gtool.iso20.events import EVChargingNeeds, PhaseChanged, PowerFlow, SessionEnded
+from v2gtool.iso20.values import ServiceID
 from v2gtool.ocpp import rpc
 from v2gtool.ocpp.outbox import Outbox
 from v2gtool.ocpp.payloads import Meter, charging_needs, timestamp
@@ -53,6 +56,8 @@ ROOT_TYPES = ("V2GRootCertificate", "MORootCertificate")
 # Session phases without energy transfer and the OCPP chargingState they mean: the EV's Standby,
 # and the end of the loop (welding detection).
 IDLE_PHASES = {"PowerDelivery": "SuspendedEV", "DC_WeldingDetection": "EVConnected"}
+# The OCPP 2.1 EnergyTransferModeEnumType values of this station's ISO 15118-20 DC services.
+DC_SERVICES = {"DC": ServiceID.DC, "DC_BPT": ServiceID.DC_BPT}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,6 +114,7 @@ class _Transaction:
     id: str
     seq: int = 0
     remote_stop: bool = False
+    allowed: frozenset[ServiceID] | None = None  # NotifyAllowedEnergyTransfer's modes (None: not restricted)
     last_periodic: float = 0.0
     meter: Meter = field(default_factory=Meter)
 
@@ -128,6 +134,13 @@ class _StationHandlers:
     def on_request_stop_transaction(self, transaction_id: str, **_: Any) -> Any:
         accepted = self.bridge.request_stop(transaction_id)
         return rpc.result(self, "RequestStopTransaction", status="Accepted" if accepted else "Rejected")
+
+    @rpc.handles("NotifyAllowedEnergyTransfer")
+    def on_notify_allowed_energy_transfer(self, transaction_id: str, allowed_energy_transfer: list[str],
+                                          **_: Any) -> Any:
+        status, reason = self.bridge.allow_energy_transfer(transaction_id, allowed_energy_transfer)
+        info = {"reason_code": "InvalidValue", "additional_info": reason[:1024]} if reason else None
+        return rpc.result(self, "NotifyAllowedEnergyTransfer", status=status, status_info=info)
 
     @rpc.handles("ClearChargingProfile")
     def on_clear_charging_profile(self, **kwargs: Any) -> Any:
@@ -271,6 +284,23 @@ class StationBridge:
     def stop_request(self) -> str | None:
         """The SECC's question at every loop: does the station want the session ended?"""
         return "Terminate" if self.transaction is not None and self.transaction.remote_stop else None
+
+    def allow_energy_transfer(self, transaction_id: str, modes: list[str]) -> tuple[str, str]:
+        """NotifyAllowedEnergyTransfer (OCPP 2.1, use case Q02): the energy transfer modes the CSMS
+        accepts for the transaction. ("Accepted", "") or ("Rejected", why)."""
+        if self.transaction is None or self.transaction.id != transaction_id:
+            return "Rejected", f"no transaction {transaction_id} runs here"
+        services = frozenset(DC_SERVICES[mode] for mode in modes if mode in DC_SERVICES)
+        if not services:
+            return "Rejected", f"none of {', '.join(modes)} is a DC service of this station"
+        self.transaction.allowed = services
+        return "Accepted", ""
+
+    def allowed_services(self) -> frozenset[ServiceID]:
+        """The SECC's ``allowed_services``: what the CSMS allowed for the running transaction; a
+        change during the loop makes the SECC ask the EV to renegotiate its service."""
+        tx = self.transaction
+        return tx.allowed if tx is not None and tx.allowed is not None else frozenset(DC_SERVICES.values())
 
     def set_charging_profile(self, evse_id: int, data: dict[str, Any]) -> tuple[str, str]:
         """SetChargingProfile (K01): ("Accepted", "") or ("Rejected", why)."""

@@ -28,7 +28,7 @@ from v2gtool.iso20.pnc import Contract
 from v2gtool.iso20.ports import ConstantGridRequest, GridRequest
 from v2gtool.iso20.secc import Secc, SeccConfig
 from v2gtool.iso20.timeouts import Timeouts
-from v2gtool.iso20.values import ControlMode
+from v2gtool.iso20.values import ControlMode, ServiceID
 from v2gtool.net.v2g_tcp import Ending, run_evcc, serve_connection
 from v2gtool.session.events import Event
 from v2gtool.session.plant import SimVehiclePort, StationCharger
@@ -67,6 +67,7 @@ async def run_sim(
     grid: GridRequest | None = None,
     tick_s: float = 0.001,
     stop_request: Callable[[], str | None] | None = None,
+    allowed_services: Callable[[], frozenset[ServiceID]] | None = None,
 ) -> SessionResult:
     """Run one whole session, EVCC against SECC, on the ``sim`` plant; never raises for a failed
     session (the result says why), only for a broken set-up. *trace* receives every frame. With
@@ -74,7 +75,8 @@ async def run_sim(
     overrides the scenario's grid request in the Dynamic mode (an OCPP charging profile). *tick_s*
     is the station's control-loop period and the plant's integration step (1 ms; a park of many
     stations may run coarser). *stop_request* is asked at every loop whether the station wants
-    the session ended ("Terminate" or "Pause": an EVSENotification to the EV)."""
+    the session ended ("Terminate" or "Pause": an EVSENotification to the EV). *allowed_services*
+    (an OCPP NotifyAllowedEnergyTransfer) overrides the scenario's ``bpt_allowed_from``."""
     events: list[Event] = []
 
     def emit(event: Event) -> None:
@@ -110,6 +112,7 @@ async def run_sim(
             pnc_roots=pnc_roots,
             metering_confirmation_interval=scenario.metering_confirmation_interval,
             stop_request=stop_request,
+            allowed_services=allowed_services or scenario.allowed_services(charger.now),
         ),
         charger,
         charger.now(),

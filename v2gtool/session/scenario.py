@@ -22,6 +22,8 @@
 
     [charger]
     bpt = true
+    bpt_allowed_from = 40       # the operator allows DC_BPT from 40 s of simulated time on (DC only
+                                # before): a session on DC is asked to renegotiate its service
     max_charge_power = 50000
     ...
 
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,6 +94,7 @@ class SessionScenario:
     metering_confirmation_interval: float | None = None
     sign_convention: SignConvention = SignConvention.SIGNED
     bpt: bool = True
+    bpt_allowed_from: float | None = None
     vehicle: PowerLimits = VEHICLE_LIMITS
     charger: PowerLimits = CHARGER_LIMITS
     plant: Scenario = field(default_factory=default_scenario)
@@ -102,6 +106,14 @@ class SessionScenario:
             return None
         watts = self.power if self.power is not None else self.vehicle.max_charge_power
         return -watts if self.direction is Direction.DISCHARGE else watts
+
+    def allowed_services(self, clock: Callable[[], float]) -> Callable[[], frozenset[ServiceID]] | None:
+        """The SECC's ``allowed_services``: DC alone until ``bpt_allowed_from`` on *clock* (simulated
+        seconds), DC and DC_BPT from then on; None when the scenario allows every service throughout."""
+        start = self.bpt_allowed_from
+        if start is None:
+            return None
+        return lambda: frozenset({ServiceID.DC, ServiceID.DC_BPT}) if clock() >= start else frozenset({ServiceID.DC})
 
 
 def load(path: Path | None, **overrides: Any) -> SessionScenario:
@@ -153,6 +165,11 @@ def _from_tables(raw: dict[str, Any], source: str) -> SessionScenario:
     charger = dict(_table(raw, "charger", source))
     if "bpt" in charger:
         changes["bpt"] = bool(charger.pop("bpt"))
+    if "bpt_allowed_from" in charger:
+        start = charger.pop("bpt_allowed_from")
+        if isinstance(start, bool) or not isinstance(start, int | float) or start < 0:
+            raise ConfigError(f"scenario {source}: [charger] bpt_allowed_from: expected seconds >= 0, got {start!r}")
+        changes["bpt_allowed_from"] = float(start)
     changes["vehicle"] = _limits(VEHICLE_LIMITS, _table(raw, "vehicle", source), f"scenario {source}: [vehicle]")
     changes["charger"] = _limits(CHARGER_LIMITS, charger, f"scenario {source}: [charger]")
     plant_tables: dict[str, Any] = {k: raw[k] for k in ("plant", "at") if k in raw}
