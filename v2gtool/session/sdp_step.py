@@ -3,9 +3,9 @@
 Once SLAC has joined the two modems, the EV multicasts an SDP request and the EVSE answers with
 the link-local address and TCP port of its SECC. The datagrams are those of the sans-IO client and
 server of :mod:`v2gtool.sdp`; the simulated PLC link carries them at once and loses none, as it
-carries the V2GTP stream, so one request is answered. The session then connects to the SECC
-the response names. The hosts' addresses are the link-local ones of their MACs (modified EUI-64,
-RFC 4291 appendix A).
+carries the V2GTP stream, so one request is answered. The session's TCP connection, on loopback,
+stands for the one to the address and port the response names, and the trace shows it so. The
+hosts' addresses are the link-local ones of their MACs (modified EUI-64, RFC 4291 appendix A).
 """
 
 from __future__ import annotations
