@@ -12,6 +12,8 @@ ServiceRenegotiation and selects a service again in the same session."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -142,3 +144,15 @@ def test_bpt_allowed_from_in_a_scenario(tmp_path: Path, value: str, accepted: fl
     now[0] = accepted
     assert allowed() == {ServiceID.DC, ServiceID.DC_BPT}
     assert scenarios.load(None).allowed_services(lambda: 0.0) is None  # unrestricted unless the scenario says
+
+
+def test_the_session_panel_shows_the_service_change(tmp_path: Path) -> None:
+    """People's output (not a terminal here): the service row follows the renegotiation, and the
+    panel's last line ends before the summary line."""
+    path = tmp_path / "q02.toml"
+    path.write_text('[session]\nservice = "DC_BPT"\nduration = 30\n[charger]\nbpt_allowed_from = 20\n')
+    proc = subprocess.run([sys.executable, "-m", "v2gtool", "session", "run", "--sim", "--no-trace", "--scenario",
+                           str(path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "│ service      │ DC → DC_BPT" in proc.stdout
+    assert "┘\ncompleted: SessionStop Terminate" in proc.stdout

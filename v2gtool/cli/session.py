@@ -48,7 +48,7 @@ from v2gtool.errors import V2GToolError
 from v2gtool.iso20.evcc import Direction
 from v2gtool.iso20.events import MessageReceived, PhaseChanged, PowerFlow, SessionEnded
 from v2gtool.iso20.pnc import Contract
-from v2gtool.iso20.values import ControlMode, SignConvention, service_from_name
+from v2gtool.iso20.values import ControlMode, ServiceID, SignConvention, service_from_name
 from v2gtool.net.netns import veth_pair
 from v2gtool.net.v2g_tcp import Ending
 from v2gtool.pki.profiles import Protocol
@@ -374,7 +374,9 @@ def _run_live(
     trace: SessionTrace | None,
     credentials: tuple[Contract | None, tuple[x509.Certificate, ...] | None],
 ) -> SessionResult:
-    state: dict[str, Any] = {"phase": "starting", "V": 0.0, "A": 0.0, "kW": 0.0, "SoC": None, "last": ""}
+    state: dict[str, Any] = {
+        "phase": "starting", "service": "-", "V": 0.0, "A": 0.0, "kW": 0.0, "SoC": None, "last": ""
+    }
 
     def panel() -> Table:
         table = Table(
@@ -383,6 +385,7 @@ def _run_live(
             show_header=False,
         )
         table.add_row("phase", state["phase"])
+        table.add_row("service", state["service"])
         table.add_row("voltage", f"{state['V']:.1f} V")
         table.add_row("current", f"{state['A']:+.1f} A  (+ charges the EV, - discharges)")
         table.add_row("power", f"{state['kW']:+.2f} kW")
@@ -399,11 +402,13 @@ def _run_live(
                 state.update(V=event.voltage, A=event.current, kW=event.power / 1000, SoC=event.soc)
             elif isinstance(event, MessageReceived) and event.role == "EVCC":
                 state["last"] = f"{event.message} ({(event.response_time or 0) * 1000:.1f} ms)"
+            elif isinstance(event, MessageReceived) and "ServiceID" in event.summary:  # the SECC's view
+                state["service"] = _services_so_far(state["service"], event.summary["ServiceID"])
             else:
                 return
             live.update(panel())
 
-        return asyncio.run(
+        result = asyncio.run(
             run_sim(
                 scenario,
                 speed or None,
@@ -413,6 +418,15 @@ def _run_live(
                 pnc_roots=credentials[1],
             )
         )
+    if not app.console.is_terminal:  # rich leaves the last line of a Live without its line end there
+        app.console.line()
+    return result
+
+
+def _services_so_far(shown: str, selected: int) -> str:
+    """The panel's service row: the selected service, and each it changed to (service renegotiation)."""
+    name = next((s.name for s in ServiceID if s == selected), str(selected))
+    return name if shown in ("-", name) else f"{shown} → {name}"
 
 
 def _report(app: AppContext, result: SessionResult, as_json: bool) -> None:

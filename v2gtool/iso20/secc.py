@@ -796,11 +796,14 @@ def _charging_needs(
 
 
 def _summary(body: Any) -> dict[str, Any]:
-    """The few fields worth a timeline line: response code, processing, voltages and currents."""
+    """The few fields worth a timeline line: response code, processing, the selected service,
+    voltages and currents."""
     out: dict[str, Any] = {}
     for f in dataclasses.fields(body):
         value = getattr(body, f.name)
-        if (
+        if f.name == "SelectedEnergyTransferService":
+            out["ServiceID"] = value.ServiceID
+        elif (
             f.name
             in (
                 "ResponseCode",
