@@ -9,8 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from tests.ocpp.test_park import free_port
+from v2gtool.cli.context import AppContext
+from v2gtool.cli.vpp import _printer, fleet_table
+from v2gtool.config import Config
+from v2gtool.ocpp.csms import StationConnected, StationLeft
 
 V2GTOOL = [sys.executable, "-m", "v2gtool"]
 
@@ -61,3 +66,18 @@ def test_errors_are_one_line_with_their_exit_status(tmp_path: Path) -> None:
     passwords.write_text("no colon here\n")
     bad = run("vpp", "serve", "--passwords", str(passwords), "--state-dir", str(tmp_path / "s"))
     assert bad.returncode == 2 and f"{passwords}:1" in bad.stderr
+
+
+def test_station_ids_are_shown_as_text_not_markup() -> None:
+    """A station names itself in its URL: "[/red]" there must neither vanish nor crash the aggregator's
+    output (rich markup)."""
+    console = Console(record=True, width=200)
+    show = _printer(AppContext(Config(), False, False, console, console), as_json=False)
+    show(StationConnected(t=0.0, station="CS[/red]1", subprotocol="ocpp2.1"))
+    show(StationLeft(t=1.0, station="CS[bold]2", reason="closed [1006]"))
+    vehicle = {"station": "CS[/red]1", "evse_id": 1, "soc": 50.0, "min_soc": 20, "power_w": -1000.0,
+               "allocation_w": -1000.0, "capacity_w": 11000.0, "remaining_wh": 9000.0, "departure": None}
+    console.print(fleet_table({"stations": 1, "vehicles": [vehicle], "power_w": -1000.0, "request_w": None,
+                               "met_at": None, "discharge_capacity_w": 11000.0, "time": 0.0}))
+    text = console.export_text()
+    assert "+ CS[/red]1 (ocpp2.1)" in text and "- CS[bold]2: closed [1006]" in text and "CS[/red]1/1" in text

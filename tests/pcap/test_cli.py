@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pcap.session import SHARED_PCAPS, dc_session, write_session
+from tests.pcap.session import SAP_REQ, SESSION_ID, SHARED_PCAPS, dc_session, frame, sap_res, write_session
 from v2gtool import v2gtp
 
 
@@ -168,3 +168,19 @@ def test_records_of_a_live_capture_come_out_before_the_capture_goes_on(discharge
     finally:
         process.kill()
         process.wait()
+
+
+def test_text_from_the_wire_is_shown_as_text_not_markup(tmp_path: Path) -> None:
+    """Brackets in a capture (IPv6 addresses of SDP, an EXI string) are rich markup syntax: shown
+    literally, never eaten as styles, never a MarkupError traceback."""
+    evse_id = "DE*[/green]*[bold]*[fe80::1]"
+    setup = {"SessionSetupRes": {"Header": {"SessionID": SESSION_ID, "TimeStamp": 1},
+                                 "ResponseCode": "OK_NewSessionEstablished", "EVSEID": evse_id}}
+    path = tmp_path / "brackets.pcap"
+    path.write_bytes(write_session([(0.0, True, frame(SAP_REQ, "apphand")), (0.05, False, frame(sap_res(1), "apphand")),
+                                    (0.15, False, frame(setup))]))
+    result = run("pcap-decode", str(path))
+    out = result.stdout.decode()
+    assert "Traceback" not in result.stderr.decode()
+    assert f"EVSEID = {evse_id}" in out
+    assert "SDPReq [fe80::1]:50001 → [ff02::1]:15118" in out

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from v2gtool.cli.context import app_context
@@ -94,7 +95,7 @@ class Renderer:
             case MmeReceived():
                 return f"[green]← {event.mme:<24}[/green] from {event.src}  ({event.size} B)"
             case MmeRejected():
-                return f"[red]✗ {event.reason}[/red]"
+                return f"[red]✗ {escape(event.reason)}[/red]"
             case SlacStateChanged():
                 return f"[dim]  {event.old} → {event.new}[/dim]"
             case ControlPilotRequest():
@@ -105,7 +106,7 @@ class Renderer:
                 duration = f"{event.state_duration * 1000:.0f} ms"
                 return f"[magenta]  CP: {event.count} B-C-B toggle(s), {duration} per state[/magenta]"
             case SlacFailedEvent():
-                return f"[red bold]  FAILED: {event.diagnosis}[/red bold] {event.detail}"
+                return f"[red bold]  FAILED: {event.diagnosis}[/red bold] {escape(event.detail)}"
             case SlacMatched():
                 return "[green bold]  MATCHED[/green bold]"
         return None

@@ -22,6 +22,7 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from rich.markup import escape
 
 from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
@@ -153,7 +154,7 @@ def printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
         if as_json:
             emit_json(event.to_json())
         elif (line := describe(event)) is not None:
-            app.console.print(f"{event.t:9.3f} {line}", highlight=False)
+            app.console.print(f"{event.t:9.3f} {escape(line)}", highlight=False)  # reasons quote the peer
 
     return show
 

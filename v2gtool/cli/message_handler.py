@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.tree import Tree
 
 from v2gtool.cli.context import AppContext, app_context
@@ -69,7 +70,7 @@ def _report_line_error(app: AppContext, as_json: bool, line: int, exc: V2GToolEr
     if as_json:
         emit_json({"error": str(exc), "line": line})
     else:
-        app.err_console.print(f"[red]line {line}: {exc}[/red]", highlight=False)
+        app.err_console.print(f"[red]{escape(f'line {line}: {exc}')}[/red]", highlight=False)
 
 
 def _hex_lines(source: str | None, file: Path | None) -> Iterator[tuple[int, str]]:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.live import DEFAULT_TCP_PORT, Plant, build_plant, serve_sessions, tls_dirs, tls_options
@@ -70,12 +71,13 @@ def _printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
         if as_json:
             emit_json(event.to_json())
         elif isinstance(event, CsmsConnected):
-            app.err_console.print(f"connected to {event.url} ({event.subprotocol})", highlight=False)
+            app.err_console.print(escape(f"connected to {event.url} ({event.subprotocol})"), highlight=False)
         elif isinstance(event, CsmsDisconnected):
-            app.err_console.print(f"CSMS {event.url}: {event.reason}; {event.queued} queued", highlight=False)
+            app.err_console.print(escape(f"CSMS {event.url}: {event.reason}; {event.queued} queued"), highlight=False)
         elif isinstance(event, ChargingProfileReceived):
             verdict = f"applied, now {event.power_now} W" if event.accepted else f"rejected: {event.reason}"
-            app.console.print(f"{event.station}: charging profile {event.profile_id} {verdict}", highlight=False)
+            line = f"{event.station}: charging profile {event.profile_id} {verdict}"
+            app.console.print(escape(line), highlight=False)
         elif isinstance(event, StationSession):
             app.console.print(
                 f"{event.station}: {event.reason}; {event.energy_wh:+.1f} Wh, "

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, TextIO, TypeVar
 
 import click
+from rich.markup import escape
 from rich.tree import Tree
 
 from v2gtool.cli.context import app_context
@@ -51,5 +52,5 @@ def _fill(node: Tree, body: Any) -> None:
             name = f"{key}[{i}]" if isinstance(value, list) else key
             if isinstance(item, dict):
                 _fill(node.add(f"[cyan]{name}[/cyan]"), item)
-            else:
-                node.add(f"[cyan]{name}[/cyan] = [green]{item}[/green]")
+            else:  # values come from the wire: text such as "[fe80::1]" or "[/x]" is not markup
+                node.add(f"[cyan]{name}[/cyan] = [green]{escape(str(item))}[/green]")

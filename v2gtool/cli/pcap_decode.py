@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from v2gtool.cli.context import app_context
@@ -224,23 +225,23 @@ class _Renderer:
             if profile:
                 fields += f", {profile['groups']} groups, average {profile['average_db']} dB"
             vlan = f" vlan {record.vlan}" if record.vlan is not None else ""
-            out.print(f"{head} [bold]{record.mme['name']}[/bold] [dim]{record.source} → {record.destination}{vlan}"
-                      f"{'  ' + fields if fields else ''}[/dim]", highlight=False)
+            line = f"{record.source} → {record.destination}{vlan}{'  ' + fields if fields else ''}"
+            out.print(f"{head} [bold]{record.mme['name']}[/bold] [dim]{escape(line)}[/dim]", highlight=False)
         elif isinstance(record, SdpMessage):
             fields = ", ".join(f"{k}={v}" for k, v in record.fields.items())
-            out.print(f"{head} [bold]{record.message}[/bold] [dim]{record.source} → {record.destination}  {fields}"
-                      f"[/dim]", highlight=False)
+            line = f"{record.source} → {record.destination}  {fields}"  # IPv6 sources are "[addr]:port"
+            out.print(f"{head} [bold]{record.message}[/bold] [dim]{escape(line)}[/dim]", highlight=False)
         elif isinstance(record, TLSSession):
             out.print(f"{head} [bold]TLS[/bold] [dim]stream {record.tcp_stream}: {record.version}, "
                       f"{record.cipher_suite}[/dim]", highlight=False)
         elif isinstance(record, KeyDisclosed):
-            out.print(f"{head} [dim]key disclosed: {record.label} for {record.client_random[:16]}…[/dim]",
+            out.print(f"{head} [dim]key disclosed: {escape(record.label)} for {record.client_random[:16]}…[/dim]",
                       highlight=False)
         elif isinstance(record, ProtocolError):
-            out.print(f"{head} [red]{record.layer} error: {record.message}[/red]", highlight=False)
+            out.print(f"{head} [red]{escape(f'{record.layer} error: {record.message}')}[/red]", highlight=False)
         elif isinstance(record, Frame) and self._frames:
-            out.print(f"{head} [dim]{record.protocols} {record.source} → {record.destination} {record.info}[/dim]",
-                      highlight=False)
+            line = f"{record.protocols} {record.source} → {record.destination} {record.info}"
+            out.print(f"{head} [dim]{escape(line)}[/dim]", highlight=False)
 
 
 def _print_summary(console: Console, summary: dict[str, Any]) -> None:
@@ -288,7 +289,7 @@ def _print_summary(console: Console, summary: dict[str, Any]) -> None:
         console.print(f"[dim]#{request['request_frame']} {request['message']}Req still open when the capture "
                       f"ended[/dim]", highlight=False)
     for error in summary["errors"]:
-        console.print(f"[red]#{error['frame']} {error['error']}[/red]", highlight=False)
+        console.print(f"[red]#{error['frame']} {escape(error['error'])}[/red]", highlight=False)
     verdict = f"[red]{summary['error_count']} protocol error(s)[/red]" if summary["error_count"] else \
         "[green]no protocol errors[/green]"
     when = datetime.fromtimestamp(summary["start"], UTC).isoformat(timespec="milliseconds")

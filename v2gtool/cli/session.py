@@ -22,6 +22,7 @@ from typing import IO, Any
 import click
 from cryptography import x509
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from v2gtool.cli.context import AppContext, app_context
@@ -363,7 +364,7 @@ def _open_trace(app: AppContext, path: Path | None) -> SessionTrace | None:
         default.parent.mkdir(parents=True, exist_ok=True)
         return SessionTrace(default)
     except (OSError, V2GToolError) as exc:
-        app.err_console.print(f"v2gtool: warning: no trace written ({exc}); use --trace FILE", highlight=False)
+        app.err_console.print(escape(f"v2gtool: warning: no trace written ({exc}); use --trace FILE"), highlight=False)
         return None
 
 

@@ -81,7 +81,7 @@ def _render_handshake(app: AppContext, report: HandshakeReport) -> None:
         ("own signature", report.own_signature),
     ):
         if value:
-            out.print(f"  {label:<15} {value}", highlight=False, soft_wrap=True)
+            out.print(escape(f"  {label:<15} {value}"), highlight=False, soft_wrap=True)
     if report.error:
         out.print(f"  [red]{escape(report.error)}[/]", highlight=False, soft_wrap=True)
     for note in report.diagnosis:

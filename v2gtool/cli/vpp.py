@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from v2gtool.cli.context import AppContext, app_context
@@ -75,9 +76,10 @@ def _printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
         if as_json:
             emit_json(event.to_json())
         elif isinstance(event, StationConnected):
-            app.console.print(f"+ {event.station} ({event.subprotocol})", highlight=False)
+            # station ids come from the stations' URLs: text, not markup
+            app.console.print(escape(f"+ {event.station} ({event.subprotocol})"), highlight=False)
         elif isinstance(event, StationLeft):
-            app.console.print(f"- {event.station}: {event.reason}", highlight=False)
+            app.console.print(escape(f"- {event.station}: {event.reason}"), highlight=False)
         elif isinstance(event, Dispatched):
             app.console.print(
                 f"dispatch: {event.allocated_w / 1000:.1f} kW over {event.vehicles} vehicles ({event.changed} changed)",
@@ -264,7 +266,7 @@ def fleet_table(snapshot: dict[str, Any]) -> Table:
     for v in snapshot["vehicles"]:
         departs = "" if v["departure"] is None else f"{(v['departure'] - now) / 60:.0f} min"
         table.add_row(
-            f"{v['station']}/{v['evse_id']}",
+            escape(f"{v['station']}/{v['evse_id']}"),
             "" if v["soc"] is None else f"{v['soc']:.1f}",
             "" if v["min_soc"] is None else str(v["min_soc"]),
             f"{v['power_w'] / 1000:.2f}",
