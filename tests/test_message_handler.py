@@ -47,9 +47,12 @@ def test_bad_line_yields_error_record_and_exit_1_at_the_end() -> None:
     records = [json.loads(x) for x in result.stdout.splitlines()]
     assert len(records) == 4
     assert "DC_ChargeLoopReq" in records[0] and "DC_ChargeLoopReq" in records[3]
-    assert records[1]["line"] == 2 and "not a hex string" in records[1]["error"]
+    assert records[1]["line"] == 2 and records[1]["error"].startswith("not a hex string")  # the line said once
     assert records[2]["line"] == 3 and "V2GTP header announces" in records[2]["error"]
     assert "Traceback" not in result.stderr
+    people = run("v2g-message-handler", "decode", "-", stdin=lines)
+    assert people.returncode == 1 and "line 2: not a hex string: 'zz-not-hex'" in people.stderr
+    assert people.stderr.count("line 2:") == 1
 
 
 def test_malformed_single_message_is_one_line_exit_1() -> None:

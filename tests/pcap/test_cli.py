@@ -104,6 +104,29 @@ def test_bad_input_is_one_line(args: list[str], message: str) -> None:
     assert result.returncode != 0 and err.startswith(message) and err.count("\n") == 1
 
 
+@pytest.mark.parametrize(("data", "message"), [
+    (b'{"event": "Frame"}\n', "not a pcap or pcapng capture: file starts with 7b226576"),
+    (b"", "capture is empty: no pcap or pcapng file header"),
+    (b"\xd4\xc3\xb2", "capture truncated: 3 bytes, shorter than a file header"),
+])
+def test_input_that_is_no_capture_is_one_line_exit_2(tmp_path: Path, data: bytes, message: str) -> None:
+    path = tmp_path / "not.pcap"
+    path.write_bytes(data)
+    for args, name in (([str(path)], str(path)), (["-"], "-")):
+        result = run("--json", "pcap-decode", *args, stdin=data)
+        assert result.returncode == 2 and result.stdout == b""
+        assert result.stderr.decode() == f"v2gtool: error: {name}: {message}\n"
+
+
+def test_a_capture_cut_in_its_first_record_is_a_damaged_capture(discharge: Path, tmp_path: Path) -> None:
+    """A file header and part of a record: a capture, damaged; summarised with the error, exit 1."""
+    path = tmp_path / "cut.pcap"
+    path.write_bytes(discharge.read_bytes()[:30])
+    result = run("pcap-decode", "--summary", str(path))
+    out = result.stdout.decode()
+    assert result.returncode == 1 and "capture truncated at byte 30" in out and "no packet in the capture" in out
+
+
 def test_keylog_without_secrets_is_one_line(tmp_path: Path, discharge: Path) -> None:
     keys = tmp_path / "empty.keys"
     keys.write_text("# nothing\n")

@@ -31,7 +31,7 @@ from v2gtool.pcap.dissect import Dissector
 from v2gtool.pcap.filters import MessageFilter, parse_filter
 from v2gtool.pcap.homeplug import SLAC_MMTYPES
 from v2gtool.pcap.plot import check_plotting, plot_series
-from v2gtool.pcap.reader import CaptureError, read_capture
+from v2gtool.pcap.reader import CaptureError, NotACaptureError, read_capture
 from v2gtool.pcap.records import (
     Frame,
     KeyDisclosed,
@@ -94,7 +94,7 @@ def pcap_decode(ctx: click.Context, capture: Path, keylogs: tuple[Path, ...], fo
     renderer = _Renderer(app.console, as_json, show_frames, parsed, live)
     add, show = analysis.add, renderer.show
     with _open(capture) as stream:
-        records = _records(stream, dissector, follow)
+        records = _records(stream, dissector, follow, capture)
         try:
             if summary_only:
                 if not follow:  # nothing else on the terminal: show that work goes on
@@ -140,11 +140,14 @@ def _open(capture: Path) -> Iterator[BinaryIO]:
         yield stream
 
 
-def _records(stream: BinaryIO, dissector: Dissector, follow: bool) -> Iterator[TraceRecord]:
-    """Every record of the capture; a damaged capture ends in a ProtocolError record, Ctrl-C ends --follow."""
+def _records(stream: BinaryIO, dissector: Dissector, follow: bool, name: Path) -> Iterator[TraceRecord]:
+    """Every record of the capture; a damaged capture ends in a ProtocolError record, Ctrl-C ends --follow.
+    Input that is no capture at all is a one-line error naming it."""
     try:
         for packet in read_capture(stream, follow=follow):
             yield from dissector.packet(packet)
+    except NotACaptureError as exc:
+        raise NotACaptureError(f"{name}: {exc}") from None
     except CaptureError as exc:
         yield ProtocolError(t=dissector.last_time, frame=dissector.last_frame, layer="capture", message=str(exc))
     except KeyboardInterrupt:
@@ -292,5 +295,8 @@ def _print_summary(console: Console, summary: dict[str, Any]) -> None:
         console.print(f"[red]#{error['frame']} {escape(error['error'])}[/red]", highlight=False)
     verdict = f"[red]{summary['error_count']} protocol error(s)[/red]" if summary["error_count"] else \
         "[green]no protocol errors[/green]"
-    when = datetime.fromtimestamp(summary["start"], UTC).isoformat(timespec="milliseconds")
-    console.print(f"{verdict}  [dim]capture started {when}[/dim]")
+    if summary["frames"]:
+        when = datetime.fromtimestamp(summary["start"], UTC).isoformat(timespec="milliseconds")
+        console.print(f"{verdict}  [dim]capture started {when}[/dim]")
+    else:
+        console.print(f"{verdict}  [dim]no packet in the capture[/dim]")

@@ -38,6 +38,12 @@ class CaptureError(V2GToolError):
     """The bytes are not a pcap/pcapng capture, or a record of it is malformed or truncated."""
 
 
+class NotACaptureError(CaptureError):
+    """The input has no pcap/pcapng file header at all: bad input, not a damaged capture."""
+
+    exit_code = 2
+
+
 class CapturedPacket(NamedTuple):
     """One packet record: its 1-based number in the file (as tshark counts), time and link-layer bytes.
 
@@ -98,8 +104,8 @@ class CaptureParser:
         """Check the end of the capture: a partial record left over means the file was cut short."""
         if self._format is None:
             if self._buffer:
-                raise CaptureError(f"capture truncated: {len(self._buffer)} bytes, shorter than a file header")
-            raise CaptureError("capture is empty: no pcap or pcapng file header")
+                raise NotACaptureError(f"capture truncated: {len(self._buffer)} bytes, shorter than a file header")
+            raise NotACaptureError("capture is empty: no pcap or pcapng file header")
         if self._buffer:
             raise CaptureError(
                 f"capture truncated at byte {self._offset + len(self._buffer)}: the record at byte {self._offset} "
@@ -123,7 +129,7 @@ class CaptureParser:
         if struct.unpack_from("<I", magic)[0] == _PCAPNG_SHB:
             self._format = "pcapng"
             return True
-        raise CaptureError(f"not a pcap or pcapng capture: file starts with {magic.hex()}")
+        raise NotACaptureError(f"not a pcap or pcapng capture: file starts with {magic.hex()}")
 
     def _pcap_records(self, packets: list[CapturedPacket]) -> None:
         """Append the complete records of the buffer; self._offset ends at the first incomplete one."""
