@@ -68,7 +68,8 @@ def pcap_decode(ctx: click.Context, capture: Path, keylogs: tuple[Path, ...], fo
     """Decode a V2G capture (pcap/pcapng): SLAC, SDP, TLS, V2GTP, EXI, with a timing and protocol summary.
 
     Exit code 1 when the trace shows a protocol error: undecodable or missing data, a FAILED
-    response code, a response over its message timeout, a TLS alert.
+    response code, a response over its message timeout, a TLS alert; 2 when the input is no
+    pcap or pcapng capture at all.
 
     \b
     Examples:
