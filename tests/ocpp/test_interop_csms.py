@@ -27,7 +27,8 @@ from ocpp.v201 import ChargePoint as Cp201
 from ocpp.v201 import call as call201
 from websockets.asyncio.server import serve
 
-from v2gtool.iso20.events import MessageReceived, PowerFlow, SessionEnded
+from v2gtool.iso20.events import MessageReceived, PhaseChanged, PowerFlow, SessionEnded
+from v2gtool.iso20.values import DC_SERVICES, ServiceID
 from v2gtool.ocpp.outbox import Outbox
 from v2gtool.ocpp.profile import ProfileSetpoint
 from v2gtool.ocpp.station import BridgeConfig, StationBridge
@@ -409,3 +410,30 @@ def test_ocpp21_allowed_energy_transfer_renegotiates_the_service(tmp_path: Path)
     check_transactions(seen)
     # the EV's needs were sent again for the new service: DC_BPT first, then DC
     assert [n["charging_needs"]["requested_energy_transfer"] for n in seen.needs] == ["DC_BPT", "DC"]
+
+
+def test_allowed_energy_transfer_is_checked_against_what_the_station_has(tmp_path: Path) -> None:
+    """An allowance must leave the station something to offer; it holds for the running transaction only."""
+
+    def bridge_with(services: frozenset[ServiceID], name: str) -> tuple[StationBridge, str]:
+        config = BridgeConfig(url="ws://127.0.0.1:9/ocpp", station_id=name, services=services)
+        bridge = StationBridge(config, Outbox(tmp_path / name), ProfileSetpoint())
+        assert bridge.allow_energy_transfer("none", ["DC"])[0] == "Rejected"  # no transaction runs yet
+        bridge.on_event(PhaseChanged(t=0.0, role="SECC", phase="SessionSetup"))
+        assert bridge.transaction is not None
+        return bridge, bridge.transaction.id
+
+    dc_only, tx = bridge_with(frozenset({ServiceID.DC}), "CS-DC")
+    assert dc_only.allow_energy_transfer(tx, ["DC_BPT"]) == (
+        "Rejected", "none of DC_BPT is a service of this station (it has DC)")
+    dc_only.outbox.close()
+
+    both, tx = bridge_with(DC_SERVICES, "CS-BPT")
+    assert both.allowed_services() == DC_SERVICES
+    assert both.allow_energy_transfer(tx, ["AC_single_phase"])[0] == "Rejected"
+    assert both.allow_energy_transfer(tx, ["DC", "AC_three_phase"]) == ("Accepted", "")
+    assert both.allowed_services() == {ServiceID.DC}
+    both.on_event(SessionEnded(t=1.0, role="SECC", reason="SessionStop Terminate", ok=True, response_code=None))
+    assert both.allow_energy_transfer(tx, ["DC"])[0] == "Rejected"  # that transaction is over
+    assert both.allowed_services() == DC_SERVICES  # the next session is offered everything again
+    both.outbox.close()

@@ -107,7 +107,7 @@ def test_bad_input_is_one_line(args: list[str], message: str) -> None:
 @pytest.mark.parametrize(("data", "message"), [
     (b'{"event": "Frame"}\n', "not a pcap or pcapng capture: file starts with 7b226576"),
     (b"", "capture is empty: no pcap or pcapng file header"),
-    (b"\xd4\xc3\xb2", "capture truncated: 3 bytes, shorter than a file header"),
+    (b"\xd4\xc3\xb2", "3 bytes, shorter than a pcap or pcapng file header"),
 ])
 def test_input_that_is_no_capture_is_one_line_exit_2(tmp_path: Path, data: bytes, message: str) -> None:
     path = tmp_path / "not.pcap"
@@ -118,13 +118,17 @@ def test_input_that_is_no_capture_is_one_line_exit_2(tmp_path: Path, data: bytes
         assert result.stderr.decode() == f"v2gtool: error: {name}: {message}\n"
 
 
-def test_a_capture_cut_in_its_first_record_is_a_damaged_capture(discharge: Path, tmp_path: Path) -> None:
-    """A file header and part of a record: a capture, damaged; summarised with the error, exit 1."""
+@pytest.mark.parametrize(("cut", "error"), [(30, "capture truncated at byte 30"),
+                                          (10, "capture truncated: 10 bytes, shorter than a file header")])
+def test_a_capture_cut_before_its_first_packet_is_a_damaged_capture(discharge: Path, tmp_path: Path, cut: int,
+                                                                     error: str) -> None:
+    """The pcap magic, and the file header or a record cut short: a capture, damaged; summarised with
+    the error, exit 1."""
     path = tmp_path / "cut.pcap"
-    path.write_bytes(discharge.read_bytes()[:30])
+    path.write_bytes(discharge.read_bytes()[:cut])
     result = run("pcap-decode", "--summary", str(path))
     out = result.stdout.decode()
-    assert result.returncode == 1 and "capture truncated at byte 30" in out and "no packet in the capture" in out
+    assert result.returncode == 1 and error in out and "no packet in the capture" in out
 
 
 def test_keylog_without_secrets_is_one_line(tmp_path: Path, discharge: Path) -> None:

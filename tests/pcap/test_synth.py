@@ -51,3 +51,13 @@ def test_transport_checksum_verifies(source: str, destination: str, sport: int, 
     assert carried[:offset] + carried[offset + 2:] == segment[:offset] + segment[offset + 2:]  # only the checksum
     if not is_tcp:
         assert carried[6:8] != b"\x00\x00"  # zero is "no checksum", which IPv6 forbids for UDP
+
+
+def test_a_udp_checksum_that_computes_to_zero_is_sent_as_ffff() -> None:
+    """RFC 768: a computed zero is transmitted as all ones (zero would mean "no checksum")."""
+    payload = b"\xf7\x1d"  # chosen so that pseudo-header and datagram sum to 0xFFFF
+    datagram = udp(1000, 2000, payload)
+    packet = ipv6("fe80::1", "fe80::2", IPPROTO_UDP, datagram)
+    pseudo_header = packet[8:40] + struct.pack(">IxxxB", len(datagram), IPPROTO_UDP)
+    assert internet_checksum(pseudo_header + datagram) == 0  # the computed checksum is zero ...
+    assert packet[46:48] == b"\xff\xff"  # ... and goes out as 0xFFFF

@@ -355,3 +355,14 @@ def test_service_renegotiation_keeps_the_session_and_offers_what_is_allowed_now(
     assert choose(secc, sid, ServiceID.DC_BPT, 2.2) == "OK" and secc.service == ServiceID.DC_BPT
     # the same session ends as any other
     assert stop(secc, sid, cm.chargingSessionType.Terminate, 3.0).body.ResponseCode.value == "OK" and secc.ended
+
+
+def test_an_offer_with_no_service_fails_service_discovery_instead_of_crashing() -> None:
+    """The operator allows only DC_BPT on a charger without it: nothing to offer, and a
+    ServiceDiscoveryRes needs at least one service (ServiceListType)."""
+    secc = Secc(SeccConfig(bpt=False, allowed_services=lambda: frozenset({ServiceID.DC_BPT})), IdleCharger(), 0.0)
+    sid = set_up(secc)
+    authorize(secc, sid)
+    res = response(secc.receive(frame("ServiceDiscoveryReq", cm.ServiceDiscoveryReqType(Header=header(sid, 1))), 1.0))
+    assert res.body.ResponseCode.value == "FAILED" and secc.ended
+    assert "allows none of this charger's energy transfer services" in secc.end_reason

@@ -22,10 +22,11 @@ from tests.pcap.session import analyse, dissect
 from v2gtool.errors import ConfigError
 from v2gtool.iso20.evcc import Direction
 from v2gtool.iso20.events import MessageReceived, MessageSent, PowerFlow, SessionEnded
-from v2gtool.iso20.values import ControlMode, ServiceID
+from v2gtool.iso20.values import DC_SERVICES, ControlMode, ServiceID
+from v2gtool.net.v2g_tcp import Ending
 from v2gtool.pcap.records import V2GMessage
 from v2gtool.session import scenario as scenarios
-from v2gtool.session.runner import run_sim
+from v2gtool.session.runner import SessionResult, run_sim
 from v2gtool.session.trace import SessionTrace
 
 
@@ -156,3 +157,47 @@ def test_the_session_panel_shows_the_service_change(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "│ service      │ DC → DC_BPT" in proc.stdout
     assert "┘\ncompleted: SessionStop Terminate" in proc.stdout
+
+
+def secc_stops(result: SessionResult) -> list[str]:
+    """The ChargingSession of every SessionStopReq the SECC received."""
+    return [e.summary["ChargingSession"] for e in result.events
+            if isinstance(e, MessageReceived) and e.role == "SECC" and e.message == "SessionStopReq"]
+
+
+def test_a_discharging_ev_ends_the_session_properly_when_dc_bpt_is_withdrawn() -> None:
+    """No service left for it after the renegotiation: SessionStop Terminate, not a dropped connection."""
+    allowed = [DC_SERVICES]
+
+    def listen(event: object) -> None:
+        if isinstance(event, PowerFlow) and event.role == "SECC" and event.power < -1000:
+            allowed[0] = frozenset({ServiceID.DC})  # the operator withdraws discharging mid-loop
+
+    scenario = scenarios.load(None, direction=Direction.DISCHARGE, duration=30.0)
+    result = asyncio.run(run_sim(scenario, listener=listen, allowed_services=lambda: allowed[0]))
+    assert not result.ok and "SECC does not offer DC_BPT" in result.reason
+    assert secc_stops(result) == ["ServiceRenegotiation", "Terminate"]
+    ended = {e.role: e for e in result.events if isinstance(e, SessionEnded)}
+    assert ended["SECC"].ok and ended["SECC"].reason == "SessionStop Terminate"
+    assert result.ending is Ending.ENGINE  # ended by SessionStop, not by a closed connection
+
+
+def test_an_ev_that_cannot_use_dc_bpt_is_not_asked_to_renegotiate_for_it() -> None:
+    """ServiceDiscoveryReq SupportedServiceIDs: a DC-only EV gains nothing from DC_BPT being allowed."""
+    result = asyncio.run(run_sim(scenarios.load(None, service=ServiceID.DC, bpt_allowed_from=20.0, duration=10.0)))
+    assert result.ok, result.reason
+    assert secc_stops(result) == ["Terminate"]
+
+
+def test_an_ev_keeps_its_service_when_one_it_does_not_run_is_withdrawn() -> None:
+    """Charging on DC_BPT: the operator withdrawing DC leaves the running service alone."""
+    allowed = [DC_SERVICES]
+
+    def listen(event: object) -> None:
+        if isinstance(event, PowerFlow) and event.role == "SECC" and event.power > 1000:
+            allowed[0] = frozenset({ServiceID.DC_BPT})
+
+    result = asyncio.run(run_sim(scenarios.load(None, duration=10.0), listener=listen,
+                                 allowed_services=lambda: allowed[0]))
+    assert allowed[0] == {ServiceID.DC_BPT}  # it was withdrawn during the loop
+    assert result.ok and secc_stops(result) == ["Terminate"]

@@ -80,8 +80,10 @@ def _printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
             app.console.print(escape(line), highlight=False)
         elif isinstance(event, StationSession):
             app.console.print(
-                f"{event.station}: {event.reason}; {event.energy_wh:+.1f} Wh, "
-                f"SoC {event.soc_start:.2f} -> {event.soc_end:.2f} % (lowest {event.soc_min:.2f} %)",
+                escape(
+                    f"{event.station}: {event.reason}; {event.energy_wh:+.1f} Wh, "
+                    f"SoC {event.soc_start:.2f} -> {event.soc_end:.2f} % (lowest {event.soc_min:.2f} %)"
+                ),
                 highlight=False,
             )
 
@@ -230,6 +232,7 @@ def ocpp_bridge(
             password=password,
             ssl=context,
             meter_interval=meter_interval,
+            services=scenario.services,
         )
         for sid in ids
     ]

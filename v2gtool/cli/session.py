@@ -445,7 +445,7 @@ def _report(app: AppContext, result: SessionResult, as_json: bool) -> None:
         emit_json({"event": "SessionSummary", **summary})
     else:
         app.console.print(
-            f"{'[green]completed[/green]' if result.ok else '[red]failed[/red]'}: {result.reason}; "
+            f"{'[green]completed[/green]' if result.ok else '[red]failed[/red]'}: {escape(result.reason)}; "
             f"{summary['requests']} requests, energy {result.energy_wh:+.1f} Wh, "
             f"SoC {result.soc_start:.2f} % -> {result.soc_end:.2f} %, "
             f"{result.duration:.1f} s simulated"

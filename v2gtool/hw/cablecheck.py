@@ -16,6 +16,7 @@ Every sample of the output voltage and the IMD reading is kept as the trace.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from v2gtool.hw.errors import ContactorStuckError, HardwareError, InterlockRefusedError, InterlockTrippedError
@@ -123,9 +124,12 @@ def run_cable_check(station: Station, settings: CableCheckSettings) -> CableChec
     station.cable_check_running = True
     try:
         # A session that just ended may have left the DC link charged: the interlock refuses to close
-        # onto a live output, so discharge it first (power module off: active discharge).
-        station.power_off()
-        station.wait_for(lambda: trace() or station.measurement.link_v < SAFE_OUTPUT_V, settings.ramp_timeout_s)
+        # onto a live output, so discharge it first.
+        if not _discharge(station, trace, lambda: station.measurement.link_v, settings.ramp_timeout_s):
+            raise InterlockRefusedError(
+                f"output did not fall below {SAFE_OUTPUT_V:.0f} V before closing "
+                f"(link at {station.measurement.link_v:.1f} V after {settings.ramp_timeout_s:.0f} s)"
+            )
         verdict = station.request_close()
         if not verdict.allowed:
             raise InterlockRefusedError(f"contactors may not close: {verdict}")
@@ -147,10 +151,7 @@ def run_cable_check(station: Station, settings: CableCheckSettings) -> CableChec
             _measure(station, settings, report, trace)
         trace.phase = CablePhase.RAMP_DOWN
         down_from = clock.now()
-        station.power_off()
-        if not station.wait_for(
-            lambda: trace() or station.measurement.cable_v < SAFE_OUTPUT_V, settings.ramp_timeout_s
-        ):
+        if not _discharge(station, trace, lambda: station.measurement.cable_v, settings.ramp_timeout_s):
             report.failure = report.failure or f"output did not fall below {SAFE_OUTPUT_V:.0f} V"
         report.ramp_down_s = clock.now() - down_from
         trace.record(sampled=False)
@@ -162,6 +163,12 @@ def run_cable_check(station: Station, settings: CableCheckSettings) -> CableChec
     elif report.result is not None:
         station.report_cable_check(report.result)
     return report
+
+
+def _discharge(station: Station, trace: _Tracer, voltage: Callable[[], float], timeout: float) -> bool:
+    """Power module off (active discharge) until *voltage* is below 60 V; False when *timeout* passed."""
+    station.power_off()
+    return station.wait_for(lambda: trace() or voltage() < SAFE_OUTPUT_V, timeout)
 
 
 def _measure(

@@ -108,6 +108,7 @@ class Evcc:
         self._discharge_schedule: list[tuple[float, float]] = []
         self._renegotiating = False  # between PowerDelivery ScheduleRenegotiation and the new schedule
         self._renegotiating_service = False  # from EVSENotification ServiceRenegotiation to SessionStopRes
+        self._no_service = ""  # why the session stops: none of the services offered suits the EV
         self._standby = ""  # "asked" after PowerDelivery Standby, "done" once it resumed
         self._paused_by_secc = False  # EVSENotification Pause: end with SessionStop Pause
         self._out: list[Output] = []
@@ -281,7 +282,13 @@ class Evcc:
                 self._send_authorization(now, pace=0.5)
             return
         self._advance("AuthorizationReq", now)
-        self._send("ServiceDiscoveryReq", cm.ServiceDiscoveryReqType(Header=self._h(now)), now)
+        self._send_service_discovery(now)
+
+    def _send_service_discovery(self, now: float) -> None:
+        """ServiceDiscoveryReq naming the services this EV can use (a DC_BPT vehicle can charge on DC)."""
+        supported = [ServiceID.DC] + ([ServiceID.DC_BPT] if self.config.service == ServiceID.DC_BPT else [])
+        ids = cm.ServiceIDListType(ServiceID=tuple(int(s) for s in supported))
+        self._send("ServiceDiscoveryReq", cm.ServiceDiscoveryReqType(Header=self._h(now), SupportedServiceIDs=ids), now)
 
     def _on_servicediscovery(self, body: cm.ServiceDiscoveryResType, now: float) -> None:
         self._services = [s.ServiceID for s in body.EnergyTransferServiceList.Service]
@@ -291,8 +298,10 @@ class Evcc:
             self.service = wanted
         elif wanted == ServiceID.DC_BPT and charging and ServiceID.DC in self._services:
             self.service = ServiceID.DC  # charging needs no BPT; a later ServiceRenegotiation may offer it
-        else:
-            self._end(now, f"SECC does not offer {wanted.name} (offers {self._services})", ok=False)
+        else:  # nothing to select: end the session properly, the SECC may have been charging before
+            self._no_service = f"SECC does not offer {wanted.name} (offers {self._services})"
+            self._send("SessionStopReq", cm.SessionStopReqType(
+                Header=self._h(now), ChargingSession=cm.chargingSessionType.Terminate), now)
             return
         self._advance("ServiceDiscoveryReq", now)
         self._send("ServiceDetailReq", cm.ServiceDetailReqType(Header=self._h(now), ServiceID=int(self.service)), now)
@@ -682,14 +691,18 @@ class Evcc:
 
     def _on_sessionstop(self, body: cm.SessionStopResType, now: float) -> None:
         if self._renegotiating_service:  # the session goes on: discover and select a service again
+            # loop_started and the standby plan stay: duration and standby_at count from the first loop
             self._advance(SERVICE_RENEGOTIATION, now)
             self._renegotiating_service = self._stopping = False
             self._welding = 0
             self._last_flow = None
             self._charge_schedule, self._discharge_schedule = [], []
-            self._send("ServiceDiscoveryReq", cm.ServiceDiscoveryReqType(Header=self._h(now)), now)
+            self._send_service_discovery(now)
             return
         self._advance("SessionStopReq", now)
+        if self._no_service:
+            self._end(now, self._no_service, ok=False)
+            return
         kind = "Pause" if self._pausing else "Terminate"
         self._end(now, f"SessionStop {kind}", ok=True)
 

@@ -121,6 +121,7 @@ class Secc:
         self._confirmation_due: float | None = None
         self._schedule_revision: int | None = None  # the grid request's revision the EV was sent
         self._discovered: list[ServiceID] = []  # the services the last ServiceDiscoveryRes offered
+        self._ev_supports: frozenset[int] | None = None  # ServiceDiscoveryReq SupportedServiceIDs, if given
         self._challenge: bytes | None = None
         self._out: list[Output] = []
 
@@ -331,7 +332,13 @@ class Secc:
         return offered if allowed_now is None else [s for s in offered if s in allowed_now()]
 
     def _servicediscovery(self, body: cm.ServiceDiscoveryReqType, now: float) -> None:
+        supported = body.SupportedServiceIDs
+        self._ev_supports = frozenset(supported.ServiceID) if supported is not None else None
         self._discovered = self._offered()
+        if not self._discovered:  # the list must hold a service (ServiceListType)
+            detail = "the operator allows none of this charger's energy transfer services"
+            self._fail("ServiceDiscoveryRes", RC.FAILED, now, detail=detail)
+            return
         services = tuple(cm.ServiceType(ServiceID=int(s), FreeService=False) for s in self._discovered)
         res = cm.ServiceDiscoveryResType(
             Header=header(self.session_id, now),
@@ -584,7 +591,7 @@ class Secc:
         wanted = self.config.stop_request() if self.config.stop_request is not None else None
         if status is None and wanted in ("Terminate", "Pause"):  # the EV ends the session (8.3.5.3.x)
             status = ct.EVSEStatusType(NotificationMaxDelay=0, EVSENotification=ct.evseNotificationType(wanted))
-        if status is None and self.config.allowed_services is not None and self._offered() != self._discovered:
+        if status is None and self._service_renegotiation_due():
             status = ct.EVSEStatusType(
                 NotificationMaxDelay=0, EVSENotification=ct.evseNotificationType.ServiceRenegotiation
             )
@@ -617,6 +624,18 @@ class Secc:
             )
         )
         self._respond("DC_ChargeLoopRes", res, now, key="DC_ChargeLoopReq")
+
+    def _service_renegotiation_due(self) -> bool:
+        """The operator's offer changed in a way that matters to this EV: the service it runs is no
+        longer allowed, or a service it supports (SupportedServiceIDs; all, if it named none) now is."""
+        if self.config.allowed_services is None:
+            return False
+        offered = self._offered()
+        if not offered:
+            return False  # nothing to select: renegotiating would only end the session
+        supports = self._ev_supports
+        added = [s for s in offered if s not in self._discovered and (supports is None or int(s) in supports)]
+        return self.service not in offered or bool(added)
 
     def _meter_reading(self, now: float) -> ct.MeterInfoType:
         """The meter's registers as MeterInfoType (whole Wh; the discharge register with BPT)."""
@@ -748,7 +767,7 @@ class Secc:
         self._transferring = False
         self.channel_discharge = False
         self.service = self.control_mode = self.ev_limits = None
-        self._schedule_revision = self._meter_info = None
+        self._schedule_revision = self._meter_info = self._confirmation_due = None  # anew from the next loop
         res = cm.SessionStopResType(Header=header(self.session_id, now), ResponseCode=RC.OK)
         self._respond("SessionStopRes", res, now, key=SERVICE_RENEGOTIATION)
 

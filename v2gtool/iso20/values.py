@@ -49,6 +49,9 @@ class ServiceID(enum.IntEnum):
     PARKING_STATUS = 66
 
 
+# The DC energy transfer services the engines implement (a charger without BPT has DC alone).
+DC_SERVICES = frozenset({ServiceID.DC, ServiceID.DC_BPT})
+
 # "DC_V2G" is a popular name for bidirectional DC; the standard's service is DC_BPT.
 SERVICE_ALIASES = {"DC_V2G": ServiceID.DC_BPT, "V2G": ServiceID.DC_BPT, "BPT": ServiceID.DC_BPT}
 

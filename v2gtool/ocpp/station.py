@@ -43,7 +43,7 @@ from cryptography import x509
 from websockets.asyncio.client import ClientConnection, connect
 
 from v2gtool.iso20.events import EVChargingNeeds, PhaseChanged, PowerFlow, SessionEnded
-from v2gtool.iso20.values import ServiceID
+from v2gtool.iso20.values import DC_SERVICES, ServiceID
 from v2gtool.ocpp import rpc
 from v2gtool.ocpp.outbox import Outbox
 from v2gtool.ocpp.payloads import Meter, charging_needs, timestamp
@@ -56,8 +56,8 @@ ROOT_TYPES = ("V2GRootCertificate", "MORootCertificate")
 # Session phases without energy transfer and the OCPP chargingState they mean: the EV's Standby,
 # and the end of the loop (welding detection).
 IDLE_PHASES = {"PowerDelivery": "SuspendedEV", "DC_WeldingDetection": "EVConnected"}
-# The OCPP 2.1 EnergyTransferModeEnumType values of this station's ISO 15118-20 DC services.
-DC_SERVICES = {"DC": ServiceID.DC, "DC_BPT": ServiceID.DC_BPT}
+# The OCPP 2.1 EnergyTransferModeEnumType values of the ISO 15118-20 DC services.
+OCPP_MODES = {"DC": ServiceID.DC, "DC_BPT": ServiceID.DC_BPT}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,6 +107,7 @@ class BridgeConfig:
     trust_dir: Path | None = None
     vendor: str = "v2gtool"
     model: str = "v2gtool-secc"
+    services: frozenset[ServiceID] = DC_SERVICES  # what the station's charger has
 
 
 @dataclass
@@ -290,9 +291,10 @@ class StationBridge:
         accepts for the transaction. ("Accepted", "") or ("Rejected", why)."""
         if self.transaction is None or self.transaction.id != transaction_id:
             return "Rejected", f"no transaction {transaction_id} runs here"
-        services = frozenset(DC_SERVICES[mode] for mode in modes if mode in DC_SERVICES)
+        services = frozenset(OCPP_MODES[mode] for mode in modes if mode in OCPP_MODES) & self.config.services
         if not services:
-            return "Rejected", f"none of {', '.join(modes)} is a DC service of this station"
+            has = ", ".join(sorted(s.name for s in self.config.services))
+            return "Rejected", f"none of {', '.join(modes)} is a service of this station (it has {has})"
         self.transaction.allowed = services
         return "Accepted", ""
 
@@ -300,7 +302,7 @@ class StationBridge:
         """The SECC's ``allowed_services``: what the CSMS allowed for the running transaction; a
         change during the loop makes the SECC ask the EV to renegotiate its service."""
         tx = self.transaction
-        return tx.allowed if tx is not None and tx.allowed is not None else frozenset(DC_SERVICES.values())
+        return tx.allowed if tx is not None and tx.allowed is not None else self.config.services
 
     def set_charging_profile(self, evse_id: int, data: dict[str, Any]) -> tuple[str, str]:
         """SetChargingProfile (K01): ("Accepted", "") or ("Rejected", why)."""

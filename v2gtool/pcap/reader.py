@@ -103,8 +103,10 @@ class CaptureParser:
     def close(self) -> None:
         """Check the end of the capture: a partial record left over means the file was cut short."""
         if self._format is None:
+            if bytes(self._buffer[:4]) in _PCAP_MAGIC:  # a capture, cut inside its file header
+                raise CaptureError(f"capture truncated: {len(self._buffer)} bytes, shorter than a file header")
             if self._buffer:
-                raise NotACaptureError(f"capture truncated: {len(self._buffer)} bytes, shorter than a file header")
+                raise NotACaptureError(f"{len(self._buffer)} bytes, shorter than a pcap or pcapng file header")
             raise NotACaptureError("capture is empty: no pcap or pcapng file header")
         if self._buffer:
             raise CaptureError(

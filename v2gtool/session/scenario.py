@@ -50,7 +50,7 @@ from v2gtool.hw.cp import CpState
 from v2gtool.hw.scenario import Scenario, ScenarioStep, default_scenario, scenario_from_tables
 from v2gtool.iso20.evcc import Direction
 from v2gtool.iso20.ports import PowerLimits
-from v2gtool.iso20.values import ControlMode, ServiceID, SignConvention, service_from_name
+from v2gtool.iso20.values import DC_SERVICES, ControlMode, ServiceID, SignConvention, service_from_name
 
 VEHICLE_LIMITS = PowerLimits(
     max_charge_power=50_000,
@@ -107,13 +107,18 @@ class SessionScenario:
         watts = self.power if self.power is not None else self.vehicle.max_charge_power
         return -watts if self.direction is Direction.DISCHARGE else watts
 
+    @property
+    def services(self) -> frozenset[ServiceID]:
+        """The energy transfer services the charger has: DC, and DC_BPT unless ``bpt = false``."""
+        return DC_SERVICES if self.bpt else frozenset({ServiceID.DC})
+
     def allowed_services(self, clock: Callable[[], float]) -> Callable[[], frozenset[ServiceID]] | None:
         """The SECC's ``allowed_services``: DC alone until ``bpt_allowed_from`` on *clock* (simulated
         seconds), DC and DC_BPT from then on; None when the scenario allows every service throughout."""
         start = self.bpt_allowed_from
         if start is None:
             return None
-        return lambda: frozenset({ServiceID.DC, ServiceID.DC_BPT}) if clock() >= start else frozenset({ServiceID.DC})
+        return lambda: DC_SERVICES if clock() >= start else frozenset({ServiceID.DC})
 
 
 def load(path: Path | None, **overrides: Any) -> SessionScenario:
