@@ -93,10 +93,18 @@ def test_dc_only_service_without_bpt() -> None:
     assert result.energy_wh > 0
 
 
-def test_discharge_needs_bpt_offered() -> None:
+def test_discharge_needs_bpt_offered(tmp_path: Path) -> None:
     result = run(direction=Direction.DISCHARGE, bpt=False, duration=5.0)
     assert not result.ok
-    assert "does not offer DC_BPT" in result.reason
+    assert result.reason == "SECC does not offer DC_BPT (offers DC)"
+    # the EV ends the session itself, and the command names the step it stopped in
+    path = tmp_path / "dc-only.toml"
+    path.write_text("[charger]\nbpt = false\n")
+    proc = subprocess.run([sys.executable, "-m", "v2gtool", "session", "run", "--sim", "--no-trace", "--direction",
+                           "discharge", "--scenario", str(path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr == ("v2gtool: error: session failed in ServiceDiscovery: SECC does not offer DC_BPT "
+                           "(offers DC)\n")
 
 
 def test_isolation_fault_during_cable_check(tmp_path: Path) -> None:

@@ -49,7 +49,8 @@ from v2gtool.errors import V2GToolError
 from v2gtool.iso20.evcc import Direction
 from v2gtool.iso20.events import MessageReceived, PhaseChanged, PowerFlow, SessionEnded
 from v2gtool.iso20.pnc import Contract
-from v2gtool.iso20.values import ControlMode, ServiceID, SignConvention, service_from_name
+from v2gtool.iso20.states import State
+from v2gtool.iso20.values import ControlMode, SignConvention, service_from_name, service_name
 from v2gtool.net.netns import veth_pair
 from v2gtool.net.v2g_tcp import Ending
 from v2gtool.pki.profiles import Protocol
@@ -426,7 +427,7 @@ def _run_live(
 
 def _services_so_far(shown: str, selected: int) -> str:
     """The panel's service row: the selected service, and each it changed to (service renegotiation)."""
-    name = next((s.name for s in ServiceID if s == selected), str(selected))
+    name = service_name(selected)
     return name if shown in ("-", name) else f"{shown} → {name}"
 
 
@@ -451,7 +452,8 @@ def _report(app: AppContext, result: SessionResult, as_json: bool) -> None:
             f"{result.duration:.1f} s simulated"
         )
     if not result.ok:
-        phase = next((e.phase for e in reversed(result.events) if isinstance(e, PhaseChanged)), "")
+        phase = next((e.phase for e in reversed(result.events)  # the EV's view: the step it was in
+                      if isinstance(e, PhaseChanged) and e.role == "EVCC" and e.phase != State.ENDED.value), "")
         if result.reason.startswith("SLAC"):
             phase = "SLAC"
         hint = DEBUG_HINTS.get(phase)

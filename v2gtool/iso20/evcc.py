@@ -27,6 +27,7 @@ from v2gtool.iso20.values import (
     header,
     parameter_value,
     rational,
+    service_name,
     to_float,
 )
 from v2gtool.messages import apphand
@@ -299,7 +300,8 @@ class Evcc:
         elif wanted == ServiceID.DC_BPT and charging and ServiceID.DC in self._services:
             self.service = ServiceID.DC  # charging needs no BPT; a later ServiceRenegotiation may offer it
         else:  # nothing to select: end the session properly, the SECC may have been charging before
-            self._no_service = f"SECC does not offer {wanted.name} (offers {self._services})"
+            offered = ", ".join(service_name(s) for s in self._services)
+            self._no_service = f"SECC does not offer {wanted.name} (offers {offered})"
             self._send("SessionStopReq", cm.SessionStopReqType(
                 Header=self._h(now), ChargingSession=cm.chargingSessionType.Terminate), now)
             return

@@ -49,6 +49,14 @@ class ServiceID(enum.IntEnum):
     PARKING_STATUS = 66
 
 
+def service_name(service_id: int) -> str:
+    """The name of a ServiceID of Table 204, or its number when it names none."""
+    try:
+        return ServiceID(service_id).name
+    except ValueError:
+        return str(service_id)
+
+
 # The DC energy transfer services the engines implement (a charger without BPT has DC alone).
 DC_SERVICES = frozenset({ServiceID.DC, ServiceID.DC_BPT})
 
