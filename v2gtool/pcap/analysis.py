@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from v2gtool.iso20.values import service_name
 from v2gtool.pcap.records import (
     SECC,
     Frame,
@@ -50,8 +51,6 @@ _PHASE_OF: dict[str, str] = {
     "WeldingDetection": "stop", "DC_WeldingDetection": "stop", "SessionStop": "stop",
 }
 _LOOP_MESSAGES = frozenset({"CurrentDemand", "DC_ChargeLoop", "AC_ChargeLoop", "ChargingStatus"})
-# ISO 15118-20 Table 204 (ServiceID of the energy transfer services).
-SERVICE_NAMES = {1: "AC", 2: "DC", 3: "WPT", 4: "DC_ACDP", 5: "AC_BPT", 6: "DC_BPT", 7: "DC_ACDP_BPT"}
 _FIVE_SECONDS_ISO2 = frozenset({"ServiceDetail", "PaymentDetails", "CertificateInstallation", "CertificateUpdate",
                                 "PowerDelivery"})
 SERIES_FIELDS = frozenset({"EVSEPresentVoltage", "EVSEPresentCurrent", "EVTargetVoltage", "EVTargetCurrent",
@@ -348,7 +347,7 @@ class TraceAnalysis:
         base = info.base
         if base == "ServiceSelection":
             for service in walk(element.get("SelectedEnergyTransferService", {}), "ServiceID"):
-                self.selected_services.append(SERVICE_NAMES.get(service, str(service)))
+                self.selected_services.append(service_name(service))
         elif base == "ChargeParameterDiscovery":  # -2 and DIN name the mode in the request
             for key in ("RequestedEnergyTransferMode", "EVRequestedEnergyTransferType"):
                 if key in element:
@@ -394,7 +393,7 @@ class TraceAnalysis:
                 self._error(record.frame, record.t, f"{record.message}: ResponseCode {code}")
         if base == "ServiceDiscovery":
             for service in walk(element.get("EnergyTransferServiceList", {}), "ServiceID"):  # -20
-                self.offered_services.add(SERVICE_NAMES.get(service, str(service)))
+                self.offered_services.add(service_name(service))
             for mode in walk(element, "EnergyTransferMode"):
                 self.offered_services.update(mode if isinstance(mode, list) else [mode])
             for mode in walk(element, "EnergyTransferType"):
