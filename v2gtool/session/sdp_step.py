@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 
-from v2gtool.sdp import SdpClient, SdpResult, SdpServer, Security
+from v2gtool.sdp import SdpClient, SdpServer, Security
 from v2gtool.session.events import Event
 
 EV_ADDRESS = "fe80::ff:fe00:e02"
@@ -26,7 +26,7 @@ def run_sdp(
     now: float,
     emit: Callable[[Event], None],
     on_datagram: Callable[[float, bool, bytes], None] | None = None,
-) -> SdpResult:
+) -> None:
     """Discover the SECC at simulated time *now*; *on_datagram* gets ``(t, from_evcc, datagram)`` of
     each datagram as it leaves its host. The simulated session runs over plain TCP, so both sides
     ask for and offer no TLS."""
@@ -37,11 +37,10 @@ def run_sdp(
     response = server.datagram_received(request, EV_ADDRESS, now)
     assert response is not None  # the server answers every well-formed request
     answered = server.take_events()
-    result = client.datagram_received(response, EVSE_ADDRESS, now)
-    assert result is not None  # and the client takes every well-formed response
+    accepted = client.datagram_received(response, EVSE_ADDRESS, now)
+    assert accepted is not None  # and the client takes every well-formed response
     if on_datagram is not None:
         on_datagram(now, True, request)
         on_datagram(now, False, response)
     for event in (*sent, *answered, *client.take_events()):
         emit(event)
-    return result
