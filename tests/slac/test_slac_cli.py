@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from scapy.utils import rdpcap
 
 from v2gtool.slac import mme
@@ -79,6 +80,21 @@ def test_bad_timer_is_a_one_line_config_error() -> None:
     proc = run("--timer", "TT_bogus=1")
     assert proc.returncode == 2
     assert "unknown SLAC timer 'TT_bogus'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("timer", "message"),
+    [
+        ("TT_match_response=nan", "must be a finite number"),  # once waited for ever
+        ("TT_EVSE_match_MNBC=30", "outside 0.1 .. 25.5 (TIME_OUT is one octet in units of 100 ms)"),
+        ("C_EV_match_MNBC=300", "outside 1 .. 255"),  # scapy refused the frame with a traceback
+        ("C_EV_match_MNBC=0", "at least one sound is needed"),
+    ],
+)
+def test_timer_values_the_wire_cannot_carry_are_config_errors(timer: str, message: str) -> None:
+    proc = run("--timer", timer)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_timers_from_the_config_file(tmp_path: Path) -> None:

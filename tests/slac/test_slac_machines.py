@@ -26,6 +26,7 @@ from v2gtool.slac.timers import SlacTimers
 
 EV_MAC = "02:00:00:00:0e:02"
 EVSE_MAC = "02:00:00:00:0e:01"
+EVSE_MODEM = "00:b0:52:00:00:e1"  # the EVSE's own modem: it confirms CM_SET_KEY and reports the sounds
 ADJACENT_MAC = "02:00:00:00:0e:03"
 FAST = SlacTimers(TT_EVSE_SLAC_init=5.0, C_sequ_retry=0)
 
@@ -219,16 +220,14 @@ def test_evse_without_slac_parm_req_goes_through_e_f_and_retries() -> None:
 
 
 def _evse_until_atten_char(evse: EvseSlac, run_id: bytes, profiles: int) -> dict[float, list[bytes]]:
-    key_cnf = _frame_to(EVSE_MAC, mme.QCA_LOCAL_MAC, mme.CM_SET_KEY_CNF(result=1))
+    key_cnf = _frame_to(EVSE_MAC, EVSE_MODEM, mme.CM_SET_KEY_CNF(result=1))
     req = _frame_to(mme.BROADCAST_MAC, EV_MAC, mme.CM_SLAC_PARM_REQ(run_id=run_id))
     start = _frame_to(mme.BROADCAST_MAC, EV_MAC, mme.CM_START_ATTEN_CHAR_IND(num_sounds=10, run_id=run_id))
     inbound = {0.001: [key_cnf], 0.1: [req], 0.3: [start]}
     for i in range(profiles):
         inbound[0.35 + i * 0.04] = [
             _frame_to(mme.BROADCAST_MAC, EV_MAC, mme.CM_MNBC_SOUND_IND(cnt=9 - i, run_id=run_id)),
-            _frame_to(
-                EVSE_MAC, "00:b0:52:00:00:e1", mme.CM_ATTEN_PROFILE_IND(pev_mac=EV_MAC, aag=[20 + i] * 58)
-            ),
+            _frame_to(EVSE_MAC, EVSE_MODEM, mme.CM_ATTEN_PROFILE_IND(pev_mac=EV_MAC, aag=[20 + i] * 58)),
         ]
     return inbound
 
@@ -247,6 +246,23 @@ def test_evse_sends_what_it_has_when_tt_evse_match_mnbc_expires() -> None:
     events = drive(evse, 30.0, _evse_until_atten_char(evse, b"RUNID123", 4))
     assert sent(events, "CM_ATTEN_CHAR.IND")[0] == pytest.approx(0.3 + FAST.TT_EVSE_match_MNBC)
     assert evse.profiles and len(evse.profiles) == 4
+
+
+def test_evse_ignores_atten_profiles_not_from_its_own_modem() -> None:
+    """CM_ATTEN_PROFILE.IND from the EV's address (or a neighbour's) is the attacker choosing the
+    attenuation: only the modem that confirmed CM_SET_KEY reports sounds."""
+    evse = evse_machine()
+    inbound = _evse_until_atten_char(evse, b"RUNID123", 4)
+    forged = mme.CM_ATTEN_PROFILE_IND(pev_mac=EV_MAC, aag=[1] * 58)
+    for i, source in enumerate([EV_MAC, "00:b0:52:00:00:99", mme.QCA_LOCAL_MAC] * 4):
+        inbound.setdefault(0.36 + i * 0.01, []).append(_frame_to(EVSE_MAC, source, forged))
+    events = drive(evse, 30.0, inbound)
+    assert evse.own_modem == EVSE_MODEM
+    assert len(evse.profiles) == 4 and 1 not in {a for p in evse.profiles for a in p}
+    assert sent(events, "CM_ATTEN_CHAR.IND")[0] == pytest.approx(0.3 + FAST.TT_EVSE_match_MNBC)
+    rejected = [e.reason for e in events if isinstance(e, MmeRejected)]
+    assert len(rejected) == 12 and all(f"not from this EVSE's modem {EVSE_MODEM}" in r for r in rejected)
+    assert evse.aag == [round(sum(20 + i for i in range(4)) / 4)] * 58
 
 
 def test_evse_modem_without_atten_profile_is_diagnosed() -> None:

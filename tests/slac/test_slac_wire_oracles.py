@@ -179,7 +179,9 @@ def test_our_evse_averages_the_captured_profiles_like_the_real_evse() -> None:
     evse_mac = "64:4d:70:01:06:0e"
     evse = EvseSlac(evse_mac, SlacTimers())
     evse.start(-1.0)
-    evse.receive(mme.encode_frame(evse_mac, mme.QCA_LOCAL_MAC, mme.CM_SET_KEY_CNF(result=0)), -0.9)
+    # The capture starts after the key was set: the modem that reports the sounds confirms it.
+    modem = next(d.src for _, _, d in frames if isinstance(d.body, mme.CM_ATTEN_PROFILE_IND))
+    evse.receive(mme.encode_frame(evse_mac, modem, mme.CM_SET_KEY_CNF(result=0)), -0.9)
     sent: list[mme.MmeFrame] = []
     for t, data, decoded in frames:
         if decoded.src == evse_mac:

@@ -13,6 +13,7 @@ import click
 from rich.table import Table
 
 from v2gtool.cli.hw_common import HwSession, hw_options, open_session
+from v2gtool.cli.params import FiniteFloat, FiniteFloatRange
 from v2gtool.hw.errors import ContactorStuckError, InterlockRefusedError, InterlockTrippedError
 from v2gtool.hw.events import ContactorsOpened, ContactorsOpening, InterlockTripped
 from v2gtool.hw.interlock import ContactorPhase
@@ -49,7 +50,7 @@ def _sim_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option(
         "--current",
         "current_a",
-        type=float,
+        type=FiniteFloat(),
         default=100.0,
         show_default=True,
         help="Current during a simulated session / the hold (+ charge, - discharge).",
@@ -57,7 +58,7 @@ def _sim_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option(
         "--session",
         "session_s",
-        type=click.FloatRange(min=0.0),
+        type=FiniteFloatRange(min=0.0),
         default=0.0,
         show_default=True,
         help="sim: first run a charging session of this many seconds, then stop it.",
@@ -65,7 +66,7 @@ def _sim_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option(
         "--at",
         "at_s",
-        type=click.FloatRange(min=0.0),
+        type=FiniteFloatRange(min=0.0),
         default=0.0,
         show_default=True,
         help="sim: simulated time (s) at which the command starts.",
@@ -194,7 +195,7 @@ def status(
 @_sim_options
 @click.option(
     "--hold",
-    type=click.FloatRange(min=0.0),
+    type=FiniteFloatRange(min=0.0),
     default=1.0,
     show_default=True,
     help="Seconds to keep the contactors closed, supervised by the interlock; then open (session stop).",

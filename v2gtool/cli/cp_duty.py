@@ -22,6 +22,7 @@ from rich.table import Table
 from v2gtool.cli.context import app_context
 from v2gtool.cli.hw_common import EventRenderer, HwSession, hw_options, open_session
 from v2gtool.cli.output import use_json
+from v2gtool.cli.params import FiniteFloat, FiniteFloatRange
 from v2gtool.hw.cp import CpReading, current_from_duty, duty_from_current
 from v2gtool.hw.events import CpStateChanged
 
@@ -38,7 +39,7 @@ def _at_option(func: Any) -> Any:
     return click.option(
         "--at",
         "at_s",
-        type=click.FloatRange(min=0.0),
+        type=FiniteFloatRange(min=0.0),
         default=0.0,
         show_default=True,
         help="sim: simulated time (s) in the scenario at which to act.",
@@ -84,7 +85,7 @@ def _set_and_read(session: HwSession, at_s: float, duty: float) -> dict[str, Any
 
 
 @cp_duty.command("set")
-@click.argument("percent", type=click.FloatRange(0.0, 100.0))
+@click.argument("percent", type=FiniteFloatRange(0.0, 100.0))
 @_at_option
 @hw_options
 @click.pass_context
@@ -102,7 +103,7 @@ def set_duty(
 
 
 @cp_duty.command("current")
-@click.argument("amps", type=float)
+@click.argument("amps", type=FiniteFloat())
 @click.option("--no-apply", is_flag=True, help="Only compute the duty cycle; touch no hardware.")
 @_at_option
 @hw_options
@@ -149,10 +150,10 @@ def read(ctx: click.Context, at_s: float, backend: str | None, scenario: Path | 
 @cp_duty.command("watch")
 @click.option(
     "--duration",
-    type=click.FloatRange(min=0.0),
+    type=FiniteFloatRange(min=0.0),
     help="Seconds to watch [sim: the scenario's length + 1 s; hardware: until Ctrl-C].",
 )
-@click.option("--duty", type=click.FloatRange(0.0, 100.0), help="Set this duty first (e.g. 5).")
+@click.option("--duty", type=FiniteFloatRange(0.0, 100.0), help="Set this duty first (e.g. 5).")
 @hw_options
 @click.pass_context
 def watch(

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from v2gtool.cli.context import app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
+from v2gtool.cli.params import FiniteFloat, MacAddress
 from v2gtool.cli.progress import Spinner, spinner
 from v2gtool.errors import ConfigError
 from v2gtool.net.pcapwriter import LINKTYPE_ETHERNET, PcapWriter
@@ -251,7 +252,9 @@ def run_sim(
     show_default=True,
     help="With --link raw: hw = a real QCA7000 modem on --iface; sim = the simulated modem in this process.",
 )
-@click.option("--modem-mac", default=mme.QCA_LOCAL_MAC, show_default=True, help="Address of the own modem.")
+@click.option(
+    "--modem-mac", type=MacAddress(), default=mme.QCA_LOCAL_MAC, show_default=True, help="Address of the own modem."
+)
 @click.option(
     "--timer",
     "timers_opt",
@@ -259,7 +262,7 @@ def run_sim(
     metavar="NAME=SECONDS",
     help="Override a Table A.1 timer/counter, e.g. TT_EVSE_SLAC_init=20 or C_EV_match_retry=3.",
 )
-@click.option("--threshold", type=float, help="EV: highest average attenuation accepted, dB [default: 40].")
+@click.option("--threshold", type=FiniteFloat(), help="EV: highest average attenuation accepted, dB [default: 40].")
 @click.option(
     "--validate",
     is_flag=True,
@@ -274,14 +277,14 @@ def run_sim(
 )
 @click.option(
     "--sim-attenuation",
-    type=float,
+    type=FiniteFloat(),
     default=20.0,
     show_default=True,
     help="--link sim / --backend sim: attenuation EV -> EVSE, dB.",
 )
 @click.option(
     "--sim-adjacent",
-    type=float,
+    type=FiniteFloat(),
     default=None,
     help="--link sim: add an adjacent charger at this attenuation, dB (cross-talk).",
 )

@@ -16,6 +16,7 @@ import click
 from rich.table import Table
 
 from v2gtool.cli.hw_common import HwSession, hw_options, open_session
+from v2gtool.cli.params import FiniteFloatRange
 from v2gtool.errors import ConfigError
 from v2gtool.hw.cablecheck import CableCheckReport, CableCheckSettings, run_cable_check
 from v2gtool.hw.errors import IsolationFaultError
@@ -133,27 +134,27 @@ def _show(session: HwSession, report: CableCheckReport, record: dict[str, Any]) 
 @click.command("isolation-check", epilog=EXIT_CODES)
 @click.option("--edition", type=click.Choice([e.value for e in Edition]), help="IEC 61851-23 edition [2023].")
 @click.option(
-    "--ev-max-voltage", type=click.FloatRange(min=1.0), help="EVMaximumVoltage [sim: the vehicle's]."
+    "--ev-max-voltage", type=FiniteFloatRange(min=1.0), help="EVMaximumVoltage [sim: the vehicle's]."
 )
 @click.option(
-    "--evse-max-voltage", type=click.FloatRange(min=1.0), help="EVSE maximum [config rated_voltage_v]."
+    "--evse-max-voltage", type=FiniteFloatRange(min=1.0), help="EVSE maximum [config rated_voltage_v]."
 )
 @click.option("--samples", type=click.IntRange(min=1), default=10, show_default=True, help="IMD samples.")
 @click.option(
-    "--interval", type=click.FloatRange(min=0.01), default=1.0, show_default=True, help="Seconds apart."
+    "--interval", type=FiniteFloatRange(min=0.01), default=1.0, show_default=True, help="Seconds apart."
 )
 @click.option(
-    "--settle", type=click.FloatRange(min=0.0), default=2.0, show_default=True, help="Grace (s) after ramp."
+    "--settle", type=FiniteFloatRange(min=0.0), default=2.0, show_default=True, help="Grace (s) after ramp."
 )
 @click.option(
     "--trace-interval",
-    type=click.FloatRange(min=0.01),
+    type=FiniteFloatRange(min=0.01),
     default=0.5,
     show_default=True,
     help="Trace step (s).",
 )
 @click.option(
-    "--at", "at_s", type=click.FloatRange(min=0.0), default=0.0, help="sim: start at this simulated time."
+    "--at", "at_s", type=FiniteFloatRange(min=0.0), default=0.0, help="sim: start at this simulated time."
 )
 @click.option(
     "--plot", type=click.Path(dir_okay=False, path_type=Path), help="Write the trace as PNG (matplotlib)."

@@ -26,6 +26,7 @@ from rich.markup import escape
 
 from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
+from v2gtool.cli.params import FiniteFloatRange
 from v2gtool.cli.progress import spinner
 from v2gtool.cli.realtime import apply_options, realtime_options
 from v2gtool.errors import V2GToolError
@@ -246,7 +247,7 @@ def tls_options(func: F) -> F:
 )
 @click.option(
     "--speed",
-    type=click.FloatRange(min=1.0),
+    type=FiniteFloatRange(min=1.0),
     default=1.0,
     show_default=True,
     help="Run the simulated power path this many times faster than real time.",
@@ -396,18 +397,18 @@ async def serve_sessions(
 @click.option("--control-mode", type=click.Choice(["scheduled", "dynamic"]), default="scheduled", show_default=True)
 @click.option("--direction", type=click.Choice(["charge", "discharge"]), default="charge", show_default=True)
 @click.option(
-    "--duration", type=click.FloatRange(min=0), default=10.0, show_default=True, help="Seconds of DC_ChargeLoop."
+    "--duration", type=FiniteFloatRange(min=0), default=10.0, show_default=True, help="Seconds of DC_ChargeLoop."
 )
 @click.option(
     "--timeout-scale",
-    type=click.FloatRange(min=1.0),
+    type=FiniteFloatRange(min=1.0),
     default=1.0,
     show_default=True,
     help="Multiply every message timeout (for slow test peers).",
 )
 @click.option(
     "--precharge-tolerance",
-    type=click.FloatRange(min=0),
+    type=FiniteFloatRange(min=0),
     default=20.0,
     show_default=True,
     help="Volts between EVSEPresentVoltage and the battery before the EV closes its contactors.",

@@ -29,6 +29,7 @@ from rich.markup import escape
 from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.live import DEFAULT_TCP_PORT, Plant, build_plant, serve_sessions, tls_dirs, tls_options
 from v2gtool.cli.output import emit_json, json_option, use_json
+from v2gtool.cli.params import FiniteFloatRange
 from v2gtool.iso20.events import PowerFlow, SessionEnded
 from v2gtool.ocpp import rpc
 from v2gtool.ocpp.outbox import Outbox
@@ -130,7 +131,7 @@ def _printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
 )
 @click.option(
     "--meter-interval",
-    type=click.FloatRange(min=0.1),
+    type=FiniteFloatRange(min=0.1),
     default=10.0,
     show_default=True,
     help="Seconds between TransactionEvent meter values (SampledDataTxUpdatedInterval).",
@@ -150,21 +151,21 @@ def _printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
 @click.option("--key", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Its private key.")
 @click.option(
     "--stagger",
-    type=click.FloatRange(min=0),
+    type=FiniteFloatRange(min=0),
     default=0.0,
     show_default=True,
     help="Seconds between the stations' first sessions (cars do not all plug in at once).",
 )
 @click.option(
     "--tick-ms",
-    type=click.FloatRange(min=0.1, max=10),
+    type=FiniteFloatRange(min=0.1, max=10),
     default=1.0,
     show_default=True,
     help="The simulated stations' control-loop period (a large park may run coarser).",
 )
 @click.option(
     "--speed",
-    type=click.FloatRange(min=0.01),
+    type=FiniteFloatRange(min=0.01),
     default=1.0,
     show_default=True,
     help="Simulated seconds per wall second (OCPP timestamps stay wall-clock).",

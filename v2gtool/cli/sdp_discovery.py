@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
+from v2gtool.cli.params import FiniteFloatRange
 from v2gtool.cli.progress import Spinner, spinner
 from v2gtool.net.sdp_transport import discover, serve_sdp
 from v2gtool.sdp import (
@@ -127,7 +128,7 @@ async def _serve(
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0.001),
+    type=FiniteFloatRange(min=0.001),
     default=SDP_REQUEST_TIMEOUT,
     show_default=True,
     help="EV: seconds to wait per request.",

@@ -43,6 +43,7 @@ from v2gtool.cli.live import (
     vehicle_config,
 )
 from v2gtool.cli.output import emit_json, json_option, use_json
+from v2gtool.cli.params import FiniteFloatRange
 from v2gtool.cli.progress import Spinner, spinner
 from v2gtool.cli.realtime import apply_options, realtime_options
 from v2gtool.errors import V2GToolError
@@ -121,8 +122,8 @@ def session() -> None:
     type=click.Choice(["signed", "channel"]),
     help="Discharge on the wire: negative currents (signed) or magnitudes + BPT_ChannelSelection.",
 )
-@click.option("--power", type=click.FloatRange(min=0), help="Requested power in W (Dynamic: the grid request).")
-@click.option("--duration", type=click.FloatRange(min=0), help="Seconds of energy transfer (simulated time).")
+@click.option("--power", type=FiniteFloatRange(min=0), help="Requested power in W (Dynamic: the grid request).")
+@click.option("--duration", type=FiniteFloatRange(min=0), help="Seconds of energy transfer (simulated time).")
 @click.option(
     "--trace",
     "trace_path",
@@ -138,7 +139,7 @@ def session() -> None:
 )
 @click.option(
     "--speed",
-    type=click.FloatRange(min=0),
+    type=FiniteFloatRange(min=0),
     default=0,
     show_default=True,
     help="Simulated seconds per wall second; 0 runs as fast as possible.",

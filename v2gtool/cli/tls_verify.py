@@ -19,6 +19,7 @@ from rich.markup import escape
 
 from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
+from v2gtool.cli.params import FiniteFloatRange
 from v2gtool.cli.progress import Spinner, spinner
 from v2gtool.pki.create import DEFAULT_CERTS_DIR
 from v2gtool.pki.probe import HandshakeReport, handshake_as_client, handshake_as_server
@@ -183,7 +184,7 @@ def _sockaddr(host: str, port: int) -> tuple[Any, ...]:
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0.1),
+    type=FiniteFloatRange(min=0.1),
     default=20.0,
     show_default=True,
     help="Seconds for connect + handshake (V2G_EVCC_CommunicationSetup_Timeout is 20 s).",

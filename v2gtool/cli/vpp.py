@@ -23,6 +23,7 @@ from rich.table import Table
 
 from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
+from v2gtool.cli.params import FiniteFloat, FiniteFloatRange
 from v2gtool.errors import ConfigError, V2GToolError
 from v2gtool.ocpp.control_api import serve_control
 from v2gtool.ocpp.csms import Dispatched, StationConnected, StationLeft, Vpp, VppConfig
@@ -97,7 +98,7 @@ def _printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
 @click.option(
     "--state-dir", type=click.Path(file_okay=False, path_type=Path), help="Transaction log [default: /var/lib/v2g/vpp]."
 )
-@click.option("--period", type=click.FloatRange(min=0.05), default=1.0, show_default=True, help="Control period, s.")
+@click.option("--period", type=FiniteFloatRange(min=0.05), default=1.0, show_default=True, help="Control period, s.")
 @click.option(
     "--cert", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Server certificate (wss://)."
 )
@@ -112,8 +113,8 @@ def _printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="station-id:password lines (HTTP Basic, security profile 1/2).",
 )
-@click.option("--dispatch-kw", type=float, help="Deliver this many kW into the grid from the start.")
-@click.option("--dispatch-duration", type=click.FloatRange(min=1), default=900, show_default=True, help="Seconds.")
+@click.option("--dispatch-kw", type=FiniteFloat(), help="Deliver this many kW into the grid from the start.")
+@click.option("--dispatch-duration", type=FiniteFloatRange(min=1), default=900, show_default=True, help="Seconds.")
 @json_option
 @click.pass_context
 def serve_cmd(
@@ -224,8 +225,8 @@ http_option = click.option(
 
 @vpp.command("dispatch")
 @http_option
-@click.option("--power-kw", type=float, required=True, help="kW into the grid (negative: the fleet absorbs).")
-@click.option("--duration", type=click.FloatRange(min=1), default=900, show_default=True, help="Seconds.")
+@click.option("--power-kw", type=FiniteFloat(), required=True, help="kW into the grid (negative: the fleet absorbs).")
+@click.option("--duration", type=FiniteFloatRange(min=1), default=900, show_default=True, help="Seconds.")
 @click.option("--cancel", is_flag=True, help="Cancel the running request instead.")
 @json_option
 @click.pass_context
@@ -281,7 +282,7 @@ def fleet_table(snapshot: dict[str, Any]) -> Table:
 @vpp.command("status")
 @http_option
 @click.option("--once", is_flag=True, help="One snapshot, then exit.")
-@click.option("--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True, help="Refresh, s.")
+@click.option("--interval", type=FiniteFloatRange(min=0.1), default=1.0, show_default=True, help="Refresh, s.")
 @json_option
 @click.pass_context
 def status_cmd(ctx: click.Context, http_url: str, once: bool, interval: float, json_out: bool) -> None:

@@ -34,7 +34,7 @@ class MmeReceived(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class MmeRejected(Event):
-    """A frame on the HomePlug EtherType that did not decode; counted, then dropped."""
+    """A frame on the HomePlug EtherType that did not decode, or came from where it must not; dropped."""
 
     role: str
     reason: str

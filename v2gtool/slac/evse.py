@@ -19,7 +19,7 @@ import secrets
 
 from v2gtool.slac import mme
 from v2gtool.slac.diagnosis import Diagnosis
-from v2gtool.slac.events import AttenuationMeasured, ControlPilotRequest
+from v2gtool.slac.events import AttenuationMeasured, ControlPilotRequest, MmeRejected
 from v2gtool.slac.keys import derive_nid, generate_nmk
 from v2gtool.slac.machine import STATE_TIMER_KEY, RandomBytes, SlacMachine, SlacResult
 from v2gtool.slac.states import Role, SlacState, Trigger
@@ -61,6 +61,7 @@ class EvseSlac(SlacMachine):
         self.evse_id = evse_id[:17].ljust(17, b"\0")
         self.sequence_retries = 0
         self._key_requests = 0
+        self.own_modem: str | None = None  # the MAC the modem answered CM_SET_KEY.REQ from
         self._reset_attempt()
 
     def _reset_attempt(self) -> None:
@@ -87,6 +88,7 @@ class EvseSlac(SlacMachine):
         to_me = frame.dst == self.mac
         match body:
             case mme.CM_SET_KEY_CNF() if to_me and self.state is S.SETTING_KEY:
+                self.own_modem = frame.src
                 if mme.set_key_succeeded(body):
                     self._transition(Trigger.KEY_CONFIRMED, now)
                     self._emit(ControlPilotRequest(t=now, cp="5%"))
@@ -96,9 +98,15 @@ class EvseSlac(SlacMachine):
                 if body.link_status == 1:
                     self._matched(now)
             case mme.CM_ATTEN_PROFILE_IND() if self.state is S.SOUNDING:
-                # From the own modem only (it is on the host side); QCA firmware sends it to the
-                # host's MAC, others (seen in captures) to broadcast.
-                if body.pev_mac == self.ev_mac and body.num_groups > 0:
+                # From the own modem only, the station that confirmed CM_SET_KEY (it is on the host
+                # side); QCA firmware sends it to the host's MAC, others (seen in captures) to
+                # broadcast. The same MME from anywhere else (the EV, a neighbour over the cable)
+                # would let its sender choose the attenuation this EVSE reports.
+                if frame.src != self.own_modem:
+                    self._emit(MmeRejected(t=now, role=self.role.value,
+                                           reason=f"CM_ATTEN_PROFILE.IND from {frame.src}, not from this "
+                                                  f"EVSE's modem {self.own_modem}: ignored"))
+                elif body.pev_mac == self.ev_mac and body.num_groups > 0:
                     self.profiles.append([int(a) for a in body.aag])
                     if len(self.profiles) >= self.num_sounds:
                         self._sounding_complete(now)

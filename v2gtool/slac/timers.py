@@ -8,11 +8,17 @@ attenuation threshold) are kept apart and say where their defaults come from.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from v2gtool.errors import ConfigError
+
+# Settings the EVSE sends in one octet each of CM_SLAC_PARM.CNF (ISO 15118-3 Annex A): NUM_SOUNDS,
+# and TIME_OUT in units of 100 ms.
+_OCTET_LIMITS = {"C_EV_match_MNBC": (1, 255, "NUM_SOUNDS is one octet and at least one sound is needed"),
+                 "TT_EVSE_match_MNBC": (0.1, 25.5, "TIME_OUT is one octet in units of 100 ms")}
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,11 @@ class SlacTimers:
                 converted = kind(value)
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"{where}: {name} = {value!r} is not a number") from exc
-            if converted < 0:
-                raise ConfigError(f"{where}: {name} = {value!r} must not be negative")
+            if not math.isfinite(converted) or converted < 0:
+                raise ConfigError(f"{where}: {name} = {value!r} must be a finite number, not negative")
+            if name in _OCTET_LIMITS:
+                low, high, why = _OCTET_LIMITS[name]
+                if not low <= converted <= high:
+                    raise ConfigError(f"{where}: {name} = {value!r} is outside {low} .. {high} ({why})")
             kwargs[name] = converted
         return dataclasses.replace(cls(), **kwargs)

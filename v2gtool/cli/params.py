@@ -1,0 +1,46 @@
+"""Option types shared by the subcommands: numbers that must be finite, and MAC addresses.
+
+``click``'s own float types take ``nan`` and ``inf`` (every comparison with a bound of a range is
+false for ``nan``), which then reach timers, set-points and frame builders as values no physical
+quantity has; these refuse them as a usage error naming the option.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import click
+
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+
+
+class _Finite(click.ParamType[float]):
+    """Mixin: the float the next type in the MRO converts, refused when it is nan or infinite."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+class FiniteFloat(_Finite, click.types.FloatParamType):
+    """Any finite float."""
+
+
+class FiniteFloatRange(_Finite, click.FloatRange):
+    """A finite float within ``click.FloatRange``'s bounds."""
+
+
+class MacAddress(click.ParamType[str]):
+    """An IEEE 802 MAC address written as six colon-separated octets; given back in lower case."""
+
+    name = "mac"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value).strip().lower().replace("-", ":")
+        if not _MAC.fullmatch(text):
+            self.fail(f"{value!r} is not a MAC address (six octets, e.g. 00:b0:52:00:00:01).", param, ctx)
+        return text
