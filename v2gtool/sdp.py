@@ -253,6 +253,17 @@ def result_from_json(record: Any) -> SdpResult:
         raise SdpError(f"sdp-discovery record: bad or missing field {exc}") from None
 
 
+def _check_usable(response: SdpResponse) -> None:
+    """Refuse a response the EVCC cannot connect to: V2G communication is IPv6 link-local only and
+    the EVCC asked for TCP (ISO 15118-2 clause 7.10.1, ISO 15118-20 clause 7.10.1.3; see
+    ../shared/spec/standards.md section 2). A multicast, unspecified, global or IPv4-mapped address
+    would send the TCP connection, and the EV's certificate checks, somewhere else."""
+    if not response.address.is_link_local or response.address.is_multicast:
+        raise SdpError(f"SDP response: SECC address {response.address} is not an IPv6 link-local unicast address")
+    if response.transport != TransportProtocol.TCP:
+        raise SdpError(f"SDP response: transport {response.transport.name}, the EVCC connects over TCP only")
+
+
 class SdpClient:
     """The EVCC side: one request every ``request_timeout`` seconds, at most ``max_requests``.
 
@@ -331,6 +342,7 @@ class SdpClient:
             return None  # finished or not started: late or stray datagrams are ignored
         try:
             response = decode_response(data)
+            _check_usable(response)
         except SdpError as exc:
             self._malformed += 1
             self._events.append(

@@ -80,6 +80,28 @@ def test_client_counts_malformed_and_keeps_waiting() -> None:
     assert result is not None and result.malformed == 1
 
 
+@pytest.mark.parametrize(
+    ("address", "transport", "reason"),
+    [
+        ("ff02::1", TransportProtocol.TCP, "SECC address ff02::1 is not an IPv6 link-local unicast address"),
+        ("::", TransportProtocol.TCP, "SECC address :: is not"),
+        ("2001:db8::1", TransportProtocol.TCP, "SECC address 2001:db8::1 is not"),
+        ("::ffff:1.2.3.4", TransportProtocol.TCP, "is not an IPv6 link-local unicast address"),
+        ("fe80::2", TransportProtocol.UDP, "transport UDP, the EVCC connects over TCP only"),
+    ],
+)
+def test_client_skips_a_response_it_cannot_connect_to(address: str, transport: TransportProtocol,
+                                                      reason: str) -> None:
+    client = SdpClient(Security.TLS)
+    client.start(0.0)
+    unusable = SdpResponse(ipaddress.IPv6Address(address), 61000, Security.TLS, transport)
+    assert client.datagram_received(encode_response(unusable), "fe80::9", 0.1) is None
+    assert client.deadline == pytest.approx(0.25)  # still waiting for a usable SECC
+    (malformed,) = [e for e in client.take_events() if isinstance(e, SdpMalformedDatagram)]
+    assert reason in malformed.reason
+    assert client.datagram_received(encode_response(RESPONSE), "fe80::2", 0.2) is not None
+
+
 def test_client_ignores_datagrams_before_start_and_after_result() -> None:
     client = SdpClient(Security.TLS)
     assert client.datagram_received(encode_response(RESPONSE), "fe80::2", 0.0) is None
