@@ -158,7 +158,7 @@ def test_no_secc_fails_after_the_last_request(veth: VethLink) -> None:
     future = veth.run_in(
         veth.ev_ns, lambda: _discover(veth, Security.TLS, events, request_timeout=0.02, max_requests=4)
     )
-    with pytest.raises(SdpError, match="no SDP response after 4 requests"):
+    with pytest.raises(SdpError, match=f"no SDP response after 4 requests to ff02::1 on {veth.ev_if}"):
         future.result(10)
 
 
@@ -246,6 +246,19 @@ def test_cli_unknown_interface_is_one_line(veth: VethLink, cli: Callable[..., su
     _, err = ev.communicate(timeout=30)
     assert ev.returncode == 1
     assert err == "v2gtool: error: network interface 'nosuch0' does not exist\n"
+
+
+def test_cli_interface_without_link_local_fails_at_once(veth: VethLink,
+                                                        cli: Callable[..., subprocess.Popen[str]]) -> None:
+    """A down interface (one end of a veth pair, never set up) has no IPv6 link-local address: said
+    at once, not after 50 requests that could never leave (each an EADDRNOTAVAIL)."""
+    subprocess.run(["ip", "netns", "exec", veth.ev_ns, "ip", "link", "add", "nolla0", "type", "veth",
+                    "peer", "name", "nollb0"], check=True)
+    start = time.monotonic()
+    ev = cli(veth.ev_ns, "sdp-discovery", "--iface", "nolla0")
+    _, err = ev.communicate(timeout=30)
+    assert ev.returncode == 1 and time.monotonic() - start < 5
+    assert err == "v2gtool: error: interface 'nolla0' has no usable IPv6 link-local address (none configured)\n"
 
 
 def _wait_listening(ns: str, port: int) -> None:

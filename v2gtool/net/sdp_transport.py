@@ -53,15 +53,20 @@ def interface_index(iface: str) -> int:
         raise SdpError(f"network interface {iface!r} does not exist") from None
 
 
-def link_local_address(iface: str, if_inet6: Path = _IF_INET6) -> ipaddress.IPv6Address:
-    """The usable (DAD finished) IPv6 link-local address of *iface*, which the SECC announces."""
+def link_local_address(iface: str, if_inet6: Path = _IF_INET6, *, tentative_ok: bool = False) -> ipaddress.IPv6Address:
+    """The usable (DAD finished) IPv6 link-local address of *iface*, which the SECC announces.
+
+    With *tentative_ok* an address still in duplicate address detection counts too: the EVCC's
+    requests go out once it is usable, within the retries SDP allows.
+    """
     interface_index(iface)
     tentative = False
     for line in if_inet6.read_text().splitlines():
         fields = line.split()
         if len(fields) != 6 or fields[5] != iface or int(fields[3], 16) != _SCOPE_LINK:
             continue
-        if int(fields[4], 16) & (_IFA_F_TENTATIVE | _IFA_F_DADFAILED):
+        flags = int(fields[4], 16)
+        if flags & _IFA_F_DADFAILED or (flags & _IFA_F_TENTATIVE and not tentative_ok):
             tentative = True
             continue
         return ipaddress.IPv6Address(bytes.fromhex(fields[0]))
@@ -118,7 +123,8 @@ class _ClientProtocol(asyncio.DatagramProtocol):
             self._send(datagram)
         elif self._client.failed and not self.done.done():
             self.done.set_exception(
-                SdpError(f"no SDP response after {self._client.attempts} requests on {self._destination[0]}")
+                SdpError(f"no SDP response after {self._client.attempts} requests to "
+                         f"{self._destination[0]} on {socket.if_indextoname(self._destination[3])}")
             )
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
@@ -149,8 +155,10 @@ async def discover(
     server_port: int = SDP_SERVER_PORT,
     on_event: EventSink | None = None,
 ) -> SdpResult:
-    """Find the SECC on *iface* as the EVCC does; raise :class:`SdpError` after *max_requests* tries."""
+    """Find the SECC on *iface* as the EVCC does; raise :class:`SdpError` after *max_requests* tries,
+    or at once when *iface* has no IPv6 link-local address to send from."""
     index = interface_index(iface)
+    link_local_address(iface, tentative_ok=True)
     sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     try:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
