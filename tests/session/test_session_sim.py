@@ -173,6 +173,27 @@ def test_cli_sim_refuses_a_keylog_it_could_not_write(tmp_path: Path) -> None:
     assert not keylog.exists()
 
 
+def test_cli_trace_in_a_directory_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    proc = subprocess.run([sys.executable, "-m", "v2gtool", "session", "run", "--sim", "--trace",
+                           str(blocker / "sub" / "trace.pcap")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr == f"v2gtool: error: cannot create the trace's directory {blocker / 'sub'}: Not a directory\n"
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--service", "AC"], "Invalid value for '--service'"),
+    (["--service", "DC", "--direction", "discharge"], "a discharge needs the DC_BPT service, not DC"),
+    (["--duration", "1e300"], "Invalid value for '--duration'"),
+    (["--trace", "x.pcap"], "--trace FILE and --no-trace contradict each other"),
+])
+def test_cli_options_no_session_can_run_are_refused_before_it_starts(options: list[str], message: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "v2gtool", "session", "run", "--sim", "--no-trace", *options],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_trace_of_a_discharge_session_reads_back_with_pcap_decode_and_tshark(tmp_path: Path) -> None:
     trace = tmp_path / "trace.pcap"
     proc = subprocess.run([sys.executable, "-m", "v2gtool", "--json", "session", "run", "--sim", "--direction",

@@ -53,6 +53,7 @@ from v2gtool.iso20.pnc import Contract
 from v2gtool.iso20.states import State
 from v2gtool.iso20.values import ControlMode, SignConvention, service_from_name, service_name
 from v2gtool.net.netns import veth_pair
+from v2gtool.net.pcapwriter import PcapWriteError
 from v2gtool.net.v2g_tcp import Ending
 from v2gtool.pki.profiles import Protocol
 from v2gtool.pki.tls import client_context, server_context
@@ -114,7 +115,11 @@ def session() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="TOML scenario: [session], [vehicle], [charger], [plant], [[at]] (faults).",
 )
-@click.option("--service", help="DC or DC_BPT (DC_V2G is accepted as an alias of DC_BPT).")
+@click.option(
+    "--service",
+    type=click.Choice(["DC", "DC_BPT", "DC_V2G"], case_sensitive=False),
+    help="Energy transfer service (DC_V2G is accepted as an alias of DC_BPT).",
+)
 @click.option("--control-mode", type=click.Choice(["scheduled", "dynamic"]), help="ISO 15118-20 control mode.")
 @click.option("--direction", type=click.Choice(["charge", "discharge"]), help="Energy flow (discharge = V2G).")
 @click.option(
@@ -123,7 +128,11 @@ def session() -> None:
     help="Discharge on the wire: negative currents (signed) or magnitudes + BPT_ChannelSelection.",
 )
 @click.option("--power", type=FiniteFloatRange(min=0), help="Requested power in W (Dynamic: the grid request).")
-@click.option("--duration", type=FiniteFloatRange(min=0), help="Seconds of energy transfer (simulated time).")
+@click.option(
+    "--duration",
+    type=FiniteFloatRange(min=0, max=2**32 - 1),
+    help="Seconds of energy transfer (simulated time; an xs:unsignedInt on the wire).",
+)
 @click.option(
     "--trace",
     "trace_path",
@@ -188,13 +197,11 @@ def run(
     if sim and keylog is not None:
         raise click.UsageError("--keylog: --sim runs the session over plain TCP on loopback, there are no TLS "
                                "secrets to log; use --netns or --role evse|ev for TLS 1.3")
-    try:
-        chosen_service = service_from_name(service) if service else None
-    except KeyError:
-        raise click.BadParameter(f"{service!r} is not DC, DC_BPT or DC_V2G", param_hint="--service") from None
+    if no_trace and trace_path is not None:
+        raise click.UsageError("--trace FILE and --no-trace contradict each other")
     scenario = scenarios.load(
         scenario_path,
-        service=chosen_service,
+        service=service_from_name(service) if service else None,
         control_mode=ControlMode[control_mode.upper()] if control_mode else None,
         direction=Direction(direction) if direction else None,
         sign_convention=SignConvention(sign_convention) if sign_convention else None,
@@ -359,7 +366,10 @@ def _wait(child: subprocess.Popen[bytes], timeout: float) -> int:
 def _open_trace(app: AppContext, path: Path | None) -> SessionTrace | None:
     """The trace file; the default location is skipped with a warning when it cannot be written."""
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PcapWriteError(f"cannot create the trace's directory {path.parent}: {exc.strerror}") from None
         return SessionTrace(path)
     default = Path(app.config.get("session", "trace", DEFAULT_TRACE))
     try:

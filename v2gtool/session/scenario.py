@@ -39,6 +39,7 @@ Every key is optional; errors name the file and key in one line.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -133,46 +134,82 @@ def load(path: Path | None, **overrides: Any) -> SessionScenario:
             raise ConfigError(f"scenario {path}: {exc}") from None
         scenario = _from_tables(raw, str(path))
     changes = {k: v for k, v in overrides.items() if v is not None}
-    return dataclasses.replace(scenario, **changes)
+    scenario = dataclasses.replace(scenario, **changes)
+    if scenario.direction is Direction.DISCHARGE and scenario.service is not ServiceID.DC_BPT:
+        where = f"scenario {path}: " if path is not None else ""
+        raise ConfigError(f"{where}a discharge needs the DC_BPT service, not {scenario.service.name}")
+    return scenario
+
+
+# [session] keys that are numbers: (lowest, highest, what the range comes from). The wire bounds are
+# ISO 15118-20's: Duration is an xs:unsignedInt (V2G_CI_CommonMessages.xsd PowerScheduleEntryType),
+# TargetSOC and MinimumSOC a percentValueType 0..100 (V2G_CI_CommonTypes.xsd).
+_NUMBERS: dict[str, tuple[float, float, str]] = {
+    "duration": (0.0, 2.0**32 - 1, "seconds, an xs:unsignedInt on the wire"),
+    "power": (0.0, math.inf, "W, the direction gives the sign"),
+    "target_soc": (0.0, 100.0, "%"),
+    "min_soc": (0.0, 100.0, "%"),
+    "standby_at": (0.0, math.inf, "seconds into the loop"),
+    "standby_for": (0.0, math.inf, "seconds"),
+    "metering_confirmation_interval": (1e-3, math.inf, "seconds"),
+}
+# [session] keys that name something: how a name becomes the value.
+_NAMES: dict[str, Callable[[str], Any]] = {
+    "service": service_from_name,
+    "control_mode": lambda name: ControlMode[name.upper()],
+    "direction": lambda name: Direction(name.lower()),
+    "sign_convention": lambda name: SignConvention(name.lower()),
+}
+
+
+def _number(value: Any, key: str, where: str) -> float:
+    """*value* of the [session] number *key*: a TOML integer or float within its range."""
+    low, high, unit = _NUMBERS[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if not low <= value <= high:
+        bounds = f">= {low:g}" if high == math.inf else f"within {low:g} .. {high:g}"
+        raise ConfigError(f"{where}: {value!r} is not {bounds} ({unit})")
+    return float(value)
+
+
+def _session(session: dict[str, Any], source: str) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    for key, value in session.items():
+        where = f"scenario {source}: [session] {key}"
+        if key in _NUMBERS:
+            changes[key] = _number(value, key, where)
+        elif key in _NAMES:
+            try:
+                if not isinstance(value, str):
+                    raise TypeError(value)
+                changes[key] = _NAMES[key](value)
+            except (KeyError, ValueError, TypeError):
+                raise ConfigError(f"{where}: invalid value {value!r}") from None
+        else:
+            raise ConfigError(f"{where}: unknown key")
+    if changes.get("service", ServiceID.DC) not in DC_SERVICES:
+        raise ConfigError(f"scenario {source}: [session] service: {session['service']!r} is not DC or DC_BPT")
+    if changes.get("min_soc", 0.0) > changes.get("target_soc", 100.0):
+        raise ConfigError(f"scenario {source}: [session] min_soc {changes['min_soc']:g} is above target_soc "
+                          f"{changes['target_soc']:g}")
+    return changes
 
 
 def _from_tables(raw: dict[str, Any], source: str) -> SessionScenario:
     unknown = set(raw) - {"session", "vehicle", "charger", "plant", "at"}
     if unknown:
         raise ConfigError(f"scenario {source}: unknown table [{sorted(unknown)[0]}]")
-    session = _table(raw, "session", source)
-    changes: dict[str, Any] = {}
-    for key, value in session.items():
-        where = f"scenario {source}: [session] {key}"
-        try:
-            if key == "service":
-                changes[key] = service_from_name(str(value))
-            elif key == "control_mode":
-                changes[key] = ControlMode[str(value).upper()]
-            elif key == "direction":
-                changes[key] = Direction(str(value).lower())
-            elif key == "sign_convention":
-                changes[key] = SignConvention(str(value).lower())
-            elif key in (
-                "duration",
-                "power",
-                "target_soc",
-                "min_soc",
-                "standby_at",
-                "standby_for",
-                "metering_confirmation_interval",
-            ):
-                changes[key] = float(value)
-            else:
-                raise ConfigError(f"{where}: unknown key")
-        except (KeyError, ValueError, TypeError):
-            raise ConfigError(f"{where}: invalid value {value!r}") from None
+    changes = _session(_table(raw, "session", source), source)
     charger = dict(_table(raw, "charger", source))
     if "bpt" in charger:
-        changes["bpt"] = bool(charger.pop("bpt"))
+        bpt = charger.pop("bpt")
+        if not isinstance(bpt, bool):
+            raise ConfigError(f"scenario {source}: [charger] bpt: expected true or false, got {bpt!r}")
+        changes["bpt"] = bpt
     if "bpt_allowed_from" in charger:
         start = charger.pop("bpt_allowed_from")
-        if isinstance(start, bool) or not isinstance(start, int | float) or start < 0:
+        if isinstance(start, bool) or not isinstance(start, int | float) or not 0 <= start < math.inf:
             raise ConfigError(f"scenario {source}: [charger] bpt_allowed_from: expected seconds >= 0, got {start!r}")
         changes["bpt_allowed_from"] = float(start)
     changes["vehicle"] = _limits(VEHICLE_LIMITS, _table(raw, "vehicle", source), f"scenario {source}: [vehicle]")
@@ -193,12 +230,19 @@ def _table(raw: dict[str, Any], name: str, source: str) -> dict[str, Any]:
 
 
 def _limits(base: PowerLimits, table: dict[str, Any], where: str) -> PowerLimits:
+    """*base* with the limits *table* sets; each minimum must not exceed its maximum."""
     names = {f.name for f in dataclasses.fields(PowerLimits)}
     changes: dict[str, float] = {}
     for key, value in table.items():
         if key not in names:
             raise ConfigError(f"{where}: unknown key {key!r} (one of {', '.join(sorted(names))})")
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
             raise ConfigError(f"{where} {key}: expected a non-negative number, got {value!r}")
         changes[key] = float(value)
-    return dataclasses.replace(base, **changes)
+    limits = dataclasses.replace(base, **changes)
+    for name in sorted(names):
+        if name.startswith("min_"):
+            low, high = getattr(limits, name), getattr(limits, "max_" + name[4:])
+            if low > high:
+                raise ConfigError(f"{where}: {name} {low:g} is above max_{name[4:]} {high:g}")
+    return limits

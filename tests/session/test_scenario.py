@@ -1,0 +1,58 @@
+"""Scenario files: what a field engineer writes by hand is checked when it is read, each error in one
+line naming the file and the key, before any session starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from v2gtool.errors import ConfigError
+from v2gtool.iso20.evcc import Direction
+from v2gtool.iso20.values import ServiceID
+from v2gtool.session import scenario as scenarios
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[charger]\nbpt = "false"', "[charger] bpt: expected true or false, got 'false'"),  # was truthy: V2G on
+        ('[session]\npower = "11000"', "[session] power: expected a number, got '11000'"),
+        ("[session]\nduration = nan", "[session] duration: expected a number, got nan"),  # was a traceback
+        ("[session]\nduration = inf", "[session] duration: expected a number, got inf"),
+        ("[session]\nduration = -5", "duration: -5 is not within 0 .. 4.29497e+09"),  # was refused mid-session
+        ("[session]\nduration = 5e9", "an xs:unsignedInt on the wire"),
+        ("[session]\ntarget_soc = 150", "[session] target_soc: 150 is not within 0 .. 100 (%)"),
+        ("[session]\npower = -5000", "[session] power: -5000 is not >= 0 (W, the direction gives the sign)"),
+        ("[session]\nstandby_for = -5", "[session] standby_for: -5 is not >= 0"),
+        ("[session]\nmetering_confirmation_interval = -3", "metering_confirmation_interval: -3 is not >= 0.001"),
+        ("[session]\nmin_soc = 60\ntarget_soc = 50", "[session] min_soc 60 is above target_soc 50"),
+        ('[session]\nservice = "AC"', "[session] service: 'AC' is not DC or DC_BPT"),
+        ("[session]\nservice = 2", "[session] service: invalid value 2"),
+        ("[vehicle]\nmax_voltage = 100", "[vehicle]: min_voltage 250 is above max_voltage 100"),
+        ("[charger]\nmax_charge_current = inf", "[charger] max_charge_current: expected a non-negative number"),
+        ('[session]\ndirection = "discharge"\nservice = "DC"', "a discharge needs the DC_BPT service, not DC"),
+    ],
+)
+def test_a_bad_scenario_is_one_config_error_naming_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError) as caught:
+        scenarios.load(path)
+    assert str(caught.value).startswith(f"scenario {path}: ") and message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_options_that_contradict_each_other_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"^a discharge needs the DC_BPT service, not DC$"):
+        scenarios.load(None, service=ServiceID.DC, direction=Direction.DISCHARGE)
+
+
+def test_a_good_scenario_keeps_its_values(tmp_path: Path) -> None:
+    path = tmp_path / "good.toml"
+    path.write_text('[session]\nservice = "DC_V2G"\ndirection = "discharge"\nduration = 600\ntarget_soc = 90\n'
+                    "min_soc = 30\n[charger]\nbpt = false\n[vehicle]\nmax_voltage = 400\nmin_voltage = 300\n")
+    scenario = scenarios.load(path, power=11000.0)
+    assert (scenario.service, scenario.direction, scenario.duration) == (ServiceID.DC_BPT, Direction.DISCHARGE, 600.0)
+    assert (scenario.target_soc, scenario.min_soc, scenario.bpt, scenario.power) == (90.0, 30.0, False, 11000.0)
+    assert (scenario.vehicle.max_voltage, scenario.vehicle.min_voltage) == (400.0, 300.0)
