@@ -153,14 +153,31 @@ def test_cli_session_run_json(tmp_path: Path) -> None:
     assert len(matched) == 2 and all(r["nmk"] == "" for r in matched)
 
 
-def test_cli_failed_session_names_the_debugging_subcommand(tmp_path: Path) -> None:
-    path = tmp_path / "iso.toml"
-    path.write_text('[plant]\ninsulation_ohm = 40e3\n')
-    proc = subprocess.run([sys.executable, "-m", "v2gtool", "session", "run", "--sim", "--scenario", str(path)],
-                          capture_output=True, text=True, timeout=120)
+@pytest.mark.parametrize(("scenario", "cause"), [
+    ("[plant]\ninsulation_ohm = 40e3\n", "(insulation 39.8 kΩ below the 100 kΩ fault threshold)"),
+    ('[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 0\nfault = "imd_self_test"\n', "(cable check: IMD self-test failed)"),
+    ('[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 0\nfault = "stuck_open"\n', "(contactor K1 stuck open)"),
+])
+def test_cli_failed_session_names_the_cause_and_the_debugging_subcommand(tmp_path: Path, scenario: str,
+                                                                           cause: str) -> None:
+    """A ResponseCode FAILED has no text: the station's own fault is named beside it."""
+    path = tmp_path / "fault.toml"
+    path.write_text(scenario)
+    proc = subprocess.run([sys.executable, "-m", "v2gtool", "session", "run", "--sim", "--no-trace", "--scenario",
+                           str(path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
-    assert "debug with `v2gtool isolation-check`" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert proc.stderr == (f"v2gtool: error: session failed in DC_CableCheck: DC_CableCheckRes FAILED {cause}; "
+                           "debug with `v2gtool isolation-check`\n")
+
+
+def test_cli_failed_session_gives_the_evs_reason_not_the_dropped_link(tmp_path: Path) -> None:
+    path = tmp_path / "low.toml"
+    path.write_text("[charger]\nmax_voltage = 300\n")  # below the battery: the precharge never gets there
+    proc = subprocess.run([sys.executable, "-m", "v2gtool", "session", "run", "--sim", "--no-trace", "--scenario",
+                           str(path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "session failed in DC_PreCharge: V2G_EVCC_PreCharge timeout after 10 s" in proc.stderr
+    assert "the EVCC closed the connection" not in proc.stderr
 
 
 def test_cli_sim_refuses_a_keylog_it_could_not_write(tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ from v2gtool.cli.params import FiniteFloatRange
 from v2gtool.cli.progress import Spinner, spinner
 from v2gtool.cli.realtime import apply_options, realtime_options
 from v2gtool.errors import V2GToolError
+from v2gtool.hw.events import ContactorStuck, InterlockRefused, IsolationFault
 from v2gtool.iso20.evcc import Direction
 from v2gtool.iso20.events import MessageReceived, PhaseChanged, PowerFlow, SessionEnded
 from v2gtool.iso20.pnc import Contract
@@ -61,6 +62,7 @@ from v2gtool.session import scenario as scenarios
 from v2gtool.session.events import Event
 from v2gtool.session.journal import journal_log
 from v2gtool.session.link_chain import slac_on_link
+from v2gtool.session.plant import CableCheckFinished
 from v2gtool.session.runner import SessionResult, run_sim
 from v2gtool.session.trace import SessionTrace
 from v2gtool.slac.machine import SlacResult
@@ -468,7 +470,28 @@ def _report(app: AppContext, result: SessionResult, as_json: bool) -> None:
         if result.reason.startswith("SLAC"):
             phase = "SLAC"
         hint = DEBUG_HINTS.get(phase)
-        ended = next((e for e in reversed(result.events) if isinstance(e, SessionEnded)), None)
-        why = ended.reason if ended else result.reason
+        ended = [e for e in result.events if isinstance(e, SessionEnded)]
+        # The EV's reason first: it names the step that failed; the SECC's often only the dropped link.
+        ended.sort(key=lambda e: e.role != "EVCC")
+        why = ended[0].reason if ended else result.reason
+        cause = _station_cause(result.events)
+        if cause is not None and cause not in why:
+            why = f"{why} ({cause})"
         error = SessionTimeout if result.ending is Ending.TIMEOUT else SessionFailed
         raise error(f"session failed in {phase or 'set-up'}: {why}" + (f"; debug with `{hint}`" if hint else ""))
+
+
+def _station_cause(events: list[Event]) -> str | None:
+    """The station's first fault in *events*: what made a response FAILED, which the -20 message
+    itself cannot say (a ResponseCode has no text)."""
+    for event in events:
+        if isinstance(event, CableCheckFinished) and not event.passed and event.failure:
+            return f"cable check: {event.failure}"
+        if isinstance(event, ContactorStuck):
+            return f"contactor {event.pole.name} stuck {'open' if event.commanded_closed else 'closed'}"
+        if isinstance(event, IsolationFault):
+            return (f"insulation {event.resistance_ohm / 1e3:.1f} kΩ below the "
+                    f"{event.threshold_ohm / 1e3:.0f} kΩ fault threshold")
+        if isinstance(event, InterlockRefused):
+            return f"interlock refused {event.request}: {event.detail}"
+    return None
