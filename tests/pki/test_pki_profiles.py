@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 
-from v2gtool.pki.create import LEAF_DAYS, Chain, build_chain, issue, v2g_name
+from v2gtool.pki.create import LEAF_DAYS, Chain, Issued, build_chain, issue, v2g_name, write_private_key
 from v2gtool.pki.profiles import (
     LEAF_PROFILES,
     SUB_CA_1,
@@ -241,3 +246,56 @@ def test_wrong_signature_hash(cpo: Chain) -> None:
         f"error: wrong-signature-algorithm: {SECC_DN}: "
         "signed with ecdsa-with-SHA256, expected ecdsa-with-SHA512"
     ]
+
+
+needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
+
+
+_LEAF_EXT = "basicConstraints=critical,CA:false\nkeyUsage=critical,digitalSignature,keyAgreement\n"
+_SUB_CA_2_EXT = "basicConstraints=critical,CA:true,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n"
+
+
+def _files(tmp_path: Path, name: str, issued: Issued) -> tuple[Path, Path]:
+    cert, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    cert.write_bytes(issued.cert.public_bytes(Encoding.PEM))
+    write_private_key(key, issued.key)
+    return cert, key
+
+
+def _openssl_issue(
+    tmp_path: Path, name: str, dc: str, extensions: str, ca: tuple[Path, Path]
+) -> tuple[Path, Path]:
+    """A secp521r1 key with explicit curve parameters (``-param_enc explicit``), certified by *ca*."""
+    cert, key, ext = (tmp_path / f"{name}{suffix}" for suffix in (".pem", ".key", ".cnf"))
+    ext.write_text(extensions)
+    openssl = functools.partial(subprocess.run, check=True, capture_output=True)
+    openssl(["openssl", "ecparam", "-name", "secp521r1", "-param_enc", "explicit", "-genkey", "-out", str(key)])
+    csr = openssl(["openssl", "req", "-new", "-key", str(key), "-subj", f"/DC={dc}/CN={name}"]).stdout
+    openssl(
+        ["openssl", "x509", "-req", "-CA", str(ca[0]), "-CAkey", str(ca[1]), "-sha512", "-days", "400",
+         "-set_serial", "7", "-extfile", str(ext), "-out", str(cert)],
+        input=csr,
+    )  # fmt: skip
+    return cert, key
+
+
+@needs_openssl
+def test_explicit_curve_parameters_are_refused_in_leaf_and_sub_ca(tmp_path: Path) -> None:
+    """RFC 5480 section 2.1.1: PKIX EC keys name their curve; openssl -x509_strict refuses others too."""
+    now = dt.datetime.now(dt.UTC)
+    cpo = build_chain("V2G", "V2G", "SECC", LeafRole.SECC, KeyType.SECP521R1, now - dt.timedelta(hours=1))
+    sub_ca_1 = _files(tmp_path, "sub1", cpo.sub_ca_1)
+    leaf = _openssl_issue(tmp_path, "leaf", "CPO", _LEAF_EXT, _files(tmp_path, "sub2", cpo.sub_ca_2))
+    sub_ca_2 = _openssl_issue(tmp_path, "xsub2", "V2G", _SUB_CA_2_EXT, sub_ca_1)
+    leaf_under_it = _openssl_issue(tmp_path, "leaf2", "CPO", _LEAF_EXT, sub_ca_2)
+    for chain, subjects in (
+        ([leaf[0], tmp_path / "sub2.pem"], ["CN=leaf,DC=CPO"]),
+        ([leaf_under_it[0], sub_ca_2[0]], ["CN=leaf2,DC=CPO", "CN=xsub2,DC=V2G"]),
+    ):
+        certs = [x509.load_pem_x509_certificate(p.read_bytes()) for p in [*chain, sub_ca_1[0]]]
+        report = check_chain(certs, [cpo.root.cert], LeafRole.SECC, now=now + dt.timedelta(minutes=1))
+        assert lines(report) == [
+            f"error: explicit-curve-parameters: {subject}: "
+            "EC key with explicit curve parameters; RFC 5480 section 2.1.1 requires a named curve"
+            for subject in subjects
+        ]

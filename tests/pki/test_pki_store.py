@@ -16,8 +16,8 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from v2gtool.pki.create import CHAINS, generate_key, issue
-from v2gtool.pki.profiles import ROOT, KeyType, check_chain
+from v2gtool.pki.create import CHAINS, generate_key, init_pki, issue
+from v2gtool.pki.profiles import ROOT, KeyType, LeafRole, check_chain
 from v2gtool.pki.trust import TrustStore, load_pem_chain, rehash, subject_hash
 
 NOW = dt.datetime.now(dt.UTC)
@@ -189,3 +189,61 @@ def test_unwritable_pki_directory_is_one_line() -> None:
     assert result.stderr == (
         "v2gtool: error: cannot write the PKI: /proc/v2gtool-nope: No such file or directory\n"
     )
+
+
+def test_trust_update_reads_every_pid_file_before_changing_the_trust_store(
+    pki_dir: Path, tmp_path: Path
+) -> None:
+    trust = tmp_path / "trust"
+    good, bad = tmp_path / "good.pid", tmp_path / "bad.pid"
+    good.write_text("999999\n")
+    bad.write_text("abc\n")
+    root = next((pki_dir / "trust" / "certs").glob("V2G_Root_CA_*.pem"))
+    result = run(
+        "pki", "trust-update", str(root), "--trust-dir", str(trust), "--pid-file", str(good), "--pid-file", str(bad)
+    )
+    assert result.returncode == 1
+    assert result.stderr == f"v2gtool: error: pid file {bad}: 'abc' is not a process id\n"
+    assert not trust.exists()
+
+
+def test_trust_update_signals_every_service_and_reports_one_that_is_gone(pki_dir: Path, tmp_path: Path) -> None:
+    trust = tmp_path / "trust"
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait(10)
+    service = subprocess.Popen(
+        [sys.executable, "-c", "import signal,sys,time\nsignal.signal(signal.SIGHUP, lambda *a: sys.exit(7))\n"
+         "print('ready', flush=True)\ntime.sleep(30)\n"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert service.stdout is not None and service.stdout.readline() == "ready\n"
+    stale, live = tmp_path / "a_stale.pid", tmp_path / "b_live.pid"
+    stale.write_text(f"{gone.pid}\n")
+    live.write_text(f"{service.pid}\n")
+    root = next((pki_dir / "trust" / "certs").glob("V2G_Root_CA_*.pem"))
+    result = run(
+        "pki", "trust-update", str(root), "--trust-dir", str(trust), "--pid-file", str(stale), "--pid-file", str(live)
+    )
+    assert result.returncode == 0, result.stderr
+    assert service.wait(10) == 7
+    assert result.stderr == (
+        f"v2gtool: warning: not reloaded: pid {gone.pid} (pid file {stale}): no such process\n"
+    )
+    assert f"told 1 service(s) to reload: {service.pid}" in result.stdout
+    assert len(TrustStore.load(trust).roots) == 1
+
+
+def test_init_force_replaces_the_old_roots_and_keeps_other_trust_anchors(tmp_path: Path) -> None:
+    certs, trust = tmp_path / "certs", tmp_path / "trust"
+    init_pki(certs, trust, KeyType.SECP521R1)
+    old_secc = load_pem_chain(certs / "secc_iso20.pem")
+    own = issue(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "site root")]), ROOT,
+                generate_key(KeyType.SECP256R1), None, not_before=NOW, days=1).cert  # fmt: skip
+    (trust / "site_root.pem").write_bytes(own.public_bytes(Encoding.PEM))
+    layout = init_pki(certs, trust, KeyType.ED448, force=True)
+    pems = sorted(p for p in trust.glob("*.pem"))
+    assert pems == sorted([*layout.roots, trust / "site_root.pem"])
+    links = [p for p in trust.iterdir() if p.is_symlink()]
+    assert len(links) == len(CHAINS) + 1 and all(link.exists() for link in links)
+    report = check_chain(old_secc, TrustStore.load(trust).roots, LeafRole.SECC)
+    assert [f.code for f in report.findings] == ["unknown-root"]

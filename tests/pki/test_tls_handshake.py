@@ -6,12 +6,13 @@ import json
 import random
 import shutil
 import socket
+import ssl
 import stat
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from ipaddress import IPv6Address
 from pathlib import Path
@@ -19,11 +20,12 @@ from pathlib import Path
 import pytest
 
 from v2gtool.pki.create import CHAINS
-from v2gtool.pki.probe import HandshakeReport, handshake_as_client, handshake_as_server
-from v2gtool.pki.profiles import Protocol
-from v2gtool.pki.tls import TlsError, client_context, server_context
+from v2gtool.pki.handshake import HandshakeTrace
+from v2gtool.pki.probe import HandshakeReport, diagnose, handshake_as_client, handshake_as_server
+from v2gtool.pki.profiles import KeyType, Protocol
+from v2gtool.pki.tls import Credentials, TlsError, client_context, server_context
 from v2gtool.pki.trust import TrustStore, load_pem_chain, rehash
-from v2gtool.sdp import SdpClient, SdpResponse, Security, encode_response
+from v2gtool.sdp import SdpRequest, SdpResponse, SdpResult, Security, TransportProtocol
 
 REPO = Path(__file__).resolve().parents[2]
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
@@ -401,12 +403,11 @@ def test_cli_from_sdp_record_connects_to_the_announced_secc(pki_dir: Path) -> No
         daemon=True,
     )
     thread.start()
-    client = SdpClient(Security.TLS)
-    client.start(0.0)
-    found = client.datagram_received(
-        encode_response(SdpResponse(IPv6Address("::1"), port, Security.TLS)), "::1", 0.01
-    )
-    assert found is not None
+    # The record sdp-discovery --json prints, announcing loopback (an EVCC's SDP client would only
+    # take a link-local address; the veth tests in tests/sdp run that whole chain).
+    found = SdpResult(response=SdpResponse(IPv6Address("::1"), port, Security.TLS), source="::1",
+                      requested=SdpRequest(Security.TLS, TransportProtocol.TCP), attempts=1, elapsed=0.01,
+                      round_trip=0.01, malformed=0)
     record = json.dumps(found.to_json()) + "\n"
     result = run_cli(
         "tls-verify",
@@ -529,3 +530,40 @@ def test_cli_offline_json_reports_the_clock_margin(pki_dir: Path) -> None:
     assert record["clock_behind_s"] == pytest.approx(now - leaf.not_valid_before_utc.timestamp(), abs=30)
     assert record["clock_ahead_s"] == pytest.approx(leaf.not_valid_after_utc.timestamp() - now, abs=30)
     assert (record["ok"], record["findings"], len(record["chain"])) == (True, [], 4)
+
+
+@pytest.mark.parametrize("build", [client_context, server_context])
+def test_own_certificate_of_a_forbidden_key_type_is_refused(
+    pki_dir: Path, build: Callable[..., ssl.SSLContext]
+) -> None:
+    """A P-256 leaf under -20 would be loaded, then silently not sent (Annex B: secp521r1 or Ed448)."""
+    chain = certs(pki_dir) / "secc_iso2.pem"
+    with pytest.raises(
+        TlsError, match=f"^own certificate {chain}: key is secp256r1; ISO 15118-20 requires ed448 or secp521r1$"
+    ):
+        build(certs(pki_dir), trust(pki_dir), credentials=Credentials.named(certs(pki_dir), "secc_iso2"))
+
+
+def test_certificate_required_alert_says_we_sent_none() -> None:
+    trace = HandshakeTrace(alerts={"received": 116})
+    assert diagnose(trace, "client", Protocol.ISO20, KeyType.SECP521R1) == [
+        "the SECC requires a certificate and we sent none (alert certificate_required)"
+    ]
+
+
+def test_cli_without_a_mode_is_a_usage_error_before_the_trust_store_is_read(tmp_path: Path) -> None:
+    result = run_cli("tls-verify", "--trust-dir", str(tmp_path / "missing"))
+    assert result.returncode == 2
+    assert result.stderr.endswith(
+        "Error: give exactly one of: --chain FILE, --serve, --from-sdp FILE, or TARGET PORT\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [(("--serve", "--at", "2027-01-01"), "--at"), (("::1", "64109", "--role", "vehicle"), "--role")],
+)
+def test_cli_offline_options_outside_chain_mode_are_usage_errors(args: tuple[str, ...], flag: str) -> None:
+    result = run_cli("tls-verify", *args)
+    assert result.returncode == 2
+    assert result.stderr.endswith(f"Error: {flag} applies to --chain only\n")

@@ -5,12 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from v2gtool.cli.context import app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
 from v2gtool.pki.create import init_pki
 from v2gtool.pki.profiles import KeyType
-from v2gtool.pki.trust import DEFAULT_PID_DIR, DEFAULT_TRUST_DIR, install_roots, load_pem_chain, notify_reload
+from v2gtool.pki.trust import (
+    DEFAULT_PID_DIR,
+    DEFAULT_TRUST_DIR,
+    install_roots,
+    load_pem_chain,
+    notify_reload,
+    read_pid_files,
+)
 
 DEFAULT_BASE = Path("/etc/v2g")
 
@@ -33,7 +41,11 @@ def pki() -> None:
     show_default=True,
     help="Key type of the -20 chains (the -2 SECC chain is always secp256r1).",
 )
-@click.option("--force", is_flag=True, help="Replace an existing PKI.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace an existing PKI, its roots in the trust directory included (other roots stay).",
+)
 @json_option
 @click.pass_context
 def init(
@@ -99,16 +111,28 @@ def trust_update(
 
     This is the field procedure when a V2G root CA is renewed: the roots are written next to the
     existing ones (an old root stays until removed by hand), the hash links are rebuilt, and every
-    service with a pid file gets SIGHUP, which makes it reload its TLS contexts.
+    service with a pid file gets SIGHUP, which makes it reload its TLS contexts. Every pid file is
+    read first: a bad one stops the update before the trust store changes. A service that is gone
+    is reported; the others are still told to reload.
     """
     app = app_context(ctx)
     trust = trust_dir or Path(app.config.get("pki", "trust_dir", DEFAULT_TRUST_DIR))
-    written = install_roots(load_pem_chain(bundle), trust)
-    files = list(pid_files) if pid_files else sorted(DEFAULT_PID_DIR.glob("*.pid"))
-    signalled = notify_reload(files)
+    roots = load_pem_chain(bundle)
+    services = read_pid_files(list(pid_files) if pid_files else sorted(DEFAULT_PID_DIR.glob("*.pid")))
+    written = install_roots(roots, trust)
+    signalled, missed = notify_reload(services)
     if use_json(ctx, json_out):
-        emit_json({"event": "TrustUpdated", "installed": [str(p) for p in written], "reloaded": signalled})
+        emit_json(
+            {
+                "event": "TrustUpdated",
+                "installed": [str(p) for p in written],
+                "reloaded": signalled,
+                "not_reloaded": missed,
+            }
+        )
         return
     for path in written:
         app.console.print(f"installed {path}")
     app.console.print(f"told {len(signalled)} service(s) to reload: {', '.join(map(str, signalled)) or '-'}")
+    for line in missed:
+        app.err_console.print(escape(f"v2gtool: warning: not reloaded: {line}"), highlight=False, soft_wrap=True)

@@ -226,20 +226,21 @@ def tls_verify(
     proto = Protocol(protocol)
     trust = trust_dir or Path(app.config.get("pki", "trust_dir", DEFAULT_TRUST_DIR))
     certs = certs_dir or Path(app.config.get("pki", "certs_dir", DEFAULT_CERTS_DIR))
-    store = TrustStore.load(trust)
     modes = sum((chain_file is not None, serve, from_sdp is not None or target is not None))
     if modes != 1:
         raise click.UsageError("give exactly one of: --chain FILE, --serve, --from-sdp FILE, or TARGET PORT")
 
     if chain_file is not None:
         now = at_time.replace(tzinfo=dt.UTC) if at_time else None
-        chain_report = check_chain(load_pem_chain(chain_file), store.roots, ROLES[role], proto, now)
+        roots = TrustStore.load(trust).roots
+        chain_report = check_chain(load_pem_chain(chain_file), roots, ROLES[role], proto, now)
         if as_json:
             emit_json(_chain_json(chain_report))
         else:
             _render_chain_report(app, chain_report)
         ctx.exit(0 if chain_report.ok else 1)
 
+    _refuse_offline_options(ctx)
     address: tuple[Any, ...] | None = None
     if from_sdp is not None:
         host, sdp_port, security = _read_sdp_record(from_sdp)
@@ -271,11 +272,23 @@ def tls_verify(
             reports += _serve(app, as_json, listen, listen_port, count, pid_file, load, handshake, waiting)
     else:
         context = client_context(certs, trust, proto, credentials=credentials, keylog=keylog)
+        roots = TrustStore.load(trust).roots
         with spinner(ctx, f"connecting to {where}, TLS handshake", as_json):
-            report = handshake_as_client(address, context, proto, store.roots, own_leaf, timeout=timeout)
+            report = handshake_as_client(address, context, proto, roots, own_leaf, timeout=timeout)
         reports.append(report)
         _emit(app, as_json, report)
     ctx.exit(0 if all(r.ok for r in reports) else 1)
+
+
+def _refuse_offline_options(ctx: click.Context) -> None:
+    """Refuse --role and --at outside --chain.
+
+    A live handshake checks the peer's chain in the role its side fixes (SECC or vehicle) and at
+    the local clock, the time the peer itself validates at; neither can be chosen there.
+    """
+    for name, flag in (("role", "--role"), ("at_time", "--at")):
+        if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT):
+            raise click.UsageError(f"{flag} applies to --chain only")
 
 
 def _serve(

@@ -9,6 +9,8 @@ Layout (``certs_dir`` defaults to ``/etc/v2g/certs``, ``trust_dir`` to ``/etc/v2
 ``<name>.pem`` is a leaf followed by its Sub-CA 2 and Sub-CA 1 (what a TLS peer sends) and
 ``<name>.key`` its private key; CA certificates and keys are in ``ca/``; the roots go into the
 trust directory with hash links. Private keys are written mode 0600 and never printed.
+Replacing a PKI (``force``) rewrites these files and removes the previous PKI's roots (those of
+its ``ca/*_root_ca.pem``) from the trust directory; other roots there are kept.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from v2gtool.pki.profiles import (
     Profile,
     Protocol,
 )
-from v2gtool.pki.trust import install_roots
+from v2gtool.pki.trust import install_roots, load_pem_chain
 
 DEFAULT_CERTS_DIR = Path("/etc/v2g/certs")
 ORGANIZATION = "v2gtool test PKI"
@@ -245,12 +247,34 @@ def init_pki(
         raise PkiError(f"{existing[0]} exists; pass --force to replace the PKI in {certs_dir}")
     not_before = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0) - dt.timedelta(minutes=5)
     try:
-        return _write_pki(certs_dir, trust, key_type, not_before)
+        return _write_pki(certs_dir, trust, key_type, not_before, _old_roots(certs_dir))
     except OSError as exc:
         raise PkiError(f"cannot write the PKI: {exc.filename}: {exc.strerror}") from None
 
 
-def _write_pki(certs_dir: Path, trust: Path, key_type: KeyType, not_before: dt.datetime) -> PkiLayout:
+def _ca_path(certs_dir: Path, spec: ChainSpec, part: str) -> Path:
+    """``<certs_dir>/ca/<ca label>_<part>.pem``, e.g. ``ca/v2g_iso_15118_2_root_ca.pem``."""
+    slug = spec.ca_label.lower().replace(" ", "_").replace("-", "_")
+    return certs_dir / "ca" / f"{slug}_{part}.pem"
+
+
+def _old_roots(certs_dir: Path) -> list[x509.Certificate]:
+    """The roots of a PKI that ``pki init`` made in *certs_dir* before (its ``ca/*_root_ca.pem``).
+
+    ``--force`` removes exactly these from the trust directory: roots put there by hand or by
+    ``pki trust-update`` stay.
+    """
+    paths = (_ca_path(certs_dir, spec, "root_ca") for spec in CHAINS.values())
+    return [cert for path in paths if path.is_file() for cert in load_pem_chain(path)[:1]]
+
+
+def _write_pki(
+    certs_dir: Path,
+    trust: Path,
+    key_type: KeyType,
+    not_before: dt.datetime,
+    old_roots: list[x509.Certificate],
+) -> PkiLayout:
     ca_dir = certs_dir / "ca"
     ca_dir.mkdir(parents=True, exist_ok=True)
     ca_dir.chmod(0o700)
@@ -260,13 +284,12 @@ def _write_pki(certs_dir: Path, trust: Path, key_type: KeyType, not_before: dt.d
     for name, spec in CHAINS.items():
         chain_key_type = KeyType.SECP256R1 if spec.protocol is Protocol.ISO2 else key_type
         chain = build_chain(spec.ca_label, spec.ca_dc, spec.leaf_cn, spec.role, chain_key_type, not_before)
-        slug = spec.ca_label.lower().replace(" ", "_").replace("-", "_")
         for part, issued in (
             ("root_ca", chain.root),
             ("sub_ca_1", chain.sub_ca_1),
             ("sub_ca_2", chain.sub_ca_2),
         ):
-            cert_path = ca_dir / f"{slug}_{part}.pem"
+            cert_path = _ca_path(certs_dir, spec, part)
             cert_path.write_bytes(_pem(issued.cert))
             write_private_key(cert_path.with_suffix(".key"), issued.key)
             cas.append(cert_path)
@@ -275,5 +298,5 @@ def _write_pki(certs_dir: Path, trust: Path, key_type: KeyType, not_before: dt.d
         write_private_key(key_path, chain.leaf.key)
         leaves[name] = (chain_path, key_path)
         roots.append(chain.root.cert)
-    written = install_roots(roots, trust)
+    written = install_roots(roots, trust, replaces=old_roots)
     return PkiLayout(leaves, tuple(cas), tuple(written))

@@ -170,7 +170,9 @@ def diagnose(trace: HandshakeTrace, side: str, protocol: Protocol, own_key: KeyT
                 f"the SECC does not accept our {own_key.value} vehicle certificate: its CertificateRequest "
                 f"allows only {_names(SIGNATURE_SCHEMES, schemes)}"
             )
-    if received in (42, 43, 45, 46, 48, 116):
+    if received == 116:  # RFC 8446 section 6.2: a certificate is required and none was provided
+        notes.append(f"the {peer} requires a certificate and we sent none (alert certificate_required)")
+    elif received in (42, 43, 45, 46, 48):
         notes.append(f"the {peer} rejected our certificate chain (alert {ALERTS[received]})")
     if not notes and received is not None and received != 0:
         notes.append(f"the {peer} aborted the handshake with alert {ALERTS.get(received, received)}")

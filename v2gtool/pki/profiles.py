@@ -166,6 +166,69 @@ def domain_component(name: x509.Name) -> str | None:
     return str(values[0].value) if values else None
 
 
+def der_items(data: bytes) -> list[tuple[int, bytes, bytes]]:
+    """Split concatenated DER TLVs (X.690) into ``(tag, content, whole)`` triples (single-byte tags)."""
+    items: list[tuple[int, bytes, bytes]] = []
+    pos = 0
+    while pos < len(data):
+        if pos + 2 > len(data):
+            raise PkiError("certificate: truncated DER")
+        tag, length = data[pos], data[pos + 1]
+        start = pos + 2
+        if length & 0x80:
+            size = length & 0x7F
+            length = int.from_bytes(data[start : start + size], "big")
+            start += size
+        end = start + length
+        if end > len(data):
+            raise PkiError("certificate: truncated DER")
+        items.append((tag, data[start:end], data[pos:end]))
+        pos = end
+    return items
+
+
+_OID, _VERSION_TAG = 0x06, 0xA0
+
+
+def has_explicit_curve(cert: x509.Certificate) -> bool:
+    """True when the EC key's ECParameters are not a namedCurve OID (RFC 5480 section 2.1.1).
+
+    ``cryptography`` maps explicit parameters of a known curve to that curve's name, so the
+    subjectPublicKeyInfo of the to-be-signed certificate (RFC 5280 section 4.1) is read directly:
+    its AlgorithmIdentifier parameters must be an OID; specifiedCurve (a SEQUENCE) and implicitCurve
+    (NULL) MUST NOT be used in PKIX.
+    """
+    if not isinstance(cert.public_key(), ec.EllipticCurvePublicKey):
+        return False
+    ((_, tbs, _),) = der_items(cert.tbs_certificate_bytes)
+    fields = der_items(tbs)
+    first = 1 if fields[0][0] == _VERSION_TAG else 0
+    # serialNumber, signature, issuer, validity, subject, then subjectPublicKeyInfo
+    (_, algorithm, _), *_ = der_items(fields[first + 5][1])
+    parameters = der_items(algorithm)[1:]
+    return not parameters or parameters[0][0] != _OID
+
+
+def key_problem(cert: x509.Certificate, protocol: Protocol) -> tuple[str, str] | None:
+    """``(code, message)`` when *cert*'s key may not be used under *protocol*, else None.
+
+    -20 keys are secp521r1 or Ed448, -2 keys secp256r1 (ISO 15118-20 Annex B, ISO 15118-2
+    Annex F); an EC key must name its curve (RFC 5480 section 2.1.1).
+    """
+    if has_explicit_curve(cert):
+        return (
+            "explicit-curve-parameters",
+            "EC key with explicit curve parameters; RFC 5480 section 2.1.1 requires a named curve",
+        )
+    key_type = key_type_of(cert)
+    allowed = ALLOWED_KEY_TYPES[protocol]
+    if key_type in allowed:
+        return None
+    shown = key_type.value if isinstance(key_type, KeyType) else key_type
+    names = " or ".join(sorted(k.value for k in allowed))
+    return "wrong-key-type", f"key is {shown}; ISO 15118-{protocol.value[3:]} requires {names}"
+
+
 def key_type_of(cert: x509.Certificate) -> KeyType | str:
     """The certificate's :class:`KeyType`, or a description of a key type outside the V2G PKIs."""
     key = cert.public_key()
@@ -219,16 +282,9 @@ class _Checker:
 
     def key(self, cert: x509.Certificate, issuer: x509.Certificate | None) -> None:
         """Key type and curve; the signature algorithm must match the issuer's key (when known)."""
-        key_type = key_type_of(cert)
-        allowed = ALLOWED_KEY_TYPES[self.protocol]
-        if key_type not in allowed:
-            shown = key_type.value if isinstance(key_type, KeyType) else key_type
-            names = " or ".join(sorted(k.value for k in allowed))
-            self.fail(
-                cert,
-                "wrong-key-type",
-                f"key is {shown}; ISO 15118-{self.protocol.value[3:]} requires {names}",
-            )
+        problem = key_problem(cert, self.protocol)
+        if problem is not None:
+            self.fail(cert, *problem)
         if issuer is None:
             return
         issuer_type = key_type_of(issuer)

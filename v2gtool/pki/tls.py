@@ -22,8 +22,8 @@ from pathlib import Path
 from v2gtool.errors import V2GToolError
 from v2gtool.pki.create import DEFAULT_CERTS_DIR
 from v2gtool.pki.handshake import ISO2_CIPHER_SUITES, ISO20_CIPHER_SUITES
-from v2gtool.pki.profiles import Protocol
-from v2gtool.pki.trust import DEFAULT_TRUST_DIR
+from v2gtool.pki.profiles import Protocol, key_problem
+from v2gtool.pki.trust import DEFAULT_TRUST_DIR, load_pem_chain
 
 
 class TlsError(V2GToolError):
@@ -112,6 +112,17 @@ def _keylog(context: ssl.SSLContext, keylog: Path | None) -> None:
     context.keylog_filename = str(target)
 
 
+def _check_own_key(chain: Path, protocol: Protocol) -> None:
+    """Refuse our own leaf when its key type is not one of *protocol*'s (ISO 15118-20 Annex B).
+
+    OpenSSL would load it, then find no certificate matching the signature schemes of
+    :data:`SIGNATURE_SCHEMES` and send none, which the peer reports as a missing certificate.
+    """
+    problem = key_problem(load_pem_chain(chain)[0], protocol)
+    if problem is not None:
+        raise TlsError(f"own certificate {chain}: {problem[1]}")
+
+
 def _build(
     purpose: ssl._SSLMethod,
     protocol: Protocol,
@@ -137,6 +148,7 @@ def _build(
         for path in (credentials.chain, credentials.key):
             if not path.is_file():
                 raise TlsError(f"cannot load certificate: {path} does not exist")
+        _check_own_key(credentials.chain, protocol)
         try:
             context.load_cert_chain(credentials.chain, credentials.key)
         except ssl.SSLError as exc:

@@ -9,7 +9,6 @@ SIGHUP to the pid in each of its pid files (``/run/v2g/*.pid`` by default).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
@@ -23,11 +22,12 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from v2gtool.pki.profiles import PkiError, subject_of, verify_issued_by
+from v2gtool.pki.profiles import PkiError, der_items, subject_of, verify_issued_by
 
 DEFAULT_TRUST_DIR = Path("/etc/v2g/trust/certs")
 DEFAULT_PID_DIR = Path("/run/v2g")
 _HASH_LINK = re.compile(r"^[0-9a-f]{8}\.\d+$")
+_PID = re.compile(r"[1-9][0-9]{0,6}")  # Linux pid_max is at most 2**22
 
 # DER tags of the name encoding. OpenSSL canonicalises these string types (ASN1_MASK_CANON in
 # crypto/x509/x_name.c) and copies any other value unchanged; the text codec of each:
@@ -52,25 +52,6 @@ def _der(tag: int, content: bytes) -> bytes:
     return bytes((tag, 0x80 | len(size))) + size + content
 
 
-def _der_items(data: bytes) -> list[tuple[int, bytes, bytes]]:
-    """Split concatenated DER TLVs into ``(tag, content, whole)`` triples."""
-    items: list[tuple[int, bytes, bytes]] = []
-    pos = 0
-    while pos < len(data):
-        tag, length = data[pos], data[pos + 1]
-        start = pos + 2
-        if length & 0x80:
-            size = length & 0x7F
-            length = int.from_bytes(data[start : start + size], "big")
-            start += size
-        end = start + length
-        if end > len(data):
-            raise PkiError("certificate name: truncated DER")
-        items.append((tag, data[start:end], data[pos:end]))
-        pos = end
-    return items
-
-
 def _canonical_value(tag: int, content: bytes, whole: bytes) -> bytes:
     codec = _CANON_CODECS.get(tag)
     if codec is None:
@@ -87,12 +68,12 @@ def subject_hash(name: x509.Name) -> str:
     The canonical encoding is each RDN's SET with every string value trimmed, whitespace-collapsed,
     ASCII-lower-cased and re-encoded as UTF8String, concatenated without the outer SEQUENCE.
     """
-    (_, rdn_sequence, _), *_ = _der_items(name.public_bytes())
+    (_, rdn_sequence, _), *_ = der_items(name.public_bytes())
     canonical = bytearray()
-    for _, rdn, _ in _der_items(rdn_sequence):
+    for _, rdn, _ in der_items(rdn_sequence):
         entries = []
-        for _, ava, _ in _der_items(rdn):
-            (_, _, oid), (tag, content, whole) = _der_items(ava)
+        for _, ava, _ in der_items(rdn):
+            (_, _, oid), (tag, content, whole) = der_items(ava)
             entries.append(_der(_SEQUENCE, oid + _canonical_value(tag, content, whole)))
         canonical += _der(_SET, b"".join(sorted(entries)))
     digest = hashlib.sha1(canonical).digest()
@@ -174,11 +155,15 @@ def _file_name(cert: x509.Certificate) -> str:
     return f"{re.sub(r'[^A-Za-z0-9.-]+', '_', base)}_{cert.fingerprint(SHA256()).hex()[:8]}.pem"
 
 
-def install_roots(certs: Sequence[x509.Certificate], directory: Path) -> list[Path]:
+def install_roots(
+    certs: Sequence[x509.Certificate], directory: Path, replaces: Sequence[x509.Certificate] = ()
+) -> list[Path]:
     """Write each root of *certs* into *directory* (atomically; a root already there is rewritten) and rehash.
 
     Every certificate must be a self-signed CA certificate: a bundle carrying anything else is
-    refused as a whole, so a half-installed update cannot happen.
+    refused as a whole, so a half-installed update cannot happen. The files of the roots in
+    *replaces* (named as this function names them) are removed after the new roots are written,
+    before the rehash drops their links; other files of *directory* are left alone.
     """
     if not certs:
         raise PkiError("the bundle contains no certificate")
@@ -195,24 +180,54 @@ def install_roots(certs: Sequence[x509.Certificate], directory: Path) -> list[Pa
             tmp.chmod(0o644)
             os.replace(tmp, target)
             written.append(target)
+        for old in replaces:
+            if (directory / _file_name(old)) not in written:
+                (directory / _file_name(old)).unlink(missing_ok=True)
         rehash(directory)
     except OSError as exc:
         raise PkiError(f"cannot update the trust directory: {exc.filename}: {exc.strerror}") from None
     return written
 
 
-def notify_reload(pid_files: Iterable[Path]) -> list[int]:
-    """Send SIGHUP to the process named in each pid file; return the pids signalled.
+@dataclass(frozen=True)
+class Service:
+    """A process to tell to reload: its pid and the pid file that named it."""
 
-    Stale pid files (no such process) are skipped; an unreadable one is an error.
+    pid_file: Path
+    pid: int
+
+
+def read_pid_files(pid_files: Iterable[Path]) -> list[Service]:
+    """Read every pid file; one that is unreadable or holds no positive pid is an error.
+
+    Called before the trust store changes, so a bad pid file leaves everything as it was.
     """
-    signalled: list[int] = []
+    services: list[Service] = []
     for pid_file in pid_files:
         try:
-            pid = int(pid_file.read_text().strip())
-        except (OSError, ValueError) as exc:
-            raise PkiError(f"pid file {pid_file}: {exc}") from None
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGHUP)
-            signalled.append(pid)
-    return signalled
+            text = pid_file.read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not text"
+            raise PkiError(f"pid file {pid_file}: {reason}") from None
+        if not _PID.fullmatch(text):
+            raise PkiError(f"pid file {pid_file}: {text[:20]!r} is not a process id")
+        services.append(Service(pid_file, int(text)))
+    return services
+
+
+def notify_reload(services: Iterable[Service]) -> tuple[list[int], list[str]]:
+    """Send SIGHUP to every service; return the pids signalled and one line per service that was not.
+
+    A service that is gone (stale pid file) or not ours to signal does not stop the others.
+    """
+    signalled: list[int] = []
+    missed: list[str] = []
+    for service in services:
+        try:
+            os.kill(service.pid, signal.SIGHUP)
+        except OSError as exc:
+            reason = "no such process" if isinstance(exc, ProcessLookupError) else exc.strerror
+            missed.append(f"pid {service.pid} (pid file {service.pid_file}): {reason}")
+        else:
+            signalled.append(service.pid)
+    return signalled, missed
