@@ -128,3 +128,13 @@ def test_unknown_interface_is_a_one_line_error() -> None:
     proc = run("--iface", "v2gsnone0")
     assert proc.returncode == 4
     assert "no network interface 'v2gsnone0'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--link", "sim", "--iface", "eth9", "--backend", "hw"), "--iface, --backend do not apply to --link sim"),
+    (("--modem-mac", "00:b0:52:00:00:02"), "--modem-mac does not apply to --link sim"),
+    (("--iface", "lo", "--sim-adjacent", "30"), "--sim-adjacent does not apply to --link raw"),
+])
+def test_options_of_the_other_link_are_usage_errors(args: tuple[str, ...], message: str) -> None:
+    proc = run(*args)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr

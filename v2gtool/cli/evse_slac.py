@@ -228,6 +228,15 @@ def run_sim(
     return result
 
 
+def _check_link_options(ctx: click.Context, kind: str) -> None:
+    """Options of the other kind of link are a usage error, not silently ignored."""
+    foreign = ("iface", "backend", "modem_mac") if kind == "sim" else ("sim_adjacent",)
+    given = [f"--{name.replace('_', '-')}" for name in foreign
+             if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
+    if given:
+        raise click.UsageError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to --link {kind}")
+
+
 @click.command("evse-slac")
 @click.option(
     "--role",
@@ -322,6 +331,7 @@ def evse_slac(
     timers = parse_timers(dict(config_timers), timers_opt, threshold)
     the_role = Role(role)
     kind = link_kind or ("raw" if iface else "sim")
+    _check_link_options(ctx, kind)
     renderer = Renderer(app.console, as_json, show_key, 0.0)
     pcap = PcapWriter(pcap_path, LINKTYPE_ETHERNET) if pcap_path else None
     try:
