@@ -72,6 +72,12 @@ class _Renderer:
         elif isinstance(event, SdpFailed):
             say(f"{at}  [red]no response after {event.attempts} requests")
 
+    def serving(self, iface: str, port: int, supported: frozenset[Security]) -> None:
+        """The SECC answers on *iface* now (said once its socket is open, not before)."""
+        if not self._json:
+            names = ", ".join(s.name for s in supported)
+            self._say(f"answering SDP on {iface}, announcing TCP port {port} ({names})")
+
     def _say(self, text: str) -> None:
         """One event, one line, whatever the terminal width."""
         self._app.console.print(text, soft_wrap=True, highlight=False)
@@ -106,6 +112,7 @@ async def _serve(
             waiting.update(f"{waiting_for}; {count} answered")
 
     responder = await serve_sdp(iface, port, supported, on_event=on_event)
+    render.serving(iface, port, supported)
     waiting.update(waiting_for)
     try:
         await answered.wait()
@@ -194,9 +201,6 @@ def sdp_discovery(
         return
     modes = SECURITY_CHOICES.values() if security == "both" else (SECURITY_CHOICES[security],)
     supported = frozenset(modes)
-    if not as_json:
-        names = ", ".join(s.name for s in supported)
-        app.console.print(f"answering SDP on {iface}, announcing TCP port {port} ({names})")
     starting = f"opening UDP {SDP_SERVER_PORT} on {iface}"
     with contextlib.suppress(KeyboardInterrupt), spinner(ctx, starting, as_json) as waiting:
         asyncio.run(_serve(iface, port, supported, answers, render, waiting))

@@ -79,13 +79,14 @@ def _source(addr: tuple[str | int, ...]) -> str:
 
 
 def _dispatch(events: list[Event], on_event: EventSink | None) -> None:
+    """Hand *events* to *on_event*, which reports them; without one, dropped datagrams are logged."""
     for event in events:
-        if isinstance(event, SdpMalformedDatagram):
+        if on_event is not None:
+            on_event(event)
+        elif isinstance(event, SdpMalformedDatagram):
             log.warning(
                 "dropped malformed SDP datagram #%d from %s: %s", event.count, event.source, event.reason
             )
-        if on_event is not None:
-            on_event(event)
 
 
 class _ClientProtocol(asyncio.DatagramProtocol):
