@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from v2gtool.cli.output import message_tree, wire_text
 
 LOOP_REQ = "8034042d166f29fb80ea560aebdbfb3062810012006164000a02002400c800"
 LOOP_REQ_FRAMED = "01fe80040000001f" + LOOP_REQ
@@ -70,9 +77,10 @@ def test_raw_exi_without_namespace_asks_for_one() -> None:
     assert "--namespace" in result.stderr
 
 
-def test_unknown_namespace_lists_valid_names() -> None:
-    result = run("v2g-message-handler", "decode", LOOP_REQ, "-n", "iso99")
-    assert result.returncode == 1 and "iso20-dc" in result.stderr
+@pytest.mark.parametrize("command", [("decode", LOOP_REQ), ("encode", "{}"), ("schema",)])
+def test_unknown_namespace_is_a_usage_error_listing_valid_names(command: tuple[str, ...]) -> None:
+    result = run("v2g-message-handler", *command, "-n", "iso99")
+    assert result.returncode == 2 and "Invalid value for '--namespace'" in result.stderr and "iso20-dc" in result.stderr
 
 
 def test_encode_errors_name_the_json_path() -> None:
@@ -112,3 +120,47 @@ def test_schema_lists_messages_and_describes_one() -> None:
     bpt = fields["BPT_Dynamic_DC_CLReqControlMode"]["fields"]
     assert "EVMaximumDischargePower" in bpt
     assert bpt["EVMaximumDischargePower"]["fields"]["Exponent"]["type"].startswith("integer [-128, 127]")
+
+
+def test_a_hex_file_with_a_bad_line_and_comments_decodes_the_other_lines(tmp_path: Path) -> None:
+    """One bad line used to make the whole file 'binary': a single garbage message."""
+    path = tmp_path / "messages.hex"
+    path.write_text(f"# captured on charger 7\n{LOOP_REQ_FRAMED}\nzz\n\n{LOOP_REQ_FRAMED}\n")
+    result = run("--json", "v2g-message-handler", "decode", "--file", str(path))
+    assert result.returncode == 1
+    records = [json.loads(x) for x in result.stdout.splitlines()]
+    assert ["DC_ChargeLoopReq" in r for r in records] == [True, False, True]
+    assert records[1] == {"error": "not a hex string: 'zz'", "line": 3}
+
+
+def test_encode_bad_file_and_unwritable_out_are_one_line(tmp_path: Path) -> None:
+    binary = tmp_path / "bin.dat"
+    binary.write_bytes(b"{\xcb\xff}")
+    result = run("v2g-message-handler", "encode", "--file", str(binary))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr == f"v2gtool: error: {binary}: not UTF-8 JSON text (byte 1: 0xcb)\n"
+    stop = '{"SessionStopReq":{"Header":{"SessionID":"0011223344556677","TimeStamp":1},"ChargingSession":"Terminate"}}'
+    out = tmp_path / "nodir" / "x.bin"
+    result = run("v2g-message-handler", "encode", "--out", str(out), stop)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr == f"v2gtool: error: cannot write {out}: No such file or directory\n"
+
+
+def test_line_errors_are_one_line_however_narrow_the_output() -> None:
+    result = subprocess.run([sys.executable, "-m", "v2gtool", "v2g-message-handler", "decode", "-n", "din", "-"],
+                            input="07" * 60 + "\n", capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "COLUMNS": "40"})
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("line 1: byte 0: EXI header 0x07")
+
+
+def test_wire_text_shows_control_characters_and_markup_literally() -> None:
+    """An EXI string is the sender's: ESC sequences must not colour or retitle the terminal, a CR or
+    LS not break the line, rich markup not style it."""
+    hostile = "A\x1b[31mRED\x1b]0;pwned\x07\u009b\r\n\u2028[bold]x[/bold]"
+    assert wire_text(hostile) == "A\\x1b[31mRED\\x1b]0;pwned\\x07\\x9b\\r\\n\\u2028\\[bold]x\\[/bold]"
+    console = Console(file=io.StringIO(), force_terminal=True, width=200)
+    console.print(message_tree("t", {"EVTerminationExplanation": hostile, hostile: 1}))
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "\x1b]0;" not in text and "\x07" not in text and "\u009b" not in text and "\u2028" not in text
+    assert text.count("\n") == 3 and "A\\x1b[31mRED" in text

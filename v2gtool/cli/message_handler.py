@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.markup import escape
 from rich.tree import Tree
 
 from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.lazy import LazyGroup
-from v2gtool.cli.output import emit_json, json_option, message_tree, use_json
+from v2gtool.cli.output import emit_json, json_option, message_tree, use_json, wire_text
 from v2gtool.errors import V2GToolError
 from v2gtool.exi import api
 from v2gtool.exi.grammar import (
@@ -44,6 +43,16 @@ NAMESPACE_HELP = "Schema URN or short name: " + ", ".join(n.short for n in NAMES
 
 class InputError(V2GToolError):
     """An input line or file is not hex / JSON."""
+
+
+def _known_namespace(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--namespace``: an unknown schema set is a usage error of the option, not of every line."""
+    if value is not None:
+        try:
+            lookup(value)
+        except V2GToolError as exc:
+            raise click.BadParameter(str(exc), ctx, param) from None
+    return value
 
 
 @click.group(
@@ -70,16 +79,20 @@ def _report_line_error(app: AppContext, as_json: bool, line: int, exc: V2GToolEr
     if as_json:
         emit_json({"error": str(exc), "line": line})
     else:
-        app.err_console.print(f"[red]{escape(f'line {line}: {exc}')}[/red]", highlight=False)
+        app.err_console.print(f"[red]{wire_text(f'line {line}: {exc}')}[/red]", highlight=False, soft_wrap=True)
+
+
+_TEXT_BYTES = frozenset(range(0x20, 0x7F)) | frozenset(b"\t\r\n")
 
 
 def _hex_lines(source: str | None, file: Path | None) -> Iterator[tuple[int, str]]:
     if file is not None:
         raw = file.read_bytes()
-        text = raw.decode("ascii", errors="replace")
-        if all(c in "0123456789abcdefABCDEF \t\r\n" for c in text):
-            yield from ((i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip())
-        else:  # a binary file holds one message
+        if _TEXT_BYTES.issuperset(raw):  # hex lines; blank and '#' comment lines skipped
+            text = raw.decode("ascii")
+            yield from ((i, line) for i, line in enumerate(text.splitlines(), 1)
+                        if line.strip() and not line.lstrip().startswith("#"))
+        else:  # a binary file holds one message (EXI starts 0x80, V2GTP 0x01 0xFE: never text)
             yield 1, raw.hex()
     elif source == "-":
         for i, line in enumerate(sys.stdin, 1):
@@ -104,7 +117,8 @@ def _parse_hex(text: str) -> bytes:
 @click.argument("message", required=False)
 @click.option("--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Read from a file: hex lines, or one binary message.")
-@click.option("--namespace", "-n", help=NAMESPACE_HELP + " Needed for raw EXI; V2GTP says it itself.")
+@click.option("--namespace", "-n", callback=_known_namespace,
+              help=NAMESPACE_HELP + " Needed for raw EXI; V2GTP says it itself.")
 @click.option("--fragment", is_flag=True, help="Decode an EXI fragment (a signed element) instead of a document.")
 @json_option
 @click.pass_context
@@ -113,8 +127,6 @@ def decode(ctx: click.Context, message: str | None, file: Path | None, namespace
     """Decode EXI or V2GTP-framed bytes (hex) into a message tree or JSON lines."""
     app = app_context(ctx)
     as_json = use_json(ctx, json_out)
-    if namespace is not None:
-        lookup(namespace)  # an unknown namespace is an error of the option, not of every line
     single = message not in (None, "-") and file is None
     failed = 0
     for line, text in _hex_lines(message, file):
@@ -140,7 +152,10 @@ def decode(ctx: click.Context, message: str | None, file: Path | None, namespace
 
 def _json_inputs(source: str | None, file: Path | None) -> Iterator[tuple[int, str]]:
     if file is not None:
-        text = file.read_text()
+        try:
+            text = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{file}: not UTF-8 JSON text (byte {exc.start}: 0x{exc.object[exc.start]:02x})") from None
         stripped = text.strip()
         if stripped.startswith("{") and "\n{" not in stripped:
             yield 1, stripped  # one (possibly pretty-printed) JSON document
@@ -160,7 +175,8 @@ def _json_inputs(source: str | None, file: Path | None) -> Iterator[tuple[int, s
 @click.argument("message", required=False)
 @click.option("--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Read JSON from a file: one document, or JSON lines.")
-@click.option("--namespace", "-n", help=NAMESPACE_HELP + " Default: the set that declares the root element.")
+@click.option("--namespace", "-n", callback=_known_namespace,
+              help=NAMESPACE_HELP + " Default: the set that declares the root element.")
 @click.option("--fragment", is_flag=True, help="Encode an EXI fragment (for signatures) instead of a document.")
 @click.option("--v2gtp", "framed", is_flag=True, help="Add the V2GTP header with the schema set's payload type.")
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path),
@@ -172,8 +188,6 @@ def encode(ctx: click.Context, message: str | None, file: Path | None, namespace
     """Encode messages in the JSON form into EXI: one hex line per message."""
     app = app_context(ctx)
     as_json = use_json(ctx, json_out)
-    if namespace is not None:
-        lookup(namespace)
     single = message not in (None, "-") and file is None
     failed = 0
     chunks: list[bytes] = []
@@ -197,14 +211,17 @@ def encode(ctx: click.Context, message: str | None, file: Path | None, namespace
         else:
             click.echo(data.hex())
     if out is not None:
-        out.write_bytes(b"".join(chunks))
+        try:
+            out.write_bytes(b"".join(chunks))
+        except OSError as exc:
+            raise V2GToolError(f"cannot write {out}: {exc.strerror}") from None
     if failed:
         ctx.exit(1)
 
 
 @message_handler.command()
 @click.argument("message_name", required=False)
-@click.option("--namespace", "-n", help=NAMESPACE_HELP)
+@click.option("--namespace", "-n", callback=_known_namespace, help=NAMESPACE_HELP)
 @click.option("--depth", type=click.IntRange(min=1), default=4, show_default=True,
               help="Expand nested types down to this depth.")
 @json_option

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO, TypeVar
@@ -38,6 +39,18 @@ def use_json(ctx: click.Context, local_flag: bool) -> bool:
     return local_flag or app_context(ctx).json
 
 
+# C0 and C1 control characters, DEL, and the Unicode line and paragraph separators.
+_INVISIBLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def wire_text(value: object) -> str:
+    """Text from the wire (EXI strings, OCPP ids, error texts quoting them) made safe for people's
+    output: rich markup escaped, and every control character shown as its escape (``\\x1b``), so a
+    crafted string can neither style the output nor drive the terminal nor break its line."""
+    text = _INVISIBLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(value))
+    return escape(text)
+
+
 def message_tree(label: str, body: Any) -> Tree:
     """A rich tree of a message in the JSON message form (elements as branches, values as leaves)."""
     tree = Tree(label)
@@ -52,5 +65,5 @@ def _fill(node: Tree, body: Any) -> None:
             name = f"{key}[{i}]" if isinstance(value, list) else key
             if isinstance(item, dict):
                 _fill(node.add(f"[cyan]{name}[/cyan]"), item)
-            else:  # values come from the wire: text such as "[fe80::1]" or "[/x]" is not markup
-                node.add(f"[cyan]{name}[/cyan] = [green]{escape(str(item))}[/green]")
+            else:  # values come from the wire: "[fe80::1]" or "[/x]" is not markup, ESC not a command
+                node.add(f"[cyan]{wire_text(name)}[/cyan] = [green]{wire_text(item)}[/green]")

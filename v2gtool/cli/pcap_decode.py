@@ -19,11 +19,10 @@ from typing import Any, BinaryIO
 
 import click
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from v2gtool.cli.context import app_context
-from v2gtool.cli.output import emit_json, json_option, message_tree, use_json
+from v2gtool.cli.output import emit_json, json_option, message_tree, use_json, wire_text
 from v2gtool.cli.progress import progress_bar
 from v2gtool.errors import V2GToolError
 from v2gtool.pcap.analysis import TraceAnalysis
@@ -230,22 +229,22 @@ class _Renderer:
                 fields += f", {profile['groups']} groups, average {profile['average_db']} dB"
             vlan = f" vlan {record.vlan}" if record.vlan is not None else ""
             line = f"{record.source} → {record.destination}{vlan}{'  ' + fields if fields else ''}"
-            out.print(f"{head} [bold]{record.mme['name']}[/bold] [dim]{escape(line)}[/dim]", highlight=False)
+            out.print(f"{head} [bold]{record.mme['name']}[/bold] [dim]{wire_text(line)}[/dim]", highlight=False)
         elif isinstance(record, SdpMessage):
             fields = ", ".join(f"{k}={v}" for k, v in record.fields.items())
             line = f"{record.source} → {record.destination}  {fields}"  # IPv6 sources are "[addr]:port"
-            out.print(f"{head} [bold]{record.message}[/bold] [dim]{escape(line)}[/dim]", highlight=False)
+            out.print(f"{head} [bold]{record.message}[/bold] [dim]{wire_text(line)}[/dim]", highlight=False)
         elif isinstance(record, TLSSession):
             out.print(f"{head} [bold]TLS[/bold] [dim]stream {record.tcp_stream}: {record.version}, "
                       f"{record.cipher_suite}[/dim]", highlight=False)
         elif isinstance(record, KeyDisclosed):
-            out.print(f"{head} [dim]key disclosed: {escape(record.label)} for {record.client_random[:16]}…[/dim]",
+            out.print(f"{head} [dim]key disclosed: {wire_text(record.label)} for {record.client_random[:16]}…[/dim]",
                       highlight=False)
         elif isinstance(record, ProtocolError):
-            out.print(f"{head} [red]{escape(f'{record.layer} error: {record.message}')}[/red]", highlight=False)
+            out.print(f"{head} [red]{wire_text(f'{record.layer} error: {record.message}')}[/red]", highlight=False)
         elif isinstance(record, Frame) and self._frames:
             line = f"{record.protocols} {record.source} → {record.destination} {record.info}"
-            out.print(f"{head} [dim]{escape(line)}[/dim]", highlight=False)
+            out.print(f"{head} [dim]{wire_text(line)}[/dim]", highlight=False)
 
 
 def _print_summary(console: Console, summary: dict[str, Any]) -> None:
@@ -293,7 +292,7 @@ def _print_summary(console: Console, summary: dict[str, Any]) -> None:
         console.print(f"[dim]#{request['request_frame']} {request['message']}Req still open when the capture "
                       f"ended[/dim]", highlight=False)
     for error in summary["errors"]:
-        console.print(f"[red]#{error['frame']} {escape(error['error'])}[/red]", highlight=False)
+        console.print(f"[red]#{error['frame']} {wire_text(error['error'])}[/red]", highlight=False)
     verdict = f"[red]{summary['error_count']} protocol error(s)[/red]" if summary["error_count"] else \
         "[green]no protocol errors[/green]"
     if summary["frames"]:
