@@ -5,18 +5,24 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 
 from tests.tools.conftest import REPO
+from v2gtool.cli.context import AppContext
 from v2gtool.cli.main import cli
+from v2gtool.config import load_config
 from v2gtool.deploy import FILES, Placeholders, lookup, render
 from v2gtool.exit_codes import ExitCode
+from v2gtool.realtime import DEFAULT_PRIORITY
 
 EXECUTABLE = Path(sys.executable).parent / "v2gtool"
 
@@ -124,3 +130,101 @@ def test_deploy_files_usage_errors(args: list[str], text: str) -> None:
     result = CliRunner().invoke(cli, ["deploy-files", *args])
     assert result.exit_code == ExitCode.USAGE
     assert text in result.output
+
+
+def _environment_file(interface: str) -> dict[str, str]:
+    """The variables of the shipped environment file, filled in for *interface*."""
+    text = render(lookup("evse-v2g.env"), Placeholders(executable=Path("/usr/bin/v2gtool"), plc_interface=interface))
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
+def _parsed(argv: list[str], environ: dict[str, str], tmp_path: Path) -> click.Context:
+    """The context of the command *argv* names, parsed as ``v2gtool`` would with *environ*, not run."""
+    config = tmp_path / "v2gtool.toml"
+    config.touch()
+    app = AppContext(load_config(config, environ), False, False, Console(), Console(stderr=True))
+    ctx = click.Context(cli, info_name="v2gtool", obj=app)
+    command: click.Command = cli
+    while isinstance(command, click.Group):
+        name, *argv = argv
+        found = command.get_command(ctx, name)
+        assert found is not None, f"v2gtool has no command {name!r}"
+        command = found
+        if isinstance(command, click.Group):
+            ctx = click.Context(command, info_name=name, parent=ctx)
+    return command.make_context(name, argv, parent=ctx)
+
+
+def test_the_environment_file_starts_the_secc_on_the_configured_interface(tmp_path: Path) -> None:
+    environ = _environment_file("plc0")
+    # ExecStart=@V2GTOOL@ $V2GTOOL_ARGS: systemd splits an unbraced variable at whitespace.
+    assert "$V2GTOOL_ARGS" in render(lookup("evse-v2g.service"), Placeholders(executable=Path("/usr/bin/v2gtool")))
+    ctx = _parsed(shlex.split(environ["V2GTOOL_ARGS"]), environ, tmp_path)
+    assert ctx.command_path == "v2gtool v2g-message-handler serve"
+    assert ctx.params["iface"] == "plc0"
+    assert (ctx.params["rt"], ctx.params["cpu"]) == (DEFAULT_PRIORITY, 1)
+
+
+def test_serve_needs_an_interface_from_the_option_or_the_config(tmp_path: Path) -> None:
+    assert _parsed(["v2g-message-handler", "serve", "--iface", "eth2"], {"V2GTOOL_SLAC__IFACE": "plc0"},
+                   tmp_path).params["iface"] == "eth2"
+    with pytest.raises(click.MissingParameter, match=r"set \[slac\] iface in the config file or V2GTOOL_SLAC__IFACE"):
+        _parsed(["v2g-message-handler", "serve"], {}, tmp_path)
+
+
+@pytest.mark.parametrize(("args", "text"), [
+    (["--interface", 'eth1"; tcp dport 22 accept; #', "--print", "v2g.nft"], "without '\"'"),
+    (["--interface", "eth1\nV2GTOOL_ARGS=--evil", "--print", "evse-v2g.env"], "without '\\n'"),
+    (["--interface", "eth1/x", "--print", "v2g.nft"], "without '/'"),
+    (["--interface", "a-very-long-name0", "--print", "v2g.nft"], "at most 15 bytes"),
+    (["--exec", "/opt/v2g$HOME/v2gtool", "--print", "evse-v2g.service"], "must not contain '$'"),
+    (["--exec", "/opt/v2g*/v2gtool", "--print", "apparmor.v2gtool"], "must not contain '*'"),
+    (["--exec", "/opt/v2gtool\nExecStartPre=/bin/sh", "--print", "evse-v2g.service"], "must not contain '\\n'"),
+])
+def test_deploy_files_refuses_values_that_would_change_a_file(args: list[str], text: str) -> None:
+    result = CliRunner().invoke(cli, ["deploy-files", *args])
+    assert result.exit_code == ExitCode.USAGE
+    assert text in result.output
+    assert not any(part in result.output for part in ("define PLC_IF", "[Unit]", "abi <abi/3.0>", "V2GTOOL_CONFIG="))
+
+
+def test_a_configured_interface_is_checked_too() -> None:
+    result = subprocess.run([sys.executable, "-m", "v2gtool", "deploy-files", "--print", "v2g.nft"],
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "V2GTOOL_SLAC__IFACE": 'x";accept;#'})
+    assert result.returncode == ExitCode.USAGE
+    assert result.stderr == ("v2gtool: error: environment variable V2GTOOL_SLAC__IFACE: [slac] iface must be an "
+                             "interface name without '\"', got 'x\";accept;#'\n")
+
+
+def test_placeholders_refuse_unusable_values() -> None:
+    with pytest.raises(ValueError, match="PLC interface 'a b' must be an interface name without ' '"):
+        Placeholders(executable=Path("/usr/bin/v2gtool"), plc_interface="a b")
+    with pytest.raises(ValueError, match="executable 'v2gtool' must be an absolute path"):
+        Placeholders(executable=Path("v2gtool"))
+    with pytest.raises(ValueError, match="SECC TCP port 15118 must be a Dynamic Port"):
+        Placeholders(executable=Path("/usr/bin/v2gtool"), secc_tcp_port=15118)
+
+
+def test_an_executable_path_with_a_space_is_quoted(tmp_path: Path) -> None:
+    executable = tmp_path / "my dir" / "v2gtool"
+    executable.parent.mkdir()
+    executable.write_text("#!/bin/sh\n")
+    executable.chmod(0o755)
+    values = Placeholders(executable=executable)
+    unit = render(lookup("evse-v2g.service"), values)
+    assert f'ExecStart="{executable}" $V2GTOOL_ARGS' in unit
+    profile = render(lookup("apparmor.v2gtool"), values)
+    assert f'profile v2gtool "{executable}" flags=(enforce) {{' in profile and f'  "{executable}" r,' in profile
+    analyze, parser = shutil.which("systemd-analyze"), shutil.which("apparmor_parser")
+    if analyze is not None:
+        (tmp_path / "evse-v2g.service").write_text(unit)
+        verify = subprocess.run([analyze, "verify", "--man=no", str(tmp_path / "evse-v2g.service")],
+                                capture_output=True, text=True, timeout=60)
+        assert verify.returncode == 0, verify.stderr
+    if parser is not None:
+        (tmp_path / "v2gtool").write_text(profile)
+        parsed = subprocess.run([parser, "--preprocess", str(tmp_path / "v2gtool")], capture_output=True, text=True,
+                                timeout=60)
+        assert parsed.returncode == 0, parsed.stderr

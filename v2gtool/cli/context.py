@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import click
 from rich.console import Console
 
-from v2gtool.config import Config
+from v2gtool.config import ENV_PREFIX, Config
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,18 @@ class AppContext:
     debug: bool
     console: Console
     err_console: Console
+
+    def option_or_config(self, ctx: click.Context, param: click.Parameter, value: Any, table: str, key: str) -> Any:
+        """*value* of option *param* when given, else ``[table] key`` of the configuration (file or
+        ``V2GTOOL_<TABLE>__<KEY>``); a usage error naming both when neither is set. An option callback."""
+        if value is not None:
+            return value
+        configured = self.config.get(table, key)
+        if configured is None:
+            variable = f"{ENV_PREFIX}{table.upper()}__{key.upper()}"
+            raise click.MissingParameter(f"Give it, or set [{table}] {key} in the config file or {variable}.",
+                                         ctx=ctx, param=param)
+        return configured
 
 
 def app_context(ctx: click.Context) -> AppContext:

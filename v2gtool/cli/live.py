@@ -203,7 +203,11 @@ def real_time(charger: StationCharger, speed: float = 1.0) -> Callable[[], float
     return now
 
 
-iface_option = click.option("--iface", required=True, help="The PLC interface (it needs an IPv6 link-local address).")
+iface_option = click.option(
+    "--iface",
+    callback=lambda ctx, param, value: app_context(ctx).option_or_config(ctx, param, value, "slac", "iface"),
+    help="The PLC interface (it needs an IPv6 link-local address) [default: [slac] iface].",
+)
 _TLS_OPTIONS = [
     click.option("--no-tls", is_flag=True, help="Plain TCP instead of TLS 1.3 with mutual authentication."),
     click.option(

@@ -4,17 +4,30 @@ The files are templates with three placeholders, filled in for the machine at in
 ``@V2GTOOL@`` (absolute path of the ``v2gtool`` executable), ``@PLC_INTERFACE@`` (the HomePlug
 Green PHY interface, ``[slac] iface``) and ``@SECC_TCP_PORT@`` (the TCP port the SECC announces in
 its SDP response, ``[sdp] tcp_port``; ISO 15118 wants a Dynamic Port, 49152-65535).
+:class:`Placeholders` refuses values that would change the meaning of a file instead of filling in
+one value: an interface name Linux would not accept, or an executable path with characters that
+systemd or AppArmor interpret even inside double quotes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
+
+from v2gtool.config import interface_name
 
 DEFAULT_PLC_INTERFACE = "eth0"
 DEFAULT_SECC_TCP_PORT = 64109  # the default of sdp-discovery --port and tls-verify --port
 DYNAMIC_PORTS = range(49152, 65536)  # IETF RFC 6335 Dynamic Ports, as ISO 15118 requires for the SECC
+# Characters an executable path cannot hold: systemd expands $VAR and %-specifiers and AppArmor
+# globs (* ? [ ] { } ^, @{var}) even inside double quotes, and '"' and '\' would need escapes.
+# (Control characters, newlines included, are refused as unprintable.)
+_EXECUTABLE_REFUSED = frozenset('"\\$%*?[]{}^')
+# Characters a path may hold without double quotes in the unit and the profile.
+_UNQUOTED_EXTRA = frozenset("/._+-~")
 
 
 @dataclass(frozen=True)
@@ -39,17 +52,50 @@ FILES: tuple[DeployFile, ...] = (
 )
 
 
+def executable_path(path: Path) -> Path:
+    """*path* if it can be the executable of the unit and the profile; else ValueError saying why."""
+    if not path.is_absolute():
+        raise ValueError("must be an absolute path")
+    for char in str(path):
+        if char in _EXECUTABLE_REFUSED or not char.isprintable():
+            raise ValueError(f"must not contain {char!r}: systemd or AppArmor would interpret it")
+    return path
+
+
+def quoted_executable(path: Path) -> str:
+    """*path* as systemd's ExecStart= and an AppArmor rule read it: in double quotes when it has
+    a space or another character outside letters, digits and ``/._+-~``."""
+    text = str(path)
+    plain = all(char.isalnum() or char in _UNQUOTED_EXTRA for char in text)
+    return text if plain else f'"{text}"'
+
+
+def _check(what: str, check: Callable[[Any], object], value: Any) -> None:
+    """Run *check* on *value*; its ValueError, prefixed with *what* and the value."""
+    try:
+        check(value)
+    except ValueError as exc:
+        raise ValueError(f"{what} {str(value)!r} {exc}") from None
+
+
 @dataclass(frozen=True)
 class Placeholders:
-    """The machine-specific values substituted into the templates."""
+    """The machine-specific values substituted into the templates; ValueError for unusable ones."""
 
     executable: Path
     plc_interface: str = DEFAULT_PLC_INTERFACE
     secc_tcp_port: int = DEFAULT_SECC_TCP_PORT
 
+    def __post_init__(self) -> None:
+        _check("executable", executable_path, self.executable)
+        _check("PLC interface", interface_name, self.plc_interface)
+        if self.secc_tcp_port not in DYNAMIC_PORTS:
+            raise ValueError(f"SECC TCP port {self.secc_tcp_port} must be a Dynamic Port (49152-65535)")
+
     def apply(self, text: str) -> str:
+        """*text* with the placeholders replaced by these values."""
         return (
-            text.replace("@V2GTOOL@", str(self.executable))
+            text.replace("@V2GTOOL@", quoted_executable(self.executable))
             .replace("@PLC_INTERFACE@", self.plc_interface)
             .replace("@SECC_TCP_PORT@", str(self.secc_tcp_port))
         )
