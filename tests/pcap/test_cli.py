@@ -11,8 +11,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.pcap.session import SAP_REQ, SESSION_ID, SHARED_PCAPS, dc_session, frame, sap_res, write_session
+from tests.pcap.session import (
+    SAP_REQ,
+    SESSION_ID,
+    SHARED_PCAPS,
+    analyse,
+    dc_session,
+    dissect,
+    frame,
+    sap_res,
+    write_session,
+)
 from v2gtool import v2gtp
+from v2gtool.pcap import plot
+from v2gtool.pcap.analysis import Series, TraceAnalysis
+from v2gtool.pcap.filters import parse_filter
 
 
 def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -97,11 +110,41 @@ def test_truncated_capture_still_summarises_and_fails(discharge: Path, tmp_path:
 @pytest.mark.parametrize(("args", "message"), [
     (["pcap-decode", "/nonexistent.pcap"], "v2gtool: error: /nonexistent.pcap: No such file or directory"),
     (["pcap-decode", "--filter", "X.Y <", "x"], "v2gtool: error: --filter 'X.Y <': expected a message name"),
+    (["pcap-decode", "--filter", "DC.x === 5", "x"], "expected a message name or 'Message.Field OP value'"),
+    (["pcap-decode", "--filter", "DC_ChargeLoopReq.EVPresentVoltage == ", "x"], "expected a message name"),
+    (["pcap-decode", "--filter", "DC_ChargeLoopReq.", "x"], "expected a message name"),
+    (["pcap-decode", "--filter", "DC..x", "x"], "expected a message name"),
+    (["pcap-decode", "--filter", "CurentDemandReq", "x"],
+     "CurentDemandReq is not a V2G, SLAC or SDP message (did you mean CurrentDemandReq, CurrentDemandRes?)"),
+    (["pcap-decode", "--filter", "SDPRes.secc_port == 1", "x"], "SLAC and SDP messages are selected by name only"),
+    (["pcap-decode", "--filter", "CM_SLAC_PARM.REQ.run_id == 1", "x"], "are selected by name only"),
 ])
-def test_bad_input_is_one_line(args: list[str], message: str) -> None:
+def test_bad_input_is_one_line_exit_2(args: list[str], message: str) -> None:
+    """Bad input and options are 2, so a pipeline never takes them for exit 1, a protocol error."""
     result = run(*args)
     err = result.stderr.decode()
-    assert result.returncode != 0 and err.startswith(message) and err.count("\n") == 1
+    assert result.returncode == 2 and message in err and err.startswith("v2gtool: error: ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("text", ["CurrentDemandReq", "DC_ChargeLoopReq.EVTargetCurrent < 0", "CM_SLAC_MATCH.CNF",
+                                  "SDPRes", "supportedAppProtocolRes.ResponseCode != OK_SuccessfulNegotiation",
+                                  "WeldingDetectionReq", "SessionSetupRes.EVSEID"])
+def test_filters_of_every_schema_set_slac_and_sdp_parse(text: str) -> None:
+    parsed = parse_filter(text)
+    assert text.startswith(".".join((parsed.message, *parsed.path)))
+
+
+def test_a_reader_that_leaves_early_is_no_protocol_error(tmp_path: Path) -> None:
+    """`pcap-decode trace | head -1`: the pipe breaks, the exit is 0 (1 would say the trace is bad)."""
+    path = tmp_path / "long.pcap"
+    path.write_bytes(write_session(dc_session([0.1] * 400)))
+    for args in (["pcap-decode"], ["--json", "pcap-decode"]):
+        process = subprocess.Popen([sys.executable, "-m", "v2gtool", *args, str(path)], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE)
+        assert process.stdout is not None and process.stdout.readline()
+        process.stdout.close()
+        assert process.wait(60) == 0
+        assert process.stderr is not None and b"Traceback" not in process.stderr.read()
 
 
 @pytest.mark.parametrize(("data", "message"), [
@@ -135,7 +178,7 @@ def test_keylog_without_secrets_is_one_line(tmp_path: Path, discharge: Path) -> 
     keys = tmp_path / "empty.keys"
     keys.write_text("# nothing\n")
     result = run("pcap-decode", "--keylog", str(keys), str(discharge))
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.decode() == f"v2gtool: error: --keylog {keys}: no NSS key-log lines (CLIENT_RANDOM, " \
                                      f"*_TRAFFIC_SECRET_*) found\n"
 
@@ -148,12 +191,25 @@ def test_plot_writes_a_png(discharge: Path, tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_plot_without_matplotlib_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from v2gtool.pcap import plot
-
+def test_plot_without_matplotlib_is_one_line_exit_4(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(plot.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(plot.PlotError, match=r"^--plot needs matplotlib, which is not installed"):
+    with pytest.raises(plot.MatplotlibMissing, match=r"^--plot needs matplotlib, which is not installed") as caught:
         plot.check_plotting()
+    assert caught.value.exit_code == 4  # the machine lacks something: not the trace's fault (1)
+
+
+def test_plot_panels_are_those_the_capture_has() -> None:
+    """A DC loop has voltage, current and V x I power; an AC loop only its EVSEPresentActivePower
+    (the AC capture once gave three empty panels); no loop, nothing to plot (exit 2)."""
+    dc = analyse(dissect(write_session(dc_session([0.1, 0.1], currents=[20, -15]))))
+    assert [unit for unit, _ in plot._panels(dc)] == ["V", "A", "kW"]
+    ac = TraceAnalysis()
+    for t, watts in ((1.0, 11000.0), (1.25, 10500.0)):
+        ac.series.setdefault("EVSEPresentActivePower", Series()).add(t, watts)
+    assert plot._panels(ac) == [("kW", [("EVSEPresentActivePower", [(1.0, 11.0), (1.25, 10.5)])])]
+    with pytest.raises(plot.PlotError, match="no charge-loop voltage, current or power") as caught:
+        plot.plot_series(TraceAnalysis(), Path("never.png"))
+    assert caught.value.exit_code == 2
 
 
 @pytest.mark.skipif(not SHARED_PCAPS.is_dir(), reason="shared captures absent")

@@ -11,6 +11,18 @@ from rich.console import Console
 from v2gtool.config import ENV_PREFIX, Config
 
 
+class PipelineConsole(Console):
+    """A rich console for a pipeline's end: when the reader goes away (``| head``), rich makes
+    stdout /dev/null and exits 1, which pcap-decode uses for "the trace shows a protocol error";
+    here the exit is 0, the reader having had all it wanted."""
+
+    def on_broken_pipe(self) -> None:
+        try:
+            super().on_broken_pipe()
+        except SystemExit:
+            raise SystemExit(0) from None
+
+
 @dataclass(frozen=True)
 class AppContext:
     """Global options after parsing: the merged config and how to render output."""
@@ -40,5 +52,5 @@ def app_context(ctx: click.Context) -> AppContext:
     if app is None:  # a subcommand invoked on its own, e.g. from a test through CliRunner
         from v2gtool.config import load_config
 
-        app = AppContext(load_config(None), False, False, Console(), Console(stderr=True))
+        app = AppContext(load_config(None), False, False, PipelineConsole(), PipelineConsole(stderr=True))
     return app

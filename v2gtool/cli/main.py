@@ -7,10 +7,9 @@ import traceback
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from v2gtool import __version__
-from v2gtool.cli.context import AppContext
+from v2gtool.cli.context import AppContext, PipelineConsole
 from v2gtool.cli.lazy import LazyGroup
 from v2gtool.config import load_config
 from v2gtool.errors import V2GToolError
@@ -58,8 +57,8 @@ def cli(ctx: click.Context, config_path: Path | None, json_out: bool, debug: boo
         config=load_config(config_path),
         json=json_out,
         debug=debug,
-        console=Console(),
-        err_console=Console(stderr=True),
+        console=PipelineConsole(),
+        err_console=PipelineConsole(stderr=True),
     )
 
 
@@ -67,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script: run the group, turn our errors into one line + exit code."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    stdout = sys.stdout
     try:
         rc = cli.main(args=args, prog_name="v2gtool", standalone_mode=False)
     except V2GToolError as exc:
@@ -86,6 +86,12 @@ def main(argv: list[str] | None = None) -> None:
         # The reader of a pipeline went away (`| head`): not an error of ours.
         sys.stderr.close()
         sys.exit(0)
+    except SystemExit:
+        # click turns a broken pipe into exit 1 itself (which pcap-decode uses for "the trace shows
+        # a protocol error"), after wrapping sys.stdout so the last flush cannot fail: that marks it.
+        if sys.stdout is not stdout:
+            sys.exit(0)
+        raise
     # Without standalone mode click returns the code of `ctx.exit(code)` instead of exiting.
     if isinstance(rc, int) and rc != 0:
         sys.exit(rc)

@@ -4,7 +4,7 @@ Reads pcap/pcapng from a file, stdin (``-``) or a growing trace (``--follow``); 
 TCP, TLS (with ``--keylog`` or secrets disclosed in the capture), V2GTP and EXI; prints a tree per
 message and a summary, or ``--json`` lines. The exit code is 1 when the trace shows a protocol
 error (undecodable or missing data, a FAILED response code, a response over its timeout), so a
-charger's CI can gate on it.
+charger's CI can gate on it; bad input and options are 2, never 1.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from v2gtool.cli.context import app_context
 from v2gtool.cli.output import emit_json, json_option, message_tree, use_json, wire_text
 from v2gtool.cli.progress import progress_bar
 from v2gtool.errors import V2GToolError
+from v2gtool.exit_codes import ExitCode
 from v2gtool.pcap.analysis import TraceAnalysis
 from v2gtool.pcap.dissect import Dissector
 from v2gtool.pcap.filters import MessageFilter, parse_filter
@@ -44,8 +45,11 @@ from v2gtool.pcap.records import (
 from v2gtool.pcap.tls import KeyLog
 
 
-class KeyLogError(V2GToolError):
-    """A --keylog file cannot be read or holds no secrets."""
+class InputError(V2GToolError):
+    """The capture cannot be opened, or the --keylog file cannot be read or holds no secrets: bad
+    input (exit 2), told apart from exit 1, "the trace shows a protocol error"."""
+
+    exit_code = ExitCode.USAGE
 
 
 @click.command("pcap-decode")
@@ -67,8 +71,9 @@ def pcap_decode(ctx: click.Context, capture: Path, keylogs: tuple[Path, ...], fo
     """Decode a V2G capture (pcap/pcapng): SLAC, SDP, TLS, V2GTP, EXI, with a timing and protocol summary.
 
     Exit code 1 when the trace shows a protocol error: undecodable or missing data, a FAILED
-    response code, a response over its message timeout, a TLS alert; 2 when the input is no
-    pcap or pcapng capture at all.
+    response code, a response over its message timeout, a TLS alert; 2 when the input cannot be
+    read or is no pcap or pcapng capture at all, a --keylog holds no secrets, a --filter is
+    malformed or --plot has nothing to draw; 4 when --plot lacks matplotlib.
 
     \b
     Examples:
@@ -122,9 +127,9 @@ def _load_keylog(keylog: KeyLog, path: Path) -> None:
     try:
         text = path.read_text(encoding="ascii", errors="replace")
     except OSError as exc:
-        raise KeyLogError(f"--keylog {path}: {exc.strerror}") from None
+        raise InputError(f"--keylog {path}: {exc.strerror}") from None
     if not keylog.add_text(text):
-        raise KeyLogError(f"--keylog {path}: no NSS key-log lines (CLIENT_RANDOM, *_TRAFFIC_SECRET_*) found")
+        raise InputError(f"--keylog {path}: no NSS key-log lines (CLIENT_RANDOM, *_TRAFFIC_SECRET_*) found")
 
 
 @contextlib.contextmanager
@@ -135,7 +140,7 @@ def _open(capture: Path) -> Iterator[BinaryIO]:
     try:
         stream = capture.open("rb")
     except OSError as exc:
-        raise CaptureError(f"{capture}: {exc.strerror}") from None
+        raise InputError(f"{capture}: {exc.strerror}") from None
     with stream:
         yield stream
 
@@ -241,7 +246,8 @@ class _Renderer:
             out.print(f"{head} [dim]key disclosed: {wire_text(record.label)} for {record.client_random[:16]}…[/dim]",
                       highlight=False)
         elif isinstance(record, ProtocolError):
-            out.print(f"{head} [red]{wire_text(f'{record.layer} error: {record.message}')}[/red]", highlight=False)
+            out.print(f"{head} [red]{wire_text(f'{record.layer} error: {record.message}')}[/red]", highlight=False,
+                      soft_wrap=True)
         elif isinstance(record, Frame) and self._frames:
             line = f"{record.protocols} {record.source} → {record.destination} {record.info}"
             out.print(f"{head} [dim]{wire_text(line)}[/dim]", highlight=False)
@@ -287,12 +293,12 @@ def _print_summary(console: Console, summary: dict[str, Any]) -> None:
     for slow in summary["slow_responses"]:
         if slow["verdict"] == "near":
             console.print(f"[yellow]#{slow['response_frame']} {slow['message']}Res after {slow['seconds']:.3f} s, near "
-                          f"its {slow['timeout']} s timeout[/yellow]", highlight=False)
+                          f"its {slow['timeout']} s timeout[/yellow]", highlight=False, soft_wrap=True)
     for request in summary["open_requests"]:
         console.print(f"[dim]#{request['request_frame']} {request['message']}Req still open when the capture "
-                      f"ended[/dim]", highlight=False)
+                      f"ended[/dim]", highlight=False, soft_wrap=True)
     for error in summary["errors"]:
-        console.print(f"[red]#{error['frame']} {wire_text(error['error'])}[/red]", highlight=False)
+        console.print(f"[red]#{error['frame']} {wire_text(error['error'])}[/red]", highlight=False, soft_wrap=True)
     verdict = f"[red]{summary['error_count']} protocol error(s)[/red]" if summary["error_count"] else \
         "[green]no protocol errors[/green]"
     if summary["frames"]:

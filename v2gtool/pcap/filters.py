@@ -12,6 +12,8 @@ element. Physical values (Value x 10^Exponent / Multiplier) compare as numbers.
 
 from __future__ import annotations
 
+import difflib
+import functools
 import operator
 import re
 from collections.abc import Callable
@@ -19,14 +21,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from v2gtool.errors import V2GToolError
+from v2gtool.exi.namespaces import NAMESPACES, grammar
 from v2gtool.pcap.analysis import walk
 from v2gtool.pcap.records import SdpMessage, SlacMessage, TraceRecord, V2GMessage, message_element, physical_value
+from v2gtool.pcap.sdp import SDP_MESSAGES
+from v2gtool.slac.mme import MMType, mmtype_name
 
 _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq, "!=": operator.ne, "<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt,
 }
-_EXPRESSION = re.compile(r"^\s*([A-Za-z_][\w.]*?)\s*(==|!=|<=|>=|<|>)\s*(.+?)\s*$")
-_NAME = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*$")
+_PATH = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"  # dotted element names, no empty step
+_EXPRESSION = re.compile(rf"^\s*({_PATH})\s*(==|!=|<=|>=|<|>)\s*([^\s=<>!].*?)\s*$")
+_NAME = re.compile(rf"^\s*({_PATH})\s*$")
 
 
 class FilterError(V2GToolError):
@@ -81,6 +87,23 @@ def _resolve(element: Any, path: tuple[str, ...]) -> list[Any]:
     return values
 
 
+@functools.cache
+def _names() -> tuple[frozenset[str], frozenset[str]]:
+    """The names a filter can select: (V2G messages of every schema set, SLAC and SDP messages).
+
+    V2G messages are the -20 and application-handshake root elements, and the Body elements of
+    ISO 15118-2 and DIN SPEC 70121 (their root is V2G_Message); SLAC names are the MMEs' of
+    ISO 15118-3 Annex A, SDP names those :func:`v2gtool.pcap.sdp.sdp_fields` gives.
+    """
+    v2g: set[str] = set()
+    for namespace in NAMESPACES:
+        schema = grammar(namespace.short)
+        v2g.update(schema.messages())
+        v2g.update(spec.name for t in schema.types if t.cls.__name__ == "BodyType" for spec in t.fields)
+    by_name = {mmtype_name(mmtype) for mmtype in MMType} | set(SDP_MESSAGES.values())
+    return frozenset(v2g), frozenset(by_name)
+
+
 def parse_filter(text: str) -> MessageFilter:
     """Parse one --filter expression; raise :class:`FilterError` with the reason."""
     match = _EXPRESSION.match(text)
@@ -90,13 +113,27 @@ def parse_filter(text: str) -> MessageFilter:
         if not path:
             raise FilterError(f"--filter {text!r}: compare a field of the message, e.g. {message}.ResponseCode {op} "
                               f"{raw}")
+        if any(dotted.startswith(f"{name}.") for name in _names()[1]):
+            raise FilterError(f"--filter {text!r}: SLAC and SDP messages are selected by name only")
+        _check_message(text, message)
         return MessageFilter(message, tuple(path), _OPERATORS[op], _operand(raw))
     match = _NAME.match(text)
     if match is None:
         raise FilterError(f"--filter {text!r}: expected a message name or 'Message.Field OP value' "
                           f"(OP one of {', '.join(_OPERATORS)})")
     message, *path = match.group(1).split(".")
+    if match.group(1) not in _names()[1]:
+        _check_message(text, message)
     return MessageFilter(message, tuple(path), None, None)
+
+
+def _check_message(text: str, message: str) -> None:
+    """A name no schema set declares would silently match nothing: say so, with the nearest names."""
+    v2g, by_name = _names()
+    if message not in v2g:
+        near = difflib.get_close_matches(message, sorted(v2g | by_name), n=3)
+        hint = f" (did you mean {', '.join(near)}?)" if near else ""
+        raise FilterError(f"--filter {text!r}: {message} is not a V2G, SLAC or SDP message{hint}")
 
 
 def _operand(raw: str) -> Any:

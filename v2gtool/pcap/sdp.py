@@ -16,6 +16,10 @@ SDP_PORT = sdp.SDP_SERVER_PORT
 # Record values of the Security and Transport Protocol bytes (ISO 15118-2 Table 15).
 SECURITY = {sdp.Security.TLS: "TLS", sdp.Security.NO_TLS: "none"}
 TRANSPORT = {sdp.TransportProtocol.TCP: "TCP", sdp.TransportProtocol.UDP: "UDP"}
+# The record names of the SDP messages, by V2GTP payload type (ISO 15118-20 Table 12).
+SDP_MESSAGES: dict[int, str] = {v2gtp.PayloadType.SDP_REQUEST: "SDPReq", v2gtp.PayloadType.SDP_RESPONSE: "SDPRes",
+                v2gtp.PayloadType.SDP_REQUEST_WIRELESS: "SDPReqWireless",
+                v2gtp.PayloadType.SDP_RESPONSE_WIRELESS: "SDPResWireless"}
 
 
 def sdp_fields(frame: v2gtp.V2GTPFrame) -> tuple[str, dict[str, Any]]:
@@ -23,13 +27,13 @@ def sdp_fields(frame: v2gtp.V2GTPFrame) -> tuple[str, dict[str, Any]]:
     kind = frame.payload_type
     if kind == v2gtp.PayloadType.SDP_REQUEST:
         request = sdp.SdpRequest.from_payload(frame.payload)
-        return "SDPReq", {"security": SECURITY[request.security], "transport": TRANSPORT[request.transport]}
+        return SDP_MESSAGES[kind], {"security": SECURITY[request.security], "transport": TRANSPORT[request.transport]}
     if kind == v2gtp.PayloadType.SDP_RESPONSE:
         response = sdp.SdpResponse.from_payload(frame.payload)
-        return "SDPRes", {"secc_address": str(response.address), "secc_port": response.port,
+        return SDP_MESSAGES[kind], {"secc_address": str(response.address), "secc_port": response.port,
                           "security": SECURITY[response.security], "transport": TRANSPORT[response.transport]}
     if kind == v2gtp.PayloadType.SDP_REQUEST_WIRELESS:
-        return "SDPReqWireless", {"payload": frame.payload.hex()}
+        return SDP_MESSAGES[kind], {"payload": frame.payload.hex()}
     if kind == v2gtp.PayloadType.SDP_RESPONSE_WIRELESS:
-        return "SDPResWireless", {"payload": frame.payload.hex()}
+        return SDP_MESSAGES[kind], {"payload": frame.payload.hex()}
     raise sdp.SdpError(f"UDP port {SDP_PORT}: V2GTP payload type 0x{kind:04X} is not an SDP message")
