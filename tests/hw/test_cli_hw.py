@@ -90,7 +90,7 @@ def test_contactor_close_refusal_names_the_rule(tmp_path: Path, text: str, condi
 
 
 def test_contactor_close_reports_a_trip_during_the_hold(tmp_path: Path) -> None:
-    path = scenario(tmp_path, '[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 15.8\ncp = "B"\n')
+    path = scenario(tmp_path, '[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 16.8\ncp = "B"\n')
     result = run("contactor", "close", "--scenario", path, "--hold", "2", "--json")
     one_line_error(result, 5, "CP_NOT_C_OR_D")
     opened = next(e for e in lines(result) if e.get("event") == "ContactorsOpened")
@@ -104,7 +104,7 @@ def test_contactor_open_times_the_release() -> None:
 
 
 def test_weld_is_found_and_latched(tmp_path: Path) -> None:
-    path = scenario(tmp_path, '[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 15.2\nfault = "weld"\npoles = ["K1"]\n')
+    path = scenario(tmp_path, '[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 16.2\nfault = "weld"\npoles = ["K1"]\n')
     one_line_error(run("contactor", "open", "--scenario", path), 4, "Contactor Stuck on K1")
     check = run("contactor", "weld-check", "--scenario", path, "--session", "1", "--json")
     one_line_error(check, 4, "welded K1")
@@ -115,7 +115,7 @@ def test_weld_is_found_and_latched(tmp_path: Path) -> None:
 
 
 def test_weld_check_voltage_test_finds_both_poles_welded(tmp_path: Path) -> None:
-    path = scenario(tmp_path, '[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 15.2\nfault = "weld"\n')
+    path = scenario(tmp_path, '[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 16.2\nfault = "weld"\n')
     check = run("contactor", "weld-check", "--scenario", path, "--session", "1", "--json")
     assert check.returncode == 4
     out = result_of(check)
@@ -202,3 +202,33 @@ def test_bad_scenario_is_one_line(tmp_path: Path) -> None:
 def test_help_documents_exit_codes_and_the_sim_sequence() -> None:
     text = run("contactor", "close", "--help").stdout
     assert "Exit codes" in text and "3  refused by the interlock" in text and "self-contained" in text
+
+
+def test_contactor_close_reports_the_current_actually_carried() -> None:
+    """Asked for 500 A, the module carries its rated 300 A: that is what the command reports."""
+    out = result_of(run("contactor", "close", "--current", "500", "--hold", "2", "--json"))
+    assert out["requested_a"] == 500.0
+    assert out["current_a"] == pytest.approx(300.0, abs=0.5)
+    assert out["current_min_a"] == pytest.approx(300.0, abs=0.5) and out["current_max_a"] <= 300.5
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("cp-duty", "read", "--at", "1e9"),
+        ("contactor", "close", "--hold", "1e9"),
+        ("contactor", "status", "--at", "86401"),
+        ("isolation-check", "--at", "1e9"),
+    ],
+)
+def test_times_beyond_what_the_sim_can_run_are_usage_errors(args: tuple[str, ...]) -> None:
+    result = run(*args)
+    assert result.returncode == 2 and "3600" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_scenario_without_a_cp_step_has_the_vehicle_in_state_c(tmp_path: Path) -> None:
+    """As the help says (and as `session run` does): no CP step means a vehicle plugged in and ready."""
+    path = scenario(tmp_path, "[plant]\nambient_c = 30\n")
+    result = run("contactor", "close", "--hold", "0.5", "--scenario", path, "--json")
+    assert result.returncode == 0, result.stderr
+    assert result_of(result)["current_a"] == pytest.approx(100.0, abs=0.5)

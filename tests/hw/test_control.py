@@ -136,3 +136,53 @@ def test_soc_floor_default_and_bounds() -> None:
     assert floor.allows_discharge(20.1) and not floor.allows_discharge(20.0)
     with pytest.raises(ConfigError):
         SocFloor(120.0)
+
+
+HOT_AMBIENT = """
+[plant]
+ambient_c = 80
+battery_capacity_ah = 1e6
+[[at]]
+t = 0
+cp = "C"
+"""
+
+
+def test_a_hot_inlet_never_passes_its_limit() -> None:
+    """80 degC ambient, only 5 K below the setpoint, at full current: the derating takes the current
+    back before the sensor (and the inlet itself) reaches the limit, over a long run."""
+    setup = thermal_station(HOT_AMBIENT, ThermalDerating(rated_current_a=300.0, limit_c=LIMIT_C))
+    setup.station.request_current(300.0)
+    hottest = sensed = 0.0
+    while setup.clock.now() < 1800.0:
+        setup.station.run(1.0)
+        hottest, sensed = max(hottest, setup.plant.inlet_c), max(sensed, setup.plant.sensor_c)
+    assert hottest <= LIMIT_C and sensed <= LIMIT_C
+    derated = [e for e in setup.station.events if isinstance(e, CurrentDerated)]
+    assert derated and max(e.inlet_c for e in derated) <= LIMIT_C
+    # Settled where the inlet sits at the setpoint: 80 degC + I^2 R R_th = 85 degC.
+    params = setup.plant.params
+    assert abs(setup.plant.current_a) == pytest.approx(
+        math.sqrt(5.0 / (params.inlet_resistance_ohm * params.inlet_thermal_resistance_k_per_w)), abs=0.5
+    )
+
+
+def test_the_soc_floor_warns_once_per_crossing_and_rearms(caplog: pytest.LogCaptureFixture) -> None:
+    """A session loop asks for the discharge again and again (every 250 ms): the refusal is reported
+    once, not once per request; after charging above the floor it is armed again."""
+    setup = thermal_station(SOC_FLOOR, None)
+    caplog.set_level(logging.WARNING)
+    for _ in range(80):
+        setup.station.request_current(-50.0)
+        setup.station.run(0.25)
+    assert setup.station.discharge_refused and setup.plant.current_a == 0.0
+    refused = [e for e in setup.station.events if isinstance(e, DischargeRefused)]
+    warnings = [r for r in caplog.records if EVSE_SHUTDOWN_REJECTED in r.getMessage()]
+    assert len(refused) == 1 and len(warnings) == 1
+    setup.station.request_current(30.0)  # charge above the floor ...
+    setup.station.run(3.0)
+    for _ in range(40):  # ... and discharge down to it again: a new crossing, a new report
+        setup.station.request_current(-50.0)
+        setup.station.run(0.25)
+    assert len([e for e in setup.station.events if isinstance(e, DischargeRefused)]) == 2
+    assert len([r for r in caplog.records if EVSE_SHUTDOWN_REJECTED in r.getMessage()]) == 2

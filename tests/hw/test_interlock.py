@@ -170,7 +170,7 @@ def test_power_up_orders_close_cable_check_precharge_transfer() -> None:
 
 @pytest.mark.parametrize("state", ["B", "A", "E", "F"])
 def test_cp_leaving_c_opens_within_100ms_at_zero_current(state: str) -> None:
-    setup = make_station(f'[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 17.0\ncp = "{state}"\n')
+    setup = make_station(f'[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 18.0\ncp = "{state}"\n')
     charging(setup, 150.0, seconds=0.5)
     setup.station.run(2.5)
     cp = [e for e in setup.station.events if isinstance(e, CpStateChanged) and e.t >= 16.9]
@@ -181,7 +181,7 @@ def test_cp_leaving_c_opens_within_100ms_at_zero_current(state: str) -> None:
 
 
 def test_diode_fault_while_charging_opens() -> None:
-    setup = make_station('[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 17.0\nfault = "diode_missing"\n')
+    setup = make_station('[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 18.0\nfault = "diode_missing"\n')
     setup.station.hw.control_pilot.set_duty(5.0)  # type: ignore[union-attr]
     charging(setup, 100.0, seconds=0.5)
     setup.station.run(2.0)
@@ -191,7 +191,7 @@ def test_diode_fault_while_charging_opens() -> None:
 
 def test_opening_is_forced_when_the_current_does_not_fall_in_time() -> None:
     setup = make_station(
-        '[plant]\ncurrent_slew_a_per_s = 500\n[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 17.0\ncp = "B"\n'
+        '[plant]\ncurrent_slew_a_per_s = 500\n[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 18.0\ncp = "B"\n'
     )
     charging(setup, 200.0, seconds=1.0)
     setup.station.run(2.0)
@@ -203,7 +203,7 @@ def test_opening_is_forced_when_the_current_does_not_fall_in_time() -> None:
 
 
 def test_emergency_stop_opens_within_budget() -> None:
-    setup = make_station('[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 17.0\nestop = true\n')
+    setup = make_station('[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 18.0\nestop = true\n')
     charging(setup, 120.0, seconds=0.5)
     setup.station.run(2.0)
     pressed = first(setup.station.events, "EmergencyStopChanged")
@@ -227,7 +227,7 @@ def test_isolation_fault_while_charging_trips_and_runs_the_stop_action(tmp_path:
     marker = tmp_path / "stopped"
     exec_cmd = f"{sys.executable} -c \"open('{marker}', 'w').write('x')\""
     setup = make_station(
-        '[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 17.0\ninsulation_ohm = 20000\n', on_fault_exec=exec_cmd
+        '[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 18.0\ninsulation_ohm = 20000\n', on_fault_exec=exec_cmd
     )
     charging(setup, 100.0, seconds=0.5)
     setup.station.run(5.0)
@@ -240,7 +240,7 @@ def test_isolation_fault_while_charging_trips_and_runs_the_stop_action(tmp_path:
     assert isinstance(ran, StopActionRun) and ran.returncode == 0 and ran.command == exec_cmd
     assert marker.exists() and setup.station.session_stopped
     # The IMD settles in about a second: the fault shows while the true value falls, not instantly.
-    assert 17.0 < fault.t < 20.0
+    assert 18.0 < fault.t < 21.0
 
 
 def test_isolation_fault_in_the_cable_check_is_reported_after_ramp_down() -> None:
@@ -283,7 +283,7 @@ def test_2014_warning_lets_the_session_go_on() -> None:
 
 
 def test_weld_latches_contactor_stuck_until_a_deliberate_reset() -> None:
-    setup = make_station('[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 16.0\nfault = "weld"\npoles = ["K1"]\n')
+    setup = make_station('[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 17.0\nfault = "weld"\npoles = ["K1"]\n')
     t0 = charging(setup, 100.0, seconds=1.0)
     setup.station.session_stop()
     setup.station.run(0.5)
@@ -340,7 +340,7 @@ def test_contact_stuck_open_latches_after_the_closing_time() -> None:
 
 def test_feedback_lost_while_closed_trips_through_zero_current() -> None:
     setup = make_station(
-        '[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 17.0\nfault = "feedback_mismatch"\npoles = ["K1"]\n'
+        '[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 18.0\nfault = "feedback_mismatch"\npoles = ["K1"]\n'
     )
     charging(setup, 100.0, seconds=0.5)
     setup.station.run(2.0)
@@ -357,7 +357,7 @@ def test_interlock_budget_follows_the_configured_contactor() -> None:
     assert slow.release_deadline_s == pytest.approx(0.035)
     setup = make_station(
         '[plant]\ncontactor_open_time_s = 0.06\ncurrent_slew_a_per_s = 500\n[[at]]\nt = 0\ncp = "C"\n'
-        '[[at]]\nt = 17.0\ncp = "B"\n',
+        '[[at]]\nt = 18.0\ncp = "B"\n',
         interlock=slow,
     )
     charging(setup, 200.0, seconds=0.5)

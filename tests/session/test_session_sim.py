@@ -154,7 +154,7 @@ def test_cli_session_run_json(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("scenario", "cause"), [
-    ("[plant]\ninsulation_ohm = 40e3\n", "(insulation 39.8 kΩ below the 100 kΩ fault threshold)"),
+    ("[plant]\ninsulation_ohm = 40e3\n", "(insulation 39.9 kΩ below the 100 kΩ fault threshold)"),
     ('[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 0\nfault = "imd_self_test"\n', "(cable check: IMD self-test failed)"),
     ('[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 0\nfault = "stuck_open"\n', "(contactor K1 stuck open)"),
 ])

@@ -6,14 +6,15 @@ Every command goes through :mod:`v2gtool.hw.interlock`; a refusal names the bloc
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.table import Table
 
-from v2gtool.cli.hw_common import HwSession, hw_options, open_session
-from v2gtool.cli.params import FiniteFloat, FiniteFloatRange
+from v2gtool.cli.hw_common import HwSession, hw_options, open_session, run_seconds
+from v2gtool.cli.params import FiniteFloat
 from v2gtool.hw.errors import ContactorStuckError, InterlockRefusedError, InterlockTrippedError
 from v2gtool.hw.events import ContactorsOpened, ContactorsOpening, InterlockTripped
 from v2gtool.hw.interlock import ContactorPhase
@@ -58,7 +59,7 @@ def _sim_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option(
         "--session",
         "session_s",
-        type=FiniteFloatRange(min=0.0),
+        type=run_seconds(),
         default=0.0,
         show_default=True,
         help="sim: first run a charging session of this many seconds, then stop it.",
@@ -66,7 +67,7 @@ def _sim_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option(
         "--at",
         "at_s",
-        type=FiniteFloatRange(min=0.0),
+        type=run_seconds(),
         default=0.0,
         show_default=True,
         help="sim: simulated time (s) at which the command starts.",
@@ -74,8 +75,19 @@ def _sim_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _power_up_and_charge(session: HwSession, current_a: float, seconds: float) -> None:
-    """Close -> cable check -> precharge -> energy transfer, then carry *current_a* for *seconds*."""
+@dataclass(frozen=True)
+class Carried:
+    """The output current measured over a hold, once the power module's ramp reached the setpoint
+    (the rated limit and the thermal derating may hold it below what was asked for)."""
+
+    last_a: float
+    min_a: float
+    max_a: float
+
+
+def _power_up_and_charge(session: HwSession, current_a: float, seconds: float) -> Carried:
+    """Close -> cable check -> precharge -> energy transfer, then ask for *current_a* for *seconds*;
+    what the output actually carried."""
     station = session.station
     if session.sim is None:
         raise InterlockRefusedError(
@@ -84,7 +96,18 @@ def _power_up_and_charge(session: HwSession, current_a: float, seconds: float) -
         )
     power_up(station, session.sim.vehicle, session.rated_voltage_v)
     station.request_current(current_a)
-    station.run(seconds)
+    measured: list[float] = []
+
+    def sample() -> bool:
+        amps = station.measurement.current_a
+        if measured or abs(amps - station.applied_current_a) <= 1.0:  # from the end of the ramp on
+            measured.append(amps)
+        return False
+
+    station.wait_for(sample, seconds)
+    if not measured:  # the hold ended inside the ramp
+        measured.append(station.measurement.current_a)
+    return Carried(measured[-1], min(measured), max(measured))
 
 
 def _close_for_cable_check(session: HwSession, hold: float) -> None:
@@ -195,7 +218,7 @@ def status(
 @_sim_options
 @click.option(
     "--hold",
-    type=FiniteFloatRange(min=0.0),
+    type=run_seconds(),
     default=1.0,
     show_default=True,
     help="Seconds to keep the contactors closed, supervised by the interlock; then open (session stop).",
@@ -236,9 +259,10 @@ def close(
     )
     _prepare(session, at_s, session_s, current_a)
     station = session.station
+    carried: Carried | None = None
     try:
         if session.sim is not None:
-            _power_up_and_charge(session, current_a, hold)
+            carried = _power_up_and_charge(session, current_a, hold)
         else:
             _close_for_cable_check(session, hold)
     finally:
@@ -251,14 +275,23 @@ def close(
         )
     _stop_and_wait(session)
     _check_not_stuck(session)
-    session.render.record(
-        "contactor-close",
-        {"held_s": hold, "current_a": current_a if session.sim else None, "opened_by": "SESSION_STOP"},
-    )
+    record: dict[str, Any] = {"held_s": hold, "requested_a": current_a if carried else None}
+    record |= {
+        "current_a": round(carried.last_a, 2) if carried else None,
+        "current_min_a": round(carried.min_a, 2) if carried else None,
+        "current_max_a": round(carried.max_a, 2) if carried else None,
+        "opened_by": "SESSION_STOP",
+    }
+    session.render.record("contactor-close", record)
     if not session.json:
-        carried = f"carried {current_a:g} A" if session.sim else "held"
+        what = (
+            f"carried {carried.last_a:.1f} A at the end (min {carried.min_a:.1f}, max {carried.max_a:.1f} A; "
+            f"requested {current_a:g} A)"
+            if carried
+            else "held"
+        )
         session.app.console.print(
-            f"closed, {carried} for {hold:g} s under the interlock, opened by session stop", highlight=False
+            f"closed, {what} for {hold:g} s under the interlock, opened by session stop", highlight=False
         )
 
 

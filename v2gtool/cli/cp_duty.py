@@ -20,7 +20,7 @@ import click
 from rich.table import Table
 
 from v2gtool.cli.context import app_context
-from v2gtool.cli.hw_common import EventRenderer, HwSession, hw_options, open_session
+from v2gtool.cli.hw_common import EventRenderer, HwSession, hw_options, open_session, run_seconds
 from v2gtool.cli.output import use_json
 from v2gtool.cli.params import FiniteFloat, FiniteFloatRange
 from v2gtool.hw.cp import CpReading, current_from_duty, duty_from_current
@@ -39,7 +39,7 @@ def _at_option(func: Any) -> Any:
     return click.option(
         "--at",
         "at_s",
-        type=FiniteFloatRange(min=0.0),
+        type=run_seconds(),
         default=0.0,
         show_default=True,
         help="sim: simulated time (s) in the scenario at which to act.",
@@ -150,7 +150,7 @@ def read(ctx: click.Context, at_s: float, backend: str | None, scenario: Path | 
 @cp_duty.command("watch")
 @click.option(
     "--duration",
-    type=FiniteFloatRange(min=0.0),
+    type=run_seconds(),
     help="Seconds to watch [sim: the scenario's length + 1 s; hardware: until Ctrl-C].",
 )
 @click.option("--duty", type=FiniteFloatRange(0.0, 100.0), help="Set this duty first (e.g. 5).")

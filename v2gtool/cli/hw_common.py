@@ -12,11 +12,12 @@ import click
 
 from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
+from v2gtool.cli.params import FiniteFloatRange
 from v2gtool.errors import ConfigError
 from v2gtool.hw.backends import BACKENDS, SimSetup, open_hardware, sim_station
 from v2gtool.hw.control import SocFloor, ThermalDerating
 from v2gtool.hw.isolation import Edition, IsolationProfile
-from v2gtool.hw.scenario import load_scenario
+from v2gtool.hw.scenario import load_scenario, plugged_in
 from v2gtool.hw.station import Station, StationConfig
 from v2gtool.session.events import Event, jsonable
 
@@ -26,6 +27,14 @@ SIM_TICK_S = 0.001
 HW_TICK_S = 0.010
 #: Rated output voltage of the EVSE when the config does not say ([hw] rated_voltage_v).
 DEFAULT_RATED_V = 920.0
+#: Longest time an option may ask a hardware command to run (--at, --hold, --session): one hour,
+#: which the sim (1 ms steps) runs in well under a minute.
+MAX_RUN_S = 3600.0
+
+
+def run_seconds() -> FiniteFloatRange:
+    """The option type of a time a hardware command runs for: 0 .. :data:`MAX_RUN_S` seconds."""
+    return FiniteFloatRange(min=0.0, max=MAX_RUN_S)
 
 
 def hw_options(func: F) -> F:
@@ -34,7 +43,8 @@ def hw_options(func: F) -> F:
     func = click.option(
         "--scenario",
         type=click.Path(dir_okay=False, path_type=Path),
-        help="sim: TOML fault scenario replayed in simulated time [default: vehicle in CP state C].",
+        help="sim: TOML fault scenario replayed in simulated time; without a CP step the vehicle is "
+        "in CP state C from t=0 [default: vehicle in CP state C].",
     )(func)
     func = click.option(
         "--backend",
@@ -142,7 +152,7 @@ def open_session(
 
     if chosen == "sim":
         config.derating = derating
-        setup = sim_station(config, load_scenario(scenario) if scenario else None, listener=listener)
+        setup = sim_station(config, plugged_in(load_scenario(scenario)) if scenario else None, listener=listener)
         return HwSession(app, json_out, setup.station, setup, render)
     if scenario is not None:
         raise click.UsageError("--scenario only applies to the sim backend")

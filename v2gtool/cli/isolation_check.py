@@ -15,7 +15,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from v2gtool.cli.hw_common import HwSession, hw_options, open_session
+from v2gtool.cli.hw_common import HwSession, hw_options, open_session, run_seconds
 from v2gtool.cli.params import FiniteFloatRange
 from v2gtool.errors import ConfigError
 from v2gtool.hw.cablecheck import CableCheckReport, CableCheckSettings, run_cable_check
@@ -144,7 +144,7 @@ def _show(session: HwSession, report: CableCheckReport, record: dict[str, Any]) 
     "--interval", type=FiniteFloatRange(min=0.01), default=1.0, show_default=True, help="Seconds apart."
 )
 @click.option(
-    "--settle", type=FiniteFloatRange(min=0.0), default=2.0, show_default=True, help="Grace (s) after ramp."
+    "--settle", type=run_seconds(), default=2.0, show_default=True, help="Grace (s) after ramp."
 )
 @click.option(
     "--trace-interval",
@@ -154,7 +154,7 @@ def _show(session: HwSession, report: CableCheckReport, record: dict[str, Any]) 
     help="Trace step (s).",
 )
 @click.option(
-    "--at", "at_s", type=FiniteFloatRange(min=0.0), default=0.0, help="sim: start at this simulated time."
+    "--at", "at_s", type=run_seconds(), default=0.0, help="sim: start at this simulated time."
 )
 @click.option(
     "--plot", type=click.Path(dir_okay=False, path_type=Path), help="Write the trace as PNG (matplotlib)."

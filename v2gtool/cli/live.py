@@ -355,6 +355,7 @@ async def serve_sessions(
                 timeouts=Timeouts(),
                 grid=grid,
                 stop_request=stop_request,
+                discharge_refused=lambda: charger.station.discharge_refused,
                 pnc_roots=pnc_roots,
                 allowed_services=allowed_services or scenario.allowed_services(charger.now),
             )

@@ -6,8 +6,10 @@ Sequence (IEC 61851-23:2023 Annex CC as implemented by EVerest's EvseManager, st
    close through the interlock;
 2. the IMD self-test (mandatory in the cable check since the 2023 edition);
 3. ramp to the test voltage of Formula CC.1 with the current limited to 2 A;
-4. a grace period for the ramp transients of the IMD (EVerest/EVerest#2498), then N samples;
-   the verdict uses the lowest sample (the conservative reading);
+4. a grace period for the ramp transients of the IMD (EVerest/EVerest#2498), lasting at least until
+   the IMD's reading has settled (the station's IMD measuring time at a steady test voltage, within
+   the IMD response time), then N samples; the verdict uses the lowest sample (the conservative
+   reading of settled values);
 5. ramp down below 60 V, and only then report the verdict to the interlock.
 
 Every sample of the output voltage and the IMD reading is kept as the trace.
@@ -21,7 +23,13 @@ from dataclasses import dataclass, field
 
 from v2gtool.hw.errors import ContactorStuckError, HardwareError, InterlockRefusedError, InterlockTrippedError
 from v2gtool.hw.interlock import ContactorPhase
-from v2gtool.hw.isolation import SAFE_OUTPUT_V, IsolationProfile, IsolationResult, cable_check_voltage
+from v2gtool.hw.isolation import (
+    IMD_RESPONSE_TIME_S,
+    SAFE_OUTPUT_V,
+    IsolationProfile,
+    IsolationResult,
+    cable_check_voltage,
+)
 from v2gtool.hw.station import Station
 
 
@@ -174,7 +182,8 @@ def _discharge(station: Station, trace: _Tracer, voltage: Callable[[], float], t
 def _measure(
     station: Station, settings: CableCheckSettings, report: CableCheckReport, trace: _Tracer
 ) -> None:
-    """Ramp up, let the IMD settle, take the samples and evaluate the lowest one."""
+    """Ramp up, let the IMD settle (the grace period, and its reading settled), take the samples and
+    evaluate the lowest one."""
     trace.phase = CablePhase.RAMP_UP
     target = report.test_voltage_v
     station.regulate_voltage(target)
@@ -187,6 +196,9 @@ def _measure(
         return
     trace.phase = CablePhase.SETTLE
     station.wait_for(trace, settings.settle_s)
+    if not station.wait_for(lambda: trace() or station.imd_settled, IMD_RESPONSE_TIME_S):
+        report.failure = f"the IMD reading did not settle within {IMD_RESPONSE_TIME_S:.0f} s"
+        return
     trace.phase = CablePhase.SAMPLE
     readings: list[float] = []
     for index in range(settings.samples):

@@ -9,13 +9,10 @@ setpoint or a sudden limit does not kick the output.
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 
 from v2gtool.errors import ConfigError
-
-log = logging.getLogger(__name__)
 
 #: Log code of a refused discharge (the code the field logs of the seed use).
 EVSE_SHUTDOWN_REJECTED = "EVSE_Shutdown_Rejected"
@@ -61,27 +58,44 @@ class Pid:
 class ThermalDerating:
     """The inlet-temperature derating: the current magnitude allowed for the hottest inlet sensor.
 
-    ``limit_c`` is the inlet's maximum; the controller regulates to ``limit_c - margin_c`` once the
-    temperature comes near it and allows the full ``rated_current_a`` while it is cool.
+    ``limit_c`` is the inlet's maximum, which the inlet must never pass; the controller regulates to
+    ``limit_c - margin_c`` once the temperature comes near it and allows the full ``rated_current_a``
+    while it is cool.
+
+    The proportional band is the margin: every kelvin above the setpoint takes back
+    ``rated_current_a / margin_c`` at once, so the proportional term alone has cut the current to
+    ``min_current_a`` before the sensor reaches the limit, however fast the inlet heats. The integral
+    (reset time ``integral_time_s``, of the order of the inlet's thermal time constant R_th C) then
+    removes the steady offset without overshoot.
     """
 
     rated_current_a: float
     limit_c: float = 90.0
     margin_c: float = 5.0
     min_current_a: float = 0.0
-    kp: float = 15.0
-    ki: float = 0.1
+    integral_time_s: float = 200.0
     kd: float = 0.0
 
     def __post_init__(self) -> None:
-        if not (self.rated_current_a > 0 and self.margin_c >= 0 and self.limit_c > self.margin_c):
+        if not (
+            self.rated_current_a > self.min_current_a >= 0
+            and self.limit_c > self.margin_c > 0
+            and self.integral_time_s > 0
+        ):
             raise ConfigError(
-                f"thermal derating needs rated current > 0 and limit > margin, got {self.rated_current_a} A, "
-                f"limit {self.limit_c} degC, margin {self.margin_c} K"
+                f"thermal derating needs rated current > minimum >= 0, limit > margin > 0 and a positive "
+                f"integral time, got {self.rated_current_a} A (min {self.min_current_a} A), limit "
+                f"{self.limit_c} degC, margin {self.margin_c} K, integral time {self.integral_time_s} s"
             )
+        kp = (self.rated_current_a - self.min_current_a) / self.margin_c
         # The integrator starts at the rated current, so a cool inlet means no derating.
         self._pid = Pid(
-            self.kp, self.ki, self.kd, self.min_current_a, self.rated_current_a, self.rated_current_a
+            kp,
+            kp / self.integral_time_s,
+            self.kd,
+            self.min_current_a,
+            self.rated_current_a,
+            self.rated_current_a,
         )
 
     @property
@@ -111,12 +125,4 @@ class SocFloor:
             raise ConfigError(f"discharge floor {self.floor_percent} % is outside 0..100 %")
 
     def allows_discharge(self, soc_percent: float) -> bool:
-        allowed = soc_percent > self.floor_percent
-        if not allowed:
-            log.warning(
-                "%s: discharge refused at SoC %.1f %% (floor %.1f %%)",
-                EVSE_SHUTDOWN_REJECTED,
-                soc_percent,
-                self.floor_percent,
-            )
-        return allowed
+        return soc_percent > self.floor_percent

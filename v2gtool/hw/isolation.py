@@ -22,6 +22,10 @@ FAULT_2023_OHM = 100_000.0
 #: 2014 edition: fault and warning thresholds per volt of rated voltage (unverified).
 FAULT_2014_OHM_PER_V = 100.0
 WARNING_2014_OHM_PER_V = 500.0
+#: Longest time from an insulation fault to its detection by the IMD. 10 s is the figure EVerest's
+#: IMD grace period and Bender IMDs work to (standards.md 7.1); *unverified* against the normative
+#: response time of IEC 61851-23 6.3.1.105 / IEC 61557-8.
+IMD_RESPONSE_TIME_S = 10.0
 #: Output voltage below which the output counts as safe to touch / to switch (IEC 61851-23 CC.4.1).
 SAFE_OUTPUT_V = 60.0
 

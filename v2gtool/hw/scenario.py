@@ -28,6 +28,7 @@ Without a file the commands use :func:`default_scenario`: a vehicle plugged in a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -212,3 +213,11 @@ def load_scenario(path: Path) -> Scenario:
 def default_scenario() -> Scenario:
     """A vehicle plugged in and ready from the start (CP state C)."""
     return Scenario(steps=(ScenarioStep(0.0, cp=CpState.C),))
+
+
+def plugged_in(scenario: Scenario) -> Scenario:
+    """*scenario* with the vehicle plugged in and ready (CP state C from t = 0, as in
+    :func:`default_scenario`) unless it scripts the pilot itself (IEC 61851-1 Annex A states)."""
+    if any(step.cp is not None for step in scenario.steps):
+        return scenario
+    return dataclasses.replace(scenario, steps=(ScenarioStep(0.0, cp=CpState.C), *scenario.steps))

@@ -21,8 +21,10 @@ This is the API the session engine drives from the ISO 15118-20 SECC::
 from __future__ import annotations
 
 import enum
+import logging
 import shlex
 import subprocess
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -45,6 +47,8 @@ from v2gtool.session.events import Event
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 #: A derating change below this many amperes is not reported as an event.
 _DERATING_REPORT_STEP_A = 5.0
 
@@ -64,6 +68,13 @@ class StationConfig:
     tick_s: float = 0.001
     #: Interval of the continuous insulation monitoring while the contactors are closed.
     monitor_interval_s: float = 0.1
+    #: The IMD's measuring time: its reading is valid only once the output voltage has held within
+    #: ``imd_steady_band_v`` for this long. While the voltage ramps, the Y-capacitance current
+    #: C_Y dV/dt looks like leakage (the ramp transients of standards.md 7.1, EVerest#2498), and the
+    #: reading needs this long to settle afterwards. Well inside the IMD response time
+    #: (:data:`~v2gtool.hw.isolation.IMD_RESPONSE_TIME_S`), so a real fault still trips in time.
+    imd_measuring_time_s: float = 3.0
+    imd_steady_band_v: float = 5.0
     #: Extra command run on an isolation fault (``--on-fault-exec``), e.g. "systemctl stop evse-charging".
     on_fault_exec: str | None = None
     derating: ThermalDerating | None = None
@@ -97,6 +108,7 @@ class Station:
         self._applied_current = 0.0
         self._next_monitor = 0.0
         self._monitor_verdict: IsolationVerdict | None = None
+        self._output_v: deque[tuple[float, float]] = deque()  # (t, V) over the IMD's measuring time
         self._derating_limit = config.derating.rated_current_a if config.derating else float("inf")
         self._reported_limit = self._derating_limit
         self._discharge_refused = False
@@ -125,6 +137,22 @@ class Station:
     @property
     def derating_limit_a(self) -> float:
         return self._derating_limit
+
+    @property
+    def discharge_refused(self) -> bool:
+        """The SoC floor holds discharging off (EVSE_Shutdown_Rejected) since the SoC last fell to it."""
+        return self._discharge_refused
+
+    @property
+    def imd_settled(self) -> bool:
+        """The IMD's reading is valid: the output voltage held within ``imd_steady_band_v`` over the
+        whole measuring time (IEC 61851-23 6.3.1.105 / CC.4.1: judge the settled reading, not a
+        ramp transient)."""
+        window = self._output_v
+        if not window or window[-1][0] - window[0][0] < self.config.imd_measuring_time_s - 1e-9:
+            return False
+        volts = [v for _, v in window]
+        return max(volts) - min(volts) <= self.config.imd_steady_band_v
 
     # -- requests (all through the interlock) --------------------------------------------------------
 
@@ -156,7 +184,6 @@ class Station:
     def request_current(self, amps: float) -> None:
         """Current control: + charges, - discharges; limited by interlock, derating and SoC floor."""
         self._setpoint, self._setpoint_value = _Setpoint.CURRENT, amps
-        self._discharge_refused = False
 
     def power_off(self) -> None:
         self._setpoint, self._setpoint_value = _Setpoint.OFF, 0.0
@@ -275,14 +302,24 @@ class Station:
         self._stop_procs = running
 
     def _monitor_insulation(self, now: float) -> None:
-        """Continuous insulation monitoring while closed (IEC 61851-23 6.3.1.105), not during the check."""
+        """Continuous insulation monitoring while closed (IEC 61851-23 6.3.1.105), not during the check.
+
+        Every interval the output voltage joins the IMD's measuring window; the reading is judged
+        only when it is settled (:attr:`imd_settled`), and the last verdict holds meanwhile.
+        """
         imd = self.hw.isolation_monitor
-        if imd is None or self.cable_check_running or self.interlock.phase is not ContactorPhase.CLOSED:
-            self._monitor_verdict = None
-            return
-        if now < self._next_monitor:
+        if imd is None or now < self._next_monitor - 1e-9:
             return
         self._next_monitor = now + self.config.monitor_interval_s
+        window = self._output_v
+        window.append((now, self.measurement.cable_v))
+        while len(window) > 2 and window[1][0] <= now - self.config.imd_measuring_time_s + 1e-9:
+            window.popleft()
+        if self.cable_check_running or self.interlock.phase is not ContactorPhase.CLOSED:
+            self._monitor_verdict = None
+            return
+        if not self.imd_settled:
+            return
         resistance = imd.resistance_ohm()
         if resistance is None:
             return
@@ -327,14 +364,23 @@ class Station:
             module.regulate_current(amps)
 
     def _discharge_allowed(self, now: float) -> bool:
-        if self._discharge_refused:
-            return False
+        """The SoC floor's verdict; a refusal is reported once per fall to the floor, and re-armed
+        when the SoC is above it again (the vehicle charged in between)."""
         if self._soc_percent is None:
             raise HardwareError("discharge needs the vehicle's state of charge, and none is known")
         soc = self._soc_percent()
         if self.config.soc_floor.allows_discharge(soc):
+            self._discharge_refused = False
             return True
+        if self._discharge_refused:
+            return False
         self._discharge_refused = True
+        log.warning(
+            "%s: discharge refused at SoC %.1f %% (floor %.1f %%)",
+            EVSE_SHUTDOWN_REJECTED,
+            soc,
+            self.config.soc_floor.floor_percent,
+        )
         self._emit(
             DischargeRefused(
                 t=now,

@@ -71,6 +71,9 @@ class SeccConfig:
     authorization_ongoing: int = 0
     # The operator's or the CSMS's wish to end the session: "Terminate" or "Pause" (EVSENotification).
     stop_request: Callable[[], str | None] | None = None
+    # The station's state-of-charge floor refuses discharging now (EVSE_Shutdown_Rejected,
+    # Station.discharge_refused): a session asked to discharge then ends (EVSENotification Terminate).
+    discharge_refused: Callable[[], bool] | None = None
     # The energy transfer services the operator allows now (e.g. the CSMS's OCPP 2.1
     # NotifyAllowedEnergyTransfer); None: all this charger has. When the set changes during the
     # loop, the SECC asks the EV to renegotiate its service (EVSENotification ServiceRenegotiation).
@@ -589,6 +592,8 @@ class Secc:
         self.meter.sample(now, voltage, voltage * current, soc)
         meter_info = self._meter_reading(now) if body.MeterInfoRequested else None
         wanted = self.config.stop_request() if self.config.stop_request is not None else None
+        if wanted is None and self._discharge_floor_reached(allowed_current):
+            wanted = "Terminate"
         if status is None and wanted in ("Terminate", "Pause"):  # the EV ends the session (8.3.5.3.x)
             status = ct.EVSEStatusType(NotificationMaxDelay=0, EVSENotification=ct.evseNotificationType(wanted))
         if status is None and self._service_renegotiation_due():
@@ -624,6 +629,14 @@ class Secc:
             )
         )
         self._respond("DC_ChargeLoopRes", res, now, key="DC_ChargeLoopReq")
+
+    def _discharge_floor_reached(self, allowed_current: float) -> bool:
+        """This loop asks to discharge (the EV's target in Scheduled mode, the grid's request in
+        Dynamic mode) and the station's SoC floor refuses it: the session has nothing left to
+        transfer, so the SECC asks the EV to end it (EVSENotification Terminate, ISO 15118-20
+        8.3.5.3.x; the EV answers with PowerDelivery Stop and SessionStop Terminate)."""
+        refused = self.config.discharge_refused
+        return allowed_current < 0 and refused is not None and refused()
 
     def _service_renegotiation_due(self) -> bool:
         """The operator's offer changed in a way that matters to this EV: the service it runs is no

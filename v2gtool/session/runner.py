@@ -112,6 +112,7 @@ async def run_sim(
             pnc_roots=pnc_roots,
             metering_confirmation_interval=scenario.metering_confirmation_interval,
             stop_request=stop_request,
+            discharge_refused=lambda: setup.station.discharge_refused,
             allowed_services=allowed_services or scenario.allowed_services(charger.now),
         ),
         charger,

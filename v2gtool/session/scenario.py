@@ -47,8 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from v2gtool.errors import ConfigError
-from v2gtool.hw.cp import CpState
-from v2gtool.hw.scenario import Scenario, ScenarioStep, default_scenario, scenario_from_tables
+from v2gtool.hw.scenario import Scenario, default_scenario, plugged_in, scenario_from_tables
 from v2gtool.iso20.evcc import Direction
 from v2gtool.iso20.ports import PowerLimits
 from v2gtool.iso20.values import DC_SERVICES, ControlMode, ServiceID, SignConvention, service_from_name
@@ -215,10 +214,7 @@ def _from_tables(raw: dict[str, Any], source: str) -> SessionScenario:
     changes["vehicle"] = _limits(VEHICLE_LIMITS, _table(raw, "vehicle", source), f"scenario {source}: [vehicle]")
     changes["charger"] = _limits(CHARGER_LIMITS, charger, f"scenario {source}: [charger]")
     plant_tables: dict[str, Any] = {k: raw[k] for k in ("plant", "at") if k in raw}
-    plant = scenario_from_tables(plant_tables, source)
-    if not any(step.cp is not None for step in plant.steps):  # plugged in and ready unless scripted
-        plant = dataclasses.replace(plant, steps=(ScenarioStep(0.0, cp=CpState.C), *plant.steps))
-    changes["plant"] = plant
+    changes["plant"] = plugged_in(scenario_from_tables(plant_tables, source))
     return dataclasses.replace(SessionScenario(source=source), **changes)
 
 
