@@ -130,3 +130,24 @@ def test_inlet_temperature_lags_the_current() -> None:
     for _ in range(150_00):
         heat(0.1)
     assert plant.inlet_c == pytest.approx(45.0, abs=0.05)
+
+
+def test_a_charging_current_falls_back_at_the_voltage_ceiling() -> None:
+    """Constant-voltage limit (CC/CV): asked for 200 A with the terminals allowed 3 V above the open
+    circuit voltage, the module carries what brings them there (3 V / 0.05 Ohm = 60 A, less as the
+    charge lifts the open circuit voltage) and no more; a discharge is not held back by the ceiling."""
+    plant, clock = plant_and_clock(soc=0.5, battery_capacity_ah=100.0, internal_resistance_ohm=0.05)
+    plant.ev_state = CpState.C
+    for relay in plant.relays.values():
+        relay.coil = True
+    plant.regulate_voltage(plant.ocv_v, 2.0)
+    clock.sleep(2.0)
+    plant.ev_contactor_closed = True
+    ceiling = plant.ocv_v + 3.0
+    plant.regulate_current(200.0, ceiling)
+    clock.sleep(5.0)
+    assert plant.link_v == pytest.approx(ceiling, abs=0.01)
+    assert 55.0 < plant.current_a == pytest.approx((ceiling - plant.ocv_v) / 0.05, abs=0.5)  # OCV creeps up
+    plant.regulate_current(-100.0, ceiling)
+    clock.sleep(2.0)
+    assert plant.current_a == -100.0

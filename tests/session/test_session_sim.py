@@ -296,3 +296,23 @@ def test_precharge_that_never_converges_times_out(tmp_path: Path) -> None:
     assert result.reason == "V2G_EVCC_PreCharge timeout after 10 s"
     assert "PowerDeliveryReq" not in result.requests
     assert not any(isinstance(e, EnergyTransferEnabled) for e in result.events)
+
+
+def test_the_output_stays_within_the_evs_maximum_voltage(tmp_path: Path) -> None:
+    """A battery near its maximum voltage: the power module's constant-voltage limit holds the output
+    at the EV's EVMaximumVoltage (charging at 125 A once pushed it to 382.5 V over a 378 V maximum),
+    the current falls back, and DC_ChargeLoopRes says EVSEVoltageLimitAchieved."""
+    path = tmp_path / "full.toml"
+    path.write_text("[vehicle]\nmax_voltage = 378\n")
+    trace = tmp_path / "full.pcap"
+    result = asyncio.run(run_sim(scenarios.load(path, duration=20.0), trace=SessionTrace(trace)))
+    assert result.ok, result.reason
+    flows = [e for e in result.events if isinstance(e, PowerFlow) and e.role == "SECC"]
+    assert max(e.voltage for e in flows) <= 378.0 + 1e-3
+    assert flows[-1].current < 100.0  # fell back from the 125 A the EV asks for
+    decoded = subprocess.run([sys.executable, "-m", "v2gtool", "--json", "pcap-decode", "--filter",
+                              "DC_ChargeLoopRes", str(trace)], capture_output=True, text=True, timeout=120)
+    loop = [json.loads(line)["document"]["DC_ChargeLoopRes"] for line in decoded.stdout.splitlines()
+            if '"V2GMessage"' in line]
+    assert loop and any(res["EVSEVoltageLimitAchieved"] for res in loop)
+    assert not loop[0]["EVSEVoltageLimitAchieved"]  # the ramp starts below the limit

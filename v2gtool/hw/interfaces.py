@@ -12,6 +12,7 @@ flows from the vehicle into the grid (discharging, ISO 15118-20 DC_BPT).
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -88,8 +89,10 @@ class PowerModule(Protocol):
     def regulate_voltage(self, volts: float, current_limit_a: float) -> None:
         """Voltage control (cable check, precharge): drive the output to *volts* within the limit."""
 
-    def regulate_current(self, amps: float) -> None:
-        """Current control (charge loop): + charges the vehicle, - discharges it into the grid."""
+    def regulate_current(self, amps: float, max_voltage: float = math.inf) -> None:
+        """Current control (charge loop): + charges the vehicle, - discharges it into the grid. A
+        charging current falls back as the output reaches *max_voltage*, the module's constant-voltage
+        limit (CC/CV): the lower of the EVSE's and the vehicle's maximum voltage."""
 
     def off(self) -> None:
         """Stop converting: ramp the current to zero and actively discharge the output."""

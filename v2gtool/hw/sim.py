@@ -150,6 +150,7 @@ class SimPlant:
     _mode: _PowerMode = _PowerMode.OFF
     _target: float = 0.0
     _current_limit: float = 0.0
+    _voltage_ceiling: float = math.inf
     _last_cable_v: float = 0.0
 
     def __post_init__(self) -> None:
@@ -223,9 +224,10 @@ class SimPlant:
         self._mode, self._target = _PowerMode.VOLTAGE, min(volts, self.params.evse_max_voltage_v)
         self._current_limit = min(abs(current_limit_a), self.params.evse_max_current_a)
 
-    def regulate_current(self, amps: float) -> None:
+    def regulate_current(self, amps: float, max_voltage: float = math.inf) -> None:
         limit = self.params.evse_max_current_a
         self._mode, self._target = _PowerMode.CURRENT, max(-limit, min(limit, amps))
+        self._voltage_ceiling = min(max_voltage, self.params.evse_max_voltage_v)
 
     def power_off(self) -> None:
         self._mode, self._target = _PowerMode.OFF, 0.0
@@ -271,6 +273,9 @@ class SimPlant:
                 wanted = max(-self._current_limit, min(self._current_limit, wanted))
             elif self._mode is _PowerMode.CURRENT:
                 wanted = self._target
+                if wanted > 0:  # constant-voltage limit: no more than brings the terminals to the ceiling
+                    ceiling_a = (self._voltage_ceiling - self.ocv_v) / p.internal_resistance_ohm
+                    wanted = min(wanted, max(0.0, ceiling_a))
             else:
                 wanted = 0.0
             self.current_a = self._slew(self.current_a, wanted, p.current_slew_a_per_s, dt)
@@ -369,8 +374,8 @@ class SimPowerModule:
     def regulate_voltage(self, volts: float, current_limit_a: float) -> None:
         self._plant.regulate_voltage(volts, current_limit_a)
 
-    def regulate_current(self, amps: float) -> None:
-        self._plant.regulate_current(amps)
+    def regulate_current(self, amps: float, max_voltage: float = math.inf) -> None:
+        self._plant.regulate_current(amps, max_voltage)
 
     def off(self) -> None:
         self._plant.power_off()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import shlex
 import subprocess
 from collections import deque
@@ -106,6 +107,7 @@ class Station:
         self._setpoint = _Setpoint.OFF
         self._setpoint_value = 0.0
         self._applied_current = 0.0
+        self._voltage_ceiling = math.inf
         self._next_monitor = 0.0
         self._monitor_verdict: IsolationVerdict | None = None
         self._output_v: deque[tuple[float, float]] = deque()  # (t, V) over the IMD's measuring time
@@ -181,9 +183,12 @@ class Station:
         """Voltage control (cable check, precharge, weld check) within the interlock's current limit."""
         self._setpoint, self._setpoint_value = _Setpoint.VOLTAGE, volts
 
-    def request_current(self, amps: float) -> None:
-        """Current control: + charges, - discharges; limited by interlock, derating and SoC floor."""
+    def request_current(self, amps: float, max_voltage: float = math.inf) -> None:
+        """Current control: + charges, - discharges; limited by interlock, derating and SoC floor,
+        and a charge by *max_voltage* at the output (the vehicle's maximum, ISO 15118-20
+        EVMaximumVoltage, within the station's)."""
         self._setpoint, self._setpoint_value = _Setpoint.CURRENT, amps
+        self._voltage_ceiling = max_voltage
 
     def power_off(self) -> None:
         self._setpoint, self._setpoint_value = _Setpoint.OFF, 0.0
@@ -361,7 +366,7 @@ class Station:
             if amps < 0 and not self._discharge_allowed(now):
                 amps = 0.0
             self._applied_current = amps
-            module.regulate_current(amps)
+            module.regulate_current(amps, self._voltage_ceiling)
 
     def _discharge_allowed(self, now: float) -> bool:
         """The SoC floor's verdict; a refusal is reported once per fall to the floor, and re-armed

@@ -51,6 +51,9 @@ from v2gtool.session.events import Event
 
 DC_NAMESPACE = "urn:iso:std:iso:15118:-20:DC"
 RC = ct.responseCodeType
+# DC_ChargeLoopRes EVSEVoltageLimitAchieved: the output is this close to the lower of the EVSE's and
+# the EV's maximum voltage, where the power module's constant-voltage limit holds it.
+_VOLTAGE_LIMIT_BAND_V = 0.5
 Output = bytes | Event
 
 
@@ -585,9 +588,8 @@ class Secc:
                 status = ct.EVSEStatusType(
                     NotificationMaxDelay=0, EVSENotification=ct.evseNotificationType.ScheduleRenegotiation
                 )
-        voltage, current = self.charger.regulate(
-            allowed_current, min(lim.max_voltage, self.ev_max_voltage or lim.max_voltage)
-        )
+        voltage_limit = min(lim.max_voltage, self.ev_max_voltage or lim.max_voltage)
+        voltage, current = self.charger.regulate(allowed_current, voltage_limit)
         soc = body.DisplayParameters.PresentSOC if body.DisplayParameters else None
         self.meter.sample(now, voltage, voltage * current, soc)
         meter_info = self._meter_reading(now) if body.MeterInfoRequested else None
@@ -613,7 +615,7 @@ class Secc:
             EVSEPresentVoltage=rational(voltage),
             EVSEPowerLimitAchieved=limited,
             EVSECurrentLimitAchieved=limited,
-            EVSEVoltageLimitAchieved=False,
+            EVSEVoltageLimitAchieved=voltage >= voltage_limit - _VOLTAGE_LIMIT_BAND_V,
             EVSEStatus=status,
             MeterInfo=meter_info,
             **mode_res,

@@ -96,7 +96,7 @@ class StationCharger:
         return None if verdict.allowed else str(verdict)
 
     def regulate(self, current: float, voltage_limit: float) -> tuple[float, float]:
-        self.station.request_current(current)
+        self.station.request_current(current, voltage_limit)
         self.station.step()
         m = self.station.measurement
         return m.cable_v, m.current_a
