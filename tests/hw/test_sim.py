@@ -95,7 +95,8 @@ def test_imd_settles_and_dips_during_a_ramp() -> None:
     assert plant.imd_reading_ohm == pytest.approx(200e3, rel=0.01)
 
 
-def test_precharge_and_charging_move_soc_and_terminal_voltage() -> None:
+def _precharged() -> tuple[SimPlant, SimClock]:
+    """A 100 Ah, 50 mOhm battery at 50 % SoC, the link precharged to it and both sides closed."""
     plant, clock = plant_and_clock(soc=0.5, battery_capacity_ah=100.0, internal_resistance_ohm=0.05)
     plant.ev_state = CpState.C
     for relay in plant.relays.values():
@@ -104,6 +105,11 @@ def test_precharge_and_charging_move_soc_and_terminal_voltage() -> None:
     clock.sleep(2.0)
     assert plant.link_v == pytest.approx(plant.ocv_v, abs=0.5)
     plant.ev_contactor_closed = True
+    return plant, clock
+
+
+def test_precharge_and_charging_move_soc_and_terminal_voltage() -> None:
+    plant, clock = _precharged()
     plant.regulate_current(100.0)
     clock.sleep(36.0)  # 1 Ah into 100 Ah: +1 % SoC (minus the ramp)
     assert plant.params.soc == pytest.approx(0.51, abs=0.0005)
@@ -136,13 +142,7 @@ def test_a_charging_current_falls_back_at_the_voltage_ceiling() -> None:
     """Constant-voltage limit (CC/CV): asked for 200 A with the terminals allowed 3 V above the open
     circuit voltage, the module carries what brings them there (3 V / 0.05 Ohm = 60 A, less as the
     charge lifts the open circuit voltage) and no more; a discharge is not held back by the ceiling."""
-    plant, clock = plant_and_clock(soc=0.5, battery_capacity_ah=100.0, internal_resistance_ohm=0.05)
-    plant.ev_state = CpState.C
-    for relay in plant.relays.values():
-        relay.coil = True
-    plant.regulate_voltage(plant.ocv_v, 2.0)
-    clock.sleep(2.0)
-    plant.ev_contactor_closed = True
+    plant, clock = _precharged()
     ceiling = plant.ocv_v + 3.0
     plant.regulate_current(200.0, ceiling)
     clock.sleep(5.0)
