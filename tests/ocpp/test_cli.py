@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from rich.console import Console
@@ -16,6 +19,7 @@ from v2gtool.cli.context import AppContext
 from v2gtool.cli.vpp import _printer, fleet_table
 from v2gtool.config import Config
 from v2gtool.ocpp.csms import StationConnected, StationLeft
+from v2gtool.ocpp.rpc_errors import FrameRejected
 
 V2GTOOL = [sys.executable, "-m", "v2gtool"]
 
@@ -47,7 +51,7 @@ def test_dispatch_status_and_cancel(vpp: str) -> None:
     assert snapshot["request"]["power_w"] == -200_000 and snapshot["vehicles"] == []
     table = run("vpp", "status", "--http", vpp, "--once")
     assert "0 stations, 0 vehicles" in table.stdout and "200.0 kW asked" in table.stdout
-    cancelled = run("--json", "vpp", "dispatch", "--http", vpp, "--power-kw", "0", "--cancel")
+    cancelled = run("--json", "vpp", "dispatch", "--http", vpp, "--cancel")
     assert json.loads(cancelled.stdout) == {"cancelled": True}
     assert json.loads(run("--json", "vpp", "status", "--http", vpp, "--once").stdout)["request"] is None
 
@@ -81,3 +85,84 @@ def test_station_ids_are_shown_as_text_not_markup() -> None:
                                "met_at": None, "discharge_capacity_w": 11000.0, "time": 0.0}))
     text = console.export_text()
     assert "+ CS[/red]1 (ocpp2.1)" in text and "- CS[bold]2: closed [1006]" in text and "CS[/red]1/1" in text
+
+
+class NotAVpp(BaseHTTPRequestHandler):
+    """Another service behind the URL: answers by the first path segment."""
+
+    ANSWERS: ClassVar[dict[str, tuple[int, str, bytes]]] = {
+        "other": (200, "application/json", b'{"hello": 1}'),
+        "rows": (200, "application/json", b'{"stations": 1, "vehicles": [{"station": "x"}], "power_w": 0,'
+                                          b' "discharge_capacity_w": 0, "time": 0}'),
+        "text": (200, "text/plain", b"nope\n"),
+        "html": (404, "text/html", b"<!DOCTYPE html>\n<html>\n<body>\n<h1>Not Found</h1>\n</body>\n</html>\n"),
+        "ws": (426, "text/plain", b"Failed to open a WebSocket connection: missing Connection header.\n\nYou cannot"
+                                  b" access a WebSocket server directly with a browser.\n"),
+    }  # fmt: skip
+
+    def answer(self) -> None:
+        status, kind, body = self.ANSWERS[self.path.split("/")[1]]
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_DELETE = answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def not_a_vpp() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotAVpp)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+NOT_VPP = "not an answer of vpp serve"
+
+
+@pytest.mark.parametrize(
+    ("args", "returncode", "message"),
+    [
+        (["status", "--http", "notaurl", "--once"], 2, "'notaurl' is not an http:// or https:// URL"),
+        (["status", "--http", "file:///etc/passwd", "--once"], 2, "is not an http:// or https:// URL"),
+        (["status", "--http", "{url}/other", "--once"], 1, f"GET {{url}}/other/fleet: {NOT_VPP} (no 'stations')"),
+        (["status", "--http", "{url}/rows", "--once"], 1, f"GET {{url}}/rows/fleet: {NOT_VPP} (no 'departure')"),
+        (["--json", "status", "--http", "{url}/other"], 1, NOT_VPP),
+        (["status", "--http", "{url}/text", "--once"], 1, "GET {url}/text/fleet: the answer is not JSON: nope"),
+        (["status", "--http", "{url}/html", "--once"], 1, "GET {url}/html/fleet: HTTP 404 Not Found"),
+        (["dispatch", "--http", "{url}/ws", "--power-kw", "5"], 1, "POST {url}/ws/dispatch: HTTP 426 Upgrade Required"),
+        (["dispatch", "--http", "{url}/other", "--power-kw", "5"], 1, f"POST {{url}}/other/dispatch: {NOT_VPP}"),
+        (["dispatch", "--http", "{url}/other", "--cancel"], 1, f"DELETE {{url}}/other/dispatch: {NOT_VPP}"),
+        (["dispatch", "--http", "{url}/other"], 2, "give either --power-kw or --cancel"),
+        (["dispatch", "--http", "{url}/other", "--cancel", "--power-kw", "5"], 2, "give either --power-kw or --cancel"),
+    ],
+)
+def test_a_wrong_endpoint_is_one_line_naming_it(not_a_vpp: str, args: list[str], returncode: int, message: str) -> None:
+    args = [a.format(url=not_a_vpp) for a in args]
+    json_flag = ["--json"] if args[0] == "--json" else []
+    result = run(*json_flag, "vpp", *args[len(json_flag) :])
+    lines = [line for line in result.stderr.splitlines() if line.startswith(("v2gtool: error", "Error:"))]
+    assert result.returncode == returncode and "Traceback" not in result.stderr, result.stderr
+    assert len(lines) == 1 and message.format(url=not_a_vpp) in lines[0], result.stderr
+    if returncode == 1:
+        assert result.stderr.count("\n") == 1
+
+
+def test_rejected_frames_are_one_line_on_stderr() -> None:
+    out, err = Console(record=True, width=60), Console(record=True, width=60)
+    show = _printer(AppContext(Config(), False, False, out, err), as_json=False)
+    show(FrameRejected(t=0.0, station="CS[/red]1", message_id="-1", code="FormatViolation",
+                       reason="not a JSON frame: Expecting value: line 1 column 1 (char 0)"))  # fmt: skip
+    assert out.export_text() == ""
+    assert err.export_text() == (
+        "! CS[/red]1: FormatViolation (not a JSON frame: Expecting value: line 1 column 1 (char 0)) to message '-1'\n"
+    )

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import math
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from v2gtool.ocpp.control_api import MAX_BODY, _HttpError, _route, parse_dispatch, serve_control
+from v2gtool.ocpp.control_api import MAX_BODY, MAX_LINE, _HttpError, _route, parse_dispatch, serve_control
 from v2gtool.ocpp.csms import Vpp, VppConfig
 from v2gtool.ocpp.fleet import Vehicle
 from v2gtool.ocpp.payloads import VehicleNeeds
@@ -24,20 +25,23 @@ from v2gtool.ocpp.payloads import VehicleNeeds
 Send = Callable[[bytes], Awaitable[tuple[int, Any]]]
 
 
-def with_endpoint(tmp_path: Path, test: Callable[[Vpp, Send], Awaitable[None]]) -> None:
+def with_endpoint(
+    tmp_path: Path, test: Callable[[Vpp, Send], Awaitable[None]], read_timeout: float = 10.0, eof: bool = True
+) -> None:
     """Run *test* against a live endpoint: it gets the Vpp and a function sending raw request bytes
-    that returns (status, decoded JSON body)."""
+    (then the end of the stream, when *eof*) that returns (status, decoded JSON body)."""
 
     async def main() -> None:
         vpp = Vpp(VppConfig(state_dir=tmp_path / "state"))
-        server = await serve_control(vpp, "127.0.0.1", 0)
+        server = await serve_control(vpp, "127.0.0.1", 0, read_timeout=read_timeout)
         port = server.sockets[0].getsockname()[1]
 
         async def send(raw: bytes) -> tuple[int, Any]:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(raw)
             await writer.drain()
-            writer.write_eof()
+            if eof:
+                writer.write_eof()
             response = await asyncio.wait_for(reader.read(), 5)
             writer.close()
             head, _, body = response.partition(b"\r\n\r\n")
@@ -113,6 +117,12 @@ def test_post_dispatch_sets_the_grid_request_and_delete_cancels_it(tmp_path: Pat
         (b'{"power_kw": 1' + b"0" * 400 + b"}", 'expected {"power_kw": number'),
         (b'{"power_kw": 1e306}', "power_kw must be finite"),
         (b"\xff\xfe{}", 'expected {"power_kw": number'),
+        (b'{"power_kw": true}', "power_kw is a boolean"),
+        (b'{"power_kw": "5"}', "power_kw is a string"),
+        (b'{"power_kw": "1_000"}', "power_kw is a string"),
+        (b'{"power_kw": 5, "duration_s": "60"}', "duration_s is a string"),
+        (b'{"power_kw": 5, "duration_s": null}', "duration_s is null"),
+        (b'{"power_kw": [5]}', "power_kw is an array"),
     ],
 )
 def test_bad_dispatch_bodies_are_400_and_change_nothing(tmp_path: Path, body: bytes, error: str) -> None:
@@ -149,12 +159,47 @@ def test_a_body_over_the_limit_is_413_without_reading_it(tmp_path: Path) -> None
         (b"POST /dispatch HTTP/1.1\r\nContent-Length: -5\r\n\r\n", 400, "bad Content-Length '-5'"),
         (b"POST /dispatch HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n", 400, "bad Content-Length"),
         (b"POST /dispatch HTTP/1.1\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n", 413, "body over"),
+        (b"GET /fleet HTTP/1.1\r\nX-Long: " + b"a" * MAX_LINE + b"\r\n\r\n", 431, "header line over 65536"),
+        (b"GET /" + b"a" * MAX_LINE + b" HTTP/1.1\r\n\r\n", 400, "request line over 65536"),
+        (b"POST /dispatch HTTP/1.1\r\nContent-Length: 20\r\n\r\n{", 400, "body of 1 bytes, Content-Length 20"),
+        (b"GET /fleet HTTP/1.1\r\nHost: vpp", 400, "the request ended inside its headers"),
     ],
 )
 def test_requests_the_endpoint_does_not_serve(tmp_path: Path, raw: bytes, status: int, error: str) -> None:
     async def test(vpp: Vpp, send: Send) -> None:
         got, answer = await send(raw)
         assert (got, answer) == (status, {"error": answer["error"]}) and error in answer["error"]
+
+    with_endpoint(tmp_path, test)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"POST /dispatch HTTP/1.1\r\nContent-Length: 20\r\n\r\n{",  # a short body
+        b"GET /fleet HTTP/1.1\r\nHost: vpp",  # unterminated headers
+        b"GET /fle",  # not even a request line
+    ],
+)
+def test_a_request_that_stalls_is_answered_408_and_closed(tmp_path: Path, raw: bytes) -> None:
+    async def test(vpp: Vpp, send: Send) -> None:
+        started = time.monotonic()
+        status, answer = await send(raw)
+        assert (status, answer) == (408, {"error": "no complete request within 0.3 s"})
+        assert time.monotonic() - started < 3
+
+    with_endpoint(tmp_path, test, read_timeout=0.3, eof=False)
+
+
+def test_a_request_the_state_directory_cannot_take_is_500_and_not_applied(tmp_path: Path) -> None:
+    async def test(vpp: Vpp, send: Send) -> None:
+        (tmp_path / "state" / "request.tmp").mkdir()
+        status, answer = await send(request("POST", "/dispatch", b'{"power_kw": 200}'))
+        assert status == 500 and "cannot save the grid request" in answer["error"]
+        assert "Is a directory" in answer["error"]
+        assert vpp.fleet.request is None
+        status, body = await send(request("GET", "/fleet"))
+        assert status == 200 and body["request"] is None
 
     with_endpoint(tmp_path, test)
 
@@ -206,17 +251,15 @@ def shared_vpp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vpp]:
 
 @settings(max_examples=300, deadline=None)
 @given(lines=HEAD_LINES, body=st.binary(max_size=40))
-def test_any_request_bytes_get_an_answer_or_a_closed_connection(
-    shared_vpp: Vpp, lines: list[bytes], body: bytes
-) -> None:
-    """The router raises only what the connection handler turns into an answer (its HTTP error) or
-    a closed connection (a truncated request, a line over the stream limit)."""
+def test_any_request_bytes_get_an_answer(shared_vpp: Vpp, lines: list[bytes], body: bytes) -> None:
+    """The router raises only what the connection handler turns into an answer (its HTTP error),
+    also for a truncated request or a line over the stream limit."""
 
     async def route(raw: bytes) -> None:
         reader = asyncio.StreamReader(limit=256)
         reader.feed_data(raw)
         reader.feed_eof()
-        with contextlib.suppress(_HttpError, asyncio.IncompleteReadError, ValueError):
+        with contextlib.suppress(_HttpError):
             status, answer = await _route(shared_vpp, reader)
             assert status == 200 and json.dumps(answer)
 

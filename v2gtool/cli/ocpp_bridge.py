@@ -8,6 +8,14 @@ own bridge to the CSMS: a charging park for trying a CSMS or a VPP. The bridge m
 to BootNotification, StatusNotification, TransactionEvent (meter values for imported and exported
 energy) and NotifyEVChargingNeeds, and applies SetChargingProfile to the running session's
 Dynamic-mode loop (see :mod:`v2gtool.ocpp.station`).
+
+SIGTERM or SIGINT stops the station as a charger stops: no new session starts, the running one is
+asked to end (EVSENotification Terminate; its TransactionEvent Ended says stoppedReason Local), and
+after at most :data:`STOP_GRACE_S` s the bridge ends any transaction still open itself. Every
+Ended is on disk in the outbox before the process exits; a connected CSMS gets
+:data:`DELIVER_S` s to take it (the rest is replayed at the next start, E04). The exit status is
+130 after SIGINT (interrupted), and after SIGTERM that of a finished run, as ``serve`` and
+``vpp serve`` do for the daemon's stop: 0, or 1 when a counted session failed.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import signal
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +43,7 @@ from v2gtool.ocpp import rpc
 from v2gtool.ocpp.outbox import Outbox
 from v2gtool.ocpp.payloads import OCPP21, OCPP201
 from v2gtool.ocpp.profile import NegativeLimits, ProfileSetpoint
+from v2gtool.ocpp.rpc_errors import FrameRejected
 from v2gtool.ocpp.security import client_context
 from v2gtool.ocpp.station import (
     BridgeConfig,
@@ -50,6 +59,8 @@ from v2gtool.session.events import Event
 from v2gtool.session.runner import run_sim
 
 DEFAULT_OUTBOX = Path("/var/lib/v2g/ocpp")
+STOP_GRACE_S = 10.0  # a stopped station's running session has this long to end on its own
+DELIVER_S = 5.0  # and the last transaction events this long to reach a connected CSMS
 VERSIONS = {"auto": rpc.SUBPROTOCOLS, "2.1": (OCPP21,), "2.0.1": (OCPP201,)}
 
 
@@ -75,8 +86,12 @@ def _printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
             app.err_console.print(escape(f"connected to {event.url} ({event.subprotocol})"), highlight=False)
         elif isinstance(event, CsmsDisconnected):
             app.err_console.print(escape(f"CSMS {event.url}: {event.reason}; {event.queued} queued"), highlight=False)
+        elif isinstance(event, FrameRejected):
+            line = f"CSMS frame {event.message_id} refused: {event.code} {event.reason}"
+            app.err_console.print(escape(f"{event.station}: {line}"), highlight=False)
         elif isinstance(event, ChargingProfileReceived):
-            verdict = f"applied, now {event.power_now} W" if event.accepted else f"rejected: {event.reason}"
+            capped = f" ({event.reason})" if event.reason else ""
+            verdict = f"applied{capped}, now {event.power_now} W" if event.accepted else f"rejected: {event.reason}"
             line = f"{event.station}: charging profile {event.profile_id} {verdict}"
             app.console.print(escape(line), highlight=False)
         elif isinstance(event, StationSession):
@@ -234,6 +249,7 @@ def ocpp_bridge(
             ssl=context,
             meter_interval=meter_interval,
             services=scenario.services,
+            debug=app.debug,
         )
         for sid in ids
     ]
@@ -248,8 +264,51 @@ def ocpp_bridge(
         results = asyncio.run(_secc_on_link(park, configs[0], iface, tcp_port, v2g_tls, plant))
     else:
         results = asyncio.run(_run_park(park, configs))
+    if park.stop.signal == signal.SIGINT:
+        raise click.Abort
     if sessions and not all(results):
         raise click.exceptions.Exit(1)
+
+
+class Stop:
+    """SIGTERM/SIGINT: the first one that came (:attr:`signal`), and the stations it stops."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self.event = asyncio.Event()
+        self._bridges: list[StationBridge] = []
+
+    def install(self) -> None:
+        """Catch SIGTERM and SIGINT in the running loop from now on."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.stop, signum)
+
+    def watch(self, bridge: StationBridge) -> None:
+        """*bridge* stops its sessions on the signal (at once when it already came)."""
+        self._bridges.append(bridge)
+        if self.signal is not None:
+            bridge.stop_locally()
+
+    def stop(self, signum: int) -> None:
+        """The signal handler: the first signal stops every watched bridge."""
+        if self.signal is None:
+            self.signal = signum
+            self.event.set()
+            for bridge in self._bridges:
+                bridge.stop_locally()
+
+    async def wait(self, work: asyncio.Future[Any], done: Callable[[], bool]) -> None:
+        """Until *work* is done; after the signal until *done* too, for at most :data:`STOP_GRACE_S`
+        s: then *work* is cancelled."""
+        stopped = asyncio.create_task(self.event.wait())
+        await asyncio.wait([work, stopped], return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        deadline = time.monotonic() + STOP_GRACE_S
+        while not work.done() and not done() and time.monotonic() < deadline:
+            await asyncio.wait([work], timeout=0.05)
+        work.cancel()
+        await asyncio.gather(work, stopped, return_exceptions=True)
 
 
 @dataclass(frozen=True)
@@ -264,41 +323,47 @@ class Park:
     stagger: float
     tick_s: float
     show: Callable[[Event], None]
+    stop: Stop = field(default_factory=Stop)
 
 
 async def _run_park(park: Park, configs: list[BridgeConfig]) -> list[bool]:
-    """Run every station until their sessions are done or SIGTERM/SIGINT; each session's ok."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    """Run every station until their sessions are done, or they are stopped (SIGTERM/SIGINT, see
+    the module); each session's ok."""
+    park.stop.install()
     results: list[bool] = []
     stations = [asyncio.create_task(_station(park, c, i * park.stagger, results)) for i, c in enumerate(configs)]
-    stopper: asyncio.Future[Any] = asyncio.create_task(stop.wait())
     everyone: asyncio.Future[Any] = asyncio.gather(*stations)
-    await asyncio.wait([stopper, everyone], return_when=asyncio.FIRST_COMPLETED)
-    for task in [stopper, everyone, *stations]:
-        task.cancel()
-    await asyncio.gather(stopper, everyone, *stations, return_exceptions=True)
+    await park.stop.wait(everyone, lambda: False)
     return results
 
 
 @contextlib.asynccontextmanager
 async def _bridged(park: Park, config: BridgeConfig) -> AsyncIterator[StationBridge]:
-    """A station's bridge, connected (and reconnecting) while the block runs, drained at its end."""
+    """A station's bridge, connected (and reconnecting) while the block runs; at its end, however
+    it ends, an open transaction is ended (:meth:`StationBridge.end_open_transaction`) and the
+    outbox drained (:func:`_drain`) before it closes."""
     outbox = Outbox(park.outbox_dir / config.station_id)
-    setpoint = ProfileSetpoint(fallback=park.scenario.grid_request(), negative=park.negative)
+    setpoint = ProfileSetpoint(
+        fallback=park.scenario.grid_request(),
+        negative=park.negative,
+        max_charge=park.scenario.charger.max_charge_power,
+        max_discharge=park.scenario.charger.max_discharge_power,
+    )
     bridge = StationBridge(config, outbox, setpoint, listener=park.show)
     setpoint.voltage = lambda: bridge.transaction.meter.voltage if bridge.transaction else 400.0
+    park.stop.watch(bridge)
     link = asyncio.create_task(bridge.run())
     try:
         yield bridge
-        await _drain(bridge)
     finally:
-        link.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await link
-        outbox.close()
+        try:
+            bridge.end_open_transaction()
+            await _drain(bridge)
+        finally:
+            link.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await link
+            outbox.close()
 
 
 async def _station(park: Park, config: BridgeConfig, delay: float, results: list[bool]) -> None:
@@ -312,9 +377,10 @@ async def _station(park: Park, config: BridgeConfig, delay: float, results: list
             if isinstance(event, PowerFlow) and event.role == "EVCC" and event.soc is not None:
                 lowest = min(lowest, event.soc)
 
-        await asyncio.sleep(delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(park.stop.event.wait(), delay)
         done = 0
-        while park.sessions == 0 or done < park.sessions:
+        while (park.sessions == 0 or done < park.sessions) and not bridge.stopping:
             done += 1
             lowest = math.inf
             result = await run_sim(
@@ -355,23 +421,38 @@ async def _secc_on_link(
             if isinstance(event, SessionEnded) and event.role == "SECC":
                 results.append(event.ok)
 
-        await serve_sessions(
-            iface,
-            port,
-            context,
-            plant,
-            park.speed,
-            park.sessions,
-            listen,
-            grid=bridge.setpoint,
-            stop_request=bridge.stop_request,
-            allowed_services=bridge.allowed_services,
+        listening = asyncio.Event()
+        serving: asyncio.Future[Any] = asyncio.create_task(
+            serve_sessions(
+                iface,
+                port,
+                context,
+                plant,
+                park.speed,
+                park.sessions,
+                listen,
+                status=lambda _: listening.set(),
+                grid=bridge.setpoint,
+                stop_request=bridge.stop_request,
+                allowed_services=bridge.allowed_services,
+            )
         )
+        # serve_sessions takes SIGTERM/SIGINT to stop at once; once it listens, ours replace its
+        # handlers, so that the running session ends first (or a failure to listen is raised).
+        listens = asyncio.create_task(listening.wait())
+        await asyncio.wait([serving, listens], return_when=asyncio.FIRST_COMPLETED)
+        listens.cancel()
+        if serving.done():
+            serving.result()
+        park.stop.install()
+        await park.stop.wait(serving, lambda: bridge.transaction is None)
     return results
 
 
-async def _drain(bridge: StationBridge, patience: float = 10.0) -> None:
-    """Give the CSMS a moment to take the last transaction events (they stay on disk if not)."""
+async def _drain(bridge: StationBridge) -> None:
+    """Give the CSMS a moment to take the last transaction events (they stay on disk if not): 10 s
+    at the end of a run; once stopped, :data:`DELIVER_S` s when connected, none when not."""
+    patience = (DELIVER_S if bridge.connected else 0.0) if bridge.stopping else 10.0
     waited = 0.0
     while len(bridge.outbox) and waited < patience:
         await asyncio.sleep(0.05)

@@ -7,10 +7,12 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import signal
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +29,7 @@ from v2gtool.cli.params import FiniteFloat, FiniteFloatRange
 from v2gtool.errors import ConfigError, V2GToolError
 from v2gtool.ocpp.control_api import serve_control
 from v2gtool.ocpp.csms import Dispatched, StationConnected, StationLeft, Vpp, VppConfig
+from v2gtool.ocpp.rpc_errors import FrameRejected
 from v2gtool.ocpp.security import server_context
 from v2gtool.session.events import Event
 
@@ -81,6 +84,12 @@ def _printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
             app.console.print(escape(f"+ {event.station} ({event.subprotocol})"), highlight=False)
         elif isinstance(event, StationLeft):
             app.console.print(escape(f"- {event.station}: {event.reason}"), highlight=False)
+        elif isinstance(event, FrameRejected):
+            app.err_console.print(
+                escape(f"! {event.station}: {event.code} ({event.reason}) to message {event.message_id!r}"),
+                highlight=False,
+                soft_wrap=True,
+            )
         elif isinstance(event, Dispatched):
             app.console.print(
                 f"dispatch: {event.allocated_w / 1000:.1f} kW over {event.vehicles} vehicles ({event.changed} changed)",
@@ -144,6 +153,7 @@ def serve_cmd(
         period=period,
         ssl=server_context(cert, key, client_ca) if cert is not None else None,
         passwords=_passwords(passwords),
+        debug=app.debug,
     )
     asyncio.run(
         _serve(
@@ -188,14 +198,14 @@ async def _serve(
         emit_json(ready)
     else:
         app.console.print(f"OCPP {ready['ocpp']}/<station-id>   HTTP {ready['http']}", highlight=False)
-    if dispatch_kw is not None:
-        plant.dispatch(-dispatch_kw * 1000.0, dispatch_duration)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     controller = asyncio.create_task(plant.control_loop())
     try:
+        if dispatch_kw is not None:
+            plant.dispatch(-dispatch_kw * 1000.0, dispatch_duration)
         await stop.wait()
     finally:
         controller.cancel()
@@ -205,50 +215,100 @@ async def _serve(
         plant.log.close()
 
 
+def _one_line(text: str, limit: int = 120) -> str:
+    """*text* (an answer's body, an exception) as one short printable line."""
+    line = "".join(c if c.isprintable() else " " for c in " ".join(text.split()))
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _http_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """``--http``: an http:// or https:// URL with a host (the endpoint's paths are added to it)."""
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(f"{_one_line(value, 60)!r} is not an http:// or https:// URL with a host")
+    return value.rstrip("/")
+
+
 def _request(url: str, method: str = "GET", body: dict[str, Any] | None = None) -> Any:
+    """One request to the VPP's endpoint: its JSON answer, or one line naming the endpoint and
+    what went wrong (unreachable: :class:`VppUnreachable`)."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
-            return json.loads(response.read())
+            raw = response.read()
     except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace").strip()
-        raise V2GToolError(f"{method} {url}: HTTP {exc.code} {detail}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise VppUnreachable(f"{url}: {getattr(exc, 'reason', exc)}") from None
+        raise V2GToolError(f"{method} {url}: HTTP {exc.code} {_error_detail(exc)}") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        raise VppUnreachable(f"{method} {url}: {_one_line(str(getattr(exc, 'reason', exc)))}") from None
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise V2GToolError(
+            f"{method} {url}: the answer is not JSON: {_one_line(raw.decode(errors='replace'))}"
+        ) from None
+
+
+def _error_detail(exc: urllib.error.HTTPError) -> str:
+    """An error answer's ``{"error": ...}`` (what ``vpp serve`` says), else its reason phrase: an
+    HTML or text page of another server is not shown."""
+    try:
+        answer = json.loads(exc.read())
+    except (ValueError, RecursionError, OSError, http.client.HTTPException):
+        answer = None
+    if isinstance(answer, dict) and isinstance(answer.get("error"), str):
+        return _one_line(answer["error"])
+    return _one_line(str(exc.reason))
+
+
+def _answer(url: str, method: str, read: Callable[[Any], Any], answer: Any) -> Any:
+    """*read* applied to what the endpoint answered; one line naming the endpoint when the answer
+    is not what a ``vpp serve`` says (another service behind the URL)."""
+    try:
+        return read(answer)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        what = f"no {exc.args[0]!r}" if isinstance(exc, KeyError) else _one_line(str(exc))
+        raise V2GToolError(f"{method} {url}: not an answer of vpp serve ({what})") from None
 
 
 http_option = click.option(
-    "--http", "http_url", default=DEFAULT_HTTP, show_default=True, help="The VPP's HTTP endpoint."
+    "--http", "http_url", default=DEFAULT_HTTP, show_default=True, callback=_http_url, help="The VPP's HTTP endpoint."
 )
 
 
 @vpp.command("dispatch")
 @http_option
-@click.option("--power-kw", type=FiniteFloat(), required=True, help="kW into the grid (negative: the fleet absorbs).")
+@click.option(
+    "--power-kw", type=FiniteFloat(), help="kW into the grid (negative: the fleet absorbs); not with --cancel."
+)
 @click.option("--duration", type=FiniteFloatRange(min=1), default=900, show_default=True, help="Seconds.")
 @click.option("--cancel", is_flag=True, help="Cancel the running request instead.")
 @json_option
 @click.pass_context
 def dispatch_cmd(
-    ctx: click.Context, http_url: str, power_kw: float, duration: float, cancel: bool, json_out: bool
+    ctx: click.Context, http_url: str, power_kw: float | None, duration: float, cancel: bool, json_out: bool
 ) -> None:
-    """Send a grid request to a running ``vpp serve``."""
+    """Send a grid request (--power-kw) to a running ``vpp serve``, or cancel it (--cancel)."""
     app = app_context(ctx)
-    if cancel:
-        answer = _request(f"{http_url}/dispatch", "DELETE")
+    if cancel == (power_kw is not None):
+        raise click.UsageError("give either --power-kw or --cancel")
+    url = f"{http_url}/dispatch"
+    if power_kw is None:
+        answer = _request(url, "DELETE")
+        _answer(url, "DELETE", lambda a: a["cancelled"], answer)
+        message = "grid request cancelled: every vehicle back to its own plan"
     else:
-        answer = _request(f"{http_url}/dispatch", "POST", {"power_kw": power_kw, "duration_s": duration})
+        answer = _request(url, "POST", {"power_kw": power_kw, "duration_s": duration})
+        message = _answer(url, "POST", _dispatched, answer)
     if use_json(ctx, json_out):
         emit_json(answer)
-    elif cancel:
-        app.console.print("grid request cancelled: every vehicle back to its own plan", highlight=False)
     else:
-        way = "into the grid" if answer["power_w"] < 0 else "from the grid"
-        app.console.print(
-            f"dispatching {abs(answer['power_w']) / 1000:.1f} kW {way} for {answer['duration_s']:.0f} s",
-            highlight=False,
-        )
+        app.console.print(message, highlight=False)
+
+
+def _dispatched(answer: Any) -> str:
+    way = "into the grid" if answer["power_w"] < 0 else "from the grid"
+    return f"dispatching {abs(answer['power_w']) / 1000:.1f} kW {way} for {answer['duration_s']:.0f} s"
 
 
 def fleet_table(snapshot: dict[str, Any]) -> Table:
@@ -279,6 +339,13 @@ def fleet_table(snapshot: dict[str, Any]) -> Table:
     return table
 
 
+def _fleet(http_url: str) -> tuple[dict[str, Any], Table]:
+    """GET /fleet: the snapshot and its table (checked to be a fleet snapshot)."""
+    url = f"{http_url}/fleet"
+    snapshot = _request(url)
+    return snapshot, _answer(url, "GET", fleet_table, snapshot)
+
+
 @vpp.command("status")
 @http_option
 @click.option("--once", is_flag=True, help="One snapshot, then exit.")
@@ -291,18 +358,18 @@ def status_cmd(ctx: click.Context, http_url: str, once: bool, interval: float, j
     as_json = use_json(ctx, json_out)
     if once or as_json:
         while True:
-            snapshot = _request(f"{http_url}/fleet")
+            snapshot, table = _fleet(http_url)
             if as_json:
                 emit_json(snapshot)
             else:
-                app.console.print(fleet_table(snapshot))
+                app.console.print(table)
             if once:
                 return
             time.sleep(interval)
-    with Live(fleet_table(_request(f"{http_url}/fleet")), console=app.console, refresh_per_second=4) as live:
+    with Live(_fleet(http_url)[1], console=app.console, refresh_per_second=4) as live:
         try:
             while True:
                 time.sleep(interval)
-                live.update(fleet_table(_request(f"{http_url}/fleet")))
+                live.update(_fleet(http_url)[1])
         except KeyboardInterrupt:
             return

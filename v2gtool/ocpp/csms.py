@@ -6,10 +6,15 @@ station's NotifyEVChargingNeeds and TransactionEvent feed the :class:`~v2gtool.o
 every control period the fleet is re-dispatched and each transaction whose share changed gets a
 SetChargingProfile TxProfile (:func:`~v2gtool.ocpp.payloads.dispatch_profile`).
 
-Exactly once: every TransactionEvent is appended (and flushed to disk) to the state directory's
-``transactions.jsonl`` before it is answered; one whose (station, transactionId, seqNo) is already
-there is answered again but not counted again. A restarted CSMS reads the file back, so the
-stations' replays after the restart (OCPP 2.0.1 E04) land exactly once too.
+Exactly once: every TransactionEvent is checked, then appended (and flushed to disk) to the state
+directory's ``transactions.jsonl``, then applied and answered; one whose (station, transactionId,
+seqNo) is already there is answered again but not counted again, and one refused with a CALLERROR is
+not written down, so the station's corrected retry counts. A restarted CSMS reads the file back, so
+the stations' replays after the restart (OCPP 2.0.1 E04) land exactly once too.
+
+Every frame a station sends that cannot be handled is answered with the OCPP-J RPC framework's
+CALLERROR (OCPP 2.0.1/2.1 part 4 4.2.3, error codes 4.3; :mod:`v2gtool.ocpp.rpc_errors`) and
+reported as one :class:`~v2gtool.ocpp.rpc_errors.FrameRejected` event rather than a traceback.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import base64
 import contextlib
 import hmac
 import json
+import math
 import os
 import ssl
 import time
@@ -35,7 +41,16 @@ from websockets.http11 import Request, Response
 from v2gtool.errors import V2GToolError
 from v2gtool.ocpp import rpc
 from v2gtool.ocpp.fleet import Fleet, Vehicle
-from v2gtool.ocpp.payloads import dispatch_profile, read_charging_needs, read_meter_value, timestamp
+from v2gtool.ocpp.payloads import (
+    Reading,
+    VehicleNeeds,
+    dispatch_profile,
+    epoch,
+    read_charging_needs,
+    read_meter_value,
+    timestamp,
+)
+from v2gtool.ocpp.rpc_errors import AnswersEveryFrame, CallRejected, FrameRejected
 from v2gtool.session.events import Event
 
 Listener = Callable[[Event], None]
@@ -69,6 +84,49 @@ class Dispatched(Event):
     changed: int
 
 
+def _datetime(text: Any, where: str) -> float:
+    """An OCPP dateTime (RFC 3339) field as epoch seconds; FormatViolation when it is not one (the
+    schemas say ``"format": "date-time"``, which their validation does not check)."""
+    try:
+        return epoch(str(text))
+    except (ValueError, OverflowError):
+        raise CallRejected("FormatViolation", f"{where} {str(text)[:40]!r} is not an RFC 3339 dateTime") from None
+
+
+def _finite(values: tuple[float | None, ...], where: str) -> None:
+    if not all(v is None or math.isfinite(v) for v in values):
+        raise CallRejected("PropertyConstraintViolation", f"{where}: a value out of range")
+
+
+def read_needs(needs: dict[str, Any]) -> VehicleNeeds:
+    """A NotifyEVChargingNeeds chargingNeeds (OCPP 2.0.1/2.1 K15) as the fleet uses it, or the
+    CALLERROR that refuses it: FormatViolation for a departureTime that is no dateTime or a vendor
+    extension whose values are no numbers, PropertyConstraintViolation for values out of range."""
+    try:
+        read = read_charging_needs(needs)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise CallRejected("FormatViolation", f"chargingNeeds: {exc}") from None
+    _finite((read.max_charge_power, read.max_discharge_power, read.dischargeable_wh, read.departure), "chargingNeeds")
+    for soc in (read.target_soc, read.min_soc):
+        if soc is not None and (isinstance(soc, bool) or not isinstance(soc, int | float) or not 0 <= soc <= 100):
+            raise CallRejected("PropertyConstraintViolation", f"chargingNeeds: SoC {str(soc)[:20]!r} is not 0-100")
+    return read
+
+
+def read_meter_values(payload: dict[str, Any]) -> list[Reading]:
+    """The readings of a TransactionEvent's meterValue list (OCPP 2.0.1 part 2 2.1.x MeterValueType),
+    or the CALLERROR that refuses the event before anything of it is counted."""
+    readings: list[Reading] = []
+    for meter_value in payload.get("meter_value") or []:
+        try:
+            reading = read_meter_value(meter_value)
+        except (ValueError, OverflowError) as exc:
+            raise CallRejected("FormatViolation", f"meterValue: {exc}") from None
+        _finite((reading.imported_wh, reading.exported_wh, reading.power, reading.soc), "meterValue")
+        readings.append(reading)
+    return readings
+
+
 class TransactionLog:
     """The CSMS's durable record of every TransactionEvent, keyed for exactly-once counting."""
 
@@ -89,13 +147,16 @@ class TransactionLog:
             raise CsmsError(f"state directory {directory}: {exc.strerror}") from None
         self.duplicates = 0
 
-    def record(self, station: str, payload: dict[str, Any]) -> bool:
-        """Write the event down before it is answered; False when it was already there."""
-        info = payload["transaction_info"]
-        key = (station, str(info["transaction_id"]), int(payload["seq_no"]))
-        if key in self.seen:
+    def is_new(self, station: str, payload: dict[str, Any]) -> bool:
+        """Whether the event is not in the log yet (one that is counts as a duplicate)."""
+        if self._key(station, payload) in self.seen:
             self.duplicates += 1
             return False
+        return True
+
+    def record(self, station: str, payload: dict[str, Any]) -> None:
+        """Write a new event down (flushed and synced) before it is applied and answered."""
+        key = self._key(station, payload)
         record = {
             "station": station,
             "transaction_id": key[1],
@@ -110,17 +171,24 @@ class TransactionLog:
         self._file.flush()
         os.fsync(self._file.fileno())
         self.seen.add(key)
-        return True
+
+    @staticmethod
+    def _key(station: str, payload: dict[str, Any]) -> tuple[str, str, int]:
+        return (station, str(payload["transaction_info"]["transaction_id"]), int(payload["seq_no"]))
 
     def close(self) -> None:
         self._file.close()
 
 
-class _CsmsHandlers:
-    """What the CSMS answers (mixed into the ``ocpp`` ChargePoint of each station)."""
+class _CsmsHandlers(AnswersEveryFrame):
+    """What the CSMS answers (mixed into the ``ocpp`` ChargePoint of each station); every frame it
+    cannot handle gets its CALLERROR (:class:`~v2gtool.ocpp.rpc_errors.AnswersEveryFrame`)."""
 
     vpp: Vpp
-    id: str  # the station id (set by the ocpp ChargePoint)
+
+    def frame_rejected(self, event: FrameRejected) -> None:
+        """A refused frame is one event of the aggregator's (one line in ``vpp serve``)."""
+        self.vpp.emit(event)
 
     @rpc.handles("BootNotification")
     def on_boot_notification(self, **_: Any) -> Any:
@@ -163,6 +231,7 @@ class VppConfig:
     ssl: ssl.SSLContext | None = None
     passwords: dict[str, str] | None = None  # security profile 2: station id -> password
     response_timeout: float = 10.0
+    debug: bool = False  # log the traceback of an InternalError answered to a station
 
 
 @dataclass
@@ -176,7 +245,7 @@ class Vpp:
     log: TransactionLog = field(init=False)
     _profile_ids: dict[str, int] = field(default_factory=dict)
     _sent: dict[tuple[str, int], float] = field(default_factory=dict)
-    _early_needs: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    _early_needs: dict[tuple[str, int], VehicleNeeds] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
@@ -199,16 +268,24 @@ class Vpp:
 
     # -- from the stations ---------------------------------------------------------------------------
     def charging_needs(self, station: str, evse_id: int, needs: dict[str, Any]) -> None:
+        """NotifyEVChargingNeeds (K15); :class:`CallRejected` when the needs cannot be read, and then
+        nothing changes."""
+        read = read_needs(needs)
         vehicle = self.fleet.vehicles.get((station, evse_id))
         if vehicle is None:  # before its TransactionEvent Started: kept for the transaction
-            self._early_needs[(station, evse_id)] = needs
+            self._early_needs[(station, evse_id)] = read
             return
-        vehicle.update_needs(read_charging_needs(needs))
+        vehicle.update_needs(read)
         self._wake.set()
 
     def transaction_event(self, station: str, payload: dict[str, Any]) -> None:
-        if not self.log.record(station, payload):
+        """TransactionEvent (E01-E15): checked, written down, then applied; :class:`CallRejected`
+        when it cannot be read, and then it is neither counted nor applied (its retry is new)."""
+        if not self.log.is_new(station, payload):
             return
+        _datetime(payload["timestamp"], "timestamp")
+        readings = read_meter_values(payload)
+        self.log.record(station, payload)
         now = time.time()
         tx_id = str(payload["transaction_info"]["transaction_id"])
         evse_id = int((payload.get("evse") or {}).get("id", 1))
@@ -221,9 +298,9 @@ class Vpp:
             self.fleet.arrive(vehicle)
             early = self._early_needs.pop(vehicle.key, None)
             if early is not None:
-                vehicle.update_needs(read_charging_needs(early))
-        for meter_value in payload.get("meter_value") or []:
-            vehicle.meter(read_meter_value(meter_value))
+                vehicle.update_needs(early)
+        for reading in readings:
+            vehicle.meter(reading)
         if payload["event_type"] == "Ended":
             self._early_needs.pop(vehicle.key, None)
             self.fleet.leave(now, station, vehicle.evse_id)
@@ -233,17 +310,25 @@ class Vpp:
 
     # -- to the stations -----------------------------------------------------------------------------
     def dispatch(self, power: float, duration: float) -> None:
-        """A grid request: signed W (negative: the fleet delivers into the grid) for *duration* s."""
+        """A grid request: signed W (negative: the fleet delivers into the grid) for *duration* s.
+        Saved first (a restart resumes it), applied only once saved: :class:`CsmsError` otherwise."""
         now = time.time()
-        self.fleet.dispatch(power, duration, now)
         tmp = self._request_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"power_w": power, "start": now, "until": now + duration}))
-        tmp.replace(self._request_path)
+        try:
+            tmp.write_text(json.dumps({"power_w": power, "start": now, "until": now + duration}))
+            tmp.replace(self._request_path)
+        except OSError as exc:
+            raise CsmsError(f"cannot save the grid request in {self._request_path.parent}: {exc.strerror}") from None
+        self.fleet.dispatch(power, duration, now)
         self._wake.set()
 
     def cancel(self) -> None:
+        """End the grid request; its saved copy goes first (:class:`CsmsError` when it cannot)."""
+        try:
+            self._request_path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise CsmsError(f"cannot remove the grid request {self._request_path}: {exc.strerror}") from None
         self.fleet.cancel()
-        self._request_path.unlink(missing_ok=True)
         self._wake.set()
 
     async def control_loop(self) -> None:
@@ -266,7 +351,7 @@ class Vpp:
         until = request.until if request is not None else now + self.config.period
         await asyncio.gather(*(self._send_share(key, allocation[key], now, until - now) for key in changed))
         if changed:
-            self._emit(
+            self.emit(
                 Dispatched(
                     t=now,
                     request_w=request.power if request else None,
@@ -339,9 +424,10 @@ class Vpp:
             return
         peer = cls(station, ws, response_timeout=self.config.response_timeout)
         peer.vpp = self
+        peer.debug = self.config.debug
         peer.subprotocol = ws.subprotocol
         self.peers[station] = peer
-        self._emit(StationConnected(t=time.time(), station=station, subprotocol=str(ws.subprotocol)))
+        self.emit(StationConnected(t=time.time(), station=station, subprotocol=str(ws.subprotocol)))
         reason = "closed"
         try:
             await peer.start()
@@ -353,9 +439,9 @@ class Vpp:
                 for vehicle in self.fleet.leave(time.time(), station):
                     self._sent.pop(vehicle.key, None)
                 self._wake.set()
-                self._emit(StationLeft(t=time.time(), station=station, reason=reason))
+                self.emit(StationLeft(t=time.time(), station=station, reason=reason))
 
-    def _emit(self, event: Event) -> None:
+    def emit(self, event: Event) -> None:
         if self.listener is not None:
             self.listener(event)
 

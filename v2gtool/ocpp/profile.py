@@ -20,6 +20,14 @@ What a schedule period means, signed (+ charges the EV, - discharges it into the
   ``discharge`` (read -x as "discharge x"), ``reject`` (answer SetChargingProfile Rejected).
 
 Rates in A are converted with the DC link's present voltage; W is what OCPP recommends for DC.
+
+A limit beyond what the charger can do (``max_charge`` / ``max_discharge`` of
+:class:`ProfileSetpoint`) is accepted and capped at the charger's own maximum, and the
+SetChargingProfile answer says so (:meth:`ProfileSetpoint.capped`). OCPP 2.0.1 K01 makes a
+profile's limit a maximum the CSMS allows, not a power the station must reach, and the station's
+own limits always apply on top of the profiles (its composite schedule, K08, includes its local
+limits): so a profile is refused only for what it means (malformed, a non-finite number, a negative
+limit under ``reject``), never for asking more than the hardware has.
 """
 
 from __future__ import annotations
@@ -230,6 +238,8 @@ class ProfileSetpoint:
     clock: Callable[[], float] = time.time
     voltage: Callable[[], float] = lambda: 400.0
     negative: NegativeLimits = NegativeLimits.DISCHARGE
+    max_charge: float = math.inf  # W the charger can charge with, and discharge (magnitude)
+    max_discharge: float = math.inf
     transaction_id: str | None = None
     transaction_start: float | None = None
     profiles: dict[int, ChargingProfile] = field(default_factory=dict)
@@ -251,6 +261,17 @@ class ProfileSetpoint:
         self.profiles[profile.id] = profile
         self.revision += 1
         return profile
+
+    def capped(self, profile: ChargingProfile) -> str:
+        """Why *profile* asks more than the charger can do (its periods' requests at the present
+        voltage capped at ``max_charge`` / ``max_discharge``), or "" when it does not."""
+        voltage = self.voltage()
+        asked = [period_power(period, profile.unit, voltage) for period in profile.periods]
+        if max(asked) > self.max_charge:
+            return f"charging limit {max(asked):g} W capped at this charger's {self.max_charge:g} W"
+        if min(asked) < -self.max_discharge:
+            return f"discharging limit {-min(asked):g} W capped at this charger's {self.max_discharge:g} W"
+        return ""
 
     def clear(self, profile_id: int | None = None, purpose: str | None = None) -> int:
         """ClearChargingProfile: remove by id or purpose (both None: all); how many went."""
@@ -311,7 +332,7 @@ class ProfileSetpoint:
             cap = chosen.get(cap_purpose)
             if cap is not None:
                 request = cap if request is None else max(-abs(cap), min(abs(cap), request))
-        return request
+        return None if request is None else max(-self.max_discharge, min(self.max_charge, request))
 
 
 def _number(value: Any, where: str, name: str) -> float | None:

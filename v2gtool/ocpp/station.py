@@ -48,6 +48,7 @@ from v2gtool.ocpp import rpc
 from v2gtool.ocpp.outbox import Outbox
 from v2gtool.ocpp.payloads import Meter, charging_needs, timestamp
 from v2gtool.ocpp.profile import ProfileRejected, ProfileSetpoint
+from v2gtool.ocpp.rpc_errors import AnswersEveryFrame, FrameRejected
 from v2gtool.pki.trust import install_roots
 from v2gtool.session.events import Event
 
@@ -108,6 +109,7 @@ class BridgeConfig:
     vendor: str = "v2gtool"
     model: str = "v2gtool-secc"
     services: frozenset[ServiceID] = DC_SERVICES  # what the station's charger has
+    debug: bool = False  # tracebacks of our own handlers' failures (--debug)
 
 
 @dataclass
@@ -120,16 +122,26 @@ class _Transaction:
     meter: Meter = field(default_factory=Meter)
 
 
-class _StationHandlers:
-    """The CSMS-initiated messages a station answers (mixed into the ``ocpp`` ChargePoint)."""
+def _status_info(code: str, reason: str) -> dict[str, str] | None:
+    """A response's statusInfo: *reason* under *code*, None without one (additionalInfo is at most
+    512 characters in OCPP 2.0.1, 1024 in 2.1)."""
+    return {"reason_code": code, "additional_info": reason[:512]} if reason else None
+
+
+class _StationHandlers(AnswersEveryFrame):
+    """The CSMS-initiated messages a station answers (mixed into the ``ocpp`` ChargePoint); any other
+    CALL, and any frame that cannot be read, gets its CALLERROR (:mod:`v2gtool.ocpp.rpc_errors`)."""
 
     bridge: StationBridge
+
+    def frame_rejected(self, event: FrameRejected) -> None:
+        self.bridge.report(event)
 
     @rpc.handles("SetChargingProfile")
     def on_set_charging_profile(self, evse_id: int, charging_profile: dict[str, Any], **_: Any) -> Any:
         status, reason = self.bridge.set_charging_profile(evse_id, charging_profile)
-        info = {"reason_code": "InvalidProfile", "additional_info": reason[:1024]} if reason else None
-        return rpc.result(self, "SetChargingProfile", status=status, status_info=info)
+        code = "InvalidProfile" if status == "Rejected" else "LimitCapped"
+        return rpc.result(self, "SetChargingProfile", status=status, status_info=_status_info(code, reason))
 
     @rpc.handles("RequestStopTransaction")
     def on_request_stop_transaction(self, transaction_id: str, **_: Any) -> Any:
@@ -137,10 +149,11 @@ class _StationHandlers:
         return rpc.result(self, "RequestStopTransaction", status="Accepted" if accepted else "Rejected")
 
     @rpc.handles("NotifyAllowedEnergyTransfer")
-    def on_notify_allowed_energy_transfer(self, transaction_id: str, allowed_energy_transfer: list[str],
-                                          **_: Any) -> Any:
+    def on_notify_allowed_energy_transfer(
+        self, transaction_id: str, allowed_energy_transfer: list[str], **_: Any
+    ) -> Any:
         status, reason = self.bridge.allow_energy_transfer(transaction_id, allowed_energy_transfer)
-        info = {"reason_code": "InvalidValue", "additional_info": reason[:1024]} if reason else None
+        info = _status_info("InvalidValue", reason)
         return rpc.result(self, "NotifyAllowedEnergyTransfer", status=status, status_info=info)
 
     @rpc.handles("ClearChargingProfile")
@@ -152,7 +165,7 @@ class _StationHandlers:
     @rpc.handles("InstallCertificate")
     def on_install_certificate(self, certificate_type: str, certificate: str, **_: Any) -> Any:
         status, reason = self.bridge.install_certificate(certificate_type, certificate)
-        info = {"reason_code": "InvalidCertificate", "additional_info": reason[:1024]} if reason else None
+        info = _status_info("InvalidCertificate", reason)
         return rpc.result(self, "InstallCertificate", status=status, status_info=info)
 
 
@@ -172,8 +185,10 @@ class StationBridge:
         self._needs_sent = False
         self._status = "Available"
         self._status_sent = False
+        self.stopping = False  # the station is shutting down: no session runs on (stop_locally)
         self._wake = asyncio.Event()
         self._peer: Any = None
+        self._accepted = False  # the CSMS accepted this connection's BootNotification
 
     # -- the session's side (synchronous, never blocks on the network) ---------------------------------
     def on_event(self, event: Event) -> None:
@@ -216,13 +231,22 @@ class StationBridge:
             evse={"id": self.config.evse_id, "connector_id": 1},
         )
 
-    def _end_transaction(self, event: SessionEnded, now: float) -> None:
+    def _end_transaction(self, event: SessionEnded | None, now: float) -> None:
+        """TransactionEvent Ended (E06) of a session that ended (*event*), or that the station gave up
+        on while shutting down (None). Stopped on request, its stoppedReason is the request's: Remote
+        (F03), or Local with StopAuthorized when the station was stopped where it stands (E07's
+        reason; no idToken: the operator stopped the station)."""
         assert self.transaction is not None
         self.transaction.meter.idle()
-        reason = "StoppedByEV" if event.ok else ("Timeout" if "Timeout" in event.reason else "Other")
-        trigger = "EVDeparted" if event.ok else "AbnormalCondition"
         if self.transaction.remote_stop:
             reason, trigger = "Remote", "RemoteStop"
+        elif self.stopping:
+            reason, trigger = "Local", "StopAuthorized"
+        elif event is not None and event.ok:
+            reason, trigger = "StoppedByEV", "EVDeparted"
+        else:
+            reason = "Timeout" if event is not None and "Timeout" in event.reason else "Other"
+            trigger = "AbnormalCondition"
         self._transaction_event(
             "Ended",
             trigger,
@@ -284,7 +308,30 @@ class StationBridge:
 
     def stop_request(self) -> str | None:
         """The SECC's question at every loop: does the station want the session ended?"""
-        return "Terminate" if self.transaction is not None and self.transaction.remote_stop else None
+        tx = self.transaction
+        return "Terminate" if tx is not None and (tx.remote_stop or self.stopping) else None
+
+    # -- the station's own ---------------------------------------------------------------------------
+    def stop_locally(self) -> None:
+        """The station shuts down (SIGTERM/SIGINT): the running session is asked to end
+        (EVSENotification Terminate at its next loop), its Ended says stoppedReason Local."""
+        self.stopping = True
+
+    def end_open_transaction(self) -> None:
+        """Queue the Ended of a transaction whose session will not end it any more (the station
+        stops before the session did): nothing of a transaction is lost on the way down."""
+        if self.transaction is not None:
+            self._end_transaction(None, time.time())
+
+    @property
+    def connected(self) -> bool:
+        """Whether the CSMS accepted this station (BootNotification Accepted) and is connected."""
+        return self._peer is not None
+
+    def report(self, event: Event) -> None:
+        """Tell the listener of a bridge event (a frame the CSMS sent that was refused, ...)."""
+        if self.listener is not None:
+            self.listener(event)
 
     def allow_energy_transfer(self, transaction_id: str, modes: list[str]) -> tuple[str, str]:
         """NotifyAllowedEnergyTransfer (OCPP 2.1, use case Q02): the energy transfer modes the CSMS
@@ -305,14 +352,16 @@ class StationBridge:
         return tx.allowed if tx is not None and tx.allowed is not None else self.config.services
 
     def set_charging_profile(self, evse_id: int, data: dict[str, Any]) -> tuple[str, str]:
-        """SetChargingProfile (K01): ("Accepted", "") or ("Rejected", why)."""
+        """SetChargingProfile (K01): ("Accepted", "") or ("Rejected", why); ("Accepted", how) when
+        the profile asks more than the charger can do and is capped at its maximum
+        (:meth:`~v2gtool.ocpp.profile.ProfileSetpoint.capped`)."""
         now = time.time()
         try:
             if evse_id not in (0, self.config.evse_id):
                 raise ProfileRejected(f"unknown EVSE {evse_id}")
             profile = self.setpoint.install(data)
         except ProfileRejected as exc:
-            self._emit(
+            self.report(
                 ChargingProfileReceived(
                     t=now,
                     station=self.config.station_id,
@@ -323,17 +372,18 @@ class StationBridge:
                 )
             )
             return "Rejected", str(exc)
-        self._emit(
+        capped = self.setpoint.capped(profile)
+        self.report(
             ChargingProfileReceived(
                 t=now,
                 station=self.config.station_id,
                 profile_id=profile.id,
                 accepted=True,
-                reason="",
+                reason=capped,
                 power_now=self.setpoint.power(now),
             )
         )
-        return "Accepted", ""
+        return "Accepted", capped
 
     def install_certificate(self, certificate_type: str, pem: str) -> tuple[str, str]:
         """InstallCertificate (M05) of a V2G or MO root into the trust directory."""
@@ -369,13 +419,13 @@ class StationBridge:
             raise ConnectionError(f"{action}: not connected to the CSMS")
         return await self._call(self._peer, action, payload)
 
-    def _emit(self, event: Event) -> None:
-        if self.listener is not None:
-            self.listener(event)
-
     # -- the connection ------------------------------------------------------------------------------
     async def run(self) -> None:
-        """Connect, and reconnect with back-off, until cancelled; the session never waits on it."""
+        """Connect, and reconnect with back-off, until cancelled; the session never waits on it.
+
+        The back-off (``reconnect``: first and longest wait, doubling in between) starts over only
+        once the CSMS accepted a BootNotification: a CSMS that refuses or garbles the boot is not
+        stormed with reconnections (OCPP 2.0.1 B03, part 4 5.3 "reconnecting")."""
         delay = self.config.reconnect[0]
         url = self.config.url.rstrip("/") + "/" + self.config.station_id
         headers = {}
@@ -393,14 +443,15 @@ class StationBridge:
                     proxy=None,
                     open_timeout=self.config.response_timeout,
                 ) as ws:
-                    delay = self.config.reconnect[0]
                     await self._serve(ws, url)
             except (TimeoutError, OSError, websockets.WebSocketException, rpc.OCPPError, ValueError) as exc:
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             finally:
-                if self._peer is not None:
-                    self._peer = None
-            self._emit(CsmsDisconnected(t=time.time(), url=url, reason=reason, queued=len(self.outbox)))
+                self._peer = None
+            self.report(CsmsDisconnected(t=time.time(), url=url, reason=reason, queued=len(self.outbox)))
+            if self._accepted:
+                self._accepted = False
+                delay = self.config.reconnect[0]
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.config.reconnect[1])
 
@@ -408,6 +459,7 @@ class StationBridge:
         cls = rpc.for_version(ws.subprotocol, _StationHandlers)
         peer = cls(self.config.station_id, ws, response_timeout=self.config.response_timeout)
         peer.bridge = self
+        peer.debug = self.config.debug
         self.subprotocol = ws.subprotocol
         reader = asyncio.create_task(peer.start())
         sender = asyncio.create_task(self._send_all(peer, url))
@@ -421,25 +473,42 @@ class StationBridge:
                 task.cancel()
             await asyncio.gather(reader, sender, return_exceptions=True)
 
-    async def _send_all(self, peer: Any, url: str) -> None:
-        boot = await peer.call(
-            rpc.make_call(
+    async def _boot(self, peer: Any, url: str) -> float:
+        """BootNotification until the CSMS accepts it; the heartbeat interval it gave (s).
+
+        Pending or Rejected (OCPP 2.0.1 B02, B03): nothing else is sent, and the next
+        BootNotification waits the response's ``interval``, at least the reconnection back-off,
+        which doubles on every refusal (an interval of 0 is no licence to retry at once)."""
+        backoff = self.config.reconnect[0]
+        while True:
+            boot = await self._call(
                 peer,
                 "BootNotification",
                 {
                     "charging_station": {"vendor_name": self.config.vendor, "model": self.config.model},
                     "reason": "PowerUp",
                 },
-            ),
-            suppress=False,
-        )
-        if boot.status != "Accepted":
-            await asyncio.sleep(max(boot.interval, 1))
-            raise ConnectionError(f"BootNotification {boot.status}")
+            )
+            if boot.status == "Accepted":
+                self._accepted = True
+                return max(float(boot.interval), 1.0)
+            wait = max(float(boot.interval), backoff)
+            self.report(
+                CsmsRefused(
+                    t=time.time(),
+                    url=url,
+                    action="BootNotification",
+                    reason=f"{boot.status}, next BootNotification in {wait:g} s",
+                )
+            )
+            await asyncio.sleep(wait)
+            backoff = min(backoff * 2, self.config.reconnect[1])
+
+    async def _send_all(self, peer: Any, url: str) -> None:
+        heartbeat = await self._boot(peer, url)
         self._peer = peer
         self._status_sent = self._needs_sent = False
-        self._emit(CsmsConnected(t=time.time(), url=url, subprotocol=str(self.subprotocol)))
-        heartbeat = max(float(boot.interval), 1.0)
+        self.report(CsmsConnected(t=time.time(), url=url, subprotocol=str(self.subprotocol)))
         next_heartbeat = time.monotonic() + heartbeat
         while True:
             # The transaction's own events first: a CSMS must know the transaction before its needs.
@@ -448,7 +517,7 @@ class StationBridge:
                 try:
                     await peer.call(rpc.make_call(peer, record.action, record.payload), suppress=False)
                 except rpc.OCPPError as exc:  # a definite refusal: retrying cannot help (E04.FR.02)
-                    self._emit(CsmsRefused(t=time.time(), url=url, action=record.action, reason=str(exc)[:500]))
+                    self.report(CsmsRefused(t=time.time(), url=url, action=record.action, reason=str(exc)[:500]))
                 self.outbox.ack(record)
                 continue
             if not self._status_sent:
@@ -489,4 +558,4 @@ class StationBridge:
         try:
             await self._call(peer, action, payload)
         except rpc.OCPPError as exc:
-            self._emit(CsmsRefused(t=time.time(), url=url, action=action, reason=str(exc)[:500]))
+            self.report(CsmsRefused(t=time.time(), url=url, action=action, reason=str(exc)[:500]))
