@@ -267,3 +267,12 @@ def test_text_from_the_wire_is_shown_as_text_not_markup(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr.decode()
     assert f"EVSEID = {evse_id}" in out
     assert "SDPReq [fe80::1]:50001 → [ff02::1]:15118" in out
+
+
+def test_decoding_a_capture_without_homeplug_frames_does_not_load_scapy() -> None:
+    """scapy costs ~25 MiB and a quarter second of start-up: pcap-decode loads it only for HomePlug
+    frames or a --filter (which knows the SLAC names); the benchmark's peak memory showed the slip."""
+    probe = ("import sys; from v2gtool.cli import pcap_decode; from v2gtool.pcap import filters; "
+             "print('scapy' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "False"

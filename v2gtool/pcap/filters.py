@@ -25,7 +25,6 @@ from v2gtool.exi.namespaces import NAMESPACES, grammar
 from v2gtool.pcap.analysis import walk
 from v2gtool.pcap.records import SdpMessage, SlacMessage, TraceRecord, V2GMessage, message_element, physical_value
 from v2gtool.pcap.sdp import SDP_MESSAGES
-from v2gtool.slac.mme import MMType, mmtype_name
 
 _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq, "!=": operator.ne, "<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt,
@@ -95,6 +94,8 @@ def _names() -> tuple[frozenset[str], frozenset[str]]:
     ISO 15118-2 and DIN SPEC 70121 (their root is V2G_Message); SLAC names are the MMEs' of
     ISO 15118-3 Annex A, SDP names those :func:`v2gtool.pcap.sdp.sdp_fields` gives.
     """
+    from v2gtool.slac.mme import MMType, mmtype_name  # here, not above: scapy loads only for a --filter
+
     v2g: set[str] = set()
     for namespace in NAMESPACES:
         schema = grammar(namespace.short)
