@@ -27,6 +27,7 @@ from ocpp.v201 import ChargePoint as Cp201
 from ocpp.v201 import call as call201
 from websockets.asyncio.server import serve
 
+from tests.ocpp.wire import until
 from v2gtool.iso20.events import MessageReceived, PhaseChanged, PowerFlow, SessionEnded
 from v2gtool.iso20.values import DC_SERVICES, ServiceID
 from v2gtool.ocpp.outbox import Outbox
@@ -158,10 +159,7 @@ async def bridged_session(
     try:
         result = await run_sim(scenario, speed=1.0, listener=listen, grid=setpoint)
         assert result.ok, result.reason
-        for _ in range(100):
-            if not len(bridge.outbox):
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: not len(bridge.outbox), 5.0)
         await sender
         bridge.transaction = None
         assert len(bridge.outbox) == 0
@@ -346,10 +344,7 @@ async def session_with_csms(
             listener=listen, stop_request=bridge.stop_request, allowed_services=bridge.allowed_services, **run
         )
         answers = await acting
-        for _ in range(100):
-            if not len(bridge.outbox):
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: not len(bridge.outbox), 5.0)
     finally:
         link.cancel()
         await asyncio.gather(link, return_exceptions=True)

@@ -7,6 +7,7 @@ import json
 import socket
 from pathlib import Path
 
+from tests.ocpp.wire import until
 from v2gtool.iso20.values import ControlMode
 from v2gtool.ocpp.csms import Vpp, VppConfig
 from v2gtool.ocpp.outbox import Outbox
@@ -36,10 +37,8 @@ def test_session_completes_without_csms_and_its_events_arrive_later_in_order(tmp
         vpp = Vpp(VppConfig(tmp_path / "state"))
         server = await vpp.serve("127.0.0.1", port)
         try:
-            for _ in range(100):
-                await asyncio.sleep(0.05)
-                if not len(bridge.outbox):
-                    break
+            await asyncio.sleep(0.05)
+            await until(lambda: not len(bridge.outbox), 5.0)
         finally:
             link.cancel()
             await asyncio.gather(link, return_exceptions=True)

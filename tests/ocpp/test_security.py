@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.ocpp.wire import until
 from v2gtool.errors import ConfigError
 from v2gtool.ocpp.csms import StationConnected, Vpp, VppConfig
 from v2gtool.ocpp.outbox import Outbox
@@ -87,10 +88,7 @@ async def attempt(tmp: Path, vpp_config: VppConfig, bridge_config: BridgeConfig,
     bridge = StationBridge(bridge_config, Outbox(tmp / bridge_config.station_id), ProfileSetpoint(), events.append)
     link = asyncio.create_task(bridge.run())
     try:
-        for _ in range(int(seconds / 0.05)):
-            if any(isinstance(e, CsmsConnected) for e in events):
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: any(isinstance(e, CsmsConnected) for e in events), seconds)
     finally:
         link.cancel()
         await asyncio.gather(link, return_exceptions=True)

@@ -4,6 +4,7 @@ JSON-schema validation, as they travel on the wire between a station and a CSMS.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from ocpp.charge_point import camel_to_snake_case, snake_to_camel_case
@@ -12,6 +13,16 @@ from ocpp.messages import Call, validate_payload
 from v2gtool.ocpp.payloads import OCPP21, OCPP201
 
 VERSIONS = {OCPP201: "2.0.1", OCPP21: "2.1"}
+
+
+async def until(condition: Callable[[], bool], seconds: float) -> bool:
+    """Poll *condition* every 50 ms for at most *seconds*; whether it came true (e.g. a bridge's
+    outbox drained, a station connected)."""
+    for _ in range(max(1, round(seconds / 0.05))):
+        if condition():
+            return True
+        await asyncio.sleep(0.05)
+    return condition()
 
 
 def over_the_wire(action: str, payload: dict[str, Any], subprotocol: str) -> dict[str, Any]:
