@@ -331,9 +331,11 @@ async def serve_sessions(
     stop_request: Callable[[], str | None] | None = None,
     pnc_roots: tuple[x509.Certificate, ...] | None = None,
     allowed_services: Callable[[], frozenset[ServiceID]] | None = None,
+    signals: bool = True,
 ) -> list[Outcome]:
-    """SDP responder and V2GTP server on *iface* until *sessions* sessions ended (0: SIGTERM/SIGINT);
-    returns how each served session ended, in order. *status* is told what the SECC waits for; *grid*
+    """SDP responder and V2GTP server on *iface* until *sessions* sessions ended (0: SIGTERM/SIGINT,
+    or, with *signals* False, until the caller, who then takes the signals, cancels it); returns how
+    each served session ended, in order. *status* is told what the SECC waits for; *grid*
     is the Dynamic mode's grid request (an OCPP charging profile, ``ocpp-bridge --iface``);
     *stop_request* the station's wish to end a session (a remote stop); with *pnc_roots* the SECC
     offers Plug & Charge and checks contracts against them; *allowed_services* (an OCPP
@@ -365,9 +367,10 @@ async def serve_sessions(
                 stop.set()
             status(waiting_for)
 
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    if signals:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
     address = link_local_address(iface)
     supported = frozenset({Security.NO_TLS if context is None else Security.TLS})
     try:

@@ -421,7 +421,7 @@ async def _secc_on_link(
             if isinstance(event, SessionEnded) and event.role == "SECC":
                 results.append(event.ok)
 
-        listening = asyncio.Event()
+        park.stop.install()  # a signal ends the running session first (see Stop), then serving
         serving: asyncio.Future[Any] = asyncio.create_task(
             serve_sessions(
                 iface,
@@ -431,21 +431,15 @@ async def _secc_on_link(
                 park.speed,
                 park.sessions,
                 listen,
-                status=lambda _: listening.set(),
                 grid=bridge.setpoint,
                 stop_request=bridge.stop_request,
                 allowed_services=bridge.allowed_services,
+                signals=False,
             )
         )
-        # serve_sessions takes SIGTERM/SIGINT to stop at once; once it listens, ours replace its
-        # handlers, so that the running session ends first (or a failure to listen is raised).
-        listens = asyncio.create_task(listening.wait())
-        await asyncio.wait([serving, listens], return_when=asyncio.FIRST_COMPLETED)
-        listens.cancel()
-        if serving.done():
-            serving.result()
-        park.stop.install()
         await park.stop.wait(serving, lambda: bridge.transaction is None)
+        if not serving.cancelled():
+            serving.result()  # raises when it could not listen, or failed
     return results
 
 
