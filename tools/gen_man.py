@@ -4,13 +4,16 @@
 Everything comes from the click command tree at generation time: names, usage, options and their
 help, and the command docstrings. A docstring paragraph that starts with ``Examples:`` (kept
 verbatim by click's ``\\b`` marker) becomes the page's EXAMPLES section; the workflows of
-``v2gtool(1)`` below appear once every command they use is registered. EXIT STATUS is the table of
-:mod:`v2gtool.exit_codes`. ``tests/tools`` fails while the committed pages differ from this output.
+``v2gtool(1)`` below appear once every command they use is registered. EXIT STATUS is the
+``Exit codes:`` paragraph of the command's help or epilog where it documents its own (as ``--help``
+shows it), else the table of :mod:`v2gtool.exit_codes`. ``tests/tools`` fails while the committed
+pages differ from this output.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,16 +127,42 @@ def verbatim(lines: list[str]) -> Iterator[str]:
 
 @dataclass(frozen=True)
 class Help:
-    """A docstring split into prose paragraphs, verbatim blocks and the Examples block."""
+    """A docstring split into prose paragraphs, verbatim blocks, the Examples and the Exit codes blocks."""
 
     blocks: tuple[tuple[bool, tuple[str, ...]], ...]  # (verbatim?, lines)
     examples: tuple[str, ...]
+    exit_codes: tuple[tuple[str, str], ...]  # (code, meaning); empty: the command has no codes of its own
+
+
+_EXIT_CODE_LINE = re.compile(r"(\d+)\s+(\S.*)")
+
+
+def full_help(command: click.Command) -> str:
+    """What ``--help`` shows as text: the help, then the epilog (where exit codes are often listed)."""
+    return "\n\n".join(text for text in (command.help, command.epilog) if text)
+
+
+def parse_exit_codes(lines: list[str]) -> tuple[tuple[str, str], ...]:
+    """The ``CODE  meaning`` lines of an ``Exit codes:`` block; a more indented line continues a meaning."""
+    entries: list[tuple[str, str]] = []
+    for line in _dedent([line.rstrip() for line in lines if line.strip()]):
+        match = _EXIT_CODE_LINE.fullmatch(line)
+        if match:
+            entries.append((match[1], match[2]))
+        elif line[:1].isspace() and entries:
+            code, meaning = entries[-1]
+            entries[-1] = (code, f"{meaning} {line.strip()}")
+        else:
+            raise ValueError(f"Exit codes: {line!r} is not 'CODE  meaning' nor its continuation")
+    return tuple(entries)
 
 
 def split_help(text: str) -> Help:
-    """Split click help text: ``\\b`` paragraphs are verbatim; one starting ``Examples:`` is the examples."""
+    """Split click help text: ``\\b`` paragraphs are verbatim; one starting ``Examples:`` is the examples,
+    one starting ``Exit codes:`` the command's own exit status."""
     blocks: list[tuple[bool, tuple[str, ...]]] = []
     examples: list[str] = []
+    exit_codes: tuple[tuple[str, str], ...] = ()
     for paragraph in text.split("\n\n"):
         lines = paragraph.strip("\n").splitlines()
         if not lines:
@@ -143,11 +172,13 @@ def split_help(text: str) -> Help:
             lines = lines[1:]
         if lines and lines[0].strip() == "Examples:":
             examples.extend(line.strip() for line in lines[1:] if line.strip())
+        elif is_verbatim and lines and lines[0].strip() == "Exit codes:":
+            exit_codes = parse_exit_codes(lines[1:])
         elif is_verbatim:
             blocks.append((True, tuple(_dedent(lines))))
         else:
-            blocks.append((False, (" ".join(line.strip() for line in lines),)))
-    return Help(tuple(blocks), tuple(examples))
+            blocks.append((False, (" ".join(line.strip() for line in lines if line.strip()),)))
+    return Help(tuple(blocks), tuple(examples), exit_codes)
 
 
 def _dedent(lines: list[str]) -> list[str]:
@@ -189,12 +220,13 @@ def title(name: str, summary: str) -> Iterator[str]:
     yield f"{esc(name)} \\- {esc(summary)}"
 
 
-def exit_status() -> Iterator[str]:
+def exit_status(own: tuple[tuple[str, str], ...] = ()) -> Iterator[str]:
+    """The command's *own* exit codes when it lists them, else the meanings every command shares."""
     yield ".SH EXIT STATUS"
-    for code in ExitCode:
+    for code, meaning in own or tuple((str(int(code)), code.meaning) for code in ExitCode):
         yield ".TP"
-        yield f"\\fB{int(code)}\\fR"
-        yield esc(code.meaning)
+        yield f"\\fB{code}\\fR"
+        yield esc(meaning)
 
 
 def examples(lines: list[str]) -> Iterator[str]:
@@ -214,7 +246,7 @@ def summary_of(command: click.Command) -> str:
 def command_page(name: str, command: click.Command, parent: click.Context) -> str:
     """``v2gtool-NAME(1)``: one top-level subcommand, with its own subcommands when it is a group."""
     ctx = click.Context(command, info_name=name, parent=parent)
-    help_ = split_help(command.help or "")
+    help_ = split_help(full_help(command))
     out = [*title(f"{PROG}-{name}", summary_of(command))]
     out += [".SH SYNOPSIS", usage(command, ctx), ".SH DESCRIPTION", *render_help(help_, after_summary=True)]
     out += [".SH OPTIONS", *render_options(command, ctx)]
@@ -226,11 +258,14 @@ def command_page(name: str, command: click.Command, parent: click.Context) -> st
             if sub is None:
                 continue
             sub_ctx = click.Context(sub, info_name=sub_name, parent=ctx)
-            sub_help = split_help(sub.help or "")
+            sub_help = split_help(full_help(sub))
+            if sub_help.exit_codes not in ((), help_.exit_codes):
+                raise ValueError(f"{name} {sub_name}: its exit codes differ from those of {name}; one page "
+                                 "has one EXIT STATUS")
             out += [".SS " + esc(sub_name), usage(sub, sub_ctx), *render_help(sub_help)]
             out += [".PP", "Options:", ".RS 4", *render_options(sub, sub_ctx), ".RE"]
             example_lines += sub_help.examples
-    out += [*examples(example_lines), *exit_status()]
+    out += [*examples(example_lines), *exit_status(help_.exit_codes)]
     out += [".SH SEE ALSO", f"\\fB{PROG}\\fR(1)"]
     return "\n".join(out) + "\n"
 

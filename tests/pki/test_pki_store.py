@@ -7,6 +7,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 from v2gtool.pki.create import CHAINS, generate_key, init_pki, issue
 from v2gtool.pki.profiles import ROOT, KeyType, LeafRole, check_chain
-from v2gtool.pki.trust import TrustStore, load_pem_chain, rehash, subject_hash
+from v2gtool.pki.trust import TrustStore, is_v2gtool, load_pem_chain, rehash, subject_hash
 
 NOW = dt.datetime.now(dt.UTC)
 REPO = Path(__file__).resolve().parents[2]
@@ -126,32 +127,32 @@ def test_subject_hash_ignores_case_and_whitespace_runs(word: str, gap: str) -> N
     assert subject_hash(name(f"{word}{gap}{word}")) == subject_hash(name(f" {word.upper()} {word.lower()}  "))
 
 
+def fake_service(directory: Path, on_sighup: str) -> subprocess.Popen[str]:
+    """A stand-in for a v2gtool daemon, started as the console script runs (``python .../bin/v2gtool``):
+    it prints ``ready``, then runs *on_sighup* on SIGHUP."""
+    script = directory / "bin" / "v2gtool"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(
+        f"import signal,sys,time\nsignal.signal(signal.SIGHUP, lambda *a: ({on_sighup}))\n"
+        "print('ready', flush=True)\ntime.sleep(30)\n"
+    )
+    service = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert service.stdout is not None and service.stdout.readline() == "ready\n"
+    return service
+
+
 def test_trust_update_installs_beside_the_old_root_and_signals_services(
     pki_dir: Path, pki_dir_ed448: Path, tmp_path: Path
 ) -> None:
     trust = tmp_path / "trust"
     shutil.copytree(pki_dir / "trust" / "certs", trust, symlinks=True)
-    service = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            (
-                "import signal,sys,time\n"
-                "signal.signal(signal.SIGHUP, lambda *a: (print('reload', flush=True), sys.exit(0)))\n"
-                "print('ready', flush=True)\n"
-                "time.sleep(30)\n"
-            ),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert service.stdout is not None and service.stdout.readline() == "ready\n"
+    service = fake_service(tmp_path, "print('reload', flush=True), sys.exit(0)")
     pid_file = tmp_path / "secc.pid"
     pid_file.write_text(f"{service.pid}\n")
     new_root = sorted((pki_dir_ed448 / "trust" / "certs").glob("V2G_Root_CA_*.pem"))[0]
     result = run("pki", "trust-update", str(new_root), "--trust-dir", str(trust), "--pid-file", str(pid_file))
     assert result.returncode == 0, result.stderr
-    assert service.wait(10) == 0 and service.stdout.read() == "reload\n"
+    assert service.wait(10) == 0 and service.stdout is not None and service.stdout.read() == "reload\n"
     assert len(TrustStore.load(trust).roots) == len(CHAINS) + 1
     links = sorted(p.name for p in trust.iterdir() if p.is_symlink())
     digest = subject_hash(load_pem_chain(new_root)[0].subject)
@@ -211,12 +212,7 @@ def test_trust_update_signals_every_service_and_reports_one_that_is_gone(pki_dir
     trust = tmp_path / "trust"
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait(10)
-    service = subprocess.Popen(
-        [sys.executable, "-c", "import signal,sys,time\nsignal.signal(signal.SIGHUP, lambda *a: sys.exit(7))\n"
-         "print('ready', flush=True)\ntime.sleep(30)\n"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert service.stdout is not None and service.stdout.readline() == "ready\n"
+    service = fake_service(tmp_path, "sys.exit(7)")
     stale, live = tmp_path / "a_stale.pid", tmp_path / "b_live.pid"
     stale.write_text(f"{gone.pid}\n")
     live.write_text(f"{service.pid}\n")
@@ -247,3 +243,41 @@ def test_init_force_replaces_the_old_roots_and_keeps_other_trust_anchors(tmp_pat
     assert len(links) == len(CHAINS) + 1 and all(link.exists() for link in links)
     report = check_chain(old_secc, TrustStore.load(trust).roots, LeafRole.SECC)
     assert [f.code for f in report.findings] == ["unknown-root"]
+
+
+def test_trust_update_does_not_signal_a_process_that_took_over_a_stale_pid(pki_dir: Path, tmp_path: Path) -> None:
+    """A daemon killed without removing its pid file leaves the pid to the next process: SIGHUP would
+    end an unrelated program (SIGHUP's default action), so only a v2gtool process is told to reload."""
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        pid_file = tmp_path / "secc.pid"
+        pid_file.write_text(f"{other.pid}\n")
+        root = next((pki_dir / "trust" / "certs").glob("V2G_Root_CA_*.pem"))
+        result = run("pki", "trust-update", str(root), "--trust-dir", str(tmp_path / "trust"), "--pid-file",
+                     str(pid_file))  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == (
+            f"v2gtool: warning: not reloaded: pid {other.pid} (pid file {pid_file}): stale pid file: the process "
+            "is 'sleep', not v2gtool\n"
+        )
+        assert "told 0 service(s) to reload: -" in result.stdout
+        time.sleep(0.2)
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "ours"),
+    [
+        (b"/usr/bin/python3\0/opt/v2gtool/bin/v2gtool\0tls-verify\0--serve\0", True),
+        (b"/usr/bin/python3.11\0-X\0dev\0-m\0v2gtool\0serve\0", True),
+        (b"/usr/local/bin/v2gtool\0serve\0", True),
+        (b"sleep\x0030\0", False),
+        (b"/usr/bin/python3\0/home/u/v2gtool-notes.py\0", False),
+        (b"", False),
+    ],
+)
+def test_is_v2gtool_recognises_the_console_script_and_the_module(cmdline: bytes, ours: bool) -> None:
+    assert is_v2gtool(cmdline.split(b"\0")) is ours

@@ -18,7 +18,9 @@ from ipaddress import IPv6Address
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
+from v2gtool.exit_codes import ExitCode
 from v2gtool.pki.create import CHAINS
 from v2gtool.pki.handshake import HandshakeTrace
 from v2gtool.pki.probe import HandshakeReport, diagnose, handshake_as_client, handshake_as_server
@@ -373,7 +375,7 @@ def test_cli_offline_check_names_each_failure(pki_dir: Path) -> None:
         "--at",
         "2100-01-01",
     )
-    assert bad.returncode == 1
+    assert bad.returncode == ExitCode.SECURITY
     lines = bad.stdout.splitlines()
     assert (
         "error: wrong-role: CN=DEV2GTOOLC000001,O=v2gtool test PKI,DC=MO: is a contract certificate (DC=MO), "
@@ -567,3 +569,114 @@ def test_cli_offline_options_outside_chain_mode_are_usage_errors(args: tuple[str
     result = run_cli("tls-verify", *args)
     assert result.returncode == 2
     assert result.stderr.endswith(f"Error: {flag} applies to --chain only\n")
+
+
+# --- exit status, credentials, pid file, mutual authentication ----------------------------------
+
+
+def encrypted_key(base: Path, name: str, tmp_path: Path) -> Path:
+    """*name*'s key as ``openssl pkey -aes256`` writes it: a passphrase-protected PEM."""
+    key = serialization.load_pem_private_key((certs(base) / f"{name}.key").read_bytes(), None)
+    path = tmp_path / f"{name}_encrypted.key"
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.BestAvailableEncryption(b"x")))  # fmt: skip
+    return path
+
+
+@pytest.mark.parametrize(("name", "mode"), [("secc_iso20", ("--serve", "--port", "1")), ("vehicle", ("::1", "1"))])
+def test_cli_encrypted_key_is_one_line_and_never_prompts(
+    pki_dir: Path, tmp_path: Path, name: str, mode: tuple[str, ...]
+) -> None:
+    """OpenSSL would ask for the passphrase on the terminal (a service hangs there), then fail with a
+    traceback; v2gtool reads unencrypted keys only and says so before any connection."""
+    key = encrypted_key(pki_dir, name, tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "v2gtool", "tls-verify", *mode, "--cert", str(certs(pki_dir) / f"{name}.pem"),
+         "--key", str(key), "--trust-dir", str(trust(pki_dir))],
+        cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30,
+        start_new_session=True,  # no controlling terminal: an OpenSSL prompt fails instead of waiting
+    )  # fmt: skip
+    assert result.returncode == ExitCode.SECURITY
+    assert result.stderr == (
+        f"v2gtool: error: private key {key} is encrypted: v2gtool reads unencrypted keys only "
+        f"(keep it mode 0600; decrypt it with openssl pkey -in {key} -out NEW.key)\n"
+    )
+
+
+def test_cli_handshake_exit_status_says_what_failed(pki_dir: Path) -> None:
+    """5 for a TLS or certificate failure, 3 for a peer that never speaks TLS, 1 for no connection."""
+    args = ("--certs-dir", str(certs(pki_dir)), "--trust-dir", str(trust(pki_dir)), "--timeout", "1")
+    port, server = serve_once(pki_dir, Protocol.ISO2)  # a -2 SECC: refuses TLS 1.3
+    refused = run_cli("tls-verify", "127.0.0.1", str(port), *args)
+    server.result(10)
+    assert refused.returncode == ExitCode.SECURITY, refused.stdout
+    assert "FAILED" in refused.stdout
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts TCP (backlog), never answers
+        timed_out = run_cli("tls-verify", "127.0.0.1", str(silent.getsockname()[1]), *args)
+    assert timed_out.returncode == ExitCode.TIMEOUT, timed_out.stdout
+    assert "TLS handshake timed out" in timed_out.stdout
+    unreachable = run_cli("tls-verify", "127.0.0.1", str(free_port()), *args)
+    assert unreachable.returncode == ExitCode.FAILURE, unreachable.stdout
+    assert "cannot connect to 127.0.0.1:" in unreachable.stdout
+
+
+def test_cli_own_certificate_of_a_forbidden_key_type_exits_5(pki_dir: Path) -> None:
+    chain = certs(pki_dir) / "secc_iso2.pem"
+    result = run_cli("tls-verify", "--serve", "--cert", str(chain), "--key", str(certs(pki_dir) / "secc_iso2.key"),
+                     "--trust-dir", str(trust(pki_dir)))  # fmt: skip
+    assert result.returncode == ExitCode.SECURITY
+    assert result.stderr == (
+        f"v2gtool: error: own certificate {chain}: key is secp256r1; ISO 15118-20 requires ed448 or secp521r1\n"
+    )
+
+
+def test_sigterm_ends_the_server_and_removes_its_pid_file(pki_dir: Path, tmp_path: Path) -> None:
+    """systemd stops a service with SIGTERM: a pid file left behind would make a later
+    ``pki trust-update`` signal whatever process gets the pid next."""
+    pid_file = tmp_path / "secc.pid"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "v2gtool", "tls-verify", "--serve", "--listen", "127.0.0.1",
+         "--port", str(free_port()), "--pid-file", str(pid_file), "--json",
+         "--certs-dir", str(certs(pki_dir)), "--trust-dir", str(trust(pki_dir))],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while not pid_file.exists():
+            assert time.monotonic() < deadline and server.poll() is None, "the SECC did not start"
+            time.sleep(0.02)
+        server.terminate()
+        assert server.wait(10) == ExitCode.OK
+        assert not pid_file.exists()
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.communicate()
+
+
+@needs_openssl
+@pytest.mark.interop
+def test_our_evcc_flags_an_secc_that_does_not_ask_for_the_vehicle_certificate(
+    pki_dir: Path, s_server
+) -> None:  # type: ignore[no-untyped-def]
+    """-20 requires mutual authentication: a handshake without CertificateRequest is not "ok"."""
+    port = s_server(pki_dir, "secc_iso20", "-tls1_3")  # no -Verify: the SECC never asks
+    report = connect(pki_dir, port)
+    assert not report.ok
+    assert report.exit_code == ExitCode.SECURITY
+    assert report.version == "TLSv1.3" and report.profile is not None and report.profile.ok
+    assert report.error == (
+        "the SECC did not ask for our vehicle certificate (no CertificateRequest), but ISO 15118-20 requires "
+        "mutual authentication"
+    )
+
+
+@needs_openssl
+@pytest.mark.interop
+def test_cli_client_exits_5_without_mutual_authentication(pki_dir: Path, s_server) -> None:  # type: ignore[no-untyped-def]
+    port = s_server(pki_dir, "secc_iso20", "-tls1_3")
+    result = run_cli("tls-verify", "--json", "127.0.0.1", str(port), "--certs-dir", str(certs(pki_dir)),
+                     "--trust-dir", str(trust(pki_dir)))  # fmt: skip
+    assert result.returncode == ExitCode.SECURITY, result.stdout
+    record = json.loads(result.stdout)
+    assert record["ok"] is False and "no CertificateRequest" in record["error"]

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+from cryptography.hazmat.bindings import _rust as rust
 from rich.console import Console
 
 from tests.tools.conftest import REPO
@@ -91,6 +92,30 @@ def test_apparmor_profile_parses(tmp_path: Path) -> None:
     assert "/var/log/v2g/** rwk" in profile.read_text()
 
 
+def _apparmor_grants(profile: str, path: Path, mode: str) -> bool:
+    """Whether a file rule of *profile* grants *mode* on *path*, by AppArmor's globbing
+    (``**`` any characters, ``*`` any but ``/``, ``{a,b}`` alternatives)."""
+    pieces = {"**": ".*", "*": "[^/]*", "{": "(?:", ",": "|", "}": ")"}
+    for pattern, perms in re.findall(r'^\s*("[^"\n]+"|/\S+)\s+([a-z]+),$', profile, re.MULTILINE):
+        tokens = re.findall(r"\*\*|\*|[{,}]|[^*{,}]+", pattern.strip('"'))
+        regex = "".join(pieces.get(token) or re.escape(token) for token in tokens)
+        if set(mode) <= set(perms) and re.fullmatch(regex, str(path)):
+            return True
+    return False
+
+
+def test_apparmor_profile_lets_the_default_executable_import_its_environment() -> None:
+    """The default --exec is the running venv's script: the confined daemon must read that venv's
+    site-packages (and map its extension modules), or it cannot import its own dependencies."""
+    if sys.prefix == sys.base_prefix:
+        pytest.skip("not running in a virtual environment")
+    profile = render(lookup("apparmor.v2gtool"), _values())
+    assert _apparmor_grants(profile, Path(sys.prefix) / "pyvenv.cfg", "r")
+    assert _apparmor_grants(profile, Path(click.__file__), "r")
+    assert _apparmor_grants(profile, Path(rust.__file__), "mr")
+    assert not _apparmor_grants(profile, Path(sys.prefix) / "bin" / "activate", "r")
+
+
 def test_deploy_files_installs_below_a_root_and_keeps_existing_files(tmp_path: Path) -> None:
     args = ["deploy-files", "--exec", "/opt/v2gtool/bin/v2gtool", "--interface", "plc0", "--tcp-port", "50000"]
     first = CliRunner().invoke(cli, [*args, "--json", str(tmp_path)])
@@ -164,6 +189,20 @@ def test_the_environment_file_starts_the_secc_on_the_configured_interface(tmp_pa
     assert ctx.command_path == "v2gtool v2g-message-handler serve"
     assert ctx.params["iface"] == "plc0"
     assert (ctx.params["rt"], ctx.params["cpu"]) == (DEFAULT_PRIORITY, 1)
+
+
+def test_the_environment_file_carries_the_port_the_firewall_opens(tmp_path: Path) -> None:
+    """deploy-files --tcp-port reaches the SECC too, not only v2g.nft: serve takes [sdp] tcp_port from
+    V2GTOOL_SDP__TCP_PORT, so the daemon listens (and announces in SDP) where the firewall is open."""
+    result = CliRunner().invoke(cli, ["deploy-files", "--exec", "/usr/bin/v2gtool", "--tcp-port", "50000",
+                                      str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    nft = (tmp_path / "etc/nftables.d/v2g.nft").read_text()
+    opened = int(re.search(r"^define V2G_TCP_PORT = (\d+)$", nft, re.MULTILINE)[1])  # type: ignore[index]
+    lines = (tmp_path / "etc/default/evse-v2g").read_text().splitlines()
+    environ = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    (tmp_path / "v2gtool.toml").write_text("[sdp]\ntcp_port = 64109\n")
+    assert load_config(tmp_path / "v2gtool.toml", environ).get("sdp", "tcp_port") == opened == 50000
 
 
 def test_serve_needs_an_interface_from_the_option_or_the_config(tmp_path: Path) -> None:

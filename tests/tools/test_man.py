@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 import pytest
 
-from tests.tools.conftest import REPO
+from tests.tools.conftest import REPO, run_tool
 from v2gtool.cli.main import cli
 from v2gtool.exit_codes import ExitCode
 
@@ -37,8 +37,46 @@ def test_man_renders_cleanly(page: Path) -> None:
     assert result.returncode == 0
     assert result.stderr == ""
     assert "EXIT STATUS" in result.stdout
-    for code in ExitCode:
-        assert re.search(rf"^\s+{int(code)}\s", result.stdout, re.MULTILINE), f"exit status {int(code)} missing"
+    for code, _ in _documented_exit_codes(page.name):
+        assert re.search(rf"^\s+{code}\s", result.stdout, re.MULTILINE), f"exit status {code} missing"
+
+
+def _documented_exit_codes(page_name: str) -> list[tuple[str, str]]:
+    """(code, meaning) as ``--help`` of the page's command lists them in its ``Exit codes:`` paragraph
+    (help or epilog), else the table every command shares."""
+    name = page_name.removesuffix(".1").removeprefix("v2gtool").removeprefix("-")
+    command = cli.get_command(click.Context(cli), name) if name else None
+    text = "\n\n".join(t for t in (command.help, command.epilog) if t) if command else ""
+    block = re.search(r"^\s*Exit codes:\n((?:[ \t]+\S.*\n?)+)", text, re.MULTILINE)
+    if block is None:
+        return [(str(int(code)), code.meaning) for code in ExitCode]
+    entries: list[tuple[str, str]] = []
+    indent = len(block[1]) - len(block[1].lstrip())
+    for line in block[1].splitlines():
+        if re.match(rf"\s{{{indent}}}\d", line):
+            code, meaning = line.split(maxsplit=1)
+            entries.append((code, meaning))
+        else:
+            entries[-1] = (entries[-1][0], f"{entries[-1][1]} {line.strip()}")
+    return entries
+
+
+def _exit_status_section(page: Path) -> list[tuple[str, str]]:
+    """(code, meaning) of a page's EXIT STATUS section, roff escapes undone."""
+    section = page.read_text().split(".SH EXIT STATUS\n", 1)[1].split("\n.SH ", 1)[0]
+    pairs = re.findall(r"^\.TP\n\\fB(\d+)\\fR\n(.*)$", section, re.MULTILINE)
+    return [(code, meaning.replace("\\-", "-").replace("\\e", "\\")) for code, meaning in pairs]
+
+
+def test_exit_status_is_what_help_documents(tmp_path: Path) -> None:
+    """A command that lists its own exit codes (contactor, isolation-check, tls-verify) gets them in its
+    man page, not the shared table that contradicts them; the others get the shared table."""
+    run_tool("gen_man.py", tmp_path)
+    pages = sorted(tmp_path.glob("*.1"))
+    for page in pages:
+        assert _exit_status_section(page) == _documented_exit_codes(page.name), page.name
+    own = [p.name for p in pages if _documented_exit_codes(p.name)[0][1] != ExitCode.OK.meaning]
+    assert {"v2gtool-contactor.1", "v2gtool-isolation-check.1", "v2gtool-tls-verify.1"} <= set(own)
 
 
 def _example_commands(page: Path) -> list[list[str]]:

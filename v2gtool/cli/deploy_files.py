@@ -63,7 +63,8 @@ def _validated(check: Callable[[T], T]) -> Callable[[click.Context, click.Parame
 @click.option("--interface", shell_complete=complete_interfaces, callback=_validated(interface_name),
               help="PLC interface [default: [slac] iface, else eth0].")
 @click.option("--tcp-port", type=click.IntRange(deploy.DYNAMIC_PORTS.start, deploy.DYNAMIC_PORTS.stop - 1),
-              help="TCP port the SECC announces in SDP "
+              help="TCP port the SECC listens on and announces in SDP; the environment file and "
+                   "v2g.nft get it "
                    f"[default: [sdp] tcp_port, else {deploy.DEFAULT_SECC_TCP_PORT}].")
 @click.option("--force", is_flag=True, help="Overwrite files that exist below ROOT.")
 @json_option

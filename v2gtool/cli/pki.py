@@ -112,8 +112,9 @@ def trust_update(
     This is the field procedure when a V2G root CA is renewed: the roots are written next to the
     existing ones (an old root stays until removed by hand), the hash links are rebuilt, and every
     service with a pid file gets SIGHUP, which makes it reload its TLS contexts. Every pid file is
-    read first: a bad one stops the update before the trust store changes. A service that is gone
-    is reported; the others are still told to reload.
+    read first: a bad one stops the update before the trust store changes. A service that is gone,
+    or a stale pid file whose pid now runs another program (which is not signalled), is reported;
+    the others are still told to reload.
     """
     app = app_context(ctx)
     trust = trust_dir or Path(app.config.get("pki", "trust_dir", DEFAULT_TRUST_DIR))

@@ -21,6 +21,8 @@ from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
 from v2gtool.cli.params import FiniteFloatRange
 from v2gtool.cli.progress import Spinner, spinner
+from v2gtool.errors import V2GToolError
+from v2gtool.exit_codes import ExitCode
 from v2gtool.pki.create import DEFAULT_CERTS_DIR
 from v2gtool.pki.probe import HandshakeReport, handshake_as_client, handshake_as_server
 from v2gtool.pki.profiles import ChainReport, LeafRole, Protocol, Severity, check_chain, format_delta
@@ -30,6 +32,16 @@ from v2gtool.sdp import Security, result_from_json
 
 ROLES = {"secc": LeafRole.SECC, "vehicle": LeafRole.VEHICLE, "contract": LeafRole.CONTRACT}
 DEFAULT_SERVER_PORT = 64109
+EXIT_CODES = """\b
+Exit codes:
+  0  every check and handshake passed
+  1  no TCP connection to the SECC (refused, unreachable), or unreadable input
+  2  bad option or configuration
+  3  the peer stayed silent past --timeout (e.g. a TCP peer that never speaks TLS)
+  5  a certificate or a handshake failed: chain, expiry, key type, alert, an unusable own
+     key or certificate, no mutual authentication (ISO 15118-20)
+  130  interrupted (SIGINT); SIGTERM ends --serve after the running handshake
+"""
 RELOAD_POLL = 0.2
 """Seconds between checks for a pending SIGHUP while the server waits for a connection."""
 
@@ -100,7 +112,7 @@ def _read_sdp_record(stream: TextIO) -> tuple[str, int, Security]:
             try:
                 candidate = json.loads(line)
             except json.JSONDecodeError:
-                raise TlsError("--from-sdp: input is not JSON lines from sdp-discovery --json") from None
+                raise V2GToolError("--from-sdp: input is not JSON lines from sdp-discovery --json") from None
             if isinstance(candidate, dict) and candidate.get("event") == "SdpResult":
                 record = candidate
     result = result_from_json(record)
@@ -112,11 +124,11 @@ def _sockaddr(host: str, port: int) -> tuple[Any, ...]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise TlsError(f"cannot resolve {host}: {exc.strerror}") from None
+        raise V2GToolError(f"cannot resolve {host}: {exc.strerror}") from None
     return infos[0][4]
 
 
-@click.command("tls-verify")
+@click.command("tls-verify", epilog=EXIT_CODES)
 @click.argument("target", required=False)
 @click.argument("port", required=False, type=click.IntRange(1, 65535))
 @click.option(
@@ -148,7 +160,8 @@ def _sockaddr(host: str, port: int) -> tuple[Any, ...]:
 @click.option(
     "--pid-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Server: write the pid here; SIGHUP (sent by `pki trust-update`) reloads certificates and roots.",
+    help="Server: write the pid here (removed on exit, SIGTERM included); SIGHUP (sent by `pki trust-update`) "
+    "reloads certificates and roots.",
 )
 @click.option("--listen", default="::", show_default=True, help="Server: address to listen on.")
 @click.option(
@@ -219,7 +232,8 @@ def tls_verify(
     Offline:  tls-verify --chain secc.pem [--role secc|vehicle|contract] [--at 2027-01-01]
     Client:   tls-verify fe80::1%eth1 64109      or   sdp-discovery --json ... | tls-verify --from-sdp -
     Server:   tls-verify --serve [--port 64109] [--count N]
-    Exit status 1 when a check or a handshake fails; every failure is one line naming its certificate.
+
+    Every failure is one line naming its certificate or its cause.
     """
     app = app_context(ctx)
     as_json = use_json(ctx, json_out)
@@ -238,7 +252,7 @@ def tls_verify(
             emit_json(_chain_json(chain_report))
         else:
             _render_chain_report(app, chain_report)
-        ctx.exit(0 if chain_report.ok else 1)
+        ctx.exit(ExitCode.OK if chain_report.ok else ExitCode.SECURITY)
 
     _refuse_offline_options(ctx)
     address: tuple[Any, ...] | None = None
@@ -277,7 +291,7 @@ def tls_verify(
             report = handshake_as_client(address, context, proto, roots, own_leaf, timeout=timeout)
         reports.append(report)
         _emit(app, as_json, report)
-    ctx.exit(0 if all(r.ok for r in reports) else 1)
+    ctx.exit(next((r.exit_code for r in reports if not r.ok), ExitCode.OK))
 
 
 def _refuse_offline_options(ctx: click.Context) -> None:
@@ -302,15 +316,21 @@ def _serve(
     handshake: Callable[[socket.socket, Any, ssl.SSLContext, TrustStore], HandshakeReport],
     waiting: Spinner,
 ) -> list[HandshakeReport]:
-    """Accept *count* handshakes as the SECC; SIGHUP (from ``pki trust-update``) reloads context and roots."""
-    reload = threading.Event()
+    """Accept *count* handshakes as the SECC; SIGHUP (from ``pki trust-update``) reloads context and roots.
+
+    SIGTERM (how systemd stops a service) ends the run like the last handshake would: after the
+    running handshake, with the reports so far, and the pid file removed, so that no later
+    ``pki trust-update`` signals whatever process inherits the pid.
+    """
+    reload, stop = threading.Event(), threading.Event()
     signal.signal(signal.SIGHUP, lambda *_: reload.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     context, store = load()
     family = socket.AF_INET6 if ":" in listen else socket.AF_INET
     try:
         listener = socket.create_server((listen, port), family=family)
     except OSError as exc:
-        raise TlsError(f"cannot listen on [{listen}]:{port}: {exc.strerror}") from None
+        raise V2GToolError(f"cannot listen on [{listen}]:{port}: {exc.strerror}") from None
     listener.settimeout(RELOAD_POLL)
     reports: list[HandshakeReport] = []
     try:
@@ -318,12 +338,12 @@ def _serve(
             try:
                 pid_file.write_text(f"{os.getpid()}\n")
             except OSError as exc:
-                raise TlsError(f"cannot write pid file {pid_file}: {exc.strerror}") from None
+                raise V2GToolError(f"cannot write pid file {pid_file}: {exc.strerror}") from None
         if not as_json:
             app.console.print(
                 escape(f"listening on [{listen}]:{port} for {count} handshake(s)"), highlight=False
             )
-        while len(reports) < count:
+        while len(reports) < count and not stop.is_set():
             if reload.is_set():
                 reload.clear()
                 context, store = load()

@@ -1,9 +1,11 @@
 """Deployment files of an SECC shipped with the package: systemd unit, environment, AppArmor, nftables.
 
-The files are templates with three placeholders, filled in for the machine at install time:
-``@V2GTOOL@`` (absolute path of the ``v2gtool`` executable), ``@PLC_INTERFACE@`` (the HomePlug
-Green PHY interface, ``[slac] iface``) and ``@SECC_TCP_PORT@`` (the TCP port the SECC announces in
-its SDP response, ``[sdp] tcp_port``; ISO 15118 wants a Dynamic Port, 49152-65535).
+The files are templates with four placeholders, filled in for the machine at install time:
+``@V2GTOOL@`` (absolute path of the ``v2gtool`` executable), ``@V2GTOOL_PREFIX@`` (the directory
+above its ``bin/``, the virtual environment the package is installed in; the profile quotes it
+itself), ``@PLC_INTERFACE@`` (the HomePlug Green PHY interface, ``[slac] iface``) and
+``@SECC_TCP_PORT@`` (the TCP port the SECC announces in its SDP response, ``[sdp] tcp_port``;
+ISO 15118 wants a Dynamic Port, 49152-65535).
 :class:`Placeholders` refuses values that would change the meaning of a file instead of filling in
 one value: an interface name Linux would not accept, or an executable path with characters that
 systemd or AppArmor interpret even inside double quotes.
@@ -44,7 +46,7 @@ FILES: tuple[DeployFile, ...] = (
     DeployFile("evse-v2g.service", "etc/systemd/system/evse-v2g.service", 0o644,
                "hardened systemd unit: user v2g, CAP_NET_RAW/CAP_NET_ADMIN, ProtectSystem=strict"),
     DeployFile("evse-v2g.env", "etc/default/evse-v2g", 0o644,
-               "environment file of the unit: daemon arguments, config path, PLC interface"),
+               "environment file of the unit: daemon arguments, config path, PLC interface, SECC TCP port"),
     DeployFile("apparmor.v2gtool", "etc/apparmor.d/v2gtool", 0o644,
                "AppArmor profile: write /var/log/v2g/, read /etc/v2g/certs/"),
     DeployFile("v2g.nft", "etc/nftables.d/v2g.nft", 0o644,
@@ -96,6 +98,7 @@ class Placeholders:
         """*text* with the placeholders replaced by these values."""
         return (
             text.replace("@V2GTOOL@", quoted_executable(self.executable))
+            .replace("@V2GTOOL_PREFIX@", str(self.executable.parent.parent))
             .replace("@PLC_INTERFACE@", self.plc_interface)
             .replace("@SECC_TCP_PORT@", str(self.secc_tcp_port))
         )

@@ -18,6 +18,7 @@ from typing import Any
 
 from cryptography import x509
 
+from v2gtool.exit_codes import ExitCode
 from v2gtool.pki.handshake import (
     ALERTS,
     CIPHER_SUITES,
@@ -67,6 +68,19 @@ class HandshakeReport:
     profile: ChainReport | None = None
     error: str | None = None
     diagnosis: tuple[str, ...] = field(default=())
+    timed_out: bool = False
+    """The peer stayed silent past the timeout (in connect or in the handshake)."""
+    connected: bool = True
+    """False when no TCP connection came up, so no TLS was tried."""
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """0 ok; 3 the peer stayed silent (timeout); 1 no TCP connection; 5 any TLS or certificate failure."""
+        if self.ok:
+            return ExitCode.OK
+        if self.timed_out:
+            return ExitCode.TIMEOUT
+        return ExitCode.SECURITY if self.connected else ExitCode.FAILURE
 
     def to_json(self) -> dict[str, Any]:
         profile = self.profile
@@ -117,6 +131,28 @@ def _names(table: dict[int, str], codes: tuple[int, ...]) -> str:
     return ", ".join(name_of(table, c) for c in codes if c != 0x00FF) or "none"
 
 
+def missing_mutual_authentication(trace: HandshakeTrace, side: str, protocol: Protocol) -> str | None:
+    """Why the handshake of *trace* lacks the mutual authentication ISO 15118-20 requires, or None.
+
+    -20 TLS authenticates both sides (clause 7.7.3, standards digest section 5): the SECC sends a
+    CertificateRequest (RFC 8446 section 4.3.2) and the EVCC answers with its vehicle certificate
+    (section 4.4.2). As server we miss the EVCC's certificate; as client, the SECC's request for ours.
+    """
+    if protocol is not Protocol.ISO20:
+        return None
+    if side == "server" and trace.certificates.get("received") == ():
+        return (
+            "the EVCC sent no certificate, but ISO 15118-20 requires mutual authentication; we asked for "
+            f"one signed with {', '.join(OFFERED_SCHEMES[protocol])}"
+        )
+    if side == "client" and trace.certificate_request_schemes is None:
+        return (
+            "the SECC did not ask for our vehicle certificate (no CertificateRequest), but ISO 15118-20 "
+            "requires mutual authentication"
+        )
+    return None
+
+
 def diagnose(trace: HandshakeTrace, side: str, protocol: Protocol, own_key: KeyType | None) -> list[str]:
     """Explain a failed handshake in plain words: which side offered what, and what did not match."""
     peer = "EVCC" if side == "server" else "SECC"
@@ -137,11 +173,9 @@ def diagnose(trace: HandshakeTrace, side: str, protocol: Protocol, own_key: KeyT
                 f"the EVCC offered only the cipher suites {_names(CIPHER_SUITES, hello.cipher_suites)}; "
                 f"we accept only {', '.join(ours)}"
             )
-        if trace.certificates.get("received") == ():
-            notes.append(
-                "the EVCC sent no certificate, but ISO 15118-20 requires mutual authentication; we asked for "
-                f"one signed with {', '.join(OFFERED_SCHEMES[protocol])}"
-            )
+        missing = missing_mutual_authentication(trace, side, protocol)
+        if missing is not None:
+            notes.append(missing)
         if own_key is not None and SCHEME_FOR_KEY[own_key] not in hello.signature_schemes:
             notes.append(
                 f"the EVCC cannot verify our {own_key.value} certificate: it offered only the signature "
@@ -195,6 +229,7 @@ def _report(
     own_leaf: x509.Certificate | None,
     seconds: float,
     error: str | None,
+    timed_out: bool,
 ) -> HandshakeReport:
     try:
         chain = tuple(x509.load_der_x509_certificate(der) for der in trace.certificates.get("received", ()))
@@ -224,6 +259,7 @@ def _report(
         profile=profile,
         error=error,
         diagnosis=tuple(diagnose(trace, side, protocol, _own_key_type(own_leaf))) if error else (),
+        timed_out=timed_out,
     )
 
 
@@ -289,20 +325,26 @@ def handshake_as_client(
         raw.connect(address)
     except OSError as exc:
         raw.close()
-        return HandshakeReport("client", peer, protocol, False, 0.0, error=f"cannot connect to {peer}: {exc}")
+        return HandshakeReport(
+            "client", peer, protocol, False, 0.0, error=f"cannot connect to {peer}: {exc}",
+            timed_out=isinstance(exc, TimeoutError), connected=False,
+        )  # fmt: skip
     conn = context.wrap_socket(raw, do_handshake_on_connect=False)
     trace = observer.watch(conn)
     error: str | None = None
+    timed_out = False
     start = time.perf_counter()
     try:
         conn.do_handshake()
     except (ssl.SSLError, OSError) as exc:
-        error = _error_text(exc)
+        error, timed_out = _error_text(exc), isinstance(exc, TimeoutError)
     seconds = time.perf_counter() - start
+    if error is None:
+        error = missing_mutual_authentication(trace, "client", protocol)
     if error is None and protocol is Protocol.ISO20 and late_alert_wait > 0:
         error = _wait_for_late_alert(conn, late_alert_wait)
     try:
-        return _report(trace, "client", peer, protocol, roots, own_leaf, seconds, error)
+        return _report(trace, "client", peer, protocol, roots, own_leaf, seconds, error, timed_out)
     finally:
         observer.forget(conn)
         conn.close()
@@ -324,14 +366,17 @@ def handshake_as_server(
     conn = context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
     trace = observer.watch(conn)
     error: str | None = None
+    timed_out = False
     start = time.perf_counter()
     try:
         conn.do_handshake()
     except (ssl.SSLError, OSError) as exc:
-        error = _error_text(exc)
+        error, timed_out = _error_text(exc), isinstance(exc, TimeoutError)
     seconds = time.perf_counter() - start
     try:
-        return _report(trace, "server", peer_name(address), protocol, roots, own_leaf, seconds, error)
+        return _report(
+            trace, "server", peer_name(address), protocol, roots, own_leaf, seconds, error, timed_out
+        )
     finally:
         observer.forget(conn)
         conn.close()

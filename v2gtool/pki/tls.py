@@ -16,10 +16,12 @@ import _ssl
 import ctypes
 import os
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from v2gtool.errors import V2GToolError
+from v2gtool.errors import ConfigError, V2GToolError
+from v2gtool.exit_codes import ExitCode
 from v2gtool.pki.create import DEFAULT_CERTS_DIR
 from v2gtool.pki.handshake import ISO2_CIPHER_SUITES, ISO20_CIPHER_SUITES
 from v2gtool.pki.profiles import Protocol, key_problem
@@ -27,7 +29,9 @@ from v2gtool.pki.trust import DEFAULT_TRUST_DIR, load_pem_chain
 
 
 class TlsError(V2GToolError):
-    """A TLS context cannot be built, or a handshake failed."""
+    """A TLS context cannot be built, or a handshake failed: exit status 5, TLS or certificate."""
+
+    exit_code = ExitCode.SECURITY
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,7 @@ def _keylog(context: ssl.SSLContext, keylog: Path | None) -> None:
         # The secrets decrypt the session: create the file for its owner only.
         os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
     except OSError as exc:
-        raise TlsError(f"cannot open key-log file {target}: {exc.strerror}") from None
+        raise ConfigError(f"cannot open key-log file {target}: {exc.strerror}") from None
     context.keylog_filename = str(target)
 
 
@@ -121,6 +125,22 @@ def _check_own_key(chain: Path, protocol: Protocol) -> None:
     problem = key_problem(load_pem_chain(chain)[0], protocol)
     if problem is not None:
         raise TlsError(f"own certificate {chain}: {problem[1]}")
+
+
+def _refuse_passphrase(key: Path) -> Callable[[], str]:
+    """The ``password`` callback of ``load_cert_chain``: OpenSSL calls it for an encrypted key only.
+
+    Without a callback OpenSSL would prompt "Enter PEM pass phrase:" on the terminal, which hangs
+    a service; the callback's exception propagates out of ``load_cert_chain`` instead.
+    """
+
+    def refuse() -> str:
+        raise TlsError(
+            f"private key {key} is encrypted: v2gtool reads unencrypted keys only "
+            f"(keep it mode 0600; decrypt it with openssl pkey -in {key} -out NEW.key)"
+        )
+
+    return refuse
 
 
 def _build(
@@ -150,7 +170,7 @@ def _build(
                 raise TlsError(f"cannot load certificate: {path} does not exist")
         _check_own_key(credentials.chain, protocol)
         try:
-            context.load_cert_chain(credentials.chain, credentials.key)
+            context.load_cert_chain(credentials.chain, credentials.key, password=_refuse_passphrase(credentials.key))
         except ssl.SSLError as exc:
             raise TlsError(
                 f"cannot load {credentials.chain} with key {credentials.key}: {exc.reason or exc}"

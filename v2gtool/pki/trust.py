@@ -4,12 +4,13 @@
 ``<hash>`` is OpenSSL's ``X509_NAME_hash`` of the subject (what ``openssl rehash`` creates). TLS
 libraries look roots up by that link (``SSL_CTX_load_verify_locations(capath)``), so updating the
 directory is enough for new handshakes; a service that caches its context is told to reload by
-SIGHUP to the pid in each of its pid files (``/run/v2g/*.pid`` by default).
+SIGHUP to the pid in each of its pid files (``/run/v2g/*.pid`` by default) that is a v2gtool process.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import re
 import signal
@@ -215,19 +216,56 @@ def read_pid_files(pid_files: Iterable[Path]) -> list[Service]:
     return services
 
 
-def notify_reload(services: Iterable[Service]) -> tuple[list[int], list[str]]:
-    """Send SIGHUP to every service; return the pids signalled and one line per service that was not.
+def is_v2gtool(argv: Sequence[bytes]) -> bool:
+    """Whether the command line *argv* (``/proc/PID/cmdline`` split at NUL) runs v2gtool.
 
-    A service that is gone (stale pid file) or not ours to signal does not stop the others.
+    The console script runs as ``python .../bin/v2gtool ...`` (or as ``v2gtool`` itself when its
+    first line is not a ``#!`` interpreter), the module as ``python [options] -m v2gtool ...``.
+    """
+    if any(os.path.basename(arg) == b"v2gtool" for arg in argv[:2]):
+        return True
+    return any(flag == b"-m" and module == b"v2gtool" for flag, module in itertools.pairwise(argv))
+
+
+def _reload(pid: int) -> str | None:
+    """SIGHUP to *pid* if it runs v2gtool; else why not.
+
+    A pid file outlives its process when that was killed; the kernel then hands the pid to
+    another process, which must not be hung up. The pidfd pins the process checked: if it ends
+    and its pid is reused between the check and the signal, the signal fails instead of reaching
+    the newcomer.
+    """
+    try:
+        pidfd = os.pidfd_open(pid)
+        try:
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:  # gone meanwhile, or hidden (hidepid)
+                argv = [b""]
+            if not is_v2gtool(argv):
+                command = os.path.basename(argv[0]).decode(errors="replace") or "unknown"
+                return f"stale pid file: the process is {command!r}, not v2gtool"
+            signal.pidfd_send_signal(pidfd, signal.SIGHUP)
+        finally:
+            os.close(pidfd)
+    except OSError as exc:
+        return "no such process" if isinstance(exc, ProcessLookupError) else exc.strerror
+    return None
+
+
+def notify_reload(services: Iterable[Service]) -> tuple[list[int], list[str]]:
+    """Send SIGHUP to every service that is a v2gtool process; return the pids signalled and one
+    line per service that was not.
+
+    A service that is gone, a pid file whose pid now belongs to another program (stale), or a
+    process not ours to signal does not stop the others.
     """
     signalled: list[int] = []
     missed: list[str] = []
     for service in services:
-        try:
-            os.kill(service.pid, signal.SIGHUP)
-        except OSError as exc:
-            reason = "no such process" if isinstance(exc, ProcessLookupError) else exc.strerror
-            missed.append(f"pid {service.pid} (pid file {service.pid_file}): {reason}")
-        else:
+        reason = _reload(service.pid)
+        if reason is None:
             signalled.append(service.pid)
+        else:
+            missed.append(f"pid {service.pid} (pid file {service.pid_file}): {reason}")
     return signalled, missed
