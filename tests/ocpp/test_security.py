@@ -22,6 +22,7 @@ from v2gtool.ocpp.outbox import Outbox
 from v2gtool.ocpp.profile import ProfileSetpoint
 from v2gtool.ocpp.security import client_context, server_context
 from v2gtool.ocpp.station import BridgeConfig, CsmsConnected, CsmsDisconnected, StationBridge
+from v2gtool.pki.tls import TlsError
 from v2gtool.session.events import Event
 
 NOW = dt.datetime.now(dt.UTC)
@@ -157,3 +158,15 @@ def test_unreadable_tls_files_are_one_line_errors(tmp_path: Path) -> None:
     garbage.write_text("not a certificate")
     with pytest.raises(ConfigError, match=r"CSMS certificate .*garbage\.pem"):
         server_context(garbage, None)
+
+
+def test_an_encrypted_key_is_refused_without_asking_for_a_passphrase(tmp_path: Path) -> None:
+    """OpenSSL would prompt "Enter PEM pass phrase:" on the terminal (a service hangs there)."""
+    cert, key = issue("station", None)
+    pem, key_pem = write(tmp_path, "station", cert, key)
+    key_pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.BestAvailableEncryption(b"secret")))
+    with pytest.raises(TlsError, match=f"private key {key_pem} is encrypted"):
+        client_context(None, pem, key_pem)
+    with pytest.raises(TlsError, match="is encrypted"):
+        server_context(pem, key_pem)

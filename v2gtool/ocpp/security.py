@@ -17,17 +17,20 @@ import ssl
 from pathlib import Path
 
 from v2gtool.errors import ConfigError
+from v2gtool.pki.tls import refuse_passphrase
 
 
-def _load(context: ssl.SSLContext, what: str, action: str, *paths: Path | None) -> None:
+def _load(context: ssl.SSLContext, what: str, path: Path, key: Path | None = None, chain: bool = False) -> None:
+    """Load *path* into *context*: with *chain* our certificate chain (and its *key*, never asking
+    for a passphrase), else trusted CA certificates."""
     try:
-        if action == "chain":
-            context.load_cert_chain(str(paths[0]), str(paths[1]) if paths[1] else None)
+        if chain:
+            context.load_cert_chain(path, key, password=refuse_passphrase(key or path))
         else:
-            context.load_verify_locations(cafile=str(paths[0]))
+            context.load_verify_locations(cafile=path)
     except (OSError, ssl.SSLError) as exc:
         reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
-        raise ConfigError(f"{what} {paths[0]}: {reason}") from None
+        raise ConfigError(f"{what} {path}: {reason}") from None
 
 
 def client_context(ca: Path | None, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
@@ -35,9 +38,9 @@ def client_context(ca: Path | None, cert: Path | None = None, key: Path | None =
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if ca is not None:
-        _load(context, "CSMS root CA", "verify", ca)
+        _load(context, "CSMS root CA", ca)
     if cert is not None:
-        _load(context, "station certificate", "chain", cert, key)
+        _load(context, "station certificate", cert, key, chain=True)
     return context
 
 
@@ -45,8 +48,8 @@ def server_context(cert: Path, key: Path | None, client_ca: Path | None = None) 
     """The CSMS's context; with *client_ca* every station must present a certificate it issued."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    _load(context, "CSMS certificate", "chain", cert, key)
+    _load(context, "CSMS certificate", cert, key, chain=True)
     if client_ca is not None:
-        _load(context, "station CA", "verify", client_ca)
+        _load(context, "station CA", client_ca)
         context.verify_mode = ssl.CERT_REQUIRED
     return context

@@ -127,7 +127,7 @@ def _check_own_key(chain: Path, protocol: Protocol) -> None:
         raise TlsError(f"own certificate {chain}: {problem[1]}")
 
 
-def _refuse_passphrase(key: Path) -> Callable[[], str]:
+def refuse_passphrase(key: Path) -> Callable[[], str]:
     """The ``password`` callback of ``load_cert_chain``: OpenSSL calls it for an encrypted key only.
 
     Without a callback OpenSSL would prompt "Enter PEM pass phrase:" on the terminal, which hangs
@@ -170,7 +170,7 @@ def _build(
                 raise TlsError(f"cannot load certificate: {path} does not exist")
         _check_own_key(credentials.chain, protocol)
         try:
-            context.load_cert_chain(credentials.chain, credentials.key, password=_refuse_passphrase(credentials.key))
+            context.load_cert_chain(credentials.chain, credentials.key, password=refuse_passphrase(credentials.key))
         except ssl.SSLError as exc:
             raise TlsError(
                 f"cannot load {credentials.chain} with key {credentials.key}: {exc.reason or exc}"
