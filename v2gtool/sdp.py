@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from v2gtool.errors import V2GToolError
+from v2gtool.exit_codes import ExitCode
 from v2gtool.session.events import Event
 from v2gtool.v2gtp import PayloadType, V2GTPError, decode_frame, encode_frame
 
@@ -36,6 +37,19 @@ RESPONSE_LENGTH = 20
 
 class SdpError(V2GToolError):
     """An SDP datagram is malformed, or discovery failed."""
+
+
+class SdpTimeout(SdpError):
+    """No SDP response to any of the requests the EVCC may send (each waited for 250 ms)."""
+
+    exit_code = ExitCode.TIMEOUT
+
+
+class SdpInterfaceError(SdpError):
+    """The interface SDP runs on is missing, has no usable IPv6 link-local address (SDP is IPv6
+    link-local only), or refuses the SDP socket: the machine is not ready, not the peer."""
+
+    exit_code = ExitCode.ENVIRONMENT
 
 
 class Security(enum.IntEnum):

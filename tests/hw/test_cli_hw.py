@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -232,3 +233,27 @@ def test_a_scenario_without_a_cp_step_has_the_vehicle_in_state_c(tmp_path: Path)
     result = run("contactor", "close", "--hold", "0.5", "--scenario", path, "--json")
     assert result.returncode == 0, result.stderr
     assert result_of(result)["current_a"] == pytest.approx(100.0, abs=0.5)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_the_hold_opens_the_contactors_through_the_interlock(signum: int) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "v2gtool", "contactor", "close", "--hold", "3600", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    names: list[str] = []
+    for line in proc.stdout:  # the coils are energised and current flows: signal now
+        names.append(json.loads(line).get("event"))
+        if names[-1] == "EnergyTransferEnabled":
+            proc.send_signal(signum)
+            break
+    rest, err = proc.communicate(timeout=60)
+    after = [json.loads(line) for line in rest.splitlines()]
+    assert proc.returncode == 130, err
+    assert [e.get("event") for e in after[-3:]] == ["InterlockTripped", "ContactorsOpening", "ContactorsOpened"]
+    assert after[-3]["condition"] == "SESSION_STOP" and after[-2]["current_a"] == 0.0
+    assert err == "v2gtool: aborted\n"

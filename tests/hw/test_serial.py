@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from v2gtool.hw.board_protocol import BoardProtocolError, Frame, crc16_ccitt, decode_frame, encode_frame
 from v2gtool.hw.board_sim import BoardSimulator
-from v2gtool.hw.cp import CpState
+from v2gtool.hw.cp import CpState, current_from_duty, duty_from_current
 from v2gtool.hw.errors import HardwareError
 from v2gtool.hw.serial import ATTEMPTS, BoardLink, SerialControlPilot
 
@@ -155,3 +155,35 @@ def test_cp_duty_command_over_the_serial_backend(board: BoardSimulator) -> None:
     )
     assert gone.returncode == 1 and gone.stderr.count("\n") == 1 and "Traceback" not in gone.stderr
     assert board.port in gone.stderr
+
+
+def _v2gtool(board: BoardSimulator, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "V2GTOOL_HW__SERIAL_PORT": board.port}
+    return subprocess.run(
+        [sys.executable, "-m", "v2gtool", *args], capture_output=True, text=True, timeout=60, cwd=ROOT, env=env
+    )
+
+
+@pytest.mark.parametrize("amps", [10, 13, 16, 25, 40, 63, 80])
+def test_board_never_advertises_more_than_asked(board: BoardSimulator, amps: int) -> None:
+    # IEC 61851-1 Table A.8: the board's whole permille must not round 10 A's 16.67 % up to 16.7 %.
+    pilot = SerialControlPilot(BoardLink(board.port))
+    pilot.set_duty(duty_from_current(amps))
+    advertised = current_from_duty(pilot.read().duty_percent).current_a
+    assert advertised is not None
+    assert amps - 0.25 < advertised <= amps + 1e-9  # at most one permille step (0.25 A above 85 %) below
+
+
+def test_cp_duty_current_over_the_serial_backend_stays_within_the_request(board: BoardSimulator) -> None:
+    result = _v2gtool(board, "--json", "cp-duty", "current", "10", "--backend", "serial")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["duty_percent"] == 16.6 and record["current_a"] == 9.96 and board.duty_permille == 166
+
+
+@pytest.mark.parametrize("command", ["status", "close", "open", "reset", "weld-check"])
+def test_contactor_commands_refuse_a_backend_without_contactors(board: BoardSimulator, command: str) -> None:
+    result = _v2gtool(board, "contactor", command, "--backend", "serial", "--json")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr == "v2gtool: error: the serial backend has no contactors\n"
+    assert result.stdout == ""  # no event, no result: nothing was done

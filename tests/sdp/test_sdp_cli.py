@@ -23,7 +23,7 @@ def test_interface_is_required() -> None:
 
 def test_interface_comes_from_the_configuration() -> None:
     result = run("sdp-discovery", env={"V2GTOOL_SDP__IFACE": "nosuch9"})
-    assert result.returncode == 1
+    assert result.returncode == 4  # environment: the interface is missing
     assert result.stderr == "v2gtool: error: network interface 'nosuch9' does not exist\n"
 
 
@@ -31,3 +31,9 @@ def test_ev_requests_exactly_one_security_mode() -> None:
     result = run("sdp-discovery", "--iface", "lo", "--security", "both")
     assert result.returncode == 2
     assert "the EV requests one mode: tls or none" in result.stderr
+
+
+def test_help_documents_the_exit_codes() -> None:
+    help_text = run("sdp-discovery", "--help").stdout
+    assert "3  EV: no SDP response after --tries requests" in help_text
+    assert "4  the interface does not exist" in help_text

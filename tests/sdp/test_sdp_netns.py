@@ -20,12 +20,12 @@ from sdp_netns_support import VethLink
 from v2gtool.net.sdp_transport import discover, link_local_address, serve_sdp
 from v2gtool.pki.create import init_pki
 from v2gtool.sdp import (
-    SdpError,
     SdpMalformedDatagram,
     SdpRequestAnswered,
     SdpRequestSent,
     SdpResponse,
     SdpResult,
+    SdpTimeout,
     Security,
     decode_request,
     encode_response,
@@ -169,7 +169,7 @@ def test_no_secc_fails_after_the_last_request(veth: VethLink) -> None:
     future = veth.run_in(
         veth.ev_ns, lambda: _discover(veth, Security.TLS, events, request_timeout=0.02, max_requests=4)
     )
-    with pytest.raises(SdpError, match=f"no SDP response after 4 requests to ff02::1 on {veth.ev_if}"):
+    with pytest.raises(SdpTimeout, match=f"no SDP response after 4 requests to ff02::1 on {veth.ev_if}"):
         future.result(10)
 
 
@@ -255,7 +255,7 @@ def test_cli_ev_and_evse_json_records(veth: VethLink, cli: Callable[..., subproc
 def test_cli_unknown_interface_is_one_line(veth: VethLink, cli: Callable[..., subprocess.Popen[str]]) -> None:
     ev = cli(veth.ev_ns, "sdp-discovery", "--iface", "nosuch0")
     _, err = ev.communicate(timeout=30)
-    assert ev.returncode == 1
+    assert ev.returncode == 4  # environment, as evse-slac --iface nosuch0
     assert err == "v2gtool: error: network interface 'nosuch0' does not exist\n"
 
 
@@ -268,8 +268,15 @@ def test_cli_interface_without_link_local_fails_at_once(veth: VethLink,
     start = time.monotonic()
     ev = cli(veth.ev_ns, "sdp-discovery", "--iface", "nolla0")
     _, err = ev.communicate(timeout=30)
-    assert ev.returncode == 1 and time.monotonic() - start < 5
+    assert ev.returncode == 4 and time.monotonic() - start < 5
     assert err == "v2gtool: error: interface 'nolla0' has no usable IPv6 link-local address (none configured)\n"
+
+
+def test_cli_no_secc_is_a_timeout(veth: VethLink, cli: Callable[..., subprocess.Popen[str]]) -> None:
+    ev = cli(veth.ev_ns, "sdp-discovery", "--iface", veth.ev_if, "--tries", "3", "--timeout", "0.05")
+    _, err = ev.communicate(timeout=30)
+    assert ev.returncode == 3  # ExitCode.TIMEOUT: the 250 ms per request of SDP ran out
+    assert err == f"v2gtool: error: no SDP response after 3 requests to ff02::1 on {veth.ev_if}\n"
 
 
 def _wait_listening(ns: str, port: int) -> None:

@@ -138,3 +138,31 @@ def test_unknown_interface_is_a_one_line_error() -> None:
 def test_options_of_the_other_link_are_usage_errors(args: tuple[str, ...], message: str) -> None:
     proc = run(*args)
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_evse_keeps_the_cross_talk_diagnosis_through_its_sequence_retries() -> None:
+    # ISO 15118-3 C_sequ_retry (default 2): the EV that chose the adjacent charger does not come
+    # back after E/F; the silent later attempts must not turn PEER_CHOSE_OTHER into NO_SLAC_PARM_REQ.
+    proc = run("--role", "evse", "--sim-adjacent", "15", "--json")
+    assert proc.returncode == 14, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert sum(r.get("cp") == "E/F" for r in records) == 2  # both retries were made
+    result = records[-1]
+    assert result["diagnosis"] == "PEER_CHOSE_OTHER" and result["peer_mac"] == "02:00:00:00:0e:02"
+    assert "cross-talk" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("mac", "why"),
+    [
+        ("ff:ff:ff:ff:ff:ff", "broadcast or multicast"),
+        ("01:00:5e:00:00:01", "broadcast or multicast"),
+        ("00:00:00:00:00:00", "all zeros"),
+    ],
+)
+def test_modem_mac_must_be_one_station(mac: str, why: str) -> None:
+    # The own modem gets CM_SET_KEY.REQ with the NMK: never send it to a group or a null address.
+    proc = run("--iface", "lo", "--modem-mac", mac)
+    assert proc.returncode == 2, proc.stderr
+    assert "Invalid value for '--modem-mac'" in proc.stderr and why in proc.stderr
+    assert "Traceback" not in proc.stderr

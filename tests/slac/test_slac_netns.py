@@ -47,6 +47,11 @@ def test_evse_and_ev_processes_match_over_a_veth_pair(tmp_path: Path) -> None:
     assert ev_result["nid"] == evse_result["nid"] and ev_result["run_id"] == evse_result["run_id"]
     link_ready = float(ev_result["t_link_ready"]) - float(ev_result["t_slac_parm_req"])  # type: ignore[arg-type]
     assert 0.3 < link_ready < 5.0
+    # Seconds since the start, as on --link sim (not CLOCK_MONOTONIC, i.e. the host's uptime).
+    for peer, result in ((ev, ev_result), (evse, evse_result)):
+        times = [float(r["t"]) for r in peer.json_records() if "t" in r]
+        assert times[0] < 0.5 and all(0.0 <= t < 60.0 for t in times)
+        assert 0.0 <= float(result["t_slac_parm_req"]) < float(result["t_link_ready"]) < 60.0
     names = [mme.decode_frame(bytes(p)).name for p in rdpcap(str(pcap))]
     assert names[0] == "CM_SLAC_PARM.REQ" and "CM_SLAC_MATCH.CNF" in names
 

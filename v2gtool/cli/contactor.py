@@ -5,9 +5,11 @@ Every command goes through :mod:`v2gtool.hw.interlock`; a refusal names the bloc
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType, TracebackType
 from typing import Any
 
 import click
@@ -21,6 +23,7 @@ from v2gtool.hw.interlock import ContactorPhase
 from v2gtool.hw.isolation import Edition
 from v2gtool.hw.sequence import power_up
 from v2gtool.hw.weldcheck import WELD_TEST_V, run_weld_check
+from v2gtool.session.events import Event
 
 EXIT_CODES = """\b
 Exit codes:
@@ -31,6 +34,12 @@ Exit codes:
   4  Contactor Stuck: weld or feedback mismatch, latched until `contactor reset`
   5  the interlock opened the contactors during the run (CP left C/D, e-stop)
   6  the cable check found an isolation fault (or could not test)
+"""
+
+INTERRUPT_NOTE = """\b
+SIGINT (Ctrl-C) or SIGTERM while the contactors may be closed does not end the command at once:
+the hold stops, the contactors open through the interlock at zero current (InterlockTripped
+SESSION_STOP, ContactorsOpening, ContactorsOpened), then it exits 130 (4 if a contact stuck).
 """
 
 SIM_NOTE = """\b
@@ -45,6 +54,63 @@ the scenario (weld, CP leaving C, isolation drop, e-stop) hit a live session.
 @click.group("contactor", epilog=EXIT_CODES)
 def contactor() -> None:
     """Close, open, check and reset the DC contactors K1 (DC+) / K2 (DC-) through the interlock."""
+
+
+def _open_contactor_session(
+    ctx: click.Context,
+    backend: str | None,
+    scenario: Path | None,
+    json_out: bool,
+    *,
+    edition: Edition | None = None,
+    on_fault_exec: str | None = None,
+    only: tuple[type[Event], ...] | None = None,
+) -> HwSession:
+    """:func:`open_session`, refused (exit 2) before any event or action when the backend has no
+    contactors: nothing of a contactor command means anything without K1/K2 and their feedback."""
+    session = open_session(
+        ctx, backend, scenario, json_out, edition=edition, on_fault_exec=on_fault_exec, only=only
+    )
+    session.station.part(session.station.hw.contactors, "contactors")
+    return session
+
+
+class _Interrupts:
+    """SIGINT and SIGTERM while the contactors may be closed: remembered, not raised.
+
+    Python raises KeyboardInterrupt at any bytecode, e.g. between the interlock handing out its
+    "open the coils" command and the station driving it, which would leave the coils energised
+    (and SIGTERM's default action ends the process with no clean-up at all). The hold polls this
+    instead, so it ends at a tick boundary and the contactors are opened through the interlock
+    (standards.md 7.3: open only at zero current) before the command exits.
+    """
+
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received = False
+        self._previous: dict[int, Any] = {}
+
+    def __call__(self) -> bool:
+        return self.received
+
+    def _handle(self, _signum: int, _frame: FrameType | None) -> None:
+        self.received = True
+
+    def __enter__(self) -> _Interrupts:
+        for signum in self._SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def _never() -> bool:
+    return False
 
 
 def _sim_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -85,9 +151,11 @@ class Carried:
     max_a: float
 
 
-def _power_up_and_charge(session: HwSession, current_a: float, seconds: float) -> Carried:
-    """Close -> cable check -> precharge -> energy transfer, then ask for *current_a* for *seconds*;
-    what the output actually carried."""
+def _power_up_and_charge(
+    session: HwSession, current_a: float, seconds: float, stop: Callable[[], bool] = _never
+) -> Carried:
+    """Close -> cable check -> precharge -> energy transfer, then ask for *current_a* for *seconds*
+    (ended early once *stop* holds); what the output actually carried."""
     station = session.station
     if session.sim is None:
         raise InterlockRefusedError(
@@ -102,7 +170,7 @@ def _power_up_and_charge(session: HwSession, current_a: float, seconds: float) -
         amps = station.measurement.current_a
         if measured or abs(amps - station.applied_current_a) <= 1.0:  # from the end of the ramp on
             measured.append(amps)
-        return False
+        return stop()
 
     station.wait_for(sample, seconds)
     if not measured:  # the hold ended inside the ramp
@@ -110,8 +178,9 @@ def _power_up_and_charge(session: HwSession, current_a: float, seconds: float) -
     return Carried(measured[-1], min(measured), max(measured))
 
 
-def _close_for_cable_check(session: HwSession, hold: float) -> None:
-    """Real hardware without a vehicle session: the rule-1 close (as for a cable check), supervised."""
+def _close_for_cable_check(session: HwSession, hold: float, stop: Callable[[], bool]) -> None:
+    """Real hardware without a vehicle session: the rule-1 close (as for a cable check), supervised
+    for *hold* seconds or until *stop* holds."""
     station = session.station
     verdict = station.request_close()
     if not verdict.allowed:
@@ -119,7 +188,7 @@ def _close_for_cable_check(session: HwSession, hold: float) -> None:
     station.wait_for(
         lambda: station.interlock.phase is ContactorPhase.CLOSED or station.interlock.stuck is not None, 1.0
     )
-    station.run(hold)
+    station.wait_for(stop, hold)
 
 
 def _prepare(session: HwSession, at_s: float, session_s: float, current_a: float) -> None:
@@ -207,14 +276,14 @@ def status(
     json_out: bool,
 ) -> None:
     """Show CP state, mirror contacts, latches and what would block a close now (exit 4 if stuck)."""
-    session = open_session(ctx, backend, scenario, json_out, only=())
+    session = _open_contactor_session(ctx, backend, scenario, json_out, only=())
     _prepare(session, at_s, session_s, current_a)
     session.station.run(session.station.config.tick_s)
     _show_status(session)
     _check_not_stuck(session)
 
 
-@contactor.command("close", epilog=SIM_NOTE + "\n" + EXIT_CODES)
+@contactor.command("close", epilog=SIM_NOTE + "\n" + INTERRUPT_NOTE + "\n" + EXIT_CODES)
 @_sim_options
 @click.option(
     "--hold",
@@ -249,7 +318,7 @@ def close(
     below 60 V) is made, supervised for --hold seconds. The command fails with the rule that
     refused or opened the contactors.
     """
-    session = open_session(
+    session = _open_contactor_session(
         ctx,
         backend,
         scenario,
@@ -257,16 +326,22 @@ def close(
         edition=Edition(edition) if edition else None,
         on_fault_exec=on_fault_exec,
     )
-    _prepare(session, at_s, session_s, current_a)
     station = session.station
     carried: Carried | None = None
-    try:
-        if session.sim is not None:
-            carried = _power_up_and_charge(session, current_a, hold)
-        else:
-            _close_for_cable_check(session, hold)
-    finally:
-        station.finish()
+    with _Interrupts() as interrupted:
+        _prepare(session, at_s, session_s, current_a)
+        try:
+            if not interrupted():  # a signal during --at / --session: do not close at all
+                if session.sim is not None:
+                    carried = _power_up_and_charge(session, current_a, hold, interrupted)
+                else:
+                    _close_for_cable_check(session, hold, interrupted)
+        finally:
+            station.finish()
+        if interrupted():
+            _stop_and_wait(session)
+            _check_not_stuck(session)
+            raise click.Abort()
     _check_not_stuck(session)
     if station.interlock.phase is not ContactorPhase.CLOSED:
         condition = station.interlock.trip_condition
@@ -309,7 +384,7 @@ def open_(
     json_out: bool,
 ) -> None:
     """Open K1/K2 at zero current and time it (on sim after a session of --session, default 1 s)."""
-    session = open_session(ctx, backend, scenario, json_out)
+    session = _open_contactor_session(ctx, backend, scenario, json_out)
     station = session.station
     station.run(at_s)
     if session.sim is not None:
@@ -358,7 +433,7 @@ def weld_check(
 
     Exit 4 if a contact is welded.
     """
-    session = open_session(ctx, backend, scenario, json_out, only=())
+    session = _open_contactor_session(ctx, backend, scenario, json_out, only=())
     _prepare(session, at_s, session_s, current_a)
     report = run_weld_check(session.station)
     record: dict[str, Any] = {
@@ -399,7 +474,7 @@ def reset(
     json_out: bool,
 ) -> None:
     """Clear the "Contactor Stuck" latch; refused (exit 4) while a mirror contact still shows closed."""
-    session = open_session(ctx, backend, scenario, json_out)
+    session = _open_contactor_session(ctx, backend, scenario, json_out)
     _prepare(session, at_s, session_s, current_a)
     station = session.station
     latched = station.interlock.stuck

@@ -64,13 +64,13 @@ def attenuation_chart(
 
 
 class Renderer:
-    """Turns SLAC events into the live timeline (rich) or JSON lines."""
+    """Turns SLAC events into the live timeline (rich) or JSON lines; event times are seconds
+    since the start of the run (the clock both links give the machines)."""
 
-    def __init__(self, console: Console, as_json: bool, show_key: bool, t0: float) -> None:
+    def __init__(self, console: Console, as_json: bool, show_key: bool) -> None:
         self.console = console
         self.as_json = as_json
         self.show_key = show_key
-        self.t0 = t0
         self.profiles: dict[str, AttenuationMeasured] = {}
 
     def __call__(self, event: Event, who: str = "") -> None:
@@ -86,7 +86,7 @@ class Renderer:
             return
         line = self._line(event)
         if line:
-            prefix = f"[dim]{event.t - self.t0:8.3f}s[/dim] " + (f"[bold]{who:<5}[/bold] " if who else "")
+            prefix = f"[dim]{event.t:8.3f}s[/dim] " + (f"[bold]{who:<5}[/bold] " if who else "")
             self.console.print(prefix + line, highlight=False, soft_wrap=True)
 
     def _line(self, event: Event) -> str | None:
@@ -262,7 +262,11 @@ def _check_link_options(ctx: click.Context, kind: str) -> None:
     help="With --link raw: hw = a real QCA7000 modem on --iface; sim = the simulated modem in this process.",
 )
 @click.option(
-    "--modem-mac", type=MacAddress(), default=mme.QCA_LOCAL_MAC, show_default=True, help="Address of the own modem."
+    "--modem-mac",
+    type=MacAddress(unicast=True),
+    default=mme.QCA_LOCAL_MAC,
+    show_default=True,
+    help="Unicast address of the own modem, which gets CM_SET_KEY.REQ with the NMK.",
 )
 @click.option(
     "--timer",
@@ -324,6 +328,9 @@ def evse_slac(
       v2gtool evse-slac                         # both roles on a simulated cable
       v2gtool evse-slac --role ev --sim-adjacent 32   # cross-talk from a neighbour
       v2gtool evse-slac --iface eth0 --pcap slac.pcap # EVSE on a real QCA7000 (root)
+
+    Times (the timeline, and with --json every event's `t` and the result's `t_slac_parm_req`
+    and `t_link_ready`) are seconds since the start, on both links.
     """
     app = app_context(ctx)
     as_json = use_json(ctx, json_out)
@@ -332,7 +339,7 @@ def evse_slac(
     the_role = Role(role)
     kind = link_kind or ("raw" if iface else "sim")
     _check_link_options(ctx, kind)
-    renderer = Renderer(app.console, as_json, show_key, 0.0)
+    renderer = Renderer(app.console, as_json, show_key)
     pcap = PcapWriter(pcap_path, LINKTYPE_ETHERNET) if pcap_path else None
     try:
         if kind == "sim":
@@ -397,16 +404,20 @@ def _run_raw(
                 attenuation=AttenuationModel(base_db=attenuation_db) if role is Role.EVSE else None,
             )
             link = ModemLink(raw, modem)
-        renderer.t0 = time.monotonic()
-        offset = time.time() - time.monotonic()
+        # Seconds since the start, as on --link sim: the JSON `t`, `t_slac_parm_req` and
+        # `t_link_ready` mean the same on both links (the pcap gets wall-clock time).
+        start, wall0 = time.monotonic(), time.time()
+
+        def clock() -> float:
+            return time.monotonic() - start
 
         def on_frame(t: float, frame: bytes, _sent: bool) -> None:
             if pcap is not None:
-                pcap.write(offset + t, frame)
+                pcap.write(wall0 + t, frame)
 
         on_event = follow_slac(waiting, role, iface, renderer)
         return run_slac(
-            role, link, timers, validate=validate, modem_mac=modem_mac, on_event=on_event, on_frame=on_frame
+            role, link, timers, clock, validate=validate, modem_mac=modem_mac, on_event=on_event, on_frame=on_frame
         )
 
 

@@ -35,12 +35,24 @@ class FiniteFloatRange(_Finite, click.FloatRange):
 
 
 class MacAddress(click.ParamType[str]):
-    """An IEEE 802 MAC address written as six colon-separated octets; given back in lower case."""
+    """An IEEE 802 MAC address written as six colon-separated octets; given back in lower case.
+
+    With *unicast*, the address of one station: the group bit (I/G, the least significant bit of
+    the first octet, IEEE 802-2014 8.2) clear, so no broadcast or multicast, and not all zeros.
+    """
 
     name = "mac"
+
+    def __init__(self, *, unicast: bool = False) -> None:
+        self.unicast = unicast
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         text = str(value).strip().lower().replace("-", ":")
         if not _MAC.fullmatch(text):
             self.fail(f"{value!r} is not a MAC address (six octets, e.g. 00:b0:52:00:00:01).", param, ctx)
+        if self.unicast:
+            octets = bytes.fromhex(text.replace(":", ""))
+            if not any(octets) or octets[0] & 1:
+                kind = "all zeros" if not any(octets) else "a broadcast or multicast address"
+                self.fail(f"{value!r} is {kind}; the address of one station is needed.", param, ctx)
         return text

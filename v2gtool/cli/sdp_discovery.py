@@ -174,6 +174,15 @@ def sdp_discovery(
     EVSE role: answer SDP requests by unicast with this host's link-local address and --port.
     With --json every step is a JSON line and the last line is the record that
     `v2gtool tls-verify --from-sdp -` reads.
+
+    \b
+    Exit codes:
+      0  EV: an SECC answered; EVSE: --answers requests answered, or stopped by Ctrl-C
+      2  bad option or configuration (e.g. no interface given)
+      3  EV: no SDP response after --tries requests of --timeout each (timeout)
+      4  the interface does not exist, has no usable IPv6 link-local address, or refuses
+         the SDP socket (environment)
+      130  EV: interrupted (SIGINT)
     """
     app = app_context(ctx)
     iface = iface or app.config.get("sdp", "iface")

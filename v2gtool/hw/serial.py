@@ -9,6 +9,7 @@ lost, late or corrupted (bad checksum, foreign sequence number); a port that goe
 
 from __future__ import annotations
 
+import math
 import termios
 
 import serial as pyserial
@@ -19,6 +20,8 @@ from v2gtool.hw.errors import HardwareError
 
 #: How often a request is sent before the board counts as not answering.
 ATTEMPTS = 3
+#: Float noise of ``percent * 10`` (89.2 % gives 892.0000000000001): below one permille by far.
+_PERMILLE_NOISE = 1e-9
 
 
 class BoardLink:
@@ -87,7 +90,11 @@ class SerialControlPilot:
         self._link = link
 
     def set_duty(self, percent: float) -> None:
-        permille = round(percent * 10)
+        """Generate *percent* duty. The board takes whole permille, so the duty is rounded *down*:
+        the current a duty advertises rises with it (IEC 61851-1 Table A.8), and rounding to the
+        nearest permille would advertise more than asked (10 A: 16.67 % -> 16.7 % = 10.02 A), which
+        :func:`~v2gtool.hw.cp.duty_from_current` promises never to do."""
+        permille = math.floor(percent * 10 + _PERMILLE_NOISE)
         reply = self._link.request("DUTY", str(permille))
         if reply.verb != "OK" or parse_int(reply, 1, 0, 1000) != permille:
             raise HardwareError(f"serial board on {self._link.port} did not confirm duty {percent} %")

@@ -24,10 +24,11 @@ from v2gtool.sdp import (
     SDP_REQUEST_TIMEOUT,
     SDP_SERVER_PORT,
     SdpClient,
-    SdpError,
+    SdpInterfaceError,
     SdpMalformedDatagram,
     SdpResult,
     SdpServer,
+    SdpTimeout,
     Security,
     TransportProtocol,
 )
@@ -46,11 +47,11 @@ _SCOPE_LINK = 0x20
 
 
 def interface_index(iface: str) -> int:
-    """The kernel index of *iface*; raise :class:`SdpError` when there is no such interface."""
+    """The kernel index of *iface*; raise :class:`SdpInterfaceError` when there is no such interface."""
     try:
         return socket.if_nametoindex(iface)
     except OSError:
-        raise SdpError(f"network interface {iface!r} does not exist") from None
+        raise SdpInterfaceError(f"network interface {iface!r} does not exist") from None
 
 
 def link_local_address(iface: str, if_inet6: Path = _IF_INET6, *, tentative_ok: bool = False) -> ipaddress.IPv6Address:
@@ -71,7 +72,7 @@ def link_local_address(iface: str, if_inet6: Path = _IF_INET6, *, tentative_ok: 
             continue
         return ipaddress.IPv6Address(bytes.fromhex(fields[0]))
     state = "still in duplicate address detection" if tentative else "none configured"
-    raise SdpError(f"interface {iface!r} has no usable IPv6 link-local address ({state})")
+    raise SdpInterfaceError(f"interface {iface!r} has no usable IPv6 link-local address ({state})")
 
 
 def _source(addr: tuple[str | int, ...]) -> str:
@@ -124,7 +125,7 @@ class _ClientProtocol(asyncio.DatagramProtocol):
             self._send(datagram)
         elif self._client.failed and not self.done.done():
             self.done.set_exception(
-                SdpError(f"no SDP response after {self._client.attempts} requests to "
+                SdpTimeout(f"no SDP response after {self._client.attempts} requests to "
                          f"{self._destination[0]} on {socket.if_indextoname(self._destination[3])}")
             )
 
@@ -156,8 +157,8 @@ async def discover(
     server_port: int = SDP_SERVER_PORT,
     on_event: EventSink | None = None,
 ) -> SdpResult:
-    """Find the SECC on *iface* as the EVCC does; raise :class:`SdpError` after *max_requests* tries,
-    or at once when *iface* has no IPv6 link-local address to send from."""
+    """Find the SECC on *iface* as the EVCC does; raise :class:`SdpTimeout` after *max_requests* tries,
+    or :class:`SdpInterfaceError` at once when *iface* has no IPv6 link-local address to send from."""
     index = interface_index(iface)
     link_local_address(iface, tentative_ok=True)
     sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
@@ -167,7 +168,7 @@ async def discover(
         sock.bind(("::", 0, 0, index))
     except OSError as exc:
         sock.close()
-        raise SdpError(f"cannot open the SDP client socket on {iface}: {exc.strerror}") from None
+        raise SdpInterfaceError(f"cannot open the SDP client socket on {iface}: {exc.strerror}") from None
     client = SdpClient(security, transport, request_timeout=request_timeout, max_requests=max_requests)
     loop = asyncio.get_running_loop()
     destination = (SDP_MULTICAST_GROUP, server_port, 0, index)
@@ -232,7 +233,7 @@ async def serve_sdp(
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, membership)
     except OSError as exc:
         sock.close()
-        raise SdpError(f"cannot listen for SDP on {iface} UDP {listen_port}: {exc.strerror}") from None
+        raise SdpInterfaceError(f"cannot listen for SDP on {iface} UDP {listen_port}: {exc.strerror}") from None
     loop = asyncio.get_running_loop()
     _, responder = await loop.create_datagram_endpoint(
         lambda: SdpResponder(server, index, on_event), sock=sock

@@ -10,12 +10,15 @@ CM_SLAC_MATCH.REQ with NID and NMK, then poll the modem until the link is up.
 A failure after the 5 % duty cycle was offered ends the attempt with the control pilot in E/F
 for T_step_EF, then 5 % is offered again, up to C_sequ_retry times ([V2G3-M06-07]; EVerest
 applies it to DC too because many EVs need it). The CP is hardware, so the machine emits
-:class:`~v2gtool.slac.events.ControlPilotRequest` events.
+:class:`~v2gtool.slac.events.ControlPilotRequest` events. When the retries end in silence (no
+CM_SLAC_PARM.REQ), the diagnosis is that of the last attempt the EV took part in: an EV that chose
+another charger does not come back after E/F, and "it chose another" is what the engineer needs.
 """
 
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 
 from v2gtool.slac import mme
 from v2gtool.slac.diagnosis import Diagnosis
@@ -61,6 +64,8 @@ class EvseSlac(SlacMachine):
         self.evse_id = evse_id[:17].ljust(17, b"\0")
         self.sequence_retries = 0
         self._key_requests = 0
+        #: The failure of the last attempt in which the EV sent CM_SLAC_PARM.REQ.
+        self._ev_seen_failure: SlacResult | None = None
         self.own_modem: str | None = None  # the MAC the modem answered CM_SET_KEY.REQ from
         self._reset_attempt()
 
@@ -276,28 +281,31 @@ class EvseSlac(SlacMachine):
     # -- outcomes ----------------------------------------------------------------------------
     def _fail(self, now: float, diagnosis: Diagnosis, detail: str) -> None:
         """End this attempt: through E/F to a new one while C_sequ_retry allows, else fail.
-        A modem that refuses the key gets no new attempt: E/F cannot fix it."""
+        A modem that refuses the key gets no new attempt: E/F cannot fix it. The result is this
+        attempt's, unless the EV stayed silent in it and took part in an earlier one (module
+        docstring; ISO 15118-3 Table A.1 C_sequ_retry)."""
+        result = SlacResult(
+            role=self.role,
+            matched=False,
+            peer_mac=self.ev_mac,
+            run_id=self.run_id,
+            diagnosis=diagnosis,
+            detail=detail,
+            attenuation_db=self._attenuation(),
+            t_slac_parm_req=self.t_slac_parm_req,
+        )
+        if self.ev_mac is not None:
+            self._ev_seen_failure = result
         retry = diagnosis is not Diagnosis.SET_KEY_NOT_CONFIRMED
         if retry and self.sequence_retries < self.timers.C_sequ_retry:
             self.sequence_retries += 1
             self._emit(ControlPilotRequest(t=now, cp="E/F"))
             self._transition(Trigger.RETRY_SEQUENCE, now)
             return
-        self._finish(
-            now,
-            Trigger.FAIL,
-            SlacResult(
-                role=self.role,
-                matched=False,
-                peer_mac=self.ev_mac,
-                run_id=self.run_id,
-                diagnosis=diagnosis,
-                detail=detail,
-                attenuation_db=self._attenuation(),
-                t_slac_parm_req=self.t_slac_parm_req,
-                decode_errors=self._decode_error_total(),
-            ),
-        )
+        if self.ev_mac is None and self._ev_seen_failure is not None:
+            seen = self._ev_seen_failure
+            result = replace(seen, detail=f"{seen.detail}; no CM_SLAC_PARM.REQ in the later attempt(s)")
+        self._finish(now, Trigger.FAIL, replace(result, decode_errors=self._decode_error_total()))
 
     def _matched(self, now: float) -> None:
         self._finish(
