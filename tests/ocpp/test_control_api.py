@@ -264,3 +264,14 @@ def test_any_request_bytes_get_an_answer(shared_vpp: Vpp, lines: list[bytes], bo
             assert status == 200 and json.dumps(answer)
 
     asyncio.run(route(b"\r\n".join(lines) + b"\r\n\r\n" + body))
+
+
+def test_an_answer_never_carries_infinity_or_nan(tmp_path: Path) -> None:
+    async def test(vpp: Vpp, send: Send) -> None:
+        v = Vehicle("cs-1", 1, "tx-1")
+        v.power = math.inf  # what no reading can set any more: the answer still stays strict JSON
+        vpp.fleet.arrive(v)
+        status, body = await send(request("GET", "/fleet"))
+        assert status == 500 and "not finite" in body["error"]
+
+    with_endpoint(tmp_path, test)

@@ -55,7 +55,7 @@ def test_a_refused_transaction_event_is_not_counted_and_its_corrected_retry_is(t
     vpp.transaction_event("cs-1", tx_event(0, "Started"))
     with pytest.raises(CallRejected) as refused:
         vpp.transaction_event("cs-1", tx_event(1, "Updated", meter_value=meter("garbage")))
-    assert refused.value.code == "FormatViolation" and "garbage" in refused.value.reason
+    assert refused.value.code == "TypeConstraintViolation" and "garbage" in refused.value.reason
     with pytest.raises(CallRejected):
         vpp.transaction_event("cs-1", {**tx_event(1, "Updated"), "timestamp": "yesterday"})
     assert logged(state) == [("tx-1", 0)]
@@ -70,20 +70,25 @@ def test_a_refused_transaction_event_is_not_counted_and_its_corrected_retry_is(t
     again.log.close()
 
 
+def ours(**extension: Any) -> dict[str, Any]:
+    """2.0.1 needs with our discharge extension."""
+    return {"requested_energy_transfer": "DC",
+            "custom_data": {"vendor_id": "org.v2gtool", "bpt": True, **extension}}  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("needs", "code"),
     [
-        ({"requested_energy_transfer": "DC", "departure_time": "tomorrow"}, "FormatViolation"),
-        (
-            {"requested_energy_transfer": "DC", "custom_data": {"vendor_id": "org.v2gtool", "bpt": True,
-                                                                "max_discharge_power": "lots"}},
-            "FormatViolation",
-        ),
-        (
-            {"requested_energy_transfer": "DC", "custom_data": {"vendor_id": "org.v2gtool", "min_soc": "x"}},
-            "PropertyConstraintViolation",
-        ),
+        ({"requested_energy_transfer": "DC", "departure_time": "tomorrow"}, "TypeConstraintViolation"),
+        (ours(max_discharge_power="lots"), "TypeConstraintViolation"),
+        (ours(min_soc="x"), "TypeConstraintViolation"),
+        (ours(min_soc=150), "PropertyConstraintViolation"),
         ({"requested_energy_transfer": "DC_BPT", "v2x_charging_parameters": {"max_discharge_power": 1e400}},
+         "PropertyConstraintViolation"),
+        (ours(max_discharge_power=1e308, ev_min_v2x_energy_request=-30_000), "PropertyConstraintViolation"),
+        (ours(max_discharge_power=10_000, ev_min_v2x_energy_request=-1e308), "PropertyConstraintViolation"),
+        (ours(max_discharge_power=-5), "PropertyConstraintViolation"),
+        ({"requested_energy_transfer": "DC", "dc_charging_parameters": {"ev_max_power": 2e7}},
          "PropertyConstraintViolation"),
     ],
 )  # fmt: skip
@@ -158,7 +163,7 @@ def call(message_id: str, action: str, payload: dict[str, Any]) -> str:
 
 
 @pytest.mark.parametrize("subprotocol", ["ocpp2.0.1", "ocpp2.1"])
-def test_a_refused_event_is_a_format_violation_and_its_retry_counts(tmp_path: Path, subprotocol: str) -> None:
+def test_a_refused_event_is_a_type_constraint_violation_and_its_retry_counts(tmp_path: Path, subprotocol: str) -> None:
     camel = {"eventType": "Updated", "timestamp": iso(time.time()), "triggerReason": "MeterValuePeriodic",
              "seqNo": 1, "transactionInfo": {"transactionId": "tx-1"}, "evse": {"id": 1}}  # fmt: skip
 
@@ -168,22 +173,23 @@ def test_a_refused_event_is_a_format_violation_and_its_retry_counts(tmp_path: Pa
         ]  # fmt: skip
         garbage = [{"timestamp": "garbage", "sampledValue": [{"value": 1}]}]
         reply = await exchange(call("b", "TransactionEvent", {**camel, "meterValue": garbage}))
-        assert reply[:3] == [4, "b", "FormatViolation"] and "garbage" in reply[3]
+        assert reply[:3] == [4, "b", "TypeConstraintViolation"] and "garbage" in reply[3]
         fixed = [{"timestamp": iso(time.time()), "sampledValue": [{"value": 1}]}]
         assert await exchange(call("c", "TransactionEvent", {**camel, "meterValue": fixed})) == [3, "c", {}]
         assert len(vpp.log.seen) == 2 and vpp.log.duplicates == 0
         needs = {"evseId": 1, "chargingNeeds": {"requestedEnergyTransfer": "DC", "departureTime": "tomorrow"}}
-        assert (await exchange(call("d", "NotifyEVChargingNeeds", needs)))[:3] == [4, "d", "FormatViolation"]
+        assert (await exchange(call("d", "NotifyEVChargingNeeds", needs)))[:3] == [4, "d", "TypeConstraintViolation"]
 
     with_station(tmp_path, subprotocol, test)
 
 
+BOOT = '{"chargingStation": {"vendorName": %s, "model": "y"}, "reason": %s}'
 FRAMES = [
-    ("not json", [4, "-1", "FormatViolation"]),
-    ('[2, "x", "Heartbeat", {"a": NaN}]', [4, "-1", "FormatViolation"]),
-    ("[]", [4, "-1", "ProtocolError"]),
-    ("{}", [4, "-1", "ProtocolError"]),
-    ("[2, 7, \"Heartbeat\", {}]", [4, "-1", "ProtocolError"]),
+    ("not json", [4, "-1", "RpcFrameworkError"]),  # its MessageId cannot be read (part 4 4.3)
+    ('[2, "x", "Heartbeat", {"a": NaN}]', [4, "-1", "RpcFrameworkError"]),
+    ("[]", [4, "-1", "RpcFrameworkError"]),
+    ("{}", [4, "-1", "RpcFrameworkError"]),
+    ("[2, 7, \"Heartbeat\", {}]", [4, "-1", "RpcFrameworkError"]),
     ('[2, "m1"]', [4, "m1", "ProtocolError"]),
     ('[2, "m2", "Heartbeat", []]', [4, "m2", "ProtocolError"]),
     ('[2, "m3", ["Heartbeat"], {}]', [4, "m3", "ProtocolError"]),
@@ -193,10 +199,22 @@ FRAMES = [
     ('[2, "m7", "SecurityEventNotification", {"type": "x", "timestamp": "2025-01-01T00:00:00Z"}]',
      [4, "m7", "NotSupported"]),
     ('[2, "m8", "Frobnicate", {}]', [4, "m8", "NotImplemented"]),
-    ('[2, "m9", "BootNotification", {}]', [4, "m9", "ProtocolError"]),  # the schema's "required"
+    ('[2, "m9", "BootNotification", {}]', [4, "m9", "OccurrenceConstraintViolation"]),  # the schema's "required"
+    ('[2, "m12", "BootNotification", %s]' % (BOOT % ('{"a": 1}', '"PowerUp"')), [4, "m12", "TypeConstraintViolation"]),
+    ('[2, "m13", "BootNotification", %s]' % (BOOT % ('"x"', '"Nope"')), [4, "m13", "PropertyConstraintViolation"]),
+    ('[2, "m14", "BootNotification", %s]' % (BOOT % ('"%s"' % ("x" * 51), '"PowerUp"')),
+     [4, "m14", "PropertyConstraintViolation"]),
+    ('[2, "m15", "Heartbeat", {"foo": {"a": 1}}]', [4, "m15", "FormatViolation"]),  # no such field
     ('[3, "m10"]', None),  # a malformed response is never answered
-    ('[3, "m11", {}]', None),  # nor one nobody waits for
+    ('[3, "m11", {}]', None),  # nor one no CALL awaits
+    ('[4, "m16", "GenericError", "", {}]', None),
 ]  # fmt: skip
+DESCRIPTIONS = {
+    "m9": "BootNotification has no reason, chargingStation",
+    "m12": "BootNotification chargingStation.vendorName is not a string",
+    "m14": "BootNotification chargingStation.vendorName",
+    "m15": "Heartbeat has no field foo",
+}
 
 
 @pytest.mark.parametrize("subprotocol", ["ocpp2.0.1", "ocpp2.1"])
@@ -215,8 +233,11 @@ def test_every_frame_gets_its_rpc_framework_answer_and_one_line_without_tracebac
 
     events = with_station(tmp_path, subprotocol, test)
     rejected = [e for e in events if isinstance(e, FrameRejected)]
-    assert len(rejected) == len(FRAMES) - 1  # every one but the well-formed response
-    assert all("\n" not in e.reason for e in rejected)
+    assert len(rejected) == len(FRAMES)  # the responses no CALL awaits too, as one event each
+    assert all("\n" not in e.reason and "{'" not in e.reason for e in rejected)  # no Python dict repr
+    reasons = {e.message_id: e.reason for e in rejected}
+    assert {m: reasons[m][: len(text)] for m, text in DESCRIPTIONS.items()} == DESCRIPTIONS
+    assert reasons["m11"] == reasons["m16"] == "an answer to no CALL awaiting one: dropped"
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
 
 
@@ -248,3 +269,21 @@ def test_a_bug_of_ours_is_an_internal_error_with_its_traceback_only_in_debug(
     events = with_station(tmp_path, "ocpp2.1", test, debug=debug)
     assert [e.code for e in events if isinstance(e, FrameRejected)] == ["InternalError"]
     assert bool([r for r in caplog.records if r.exc_info]) == debug
+
+
+def test_meter_values_count_in_their_unit_and_impossible_ones_are_refused(tmp_path: Path) -> None:
+    vpp = Vpp(VppConfig(tmp_path / "state"))
+    vpp.transaction_event("cs-1", tx_event(0, "Started"))
+    at = iso(time.time())
+    kilo = [{"timestamp": at, "sampled_value": [
+        {"measurand": "Power.Active.Export", "value": 7.5, "unit_of_measure": {"unit": "kW"}},
+        {"measurand": "Power.Active.Export", "value": 2500, "phase": "L1"},
+        {"measurand": "Energy.Active.Export.Register", "value": 2, "unit_of_measure": {"unit": "kWh"}}]}]  # fmt: skip
+    vpp.transaction_event("cs-1", tx_event(1, "Updated", meter_value=kilo))
+    vehicle = vpp.fleet.vehicles[("cs-1", 1)]
+    assert (vehicle.power, vehicle.exported_wh) == (-7500.0, 2000.0)
+    with pytest.raises(CallRejected) as refused:
+        vpp.transaction_event("cs-1", tx_event(2, "Updated", meter_value=meter(at, soc=150)))
+    assert refused.value.code == "PropertyConstraintViolation" and "SoC" in refused.value.reason
+    assert logged(tmp_path / "state") == [("tx-1", 0), ("tx-1", 1)]
+    vpp.log.close()

@@ -19,6 +19,7 @@ from v2gtool.ocpp.payloads import (
     OCPP21,
     OCPP201,
     VENDOR_ID,
+    ImplausibleValue,
     Meter,
     charging_needs,
     dispatch_profile,
@@ -259,3 +260,49 @@ def test_meter_value_without_measurand_is_an_import_register_and_absent_ones_are
         {"timestamp": "2027-01-15T08:00:00Z", "sampled_value": [{"measurand": "Power.Active.Export", "value": 3000}]}
     )
     assert export_only.power == -3000.0
+
+
+def _one(*sampled: dict[str, Any]) -> Any:
+    return read_meter_value({"timestamp": "2027-01-15T08:00:00Z", "sampled_value": list(sampled)})
+
+
+def test_meter_values_are_scaled_by_unit_and_multiplier() -> None:
+    kilo = _one(
+        {"measurand": "Power.Active.Export", "value": 7.5, "unit_of_measure": {"unit": "kW"}},
+        {"measurand": "Energy.Active.Export.Register", "value": 2.0, "unit_of_measure": {"unit": "kWh"}},
+        {"measurand": "Energy.Active.Import.Register", "value": 1500,
+         "unit_of_measure": {"unit": "Wh", "multiplier": -3}},
+        {"measurand": "SoC", "value": 55, "unit_of_measure": {"unit": "Percent"}},
+    )  # fmt: skip
+    assert (kilo.power, kilo.exported_wh, kilo.imported_wh, kilo.soc) == (-7500.0, 2000.0, 1.5, 55.0)
+    multiplied = _one(
+        {"measurand": "Power.Active.Import", "value": 7.5, "unit_of_measure": {"unit": "W", "multiplier": 3}}
+    )
+    assert multiplied.power == 7500.0
+
+
+def test_per_phase_values_do_not_overwrite_the_total() -> None:
+    reading = _one(
+        {"measurand": "Power.Active.Export", "value": 7500},
+        {"measurand": "Power.Active.Export", "value": 2500, "phase": "L1"},
+        {"measurand": "Energy.Active.Export.Register", "value": 900, "phase": "L2-N"},
+    )
+    assert (reading.power, reading.exported_wh) == (-7500.0, None)
+
+
+@pytest.mark.parametrize(
+    "sampled",
+    [
+        {"measurand": "SoC", "value": 150},
+        {"measurand": "SoC", "value": -1},
+        {"measurand": "Energy.Active.Export.Register", "value": -5},
+        {"measurand": "Energy.Active.Import.Register", "value": 1e400},
+        {"measurand": "Power.Active.Import", "value": 1.7e308},
+        {"measurand": "Power.Active.Import", "value": 1, "unit_of_measure": {"unit": "W", "multiplier": 400}},
+        {"measurand": "Power.Active.Import", "value": 1, "unit_of_measure": {"unit": "V"}},
+        {"measurand": "SoC", "value": 50, "unit_of_measure": {"unit": "Wh"}},
+    ],
+)
+def test_impossible_readings_are_refused(sampled: dict[str, Any]) -> None:
+    with pytest.raises(ImplausibleValue):
+        _one(sampled)

@@ -241,12 +241,16 @@ def _request(url: str, method: str = "GET", body: dict[str, Any] | None = None) 
         raise V2GToolError(f"{method} {url}: HTTP {exc.code} {_error_detail(exc)}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         raise VppUnreachable(f"{method} {url}: {_one_line(str(getattr(exc, 'reason', exc)))}") from None
-    try:
-        return json.loads(raw)
+    try:  # strict RFC 8259: an Infinity or NaN would make our own --json output invalid
+        return json.loads(raw, parse_constant=_no_constant)
     except (ValueError, RecursionError):
         raise V2GToolError(
             f"{method} {url}: the answer is not JSON: {_one_line(raw.decode(errors='replace'))}"
         ) from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _error_detail(exc: urllib.error.HTTPError) -> str:

@@ -9,8 +9,8 @@
 
 HTTP/1.1, one request per connection, JSON bodies up to 64 KiB, lines up to 64 KiB, the whole
 request within :data:`READ_TIMEOUT` s; errors answer 4xx (5xx when the state directory cannot take
-the request) with ``{"error": "..."}``. Bind it to loopback or a management network: it has no
-authentication.
+the request, or an answer would hold a number that strict JSON cannot carry) with
+``{"error": "..."}``. Bind it to loopback or a management network: it has no authentication.
 """
 
 from __future__ import annotations
@@ -92,7 +92,10 @@ async def serve_control(vpp: Vpp, host: str, port: int, read_timeout: float = RE
         except ConnectionError:
             writer.close()
             return
-        data = json.dumps(body).encode()
+        try:  # RFC 8259 has no Infinity or NaN: never send them
+            data = json.dumps(body, allow_nan=False).encode()
+        except ValueError:
+            status, data = 500, b'{"error": "the answer holds a number that is not finite"}'
         head = (
             f"HTTP/1.1 {status} {REASONS.get(status, '')}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"

@@ -24,10 +24,10 @@ import base64
 import contextlib
 import hmac
 import json
-import math
 import os
 import ssl
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -42,11 +42,12 @@ from v2gtool.errors import V2GToolError
 from v2gtool.ocpp import rpc
 from v2gtool.ocpp.fleet import Fleet, Vehicle
 from v2gtool.ocpp.payloads import (
+    ImplausibleValue,
     Reading,
     VehicleNeeds,
     dispatch_profile,
-    epoch,
     read_charging_needs,
+    read_datetime,
     read_meter_value,
     timestamp,
 )
@@ -56,6 +57,8 @@ from v2gtool.session.events import Event
 Listener = Callable[[Event], None]
 HEARTBEAT_S = 60
 CHANGE_W = 100.0  # a share that moved less than this is not re-sent
+MAX_IDENTITY = 48  # characters of a station identity (OCPP 2.0.1 part 4 3.2)
+IDENTITY_PUNCTUATION = "*-_=+|@."  # identifierString's, but ':' (HTTP Basic's separator)
 
 
 class CsmsError(V2GToolError):
@@ -84,47 +87,50 @@ class Dispatched(Event):
     changed: int
 
 
-def _datetime(text: Any, where: str) -> float:
-    """An OCPP dateTime (RFC 3339) field as epoch seconds; FormatViolation when it is not one (the
-    schemas say ``"format": "date-time"``, which their validation does not check)."""
-    try:
-        return epoch(str(text))
-    except (ValueError, OverflowError):
-        raise CallRejected("FormatViolation", f"{where} {str(text)[:40]!r} is not an RFC 3339 dateTime") from None
+def station_identity(path: str) -> str:
+    """The station identity of a websocket URL path (OCPP 2.0.1 part 4 3.2: the last segment,
+    percent-encoded): the whole decoded segment, a decoded ``/`` included. ValueError naming the
+    problem unless it is an identifierString (part 2 primitive datatypes: a-z A-Z 0-9 ``*-_=+|@.``)
+    of at most :data:`MAX_IDENTITY` characters, and without ``:`` (the HTTP Basic user of security
+    profile 2 cannot hold one, RFC 7617)."""
+    segment = path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    identity = urllib.parse.unquote(segment, errors="replace")  # not UTF-8: U+FFFD, refused below
+    if not identity:
+        raise ValueError("no station identity at the end of the URL path")
+    if len(identity) > MAX_IDENTITY:
+        raise ValueError(f"station identity of {len(identity)} characters: at most {MAX_IDENTITY}")
+    bad = sorted({c for c in identity if not (c.isascii() and (c.isalnum() or c in IDENTITY_PUNCTUATION))})
+    if bad:
+        raise ValueError(f"station identity {identity.encode('unicode_escape').decode()[:60]!r} has "
+                         f"{' '.join(repr(c) for c in bad)[:40]}: only a-z A-Z 0-9 {IDENTITY_PUNCTUATION}")  # fmt: skip
+    return identity
 
 
-def _finite(values: tuple[float | None, ...], where: str) -> None:
-    if not all(v is None or math.isfinite(v) for v in values):
-        raise CallRejected("PropertyConstraintViolation", f"{where}: a value out of range")
+def _refused(where: str, exc: TypeError | ValueError) -> CallRejected:
+    """The CALLERROR (OCPP 2.0.1 part 4 4.3) for a payload field :mod:`~v2gtool.ocpp.payloads` cannot
+    read: PropertyConstraintViolation for a value out of range, TypeConstraintViolation for one that
+    is not of its type (a number, an integer SoC, a dateTime)."""
+    code = "PropertyConstraintViolation" if isinstance(exc, ImplausibleValue) else "TypeConstraintViolation"
+    return CallRejected(code, f"{where}: {exc}")
 
 
 def read_needs(needs: dict[str, Any]) -> VehicleNeeds:
     """A NotifyEVChargingNeeds chargingNeeds (OCPP 2.0.1/2.1 K15) as the fleet uses it, or the
-    CALLERROR that refuses it: FormatViolation for a departureTime that is no dateTime or a vendor
-    extension whose values are no numbers, PropertyConstraintViolation for values out of range."""
+    CALLERROR that refuses it (:func:`_refused`)."""
     try:
-        read = read_charging_needs(needs)
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise CallRejected("FormatViolation", f"chargingNeeds: {exc}") from None
-    _finite((read.max_charge_power, read.max_discharge_power, read.dischargeable_wh, read.departure), "chargingNeeds")
-    for soc in (read.target_soc, read.min_soc):
-        if soc is not None and (isinstance(soc, bool) or not isinstance(soc, int | float) or not 0 <= soc <= 100):
-            raise CallRejected("PropertyConstraintViolation", f"chargingNeeds: SoC {str(soc)[:20]!r} is not 0-100")
-    return read
+        return read_charging_needs(needs)
+    except (TypeError, ValueError) as exc:
+        raise _refused("chargingNeeds", exc) from None
 
 
-def read_meter_values(payload: dict[str, Any]) -> list[Reading]:
-    """The readings of a TransactionEvent's meterValue list (OCPP 2.0.1 part 2 2.1.x MeterValueType),
-    or the CALLERROR that refuses the event before anything of it is counted."""
-    readings: list[Reading] = []
-    for meter_value in payload.get("meter_value") or []:
-        try:
-            reading = read_meter_value(meter_value)
-        except (ValueError, OverflowError) as exc:
-            raise CallRejected("FormatViolation", f"meterValue: {exc}") from None
-        _finite((reading.imported_wh, reading.exported_wh, reading.power, reading.soc), "meterValue")
-        readings.append(reading)
-    return readings
+def read_transaction_event(payload: dict[str, Any]) -> list[Reading]:
+    """The readings of a TransactionEvent's meterValue list (OCPP 2.0.1 part 2 MeterValueType), its
+    timestamp checked too, or the CALLERROR that refuses the event before anything of it is counted."""
+    try:
+        read_datetime(payload["timestamp"], "timestamp")
+        return [read_meter_value(meter_value) for meter_value in payload.get("meter_value") or []]
+    except (TypeError, ValueError) as exc:
+        raise _refused("TransactionEvent", exc) from None
 
 
 class TransactionLog:
@@ -245,6 +251,7 @@ class Vpp:
     log: TransactionLog = field(init=False)
     _profile_ids: dict[str, int] = field(default_factory=dict)
     _sent: dict[tuple[str, int], float] = field(default_factory=dict)
+    _sending: dict[tuple[str, int], asyncio.Task[None]] = field(default_factory=dict)  # unanswered profiles
     _early_needs: dict[tuple[str, int], VehicleNeeds] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -283,8 +290,7 @@ class Vpp:
         when it cannot be read, and then it is neither counted nor applied (its retry is new)."""
         if not self.log.is_new(station, payload):
             return
-        _datetime(payload["timestamp"], "timestamp")
-        readings = read_meter_values(payload)
+        readings = read_transaction_event(payload)
         self.log.record(station, payload)
         now = time.time()
         tx_id = str(payload["transaction_info"]["transaction_id"])
@@ -332,24 +338,39 @@ class Vpp:
         self._wake.set()
 
     async def control_loop(self) -> None:
-        """Re-dispatch every period, and at once when a request arrives or a vehicle leaves."""
-        while True:
-            await self.redispatch()
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.config.period)
+        """Re-dispatch every period, and at once when a request arrives or a vehicle leaves or refuses
+        its share. The shares go out without waiting for the answers (:meth:`_send_shares`), so a slow
+        or silent station delays neither the next period nor any other station."""
+        try:
+            while True:
+                self._send_shares()
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.config.period)
+        finally:
+            for task in self._sending.values():
+                task.cancel()
 
     async def redispatch(self) -> None:
+        """Re-dispatch now and wait for the stations' answers to the shares that went out."""
+        await asyncio.gather(*self._send_shares())
+
+    def _send_shares(self) -> list[asyncio.Task[None]]:
+        """Allocate the fleet and start a SetChargingProfile for every connected vehicle whose share
+        changed, unless the one before is still unanswered (one profile in flight per vehicle: it
+        goes out once that one is answered or has timed out). The sends started."""
         now = time.time()
         allocation = self.fleet.allocate(now)
+        self._sending = {key: task for key, task in self._sending.items() if not task.done()}
         changed = [
             key
             for key, watts in allocation.items()
-            if key[0] in self.peers and abs(watts - self._sent.get(key, 0.0)) >= CHANGE_W
+            if key[0] in self.peers and key not in self._sending and abs(watts - self._sent.get(key, 0.0)) >= CHANGE_W
         ]
         request = self.fleet.request
         until = request.until if request is not None else now + self.config.period
-        await asyncio.gather(*(self._send_share(key, allocation[key], now, until - now) for key in changed))
+        for key in changed:
+            self._sending[key] = asyncio.create_task(self._send_share(key, allocation[key], now, until - now))
         if changed:
             self.emit(
                 Dispatched(
@@ -361,8 +382,12 @@ class Vpp:
                 )
             )
         self.fleet.check_met(now)
+        return [self._sending[key] for key in changed]
 
     async def _send_share(self, key: tuple[str, int], watts: float, now: float, duration: float) -> None:
+        """One vehicle's share as its TxProfile. Accepted, it is what the vehicle was sent; Rejected, a
+        CALLERROR or no answer within the response timeout, the vehicle is refused
+        (:meth:`~v2gtool.ocpp.fleet.Fleet.refuse`) and the others take its share at once."""
         peer = self.peers.get(key[0])
         vehicle = self.fleet.vehicles.get(key)
         if peer is None or vehicle is None:
@@ -377,10 +402,18 @@ class Vpp:
         }
         try:
             res = await peer.call(rpc.make_call(peer, "SetChargingProfile", payload), suppress=False)
-        except (TimeoutError, rpc.OCPPError, websockets.WebSocketException, OSError):
+            accepted = res.status == "Accepted"
+        except (TimeoutError, rpc.OCPPError):
+            accepted = False
+        except (websockets.WebSocketException, OSError):
             return  # the station is going away; its leaving re-dispatches
-        if res.status == "Accepted":
+        if self.fleet.vehicles.get(key) is not vehicle:
+            return  # its transaction ended meanwhile
+        if accepted:
             self._sent[key] = watts
+        else:
+            self.fleet.refuse(time.time(), key)
+            self._wake.set()
 
     # -- connections ---------------------------------------------------------------------------------
     async def serve(self, host: str, port: int) -> Server:
@@ -390,17 +423,22 @@ class Vpp:
                 host,
                 port,
                 subprotocols=[websockets.Subprotocol(p) for p in rpc.SUBPROTOCOLS],
-                process_request=self._authenticate,
+                process_request=self._admit,
                 ssl=self.config.ssl,
             )
         except OSError as exc:
             raise CsmsError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
-    def _authenticate(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Security profile 2: HTTP Basic with the station id as user (OCPP 2.0.1 part 2 A00.FR.2xx)."""
+    def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
+        """The websocket handshake: 400 for a URL whose last segment is no station identity
+        (:func:`station_identity`); with passwords, security profile 2's HTTP Basic with the decoded
+        station id as user (OCPP 2.0.1 part 2 A00.FR.2xx), 401 when it does not match."""
+        try:
+            station = station_identity(request.path)
+        except ValueError as exc:
+            return connection.respond(HTTPStatus.BAD_REQUEST, f"{exc}\n")
         if self.config.passwords is None:
             return None
-        station = request.path.rstrip("/").rsplit("/", 1)[-1]
         expected = self.config.passwords.get(station)
         header = request.headers.get("Authorization", "")
         given = ""
@@ -416,7 +454,7 @@ class Vpp:
         return None
 
     async def _connection(self, ws: ServerConnection) -> None:
-        station = ws.request.path.rstrip("/").rsplit("/", 1)[-1] if ws.request is not None else ""
+        station = station_identity(ws.request.path) if ws.request is not None else ""
         try:
             cls = rpc.for_version(ws.subprotocol, _CsmsHandlers)
         except ValueError:

@@ -17,7 +17,10 @@ vehicle gets ``request * capacity / sum(capacities)``, which never exceeds its c
 never takes it under its floor before the request ends; with too little capacity every vehicle
 runs at its capacity and the shortfall is reported. The dispatch is recomputed every control
 period, so a vehicle that leaves (TransactionEvent Ended, a lost connection) or reaches its
-floor is re-dispatched to the others within one period.
+floor is re-dispatched to the others within one period. So is one whose station refused its share
+(SetChargingProfile Rejected, a CALLERROR or no answer; OCPP 2.0.1 use case K01): it counts as
+delivering nothing for :data:`REFUSAL_HOLD_S` s, or until it sends new needs, and is then offered a
+share again.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from dataclasses import dataclass, field
 from v2gtool.ocpp.payloads import Reading, VehicleNeeds
 
 MET_TOLERANCE = 0.05  # a request counts as met within 5 %
+REFUSAL_HOLD_S = 60.0  # how long a vehicle whose station refused its share gets none
 
 
 @dataclass
@@ -43,6 +47,7 @@ class Vehicle:
     exported_wh: float = 0.0
     measured_at: float = 0.0
     allocation: float = 0.0  # signed W the VPP asked for
+    refused_until: float = 0.0  # its station refused a share: not dispatchable before this
     _net_at_needs: float | None = None  # imported - exported when the needs arrived
 
     @property
@@ -50,7 +55,9 @@ class Vehicle:
         return (self.station, self.evse_id)
 
     def update_needs(self, needs: VehicleNeeds) -> None:
+        """New needs (K15); they make a vehicle whose station refused its share dispatchable again."""
         self.needs = needs
+        self.refused_until = 0.0
         self._net_at_needs = self.imported_wh - self.exported_wh
 
     def meter(self, reading: Reading) -> None:
@@ -75,9 +82,9 @@ class Vehicle:
 
     def discharge_capacity(self, now: float, duration: float, period: float = 0.0) -> float:
         """W it can deliver for all of *duration* (or until it departs, but at least for the control
-        *period* its share holds), staying above its floor."""
+        *period* its share holds), staying above its floor; 0 while its station refuses shares."""
         needs = self.needs
-        if needs is None or not needs.bpt or needs.max_discharge_power <= 0:
+        if needs is None or not needs.bpt or needs.max_discharge_power <= 0 or now < self.refused_until:
             return 0.0
         horizon = duration
         if needs.departure is not None:
@@ -87,6 +94,10 @@ class Vehicle:
         if horizon <= 0:
             return 0.0
         return min(needs.max_discharge_power, self.remaining_wh() * 3600.0 / horizon)
+
+    def charge_capacity(self, now: float) -> float:
+        """W it can take (its maximum charge power); 0 while its station refuses shares."""
+        return self.needs.max_charge_power if self.needs is not None and now >= self.refused_until else 0.0
 
 
 @dataclass
@@ -125,6 +136,13 @@ class Fleet:
             self.dispatched_at = now
             self.met_at = None
 
+    def refuse(self, now: float, key: tuple[str, int]) -> None:
+        """The vehicle's station refused its share or did not answer: the others take it over."""
+        vehicle = self.vehicles.get(key)
+        if vehicle is not None:
+            vehicle.refused_until = now + REFUSAL_HOLD_S
+            self._redispatch(now)
+
     def find(self, station: str, transaction_id: str) -> Vehicle | None:
         for v in self.vehicles.values():
             if v.station == station and v.transaction_id == transaction_id:
@@ -155,7 +173,7 @@ class Fleet:
             for key, cap in caps.items():
                 allocation[key] = -(cap if total <= want else want * cap / total)
         elif request is not None:
-            caps = {k: (v.needs.max_charge_power if v.needs else 0.0) for k, v in self.vehicles.items()}
+            caps = {k: v.charge_capacity(now) for k, v in self.vehicles.items()}
             total = sum(caps.values())
             for key, cap in caps.items():
                 allocation[key] = cap if total <= request.power else request.power * cap / total

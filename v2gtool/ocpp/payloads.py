@@ -13,10 +13,16 @@ EVMinimumV2XEnergyRequest: negative, what the EV may give before its minimum SoC
 Meter values (OCPP 2.0.1 part 2 appendix 2.31 Measurand): energy both ways as registers
 (Energy.Active.Import.Register into the EV, Energy.Active.Export.Register back to the grid, Wh),
 power as Power.Active.Import / Power.Active.Export (W, never negative), SoC, Voltage.
+
+What the CSMS reads is checked to be physically plausible (:data:`MAX_POWER_W`,
+:data:`MAX_EV_ENERGY_WH`, :data:`MAX_REGISTER_WH`, SoC 0-100): a value of the wrong type raises
+TypeError, one out of range :class:`ImplausibleValue` (the CSMS answers TypeConstraintViolation and
+PropertyConstraintViolation, OCPP 2.0.1 part 4 4.3), so the fleet's sums stay finite.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +33,36 @@ from v2gtool.iso20.metering import EnergyMeter
 VENDOR_ID = "org.v2gtool"
 OCPP201 = "ocpp2.0.1"
 OCPP21 = "ocpp2.1"
+MAX_POWER_W = 10e6  # 10 MW: above any vehicle or charger (MCS is specified up to 3.75 MW)
+MAX_EV_ENERGY_WH = 10e6  # 10 MWh: above any vehicle battery
+MAX_REGISTER_WH = 1e12  # 1 TWh: an energy register of decades of a busy station
+
+
+class ImplausibleValue(ValueError):
+    """A value of the right type that no vehicle or meter can have (PropertyConstraintViolation)."""
+
+
+def read_number(value: object, name: str, low: float, high: float) -> float:
+    """A JSON number within [*low*, *high*]: TypeError when it is no number (a bool is none),
+    :class:`ImplausibleValue` when it is out of the range or not finite."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} is not a number")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not (math.isfinite(number) and low <= number <= high):
+        raise ImplausibleValue(f"{name} {number:g} is outside {low:g}..{high:g}")
+    return number
+
+
+def read_datetime(text: object, name: str) -> float:
+    """An OCPP dateTime field (RFC 3339) as epoch seconds; TypeError when it is not one (the schemas
+    say ``"format": "date-time"``, which their validation does not check)."""
+    try:
+        return epoch(str(text))
+    except (ValueError, OverflowError):
+        raise TypeError(f"{name} {str(text)[:40]!r} is not an RFC 3339 dateTime") from None
 
 
 def timestamp(epoch: float) -> str:
@@ -105,7 +141,9 @@ def charging_needs(event: EVChargingNeeds, subprotocol: str, now: float, evse_id
 
 def read_charging_needs(needs: dict[str, Any]) -> VehicleNeeds:
     """What :func:`charging_needs` wrote (either version), as the aggregator uses it; a plain 2.0.1
-    station without our extension reads as a charge-only vehicle."""
+    station without our extension reads as a charge-only vehicle. Powers are 0..:data:`MAX_POWER_W`,
+    the V2X energy request within :data:`MAX_EV_ENERGY_WH` either way, SoCs integers 0-100 (TypeError
+    or :class:`ImplausibleValue` otherwise, see the module)."""
     custom = needs.get("custom_data") or {}
     if custom.get("vendor_id") != VENDOR_ID:
         custom = {}
@@ -114,16 +152,32 @@ def read_charging_needs(needs: dict[str, Any]) -> VehicleNeeds:
     bpt = needs.get("requested_energy_transfer") == "DC_BPT" or bool(custom.get("bpt"))
     departure = needs.get("departure_time")
     min_v2x = v2x.get("ev_min_v2x_energy_request")
+    max_charge = v2x.get("max_charge_power", dc.get("ev_max_power", 0.0))
     return VehicleNeeds(
         bpt=bpt,
-        max_charge_power=float(v2x.get("max_charge_power", dc.get("ev_max_power", 0.0))),
-        max_discharge_power=float(v2x.get("max_discharge_power", 0.0)) if bpt else 0.0,
-        departure=epoch(departure) if departure else None,
-        target_soc=v2x.get("target_soc", dc.get("full_soc")),
-        min_soc=custom.get("min_soc"),
-        dischargeable_wh=max(0.0, -float(min_v2x)) if (bpt and min_v2x is not None) else 0.0,
+        max_charge_power=read_number(max_charge, "maxChargePower", 0.0, MAX_POWER_W),
+        max_discharge_power=read_number(v2x.get("max_discharge_power", 0.0), "maxDischargePower", 0.0, MAX_POWER_W)
+        if bpt
+        else 0.0,
+        departure=read_datetime(departure, "departureTime") if departure else None,
+        target_soc=_soc(v2x.get("target_soc", dc.get("full_soc")), "targetSoC"),
+        min_soc=_soc(custom.get("min_soc"), "minSoC"),
+        dischargeable_wh=max(0.0, -read_number(min_v2x, "evMinV2XEnergyRequest", -MAX_EV_ENERGY_WH, MAX_EV_ENERGY_WH))
+        if (bpt and min_v2x is not None)
+        else 0.0,
         control_mode=needs.get("control_mode"),
     )
+
+
+def _soc(value: object, name: str) -> int | None:
+    """A state of charge (an integer percentage, OCPP 2.1 V2XChargingParametersType targetSoC)."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} is not an integer")
+    if not 0 <= value <= 100:
+        raise ImplausibleValue(f"{name} {value} is outside 0..100")
+    return value
 
 
 class Meter(EnergyMeter):
@@ -164,22 +218,54 @@ class Reading:
     soc: float | None
 
 
+# What a CSMS reads of a MeterValueType: per measurand, the units it may come in with their factor
+# to the first (OCPP 2.0.1 part 2 appendix "Standardized units of measurements") and its plausible range.
+MEASURANDS: dict[str, tuple[dict[str, float], float, float]] = {
+    "Energy.Active.Import.Register": ({"Wh": 1.0, "kWh": 1e3}, 0.0, MAX_REGISTER_WH),
+    "Energy.Active.Export.Register": ({"Wh": 1.0, "kWh": 1e3}, 0.0, MAX_REGISTER_WH),
+    "Power.Active.Import": ({"W": 1.0, "kW": 1e3}, -MAX_POWER_W, MAX_POWER_W),
+    "Power.Active.Export": ({"W": 1.0, "kW": 1e3}, -MAX_POWER_W, MAX_POWER_W),
+    "SoC": ({"Percent": 1.0}, 0.0, 100.0),
+}
+
+
 def read_meter_value(meter_value: dict[str, Any]) -> Reading:
-    """The registers, signed power and SoC of one MeterValueType (absent measurands are None)."""
+    """The registers, signed power and SoC of one MeterValueType (absent measurands are None).
+
+    Only totals count: a sampled value with a ``phase`` (L1, L2, L3, N, L1-N...) is one phase's and
+    is skipped. Each value is scaled by its UnitOfMeasureType (OCPP 2.0.1 part 2 UnitOfMeasureType:
+    *value* * 10^multiplier in *unit*; without one, in the measurand's own unit) to Wh, W or %; a unit not of
+    the measurand or a value out of its range is :class:`ImplausibleValue`."""
     values: dict[str, float] = {}
     for sv in meter_value.get("sampled_value", []):
-        values[sv.get("measurand", "Energy.Active.Import.Register")] = float(sv["value"])
+        measurand = sv.get("measurand", "Energy.Active.Import.Register")
+        if measurand in MEASURANDS and "phase" not in sv:
+            values[measurand] = _scaled(measurand, sv)
     power = None
     if "Power.Active.Import" in values or "Power.Active.Export" in values:
         power = values.get("Power.Active.Import", 0.0) - values.get("Power.Active.Export", 0.0)
-    at = epoch(str(meter_value["timestamp"]))
     return Reading(
-        at=at,
+        at=read_datetime(meter_value["timestamp"], "timestamp"),
         imported_wh=values.get("Energy.Active.Import.Register"),
         exported_wh=values.get("Energy.Active.Export.Register"),
         power=power,
         soc=values.get("SoC"),
     )
+
+
+def _scaled(measurand: str, sampled_value: dict[str, Any]) -> float:
+    """One SampledValueType's value in the measurand's own unit, checked against its range."""
+    units, low, high = MEASURANDS[measurand]
+    unit_of_measure = sampled_value.get("unit_of_measure") or {}
+    unit = unit_of_measure.get("unit", next(iter(units)))
+    if unit not in units:
+        raise ImplausibleValue(f"{measurand} in {str(unit)[:20]!r}, not in {' or '.join(units)}")
+    value = read_number(sampled_value["value"], measurand, -math.inf, math.inf) * units[unit]
+    try:
+        value *= 10.0 ** int(unit_of_measure.get("multiplier", 0))
+    except OverflowError:
+        value = math.inf
+    return read_number(value, f"{measurand} ({next(iter(units))})", low, high)
 
 
 def dispatch_profile(

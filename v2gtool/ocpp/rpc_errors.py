@@ -9,19 +9,25 @@ every CALL gets its CALLRESULT or a CALLERROR (OCPP 2.0.1 / 2.1 part 4 4.2.3, er
 ==================================  =========================================================
 frame                               CALLERROR
 ==================================  =========================================================
-not JSON                            FormatViolation, MessageId "-1" (its own cannot be read)
-not ``[MessageTypeId, MessageId…]``  ProtocolError, MessageId "-1"
+no JSON, or no string MessageId     RpcFrameworkError, MessageId "-1" (its own cannot be read)
+other than ``[2, Id, Action, {}]``  ProtocolError ("not conform the PDU structure")
 an unknown MessageTypeId            MessageTypeNotSupported (2.1's CALLRESULTERROR and SEND:
                                     not answered, part 4 4.2.4 / 4.2.5)
 a CALL of an Action not known       NotImplemented ("not known by the receiver")
 a known Action without a handler    NotSupported ("recognized but not supported")
-a payload the schema refuses        the package's code (FormatViolation, TypeConstraint...)
+a payload the schema refuses        by the violated keyword (:data:`SCHEMA_CODES`): a required
+                                    field missing OccurrenceConstraintViolation, a wrong JSON
+                                    type TypeConstraintViolation, a field the message does not
+                                    have FormatViolation, a value not allowed (enum, length,
+                                    range) PropertyConstraintViolation
 a handler that raises               InternalError
 ==================================  =========================================================
 
-Each refused frame is reported once, as a :class:`FrameRejected` event (one line); a traceback only
-when the peer's :attr:`AnswersEveryFrame.debug` is set (``--debug``). A malformed CALLRESULT or
-CALLERROR is reported but not answered (a response is never answered).
+Each refused frame is reported once, as a :class:`FrameRejected` event (one line, its description
+naming the field, never a Python repr of the payload); a traceback only when the peer's
+:attr:`AnswersEveryFrame.debug` is set (``--debug``). A malformed CALLRESULT or CALLERROR, or one
+whose MessageId is not that of the CALL awaiting its answer, is reported but not answered (a
+response is never answered).
 """
 
 from __future__ import annotations
@@ -38,8 +44,7 @@ from typing import Any
 import ocpp.v21.enums
 import ocpp.v201.enums
 from ocpp.charge_point import camel_to_snake_case, remove_nones, serialize_as_dict, snake_to_camel_case
-from ocpp.exceptions import OCPPError
-from ocpp.messages import Call, CallError, CallResult, validate_payload
+from ocpp.messages import Call, CallError, CallResult, get_validator
 
 from v2gtool.session.events import Event
 
@@ -50,6 +55,17 @@ ACTIONS = {
     "2.0.1": frozenset(a.value for a in ocpp.v201.enums.Action),
     "2.1": frozenset(a.value for a in ocpp.v21.enums.Action),
 }
+# The CALLERROR of a payload by the JSON schema keyword it violates (part 4 4.3); any other keyword
+# (enum, maxLength, minimum, ...) is a value not allowed: PropertyConstraintViolation.
+SCHEMA_CODES = {
+    "required": "OccurrenceConstraintViolation",
+    "minItems": "OccurrenceConstraintViolation",
+    "maxItems": "OccurrenceConstraintViolation",
+    "type": "TypeConstraintViolation",
+    "additionalProperties": "FormatViolation",
+}
+JSON_TYPES = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "a boolean",
+              "object": "an object", "array": "an array", "null": "null"}  # fmt: skip
 log = logging.getLogger(__name__)
 
 
@@ -74,8 +90,9 @@ class CallRejected(Exception):
 
 
 def decode_frame(raw: str | bytes) -> list[Any]:
-    """The JSON array of an OCPP-J frame (part 4 4.1.3) with a string MessageId: FormatViolation when
-    it is not JSON (RFC 8259 has no NaN or Infinity), ProtocolError when it is no such array."""
+    """The JSON array of an OCPP-J frame (part 4 4.1.3) with a string MessageId; RpcFrameworkError
+    ("MessageId could not be read", part 4 4.3) when it is not JSON (RFC 8259 has no NaN or
+    Infinity) or no such array."""
 
     def no_constant(name: str) -> Any:
         raise ValueError(f"{name} is not JSON")
@@ -83,12 +100,34 @@ def decode_frame(raw: str | bytes) -> list[Any]:
     try:
         frame = json.loads(raw, parse_constant=no_constant)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise CallRejected("FormatViolation", f"not a JSON frame: {exc}") from None
+        raise CallRejected("RpcFrameworkError", f"not a JSON frame: {exc}") from None
     except RecursionError:
-        raise CallRejected("FormatViolation", "not a JSON frame: nested too deeply") from None
+        raise CallRejected("RpcFrameworkError", "not a JSON frame: nested too deeply") from None
     if not (isinstance(frame, list) and len(frame) >= 2 and isinstance(frame[1], str)):
-        raise CallRejected("ProtocolError", "not an OCPP-J frame [MessageTypeId, MessageId, ...]")
+        raise CallRejected("RpcFrameworkError", "no MessageId: not an OCPP-J frame [MessageTypeId, MessageId, ...]")
     return frame
+
+
+def check_payload(message_type_id: int, action: str, payload: dict[str, Any], version: str) -> None:
+    """The payload against its schema in OCPP *version*: :class:`CallRejected` with the code of the
+    keyword it violates (:data:`SCHEMA_CODES`) and a description naming the field."""
+    error = next(iter(get_validator(message_type_id, action, version).iter_errors(payload)), None)
+    if error is None:
+        return
+    field = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in error.absolute_path).replace(".[", "[")
+    where = f"{action} {field}" if field else action
+    keyword, limit, value = str(error.validator), error.validator_value, error.instance
+    if keyword == "required":
+        what = f"has no {', '.join(name for name in limit if name not in value)}"
+    elif keyword == "type":
+        what = f"is not {' or '.join(JSON_TYPES.get(t, t) for t in ([limit] if isinstance(limit, str) else limit))}"
+    elif keyword == "additionalProperties":
+        known = error.schema.get("properties", {})
+        what = f"has no field {next((name for name in value if name not in known), '?')}"
+    else:
+        shown = json.dumps(value)
+        what = f"{shown if len(shown) <= 40 else shown[:37] + '...'} violates its {keyword} {json.dumps(limit)}"
+    raise CallRejected(SCHEMA_CODES.get(keyword, "PropertyConstraintViolation"), f"{where} {what}")
 
 
 def response(frame: list[Any]) -> Any:
@@ -108,6 +147,7 @@ class AnswersEveryFrame:
     refused frames elsewhere than the log."""
 
     debug: bool = False  # a handler's traceback is logged (else its one-line InternalError only)
+    _awaited: str | None = None  # the MessageId of the CALL of ours awaiting its answer
     # set by the ocpp ChargePoint: the peer's id, the handlers, the version, the pending call's inbox
     id: str
     route_map: dict[str, dict[str, Any]]
@@ -127,7 +167,10 @@ class AnswersEveryFrame:
         kind, message_id = frame[0] if type(frame[0]) is int else None, frame[1]
         if kind in (CallResult.message_type_id, CallError.message_type_id):
             try:
-                self._response_queue.put_nowait(response(frame))
+                answer = response(frame)
+                if message_id != self._awaited:  # late, repeated or made up: no CALL of ours awaits it
+                    raise CallRejected("ProtocolError", "an answer to no CALL awaiting one: dropped")
+                self._response_queue.put_nowait(answer)
             except CallRejected as error:
                 self._rejected(message_id, error)
             return
@@ -146,6 +189,18 @@ class AnswersEveryFrame:
             reply = self._rejected(message_id, CallRejected("InternalError", f"{type(exc).__name__}: {exc}"))
         await self._send(reply)
 
+    async def _get_specific_response(self, unique_id: str, timeout: float) -> Any:
+        """The answer to our CALL *unique_id* within *timeout* s (the ``ocpp`` ChargePoint's hook, run
+        under its call lock, so one CALL at a time): :meth:`route_message` queues only that one and
+        reports any other as one :class:`FrameRejected` (the package would log its Python repr)."""
+        while not self._response_queue.empty():  # one queued as the CALL before timed out
+            self._response_queue.get_nowait()
+        self._awaited = unique_id
+        try:
+            return await asyncio.wait_for(self._response_queue.get(), timeout)
+        finally:
+            self._awaited = None
+
     async def _answer(self, frame: list[Any]) -> str:
         """The CALLRESULT of a CALL ``[2, MessageId, Action, {Payload}]`` (part 4 4.2.1): the payload
         checked against the version's schema, handled, and the response checked too."""
@@ -157,15 +212,15 @@ class AnswersEveryFrame:
             if call.action in ACTIONS[self._ocpp_version]:
                 raise CallRejected("NotSupported", f"{call.action} is not supported here")
             raise CallRejected("NotImplemented", f"{call.action[:40]!r} is not an OCPP {self._ocpp_version} action")
+        check_payload(Call.message_type_id, call.action, call.payload, self._ocpp_version)
+        result = handler(**camel_to_snake_case(call.payload))
+        if inspect.isawaitable(result):
+            result = await result
+        reply = call.create_call_result(snake_to_camel_case(remove_nones(serialize_as_dict(result))))
         try:
-            await validate_payload(call, self._ocpp_version)
-            result = handler(**camel_to_snake_case(call.payload))
-            if inspect.isawaitable(result):
-                result = await result
-            reply = call.create_call_result(snake_to_camel_case(remove_nones(serialize_as_dict(result))))
-            await validate_payload(reply, self._ocpp_version)
-        except OCPPError as error:
-            raise CallRejected(error.code, str(error.details.get("cause") or error.description)) from None
+            check_payload(CallResult.message_type_id, call.action, reply.payload, self._ocpp_version)
+        except CallRejected as error:  # our answer breaks the schema: a bug of ours
+            raise CallRejected("InternalError", f"our answer: {error.reason}") from None
         return str(reply.to_json())
 
     def _rejected(self, message_id: str, error: CallRejected) -> str:
