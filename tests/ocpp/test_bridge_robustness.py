@@ -21,7 +21,7 @@ from tests.ocpp.test_interop_csms import Seen, start_csms
 from v2gtool.ocpp.outbox import Outbox
 from v2gtool.ocpp.payloads import OCPP21, OCPP201
 from v2gtool.ocpp.profile import ProfileSetpoint
-from v2gtool.ocpp.station import BridgeConfig, CsmsConnected, StationBridge
+from v2gtool.ocpp.station import BridgeConfig, ChargingProfileReceived, CsmsConnected, StationBridge
 
 SCENARIO = """[session]
 service = "DC_BPT"
@@ -155,7 +155,7 @@ def test_a_limit_beyond_the_charger_is_capped_and_the_answer_says_so(
     setpoint = ProfileSetpoint(max_charge=60_000.0, max_discharge=22_000.0)
     events: list[Any] = []
     bridge = StationBridge(BridgeConfig(url="ws://x", station_id="CAP"), Outbox(tmp_path), setpoint, events.append)
-    assert bridge.set_charging_profile(1, _capping_profile(limit)) == ("Accepted", said)
+    assert bridge.set_charging_profile(1, _capping_profile(limit)) == ("Accepted", "LimitCapped", said)
     assert setpoint.power(0.0) == power and events[-1].power_now == power and events[-1].reason == said
 
 
@@ -217,8 +217,9 @@ def test_every_csms_frame_gets_an_answer_and_no_traceback(
     tmp_path: Path, subprotocol: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """OCPP-J part 4 4.2.3 / 4.3, on 2.1 as on 2.0.1: an unknown Action is NotImplemented, one the
-    version defines but the station does not handle NotSupported, a frame that is no JSON a
-    FormatViolation with MessageId "-1"; a capped profile is Accepted with its statusInfo."""
+    version defines but the station does not handle NotSupported, a frame that is no JSON or has no
+    MessageId an RpcFrameworkError with MessageId "-1" (part 4 4.3), a required field missing an
+    OccurrenceConstraintViolation; a capped profile is Accepted with its statusInfo."""
     frames = [
         "garbage",
         "[]",
@@ -231,17 +232,62 @@ def test_every_csms_frame_gets_an_answer_and_no_traceback(
     with caplog.at_level(logging.DEBUG):
         answers, events = asyncio.run(_answers(tmp_path, subprotocol, frames))
     assert [a[:3] for a in answers[:6]] == [
-        [4, "-1", "FormatViolation"],
-        [4, "-1", "ProtocolError"],
+        [4, "-1", "RpcFrameworkError"],
+        [4, "-1", "RpcFrameworkError"],
         [4, "x1", "NotImplemented"],
         [4, "x2", "NotSupported"],
-        [4, "x3", answers[4][2]],  # the schema's refusal, in the package's words
+        [4, "x3", "OccurrenceConstraintViolation"],
         [3, "x4", answers[5][2]],
     ]
-    assert answers[4][2] in ("ProtocolError", "OccurrenceConstraintViolation", "FormatViolation")
     assert answers[5][2]["status"] == "Accepted" and answers[5][2]["statusInfo"]["reasonCode"] == "LimitCapped"
     assert answers[6][:3] == [4, "x5", "MessageTypeNotSupported"]
     ours = [r for r in caplog.records if r.name.split(".")[0] in ("ocpp", "v2gtool")]
     assert not [r for r in ours if r.exc_info]  # one line each, no traceback
     refused = [e for e in events if type(e).__name__ == "FrameRejected"]
     assert len(refused) == 6 and any(isinstance(e, CsmsConnected) for e in events)
+
+
+def _set_call(message_id: str, pid: int, stack: int, period: dict[str, Any], evse_id: int = 0) -> str:
+    schedule = {"id": pid, "chargingRateUnit": "W", "chargingSchedulePeriod": [{"startPeriod": 0, **period}]}
+    profile = {
+        "id": pid,
+        "stackLevel": stack,
+        "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Relative",
+        "chargingSchedule": [schedule],
+    }
+    return json.dumps([2, message_id, "SetChargingProfile", {"evseId": evse_id, "chargingProfile": profile}])
+
+
+def test_an_unsupported_operation_mode_is_rejected_with_its_reason_code(tmp_path: Path) -> None:
+    """OCPP 2.1: ExternalLimits is no mode this station implements (README: CentralSetpoint, Idle,
+    ChargingOnly): Rejected, statusInfo reasonCode UnsupportedOpMode, nothing applied."""
+    frames = [
+        _set_call("m1", 1, 0, {"operationMode": "ExternalLimits", "limit": 6000.0, "dischargeLimit": -2500.0}),
+        _set_call("m2", 2, 0, {"operationMode": "CentralSetpoint", "setpoint": -4000.0}),
+    ]
+    answers, events = asyncio.run(_answers(tmp_path, OCPP21, frames))
+    assert answers[0][2]["status"] == "Rejected"
+    assert answers[0][2]["statusInfo"]["reasonCode"] == "UnsupportedOpMode"
+    assert "ExternalLimits" in answers[0][2]["statusInfo"]["additionalInfo"]
+    assert answers[1][2] == {"status": "Accepted"}
+    received = [e for e in events if isinstance(e, ChargingProfileReceived)]
+    assert [(e.profile_id, e.accepted, e.power_now) for e in received] == [(1, False, None), (2, True, -4000.0)]
+
+
+def test_clear_charging_profile_clears_only_what_matches_every_criterion(tmp_path: Path) -> None:
+    """K10: evseId, chargingProfilePurpose and stackLevel all select; Unknown when nothing matches."""
+
+    def clear(message_id: str, **criteria: Any) -> str:
+        return json.dumps([2, message_id, "ClearChargingProfile", {"chargingProfileCriteria": criteria}])
+
+    frames = [
+        _set_call("s1", 1, 0, {"limit": -1000.0}),
+        _set_call("s2", 2, 1, {"limit": -3000.0}),
+        clear("c1", evseId=2, chargingProfilePurpose="TxDefaultProfile"),
+        clear("c2", chargingProfilePurpose="TxDefaultProfile", stackLevel=1),
+        clear("c3", chargingProfilePurpose="TxDefaultProfile", stackLevel=1),
+        clear("c4", evseId=0, chargingProfilePurpose="TxDefaultProfile", stackLevel=0),
+    ]
+    answers, _ = asyncio.run(_answers(tmp_path, OCPP201, frames))
+    assert [a[2]["status"] for a in answers] == ["Accepted", "Accepted", "Unknown", "Accepted", "Unknown", "Accepted"]

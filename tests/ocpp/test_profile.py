@@ -246,7 +246,6 @@ def test_amperes_convert_setpoint_and_discharge_limit_too() -> None:
         ({"operationMode": "CentralSetpoint", "setpoint": -3000.0, "dischargeLimit": -6000.0}, -3000.0),
         ({"operationMode": "CentralSetpoint", "setpoint": 9000.0, "limit": 5000.0}, 5000.0),
         ({"operationMode": "CentralSetpoint", "setpoint": 4000.0, "limit": 5000.0, "dischargeLimit": -1.0}, 4000.0),
-        ({"operationMode": "ExternalSetpoint", "setpoint": -2000.0}, -2000.0),
         ({"operationMode": "CentralSetpoint", "dischargeLimit": -6000.0}, -6000.0),
     ],
 )
@@ -254,6 +253,21 @@ def test_ocpp21_operation_modes(period: dict[str, Any], watts: float) -> None:
     sp, clock = setpoint(fallback=None, negative=NegativeLimits.REJECT)
     sp.install(profile(periods=[{"startPeriod": 0, **period}]))
     assert at(sp, clock, T0) == watts
+
+
+@pytest.mark.parametrize(
+    "mode",
+    ["ExternalSetpoint", "ExternalLimits", "CentralFrequency", "LocalFrequency", "LocalLoadBalancing", "Foo"],
+)
+def test_ocpp21_operation_modes_not_supported_are_rejected_and_never_applied(mode: str) -> None:
+    """Only CentralSetpoint, Idle and ChargingOnly are implemented (README): a profile with any other
+    mode in any period is refused, with its own reason code, and the request stays what it was."""
+    sp, clock = setpoint(fallback=-1000.0)
+    periods = [{"startPeriod": 0, "operationMode": "Idle"}, {"startPeriod": 60, "operationMode": mode, "limit": 6000.0}]
+    with pytest.raises(ProfileRejected, match=f"operationMode '{mode}' at startPeriod 60 is not supported") as info:
+        sp.install(profile(periods=periods))
+    assert info.value.code == "UnsupportedOpMode"
+    assert sp.profiles == {} and at(sp, clock, T0 + 90) == -1000.0
 
 
 def test_ocpp21_positive_discharge_limit_is_rejected() -> None:
@@ -430,6 +444,21 @@ def test_clear_by_id_by_purpose_and_all() -> None:
     assert sp.revision == revision + 2
     sp.install(profile(4, purpose="TxDefaultProfile"))
     assert sp.clear() == 2 and sp.profiles == {} and at(sp, clock, T0) is None
+
+
+def test_clear_matches_every_criterion_given() -> None:
+    """K10.FR.02: purpose, stackLevel and evseId together select; a criterion nothing matches clears
+    nothing (the answer is Unknown), whatever the others match."""
+    sp, clock = setpoint(fallback=None)
+    sp.install(profile(1, stack=0, periods=[{"startPeriod": 0, "limit": -1000.0}]), evse_id=0)
+    sp.install(profile(2, stack=1, periods=[{"startPeriod": 0, "limit": -3000.0}]), evse_id=0)
+    sp.install(profile(3, purpose="ChargingStationMaxProfile", stack=1), evse_id=1)
+    assert sp.clear(purpose="TxDefaultProfile", evse_id=2) == 0
+    assert sp.clear(profile_id=2, stack_level=0) == 0
+    assert sp.clear(stack_level=1, evse_id=1) == 1 and sorted(sp.profiles) == [1, 2]
+    assert sp.clear(purpose="TxDefaultProfile", stack_level=1) == 1 and list(sp.profiles) == [1]
+    assert at(sp, clock, T0) == -1000.0
+    assert sp.clear(purpose="TxDefaultProfile", stack_level=0, evse_id=0) == 1 and sp.profiles == {}
 
 
 def test_end_transaction_drops_tx_profiles_only() -> None:

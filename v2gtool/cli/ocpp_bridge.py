@@ -51,6 +51,8 @@ from v2gtool.ocpp.station import (
     CsmsConnected,
     CsmsDisconnected,
     StationBridge,
+    TransactionEventDiscarded,
+    check_identity,
 )
 from v2gtool.pki.profiles import Protocol
 from v2gtool.pki.tls import server_context as v2g_server_context
@@ -86,6 +88,12 @@ def _printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
             app.err_console.print(escape(f"connected to {event.url} ({event.subprotocol})"), highlight=False)
         elif isinstance(event, CsmsDisconnected):
             app.err_console.print(escape(f"CSMS {event.url}: {event.reason}; {event.queued} queued"), highlight=False)
+        elif isinstance(event, TransactionEventDiscarded):
+            line = (
+                f"TransactionEvent {event.event_type} (seqNo {event.seq_no}) of {event.transaction_id} given up "
+                f"after {event.attempts} refusals: {event.reason}"
+            )
+            app.err_console.print(escape(f"CSMS {event.url}: {line}"), highlight=False)
         elif isinstance(event, FrameRejected):
             line = f"CSMS frame {event.message_id} refused: {event.code} {event.reason}"
             app.err_console.print(escape(f"{event.station}: {line}"), highlight=False)
@@ -240,6 +248,10 @@ def ocpp_bridge(
     directory = outbox_dir or Path(app.config.get("ocpp", "outbox_dir", DEFAULT_OUTBOX))
     show = _printer(app, use_json(ctx, json_out))
     ids = [station_id] if stations == 1 else [f"{station_id}-{i:03d}" for i in range(1, stations + 1)]
+    try:
+        ids = [check_identity(sid) for sid in ids]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--station-id") from None
     configs = [
         BridgeConfig(
             url=url,

@@ -12,8 +12,12 @@ ChargingStationExternalConstraints then cap the magnitude.
 What a schedule period means, signed (+ charges the EV, - discharges it into the grid):
 
 - OCPP 2.1 (ChargingSchedulePeriodType with ``operationMode``, Q01-Q09): ``Idle`` is 0;
-  ``ChargingOnly`` charges up to ``limit``; ``CentralSetpoint`` and ``ExternalSetpoint`` follow
-  ``setpoint`` (negative discharges), bounded by ``dischargeLimit`` (<= 0) and ``limit``.
+  ``ChargingOnly`` charges up to ``limit``; ``CentralSetpoint`` follows ``setpoint`` (negative
+  discharges), bounded by ``dischargeLimit`` (<= 0) and ``limit``. These are the modes this station
+  supports (:data:`OPERATION_MODES`); a profile with any other mode (ExternalSetpoint,
+  ExternalLimits, the frequency and load-balancing modes: they need local measurements or an
+  external system this station has not) is refused as a whole (:class:`UnsupportedOperationMode`),
+  so nothing it does not implement is ever applied.
 - OCPP 2.0.1 has no discharge at all: ``limit`` is a "charging rate limit". Some CSMSs send a
   negative ``limit`` to ask for discharge, a non-standard workaround that 2.1 keeps only for
   backward compatibility. :class:`NegativeLimits` says what this station does with one:
@@ -32,6 +36,7 @@ limit under ``reject``), never for asking more than the hardware has.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import itertools
 import math
@@ -46,10 +51,20 @@ from v2gtool.ocpp.payloads import epoch
 PURPOSE_ORDER = ("ChargingStationMaxProfile", "ChargingStationExternalConstraints", "TxDefaultProfile", "TxProfile")
 KINDS = ("Absolute", "Recurring", "Relative")
 RECURRENCE_S = {"Daily": 86_400, "Weekly": 7 * 86_400}
+OPERATION_MODES = ("CentralSetpoint", "Idle", "ChargingOnly")  # the OCPP 2.1 operationModes supported
 
 
 class ProfileRejected(V2GToolError):
-    """A charging profile this station cannot apply (SetChargingProfile status Rejected)."""
+    """A charging profile this station cannot apply (SetChargingProfile status Rejected); *code* is
+    the answer's statusInfo reasonCode."""
+
+    code = "InvalidProfile"
+
+
+class UnsupportedOperationMode(ProfileRejected):
+    """A period with an OCPP 2.1 operationMode outside :data:`OPERATION_MODES`."""
+
+    code = "UnsupportedOpMode"  # statusInfo reasonCode is at most 20 characters
 
 
 class NegativeLimits(enum.Enum):
@@ -95,6 +110,7 @@ class ChargingProfile:
     valid_to: float | None = None
     transaction_id: str | None = None
     received_at: float = 0.0
+    evse_id: int = 0  # the SetChargingProfile's EVSE (0: the station as a whole)
 
     @classmethod
     def from_ocpp(cls, data: Mapping[str, Any], received_at: float, negative: NegativeLimits) -> ChargingProfile:
@@ -129,6 +145,11 @@ class ChargingProfile:
                 raise ProfileRejected(
                     f"{where}: negative limit {period.limit:g} at startPeriod {period.start} "
                     "(OCPP 2.0.1 has no discharge; this station is set to reject negative limits)"
+                )
+            if period.operation_mode not in (None, *OPERATION_MODES):
+                raise UnsupportedOperationMode(
+                    f"{where}: operationMode {period.operation_mode!r} at startPeriod {period.start} is not "
+                    f"supported by this station (it supports {', '.join(OPERATION_MODES)})"
                 )
             if period.discharge_limit is not None and period.discharge_limit > 0:
                 raise ProfileRejected(f"{where}: dischargeLimit {period.discharge_limit:g} must be <= 0")
@@ -245,9 +266,10 @@ class ProfileSetpoint:
     profiles: dict[int, ChargingProfile] = field(default_factory=dict)
     revision: int = 0  # counts installs and clears: a Scheduled session renegotiates on a change
 
-    def install(self, data: Mapping[str, Any]) -> ChargingProfile:
-        """Validate and install a profile (replacing one with the same id or purpose and stack level)."""
-        profile = ChargingProfile.from_ocpp(data, self.clock(), self.negative)
+    def install(self, data: Mapping[str, Any], evse_id: int = 0) -> ChargingProfile:
+        """Validate and install a profile set on *evse_id* (replacing one with the same id or purpose
+        and stack level)."""
+        profile = dataclasses.replace(ChargingProfile.from_ocpp(data, self.clock(), self.negative), evse_id=evse_id)
         if profile.purpose == "TxProfile" and profile.transaction_id not in (None, self.transaction_id):
             raise ProfileRejected(
                 f"charging profile {profile.id}: TxProfile for transaction {profile.transaction_id!r}, "
@@ -273,12 +295,21 @@ class ProfileSetpoint:
             return f"discharging limit {-min(asked):g} W capped at this charger's {self.max_discharge:g} W"
         return ""
 
-    def clear(self, profile_id: int | None = None, purpose: str | None = None) -> int:
-        """ClearChargingProfile: remove by id or purpose (both None: all); how many went."""
+    def clear(
+        self,
+        profile_id: int | None = None,
+        purpose: str | None = None,
+        stack_level: int | None = None,
+        evse_id: int | None = None,
+    ) -> int:
+        """ClearChargingProfile (OCPP 2.0.1 K10): remove the profiles that match every criterion given
+        (a chargingProfileId, or chargingProfileCriteria's chargingProfilePurpose, stackLevel and
+        evseId, K10.FR.02/03; none given: all); how many went (none: the answer is Unknown)."""
+        wanted = {"id": profile_id, "purpose": purpose, "stack_level": stack_level, "evse_id": evse_id}
         gone = [
             p.id
             for p in self.profiles.values()
-            if (profile_id is None or p.id == profile_id) and (purpose is None or p.purpose == purpose)
+            if all(value is None or getattr(p, name) == value for name, value in wanted.items())
         ]
         for pid in gone:
             del self.profiles[pid]

@@ -20,9 +20,10 @@ InstallCertificate (V2G/MO root)  the TLS trust directory (:func:`v2gtool.pki.tr
 
 Transaction events go through the durable :class:`~v2gtool.ocpp.outbox.Outbox`, so a lost CSMS
 never stops or slows a session: they are delivered in order, flagged ``offline`` when they
-happened while disconnected, once the connection is back (E04). Security profiles (OCPP 2.0.1
-part 2 A00.FR): 2 is TLS with HTTP Basic authentication (*password*), 3 is TLS with a client
-certificate (an *ssl* context that carries one).
+happened while disconnected, once the connection is back (E04); one the CSMS answers with a
+CALLERROR is sent again, and given up only after its attempts (E13, :meth:`StationBridge._deliver`).
+Security profiles (OCPP 2.0.1 part 2 A00.FR): 2 is TLS with HTTP Basic authentication (*password*),
+3 is TLS with a client certificate (an *ssl* context that carries one).
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
+import re
 import ssl
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,11 +45,12 @@ from typing import Any
 import websockets
 from cryptography import x509
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.frames import CloseCode
 
 from v2gtool.iso20.events import EVChargingNeeds, PhaseChanged, PowerFlow, SessionEnded
 from v2gtool.iso20.values import DC_SERVICES, ServiceID
 from v2gtool.ocpp import rpc
-from v2gtool.ocpp.outbox import Outbox
+from v2gtool.ocpp.outbox import Outbox, Record
 from v2gtool.ocpp.payloads import Meter, charging_needs, timestamp
 from v2gtool.ocpp.profile import ProfileRejected, ProfileSetpoint
 from v2gtool.ocpp.rpc_errors import AnswersEveryFrame, FrameRejected
@@ -59,6 +64,12 @@ ROOT_TYPES = ("V2GRootCertificate", "MORootCertificate")
 IDLE_PHASES = {"PowerDelivery": "SuspendedEV", "DC_WeldingDetection": "EVConnected"}
 # The OCPP 2.1 EnergyTransferModeEnumType values of the ISO 15118-20 DC services.
 OCPP_MODES = {"DC": ServiceID.DC, "DC_BPT": ServiceID.DC_BPT}
+PATH_SAFE = "*:+=@"  # identifierString characters a URL path segment takes as they are (RFC 3986 3.3)
+# The EV's energy requests: Wh from the SoC it had when it declared them to some SoC level (ISO
+# 15118-20 8.3.5.3.30), so each moves by what flowed since.
+ENERGY_REQUESTS = ("target_energy", "max_energy", "min_energy", "max_v2x_energy", "min_v2x_energy")
+# OCPP 2.0.1 identifierString, at most 48 characters: the station identity (part 4 3.2).
+IDENTITY = re.compile(r"[A-Za-z0-9*\-_=:+|@.]{1,48}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,6 +95,19 @@ class CsmsRefused(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class TransactionEventDiscarded(Event):
+    """A TransactionEvent the CSMS refused (CALLERROR) every one of its attempts: the station gave it
+    up, and the ones behind it go on (OCPP 2.0.1 E13.FR.04)."""
+
+    url: str
+    transaction_id: str
+    seq_no: int
+    event_type: str
+    attempts: int
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class ChargingProfileReceived(Event):
     station: str
     profile_id: int
@@ -105,6 +129,11 @@ class BridgeConfig:
     meter_interval: float = 10.0
     reconnect: tuple[float, float] = (0.5, 30.0)
     response_timeout: float = 30.0  # OCPPCommCtrlr.MessageTimeout's usual default
+    # A TransactionEvent answered with a CALLERROR is sent this many times in all, the n-th retry
+    # after n x the interval (s) (OCPPCommCtrlr.MessageAttempts/MessageAttemptIntervalTransactionEvent,
+    # OCPP 2.0.1 E13.FR.01-03).
+    transaction_event_attempts: int = 3
+    transaction_event_interval: float = 60.0
     trust_dir: Path | None = None
     vendor: str = "v2gtool"
     model: str = "v2gtool-secc"
@@ -128,6 +157,22 @@ def _status_info(code: str, reason: str) -> dict[str, str] | None:
     return {"reason_code": code, "additional_info": reason[:512]} if reason else None
 
 
+def check_identity(station_id: str) -> str:
+    """*station_id* when it is an OCPP station identity: an identifierString (OCPP 2.0.1 part 2,
+    primitive datatypes: letters, digits and ``*-_=:+|@.``) of at most 48 characters (part 4 3.2);
+    ValueError when not. In the URL it is percent-encoded (``|`` is no URL path character)."""
+    if not IDENTITY.fullmatch(station_id):
+        raise ValueError(
+            f"{station_id!r} is not an OCPP station identity (1 to 48 of A-Z a-z 0-9 and * - _ = : + | @ .)"
+        )
+    return station_id
+
+
+def _net_wh(meter: Meter) -> float:
+    """The net energy the meter counted into the EV (Wh)."""
+    return meter.imported_wh - meter.exported_wh
+
+
 class _StationHandlers(AnswersEveryFrame):
     """The CSMS-initiated messages a station answers (mixed into the ``ocpp`` ChargePoint); any other
     CALL, and any frame that cannot be read, gets its CALLERROR (:mod:`v2gtool.ocpp.rpc_errors`)."""
@@ -139,8 +184,7 @@ class _StationHandlers(AnswersEveryFrame):
 
     @rpc.handles("SetChargingProfile")
     def on_set_charging_profile(self, evse_id: int, charging_profile: dict[str, Any], **_: Any) -> Any:
-        status, reason = self.bridge.set_charging_profile(evse_id, charging_profile)
-        code = "InvalidProfile" if status == "Rejected" else "LimitCapped"
+        status, code, reason = self.bridge.set_charging_profile(evse_id, charging_profile)
         return rpc.result(self, "SetChargingProfile", status=status, status_info=_status_info(code, reason))
 
     @rpc.handles("RequestStopTransaction")
@@ -157,9 +201,19 @@ class _StationHandlers(AnswersEveryFrame):
         return rpc.result(self, "NotifyAllowedEnergyTransfer", status=status, status_info=info)
 
     @rpc.handles("ClearChargingProfile")
-    def on_clear_charging_profile(self, **kwargs: Any) -> Any:
-        criteria = kwargs.get("charging_profile_criteria") or {}
-        gone = self.bridge.setpoint.clear(kwargs.get("charging_profile_id"), criteria.get("charging_profile_purpose"))
+    def on_clear_charging_profile(
+        self,
+        charging_profile_id: int | None = None,
+        charging_profile_criteria: dict[str, Any] | None = None,
+        **_: Any,
+    ) -> Any:
+        criteria = charging_profile_criteria or {}
+        gone = self.bridge.setpoint.clear(
+            charging_profile_id,
+            criteria.get("charging_profile_purpose"),
+            criteria.get("stack_level"),
+            criteria.get("evse_id"),
+        )
         return rpc.result(self, "ClearChargingProfile", status="Accepted" if gone else "Unknown")
 
     @rpc.handles("InstallCertificate")
@@ -182,6 +236,8 @@ class StationBridge:
         self.transaction: _Transaction | None = None
         self.subprotocol: str | None = None
         self._needs: EVChargingNeeds | None = None
+        self._needs_at = 0.0  # when the EV declared them (epoch s), and the meter's net Wh into the EV then
+        self._needs_net_wh = 0.0
         self._needs_sent = False
         self._status = "Available"
         self._status_sent = False
@@ -189,6 +245,8 @@ class StationBridge:
         self._wake = asyncio.Event()
         self._peer: Any = None
         self._accepted = False  # the CSMS accepted this connection's BootNotification
+        self._refusals = (0, 0)  # the outbox record the CSMS refused (its n) and how many times
+        self._retry_at = 0.0  # (monotonic) when that record is sent again
 
     # -- the session's side (synchronous, never blocks on the network) ---------------------------------
     def on_event(self, event: Event) -> None:
@@ -202,6 +260,7 @@ class StationBridge:
             return
         elif isinstance(event, EVChargingNeeds):
             self._needs, self._needs_sent = event, False
+            self._needs_at, self._needs_net_wh = now, _net_wh(self.transaction.meter)
             self._wake.set()
         elif isinstance(event, PhaseChanged) and event.phase == "DC_ChargeLoop":
             self._transaction_event("Updated", "ChargingStateChanged", now, charging_state="Charging")
@@ -351,15 +410,16 @@ class StationBridge:
         tx = self.transaction
         return tx.allowed if tx is not None and tx.allowed is not None else self.config.services
 
-    def set_charging_profile(self, evse_id: int, data: dict[str, Any]) -> tuple[str, str]:
-        """SetChargingProfile (K01): ("Accepted", "") or ("Rejected", why); ("Accepted", how) when
-        the profile asks more than the charger can do and is capped at its maximum
-        (:meth:`~v2gtool.ocpp.profile.ProfileSetpoint.capped`)."""
+    def set_charging_profile(self, evse_id: int, data: dict[str, Any]) -> tuple[str, str, str]:
+        """SetChargingProfile (K01): the status, its statusInfo reasonCode and why: ("Rejected", the
+        :class:`~v2gtool.ocpp.profile.ProfileRejected`'s code, why), ("Accepted", "LimitCapped", how)
+        when the profile asks more than the charger can do and is capped at its maximum
+        (:meth:`~v2gtool.ocpp.profile.ProfileSetpoint.capped`, "" when not)."""
         now = time.time()
         try:
             if evse_id not in (0, self.config.evse_id):
                 raise ProfileRejected(f"unknown EVSE {evse_id}")
-            profile = self.setpoint.install(data)
+            profile = self.setpoint.install(data, evse_id)
         except ProfileRejected as exc:
             self.report(
                 ChargingProfileReceived(
@@ -371,7 +431,7 @@ class StationBridge:
                     power_now=None,
                 )
             )
-            return "Rejected", str(exc)
+            return "Rejected", exc.code, str(exc)
         capped = self.setpoint.capped(profile)
         self.report(
             ChargingProfileReceived(
@@ -383,7 +443,7 @@ class StationBridge:
                 power_now=self.setpoint.power(now),
             )
         )
-        return "Accepted", capped
+        return "Accepted", "LimitCapped", capped
 
     def install_certificate(self, certificate_type: str, pem: str) -> tuple[str, str]:
         """InstallCertificate (M05) of a V2G or MO root into the trust directory."""
@@ -427,7 +487,7 @@ class StationBridge:
         once the CSMS accepted a BootNotification: a CSMS that refuses or garbles the boot is not
         stormed with reconnections (OCPP 2.0.1 B03, part 4 5.3 "reconnecting")."""
         delay = self.config.reconnect[0]
-        url = self.config.url.rstrip("/") + "/" + self.config.station_id
+        url = self.config.url.rstrip("/") + "/" + urllib.parse.quote(self.config.station_id, safe=PATH_SAFE)
         headers = {}
         if self.config.password is not None:
             token = base64.b64encode(f"{self.config.station_id}:{self.config.password}".encode()).decode()
@@ -443,7 +503,11 @@ class StationBridge:
                     proxy=None,
                     open_timeout=self.config.response_timeout,
                 ) as ws:
-                    await self._serve(ws, url)
+                    try:
+                        await self._serve(ws, url)
+                    except asyncio.CancelledError:  # the station stops: a normal closure, not 1011
+                        await ws.close(CloseCode.NORMAL_CLOSURE, "station stopped")
+                        raise
             except (TimeoutError, OSError, websockets.WebSocketException, rpc.OCPPError, ValueError) as exc:
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             finally:
@@ -511,16 +575,15 @@ class StationBridge:
         self.report(CsmsConnected(t=time.time(), url=url, subprotocol=str(self.subprotocol)))
         next_heartbeat = time.monotonic() + heartbeat
         while True:
-            # The transaction's own events first: a CSMS must know the transaction before its needs.
+            self._wake.clear()
+            # The transaction's own events first: a CSMS must know the transaction before its needs,
+            # and a refused one waits for its retry with everything behind it (E13).
             record = self.outbox.peek()
             if record is not None:
-                try:
-                    await peer.call(rpc.make_call(peer, record.action, record.payload), suppress=False)
-                except rpc.OCPPError as exc:  # a definite refusal: retrying cannot help (E04.FR.02)
-                    self.report(CsmsRefused(t=time.time(), url=url, action=record.action, reason=str(exc)[:500]))
-                self.outbox.ack(record)
-                continue
-            if not self._status_sent:
+                if time.monotonic() >= self._retry_at:
+                    await self._deliver(peer, url, record)
+                    continue
+            elif not self._status_sent:
                 self._status_sent = True
                 await self._notify(
                     peer,
@@ -533,24 +596,77 @@ class StationBridge:
                         "connector_id": 1,
                     },
                 )
-            if self._needs is not None and not self._needs_sent:
+            if record is None and self._needs is not None and not self._needs_sent:
                 self._needs_sent = True
                 assert self.subprotocol is not None
                 await self._notify(
                     peer,
                     url,
                     "NotifyEVChargingNeeds",
-                    charging_needs(self._needs, self.subprotocol, time.time(), self.config.evse_id),
+                    charging_needs(self._needs_now(), self.subprotocol, self._needs_at, self.config.evse_id),
                 )
             if time.monotonic() >= next_heartbeat:
                 await self._notify(peer, url, "Heartbeat", {})
                 next_heartbeat = time.monotonic() + heartbeat
-            self._wake.clear()
+            until = next_heartbeat if record is None else min(next_heartbeat, self._retry_at)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.0, next_heartbeat - time.monotonic()))
+                await asyncio.wait_for(self._wake.wait(), max(0.0, until - time.monotonic()))
+
+    async def _deliver(self, peer: Any, url: str, record: Record) -> None:
+        """Send the outbox's oldest TransactionEvent; it leaves the outbox once the CSMS answered it.
+
+        A CALLERROR (or a payload the schema refuses) is no answer: the event is sent again after
+        ``transaction_event_interval`` x the number of times it was sent (E13.FR.01-03), and given up
+        only after ``transaction_event_attempts`` (E13.FR.04: :class:`TransactionEventDiscarded`).
+        It stays first in the outbox, on disk, meanwhile: later events wait behind it, and a restart
+        sends it again."""
+        try:
+            await self._call(peer, record.action, record.payload)
+        except rpc.OCPPError as exc:
+            reason = str(exc)[:500]
+            self.report(CsmsRefused(t=time.time(), url=url, action=record.action, reason=reason))
+            n, refused = self._refusals
+            refused = refused + 1 if n == record.n else 1
+            if refused < self.config.transaction_event_attempts:
+                self._refusals = (record.n, refused)
+                self._retry_at = time.monotonic() + self.config.transaction_event_interval * refused
+                return
+            self.report(
+                TransactionEventDiscarded(
+                    t=time.time(),
+                    url=url,
+                    transaction_id=str(record.payload.get("transaction_info", {}).get("transaction_id")),
+                    seq_no=int(record.payload.get("seq_no", -1)),
+                    event_type=str(record.payload.get("event_type")),
+                    attempts=refused,
+                    reason=reason,
+                )
+            )
+        self.outbox.ack(record)
+        self._refusals, self._retry_at = (0, 0), 0.0
+
+    def _needs_now(self) -> EVChargingNeeds:
+        """The EV's needs as NotifyEVChargingNeeds (K15) sends them, however late (a reconnection, a
+        BootNotification not yet accepted): its energy requests less the net energy the meter counted
+        into the EV since it declared them (what it exported is no longer above its minimum SoC).
+        Its departureTime stays relative to when it declared it: :func:`charging_needs` is given that
+        moment, not the sending's."""
+        tx = self.transaction
+        assert self._needs is not None and tx is not None
+        charged = _net_wh(tx.meter) - self._needs_net_wh
+        moved = {name: value - charged for name in ENERGY_REQUESTS if (value := getattr(self._needs, name)) is not None}
+        return dataclasses.replace(self._needs, **moved)
 
     async def _call(self, peer: Any, action: str, payload: dict[str, Any]) -> Any:
-        return await peer.call(rpc.make_call(peer, action, payload), suppress=False)
+        """*action*'s answer. A cancellation that came with the answer is not lost: Python 3.11's
+        ``asyncio.wait_for`` (under the package's call) then returns the answer and drops it
+        (CPython gh-86296), and the station would go on sending, with no reader, until a response
+        timeout, instead of closing at once."""
+        answer = await peer.call(rpc.make_call(peer, action, payload), suppress=False)
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
+        return answer
 
     async def _notify(self, peer: Any, url: str, action: str, payload: dict[str, Any]) -> None:
         """A message whose refusal (a CallError, or a payload the schema refuses) ends nothing: it is
