@@ -17,13 +17,14 @@ from typing import Any
 from v2gtool import v2gtp
 from v2gtool.iso20 import messages, pnc
 from v2gtool.iso20.events import MessageReceived, MessageSent, PhaseChanged, PowerFlow, SessionEnded
-from v2gtool.iso20.ports import VehiclePort
+from v2gtool.iso20.ports import PowerLimits, VehiclePort
 from v2gtool.iso20.states import SERVICE_RENEGOTIATION, State, next_state
 from v2gtool.iso20.timeouts import Timeouts
 from v2gtool.iso20.values import (
     ControlMode,
     ServiceID,
     SignConvention,
+    WallClock,
     header,
     parameter_value,
     rational,
@@ -74,6 +75,9 @@ class EvccConfig:
     # A paused session's SessionID: SessionSetupReq asks to resume it (OK_OldSessionJoined).
     resume_session_id: bytes | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
+    # Unix time of clock reading 0 for TimeStamp and TimeAnchor (values.WallClock); None: the clock
+    # reading at start() is the wall clock's present time.
+    epoch: float | None = None
 
 
 class Evcc:
@@ -96,7 +100,8 @@ class Evcc:
         self.loop_started: float | None = None
         self.phase_started = 0.0
         self.energy_wh = 0.0  # signed: + charged into the EV, - discharged
-        self.evse_max_voltage = float("inf")  # from DC_ChargeParameterDiscoveryRes
+        self.evse_limits: PowerLimits | None = None  # from DC_ChargeParameterDiscoveryRes
+        self._wall = WallClock(config.epoch, 0.0)  # anchored again at start()
         self._last_flow: tuple[float, float] | None = None  # (t, power)
         self._services: list[int] = []
         self.service = config.service  # the service selected: a bidirectional EV may charge on DC alone
@@ -124,6 +129,7 @@ class Evcc:
             SchemaID=1,
             Priority=1,
         )
+        self._wall = WallClock(self.config.epoch, now)
         self._setup_deadline = now + self.config.timeouts.communication_setup
         self._send("supportedAppProtocolReq", apphand.supportedAppProtocolReqType(AppProtocol=(protocol,)), now)
         return self._out
@@ -212,7 +218,7 @@ class Evcc:
         self._out.append(event)
 
     def _h(self, now: float) -> ct.MessageHeaderType:
-        return header(self.session_id, now)
+        return header(self.session_id, self._wall.unix(now))
 
     def _phase_timeout(self, now: float, limit: float, what: str) -> bool:
         if now - self.phase_started > limit:
@@ -252,7 +258,9 @@ class Evcc:
         if self._challenge is not None and self.config.contract is not None:
             mode = pnc.authorization_mode(self._challenge, self.config.contract)
             signed = ct.MessageHeaderType(
-                SessionID=self.session_id, TimeStamp=int(now), Signature=pnc.sign(mode, self.config.contract)
+                SessionID=self.session_id,
+                TimeStamp=self._wall.unix(now),
+                Signature=pnc.sign(mode, self.config.contract),
             )
             self._send(
                 "AuthorizationReq",
@@ -358,7 +366,7 @@ class Evcc:
     def _on_dc_chargeparameterdiscovery(self, body: dc.DC_ChargeParameterDiscoveryResType, now: float) -> None:
         mode = body.BPT_DC_CPDResEnergyTransferMode or body.DC_CPDResEnergyTransferMode
         assert mode is not None
-        self.evse_max_voltage = to_float(mode.EVSEMaximumVoltage)
+        self.evse_limits = PowerLimits.from_message(mode, "EVSE")
         self._advance("DC_ChargeParameterDiscoveryReq", now)
         self._send_schedule_exchange(now)
 
@@ -484,7 +492,7 @@ class Evcc:
                 Duration=int(self.config.duration or 3600), Power=rational(self._signed_power(now))
             )
             profile = cm.EVPowerProfileType(
-                TimeAnchor=int(now),
+                TimeAnchor=self._wall.unix(now),
                 # The EV accepts the schedule's power tolerance (8.3.5.3.28); optional in the XSD, but
                 # the iso15118 package's SECC rejects a profile without it.
                 Scheduled_EVPPTControlMode=cm.Scheduled_EVPPTControlModeType(
@@ -508,15 +516,24 @@ class Evcc:
         )
 
     def _signed_power(self, now: float) -> float:
-        """What the EV asks for (Scheduled mode): its wish, within the SECC's schedule at *now*."""
-        lim = self.vehicle.limits()
-        if self.config.direction == Direction.DISCHARGE:
-            wish = self.config.power or lim.max_discharge_power
-            allowed = _step_at(self._discharge_schedule, now)
-            return -wish if allowed is None else -min(wish, max(-allowed, 0.0))
-        wish = self.config.power or lim.max_charge_power
-        allowed = _step_at(self._charge_schedule, now)
-        return wish if allowed is None else min(wish, max(allowed, 0.0))
+        """What the EV asks for (Scheduled mode): its wish (``power``; None: its maximum, 0: none)
+        within both sides' power ranges and the SECC's schedule at *now*.
+
+        Neither side can transfer less than its minimum power (EV/EVSEMinimumCharge/DischargePower of
+        DC_ChargeParameterDiscovery, ISO 15118-20 8.3.5.5), so the EV never asks for less: a smaller
+        wish is raised to the higher of the two minimums, and where the schedule or a maximum does
+        not reach that minimum the EV asks for nothing."""
+        discharge = self.config.direction == Direction.DISCHARGE
+        ev_min, ev_max = self.vehicle.limits().power_range(discharge)
+        evse_min, evse_max = self.evse_limits.power_range(discharge) if self.evse_limits else (0.0, ev_max)
+        wish = ev_max if self.config.power is None else self.config.power
+        allowed = _step_at(self._discharge_schedule if discharge else self._charge_schedule, now)
+        scheduled = ev_max if allowed is None else max(-allowed if discharge else allowed, 0.0)
+        floor, ceiling = max(ev_min, evse_min), min(ev_max, evse_max, scheduled)
+        power = min(max(wish, floor), ceiling) if wish > 0 else 0.0
+        if power < floor:
+            power = 0.0
+        return -power if discharge else power
 
     def _on_powerdelivery(self, body: cm.PowerDeliveryResType, now: float) -> None:
         if self._stopping:
@@ -549,7 +566,8 @@ class Evcc:
         bpt = self.service == ServiceID.DC_BPT
         mode: dict[str, Any]
         if self.config.control_mode == ControlMode.SCHEDULED:
-            target_voltage = rational(min(lim.max_voltage, self.evse_max_voltage))
+            evse_max_voltage = self.evse_limits.max_voltage if self.evse_limits is not None else lim.max_voltage
+            target_voltage = rational(min(lim.max_voltage, evse_max_voltage))
             current = self._signed_power(now) / max(voltage, 1.0)
             current = max(-lim.max_discharge_current, min(lim.max_charge_current, current))
             if bpt:
@@ -663,7 +681,7 @@ class Evcc:
         signature = None
         if self._challenge is not None and self.config.contract is not None:  # authorized by PnC
             signature = pnc.sign_element("SignedMeteringData", data, data.Id, self.config.contract.key)
-        head = ct.MessageHeaderType(SessionID=self.session_id, TimeStamp=int(now), Signature=signature)
+        head = ct.MessageHeaderType(SessionID=self.session_id, TimeStamp=self._wall.unix(now), Signature=signature)
         self._send(
             "MeteringConfirmationReq", cm.MeteringConfirmationReqType(Header=head, SignedMeteringData=data), now
         )

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+from v2gtool.iso20.values import to_float
+
+# RationalNumberType keeps at least four significant digits (a short holds 3277..32767 once the
+# exponent has to grow, values.rational), so a current times a voltage from the wire is exact to
+# about 0.03 %: the tolerance for "at the minimum".
+_WIRE_PRECISION = 1e-3
 
 
 @dataclass(frozen=True)
@@ -28,12 +35,55 @@ class PowerLimits:
     max_discharge_current: float = 0.0
     min_discharge_current: float = 0.0
 
+    @classmethod
+    def from_message(cls, mode: Any, prefix: str) -> PowerLimits:
+        """The limits a DC_ChargeParameterDiscoveryReq (*prefix* ``EV``) or Res (``EVSE``) declares in
+        its DC or BPT_DC energy transfer mode element; discharge limits 0 without BPT."""
+
+        def value(name: str) -> float:
+            return to_float(getattr(mode, prefix + name, None))
+
+        return cls(
+            max_charge_power=value("MaximumChargePower"),
+            min_charge_power=value("MinimumChargePower"),
+            max_charge_current=value("MaximumChargeCurrent"),
+            min_charge_current=value("MinimumChargeCurrent"),
+            max_voltage=value("MaximumVoltage"),
+            min_voltage=value("MinimumVoltage"),
+            max_discharge_power=value("MaximumDischargePower"),
+            min_discharge_power=value("MinimumDischargePower"),
+            max_discharge_current=value("MaximumDischargeCurrent"),
+            min_discharge_current=value("MinimumDischargeCurrent"),
+        )
+
     def clamp_current(self, amps: float, voltage: float) -> float:
-        """*amps* within this side's current and power limits at *voltage* (signed)."""
-        v = max(voltage, 1.0)
+        """*amps* within this side's maximum current and power at the output *voltage* (signed). The
+        power keeps the wire's precision as headroom, so EVSEPresentVoltage x EVSEPresentCurrent as
+        the EV reads them stays within the maximum too."""
+        v = max(voltage, 1.0) / (1.0 - _WIRE_PRECISION)
         if amps >= 0:
             return min(amps, self.max_charge_current, self.max_charge_power / v)
         return -min(-amps, self.max_discharge_current, self.max_discharge_power / v)
+
+    def below_minimum(self, amps: float, voltage: float) -> bool:
+        """A flow of *amps* (signed) at *voltage* that this side cannot transfer: not none, but below
+        its minimum current or power in that direction (DC_ChargeParameterDiscovery
+        EV/EVSEMinimumCharge/DischargeCurrent and Power, ISO 15118-20 8.3.5.5). A request exactly at
+        the minimum passes although it crossed the wire as two rounded RationalNumbers."""
+        if amps == 0:
+            return False
+        if amps > 0:
+            min_current, min_power = self.min_charge_current, self.min_charge_power
+        else:
+            min_current, min_power = self.min_discharge_current, self.min_discharge_power
+        slack = 1.0 - _WIRE_PRECISION
+        return abs(amps) < min_current * slack or abs(amps) * voltage < min_power * slack
+
+    def power_range(self, discharge: bool) -> tuple[float, float]:
+        """(minimum, maximum) |power| in W in one direction."""
+        if discharge:
+            return self.min_discharge_power, self.max_discharge_power
+        return self.min_charge_power, self.max_charge_power
 
 
 class GridRequest(Protocol):

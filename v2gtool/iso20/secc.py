@@ -36,6 +36,7 @@ from v2gtool.iso20.values import (
     ControlMode,
     ServiceID,
     SignConvention,
+    WallClock,
     clamp,
     dc_parameter_sets,
     header,
@@ -84,6 +85,9 @@ class SeccConfig:
     # Ask the EV to confirm the meter reading (EVSENotification MeteringConfirmation) this often, s.
     metering_confirmation_interval: float | None = None
     meter_id: str = "V2GTOOL-METER-1"
+    # Unix time of clock reading 0 for TimeStamp, TimeAnchor and MeterTimestamp (values.WallClock);
+    # None: the clock reading the SECC starts at is the wall clock's present time.
+    epoch: float | None = None
 
 
 @dataclass
@@ -112,8 +116,8 @@ class Secc:
         self.session_id = bytes(8)
         self.service: ServiceID | None = None
         self.control_mode: ControlMode | None = None
-        self.ev_limits: PowerLimits | None = None
-        self.ev_max_voltage = 0.0
+        self.ev_limits: PowerLimits | None = None  # from DC_ChargeParameterDiscoveryReq
+        self._wall = WallClock(config.epoch, now)
         self.ev_present_voltage = 0.0
         self.channel_discharge = False
         self.ended = False
@@ -133,10 +137,17 @@ class Secc:
 
     # -- driving ---------------------------------------------------------------------------------------
     def receive(self, frame: v2gtp.V2GTPFrame, now: float) -> list[Output]:
-        """Handle one request; returns the response frame and the events, in order."""
+        """Handle one request; returns the response frame and the events, in order.
+
+        A request after :attr:`deadline` comes too late: every response sets V2G_SECC_Sequence_Timeout
+        for the next request (ISO 15118-20 Table 215, e.g. [V2G20-2006]), in Standby too, so the
+        session ends as in :meth:`on_timeout`. A transport on a real clock calls that at the deadline; this
+        catches a clock that jumped past it (a simulated plant advanced by the EV's pause)."""
         self._out = []
         if self.ended:
             return []
+        if now > self.deadline:
+            return self.on_timeout(now)
         try:
             message = messages.decode(frame)
         except Exception as exc:  # a malformed request ends the session (no response is possible)
@@ -227,7 +238,7 @@ class Secc:
                 self._emit(PhaseChanged(t=now, role="SECC", phase=target.value))
 
     def _fail(self, res_name: str, code: RC, now: float, detail: str = "") -> None:
-        body = messages.minimal(res_name, Header=header(self.session_id, now), ResponseCode=code)
+        body = messages.minimal(res_name, Header=self._header(now), ResponseCode=code)
         self._respond(res_name, body, now, detail=detail)
 
     def _end(self, now: float, reason: str, ok: bool, code: str | None = None) -> None:
@@ -239,6 +250,9 @@ class Secc:
 
     def _emit(self, event: Event) -> None:
         self._out.append(event)
+
+    def _header(self, now: float) -> ct.MessageHeaderType:
+        return header(self.session_id, self._wall.unix(now))
 
     # -- the handlers, in session order -----------------------------------------------------------------
     def _supported_app_protocol(self, body: apphand.supportedAppProtocolReqType, now: float) -> None:
@@ -278,7 +292,7 @@ class Secc:
         else:
             self.session_id = self._new_session_id()
             code = RC.OK_NewSessionEstablished
-        res = cm.SessionSetupResType(Header=header(self.session_id, now), ResponseCode=code, EVSEID=self.config.evse_id)
+        res = cm.SessionSetupResType(Header=self._header(now), ResponseCode=code, EVSEID=self.config.evse_id)
         self._respond("SessionSetupRes", res, now, key="SessionSetupReq")
 
     def _authorizationsetup(self, body: cm.AuthorizationSetupReqType, now: float) -> None:
@@ -292,7 +306,7 @@ class Secc:
             modes = {"EIM_ASResAuthorizationMode": cm.EIM_ASResAuthorizationModeType()}
             services = (cm.authorizationType.EIM,)
         res = cm.AuthorizationSetupResType(
-            Header=header(self.session_id, now),
+            Header=self._header(now),
             ResponseCode=RC.OK,
             AuthorizationServices=services,
             CertificateInstallationService=False,
@@ -306,7 +320,7 @@ class Secc:
             return
         ongoing = self._count("Authorization") <= self.config.authorization_ongoing
         res = cm.AuthorizationResType(
-            Header=header(self.session_id, now),
+            Header=self._header(now),
             ResponseCode=RC.OK,
             EVSEProcessing=ct.processingType.Ongoing if ongoing else ct.processingType.Finished,
         )
@@ -326,7 +340,7 @@ class Secc:
             self._fail("AuthorizationRes", code, now, detail=reason)
             return
         res = cm.AuthorizationResType(
-            Header=header(self.session_id, now), ResponseCode=code, EVSEProcessing=ct.processingType.Finished
+            Header=self._header(now), ResponseCode=code, EVSEProcessing=ct.processingType.Finished
         )
         # a WARNING leaves the session where it is: the EV may select EIM instead
         self._respond("AuthorizationRes", res, now, key="AuthorizationReq" if code == RC.OK else None)
@@ -347,7 +361,7 @@ class Secc:
             return
         services = tuple(cm.ServiceType(ServiceID=int(s), FreeService=False) for s in self._discovered)
         res = cm.ServiceDiscoveryResType(
-            Header=header(self.session_id, now),
+            Header=self._header(now),
             ResponseCode=RC.OK,
             ServiceRenegotiationSupported=True,
             EnergyTransferServiceList=cm.ServiceListType(Service=services),
@@ -360,7 +374,7 @@ class Secc:
             return
         sets = dc_parameter_sets(ServiceID(body.ServiceID), list(self.config.control_modes))
         res = cm.ServiceDetailResType(
-            Header=header(self.session_id, now),
+            Header=self._header(now),
             ResponseCode=RC.OK,
             ServiceID=body.ServiceID,
             ServiceParameterList=cm.ServiceParameterListType(ParameterSet=sets),
@@ -383,7 +397,7 @@ class Secc:
         mode = parameter_value(sets[selected.ParameterSetID], "ControlMode")
         assert mode is not None  # every parameter set this SECC offers names its control mode
         self.control_mode = ControlMode(mode)
-        res = cm.ServiceSelectionResType(Header=header(self.session_id, now), ResponseCode=RC.OK)
+        res = cm.ServiceSelectionResType(Header=self._header(now), ResponseCode=RC.OK)
         self._respond("ServiceSelectionRes", res, now, key="ServiceSelectionReq")
 
     def _dc_chargeparameterdiscovery(self, body: dc.DC_ChargeParameterDiscoveryReqType, now: float) -> None:
@@ -393,21 +407,7 @@ class Secc:
         if (self.service == ServiceID.DC_BPT) != (bpt is not None) or (bpt is None and plain is None):
             self._fail("DC_ChargeParameterDiscoveryRes", RC.FAILED_WrongChargeParameter, now)
             return
-        ev = bpt or plain
-        assert ev is not None
-        self.ev_max_voltage = to_float(ev.EVMaximumVoltage)
-        self.ev_limits = PowerLimits(
-            max_charge_power=to_float(ev.EVMaximumChargePower),
-            min_charge_power=to_float(ev.EVMinimumChargePower),
-            max_charge_current=to_float(ev.EVMaximumChargeCurrent),
-            min_charge_current=to_float(ev.EVMinimumChargeCurrent),
-            max_voltage=self.ev_max_voltage,
-            min_voltage=to_float(ev.EVMinimumVoltage),
-            max_discharge_power=to_float(bpt.EVMaximumDischargePower) if bpt else 0.0,
-            min_discharge_power=to_float(bpt.EVMinimumDischargePower) if bpt else 0.0,
-            max_discharge_current=to_float(bpt.EVMaximumDischargeCurrent) if bpt else 0.0,
-            min_discharge_current=to_float(bpt.EVMinimumDischargeCurrent) if bpt else 0.0,
-        )
+        self.ev_limits = PowerLimits.from_message(bpt or plain, "EV")
         common: dict[str, Any] = dict(
             EVSEMaximumChargePower=rational(lim.max_charge_power),
             EVSEMinimumChargePower=rational(lim.min_charge_power),
@@ -425,11 +425,11 @@ class Secc:
                 EVSEMinimumDischargeCurrent=rational(lim.min_discharge_current),
             )
             res = dc.DC_ChargeParameterDiscoveryResType(
-                Header=header(self.session_id, now), ResponseCode=RC.OK, BPT_DC_CPDResEnergyTransferMode=mode
+                Header=self._header(now), ResponseCode=RC.OK, BPT_DC_CPDResEnergyTransferMode=mode
             )
         else:
             res = dc.DC_ChargeParameterDiscoveryResType(
-                Header=header(self.session_id, now),
+                Header=self._header(now),
                 ResponseCode=RC.OK,
                 DC_CPDResEnergyTransferMode=dc.DC_CPDResEnergyTransferModeType(**common),
             )
@@ -446,7 +446,7 @@ class Secc:
             req = body.Dynamic_SEReqControlMode
             assert req is not None
             res = cm.ScheduleExchangeResType(
-                Header=header(self.session_id, now),
+                Header=self._header(now),
                 ResponseCode=RC.OK,
                 EVSEProcessing=ct.processingType.Finished,
                 Dynamic_SEResControlMode=cm.Dynamic_SEResControlModeType(
@@ -455,7 +455,7 @@ class Secc:
             )
         else:
             res = cm.ScheduleExchangeResType(
-                Header=header(self.session_id, now),
+                Header=self._header(now),
                 ResponseCode=RC.OK,
                 EVSEProcessing=ct.processingType.Finished,
                 Scheduled_SEResControlMode=cm.Scheduled_SEResControlModeType(
@@ -477,7 +477,7 @@ class Secc:
 
         # One flat price level for the whole day (ServiceDetail Pricing = 2, price levels).
         prices = cm.PriceLevelScheduleType(
-            TimeAnchor=int(now),
+            TimeAnchor=self._wall.unix(now),
             PriceScheduleID=1,
             NumberOfPriceLevels=1,
             PriceLevelScheduleEntries=cm.PriceLevelScheduleEntryListType(
@@ -492,7 +492,8 @@ class Secc:
             )
             return cm.ChargingScheduleType(
                 PowerSchedule=cm.PowerScheduleType(
-                    TimeAnchor=int(now), PowerScheduleEntries=cm.PowerScheduleEntryListType(PowerScheduleEntry=entries)
+                    TimeAnchor=self._wall.unix(now),
+                    PowerScheduleEntries=cm.PowerScheduleEntryListType(PowerScheduleEntry=entries),
                 ),
                 PriceLevelSchedule=prices,
             )
@@ -510,16 +511,18 @@ class Secc:
         )
 
     def _dc_cablecheck(self, body: dc.DC_CableCheckReqType, now: float) -> None:
-        status = self.charger.cable_check(self.ev_max_voltage or self.charger.limits().max_voltage)
+        # The test voltage follows the EV's maximum (IEC 61851-23 CC.1); the EVSE's when none was declared.
+        ev_max_voltage = self.ev_limits.max_voltage if self.ev_limits is not None else self.charger.limits().max_voltage
+        status = self.charger.cable_check(ev_max_voltage)
         if status == CableCheckStatus.FAULT:
             res = dc.DC_CableCheckResType(
-                Header=header(self.session_id, now), ResponseCode=RC.FAILED, EVSEProcessing=ct.processingType.Finished
+                Header=self._header(now), ResponseCode=RC.FAILED, EVSEProcessing=ct.processingType.Finished
             )
             self._respond("DC_CableCheckRes", res, now)
             return
         ongoing = status == CableCheckStatus.ONGOING
         res = dc.DC_CableCheckResType(
-            Header=header(self.session_id, now),
+            Header=self._header(now),
             ResponseCode=RC.OK,
             EVSEProcessing=ct.processingType.Ongoing if ongoing else ct.processingType.Finished,
         )
@@ -530,7 +533,7 @@ class Secc:
         self.ev_present_voltage = to_float(body.EVPresentVoltage)
         present = self.charger.precharge(min(target, self.charger.limits().max_voltage))
         res = dc.DC_PreChargeResType(
-            Header=header(self.session_id, now), ResponseCode=RC.OK, EVSEPresentVoltage=rational(present)
+            Header=self._header(now), ResponseCode=RC.OK, EVSEPresentVoltage=rational(present)
         )
         self._respond("DC_PreChargeRes", res, now, key="DC_PreChargeReq")
 
@@ -563,7 +566,7 @@ class Secc:
             self.charger.stop()
             self.meter.idle()
             self._transferring = False
-        res = cm.PowerDeliveryResType(Header=header(self.session_id, now), ResponseCode=RC.OK)
+        res = cm.PowerDeliveryResType(Header=self._header(now), ResponseCode=RC.OK)
         self._respond("PowerDeliveryRes", res, now, key=key, ongoing=ongoing)
 
     def _dc_chargeloop(self, body: dc.DC_ChargeLoopReqType, now: float) -> None:
@@ -576,19 +579,16 @@ class Secc:
         if target is None:
             self._fail("DC_ChargeLoopRes", RC.FAILED_WrongChargeParameter, now)
             return
+        allowed_current = self._deliverable(target, ev_voltage, now)
         lim = self.charger.limits()
-        allowed_current = lim.clamp_current(target, ev_voltage)
-        if self.ev_limits is not None:
-            allowed_current = self.ev_limits.clamp_current(allowed_current, ev_voltage)
         status = None
         grid = self.config.grid
-        if self.control_mode == ControlMode.SCHEDULED and grid is not None:
-            allowed_current = _within_schedule(allowed_current, grid.power(now), ev_voltage)
-            if grid.revision != self._schedule_revision:  # a new schedule from the grid: renegotiate
-                status = ct.EVSEStatusType(
-                    NotificationMaxDelay=0, EVSENotification=ct.evseNotificationType.ScheduleRenegotiation
-                )
-        voltage_limit = min(lim.max_voltage, self.ev_max_voltage or lim.max_voltage)
+        if self.control_mode == ControlMode.SCHEDULED and grid is not None and grid.revision != self._schedule_revision:
+            # a new schedule from the grid: renegotiate
+            status = ct.EVSEStatusType(
+                NotificationMaxDelay=0, EVSENotification=ct.evseNotificationType.ScheduleRenegotiation
+            )
+        voltage_limit = lim.max_voltage if self.ev_limits is None else min(lim.max_voltage, self.ev_limits.max_voltage)
         voltage, current = self.charger.regulate(allowed_current, voltage_limit)
         soc = body.DisplayParameters.PresentSOC if body.DisplayParameters else None
         self.meter.sample(now, voltage, voltage * current, soc)
@@ -609,7 +609,7 @@ class Secc:
             )
         limited = abs(allowed_current) < abs(target) - 1e-6
         res = dc.DC_ChargeLoopResType(
-            Header=header(self.session_id, now),
+            Header=self._header(now),
             ResponseCode=RC.OK,
             EVSEPresentCurrent=rational(self.config.sign_convention.to_wire(current)),
             EVSEPresentVoltage=rational(voltage),
@@ -631,6 +631,27 @@ class Secc:
             )
         )
         self._respond("DC_ChargeLoopRes", res, now, key="DC_ChargeLoopReq")
+
+    def _deliverable(self, target: float, ev_voltage: float, now: float) -> float:
+        """The signed current this loop delivers for the EV's (or the Dynamic mode's) *target*.
+
+        At most both sides' maximum current and power and, in Scheduled mode, the grid's schedule now;
+        the power is taken at the higher of the EV's EVPresentVoltage and the charger's present output
+        voltage (above the battery's while charging), so the delivered power stays within
+        EVSEMaximumChargePower. None when the request is below either side's minimum current or power
+        (ISO 15118-20 8.3.5.5): the EVSE cannot deliver less than its minimum and must not deliver
+        more than the EV's EVTargetCurrent, so it delivers 0 (the EVCC raises a smaller wish to the
+        minimum itself, :meth:`Evcc._signed_power`). The minimum is judged at *ev_voltage*, the
+        voltage the EV computed its request with."""
+        voltage = max(ev_voltage, self.charger.present_voltage())
+        sides = [self.charger.limits()] + ([self.ev_limits] if self.ev_limits is not None else [])
+        current = target
+        for side in sides:
+            current = side.clamp_current(current, voltage)
+        grid = self.config.grid
+        if self.control_mode == ControlMode.SCHEDULED and grid is not None:
+            current = _within_schedule(current, grid.power(now), voltage)
+        return 0.0 if any(side.below_minimum(current, ev_voltage) for side in sides) else current
 
     def _discharge_floor_reached(self, allowed_current: float) -> bool:
         """This loop asks to discharge (the EV's target in Scheduled mode, the grid's request in
@@ -658,7 +679,7 @@ class Secc:
             MeterID=self.config.meter_id,
             ChargedEnergyReadingWh=int(self.meter.imported_wh),
             BPT_DischargedEnergyReadingWh=int(self.meter.exported_wh) if self.service == ServiceID.DC_BPT else None,
-            MeterTimestamp=int(now),
+            MeterTimestamp=self._wall.unix(now),
         )
 
     def _metering_due(self, now: float) -> bool:
@@ -703,7 +724,7 @@ class Secc:
                 signed=self._contract is not None,
             )
         )
-        res = cm.MeteringConfirmationResType(Header=header(self.session_id, now), ResponseCode=RC.OK)
+        res = cm.MeteringConfirmationResType(Header=self._header(now), ResponseCode=RC.OK)
         self._respond("MeteringConfirmationRes", res, now, key="MeteringConfirmationReq")
 
     def _loop_target(
@@ -757,7 +778,7 @@ class Secc:
             self._fail("DC_WeldingDetectionRes", RC.FAILED_ContactorError, now, detail=fault)
             return
         res = dc.DC_WeldingDetectionResType(
-            Header=header(self.session_id, now),
+            Header=self._header(now),
             ResponseCode=RC.OK,
             EVSEPresentVoltage=rational(self.charger.present_voltage()),
         )
@@ -771,7 +792,7 @@ class Secc:
         pause = body.ChargingSession == cm.chargingSessionType.Pause
         if pause and self.service is not None and self.control_mode is not None:
             self.store.paused[self.session_id] = (self.service, self.control_mode)
-        res = cm.SessionStopResType(Header=header(self.session_id, now), ResponseCode=RC.OK)
+        res = cm.SessionStopResType(Header=self._header(now), ResponseCode=RC.OK)
         self._respond("SessionStopRes", res, now, key="SessionStopReq")
         self._end(now, f"SessionStop {body.ChargingSession.value}", ok=True)
 
@@ -783,7 +804,7 @@ class Secc:
         self.channel_discharge = False
         self.service = self.control_mode = self.ev_limits = None
         self._schedule_revision = self._meter_info = self._confirmation_due = None  # anew from the next loop
-        res = cm.SessionStopResType(Header=header(self.session_id, now), ResponseCode=RC.OK)
+        res = cm.SessionStopResType(Header=self._header(now), ResponseCode=RC.OK)
         self._respond("SessionStopRes", res, now, key=SERVICE_RENEGOTIATION)
 
     def _count(self, phase: str) -> int:

@@ -30,9 +30,24 @@ def to_float(r: ct.RationalNumberType | None, default: float = 0.0) -> float:
     return default if r is None else r.Value * 10.0**r.Exponent
 
 
-def header(session_id: bytes, now: float | None = None) -> ct.MessageHeaderType:
-    """MessageHeader with the session ID and a Unix TimeStamp (ISO 15118-20 8.3.5.3.1)."""
-    return ct.MessageHeaderType(SessionID=session_id, TimeStamp=int(time.time() if now is None else now))
+def header(session_id: bytes, unix_time: float | None = None) -> ct.MessageHeaderType:
+    """MessageHeader with the session ID and a Unix TimeStamp (ISO 15118-20 8.3.5.3.1): *unix_time*
+    (an engine's :class:`WallClock` reading), else the wall clock's now."""
+    return ct.MessageHeaderType(SessionID=session_id, TimeStamp=int(time.time() if unix_time is None else unix_time))
+
+
+class WallClock:
+    """Unix time from an engine's clock readings, for TimeStamp, TimeAnchor and MeterTimestamp
+    (Unix seconds, ISO 15118-20 8.3.5.3.1). The engines' timers run on their clock (simulated or
+    monotonic seconds); *epoch* is the Unix time of clock reading 0, and None anchors the clock
+    reading *now* (the session's start) at the wall clock's present time."""
+
+    def __init__(self, epoch: float | None, now: float) -> None:
+        self.epoch = time.time() - now if epoch is None else epoch
+
+    def unix(self, now: float) -> int:
+        """Whole Unix seconds at clock reading *now*."""
+        return int(self.epoch + now)
 
 
 class ServiceID(enum.IntEnum):

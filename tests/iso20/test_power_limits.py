@@ -1,0 +1,93 @@
+"""Power requests and limits in the DC_ChargeLoop: power 0 means none, a limit of 0 is a limit, the
+minimums of both sides hold and the charger's maximum power is never exceeded (ISO 15118-20
+DC_ChargeParameterDiscovery and DC_ChargeLoop, 8.3.5.5)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from tests.iso20.harness import Plant, run
+from v2gtool.iso20.evcc import Direction, Evcc, EvccConfig
+from v2gtool.iso20.ports import ConstantGridRequest, PowerLimits
+from v2gtool.iso20.secc import Secc, SeccConfig
+from v2gtool.iso20.values import ControlMode
+
+VEHICLE = PowerLimits(
+    max_charge_power=50_000, min_charge_power=0, max_charge_current=125, min_charge_current=0,
+    max_voltage=450, min_voltage=250,
+    max_discharge_power=11_000, min_discharge_power=0, max_discharge_current=32, min_discharge_current=0,
+)
+CHARGER = PowerLimits(
+    max_charge_power=60_000, min_charge_power=0, max_charge_current=150, min_charge_current=0,
+    max_voltage=920, min_voltage=150,
+    max_discharge_power=22_000, min_discharge_power=0, max_discharge_current=50, min_discharge_current=0,
+)
+
+
+def session(
+    charger: PowerLimits = CHARGER, vehicle: PowerLimits = VEHICLE, secc: SeccConfig | None = None, **ev: object
+) -> tuple[Plant, list[float], list[float]]:
+    """One 5 s loop; the plant, and the SECC's and the EVCC's PowerFlow powers in W."""
+    plant = Plant(charger, vehicle)
+    config = EvccConfig(duration=5.0, **ev)  # type: ignore[arg-type]
+    exchange = run(Evcc(config, plant.vehicle), Secc(secc or SeccConfig(), plant, 0.0))
+    secc_flows, evcc_flows = exchange.flows("SECC"), exchange.flows("EVCC")
+    assert len(secc_flows) > 10 and len(evcc_flows) == len(secc_flows)
+    return plant, [f.power for f in secc_flows], [f.power for f in evcc_flows]
+
+
+@pytest.mark.parametrize("direction", [Direction.CHARGE, Direction.DISCHARGE])
+def test_power_zero_asks_for_no_power_in_scheduled_mode(direction: Direction) -> None:
+    _, secc, evcc = session(power=0.0, direction=direction)
+    assert secc == [0.0] * len(secc) and evcc == [0.0] * len(evcc)
+
+
+def test_power_none_asks_for_the_maximum() -> None:
+    _, secc, _ = session(power=None)
+    assert max(secc) > 45_000  # 125 A, the EV's maximum current
+
+
+def test_an_ev_maximum_voltage_of_zero_is_a_limit_not_unset() -> None:
+    plant, _, _ = session(vehicle=dataclasses.replace(VEHICLE, max_voltage=0.0))
+    assert plant.cable_check_voltages and set(plant.cable_check_voltages) == {0.0}
+    assert plant.voltage_limits and set(plant.voltage_limits) == {0.0}
+
+
+def test_the_charger_maximum_power_is_not_exceeded_at_the_output_voltage() -> None:
+    # The EV reports its battery's open-circuit voltage; the output is I x R above it. Only the first
+    # loop, which steps the current up from 0 before any drop could be measured, may overshoot.
+    _, secc, evcc = session(charger=dataclasses.replace(CHARGER, max_charge_power=20_000))
+    assert max(secc[1:]) <= 20_000 and max(evcc[1:]) <= 20_000  # EVCC: rounded wire values
+    assert min(secc[2:]) > 19_900
+
+
+def test_a_wish_below_the_charger_minimum_is_raised_to_it() -> None:
+    _, secc, _ = session(charger=dataclasses.replace(CHARGER, min_charge_power=5_000), power=1_000.0)
+    assert all(p >= 5_000 for p in secc[1:])
+
+
+def test_a_discharge_below_the_vehicle_minimum_is_raised_to_it() -> None:
+    vehicle = dataclasses.replace(VEHICLE, min_discharge_power=3_000)
+    _, secc, _ = session(vehicle=vehicle, power=1_000.0, direction=Direction.DISCHARGE)
+    # 3000 W at the battery's voltage, which the output is I x R below while discharging
+    assert all(p <= -2_990 for p in secc[1:])
+
+
+def test_the_ev_asks_for_nothing_when_the_maximum_is_below_the_minimum() -> None:
+    charger = dataclasses.replace(CHARGER, min_charge_power=5_000)
+    _, secc, _ = session(charger=charger, vehicle=dataclasses.replace(VEHICLE, max_charge_power=4_000))
+    assert secc == [0.0] * len(secc)
+
+
+def test_the_secc_delivers_nothing_below_its_minimum() -> None:
+    # Dynamic mode: the SECC itself decides the power; a grid request below the charger's minimum
+    # cannot be delivered, and more than asked must not be.
+    charger = dataclasses.replace(CHARGER, min_charge_power=5_000)
+    grid = SeccConfig(grid=ConstantGridRequest(1_000.0))
+    _, secc, _ = session(charger=charger, secc=grid, control_mode=ControlMode.DYNAMIC)
+    assert secc == [0.0] * len(secc)
+    _, secc, _ = session(charger=charger, secc=SeccConfig(grid=ConstantGridRequest(6_000.0)),
+                         control_mode=ControlMode.DYNAMIC)
+    assert all(5_000 <= p <= 6_100 for p in secc[1:])
