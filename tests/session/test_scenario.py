@@ -27,6 +27,14 @@ from v2gtool.session import scenario as scenarios
         ("[session]\nstandby_for = -5", "[session] standby_for: -5 is not >= 0"),
         ("[session]\nmetering_confirmation_interval = -3", "metering_confirmation_interval: -3 is not >= 0.001"),
         ("[session]\nmin_soc = 60\ntarget_soc = 50", "[session] min_soc 60 is above target_soc 50"),
+        # Against the effective values: a key left out keeps its default (target 80 %, floor 20 %).
+        ("[session]\nmin_soc = 90", "[session] min_soc 90 is above target_soc 80 (the default)"),
+        ("[session]\ntarget_soc = 10", "[session] min_soc 20 (the default) is above target_soc 10"),
+        ("[plant]\nocv_full_v = 300\nocv_empty_v = 400", "[plant] ocv_full_v 300 is not above ocv_empty_v 400"),
+        ("[plant]\nocv_full_v = 300", "[plant] ocv_full_v 300 is not above ocv_empty_v 330"),
+        # A maximum of 0 read as "no limit" downstream.
+        ("[vehicle]\nmax_voltage = 0", "[vehicle] max_voltage: a maximum must be positive, got 0"),
+        ("[charger]\nmax_discharge_power = 0", "[charger] max_discharge_power: a maximum must be positive"),
         ('[session]\nservice = "AC"', "[session] service: 'AC' is not DC or DC_BPT"),
         ("[session]\nservice = 2", "[session] service: invalid value 2"),
         ("[vehicle]\nmax_voltage = 100", "[vehicle]: min_voltage 250 is above max_voltage 100"),

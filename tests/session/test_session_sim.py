@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from v2gtool.exit_codes import ExitCode
 from v2gtool.hw.cp import CpState
 from v2gtool.hw.events import ContactorsClosed, ContactorsClosing, CpStateChanged, EnergyTransferEnabled
 from v2gtool.iso20.evcc import Direction
 from v2gtool.iso20.events import PhaseChanged, PowerFlow
 from v2gtool.iso20.values import ControlMode, ServiceID
+from v2gtool.net.pcapwriter import PcapWriteError
 from v2gtool.session import scenario as scenarios
 from v2gtool.session.events import Event
 from v2gtool.session.runner import SessionResult, run_sim
@@ -153,21 +155,100 @@ def test_cli_session_run_json(tmp_path: Path) -> None:
     assert len(matched) == 2 and all(r["nmk"] == "" for r in matched)
 
 
-@pytest.mark.parametrize(("scenario", "cause"), [
-    ("[plant]\ninsulation_ohm = 40e3\n", "(insulation 39.9 kΩ below the 100 kΩ fault threshold)"),
-    ('[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 0\nfault = "imd_self_test"\n', "(cable check: IMD self-test failed)"),
-    ('[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 0\nfault = "stuck_open"\n', "(contactor K1 stuck open)"),
+@pytest.mark.parametrize(("scenario", "cause", "code"), [
+    ("[plant]\ninsulation_ohm = 40e3\n", "(insulation 39.9 kΩ below the 100 kΩ fault threshold)", ExitCode.SAFETY),
+    ('[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 0\nfault = "imd_self_test"\n', "(cable check: IMD self-test failed)",
+     ExitCode.FAILURE),
+    ('[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 0\nfault = "stuck_open"\n', "(contactor K1 stuck open)", ExitCode.SAFETY),
 ])
 def test_cli_failed_session_names_the_cause_and_the_debugging_subcommand(tmp_path: Path, scenario: str,
-                                                                           cause: str) -> None:
-    """A ResponseCode FAILED has no text: the station's own fault is named beside it."""
+                                                                           cause: str, code: ExitCode) -> None:
+    """A ResponseCode FAILED has no text: the station's own fault is named beside it. A safety trip
+    (isolation fault, Contactor Stuck) exits 6, a cable check that could not measure 1."""
     path = tmp_path / "fault.toml"
     path.write_text(scenario)
     proc = subprocess.run([sys.executable, "-m", "v2gtool", "session", "run", "--sim", "--no-trace", "--scenario",
                            str(path)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1
+    assert proc.returncode == code
     assert proc.stderr == (f"v2gtool: error: session failed in DC_CableCheck: DC_CableCheckRes FAILED {cause}; "
                            "debug with `v2gtool isolation-check`\n")
+
+
+@pytest.mark.parametrize(("step", "cause", "code"), [
+    ("estop = true", "(interlock tripped: emergency stop pressed)", ExitCode.SAFETY),
+    ("insulation_ohm = 40e3", "(insulation ", ExitCode.SAFETY),  # the IMD's reading when it tripped
+    ('cp = "A"', "(interlock tripped: CP state is not C or D (IEC 61851-1 Table A.3))", ExitCode.FAILURE),
+])
+def test_cli_trip_in_the_loop_names_the_interlock_rule_and_a_safety_trip_exits_6(
+    tmp_path: Path, step: str, cause: str, code: ExitCode
+) -> None:
+    """README "Exit status": 6 when a safety interlock tripped (emergency stop, isolation fault);
+    an unplug (CP leaves C) is a failed session (1). Either way the line says which rule tripped."""
+    path = tmp_path / "trip.toml"
+    path.write_text(f'[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 30\n{step}\n')
+    proc = subprocess.run([sys.executable, "-m", "v2gtool", "session", "run", "--sim", "--no-trace", "--scenario",
+                           str(path), "--duration", "60"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == code, proc.stderr
+    assert proc.stderr.startswith("v2gtool: error: session failed in DC_ChargeLoop: DC_ChargeLoopRes FAILED "
+                                  f"{cause}"), proc.stderr
+    assert proc.stderr.endswith("; debug with `v2gtool contactor status`\n")
+
+
+def test_cli_weld_at_the_end_exits_6(tmp_path: Path) -> None:
+    path = tmp_path / "weld.toml"
+    path.write_text('[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 5\nfault = "weld"\n')
+    proc = subprocess.run([sys.executable, "-m", "v2gtool", "session", "run", "--sim", "--no-trace", "--scenario",
+                           str(path), "--duration", "3"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == ExitCode.SAFETY, proc.stderr
+    assert "stuck closed" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_without_a_vehicle_nothing_starts(tmp_path: Path) -> None:
+    """CP state A from t = 0 (IEC 61851-1 Table A.3: no vehicle connected): no 5 % duty cycle, no SLAC,
+    no SDP; the diagnosis names the state and the command that reads the pilot."""
+    path = tmp_path / "empty.toml"
+    path.write_text('[[at]]\nt = 0\ncp = "A"\n')
+    proc = subprocess.run([sys.executable, "-m", "v2gtool", "--json", "session", "run", "--sim", "--no-trace",
+                           "--scenario", str(path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == ExitCode.FAILURE
+    assert proc.stderr == ("v2gtool: error: session failed in CP: no vehicle connected: CP state A (IEC 61851-1 "
+                           "Table A.3); debug with `v2gtool cp-duty read`\n")
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [(r["event"], r.get("duty_percent")) for r in records] == [("CpStateChanged", 100.0),  # no 5 %
+                                                                      ("SessionSummary", None)]  # no SLAC, SDP
+
+
+def test_cli_session_run_derates_on_a_hot_inlet(tmp_path: Path) -> None:
+    """The station of `session run` has the thermal derating of `contactor close`: at 95 degC ambient,
+    above the 90 degC inlet limit ([hw] inlet_limit_c), no current flows."""
+    path = tmp_path / "hot.toml"
+    path.write_text("[plant]\nambient_c = 95\n")
+    proc = subprocess.run([sys.executable, "-m", "v2gtool", "--json", "session", "run", "--sim", "--no-trace",
+                           "--scenario", str(path), "--duration", "3"], capture_output=True, text=True, timeout=120)
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert any(r["event"] == "CurrentDerated" for r in records)
+    flows = [r["current"] for r in records if r["event"] == "PowerFlow" and r["role"] == "SECC"]
+    assert flows and max(abs(a) for a in flows) < 1.0
+
+
+def test_cli_session_run_honours_the_configured_soc_floor(tmp_path: Path) -> None:
+    """[hw] soc_floor_percent (which `contactor close` honours) is the station's floor in `session run` too."""
+    config, path = tmp_path / "v2gtool.toml", tmp_path / "soc.toml"
+    config.write_text("[hw]\nsoc_floor_percent = 45\n")
+    path.write_text("[plant]\nsoc = 0.455\n")
+    proc = subprocess.run([sys.executable, "-m", "v2gtool", "--config", str(config), "--json", "session", "run",
+                           "--sim", "--no-trace", "--scenario", str(path), "--direction", "discharge", "--duration",
+                           "120"], capture_output=True, text=True, timeout=120)
+    refused = [json.loads(line) for line in proc.stdout.splitlines() if '"DischargeRefused"' in line]
+    assert refused and refused[0]["floor_percent"] == 45.0
+
+
+def test_cli_trace_on_a_full_disk_is_one_line() -> None:
+    """ENOSPC on the pcap header: one line and the exit status of every other trace write error."""
+    proc = subprocess.run([sys.executable, "-m", "v2gtool", "session", "run", "--sim", "--trace", "/dev/full",
+                           "--duration", "1"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == PcapWriteError.exit_code
+    assert proc.stderr == "v2gtool: error: cannot write pcap file /dev/full: No space left on device\n"
 
 
 def test_cli_failed_session_gives_the_evs_reason_not_the_dropped_link(tmp_path: Path) -> None:

@@ -112,6 +112,36 @@ class HwSession:
         return rated_voltage(self.app)
 
 
+def station_config(
+    app: AppContext,
+    *,
+    sim: bool = True,
+    edition: Edition | None = None,
+    on_fault_exec: str | None = None,
+    rated_v: float | None = None,
+) -> StationConfig:
+    """The station's settings from ``[hw]``: the isolation profile (IEC 61851-23 edition, *edition*
+    or ``isolation_edition``; at *rated_v* or ``rated_voltage_v``), the stop action, the discharge
+    SoC floor (``soc_floor_percent``) and the inlet's thermal derating (``rated_current_a``,
+    ``inlet_limit_c``). One place for every command that runs a station: the hardware commands and
+    ``session run`` / ``serve``. *sim*: the ``sim`` backend's control-loop period, else a polled device's."""
+    config_edition = str(app.config.get("hw", "isolation_edition", Edition.IEC_61851_23_2023.value))
+    try:
+        profile_edition = edition or Edition(config_edition)
+    except ValueError:
+        raise ConfigError(f"[hw] isolation_edition must be 2014 or 2023, got {config_edition!r}") from None
+    return StationConfig(
+        IsolationProfile(profile_edition, rated_v or rated_voltage(app)),
+        # Real devices are polled; 10 ms still leaves most of the 100 ms opening budget.
+        tick_s=SIM_TICK_S if sim else HW_TICK_S,
+        on_fault_exec=on_fault_exec or app.config.get("hw", "on_fault_exec"),
+        soc_floor=SocFloor(_number(app, "soc_floor_percent", 20.0)),
+        derating=ThermalDerating(
+            rated_current_a=_number(app, "rated_current_a", 300.0), limit_c=_number(app, "inlet_limit_c", 90.0)
+        ),
+    )
+
+
 def open_session(
     ctx: click.Context,
     backend: str | None,
@@ -130,34 +160,19 @@ def open_session(
     chosen = backend or str(app.config.get("hw", "backend", "sim"))
     if chosen not in BACKENDS:
         raise ConfigError(f"[hw] backend {chosen!r} is not one of {', '.join(BACKENDS)}")
-    config_edition = str(app.config.get("hw", "isolation_edition", Edition.IEC_61851_23_2023.value))
-    try:
-        profile_edition = edition or Edition(config_edition)
-    except ValueError:
-        raise ConfigError(f"[hw] isolation_edition must be 2014 or 2023, got {config_edition!r}") from None
-    config = StationConfig(
-        IsolationProfile(profile_edition, rated_voltage(app)),
-        # Real devices are polled; 10 ms still leaves most of the 100 ms opening budget.
-        tick_s=SIM_TICK_S if chosen == "sim" else HW_TICK_S,
-        on_fault_exec=on_fault_exec or app.config.get("hw", "on_fault_exec"),
-        soc_floor=SocFloor(_number(app, "soc_floor_percent", 20.0)),
-    )
-    derating = ThermalDerating(
-        rated_current_a=_number(app, "rated_current_a", 300.0), limit_c=_number(app, "inlet_limit_c", 90.0)
-    )
+    config = station_config(app, sim=chosen == "sim", edition=edition, on_fault_exec=on_fault_exec)
 
     def listener(event: Event) -> None:
         if only is None or isinstance(event, only):
             render(event)
 
     if chosen == "sim":
-        config.derating = derating
         setup = sim_station(config, plugged_in(load_scenario(scenario)) if scenario else None, listener=listener)
         return HwSession(app, json_out, setup.station, setup, render)
     if scenario is not None:
         raise click.UsageError("--scenario only applies to the sim backend")
     hardware = open_hardware(chosen, app.config)
-    if hardware.inlet_temperature is not None:
-        config.derating = derating
+    if hardware.inlet_temperature is None:
+        config.derating = None  # nothing to derate on
     station = Station(hardware, config, listener=listener)
     return HwSession(app, json_out, station, None, render)

@@ -33,13 +33,13 @@ from v2gtool.errors import V2GToolError
 from v2gtool.exi import namespaces
 from v2gtool.exit_codes import ExitCode
 from v2gtool.hw.backends import sim_station
-from v2gtool.hw.isolation import Edition, IsolationProfile
-from v2gtool.hw.station import StationConfig
+from v2gtool.hw.interlock import Condition
+from v2gtool.hw.station import Station, StationConfig
 from v2gtool.iso20.evcc import Direction, Evcc, EvccConfig
 from v2gtool.iso20.events import SessionPaused, SessionResumed
 from v2gtool.iso20.pnc import Contract
 from v2gtool.iso20.ports import GridRequest
-from v2gtool.iso20.secc import Secc, SeccConfig, SessionStore
+from v2gtool.iso20.secc import Secc, SessionStore
 from v2gtool.iso20.timeouts import Timeouts
 from v2gtool.iso20.values import ControlMode, ServiceID, service_from_name
 from v2gtool.net.sdp_transport import discover, link_local_address, serve_sdp
@@ -54,6 +54,7 @@ from v2gtool.session.events import Event
 from v2gtool.session.journal import journal_log
 from v2gtool.session.plant import RemoteChargerVehicle, SimVehiclePort, StationCharger
 from v2gtool.session.render import describe
+from v2gtool.session.runner import default_station, evcc_config, secc_config
 
 DEFAULT_TCP_PORT = 64109
 
@@ -78,6 +79,38 @@ class ContractRefused(SessionFailed):
     """The SECC refused the EV's Plug & Charge contract: its chain, its signature or the challenge."""
 
     exit_code = ExitCode.SECURITY
+
+
+class SafetyTripped(SessionFailed):
+    """A safety rule of the station's interlock ended the session: an isolation fault, Contactor
+    Stuck (a weld), the emergency stop. Inspect the hardware before retrying."""
+
+    exit_code = ExitCode.SAFETY
+
+
+class SessionInterrupted(SessionFailed):
+    """SIGTERM or SIGINT stopped the side before its session ended."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+
+# The interlock rules that are safety trips (DESIGN.md rule 6; README "Exit status" 6), unlike a
+# session stop or the CP leaving state C/D (an unplug).
+SAFETY_CONDITIONS = frozenset({Condition.EMERGENCY_STOP, Condition.ISOLATION_FAULT, Condition.CONTACTOR_STUCK})
+
+
+def safety_fault(station: Station) -> str | None:
+    """The safety rule of *station*'s interlock that holds now (:data:`SAFETY_CONDITIONS`), as a
+    reason; None when none does."""
+    interlock = station.interlock
+    if interlock.stuck is not None:
+        return f"Contactor Stuck: {interlock.stuck.pole.name}"
+    held = {
+        Condition.EMERGENCY_STOP: interlock.emergency_stop,
+        Condition.ISOLATION_FAULT: interlock.isolation_fault,
+    }
+    condition = next((c for c, active in held.items() if active), None)
+    return None if condition is None else f"interlock tripped: {condition.name} ({condition.value})"
 
 
 # The ISO 15118-20 responseCodeType values by which an AuthorizationRes refuses a PnC contract or its signature.
@@ -163,13 +196,17 @@ def printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
 Plant = tuple[scenarios.SessionScenario, StationCharger, SimVehiclePort]
 
 
-def build_plant(scenario_path: Path | None, *, remote_ev: bool) -> Plant:
+def build_plant(
+    scenario: Path | scenarios.SessionScenario | None, *, remote_ev: bool, station: StationConfig | None = None
+) -> Plant:
     """The ``sim`` plant of one side (*remote_ev*: this is the SECC and the EV is across the link;
-    else this is the EV, whose battery follows the current the SECC reports: :class:`RemoteChargerVehicle`)."""
-    scenario = scenarios.load(scenario_path)
-    setup = sim_station(
-        StationConfig(IsolationProfile(Edition.IEC_61851_23_2023, scenario.charger.max_voltage)), scenario.plant
-    )
+    else this is the EV, whose battery follows the current the SECC reports: :class:`RemoteChargerVehicle`).
+    *scenario* is a scenario file or one already loaded (with the command line's overrides); *station*
+    the station's ``[hw]`` settings (:func:`v2gtool.cli.hw_common.station_config`; default
+    :func:`~v2gtool.session.runner.default_station`)."""
+    if not isinstance(scenario, scenarios.SessionScenario):
+        scenario = scenarios.load(scenario)
+    setup = sim_station(station or default_station(scenario), scenario.plant)
     setup.station.run(0.01)
     charger = StationCharger(setup, scenario.charger, mirror_vehicle=remote_ev)
     vehicle = SimVehiclePort if remote_ev else RemoteChargerVehicle
@@ -177,14 +214,10 @@ def build_plant(scenario_path: Path | None, *, remote_ev: bool) -> Plant:
 
 
 def vehicle_config(plant: Plant, **options: Any) -> EvccConfig:
-    """The EVCC's configuration: the scenario's SoC target and floor, the plant's battery, *options*."""
+    """The EVCC's configuration: the plant's scenario (:func:`~v2gtool.session.runner.evcc_config`)
+    with its battery, and *options*."""
     scenario, _charger, vehicle = plant
-    return EvccConfig(
-        target_soc=scenario.target_soc,
-        min_soc=scenario.min_soc,
-        battery_capacity_wh=vehicle.setup.plant.battery_capacity_wh,
-        **options,
-    )
+    return evcc_config(scenario, vehicle.setup.plant.battery_capacity_wh, **options)
 
 
 def real_time(charger: StationCharger, speed: float = 1.0) -> Callable[[], float]:
@@ -348,24 +381,36 @@ async def serve_sessions(
     served: list[Outcome] = []
     one_at_a_time = asyncio.Lock()  # one charging cable: one session at a time
 
+    handlers: set[asyncio.Task[Any]] = set()
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        async with one_at_a_time:
-            peer = writer.get_extra_info("peername")
-            status(f"in session with the EV at [{peer[0]}]:{peer[1]} on {iface}")
-            config = SeccConfig(
-                bpt=scenario.bpt,
-                timeouts=Timeouts(),
-                grid=grid,
-                stop_request=stop_request,
-                discharge_refused=lambda: charger.station.discharge_refused,
-                pnc_roots=pnc_roots,
-                allowed_services=allowed_services or scenario.allowed_services(charger.now),
-            )
-            secc = Secc(config, charger, clock(), store)
-            served.append(await serve_connection(secc, reader, writer, clock, show))
-            if sessions and len(served) >= sessions:
-                stop.set()
-            status(waiting_for)
+        handler = asyncio.current_task()
+        assert handler is not None
+        handlers.add(handler)
+        try:
+            async with one_at_a_time:
+                peer = writer.get_extra_info("peername")
+                status(f"in session with the EV at [{peer[0]}]:{peer[1]} on {iface}")
+                config = secc_config(
+                    scenario,
+                    charger,
+                    timeouts=Timeouts(),
+                    grid=grid,
+                    allowed_services=allowed_services,
+                    stop_request=stop_request,
+                    pnc_roots=pnc_roots,
+                )
+                secc = Secc(config, charger, clock(), store)
+                served.append(await serve_connection(secc, reader, writer, clock, show))
+                if sessions and len(served) >= sessions:
+                    stop.set()
+                status(waiting_for)
+        except asyncio.CancelledError:
+            # Stopped (SIGTERM, SIGINT) in a session: end the connection here. Python 3.11's streams
+            # would report a cancelled handler as an unhandled exception, with a traceback.
+            writer.close()
+        finally:
+            handlers.discard(handler)
 
     if signals:
         loop = asyncio.get_running_loop()
@@ -385,6 +430,9 @@ async def serve_sessions(
     finally:
         responder.close()
         server.close()
+        for handler in handlers:  # a session still running ends with the server
+            handler.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(server.wait_closed(), timeout=2.0)
         charger.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import ssl
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import click
 from cryptography import x509
@@ -27,9 +28,14 @@ from rich.table import Table
 
 from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.evse_slac import follow_slac
+from v2gtool.cli.hw_common import station_config
 from v2gtool.cli.live import (
     DEFAULT_TCP_PORT,
+    SAFETY_CONDITIONS,
+    Plant,
+    SafetyTripped,
     SessionFailed,
+    SessionInterrupted,
     SessionTimeout,
     build_plant,
     check_session,
@@ -37,6 +43,7 @@ from v2gtool.cli.live import (
     contract_roots,
     load_contract,
     printer,
+    safety_fault,
     serve_sessions,
     tls_dirs,
     tls_options,
@@ -47,14 +54,17 @@ from v2gtool.cli.params import FiniteFloatRange
 from v2gtool.cli.progress import Spinner, spinner
 from v2gtool.cli.realtime import apply_options, realtime_options
 from v2gtool.errors import V2GToolError
-from v2gtool.hw.events import ContactorStuck, InterlockRefused, IsolationFault
+from v2gtool.exit_codes import ExitCode
+from v2gtool.hw.events import ContactorStuck, InterlockRefused, InterlockTripped, IsolationFault
+from v2gtool.hw.interlock import Condition
+from v2gtool.hw.station import StationConfig
 from v2gtool.iso20.evcc import Direction
 from v2gtool.iso20.events import MessageReceived, PhaseChanged, PowerFlow, SessionEnded
 from v2gtool.iso20.pnc import Contract
 from v2gtool.iso20.states import State
 from v2gtool.iso20.values import ControlMode, SignConvention, service_from_name, service_name
-from v2gtool.net.netns import veth_pair
-from v2gtool.net.pcapwriter import PcapWriteError
+from v2gtool.net.netns import capture_link, veth_pair
+from v2gtool.net.pcapwriter import PcapWriteError, PcapWriter
 from v2gtool.net.v2g_tcp import Ending
 from v2gtool.pki.profiles import Protocol
 from v2gtool.pki.tls import client_context, server_context
@@ -63,12 +73,13 @@ from v2gtool.session.events import Event
 from v2gtool.session.journal import journal_log
 from v2gtool.session.link_chain import slac_on_link
 from v2gtool.session.plant import CableCheckFinished
-from v2gtool.session.runner import SessionResult, run_sim
+from v2gtool.session.runner import SessionResult, no_vehicle, run_sim
 from v2gtool.session.trace import SessionTrace
 from v2gtool.slac.machine import SlacResult
 from v2gtool.slac.states import Role
 
 DEFAULT_TRACE = "/var/log/v2g/trace.pcap"
+T = TypeVar("T")
 
 # Which subcommand debugs the step a session failed in.
 DEBUG_HINTS = {
@@ -77,6 +88,7 @@ DEBUG_HINTS = {
     "DC_PreCharge": "v2gtool contactor close",
     "DC_ChargeLoop": "v2gtool contactor status",
     "DC_WeldingDetection": "v2gtool contactor weld-check",
+    "CP": "v2gtool cp-duty read",
 }
 
 
@@ -139,7 +151,8 @@ def session() -> None:
     "--trace",
     "trace_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="pcap of every frame, flushed per packet [default: [session] trace or /var/log/v2g/trace.pcap].",
+    help="pcap of every frame, flushed per packet; --netns and --role capture the link "
+    "[default: [session] trace or /var/log/v2g/trace.pcap; --role: none].",
 )
 @click.option("--no-trace", is_flag=True, help="Write no trace.")
 @click.option(
@@ -189,16 +202,16 @@ def run(
     discharge, welding detection, stop. --sim: both roles in this process; --netns: both roles as
     processes in two namespaces over veth; --role evse|ev --iface IF: one side on a real link."""
     app = app_context(ctx)
-    if netns:
-        _run_netns(ctx, ctx.params, use_json(ctx, json_out))
-        return
-    if not sim and role == "both":
+    if not sim and not netns and role == "both":
         raise click.UsageError("give --sim, --netns, or --role evse|ev with --iface")
     if sim and role != "both":
         raise click.UsageError("--sim runs both roles in one process; one role runs on --iface")
     if sim and keylog is not None:
         raise click.UsageError("--keylog: --sim runs the session over plain TCP on loopback, there are no TLS "
                                "secrets to log; use --netns or --role evse|ev for TLS 1.3")
+    if netns and keylog is not None and (no_tls or certs_dir is None):
+        raise click.UsageError("--keylog: --netns without --certs-dir (or with --no-tls) runs plain TCP, there "
+                               "are no TLS secrets to log")
     if no_trace and trace_path is not None:
         raise click.UsageError("--trace FILE and --no-trace contradict each other")
     scenario = scenarios.load(
@@ -210,7 +223,11 @@ def run(
         power=power,
         duration=duration,
     )
+    station = station_config(app, rated_v=scenario.charger.max_voltage)
     as_json = use_json(ctx, json_out)
+    if netns:
+        _run_netns(ctx, ctx.params, as_json, None if no_trace else _open_trace(app, trace_path, PcapWriter))
+        return
     apply_options(ctx, rt, cpu, as_json)
     if not sim:
         if iface is None:
@@ -223,10 +240,12 @@ def run(
             contract_roots(trust) if pnc and role == "evse" else None,
         )
         show = printer(app, as_json)
-        with spinner(ctx, f"opening {iface}", as_json) as waiting:
-            _run_side(role, iface, modem == "sim", context, scenario_path, scenario, credentials, show, waiting)
+        plant = build_plant(scenario, remote_ev=role == "evse", station=station)
+        capture = None if no_trace or trace_path is None else _open_trace(app, trace_path, PcapWriter)
+        with spinner(ctx, f"opening {iface}", as_json) as waiting, capture_link(iface, capture):
+            _run_side(role, iface, modem == "sim", context, plant, credentials, show, waiting)
         return
-    trace = None if no_trace else _open_trace(app, trace_path)
+    trace = None if no_trace else _open_trace(app, trace_path, SessionTrace)
     credentials = _pnc_credentials(app, certs_dir, trust_dir) if pnc else (None, None)
     journal = None if as_json else journal_log()  # under systemd: journal records instead of the panel
     if as_json or journal is not None:
@@ -238,10 +257,11 @@ def run(
                 trace=trace,
                 contract=credentials[0],
                 pnc_roots=credentials[1],
+                station=station,
             )
         )
     else:
-        result = _run_live(app, scenario, speed, trace, credentials)
+        result = _run_live(app, scenario, speed, trace, credentials, station)
     _report(app, result, as_json)
 
 
@@ -258,38 +278,35 @@ def _run_side(
     iface: str,
     simulated_modem: bool,
     context: ssl.SSLContext | None,
-    scenario_path: Path | None,
-    scenario: scenarios.SessionScenario,
+    plant: Plant,
     credentials: tuple[Contract | None, tuple[x509.Certificate, ...] | None],
     show: Callable[[Event], None],
     waiting: Spinner,
 ) -> None:
     """One side of the chain on a real link, as a charger or a car runs it; *waiting* shows what for.
-    With *credentials* (--pnc) the EVSE offers Plug & Charge with their roots and the EV uses their contract."""
+    Both sides run the *plant*'s scenario (the SECC: its grid request, metering confirmations; the
+    EV: its SoC limits, standby). With *credentials* (--pnc) the EVSE offers Plug & Charge with
+    their roots and the EV uses their contract."""
     if role == "evse":
-        plant = build_plant(scenario_path, remote_ev=True)
-        pilot = plant[1].station.hw.control_pilot
+        charger = plant[1]
+        if (absent := no_vehicle(charger.station)) is not None:
+            raise SessionFailed(f"{absent}; debug with `{DEBUG_HINTS['CP']}`")
+        pilot = charger.station.hw.control_pilot
         on_slac = follow_slac(waiting, Role.EVSE, iface, show)
         slac = slac_on_link(Role.EVSE, iface, simulated_modem, on_slac, pilot.set_duty if pilot else None)
         _require_match(slac)
-        port = DEFAULT_TCP_PORT
-        (outcome,) = asyncio.run(
-            serve_sessions(iface, port, context, plant, 1.0, 1, show, waiting.update, pnc_roots=credentials[1])
+        served = asyncio.run(
+            serve_sessions(iface, DEFAULT_TCP_PORT, context, plant, 1.0, 1, show, waiting.update,
+                           pnc_roots=credentials[1])
         )
-        check_session("SECC", outcome)
+        if not served:  # SIGTERM or SIGINT before the session ended
+            raise SessionInterrupted("SECC stopped before the session ended")
+        if (fault := safety_fault(charger.station)) is not None and not served[0].ok:
+            raise SafetyTripped(f"SECC session failed: {fault}")
+        check_session("SECC", served[0])
         return
-    plant = build_plant(scenario_path, remote_ev=False)
     _require_match(slac_on_link(Role.EV, iface, simulated_modem, follow_slac(waiting, Role.EV, iface, show)))
-    config = vehicle_config(
-        plant,
-        service=scenario.service,
-        control_mode=scenario.control_mode,
-        direction=scenario.direction,
-        duration=scenario.duration,
-        power=scenario.power,
-        sign_convention=scenario.sign_convention,
-        contract=credentials[0],
-    )
+    config = vehicle_config(plant, contract=credentials[0])
     asyncio.run(connect_session(iface, None, None, context, plant, config, show, waiting.update))
 
 
@@ -299,11 +316,14 @@ def _require_match(slac: SlacResult) -> None:
         raise SessionFailed(f"SLAC failed: {diagnosis} {slac.detail}; debug with `v2gtool evse-slac`")
 
 
-def _run_netns(ctx: click.Context, params: dict[str, Any], as_json: bool) -> None:
-    """Both roles as separate processes, each in its namespace, over the veth pair between them.
+def _run_netns(ctx: click.Context, params: dict[str, Any], as_json: bool, trace: PcapWriter | None) -> None:
+    """Both roles as separate processes, each in its namespace, over the veth pair between them;
+    *trace* captures every frame on the veth link.
 
     Their output comes through this process, line by line, so that the one spinner (ours: the
-    children are told ``TTY_INTERACTIVE=0``) stays below it on a terminal."""
+    children are told ``TTY_INTERACTIVE=0``) stays below it on a terminal. SIGINT or SIGTERM stops
+    both children (bounded wait, then kill) and the namespaces are deleted in every case. A failed
+    session exits with the most specific of the children's exit statuses (:func:`_netns_exit`)."""
     options = {
         "--scenario": "scenario_path",
         "--service": "service",
@@ -320,23 +340,73 @@ def _run_netns(ctx: click.Context, params: dict[str, Any], as_json: bool) -> Non
     passed = [f"{flag}={params[key]}" for flag, key in options.items() if params[key] is not None]
     tls = ["--no-tls"] if params["no_tls"] or params["certs_dir"] is None else []
     pnc = ["--pnc"] if params["pnc"] else []
+    keylog = [f"--keylog={params['keylog']}"] if params["keylog"] is not None else []  # the EV's: the client
     json_flag = ["--json"] if as_json else []
     quiet = {**os.environ, "TTY_INTERACTIVE": "0"}
-    with veth_pair("v2gn") as pair, spinner(ctx, f"starting the EVSE on {pair.secc_if}", as_json) as waiting:
-        base = [sys.executable, "-m", "v2gtool", *json_flag, "session", "run", *passed, *tls, *pnc]
-        evse = subprocess.Popen(pair.cmd(pair.secc_ns, *base, "--role", "evse", "--iface", pair.secc_if),
-                                stdout=subprocess.PIPE, env=quiet)
-        relays = [_relay(evse.stdout)]
-        time.sleep(0.5)  # the EVSE waits for CM_SLAC_PARM.REQ before the EV sends it
-        waiting.update(f"waiting for the EVSE on {pair.secc_if} and the EV on {pair.ev_if}")
-        ev = subprocess.Popen(pair.cmd(pair.ev_ns, *base, "--role", "ev", "--iface", pair.ev_if),
-                              stdout=subprocess.PIPE, env=quiet)
-        relays.append(_relay(ev.stdout))
-        ev_rc, evse_rc = _wait(ev, 600), _wait(evse, 60)
-        for relay in relays:
-            relay.join()
+    children: list[subprocess.Popen[bytes]] = []
+    relays: list[threading.Thread] = []
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # unwind on SIGTERM as on SIGINT
+    try:
+        with (
+            veth_pair("v2gn") as pair,
+            capture_link(pair.ev_if, trace, netns=pair.ev_ns),
+            spinner(ctx, f"starting the EVSE on {pair.secc_if}", as_json) as waiting,
+        ):
+            base = [sys.executable, "-m", "v2gtool", *json_flag, "session", "run", *passed, *tls, *pnc]
+            try:
+                evse = subprocess.Popen(pair.cmd(pair.secc_ns, *base, "--role", "evse", "--iface", pair.secc_if),
+                                        stdout=subprocess.PIPE, env=quiet)
+                children.append(evse)
+                relays.append(_relay(evse.stdout))
+                time.sleep(0.5)  # the EVSE waits for CM_SLAC_PARM.REQ before the EV sends it
+                waiting.update(f"waiting for the EVSE on {pair.secc_if} and the EV on {pair.ev_if}")
+                ev = subprocess.Popen(pair.cmd(pair.ev_ns, *base, *keylog, "--role", "ev", "--iface", pair.ev_if),
+                                      stdout=subprocess.PIPE, env=quiet)
+                children.append(ev)
+                relays.append(_relay(ev.stdout))
+                ev_rc, evse_rc = _wait(ev, 600), _wait(evse, 60)
+            finally:
+                _stop(children)
+                for relay in relays:
+                    relay.join(timeout=5)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if ev_rc or evse_rc:
-        raise SessionFailed(f"--netns session failed: EV exit {ev_rc}, EVSE exit {evse_rc}")
+        error = SessionFailed(f"--netns session failed: EV exit {ev_rc}, EVSE exit {evse_rc}")
+        error.exit_code = _netns_exit(ev_rc, evse_rc)
+        raise error
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+# The children's exit statuses, the cause before its consequences: an interlock trip, a bad option or
+# a machine that is not ready on one side is why the other side timed out or lost its peer.
+_NETNS_EXIT_PRIORITY = (
+    ExitCode.SAFETY, ExitCode.USAGE, ExitCode.ENVIRONMENT, ExitCode.SECURITY, ExitCode.TIMEOUT, ExitCode.INTERRUPTED,
+)
+
+
+def _netns_exit(*codes: int) -> int:
+    """The exit status of a --netns session from its children's: the most specific one (README
+    "Exit status"), else :attr:`ExitCode.FAILURE`."""
+    return next((code for code in _NETNS_EXIT_PRIORITY if code in codes), ExitCode.FAILURE)
+
+
+def _stop(children: list[subprocess.Popen[bytes]], grace: float = 10.0) -> None:
+    """SIGTERM each child still running (the EVSE ends its session and its server), wait for them
+    together up to *grace* seconds, then kill any left."""
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    deadline = time.monotonic() + grace
+    for child in children:
+        try:
+            child.wait(timeout=max(deadline - time.monotonic(), 0.0))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
 def _relay(stream: IO[bytes] | None) -> threading.Thread:
@@ -363,20 +433,20 @@ def _wait(child: subprocess.Popen[bytes], timeout: float) -> int:
         return 1
 
 
-
-
-def _open_trace(app: AppContext, path: Path | None) -> SessionTrace | None:
-    """The trace file; the default location is skipped with a warning when it cannot be written."""
+def _open_trace(app: AppContext, path: Path | None, open_file: Callable[[Path], T]) -> T | None:
+    """The trace file, opened by *open_file* (a :class:`SessionTrace` of the simulated session, a
+    :class:`PcapWriter` of a captured link); the default location is skipped with a warning when
+    it cannot be written."""
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise PcapWriteError(f"cannot create the trace's directory {path.parent}: {exc.strerror}") from None
-        return SessionTrace(path)
+        return open_file(path)
     default = Path(app.config.get("session", "trace", DEFAULT_TRACE))
     try:
         default.parent.mkdir(parents=True, exist_ok=True)
-        return SessionTrace(default)
+        return open_file(default)
     except (OSError, V2GToolError) as exc:
         app.err_console.print(escape(f"v2gtool: warning: no trace written ({exc}); use --trace FILE"), highlight=False)
         return None
@@ -388,6 +458,7 @@ def _run_live(
     speed: float,
     trace: SessionTrace | None,
     credentials: tuple[Contract | None, tuple[x509.Certificate, ...] | None],
+    station: StationConfig,
 ) -> SessionResult:
     state: dict[str, Any] = {
         "phase": "starting", "service": "-", "V": 0.0, "A": 0.0, "kW": 0.0, "SoC": None, "last": ""
@@ -431,6 +502,7 @@ def _run_live(
                 trace=trace,
                 contract=credentials[0],
                 pnc_roots=credentials[1],
+                station=station,
             )
         )
     if not app.console.is_terminal:  # rich leaves the last line of a Live without its line end there
@@ -469,6 +541,8 @@ def _report(app: AppContext, result: SessionResult, as_json: bool) -> None:
                       if isinstance(e, PhaseChanged) and e.role == "EVCC" and e.phase != State.ENDED.value), "")
         if result.reason.startswith("SLAC"):
             phase = "SLAC"
+        elif not result.requests and result.reason.startswith("no vehicle"):
+            phase = "CP"
         hint = DEBUG_HINTS.get(phase)
         ended = [e for e in result.events if isinstance(e, SessionEnded)]
         # The EV's reason first: it names the step that failed; the SECC's often only the dropped link.
@@ -478,6 +552,8 @@ def _report(app: AppContext, result: SessionResult, as_json: bool) -> None:
         if cause is not None and cause not in why:
             why = f"{why} ({cause})"
         error = SessionTimeout if result.ending is Ending.TIMEOUT else SessionFailed
+        if _tripped_for_safety(result.events):
+            error = SafetyTripped
         raise error(f"session failed in {phase or 'set-up'}: {why}" + (f"; debug with `{hint}`" if hint else ""))
 
 
@@ -494,4 +570,16 @@ def _station_cause(events: list[Event]) -> str | None:
                     f"{event.threshold_ohm / 1e3:.0f} kΩ fault threshold")
         if isinstance(event, InterlockRefused):
             return f"interlock refused {event.request}: {event.detail}"
+        if isinstance(event, InterlockTripped) and event.condition != Condition.SESSION_STOP.name:
+            return f"interlock tripped: {Condition[event.condition].value}"
     return None
+
+
+def _tripped_for_safety(events: list[Event]) -> bool:
+    """Whether a safety rule of the interlock (:data:`SAFETY_CONDITIONS`) ended the session: the
+    exit status is then :attr:`ExitCode.SAFETY` (inspect the hardware before retrying)."""
+    return any(
+        isinstance(event, IsolationFault | ContactorStuck)
+        or (isinstance(event, InterlockTripped) and Condition[event.condition] in SAFETY_CONDITIONS)
+        for event in events
+    )

@@ -1,19 +1,23 @@
 """Two network namespaces joined by a veth pair, IPv6 link-local only: what a charging cable's PLC
 link looks like to the two hosts. Used by ``session run --netns`` and by the tests. Names carry a
 prefix and the pid so parallel runs don't collide; the namespaces, and with them the veth ends, are
-always deleted."""
+always deleted. :func:`capture_link` writes what crosses one end into a pcap (``session run --trace``)."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from v2gtool.errors import V2GToolError
+from v2gtool.net.pcapwriter import PcapWriteError, PcapWriter
 
 
 class NetnsError(V2GToolError):
@@ -85,3 +89,85 @@ def veth_pair(prefix: str) -> Iterator[VethPair]:
     finally:
         for ns in (pair.ev_ns, pair.secc_ns):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+
+
+_CLONE_NEWNET = 0x40000000  # <sched.h>: setns(2) into a network namespace
+_ETH_P_ALL = 0x0003  # <linux/if_ether.h>: every protocol, both directions
+_IDLE_S = 0.2  # how long the capture waits for a frame before it looks whether to stop
+
+
+def _packet_socket(iface: str, netns: str | None) -> socket.socket:
+    """An AF_PACKET socket on *iface* in namespace *netns* (None: ours). It is opened by a thread that
+    joins the namespace and then ends (setns(2) moves only the calling thread); the socket keeps it."""
+    opened: list[socket.socket | OSError] = []
+
+    def open_socket() -> None:
+        try:
+            if netns is not None:
+                fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
+                try:
+                    libc = ctypes.CDLL(None, use_errno=True)
+                    if libc.setns(fd, _CLONE_NEWNET) != 0:
+                        errno = ctypes.get_errno()
+                        raise OSError(errno, os.strerror(errno))
+                finally:
+                    os.close(fd)
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ALL))
+            sock.bind((iface, 0))
+            sock.settimeout(_IDLE_S)
+            opened.append(sock)
+        except OSError as exc:
+            opened.append(exc)
+
+    thread = threading.Thread(target=open_socket, name="v2gtool-capture-open")
+    thread.start()
+    thread.join()
+    (result,) = opened
+    if isinstance(result, OSError):
+        where = iface if netns is None else f"{netns}/{iface}"
+        raise NetnsError(f"cannot capture on {where}: {result.strerror or result}")
+    return result
+
+
+@contextlib.contextmanager
+def capture_link(iface: str, writer: PcapWriter | None, *, netns: str | None = None) -> Iterator[None]:
+    """Write every Ethernet frame sent or received on *iface* (in namespace *netns*) into *writer*,
+    stamped with the wall clock, while the block runs; then close *writer*. Nothing without a
+    writer. Each frame is flushed as it comes, so a crash keeps what was captured; a write error
+    stops the capture and is raised when the block ends."""
+    if writer is None:
+        yield
+        return
+    try:
+        sock = _packet_socket(iface, netns)
+    except NetnsError:
+        writer.close()
+        raise
+    stop = threading.Event()
+    failed: list[PcapWriteError] = []
+
+    def capture() -> None:
+        while True:
+            try:
+                frame = sock.recv(65535)
+            except TimeoutError:
+                if stop.is_set():  # idle after the block ended: every frame is written
+                    return
+                continue
+            try:
+                writer.write(time.time(), frame)
+            except PcapWriteError as exc:
+                failed.append(exc)
+                return
+
+    thread = threading.Thread(target=capture, name="v2gtool-capture", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        sock.close()
+        writer.close()
+    if failed:
+        raise failed[0]

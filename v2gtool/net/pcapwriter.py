@@ -43,9 +43,16 @@ class PcapWriter:
         else:
             self.path = getattr(target, "name", "<stream>")
             self._fh = target
-        self._fh.write(struct.pack("=IHHiIII", _MAGIC, 2, 4, 0, 0, _SNAPLEN, linktype))
-        self._fh.flush()
         self.count = 0
+        self._write(struct.pack("=IHHiIII", _MAGIC, 2, 4, 0, 0, _SNAPLEN, linktype))
+
+    def _write(self, data: bytes) -> None:
+        """Write *data* and flush it to disk; a failure (e.g. ENOSPC) is a one-line :class:`PcapWriteError`."""
+        try:
+            self._fh.write(data)
+            self._fh.flush()
+        except OSError as exc:
+            raise PcapWriteError(f"cannot write pcap file {self.path}: {exc.strerror}") from exc
 
     def write(self, ts: float, frame: bytes, original_length: int | None = None) -> None:
         """Append one packet with timestamp *ts* and flush it to disk; *original_length* records a
@@ -54,11 +61,7 @@ class PcapWriter:
         micros = min(round((ts - seconds) * 1_000_000), 999_999)
         data = frame[:_SNAPLEN]
         length = len(frame) if original_length is None else original_length
-        try:
-            self._fh.write(struct.pack("=IIII", seconds, micros, len(data), length) + data)
-            self._fh.flush()
-        except OSError as exc:
-            raise PcapWriteError(f"cannot write pcap file {self.path}: {exc.strerror}") from exc
+        self._write(struct.pack("=IIII", seconds, micros, len(data), length) + data)
         self.count += 1
 
     def close(self) -> None:

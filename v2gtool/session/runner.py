@@ -14,21 +14,24 @@ fast as possible). Message timeouts are enforced on the transport's wall clock, 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography import x509
 
 from v2gtool.hw.backends import sim_station
+from v2gtool.hw.cp import CpState
 from v2gtool.hw.isolation import Edition, IsolationProfile
-from v2gtool.hw.station import StationConfig
+from v2gtool.hw.station import Station, StationConfig
 from v2gtool.iso20.evcc import Evcc, EvccConfig
 from v2gtool.iso20.events import MessageSent
 from v2gtool.iso20.pnc import Contract
 from v2gtool.iso20.ports import ConstantGridRequest, GridRequest
 from v2gtool.iso20.secc import Secc, SeccConfig
 from v2gtool.iso20.timeouts import Timeouts
-from v2gtool.iso20.values import ControlMode, ServiceID
+from v2gtool.iso20.values import ServiceID
 from v2gtool.net.v2g_tcp import Ending, run_evcc, serve_connection
 from v2gtool.session.events import Event
 from v2gtool.session.plant import SimVehiclePort, StationCharger
@@ -56,6 +59,67 @@ class SessionResult:
     ending: Ending | None = None  # how the EVCC's connection ended (None: it never got one)
 
 
+def default_station(scenario: SessionScenario) -> StationConfig:
+    """The station of a session without ``[hw]`` settings: the IEC 61851-23:2023 isolation profile
+    at the charger's maximum voltage, the default SoC floor, no thermal derating."""
+    return StationConfig(IsolationProfile(Edition.IEC_61851_23_2023, scenario.charger.max_voltage))
+
+
+def no_vehicle(station: Station) -> str | None:
+    """Why no session can start on *station*: no vehicle connected (CP state A, IEC 61851-1 Table
+    A.3); None when one is. Then the EVSE sets no 5 % duty cycle and starts no SLAC."""
+    if station.interlock.cp_state is CpState.A:
+        return "no vehicle connected: CP state A (IEC 61851-1 Table A.3)"
+    return None
+
+
+def secc_config(
+    scenario: SessionScenario,
+    charger: StationCharger,
+    *,
+    timeouts: Timeouts,
+    grid: GridRequest | None = None,
+    allowed_services: Callable[[], frozenset[ServiceID]] | None = None,
+    **options: Any,
+) -> SeccConfig:
+    """The SECC's configuration for *scenario* on *charger*: its services, sign convention and
+    metering confirmations, the station's SoC floor, and in the Dynamic mode the scenario's grid
+    request unless *grid* (an OCPP charging profile) replaces it, and the scenario's
+    ``bpt_allowed_from`` unless *allowed_services* (an OCPP NotifyAllowedEnergyTransfer) does;
+    *options* are further :class:`SeccConfig` fields."""
+    if grid is None and (watts := scenario.grid_request()) is not None:
+        grid = ConstantGridRequest(watts)
+    return SeccConfig(
+        bpt=scenario.bpt,
+        timeouts=timeouts,
+        grid=grid,
+        sign_convention=scenario.sign_convention,
+        metering_confirmation_interval=scenario.metering_confirmation_interval,
+        discharge_refused=lambda: charger.station.discharge_refused,
+        allowed_services=allowed_services or scenario.allowed_services(charger.now),
+        **options,
+    )
+
+
+def evcc_config(scenario: SessionScenario, battery_capacity_wh: float, **options: Any) -> EvccConfig:
+    """The EVCC's configuration for *scenario* (service, control mode, direction, power, duration,
+    SoC target and floor, standby) with a battery of *battery_capacity_wh*; *options* override it."""
+    settings: dict[str, Any] = {
+        "service": scenario.service,
+        "control_mode": scenario.control_mode,
+        "direction": scenario.direction,
+        "target_soc": scenario.target_soc,
+        "min_soc": scenario.min_soc,
+        "standby_at": scenario.standby_at,
+        "standby_for": scenario.standby_for,
+        "power": scenario.power,
+        "duration": scenario.duration,
+        "sign_convention": scenario.sign_convention,
+        "battery_capacity_wh": battery_capacity_wh,
+    }
+    return EvccConfig(**{**settings, **options})
+
+
 async def run_sim(
     scenario: SessionScenario,
     speed: float | None = None,
@@ -68,6 +132,7 @@ async def run_sim(
     tick_s: float = 0.001,
     stop_request: Callable[[], str | None] | None = None,
     allowed_services: Callable[[], frozenset[ServiceID]] | None = None,
+    station: StationConfig | None = None,
 ) -> SessionResult:
     """Run one whole session, EVCC against SECC, on the ``sim`` plant; never raises for a failed
     session (the result says why), only for a broken set-up. *trace* receives every frame. With
@@ -76,7 +141,9 @@ async def run_sim(
     is the station's control-loop period and the plant's integration step (1 ms; a park of many
     stations may run coarser). *stop_request* is asked at every loop whether the station wants
     the session ended ("Terminate" or "Pause": an EVSENotification to the EV). *allowed_services*
-    (an OCPP NotifyAllowedEnergyTransfer) overrides the scenario's ``bpt_allowed_from``."""
+    (an OCPP NotifyAllowedEnergyTransfer) overrides the scenario's ``bpt_allowed_from``. *station*
+    is the station's configuration (the ``[hw]`` settings: isolation edition, SoC floor, thermal
+    derating; default :func:`default_station`), run at *tick_s*."""
     events: list[Event] = []
 
     def emit(event: Event) -> None:
@@ -85,7 +152,7 @@ async def run_sim(
             listener(event)
 
     setup = sim_station(
-        StationConfig(IsolationProfile(Edition.IEC_61851_23_2023, scenario.charger.max_voltage), tick_s=tick_s),
+        dataclasses.replace(station or default_station(scenario), tick_s=tick_s),
         scenario.plant,
         listener=emit,
         resolution_s=tick_s,
@@ -93,6 +160,8 @@ async def run_sim(
     charger = StationCharger(setup, scenario.charger)
     vehicle = SimVehiclePort(setup, scenario.vehicle)
     setup.station.run(0.01)  # the pilot settles in state C
+    if (absent := no_vehicle(setup.station)) is not None:
+        return SessionResult(ok=False, reason=absent, secc_reason="", events=events)
     slac = run_slac(setup, emit, on_frame=trace.ethernet_frame if trace is not None else None)
     if not slac.matched:
         diagnosis = slac.diagnosis.name if slac.diagnosis is not None else "no match"
@@ -100,41 +169,22 @@ async def run_sim(
             ok=False, reason=f"SLAC failed: {diagnosis} {slac.detail}".strip(), secc_reason="", events=events
         )
     run_sdp(charger.now(), emit, trace.sdp if trace is not None else None)
-    if grid is None and scenario.control_mode is ControlMode.DYNAMIC:
-        grid = ConstantGridRequest(scenario.grid_request())
     timeouts = timeouts or Timeouts()
     secc = Secc(
-        SeccConfig(
-            bpt=scenario.bpt,
+        secc_config(
+            scenario,
+            charger,
             timeouts=timeouts,
             grid=grid,
-            sign_convention=scenario.sign_convention,
             pnc_roots=pnc_roots,
-            metering_confirmation_interval=scenario.metering_confirmation_interval,
             stop_request=stop_request,
-            discharge_refused=lambda: setup.station.discharge_refused,
-            allowed_services=allowed_services or scenario.allowed_services(charger.now),
+            allowed_services=allowed_services,
         ),
         charger,
         charger.now(),
     )
     evcc = Evcc(
-        EvccConfig(
-            service=scenario.service,
-            control_mode=scenario.control_mode,
-            direction=scenario.direction,
-            target_soc=scenario.target_soc,
-            min_soc=scenario.min_soc,
-            standby_at=scenario.standby_at,
-            standby_for=scenario.standby_for,
-            power=scenario.power,
-            duration=scenario.duration,
-            sign_convention=scenario.sign_convention,
-            contract=contract,
-            battery_capacity_wh=setup.plant.battery_capacity_wh,
-            timeouts=timeouts,
-        ),
-        vehicle,
+        evcc_config(scenario, setup.plant.battery_capacity_wh, contract=contract, timeouts=timeouts), vehicle
     )
     soc_start = vehicle.soc_percent()
     started = charger.now()

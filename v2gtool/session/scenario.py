@@ -189,9 +189,12 @@ def _session(session: dict[str, Any], source: str) -> dict[str, Any]:
             raise ConfigError(f"{where}: unknown key")
     if changes.get("service", ServiceID.DC) not in DC_SERVICES:
         raise ConfigError(f"scenario {source}: [session] service: {session['service']!r} is not DC or DC_BPT")
-    if changes.get("min_soc", 0.0) > changes.get("target_soc", 100.0):
-        raise ConfigError(f"scenario {source}: [session] min_soc {changes['min_soc']:g} is above target_soc "
-                          f"{changes['target_soc']:g}")
+    # Against the effective values: a key left out keeps its default (target 80 %, floor 20 %).
+    soc = {key: f"{changes[key]:g}" if key in changes else f"{getattr(SessionScenario, key):g} (the default)"
+           for key in ("min_soc", "target_soc")}
+    if changes.get("min_soc", SessionScenario.min_soc) > changes.get("target_soc", SessionScenario.target_soc):
+        raise ConfigError(f"scenario {source}: [session] min_soc {soc['min_soc']} is above target_soc "
+                          f"{soc['target_soc']}")
     return changes
 
 
@@ -215,6 +218,10 @@ def _from_tables(raw: dict[str, Any], source: str) -> SessionScenario:
     changes["charger"] = _limits(CHARGER_LIMITS, charger, f"scenario {source}: [charger]")
     plant_tables: dict[str, Any] = {k: raw[k] for k in ("plant", "at") if k in raw}
     changes["plant"] = plugged_in(scenario_from_tables(plant_tables, source))
+    params = changes["plant"].parameters()
+    if params.ocv_full_v <= params.ocv_empty_v:  # the battery's voltage rises with its charge
+        raise ConfigError(f"scenario {source}: [plant] ocv_full_v {params.ocv_full_v:g} is not above ocv_empty_v "
+                          f"{params.ocv_empty_v:g}")
     return dataclasses.replace(SessionScenario(source=source), **changes)
 
 
@@ -234,6 +241,8 @@ def _limits(base: PowerLimits, table: dict[str, Any], where: str) -> PowerLimits
             raise ConfigError(f"{where}: unknown key {key!r} (one of {', '.join(sorted(names))})")
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
             raise ConfigError(f"{where} {key}: expected a non-negative number, got {value!r}")
+        if key.startswith("max_") and value == 0:  # 0 would read as "no limit" downstream
+            raise ConfigError(f"{where} {key}: a maximum must be positive, got {value!r}")
         changes[key] = float(value)
     limits = dataclasses.replace(base, **changes)
     for name in sorted(names):
