@@ -12,13 +12,20 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from cryptography.hazmat.primitives.serialization import (
+    BestAvailableEncryption,
+    Encoding,
+    PrivateFormat,
+    load_pem_private_key,
+)
 
+from v2gtool.cli.live import load_contract
 from v2gtool.iso20 import pnc
 from v2gtool.iso20.evcc import Direction, Evcc
 from v2gtool.iso20.events import MessageSent, MeteringConfirmed
 from v2gtool.messages import iso20_cm as cm
 from v2gtool.messages import iso20_ct as ct
+from v2gtool.pki.tls import TlsError
 from v2gtool.pki.trust import TrustStore, load_pem_chain
 from v2gtool.session import scenario as scenarios
 from v2gtool.session.runner import SessionResult, run_sim
@@ -145,3 +152,14 @@ def test_a_confirmation_of_another_reading_is_refused(monkeypatch: pytest.Monkey
     monkeypatch.setattr(Evcc, "_confirm_metering", inflate)
     result = asyncio.run(run_sim(scenarios.load(None, duration=5.0, metering_confirmation_interval=2.0)))
     assert not result.ok and "not the meter reading this SECC sent" in result.secc_reason
+
+
+def test_an_encrypted_contract_key_is_one_line_not_a_traceback(
+    pki: tuple[pnc.Contract, TrustStore, TrustStore], tmp_path: Path
+) -> None:
+    contract = pki[0]
+    (tmp_path / "contract.key").write_bytes(contract.key.private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(b"secret")))
+    with pytest.raises(TlsError, match=r"private key .*contract\.key is encrypted") as raised:
+        load_contract(tmp_path)
+    assert raised.value.exit_code == 5

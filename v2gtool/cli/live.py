@@ -46,7 +46,7 @@ from v2gtool.net.sdp_transport import discover, link_local_address, serve_sdp
 from v2gtool.net.v2g_tcp import Ending, Outcome, run_evcc, serve_connection
 from v2gtool.pki.create import DEFAULT_CERTS_DIR
 from v2gtool.pki.profiles import Protocol
-from v2gtool.pki.tls import client_context, server_context
+from v2gtool.pki.tls import client_context, encrypted_key, server_context
 from v2gtool.pki.trust import DEFAULT_TRUST_DIR, TrustStore, load_pem_chain
 from v2gtool.sdp import SDP_SERVER_PORT, Security
 from v2gtool.session import scenario as scenarios
@@ -166,6 +166,8 @@ def load_contract(certs: Path) -> Contract:
     """The EV's Plug & Charge contract: the chain of *certs*/contract.pem and the key of contract.key."""
     try:
         key = load_pem_private_key((certs / "contract.key").read_bytes(), None)
+    except TypeError:  # cryptography's word for "encrypted, and no password given"
+        raise encrypted_key(certs / "contract.key") from None
     except (OSError, ValueError) as exc:
         raise V2GToolError(f"--pnc: cannot read {certs / 'contract.key'}: {exc}") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):

@@ -127,6 +127,14 @@ def _check_own_key(chain: Path, protocol: Protocol) -> None:
         raise TlsError(f"own certificate {chain}: {problem[1]}")
 
 
+def encrypted_key(key: Path) -> TlsError:
+    """The error for a private key file that is encrypted (v2gtool never asks for a passphrase)."""
+    return TlsError(
+        f"private key {key} is encrypted: v2gtool reads unencrypted keys only "
+        f"(keep it mode 0600; decrypt it with openssl pkey -in {key} -out NEW.key)"
+    )
+
+
 def refuse_passphrase(key: Path) -> Callable[[], str]:
     """The ``password`` callback of ``load_cert_chain``: OpenSSL calls it for an encrypted key only.
 
@@ -135,10 +143,7 @@ def refuse_passphrase(key: Path) -> Callable[[], str]:
     """
 
     def refuse() -> str:
-        raise TlsError(
-            f"private key {key} is encrypted: v2gtool reads unencrypted keys only "
-            f"(keep it mode 0600; decrypt it with openssl pkey -in {key} -out NEW.key)"
-        )
+        raise encrypted_key(key)
 
     return refuse
 
