@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.pcap.session import (
     SAP_REQ,
@@ -18,7 +22,9 @@ from tests.pcap.session import (
     session_setup_res,
     write_session,
 )
-from v2gtool.pcap.analysis import MAX_SERIES, Series, timeout_of
+from v2gtool.pcap.analysis import MAX_SERIES, Series, TraceAnalysis, timeout_of
+from v2gtool.pcap.filters import parse_filter
+from v2gtool.pcap.records import V2GMessage, physical_value
 
 
 @pytest.mark.parametrize(("delay", "near", "over"), [(0.1, 0, 0), (0.45, 1, 0), (0.6, 0, 1)])
@@ -39,8 +45,18 @@ def test_timeouts_per_protocol() -> None:
     assert timeout_of("iso20", "ServiceDetail") == timeout_of("iso20", "CertificateInstallation") == 5.0
     assert timeout_of("iso20", "PowerDelivery") == timeout_of("apphand", "supportedAppProtocol") == 2.0
     assert timeout_of("iso2", "CurrentDemand") == 0.25
-    assert timeout_of("iso2", "PowerDelivery") == timeout_of("din", "PowerDelivery") == 5.0
+    assert timeout_of("iso2", "PowerDelivery") == 5.0
     assert timeout_of("iso2", "CableCheck") == 2.0
+
+
+def test_din_timeouts_are_table_75() -> None:
+    """DIN SPEC 70121 Table 75 (josev din_spec/timeouts.py): CurrentDemand 0.25 s, every other message 2 s;
+    PowerDelivery is not 5 s as in ISO 15118-2."""
+    assert timeout_of("din", "CurrentDemand") == 0.25
+    for base in ("supportedAppProtocol", "SessionSetup", "ServiceDiscovery", "ServicePaymentSelection",
+                 "ContractAuthentication", "ChargeParameterDiscovery", "PowerDelivery", "CableCheck", "PreCharge",
+                 "WeldingDetection", "SessionStop"):
+        assert timeout_of("din", base) == 2.0, base
 
 
 def test_failed_response_code_is_a_protocol_error_and_warning_is_listed() -> None:
@@ -91,3 +107,23 @@ def test_request_open_at_the_end_of_the_capture_is_listed_not_failed() -> None:
     analysis = analyse(dissect(write_session(exchange)))
     assert not analysis.failed
     assert [r["message"] for r in analysis.summary()["open_requests"]] == ["DC_ChargeLoop"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(-2**63, 2**63 - 1), st.integers(-128, 127))
+def test_physical_value_is_the_float_nearest_the_decimal(value: int, exponent: int) -> None:
+    """Value x 10^Exponent rounded once: == against the decimal written in a filter holds."""
+    assert physical_value({"Value": value, "Exponent": exponent}) == float(Decimal(value).scaleb(exponent))
+
+
+def test_physical_value_compares_and_prints_as_written() -> None:
+    record = V2GMessage(t=1.0, frame=1, tcp_stream=0, sender="EVCC", namespace="iso2", payload_type=0x8001,
+                        message="CurrentDemandReq", namespace_source="negotiated", tls=False, document={"V2G_Message": {
+                            "Header": {"SessionID": "00"},
+                            "Body": {"CurrentDemandReq": {"EVTargetCurrent": {"Multiplier": -3, "Unit": "A",
+                                                                              "Value": 9950}}}}})
+    assert parse_filter("CurrentDemandReq.EVTargetCurrent == 9.95").matches(record)
+    assert parse_filter("CurrentDemandReq.EVTargetCurrent <= 9.95").matches(record)
+    analysis = TraceAnalysis()
+    analysis.add(record)
+    assert analysis.summary()["series"]["EVTargetCurrent"] == {"samples": 1, "min": 9.95, "max": 9.95}

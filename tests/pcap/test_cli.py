@@ -118,6 +118,16 @@ def test_truncated_capture_still_summarises_and_fails(discharge: Path, tmp_path:
      "CurentDemandReq is not a V2G, SLAC or SDP message (did you mean CurrentDemandReq, CurrentDemandRes?)"),
     (["pcap-decode", "--filter", "SDPRes.secc_port == 1", "x"], "SLAC and SDP messages are selected by name only"),
     (["pcap-decode", "--filter", "CM_SLAC_PARM.REQ.run_id == 1", "x"], "are selected by name only"),
+    (["pcap-decode", "--filter", "CurrentDemandReq.NoSuchField > 3", "x"],
+     "CurrentDemandReq has no field NoSuchField at any depth"),
+    (["pcap-decode", "--filter", "CurrentDemandReq.EVTargetCurent > 3", "x"],
+     "has no field EVTargetCurent at any depth (did you mean EVTargetCurrent, EVTargetVoltage?)"),
+    (["pcap-decode", "--filter", "CurrentDemandReq.Header", "x"], "CurrentDemandReq has no field Header"),
+    (["pcap-decode", "--filter", "CurrentDemandReq.EVTargetCurrent.Value.Unit == A", "x"],
+     "CurrentDemandReq.EVTargetCurrent.Value has no field Unit"),
+    (["pcap-decode", "--filter", "CurrentDemandReq.EVTargetCurrent > nan", "x"], "nan is not a finite number"),
+    (["pcap-decode", "--filter", "CurrentDemandReq.EVTargetCurrent <= -Infinity", "x"],
+     "-Infinity is not a finite number"),
 ])
 def test_bad_input_is_one_line_exit_2(args: list[str], message: str) -> None:
     """Bad input and options are 2, so a pipeline never takes them for exit 1, a protocol error."""
@@ -128,7 +138,10 @@ def test_bad_input_is_one_line_exit_2(args: list[str], message: str) -> None:
 
 @pytest.mark.parametrize("text", ["CurrentDemandReq", "DC_ChargeLoopReq.EVTargetCurrent < 0", "CM_SLAC_MATCH.CNF",
                                   "SDPRes", "supportedAppProtocolRes.ResponseCode != OK_SuccessfulNegotiation",
-                                  "WeldingDetectionReq", "SessionSetupRes.EVSEID"])
+                                  "WeldingDetectionReq", "SessionSetupRes.EVSEID",
+                                  "CurrentDemandReq.EVTargetCurrent.Value",
+                                  "DC_ChargeLoopReq.Header.Signature.SignedInfo", "SessionStopReq.ChargingSession",
+                                  "CurrentDemandReq.DC_EVStatus.EVRESSSOC > 50", "CM_SLAC_PARM.REQ"])
 def test_filters_of_every_schema_set_slac_and_sdp_parse(text: str) -> None:
     parsed = parse_filter(text)
     assert text.startswith(".".join((parsed.message, *parsed.path)))

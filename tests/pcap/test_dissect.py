@@ -6,12 +6,14 @@ import io
 import random
 import struct
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.pcap.session import (
     SAP_REQ,
     Exchange,
+    analyse,
     dc_session,
     dissect,
     frame,
@@ -126,7 +128,8 @@ def test_truncated_frame_is_an_error_of_that_frame() -> None:
     packets = list(read_capture(io.BytesIO(capture)))
     dissector = Dissector()
     victim = next(p for p in packets if len(p.data) > 100)
-    cut = CapturedPacket(victim.number, victim.timestamp, victim.linktype, victim.data[:80], victim.original_length)
+    # whole as captured (original length 80), yet shorter than its IPv6 header says: malformed
+    cut = CapturedPacket(victim.number, victim.timestamp, victim.linktype, victim.data[:80], 80)
     records = dissector.packet(cut)
     assert isinstance(records[0], Frame)
     assert _errors(records) == ["frame: IPv6 payload truncated: 26 of " + str(len(victim.data) - 54) + " bytes"]
@@ -213,3 +216,76 @@ def test_fast_json_lines_equal_the_generic_event_form() -> None:
     assert any(isinstance(r, V2GMessage) for r in records)
     for record in records:
         assert record.to_json() == Event.to_json(record)
+
+
+
+def _drop_second_loop_request(cut: int | None = None) -> tuple[list, bytes]:  # type: ignore[type-arg]
+    """Records of a -20 session of four loop pairs whose second DC_ChargeLoopReq the capture lacks: its
+    segment is missing, or (with *cut*) captured *cut* bytes short of its original length."""
+    exchange = dc_session([0.1] * 4)
+    lost = exchange[6][2]
+
+    def drop(tcp: TCPSession, t: float, from_evcc: bool, data: bytes) -> None:
+        if data is not lost:
+            tcp.send(t, from_evcc, data)
+        elif cut is None:
+            tcp.advance(from_evcc, len(data))  # the SECC got it: its later segments acknowledge it
+        else:
+            capture = io.BytesIO()
+            TCPSession(PcapWriter(capture), tcp.evcc, tcp.secc).send(t, from_evcc, data)
+            whole = next(iter(read_capture(io.BytesIO(capture.getvalue())))).data
+            tcp.writer.write(t, whole[:-cut], original_length=len(whole))
+
+    return dissect(write_session(exchange, emit=drop)), lost
+
+
+def _assert_resumes_at_own_frames(records: list, missing: int) -> None:  # type: ignore[type-arg]
+    messages = [r for r in records if isinstance(r, V2GMessage)]
+    frame_time = {r.frame: r.t for r in records if isinstance(r, Frame)}
+    errors = [r for r in records if isinstance(r, ProtocolError)]
+    assert [e.layer for e in errors] == ["tcp"] and f": {missing} bytes missing" in errors[0].message
+    names = [m.message for m in messages]
+    assert names.count("DC_ChargeLoopReq") == 3 and names.count("DC_ChargeLoopRes") == 4
+    assert all(frame_time[m.frame] == m.t for m in messages)  # each message at the frame that carried it
+    assert [m.frame for m in messages] == sorted(m.frame for m in messages)
+    stats = analyse(records).response_times["DC_ChargeLoop"]
+    assert stats.count == 3 and stats.maximum < 0.2  # the requests after the hole are paired with their responses
+
+
+def test_acknowledged_hole_is_declared_and_later_messages_keep_their_frames() -> None:
+    """A lost segment the peer acknowledged will never be captured (tshark: "ACKed unseen segment"):
+    the bytes after it are not held until the end of the capture."""
+    records, lost = _drop_second_loop_request()
+    _assert_resumes_at_own_frames(records, len(lost))
+    error = next(r for r in records if isinstance(r, ProtocolError))
+    next_request = [r for r in records if isinstance(r, V2GMessage) and r.message == "DC_ChargeLoopReq"][1]
+    assert error.frame == next_request.frame  # reported where tshark says "previous segment not captured"
+
+
+def test_frame_cut_by_the_snapshot_length_is_a_gap_at_that_frame() -> None:
+    records, _ = _drop_second_loop_request(cut=5)
+    _assert_resumes_at_own_frames(records, 5)
+
+
+def test_frame_cut_short_by_the_close_is_an_error() -> None:
+    """A V2GTP frame whose announced payload never arrives before the stream ends is a protocol error."""
+    exchange = dc_session([0.1])
+    last = exchange[-1][2]
+    exchange[-1] = (exchange[-1][0], False, last[:4] + (len(last) - 8 + 100).to_bytes(4, "big") + last[8:])
+    errors = _errors(dissect(write_session(exchange)))
+    assert errors == [f"v2gtp: TCP stream 0 SECC: incomplete V2GTP frame: {len(last)} of {len(last) + 100} bytes "
+                      "at the end of the stream (closed)"]
+
+
+@pytest.mark.parametrize("namespace", ["iso2", "din"])
+def test_capture_started_after_the_handshake_guesses_the_schema_set(namespace: str) -> None:
+    """Without the supportedAppProtocol exchange, a 0x8001 payload that is no handshake message is tried
+    as ISO 15118-2 and DIN SPEC 70121; the one that decodes is used and said to be guessed."""
+    evse_id = {"iso2": "DE*ABC*E12345", "din": "0A0B"}[namespace]
+    bodies = [{"SessionSetupReq": {"EVCCID": "0A0B0C0D0E0F"}},
+              {"SessionSetupRes": {"ResponseCode": "OK_NewSessionEstablished", "EVSEID": evse_id}},
+              {"ServiceDiscoveryReq": {}}]
+    exchange: Exchange = [(0.1 * i, i % 2 == 0, _iso2_frame(body, namespace)) for i, body in enumerate(bodies)]
+    records = dissect(write_session(exchange))
+    assert _errors(records) == []
+    assert [m[1:] for m in _messages(records)] == [(namespace, next(iter(body)), "guessed") for body in bodies]

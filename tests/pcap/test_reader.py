@@ -147,3 +147,32 @@ def test_fuzz_after_valid_header(data: bytes) -> None:
         parser.close()
     except CaptureError:
         pass
+
+
+def _shb_idb() -> bytes:
+    return _block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)) + _block(1, struct.pack("<HHI", 1, 0, 65535))
+
+
+def _epb(tick: int, data: bytes) -> bytes:
+    return _block(6, struct.pack("<IIIII", 0, 0, tick, len(data), len(data)) + data)
+
+
+def test_custom_and_journal_blocks_take_frame_numbers_as_in_tshark() -> None:
+    """tshark numbers a Custom Block (0x00000BAD, 0x40000BAD) and a systemd Journal Export Block as frames
+    (checked with tshark 4 on a capture built like this one); the packets after them keep tshark's numbers."""
+    custom = struct.pack("<I", 32473) + b"vendor data"
+    data = (_shb_idb() + _epb(1, b"one") + _block(0x00000BAD, custom) + _epb(2, b"two")
+            + _block(0x40000BAD, custom) + _block(9, b"MESSAGE=x\n") + _block(4, bytes(4)) + _epb(3, b"three"))
+    parser = CaptureParser()
+    assert [(p.number, p.data) for p in parser.feed(data)] == [(1, b"one"), (3, b"two"), (6, b"three")]
+
+
+def test_decryption_secrets_block_gives_its_tls_key_log_before_the_next_packet() -> None:
+    """pcapng Decryption Secrets Block (type 0x0A) of secrets type TLSK: NSS key-log lines; others are ignored."""
+    lines = "CLIENT_RANDOM " + "00" * 32 + " " + "11" * 48 + "\n"
+    seen: list[tuple[str, int]] = []
+    parser = CaptureParser(tls_keylog=lambda text: seen.append((text, parser.packets_read)))
+    tlsk = _block(0x0A, struct.pack("<II", 0x544C534B, len(lines)) + lines.encode())
+    ssh = _block(0x0A, struct.pack("<II", 0x5353484B, 4) + b"ssh!")
+    packets = parser.feed(_shb_idb() + _epb(1, b"a") + ssh + tlsk + _epb(2, b"b"))
+    assert seen == [(lines, 1)] and [p.number for p in packets] == [1, 2]

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import json
+import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -113,3 +118,32 @@ def test_late_handshake_response_in_the_mutual_tls_capture() -> None:
                                         "seconds": round(times[80] - times[72], 6), "timeout": 2.0,
                                         "verdict": "over"}]
     assert analysis.error_count == 1
+
+
+def _with_secrets_block(capture: bytes, keys: str) -> bytes:
+    """*capture* (pcap) as pcapng with *keys* in a Decryption Secrets Block first (as ``editcap --inject-secrets``)."""
+    def block(block_type: int, body: bytes) -> bytes:
+        body += bytes(-len(body) % 4)
+        return struct.pack("<II", block_type, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+
+    out = [block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)), block(1, struct.pack("<HHI", 1, 0, 0)),
+           block(0x0A, struct.pack("<II", 0x544C534B, len(keys)) + keys.encode())]
+    for packet in read_capture(io.BytesIO(capture)):
+        ticks = round(packet.timestamp * 1e6)
+        out.append(block(6, struct.pack("<IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF, len(packet.data),
+                                        packet.original_length) + packet.data))
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("path", [p for p in TLS_CAPTURES if p.with_suffix(".keys").is_file()], ids=lambda p: p.stem)
+def test_secrets_embedded_in_the_pcapng_decrypt(path: Path, tmp_path: Path) -> None:
+    expected = [m.message for m in dissect(path.read_bytes()) if isinstance(m, V2GMessage)]
+    embedded = tmp_path / "dsb.pcapng"
+    keys = path.with_suffix(".keys").read_text()
+    embedded.write_bytes(_with_secrets_block(_without_disclosure(path, tmp_path), keys))
+    result = subprocess.run([sys.executable, "-m", "v2gtool", "--json", "pcap-decode", str(embedded)],
+                            capture_output=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout[-2000:]
+    lines = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    messages = [line for line in lines if line["event"] == "V2GMessage"]
+    assert [m["message"] for m in messages] == expected and all(m["tls"] for m in messages)

@@ -149,7 +149,7 @@ def _records(stream: BinaryIO, dissector: Dissector, follow: bool, name: Path) -
     """Every record of the capture; a damaged capture ends in a ProtocolError record, Ctrl-C ends --follow.
     Input that is no capture at all is a one-line error naming it."""
     try:
-        for packet in read_capture(stream, follow=follow):
+        for packet in read_capture(stream, follow=follow, tls_keylog=dissector.keylog.add_text):
             yield from dissector.packet(packet)
     except NotACaptureError as exc:
         raise NotACaptureError(f"{name}: {exc}") from None

@@ -30,6 +30,7 @@ from v2gtool.exi.grammar import (
     SE_FIXED,
     SE_SIMPLE,
     SE_VARINT,
+    SIMPLE_SECOND_LEVEL_WIDTH,
     STRING,
     UINT,
     DType,
@@ -39,6 +40,8 @@ from v2gtool.exi.grammar import (
 )
 
 EXI_HEADER = 0x80
+_EMPTY_ELEMENT = 0b1000  # the 1-bit escape of the first level, then the 3-bit second-level EE
+_EMPTY_VALUES = {STRING: ("", ""), BINARY: (b"", "")}  # datatype kind -> empty value (message form, JSON form)
 # xs:string values are XML character data (XML 1.0 production [2] Char).
 _NON_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
@@ -109,9 +112,15 @@ class Decoder:
     def _simple_element(self, dtype: int, where: str) -> Any:
         # Element of simple type: CH then EE, each a 1-bit first-level code (strict=false escape = 1).
         read = self.reader.read
+        dt = self.dtypes[dtype]
         if read(1):
-            raise self._fail("second-level event (xsi:type/xsi:nil/undeclared content) unsupported", where)
-        value = self._value(self.dtypes[dtype], where)
+            if read(SIMPLE_SECOND_LEVEL_WIDTH):
+                raise self._fail("second-level event (xsi:type/xsi:nil/undeclared content) unsupported", where)
+            empty = _EMPTY_VALUES.get(dt[0])  # EE right after SE: no characters at all
+            if empty is None:
+                raise self._fail("element without content, but its type has no empty value", where)
+            return empty[self.as_json]
+        value = self._value(dt, where)
         if read(1):
             raise self._fail("expected EE after the value", where)
         return value
@@ -316,9 +325,19 @@ class Encoder:
         if kind == SE_COMPLEX:
             self._complex(self.types[arg], value, path)
         else:
-            self.writer.write(0, 1)  # CH
-            self._value(self.dtypes[arg], value, path)
-            self.writer.write(0, 1)  # EE
+            self._simple_element(self.dtypes[arg], value, path)
+
+    def _simple_element(self, dt: DType, value: Any, path: str) -> None:
+        """The content of an element of simple type: CH, the value, EE; an empty string or binary value as
+        the second-level EE alone, as EXIficient writes it (EXI 1.0 section 8.5.4.4.2)."""
+        w = self.writer
+        if dt[0] in _EMPTY_VALUES and type(value) is type(_EMPTY_VALUES[dt[0]][0]) and not value:
+            self._check_length(0, dt[3], dt[4], path, "characters" if dt[0] == STRING else "bytes")
+            w.write(_EMPTY_ELEMENT, 1 + SIMPLE_SECOND_LEVEL_WIDTH)
+            return
+        w.write(0, 1)  # CH
+        self._value(dt, value, path)
+        w.write(0, 1)  # EE
 
     def _complex(self, grammar: TypeGrammar, obj: Any, path: str) -> None:
         if type(obj) is not grammar.cls:
@@ -346,9 +365,7 @@ class Encoder:
                 if kind == SE_COMPLEX:
                     self._complex(self.types[arg], item, where)
                 elif kind == SE_SIMPLE:
-                    w.write(0, 1)
-                    self._value(self.dtypes[arg], item, where)
-                    w.write(0, 1)
+                    self._simple_element(self.dtypes[arg], item, where)
                 else:
                     self._value(self.dtypes[arg], item, where)
         entry = encode[state].get("")

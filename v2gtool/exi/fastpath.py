@@ -37,6 +37,7 @@ from v2gtool.exi.grammar import (
     SE_FIXED,
     SE_SIMPLE,
     SE_VARINT,
+    SIMPLE_SECOND_LEVEL_WIDTH,
     STRING,
     DecodeProduction,
     DType,
@@ -210,24 +211,33 @@ class _Source:
             lines = [*advance, f"{pad}child, pos = TYPES[{arg}](d, stream, total, pos)"]
             value = "child"
         elif _inline_simple(kind, arg, dtypes):
-            lines = [f"{pad}if {head}:", f"{pad}    raise GIVE_UP", f"{pad}pos += {width + extra}",
-                     *_varint(pad, "n")]
+            # CH code 0: the value and EE; escape 1: the second-level EE of an empty element (8.5.4.4.2)
+            inner = pad + "    "
+            lines = [f"{pad}pos += {width + extra}",
+                     f"{pad}if {head}:",
+                     f"{inner}pos += {SIMPLE_SECOND_LEVEL_WIDTH}",
+                     f"{inner}if (stream >> (total - pos)) & {(1 << SIMPLE_SECOND_LEVEL_WIDTH) - 1}:",
+                     f"{inner}    raise GIVE_UP",
+                     f"{inner}text = ''",
+                     f"{pad}else:",
+                     *_varint(inner, "n")]
             if dtypes[arg][0] == BINARY:  # hexBinary and base64Binary: upper-case hex in the JSON form
-                lines += [f"{pad}if n > {MAX_LENGTH}:",
-                          f"{pad}    raise GIVE_UP",
-                          f"{pad}pos += 8 * n",
-                          f"{pad}text = '%0*X' % (2 * n, (stream >> (total - pos)) & ((1 << 8 * n) - 1)) if n else ''"]
+                lines += [f"{inner}if n > {MAX_LENGTH}:",
+                          f"{inner}    raise GIVE_UP",
+                          f"{inner}pos += 8 * n",
+                          f"{inner}text = '%0*X' % (2 * n, (stream >> (total - pos)) & ((1 << 8 * n) - 1)) "
+                          f"if n else ''"]
             else:  # string: length + 2 (capacity-0 string tables: no hits, 7.3.3), then code points
-                lines += [f"{pad}if n < 2 or n - 2 > {MAX_LENGTH}:",
-                          f"{pad}    raise GIVE_UP",
-                          f"{pad}chars = []",
-                          f"{pad}for _ in range(n - 2):",
-                          *_varint(pad + "    ", "c"),
-                          f"{pad}    if c > 0x10FFFF:",
-                          f"{pad}        raise GIVE_UP",
-                          f"{pad}    chars.append(chr(c))",
-                          f"{pad}text = ''.join(chars)"]
-            lines += _end_element(pad)
+                lines += [f"{inner}if n < 2 or n - 2 > {MAX_LENGTH}:",
+                          f"{inner}    raise GIVE_UP",
+                          f"{inner}chars = []",
+                          f"{inner}for _ in range(n - 2):",
+                          *_varint(inner + "    ", "c"),
+                          f"{inner}    if c > 0x10FFFF:",
+                          f"{inner}        raise GIVE_UP",
+                          f"{inner}    chars.append(chr(c))",
+                          f"{inner}text = ''.join(chars)"]
+            lines += _end_element(inner)
             value = "text"
         elif kind in (SE_SIMPLE, AT, CH):  # lists and the rest: the codec's own value readers
             read = (f"d._simple_element({arg}, {name!r})" if kind == SE_SIMPLE

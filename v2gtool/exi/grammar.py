@@ -26,6 +26,12 @@ FIXED_INT, FIXED_BOOL, FIXED_ENUM = range(3)
 # Datatype kinds (EXI 1.0 section 7): descriptor (kind, a, b, lower bound, upper bound).
 BOOL, NBIT, UINT, INT, BINARY, STRING, ENUM, LIST = range(8)
 
+# strict = false gives the first state of an element grammar of simple type a second level (EXI 1.0
+# section 8.5.4.4.1): EE (an empty element, section 8.5.4.4.2), AT(xsi:type), AT(xsi:nil), AT(*),
+# AT(*) untyped, SE(*) and CH untyped, in that order: 7 productions, codes of 3 bits, EE is 1.0.
+# EXIficient (RISE-V2G, the iso15118 package) writes an empty string or binary value that way.
+SIMPLE_SECOND_LEVEL_WIDTH = 3
+
 DType = tuple[int, Any, Any, int | None, int | None]
 Production = tuple[int, str, int, int]
 State = tuple[int, tuple[Production, ...]]

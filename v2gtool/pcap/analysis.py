@@ -2,10 +2,11 @@
 
 :class:`TraceAnalysis` consumes records as they stream by and keeps only bounded state: per-message
 response-time statistics, the phases, the first findings of each kind and a decimated V/I/P series.
-Timeouts are the EVCC message timeouts of ISO 15118-20 (clause 8.8.3) and ISO 15118-2 Table 109
-(../shared/spec/standards.md section 4.4; josev's timeouts.py): -20 DC/AC_ChargeLoop 0.5 s,
-ServiceDetail and CertificateInstallation 5 s, every other message 2 s; -2/DIN CurrentDemand 0.25 s,
-ServiceDetail, PaymentDetails, CertificateInstallation/Update and PowerDelivery 5 s, others 2 s.
+Timeouts are the EVCC message timeouts of ISO 15118-20 (clause 8.8.3), ISO 15118-2 Table 109 and
+DIN SPEC 70121 Table 75 (../shared/spec/standards.md section 4.4; josev's timeouts.py of each):
+-20 DC/AC_ChargeLoop 0.5 s, ServiceDetail and CertificateInstallation 5 s, every other message 2 s;
+-2 CurrentDemand 0.25 s, ServiceDetail, PaymentDetails, CertificateInstallation/Update and
+PowerDelivery 5 s, others 2 s; DIN CurrentDemand 0.25 s, every other message (PowerDelivery too) 2 s.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from v2gtool.pcap.records import (
     V2GMessage,
     message_element,
     physical_value,
+    scaled,
 )
 
 NEAR_TIMEOUT = 0.8  # a response slower than 80 % of its timeout is flagged "near"
@@ -73,6 +75,8 @@ def timeout_of(namespace: str, base: str) -> float:
         return 5.0 if base in ("ServiceDetail", "CertificateInstallation") else 2.0
     if base == "CurrentDemand":
         return 0.25
+    if namespace == "din":  # DIN SPEC 70121 Table 75: no 5 s message
+        return 2.0
     return 5.0 if base in _FIVE_SECONDS_ISO2 else 2.0
 
 
@@ -417,7 +421,7 @@ class TraceAnalysis:
             # A -20 RationalNumber as the decoder gives it, converted as physical_value does; any other form by it.
             if type(value) is dict and type(exponent := value.get("Exponent")) is int \
                     and type(mantissa := value.get("Value")) is int:
-                number: float | None = mantissa * 10.0 ** exponent
+                number: float | None = scaled(mantissa, exponent)
             else:
                 number = physical_value(value)
             if number is not None:

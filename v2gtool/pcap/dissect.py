@@ -134,6 +134,19 @@ class _V2GTPStream:
         self.buffer = b""
         self.lost = True
 
+    def incomplete(self) -> str | None:
+        """What an end of the stream leaves unframed: the start of a frame its bytes never completed.
+
+        Bytes skipped while resynchronising are not a frame; the header of a buffered start was
+        checked when it was read (:meth:`feed` keeps a tail only before a valid header or a short one).
+        """
+        if self.lost or not self.buffer:
+            return None
+        if len(self.buffer) < v2gtp.HEADER_LENGTH:
+            return f"incomplete V2GTP header: {len(self.buffer)} of {v2gtp.HEADER_LENGTH} bytes"
+        length = int.from_bytes(self.buffer[4:8], "big")
+        return f"incomplete V2GTP frame: {len(self.buffer)} of {v2gtp.HEADER_LENGTH + length} bytes"
+
 
 @dataclass(slots=True)
 class _Connection:
@@ -146,7 +159,7 @@ class _Connection:
     tls: TLSStream | None = None
     framing: tuple[_V2GTPStream, _V2GTPStream] = field(default_factory=lambda: (_V2GTPStream(), _V2GTPStream()))
     app_protocols: dict[int, str] = field(default_factory=dict)  # SchemaID -> ProtocolNamespace of the Req
-    protocol: str | None = None  # "iso2", "din" or "iso20" once the Res selected one
+    protocol: str | None = None  # "iso2", "din" or "iso20" once the Res selected one (or guessed without it)
     handshake_done: bool = False
 
 
@@ -239,7 +252,7 @@ class Dissector:
         if link.ethertype not in (ETHERTYPE_IPV6, ETHERTYPE_IPV4):
             return Frame(t=t, frame=number, length=len(pkt.data), protocols=f"eth:0x{link.ethertype:04x}",
                          source=link.source, destination=link.destination, info="")
-        ip = ip_packet(link.ethertype, link.payload)
+        ip = ip_packet(link.ethertype, link.payload, pkt.original_length - len(pkt.data))
         ip_name = "ipv6" if link.ethertype == ETHERTYPE_IPV6 else "ip"
         if ip.protocol == IPPROTO_UDP:
             udp = udp_datagram(ip.payload)
@@ -250,7 +263,7 @@ class Dissector:
         if ip.protocol == IPPROTO_TCP:
             seg = tcp_segment(ip.payload)
             src, dst = Endpoint(ip.source, seg.source_port), Endpoint(ip.destination, seg.destination_port)
-            stream, events = self._tcp.segment(number, t, src, dst, seg)
+            stream, events = self._tcp.segment(number, t, src, dst, seg, ip.missing)
             for event in events:
                 self._stream_event(event, out)
             frame = Frame(t=t, frame=number, length=len(pkt.data), protocols=f"eth:{ip_name}:tcp", source=ip.source,
@@ -319,6 +332,15 @@ class Dissector:
             if conn is not None and conn.tls is not None and conn.tls.waiting_for_keys and conn.kind == "tls":
                 out.append(ProtocolError(t=event.timestamp, frame=event.frame, layer="tls", tcp_stream=event.stream,
                                          message=f"TCP stream {event.stream}: {conn.tls.missing_secret_message()}"))
+            if conn is not None and conn.kind in ("v2gtp", "tls"):
+                for direction, framing in enumerate(conn.framing):  # a frame cut short by the close (or capture end)
+                    leftover = framing.incomplete()
+                    if leftover is not None:
+                        sender = EVCC if direction == CLIENT_TO_SERVER else SECC
+                        message = f"TCP stream {event.stream} {sender}: {leftover} at the end of the stream " \
+                                  f"({event.reason})"
+                        out.append(ProtocolError(t=event.timestamp, frame=event.frame, layer="v2gtp",
+                                                 tcp_stream=event.stream, message=message))
         elif isinstance(event, StreamOpened):
             self._connections[event.stream] = _Connection(event.stream, event.client, event.server)
 
@@ -384,8 +406,11 @@ class Dissector:
         try:
             schema_set, document = api.decode_json(payload, namespace)
         except V2GToolError as exc:
-            return ProtocolError(t=t, frame=frame, layer="exi", tcp_stream=conn.index,
-                                 message=f"{self._where(conn, sender, payload_type)}, {namespace}: {exc}")
+            guess = None if conn.handshake_done or source == "payload_type" else self._guess(conn, payload, namespace)
+            if guess is None:
+                return ProtocolError(t=t, frame=frame, layer="exi", tcp_stream=conn.index,
+                                     message=f"{self._where(conn, sender, payload_type)}, {namespace}: {exc}")
+            source, (schema_set, document) = guess
         ((name, root),) = document.items()
         if isinstance(root, dict) and isinstance(root.get("Body"), dict) and root["Body"]:
             name = next(iter(root["Body"]))
@@ -393,6 +418,30 @@ class Dissector:
         return V2GMessage.of_fields({"t": t, "frame": frame, "tcp_stream": conn.index, "sender": sender,
                                      "namespace": schema_set.short, "payload_type": payload_type, "message": name,
                                      "document": document, "namespace_source": source, "tls": tls})
+
+    @staticmethod
+    def _guess(conn: _Connection, payload: bytes, failed: str) -> tuple[str, tuple[Any, dict[str, Any]]] | None:
+        """Decode a 0x8001 payload of a connection whose supportedAppProtocol handshake the capture lacks
+        (it started later): a handshake message, else an ISO 15118-2 or DIN SPEC 70121 V2G_Message (the
+        two differ in their schema, not in the V2GTP header). ``(namespace source, decoded)`` or None.
+
+        A schema set that alone decodes the payload is kept for the connection's next messages
+        (``namespace_source`` "guessed"); when both do, this message is taken as -2 and the next guess again.
+        """
+        decoded = []
+        for candidate in ("apphand", "iso2", "din"):
+            if candidate != failed:
+                try:
+                    decoded.append((candidate, api.decode_json(payload, candidate)))
+                except V2GToolError:
+                    continue
+        if not decoded:
+            return None
+        candidate, result = decoded[0]
+        if candidate == "apphand":
+            return "negotiated", result
+        conn.protocol = candidate if len(decoded) == 1 else None
+        return "guessed", result
 
     @staticmethod
     def _where(conn: _Connection, sender: str, payload_type: int) -> str:
@@ -403,8 +452,10 @@ class Dissector:
         namespace = v2gtp.ISO20_PAYLOAD_NAMESPACES.get(payload_type)
         if namespace is not None or payload_type != v2gtp.PayloadType.EXI:
             return namespace, "payload_type"
-        if not conn.handshake_done or conn.protocol in (None, "iso20"):
-            return ("apphand", "negotiated") if not conn.handshake_done else (None, "negotiated")
+        if not conn.handshake_done:  # the handshake, or a schema set guessed without it (see _guess)
+            return ("apphand", "negotiated") if conn.protocol is None else (conn.protocol, "guessed")
+        if conn.protocol in (None, "iso20"):
+            return None, "negotiated"
         return conn.protocol, "negotiated"
 
     @staticmethod

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import math
 import operator
 import re
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from v2gtool.errors import V2GToolError
+from v2gtool.exi.grammar import SE_COMPLEX, SchemaGrammar
 from v2gtool.exi.namespaces import NAMESPACES, grammar
 from v2gtool.pcap.analysis import walk
 from v2gtool.pcap.records import SdpMessage, SlacMessage, TraceRecord, V2GMessage, message_element, physical_value
@@ -117,7 +119,8 @@ def parse_filter(text: str) -> MessageFilter:
         if any(dotted.startswith(f"{name}.") for name in _names()[1]):
             raise FilterError(f"--filter {text!r}: SLAC and SDP messages are selected by name only")
         _check_message(text, message)
-        return MessageFilter(message, tuple(path), _OPERATORS[op], _operand(raw))
+        _check_path(text, message, path)
+        return MessageFilter(message, tuple(path), _OPERATORS[op], _operand(text, raw))
     match = _NAME.match(text)
     if match is None:
         raise FilterError(f"--filter {text!r}: expected a message name or 'Message.Field OP value' "
@@ -125,6 +128,7 @@ def parse_filter(text: str) -> MessageFilter:
     message, *path = match.group(1).split(".")
     if match.group(1) not in _names()[1]:
         _check_message(text, message)
+        _check_path(text, message, path)
     return MessageFilter(message, tuple(path), None, None)
 
 
@@ -137,14 +141,77 @@ def _check_message(text: str, message: str) -> None:
         raise FilterError(f"--filter {text!r}: {message} is not a V2G, SLAC or SDP message{hint}")
 
 
-def _operand(raw: str) -> Any:
+# A message's element type: (schema set, index of the complex type in it)
+_Type = tuple[SchemaGrammar, int]
+
+
+@functools.cache
+def _message_types(message: str) -> tuple[_Type, ...]:
+    """The complex types of the element *message* in every schema set declaring it (a -20 or handshake
+    root element, or an element of the -2/DIN Body)."""
+    found: list[_Type] = []
+    for namespace in NAMESPACES:
+        schema = grammar(namespace.short)
+        found += [(schema, arg) for name, kind, arg, _own in schema.globals
+                  if name == message and kind == SE_COMPLEX and arg >= 0]
+        found += [(schema, spec.arg) for t in schema.types if t.cls.__name__ == "BodyType" for spec in t.fields
+                  if spec.name == message and spec.kind == SE_COMPLEX]
+    return tuple(found)
+
+
+@functools.cache
+def _types_below(schema: SchemaGrammar, index: int) -> frozenset[int]:
+    """The complex type *index* and every complex type its elements may hold, at any depth."""
+    seen = {index}
+    stack = [index]
+    while stack:
+        for spec in schema.types[stack.pop()].fields:
+            if spec.kind == SE_COMPLEX and spec.arg not in seen:
+                seen.add(spec.arg)
+                stack.append(spec.arg)
+    return frozenset(seen)
+
+
+def _check_path(text: str, message: str, path: list[str]) -> None:
+    """A field path no schema type of the message can hold would silently match nothing: say so.
+
+    Each step is looked for at any depth below the previous one, as :func:`_resolve` looks for it.
+    """
+    current = _message_types(message)
+    for depth, step in enumerate(path):
+        names: set[str] = set()
+        below: set[_Type] = set()
+        matched = False
+        for schema, index in current:
+            for owner in _types_below(schema, index):
+                for spec in schema.types[owner].fields:
+                    names.add(spec.name)
+                    if spec.name == step:
+                        matched = True
+                        if spec.kind == SE_COMPLEX:
+                            below.add((schema, spec.arg))
+        if not matched:
+            where = ".".join((message, *path[:depth]))
+            near = difflib.get_close_matches(step, sorted(names), n=3)
+            hint = f" (did you mean {', '.join(near)}?)" if near else " (it holds no further fields)" if not names \
+                else ""
+            raise FilterError(f"--filter {text!r}: {where} has no field {step} at any depth{hint}")
+        current = tuple(below)
+
+
+def _operand(text: str, raw: str) -> Any:
     unquoted = raw[1:-1] if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"" else None
     if unquoted is not None:
         return unquoted
     try:
-        return float(raw)
+        number = float(raw)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(number):
+            raise FilterError(f"--filter {text!r}: {raw} is not a finite number; compare with a number such as 0.5 "
+                              f"or quote a text value ('{raw}')")
+        return number
     if raw in ("true", "false"):
         return "True" if raw == "true" else "False"
     return raw

@@ -55,12 +55,16 @@ class LinkFrame(NamedTuple):
 
 
 class IPPacket(NamedTuple):
-    """An IPv4 or IPv6 packet: addresses as text, upper-layer protocol and its bytes."""
+    """An IPv4 or IPv6 packet: addresses as text, upper-layer protocol and its bytes.
+
+    *missing* bytes of the payload were cut off by the capture's snapshot length (see :func:`ip_packet`).
+    """
 
     source: str
     destination: str
     protocol: int
     payload: bytes
+    missing: int = 0
 
 
 class UDPDatagram(NamedTuple):
@@ -144,33 +148,42 @@ def link_frame(linktype: int, data: bytes) -> LinkFrame:
     raise PacketError(f"link-layer type {linktype} is not supported (Ethernet, Linux SLL/SLL2 and raw IP are)")
 
 
-def ip_packet(ethertype: int, data: bytes) -> IPPacket:
-    """Parse the IPv4 or IPv6 header; the payload is cut to the length the header announces."""
+def ip_packet(ethertype: int, data: bytes, snapped: int = 0) -> IPPacket:
+    """Parse the IPv4 or IPv6 header; the payload is cut to the length the header announces.
+
+    *snapped* is how many bytes of the frame the capture did not keep (original minus captured
+    length): a payload short by no more than that is returned as far as it goes, with its
+    ``missing`` byte count, instead of being refused as malformed.
+    """
     if ethertype == ETHERTYPE_IPV6:
         if len(data) < 40:
             raise PacketError(f"IPv6 header truncated: {len(data)} of 40 bytes")
         length, next_header = struct.unpack_from(">HB", data, 4)
         end = 40 + length
-        if len(data) < end:
+        missing = max(0, end - len(data))
+        if missing > snapped:
             raise PacketError(f"IPv6 payload truncated: {len(data) - 40} of {length} bytes")
         pos = 40
         while next_header in _IPV6_EXTENSION_HEADERS:
-            if end < pos + 8:
+            if min(end, len(data)) < pos + 8:
                 raise PacketError("IPv6 extension header truncated")
             next_header, ext_len = data[pos], data[pos + 1]
             pos += (ext_len + 1) * 8
         if next_header == _IPV6_FRAGMENT:
             raise PacketError("IPv6 fragments are not reassembled (V2G traffic is never fragmented)")
-        return IPPacket(_ipv6(data[8:24]), _ipv6(data[24:40]), next_header, data[pos:end])
+        if pos > len(data):
+            raise PacketError("IPv6 extension header truncated")
+        return IPPacket(_ipv6(data[8:24]), _ipv6(data[24:40]), next_header, data[pos:end], missing)
     if len(data) < 20:
         raise PacketError(f"IPv4 header truncated: {len(data)} of 20 bytes")
     ihl = (data[0] & 0x0F) * 4
     total, frag, protocol = struct.unpack_from(">H2xHxB", data, 2)
-    if ihl < 20 or len(data) < total or total < ihl:
+    missing = max(0, total - len(data))
+    if ihl < 20 or missing > snapped or total < ihl or len(data) < ihl:
         raise PacketError(f"IPv4 packet truncated: {len(data)} of {total} bytes")
     if frag & 0x3FFF:
         raise PacketError("IPv4 fragments are not reassembled (V2G traffic is never fragmented)")
-    return IPPacket(_ipv4(data[12:16]), _ipv4(data[16:20]), protocol, data[ihl:total])
+    return IPPacket(_ipv4(data[12:16]), _ipv4(data[16:20]), protocol, data[ihl:total], missing)
 
 
 def udp_datagram(data: bytes) -> UDPDatagram:

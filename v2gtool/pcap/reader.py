@@ -31,6 +31,11 @@ _BLOCK_IDB = 0x00000001
 _BLOCK_PB = 0x00000002  # obsolete Packet Block
 _BLOCK_SPB = 0x00000003
 _BLOCK_EPB = 0x00000006
+_BLOCK_DSB = 0x0000000A  # Decryption Secrets Block
+_SECRETS_TLS_KEY_LOG = 0x544C534B  # "TLSK": NSS key-log lines
+# Records that are no packet, yet tshark (wiretap) reads them as frames and numbers them: the systemd
+# Journal Export Block and the Custom Blocks (copyable and not).
+_NUMBERED_NON_PACKETS = frozenset({0x00000009, 0x00000BAD, 0x40000BAD})
 _OPT_IF_TSRESOL = 9
 
 
@@ -65,9 +70,14 @@ class _Interface:
 
 
 class CaptureParser:
-    """Sans-IO reader of one pcap or pcapng stream; :meth:`feed` bytes, get packets back."""
+    """Sans-IO reader of one pcap or pcapng stream; :meth:`feed` bytes, get packets back.
 
-    def __init__(self) -> None:
+    *tls_keylog* receives the text of every Decryption Secrets Block holding a TLS key log
+    (pcapng section 4.7), as it is read: before the packets that follow it.
+    """
+
+    def __init__(self, tls_keylog: Callable[[str], object] | None = None) -> None:
+        self._tls_keylog = tls_keylog
         self._buffer = b""  # the start of a record still incomplete
         self._offset = 0  # file offset of the record being read, for error messages
         self._format: str | None = None
@@ -80,7 +90,7 @@ class CaptureParser:
 
     @property
     def packets_read(self) -> int:
-        """How many packet records were returned so far."""
+        """How many frames were read so far, as tshark numbers them (packets and a few other records)."""
         return self._count
 
     def feed(self, data: bytes) -> list[CapturedPacket]:
@@ -208,7 +218,13 @@ class CaptureParser:
             caplen = min(origlen, iface.snaplen or origlen, len(body) - 4)
             self._count += 1
             return CapturedPacket(self._count, 0.0, iface.linktype, bytes(body[4:4 + caplen]), origlen)
-        return None  # section header, statistics, name resolution, custom blocks: nothing to dissect
+        if block_type in _NUMBERED_NON_PACKETS:
+            self._count += 1  # nothing to dissect, but the later packets' numbers must be tshark's
+        elif block_type == _BLOCK_DSB:
+            secrets_type, length = struct.unpack_from(e + "II", body)
+            if secrets_type == _SECRETS_TLS_KEY_LOG and self._tls_keylog is not None:
+                self._tls_keylog(bytes(body[8:8 + length]).decode("ascii", errors="replace"))
+        return None  # section header, statistics, name resolution: nothing to dissect
 
     def _interface(self, iface_id: int) -> _Interface:
         if iface_id >= len(self._interfaces):
@@ -232,13 +248,15 @@ class CaptureParser:
 
 def read_capture(stream: BinaryIO, follow: bool = False, poll_interval: float = 0.2,
                  sleep: Callable[[float], None] = time.sleep,
-                 keep_following: Callable[[], bool] = lambda: True) -> Iterator[CapturedPacket]:
+                 keep_following: Callable[[], bool] = lambda: True,
+                 tls_keylog: Callable[[str], object] | None = None) -> Iterator[CapturedPacket]:
     """Yield the packets of *stream* as they are read, in constant memory.
 
     With *follow*, reaching the end waits for the file to grow (like ``tail -f``) while
     *keep_following* says so; without it, a partial last record raises :class:`CaptureError`.
+    *tls_keylog* is given the key logs the capture embeds (see :class:`CaptureParser`).
     """
-    parser = CaptureParser()
+    parser = CaptureParser(tls_keylog)
     # read1 returns what a pipe has now instead of waiting for a whole chunk (live `tcpdump -w -`).
     read = getattr(stream, "read1", stream.read)
     while True:

@@ -142,11 +142,20 @@ def message_element(record: V2GMessage) -> dict[str, Any]:
     return result
 
 
+def scaled(number: int, exponent: int) -> float:
+    """number x 10^exponent as the float nearest the exact decimal: 9950 x 10^-3 is 9.95.
+
+    ``number * 10.0 ** exponent`` rounds twice (10^-3 has no exact float) and gives 9.950000000000001;
+    Python's int / int and float(int) round once, correctly.
+    """
+    return number / 10 ** -exponent if exponent < 0 else float(number * 10 ** exponent)
+
+
 def physical_value(value: Any) -> float | None:
     """The number in a -20 RationalNumber (Value x 10^Exponent) or -2/DIN PhysicalValue (x 10^Multiplier)."""
     if isinstance(value, dict):  # the usual case first: it is called for every sample of a loop message
         number, exponent = value.get("Value"), value.get("Exponent", value.get("Multiplier", 0))
-        return float(number * 10.0 ** exponent) if isinstance(number, int) and isinstance(exponent, int) else None
+        return scaled(number, exponent) if isinstance(number, int) and isinstance(exponent, int) else None
     if isinstance(value, bool):
         return None
     return float(value) if isinstance(value, int | float) else None

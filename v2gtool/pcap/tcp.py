@@ -5,6 +5,12 @@ may interleave. :class:`TCPReassembler` numbers connections in the order they ap
 ``tcp.stream`` does), delivers each direction's bytes exactly once and in order, and reports a hole
 it cannot fill (a segment the capture missed) instead of guessing its bytes. Endpoints and stream
 events are named tuples: they are built for every segment, hashed and compared in C.
+
+A hole is declared lost, and the bytes held after it delivered at the frames that carried them, as
+soon as the capture shows it will not be filled: the peer acknowledged bytes past it (what tshark
+calls "ACKed unseen segment"; RFC 9293 section 3.10.7.4: an ACK covers every byte before it), the
+frame that carried it was cut short by the snapshot length, the connection ended, or more than
+MAX_PENDING_BYTES wait behind it.
 :meth:`TCPReassembler.in_order` takes the common segment, the next one of a direction with nothing
 held, without building endpoints or events.
 """
@@ -14,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from v2gtool.pcap.link import TCP_FIN, TCP_RST, TCP_SYN, TCPSegment
+from v2gtool.pcap.link import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TCPSegment
 
 # Out-of-order bytes held per direction while waiting for a missing segment. Beyond this the hole is
 # declared lost and delivery resumes after it, so memory stays bounded on any capture.
@@ -82,7 +88,7 @@ class _HalfStream:
 
     base: int | None = None  # sequence number of relative offset 0
     next_offset: int = 0
-    pending: dict[int, bytes] = field(default_factory=dict)
+    pending: dict[int, tuple[bytes, int, float]] = field(default_factory=dict)  # offset -> data, frame, time
     pending_bytes: int = 0
     fin: bool = False
 
@@ -94,6 +100,9 @@ class _Connection:
     server: Endpoint
     halves: tuple[_HalfStream, _HalfStream] = field(default_factory=lambda: (_HalfStream(), _HalfStream()))
     closed: bool = False
+    # closed, or a direction holds bytes out of order: no segment takes the in-order shortcut, so the
+    # ACK of every segment is checked against the holes (one test on the common path)
+    irregular: bool = False
 
 
 @dataclass(slots=True)
@@ -115,8 +124,12 @@ class TCPReassembler:
         self._max_pending = max_pending
 
     def segment(self, frame: int, timestamp: float, source: Endpoint, destination: Endpoint,
-                seg: TCPSegment) -> tuple[int, list[StreamEvent]]:
-        """Process one captured segment; return its stream index and the events it causes, in order."""
+                seg: TCPSegment, missing: int = 0) -> tuple[int, list[StreamEvent]]:
+        """Process one captured segment; return its stream index and the events it causes, in order.
+
+        *missing* payload bytes follow ``seg.payload`` on the wire but not in the capture (the frame was
+        cut by the snapshot length): a known loss, declared at once when delivery reaches it.
+        """
         events: list[StreamEvent] = []
         key = (source, destination) if source <= destination else (destination, source)
         conn = self._connections.get(key)
@@ -142,6 +155,8 @@ class TCPReassembler:
             half.base = (seg.seq + 1) % _MOD if seg.flags & TCP_SYN else seg.seq
         elif seg.flags & TCP_SYN:
             return conn.index, events  # a retransmitted SYN carries no stream bytes
+        if seg.flags & TCP_ACK:  # before this segment's bytes: the peer's held bytes came first
+            events.extend(self._acknowledged(conn, 1 - direction, seg.ack))
         if seg.payload:
             offset = (seg.seq + (1 if seg.flags & TCP_SYN else 0) - half.base) % _MOD
             if offset >= _MOD // 2:  # before the base: a segment older than the capture's first one
@@ -150,6 +165,8 @@ class TCPReassembler:
                     events.extend(self._add(conn, direction, 0, seg.payload[skip:], frame, timestamp))
             else:
                 events.extend(self._add(conn, direction, offset, seg.payload, frame, timestamp))
+                if missing and half.next_offset == offset + len(seg.payload):
+                    events.extend(self._lose(conn, direction, missing, frame, timestamp))
         if seg.flags & TCP_FIN:
             half.fin = True
         if seg.flags & TCP_RST:
@@ -158,6 +175,7 @@ class TCPReassembler:
             events.extend(self._finish(conn, "closed", frame, timestamp))
         if conn.closed:
             self._forget_closed(key)
+        conn.irregular = conn.closed or bool(conn.halves[0].pending) or bool(conn.halves[1].pending)
         return conn.index, events
 
     def flow(self, source: Endpoint, destination: Endpoint) -> Flow | None:
@@ -173,15 +191,16 @@ class TCPReassembler:
     def in_order(flow: Flow, seq: int, flags: int, size: int) -> bool:
         """Take a segment that continues *flow* exactly where delivery stands, the common case.
 
-        True when the segment carries no SYN, FIN or RST, nothing is held out of order and its *size*
+        True when the segment carries no SYN, FIN or RST, nothing is held out of order (so its ACK
+        cannot prove a hole lost) and its *size*
         payload bytes start at the next offset: they are the flow's next stream bytes, for the caller
         to deliver, which is all :meth:`segment` would do with it (one StreamData of the payload). False
         leaves every state as it was: give the segment to :meth:`segment`.
         """
-        half = flow.half
-        if flags & _NOT_PLAIN or flow.connection.closed or half.pending:
+        if flags & _NOT_PLAIN or flow.connection.irregular:
             return False
         if size:
+            half = flow.half
             assert half.base is not None  # a Flow exists once its direction has a base
             offset = (seq - half.base) % _MOD
             if offset != half.next_offset or offset >= _MOD // 2:
@@ -221,45 +240,66 @@ class TCPReassembler:
             offset = half.next_offset
         if offset > half.next_offset:
             held = half.pending.get(offset)
-            if held is None or len(held) < len(data):
-                half.pending_bytes += len(data) - (len(held) if held else 0)
-                half.pending[offset] = data
+            if held is None or len(held[0]) < len(data):
+                half.pending_bytes += len(data) - (len(held[0]) if held else 0)
+                half.pending[offset] = (data, frame, timestamp)
             if half.pending_bytes <= self._max_pending:
                 return []
-            return self._skip_hole(conn, direction, frame, timestamp)
+            return self._skip_hole(conn, direction)
         chunks = [data]
         half.next_offset = end
-        chunks.extend(self._drain(half))
+        chunks.extend(chunk for chunk, _, _ in self._drain(half))
         return [StreamData(conn.index, direction, b"".join(chunks), frame, timestamp)]
 
     @staticmethod
-    def _drain(half: _HalfStream) -> list[bytes]:
-        """Take every held segment that now continues the stream (trimming overlaps)."""
-        chunks: list[bytes] = []
+    def _drain(half: _HalfStream) -> list[tuple[bytes, int, float]]:
+        """Take every held segment that now continues the stream (trimming overlaps), with its frame and time."""
+        chunks: list[tuple[bytes, int, float]] = []
         while half.pending:
             start = min(half.pending)
             if start > half.next_offset:
                 break
-            data = half.pending.pop(start)
+            data, frame, timestamp = half.pending.pop(start)
             half.pending_bytes -= len(data)
             if start + len(data) > half.next_offset:
-                chunks.append(data[half.next_offset - start:])
+                chunks.append((data[half.next_offset - start:], frame, timestamp))
                 half.next_offset = start + len(data)
         return chunks
 
-    def _skip_hole(self, conn: _Connection, direction: int, frame: int, timestamp: float) -> list[StreamEvent]:
+    def _skip_hole(self, conn: _Connection, direction: int) -> list[StreamEvent]:
+        """Declare the hole before the first held segment lost, at that segment's frame (tshark's
+        "previous segment not captured")."""
         half = conn.halves[direction]
         start = min(half.pending)
-        gap = StreamGap(conn.index, direction, half.next_offset, start - half.next_offset, frame, timestamp)
-        half.next_offset = start
-        data = b"".join(self._drain(half))
-        return [gap, StreamData(conn.index, direction, data, frame, timestamp)]
+        _, frame, timestamp = half.pending[start]
+        return self._lose(conn, direction, start - half.next_offset, frame, timestamp)
+
+    def _acknowledged(self, conn: _Connection, direction: int, ack: int) -> list[StreamEvent]:
+        """The peer acknowledged *direction* up to *ack*: a hole it covers was received, never to be captured."""
+        half = conn.halves[direction]
+        events: list[StreamEvent] = []
+        if half.pending and half.base is not None:
+            acked = (ack - half.base) % _MOD
+            while half.pending and half.next_offset < acked < _MOD // 2:
+                events.extend(self._skip_hole(conn, direction))
+        return events
+
+    def _lose(self, conn: _Connection, direction: int, length: int, frame: int,
+              timestamp: float) -> list[StreamEvent]:
+        """*length* bytes at the delivery point are lost: report them (at *frame*) and go on after them; the
+        bytes held beyond them go out at the frames that brought them."""
+        half = conn.halves[direction]
+        events: list[StreamEvent] = [StreamGap(conn.index, direction, half.next_offset, length, frame, timestamp)]
+        half.next_offset += length
+        events.extend(StreamData(conn.index, direction, data, held_frame, held_time)
+                      for data, held_frame, held_time in self._drain(half))
+        return events
 
     def _finish(self, conn: _Connection, reason: str, frame: int, timestamp: float) -> list[StreamEvent]:
         events: list[StreamEvent] = []
         for direction, half in enumerate(conn.halves):
             while half.pending:
-                events.extend(self._skip_hole(conn, direction, frame, timestamp))
-        conn.closed = True
+                events.extend(self._skip_hole(conn, direction))
+        conn.closed = conn.irregular = True
         events.append(StreamClosed(conn.index, reason, frame, timestamp))
         return events
