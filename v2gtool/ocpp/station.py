@@ -16,6 +16,10 @@ RequestStopTransaction            EVSENotification Terminate; Ended with stopped
 NotifyAllowedEnergyTransfer       the services the SECC offers; a running session renegotiates
                                   its service (OCPP 2.1 Q02, EVSENotification ServiceRenegotiation)
 InstallCertificate (V2G/MO root)  the TLS trust directory (:func:`v2gtool.pki.trust.install_roots`)
+GetVariables / SetVariables       the station's device model (B06 / B05, :func:`_device_model`): the
+                                  heartbeat, TransactionEvent retries, the meter interval, identity
+TriggerMessage                    the message sent right after the answer (F06, :meth:`StationBridge.trigger`)
+RequestStartTransaction           Rejected: the EV starts a session, not the CSMS (F01)
 ================================  ==========================================================
 
 Transaction events go through the durable :class:`~v2gtool.ocpp.outbox.Outbox`, so a lost CSMS
@@ -50,6 +54,7 @@ from websockets.frames import CloseCode
 from v2gtool.iso20.events import EVChargingNeeds, PhaseChanged, PowerFlow, SessionEnded
 from v2gtool.iso20.values import DC_SERVICES, ServiceID
 from v2gtool.ocpp import rpc
+from v2gtool.ocpp.device_model import Answer, DeviceModel, Variable, bound, number
 from v2gtool.ocpp.outbox import Outbox, Record
 from v2gtool.ocpp.payloads import Meter, charging_needs, timestamp
 from v2gtool.ocpp.profile import ProfileRejected, ProfileSetpoint
@@ -70,6 +75,8 @@ PATH_SAFE = "*:+=@"  # identifierString characters a URL path segment takes as t
 ENERGY_REQUESTS = ("target_energy", "max_energy", "min_energy", "max_v2x_energy", "min_v2x_energy")
 # OCPP 2.0.1 identifierString, at most 48 characters: the station identity (part 4 3.2).
 IDENTITY = re.compile(r"[A-Za-z0-9*\-_=:+|@.]{1,48}")
+# What TriggerMessage (F06) sends on request; any other requestedMessage is NotImplemented.
+TRIGGERABLE = frozenset({"BootNotification", "Heartbeat", "StatusNotification", "MeterValues", "TransactionEvent"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,6 +112,16 @@ class TransactionEventDiscarded(Event):
     event_type: str
     attempts: int
     reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class VariableSet(Event):
+    """The CSMS set a device model variable (SetVariables, B05), and the station runs with it."""
+
+    station: str
+    component: str
+    variable: str
+    value: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,6 +172,39 @@ def _status_info(code: str, reason: str) -> dict[str, str] | None:
     """A response's statusInfo: *reason* under *code*, None without one (additionalInfo is at most
     512 characters in OCPP 2.0.1, 1024 in 2.1)."""
     return {"reason_code": code, "additional_info": reason[:512]} if reason else None
+
+
+def _variable_result(data: dict[str, Any], answer: Answer) -> dict[str, Any]:
+    """A GetVariableResult or SetVariableResult: the component and variable as the request named them
+    (B05.FR.02, B06.FR.02), and its attributeType, Actual when it had none (B05.FR.12, B06.FR.11)."""
+    return {
+        "attribute_status": answer.status,
+        "attribute_status_info": _status_info(answer.code, answer.reason),
+        "attribute_type": data.get("attribute_type", "Actual"),
+        "attribute_value": answer.value,
+        "component": data["component"],
+        "variable": data["variable"],
+    }
+
+
+def _device_model(bridge: StationBridge) -> DeviceModel:
+    """The variables of *bridge*, each what it runs with: the heartbeat interval, a TransactionEvent's
+    attempts and the interval between them (E13.FR.01-04), the interval of periodic meter values (E02),
+    the response timeout, and the identity its BootNotification reports. Bounds: a heartbeat at least
+    every day, up to 100 attempts, retries and meter values at least every hour."""
+    config = bridge.config
+    tx = "TransactionEvent"  # the instance of the MessageAttempt variables
+    return DeviceModel(
+        [
+            bound("OCPPCommCtrlr", "HeartbeatInterval", bridge, "heartbeat_interval", 1, 86400),
+            bound("OCPPCommCtrlr", "MessageAttempts", config, "transaction_event_attempts", 1, 100, tx),
+            bound("OCPPCommCtrlr", "MessageAttemptInterval", config, "transaction_event_interval", 1, 3600, tx),
+            bound("SampledDataCtrlr", "TxUpdatedInterval", config, "meter_interval", 1, 3600),
+            Variable("OCPPCommCtrlr", "MessageTimeout", lambda: number(config.response_timeout), "Default"),
+            Variable("ChargingStation", "VendorName", lambda: config.vendor),
+            Variable("ChargingStation", "Model", lambda: config.model),
+        ]
+    )
 
 
 def check_identity(station_id: str) -> str:
@@ -222,6 +272,31 @@ class _StationHandlers(AnswersEveryFrame):
         info = _status_info("InvalidCertificate", reason)
         return rpc.result(self, "InstallCertificate", status=status, status_info=info)
 
+    @rpc.handles("GetVariables")
+    def on_get_variables(self, get_variable_data: list[dict[str, Any]], **_: Any) -> Any:
+        """B06: one result per GetVariableData, in its order (B06.FR.01)."""
+        results = [_variable_result(data, self.bridge.device_model.get(data)) for data in get_variable_data]
+        return rpc.result(self, "GetVariables", get_variable_result=results)
+
+    @rpc.handles("SetVariables")
+    def on_set_variables(self, set_variable_data: list[dict[str, Any]], **_: Any) -> Any:
+        """B05: one result per SetVariableData, in its order (B05.FR.01)."""
+        results = [_variable_result(data, self.bridge.set_variable(data)) for data in set_variable_data]
+        return rpc.result(self, "SetVariables", set_variable_result=results)
+
+    @rpc.handles("TriggerMessage")
+    def on_trigger_message(self, requested_message: str, evse: dict[str, Any] | None = None, **_: Any) -> Any:
+        status, code, reason = self.bridge.trigger(requested_message, evse)
+        return rpc.result(self, "TriggerMessage", status=status, status_info=_status_info(code, reason))
+
+    @rpc.handles("RequestStartTransaction")
+    def on_request_start_transaction(self, evse_id: int | None = None, **_: Any) -> Any:
+        code, reason, transaction_id = self.bridge.request_start(evse_id)
+        info = _status_info(code, reason)
+        return rpc.result(
+            self, "RequestStartTransaction", status="Rejected", status_info=info, transaction_id=transaction_id
+        )
+
 
 class StationBridge:
     """One station (one EVSE) between its SECC sessions and a CSMS."""
@@ -247,6 +322,13 @@ class StationBridge:
         self._accepted = False  # the CSMS accepted this connection's BootNotification
         self._refusals = (0, 0)  # the outbox record the CSMS refused (its n) and how many times
         self._retry_at = 0.0  # (monotonic) when that record is sent again
+        # OCPPCommCtrlr.HeartbeatInterval (s): the accepted BootNotificationResponse's interval (B01),
+        # or what SetVariables made it since; 0 before a BootNotification was accepted.
+        self.heartbeat_interval = 0.0
+        self._last_heartbeat = 0.0  # (monotonic) when the last Heartbeat went, or the boot was accepted
+        self._triggered: list[str] = []  # messages TriggerMessage asked for, not yet sent (F06)
+        self._boot_now = asyncio.Event()  # TriggerMessage BootNotification while not accepted (F06)
+        self.device_model = _device_model(self)
 
     # -- the session's side (synchronous, never blocks on the network) ---------------------------------
     def on_event(self, event: Event) -> None:
@@ -364,6 +446,65 @@ class StationBridge:
             return False
         self.transaction.remote_stop = True
         return True
+
+    def set_variable(self, data: dict[str, Any]) -> Answer:
+        """SetVariables (B05) of one SetVariableData: the device model's answer; an accepted value is
+        reported, and the sender woken, for a new HeartbeatInterval moves the next heartbeat."""
+        answer = self.device_model.set(data)
+        if answer.status == "Accepted":
+            self.report(
+                VariableSet(
+                    t=time.time(),
+                    station=self.config.station_id,
+                    component=data["component"]["name"],
+                    variable=data["variable"]["name"],
+                    value=data["attribute_value"].strip(),
+                )
+            )
+            self._wake.set()
+        return answer
+
+    def trigger(self, requested: str, evse: dict[str, Any] | None) -> tuple[str, str, str]:
+        """TriggerMessage (F06): its status, statusInfo reasonCode and why. The message goes out once
+        the answer did (F06.FR.04; the handler only asks the sender, which runs after the answer is
+        written): a BootNotification while the CSMS has not accepted one (Rejected after, F06.FR.17),
+        a Heartbeat, the connector's StatusNotification, and, while a transaction runs, MeterValues
+        (context Trigger) or a TransactionEvent Updated with triggerReason Trigger, queued behind the
+        transaction's events. Without one they are Rejected (TxNotFound: the meter counts a
+        session's energy). The evse, when given, must be this station's (connector 1); a Heartbeat
+        or BootNotification ignores it (F06.FR.02). Anything else is NotImplemented. While the CSMS
+        has not accepted a BootNotification (B02 Pending), all but a BootNotification wait for it."""
+        if requested not in TRIGGERABLE:
+            return "NotImplemented", "UnsupportedRequest", f"this station does not send {requested} on request"
+        if requested == "BootNotification":
+            if self._accepted:
+                return "Rejected", "Unspecified", "the CSMS accepted this connection's BootNotification (F06.FR.17)"
+            self._boot_now.set()
+            return "Accepted", "", ""
+        if requested != "Heartbeat" and evse is not None:
+            if evse["id"] != self.config.evse_id:
+                return "Rejected", "UnknownEvse", f"this station has EVSE {self.config.evse_id} only"
+            if evse.get("connector_id", 1) != 1:
+                return "Rejected", "UnknownConnectorId", f"EVSE {self.config.evse_id} has connector 1 only"
+        if requested in ("MeterValues", "TransactionEvent") and self.transaction is None:
+            return "Rejected", "TxNotFound", f"no transaction runs on EVSE {self.config.evse_id}"
+        if requested == "TransactionEvent":
+            self._transaction_event("Updated", "Trigger", time.time(), meter=True, context="Trigger")
+        elif requested not in self._triggered:
+            self._triggered.append(requested)
+            self._wake.set()
+        return "Accepted", "", ""
+
+    def request_start(self, evse_id: int | None) -> tuple[str, str, str | None]:
+        """RequestStartTransaction (F01), always Rejected: an ISO 15118-20 session starts when an EV
+        plugs in and talks to the SECC, and the bridge cannot start one. Its statusInfo reasonCode,
+        why, and the transaction already running on the EVSE (the response's transactionId)."""
+        if evse_id is not None and evse_id != self.config.evse_id:
+            return "UnknownEvse", f"this station has EVSE {self.config.evse_id} only", None
+        if self.transaction is not None:
+            tx = self.transaction.id
+            return "TxInProgress", f"transaction {tx} already runs on EVSE {self.config.evse_id}", tx
+        return "UnsupportedRequest", "a session starts when an EV plugs in; the station cannot start one", None
 
     def stop_request(self) -> str | None:
         """The SECC's question at every loop: does the station want the session ended?"""
@@ -525,6 +666,7 @@ class StationBridge:
         peer.bridge = self
         peer.debug = self.config.debug
         self.subprotocol = ws.subprotocol
+        self._triggered.clear()  # what the CSMS asked of an earlier connection
         reader = asyncio.create_task(peer.start())
         sender = asyncio.create_task(self._send_all(peer, url))
         try:
@@ -542,15 +684,18 @@ class StationBridge:
 
         Pending or Rejected (OCPP 2.0.1 B02, B03): nothing else is sent, and the next
         BootNotification waits the response's ``interval``, at least the reconnection back-off,
-        which doubles on every refusal (an interval of 0 is no licence to retry at once)."""
+        which doubles on every refusal (an interval of 0 is no licence to retry at once), unless
+        the CSMS asks for it with a TriggerMessage (F06, reason Triggered)."""
         backoff = self.config.reconnect[0]
+        reason = "PowerUp"
+        self._boot_now.clear()
         while True:
             boot = await self._call(
                 peer,
                 "BootNotification",
                 {
                     "charging_station": {"vendor_name": self.config.vendor, "model": self.config.model},
-                    "reason": "PowerUp",
+                    "reason": reason,
                 },
             )
             if boot.status == "Accepted":
@@ -565,17 +710,22 @@ class StationBridge:
                     reason=f"{boot.status}, next BootNotification in {wait:g} s",
                 )
             )
-            await asyncio.sleep(wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._boot_now.wait(), wait)
+            reason = "Triggered" if self._boot_now.is_set() else "PowerUp"
+            self._boot_now.clear()
             backoff = min(backoff * 2, self.config.reconnect[1])
 
     async def _send_all(self, peer: Any, url: str) -> None:
-        heartbeat = await self._boot(peer, url)
+        self.heartbeat_interval = await self._boot(peer, url)
+        self._last_heartbeat = time.monotonic()
         self._peer = peer
         self._status_sent = self._needs_sent = False
         self.report(CsmsConnected(t=time.time(), url=url, subprotocol=str(self.subprotocol)))
-        next_heartbeat = time.monotonic() + heartbeat
         while True:
             self._wake.clear()
+            while self._triggered:  # what TriggerMessage asked for, at once (F06)
+                await self._send_triggered(peer, url, self._triggered.pop(0))
             # The transaction's own events first: a CSMS must know the transaction before its needs,
             # and a refused one waits for its retry with everything behind it (E13).
             record = self.outbox.peek()
@@ -585,17 +735,7 @@ class StationBridge:
                     continue
             elif not self._status_sent:
                 self._status_sent = True
-                await self._notify(
-                    peer,
-                    url,
-                    "StatusNotification",
-                    {
-                        "timestamp": timestamp(time.time()),
-                        "connector_status": self._status,
-                        "evse_id": self.config.evse_id,
-                        "connector_id": 1,
-                    },
-                )
+                await self._send_status(peer, url)
             if record is None and self._needs is not None and not self._needs_sent:
                 self._needs_sent = True
                 assert self.subprotocol is not None
@@ -605,12 +745,39 @@ class StationBridge:
                     "NotifyEVChargingNeeds",
                     charging_needs(self._needs_now(), self.subprotocol, self._needs_at, self.config.evse_id),
                 )
+            next_heartbeat = self._last_heartbeat + self.heartbeat_interval
             if time.monotonic() >= next_heartbeat:
-                await self._notify(peer, url, "Heartbeat", {})
-                next_heartbeat = time.monotonic() + heartbeat
+                await self._heartbeat(peer, url)
+                next_heartbeat = self._last_heartbeat + self.heartbeat_interval
             until = next_heartbeat if record is None else min(next_heartbeat, self._retry_at)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(0.0, until - time.monotonic()))
+
+    async def _send_status(self, peer: Any, url: str) -> None:
+        """The connector's StatusNotification (G01)."""
+        payload = {
+            "timestamp": timestamp(time.time()),
+            "connector_status": self._status,
+            "evse_id": self.config.evse_id,
+            "connector_id": 1,
+        }
+        await self._notify(peer, url, "StatusNotification", payload)
+
+    async def _heartbeat(self, peer: Any, url: str) -> None:
+        """A Heartbeat (G02); the next one is due HeartbeatInterval after it."""
+        await self._notify(peer, url, "Heartbeat", {})
+        self._last_heartbeat = time.monotonic()
+
+    async def _send_triggered(self, peer: Any, url: str, message: str) -> None:
+        """A message TriggerMessage asked for (F06; :meth:`trigger`). MeterValues (J01) carries the
+        transaction's meter, context Trigger; the transaction may have ended since the request."""
+        if message == "Heartbeat":
+            await self._heartbeat(peer, url)
+        elif message == "StatusNotification":
+            await self._send_status(peer, url)
+        elif self.transaction is not None:
+            meter_value = self.transaction.meter.meter_value(time.time(), "Trigger")
+            await self._notify(peer, url, "MeterValues", {"evse_id": self.config.evse_id, "meter_value": [meter_value]})
 
     async def _deliver(self, peer: Any, url: str, record: Record) -> None:
         """Send the outbox's oldest TransactionEvent; it leaves the outbox once the CSMS answered it.
