@@ -16,10 +16,12 @@ from rich.console import Console
 
 from tests.ocpp.test_park import free_port
 from v2gtool.cli.context import AppContext
+from v2gtool.cli.ocpp_bridge import _printer as bridge_printer
 from v2gtool.cli.vpp import _printer, fleet_table
 from v2gtool.config import Config
 from v2gtool.ocpp.csms import StationConnected, StationLeft
 from v2gtool.ocpp.rpc_errors import FrameRejected
+from v2gtool.ocpp.station import VariableSet
 
 V2GTOOL = [sys.executable, "-m", "v2gtool"]
 
@@ -166,3 +168,11 @@ def test_rejected_frames_are_one_line_on_stderr() -> None:
     assert err.export_text() == (
         "! CS[/red]1: FormatViolation (not a JSON frame: Expecting value: line 1 column 1 (char 0)) to message '-1'\n"
     )
+
+
+def test_the_bridge_names_a_variable_the_csms_set() -> None:
+    out, err = Console(record=True, width=100), Console(record=True, width=100)
+    show = bridge_printer(AppContext(Config(), False, False, out, err), as_json=False)
+    show(VariableSet(t=0.0, station="CS1", component="OCPPCommCtrlr", variable="HeartbeatInterval", value="[b]1"))
+    assert out.export_text() == "CS1: CSMS set OCPPCommCtrlr.HeartbeatInterval = [b]1\n"
+    assert err.export_text() == ""

@@ -52,6 +52,7 @@ from v2gtool.ocpp.station import (
     CsmsDisconnected,
     StationBridge,
     TransactionEventDiscarded,
+    VariableSet,
     check_identity,
 )
 from v2gtool.pki.profiles import Protocol
@@ -97,6 +98,9 @@ def _printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
         elif isinstance(event, FrameRejected):
             line = f"CSMS frame {event.message_id} refused: {event.code} {event.reason}"
             app.err_console.print(escape(f"{event.station}: {line}"), highlight=False)
+        elif isinstance(event, VariableSet):
+            line = f"{event.station}: CSMS set {event.component}.{event.variable} = {event.value}"
+            app.console.print(escape(line), highlight=False)
         elif isinstance(event, ChargingProfileReceived):
             capped = f" ({event.reason})" if event.reason else ""
             verdict = f"applied{capped}, now {event.power_now} W" if event.accepted else f"rejected: {event.reason}"
