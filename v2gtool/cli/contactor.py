@@ -34,6 +34,7 @@ Exit codes:
   4  Contactor Stuck: weld or feedback mismatch, latched until `contactor reset`
   5  the interlock opened the contactors during the run (CP left C/D, e-stop)
   6  the cable check found an isolation fault (or could not test)
+  130  interrupted (SIGINT; during close also SIGTERM, after the contactors opened)
 """
 
 INTERRUPT_NOTE = """\b

@@ -36,6 +36,7 @@ Exit codes:
   5  the interlock opened the contactors during the check (CP left C/D, e-stop)
   6  isolation fault, or the check could not be completed (self-test, ramp)
   7  warning: below 500 Ohm/V (2014 edition only)
+  130  interrupted (SIGINT)
 """
 
 
