@@ -25,6 +25,7 @@ from v2gtool.session import scenario as scenarios
         ("[session]\ntarget_soc = 150", "[session] target_soc: 150 is not within 0 .. 100 (%)"),
         ("[session]\npower = -5000", "[session] power: -5000 is not >= 0 (W, the direction gives the sign)"),
         ("[session]\nstandby_for = -5", "[session] standby_for: -5 is not >= 0"),
+        ("[session]\nstandby_for = 60", "[session] standby_for 60 s is not below the SECC's V2G_SECC_Sequence_Timeout"),
         ("[session]\nmetering_confirmation_interval = -3", "metering_confirmation_interval: -3 is not >= 0.001"),
         ("[session]\nmin_soc = 60\ntarget_soc = 50", "[session] min_soc 60 is above target_soc 50"),
         # Against the effective values: a key left out keeps its default (target 80 %, floor 20 %).

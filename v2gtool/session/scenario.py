@@ -50,6 +50,7 @@ from v2gtool.errors import ConfigError
 from v2gtool.hw.scenario import Scenario, default_scenario, plugged_in, scenario_from_tables
 from v2gtool.iso20.evcc import Direction
 from v2gtool.iso20.ports import PowerLimits
+from v2gtool.iso20.timeouts import Timeouts
 from v2gtool.iso20.values import DC_SERVICES, ControlMode, ServiceID, SignConvention, service_from_name
 
 VEHICLE_LIMITS = PowerLimits(
@@ -149,7 +150,7 @@ _NUMBERS: dict[str, tuple[float, float, str]] = {
     "target_soc": (0.0, 100.0, "%"),
     "min_soc": (0.0, 100.0, "%"),
     "standby_at": (0.0, math.inf, "seconds into the loop"),
-    "standby_for": (0.0, math.inf, "seconds"),
+    "standby_for": (0.0, math.inf, "seconds"),  # and below V2G_SECC_Sequence_Timeout (_session)
     "metering_confirmation_interval": (1e-3, math.inf, "seconds"),
 }
 # [session] keys that name something: how a name becomes the value.
@@ -195,6 +196,11 @@ def _session(session: dict[str, Any], source: str) -> dict[str, Any]:
     if changes.get("min_soc", SessionScenario.min_soc) > changes.get("target_soc", SessionScenario.target_soc):
         raise ConfigError(f"scenario {source}: [session] min_soc {soc['min_soc']} is above target_soc "
                           f"{soc['target_soc']}")
+    # The EV is silent while in standby; the SECC ends a session whose next request comes later than
+    # V2G_SECC_Sequence_Timeout after its last response (ISO 15118-20 Table 215).
+    if changes.get("standby_for", 0.0) >= Timeouts.sequence:
+        raise ConfigError(f"scenario {source}: [session] standby_for {changes['standby_for']:g} s is not below the "
+                          f"SECC's V2G_SECC_Sequence_Timeout ({Timeouts.sequence:g} s): the SECC would end the session")
     return changes
 
 
