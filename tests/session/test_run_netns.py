@@ -84,8 +84,9 @@ def _children_of(pid: int) -> list[int]:
 
 @pytest.mark.netns
 @netns
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_stops_both_children_and_removes_the_namespaces(signum: signal.Signals) -> None:
+@pytest.mark.parametrize(("signum", "times"), [(signal.SIGTERM, 1), (signal.SIGINT, 1), (signal.SIGINT, 3)])
+def test_a_signal_stops_both_children_and_removes_the_namespaces(signum: signal.Signals, times: int) -> None:
+    """One signal, or an impatient operator's several (they must not cut the clean-up short)."""
     parent = subprocess.Popen([*V2GTOOL, "--json", "session", "run", "--netns", "--no-tls", "--no-trace",
                                "--duration", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
@@ -93,7 +94,10 @@ def test_a_signal_stops_both_children_and_removes_the_namespaces(signum: signal.
         time.sleep(0.2)
     assert len(_children_of(parent.pid)) == 2
     time.sleep(3)  # into the session
-    parent.send_signal(signum)
+    for _ in range(times):
+        if parent.poll() is None:
+            parent.send_signal(signum)
+            time.sleep(0.3)
     _out, err = parent.communicate(timeout=60)
     assert parent.returncode == ExitCode.INTERRUPTED
     assert "Traceback" not in err and "BrokenPipeError" not in err

@@ -345,7 +345,8 @@ def _run_netns(ctx: click.Context, params: dict[str, Any], as_json: bool, trace:
     quiet = {**os.environ, "TTY_INTERACTIVE": "0"}
     children: list[subprocess.Popen[bytes]] = []
     relays: list[threading.Thread] = []
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # unwind on SIGTERM as on SIGINT
+    previous = {signal.SIGINT: signal.getsignal(signal.SIGINT),
+                signal.SIGTERM: signal.signal(signal.SIGTERM, _interrupt)}  # unwind on SIGTERM as on SIGINT
     try:
         with (
             veth_pair("v2gn") as pair,
@@ -366,11 +367,16 @@ def _run_netns(ctx: click.Context, params: dict[str, Any], as_json: bool, trace:
                 relays.append(_relay(ev.stdout))
                 ev_rc, evse_rc = _wait(ev, 600), _wait(evse, 60)
             finally:
+                # A second signal must not cut the clean-up short (children left running, namespaces
+                # left behind): from here on the signals are ignored, the first one is being handled.
+                for signum in previous:
+                    signal.signal(signum, signal.SIG_IGN)
                 _stop(children)
                 for relay in relays:
                     relay.join(timeout=5)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if ev_rc or evse_rc:
         error = SessionFailed(f"--netns session failed: EV exit {ev_rc}, EVSE exit {evse_rc}")
         error.exit_code = _netns_exit(ev_rc, evse_rc)

@@ -94,6 +94,7 @@ def veth_pair(prefix: str) -> Iterator[VethPair]:
 _CLONE_NEWNET = 0x40000000  # <sched.h>: setns(2) into a network namespace
 _ETH_P_ALL = 0x0003  # <linux/if_ether.h>: every protocol, both directions
 _IDLE_S = 0.2  # how long the capture waits for a frame before it looks whether to stop
+_DRAIN_S = 1.0  # after the block: how long frames still queued (or still coming) are written
 
 
 def _packet_socket(iface: str, netns: str | None) -> socket.socket:
@@ -147,7 +148,8 @@ def capture_link(iface: str, writer: PcapWriter | None, *, netns: str | None = N
     failed: list[PcapWriteError] = []
 
     def capture() -> None:
-        while True:
+        drained_by: float | None = None  # once the block ended: write what is queued, for a moment at most
+        while drained_by is None or time.monotonic() < drained_by:
             try:
                 frame = sock.recv(65535)
             except TimeoutError:
@@ -159,6 +161,8 @@ def capture_link(iface: str, writer: PcapWriter | None, *, netns: str | None = N
             except PcapWriteError as exc:
                 failed.append(exc)
                 return
+            if drained_by is None and stop.is_set():
+                drained_by = time.monotonic() + _DRAIN_S
 
     thread = threading.Thread(target=capture, name="v2gtool-capture", daemon=True)
     thread.start()
@@ -166,7 +170,7 @@ def capture_link(iface: str, writer: PcapWriter | None, *, netns: str | None = N
         yield
     finally:
         stop.set()
-        thread.join(timeout=5)
+        thread.join()  # it ends within _DRAIN_S + _IDLE_S: only then are its socket and writer closed
         sock.close()
         writer.close()
     if failed:
