@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from v2gtool.cli.main import main
+from v2gtool.hw.errors import HardwareError
+from v2gtool.hw.sim import SimIsolationMonitor, SimPowerModule
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -257,3 +263,124 @@ def test_a_signal_during_the_hold_opens_the_contactors_through_the_interlock(sig
     assert [e.get("event") for e in after[-3:]] == ["InterlockTripped", "ContactorsOpening", "ContactorsOpened"]
     assert after[-3]["condition"] == "SESSION_STOP" and after[-2]["current_a"] == 0.0
     assert err == "v2gtool: aborted\n"
+
+
+def _signal_on(
+    args: list[str], event: dict[str, Any], signum: int
+) -> tuple[subprocess.Popen[str], list[dict[str, Any]], str]:
+    """Run ``v2gtool *args``, send *signum* once it reports an event with the items of *event*; the
+    lines after, and stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "v2gtool", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if json.loads(line).items() >= event.items():
+            proc.send_signal(signum)
+            break
+    rest, err = proc.communicate(timeout=60)
+    return proc, [json.loads(line) for line in rest.splitlines()], err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_the_cable_check_ramps_down_then_opens_through_the_interlock(
+    tmp_path: Path, signum: int
+) -> None:
+    """Mid-sampling, with the Formula CC.1 test voltage on the output: the check stops, the output ramps
+    below 60 V (standards.md 7.1), the contactors open at zero current, then exit 130."""
+    # CP C -> D at t = 8 s (power may still flow): an event in the middle of the samples to signal on.
+    path = scenario(tmp_path, '[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 8\ncp = "D"\n')
+    proc, after, err = _signal_on(
+        ["isolation-check", "--scenario", path, "--samples", "100000", "--json"],
+        {"event": "CpStateChanged", "state": "D"},
+        signum,
+    )
+    assert proc.returncode == 130, err
+    assert err == "v2gtool: aborted\n"
+    tripped, opening, opened, record = after[-4:]
+    assert [tripped.get("event"), opening.get("event"), opened.get("event")] == [
+        "InterlockTripped",
+        "ContactorsOpening",
+        "ContactorsOpened",
+    ]
+    assert tripped["condition"] == "SESSION_STOP" and opening["current_a"] == 0.0 and not opening["forced"]
+    assert record["result"] == "isolation-check" and record["failure"] == "interrupted"
+    trace = record["trace"]
+    assert max(r["voltage_v"] for r in trace if r["phase"] == "sample") == pytest.approx(500.0, abs=1)
+    # The ramp down ended below 60 V before the contactors were asked to open.
+    assert trace[-1]["phase"] == "ramp-down" and trace[-1]["voltage_v"] < 60.0
+    assert trace[-1]["t"] <= tripped["t"] + 1e-3  # the trace rounds to 0.1 ms
+
+
+@pytest.mark.parametrize("command", ["open", "reset"])
+def test_a_signal_during_a_sim_session_opens_the_contactors_then_exits_130(command: str) -> None:
+    proc, after, err = _signal_on(
+        ["contactor", command, "--session", "3600", "--json"], {"event": "EnergyTransferEnabled"}, signal.SIGTERM
+    )
+    assert proc.returncode == 130, err
+    assert [e.get("event") for e in after] == ["InterlockTripped", "ContactorsOpening", "ContactorsOpened"]
+    assert after[0]["condition"] == "SESSION_STOP" and abs(after[1]["current_a"]) <= 1.0
+
+
+@pytest.mark.parametrize("command", ["status", "weld-check"])
+def test_sigterm_during_a_sim_session_of_status_or_weld_check_exits_130(command: str) -> None:
+    """These render no events: SIGTERM is held off (not the default kill), the session ends, exit 130."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "v2gtool", "contactor", command, "--session", "3600", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err == "v2gtool: aborted\n"
+    assert out == ""  # aborted instead of going on to the status / the weld check
+
+
+def _main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[dict[str, Any]], str]:
+    """``v2gtool *args`` in this process (so a sim part can be made to fail): exit code, lines, stderr."""
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    out, err = capsys.readouterr()
+    code = exited.value.code
+    assert isinstance(code, int)
+    return code, [json.loads(line) for line in out.splitlines()], err
+
+
+def test_a_hardware_error_during_the_cable_check_opens_the_contactors_first(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def imd_gone(self: SimIsolationMonitor) -> float | None:
+        if self._plant.measure().cable_v > 400.0:  # the test voltage is on
+            raise HardwareError("IMD: no answer")
+        return 5e6
+
+    monkeypatch.setattr(SimIsolationMonitor, "resistance_ohm", imd_gone)
+    code, events, err = _main(["isolation-check", "--json"], capsys)
+    assert code == 1 and err == "v2gtool: error: IMD: no answer\n"
+    assert [e.get("event") for e in events[-3:]] == ["InterlockTripped", "ContactorsOpening", "ContactorsOpened"]
+    assert events[-3]["condition"] == "SESSION_STOP" and not events[-2]["forced"]
+
+
+def test_a_hardware_error_during_the_hold_opens_the_contactors_first(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    regulate_current = SimPowerModule.regulate_current
+
+    def module_fault(self: SimPowerModule, amps: float, max_voltage: float = math.inf) -> None:
+        if self.measure().current_a > 50.0:  # carrying current in the hold
+            raise HardwareError("power module: CAN timeout")
+        regulate_current(self, amps, max_voltage)
+
+    monkeypatch.setattr(SimPowerModule, "regulate_current", module_fault)
+    code, events, err = _main(["contactor", "close", "--hold", "5", "--json"], capsys)
+    assert code == 1 and err == "v2gtool: error: power module: CAN timeout\n"
+    assert [e.get("event") for e in events[-3:]] == ["InterlockTripped", "ContactorsOpening", "ContactorsOpened"]
+    assert events[-3]["condition"] == "SESSION_STOP"
+    assert abs(events[-2]["current_a"]) <= 1.0 and not events[-2]["forced"]

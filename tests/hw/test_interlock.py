@@ -145,6 +145,9 @@ def test_energy_transfer_is_refused_on_precharge_mismatch() -> None:
             def precharge_done(self) -> None:
                 setup.vehicle.precharge_done()
 
+            def session_stopped(self) -> None:
+                setup.vehicle.session_stopped()
+
         power_up(station, LyingVehicle(), RATED_V)
     assert station.interlock.cable_check_passed
     assert not station.interlock.energy_transfer

@@ -5,18 +5,17 @@ Every command goes through :mod:`v2gtool.hw.interlock`; a refusal names the bloc
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType, TracebackType
 from typing import Any
 
 import click
 from rich.table import Table
 
-from v2gtool.cli.hw_common import HwSession, hw_options, open_session, run_seconds
+from v2gtool.cli.hw_common import HwSession, Interrupts, check_not_stuck, hw_options, open_session, run_seconds
 from v2gtool.cli.params import FiniteFloat
+from v2gtool.hw.cablecheck import open_contactors, opened_on_error
 from v2gtool.hw.errors import ContactorStuckError, InterlockRefusedError, InterlockTrippedError
 from v2gtool.hw.events import ContactorsOpened, ContactorsOpening, InterlockTripped
 from v2gtool.hw.interlock import ContactorPhase
@@ -34,13 +33,14 @@ Exit codes:
   4  Contactor Stuck: weld or feedback mismatch, latched until `contactor reset`
   5  the interlock opened the contactors during the run (CP left C/D, e-stop)
   6  the cable check found an isolation fault (or could not test)
-  130  interrupted (SIGINT; during close also SIGTERM, after the contactors opened)
+  130  interrupted (SIGINT or SIGTERM; with the contactors closed, after they opened)
 """
 
 INTERRUPT_NOTE = """\b
-SIGINT (Ctrl-C) or SIGTERM while the contactors may be closed does not end the command at once:
-the hold stops, the contactors open through the interlock at zero current (InterlockTripped
-SESSION_STOP, ContactorsOpening, ContactorsOpened), then it exits 130 (4 if a contact stuck).
+SIGINT (Ctrl-C) or SIGTERM while the contactors may be closed (close, or a sim --session) does not
+end the command at once: the hold stops, the contactors open through the interlock at zero current
+(InterlockTripped SESSION_STOP, ContactorsOpening, ContactorsOpened), then it exits 130 (4 if a
+contact stuck). An error there opens them the same way first, best effort.
 """
 
 SIM_NOTE = """\b
@@ -74,40 +74,6 @@ def _open_contactor_session(
     )
     session.station.part(session.station.hw.contactors, "contactors")
     return session
-
-
-class _Interrupts:
-    """SIGINT and SIGTERM while the contactors may be closed: remembered, not raised.
-
-    Python raises KeyboardInterrupt at any bytecode, e.g. between the interlock handing out its
-    "open the coils" command and the station driving it, which would leave the coils energised
-    (and SIGTERM's default action ends the process with no clean-up at all). The hold polls this
-    instead, so it ends at a tick boundary and the contactors are opened through the interlock
-    (standards.md 7.3: open only at zero current) before the command exits.
-    """
-
-    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.received = False
-        self._previous: dict[int, Any] = {}
-
-    def __call__(self) -> bool:
-        return self.received
-
-    def _handle(self, _signum: int, _frame: FrameType | None) -> None:
-        self.received = True
-
-    def __enter__(self) -> _Interrupts:
-        for signum in self._SIGNALS:
-            self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
 
 
 def _never() -> bool:
@@ -192,31 +158,37 @@ def _close_for_cable_check(session: HwSession, hold: float, stop: Callable[[], b
     station.wait_for(stop, hold)
 
 
-def _prepare(session: HwSession, at_s: float, session_s: float, current_a: float) -> None:
-    session.station.run(at_s)
-    if session_s > 0:
-        _power_up_and_charge(session, current_a, session_s)
+def _prepare(
+    session: HwSession, at_s: float, session_s: float, current_a: float, interrupted: Callable[[], bool]
+) -> None:
+    """--at, then the sim --session (closed, energy transfer, then a session stop); both end early
+    once *interrupted* holds, and an error in the session opens the contactors first (best effort)."""
+    session.station.wait_for(interrupted, at_s)
+    if session_s > 0 and not interrupted():
+        with opened_on_error(session.station):
+            _power_up_and_charge(session, current_a, session_s, interrupted)
         _stop_and_wait(session)
 
 
+def _prepared(session: HwSession, at_s: float, session_s: float, current_a: float) -> None:
+    """:func:`_prepare` with SIGINT / SIGTERM held off: after a signal the contactors are open, and
+    the command exits 130 (4 if a contact stuck) instead of going on."""
+    with Interrupts() as interrupted:
+        _prepare(session, at_s, session_s, current_a, interrupted)
+    _exit_if_interrupted(session, interrupted)
+
+
+def _exit_if_interrupted(session: HwSession, interrupted: Interrupts) -> None:
+    if interrupted():
+        check_not_stuck(session.station)
+        raise click.Abort()
+
+
 def _stop_and_wait(session: HwSession) -> None:
-    station = session.station
-    station.session_stop()
-    station.wait_for(
-        lambda: station.interlock.phase is ContactorPhase.OPEN or station.interlock.stuck is not None, 1.0
-    )
+    """Session stop: open through the interlock at zero current; then the vehicle opens its own."""
+    open_contactors(session.station)
     if session.sim is not None:
         session.sim.vehicle.session_stopped()
-
-
-def _check_not_stuck(session: HwSession) -> None:
-    stuck = session.station.interlock.stuck
-    if stuck is not None:
-        raise ContactorStuckError(
-            f"Contactor Stuck on {stuck.pole.name} ({stuck.pole.value}): commanded "
-            f"{'closed' if stuck.commanded_closed else 'open'}, "
-            f"feedback {'closed' if stuck.feedback_closed else 'open'}"
-        )
 
 
 def _status_record(session: HwSession) -> dict[str, Any]:
@@ -263,7 +235,7 @@ def _show_status(session: HwSession) -> None:
     session.app.console.print(table)
 
 
-@contactor.command("status", epilog=EXIT_CODES)
+@contactor.command("status", epilog=INTERRUPT_NOTE + "\n" + EXIT_CODES)
 @_sim_options
 @hw_options
 @click.pass_context
@@ -278,10 +250,10 @@ def status(
 ) -> None:
     """Show CP state, mirror contacts, latches and what would block a close now (exit 4 if stuck)."""
     session = _open_contactor_session(ctx, backend, scenario, json_out, only=())
-    _prepare(session, at_s, session_s, current_a)
+    _prepared(session, at_s, session_s, current_a)
     session.station.run(session.station.config.tick_s)
     _show_status(session)
-    _check_not_stuck(session)
+    check_not_stuck(session.station)
 
 
 @contactor.command("close", epilog=SIM_NOTE + "\n" + INTERRUPT_NOTE + "\n" + EXIT_CODES)
@@ -329,28 +301,28 @@ def close(
     )
     station = session.station
     carried: Carried | None = None
-    with _Interrupts() as interrupted:
-        _prepare(session, at_s, session_s, current_a)
+    with Interrupts() as interrupted:
         try:
+            _prepare(session, at_s, session_s, current_a, interrupted)
             if not interrupted():  # a signal during --at / --session: do not close at all
-                if session.sim is not None:
-                    carried = _power_up_and_charge(session, current_a, hold, interrupted)
-                else:
-                    _close_for_cable_check(session, hold, interrupted)
+                with opened_on_error(station):
+                    if session.sim is not None:
+                        carried = _power_up_and_charge(session, current_a, hold, interrupted)
+                    else:
+                        _close_for_cable_check(session, hold, interrupted)
         finally:
             station.finish()
         if interrupted():
             _stop_and_wait(session)
-            _check_not_stuck(session)
-            raise click.Abort()
-    _check_not_stuck(session)
+    _exit_if_interrupted(session, interrupted)
+    check_not_stuck(station)
     if station.interlock.phase is not ContactorPhase.CLOSED:
         condition = station.interlock.trip_condition
         raise InterlockTrippedError(
             f"contactors opened during the hold: {condition.name if condition else 'unknown'}"
         )
     _stop_and_wait(session)
-    _check_not_stuck(session)
+    check_not_stuck(station)
     record: dict[str, Any] = {"held_s": hold, "requested_a": current_a if carried else None}
     record |= {
         "current_a": round(carried.last_a, 2) if carried else None,
@@ -371,7 +343,7 @@ def close(
         )
 
 
-@contactor.command("open", epilog=SIM_NOTE + "\n" + EXIT_CODES)
+@contactor.command("open", epilog=SIM_NOTE + "\n" + INTERRUPT_NOTE + "\n" + EXIT_CODES)
 @_sim_options
 @hw_options
 @click.pass_context
@@ -387,12 +359,15 @@ def open_(
     """Open K1/K2 at zero current and time it (on sim after a session of --session, default 1 s)."""
     session = _open_contactor_session(ctx, backend, scenario, json_out)
     station = session.station
-    station.run(at_s)
-    if session.sim is not None:
-        _power_up_and_charge(session, current_a, session_s or 1.0)
-    started = len(station.events)
-    _stop_and_wait(session)
-    _check_not_stuck(session)
+    with Interrupts() as interrupted:
+        station.wait_for(interrupted, at_s)
+        if session.sim is not None and not interrupted():
+            with opened_on_error(station):
+                _power_up_and_charge(session, current_a, session_s or 1.0, interrupted)
+        started = len(station.events)
+        _stop_and_wait(session)
+    _exit_if_interrupted(session, interrupted)
+    check_not_stuck(station)
     events = station.events[started:]
     tripped = next((e for e in events if isinstance(e, InterlockTripped)), None)
     opening = next((e for e in events if isinstance(e, ContactorsOpening)), None)
@@ -417,7 +392,7 @@ def open_(
         session.app.console.print(f"contactors open: {detail}", highlight=False)
 
 
-@contactor.command("weld-check", epilog=EXIT_CODES)
+@contactor.command("weld-check", epilog=INTERRUPT_NOTE + "\n" + EXIT_CODES)
 @_sim_options
 @hw_options
 @click.pass_context
@@ -435,7 +410,7 @@ def weld_check(
     Exit 4 if a contact is welded.
     """
     session = _open_contactor_session(ctx, backend, scenario, json_out, only=())
-    _prepare(session, at_s, session_s, current_a)
+    _prepared(session, at_s, session_s, current_a)
     report = run_weld_check(session.station)
     record: dict[str, Any] = {
         "welded": report.welded,
@@ -461,7 +436,7 @@ def weld_check(
         session.app.console.print("no weld found")
 
 
-@contactor.command("reset", epilog=EXIT_CODES)
+@contactor.command("reset", epilog=INTERRUPT_NOTE + "\n" + EXIT_CODES)
 @_sim_options
 @hw_options
 @click.pass_context
@@ -476,7 +451,7 @@ def reset(
 ) -> None:
     """Clear the "Contactor Stuck" latch; refused (exit 4) while a mirror contact still shows closed."""
     session = _open_contactor_session(ctx, backend, scenario, json_out)
-    _prepare(session, at_s, session_s, current_a)
+    _prepared(session, at_s, session_s, current_a)
     station = session.station
     latched = station.interlock.stuck
     verdict = station.reset()

@@ -1,11 +1,14 @@
 """What the hardware commands (cp-duty, contactor, isolation-check) share: backend options,
-building the station, and rendering its events live (rich) or as JSON lines."""
+building the station, rendering its events live (rich) or as JSON lines, and holding SIGINT /
+SIGTERM off while the contactors may be closed."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType, TracebackType
 from typing import Any, TypeVar
 
 import click
@@ -16,6 +19,7 @@ from v2gtool.cli.params import FiniteFloatRange
 from v2gtool.errors import ConfigError
 from v2gtool.hw.backends import BACKENDS, SimSetup, open_hardware, sim_station
 from v2gtool.hw.control import SocFloor, ThermalDerating
+from v2gtool.hw.errors import ContactorStuckError
 from v2gtool.hw.isolation import Edition, IsolationProfile
 from v2gtool.hw.scenario import load_scenario, plugged_in
 from v2gtool.hw.station import Station, StationConfig
@@ -176,3 +180,49 @@ def open_session(
         config.derating = None  # nothing to derate on
     station = Station(hardware, config, listener=listener)
     return HwSession(app, json_out, station, None, render)
+
+
+class Interrupts:
+    """SIGINT and SIGTERM while the contactors may be closed: remembered, not raised.
+
+    Python raises KeyboardInterrupt at any bytecode, e.g. between the interlock handing out its
+    "open the coils" command and the station driving it, which would leave the coils energised
+    (and SIGTERM's default action ends the process with no clean-up at all). The hold and the
+    cable check poll this instead, so they end at a tick boundary and the contactors are opened
+    through the interlock (standards.md 7.3: only at zero current; 7.1: a test voltage ramped
+    below 60 V first) before the command exits 130 (4 if a contact stuck, :func:`check_not_stuck`).
+    """
+
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received = False
+        self._previous: dict[int, Any] = {}
+
+    def __call__(self) -> bool:
+        return self.received
+
+    def _handle(self, _signum: int, _frame: FrameType | None) -> None:
+        self.received = True
+
+    def __enter__(self) -> Interrupts:
+        for signum in self._SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def check_not_stuck(station: Station) -> None:
+    """Exit 4 (:class:`ContactorStuckError`) when the interlock latched "Contactor Stuck" (rule 4)."""
+    stuck = station.interlock.stuck
+    if stuck is not None:
+        raise ContactorStuckError(
+            f"Contactor Stuck on {stuck.pole.name} ({stuck.pole.value}): commanded "
+            f"{'closed' if stuck.commanded_closed else 'open'}, "
+            f"feedback {'closed' if stuck.feedback_closed else 'open'}"
+        )

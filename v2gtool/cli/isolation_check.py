@@ -15,12 +15,17 @@ from typing import Any
 import click
 from rich.table import Table
 
-from v2gtool.cli.hw_common import HwSession, hw_options, open_session, run_seconds
+from v2gtool.cli.hw_common import HwSession, Interrupts, check_not_stuck, hw_options, open_session, run_seconds
 from v2gtool.cli.params import FiniteFloatRange
 from v2gtool.errors import ConfigError
-from v2gtool.hw.cablecheck import CableCheckReport, CableCheckSettings, run_cable_check
+from v2gtool.hw.cablecheck import (
+    CableCheckReport,
+    CableCheckSettings,
+    open_contactors,
+    opened_on_error,
+    run_cable_check,
+)
 from v2gtool.hw.errors import IsolationFaultError
-from v2gtool.hw.interlock import ContactorPhase
 from v2gtool.hw.isolation import Edition, IsolationVerdict, cable_check_voltage
 
 #: Exit code of a pass with a warning (2014 edition only).
@@ -36,7 +41,15 @@ Exit codes:
   5  the interlock opened the contactors during the check (CP left C/D, e-stop)
   6  isolation fault, or the check could not be completed (self-test, ramp)
   7  warning: below 500 Ohm/V (2014 edition only)
-  130  interrupted (SIGINT)
+  130  interrupted (SIGINT or SIGTERM), after the output ramped below 60 V and the contactors opened
+"""
+
+INTERRUPT_NOTE = """\b
+SIGINT (Ctrl-C) or SIGTERM does not end the check at once: it stops at the next control tick, the
+output ramps down below 60 V, the contactors open through the interlock at zero current
+(InterlockTripped SESSION_STOP, ContactorsOpening, ContactorsOpened), the partial trace is shown
+(failure "interrupted"), then it exits 130 (4 if a contact stuck). An error during the check
+ramps down and opens them the same way first, best effort.
 """
 
 
@@ -132,7 +145,7 @@ def _show(session: HwSession, report: CableCheckReport, record: dict[str, Any]) 
         )
 
 
-@click.command("isolation-check", epilog=EXIT_CODES)
+@click.command("isolation-check", epilog=INTERRUPT_NOTE + "\n" + EXIT_CODES)
 @click.option("--edition", type=click.Choice([e.value for e in Edition]), help="IEC 61851-23 edition [2023].")
 @click.option(
     "--ev-max-voltage", type=FiniteFloatRange(min=1.0), help="EVMaximumVoltage [sim: the vehicle's]."
@@ -195,32 +208,36 @@ def isolation_check(
         on_fault_exec=on_fault_exec,
     )
     station = session.station
-    station.run(at_s)
-    if ev_max_voltage is None:
-        if session.sim is None:
-            raise click.UsageError("--ev-max-voltage is needed on real hardware")
-        ev_max_voltage = session.sim.vehicle.max_voltage()
-    settings = CableCheckSettings(
-        ev_max_voltage_v=ev_max_voltage,
-        evse_max_voltage_v=evse_max_voltage or session.rated_voltage_v,
-        samples=samples,
-        sample_interval_s=interval,
-        settle_s=settle,
-        trace_interval_s=trace_interval,
-    )
-    cable_check_voltage(settings.ev_max_voltage_v, settings.evse_max_voltage_v)  # validate before closing
-    try:
-        report = run_cable_check(station, settings)
-        if station.interlock.phase is ContactorPhase.CLOSED:
-            station.session_stop()
-            station.wait_for(lambda: station.interlock.phase is not ContactorPhase.RAMPING_DOWN, 1.0)
-            station.run(0.1)
-    finally:
-        station.finish()
+    with Interrupts() as interrupted:
+        station.wait_for(interrupted, at_s)
+        if interrupted():  # during --at: nothing was closed
+            raise click.Abort()
+        if ev_max_voltage is None:
+            if session.sim is None:
+                raise click.UsageError("--ev-max-voltage is needed on real hardware")
+            ev_max_voltage = session.sim.vehicle.max_voltage()
+        settings = CableCheckSettings(
+            ev_max_voltage_v=ev_max_voltage,
+            evse_max_voltage_v=evse_max_voltage or session.rated_voltage_v,
+            samples=samples,
+            sample_interval_s=interval,
+            settle_s=settle,
+            trace_interval_s=trace_interval,
+        )
+        cable_check_voltage(settings.ev_max_voltage_v, settings.evse_max_voltage_v)  # validate before closing
+        try:
+            with opened_on_error(station):
+                report = run_cable_check(station, settings, interrupted)
+                open_contactors(station)  # a pass leaves them closed for precharge: not here
+        finally:
+            station.finish()
     record = _record(report)
     session.render.record("isolation-check", record)
     if not session.json:
         _show(session, report, record)
+    check_not_stuck(station)
+    if interrupted():  # the check, or the wait for its stop action after it
+        raise click.Abort()
     if plot is not None:
         _write_plot(report, plot)
     if report.failure is not None:

@@ -13,15 +13,25 @@ Sequence (IEC 61851-23:2023 Annex CC as implemented by EVerest's EvseManager, st
 5. ramp down below 60 V, and only then report the verdict to the interlock.
 
 Every sample of the output voltage and the IMD reading is kept as the trace.
+
+A check that ends early ends the same way: once the caller's *stop* predicate holds (a SIGINT or
+SIGTERM the command remembered) it ramps down below 60 V and the contactors open through the
+interlock at zero current (standards.md 7.1 and 7.3); an error on the way opens them too, best
+effort (:func:`open_best_effort`), before it propagates. After a failed or faulty check the
+contactors are open when :func:`run_cable_check` returns. :func:`open_contactors`,
+:func:`ramp_down_and_open` and :func:`opened_on_error` serve the other commands that close them.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from v2gtool.hw.errors import ContactorStuckError, HardwareError, InterlockRefusedError, InterlockTrippedError
+from v2gtool.hw.interfaces import IsolationMonitor
 from v2gtool.hw.interlock import ContactorPhase
 from v2gtool.hw.isolation import (
     IMD_RESPONSE_TIME_S,
@@ -31,6 +41,14 @@ from v2gtool.hw.isolation import (
     cable_check_voltage,
 )
 from v2gtool.hw.station import Station
+
+log = logging.getLogger(__name__)
+
+#: Longest wait for the output to fall below 60 V (the ramp down, and the discharge before closing).
+RAMP_TIMEOUT_S = 10.0
+#: Longest wait for the interlock to open the contactors after a session stop: ten times its
+#: 100 ms opening budget (IEC 61851-1 Table A.6, unverified), so a slow or stuck contact is seen.
+OPEN_TIMEOUT_S = 1.0
 
 
 class CablePhase(enum.Enum):
@@ -60,7 +78,7 @@ class CableCheckSettings:
     settle_s: float = 2.0
     trace_interval_s: float = 0.1
     self_test_timeout_s: float = 10.0
-    ramp_timeout_s: float = 10.0
+    ramp_timeout_s: float = RAMP_TIMEOUT_S
     #: The ramp is done when the output is within this fraction of the test voltage.
     ramp_tolerance: float = 0.02
 
@@ -78,16 +96,29 @@ class CableCheckReport:
     finished_at: float | None = None
     trace: list[TraceSample] = field(default_factory=list)
     failure: str | None = None
+    #: The caller's stop predicate ended the check (``failure`` is then "interrupted").
+    interrupted: bool = False
+
+
+class _Interrupted(Exception):
+    """The caller's stop predicate held: the check ends at this tick."""
+
+
+def _never() -> bool:
+    return False
 
 
 class _Tracer:
-    def __init__(self, station: Station, report: CableCheckReport, interval: float) -> None:
-        self.station, self.report, self.interval = station, report, interval
+    def __init__(
+        self, station: Station, report: CableCheckReport, interval: float, stop: Callable[[], bool]
+    ) -> None:
+        self.station, self.report, self.interval, self.stop = station, report, interval, stop
         self.phase = CablePhase.CLOSE
         self._next = station.clock.now()
 
     def __call__(self) -> bool:
-        """Record a trace sample when one is due; also abort when the interlock opened the contactors."""
+        """Record a trace sample when one is due; abort when the interlock opened the contactors, or
+        (once) when the caller's stop predicate holds."""
         now = self.station.clock.now()
         if now >= self._next - 1e-9:
             self._next = now + self.interval
@@ -101,6 +132,9 @@ class _Tracer:
             raise InterlockTrippedError(
                 f"cable check aborted in {self.phase.value}: {condition.name if condition else 'opened'}"
             )
+        if not self.report.interrupted and self.stop():
+            self.report.interrupted = True
+            raise _Interrupted
         return False
 
     def record(self, *, sampled: bool) -> float | None:
@@ -114,12 +148,20 @@ class _Tracer:
         return resistance
 
 
-def run_cable_check(station: Station, settings: CableCheckSettings) -> CableCheckReport:
+def run_cable_check(
+    station: Station, settings: CableCheckSettings, stop: Callable[[], bool] = _never
+) -> CableCheckReport:
     """Run the cable check on *station* and report the verdict to its interlock.
 
     Raises :class:`InterlockRefusedError` when the contactors may not close, :class:`InterlockTrippedError`
-    when a rule opens them during the check, :class:`ContactorStuckError` on a stuck contactor. On
-    success the contactors stay closed for precharge; the report holds the verdict and the trace.
+    when a rule opens them during the check, :class:`ContactorStuckError` on a stuck contactor; any
+    error opens the contactors first, best effort (:func:`open_best_effort`). On success the
+    contactors stay closed for precharge; the report holds the verdict and the trace. After a
+    failure or a fault they are open (or "Contactor Stuck" latched) on return.
+
+    *stop* is polled every tick: once it holds, the check ends there, the output ramps down below
+    60 V (standards.md 7.1: nothing is reported while the test voltage is on) and the contactors
+    open through the interlock at zero current (standards.md 7.3); the report is ``interrupted``.
     """
     imd = station.part(station.hw.isolation_monitor, "insulation monitoring device")
     station.part(station.hw.power_module, "DC power module")
@@ -128,55 +170,128 @@ def run_cable_check(station: Station, settings: CableCheckSettings) -> CableChec
     report = CableCheckReport(
         profile, cable_check_voltage(settings.ev_max_voltage_v, settings.evse_max_voltage_v), clock.now()
     )
-    trace = _Tracer(station, report, settings.trace_interval_s)
+    trace = _Tracer(station, report, settings.trace_interval_s, stop)
     station.cable_check_running = True
     try:
-        # A session that just ended may have left the DC link charged: the interlock refuses to close
-        # onto a live output, so discharge it first.
-        if not _discharge(station, trace, lambda: station.measurement.link_v, settings.ramp_timeout_s):
-            raise InterlockRefusedError(
-                f"output did not fall below {SAFE_OUTPUT_V:.0f} V before closing "
-                f"(link at {station.measurement.link_v:.1f} V after {settings.ramp_timeout_s:.0f} s)"
-            )
-        verdict = station.request_close()
-        if not verdict.allowed:
-            raise InterlockRefusedError(f"contactors may not close: {verdict}")
-        closed = station.wait_for(
-            lambda: trace() or station.interlock.phase is ContactorPhase.CLOSED, timeout=1.0
-        )
-        if not closed:
-            raise HardwareError("contactors did not report closed within 1 s")
-
-        trace.phase = CablePhase.SELF_TEST
-        imd.start_self_test()
-        station.wait_for(lambda: trace() or imd.self_test_result() is not None, settings.self_test_timeout_s)
-        report.self_test_passed = imd.self_test_result()
-        if not report.self_test_passed:
-            report.failure = (
-                "IMD self-test failed" if report.self_test_passed is False else "IMD self-test timed out"
-            )
-        else:
-            _measure(station, settings, report, trace)
-        trace.phase = CablePhase.RAMP_DOWN
-        down_from = clock.now()
-        if not _discharge(station, trace, lambda: station.measurement.cable_v, settings.ramp_timeout_s):
-            report.failure = report.failure or f"output did not fall below {SAFE_OUTPUT_V:.0f} V"
-        report.ramp_down_s = clock.now() - down_from
-        trace.record(sampled=False)
+        with opened_on_error(station, settings.ramp_timeout_s):
+            try:
+                _close_and_measure(station, imd, settings, report, trace)
+            except _Interrupted:
+                report.failure = "interrupted"
+            if trace.phase is not CablePhase.CLOSE:  # closed: the station may have a voltage applied
+                trace.phase = CablePhase.RAMP_DOWN
+                down_from = clock.now()
+                if not _discharge(station, trace, lambda: station.measurement.cable_v, settings.ramp_timeout_s):
+                    report.failure = report.failure or f"output did not fall below {SAFE_OUTPUT_V:.0f} V"
+                report.ramp_down_s = clock.now() - down_from
+                trace.record(sampled=False)
     finally:
         station.cable_check_running = False
     report.finished_at = clock.now()
-    if report.failure is not None:
-        station.session_stop()
-    elif report.result is not None:
-        station.report_cable_check(report.result)
+    if report.failure is None and report.result is not None:
+        station.report_cable_check(report.result)  # a fault trips and runs the stop action (rule 5)
+    if report.failure is not None or station.interlock.phase is not ContactorPhase.CLOSED:
+        open_contactors(station)
     return report
 
 
-def _discharge(station: Station, trace: _Tracer, voltage: Callable[[], float], timeout: float) -> bool:
-    """Power module off (active discharge) until *voltage* is below 60 V; False when *timeout* passed."""
+def _close_and_measure(
+    station: Station,
+    imd: IsolationMonitor,
+    settings: CableCheckSettings,
+    report: CableCheckReport,
+    trace: _Tracer,
+) -> None:
+    """Steps 1 to 4: discharge, close, IMD self-test, then :func:`_measure`."""
+    # A session that just ended may have left the DC link charged: the interlock refuses to close
+    # onto a live output, so discharge it first.
+    if not _discharge(station, trace, lambda: station.measurement.link_v, settings.ramp_timeout_s):
+        raise InterlockRefusedError(
+            f"output did not fall below {SAFE_OUTPUT_V:.0f} V before closing "
+            f"(link at {station.measurement.link_v:.1f} V after {settings.ramp_timeout_s:.0f} s)"
+        )
+    verdict = station.request_close()
+    if not verdict.allowed:
+        raise InterlockRefusedError(f"contactors may not close: {verdict}")
+    closed = station.wait_for(lambda: trace() or station.interlock.phase is ContactorPhase.CLOSED, timeout=1.0)
+    if not closed:
+        raise HardwareError("contactors did not report closed within 1 s")
+
+    trace.phase = CablePhase.SELF_TEST
+    imd.start_self_test()
+    station.wait_for(lambda: trace() or imd.self_test_result() is not None, settings.self_test_timeout_s)
+    report.self_test_passed = imd.self_test_result()
+    if not report.self_test_passed:
+        report.failure = "IMD self-test failed" if report.self_test_passed is False else "IMD self-test timed out"
+    else:
+        _measure(station, settings, report, trace)
+
+
+def _discharge(station: Station, watch: Callable[[], bool], voltage: Callable[[], float], timeout: float) -> bool:
+    """Power module off (active discharge) until *voltage* is below 60 V; False when *timeout* passed
+    first, or *watch* (polled every tick, e.g. the trace) ended the wait."""
     station.power_off()
-    return station.wait_for(lambda: trace() or voltage() < SAFE_OUTPUT_V, timeout)
+    return station.wait_for(lambda: watch() or voltage() < SAFE_OUTPUT_V, timeout) and voltage() < SAFE_OUTPUT_V
+
+
+def open_contactors(station: Station, timeout_s: float = OPEN_TIMEOUT_S) -> bool:
+    """Open K1/K2 through the interlock: a session stop (rule 3: the current to zero, then the coils
+    released, standards.md 7.3), then step until they are open or "Contactor Stuck" latched.
+
+    Nothing happens when they are open already; a trip already under way keeps its condition.
+    True when they are open.
+    """
+    interlock = station.interlock
+    station.session_stop()
+    station.wait_for(lambda: interlock.phase is ContactorPhase.OPEN or interlock.stuck is not None, timeout_s)
+    return interlock.phase is ContactorPhase.OPEN
+
+
+def ramp_down_and_open(station: Station, ramp_timeout_s: float = RAMP_TIMEOUT_S) -> bool:
+    """:func:`open_contactors`, first ramping the output below 60 V where the station applies the
+    voltage itself (contactors closed, no energy transfer: the cable check or the precharge;
+    standards.md 7.1), for at most *ramp_timeout_s*. With energy transfer the battery holds the
+    voltage: only the current goes to zero (standards.md 7.3). True when the contactors are open."""
+    interlock = station.interlock
+    if interlock.phase is ContactorPhase.CLOSED and not interlock.energy_transfer:
+        _discharge(
+            station,
+            lambda: interlock.phase is not ContactorPhase.CLOSED,
+            lambda: station.measurement.cable_v,
+            ramp_timeout_s,
+        )
+    return open_contactors(station)
+
+
+def open_best_effort(station: Station, ramp_timeout_s: float = RAMP_TIMEOUT_S) -> bool:
+    """:func:`ramp_down_and_open` after an error, as far as the hardware lets it: never raises.
+
+    An error on the way (a device that failed once may answer again) is logged and the attempt
+    repeated every control tick until *ramp_timeout_s* plus :data:`OPEN_TIMEOUT_S` have passed.
+    Still through the interlock (DESIGN.md rule 6): the coils are never driven around it.
+    True when the contactors are open.
+    """
+    clock = station.clock
+    deadline = clock.now() + ramp_timeout_s + OPEN_TIMEOUT_S
+    while True:
+        try:
+            return ramp_down_and_open(station, max(0.0, deadline - OPEN_TIMEOUT_S - clock.now()))
+        except Exception as exc:  # best effort: whatever failed, keep trying to open
+            log.warning("opening the contactors after an error: %s", exc)
+        if clock.now() >= deadline - 1e-9:
+            return False
+        clock.sleep(station.config.tick_s)
+
+
+@contextmanager
+def opened_on_error(station: Station, ramp_timeout_s: float = RAMP_TIMEOUT_S) -> Iterator[None]:
+    """An error inside leaves with the contactors opened first (:func:`open_best_effort`), so a
+    failing device or a refused step does not end the process with K1/K2 closed."""
+    try:
+        yield
+    except Exception:
+        open_best_effort(station, ramp_timeout_s)
+        raise
 
 
 def _measure(
