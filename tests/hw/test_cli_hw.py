@@ -316,6 +316,22 @@ def test_a_signal_during_the_cable_check_ramps_down_then_opens_through_the_inter
     assert trace[-1]["t"] <= tripped["t"] + 1e-3  # the trace rounds to 0.1 ms
 
 
+def test_a_signal_during_the_cable_check_of_a_close_goes_no_further(tmp_path: Path) -> None:
+    """contactor close: a signal while the power-up's cable check runs ends it there (ramp down,
+    open); no precharge and no energy transfer follow."""
+    path = scenario(tmp_path, '[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 8\ncp = "D"\n')
+    proc, after, err = _signal_on(
+        ["contactor", "close", "--scenario", path, "--hold", "3600", "--json"],
+        {"event": "CpStateChanged", "state": "D"},
+        signal.SIGINT,
+    )
+    assert proc.returncode == 130, err
+    names = [e.get("event") for e in after]
+    assert "EnergyTransferEnabled" not in names and "PrechargeStarted" not in names, names
+    assert names[-3:] == ["InterlockTripped", "ContactorsOpening", "ContactorsOpened"]
+    assert after[-2]["current_a"] == 0.0
+
+
 @pytest.mark.parametrize("command", ["open", "reset"])
 def test_a_signal_during_a_sim_session_opens_the_contactors_then_exits_130(command: str) -> None:
     proc, after, err = _signal_on(

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from v2gtool.cli.hw_common import HwSession, Interrupts, check_not_stuck, hw_options, open_session, run_seconds
 from v2gtool.cli.params import FiniteFloat
-from v2gtool.hw.cablecheck import open_contactors, opened_on_error
+from v2gtool.hw.cablecheck import never, open_contactors, opened_on_error
 from v2gtool.hw.errors import ContactorStuckError, InterlockRefusedError, InterlockTrippedError
 from v2gtool.hw.events import ContactorsOpened, ContactorsOpening, InterlockTripped
 from v2gtool.hw.interlock import ContactorPhase
@@ -76,10 +76,6 @@ def _open_contactor_session(
     return session
 
 
-def _never() -> bool:
-    return False
-
-
 def _sim_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option(
         "--current",
@@ -119,17 +115,19 @@ class Carried:
 
 
 def _power_up_and_charge(
-    session: HwSession, current_a: float, seconds: float, stop: Callable[[], bool] = _never
-) -> Carried:
+    session: HwSession, current_a: float, seconds: float, stop: Callable[[], bool] = never
+) -> Carried | None:
     """Close -> cable check -> precharge -> energy transfer, then ask for *current_a* for *seconds*
-    (ended early once *stop* holds); what the output actually carried."""
+    (ended early once *stop* holds); what the output actually carried, None when *stop* ended the
+    cable check (the contactors are open again)."""
     station = session.station
     if session.sim is None:
         raise InterlockRefusedError(
             f"energy transfer on {station.hw.backend} needs a vehicle session (ISO 15118-20 cable check and "
             "precharge): CABLE_CHECK_NOT_PASSED"
         )
-    power_up(station, session.sim.vehicle, session.rated_voltage_v)
+    if power_up(station, session.sim.vehicle, session.rated_voltage_v, stop=stop) is None:
+        return None
     station.request_current(current_a)
     measured: list[float] = []
 

@@ -104,7 +104,8 @@ class _Interrupted(Exception):
     """The caller's stop predicate held: the check ends at this tick."""
 
 
-def _never() -> bool:
+def never() -> bool:
+    """The stop predicate of a run nothing interrupts."""
     return False
 
 
@@ -149,7 +150,7 @@ class _Tracer:
 
 
 def run_cable_check(
-    station: Station, settings: CableCheckSettings, stop: Callable[[], bool] = _never
+    station: Station, settings: CableCheckSettings, stop: Callable[[], bool] = never
 ) -> CableCheckReport:
     """Run the cable check on *station* and report the verdict to its interlock.
 

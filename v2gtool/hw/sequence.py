@@ -6,10 +6,11 @@ the session engine runs the same steps from the SECC, with the vehicle's values 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from v2gtool.hw.cablecheck import CableCheckReport, CableCheckSettings, run_cable_check
+from v2gtool.hw.cablecheck import CableCheckReport, CableCheckSettings, never, run_cable_check
 from v2gtool.hw.errors import HardwareError, InterlockRefusedError, IsolationFaultError
 from v2gtool.hw.isolation import IsolationVerdict
 from v2gtool.hw.station import Station
@@ -51,10 +52,13 @@ def power_up(
     cp_timeout_s: float = 5.0,
     precharge_timeout_s: float = 10.0,
     cable_check: CableCheckSettings | None = None,
-) -> PowerUpReport:
+    stop: Callable[[], bool] = never,
+) -> PowerUpReport | None:
     """Bring the station from idle to energy transfer, or raise the error that says why not.
 
     The precharge timeout is V2G_EVCC_PreCharge_Timeout of ISO 15118-20 (10 s, standards.md 4.4).
+    *stop* (SIGINT/SIGTERM) is polled through the cable check: once it holds, the check ramps down and
+    opens the contactors (:func:`run_cable_check`) and None is returned, no energy transfer begun.
     """
     interlock = station.interlock
     if not station.wait_for(
@@ -64,7 +68,9 @@ def power_up(
             f"contactors may not close: {interlock.blocking_close(station.measurement.link_v)}"
         )
     settings = cable_check or CableCheckSettings(vehicle.max_voltage(), evse_max_voltage_v)
-    report = run_cable_check(station, settings)
+    report = run_cable_check(station, settings, stop)
+    if report.interrupted:
+        return None
     if report.failure is not None:
         raise IsolationFaultError(f"cable check failed: {report.failure}")
     assert report.result is not None
