@@ -77,8 +77,9 @@ def dc_session(loop_delays: list[float], currents: list[int] | None = None) -> E
 
 
 def write_session(exchange: Exchange, start: float = 1_700_000_000.0,
-                  emit: Callable[[TCPSession, float, bool, bytes], None] | None = None) -> bytes:
-    """A pcap of SDP, the TCP handshake, *exchange* and the close; *emit* may replace how a message is sent."""
+                  emit: Callable[[TCPSession, float, bool, bytes], None] | None = None, close: bool = True) -> bytes:
+    """A pcap of SDP, the TCP handshake, *exchange* and (with *close*) the close; *emit* may replace how a
+    message is sent."""
     out = io.BytesIO()
     writer = PcapWriter(out)
     tcp = TCPSession(writer)
@@ -89,7 +90,8 @@ def write_session(exchange: Exchange, start: float = 1_700_000_000.0,
             tcp.send(start + 0.02 + offset, from_evcc, data)
         else:
             emit(tcp, start + 0.02 + offset, from_evcc, data)
-    tcp.close(start + 0.03 + (exchange[-1][0] if exchange else 0))
+    if close:
+        tcp.close(start + 0.03 + (exchange[-1][0] if exchange else 0))
     return out.getvalue()
 
 

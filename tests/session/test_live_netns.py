@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,3 +99,33 @@ def test_session_run_netns_whole_chain_in_two_processes(tmp_path: Path) -> None:
     ended = {r["role"]: r for r in records if r["event"] == "SessionEnded"}
     assert ended["EVCC"]["ok"] and ended["SECC"]["ok"]
     assert any(r["event"] == "PowerFlow" and r["current"] < 0 for r in records)
+
+
+def test_serve_logs_a_refused_tls_handshake(link: VethPair, tmp_path: Path) -> None:
+    """A TLS 1.2 ClientHello (ISO 15118-20 requires TLS 1.3): serve reports the peer and OpenSSL's reason
+    as an event, and the client sees the protocol_version alert (RFC 8446 clause 6.2), not a bare FIN."""
+    subprocess.run([*V2GTOOL, "pki", "init", str(tmp_path)], check=True, capture_output=True, timeout=120)
+    secc = subprocess.Popen(link.cmd(link.secc_ns, *V2GTOOL, "--json", "v2g-message-handler", "serve", "--iface",
+                                     link.secc_if, "--certs-dir", str(tmp_path / "certs"),
+                                     "--trust-dir", str(tmp_path / "trust" / "certs")),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        shown = subprocess.run(["ip", "-n", link.secc_ns, "-6", "addr", "show", "dev", link.secc_if, "scope", "link"],
+                               capture_output=True, text=True, timeout=10).stdout
+        address = shown.split("inet6 ", 1)[1].split("/", 1)[0]
+        client = None
+        for _ in range(100):  # until serve listens
+            client = subprocess.run(link.cmd(link.ev_ns, "openssl", "s_client", "-tls1_2", "-connect",
+                                             f"[{address}%{link.ev_if}]:64109"),
+                                    input="", capture_output=True, text=True, timeout=20)
+            if "Connection refused" not in client.stdout + client.stderr:
+                break
+            time.sleep(0.1)
+        time.sleep(0.5)
+    finally:
+        secc.terminate()
+        secc_out, secc_err = secc.communicate(timeout=30)
+    assert client is not None and "alert protocol version" in client.stdout + client.stderr
+    failed = [json.loads(line) for line in secc_out.splitlines() if '"TlsHandshakeFailed"' in line]
+    assert len(failed) == 1, secc_out + secc_err
+    assert failed[0]["peer"].startswith("[fe80::") and failed[0]["error"].endswith(": unsupported protocol")

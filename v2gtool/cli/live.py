@@ -42,8 +42,8 @@ from v2gtool.iso20.ports import GridRequest
 from v2gtool.iso20.secc import Secc, SessionStore
 from v2gtool.iso20.timeouts import Timeouts
 from v2gtool.iso20.values import ControlMode, ServiceID, service_from_name
-from v2gtool.net.sdp_transport import discover, link_local_address, serve_sdp
-from v2gtool.net.v2g_tcp import Ending, Outcome, run_evcc, serve_connection
+from v2gtool.net.sdp_transport import discover, serve_sdp, usable_link_local_address
+from v2gtool.net.v2g_tcp import Ending, Outcome, TlsHandshakeFailed, run_evcc, serve_connection, start_server
 from v2gtool.pki.create import DEFAULT_CERTS_DIR
 from v2gtool.pki.profiles import Protocol
 from v2gtool.pki.tls import client_context, encrypted_key, server_context
@@ -418,13 +418,25 @@ async def serve_sessions(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-    address = link_local_address(iface)
+
+    def handshake_failed(peer: str, reason: str) -> None:
+        """Tell why an EV's TLS handshake failed: before any session, so nothing else would."""
+        show(TlsHandshakeFailed(t=clock(), role="SECC", peer=peer, error=f"TLS handshake with {peer} failed: {reason}"))
+
+    address = await usable_link_local_address(iface)
     supported = frozenset({Security.NO_TLS if context is None else Security.TLS})
     try:
-        server = await asyncio.start_server(handle, host=f"{address}%{iface}", port=port, ssl=context)
+        server = await start_server(
+            handle,
+            f"{address}%{iface}",
+            port,
+            context,
+            handshake_timeout=Timeouts().communication_setup,  # TLS fits in communication setup (DESIGN.md)
+            handshake_failed=handshake_failed,
+        )
     except OSError as exc:
         raise V2GToolError(f"cannot listen on [{address}%{iface}]:{port}: {exc.strerror}") from None
-    responder = await serve_sdp(iface, port, supported)
+    responder = await serve_sdp(iface, port, supported, address=address)
     waiting_for = f"waiting for an EV on {iface}: SDP on UDP {SDP_SERVER_PORT}, TCP [{address}]:{port}"
     status(waiting_for)
     try:

@@ -3,8 +3,9 @@
 Reads pcap/pcapng from a file, stdin (``-``) or a growing trace (``--follow``); dissects SLAC, SDP,
 TCP, TLS (with ``--keylog`` or secrets disclosed in the capture), V2GTP and EXI; prints a tree per
 message and a summary, or ``--json`` lines. The exit code is 1 when the trace shows a protocol
-error (undecodable or missing data, a FAILED response code, a response over its timeout), so a
-charger's CI can gate on it; bad input and options are 2, never 1.
+error (undecodable or missing data, a FAILED response code, a response over its timeout or never
+given, a TLS handshake that never completed), so a charger's CI can gate on it; bad input and
+options are 2, never 1.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from v2gtool.pcap.homeplug import SLAC_MMTYPES
 from v2gtool.pcap.plot import check_plotting, plot_series
 from v2gtool.pcap.reader import CaptureError, NotACaptureError, read_capture
 from v2gtool.pcap.records import (
+    ConnectionEnd,
     Frame,
     KeyDisclosed,
     ProtocolError,
@@ -71,7 +73,9 @@ def pcap_decode(ctx: click.Context, capture: Path, keylogs: tuple[Path, ...], fo
     """Decode a V2G capture (pcap/pcapng): SLAC, SDP, TLS, V2GTP, EXI, with a timing and protocol summary.
 
     Exit code 1 when the trace shows a protocol error: undecodable or missing data, a FAILED
-    response code, a response over its message timeout, a TLS alert; 2 when the input cannot be
+    response code, a response over its message timeout, a request never answered (its connection
+    closed, or the capture ends over its timeout later), a TLS alert or a TLS handshake closed before
+    its ServerHello; a request the capture cut short within its timeout is only listed. 2 when the input cannot be
     read or is no pcap or pcapng capture at all, a --keylog holds no secrets, a --filter is
     malformed or --plot has nothing to draw; 4 when --plot lacks matplotlib.
 
@@ -242,6 +246,9 @@ class _Renderer:
         elif isinstance(record, TLSSession):
             out.print(f"{head} [bold]TLS[/bold] [dim]stream {record.tcp_stream}: {record.version}, "
                       f"{record.cipher_suite}[/dim]", highlight=False)
+        elif isinstance(record, ConnectionEnd) and record.sender is not None:
+            out.print(f"{head} [dim]stream {record.tcp_stream}: the {record.sender} closed the connection "
+                      f"({record.how})[/dim]", highlight=False)
         elif isinstance(record, KeyDisclosed):
             out.print(f"{head} [dim]key disclosed: {wire_text(record.label)} for {record.client_random[:16]}…[/dim]",
                       highlight=False)

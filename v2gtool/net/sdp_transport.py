@@ -54,25 +54,59 @@ def interface_index(iface: str) -> int:
         raise SdpInterfaceError(f"network interface {iface!r} does not exist") from None
 
 
+_IN_DAD = "still in duplicate address detection"
+# How long serve waits for DAD to finish: RFC 4862 clause 5.4 takes DupAddrDetectTransmits (1) x
+# RetransTimer (1 s) after a random delay of up to MAX_RTR_SOLICITATION_DELAY (1 s, RFC 4861 clause 10).
+DAD_WAIT = 3.0
+_DAD_POLL = 0.05
+
+
+def _link_local(iface: str, if_inet6: Path, tentative_ok: bool) -> ipaddress.IPv6Address | str:
+    """The usable IPv6 link-local address of *iface*, or why there is none."""
+    interface_index(iface)
+    state = "none configured"
+    for line in if_inet6.read_text().splitlines():
+        fields = line.split()
+        if len(fields) != 6 or fields[5] != iface or int(fields[3], 16) != _SCOPE_LINK:
+            continue
+        flags = int(fields[4], 16)
+        if flags & _IFA_F_DADFAILED:
+            state = "duplicate address detection failed: the address is in use on the link"
+        elif flags & _IFA_F_TENTATIVE and not tentative_ok:
+            state = _IN_DAD
+        else:
+            return ipaddress.IPv6Address(bytes.fromhex(fields[0]))
+    return state
+
+
+def _no_address(iface: str, state: str) -> SdpInterfaceError:
+    return SdpInterfaceError(f"interface {iface!r} has no usable IPv6 link-local address ({state})")
+
+
 def link_local_address(iface: str, if_inet6: Path = _IF_INET6, *, tentative_ok: bool = False) -> ipaddress.IPv6Address:
     """The usable (DAD finished) IPv6 link-local address of *iface*, which the SECC announces.
 
     With *tentative_ok* an address still in duplicate address detection counts too: the EVCC's
     requests go out once it is usable, within the retries SDP allows.
     """
-    interface_index(iface)
-    tentative = False
-    for line in if_inet6.read_text().splitlines():
-        fields = line.split()
-        if len(fields) != 6 or fields[5] != iface or int(fields[3], 16) != _SCOPE_LINK:
-            continue
-        flags = int(fields[4], 16)
-        if flags & _IFA_F_DADFAILED or (flags & _IFA_F_TENTATIVE and not tentative_ok):
-            tentative = True
-            continue
-        return ipaddress.IPv6Address(bytes.fromhex(fields[0]))
-    state = "still in duplicate address detection" if tentative else "none configured"
-    raise SdpInterfaceError(f"interface {iface!r} has no usable IPv6 link-local address ({state})")
+    found = _link_local(iface, if_inet6, tentative_ok)
+    if isinstance(found, str):
+        raise _no_address(iface, found)
+    return found
+
+
+async def usable_link_local_address(
+    iface: str, if_inet6: Path = _IF_INET6, wait: float = DAD_WAIT
+) -> ipaddress.IPv6Address:
+    """:func:`link_local_address`, waiting up to *wait* seconds for duplicate address detection to finish
+    (an interface that just came up, RFC 4862 clause 5.4): the SECC can only listen on a usable address."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while isinstance(found := _link_local(iface, if_inet6, False), str):
+        if found != _IN_DAD or loop.time() >= deadline:
+            raise _no_address(iface, found)
+        await asyncio.sleep(_DAD_POLL)
+    return found
 
 
 def _source(addr: tuple[str | int, ...]) -> str:

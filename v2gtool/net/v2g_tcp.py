@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import re
 import ssl
+from asyncio import sslproto
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -86,6 +89,78 @@ class TransportFailed(Event):
 
     role: str
     error: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TlsHandshakeFailed(TransportFailed):
+    """A peer's TLS handshake failed before any session: *error* names the peer and OpenSSL's reason."""
+
+    peer: str
+
+
+_OPENSSL_REASON = re.compile(r"^\[\w+: \w+\] (.+?) \(_ssl\.c:\d+\)$")
+
+
+def handshake_error(exc: BaseException | type[BaseException]) -> str:
+    """Why a TLS handshake failed, in OpenSSL's words ("unsupported protocol", "peer did not return a
+    certificate") or the connection's."""
+    if isinstance(exc, type):  # asyncio passes the class when the peer closes mid-handshake
+        exc = exc()
+    if isinstance(exc, ConnectionResetError | EOFError) and not str(exc):
+        return "the peer closed the connection during the handshake"
+    text = str(exc)
+    match = _OPENSSL_REASON.match(text)
+    return match.group(1) if match else text or type(exc).__name__
+
+
+class _ServerTLS(sslproto.SSLProtocol):
+    """asyncio's server side of TLS, reporting a failed handshake and sending its alert.
+
+    asyncio drops a failed handshake silently (a debug log at most) and closes the connection without
+    writing the alert OpenSSL left in its outgoing buffer (python/cpython#98078), so the peer saw a bare
+    FIN where RFC 8446 clause 6.2 requires a fatal alert (protocol_version, certificate_required, ...).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, app: asyncio.BaseProtocol, context: ssl.SSLContext,
+                 timeout: float, failed: Callable[[str, str], None]) -> None:
+        waiter = loop.create_future()
+        super().__init__(loop, app, context, waiter, server_side=True, ssl_handshake_timeout=math.ceil(timeout))
+        self._peer = "?"
+        waiter.add_done_callback(
+            lambda done: None if done.cancelled() or done.exception() is None
+            else failed(self._peer, handshake_error(done.exception() or ConnectionError())))
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self._peer = f"[{peer[0]}]:{peer[1]}" if ":" in str(peer[0]) else f"{peer[0]}:{peer[1]}"
+        super().connection_made(transport)
+
+    def _on_handshake_complete(self, handshake_exc: BaseException | None) -> None:
+        if handshake_exc is not None and self._transport is not None:
+            self._process_outgoing()  # type: ignore[attr-defined]  # (typeshed lacks it) the alert, before the close
+        super()._on_handshake_complete(handshake_exc)
+
+
+async def start_server(
+    handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    host: str,
+    port: int,
+    context: ssl.SSLContext | None,
+    *,
+    handshake_timeout: float,
+    handshake_failed: Callable[[str, str], None],
+) -> asyncio.Server:
+    """``asyncio.start_server(handle, host, port, ssl=context)``, except that a TLS handshake that fails
+    (or takes longer than *handshake_timeout* seconds) sends its alert and is told to
+    *handshake_failed* (peer, reason) instead of vanishing."""
+    loop = asyncio.get_running_loop()
+
+    def connection() -> asyncio.BaseProtocol:
+        streams = asyncio.StreamReaderProtocol(asyncio.StreamReader(), handle)
+        return streams if context is None else _ServerTLS(loop, streams, context, handshake_timeout, handshake_failed)
+
+    return await loop.create_server(connection, host=host, port=port)
 
 
 class _Watch:

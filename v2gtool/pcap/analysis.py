@@ -17,7 +17,9 @@ from typing import Any
 
 from v2gtool.iso20.values import service_name
 from v2gtool.pcap.records import (
+    CAPTURE_ENDED,
     SECC,
+    ConnectionEnd,
     Frame,
     ProtocolError,
     SdpMessage,
@@ -332,20 +334,38 @@ class TraceAnalysis:
         if kind == "Req":
             unanswered = self._pending.get(stream)
             if unanswered is not None:
-                self._unanswered(unanswered, record)
+                self._unanswered(unanswered, record.frame, record.t, f"before {record.message}")
             self._pending[stream] = (base, record.t, record.frame, record.namespace)
             self._request(info, element, record)
         elif kind == "Res":
             self._response(info, element, record)
 
-    def _unanswered(self, request: tuple[str, float, int, str], record: V2GMessage) -> None:
-        """The EVCC sent another request before the SECC answered this one: a protocol error."""
+    def _unanswered(self, request: tuple[str, float, int, str], frame: int, t: float, until: str) -> None:
+        """A request the SECC never answered, as the record at *frame* shows (*until*): a protocol error."""
         base, t0, frame0, _ = request
         if len(self.slow_responses) < MAX_LISTED:
             self.slow_responses.append({"message": base, "request_frame": frame0, "response_frame": None,
                                         "seconds": None, "timeout": None, "verdict": "no response"})
-        self._error(record.frame, record.t, f"{base}Req (frame {frame0}) got no response before "
-                                            f"{record.message} {record.t - t0:.3f} s later")
+        self._error(frame, t, f"{base}Req (frame {frame0}) got no response {until} {t - t0:.3f} s later")
+
+    def _connection_end(self, record: ConnectionEnd) -> None:
+        """A request still open when its connection ends gets no response (a protocol error); one open when the
+        capture ends is an error only once its message timeout has passed, else the capture may just be cut."""
+        request = self._pending.get(record.tcp_stream)
+        if request is None:
+            return
+        if record.sender is not None:
+            until = f"before the {record.sender} closed the connection ({record.how})"
+        elif record.how == CAPTURE_ENDED:
+            base, t0, _, namespace = request
+            timeout = timeout_of(namespace, base)
+            if record.t - t0 <= timeout:
+                return  # listed in the summary's open_requests
+            until = f"within its {timeout} s timeout: the {record.how}"
+        else:
+            until = f"before the connection ended ({record.how})"
+        del self._pending[record.tcp_stream]
+        self._unanswered(request, record.frame, record.t, until)
 
     def _request(self, info: MessageKind, element: dict[str, Any], record: V2GMessage) -> None:
         base = info.base
@@ -356,11 +376,10 @@ class TraceAnalysis:
             for key in ("RequestedEnergyTransferMode", "EVRequestedEnergyTransferType"):
                 if key in element:
                     self.selected_services.append(str(element[key]))
-        if info.loop or base == "ScheduleExchange":
+        if info.loop:  # the control mode the loop ran (ScheduleExchange's Dynamic/Scheduled_SE modes are not)
             for key in element:
                 if key.endswith("ControlMode"):
                     self.control_modes[key] = self.control_modes.get(key, 0) + 1
-        if info.loop:
             layout = info.layout
             self._sample(first_of(element, SERIES_FIELDS) if layout is None else layout.fields(element), record.t)
 
@@ -451,9 +470,12 @@ class TraceAnalysis:
             return f"{'/'.join(sorted(offered))} offered, not selected"
         if self.offered_services and not set(selected) <= offered:
             return f"{selected[0]} selected but not offered: not negotiated properly"
-        if not bpt_modes and self.control_modes:
+        if bpt_modes:
+            return f"{selected[0]} offered, selected and run"
+        if self.control_modes:
             return f"{selected[0]} selected but the loop ran {'/'.join(self.control_modes)}: not negotiated properly"
-        return f"{selected[0]} offered, selected and run" if bpt_modes else f"{selected[0]} offered and selected"
+        # Every -20 loop request names its control mode (an XSD choice), and BPT is -20 only: none, no loop.
+        return f"{selected[0]} offered and selected, but the charge loop never ran"
 
     def _timeline(self, start: float) -> list[dict[str, Any]]:
         """Each phase lasts until the next one starts (waiting included); the last until its last record."""
@@ -475,7 +497,7 @@ class TraceAnalysis:
             "phases": self._timeline(start),
             "response_times": {k: v.to_json() for k, v in self.response_times.items()},
             "slow_responses": self.slow_responses,
-            # Requests still open when the capture ended (it may have been cut): listed, not errors.
+            # Requests still open when the capture ended, within their timeout (it may have been cut): not errors.
             "open_requests": [{"message": base, "request_frame": frame, "tcp_stream": stream}
                               for stream, (base, _, frame, _) in self._pending.items()],
             "energy_transfer": {"offered": sorted(self.offered_services), "selected": self.selected_services,
@@ -495,6 +517,7 @@ class TraceAnalysis:
 _HANDLERS: dict[type, Callable[[TraceAnalysis, Any], None]] = {
     V2GMessage: TraceAnalysis._message, SlacMessage: TraceAnalysis._slac, SdpMessage: TraceAnalysis._sdp,
     TLSSession: TraceAnalysis._tls, ProtocolError: TraceAnalysis._protocol_error, Frame: TraceAnalysis._frame,
+    ConnectionEnd: TraceAnalysis._connection_end,
 }
 
 

@@ -41,6 +41,7 @@ from v2gtool.pcap.reader import CapturedPacket
 from v2gtool.pcap.records import (
     EVCC,
     SECC,
+    ConnectionEnd,
     Frame,
     KeyDisclosed,
     ProtocolError,
@@ -60,6 +61,7 @@ from v2gtool.pcap.tcp import (
     StreamEvent,
     StreamGap,
     StreamOpened,
+    StreamShutdown,
     TCPReassembler,
 )
 from v2gtool.pcap.tls import ALERT_DESCRIPTIONS, Alert, HandshakeSeen, KeyLog, Plaintext, TLSError, TLSOutput, TLSStream
@@ -161,6 +163,8 @@ class _Connection:
     app_protocols: dict[int, str] = field(default_factory=dict)  # SchemaID -> ProtocolNamespace of the Req
     protocol: str | None = None  # "iso2", "din" or "iso20" once the Res selected one (or guessed without it)
     handshake_done: bool = False
+    alerted: bool = False  # a TLS alert (not close_notify) was reported
+    ended: bool = False  # its ConnectionEnd was reported
 
 
 @dataclass(slots=True)
@@ -327,8 +331,15 @@ class Dissector:
             out.append(ProtocolError(t=event.timestamp, frame=event.frame, layer="tcp", tcp_stream=event.stream,
                                      message=f"TCP stream {event.stream} {path}: {event.length} bytes missing at "
                                              f"relative offset {event.offset} (segment not captured)"))
+        elif isinstance(event, StreamShutdown):
+            conn = self._connections.get(event.stream)
+            if conn is not None:
+                sender = EVCC if event.direction == CLIENT_TO_SERVER else SECC
+                self._end(conn, sender, event.how, event.frame, event.timestamp, out)
         elif isinstance(event, StreamClosed):
             conn = self._connections.pop(event.stream, None)
+            if conn is not None:
+                self._end(conn, None, event.reason, event.frame, event.timestamp, out)
             if conn is not None and conn.tls is not None and conn.tls.waiting_for_keys and conn.kind == "tls":
                 out.append(ProtocolError(t=event.timestamp, frame=event.frame, layer="tls", tcp_stream=event.stream,
                                          message=f"TCP stream {event.stream}: {conn.tls.missing_secret_message()}"))
@@ -343,6 +354,22 @@ class Dissector:
                                                  tcp_stream=event.stream, message=message))
         elif isinstance(event, StreamOpened):
             self._connections[event.stream] = _Connection(event.stream, event.client, event.server)
+
+    @staticmethod
+    def _end(conn: _Connection, sender: str | None, how: str, frame: int, t: float, out: list[TraceRecord]) -> None:
+        """Report the end of a V2G connection once (ConnectionEnd), and a TLS handshake it cut short: one
+        closed (FIN or RST, *sender* given) before any ServerHello never completed (RFC 8446 clause 4.1),
+        unless a TLS alert already said why."""
+        if conn.ended or conn.kind in (None, "other"):
+            return
+        conn.ended = True
+        tls = conn.tls
+        if sender is not None and conn.kind == "tls" and tls is not None and not tls.version and not conn.alerted:
+            hello = "after the EVCC's ClientHello" if tls.client_random is not None else "before any ClientHello"
+            out.append(ProtocolError(t=t, frame=frame, layer="tls", tcp_stream=conn.index,
+                                     message=f"TCP stream {conn.index}: TLS handshake never completed: the {sender} "
+                                             f"closed the connection ({how}) {hello}, with no ServerHello"))
+        out.append(ConnectionEnd(t=t, frame=frame, tcp_stream=conn.index, sender=sender, how=how))
 
     def _stream_bytes(self, conn: _Connection, direction: int, data: bytes, frame: int, t: float,
                       out: list[TraceRecord]) -> None:
@@ -380,6 +407,7 @@ class Dissector:
                                       cipher_suite=conn.tls.suite, client_random=item.client_random.hex(),
                                       decrypted=False))
             elif isinstance(item, Alert) and item.description != _ALERT_CLOSE_NOTIFY:
+                conn.alerted = True
                 sender = EVCC if item.direction == CLIENT_TO_SERVER else SECC
                 name = ALERT_DESCRIPTIONS.get(item.description, str(item.description))
                 level = "fatal" if item.level == 2 else "warning"

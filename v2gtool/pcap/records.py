@@ -115,6 +115,19 @@ class TLSSession(TraceRecord):
     decrypted: bool
 
 
+CAPTURE_ENDED = "capture ended"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConnectionEnd(TraceRecord):
+    """The end of a V2G TCP connection: the first FIN or RST (*how*) and its *sender*, or, *sender* None,
+    another end the capture shows (*how*: :data:`CAPTURE_ENDED`, or the ports reused by a new connection)."""
+
+    tcp_stream: int
+    sender: str | None
+    how: str
+
+
 @dataclass(frozen=True, kw_only=True)
 class KeyDisclosed(TraceRecord):
     """An NSS key-log line found in a UDP datagram of the capture (tester key disclosure)."""

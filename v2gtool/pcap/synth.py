@@ -137,10 +137,17 @@ class TCPSession:
     def advance(self, from_evcc: bool, length: int) -> None:
         (self.evcc if from_evcc else self.secc).seq += length
 
-    def close(self, t: float) -> None:
-        for sender, receiver in ((self.evcc, self.secc), (self.secc, self.evcc)):
+    def close(self, t: float, evcc_first: bool = True) -> None:
+        """Both FINs: the EVCC's first, or with *evcc_first* False the SECC's."""
+        pairs = ((self.evcc, self.secc), (self.secc, self.evcc))
+        for sender, receiver in pairs if evcc_first else reversed(pairs):
             self.writer.write(t, self._frame(sender, receiver, TCP_FIN | TCP_ACK, b""))
             sender.seq += 1
+
+    def ack(self, t: float, from_evcc: bool) -> None:
+        """A bare ACK (no payload)."""
+        sender, receiver = (self.evcc, self.secc) if from_evcc else (self.secc, self.evcc)
+        self.writer.write(t, self._frame(sender, receiver, TCP_ACK, b""))
 
 
 def sdp_datagram(writer: PcapWriter, t: float, evcc: Host, secc: Host, from_evcc: bool, datagram: bytes) -> None:

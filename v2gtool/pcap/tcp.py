@@ -72,6 +72,16 @@ class StreamOpened(NamedTuple):
     timestamp: float
 
 
+class StreamShutdown(NamedTuple):
+    """The first FIN or RST of a connection (*how*), sent in *direction*: from here on its peers are done."""
+
+    stream: int
+    direction: int
+    how: str
+    frame: int
+    timestamp: float
+
+
 class StreamClosed(NamedTuple):
     stream: int
     reason: str
@@ -79,7 +89,7 @@ class StreamClosed(NamedTuple):
     timestamp: float
 
 
-StreamEvent = StreamData | StreamGap | StreamOpened | StreamClosed
+StreamEvent = StreamData | StreamGap | StreamOpened | StreamShutdown | StreamClosed
 
 
 @dataclass(slots=True)
@@ -167,6 +177,9 @@ class TCPReassembler:
                 events.extend(self._add(conn, direction, offset, seg.payload, frame, timestamp))
                 if missing and half.next_offset == offset + len(seg.payload):
                     events.extend(self._lose(conn, direction, missing, frame, timestamp))
+        if seg.flags & (TCP_FIN | TCP_RST) and not conn.closed and not (conn.halves[0].fin or conn.halves[1].fin):
+            how = "RST" if seg.flags & TCP_RST else "FIN"
+            events.append(StreamShutdown(conn.index, direction, how, frame, timestamp))
         if seg.flags & TCP_FIN:
             half.fin = True
         if seg.flags & TCP_RST:
