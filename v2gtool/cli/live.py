@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from rich.markup import escape
 
 from v2gtool.cli.context import AppContext, app_context
+from v2gtool.cli.hw_common import station_config
 from v2gtool.cli.output import emit_json, json_option, use_json
 from v2gtool.cli.params import FiniteFloatRange
 from v2gtool.cli.progress import spinner
@@ -215,6 +216,14 @@ def build_plant(
     return scenario, charger, vehicle(setup, scenario.vehicle)
 
 
+def configured_plant(app: AppContext, scenario_path: Path | None, *, remote_ev: bool) -> Plant:
+    """:func:`build_plant` of the scenario file with this machine's ``[hw]`` station settings
+    (isolation edition, SoC floor, thermal derating: :func:`v2gtool.cli.hw_common.station_config`)
+    at the scenario's charger voltage: what ``serve``, ``connect`` and ``ocpp-bridge --iface`` run."""
+    scenario = scenarios.load(scenario_path)
+    return build_plant(scenario, remote_ev=remote_ev, station=station_config(app, rated_v=scenario.charger.max_voltage))
+
+
 def vehicle_config(plant: Plant, **options: Any) -> EvccConfig:
     """The EVCC's configuration: the plant's scenario (:func:`~v2gtool.session.runner.evcc_config`)
     with its battery, and *options*."""
@@ -336,7 +345,7 @@ def serve(
     roots = contract_roots(trust) if pnc else None
     as_json = use_json(ctx, json_out)
     show = printer(app, as_json)
-    plant = build_plant(scenario_path, remote_ev=True)
+    plant = configured_plant(app, scenario_path, remote_ev=True)
     apply_options(ctx, rt, cpu, as_json)
     with spinner(ctx, f"opening {iface}", as_json) as waiting:
         served = asyncio.run(
@@ -535,7 +544,7 @@ def connect(
     resume_id = session_id_option(resume_hex) if resume_hex is not None else None
     certs, trust = tls_dirs(app, certs_dir, trust_dir)
     context = None if no_tls else client_context(certs, trust, Protocol.ISO20, keylog=keylog)
-    plant = build_plant(scenario_path, remote_ev=False)
+    plant = configured_plant(app, scenario_path, remote_ev=False)
     config = vehicle_config(
         plant,
         service=chosen,

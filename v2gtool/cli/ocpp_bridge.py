@@ -35,7 +35,7 @@ import click
 from rich.markup import escape
 
 from v2gtool.cli.context import AppContext, app_context
-from v2gtool.cli.live import DEFAULT_TCP_PORT, Plant, build_plant, serve_sessions, tls_dirs, tls_options
+from v2gtool.cli.live import DEFAULT_TCP_PORT, Plant, configured_plant, serve_sessions, tls_dirs, tls_options
 from v2gtool.cli.output import emit_json, json_option, use_json
 from v2gtool.cli.params import FiniteFloatRange
 from v2gtool.iso20.events import PowerFlow, SessionEnded
@@ -276,7 +276,7 @@ def ocpp_bridge(
             certs, trust = tls_dirs(app, certs_dir, trust_dir)
             v2g_tls = v2g_server_context(certs, trust, Protocol.ISO20, keylog=keylog)
         tcp_port = port or int(app.config.get("sdp", "tcp_port", DEFAULT_TCP_PORT))
-        plant = build_plant(scenario_path, remote_ev=True)
+        plant = configured_plant(app, scenario_path, remote_ev=True)
         results = asyncio.run(_secc_on_link(park, configs[0], iface, tcp_port, v2g_tls, plant))
     else:
         results = asyncio.run(_run_park(park, configs))
