@@ -134,3 +134,18 @@ def test_closed_connections_are_forgotten_beyond_the_limit() -> None:
     assert len(tcp._connections) == MAX_CLOSED_CONNECTIONS
     stream, _ = tcp.segment(4, 0.0, SE, Endpoint("fe80::1", 10000 + MAX_CLOSED_CONNECTIONS + 9), _seg(1))
     assert stream == MAX_CLOSED_CONNECTIONS + 9  # a late ACK of a remembered connection keeps its stream
+
+
+def test_an_ack_into_a_hole_declares_only_the_bytes_before_it_lost() -> None:
+    """The SECC acknowledges 3 of the 6 missing bytes: those were received and never captured; the
+    rest may still come, retransmitted, and is delivered when it does (RFC 9293 3.4)."""
+    tcp = TCPReassembler()
+    events = tcp.segment(1, 0.0, EV, SE, _seg(100, flags=TCP_SYN))[1]
+    events += tcp.segment(2, 0.0, SE, EV, TCPSegment(0, 0, 900, 101, TCP_SYN | TCP_ACK, b""))[1]
+    events += tcp.segment(3, 0.0, EV, SE, _seg(101, b"abcd"))[1]
+    events += tcp.segment(4, 0.0, EV, SE, _seg(111, b"klmn"))[1]  # bytes 4..9 not (yet) captured
+    events += tcp.segment(5, 0.0, SE, EV, TCPSegment(0, 0, 901, 108, TCP_ACK, b""))[1]  # up to byte 7
+    events += tcp.segment(6, 0.0, EV, SE, _seg(108, b"hij"))[1]  # bytes 7..9, retransmitted
+    gaps = [e for e in events if isinstance(e, StreamGap)]
+    assert [(g.offset, g.length) for g in gaps] == [(4, 3)]
+    assert _delivered(events) == b"abcdhijklmn"

@@ -279,22 +279,25 @@ class TCPReassembler:
                 half.next_offset = start + len(data)
         return chunks
 
-    def _skip_hole(self, conn: _Connection, direction: int) -> list[StreamEvent]:
-        """Declare the hole before the first held segment lost, at that segment's frame (tshark's
-        "previous segment not captured")."""
+    def _skip_hole(self, conn: _Connection, direction: int, end: int | None = None) -> list[StreamEvent]:
+        """Declare the hole before the first held segment lost (only up to the relative offset *end*
+        when that comes first), at that segment's frame (tshark's "previous segment not captured")."""
         half = conn.halves[direction]
         start = min(half.pending)
         _, frame, timestamp = half.pending[start]
-        return self._lose(conn, direction, start - half.next_offset, frame, timestamp)
+        return self._lose(conn, direction, min(start, end if end is not None else start) - half.next_offset,
+                          frame, timestamp)
 
     def _acknowledged(self, conn: _Connection, direction: int, ack: int) -> list[StreamEvent]:
-        """The peer acknowledged *direction* up to *ack*: a hole it covers was received, never to be captured."""
+        """The peer acknowledged *direction* up to *ack*: the part of a hole it covers was received,
+        never to be captured (an ACK covers the bytes before it only, RFC 9293 3.4: the rest of the
+        hole may still come, retransmitted)."""
         half = conn.halves[direction]
         events: list[StreamEvent] = []
         if half.pending and half.base is not None:
             acked = (ack - half.base) % _MOD
             while half.pending and half.next_offset < acked < _MOD // 2:
-                events.extend(self._skip_hole(conn, direction))
+                events.extend(self._skip_hole(conn, direction, acked))
         return events
 
     def _lose(self, conn: _Connection, direction: int, length: int, frame: int,
