@@ -250,3 +250,14 @@ def test_their_evcc_against_our_secc_over_tls13(link: VethPair, peer_python: Pat
     records, secc_err, their_log = run_their_evcc_with_our_secc(link, peer_python, tmp_path, pki)
     assert_their_evcc_stopped_by_our_interlock(records, secc_err, their_log)
     assert_tls13(tmp_path / "keylog")
+
+
+def test_our_dynamic_evcc_against_their_secc(link: VethPair, peer_python: Path, tmp_path: Path) -> None:
+    """Their PowerDeliveryReq validator wants an EVPowerProfile with EVProcessing Finished and
+    ChargeProgress Start (optional in the schema) and leaves a request without one unanswered: our EV
+    sends one with Dynamic_EVPPTControlMode in Dynamic mode too."""
+    ev, their_log = run_their_secc_with_our_evcc(
+        link, peer_python, tmp_path, ["--precharge-tolerance", "1000", "--control-mode", "dynamic"]
+    )
+    assert_whole_evcc_session(ev, their_log)
+    assert "PowerDeliveryReq received" in their_log and "EVPowerProfile is not set" not in their_log

@@ -3,10 +3,12 @@
 The plant is one battery (open-circuit voltage plus internal resistance) behind a charger whose
 current flows at once; the vehicle reports the battery's open-circuit voltage, so the charger's
 output voltage is above it by I x R while charging (as the drop from the battery to the inlet is).
+A charging current falls back where the output would exceed the voltage limit it was given (CC/CV).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +57,8 @@ class Plant:
         return None
 
     def regulate(self, current: float, voltage_limit: float) -> tuple[float, float]:
+        if current > 0 and self.ocv + current * self.resistance > voltage_limit:  # constant voltage
+            current = max(0.0, (voltage_limit - self.ocv) / self.resistance)
         self.current = current
         self.voltage_limits.append(voltage_limit)
         return self.output_voltage(), current
@@ -100,32 +104,41 @@ class Exchange:
         return [e for e in self.events if isinstance(e, PowerFlow) and e.role == role]
 
 
-def run(evcc: Evcc, secc: Secc, limit: int = 2000, start: float = 0.0) -> Exchange:
+# A peer's deviation: takes a message's name and body as sent, returns the body the other side receives.
+Rewrite = Callable[[str, Any], Any]
+
+
+def run(evcc: Evcc, secc: Secc, limit: int = 2000, start: float = 0.0, rewrite: Rewrite | None = None) -> Exchange:
     """Drive the session from clock reading *start* until one side ends it or a side sends nothing
-    more (at most *limit* requests)."""
+    more (at most *limit* requests). *rewrite* changes messages on the way (the messages recorded
+    are those received)."""
     out = Exchange()
     t = start
     outputs = evcc.start(t)
     for _ in range(limit):
-        request = _split(outputs, out, t)
+        request = _split(outputs, out, t, rewrite)
         if request is None:
             break
         t += evcc.pace
         evcc.sent(t)
-        response = _split(secc.receive(request, t), out, t)
+        response = _split(secc.receive(request, t), out, t, rewrite)
         if response is None:
             break
         outputs = evcc.receive(response, t)
     return out
 
 
-def _split(outputs: list[Any], out: Exchange, t: float) -> v2gtp.V2GTPFrame | None:
+def _split(outputs: list[Any], out: Exchange, t: float, rewrite: Rewrite | None) -> v2gtp.V2GTPFrame | None:
     frame = None
     for o in outputs:
         if isinstance(o, bytes):
             frame = v2gtp.decode_frame(o)
             message = messages.decode(frame)
-            out.messages.append((t, message.name, message.body))
+            body = message.body
+            if rewrite is not None:
+                body = rewrite(message.name, body)
+                frame = v2gtp.decode_frame(messages.encode(message.name, body))
+            out.messages.append((t, message.name, body))
         else:
             out.events.append(o)
     return frame

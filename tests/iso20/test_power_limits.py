@@ -5,14 +5,15 @@ DC_ChargeParameterDiscovery and DC_ChargeLoop, 8.3.5.5)."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
-from tests.iso20.harness import Plant, run
+from tests.iso20.harness import Plant, Rewrite, run
 from v2gtool.iso20.evcc import Direction, Evcc, EvccConfig
 from v2gtool.iso20.ports import ConstantGridRequest, PowerLimits
 from v2gtool.iso20.secc import Secc, SeccConfig
-from v2gtool.iso20.values import ControlMode
+from v2gtool.iso20.values import ControlMode, rational, to_float
 
 VEHICLE = PowerLimits(
     max_charge_power=50_000, min_charge_power=0, max_charge_current=125, min_charge_current=0,
@@ -91,3 +92,43 @@ def test_the_secc_delivers_nothing_below_its_minimum() -> None:
     _, secc, _ = session(charger=charger, secc=SeccConfig(grid=ConstantGridRequest(6_000.0)),
                          control_mode=ControlMode.DYNAMIC)
     assert all(5_000 <= p <= 6_100 for p in secc[1:])
+
+
+def loop_responses(charger: PowerLimits, vehicle: PowerLimits, rewrite: Rewrite | None = None) -> list[Any]:
+    plant = Plant(charger, vehicle)
+    exchange = run(Evcc(EvccConfig(duration=3.0), plant.vehicle), Secc(SeccConfig(), plant, 0.0), rewrite=rewrite)
+    responses = [body for _, name, body in exchange.messages if name == "DC_ChargeLoopRes"]
+    assert len(responses) > 5
+    return responses
+
+
+def test_the_current_limit_alone_is_not_the_power_limit() -> None:
+    # The EV wants 160 A (60 kW at 375 V); the charger's 150 A bind at 382.5 V: 57.4 kW of its 60 kW.
+    vehicle = dataclasses.replace(VEHICLE, max_charge_current=200, max_charge_power=100_000)
+    responses = loop_responses(CHARGER, vehicle)
+    assert all(r.EVSECurrentLimitAchieved and not r.EVSEPowerLimitAchieved for r in responses)
+    assert max(to_float(r.EVSEPresentCurrent) * to_float(r.EVSEPresentVoltage) for r in responses) < 58_000
+
+
+def test_the_power_limit_alone_is_not_the_current_limit() -> None:
+    responses = loop_responses(dataclasses.replace(CHARGER, max_charge_power=20_000), VEHICLE)
+    assert all(r.EVSEPowerLimitAchieved and not r.EVSECurrentLimitAchieved for r in responses[1:])
+
+
+def test_no_limit_achieved_below_both() -> None:
+    responses = loop_responses(CHARGER, VEHICLE)  # the EV's own 125 A hold it below the charger's limits
+    assert not any(r.EVSEPowerLimitAchieved or r.EVSECurrentLimitAchieved for r in responses)
+
+
+def test_the_ev_target_voltage_is_the_output_ceiling() -> None:
+    # CC/CV: the EV asks 125 A, which would take the output to 381.25 V, but caps it at 380 V.
+    def target_380_v(name: str, body: Any) -> Any:
+        if name != "DC_ChargeLoopReq":
+            return body
+        mode = dataclasses.replace(body.BPT_Scheduled_DC_CLReqControlMode, EVTargetVoltage=rational(380.0))
+        return dataclasses.replace(body, BPT_Scheduled_DC_CLReqControlMode=mode)
+
+    responses = loop_responses(CHARGER, VEHICLE, target_380_v)
+    assert all(to_float(r.EVSEPresentVoltage) <= 380.0 for r in responses)
+    assert all(r.EVSEVoltageLimitAchieved for r in responses)
+    assert all(to_float(r.EVSEPresentCurrent) == pytest.approx(100.0) for r in responses)  # (380 - 375) V / 50 mOhm

@@ -16,7 +16,14 @@ from typing import Any
 
 from v2gtool import v2gtp
 from v2gtool.iso20 import messages, pnc
-from v2gtool.iso20.events import MessageReceived, MessageSent, PhaseChanged, PowerFlow, SessionEnded
+from v2gtool.iso20.events import (
+    MessageReceived,
+    MessageSent,
+    NoEnergyTransferred,
+    PhaseChanged,
+    PowerFlow,
+    SessionEnded,
+)
 from v2gtool.iso20.ports import PowerLimits, VehiclePort
 from v2gtool.iso20.states import SERVICE_RENEGOTIATION, State, next_state
 from v2gtool.iso20.timeouts import Timeouts
@@ -75,8 +82,8 @@ class EvccConfig:
     # A paused session's SessionID: SessionSetupReq asks to resume it (OK_OldSessionJoined).
     resume_session_id: bytes | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
-    # Unix time of clock reading 0 for TimeStamp and TimeAnchor (values.WallClock); None: the clock
-    # reading at start() is the wall clock's present time.
+    # Unix time of clock reading 0 for TimeStamp and TimeAnchor (values.WallClock): a simulation's, its
+    # trace's epoch; None on a real link: the wall clock's present time.
     epoch: float | None = None
 
 
@@ -101,7 +108,7 @@ class Evcc:
         self.phase_started = 0.0
         self.energy_wh = 0.0  # signed: + charged into the EV, - discharged
         self.evse_limits: PowerLimits | None = None  # from DC_ChargeParameterDiscoveryRes
-        self._wall = WallClock(config.epoch, 0.0)  # anchored again at start()
+        self._wall = WallClock(config.epoch)
         self._last_flow: tuple[float, float] | None = None  # (t, power)
         self._services: list[int] = []
         self.service = config.service  # the service selected: a bidirectional EV may charge on DC alone
@@ -109,9 +116,12 @@ class Evcc:
         self._parameter_set = 0
         self._welding = 0
         self._stopping = False
-        # The SECC's schedule (Scheduled mode): (until, W) steps, charging >= 0, discharging <= 0.
+        # The SECC's schedule (Scheduled mode): (until, W) steps, the most W the EV may charge, and
+        # discharge (a magnitude, whatever the sign on the wire: see _read_schedule).
         self._charge_schedule: list[tuple[float, float]] = []
         self._discharge_schedule: list[tuple[float, float]] = []
+        self._schedule_tuple_id = 0  # the ScheduleTupleID selected from ScheduleExchangeRes
+        self._asked = self._moved = False  # this loop asked for, and saw, a flow in the wanted direction
         self._renegotiating = False  # between PowerDelivery ScheduleRenegotiation and the new schedule
         self._renegotiating_service = False  # from EVSENotification ServiceRenegotiation to SessionStopRes
         self._no_service = ""  # why the session stops: none of the services offered suits the EV
@@ -129,7 +139,6 @@ class Evcc:
             SchemaID=1,
             Priority=1,
         )
-        self._wall = WallClock(self.config.epoch, now)
         self._setup_deadline = now + self.config.timeouts.communication_setup
         self._send("supportedAppProtocolReq", apphand.supportedAppProtocolReqType(AppProtocol=(protocol,)), now)
         return self._out
@@ -420,7 +429,9 @@ class Evcc:
             if not self._phase_timeout(now, self.config.timeouts.ongoing, "V2G_EVCC_Ongoing"):
                 self._send_schedule_exchange(now, pace=0.5)
             return
-        self._read_schedule(body, now)
+        if not self._read_schedule(body, now):
+            self._end(now, "ScheduleExchangeRes has no ScheduleTuple for the Scheduled control mode", ok=False)
+            return
         self._advance("ScheduleExchangeReq", now)
         if self._renegotiating:  # back to the loop with the new schedule (contactors still closed)
             self._renegotiating = False
@@ -428,23 +439,32 @@ class Evcc:
             return
         self._send("DC_CableCheckReq", dc.DC_CableCheckReqType(Header=self._h(now)), now)
 
-    def _read_schedule(self, body: cm.ScheduleExchangeResType, now: float) -> None:
-        """The first ScheduleTuple's power steps, from *now* on (8.3.5.3.30)."""
-        mode = body.Scheduled_SEResControlMode
-        if mode is None or not mode.ScheduleTuple:
-            return
+    def _read_schedule(self, body: cm.ScheduleExchangeResType, now: float) -> bool:
+        """Select the first ScheduleTuple the SECC offers (its SelectedScheduleTupleID goes into
+        PowerDeliveryReq, [V2G20-479]) and take its power steps from *now* on (8.3.5.3.30); False
+        when a Scheduled session's response carries no schedule.
 
-        def steps(schedule: cm.ChargingScheduleType | None) -> list[tuple[float, float]]:
+        The sign of DischargingSchedule entries differs in the field (this SECC sends them negative,
+        the iso15118 package positive; EVerest made it a setting, EVerest PR #1473): the magnitude
+        is the discharge allowance."""
+        mode = body.Scheduled_SEResControlMode
+        if mode is None:
+            return self.config.control_mode != ControlMode.SCHEDULED
+
+        def steps(schedule: cm.ChargingScheduleType | None, magnitude: bool) -> list[tuple[float, float]]:
             out: list[tuple[float, float]] = []
             end = now
             for entry in schedule.PowerSchedule.PowerScheduleEntries.PowerScheduleEntry if schedule else ():
                 end += entry.Duration
-                out.append((end, to_float(entry.Power)))
+                watts = to_float(entry.Power)
+                out.append((end, abs(watts) if magnitude else watts))
             return out
 
         chosen = mode.ScheduleTuple[0]
-        self._charge_schedule = steps(chosen.ChargingSchedule)
-        self._discharge_schedule = steps(chosen.DischargingSchedule)
+        self._schedule_tuple_id = chosen.ScheduleTupleID
+        self._charge_schedule = steps(chosen.ChargingSchedule, magnitude=False)
+        self._discharge_schedule = steps(chosen.DischargingSchedule, magnitude=True)
+        return True
 
     def _on_dc_cablecheck(self, body: dc.DC_CableCheckResType, now: float) -> None:
         if body.EVSEProcessing == ONGOING:
@@ -478,7 +498,13 @@ class Evcc:
         self._send_start(now)
 
     def _send_start(self, now: float, pace: float = 0.0) -> None:
-        """PowerDeliveryReq Start: the BPT channel and, in Scheduled mode, the EV's power profile."""
+        """PowerDeliveryReq Start: the BPT channel and the EV's power profile.
+
+        The EVPowerProfile (8.3.4.3.8.2, EVPowerProfileType) is optional in the schema, in either
+        control mode; the EV sends it with EVProcessing Finished and ChargeProgress Start in both:
+        in Scheduled mode with the SelectedScheduleTupleID it chose ([V2G20-479]) and a power that
+        stays within that schedule's steps ([V2G20-478]), in Dynamic mode with an empty
+        Dynamic_EVPPTControlMode (the iso15118 package's SECC does not answer a Start without one)."""
         channel = None
         if self.service == ServiceID.DC_BPT:
             channel = (
@@ -486,24 +512,41 @@ class Evcc:
                 if self.config.direction == Direction.DISCHARGE
                 else cm.channelSelectionType.Charge
             )
-        profile = None
+        mode: dict[str, Any]
         if self.config.control_mode == ControlMode.SCHEDULED:
-            entry = cm.PowerScheduleEntryType(
-                Duration=int(self.config.duration or 3600), Power=rational(self._signed_power(now))
-            )
-            profile = cm.EVPowerProfileType(
-                TimeAnchor=self._wall.unix(now),
+            mode = {
                 # The EV accepts the schedule's power tolerance (8.3.5.3.28); optional in the XSD, but
                 # the iso15118 package's SECC rejects a profile without it.
-                Scheduled_EVPPTControlMode=cm.Scheduled_EVPPTControlModeType(
-                    SelectedScheduleTupleID=1,
+                "Scheduled_EVPPTControlMode": cm.Scheduled_EVPPTControlModeType(
+                    SelectedScheduleTupleID=self._schedule_tuple_id,
                     PowerToleranceAcceptance=cm.powerToleranceAcceptanceType.PowerToleranceConfirmed,
-                ),
-                EVPowerProfileEntries=cm.EVPowerProfileEntryListType(EVPowerProfileEntry=(entry,)),
-            )
+                )
+            }
+        else:
+            mode = {"Dynamic_EVPPTControlMode": cm.Dynamic_EVPPTControlModeType()}
+        profile = cm.EVPowerProfileType(
+            TimeAnchor=self._wall.unix(now),
+            EVPowerProfileEntries=cm.EVPowerProfileEntryListType(EVPowerProfileEntry=self._profile_entries(now)),
+            **mode,
+        )
         self._power_delivery(
             cm.chargeProgressType.Start, now, pace, EVPowerProfile=profile, BPT_ChannelSelection=channel
         )
+
+    def _profile_entries(self, now: float) -> tuple[cm.PowerScheduleEntryType, ...]:
+        """The EV's planned power from *now* for the loop's duration (an hour when open-ended): one
+        entry per step of the schedule in its direction (none in Dynamic mode: one entry), each
+        what :meth:`_signed_power` asks for in that step."""
+        end = max(1, round(self.config.duration or 3600))
+        schedule = self._discharge_schedule if self.config.direction == Direction.DISCHARGE else self._charge_schedule
+        offsets = sorted({round(until - now) for until, _ in schedule if 0 < round(until - now) < end} | {end})
+        entries = []
+        previous = 0
+        for offset in offsets:  # whole seconds from the TimeAnchor; the power in the middle of each step
+            power = self._signed_power(now + (previous + offset) / 2)
+            entries.append(cm.PowerScheduleEntryType(Duration=offset - previous, Power=rational(power)))
+            previous = offset
+        return tuple(entries)
 
     def _power_delivery(self, progress: cm.chargeProgressType, now: float, pace: float = 0.0, **extra: Any) -> None:
         self._send(
@@ -528,7 +571,7 @@ class Evcc:
         evse_min, evse_max = self.evse_limits.power_range(discharge) if self.evse_limits else (0.0, ev_max)
         wish = ev_max if self.config.power is None else self.config.power
         allowed = _step_at(self._discharge_schedule if discharge else self._charge_schedule, now)
-        scheduled = ev_max if allowed is None else max(-allowed if discharge else allowed, 0.0)
+        scheduled = ev_max if allowed is None else max(allowed, 0.0)
         floor, ceiling = max(ev_min, evse_min), min(ev_max, evse_max, scheduled)
         power = min(max(wish, floor), ceiling) if wish > 0 else 0.0
         if power < floor:
@@ -570,6 +613,7 @@ class Evcc:
             target_voltage = rational(min(lim.max_voltage, evse_max_voltage))
             current = self._signed_power(now) / max(voltage, 1.0)
             current = max(-lim.max_discharge_current, min(lim.max_charge_current, current))
+            self._asked = self._asked or current != 0
             if bpt:
                 mode = {
                     "BPT_Scheduled_DC_CLReqControlMode": dc.BPT_Scheduled_DC_CLReqControlModeType(
@@ -628,6 +672,7 @@ class Evcc:
         voltage = to_float(body.EVSEPresentVoltage)
         current = self.config.sign_convention.from_wire(to_float(body.EVSEPresentCurrent), discharging)
         power = voltage * current
+        self._moved = self._moved or (current < 0 if discharging else current > 0)
         if self._last_flow is not None:
             self.energy_wh += self._last_flow[1] * (now - self._last_flow[0]) / 3600.0
         self._last_flow = (now, power)
@@ -652,6 +697,7 @@ class Evcc:
             and now - self.loop_started >= self.config.standby_at
         )
         if done:
+            self._warn_if_nothing_moved(now)
             self._stop_power(now)
         elif other_service:  # the offer changed: stop, then SessionStop ServiceRenegotiation and select again
             self._renegotiating_service = True
@@ -669,11 +715,28 @@ class Evcc:
         else:
             self._send_loop(now, pace=self.config.loop_interval)
 
+    def _warn_if_nothing_moved(self, now: float) -> None:
+        """The loop ends: an EV that wanted energy moved (``power`` not 0) and saw no current flow
+        that way in the whole loop says so (:class:`NoEnergyTransferred`), rather than ending silently
+        OK: e.g. a discharge allowance it could not read, or an SECC that delivered nothing."""
+        if self._moved or self.config.power == 0:
+            return
+        if self.config.control_mode == ControlMode.SCHEDULED and not self._asked:
+            reason = "the EV asked for no current: the SECC's schedule or the limits allowed none"
+        else:
+            reason = "the SECC delivered no current"
+        direction = self.config.direction.value
+        self._emit(NoEnergyTransferred(t=now, role="EVCC", direction=direction, reason=reason))
+
     def _confirm_metering(self, reading: ct.MeterInfoType, now: float) -> None:
         """MeteringConfirmationReq: the SECC's reading back, signed with the contract key in a PnC
         session (the Header Signature references SignedMeteringData, 8.3.4.x)."""
         mode: dict[str, Any] = (
-            {"Scheduled_SMDTControlMode": cm.Scheduled_SMDTControlModeType(SelectedScheduleTupleID=1)}
+            {
+                "Scheduled_SMDTControlMode": cm.Scheduled_SMDTControlModeType(
+                    SelectedScheduleTupleID=self._schedule_tuple_id
+                )
+            }
             if self.config.control_mode == ControlMode.SCHEDULED
             else {"Dynamic_SMDTControlMode": cm.Dynamic_SMDTControlModeType()}
         )

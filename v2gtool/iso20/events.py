@@ -44,6 +44,17 @@ class PowerFlow(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class NoEnergyTransferred(Event):
+    """A warning: the EV asked to charge or discharge (*direction*), but no current flowed that way in
+    the whole charge loop; the session may still end OK on the protocol level. *reason* says whether
+    the EV asked for nothing (the schedule or the limits allowed none) or the SECC delivered none."""
+
+    role: str
+    direction: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class SessionEnded(Event):
     role: str
     reason: str

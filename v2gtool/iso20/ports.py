@@ -17,7 +17,7 @@ from v2gtool.iso20.values import to_float
 # RationalNumberType keeps at least four significant digits (a short holds 3277..32767 once the
 # exponent has to grow, values.rational), so a current times a voltage from the wire is exact to
 # about 0.03 %: the tolerance for "at the minimum".
-_WIRE_PRECISION = 1e-3
+WIRE_PRECISION = 1e-3
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class PowerLimits:
         """*amps* within this side's maximum current and power at the output *voltage* (signed). The
         power keeps the wire's precision as headroom, so EVSEPresentVoltage x EVSEPresentCurrent as
         the EV reads them stays within the maximum too."""
-        v = max(voltage, 1.0) / (1.0 - _WIRE_PRECISION)
+        v = max(voltage, 1.0) / (1.0 - WIRE_PRECISION)
         if amps >= 0:
             return min(amps, self.max_charge_current, self.max_charge_power / v)
         return -min(-amps, self.max_discharge_current, self.max_discharge_power / v)
@@ -76,8 +76,21 @@ class PowerLimits:
             min_current, min_power = self.min_charge_current, self.min_charge_power
         else:
             min_current, min_power = self.min_discharge_current, self.min_discharge_power
-        slack = 1.0 - _WIRE_PRECISION
+        slack = 1.0 - WIRE_PRECISION
         return abs(amps) < min_current * slack or abs(amps) * voltage < min_power * slack
+
+    def at_maximum(self, amps: float, voltage: float) -> tuple[bool, bool]:
+        """Whether a flow of *amps* (signed) at *voltage* is at this side's maximum current, and at its
+        maximum power, in that direction: where :meth:`clamp_current` leaves a request above them
+        (DC_ChargeLoopRes EVSECurrentLimitAchieved and EVSEPowerLimitAchieved, each of its own limit)."""
+        if amps == 0:
+            return False, False
+        if amps > 0:
+            max_current, max_power = self.max_charge_current, self.max_charge_power
+        else:
+            max_current, max_power = self.max_discharge_current, self.max_discharge_power
+        slack = 1.0 - WIRE_PRECISION
+        return abs(amps) >= max_current * (1.0 - 1e-9), abs(amps) * max(voltage, 1.0) >= max_power * slack * slack
 
     def power_range(self, discharge: bool) -> tuple[float, float]:
         """(minimum, maximum) |power| in W in one direction."""

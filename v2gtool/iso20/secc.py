@@ -29,7 +29,7 @@ from v2gtool.iso20.events import (
     SessionEnded,
 )
 from v2gtool.iso20.metering import EnergyMeter
-from v2gtool.iso20.ports import CableCheckStatus, ChargerPort, GridRequest, PowerLimits
+from v2gtool.iso20.ports import WIRE_PRECISION, CableCheckStatus, ChargerPort, GridRequest, PowerLimits
 from v2gtool.iso20.states import SERVICE_RENEGOTIATION, State, allowed, next_state, request_key
 from v2gtool.iso20.timeouts import Timeouts
 from v2gtool.iso20.values import (
@@ -52,10 +52,26 @@ from v2gtool.session.events import Event
 
 DC_NAMESPACE = "urn:iso:std:iso:15118:-20:DC"
 RC = ct.responseCodeType
-# DC_ChargeLoopRes EVSEVoltageLimitAchieved: the output is this close to the lower of the EVSE's and
-# the EV's maximum voltage, where the power module's constant-voltage limit holds it.
+# DC_ChargeLoopRes EVSEVoltageLimitAchieved: the output is this close to its ceiling (Secc._voltage_ceiling),
+# where the power module's constant-voltage limit holds it.
 _VOLTAGE_LIMIT_BAND_V = 0.5
+# The ScheduleTupleID of the one schedule this SECC offers (any numericIDType would do).
+SCHEDULE_TUPLE_ID = 1
+# An EVPowerProfile entry is checked against the schedule steps it overlaps by more than this: the EV's
+# and the SECC's Unix clocks are not synchronised and both TimeAnchors are whole seconds.
+_CLOCK_TOLERANCE_S = 2
 Output = bytes | Event
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """One step of an offered ScheduleTuple: Unix seconds [start, end) and the most W the EV may
+    charge (ChargingSchedule) and discharge (DischargingSchedule, a magnitude; 0 without one)."""
+
+    start: int
+    end: int
+    charge: float
+    discharge: float
 
 
 @dataclass
@@ -85,8 +101,8 @@ class SeccConfig:
     # Ask the EV to confirm the meter reading (EVSENotification MeteringConfirmation) this often, s.
     metering_confirmation_interval: float | None = None
     meter_id: str = "V2GTOOL-METER-1"
-    # Unix time of clock reading 0 for TimeStamp, TimeAnchor and MeterTimestamp (values.WallClock);
-    # None: the clock reading the SECC starts at is the wall clock's present time.
+    # Unix time of clock reading 0 for TimeStamp, TimeAnchor and MeterTimestamp (values.WallClock): a
+    # simulation's, its trace's epoch; None on a real link: the wall clock's present time.
     epoch: float | None = None
 
 
@@ -117,7 +133,7 @@ class Secc:
         self.service: ServiceID | None = None
         self.control_mode: ControlMode | None = None
         self.ev_limits: PowerLimits | None = None  # from DC_ChargeParameterDiscoveryReq
-        self._wall = WallClock(config.epoch, now)
+        self._wall = WallClock(config.epoch)
         self.ev_present_voltage = 0.0
         self.channel_discharge = False
         self.ended = False
@@ -130,6 +146,7 @@ class Secc:
         self._meter_info: ct.MeterInfoType | None = None  # the reading the EV was asked to confirm
         self._confirmation_due: float | None = None
         self._schedule_revision: int | None = None  # the grid request's revision the EV was sent
+        self._schedules: dict[int, list[_Slot]] = {}  # the last ScheduleExchangeRes: ScheduleTupleID -> steps
         self._discovered: list[ServiceID] = []  # the services the last ServiceDiscoveryRes offered
         self._ev_supports: frozenset[int] | None = None  # ServiceDiscoveryReq SupportedServiceIDs, if given
         self._challenge: bytes | None = None
@@ -467,17 +484,19 @@ class Secc:
     def _schedule_tuple(self, now: float, points: int) -> cm.ScheduleTupleType:
         """One 24 h schedule within the charger's limits and the grid request (an OCPP charging
         profile), at most *points* entries (the EV's MaximumSupportingPoints); with BPT a
-        discharging schedule too, its powers negative (8.3.5.3.30)."""
+        discharging schedule too, its powers negative (8.3.5.3.30). The steps are kept to check the EV's
+        EVPowerProfile against (:meth:`_power_profile_error`)."""
         lim = self.charger.limits()
         day = 86400
         grid = self.config.grid
         wanted = grid.schedule(now, day) if grid is not None else [(day, None)]
         self._schedule_revision = grid.revision if grid is not None else None
         wanted = wanted[: max(points, 1)]
+        anchor = self._wall.unix(now)
 
         # One flat price level for the whole day (ServiceDetail Pricing = 2, price levels).
         prices = cm.PriceLevelScheduleType(
-            TimeAnchor=self._wall.unix(now),
+            TimeAnchor=anchor,
             PriceScheduleID=1,
             NumberOfPriceLevels=1,
             PriceLevelScheduleEntries=cm.PriceLevelScheduleEntryListType(
@@ -485,29 +504,37 @@ class Secc:
             ),
         )
 
-        def schedule(power: Callable[[float | None], float]) -> cm.ChargingScheduleType:
+        def charging(watts: float | None) -> float:
+            return lim.max_charge_power if watts is None else clamp(watts, 0.0, lim.max_charge_power)
+
+        def discharging(watts: float | None) -> float:
+            return lim.max_discharge_power if watts is None else clamp(-watts, 0.0, lim.max_discharge_power)
+
+        bpt = self.service == ServiceID.DC_BPT
+        slots: list[_Slot] = []
+        for seconds, watts in wanted:
+            start = slots[-1].end if slots else anchor
+            end = start + max(1, round(seconds))
+            slots.append(_Slot(start, end, charging(watts), discharging(watts) if bpt else 0.0))
+        self._schedules = {SCHEDULE_TUPLE_ID: slots}
+
+        def schedule(sign: float, power: Callable[[_Slot], float]) -> cm.ChargingScheduleType:
             entries = tuple(
-                cm.PowerScheduleEntryType(Duration=max(1, round(seconds)), Power=rational(power(watts)))
-                for seconds, watts in wanted
+                cm.PowerScheduleEntryType(Duration=slot.end - slot.start, Power=rational(sign * power(slot)))
+                for slot in slots
             )
             return cm.ChargingScheduleType(
                 PowerSchedule=cm.PowerScheduleType(
-                    TimeAnchor=self._wall.unix(now),
+                    TimeAnchor=anchor,
                     PowerScheduleEntries=cm.PowerScheduleEntryListType(PowerScheduleEntry=entries),
                 ),
                 PriceLevelSchedule=prices,
             )
 
-        def charging(watts: float | None) -> float:
-            return lim.max_charge_power if watts is None else clamp(watts, 0.0, lim.max_charge_power)
-
-        def discharging(watts: float | None) -> float:
-            return -lim.max_discharge_power if watts is None else clamp(watts, -lim.max_discharge_power, 0.0)
-
         return cm.ScheduleTupleType(
-            ScheduleTupleID=1,
-            ChargingSchedule=schedule(charging),
-            DischargingSchedule=schedule(discharging) if self.service == ServiceID.DC_BPT else None,
+            ScheduleTupleID=SCHEDULE_TUPLE_ID,
+            ChargingSchedule=schedule(1.0, lambda slot: slot.charge),
+            DischargingSchedule=schedule(-1.0, lambda slot: slot.discharge) if bpt else None,
         )
 
     def _dc_cablecheck(self, body: dc.DC_CableCheckReqType, now: float) -> None:
@@ -541,6 +568,11 @@ class Secc:
         progress = body.ChargeProgress
         key = request_key("PowerDeliveryReq", progress.value)
         ongoing = body.EVProcessing == ct.processingType.Ongoing
+        if progress == cm.chargeProgressType.Start and not ongoing:
+            error = self._power_profile_error(body.EVPowerProfile)
+            if error is not None:
+                self._fail("PowerDeliveryRes", error[0], now, detail=error[1])
+                return
         if progress == cm.chargeProgressType.Start and ongoing:
             pass  # the EV is not ready yet (8.3.4.4.3): acknowledge, stay in precharge
         elif progress == cm.chargeProgressType.ScheduleRenegotiation:
@@ -569,6 +601,38 @@ class Secc:
         res = cm.PowerDeliveryResType(Header=self._header(now), ResponseCode=RC.OK)
         self._respond("PowerDeliveryRes", res, now, key=key, ongoing=ongoing)
 
+    def _power_profile_error(self, profile: cm.EVPowerProfileType | None) -> tuple[RC, str] | None:
+        """What is wrong with a Scheduled-mode EVPowerProfile of PowerDeliveryReq Start, or None.
+
+        Its SelectedScheduleTupleID must name a ScheduleTuple of the last ScheduleExchangeRes
+        ([V2G20-479]; that requirement names FAILED_TariffSelectionInvalid, which the -20 schema
+        lacks: FAILED_ScheduleSelectionInvalid, as EVerest and the iso15118 package answer), and no
+        entry may ask for more power than that schedule offers in any step it overlaps by more than
+        the clocks' tolerance ([V2G20-478]: FAILED_EVPowerProfileInvalid); a positive power against
+        the ChargingSchedule, a negative one against the DischargingSchedule. The profile itself is
+        optional in the schema and a Dynamic-mode profile has no schedule to be checked against:
+        both pass."""
+        scheduled = profile.Scheduled_EVPPTControlMode if profile is not None else None
+        if profile is None or scheduled is None or self.control_mode != ControlMode.SCHEDULED:
+            return None
+        slots = self._schedules.get(scheduled.SelectedScheduleTupleID)
+        if slots is None:
+            offered = ", ".join(str(i) for i in self._schedules) or "none"
+            detail = f"SelectedScheduleTupleID {scheduled.SelectedScheduleTupleID} was not offered (offered: {offered})"
+            return RC.FAILED_ScheduleSelectionInvalid, detail
+        start = profile.TimeAnchor
+        for entry in profile.EVPowerProfileEntries.EVPowerProfileEntry:
+            end, watts = start + entry.Duration, to_float(entry.Power)
+            for slot in slots:
+                offered_w = slot.charge if watts >= 0 else slot.discharge
+                overlap = min(end, slot.end) - max(start, slot.start)
+                if overlap > _CLOCK_TOLERANCE_S and abs(watts) > offered_w * (1 + WIRE_PRECISION):
+                    tuple_id = scheduled.SelectedScheduleTupleID
+                    detail = f"EVPowerProfile asks {watts:.0f} W where schedule {tuple_id} offers {offered_w:.0f} W"
+                    return RC.FAILED_EVPowerProfileInvalid, detail
+            start = end
+        return None
+
     def _dc_chargeloop(self, body: dc.DC_ChargeLoopReqType, now: float) -> None:
         fault = self.charger.fault()
         if fault is not None:
@@ -579,8 +643,7 @@ class Secc:
         if target is None:
             self._fail("DC_ChargeLoopRes", RC.FAILED_WrongChargeParameter, now)
             return
-        allowed_current = self._deliverable(target, ev_voltage, now)
-        lim = self.charger.limits()
+        allowed_current, at_current_limit, at_power_limit = self._deliverable(target, ev_voltage, now)
         status = None
         grid = self.config.grid
         if self.control_mode == ControlMode.SCHEDULED and grid is not None and grid.revision != self._schedule_revision:
@@ -588,7 +651,7 @@ class Secc:
             status = ct.EVSEStatusType(
                 NotificationMaxDelay=0, EVSENotification=ct.evseNotificationType.ScheduleRenegotiation
             )
-        voltage_limit = lim.max_voltage if self.ev_limits is None else min(lim.max_voltage, self.ev_limits.max_voltage)
+        voltage_limit = self._voltage_ceiling(body)
         voltage, current = self.charger.regulate(allowed_current, voltage_limit)
         soc = body.DisplayParameters.PresentSOC if body.DisplayParameters else None
         self.meter.sample(now, voltage, voltage * current, soc)
@@ -607,14 +670,13 @@ class Secc:
             status = ct.EVSEStatusType(
                 NotificationMaxDelay=0, EVSENotification=ct.evseNotificationType.MeteringConfirmation
             )
-        limited = abs(allowed_current) < abs(target) - 1e-6
         res = dc.DC_ChargeLoopResType(
             Header=self._header(now),
             ResponseCode=RC.OK,
             EVSEPresentCurrent=rational(self.config.sign_convention.to_wire(current)),
             EVSEPresentVoltage=rational(voltage),
-            EVSEPowerLimitAchieved=limited,
-            EVSECurrentLimitAchieved=limited,
+            EVSEPowerLimitAchieved=at_power_limit,
+            EVSECurrentLimitAchieved=at_current_limit,
             EVSEVoltageLimitAchieved=voltage >= voltage_limit - _VOLTAGE_LIMIT_BAND_V,
             EVSEStatus=status,
             MeterInfo=meter_info,
@@ -632,26 +694,46 @@ class Secc:
         )
         self._respond("DC_ChargeLoopRes", res, now, key="DC_ChargeLoopReq")
 
-    def _deliverable(self, target: float, ev_voltage: float, now: float) -> float:
-        """The signed current this loop delivers for the EV's (or the Dynamic mode's) *target*.
+    def _deliverable(self, target: float, ev_voltage: float, now: float) -> tuple[float, bool, bool]:
+        """The signed current this loop delivers for the EV's (or the Dynamic mode's) *target*, and
+        whether the EVSE's maximum current, and its maximum power or the schedule's, hold it there
+        (EVSECurrentLimitAchieved, EVSEPowerLimitAchieved; the EV's own limits are neither).
 
         At most both sides' maximum current and power and, in Scheduled mode, the grid's schedule now;
         the power is taken at the higher of the EV's EVPresentVoltage and the charger's present output
         voltage (above the battery's while charging), so the delivered power stays within
-        EVSEMaximumChargePower. None when the request is below either side's minimum current or power
+        EVSEMaximumChargePower. 0 when the request is below either side's minimum current or power
         (ISO 15118-20 8.3.5.5): the EVSE cannot deliver less than its minimum and must not deliver
         more than the EV's EVTargetCurrent, so it delivers 0 (the EVCC raises a smaller wish to the
         minimum itself, :meth:`Evcc._signed_power`). The minimum is judged at *ev_voltage*, the
         voltage the EV computed its request with."""
         voltage = max(ev_voltage, self.charger.present_voltage())
-        sides = [self.charger.limits()] + ([self.ev_limits] if self.ev_limits is not None else [])
+        evse = self.charger.limits()
+        sides = [evse] + ([self.ev_limits] if self.ev_limits is not None else [])
         current = target
         for side in sides:
             current = side.clamp_current(current, voltage)
+        unscheduled = current
         grid = self.config.grid
         if self.control_mode == ControlMode.SCHEDULED and grid is not None:
             current = _within_schedule(current, grid.power(now), voltage)
-        return 0.0 if any(side.below_minimum(current, ev_voltage) for side in sides) else current
+        at_schedule = abs(current) < abs(unscheduled)
+        if any(side.below_minimum(current, ev_voltage) for side in sides):
+            return 0.0, False, at_schedule
+        at_current, at_power = evse.at_maximum(current, voltage)
+        return current, at_current, at_power or at_schedule
+
+    def _voltage_ceiling(self, body: dc.DC_ChargeLoopReqType) -> float:
+        """The output's constant-voltage limit: the lower of both sides' maximum voltage and, in
+        Scheduled mode, the EV's EVTargetVoltage. The EV charges CC/CV: its target voltage is what
+        the EVSE must not exceed (ISO 15118-20 8.3.5.5.6, Scheduled_DC_CLReqControlMode), and
+        EVSEVoltageLimitAchieved says when this ceiling holds the output."""
+        lim = self.charger.limits()
+        ceiling = lim.max_voltage if self.ev_limits is None else min(lim.max_voltage, self.ev_limits.max_voltage)
+        scheduled = body.BPT_Scheduled_DC_CLReqControlMode or body.Scheduled_DC_CLReqControlMode
+        if self.control_mode == ControlMode.SCHEDULED and scheduled is not None:
+            ceiling = min(ceiling, to_float(scheduled.EVTargetVoltage))
+        return ceiling
 
     def _discharge_floor_reached(self, allowed_current: float) -> bool:
         """This loop asks to discharge (the EV's target in Scheduled mode, the grid's request in

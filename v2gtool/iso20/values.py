@@ -37,17 +37,22 @@ def header(session_id: bytes, unix_time: float | None = None) -> ct.MessageHeade
 
 
 class WallClock:
-    """Unix time from an engine's clock readings, for TimeStamp, TimeAnchor and MeterTimestamp
-    (Unix seconds, ISO 15118-20 8.3.5.3.1). The engines' timers run on their clock (simulated or
-    monotonic seconds); *epoch* is the Unix time of clock reading 0, and None anchors the clock
-    reading *now* (the session's start) at the wall clock's present time."""
+    """Unix time for TimeStamp, TimeAnchor and MeterTimestamp (Unix seconds, ISO 15118-20 8.3.5.3.1).
 
-    def __init__(self, epoch: float | None, now: float) -> None:
-        self.epoch = time.time() - now if epoch is None else epoch
+    The engines' timers run on their own clock (a plant's simulated seconds, or ``serve --speed N``'s
+    clock, which runs N times as fast as real time and which simulated work such as a cable check
+    moves ahead), which is not Unix time. On a real link (``serve``, ``connect``) a message goes out
+    when it is made, so it carries the wall clock's present time: *epoch* None. A simulation, whose
+    frames exist only in its trace, gives *epoch*, the Unix time of clock reading 0: the trace places
+    a frame at ``epoch + t`` (:class:`v2gtool.session.trace.SessionTrace`), so with the trace's epoch
+    a message's TimeStamp is its frame's capture time, to the whole second."""
+
+    def __init__(self, epoch: float | None) -> None:
+        self.epoch = epoch
 
     def unix(self, now: float) -> int:
-        """Whole Unix seconds at clock reading *now*."""
-        return int(self.epoch + now)
+        """Whole Unix seconds at clock reading *now*: the wall clock's now without an epoch."""
+        return int(time.time() if self.epoch is None else self.epoch + now)
 
 
 class ServiceID(enum.IntEnum):
