@@ -98,6 +98,7 @@ class LoopTimer:
     def __init__(self, waits: list[float]) -> None:
         self.waits = waits
         self.sent = 0.0
+        self.epoch = time.time()
 
     def ethernet_frame(self, t: float, frame: bytes) -> None:
         pass

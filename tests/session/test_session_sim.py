@@ -397,3 +397,21 @@ def test_the_output_stays_within_the_evs_maximum_voltage(tmp_path: Path) -> None
             if '"V2GMessage"' in line]
     assert loop and any(res["EVSEVoltageLimitAchieved"] for res in loop)
     assert not loop[0]["EVSEVoltageLimitAchieved"]  # the ramp starts below the limit
+
+
+def test_header_timestamps_follow_the_traces_time_line(tmp_path: Path) -> None:
+    """A simulation runs faster than the wall clock: its messages' Unix TimeStamp (ISO 15118-20
+    8.3.5.3.1) is on the time line its trace stamps frames with, not the wall clock's."""
+    trace = tmp_path / "stamps.pcap"
+    result = asyncio.run(run_sim(scenarios.load(None, duration=120.0), trace=SessionTrace(trace)))
+    assert result.ok, result.reason
+    decoded = subprocess.run([sys.executable, "-m", "v2gtool", "--json", "pcap-decode", str(trace)],
+                             capture_output=True, text=True, timeout=120)
+    loop = [(r["t"], r["document"][r["message"]]["Header"]["TimeStamp"])
+            for r in map(json.loads, decoded.stdout.splitlines())
+            if r.get("message") in ("DC_ChargeLoopReq", "DC_ChargeLoopRes")]
+    assert len(loop) > 100
+    # Two simulated minutes of loop, a few wall seconds: the stamps span the minutes, as the frames do.
+    assert loop[-1][1] - loop[0][1] >= 100
+    # Whole seconds, taken when the message is made (at most a loop period before its frame).
+    assert all(-1.0 <= t - stamp <= 2.0 for t, stamp in loop), loop[:3]

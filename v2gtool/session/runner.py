@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -170,6 +171,9 @@ async def run_sim(
         )
     run_sdp(charger.now(), emit, trace.sdp if trace is not None else None)
     timeouts = timeouts or Timeouts()
+    # Simulated time runs faster than the wall clock: messages carry Unix time on the simulation's
+    # own time line, the one its trace stamps frames with (ISO 15118-20 Header TimeStamp, 8.3.5.3.1).
+    epoch = trace.epoch if trace is not None else time.time() - charger.now()
     secc = Secc(
         secc_config(
             scenario,
@@ -179,12 +183,14 @@ async def run_sim(
             pnc_roots=pnc_roots,
             stop_request=stop_request,
             allowed_services=allowed_services,
+            epoch=epoch,
         ),
         charger,
         charger.now(),
     )
     evcc = Evcc(
-        evcc_config(scenario, setup.plant.battery_capacity_wh, contract=contract, timeouts=timeouts), vehicle
+        evcc_config(scenario, setup.plant.battery_capacity_wh, contract=contract, timeouts=timeouts, epoch=epoch),
+        vehicle,
     )
     soc_start = vehicle.soc_percent()
     started = charger.now()

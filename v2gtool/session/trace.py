@@ -22,6 +22,9 @@ from v2gtool.session.slac_step import EV_MAC, EVSE_MAC
 class TraceSink(Protocol):
     """Where a session's frames go: a :class:`SessionTrace`, or a probe that times them."""
 
+    epoch: float
+    """Unix time of the session clock's reading 0: a frame at *t* is placed at ``epoch + t``."""
+
     def ethernet_frame(self, t: float, frame: bytes) -> None: ...
 
     def sdp(self, t: float, from_evcc: bool, datagram: bytes) -> None: ...
