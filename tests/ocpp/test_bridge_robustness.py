@@ -18,6 +18,7 @@ import websockets
 from websockets.asyncio.server import ServerConnection, serve
 
 from tests.ocpp.test_interop_csms import Seen, start_csms
+from tests.ocpp.wire import until
 from v2gtool.ocpp.outbox import Outbox
 from v2gtool.ocpp.payloads import OCPP21, OCPP201
 from v2gtool.ocpp.profile import ProfileSetpoint
@@ -193,6 +194,9 @@ async def _answers(tmp: Path, subprotocol: str, frames: list[str]) -> tuple[list
         link = asyncio.create_task(bridge.run())
         try:
             await asyncio.wait_for(done.wait(), 10)
+            # The station may answer the frames (its reader) before its sender, woken by the accepted
+            # boot, reports the connection: wait for that too rather than race it.
+            await until(lambda: any(isinstance(e, CsmsConnected) for e in events), 10)
         finally:
             link.cancel()
             await asyncio.gather(link, return_exceptions=True)

@@ -32,7 +32,7 @@ async def _connect_and_stop(tmp: Path, station_id: str) -> tuple[str, int | None
     closed = asyncio.Event()
 
     async def handler(ws: ServerConnection) -> None:
-        seen["path"] = ws.request.path
+        seen["path"] = ws.request.path if ws.request is not None else ""
         try:
             async for raw in ws:
                 _, message_id, action, _payload = json.loads(raw)
@@ -73,13 +73,14 @@ def test_the_station_identity_is_percent_encoded_in_the_url(tmp_path: Path) -> N
 
 @pytest.mark.parametrize(
     ("station_id", "stations"),
-    [("CS 01/é", "1"), ("CS/01", "1"), ("A" * 49, "1"), ("", "1"), ("A" * 45, "2")],
+    [("CS 01/é", "1"), ("CS/01", "1"), ("CS:1", "1"), ("A" * 49, "1"), ("", "1"), ("A" * 45, "2")],
 )
 def test_an_invalid_station_identity_is_a_one_line_usage_error(
     tmp_path: Path, station_id: str, stations: str
 ) -> None:
-    """Not an identifierString of at most 48 characters (with --stations N: with its -NNN): exit 2,
-    before anything connects or is written."""
+    """Not an identifierString of at most 48 characters (with --stations N: with its -NNN), or one
+    with a ':' the CSMS would refuse (the HTTP Basic separator): exit 2, before anything connects or
+    is written, rather than reconnecting forever."""
     process = subprocess.run(
         [
             *[sys.executable, "-m", "v2gtool", "ocpp-bridge", "--sim", "--csms", "ws://127.0.0.1:1/ocpp"],

@@ -252,20 +252,21 @@ def test_set_variables_validates_each_value_and_applies_the_accepted_ones(tmp_pa
 
 def test_a_heartbeat_interval_set_paces_the_heartbeats_at_once(tmp_path: Path) -> None:
     """OCPPCommCtrlr.HeartbeatInterval = 1 after a BootNotification that said 300: a Heartbeat every
-    second from then on, not in five minutes."""
+    second from then on, not in five minutes. Three beats are waited for (however long a loaded
+    machine takes); none comes sooner than the interval, and each within a few seconds, far from the
+    300 s it would take without the change."""
 
     async def scenario() -> tuple[list[dict[str, Any]], list[float]]:
         async with _station(tmp_path) as (csms, _, _):
             results = await _set(csms, _item("OCPPCommCtrlr", "HeartbeatInterval", "1"))
             since = time.monotonic()
-            await asyncio.sleep(3.5)
+            assert await until(lambda: len(csms.sent("Heartbeat")) >= 3, 20.0)
             return results, [t - since for t, action, _ in csms.calls if action == "Heartbeat"]
 
     results, beats = asyncio.run(scenario())
     assert _statuses(results) == [("Accepted", None)]
-    assert 3 <= len(beats) <= 4, beats
-    assert 0.5 <= beats[0] <= 1.3, beats
-    assert all(0.8 <= later - earlier <= 1.3 for earlier, later in itertools.pairwise(beats)), beats
+    assert 0.5 <= beats[0] <= 4.0, beats
+    assert all(0.8 <= later - earlier <= 4.0 for earlier, later in itertools.pairwise(beats)), beats
 
 
 def test_set_message_attempts_govern_the_retries_of_a_refused_transaction_event(tmp_path: Path) -> None:
@@ -283,33 +284,38 @@ def test_set_message_attempts_govern_the_retries_of_a_refused_transaction_event(
             )
             assert _statuses(results) == [("Accepted", None)] * 2
             bridge.on_event(PhaseChanged(t=0.0, role="SECC", phase="SessionSetup"))
-            assert await until(lambda: any(isinstance(e, TransactionEventDiscarded) for e in events), 5)
+            assert await until(lambda: any(isinstance(e, TransactionEventDiscarded) for e in events), 20)
             return [t for t, action, _ in csms.calls if action == "TransactionEvent"], events
 
     sent, events = asyncio.run(scenario())
-    assert len(sent) == 2 and 0.9 <= sent[1] - sent[0] <= 1.5, sent
+    assert len(sent) == 2 and 0.9 <= sent[1] - sent[0] <= 4.5, sent  # 1 s (x3 for load), not the 60 s it had
     discarded = [e for e in events if isinstance(e, TransactionEventDiscarded)]
     assert [(e.event_type, e.attempts) for e in discarded] == [("Started", 2)]
 
 
 def test_a_tx_updated_interval_set_paces_the_periodic_meter_values(tmp_path: Path) -> None:
     """SampledDataCtrlr.TxUpdatedInterval = 1 (the bridge started with 10 s): power flowing for 1.5 s
-    gives one TransactionEvent MeterValuePeriodic."""
+    gives one TransactionEvent MeterValuePeriodic (no more than one per second of wall clock it really
+    took, on a loaded machine more than 1.5 s)."""
 
-    async def scenario() -> list[dict[str, Any]]:
+    async def scenario() -> tuple[list[dict[str, Any]], float]:
         async with _station(tmp_path) as (csms, bridge, _):
             assert _statuses(await _set(csms, _item("SampledDataCtrlr", "TxUpdatedInterval", "1"))) == [
                 ("Accepted", None)
             ]
+            started = time.time()
             bridge.on_event(PhaseChanged(t=0.0, role="SECC", phase="SessionSetup"))
             for step in range(15):
                 bridge.on_event(PowerFlow(t=step * 0.1, role="SECC", voltage=400.0, current=25.0, power=10_000.0))
                 await asyncio.sleep(0.1)
-            assert await until(lambda: not len(bridge.outbox), 5)
-            return csms.sent("TransactionEvent")
+            took = time.time() - started
+            assert await until(lambda: not len(bridge.outbox), 20)
+            return csms.sent("TransactionEvent"), took
 
-    sent = asyncio.run(scenario())
-    assert [p["triggerReason"] for p in sent] == ["CablePluggedIn", "MeterValuePeriodic"]
+    sent, took = asyncio.run(scenario())
+    reasons = [p["triggerReason"] for p in sent]
+    assert reasons[0] == "CablePluggedIn" and set(reasons[1:]) == {"MeterValuePeriodic"}
+    assert 1 <= len(reasons) - 1 <= int(took), (reasons, took)
 
 
 @pytest.mark.parametrize("subprotocol", [OCPP201, OCPP21])
@@ -376,14 +382,14 @@ def test_a_boot_notification_triggered_while_pending_goes_at_once(tmp_path: Path
         async with _station(tmp_path, csms=RawCsms(boot="Pending")) as (csms, _, _):
             answer = await csms.call("TriggerMessage", {"requestedMessage": "BootNotification"})
             asked = time.monotonic()
-            assert await until(lambda: len(csms.sent("BootNotification")) == 2, 2)
+            assert await until(lambda: len(csms.sent("BootNotification")) == 2, 20)
             status = await csms.call("TriggerMessage", {"requestedMessage": "Heartbeat"})
             return (answer["status"], status["status"]), csms.calls, asked
 
     (status, heartbeat), calls, asked = asyncio.run(scenario())
     boots = [(t, p["reason"]) for t, action, p in calls if action == "BootNotification"]
     assert status == "Accepted" and [reason for _, reason in boots] == ["PowerUp", "Triggered"]
-    assert boots[1][0] - asked < 0.5
+    assert boots[1][0] - asked < 5.0  # at once (with room for a loaded machine), not after the 60 s interval
     assert heartbeat == "Accepted" and {action for _, action, _ in calls} == {"BootNotification"}
 
 

@@ -85,7 +85,9 @@ def test_a_refused_started_is_resent_after_growing_intervals_before_anything_beh
     )
     assert [seq for _, seq in received] == [0, 0, 0, 1, 2]
     gaps = [received[1][0] - received[0][0], received[2][0] - received[1][0]]
-    assert 0.3 <= gaps[0] < 0.55 and 0.6 <= gaps[1] < 0.85, gaps
+    # At least 1x and 2x the interval (the wait and its growth); the upper bounds only keep a retry
+    # from being arbitrarily late, with room (x3) for a loaded machine's scheduling delays.
+    assert 0.3 <= gaps[0] < 0.9 and 0.6 <= gaps[1] < 1.8, gaps
     assert left == 0
     assert sum(isinstance(e, CsmsRefused) for e in events) == 2
     assert not any(isinstance(e, TransactionEventDiscarded) for e in events)

@@ -1,6 +1,8 @@
 """The VPP's control loop against stations that do not take their share: a silent station delays
-neither the control period nor the other stations (one profile in flight per vehicle), and a share
-that is rejected or never answered goes to the other vehicles, so the request is still met."""
+neither the control period nor the other stations (one profile in flight per vehicle), and a vehicle
+whose share is rejected or never answered keeps running its previous TxProfile (OCPP 2.0.1 K01), so
+it is counted at that (or at its metered power) and the others get only the rest: the request is
+met, not overshot."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from v2gtool.ocpp.csms import Vpp, VppConfig
 from v2gtool.ocpp.fleet import Fleet, Vehicle
-from v2gtool.ocpp.payloads import VehicleNeeds
+from v2gtool.ocpp.payloads import Reading, VehicleNeeds
 
 
 def iso(epoch: float) -> str:
@@ -30,7 +32,8 @@ def iso(epoch: float) -> str:
 @dataclass
 class RawStation:
     """A station on a raw websocket, one vehicle of 10 kW / 30 kWh discharge: it answers every
-    SetChargingProfile with *status* (None: never) and keeps (arrival time, limit) of each."""
+    SetChargingProfile with *status* (None: never; it may change) and keeps (arrival time, limit) of
+    each."""
 
     ws: ClientConnection
     status: str | None
@@ -64,12 +67,23 @@ class RawStation:
         await self.call("NotifyEVChargingNeeds", {"evseId": 1, "chargingNeeds": {
             "requestedEnergyTransfer": "DC", "customData": extension}})  # fmt: skip
 
+    async def meter(self, seq_no: int, power: float) -> None:
+        """A TransactionEvent Updated with the metered power (signed W, - into the grid)."""
+        measurand = "Power.Active.Import" if power >= 0 else "Power.Active.Export"
+        await self.call("TransactionEvent", {
+            "eventType": "Updated", "timestamp": iso(time.time()), "triggerReason": "MeterValuePeriodic",
+            "seqNo": seq_no, "transactionInfo": {"transactionId": "tx"}, "evse": {"id": 1, "connectorId": 1},
+            "meterValue": [{"timestamp": iso(time.time()), "sampledValue": [
+                {"measurand": measurand, "value": abs(power)}]}]})  # fmt: skip
+
 
 @asynccontextmanager
-async def plant(tmp_path: Path, statuses: dict[str, str | None]) -> AsyncIterator[tuple[Vpp, dict[str, RawStation]]]:
-    """A running Vpp (0.1 s period, 3 s response timeout, its control loop on) with one plugged-in
-    OCPP 2.0.1 station per entry of *statuses*."""
-    vpp = Vpp(VppConfig(tmp_path / "state", period=0.1, response_timeout=3.0))
+async def plant(
+    tmp_path: Path, statuses: dict[str, str | None], response_timeout: float = 3.0
+) -> AsyncIterator[tuple[Vpp, dict[str, RawStation]]]:
+    """A running Vpp (0.1 s period, its control loop on) with one plugged-in OCPP 2.0.1 station per
+    entry of *statuses*."""
+    vpp = Vpp(VppConfig(tmp_path / "state", period=0.1, response_timeout=response_timeout))
     server = await vpp.serve("127.0.0.1", 0)
     port = next(iter(server.sockets)).getsockname()[1]
     stations: dict[str, RawStation] = {}
@@ -104,31 +118,55 @@ async def until(condition: Any, timeout: float) -> float:
 
 
 def test_a_silent_station_delays_neither_the_others_nor_the_next_period(tmp_path: Path) -> None:
+    """Causality rather than a wall-clock window: the other station's new share arrives while the
+    silent station's profile is still unanswered (its 60 s response timeout far from over)."""
+
     async def scenario() -> None:
-        async with plant(tmp_path, {"ok": "Accepted", "silent": None}) as (vpp, stations):
+        async with plant(tmp_path, {"ok": "Accepted", "silent": None}, response_timeout=60.0) as (vpp, stations):
             ok, silent = stations["ok"], stations["silent"]
             vpp.dispatch(-10_000.0, 600.0)
-            await until(lambda: ok.profiles and silent.profiles, 1.0)
+            await until(lambda: ok.profiles and silent.profiles, 10.0)
             assert ok.profiles[-1][1] == pytest.approx(-5000, abs=1)
             await asyncio.sleep(0.3)
-            vpp.cancel()  # the silent station's profile is still unanswered (3 s)
-            took = await until(lambda: ok.profiles[-1][1] == 0, 2.0)
-            assert took < 0.5
+            vpp.cancel()
+            await until(lambda: ok.profiles[-1][1] == 0, 20.0)
+            assert not vpp._sending[("silent", 1)].done()  # still waiting for the silent station's answer
+            assert not vpp.fleet.vehicles[("silent", 1)].refused(time.time())
             assert len(silent.profiles) == 1  # no second profile piled on the unanswered one
 
     asyncio.run(scenario())
 
 
 @pytest.mark.parametrize("status", ["Rejected", None])
-def test_a_share_rejected_or_never_answered_goes_to_the_other_vehicles(tmp_path: Path, status: str | None) -> None:
+def test_a_refused_vehicle_counts_at_its_accepted_share_and_the_fleet_does_not_overshoot(
+    tmp_path: Path, status: str | None
+) -> None:
+    """Both vehicles take -4 kW of -8 kW; then one station rejects (or never answers) its -6 kW of a
+    -12 kW request. It still runs its -4 kW TxProfile (K01), so the other is sent -8 kW, not its full
+    10 kW: the fleet runs at the request. Once that station meters -5 kW, the other gets -7 kW."""
+
     async def scenario() -> None:
-        async with plant(tmp_path, {"ok": "Accepted", "refuses": status}) as (vpp, stations):
-            ok = stations["ok"]
+        async with plant(tmp_path, {"ok": "Accepted", "refuses": "Accepted"}) as (vpp, stations):
+            ok, refuses = stations["ok"], stations["refuses"]
+            refused = vpp.fleet.vehicles[("refuses", 1)]
             vpp.dispatch(-8_000.0, 600.0)
-            await until(lambda: ok.profiles, 1.0)
-            assert ok.profiles[0][1] == pytest.approx(-4000, abs=1)
-            await until(lambda: ok.profiles[-1][1] == pytest.approx(-8000, abs=1), 5.0)
-            assert vpp.fleet.vehicles[("refuses", 1)].allocation == 0.0
+            await until(lambda: refused.accepted == pytest.approx(-4000, abs=1), 10.0)
+            await until(lambda: ok.profiles and ok.profiles[-1][1] == pytest.approx(-4000, abs=1), 10.0)
+            refuses.status = status
+            vpp.dispatch(-12_000.0, 600.0)
+            await until(lambda: ok.profiles[-1][1] == pytest.approx(-8000, abs=1), 20.0)
+            assert refused.refused(time.time()) and refused.accepted == pytest.approx(-4000, abs=1)
+            assert [limit for _, limit in refuses.profiles] == pytest.approx([-4000, -6000], abs=1)
+            assert refused.allocation == pytest.approx(-4000, abs=1)
+            # what the stations run: ok its last profile, the refused one the profile it accepted
+            assert ok.profiles[-1][1] + refused.accepted == pytest.approx(-12_000, abs=1)
+            snapshot = vpp.snapshot()
+            assert snapshot["allocated_w"] == pytest.approx(-12_000, abs=1)
+            assert [(v["station"], v["refused"]) for v in snapshot["vehicles"]] == [("ok", False), ("refuses", True)]
+            await refuses.meter(1, -5000.0)
+            await until(lambda: ok.profiles[-1][1] == pytest.approx(-7000, abs=1), 10.0)
+            await asyncio.sleep(0.5)  # five periods: the refused station is offered nothing meanwhile
+            assert len(refuses.profiles) == 2 and ok.profiles[-1][1] == pytest.approx(-7000, abs=1)
 
     asyncio.run(scenario())
 
@@ -138,21 +176,63 @@ def needs(max_discharge: float = 10_000.0) -> VehicleNeeds:
                         target_soc=None, min_soc=None, dischargeable_wh=30_000.0)  # fmt: skip
 
 
-def test_a_refused_vehicle_gets_no_share_until_new_needs_or_the_hold_ends() -> None:
+def two_vehicles(accepted: float) -> Fleet:
+    """Two vehicles of 10 kW discharge whose stations accepted *accepted* W each."""
     fleet = Fleet()
     for station in ("a", "b"):
         vehicle = Vehicle(station, 1, f"tx-{station}")
         vehicle.update_needs(needs())
+        vehicle.accepted = accepted
         fleet.arrive(vehicle)
+    return fleet
+
+
+def test_a_refused_vehicle_is_offered_no_share_until_new_needs_or_the_hold_ends() -> None:
+    fleet = two_vehicles(-4000.0)
     fleet.dispatch(-8_000.0, 600.0, 0.0)
     assert fleet.allocate(0.0) == {("a", 1): -4000.0, ("b", 1): -4000.0}
     fleet.refuse(1.0, ("b", 1))
     assert fleet.dispatched_at == 1.0  # a re-dispatch: what was met is met no longer
-    assert fleet.allocate(2.0) == {("a", 1): -8000.0, ("b", 1): 0.0}
-    assert fleet.allocate(61.0) == {("a", 1): -4000.0, ("b", 1): -4000.0}  # REFUSAL_HOLD_S later: offered again
+    assert fleet.capacity(2.0, 600.0) == pytest.approx(10_000.0)  # b is not dispatchable
+    assert fleet.allocate(2.0) == {("a", 1): -4000.0, ("b", 1): -4000.0}  # b runs its accepted share
+    fleet.dispatch(-12_000.0, 600.0, 3.0)
+    assert fleet.allocate(4.0) == {("a", 1): -8000.0, ("b", 1): -4000.0}  # not a's 10 kW: no overshoot
+    assert fleet.allocate(61.0) == {("a", 1): -6000.0, ("b", 1): -6000.0}  # REFUSAL_HOLD_S later: offered again
     fleet.refuse(62.0, ("b", 1))
     fleet.vehicles[("b", 1)].update_needs(needs())
-    assert fleet.allocate(63.0) == {("a", 1): -4000.0, ("b", 1): -4000.0}
-    fleet.refuse(64.0, ("b", 1))
-    fleet.dispatch(5_000.0, 600.0, 64.0)  # a charge request is not shared with it either
-    assert fleet.allocate(65.0) == {("a", 1): 5000.0, ("b", 1): 0.0}
+    assert fleet.allocate(63.0) == {("a", 1): -6000.0, ("b", 1): -6000.0}
+
+
+@pytest.mark.parametrize(
+    ("request_w", "held", "a_share"),
+    [
+        (-12_000.0, -4000.0, -8000.0),  # a refused vehicle's old discharge: the other gives the rest
+        (-3_000.0, -4000.0, 1000.0),  # it gives more than asked: the other charges the difference
+        (5_000.0, -4000.0, 9000.0),  # a charge request while it still discharges
+        (-12_000.0, 3000.0, -10_000.0),  # it still charges: the other gives all it can (a shortfall)
+        (0.0, -4000.0, 4000.0),
+    ],
+)
+def test_the_fleet_runs_at_the_request_with_a_refused_vehicle_counted_at_what_it_runs(
+    request_w: float, held: float, a_share: float
+) -> None:
+    fleet = two_vehicles(held)
+    fleet.refuse(0.0, ("b", 1))
+    fleet.dispatch(request_w, 600.0, 1.0)
+    allocation = fleet.allocate(2.0)
+    assert allocation == {("a", 1): pytest.approx(a_share), ("b", 1): held}
+    if abs(a_share) < 10_000.0:  # within a's capacity: met exactly, never overshot
+        assert allocation[("a", 1)] + held == pytest.approx(request_w)
+
+
+def test_a_refused_vehicle_counts_at_its_metered_power_once_a_reading_since_the_refusal_came() -> None:
+    """After a profile that was never answered the station may run the new share, or anything:
+    its meter says what it runs. A reading from before the refusal does not count."""
+    fleet = two_vehicles(-4000.0)
+    b = fleet.vehicles[("b", 1)]
+    b.meter(Reading(at=0.5, imported_wh=None, exported_wh=None, power=-3000.0, soc=None))
+    fleet.refuse(1.0, ("b", 1))
+    fleet.dispatch(-12_000.0, 600.0, 1.0)
+    assert fleet.allocate(2.0)[("a", 1)] == -8000.0
+    b.meter(Reading(at=2.5, imported_wh=None, exported_wh=None, power=-6000.0, soc=None))
+    assert fleet.allocate(3.0) == {("a", 1): -6000.0, ("b", 1): -6000.0}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import websockets
 from websockets.asyncio.client import connect
 
 from v2gtool.ocpp.csms import StationConnected, Vpp, VppConfig, station_identity
+from v2gtool.ocpp.station import PATH_SAFE, check_identity
 from v2gtool.session.events import Event
 
 
@@ -46,6 +48,27 @@ def test_an_identity_that_is_no_identifier_string_is_refused(path: str, error: s
     with pytest.raises(ValueError, match="station identity") as refused:
         station_identity(path)
     assert error in str(refused.value) and "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "identity", ["CS-01", "CS|01", "fleet@depot.A*1", "a=b+c_d", "x" * 48, "CS:1", "a:", "x" * 49, "a b", "é", "a/b"]
+)
+def test_the_bridge_and_the_csms_take_the_same_identities(identity: str) -> None:
+    """One validator on both sides: an identity the bridge accepts (``ocpp-bridge --station-id``) is
+    the one the CSMS reads from the URL the bridge builds, and one it refuses the CSMS refuses too; a
+    ``:`` (the HTTP Basic separator, RFC 7617) is refused by both, with or without passwords."""
+    path = "/ocpp/" + urllib.parse.quote(identity, safe=PATH_SAFE)
+    try:
+        bridge: str | None = check_identity(identity)
+    except ValueError as exc:
+        assert "is not an OCPP station identity" in str(exc) and "\n" not in str(exc)
+        bridge = None
+    try:
+        csms: str | None = station_identity(path)
+    except ValueError:
+        csms = None
+    assert bridge == csms
+    assert (bridge is None) == (":" in identity or identity in ("x" * 49, "a b", "é", "a/b"))
 
 
 def test_the_handshake_refuses_a_bad_identity_and_passwords_match_the_decoded_one(tmp_path: Path) -> None:

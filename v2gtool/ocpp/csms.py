@@ -45,6 +45,7 @@ from v2gtool.ocpp.payloads import (
     ImplausibleValue,
     Reading,
     VehicleNeeds,
+    check_station_identity,
     dispatch_profile,
     read_charging_needs,
     read_datetime,
@@ -57,8 +58,6 @@ from v2gtool.session.events import Event
 Listener = Callable[[Event], None]
 HEARTBEAT_S = 60
 CHANGE_W = 100.0  # a share that moved less than this is not re-sent
-MAX_IDENTITY = 48  # characters of a station identity (OCPP 2.0.1 part 4 3.2)
-IDENTITY_PUNCTUATION = "*-_=+|@."  # identifierString's, but ':' (HTTP Basic's separator)
 
 
 class CsmsError(V2GToolError):
@@ -90,20 +89,13 @@ class Dispatched(Event):
 def station_identity(path: str) -> str:
     """The station identity of a websocket URL path (OCPP 2.0.1 part 4 3.2: the last segment,
     percent-encoded): the whole decoded segment, a decoded ``/`` included. ValueError naming the
-    problem unless it is an identifierString (part 2 primitive datatypes: a-z A-Z 0-9 ``*-_=+|@.``)
-    of at most :data:`MAX_IDENTITY` characters, and without ``:`` (the HTTP Basic user of security
-    profile 2 cannot hold one, RFC 7617)."""
+    problem unless :func:`~v2gtool.ocpp.payloads.check_station_identity` takes it (the check the
+    bridge makes before it connects: an identifierString of at most 48 characters, no ``:``)."""
     segment = path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
     identity = urllib.parse.unquote(segment, errors="replace")  # not UTF-8: U+FFFD, refused below
     if not identity:
         raise ValueError("no station identity at the end of the URL path")
-    if len(identity) > MAX_IDENTITY:
-        raise ValueError(f"station identity of {len(identity)} characters: at most {MAX_IDENTITY}")
-    bad = sorted({c for c in identity if not (c.isascii() and (c.isalnum() or c in IDENTITY_PUNCTUATION))})
-    if bad:
-        raise ValueError(f"station identity {identity.encode('unicode_escape').decode()[:60]!r} has "
-                         f"{' '.join(repr(c) for c in bad)[:40]}: only a-z A-Z 0-9 {IDENTITY_PUNCTUATION}")  # fmt: skip
-    return identity
+    return check_station_identity(identity)
 
 
 def _refused(where: str, exc: TypeError | ValueError) -> CallRejected:
@@ -250,7 +242,6 @@ class Vpp:
     peers: dict[str, Any] = field(default_factory=dict)
     log: TransactionLog = field(init=False)
     _profile_ids: dict[str, int] = field(default_factory=dict)
-    _sent: dict[tuple[str, int], float] = field(default_factory=dict)
     _sending: dict[tuple[str, int], asyncio.Task[None]] = field(default_factory=dict)  # unanswered profiles
     _early_needs: dict[tuple[str, int], VehicleNeeds] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -310,7 +301,6 @@ class Vpp:
         if payload["event_type"] == "Ended":
             self._early_needs.pop(vehicle.key, None)
             self.fleet.leave(now, station, vehicle.evse_id)
-            self._sent.pop(vehicle.key, None)
             self._wake.set()
         self.fleet.check_met(now)
 
@@ -357,15 +347,21 @@ class Vpp:
 
     def _send_shares(self) -> list[asyncio.Task[None]]:
         """Allocate the fleet and start a SetChargingProfile for every connected vehicle whose share
-        changed, unless the one before is still unanswered (one profile in flight per vehicle: it
-        goes out once that one is answered or has timed out). The sends started."""
+        differs from the one its station last accepted, unless the one before is still unanswered
+        (one profile in flight per vehicle: it goes out once that one is answered or has timed out)
+        or its station refused one lately (:meth:`~v2gtool.ocpp.fleet.Vehicle.refused`: it is
+        counted at what it runs, K01). The sends started."""
         now = time.time()
         allocation = self.fleet.allocate(now)
         self._sending = {key: task for key, task in self._sending.items() if not task.done()}
+        vehicles = self.fleet.vehicles
         changed = [
             key
             for key, watts in allocation.items()
-            if key[0] in self.peers and key not in self._sending and abs(watts - self._sent.get(key, 0.0)) >= CHANGE_W
+            if key[0] in self.peers
+            and key not in self._sending
+            and not vehicles[key].refused(now)
+            and abs(watts - vehicles[key].accepted) >= CHANGE_W
         ]
         request = self.fleet.request
         until = request.until if request is not None else now + self.config.period
@@ -385,9 +381,11 @@ class Vpp:
         return [self._sending[key] for key in changed]
 
     async def _send_share(self, key: tuple[str, int], watts: float, now: float, duration: float) -> None:
-        """One vehicle's share as its TxProfile. Accepted, it is what the vehicle was sent; Rejected, a
-        CALLERROR or no answer within the response timeout, the vehicle is refused
-        (:meth:`~v2gtool.ocpp.fleet.Fleet.refuse`) and the others take its share at once."""
+        """One vehicle's share as its TxProfile. Accepted, it is what the vehicle runs
+        (:attr:`~v2gtool.ocpp.fleet.Vehicle.accepted`); Rejected, a CALLERROR or no answer within the
+        response timeout, the vehicle is refused (:meth:`~v2gtool.ocpp.fleet.Fleet.refuse`): it
+        keeps running its previous TxProfile (OCPP 2.0.1 K01), so it is counted at that (or at its
+        metered power) and the others share only the rest of the request, at once."""
         peer = self.peers.get(key[0])
         vehicle = self.fleet.vehicles.get(key)
         if peer is None or vehicle is None:
@@ -410,7 +408,7 @@ class Vpp:
         if self.fleet.vehicles.get(key) is not vehicle:
             return  # its transaction ended meanwhile
         if accepted:
-            self._sent[key] = watts
+            vehicle.accepted = watts
         else:
             self.fleet.refuse(time.time(), key)
             self._wake.set()
@@ -474,8 +472,7 @@ class Vpp:
         finally:
             if self.peers.get(station) is peer:
                 del self.peers[station]
-                for vehicle in self.fleet.leave(time.time(), station):
-                    self._sent.pop(vehicle.key, None)
+                self.fleet.leave(time.time(), station)
                 self._wake.set()
                 self.emit(StationLeft(t=time.time(), station=station, reason=reason))
 
@@ -517,6 +514,7 @@ class Vpp:
                     "remaining_wh": round(v.remaining_wh(), 1),
                     "departure": v.needs.departure if v.needs else None,
                     "measured_at": v.measured_at,
+                    "refused": v.refused(now),  # its allocation is what it runs, not a share (K01)
                 }
                 for v in vehicles
             ],

@@ -17,10 +17,22 @@ vehicle gets ``request * capacity / sum(capacities)``, which never exceeds its c
 never takes it under its floor before the request ends; with too little capacity every vehicle
 runs at its capacity and the shortfall is reported. The dispatch is recomputed every control
 period, so a vehicle that leaves (TransactionEvent Ended, a lost connection) or reaches its
-floor is re-dispatched to the others within one period. So is one whose station refused its share
-(SetChargingProfile Rejected, a CALLERROR or no answer; OCPP 2.0.1 use case K01): it counts as
-delivering nothing for :data:`REFUSAL_HOLD_S` s, or until it sends new needs, and is then offered a
-share again.
+floor is re-dispatched to the others within one period.
+
+A vehicle whose station refused its share (SetChargingProfile Rejected, a CALLERROR or no answer;
+OCPP 2.0.1 use case K01) is not offered another for :data:`REFUSAL_HOLD_S` s, or until it sends new
+needs. It does not stop, though: a rejected SetChargingProfile leaves the TxProfile installed before
+it in force (use case K01: the station keeps the profiles it has when it rejects a new one), and one
+that was never answered may have been installed after all. So while refused it counts at what it really
+runs (:meth:`Vehicle.held_power`): its metered power once a reading taken since the refusal arrived,
+its last accepted share until then; and only the rest of the request is shared among the others::
+
+    rest = request - sum(held_power of the refused vehicles)
+
+shared by discharge capacity when the rest discharges, by charge capacity when it charges (a
+refused vehicle still running a larger discharge than the new request wants is offset by the others
+charging), so the fleet's total stays at the request instead of overshooting it by the refused
+vehicle's old share.
 """
 
 from __future__ import annotations
@@ -30,7 +42,7 @@ from dataclasses import dataclass, field
 from v2gtool.ocpp.payloads import Reading, VehicleNeeds
 
 MET_TOLERANCE = 0.05  # a request counts as met within 5 %
-REFUSAL_HOLD_S = 60.0  # how long a vehicle whose station refused its share gets none
+REFUSAL_HOLD_S = 60.0  # how long a vehicle whose station refused its share is offered none
 
 
 @dataclass
@@ -46,8 +58,10 @@ class Vehicle:
     imported_wh: float = 0.0
     exported_wh: float = 0.0
     measured_at: float = 0.0
-    allocation: float = 0.0  # signed W the VPP asked for
-    refused_until: float = 0.0  # its station refused a share: not dispatchable before this
+    allocation: float = 0.0  # signed W the VPP counts on it for (asked for, or held while refused)
+    accepted: float = 0.0  # signed W of the last TxProfile its station accepted: what it runs (K01)
+    refused_at: float = 0.0  # when its station last refused a share
+    refused_until: float = 0.0  # its station refused a share: none offered before this
     _net_at_needs: float | None = None  # imported - exported when the needs arrived
 
     @property
@@ -71,6 +85,17 @@ class Vehicle:
             self.soc = reading.soc
         self.measured_at = reading.at
 
+    def refused(self, now: float) -> bool:
+        """Whether its station refused a share less than :data:`REFUSAL_HOLD_S` s ago (and it sent no
+        new needs since): it is offered none now."""
+        return now < self.refused_until
+
+    def held_power(self) -> float:
+        """The signed W a refused vehicle is counted at: its metered power when a reading taken since
+        the refusal arrived, else its last accepted share; a rejected SetChargingProfile leaves that
+        TxProfile in force (OCPP 2.0.1 K01), it does not stop the vehicle."""
+        return self.power if self.measured_at > self.refused_at else self.accepted
+
     def remaining_wh(self) -> float:
         """Energy it may still give before its minimum SoC (>= 0)."""
         if self.needs is None or not self.needs.bpt:
@@ -84,7 +109,7 @@ class Vehicle:
         """W it can deliver for all of *duration* (or until it departs, but at least for the control
         *period* its share holds), staying above its floor; 0 while its station refuses shares."""
         needs = self.needs
-        if needs is None or not needs.bpt or needs.max_discharge_power <= 0 or now < self.refused_until:
+        if needs is None or not needs.bpt or needs.max_discharge_power <= 0 or self.refused(now):
             return 0.0
         horizon = duration
         if needs.departure is not None:
@@ -97,7 +122,7 @@ class Vehicle:
 
     def charge_capacity(self, now: float) -> float:
         """W it can take (its maximum charge power); 0 while its station refuses shares."""
-        return self.needs.max_charge_power if self.needs is not None and now >= self.refused_until else 0.0
+        return self.needs.max_charge_power if self.needs is not None and not self.refused(now) else 0.0
 
 
 @dataclass
@@ -137,9 +162,11 @@ class Fleet:
             self.met_at = None
 
     def refuse(self, now: float, key: tuple[str, int]) -> None:
-        """The vehicle's station refused its share or did not answer: the others take it over."""
+        """The vehicle's station refused its share or did not answer (K01): for :data:`REFUSAL_HOLD_S`
+        s it is offered none and counts at :meth:`Vehicle.held_power`; the others share the rest."""
         vehicle = self.vehicles.get(key)
         if vehicle is not None:
+            vehicle.refused_at = now
             vehicle.refused_until = now + REFUSAL_HOLD_S
             self._redispatch(now)
 
@@ -164,19 +191,20 @@ class Fleet:
         if request is not None and now >= request.until:
             self.cancel()
             request = None
-        allocation = {key: 0.0 for key in self.vehicles}
-        if request is not None and request.power < 0:
-            remaining = request.until - now
-            caps = {k: v.discharge_capacity(now, remaining, self.period) for k, v in self.vehicles.items()}
-            total = sum(caps.values())
-            want = -request.power
-            for key, cap in caps.items():
-                allocation[key] = -(cap if total <= want else want * cap / total)
-        elif request is not None:
-            caps = {k: v.charge_capacity(now) for k, v in self.vehicles.items()}
+        held = {k: v.held_power() for k, v in self.vehicles.items() if v.refused(now)}
+        allocation = {key: held.get(key, 0.0) for key in self.vehicles}
+        free = [v for v in self.vehicles.values() if v.key not in held]
+        rest = 0.0 if request is None else request.power - sum(held.values())
+        if request is not None and rest < 0:
+            caps = {v.key: v.discharge_capacity(now, request.until - now, self.period) for v in free}
             total = sum(caps.values())
             for key, cap in caps.items():
-                allocation[key] = cap if total <= request.power else request.power * cap / total
+                allocation[key] = -(cap if total <= -rest else -rest * cap / total)
+        elif rest > 0:
+            caps = {v.key: v.charge_capacity(now) for v in free}
+            total = sum(caps.values())
+            for key, cap in caps.items():
+                allocation[key] = cap if total <= rest else rest * cap / total
         for key, watts in allocation.items():
             vehicle = self.vehicles[key]
             if vehicle.allocation != 0.0 and watts == 0.0:  # it reached its floor or departs

@@ -14,6 +14,9 @@ Meter values (OCPP 2.0.1 part 2 appendix 2.31 Measurand): energy both ways as re
 (Energy.Active.Import.Register into the EV, Energy.Active.Export.Register back to the grid, Wh),
 power as Power.Active.Import / Power.Active.Export (W, never negative), SoC, Voltage.
 
+The station identity (:func:`check_station_identity`) is checked here too, by the bridge before it
+connects and by the CSMS at the websocket handshake, so that one cannot accept what the other refuses.
+
 What the CSMS reads is checked to be physically plausible (:data:`MAX_POWER_W`,
 :data:`MAX_EV_ENERGY_WH`, :data:`MAX_REGISTER_WH`, SoC 0-100): a value of the wrong type raises
 TypeError, one out of range :class:`ImplausibleValue` (the CSMS answers TypeConstraintViolation and
@@ -36,10 +39,36 @@ OCPP21 = "ocpp2.1"
 MAX_POWER_W = 10e6  # 10 MW: above any vehicle or charger (MCS is specified up to 3.75 MW)
 MAX_EV_ENERGY_WH = 10e6  # 10 MWh: above any vehicle battery
 MAX_REGISTER_WH = 1e12  # 1 TWh: an energy register of decades of a busy station
+MAX_IDENTITY = 48  # characters of a station identity (OCPP 2.0.1 part 4 3.2)
+# identifierString's punctuation (OCPP 2.0.1 part 2 primitive datatypes) but ':', which the HTTP Basic
+# user-id of security profile 2 cannot hold (RFC 7617 2): refused always, see check_station_identity.
+IDENTITY_PUNCTUATION = "*-_=+|@."
 
 
 class ImplausibleValue(ValueError):
     """A value of the right type that no vehicle or meter can have (PropertyConstraintViolation)."""
+
+
+def check_station_identity(identity: str) -> str:
+    """*identity* when it can be a station identity; ValueError, one line naming the problem, when not.
+
+    The identity is the last segment of the websocket URL (OCPP 2.0.1/2.1 part 4 3.2): an
+    identifierString (part 2 primitive datatypes: a-z A-Z 0-9 and ``*-_=+|@.:``) of 1 to
+    :data:`MAX_IDENTITY` characters. ``:`` is refused even where no password is in use: with security
+    profile 2 the identity is the HTTP Basic user-id (part 2 A00, "Security Profile 2"), and a user-id
+    cannot hold a ``:`` (RFC 7617 2, the first one ends it). Refusing it always keeps a station's
+    identity valid whether or not it is later given a password, and the bridge and the CSMS agreed."""
+    shown = identity.encode("unicode_escape").decode()[:60]  # one line, whatever it holds
+    bad = sorted({c for c in identity if not (c.isascii() and (c.isalnum() or c in IDENTITY_PUNCTUATION))})
+    if not identity:
+        problem = "it is empty"
+    elif len(identity) > MAX_IDENTITY:
+        problem = f"{len(identity)} characters: at most {MAX_IDENTITY}"
+    elif bad:
+        problem = f"it has {' '.join(repr(c) for c in bad)[:40]}: only a-z A-Z 0-9 and {IDENTITY_PUNCTUATION}"
+    else:
+        return identity
+    raise ValueError(f"'{shown}' is not an OCPP station identity ({problem})")
 
 
 def read_number(value: object, name: str, low: float, high: float) -> float:

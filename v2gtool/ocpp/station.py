@@ -36,7 +36,6 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
-import re
 import ssl
 import time
 import urllib.parse
@@ -56,7 +55,7 @@ from v2gtool.iso20.values import DC_SERVICES, ServiceID
 from v2gtool.ocpp import rpc
 from v2gtool.ocpp.device_model import Answer, DeviceModel, Variable, bound, number
 from v2gtool.ocpp.outbox import Outbox, Record
-from v2gtool.ocpp.payloads import Meter, charging_needs, timestamp
+from v2gtool.ocpp.payloads import Meter, charging_needs, check_station_identity, timestamp
 from v2gtool.ocpp.profile import ProfileRejected, ProfileSetpoint
 from v2gtool.ocpp.rpc_errors import AnswersEveryFrame, FrameRejected
 from v2gtool.pki.trust import install_roots
@@ -69,12 +68,10 @@ ROOT_TYPES = ("V2GRootCertificate", "MORootCertificate")
 IDLE_PHASES = {"PowerDelivery": "SuspendedEV", "DC_WeldingDetection": "EVConnected"}
 # The OCPP 2.1 EnergyTransferModeEnumType values of the ISO 15118-20 DC services.
 OCPP_MODES = {"DC": ServiceID.DC, "DC_BPT": ServiceID.DC_BPT}
-PATH_SAFE = "*:+=@"  # identifierString characters a URL path segment takes as they are (RFC 3986 3.3)
+PATH_SAFE = "*+=@"  # identity characters a URL path segment takes as they are (RFC 3986 3.3)
 # The EV's energy requests: Wh from the SoC it had when it declared them to some SoC level (ISO
 # 15118-20 8.3.5.3.30), so each moves by what flowed since.
 ENERGY_REQUESTS = ("target_energy", "max_energy", "min_energy", "max_v2x_energy", "min_v2x_energy")
-# OCPP 2.0.1 identifierString, at most 48 characters: the station identity (part 4 3.2).
-IDENTITY = re.compile(r"[A-Za-z0-9*\-_=:+|@.]{1,48}")
 # What TriggerMessage (F06) sends on request; any other requestedMessage is NotImplemented.
 TRIGGERABLE = frozenset({"BootNotification", "Heartbeat", "StatusNotification", "MeterValues", "TransactionEvent"})
 
@@ -208,14 +205,12 @@ def _device_model(bridge: StationBridge) -> DeviceModel:
 
 
 def check_identity(station_id: str) -> str:
-    """*station_id* when it is an OCPP station identity: an identifierString (OCPP 2.0.1 part 2,
-    primitive datatypes: letters, digits and ``*-_=:+|@.``) of at most 48 characters (part 4 3.2);
-    ValueError when not. In the URL it is percent-encoded (``|`` is no URL path character)."""
-    if not IDENTITY.fullmatch(station_id):
-        raise ValueError(
-            f"{station_id!r} is not an OCPP station identity (1 to 48 of A-Z a-z 0-9 and * - _ = : + | @ .)"
-        )
-    return station_id
+    """*station_id* when it is an OCPP station identity (OCPP 2.0.1 part 4 3.2), ValueError when not:
+    :func:`~v2gtool.ocpp.payloads.check_station_identity`, the very check the CSMS makes at the
+    handshake, so no identity passes here to be refused there (``:`` included: it is refused on both
+    sides, being the HTTP Basic separator of security profile 2). In the URL it is percent-encoded
+    (``|`` is no URL path character)."""
+    return check_station_identity(station_id)
 
 
 def _net_wh(meter: Meter) -> float:
