@@ -59,6 +59,10 @@ def test_a_file_that_is_not_utf8(tmp_path: Path) -> None:
     ("[hw]\nrated_voltage_v = true\n", "[hw] rated_voltage_v must be a finite number, got True"),
     ('[slac]\niface = "eth0; reboot"\n', "[slac] iface must be an interface name without ' ', got 'eth0; reboot'"),
     ("[slac]\ntimers = 3\n", "[slac] timers must be a table (set it in the config file), got 3"),
+    # the names of ISO 15118-3 Table A.1 (v2gtool.slac.timers), checked when the file is read
+    ("[slac.timers]\nTT_bogus = 1\n", "[slac] timers is not valid: unknown SLAC timer 'TT_bogus', got {'TT_bogus': 1}"),
+    ('[slac.timers]\nTT_match_response = "x"\n',
+     "[slac] timers is not valid: TT_match_response = 'x' is not a number, got {'TT_match_response': 'x'}"),
 ])
 def test_a_value_of_the_wrong_kind_in_the_file(tmp_path: Path, text: str, expected: str) -> None:
     path = _file(tmp_path, text)

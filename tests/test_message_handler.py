@@ -164,3 +164,103 @@ def test_wire_text_shows_control_characters_and_markup_literally() -> None:
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert "\x1b]0;" not in text and "\x07" not in text and "\u009b" not in text and "\u2028" not in text
     assert text.count("\n") == 3 and "A\\x1b[31mRED" in text
+
+
+SURROGATE_EVCCID = "808c040000000000000000001201c0580180"  # SessionSetupReq, EVCCID "\ud800"
+DIN_FRAMED = "01fe80010000000e809a0211d63f74d2297ac9119400"  # DIN ServiceDiscoveryReq
+SESSION_SETUP_REQ = "808c0400089119a22ab33b8012032ba6a4ab00"  # EVCCID "WMIV"
+
+
+def test_a_string_with_a_surrogate_is_an_exi_error_and_later_lines_still_decode() -> None:
+    single = run("--json", "v2g-message-handler", "decode", "-n", "iso20", SURROGATE_EVCCID)
+    assert single.returncode == 1 and "Traceback" not in single.stderr
+    assert "U+D800 is not allowed in XML text" in single.stderr and "EVCCID" in single.stderr
+    lines = f"{SURROGATE_EVCCID}\n{SESSION_SETUP_REQ}\n"
+    for mode in (("--json",), ()):
+        result = run(*mode, "v2g-message-handler", "decode", "-n", "iso20", "-", stdin=lines)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert "SessionSetupReq" in result.stdout and "WMIV" in result.stdout  # the next line
+
+
+def test_v2g_message_is_din_or_iso2_so_encode_asks_and_din_round_trips() -> None:
+    decoded = run("--json", "v2g-message-handler", "decode", "-n", "din", "-", stdin=DIN_FRAMED + "\n")
+    assert decoded.returncode == 0, decoded.stderr
+    guessed = run("v2g-message-handler", "encode", "--v2gtp", decoded.stdout.strip())
+    assert guessed.returncode == 1 and guessed.stdout == ""
+    assert "V2G_Message is declared by iso2, din: give --namespace" in guessed.stderr
+    encoded = run("v2g-message-handler", "encode", "-n", "din", "--v2gtp", "-", stdin=decoded.stdout)
+    assert encoded.returncode == 0 and encoded.stdout.split() == [DIN_FRAMED]
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (("DigestValue",), "DigestValue: base64Binary as hex"),
+    (("KeyName",), "KeyName: string"),
+    (("EVCCID", "-n", "iso2"), "EVCCID: hexBinary as hex, 0..6 bytes"),
+    (("SessionID", "-n", "din"), "SessionID: hexBinary as hex, 0..8 bytes"),
+    (("PnC_AReqAuthorizationMode",), "GenChallenge: base64Binary as hex, 16..16 bytes"),  # a local element
+])
+def test_schema_of_simple_and_local_elements(args: tuple[str, ...], expected: str) -> None:
+    result = run("v2g-message-handler", "schema", *args, "--depth", "1")
+    assert result.returncode == 0, result.stderr
+    assert expected in " ".join(result.stdout.split())
+
+
+def test_encode_a_local_element_as_a_fragment_without_namespace() -> None:
+    pnc = {"PnC_AReqAuthorizationMode": {"Id": "ID1", "GenChallenge": "00" * 16, "ContractCertificateChain": {
+        "Certificate": "AA", "SubCertificates": {"Certificate": ["BB"]}}}}
+    encoded = run("v2g-message-handler", "encode", "--fragment", json.dumps(pnc))
+    assert encoded.returncode == 0, encoded.stderr
+    decoded = run("--json", "v2g-message-handler", "decode", "--fragment", "-n", "iso20", encoded.stdout.strip())
+    assert json.loads(decoded.stdout) == pnc
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (("80281585898c",), "KeyName"),  # a document whose root has simple content
+    (("--fragment", "800c05579ab8"), "DigestValue"),
+])
+def test_decode_tree_of_a_simple_content_root(args: tuple[str, ...], expected: str) -> None:
+    result = run("v2g-message-handler", "decode", "-n", "xmldsig", *args)
+    assert result.returncode == 0, result.stderr
+    assert expected in result.stdout and "Traceback" not in result.stderr
+
+
+def test_encode_json_records_pipe_into_decode() -> None:
+    encoded = run("--json", "v2g-message-handler", "encode", "-n", "din", "--v2gtp", "-",
+                  stdin=run("--json", "v2g-message-handler", "decode", "-n", "din", DIN_FRAMED).stdout)
+    assert json.loads(encoded.stdout) == {"hex": DIN_FRAMED}
+    lines = f"# from encode --json\n{encoded.stdout}{DIN_FRAMED}\n" + '{"error": "x", "line": 3}\n'
+    decoded = run("--json", "v2g-message-handler", "decode", "-n", "din", "-", stdin=lines)
+    assert decoded.returncode == 1
+    records = [json.loads(x) for x in decoded.stdout.splitlines()]
+    assert ["V2G_Message" in r for r in records] == [True, True, False]
+    assert records[2] == {"error": 'a JSON line must be a record of encode --json: {"hex": "..."}', "line": 4}
+
+
+def test_a_pretty_printed_document_with_nested_objects_at_column_0(tmp_path: Path) -> None:
+    stop = {"SessionStopReq": {"Header": {"SessionID": "0011223344556677", "TimeStamp": 1},
+                               "ChargingSession": "Terminate"}}
+    path = tmp_path / "stop.json"
+    path.write_text('{"SessionStopReq":\n{"Header":\n{"SessionID": "0011223344556677", "TimeStamp": 1},\n'
+                    '"ChargingSession": "Terminate"}\n}\n')
+    result = run("v2g-message-handler", "encode", "--file", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == run("v2g-message-handler", "encode", json.dumps(stop)).stdout.strip()
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"SessionStopReq":\n{"Header": 1\n"x": 2}}\n')
+    result = run("--json", "v2g-message-handler", "encode", "--file", str(broken))
+    records = [json.loads(x) for x in result.stdout.splitlines()]
+    assert result.returncode == 1 and len(records) == 1 and records[0]["line"] == 3  # one document, where it broke
+
+
+@pytest.mark.parametrize(("message", "expected"), [
+    ("01ff8004000000018000", "V2GTP byte 1: inverse protocol version 0xFF, expected 0xFE"),
+    ("01fe800400", "V2GTP header truncated: 5 of 8 bytes"),
+    ("01fe1234000000018000", "V2GTP bytes 2-3: unknown payload type 0x1234"),
+])
+def test_a_malformed_v2gtp_header_is_reported_as_such(message: str, expected: str) -> None:
+    result = run("v2g-message-handler", "decode", message)
+    assert result.returncode == 1 and result.stderr == f"v2gtool: error: {expected}\n"
+
+
+def test_bidi_controls_are_shown_as_escapes() -> None:
+    assert wire_text("abc\u202edcba\u2066x\u2069\u200f") == "abc\\u202edcba\\u2066x\\u2069\\u200f"

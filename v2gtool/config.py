@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from v2gtool.errors import ConfigError
+from v2gtool.slac.timers import SlacTimers
 
 DEFAULT_CONFIG_PATH = Path("/etc/v2g/v2gtool.toml")
 ENV_PREFIX = "V2GTOOL_"
@@ -103,6 +104,19 @@ def _table(value: Any) -> dict[str, Any]:
     return value
 
 
+def _slac_timers(value: Any) -> dict[str, Any]:
+    """``[slac.timers]``: a table of the SLAC timers and counters of ISO 15118-3 Table A.1, checked
+    by :meth:`SlacTimers.from_mapping` (their names and values) when the config is read, so an
+    unknown or bad timer is an error naming the file, not a failure of a later ``evse-slac``."""
+    table = _table(value)
+    where = "[slac.timers]"
+    try:
+        SlacTimers.from_mapping(table, where=where)
+    except ConfigError as exc:
+        raise ValueError(f"is not valid: {str(exc).removeprefix(where + ': ')}") from None
+    return table
+
+
 def _list(value: Any) -> list[Any]:
     if not isinstance(value, list):
         raise ValueError("must be a list (set it in the config file)")
@@ -148,7 +162,7 @@ SCHEMA: Mapping[str, Mapping[str, Kind]] = {
     "pki": {"certs_dir": _path, "trust_dir": _path},
     "sdp": {"iface": interface_name, "tcp_port": _port},
     "session": {"trace": _path},
-    "slac": {"iface": interface_name, "timers": _table},
+    "slac": {"iface": interface_name, "timers": _slac_timers},
     "vpp": {"state_dir": _path},
 }
 

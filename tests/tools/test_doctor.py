@@ -236,6 +236,17 @@ def test_missing_directories(machine: Machine) -> None:
     assert finding.summary == "missing: /etc/v2g/trust/certs"
 
 
+def test_relative_directories_are_from_the_working_directory(machine: Machine,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--certs-dir c/certs`` is the machine's ``$PWD/c/certs`` (below a crafted root as well)."""
+    _pki(machine)
+    cwd = machine.root / "etc/v2g"
+    monkeypatch.chdir(cwd)
+    settings = dataclasses.replace(machine.settings, certs_dir=Path("certs"), trust_dir=Path("trust/../trust/certs"))
+    assert check_certificates(Environment(), settings).status is Status.OK  # on this machine
+    assert machine.env.path("certs") == machine.root / str(cwd).lstrip("/") / "certs"
+
+
 def test_empty_trust_store_warns(machine: Machine) -> None:
     _pki(machine)
     (machine.root / "etc/v2g/trust/certs/v2g_root.pem").unlink()
@@ -331,6 +342,25 @@ def test_cli_json_and_exit_status(tmp_path: Path) -> None:
     assert bad.exit_code == ExitCode.ENVIRONMENT
     record = next(json.loads(line) for line in bad.output.splitlines() if '"certificates"' in line)
     assert record["status"] == "fail" and f"chmod 0600 {key}" in record["fix"]
+
+
+def test_cli_relative_dirs_from_options_and_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "c/certs").mkdir(parents=True)
+    (tmp_path / "c/trust").mkdir()
+    (tmp_path / "c/trust/root.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    (tmp_path / "rel.toml").write_text('[pki]\ncerts_dir = "c/certs"\ntrust_dir = "c/trust"\n')
+    monkeypatch.chdir(tmp_path)
+    for args in (["doctor", "--certs-dir", "c/certs", "--trust-dir", "c/trust"], ["--config", "rel.toml", "doctor"]):
+        result = CliRunner().invoke(cli, [*args, "--json", *_only("certificates")])
+        assert result.exit_code == ExitCode.OK, result.output
+        assert '"status":"ok"' in next(line for line in result.output.splitlines() if '"certificates"' in line)
+
+
+@pytest.mark.parametrize("name", ["..", "eth0\nx", "a/b", "x" * 16])
+def test_cli_refuses_a_bad_interface_name(name: str) -> None:
+    result = CliRunner().invoke(cli, ["doctor", "--interface", name])
+    assert result.exit_code == ExitCode.USAGE
+    assert "Invalid value for '--interface'" in result.output and "must be an interface name" in result.output
 
 
 def test_cli_rejects_an_unknown_check() -> None:

@@ -1,8 +1,9 @@
 """``v2gtool v2g-message-handler``: decode, encode and look up V2G messages (EXI, V2GTP).
 
-Pipelines: ``-`` reads one message per line (hex for decode, JSON for encode) and writes one
-line per message, so thousands of messages go through one process. A bad line yields an error
-record in its place, the rest is still processed, and the exit code is 1 at the end.
+Pipelines: ``-`` reads one message per line (hex or encode's ``{"hex": ...}`` records for decode,
+JSON for encode) and writes one line per message, so thousands of messages go through one process.
+Blank lines and ``#`` comment lines of hex input are skipped. A bad line yields an error record in
+its place, the rest is still processed, and the exit code is 1 at the end.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,19 +86,23 @@ def _report_line_error(app: AppContext, as_json: bool, line: int, exc: V2GToolEr
 _TEXT_BYTES = frozenset(range(0x20, 0x7F)) | frozenset(b"\t\r\n")
 
 
+def _hex_message_lines(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
+    """Numbered lines of hex input, blank and ``#`` comment lines skipped (a file and stdin alike)."""
+    for i, line in enumerate(lines, 1):
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            yield i, line
+
+
 def _hex_lines(source: str | None, file: Path | None) -> Iterator[tuple[int, str]]:
     if file is not None:
         raw = file.read_bytes()
-        if _TEXT_BYTES.issuperset(raw):  # hex lines; blank and '#' comment lines skipped
-            text = raw.decode("ascii")
-            yield from ((i, line) for i, line in enumerate(text.splitlines(), 1)
-                        if line.strip() and not line.lstrip().startswith("#"))
+        if _TEXT_BYTES.issuperset(raw):  # hex lines
+            yield from _hex_message_lines(raw.decode("ascii").splitlines())
         else:  # a binary file holds one message (EXI starts 0x80, V2GTP 0x01 0xFE: never text)
             yield 1, raw.hex()
     elif source == "-":
-        for i, line in enumerate(sys.stdin, 1):
-            if line.strip():
-                yield i, line
+        yield from _hex_message_lines(sys.stdin)
     elif source is not None:
         yield 0, source
     else:
@@ -105,8 +110,17 @@ def _hex_lines(source: str | None, file: Path | None) -> Iterator[tuple[int, str
 
 
 def _parse_hex(text: str) -> bytes:
-    """The bytes of a hex message; the error names no line (its reporter does)."""
+    """The bytes of a hex message, or of a record ``{"hex": ...}`` as ``encode --json`` writes it;
+    the error names no line (its reporter does)."""
     cleaned = "".join(text.split())
+    if cleaned.startswith("{"):
+        try:
+            record = json.loads(cleaned)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"invalid JSON record: {exc}") from None
+        if not isinstance(record, dict) or not isinstance(record.get("hex"), str):
+            raise InputError('a JSON line must be a record of encode --json: {"hex": "..."}')
+        cleaned = record["hex"]
     try:
         return bytes.fromhex(cleaned)
     except ValueError:
@@ -124,7 +138,10 @@ def _parse_hex(text: str) -> bytes:
 @click.pass_context
 def decode(ctx: click.Context, message: str | None, file: Path | None, namespace: str | None, fragment: bool,
            json_out: bool) -> None:
-    """Decode EXI or V2GTP-framed bytes (hex) into a message tree or JSON lines."""
+    """Decode EXI or V2GTP-framed bytes (hex) into a message tree or JSON lines.
+
+    Input lines may also be the {"hex": ...} records of encode --json; '#' lines are comments.
+    """
     app = app_context(ctx)
     as_json = use_json(ctx, json_out)
     single = message not in (None, "-") and file is None
@@ -156,11 +173,7 @@ def _json_inputs(source: str | None, file: Path | None) -> Iterator[tuple[int, s
             text = file.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             raise InputError(f"{file}: not UTF-8 JSON text (byte {exc.start}: 0x{exc.object[exc.start]:02x})") from None
-        stripped = text.strip()
-        if stripped.startswith("{") and "\n{" not in stripped:
-            yield 1, stripped  # one (possibly pretty-printed) JSON document
-        else:
-            yield from ((i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip())
+        yield from _json_file_inputs(text)
     elif source == "-":
         for i, line in enumerate(sys.stdin, 1):
             if line.strip():
@@ -171,12 +184,32 @@ def _json_inputs(source: str | None, file: Path | None) -> Iterator[tuple[int, s
         raise click.UsageError("give a JSON message, --file FILE, or - to read JSON lines from stdin")
 
 
+def _json_file_inputs(text: str) -> Iterator[tuple[int, str]]:
+    """A file's JSON messages: the whole text when it is one (possibly pretty-printed) JSON document,
+    else one per non-blank line (JSON lines). A text that is neither, whose first line is no JSON
+    value of its own, is taken as one broken document: its error names the line and column."""
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        lines = [(i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+        if exc.msg != "Extra data" and lines:
+            try:
+                json.loads(lines[0][1])
+            except json.JSONDecodeError:
+                yield exc.lineno, text  # one document, broken: its parse error says where
+                return
+        yield from lines
+    else:
+        yield 1, text
+
+
 @message_handler.command()
 @click.argument("message", required=False)
 @click.option("--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Read JSON from a file: one document, or JSON lines.")
 @click.option("--namespace", "-n", callback=_known_namespace,
-              help=NAMESPACE_HELP + " Default: the set that declares the root element.")
+              help=NAMESPACE_HELP + " Default: the set that declares the root element "
+                   "(V2G_Message is both iso2 and din: give it).")
 @click.option("--fragment", is_flag=True, help="Encode an EXI fragment (for signatures) instead of a document.")
 @click.option("--v2gtp", "framed", is_flag=True, help="Add the V2GTP header with the schema set's payload type.")
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path),
@@ -252,6 +285,9 @@ def schema(ctx: click.Context, message_name: str | None, namespace: str | None, 
         description = _describe_type(g, g.types[entry[2]], depth)
     if as_json:
         emit_json({message_name: description})
+        return
+    if isinstance(description, str):  # an element of simple type (DigestValue, EVCCID): its type alone
+        app.console.print(f"[bold]{message_name}[/bold]: {description} [dim]{ns.urn}[/dim]")
         return
     tree = Tree(f"[bold]{message_name}[/bold] [dim]{ns.urn}[/dim]")
     _fill_schema(tree, description)

@@ -20,7 +20,11 @@ def emit_json(record: Any, stream: TextIO | None = None) -> None:
     one write: unbuffered (PYTHONUNBUFFERED), two processes sharing a pipe (``session run --netns``)
     would otherwise interleave between a record and its newline."""
     out = sys.stdout if stream is None else stream
-    out.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n")
+    line = json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n"
+    try:
+        out.write(line)
+    except UnicodeEncodeError:  # a lone surrogate (or a non-UTF-8 stream): JSON's \u escapes say it
+        out.write(json.dumps(record, separators=(",", ":")) + "\n")
     out.flush()
 
 
@@ -39,8 +43,10 @@ def use_json(ctx: click.Context, local_flag: bool) -> bool:
     return local_flag or app_context(ctx).json
 
 
-# C0 and C1 control characters, DEL, and the Unicode line and paragraph separators.
-_INVISIBLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# C0 and C1 control characters, DEL, the Unicode line and paragraph separators, and the bidirectional
+# formatting characters (Unicode UAX #9: ALM, LRM, RLM, the embeddings and overrides U+202A-U+202E,
+# the isolates U+2066-U+2069), which reorder what a terminal shows after them ("Trojan Source").
+_INVISIBLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
 
 def wire_text(value: object) -> str:
@@ -52,13 +58,17 @@ def wire_text(value: object) -> str:
 
 
 def message_tree(label: str, body: Any) -> Tree:
-    """A rich tree of a message in the JSON message form (elements as branches, values as leaves)."""
+    """A rich tree of a message in the JSON message form (elements as branches, values as leaves);
+    a root of simple content (a ``DigestValue`` document or fragment) is its value alone."""
     tree = Tree(label)
-    _fill(tree, body)
+    if isinstance(body, dict):
+        _fill(tree, body)
+    else:
+        tree.add(f"[green]{wire_text(body)}[/green]")
     return tree
 
 
-def _fill(node: Tree, body: Any) -> None:
+def _fill(node: Tree, body: dict[str, Any]) -> None:
     for key, value in body.items():
         items = value if isinstance(value, list) else [value]
         for i, item in enumerate(items):

@@ -182,8 +182,10 @@ class Environment:
     tls: Callable[[], TlsLibrary] = field(default=probe_tls)
 
     def path(self, absolute: str | Path) -> Path:
-        """*absolute* (a path on the machine) below :attr:`root`."""
-        return self.root / str(absolute).lstrip("/")
+        """*absolute* (a path on the machine) below :attr:`root`. A relative path (``--certs-dir
+        c/certs``, or one in the config file) is the machine's path from the working directory, as
+        for every other program: it is made absolute first, then put below :attr:`root`."""
+        return self.root / os.path.abspath(absolute).lstrip("/")
 
     def read(self, absolute: str | Path) -> str | None:
         """The text of a file on the machine, or None when it cannot be read."""

@@ -38,7 +38,9 @@ class Decoded:
 def decode_bytes(data: bytes, namespace: str | None = None, fragment: bool = False) -> Decoded:
     """Decode raw EXI or a V2GTP frame; the namespace comes from *namespace* or the payload type."""
     payload_type: int | None = None
-    if v2gtp.looks_like_frame(data):
+    # An EXI stream starts 0x80 (EXI 1.0 section 5), a V2GTP header 0x01 (its protocol version): input
+    # starting 0x01 is a frame, and a malformed header is reported as such (V2GTPError names the byte).
+    if data[:1] == bytes((v2gtp.PROTOCOL_VERSION,)):
         frame = v2gtp.decode_frame(data)
         payload_type = frame.payload_type
         data = frame.payload
@@ -72,21 +74,36 @@ def namespace_of_payload_type(payload_type: int) -> str:
 
 
 @cache
-def _message_namespaces() -> dict[str, Namespace]:
-    """Message name -> the first schema set (in NAMESPACES order) declaring it in its own namespace."""
-    table: dict[str, Namespace] = {}
+def _declaring_sets() -> tuple[dict[str, tuple[Namespace, ...]], dict[str, tuple[Namespace, ...]]]:
+    """Element name -> every schema set declaring it in its own namespace: as a message (a global
+    element, a document root: EXI 1.0 section 8.5.1), and as any element (the fragment grammar,
+    section 8.5.2: local elements too, e.g. the signed -20 ``PnC_AReqAuthorizationMode``)."""
+    messages: dict[str, list[Namespace]] = {}
+    elements: dict[str, list[Namespace]] = {}
     for ns in NAMESPACES:
-        for name in grammar(ns.short).messages():
-            table.setdefault(name, ns)
-    return table
+        schema = grammar(ns.short)
+        for name in schema.messages():
+            messages.setdefault(name, []).append(ns)
+        for name, kind, _arg, own in schema.fragments:
+            if own and kind >= 0 and ns not in elements.get(name, ()):
+                elements.setdefault(name, []).append(ns)
+    return ({k: tuple(v) for k, v in messages.items()}, {k: tuple(v) for k, v in elements.items()})
 
 
 def namespace_of_message(name: str) -> Namespace:
-    """The schema set that declares the message *name* in its own namespace."""
-    ns = _message_namespaces().get(name)
-    if ns is not None:
-        return ns
-    raise EXIError(f"no schema set declares a message named {name!r} (check the spelling; names are case-sensitive)")
+    """The one schema set that declares the element *name* in its own namespace: as a message, else
+    as an element usable as a fragment. A name two sets declare (``V2G_Message`` of ISO 15118-2 and
+    DIN SPEC 70121, whose streams do not say which: see exi-profile.md) is an error asking for the
+    namespace, never a guess that encodes the other standard's grammar."""
+    messages, elements = _declaring_sets()
+    sets = messages.get(name) or elements.get(name)
+    if sets is None:
+        raise EXIError(f"no schema set declares an element named {name!r} "
+                       "(check the spelling; names are case-sensitive)")
+    if len(sets) > 1:
+        raise EXIError(f"{name} is declared by {', '.join(ns.short for ns in sets)}: "
+                       "give --namespace to say which")
+    return sets[0]
 
 
 def encode_json(document: Any, namespace: str | None = None, fragment: bool = False,

@@ -42,8 +42,53 @@ from v2gtool.exi.grammar import (
 EXI_HEADER = 0x80
 _EMPTY_ELEMENT = 0b1000  # the 1-bit escape of the first level, then the 3-bit second-level EE
 _EMPTY_VALUES = {STRING: ("", ""), BINARY: (b"", "")}  # datatype kind -> empty value (message form, JSON form)
-# xs:string values are XML character data (XML 1.0 production [2] Char).
-_NON_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# xs:string values are XML character data: XML 1.0 production [2] Char is #x9 | #xA | #xD |
+# [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF]. This matches every code point outside it
+# (those above U+10FFFF are no Python characters). Encoding refuses them, and so does decoding: a
+# peer's string with a surrogate is not text (and would not even print as UTF-8).
+NON_XML_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def length_violation(n: int, lo: int | None, hi: int | None, unit: str) -> str | None:
+    """What is wrong with a value of *n* units under the length facets ``[lo, hi]`` (XSD length,
+    minLength, maxLength; maxOccurs of a list), or None when it fits. Shared by encoder and decoder."""
+    if (lo is not None and n < lo) or (hi is not None and n > hi):
+        return f"{n} {unit}, the schema allows {lo or 0} to {hi}"
+    return None
+
+
+def range_violation(value: int, lo: int | None, hi: int | None) -> str | None:
+    """What is wrong with the integer *value* under the facets minInclusive / maxInclusive (and the
+    bounds of the built-in type, e.g. xs:unsignedShort), or None when it fits."""
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        return f"{value} outside the schema range [{lo}, {hi}]"
+    return None
+
+
+def non_xml_char(text: str) -> str | None:
+    """What is wrong with *text* as XML character data (XML 1.0 production [2] Char), or None."""
+    bad = NON_XML_CHAR.search(text)
+    if bad is None:
+        return None
+    return f"character U+{ord(bad.group()):04X} is not allowed in XML text (XML 1.0 Char)"
+
+
+_FIXED_LIMITS: dict[SchemaGrammar, tuple[dict[str, int], ...]] = {}  # schema sets live as long as the process
+
+
+def fixed_int_limits(schema: SchemaGrammar) -> tuple[dict[str, int], ...]:
+    """Per type (by index): field -> upper bound of each n-bit integer element whose width holds more
+    than its facets allow (EXI 1.0 section 7.1.9 takes ceil(log2(range)) bits: xs:byte fills its 8
+    bits, [0, 100] does not fill 7). Decoding checks those bounds; the other n-bit fields cannot
+    exceed theirs."""
+    limits = _FIXED_LIMITS.get(schema)
+    if limits is None:
+        limits = _FIXED_LIMITS[schema] = tuple(
+            {spec.name: dt[4] for spec in t.fields if spec.kind == SE_SIMPLE
+             for dt in (schema.dtypes[spec.arg],)
+             if dt[0] == NBIT and dt[4] is not None and dt[2] + (1 << dt[1]) - 1 > dt[4]}
+            for t in schema.types)
+    return limits
 
 
 class Decoder:
@@ -54,7 +99,7 @@ class Decoder:
     what ``jsonform.to_json`` would make of the decoded message, without building it first.
     """
 
-    __slots__ = ("as_json", "dtypes", "reader", "schema", "types")
+    __slots__ = ("as_json", "dtypes", "fixed_limits", "reader", "schema", "types")
 
     def __init__(self, schema: SchemaGrammar, data: bytes, as_json: bool = False) -> None:
         if not data:
@@ -68,6 +113,7 @@ class Decoder:
         self.dtypes = schema.dtypes
         self.reader = BitReader(data, 8)
         self.as_json = as_json
+        self.fixed_limits = fixed_int_limits(schema)
 
     def _fail(self, what: str, where: str) -> EXIDecodeError:
         pos = self.reader.pos
@@ -119,6 +165,7 @@ class Decoder:
             empty = _EMPTY_VALUES.get(dt[0])  # EE right after SE: no characters at all
             if empty is None:
                 raise self._fail("element without content, but its type has no empty value", where)
+            self._facet(length_violation(0, dt[3], dt[4], "characters" if dt[0] == STRING else "bytes"), where)
             return empty[self.as_json]
         value = self._value(dt, where)
         if read(1):
@@ -134,6 +181,7 @@ class Decoder:
         pos = r.pos
         states = grammar.decode_json if self.as_json else grammar.decode
         list_fields = grammar.list_fields
+        limits = self.fixed_limits[grammar.index]
         values: dict[str, Any] = {}
         state = 0
         while True:
@@ -164,6 +212,9 @@ class Decoder:
                 field >>= 1
                 if conv == FIXED_INT:
                     value = field + extra
+                    if name in limits and value > limits[name]:
+                        r.pos = pos
+                        self._facet(range_violation(value, extra, limits[name]), name)
                 elif conv == FIXED_BOOL:
                     value = field == 1
                 elif field < len(extra):
@@ -205,6 +256,10 @@ class Decoder:
                 pos = end
                 if head_bits & conv:
                     value = -value - 1
+                dt = self.dtypes[arg]
+                if (dt[3] is not None and value < dt[3]) or (dt[4] is not None and value > dt[4]):
+                    r.pos = pos
+                    self._facet(range_violation(value, dt[3], dt[4]), name)
             elif kind == EE:
                 break
             else:
@@ -240,19 +295,28 @@ class Decoder:
         except TypeError as exc:  # a required field missing: the grammar allowed EE too early
             raise self._fail(f"incomplete content ({exc})", grammar.cls.__name__) from None
 
+    def _facet(self, violation: str | None, where: str) -> None:
+        """Refuse a value outside its XSD facets: the peer broke the schema (encoding refuses the same)."""
+        if violation is not None:
+            pos = self.reader.pos
+            raise EXIDecodeError(f"{where}: {violation} (at bit {pos}, byte {pos // 8})")
+
     def _value(self, dt: DType, where: str) -> Any:
         r = self.reader
         kind = dt[0]
-        if kind == NBIT:
-            return r.read(dt[1]) + dt[2]
+        if kind in (NBIT, UINT, INT):
+            if kind == NBIT:
+                number: int = r.read(dt[1]) + dt[2]
+            elif kind == UINT:
+                number = r.read_uint()
+            else:
+                sign = r.read(1)
+                magnitude = r.read_uint()
+                number = -magnitude - 1 if sign else magnitude
+            self._facet(range_violation(number, dt[3], dt[4]), where)
+            return number
         if kind == BOOL:
             return bool(r.read(1))
-        if kind == UINT:
-            return r.read_uint()
-        if kind == INT:
-            sign = r.read(1)
-            magnitude = r.read_uint()
-            return -magnitude - 1 if sign else magnitude
         if kind == ENUM:
             index = r.read(dt[1])
             members = dt[2]
@@ -263,6 +327,7 @@ class Decoder:
             length = r.read_uint()
             if length > MAX_LENGTH:
                 raise self._fail(f"binary length {length} is implausible", where)
+            self._facet(length_violation(length, dt[3], dt[4], "bytes"), where)
             data = r.read_bytes(length)
             return data.hex().upper() if self.as_json else data
         if kind == STRING:
@@ -272,17 +337,23 @@ class Decoder:
             length -= 2
             if length > MAX_LENGTH:
                 raise self._fail(f"string length {length} is implausible", where)
+            self._facet(length_violation(length, dt[3], dt[4], "characters"), where)
             chars = []
             for _ in range(length):
                 cp = r.read_uint()
                 if cp > 0x10FFFF:
                     raise self._fail(f"code point {cp} out of range", where)
                 chars.append(chr(cp))
-            return "".join(chars)
+            text = "".join(chars)
+            bad = non_xml_char(text)
+            if bad is not None:
+                raise self._fail(bad, where)
+            return text
         if kind == LIST:
             count = r.read_uint()
             if count > MAX_LENGTH:
                 raise self._fail(f"list length {count} is implausible", where)
+            self._facet(length_violation(count, dt[3], dt[4], "items"), where)
             item = self.dtypes[dt[1]]
             items = [self._value(item, where) for _ in range(count)]
             return items if self.as_json else tuple(items)
@@ -380,8 +451,9 @@ class Encoder:
             low, high = extra
             if type(value) is not int:
                 raise EXIEncodeError(f"{path}: expected an integer, got {value!r}")
-            if not low <= value <= high:
-                raise EXIEncodeError(f"{path}: {value} outside the schema range [{low}, {high}]")
+            out_of_range = range_violation(value, low, high)
+            if out_of_range is not None:
+                raise EXIEncodeError(f"{path}: {out_of_range}")
             field: int = value - low
             return field
         if conv == FIXED_BOOL:
@@ -405,8 +477,9 @@ class Encoder:
         if kind in (NBIT, UINT, INT):
             if type(value) is not int:
                 raise EXIEncodeError(f"{path}: expected an integer, got {value!r}")
-            if (lo is not None and value < lo) or (hi is not None and value > hi):
-                raise EXIEncodeError(f"{path}: {value} outside the schema range [{lo}, {hi}]")
+            out_of_range = range_violation(value, lo, hi)
+            if out_of_range is not None:
+                raise EXIEncodeError(f"{path}: {out_of_range}")
             if kind == NBIT:
                 w.write(value - b, a)
             elif kind == UINT:
@@ -435,9 +508,9 @@ class Encoder:
             if not isinstance(value, str):
                 raise EXIEncodeError(f"{path}: expected a string, got {type(value).__name__}")
             self._check_length(len(value), lo, hi, path, "characters")
-            bad = _NON_XML_CHAR.search(value)
+            bad = non_xml_char(value)
             if bad is not None:
-                raise EXIEncodeError(f"{path}: character U+{ord(bad.group()):04X} is not allowed in XML text")
+                raise EXIEncodeError(f"{path}: {bad}")
             w.write_uint(len(value) + 2)
             for ch in value:
                 w.write_uint(ord(ch))
@@ -454,8 +527,9 @@ class Encoder:
 
     @staticmethod
     def _check_length(n: int, lo: int | None, hi: int | None, path: str, unit: str) -> None:
-        if (lo is not None and n < lo) or (hi is not None and n > hi):
-            raise EXIEncodeError(f"{path}: {n} {unit}, the schema allows {lo or 0} to {hi}")
+        violation = length_violation(n, lo, hi, unit)
+        if violation is not None:
+            raise EXIEncodeError(f"{path}: {violation}")
 
 
 def decode(schema: SchemaGrammar, data: bytes, fragment: bool = False, as_json: bool = False) -> tuple[str, Any]:

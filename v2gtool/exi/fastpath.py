@@ -10,6 +10,11 @@ a fixed-width simple element (CH, value, EE), the CH code, sign, two octets and 
 integer (all of it when the value fits in one or two octets), the CH code of binary and string content,
 which are read here too (EXI 1.0 sections 7.1.1, 7.1.6, 7.1.10).
 
+They check what the table-driven decoder checks, with the bounds as constants: the XSD length and
+range facets (a length against them in place of the plausibility limit; integers of one or two
+octets only where the facets are narrower) and XML 1.0 Char in strings, so the per-message cost stays
+what it was.
+
 These functions know only the well-formed case. At the first thing they do not expect (truncation,
 an undeclared event, a bad EE code, a missing required field, a wildcard) they give up, and
 :func:`decode_document` returns ``None``: the caller then decodes the stream with the table-driven
@@ -123,8 +128,13 @@ class _Source:
     """Generates the lines of one type's decoder function and the constants they name."""
 
     def __init__(self, schema: SchemaGrammar, table: list[TypeDecoder]) -> None:
+        # The reference decoder's facet bounds and character check (imported here: codec imports this module)
+        from v2gtool.exi import codec
+
         self.schema = schema
-        self.constants: dict[str, Any] = {"GIVE_UP": _GIVE_UP, "TYPES": table}
+        self.constants: dict[str, Any] = {"GIVE_UP": _GIVE_UP, "TYPES": table,
+                                          "NON_XML_CHAR": codec.NON_XML_CHAR.search}
+        self.fixed_limits = codec.fixed_int_limits(schema)
         self._enums = itertools.count(1)
 
     def type_body(self, grammar: TypeGrammar) -> list[str]:
@@ -186,11 +196,21 @@ class _Source:
                 value = f"{label}[x >> 1]"
             else:
                 value = f"(x >> 1) + {members}"
+                limit = self.fixed_limits[grammar.index].get(name)
+                if limit is not None:  # an n-bit field wider than its range (XSD maxInclusive)
+                    lines += [f"{pad}if (x >> 1) > {limit - members}:", f"{pad}    raise GIVE_UP"]
         elif kind == SE_VARINT:
             # bits of y, high to low: CH code, sign (signed only), two octets, EE code. A value below
             # 128 is one octet and its EE code is the top bit of the second; below 16384, two octets.
             sign, ch_bit = 1 << 17, 1 << (17 + conv)
             first, second = 1 << 16, 1 << 8
+            # XSD range facets (and the built-in type's bounds): one or two octets hold -16384 ..
+            # 16383 (signed) or 0 .. 16383, so bounds outside that are checked on the long way only.
+            lo, hi = dtypes[arg][3], dtypes[arg][4]
+            short_lo = -(1 << 14) if conv else 0
+            tight = (lo is not None and lo > short_lo) or (hi is not None and hi < (1 << 14) - 1)
+            signed_value = f"-x - 1 if y & {sign} else x" if conv else "x"
+            long_check = [] if tight else _outside(pad + "    ", signed_value, lo, hi)
             lines = [f"{pad}y = {head}",
                      f"{pad}if not y & {ch_bit | first | second}:",
                      f"{pad}    x = (y >> 9) & 127",
@@ -203,9 +223,12 @@ class _Source:
                      f"{pad}        raise GIVE_UP",
                      f"{pad}    pos += {width + 1 + conv}",
                      *_varint(pad + "    ", "x"),
-                     *_end_element(pad + "    ")]
+                     *_end_element(pad + "    "),
+                     *long_check]
             if conv:
                 lines += [f"{pad}if y & {sign}:", f"{pad}    x = -x - 1"]
+            if tight:
+                lines += _outside(pad, "x", lo, hi)
             value = "x"
         elif kind == SE_COMPLEX:
             lines = [*advance, f"{pad}child, pos = TYPES[{arg}](d, stream, total, pos)"]
@@ -213,22 +236,27 @@ class _Source:
         elif _inline_simple(kind, arg, dtypes):
             # CH code 0: the value and EE; escape 1: the second-level EE of an empty element (8.5.4.4.2)
             inner = pad + "    "
+            # XSD length facets: the bounds of the length read below, in place of the plausibility limit
+            low: int = dtypes[arg][3] or 0
+            most = dtypes[arg][4]
+            high = MAX_LENGTH if most is None else min(most, MAX_LENGTH)
             lines = [f"{pad}pos += {width + extra}",
                      f"{pad}if {head}:",
                      f"{inner}pos += {SIMPLE_SECOND_LEVEL_WIDTH}",
                      f"{inner}if (stream >> (total - pos)) & {(1 << SIMPLE_SECOND_LEVEL_WIDTH) - 1}:",
                      f"{inner}    raise GIVE_UP",
+                     *([f"{inner}raise GIVE_UP"] if low else []),  # empty, but a minimum length
                      f"{inner}text = ''",
                      f"{pad}else:",
                      *_varint(inner, "n")]
             if dtypes[arg][0] == BINARY:  # hexBinary and base64Binary: upper-case hex in the JSON form
-                lines += [f"{inner}if n > {MAX_LENGTH}:",
+                lines += [f"{inner}if n < {low} or n > {high}:" if low else f"{inner}if n > {high}:",
                           f"{inner}    raise GIVE_UP",
                           f"{inner}pos += 8 * n",
                           f"{inner}text = '%0*X' % (2 * n, (stream >> (total - pos)) & ((1 << 8 * n) - 1)) "
                           f"if n else ''"]
             else:  # string: length + 2 (capacity-0 string tables: no hits, 7.3.3), then code points
-                lines += [f"{inner}if n < 2 or n - 2 > {MAX_LENGTH}:",
+                lines += [f"{inner}if n < {2 + low} or n > {2 + high}:",
                           f"{inner}    raise GIVE_UP",
                           f"{inner}chars = []",
                           f"{inner}for _ in range(n - 2):",
@@ -236,7 +264,9 @@ class _Source:
                           f"{inner}    if c > 0x10FFFF:",
                           f"{inner}        raise GIVE_UP",
                           f"{inner}    chars.append(chr(c))",
-                          f"{inner}text = ''.join(chars)"]
+                          f"{inner}text = ''.join(chars)",
+                          f"{inner}if NON_XML_CHAR(text):",  # XML 1.0 Char: no surrogates, no C0 but TAB LF CR
+                          f"{inner}    raise GIVE_UP"]
             lines += _end_element(inner)
             value = "text"
         elif kind in (SE_SIMPLE, AT, CH):  # lists and the rest: the codec's own value readers
@@ -311,6 +341,14 @@ def _varint(pad: str, into: str) -> list[str]:
             f"{pad}    shift += 7",
             f"{pad}    if shift > 140:",
             f"{pad}        raise GIVE_UP"]
+
+
+def _outside(pad: str, expression: str, lo: int | None, hi: int | None) -> list[str]:
+    """Lines that give up when the integer *expression* is outside ``[lo, hi]`` (None: unbounded)."""
+    tests = ([f"z < {lo}"] if lo is not None else []) + ([f"z > {hi}"] if hi is not None else [])
+    if not tests:
+        return []
+    return [f"{pad}z = {expression}", f"{pad}if {' or '.join(tests)}:", f"{pad}    raise GIVE_UP"]
 
 
 def _end_element(pad: str) -> list[str]:
