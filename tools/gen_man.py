@@ -236,8 +236,10 @@ def examples(lines: list[str]) -> Iterator[str]:
 
 
 def summary_of(command: click.Command) -> str:
-    text = command.get_short_help_str(limit=200).rstrip(".")
-    return text.removeprefix(f"{PROG}: ")
+    text = command.get_short_help_str(limit=200)
+    if text.endswith("..."):  # click cut the first paragraph: the page would end mid-sentence
+        raise SystemExit(f"gen_man: {command.name}: give the command a short_help (its summary is cut: {text!r})")
+    return text.rstrip(".").removeprefix(f"{PROG}: ")
 
 
 # --- pages -----------------------------------------------------------------------------------

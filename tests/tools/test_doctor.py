@@ -367,3 +367,11 @@ def test_cli_rejects_an_unknown_check() -> None:
     result = CliRunner().invoke(cli, ["doctor", "--skip", "coffee"])
     assert result.exit_code == ExitCode.USAGE
     assert "coffee" in result.output
+
+
+def test_people_see_the_fix_text_as_written() -> None:
+    """The table shows text, not rich markup: "set [slac] iface" keeps its brackets."""
+    result = CliRunner().invoke(cli, ["doctor", "--interface", "nosuch0", *_only("plc-interface")],
+                                terminal_width=200)
+    assert result.exit_code == ExitCode.ENVIRONMENT
+    assert "set [slac] iface" in result.output

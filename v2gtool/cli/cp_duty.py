@@ -30,7 +30,16 @@ from v2gtool.hw.events import CpStateChanged
 _SETTLE_S = 0.01
 
 
-@click.group("cp-duty")
+EXIT_CODES = """\b
+Exit codes:
+  0  done
+  1  hardware error (device missing, unplugged, timeout)
+  2  bad option, config or scenario; the backend has no Control Pilot
+  130  interrupted (SIGINT)
+"""
+
+
+@click.group("cp-duty", epilog=EXIT_CODES)
 def cp_duty() -> None:
     """Set and read the Control Pilot PWM; show the CP state (IEC 61851-1 Annex A)."""
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from v2gtool.cli.completion import complete_interfaces
 from v2gtool.cli.context import app_context
@@ -88,8 +89,9 @@ def doctor(ctx: click.Context, skip: tuple[str, ...], interface: str | None, cer
         for column in ("check", "status", "finding", "fix"):
             table.add_column(column, overflow="fold")
         for finding in findings:
-            table.add_row(finding.check, f"[{_STYLE[finding.status]}]{finding.status.value}",
-                          finding.summary, finding.fix or "")
+            # Plain Text, not markup: a fix says "set [slac] iface", a path may hold brackets.
+            table.add_row(Text(finding.check), Text(finding.status.value, style=_STYLE[finding.status]),
+                          Text(finding.summary), Text(finding.fix or ""))
         app.console.print(table)
     if any(f.status is Status.FAIL for f in findings):
         ctx.exit(ExitCode.ENVIRONMENT)

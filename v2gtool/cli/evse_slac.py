@@ -27,7 +27,7 @@ from v2gtool.net.pcapwriter import LINKTYPE_ETHERNET, PcapWriter
 from v2gtool.session.events import Event
 from v2gtool.slac import mme
 from v2gtool.slac.cable import SimCable
-from v2gtool.slac.diagnosis import SlacFailed
+from v2gtool.slac.diagnosis import Diagnosis, SlacFailed
 from v2gtool.slac.events import (
     AttenuationMeasured,
     BcToggleRequest,
@@ -237,7 +237,19 @@ def _check_link_options(ctx: click.Context, kind: str) -> None:
         raise click.UsageError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to --link {kind}")
 
 
-@click.command("evse-slac")
+# The diagnoses of a failed matching are exit codes of their own (v2gtool.slac.diagnosis).
+EXIT_CODES = (
+    "\b\nExit codes:\n"
+    "  0  matched: the link is up\n"
+    "  1  a modem or hardware error\n"
+    "  2  bad option or configuration\n"
+    "  4  environment: no such interface, no raw socket (root or CAP_NET_RAW)\n"
+    + "".join(f"  {diagnosis.exit_code}  {diagnosis.summary}\n" for diagnosis in Diagnosis)
+    + "  130  interrupted (SIGINT)\n"
+)
+
+
+@click.command("evse-slac", epilog=EXIT_CODES)
 @click.option(
     "--role",
     type=click.Choice(["evse", "ev"]),

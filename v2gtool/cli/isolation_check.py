@@ -145,7 +145,11 @@ def _show(session: HwSession, report: CableCheckReport, record: dict[str, Any]) 
         )
 
 
-@click.command("isolation-check", epilog=INTERRUPT_NOTE + "\n" + EXIT_CODES)
+@click.command(
+    "isolation-check",
+    short_help="Run the IEC 61851-23 cable check (IMD self-test, Formula CC.1 test voltage) and give its verdict.",
+    epilog=INTERRUPT_NOTE + "\n" + EXIT_CODES,
+)
 @click.option("--edition", type=click.Choice([e.value for e in Edition]), help="IEC 61851-23 edition [2023].")
 @click.option(
     "--ev-max-voltage", type=FiniteFloatRange(min=1.0), help="EVMaximumVoltage [sim: the vehicle's]."
