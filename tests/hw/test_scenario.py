@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from v2gtool.hw.cp import CpState
 from v2gtool.hw.errors import ScenarioError
 from v2gtool.hw.interfaces import Pole
-from v2gtool.hw.scenario import load_scenario, parse_scenario
+from v2gtool.hw.scenario import load_scenario, parse_scenario, plugged_in
 from v2gtool.hw.sim import Fault, SimClock, SimPlant
 
 EXAMPLE = """
@@ -128,3 +128,11 @@ def test_fuzz_structured_steps_only_raise_scenario_error(steps: list[dict[str, o
     scenario.attach(plant, clock)
     clock.attach(plant.step)
     clock.sleep(0.01)
+
+
+def test_a_file_that_only_unplugs_later_has_the_vehicle_plugged_in_until_then() -> None:
+    """The unplug example of ``session run --scenario unplug.toml``: CP C from t = 0, A at 30 s."""
+    unplug = plugged_in(parse_scenario('[[at]]\nt = 30.0\ncp = "A"\n', "unplug.toml"))
+    assert [(step.t, step.cp) for step in unplug.steps if step.cp is not None] == [(0.0, CpState.C), (30.0, CpState.A)]
+    absent = parse_scenario('[[at]]\nt = 0\ncp = "A"\n[[at]]\nt = 5\ncp = "C"\n', "late.toml")
+    assert plugged_in(absent) == absent  # a file that scripts t = 0 itself says what the start is

@@ -216,8 +216,10 @@ def default_scenario() -> Scenario:
 
 
 def plugged_in(scenario: Scenario) -> Scenario:
-    """*scenario* with the vehicle plugged in and ready (CP state C from t = 0, as in
-    :func:`default_scenario`) unless it scripts the pilot itself (IEC 61851-1 Annex A states)."""
-    if any(step.cp is not None for step in scenario.steps):
+    """*scenario* with the vehicle plugged in and ready at the start (CP state C from t = 0, as in
+    :func:`default_scenario`) unless it scripts the pilot at t = 0 itself (IEC 61851-1 Annex A
+    states): a file that only unplugs at t = 30 has the vehicle there until then; one that starts
+    without a vehicle says ``t = 0``, ``cp = "A"``."""
+    if any(step.cp is not None and step.t == 0.0 for step in scenario.steps):
         return scenario
     return dataclasses.replace(scenario, steps=(ScenarioStep(0.0, cp=CpState.C), *scenario.steps))
