@@ -58,6 +58,16 @@ def test_dispatch_status_and_cancel(vpp: str) -> None:
     assert json.loads(run("--json", "vpp", "status", "--http", vpp, "--once").stdout)["request"] is None
 
 
+def test_status_into_a_pipe_prints_a_table_per_refresh(vpp: str) -> None:
+    """Not on a terminal a live table would draw nothing: a table per refresh instead (as top -b)."""
+    with pytest.raises(subprocess.TimeoutExpired) as ran:  # it refreshes until stopped
+        subprocess.run([*V2GTOOL, "vpp", "status", "--http", vpp, "--interval", "0.2"], capture_output=True,
+                       text=True, timeout=4)
+    output = ran.value.stdout
+    printed = output.decode() if isinstance(output, bytes) else output or ""
+    assert printed.count("0 stations, 0 vehicles") >= 2
+
+
 def test_errors_are_one_line_with_their_exit_status(tmp_path: Path) -> None:
     unreachable = run("vpp", "status", "--http", f"http://127.0.0.1:{free_port()}", "--once")
     assert unreachable.returncode == 3 and len(unreachable.stderr.strip().splitlines()) == 1

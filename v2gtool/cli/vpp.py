@@ -357,10 +357,11 @@ def _fleet(http_url: str) -> tuple[dict[str, Any], Table]:
 @json_option
 @click.pass_context
 def status_cmd(ctx: click.Context, http_url: str, once: bool, interval: float, json_out: bool) -> None:
-    """The fleet as a live table (or JSON lines, one snapshot per refresh)."""
+    """The fleet as a live table (or JSON lines, one snapshot per refresh; not on a terminal, one
+    table per refresh, as ``top -b`` does)."""
     app = app_context(ctx)
     as_json = use_json(ctx, json_out)
-    if once or as_json:
+    if once or as_json or not app.console.is_terminal:  # a Live draws nothing into a pipe or file
         while True:
             snapshot, table = _fleet(http_url)
             if as_json:
