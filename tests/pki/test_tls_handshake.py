@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import shutil
@@ -484,6 +485,27 @@ def test_human_report_keeps_bracketed_text_and_one_line_per_item() -> None:
     ]
 
 
+@contextlib.contextmanager
+def _serving_secc(pki_dir: Path, trust_dir: Path, pid_file: Path, port: int) -> Iterator[subprocess.Popen[str]]:
+    """``tls-verify --serve`` with *pid_file*, once it has written it; killed at the end if still running."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "v2gtool", "tls-verify", "--serve", "--listen", "127.0.0.1",
+         "--port", str(port), "--pid-file", str(pid_file), "--json",
+         "--certs-dir", str(certs(pki_dir)), "--trust-dir", str(trust_dir)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while not pid_file.exists():
+            assert time.monotonic() < deadline and server.poll() is None, "the SECC did not start"
+            time.sleep(0.02)
+        yield server
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.communicate()
+
+
 def test_trust_update_makes_a_running_secc_reload(pki_dir: Path, tmp_path: Path) -> None:
     partial = tmp_path / "trust"
     partial.mkdir()
@@ -492,17 +514,7 @@ def test_trust_update_makes_a_running_secc_reload(pki_dir: Path, tmp_path: Path)
             shutil.copy(pem, partial)
     rehash(partial)
     pid_file, port = tmp_path / "secc.pid", free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "v2gtool", "tls-verify", "--serve", "--listen", "127.0.0.1",
-         "--port", str(port), "--pid-file", str(pid_file), "--json",
-         "--certs-dir", str(certs(pki_dir)), "--trust-dir", str(partial)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 20
-        while not pid_file.exists():
-            assert time.monotonic() < deadline and server.poll() is None, "the SECC did not start"
-            time.sleep(0.02)
+    with _serving_secc(pki_dir, partial, pid_file, port) as server:
         oem_root = next(trust(pki_dir).glob("OEM_Root_CA_*.pem"))
         update = run_cli(
             "pki", "trust-update", str(oem_root), "--trust-dir", str(partial), "--pid-file", str(pid_file)
@@ -515,10 +527,6 @@ def test_trust_update_makes_a_running_secc_reload(pki_dir: Path, tmp_path: Path)
         assert (handshake["ok"], handshake["profile_findings"]) == (True, [])
         assert server.wait(10) == 0
         assert not pid_file.exists()
-    finally:
-        if server.poll() is None:
-            server.kill()
-        server.communicate()
 
 
 def test_cli_offline_json_reports_the_clock_margin(pki_dir: Path) -> None:
@@ -634,24 +642,10 @@ def test_sigterm_ends_the_server_and_removes_its_pid_file(pki_dir: Path, tmp_pat
     """systemd stops a service with SIGTERM: a pid file left behind would make a later
     ``pki trust-update`` signal whatever process gets the pid next."""
     pid_file = tmp_path / "secc.pid"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "v2gtool", "tls-verify", "--serve", "--listen", "127.0.0.1",
-         "--port", str(free_port()), "--pid-file", str(pid_file), "--json",
-         "--certs-dir", str(certs(pki_dir)), "--trust-dir", str(trust(pki_dir))],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 20
-        while not pid_file.exists():
-            assert time.monotonic() < deadline and server.poll() is None, "the SECC did not start"
-            time.sleep(0.02)
+    with _serving_secc(pki_dir, trust(pki_dir), pid_file, free_port()) as server:
         server.terminate()
         assert server.wait(10) == ExitCode.OK
         assert not pid_file.exists()
-    finally:
-        if server.poll() is None:
-            server.kill()
-        server.communicate()
 
 
 @needs_openssl

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import click
 from rich.table import Table
@@ -15,10 +13,9 @@ from v2gtool import deploy
 from v2gtool.cli.completion import complete_interfaces
 from v2gtool.cli.context import app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
+from v2gtool.cli.params import validated
 from v2gtool.config import interface_name
 from v2gtool.errors import ConfigError, V2GToolError
-
-T = TypeVar("T")
 
 
 class DeployError(V2GToolError):
@@ -40,27 +37,13 @@ def _installed_executable() -> Path:
         raise ConfigError(f"the v2gtool executable {str(path)!r} {exc}; give another path with --exec") from None
 
 
-def _validated(check: Callable[[T], T]) -> Callable[[click.Context, click.Parameter, T | None], T | None]:
-    """A click callback that passes an option's value through *check*, its ValueError a usage error."""
-
-    def callback(ctx: click.Context, param: click.Parameter, value: T | None) -> T | None:
-        if value is None:
-            return None
-        try:
-            return check(value)
-        except ValueError as exc:
-            raise click.BadParameter(f"{str(value)!r} {exc}", ctx, param) from None
-
-    return callback
-
-
 @click.command("deploy-files")
 @click.argument("root", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--print", "print_name", metavar="NAME", help="Print one file (e.g. evse-v2g.service) instead.")
 @click.option("--exec", "executable", type=click.Path(dir_okay=False, path_type=Path),
-              callback=_validated(deploy.executable_path),
+              callback=validated(deploy.executable_path),
               help="Absolute path of v2gtool for ExecStart and AppArmor [default: the running one].")
-@click.option("--interface", shell_complete=complete_interfaces, callback=_validated(interface_name),
+@click.option("--interface", shell_complete=complete_interfaces, callback=validated(interface_name),
               help="PLC interface [default: [slac] iface, else eth0].")
 @click.option("--tcp-port", type=click.IntRange(deploy.DYNAMIC_PORTS.start, deploy.DYNAMIC_PORTS.stop - 1),
               help="TCP port the SECC listens on and announces in SDP; the environment file and "

@@ -11,6 +11,7 @@ from rich.text import Text
 from v2gtool.cli.completion import complete_interfaces
 from v2gtool.cli.context import app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
+from v2gtool.cli.params import validated
 from v2gtool.config import interface_name
 from v2gtool.deploy import DEFAULT_PLC_INTERFACE, DEFAULT_SECC_TCP_PORT
 from v2gtool.doctor.checks import CHECK_NAMES, Settings, run_checks
@@ -23,20 +24,10 @@ DEFAULT_TRUST_DIR = "/etc/v2g/trust/certs"
 _STYLE = {Status.OK: "green", Status.WARN: "yellow", Status.FAIL: "bold red", Status.SKIPPED: "dim"}
 
 
-def _interface_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """``--interface``: a name Linux accepts, checked as ``[slac] iface`` is (config.interface_name)."""
-    if value is None:
-        return None
-    try:
-        return interface_name(value)
-    except ValueError as exc:
-        raise click.BadParameter(f"{value!r} {exc}", ctx, param) from None
-
-
 @click.command("doctor")
 @click.option("--skip", "skip", multiple=True, type=click.Choice(CHECK_NAMES), metavar="CHECK",
               help="Skip a check (repeatable).")
-@click.option("--interface", shell_complete=complete_interfaces, callback=_interface_name,
+@click.option("--interface", shell_complete=complete_interfaces, callback=validated(interface_name),
               help="PLC interface [default: [slac] iface, else eth0].")
 @click.option("--certs-dir", type=click.Path(file_okay=False, path_type=Path),
               help=f"Certificates and keys [default: [pki] certs_dir, else {DEFAULT_CERTS_DIR}].")

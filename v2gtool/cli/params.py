@@ -1,4 +1,5 @@
-"""Option types shared by the subcommands: numbers that must be finite, and MAC addresses.
+"""Option types shared by the subcommands: numbers that must be finite, MAC addresses, and values a
+check function accepts (:func:`validated`).
 
 ``click``'s own float types take ``nan`` and ``inf`` (every comparison with a bound of a range is
 false for ``nan``), which then reach timers, set-points and frame builders as values no physical
@@ -9,9 +10,12 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
+
+T = TypeVar("T")
 
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 
@@ -56,3 +60,17 @@ class MacAddress(click.ParamType[str]):
                 kind = "all zeros" if not any(octets) else "a broadcast or multicast address"
                 self.fail(f"{value!r} is {kind}; the address of one station is needed.", param, ctx)
         return text
+
+
+def validated(check: Callable[[T], T]) -> Callable[[click.Context, click.Parameter, T | None], T | None]:
+    """A click callback that passes an option's value through *check*, its ValueError a usage error."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: T | None) -> T | None:
+        if value is None:
+            return None
+        try:
+            return check(value)
+        except ValueError as exc:
+            raise click.BadParameter(f"{str(value)!r} {exc}", ctx, param) from None
+
+    return callback
