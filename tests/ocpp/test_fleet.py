@@ -101,6 +101,18 @@ def test_remaining_energy_tracks_export_and_import_since_the_needs() -> None:
     assert v.remaining_wh() == 3_000.0
 
 
+def test_registers_first_read_after_the_needs_count_from_that_reading() -> None:
+    """Energy.Active.*.Register are lifetime counters (a station's meter has moved MWh before this
+    car): needs that arrive before the first reading count the energy moved from that reading on."""
+    for imported, exported in ((1_000_000.0, 500_000.0), (500_000.0, 1_000_000.0)):
+        v = Vehicle("a", 1, "tx")
+        v.update_needs(needs(wh=30_000.0))
+        v.meter(reading(NOW, 0.0, imported=imported, exported=exported))
+        assert v.remaining_wh() == 30_000.0
+        v.meter(reading(NOW + 60, -10_000.0, imported=imported, exported=exported + 2_000.0))
+        assert v.remaining_wh() == 28_000.0
+
+
 # -- the dispatch ----------------------------------------------------------------------------------------
 
 FLEETS = st.lists(
@@ -315,8 +327,9 @@ def test_running_the_dispatch_never_takes_a_vehicle_past_its_floor(
     whole request none gives more than it had above its floor when its needs arrived."""
     fleet = Fleet(period=period)
     for i, (power, wh, departure) in enumerate(specs):
-        fleet.arrive(vehicle(f"cs{i}", max_discharge=power, wh=wh,
-                             departure=None if departure is None else NOW + departure))  # fmt: skip
+        v = vehicle(f"cs{i}", max_discharge=power, wh=wh, departure=None if departure is None else NOW + departure)
+        v.meter(reading(NOW, 0.0, exported=0.0))  # the register at the transaction's begin (context Transaction.Begin)
+        fleet.arrive(v)
     fleet.dispatch(-want, duration, NOW)
     now = NOW
     while fleet.request is not None:

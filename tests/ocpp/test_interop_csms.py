@@ -186,6 +186,11 @@ def check_transactions(seen: Seen) -> None:
     assert "Occupied" in seen.statuses and seen.statuses[-1] == "Available"
     final = {sv["measurand"]: sv["value"] for sv in seen.transactions[-1]["meter_value"][0]["sampled_value"]}
     assert final["Energy.Active.Export.Register"] + final["Energy.Active.Import.Register"] > 0
+    # The registers at the begin too: a CSMS counts the energy a transaction moved from there (E01).
+    (begin,) = seen.transactions[0]["meter_value"]
+    assert {sv["context"] for sv in begin["sampled_value"]} == {"Transaction.Begin"}
+    assert {"Energy.Active.Export.Register", "Energy.Active.Import.Register"} <= {
+        sv["measurand"] for sv in begin["sampled_value"]}
     assert seen.transactions[-1]["transaction_info"]["stopped_reason"] == "StoppedByEV"
 
 

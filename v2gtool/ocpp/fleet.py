@@ -62,7 +62,11 @@ class Vehicle:
     accepted: float = 0.0  # signed W of the last TxProfile its station accepted: what it runs (K01)
     refused_at: float = 0.0  # when its station last refused a share
     refused_until: float = 0.0  # its station refused a share: none offered before this
-    _net_at_needs: float | None = None  # imported - exported when the needs arrived
+    # The registers (lifetime counters, OCPP 2.0.1 Energy.Active.*.Register) when the needs arrived, or
+    # at their first reading after that: the energy moved since the needs is counted from there.
+    _import_at_needs: float | None = None
+    _export_at_needs: float | None = None
+    _registers_read: tuple[bool, bool] = (False, False)  # (import, export) read at least once
 
     @property
     def key(self) -> tuple[str, int]:
@@ -72,13 +76,21 @@ class Vehicle:
         """New needs (K15); they make a vehicle whose station refused its share dispatchable again."""
         self.needs = needs
         self.refused_until = 0.0
-        self._net_at_needs = self.imported_wh - self.exported_wh
+        import_read, export_read = self._registers_read
+        self._import_at_needs = self.imported_wh if import_read else None
+        self._export_at_needs = self.exported_wh if export_read else None
 
     def meter(self, reading: Reading) -> None:
+        import_read, export_read = self._registers_read
         if reading.imported_wh is not None:
-            self.imported_wh = reading.imported_wh
+            self.imported_wh, import_read = reading.imported_wh, True
+            if self.needs is not None and self._import_at_needs is None:
+                self._import_at_needs = reading.imported_wh
         if reading.exported_wh is not None:
-            self.exported_wh = reading.exported_wh
+            self.exported_wh, export_read = reading.exported_wh, True
+            if self.needs is not None and self._export_at_needs is None:
+                self._export_at_needs = reading.exported_wh
+        self._registers_read = (import_read, export_read)
         if reading.power is not None:
             self.power = reading.power
         if reading.soc is not None:
@@ -102,8 +114,9 @@ class Vehicle:
             return 0.0
         if self.soc is not None and self.needs.min_soc is not None and self.soc <= self.needs.min_soc:
             return 0.0
-        net_now = self.imported_wh - self.exported_wh
-        return max(0.0, self.needs.dischargeable_wh + (net_now - (self._net_at_needs or 0.0)))
+        imported = self.imported_wh - self._import_at_needs if self._import_at_needs is not None else 0.0
+        exported = self.exported_wh - self._export_at_needs if self._export_at_needs is not None else 0.0
+        return max(0.0, self.needs.dischargeable_wh + imported - exported)
 
     def discharge_capacity(self, now: float, duration: float, period: float = 0.0) -> float:
         """W it can deliver for all of *duration* (or until it departs, but at least for the control

@@ -365,6 +365,8 @@ class StationBridge:
             now,
             charging_state="EVConnected",
             evse={"id": self.config.evse_id, "connector_id": 1},
+            meter=True,  # the registers at the begin (SampledDataCtrlr.TxStartedMeasurands, E01): the CSMS's baseline
+            context="Transaction.Begin",
         )
 
     def _end_transaction(self, event: SessionEnded | None, now: float) -> None:
