@@ -99,6 +99,20 @@ def test_station_ids_are_shown_as_text_not_markup() -> None:
     assert "+ CS[/red]1 (ocpp2.1)" in text and "- CS[bold]2: closed [1006]" in text and "CS[/red]1/1" in text
 
 
+def test_the_fleet_table_keeps_station_names_whole_and_marks_held_power() -> None:
+    """Into a pipe (80 columns) rows must stay apart; a refused share is what it runs, not asked."""
+    console = Console(record=True, width=80)
+    vehicles = [{"station": f"SIM-PARK-{i:03d}", "evse_id": 1, "soc": 50.0, "min_soc": 20, "power_w": -6976.7,
+                 "allocation_w": -6976.7, "capacity_w": 0.0, "remaining_wh": 9000.0, "departure": None,
+                 "refused": i == 2} for i in (1, 2, 3)]
+    console.print(fleet_table({"stations": 3, "vehicles": vehicles, "power_w": -20930.1, "request": None,
+                               "met_at": None, "discharge_capacity_w": 0.0, "time": 0.0}))
+    text = console.export_text()
+    assert all(f"SIM-PARK-{i:03d}/1" in text for i in (1, 2, 3))
+    assert "SIM-PARK-002/1" in next(line for line in text.splitlines() if "-6.98*" in line)
+    assert text.count("*") == 2 and "* held: its station refused its share" in text
+
+
 class NotAVpp(BaseHTTPRequestHandler):
     """Another service behind the URL: answers by the first path segment."""
 
@@ -147,7 +161,7 @@ NOT_VPP = "not an answer of vpp serve"
         (["status", "--http", "notaurl", "--once"], 2, "'notaurl' is not an http:// or https:// URL"),
         (["status", "--http", "file:///etc/passwd", "--once"], 2, "is not an http:// or https:// URL"),
         (["status", "--http", "{url}/other", "--once"], 1, f"GET {{url}}/other/fleet: {NOT_VPP} (no 'stations')"),
-        (["status", "--http", "{url}/rows", "--once"], 1, f"GET {{url}}/rows/fleet: {NOT_VPP} (no 'departure')"),
+        (["status", "--http", "{url}/rows", "--once"], 1, f"GET {{url}}/rows/fleet: {NOT_VPP} (no 'evse_id')"),
         (["--json", "status", "--http", "{url}/other"], 1, NOT_VPP),
         (["status", "--http", "{url}/text", "--once"], 1, "GET {url}/text/fleet: the answer is not JSON: nope"),
         (["status", "--http", "{url}/html", "--once"], 1, "GET {url}/html/fleet: HTTP 404 Not Found"),

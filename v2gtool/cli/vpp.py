@@ -325,21 +325,29 @@ def fleet_table(snapshot: dict[str, Any]) -> Table:
         f"{-snapshot['power_w'] / 1000:.1f} kW delivered, {asked}{met}, "
         f"capacity {snapshot['discharge_capacity_w'] / 1000:.1f} kW"
     )
+    names = [f"{v['station']}/{v['evse_id']}" for v in snapshot["vehicles"]]
     for name in ("station", "SoC %", "floor %", "power kW", "asked kW", "capacity kW", "left kWh", "departs in"):
-        table.add_column(name, justify="left" if name == "station" else "right")
+        if name == "station":  # whole, however narrow the output (a pipe is 80 columns): rows stay apart
+            table.add_column(name, no_wrap=True, min_width=max(map(len, names), default=7))
+        else:
+            table.add_column(name, justify="right")
     now = snapshot["time"]
-    for v in snapshot["vehicles"]:
+    for station, v in zip(names, snapshot["vehicles"], strict=True):
         departs = "" if v["departure"] is None else f"{(v['departure'] - now) / 60:.0f} min"
+        # A station that refused its share keeps running its last profile (K01): held, not asked.
+        asked_kw = f"{v['allocation_w'] / 1000:.2f}" + ("*" if v.get("refused") else "")
         table.add_row(
-            escape(f"{v['station']}/{v['evse_id']}"),
+            escape(station),
             "" if v["soc"] is None else f"{v['soc']:.1f}",
             "" if v["min_soc"] is None else str(v["min_soc"]),
             f"{v['power_w'] / 1000:.2f}",
-            f"{v['allocation_w'] / 1000:.2f}",
+            asked_kw,
             f"{v['capacity_w'] / 1000:.2f}",
             f"{v['remaining_wh'] / 1000:.2f}",
             departs,
         )
+    if any(v.get("refused") for v in snapshot["vehicles"]):
+        table.caption = "* held: its station refused its share and runs its last accepted profile"
     return table
 
 
