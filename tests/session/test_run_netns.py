@@ -124,3 +124,21 @@ def test_a_pcap_header_that_cannot_be_written_is_one_line() -> None:
     """ENOSPC on the header is the PcapWriteError of any other write, not an OSError traceback."""
     with pytest.raises(PcapWriteError, match=r"^cannot write pcap file /dev/full: No space left on device$"):
         PcapWriter(Path("/dev/full"))
+
+
+@pytest.mark.netns
+@netns
+def test_the_children_read_the_parents_config_file(tmp_path: Path) -> None:
+    """--config reaches both sides: the EVSE's [hw] SoC floor refuses a discharge below it."""
+    config = tmp_path / "floor.toml"
+    config.write_text("[hw]\nsoc_floor_percent = 60\n")  # the plant starts at 50 %
+    proc = subprocess.run([*V2GTOOL, "--config", str(config), "--json", "session", "run", "--netns", "--no-tls",
+                           "--no-trace", "--direction", "discharge", "--duration", "5"],
+                          capture_output=True, text=True, timeout=300)
+    assert "discharge refused at SoC 50.0 % (floor 60.0 %)" in proc.stderr, proc.stderr
+
+
+def test_speed_is_for_the_simulation_only() -> None:
+    proc = subprocess.run([*V2GTOOL, "session", "run", "--netns", "--speed", "10"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == ExitCode.USAGE and "--speed sets the simulated time of --sim" in proc.stderr

@@ -214,6 +214,9 @@ def run(
                                "are no TLS secrets to log")
     if no_trace and trace_path is not None:
         raise click.UsageError("--trace FILE and --no-trace contradict each other")
+    if speed and not sim:
+        raise click.UsageError("--speed sets the simulated time of --sim; --netns and --role run on a real link, "
+                               "in real time")
     scenario = scenarios.load(
         scenario_path,
         service=service_from_name(service) if service else None,
@@ -341,7 +344,10 @@ def _run_netns(ctx: click.Context, params: dict[str, Any], as_json: bool, trace:
     tls = ["--no-tls"] if params["no_tls"] or params["certs_dir"] is None else []
     pnc = ["--pnc"] if params["pnc"] else []
     keylog = [f"--keylog={params['keylog']}"] if params["keylog"] is not None else []  # the EV's: the client
-    json_flag = ["--json"] if as_json else []
+    app = app_context(ctx)
+    # The children read the same configuration and report the same way as this process.
+    global_flags = [*(["--json"] if as_json else []), *(["--debug"] if app.debug else []),
+                    *([f"--config={app.config.source}"] if app.config.source is not None else [])]
     quiet = {**os.environ, "TTY_INTERACTIVE": "0"}
     children: list[subprocess.Popen[bytes]] = []
     relays: list[threading.Thread] = []
@@ -353,7 +359,7 @@ def _run_netns(ctx: click.Context, params: dict[str, Any], as_json: bool, trace:
             capture_link(pair.ev_if, trace, netns=pair.ev_ns),
             spinner(ctx, f"starting the EVSE on {pair.secc_if}", as_json) as waiting,
         ):
-            base = [sys.executable, "-m", "v2gtool", *json_flag, "session", "run", *passed, *tls, *pnc]
+            base = [sys.executable, "-m", "v2gtool", *global_flags, "session", "run", *passed, *tls, *pnc]
             try:
                 evse = subprocess.Popen(pair.cmd(pair.secc_ns, *base, "--role", "evse", "--iface", pair.secc_if),
                                         stdout=subprocess.PIPE, env=quiet)
@@ -365,7 +371,9 @@ def _run_netns(ctx: click.Context, params: dict[str, Any], as_json: bool, trace:
                                       stdout=subprocess.PIPE, env=quiet)
                 children.append(ev)
                 relays.append(_relay(ev.stdout))
-                ev_rc, evse_rc = _wait(ev, 600), _wait(evse, 60)
+                # The EV's own ISO 15118-20 timeouts and its --duration bound its session; the EVSE
+                # ends once the EV did.
+                ev_rc, evse_rc = ev.wait(), _wait(evse, 60)
             finally:
                 # A second signal must not cut the clean-up short (children left running, namespaces
                 # left behind): from here on the signals are ignored, the first one is being handled.
