@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -129,3 +130,26 @@ def test_serve_logs_a_refused_tls_handshake(link: VethPair, tmp_path: Path) -> N
     failed = [json.loads(line) for line in secc_out.splitlines() if '"TlsHandshakeFailed"' in line]
     assert len(failed) == 1, secc_out + secc_err
     assert failed[0]["peer"].startswith("[fe80::") and failed[0]["error"].endswith(": unsupported protocol")
+
+
+def test_serve_stopped_before_its_counted_sessions_ended_exits_130(link: VethPair) -> None:
+    """``serve --sessions N`` exits with its sessions' status: one cut short by SIGINT is no success."""
+    secc = subprocess.Popen(link.cmd(link.secc_ns, *V2GTOOL, "--json", "v2g-message-handler", "serve", "--iface",
+                                     link.secc_if, "--sessions", "1", "--no-tls"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ev = subprocess.Popen(link.cmd(link.ev_ns, *V2GTOOL, "--json", "v2g-message-handler", "connect", "--iface",
+                                   link.ev_if, "--no-tls", "--duration", "600"),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert ev.stdout is not None
+        for line in ev.stdout:  # the loop runs
+            if json.loads(line).get("event") == "PowerFlow":
+                break
+        secc.send_signal(signal.SIGINT)
+        _out, err = secc.communicate(timeout=30)
+    finally:
+        for process in (secc, ev):
+            process.kill()
+            process.wait()
+    assert secc.returncode == ExitCode.INTERRUPTED, err
+    assert "SECC stopped after 0 of 1 session(s)" in err

@@ -354,6 +354,8 @@ def serve(
     if sessions:  # a counted run reports its sessions; a daemon stopped by SIGTERM exits 0
         for outcome in served:
             check_session("SECC", outcome)
+        if len(served) < sessions:
+            raise SessionInterrupted(f"SECC stopped after {len(served)} of {sessions} session(s)")
 
 
 def _load_grammars() -> None:
