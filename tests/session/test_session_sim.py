@@ -415,3 +415,16 @@ def test_header_timestamps_follow_the_traces_time_line(tmp_path: Path) -> None:
     assert loop[-1][1] - loop[0][1] >= 100
     # Whole seconds, taken when the message is made (at most a loop period before its frame).
     assert all(-1.0 <= t - stamp <= 2.0 for t, stamp in loop), loop[:3]
+
+
+def test_people_are_told_when_the_loop_moved_no_energy(tmp_path: Path) -> None:
+    """A Dynamic request below the charger's minimum power: the SECC delivers none (ISO 15118-20
+    minimum limits), the session ends OK, and the console says what did not happen."""
+    path = tmp_path / "below-minimum.toml"
+    path.write_text('[session]\npower = 1000\ncontrol_mode = "dynamic"\nduration = 5\n'
+                    '[charger]\nmin_charge_power = 5000\n')
+    proc = subprocess.run([sys.executable, "-m", "v2gtool", "session", "run", "--sim", "--no-trace", "--scenario",
+                           str(path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ("v2gtool: EVCC warning: no energy moved in the charge direction: "
+                           "the SECC delivered no current\n")

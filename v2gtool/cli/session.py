@@ -59,7 +59,7 @@ from v2gtool.hw.events import ContactorStuck, InterlockRefused, InterlockTripped
 from v2gtool.hw.interlock import Condition
 from v2gtool.hw.station import StationConfig
 from v2gtool.iso20.evcc import Direction
-from v2gtool.iso20.events import MessageReceived, PhaseChanged, PowerFlow, SessionEnded
+from v2gtool.iso20.events import MessageReceived, NoEnergyTransferred, PhaseChanged, PowerFlow, SessionEnded
 from v2gtool.iso20.pnc import Contract
 from v2gtool.iso20.states import State
 from v2gtool.iso20.values import ControlMode, SignConvention, service_from_name, service_name
@@ -73,6 +73,7 @@ from v2gtool.session.events import Event
 from v2gtool.session.journal import journal_log
 from v2gtool.session.link_chain import slac_on_link
 from v2gtool.session.plant import CableCheckFinished
+from v2gtool.session.render import describe
 from v2gtool.session.runner import SessionResult, no_vehicle, run_sim
 from v2gtool.session.trace import SessionTrace
 from v2gtool.slac.machine import SlacResult
@@ -550,6 +551,9 @@ def _report(app: AppContext, result: SessionResult, as_json: bool) -> None:
             f"SoC {result.soc_start:.2f} % -> {result.soc_end:.2f} %, "
             f"{result.duration:.1f} s simulated"
         )
+        for event in result.events:  # the loop moved nothing the way the EV asked: say so, and why
+            if isinstance(event, NoEnergyTransferred):
+                app.err_console.print(escape(f"v2gtool: {describe(event)}"), highlight=False, soft_wrap=True)
     if not result.ok:
         phase = next((e.phase for e in reversed(result.events)  # the EV's view: the step it was in
                       if isinstance(e, PhaseChanged) and e.role == "EVCC" and e.phase != State.ENDED.value), "")
