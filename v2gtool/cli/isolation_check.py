@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from v2gtool.cli.hw_common import HwSession, Interrupts, check_not_stuck, hw_options, open_session, run_seconds
@@ -143,6 +144,8 @@ def _show(session: HwSession, report: CableCheckReport, record: dict[str, Any]) 
             f"{report.result.resistance_ohm / 1000:.1f} kOhm (lowest sample); ramp-down below 60 V in "
             f"{report.ramp_down_s or 0:.2f} s"
         )
+    elif report.failure is not None:
+        console.print(escape(f"no verdict: {report.failure}"), highlight=False)
 
 
 @click.command(
