@@ -428,3 +428,18 @@ def test_people_are_told_when_the_loop_moved_no_energy(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ("v2gtool: EVCC warning: no energy moved in the charge direction: "
                            "the SECC delivered no current\n")
+
+
+def test_an_ev_already_at_its_target_asks_for_nothing_and_says_it_is_complete(tmp_path: Path) -> None:
+    path = tmp_path / "full.toml"
+    path.write_text("[plant]\nsoc = 0.9\n")  # the target is 80 %
+    trace = tmp_path / "full.pcap"
+    result = asyncio.run(run_sim(scenarios.load(path), trace=SessionTrace(trace)))
+    assert result.ok, result.reason
+    assert not [e for e in result.events if type(e).__name__ == "NoEnergyTransferred"]
+    decoded = subprocess.run([sys.executable, "-m", "v2gtool", "--json", "pcap-decode", str(trace)],
+                             capture_output=True, text=True, timeout=120)
+    loop = [r["document"]["DC_ChargeLoopReq"] for r in map(json.loads, decoded.stdout.splitlines())
+            if r.get("message") == "DC_ChargeLoopReq"]
+    assert loop and all(req["DisplayParameters"]["ChargingComplete"] for req in loop)
+    assert all(req["BPT_Scheduled_DC_CLReqControlMode"]["EVTargetCurrent"]["Value"] == 0 for req in loop)

@@ -558,6 +558,14 @@ class Evcc:
             pace,
         )
 
+    def _goal_reached(self) -> bool:
+        """The EV's battery needs nothing more this way: charged to its target SoC, or discharged to
+        its own floor (DisplayParameters TargetSOC / MinimumSOC, 8.3.5.3)."""
+        soc = self.vehicle.soc_percent()
+        if self.config.direction == Direction.DISCHARGE:
+            return soc <= self.config.min_soc
+        return soc >= self.config.target_soc
+
     def _signed_power(self, now: float) -> float:
         """What the EV asks for (Scheduled mode): its wish (``power``; None: its maximum, 0: none)
         within both sides' power ranges and the SECC's schedule at *now*.
@@ -569,7 +577,7 @@ class Evcc:
         discharge = self.config.direction == Direction.DISCHARGE
         ev_min, ev_max = self.vehicle.limits().power_range(discharge)
         evse_min, evse_max = self.evse_limits.power_range(discharge) if self.evse_limits else (0.0, ev_max)
-        wish = ev_max if self.config.power is None else self.config.power
+        wish = 0.0 if self._goal_reached() else ev_max if self.config.power is None else self.config.power
         allowed = _step_at(self._discharge_schedule if discharge else self._charge_schedule, now)
         scheduled = ev_max if allowed is None else max(allowed, 0.0)
         floor, ceiling = max(ev_min, evse_min), min(ev_max, evse_max, scheduled)
@@ -652,7 +660,9 @@ class Evcc:
             else:
                 mode = {"Dynamic_DC_CLReqControlMode": dc.Dynamic_DC_CLReqControlModeType(**common)}
         display = ct.DisplayParametersType(
-            PresentSOC=round(self.vehicle.soc_percent()), TargetSOC=int(self.config.target_soc), ChargingComplete=False
+            PresentSOC=round(self.vehicle.soc_percent()),
+            TargetSOC=int(self.config.target_soc),
+            ChargingComplete=self.config.direction == Direction.CHARGE and self._goal_reached(),
         )
         self._send(
             "DC_ChargeLoopReq",
@@ -680,10 +690,7 @@ class Evcc:
         self._emit(PowerFlow(t=now, role="EVCC", voltage=voltage, current=current, power=power, soc=soc))
         assert self.loop_started is not None
         done = self.config.duration is not None and now - self.loop_started >= self.config.duration
-        if self.config.direction == Direction.DISCHARGE:
-            done = done or soc <= self.config.min_soc
-        else:
-            done = done or soc >= self.config.target_soc
+        done = done or self._goal_reached()
         notification = body.EVSEStatus.EVSENotification if body.EVSEStatus is not None else None
         renegotiate = notification == ct.evseNotificationType.ScheduleRenegotiation
         other_service = notification == ct.evseNotificationType.ServiceRenegotiation
@@ -719,8 +726,8 @@ class Evcc:
         """The loop ends: an EV that wanted energy moved (``power`` not 0) and saw no current flow
         that way in the whole loop says so (:class:`NoEnergyTransferred`), rather than ending silently
         OK: e.g. a discharge allowance it could not read, or an SECC that delivered nothing."""
-        if self._moved or self.config.power == 0:
-            return
+        if self._moved or self.config.power == 0 or (self._goal_reached() and not self._asked):
+            return  # it wanted nothing: no power asked for, or its battery was where it wanted it
         if self.config.control_mode == ControlMode.SCHEDULED and not self._asked:
             reason = "the EV asked for no current: the SECC's schedule or the limits allowed none"
         else:
