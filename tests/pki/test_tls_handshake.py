@@ -117,13 +117,19 @@ def test_iso20_client_refuses_an_iso2_secc(pki_dir: Path) -> None:
     server.result(10)
 
 
-def test_secc_without_the_oem_root_rejects_the_vehicle_certificate(pki_dir: Path, tmp_path: Path) -> None:
+def _trust_without_oem(pki_dir: Path, tmp_path: Path) -> Path:
+    """A trust directory with every root of *pki_dir* but the OEM root (the vehicle's anchor)."""
     partial = tmp_path / "trust"
     partial.mkdir()
     for pem in trust(pki_dir).glob("*.pem"):
         if not pem.name.startswith("OEM"):
             shutil.copy(pem, partial)
     rehash(partial)
+    return partial
+
+
+def test_secc_without_the_oem_root_rejects_the_vehicle_certificate(pki_dir: Path, tmp_path: Path) -> None:
+    partial = _trust_without_oem(pki_dir, tmp_path)
     port, server = serve_once(pki_dir, trust_dir=partial)
     client = connect(pki_dir, port)
     secc = server.result(10)
@@ -507,12 +513,7 @@ def _serving_secc(pki_dir: Path, trust_dir: Path, pid_file: Path, port: int) -> 
 
 
 def test_trust_update_makes_a_running_secc_reload(pki_dir: Path, tmp_path: Path) -> None:
-    partial = tmp_path / "trust"
-    partial.mkdir()
-    for pem in trust(pki_dir).glob("*.pem"):
-        if not pem.name.startswith("OEM"):
-            shutil.copy(pem, partial)
-    rehash(partial)
+    partial = _trust_without_oem(pki_dir, tmp_path)
     pid_file, port = tmp_path / "secc.pid", free_port()
     with _serving_secc(pki_dir, partial, pid_file, port) as server:
         oem_root = next(trust(pki_dir).glob("OEM_Root_CA_*.pem"))
