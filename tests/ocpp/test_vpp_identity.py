@@ -14,7 +14,8 @@ import websockets
 from websockets.asyncio.client import connect
 
 from v2gtool.ocpp.csms import StationConnected, Vpp, VppConfig, station_identity
-from v2gtool.ocpp.station import PATH_SAFE, check_identity
+from v2gtool.ocpp.payloads import check_station_identity
+from v2gtool.ocpp.station import PATH_SAFE
 from v2gtool.session.events import Event
 
 
@@ -59,7 +60,7 @@ def test_the_bridge_and_the_csms_take_the_same_identities(identity: str) -> None
     ``:`` (the HTTP Basic separator, RFC 7617) is refused by both, with or without passwords."""
     path = "/ocpp/" + urllib.parse.quote(identity, safe=PATH_SAFE)
     try:
-        bridge: str | None = check_identity(identity)
+        bridge: str | None = check_station_identity(identity)
     except ValueError as exc:
         assert "is not an OCPP station identity" in str(exc) and "\n" not in str(exc)
         bridge = None

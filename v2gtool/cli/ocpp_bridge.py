@@ -41,7 +41,7 @@ from v2gtool.cli.params import FiniteFloatRange
 from v2gtool.iso20.events import PowerFlow, SessionEnded
 from v2gtool.ocpp import rpc
 from v2gtool.ocpp.outbox import Outbox
-from v2gtool.ocpp.payloads import OCPP21, OCPP201
+from v2gtool.ocpp.payloads import OCPP21, OCPP201, check_station_identity
 from v2gtool.ocpp.profile import NegativeLimits, ProfileSetpoint
 from v2gtool.ocpp.rpc_errors import FrameRejected
 from v2gtool.ocpp.security import client_context
@@ -53,7 +53,6 @@ from v2gtool.ocpp.station import (
     StationBridge,
     TransactionEventDiscarded,
     VariableSet,
-    check_identity,
 )
 from v2gtool.pki.profiles import Protocol
 from v2gtool.pki.tls import server_context as v2g_server_context
@@ -253,7 +252,7 @@ def ocpp_bridge(
     show = _printer(app, use_json(ctx, json_out))
     ids = [station_id] if stations == 1 else [f"{station_id}-{i:03d}" for i in range(1, stations + 1)]
     try:
-        ids = [check_identity(sid) for sid in ids]
+        ids = [check_station_identity(sid) for sid in ids]
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--station-id") from None
     configs = [

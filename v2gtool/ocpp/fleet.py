@@ -45,6 +45,11 @@ MET_TOLERANCE = 0.05  # a request counts as met within 5 %
 REFUSAL_HOLD_S = 60.0  # how long a vehicle whose station refused its share is offered none
 
 
+def _since(at_needs: float | None, now: float | None) -> float:
+    """Wh a register moved since the vehicle's needs (0 before it was read after them)."""
+    return 0.0 if at_needs is None or now is None else now - at_needs
+
+
 @dataclass
 class Vehicle:
     """One EVSE with a vehicle in a transaction, as the CSMS sees it."""
@@ -55,8 +60,8 @@ class Vehicle:
     needs: VehicleNeeds | None = None
     power: float = 0.0  # last metered, signed W (+ into the EV)
     soc: float | None = None
-    imported_wh: float = 0.0
-    exported_wh: float = 0.0
+    imported_wh: float | None = None  # the registers' last readings (lifetime counters); None: none yet
+    exported_wh: float | None = None
     measured_at: float = 0.0
     allocation: float = 0.0  # signed W the VPP counts on it for (asked for, or held while refused)
     accepted: float = 0.0  # signed W of the last TxProfile its station accepted: what it runs (K01)
@@ -66,7 +71,6 @@ class Vehicle:
     # at their first reading after that: the energy moved since the needs is counted from there.
     _import_at_needs: float | None = None
     _export_at_needs: float | None = None
-    _registers_read: tuple[bool, bool] = (False, False)  # (import, export) read at least once
 
     @property
     def key(self) -> tuple[str, int]:
@@ -76,21 +80,17 @@ class Vehicle:
         """New needs (K15); they make a vehicle whose station refused its share dispatchable again."""
         self.needs = needs
         self.refused_until = 0.0
-        import_read, export_read = self._registers_read
-        self._import_at_needs = self.imported_wh if import_read else None
-        self._export_at_needs = self.exported_wh if export_read else None
+        self._import_at_needs, self._export_at_needs = self.imported_wh, self.exported_wh
 
     def meter(self, reading: Reading) -> None:
-        import_read, export_read = self._registers_read
         if reading.imported_wh is not None:
-            self.imported_wh, import_read = reading.imported_wh, True
+            self.imported_wh = reading.imported_wh
             if self.needs is not None and self._import_at_needs is None:
                 self._import_at_needs = reading.imported_wh
         if reading.exported_wh is not None:
-            self.exported_wh, export_read = reading.exported_wh, True
+            self.exported_wh = reading.exported_wh
             if self.needs is not None and self._export_at_needs is None:
                 self._export_at_needs = reading.exported_wh
-        self._registers_read = (import_read, export_read)
         if reading.power is not None:
             self.power = reading.power
         if reading.soc is not None:
@@ -114,8 +114,8 @@ class Vehicle:
             return 0.0
         if self.soc is not None and self.needs.min_soc is not None and self.soc <= self.needs.min_soc:
             return 0.0
-        imported = self.imported_wh - self._import_at_needs if self._import_at_needs is not None else 0.0
-        exported = self.exported_wh - self._export_at_needs if self._export_at_needs is not None else 0.0
+        imported = _since(self._import_at_needs, self.imported_wh)
+        exported = _since(self._export_at_needs, self.exported_wh)
         return max(0.0, self.needs.dischargeable_wh + imported - exported)
 
     def discharge_capacity(self, now: float, duration: float, period: float = 0.0) -> float:

@@ -55,7 +55,7 @@ from v2gtool.iso20.values import DC_SERVICES, ServiceID
 from v2gtool.ocpp import rpc
 from v2gtool.ocpp.device_model import Answer, DeviceModel, Variable, bound, number
 from v2gtool.ocpp.outbox import Outbox, Record
-from v2gtool.ocpp.payloads import Meter, charging_needs, check_station_identity, timestamp
+from v2gtool.ocpp.payloads import Meter, charging_needs, timestamp
 from v2gtool.ocpp.profile import ProfileRejected, ProfileSetpoint
 from v2gtool.ocpp.rpc_errors import AnswersEveryFrame, FrameRejected
 from v2gtool.pki.trust import install_roots
@@ -202,15 +202,6 @@ def _device_model(bridge: StationBridge) -> DeviceModel:
             Variable("ChargingStation", "Model", lambda: config.model),
         ]
     )
-
-
-def check_identity(station_id: str) -> str:
-    """*station_id* when it is an OCPP station identity (OCPP 2.0.1 part 4 3.2), ValueError when not:
-    :func:`~v2gtool.ocpp.payloads.check_station_identity`, the very check the CSMS makes at the
-    handshake, so no identity passes here to be refused there (``:`` included: it is refused on both
-    sides, being the HTTP Basic separator of security profile 2). In the URL it is percent-encoded
-    (``|`` is no URL path character)."""
-    return check_station_identity(station_id)
 
 
 def _net_wh(meter: Meter) -> float:
