@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -107,6 +108,19 @@ def test_discharge_needs_bpt_offered(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr == ("v2gtool: error: session failed in ServiceDiscovery: SECC does not offer DC_BPT "
                            "(offers DC)\n")
+
+
+def test_battery_outside_the_evse_voltage_range_stops_before_precharge(tmp_path: Path) -> None:
+    # a 300 V charger cannot precharge a ~380 V battery: the EV says so after ChargeParameterDiscovery
+    # and ends with SessionStop Terminate, not after V2G_EVCC_PreCharge_Timeout
+    path = tmp_path / "low-voltage.toml"
+    path.write_text("[charger]\nmax_voltage = 300\n")
+    result = asyncio.run(run_sim(scenarios.load(path, duration=5.0)))
+    assert not result.ok
+    assert re.fullmatch(r"battery at \d+\.\d V is outside the EVSE's voltage range 150\.0-300\.0 V", result.reason)
+    assert collapse(result.requests)[-2:] == ["DC_ChargeParameterDiscoveryReq", "SessionStopReq"]
+    assert not any(isinstance(e, ContactorsClosed) for e in result.events)
+    assert result.duration < 5.0
 
 
 def test_isolation_fault_during_cable_check(tmp_path: Path) -> None:

@@ -124,7 +124,7 @@ class Evcc:
         self._asked = self._moved = False  # this loop asked for, and saw, a flow in the wanted direction
         self._renegotiating = False  # between PowerDelivery ScheduleRenegotiation and the new schedule
         self._renegotiating_service = False  # from EVSENotification ServiceRenegotiation to SessionStopRes
-        self._no_service = ""  # why the session stops: none of the services offered suits the EV
+        self._refusal = ""  # why the EV terminates the session: nothing the SECC offers suits it
         self._standby = ""  # "asked" after PowerDelivery Standby, "done" once it resumed
         self._paused_by_secc = False  # EVSENotification Pause: end with SessionStop Pause
         self._out: list[Output] = []
@@ -229,6 +229,14 @@ class Evcc:
     def _h(self, now: float) -> ct.MessageHeaderType:
         return header(self.session_id, self._wall.unix(now))
 
+    def _terminate(self, now: float, reason: str) -> None:
+        """The EV cannot go on with what the SECC offers: end the session properly with SessionStop
+        Terminate (allowed from any state after SessionSetup, ISO 15118-20 8.4.2); it ends failed
+        with *reason* once the SECC confirms."""
+        self._refusal = reason
+        self._send("SessionStopReq", cm.SessionStopReqType(
+            Header=self._h(now), ChargingSession=cm.chargingSessionType.Terminate), now)
+
     def _phase_timeout(self, now: float, limit: float, what: str) -> bool:
         if now - self.phase_started > limit:
             self._end(now, f"{what} timeout after {limit:.0f} s", ok=False)
@@ -316,11 +324,9 @@ class Evcc:
             self.service = wanted
         elif wanted == ServiceID.DC_BPT and charging and ServiceID.DC in self._services:
             self.service = ServiceID.DC  # charging needs no BPT; a later ServiceRenegotiation may offer it
-        else:  # nothing to select: end the session properly, the SECC may have been charging before
+        else:
             offered = ", ".join(service_name(s) for s in self._services)
-            self._no_service = f"SECC does not offer {wanted.name} (offers {offered})"
-            self._send("SessionStopReq", cm.SessionStopReqType(
-                Header=self._h(now), ChargingSession=cm.chargingSessionType.Terminate), now)
+            self._terminate(now, f"SECC does not offer {wanted.name} (offers {offered})")
             return
         self._advance("ServiceDiscoveryReq", now)
         self._send("ServiceDetailReq", cm.ServiceDetailReqType(Header=self._h(now), ServiceID=int(self.service)), now)
@@ -331,7 +337,7 @@ class Evcc:
             (p for p in body.ServiceParameterList.ParameterSet if parameter_value(p, "ControlMode") == wanted), None
         )
         if chosen is None:
-            self._end(now, f"SECC offers no {self.config.control_mode.name} control mode", ok=False)
+            self._terminate(now, f"SECC offers no {self.config.control_mode.name} control mode")
             return
         self._parameter_set = chosen.ParameterSetID
         self._advance("ServiceDetailReq", now)
@@ -376,6 +382,12 @@ class Evcc:
         mode = body.BPT_DC_CPDResEnergyTransferMode or body.DC_CPDResEnergyTransferMode
         assert mode is not None
         self.evse_limits = PowerLimits.from_message(mode, "EVSE")
+        battery = self.vehicle.battery_voltage()
+        if not self.evse_limits.min_voltage <= battery <= self.evse_limits.max_voltage:
+            # No precharge could match the battery (8.8.6.3): stop now, not after V2G_EVCC_PreCharge_Timeout.
+            self._terminate(now, f"battery at {battery:.1f} V is outside the EVSE's voltage range "
+                                 f"{self.evse_limits.min_voltage:.1f}-{self.evse_limits.max_voltage:.1f} V")
+            return
         self._advance("DC_ChargeParameterDiscoveryReq", now)
         self._send_schedule_exchange(now)
 
@@ -430,7 +442,7 @@ class Evcc:
                 self._send_schedule_exchange(now, pace=0.5)
             return
         if not self._read_schedule(body, now):
-            self._end(now, "ScheduleExchangeRes has no ScheduleTuple for the Scheduled control mode", ok=False)
+            self._terminate(now, "ScheduleExchangeRes has no ScheduleTuple for the Scheduled control mode")
             return
         self._advance("ScheduleExchangeReq", now)
         if self._renegotiating:  # back to the loop with the new schedule (contactors still closed)
@@ -790,8 +802,8 @@ class Evcc:
             self._send_service_discovery(now)
             return
         self._advance("SessionStopReq", now)
-        if self._no_service:
-            self._end(now, self._no_service, ok=False)
+        if self._refusal:
+            self._end(now, self._refusal, ok=False)
             return
         kind = "Pause" if self._pausing else "Terminate"
         self._end(now, f"SessionStop {kind}", ok=True)
