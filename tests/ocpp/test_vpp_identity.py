@@ -25,7 +25,7 @@ from v2gtool.session.events import Event
         ("/ocpp/CS-01", "CS-01"),
         ("/ocpp/CS%7C01", "CS|01"),
         ("/ocpp/fleet%40depot.A*1", "fleet@depot.A*1"),
-        ("/ocpp/CS01/?x=1", "CS01"),
+        ("/ocpp/CS01?x=1", "CS01"),
         ("/" + "x" * 48, "x" * 48),
     ],
 )
@@ -43,6 +43,8 @@ def test_the_identity_is_the_whole_decoded_last_segment(path: str, identity: str
         ("/ocpp/a%20b", "' '"),
         ("/" + "x" * 49, "49 characters: at most 48"),
         ("/", "no station identity"),
+        ("/ocpp/", "no station identity"),  # the CSMS URL alone, not a station named "ocpp"
+        ("/ocpp/CS01/", "no station identity"),
     ],
 )
 def test_an_identity_that_is_no_identifier_string_is_refused(path: str, error: str) -> None:

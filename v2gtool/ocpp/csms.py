@@ -88,10 +88,11 @@ class Dispatched(Event):
 
 def station_identity(path: str) -> str:
     """The station identity of a websocket URL path (OCPP 2.0.1 part 4 3.2: the last segment,
-    percent-encoded): the whole decoded segment, a decoded ``/`` included. ValueError naming the
-    problem unless :func:`~v2gtool.ocpp.payloads.check_station_identity` takes it (the check the
-    bridge makes before it connects: an identifierString of at most 48 characters, no ``:``)."""
-    segment = path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    percent-encoded): the whole decoded segment, a decoded ``/`` included. A path that ends in ``/``
+    (``/ocpp/``, the CSMS URL alone) names no station. ValueError naming the problem unless
+    :func:`~v2gtool.ocpp.payloads.check_station_identity` takes it (the check the bridge makes before
+    it connects: an identifierString of at most 48 characters, no ``:``)."""
+    segment = path.split("?", 1)[0].rsplit("/", 1)[-1]
     identity = urllib.parse.unquote(segment, errors="replace")  # not UTF-8: U+FFFD, refused below
     if not identity:
         raise ValueError("no station identity at the end of the URL path")
