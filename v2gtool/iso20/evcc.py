@@ -300,7 +300,8 @@ class Evcc:
         )
 
     def _on_authorization(self, body: cm.AuthorizationResType, now: float) -> None:
-        if body.ResponseCode != ct.responseCodeType.OK:
+        # OK_CertificateExpiresSoon authorizes too ([V2G20-2218]); a WARNING refuses (FAILED ended in receive)
+        if not body.ResponseCode.value.startswith("OK"):
             self._end(now, f"authorization refused: {body.ResponseCode.value}", ok=False, code=body.ResponseCode.value)
             return
         if body.EVSEProcessing != ct.processingType.Finished:
@@ -749,7 +750,7 @@ class Evcc:
 
     def _confirm_metering(self, reading: ct.MeterInfoType, now: float) -> None:
         """MeteringConfirmationReq: the SECC's reading back, signed with the contract key in a PnC
-        session (the Header Signature references SignedMeteringData, 8.3.4.x)."""
+        session (the Header Signature references SignedMeteringData, V2G_CI_CommonMessages.xsd)."""
         mode: dict[str, Any] = (
             {
                 "Scheduled_SMDTControlMode": cm.Scheduled_SMDTControlModeType(

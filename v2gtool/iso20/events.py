@@ -85,7 +85,7 @@ class EVChargingNeeds(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class MeteringConfirmed(Event):
-    """The EV confirmed the SECC's meter reading (MeteringConfirmationReq, 8.3.4.x): Wh both ways,
+    """The EV confirmed the SECC's meter reading (MeteringConfirmationReq of the CommonMessages schema): Wh both ways,
     signed with the contract key in a Plug & Charge session."""
 
     role: str

@@ -1,6 +1,6 @@
 """The SECC's DC energy meter: both registers, integrated from the charge loop's measurements.
 
-ISO 15118-20 MeterInfoType (8.3.5.3.x) carries ChargedEnergyReadingWh and, for BPT,
+ISO 15118-20 MeterInfoType (V2G_CI_CommonTypes.xsd) carries ChargedEnergyReadingWh and, for BPT,
 BPT_DischargedEnergyReadingWh; OCPP reports the same registers as Energy.Active.Import.Register
 and Energy.Active.Export.Register. The power of a reading holds until the next one (the loop's
 values are what the power module was told and reported at that moment).

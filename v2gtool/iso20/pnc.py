@@ -1,11 +1,14 @@
-"""Plug & Charge authorization (ISO 15118-20 clause 8.3.4.2 / 8.4.x): the signed challenge.
+"""Plug & Charge authorization (ISO 15118-20 AuthorizationSetup / Authorization, PnC mode): the signed challenge.
 
 The EVCC signs its PnC_AReqAuthorizationMode, which carries the SECC's GenChallenge and the contract
 certificate chain, with the contract key. As xmldsig profiled for ISO 15118 (exi-profile.md): the
 referenced element is encoded as an EXI *fragment* with the CommonMessages grammar and hashed
-(SHA-512); SignedInfo is encoded as a fragment with the xmldsig-only grammar and signed with ECDSA
-P-521 / SHA-512, the signature value being the raw r||s. The SECC checks the challenge, the digest,
-the signature and the contract chain (profiles of :mod:`v2gtool.pki.profiles`, MO / V2G roots).
+(SHA-512); SignedInfo is encoded as a fragment with the xmldsig-only grammar and signed with the
+contract key's -20 algorithm (standards digest section 5, [V2G20-1000]): ECDSA P-521 / SHA-512, the
+signature value being the raw r||s, or Ed448 (pure EdDSA, RFC 8032), the 114-byte signature. The
+SECC checks the challenge, the digest, the signature and the contract chain (profiles of
+:mod:`v2gtool.pki.profiles`, MO / V2G roots), and answers OK_CertificateExpiresSoon for a contract
+chain that expires within 14 days ([V2G20-2218]).
 """
 
 from __future__ import annotations
@@ -16,28 +19,45 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed448
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from v2gtool.exi import codec, namespaces
 from v2gtool.messages import iso20_cm as cm
 from v2gtool.messages import xmldsig as ds
-from v2gtool.pki.profiles import LeafRole, Severity, check_chain
+from v2gtool.pki.profiles import KeyType, LeafRole, Severity, check_chain, key_type_of, subject_of
 
 CANONICAL_EXI = "http://www.w3.org/TR/canonical-exi/"
 ECDSA_SHA512 = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512"
+EDDSA_ED448 = "http://www.w3.org/2021/04/xmldsig-more#eddsa-ed448"
+"""RFC 9231 section 2.3.12: pure Ed448 (not the pre-hashed ``#eddsa-ed448ph``)."""
 SHA512 = "http://www.w3.org/2001/04/xmlenc#sha512"
 REFERENCE_ID = "id1"
 P521_BYTES = 66
+# The response codes of a contract chain that fails on its validity period; any other failure is
+# WARNING_CertificateValidationError (ISO 15118-20 responseCodeType, standards digest section 4.3).
+_VALIDITY_CODES = {"expired": "WARNING_CertificateExpired", "not-yet-valid": "WARNING_CertificateNotYetValid"}
+
+ContractKey = ec.EllipticCurvePrivateKey | ed448.Ed448PrivateKey
 
 
 @dataclass(frozen=True)
 class Contract:
-    """The EV's contract credentials: its chain (leaf first, without the root) and private key."""
+    """The EV's contract credentials: its chain (leaf first, without the root) and private key
+    (secp521r1 or Ed448, the -20 key types)."""
 
     chain: tuple[x509.Certificate, ...]
-    key: ec.EllipticCurvePrivateKey
+    key: ContractKey
+
+
+@dataclass(frozen=True)
+class Authorized:
+    """A PnC AuthorizationReq that passed: the contract certificate that signed it and the OK
+    response code to send (OK, or OK_CertificateExpiresSoon)."""
+
+    contract: x509.Certificate
+    response_code: str
 
 
 def _fragment(name: str, message: object, schema: str) -> bytes:
@@ -61,12 +81,15 @@ def sign(mode: cm.PnC_AReqAuthorizationModeType, contract: Contract) -> ds.Signa
     return sign_element("PnC_AReqAuthorizationMode", mode, mode.Id, contract.key)
 
 
-def sign_element(name: str, element: object, element_id: str, key: ec.EllipticCurvePrivateKey) -> ds.SignatureType:
-    """A Header Signature over one CommonMessages element (*name*, its ``Id`` *element_id*)."""
+def sign_element(name: str, element: object, element_id: str, key: ContractKey) -> ds.SignatureType:
+    """A Header Signature over one CommonMessages element (*name*, its ``Id`` *element_id*), made
+    with *key*'s algorithm: ecdsa-sha512 for a secp521r1 key, Ed448 for an Ed448 key."""
     digest = hashlib.sha512(_fragment(name, element, "iso20")).digest()
     signed_info = ds.SignedInfoType(
         CanonicalizationMethod=ds.CanonicalizationMethodType(Algorithm=CANONICAL_EXI),
-        SignatureMethod=ds.SignatureMethodType(Algorithm=ECDSA_SHA512),
+        SignatureMethod=ds.SignatureMethodType(
+            Algorithm=EDDSA_ED448 if isinstance(key, ed448.Ed448PrivateKey) else ECDSA_SHA512
+        ),
         Reference=(
             ds.ReferenceType(
                 URI=f"#{element_id}",
@@ -76,9 +99,12 @@ def sign_element(name: str, element: object, element_id: str, key: ec.EllipticCu
             ),
         ),
     )
-    der = key.sign(_fragment("SignedInfo", signed_info, "xmldsig"), ec.ECDSA(hashes.SHA512()))
-    r, s = decode_dss_signature(der)
-    raw = r.to_bytes(P521_BYTES, "big") + s.to_bytes(P521_BYTES, "big")
+    signed = _fragment("SignedInfo", signed_info, "xmldsig")
+    if isinstance(key, ed448.Ed448PrivateKey):
+        raw = key.sign(signed)
+    else:
+        r, s = decode_dss_signature(key.sign(signed, ec.ECDSA(hashes.SHA512())))
+        raw = r.to_bytes(P521_BYTES, "big") + s.to_bytes(P521_BYTES, "big")
     return ds.SignatureType(SignedInfo=signed_info, SignatureValue=ds.SignatureValueType(value=raw))
 
 
@@ -90,9 +116,9 @@ class PncRejected(Exception):
         self.response_code = response_code
 
 
-def verify(req: cm.AuthorizationReqType, challenge: bytes, roots: tuple[x509.Certificate, ...]) -> x509.Certificate:
-    """Check a PnC AuthorizationReq and return the contract certificate that signed it; raise
-    :class:`PncRejected` with the response code to send."""
+def verify(req: cm.AuthorizationReqType, challenge: bytes, roots: tuple[x509.Certificate, ...]) -> Authorized:
+    """Check a PnC AuthorizationReq: the contract certificate that signed it and the OK code to answer
+    with; raise :class:`PncRejected` with the response code to send."""
     mode = req.PnC_AReqAuthorizationMode
     signature = req.Header.Signature
     if mode is None or signature is None:
@@ -112,9 +138,11 @@ def verify(req: cm.AuthorizationReqType, challenge: bytes, roots: tuple[x509.Cer
     report = check_chain(chain, roots, LeafRole.CONTRACT)
     if not report.ok:
         first = next(f for f in report.findings if f.severity is Severity.ERROR)
-        code = "WARNING_CertificateExpired" if first.code == "expired" else "WARNING_CertificateValidationError"
+        code = _VALIDITY_CODES.get(first.code, "WARNING_CertificateValidationError")
         raise PncRejected(code, f"contract chain: {first}")
-    return chain[0]
+    sent = {subject_of(cert) for cert in chain}  # the EV's own chain, not the SECC's trust anchor
+    soon = any(f.code == "expires-soon" and f.subject in sent for f in report.findings)
+    return Authorized(chain[0], "OK_CertificateExpiresSoon" if soon else "OK")
 
 
 def verify_element(
@@ -134,12 +162,24 @@ def verify_element(
         raise PncRejected(code, f"Signature does not reference {name}")
     if hashlib.sha512(_fragment(name, element, "iso20")).digest() != reference.DigestValue:
         raise PncRejected(code, f"DigestValue does not match {name}")
-    key = signer.public_key()
+    key, key_type = signer.public_key(), key_type_of(signer)
+    method = signature.SignedInfo.SignatureMethod.Algorithm
     raw = signature.SignatureValue.value
-    if not isinstance(key, ec.EllipticCurvePublicKey) or len(raw) != 2 * P521_BYTES:
-        raise PncRejected(code, "signature is not ECDSA P-521 r||s")
-    der = encode_dss_signature(int.from_bytes(raw[:P521_BYTES], "big"), int.from_bytes(raw[P521_BYTES:], "big"))
+    signed = _fragment("SignedInfo", signature.SignedInfo, "xmldsig")
     try:
-        key.verify(der, _fragment("SignedInfo", signature.SignedInfo, "xmldsig"), ec.ECDSA(hashes.SHA512()))
+        if isinstance(key, ed448.Ed448PublicKey) and method == EDDSA_ED448:
+            key.verify(raw, signed)
+        elif isinstance(key, ec.EllipticCurvePublicKey) and key_type is KeyType.SECP521R1 and method == ECDSA_SHA512:
+            if len(raw) != 2 * P521_BYTES:
+                raise PncRejected(code, "signature is not ECDSA P-521 r||s")
+            r, s = int.from_bytes(raw[:P521_BYTES], "big"), int.from_bytes(raw[P521_BYTES:], "big")
+            key.verify(encode_dss_signature(r, s), signed, ec.ECDSA(hashes.SHA512()))
+        else:
+            shown = key_type if isinstance(key_type, str) else key_type.value
+            raise PncRejected(
+                code,
+                f"SignatureMethod {method} with a {shown} key: ISO 15118-20 signs with {ECDSA_SHA512} "
+                f"(secp521r1) or {EDDSA_ED448} (Ed448)",
+            )
     except InvalidSignature:
         raise PncRejected(code, "signature over SignedInfo does not verify") from None

@@ -107,7 +107,7 @@ class GridRequest(Protocol):
     The Dynamic control mode asks :meth:`power` at every DC_ChargeLoop (ISO 15118-20 8.3.5.5.7: the
     SECC sets the targets); the Scheduled mode sends :meth:`schedule` in ScheduleExchangeRes, and
     when :attr:`revision` changes the SECC asks the EV to renegotiate (EVSENotification
-    ScheduleRenegotiation, 8.3.5.3.x)."""
+    ScheduleRenegotiation, standards digest section 4.2)."""
 
     @property
     def revision(self) -> int: ...

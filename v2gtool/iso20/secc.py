@@ -348,19 +348,22 @@ class Secc:
             code, reason = RC.WARNING_AuthorizationSelectionInvalid, "PnC was not offered"
         else:
             try:
-                self._contract = pnc.verify(body, self._challenge, self.config.pnc_roots)
+                authorized = pnc.verify(body, self._challenge, self.config.pnc_roots)
             except pnc.PncRejected as exc:
                 code, reason = ct.responseCodeType[exc.response_code], str(exc)
             else:
-                code, reason = RC.OK, ""
+                self._contract = authorized.contract
+                code, reason = ct.responseCodeType[authorized.response_code], ""
         if code.value.startswith("FAILED"):
             self._fail("AuthorizationRes", code, now, detail=reason)
             return
         res = cm.AuthorizationResType(
             Header=self._header(now), ResponseCode=code, EVSEProcessing=ct.processingType.Finished
         )
-        # a WARNING leaves the session where it is: the EV may select EIM instead
-        self._respond("AuthorizationRes", res, now, key="AuthorizationReq" if code == RC.OK else None)
+        # OK and OK_CertificateExpiresSoon authorize; a WARNING leaves the session where it is: the EV
+        # may select EIM instead
+        authorizes = code.value.startswith("OK")
+        self._respond("AuthorizationRes", res, now, key="AuthorizationReq" if authorizes else None)
 
     def _offered(self) -> list[ServiceID]:
         """What this charger has, as far as the operator allows it now."""
@@ -659,7 +662,7 @@ class Secc:
         wanted = self.config.stop_request() if self.config.stop_request is not None else None
         if wanted is None and self._discharge_floor_reached(allowed_current):
             wanted = "Terminate"
-        if status is None and wanted in ("Terminate", "Pause"):  # the EV ends the session (8.3.5.3.x)
+        if status is None and wanted in ("Terminate", "Pause"):  # EVSENotification: the EV ends the session
             status = ct.EVSEStatusType(NotificationMaxDelay=0, EVSENotification=ct.evseNotificationType(wanted))
         if status is None and self._service_renegotiation_due():
             status = ct.EVSEStatusType(
@@ -738,8 +741,8 @@ class Secc:
     def _discharge_floor_reached(self, allowed_current: float) -> bool:
         """This loop asks to discharge (the EV's target in Scheduled mode, the grid's request in
         Dynamic mode) and the station's SoC floor refuses it: the session has nothing left to
-        transfer, so the SECC asks the EV to end it (EVSENotification Terminate, ISO 15118-20
-        8.3.5.3.x; the EV answers with PowerDelivery Stop and SessionStop Terminate)."""
+        transfer, so the SECC asks the EV to end it (EVSEStatus.EVSENotification Terminate, standards
+        digest section 4.2; the EV answers with PowerDelivery Stop and SessionStop Terminate)."""
         refused = self.config.discharge_refused
         return allowed_current < 0 and refused is not None and refused()
 
@@ -777,7 +780,8 @@ class Secc:
 
     def _meteringconfirmation(self, body: cm.MeteringConfirmationReqType, now: float) -> None:
         """The EV confirms the reading it was sent: same session, same registers, and in a PnC
-        session signed with its contract key (8.3.4.x; FAILED_MeteringSignatureNotValid)."""
+        session signed with its contract key: the Header Signature references SignedMeteringData
+        (V2G_CI_CommonMessages.xsd SignedMeteringDataType); a bad one is FAILED_MeteringSignatureNotValid."""
         data = body.SignedMeteringData
         sent = self._meter_info
         if sent is None or data.SessionID != self.session_id or data.MeterInfo != sent:

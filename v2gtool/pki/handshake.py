@@ -261,7 +261,6 @@ class HandshakeTrace:
 
     client_hello: ClientHello | None = None
     server_hello: ServerHello | None = None
-    hello_retry_group: int | None = None
     server_key_exchange_group: int | None = None
     certificate_request_schemes: tuple[int, ...] | None = None
     certificates: dict[str, tuple[bytes, ...]] = field(default_factory=dict)
@@ -297,9 +296,7 @@ class HandshakeTrace:
             self.client_hello = parse_client_hello(body)
         elif msg_type == HandshakeType.SERVER_HELLO:
             hello = parse_server_hello(body)
-            if hello.retry:  # a HelloRetryRequest: the server asks for another key_share group
-                self.hello_retry_group = hello.group
-            else:
+            if not hello.retry:  # a HelloRetryRequest only asks for another key_share; the ServerHello follows
                 self.server_hello = hello
         elif msg_type == HandshakeType.CERTIFICATE:
             self.certificates[direction] = parse_certificate(body, self.tls13)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,8 +45,6 @@ _TLS13 = 0x0304
 # After the client's Finished a -20 SECC may still refuse the vehicle certificate; wait this
 # long for such an alert before calling the handshake good.
 POST_HANDSHAKE_ALERT_WAIT = 0.2
-
-MsgCallback = Callable[[Any, str, Any, Any, Any, bytes], None]
 
 
 @dataclass(frozen=True)
@@ -286,6 +283,17 @@ def _error_text(exc: BaseException) -> str:
     return f"TLS handshake failed: {exc}"
 
 
+def _timed_handshake(conn: ssl.SSLSocket) -> tuple[float, str | None, bool]:
+    """Run *conn*'s handshake: how long it took (seconds), why it failed (None: it did not) and
+    whether the peer stayed silent past the socket's timeout."""
+    start = time.perf_counter()
+    try:
+        conn.do_handshake()
+    except (ssl.SSLError, OSError) as exc:
+        return time.perf_counter() - start, _error_text(exc), isinstance(exc, TimeoutError)
+    return time.perf_counter() - start, None, False
+
+
 def _wait_for_late_alert(conn: ssl.SSLSocket, wait: float) -> str | None:
     """TLS 1.3 client: the server checks our certificate after our Finished; catch its refusal."""
     conn.settimeout(wait)
@@ -331,14 +339,7 @@ def handshake_as_client(
         )  # fmt: skip
     conn = context.wrap_socket(raw, do_handshake_on_connect=False)
     trace = observer.watch(conn)
-    error: str | None = None
-    timed_out = False
-    start = time.perf_counter()
-    try:
-        conn.do_handshake()
-    except (ssl.SSLError, OSError) as exc:
-        error, timed_out = _error_text(exc), isinstance(exc, TimeoutError)
-    seconds = time.perf_counter() - start
+    seconds, error, timed_out = _timed_handshake(conn)
     if error is None:
         error = missing_mutual_authentication(trace, "client", protocol)
     if error is None and protocol is Protocol.ISO20 and late_alert_wait > 0:
@@ -365,14 +366,7 @@ def handshake_as_server(
     raw.settimeout(timeout)
     conn = context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
     trace = observer.watch(conn)
-    error: str | None = None
-    timed_out = False
-    start = time.perf_counter()
-    try:
-        conn.do_handshake()
-    except (ssl.SSLError, OSError) as exc:
-        error, timed_out = _error_text(exc), isinstance(exc, TimeoutError)
-    seconds = time.perf_counter() - start
+    seconds, error, timed_out = _timed_handshake(conn)
     try:
         return _report(
             trace, "server", peer_name(address), protocol, roots, own_leaf, seconds, error, timed_out

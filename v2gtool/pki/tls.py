@@ -8,23 +8,36 @@ server authentication only. Roots come from the trust directory through its hash
 Python's ``ssl`` module cannot restrict TLS 1.3 cipher suites (it has no binding for
 ``SSL_CTX_set_ciphersuites``), nor signature schemes, so :func:`_restrict` calls OpenSSL through
 ``ctypes`` on the context's own ``SSL_CTX``, after checking that it found the right pointer.
+
+OpenSSL verifies the peer's chain against every root of the trust directory, V2G, OEM and MO alike.
+"Valid" is more (standards digest section 5): the chain must reach the trust anchor of the peer's
+role with that role's profiles, an SECC leaf (DC=CPO) under the V2G root, a vehicle leaf (DC=OEM)
+under the OEM root. So each context also has a verify callback (:func:`_check_peer_role`) that runs
+:func:`~v2gtool.pki.profiles.check_chain` on the chain OpenSSL verified and refuses the handshake
+(alert unsupported_certificate) when it fails; the handshake's exception then says why.
 """
 
 from __future__ import annotations
 
+import _ctypes
 import _ssl
+import contextlib
 import ctypes
+import functools
 import os
 import ssl
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from cryptography import x509
 
 from v2gtool.errors import ConfigError, V2GToolError
 from v2gtool.exit_codes import ExitCode
 from v2gtool.pki.create import DEFAULT_CERTS_DIR
 from v2gtool.pki.handshake import ISO2_CIPHER_SUITES, ISO20_CIPHER_SUITES
-from v2gtool.pki.profiles import Protocol, key_problem
+from v2gtool.pki.profiles import LeafRole, Protocol, Severity, check_chain, key_problem
 from v2gtool.pki.trust import DEFAULT_TRUST_DIR, load_pem_chain
 
 
@@ -65,6 +78,14 @@ SIGNATURE_SCHEMES = {
 }
 """Signature schemes offered and accepted: those of the protocol's key types only."""
 
+# x509_vfy.h: the verify error a chain refused for its role is reported with ("unsuitable certificate
+# purpose"); OpenSSL sends the peer the alert unsupported_certificate for it (ssl_x509err2alert).
+_X509_V_ERR_INVALID_PURPOSE = 26
+# ssl.h: int (*SSL_verify_cb)(int preverify_ok, X509_STORE_CTX *x509_ctx)
+_VERIFY_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
+_PEER = {LeafRole.SECC: "SECC", LeafRole.VEHICLE: "EVCC"}
+_PROFILES = {Protocol.ISO20: "ISO 15118-20 Annex B", Protocol.ISO2: "ISO 15118-2 Annex F"}
+
 _libssl: ctypes.CDLL | None = None
 
 
@@ -79,6 +100,22 @@ def _ssl_library() -> ctypes.CDLL:
         lib.SSL_CTX_set_ciphersuites.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
         lib.SSL_CTX_ctrl.restype = ctypes.c_long
         lib.SSL_CTX_ctrl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_char_p]
+        lib.SSL_CTX_get_verify_mode.restype = ctypes.c_int
+        lib.SSL_CTX_get_verify_mode.argtypes = [ctypes.c_void_p]
+        lib.SSL_CTX_set_verify.restype = None
+        lib.SSL_CTX_set_verify.argtypes = [ctypes.c_void_p, ctypes.c_int, _VERIFY_CALLBACK]
+        lib.X509_STORE_CTX_get_error_depth.restype = ctypes.c_int
+        lib.X509_STORE_CTX_get_error_depth.argtypes = [ctypes.c_void_p]
+        lib.X509_STORE_CTX_set_error.restype = None
+        lib.X509_STORE_CTX_set_error.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        lib.X509_STORE_CTX_get0_chain.restype = ctypes.c_void_p
+        lib.X509_STORE_CTX_get0_chain.argtypes = [ctypes.c_void_p]
+        lib.OPENSSL_sk_num.restype = ctypes.c_int
+        lib.OPENSSL_sk_num.argtypes = [ctypes.c_void_p]
+        lib.OPENSSL_sk_value.restype = ctypes.c_void_p
+        lib.OPENSSL_sk_value.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        lib.i2d_X509.restype = ctypes.c_int
+        lib.i2d_X509.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.POINTER(ctypes.c_ubyte))]
         _libssl = lib
     return _libssl
 
@@ -101,6 +138,110 @@ def _restrict(context: ssl.SSLContext, protocol: Protocol) -> None:
     for command in (_SSL_CTRL_SET_SIGALGS_LIST, _SSL_CTRL_SET_CLIENT_SIGALGS_LIST):
         if lib.SSL_CTX_ctrl(pointer, command, 0, schemes) != 1:
             raise TlsError(f"OpenSSL rejected the signature schemes {schemes.decode()}")
+
+
+def _peer_problem(chain: Sequence[x509.Certificate], role: LeafRole, protocol: Protocol) -> str | None:
+    """Why the peer's verified *chain* (leaf first, its trust anchor last) is not a chain of *role*
+    with *protocol*'s profiles, in one line; None when it is."""
+    report = check_chain(chain, chain[-1:], role, protocol)
+    errors = [f for f in report.findings if f.severity is Severity.ERROR]
+    if not errors:
+        return None
+    first, more = errors[0], len(errors) - 1
+    return (
+        f"the {_PEER[role]}'s certificate chain is not a valid {role.label} chain ({_PROFILES[protocol]}): "
+        f"{first.code}: {first.subject}: {first.message}" + (f" (and {more} more)" if more else "")
+    )
+
+
+def _verified_chain(store: int) -> list[x509.Certificate]:
+    """The chain OpenSSL built and verified in the X509_STORE_CTX *store*, leaf first."""
+    lib = _ssl_library()
+    stack = lib.X509_STORE_CTX_get0_chain(store)
+    chain = []
+    for index in range(lib.OPENSSL_sk_num(stack)):
+        cert = lib.OPENSSL_sk_value(stack, index)
+        der = (ctypes.c_ubyte * lib.i2d_X509(cert, None))()
+        lib.i2d_X509(cert, ctypes.byref(ctypes.cast(der, ctypes.POINTER(ctypes.c_ubyte))))
+        chain.append(x509.load_der_x509_certificate(bytes(der)))
+    return chain
+
+
+class _Refusal(threading.local):
+    """Why the verify callback refused the peer, for the handshake running in this thread."""
+
+    reason: str | None = None
+
+
+_refusal = _Refusal()
+
+
+@functools.cache
+def _peer_verifier(role: LeafRole, protocol: Protocol) -> _ctypes.CFuncPtr:
+    """The verify callback that checks a peer of *role* (one per role and protocol, kept for good:
+    OpenSSL holds a bare pointer to it)."""
+
+    def verify(preverified: int, store: int | None) -> int:
+        lib = _ssl_library()
+        if not preverified or store is None or lib.X509_STORE_CTX_get_error_depth(store) != 0:
+            return preverified  # OpenSSL's own verdict; it calls root first, so depth 0 comes last
+        try:
+            reason = _peer_problem(_verified_chain(store), role, protocol)
+        except Exception as exc:  # an exception cannot cross OpenSSL: refuse the chain instead
+            reason = f"cannot check the {_PEER[role]}'s certificate chain: {exc}"
+        if reason is None:
+            return 1
+        _refusal.reason = reason
+        lib.X509_STORE_CTX_set_error(store, _X509_V_ERR_INVALID_PURPOSE)
+        return 0
+
+    return _VERIFY_CALLBACK(verify)
+
+
+def _check_peer_role(context: ssl.SSLContext, role: LeafRole, protocol: Protocol) -> None:
+    """Check every peer chain OpenSSL accepts against *role*. The ``ssl`` module keeps a context's
+    verify callback when its ``verify_mode`` changes."""
+    lib, pointer = _ssl_library(), _ssl_ctx(context)
+    lib.SSL_CTX_set_verify(pointer, lib.SSL_CTX_get_verify_mode(pointer), _peer_verifier(role, protocol))
+
+
+@contextlib.contextmanager
+def _explained() -> Iterator[None]:
+    """Turn OpenSSL's "unsuitable certificate purpose" for a peer refused by its role into the reason."""
+    _refusal.reason = None
+    try:
+        yield
+    except ssl.SSLCertVerificationError as exc:
+        reason, _refusal.reason = _refusal.reason, None
+        if reason is None:
+            raise
+        refused = ssl.SSLCertVerificationError(exc.errno, f"certificate verify failed: {reason}")
+        refused.reason, refused.library = exc.reason, exc.library
+        refused.verify_code, refused.verify_message = exc.verify_code, reason
+        raise refused from exc
+
+
+class _CheckedSSLObject(ssl.SSLObject):
+    """asyncio's TLS object: a peer refused for its role raises with the reason."""
+
+    def do_handshake(self) -> None:
+        with _explained():
+            super().do_handshake()
+
+
+class _CheckedSSLSocket(ssl.SSLSocket):
+    """A blocking TLS socket: a peer refused for its role raises with the reason."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        with _explained():
+            super().do_handshake(block)
+
+
+class V2GContext(ssl.SSLContext):
+    """A context whose handshakes report a peer refused for its role (:func:`_check_peer_role`)."""
+
+    sslobject_class = _CheckedSSLObject
+    sslsocket_class = _CheckedSSLSocket
 
 
 def _keylog(context: ssl.SSLContext, keylog: Path | None) -> None:
@@ -155,7 +296,7 @@ def _build(
     credentials: Credentials | None,
     keylog: Path | None,
 ) -> ssl.SSLContext:
-    context = ssl.SSLContext(purpose)
+    context = V2GContext(purpose)
     if protocol is Protocol.ISO20:
         context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_3
     else:
@@ -166,6 +307,7 @@ def _build(
     # SECCs are addressed by link-local address; V2G certificates carry no host names to match.
     context.check_hostname = False
     context.verify_mode = ssl.CERT_REQUIRED
+    _check_peer_role(context, LeafRole.VEHICLE if purpose == ssl.PROTOCOL_TLS_SERVER else LeafRole.SECC, protocol)
     if not trust_dir.is_dir():
         raise TlsError(f"trust directory {trust_dir} does not exist")
     context.load_verify_locations(capath=str(trust_dir))

@@ -4,11 +4,15 @@
 ``<hash>`` is OpenSSL's ``X509_NAME_hash`` of the subject (what ``openssl rehash`` creates). TLS
 libraries look roots up by that link (``SSL_CTX_load_verify_locations(capath)``), so updating the
 directory is enough for new handshakes; a service that caches its context is told to reload by
-SIGHUP to the pid in each of its pid files (``/run/v2g/*.pid`` by default) that is a v2gtool process.
+SIGHUP to the pid in each of its pid files (``/run/v2g/*.pid`` by default), when that process is
+v2gtool and catches SIGHUP (``tls-verify --serve`` does). Any other process is left alone: SIGHUP's
+default action would end it (``serve``, ``connect`` and ``session run`` read the trust directory at
+start; restart them).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
@@ -141,8 +145,12 @@ def rehash(directory: Path) -> list[Path]:
     for name, target in wanted.items():
         tmp = directory / f".{name}.tmp"
         tmp.unlink(missing_ok=True)
-        tmp.symlink_to(target)
-        os.replace(tmp, directory / name)
+        try:
+            tmp.symlink_to(target)
+            os.replace(tmp, directory / name)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
     for path in directory.iterdir():
         if path.is_symlink() and _HASH_LINK.match(path.name) and path.name not in wanted:
             path.unlink()
@@ -159,35 +167,78 @@ def _file_name(cert: x509.Certificate) -> str:
 def install_roots(
     certs: Sequence[x509.Certificate], directory: Path, replaces: Sequence[x509.Certificate] = ()
 ) -> list[Path]:
-    """Write each root of *certs* into *directory* (atomically; a root already there is rewritten) and rehash.
+    """Write each root of *certs* into *directory* (a root already there is rewritten), remove the
+    files of the roots in *replaces* (named as this function names them) and rehash: all or nothing.
 
     Every certificate must be a self-signed CA certificate: a bundle carrying anything else is
-    refused as a whole, so a half-installed update cannot happen. The files of the roots in
-    *replaces* (named as this function names them) are removed after the new roots are written,
-    before the rehash drops their links; other files of *directory* are left alone.
+    refused as a whole. The update itself is staged (:func:`_swap_in`), so an error on the way
+    leaves *directory* as it was: a half-installed update cannot happen. Other files of *directory*
+    are left alone.
     """
     if not certs:
         raise PkiError("the bundle contains no certificate")
     for cert in certs:
         if not _is_root(cert):
             raise PkiError(f"not a self-signed root CA certificate: {subject_of(cert)}")
-    written: list[Path] = []
+    files = {directory / _file_name(cert): cert.public_bytes(Encoding.PEM) for cert in certs}
+    removed = [path for path in (directory / _file_name(old) for old in replaces) if path not in files]
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        for cert in certs:
-            target = directory / _file_name(cert)
-            tmp = target.with_name(f".{target.name}.tmp")
-            tmp.write_bytes(cert.public_bytes(Encoding.PEM))
-            tmp.chmod(0o644)
-            os.replace(tmp, target)
-            written.append(target)
-        for old in replaces:
-            if (directory / _file_name(old)) not in written:
-                (directory / _file_name(old)).unlink(missing_ok=True)
-        rehash(directory)
+        _swap_in(directory, files, removed)
     except OSError as exc:
         raise PkiError(f"cannot update the trust directory: {exc.filename}: {exc.strerror}") from None
-    return written
+    return list(files)
+
+
+def _swap_in(directory: Path, files: dict[Path, bytes], removed: Sequence[Path]) -> None:
+    """Write *files* (path -> content, mode 0644) and remove *removed* in *directory*, then rehash.
+
+    Every new file is written under a temporary name first, and every file the update replaces or
+    removes keeps a second (hard-linked) name until the end; only then do the new files take their
+    names (each atomically) and the old ones go. An error on the way puts the kept files back,
+    removes the new and temporary ones and rebuilds the links for what is there again.
+    """
+    staged: list[tuple[Path, Path]] = []  # (temporary, final)
+    kept: list[tuple[Path, Path]] = []  # (second name, original)
+    try:
+        for path, content in files.items():
+            tmp = path.with_name(f".{path.name}.tmp")
+            staged.append((tmp, path))
+            tmp.write_bytes(content)
+            tmp.chmod(0o644)
+        for original in [*files, *removed]:
+            if original.exists():
+                keep = original.with_name(f".{original.name}.old")
+                keep.unlink(missing_ok=True)
+                os.link(original, keep)
+                kept.append((keep, original))
+        for tmp, path in staged:
+            os.replace(tmp, path)
+        for path in removed:
+            path.unlink(missing_ok=True)
+        rehash(directory)
+    except (OSError, PkiError):
+        _roll_back(directory, staged, kept)
+        raise
+    for keep, _ in kept:
+        keep.unlink(missing_ok=True)
+
+
+def _roll_back(directory: Path, staged: Sequence[tuple[Path, Path]], kept: Sequence[tuple[Path, Path]]) -> None:
+    """Undo what :func:`_swap_in` did so far, as far as the directory lets us (each step on its own)."""
+    existed = {original for _, original in kept}
+    for keep, original in kept:
+        with contextlib.suppress(OSError):
+            os.replace(keep, original)  # does nothing while both still name the same file (rename(2))
+            keep.unlink(missing_ok=True)
+    for tmp, path in staged:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if path not in existed:
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError, PkiError):
+        rehash(directory)
 
 
 @dataclass(frozen=True)
@@ -227,24 +278,37 @@ def is_v2gtool(argv: Sequence[bytes]) -> bool:
     return any(flag == b"-m" and module == b"v2gtool" for flag, module in itertools.pairwise(argv))
 
 
+def catches_sighup(status: str) -> bool:
+    """Whether the process whose ``/proc/PID/status`` is *status* has a SIGHUP handler (its SigCgt
+    mask, proc(5)): one without would be ended by SIGHUP, its default action."""
+    for line in status.splitlines():
+        name, _, mask = line.partition(":")
+        if name == "SigCgt":
+            return bool((int(mask.strip() or "0", 16) >> (signal.SIGHUP - 1)) & 1)
+    return False
+
+
 def _reload(pid: int) -> str | None:
-    """SIGHUP to *pid* if it runs v2gtool; else why not.
+    """SIGHUP to *pid* if it runs v2gtool and catches SIGHUP (reloads on it); else why not.
 
     A pid file outlives its process when that was killed; the kernel then hands the pid to
-    another process, which must not be hung up. The pidfd pins the process checked: if it ends
-    and its pid is reused between the check and the signal, the signal fails instead of reaching
-    the newcomer.
+    another process, which must not be hung up. A v2gtool command that does not reload on SIGHUP
+    would end instead. The pidfd pins the process checked: if it ends and its pid is reused
+    between the check and the signal, the signal fails instead of reaching the newcomer.
     """
     try:
         pidfd = os.pidfd_open(pid)
         try:
             try:
                 argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                status = Path(f"/proc/{pid}/status").read_text(errors="replace")
             except OSError:  # gone meanwhile, or hidden (hidepid)
-                argv = [b""]
+                argv, status = [b""], ""
             if not is_v2gtool(argv):
                 command = os.path.basename(argv[0]).decode(errors="replace") or "unknown"
                 return f"stale pid file: the process is {command!r}, not v2gtool"
+            if not catches_sighup(status):
+                return "the process does not reload on SIGHUP (SIGHUP would end it): restart it to use the new roots"
             signal.pidfd_send_signal(pidfd, signal.SIGHUP)
         finally:
             os.close(pidfd)
@@ -254,11 +318,12 @@ def _reload(pid: int) -> str | None:
 
 
 def notify_reload(services: Iterable[Service]) -> tuple[list[int], list[str]]:
-    """Send SIGHUP to every service that is a v2gtool process; return the pids signalled and one
-    line per service that was not.
+    """Send SIGHUP to every service that is a v2gtool process reloading on SIGHUP; return the pids
+    signalled and one line per service that was not.
 
-    A service that is gone, a pid file whose pid now belongs to another program (stale), or a
-    process not ours to signal does not stop the others.
+    A service that is gone, a pid file whose pid now belongs to another program (stale), a v2gtool
+    command without a SIGHUP handler (it would end) or a process not ours to signal does not stop
+    the others.
     """
     signalled: list[int] = []
     missed: list[str] = []
