@@ -100,7 +100,7 @@ def init(
     "pid_files",
     multiple=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help=f"Service to tell to reload (SIGHUP) [default: every {DEFAULT_PID_DIR}/*.pid].",
+    help=f"Service to tell to reload (SIGHUP, if it catches it) [default: every {DEFAULT_PID_DIR}/*.pid].",
 )
 @json_option
 @click.pass_context
@@ -110,11 +110,12 @@ def trust_update(
     """Install the root CA certificates of BUNDLE (PEM) into the trust store.
 
     This is the field procedure when a V2G root CA is renewed: the roots are written next to the
-    existing ones (an old root stays until removed by hand), the hash links are rebuilt, and every
-    service with a pid file gets SIGHUP, which makes it reload its TLS contexts. Every pid file is
-    read first: a bad one stops the update before the trust store changes. A service that is gone,
-    or a stale pid file whose pid now runs another program (which is not signalled), is reported;
-    the others are still told to reload.
+    existing ones (an old root stays until removed by hand; an update that fails part-way is rolled
+    back), the hash links are rebuilt, and every v2gtool service with a pid file that reloads its TLS
+    contexts on SIGHUP (`tls-verify --serve`) gets SIGHUP. Every pid file is read first: a bad one
+    stops the update before the trust store changes. A service that is gone, a stale pid file whose
+    pid now runs another program, or a process that does not catch SIGHUP (which would end it: restart
+    it to use the new roots) is reported and not signalled; the others are still told to reload.
     """
     app = app_context(ctx)
     trust = trust_dir or Path(app.config.get("pki", "trust_dir", DEFAULT_TRUST_DIR))
