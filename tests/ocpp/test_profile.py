@@ -207,6 +207,51 @@ def test_charging_station_max_and_external_constraints_cap_the_magnitude_both_wa
     assert at(sp, clock, T0) == 6000.0
 
 
+@pytest.mark.parametrize("purpose", ["ChargingStationMaxProfile", "ChargingStationExternalConstraints"])
+@pytest.mark.parametrize(
+    ("cap", "asked", "watts"),
+    [
+        ({"limit": 11000.0, "dischargeLimit": -3000.0}, {"operationMode": "CentralSetpoint", "setpoint": -10000.0},
+         -3000.0),
+        ({"limit": 11000.0, "dischargeLimit": -3000.0}, {"operationMode": "CentralSetpoint", "setpoint": 20000.0},
+         11000.0),
+        ({"limit": 0.0, "dischargeLimit": -10000.0}, {"operationMode": "CentralSetpoint", "setpoint": -8000.0},
+         -8000.0),
+        ({"limit": 0.0, "dischargeLimit": -10000.0}, {"limit": 5000.0}, 0.0),
+        ({"operationMode": "CentralSetpoint", "dischargeLimit": -2000.0},
+         {"operationMode": "CentralSetpoint", "setpoint": 50000.0}, 50000.0),
+        ({"operationMode": "CentralSetpoint", "dischargeLimit": -2000.0},
+         {"operationMode": "CentralSetpoint", "setpoint": -5000.0}, -2000.0),
+        ({"operationMode": "ChargingOnly", "limit": 6000.0}, {"operationMode": "CentralSetpoint", "setpoint": -5000.0},
+         0.0),
+        ({"operationMode": "Idle"}, {"operationMode": "CentralSetpoint", "setpoint": 5000.0}, 0.0),
+        ({"limit": 6000.0}, {"operationMode": "CentralSetpoint", "setpoint": -9000.0}, -6000.0),  # 2.0.1: both ways
+    ],
+)
+def test_ocpp21_caps_bound_charge_by_limit_and_discharge_by_discharge_limit(
+    purpose: str, cap: dict[str, Any], asked: dict[str, Any], watts: float
+) -> None:
+    """A site cap bounds each direction on its own (OCPP 2.1 ChargingSchedulePeriodType): ``limit`` the
+    charging, ``dischargeLimit`` the discharging; a period without either field of 2.1 keeps the 2.0.1
+    reading, its ``limit`` both ways."""
+    sp, clock = setpoint(fallback=None, transaction_id="tx", transaction_start=T0)
+    sp.install(profile(1, purpose=purpose, periods=[{"startPeriod": 0, **cap}]))
+    sp.install(profile(2, purpose="TxProfile", transactionId="tx", periods=[{"startPeriod": 0, **asked}]))
+    assert at(sp, clock, T0) == watts
+
+
+def test_a_cap_in_amperes_bounds_each_direction_at_the_present_voltage() -> None:
+    sp, clock = setpoint(fallback=None, voltage=lambda: 400.0, transaction_id="tx", transaction_start=T0)
+    sp.install(profile(1, purpose="ChargingStationMaxProfile", unit="A",
+                       periods=[{"startPeriod": 0, "limit": 20.0, "dischargeLimit": -5.0}]))
+    sp.install(profile(2, purpose="TxProfile", transactionId="tx",
+                       periods=[{"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": -10000.0}]))
+    assert at(sp, clock, T0) == -2000.0
+    sp.install(profile(2, purpose="TxProfile", transactionId="tx",
+                       periods=[{"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": 10000.0}]))
+    assert at(sp, clock, T0) == 8000.0
+
+
 def test_fallback_applies_without_a_profile_in_force() -> None:
     sp, clock = setpoint(fallback=-3000.0)
     assert at(sp, clock, T0) == -3000.0

@@ -53,6 +53,7 @@ def test_tls_secrets_disclosed_in_the_capture(path: Path) -> None:
     disclosed = {r.client_random for r in records if isinstance(r, KeyDisclosed)}
     assert disclosed == {session.client_random}
     assert ("TLS 1.3" if "ISO-20" in path.name else "TLS 1.2") == session.version
+    assert session.decrypted
 
 
 def _without_disclosure(path: Path, tmp_path: Path) -> bytes:
@@ -81,9 +82,11 @@ def test_keylog_file_alone_decrypts(path: Path, tmp_path: Path) -> None:
     records = dissect(stripped, keylog)
     assert not any(isinstance(r, KeyDisclosed | ProtocolError) for r in records)
     assert [(m.sender, m.message, m.document) for m in records if isinstance(m, V2GMessage)] == expected
+    assert [r.decrypted for r in records if isinstance(r, TLSSession)] == [True]
     without = dissect(stripped)
     errors = [r.message for r in without if isinstance(r, ProtocolError)]
     random = next(r for r in without if isinstance(r, TLSSession)).client_random
+    assert [r.decrypted for r in without if isinstance(r, TLSSession)] == [False]
     assert errors == [f"TCP stream 0: no {'CLIENT_TRAFFIC' if 'ISO-20' in path.name else 'CLIENT_RANDOM'}"
                       f"{'_SECRET_0/SERVER_TRAFFIC_SECRET_0' if 'ISO-20' in path.name else ''} secret for client "
                       f"random {random} (give --keylog)"]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime
+import io
 import ssl
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,11 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.pcap.session import dissect
+from v2gtool.exi import api
+from v2gtool.net.pcapwriter import PcapWriter
+from v2gtool.pcap.records import TLSSession, V2GMessage
+from v2gtool.pcap.synth import TCPSession
 from v2gtool.pcap.tls import (
     HELLO_RETRY_RANDOM,
     HandshakeSeen,
@@ -140,6 +147,53 @@ def test_wrong_secret_is_an_authentication_error(certificate: tuple[Path, Path],
     forged = "\n".join(line[:-4] + "0000" if "TRAFFIC" in line else line for line in keys.splitlines())
     with pytest.raises(TLSError, match="authentication failed"):
         _decrypt(wire, forged)
+
+
+HANDSHAKE_REQ = api.encode_json({"supportedAppProtocolReq": {"AppProtocol": [
+    {"ProtocolNamespace": "urn:iso:std:iso:15118:-20:DC", "VersionNumberMajor": 1, "VersionNumberMinor": 0,
+     "SchemaID": 1, "Priority": 1}]}}, "apphand", framed=True)
+
+
+def _capture(wire: list[tuple[int, bytes]]) -> bytes:
+    """*wire* as a pcap of one TCP connection (EVCC the TLS client), opened and closed."""
+    out = io.BytesIO()
+    tcp = TCPSession(PcapWriter(out))
+    tcp.open(0.0)
+    for number, (direction, data) in enumerate(wire, 1):
+        tcp.send(number / 100, direction == 0, data)
+    tcp.close(1.0)
+    return out.getvalue()
+
+
+def _forged(keys: str) -> str:
+    return "\n".join(line[:-4] + "0000" if "TRAFFIC" in line or "CLIENT_RANDOM" in line else line
+                     for line in keys.splitlines())
+
+
+def _handshake_secrets_only(keys: str) -> str:
+    return "\n".join(line for line in keys.splitlines() if "HANDSHAKE" in line)
+
+
+@pytest.mark.parametrize(("version", "cipher"), [(ssl.TLSVersion.TLSv1_3, None),
+                                                 (ssl.TLSVersion.TLSv1_2, "ECDHE-ECDSA-AES128-SHA256")])
+@pytest.mark.parametrize(("keys_of", "decrypted"), [
+    (lambda keys: keys, True), (lambda keys: "", False), (_forged, False), (_handshake_secrets_only, False),
+])
+def test_tls_session_record_says_whether_its_records_were_decrypted(
+        certificate: tuple[Path, Path], tmp_path: Path, version: ssl.TLSVersion, cipher: str | None,
+        keys_of: Callable[[str], str], decrypted: bool) -> None:
+    """``TLSSession.decrypted``: the key log opened the session's records (reported before its first
+    decrypted message), or not (no secrets, wrong ones, or only the TLS 1.3 handshake's: reported when
+    decryption failed or the stream ended)."""
+    wire, keys = _session(certificate, tmp_path, version, cipher, [(0, HANDSHAKE_REQ)])
+    keylog = KeyLog()
+    keylog.add_text(keys_of(keys))
+    records = dissect(_capture(wire), keylog)
+    sessions = [r for r in records if isinstance(r, TLSSession)]
+    assert [s.decrypted for s in sessions] == [decrypted]
+    messages = [i for i, r in enumerate(records) if isinstance(r, V2GMessage)]
+    assert len(messages) == decrypted
+    assert not decrypted or records.index(sessions[0]) < messages[0]
 
 
 def _seal13(secret: bytes, seq: int, content_type: int, content: bytes) -> bytes:

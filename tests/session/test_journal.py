@@ -120,6 +120,18 @@ def test_events_arrive_as_structured_records(fake_journald: tuple[socket.socket,
     assert phase["MESSAGE"] == "PhaseChanged role=SECC phase=DC_CableCheck" and phase["PRIORITY"] == "6"
 
 
+def test_the_journal_socket_is_closed_at_the_end_of_its_block(fake_journald: tuple[socket.socket, Path]) -> None:
+    server, path = fake_journald
+    lines: list[str] = []
+    log = journal_log(our_stderr_env(), path, streams=(2,), fallback=lines.append)
+    assert log is not None
+    with log:
+        log(PhaseChanged(t=2.0, role="SECC", phase="DC_CableCheck"))
+    assert dict(parse_datagram(server.recv(65536)))["V2G_PHASE"] == "DC_CableCheck"
+    log(PhaseChanged(t=3.0, role="SECC", phase="DC_PreCharge"))  # its socket is closed: the fallback line
+    assert lines == ["PhaseChanged role=SECC phase=DC_PreCharge"]
+
+
 def test_no_journal_without_its_socket_or_outside_systemd(tmp_path: Path,
                                                            fake_journald: tuple[socket.socket, Path]) -> None:
     assert journal_log(our_stderr_env(), tmp_path / "missing.socket", streams=(2,)) is None

@@ -213,10 +213,29 @@ def test_evse_without_slac_parm_req_goes_through_e_f_and_retries() -> None:
     key_cnf = _frame_to(EVSE_MAC, mme.QCA_LOCAL_MAC, mme.CM_SET_KEY_CNF(result=0))
     events = drive(evse, 200.0, {0.001: [key_cnf]})
     cp = [(round(e.t, 3), e.cp) for e in events if isinstance(e, ControlPilotRequest)]
-    assert cp == [(0.001, "5%"), (20.001, "E/F"), (24.001, "5%"), (44.001, "E/F"), (48.001, "5%")]
+    # C_sequ_retry used up: the pilot goes to X1, not left at 5 % ([V2G3-M06-07]).
+    assert cp == [(0.001, "5%"), (20.001, "E/F"), (24.001, "5%"), (44.001, "E/F"), (48.001, "5%"), (68.001, "X1")]
     assert evse.result is not None and evse.result.diagnosis is Diagnosis.NO_SLAC_PARM_REQ
     assert events[-1].t == pytest.approx(68.001)
     assert evse.result.diagnosis.exit_code == 10
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_evse_failing_after_5_percent_ends_in_x1_whatever_the_step(retries: int) -> None:
+    """Every failure once 5 % was offered ends with the pilot in X1 when no retry is left (here: no
+    CM_ATTEN_CHAR.RSP, after C_sequ_retry E/F retries)."""
+    evse = evse_machine(timers=dataclasses.replace(FAST, C_sequ_retry=retries))
+    events = drive(evse, 60.0, _evse_until_atten_char(evse, b"RUNID123", 10))
+    cp = [e.cp for e in events if isinstance(e, ControlPilotRequest)]
+    assert cp == ["5%"] + ["E/F", "5%"] * retries + ["X1"]
+    assert evse.result is not None and not evse.result.matched
+
+
+def test_evse_whose_modem_refuses_the_key_never_offered_5_percent_and_asks_no_cp_state() -> None:
+    recorder = Recorder()
+    (result,) = cable_with((evse_machine(), evse_modem(set_key_result=2))).run(on_event=recorder)
+    assert result.diagnosis is Diagnosis.SET_KEY_NOT_CONFIRMED
+    assert recorder.of(0, ControlPilotRequest) == []
 
 
 def _evse_until_atten_char(evse: EvseSlac, run_id: bytes, profiles: int) -> dict[float, list[bytes]]:

@@ -115,3 +115,16 @@ def test_several_evse_sessions_on_one_host() -> None:
         assert ev_results[i][0] == 0 and evse_results[i][0] == 0, ev_results[i][2] + evse_results[i][2]
         assert ev_results[i][1]["peer_mac"] == f"02:00:00:5a:1{i}:01"
     assert ev_results[0][1]["nid"] != ev_results[1][1]["nid"]
+
+
+def test_the_interface_going_down_during_slac_is_a_one_line_error() -> None:
+    """ENETDOWN on the raw socket while the EVSE waits for CM_SLAC_PARM.REQ: the environment's exit
+    status (4) and one line naming the interface, no traceback."""
+    with lab("d") as net:
+        ns_evse, ns_ev = net.namespace("evse"), net.namespace("ev")
+        net.veth(ns_evse, ns_ev, mac_a=EVSE_MAC, name_b="eth0")
+        evse = start_evse(ns_evse)
+        subprocess.run(["ip", "-n", ns_evse, "link", "set", "eth0", "down"], check=True, timeout=10)
+        rc, _, err = finish(evse)
+    assert rc == 4, err
+    assert err.splitlines() == [err.strip()] and "eth0" in err and "Traceback" not in err, err

@@ -172,9 +172,3 @@ def _in_field_order(states: tuple[State, ...], rank: dict[str, int], list_fields
                 if rank[next_name] < rank[name] or (next_name == name and name not in list_fields):
                     return False
     return True
-
-
-def enum_members(dtype: DType) -> tuple[enum.Enum, ...]:
-    """The members of an enumeration datatype in EXI code order (schema order, EXI 7.2)."""
-    members: tuple[enum.Enum, ...] = dtype[2]
-    return members

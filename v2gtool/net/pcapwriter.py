@@ -1,5 +1,6 @@
-"""A minimal classic-pcap writer that flushes every packet, so a capture survives a crash or
-``Ctrl-C`` and can be opened in Wireshark while the tool still runs.
+"""A minimal classic-pcap writer that flushes every packet to the operating system, so a capture
+survives a crash of the tool or ``Ctrl-C`` and can be opened in Wireshark while the tool still runs
+(a reader sees what the kernel holds; nothing is fsync'ed, so a power loss may still cut the tail).
 
 Format: the libpcap file format (microsecond timestamps, magic 0xA1B2C3D4, version 2.4), written
 in native byte order as libpcap itself does; ``linktype`` is a LINKTYPE_* value from the tcpdump
@@ -8,6 +9,7 @@ registry (1 = Ethernet).
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from pathlib import Path
 from types import TracebackType
@@ -44,10 +46,17 @@ class PcapWriter:
             self.path = getattr(target, "name", "<stream>")
             self._fh = target
         self.count = 0
-        self._write(struct.pack("=IHHiIII", _MAGIC, 2, 4, 0, 0, _SNAPLEN, linktype))
+        try:
+            self._write(struct.pack("=IHHiIII", _MAGIC, 2, 4, 0, 0, _SNAPLEN, linktype))
+        except PcapWriteError:
+            if isinstance(target, str | Path):  # the file this writer opened: nobody else can close it
+                with contextlib.suppress(OSError):  # the header still buffered fails again
+                    self._fh.close()
+            raise
 
     def _write(self, data: bytes) -> None:
-        """Write *data* and flush it to disk; a failure (e.g. ENOSPC) is a one-line :class:`PcapWriteError`."""
+        """Write *data* and flush it to the operating system; a failure (e.g. ENOSPC) is a one-line
+        :class:`PcapWriteError`."""
         try:
             self._fh.write(data)
             self._fh.flush()
@@ -55,8 +64,8 @@ class PcapWriter:
             raise PcapWriteError(f"cannot write pcap file {self.path}: {exc.strerror}") from exc
 
     def write(self, ts: float, frame: bytes, original_length: int | None = None) -> None:
-        """Append one packet with timestamp *ts* and flush it to disk; *original_length* records a
-        packet that was cut short (a truncated capture)."""
+        """Append one packet with timestamp *ts* and flush it to the operating system; *original_length*
+        records a packet that was cut short (a truncated capture)."""
         seconds = int(ts)
         micros = min(round((ts - seconds) * 1_000_000), 999_999)
         data = frame[:_SNAPLEN]

@@ -55,15 +55,19 @@ class RawSocketLink:
             raise RawSocketError(f"send on {self.iface} failed: {exc.strerror}") from exc
 
     def recv(self, timeout: float) -> bytes | None:
-        """The next frame another host sent, or ``None`` after *timeout* seconds."""
-        while True:
-            ready, _, _ = select.select([self._sock], [], [], max(timeout, 0.0))
-            if not ready:
-                return None
-            frame, address = self._sock.recvfrom(_MAX_FRAME)
-            if address[2] != PACKET_OUTGOING:
-                return frame
-            timeout = 0.0  # drain our own echo without waiting again
+        """The next frame another host sent, or ``None`` after *timeout* seconds. A socket error (the
+        interface went down: ENETDOWN) is a one-line :class:`RawSocketError`, as in :meth:`send`."""
+        try:
+            while True:
+                ready, _, _ = select.select([self._sock], [], [], max(timeout, 0.0))
+                if not ready:
+                    return None
+                frame, address = self._sock.recvfrom(_MAX_FRAME)
+                if address[2] != PACKET_OUTGOING:
+                    return frame
+                timeout = 0.0  # drain our own echo without waiting again
+        except OSError as exc:
+            raise RawSocketError(f"receive on {self.iface} failed: {exc.strerror}") from exc
 
     def close(self) -> None:
         self._sock.close()

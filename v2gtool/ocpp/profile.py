@@ -7,7 +7,7 @@ Dynamic control mode's loop with the power the active profile asks for now
 Which profile is active (OCPP 2.0.1 K01 / 3.7 "Charging profile purposes" and "Stacking"):
 per purpose, the valid profile with the highest ``stackLevel``; a TxProfile of the running
 transaction wins over the TxDefaultProfile; ChargingStationMaxProfile and
-ChargingStationExternalConstraints then cap the magnitude.
+ChargingStationExternalConstraints then bound it, each direction on its own (:func:`period_bounds`).
 
 What a schedule period means, signed (+ charges the EV, - discharges it into the grid):
 
@@ -246,6 +246,27 @@ def period_power(period: SchedulePeriod, unit: str, voltage: float) -> float:
     return floor if floor is not None else 0.0
 
 
+def period_bounds(period: SchedulePeriod, unit: str, voltage: float) -> tuple[float, float]:
+    """How far a cap period (ChargingStationMaxProfile, ChargingStationExternalConstraints) lets the
+    power go: (most W charged, most W discharged), both >= 0.
+
+    OCPP 2.1 ChargingSchedulePeriodType bounds the two directions separately: ``limit`` the charging,
+    ``dischargeLimit`` (<= 0) the discharging; ``Idle`` allows neither and ``ChargingOnly`` no
+    discharging. A period without ``dischargeLimit`` and without an operationMode is read as OCPP
+    2.0.1 has it (no discharge field; the same period cannot be told from a 2.1 one): its ``limit``
+    bounds the magnitude both ways, a negative one (the backward-compatible discharge limit of
+    2.1, :class:`NegativeLimits`) too. No ``limit``: charging is not bounded by this period."""
+    scale = voltage if unit == "A" else 1.0
+    if period.operation_mode == "Idle":
+        return 0.0, 0.0
+    charge = math.inf if period.limit is None else abs(period.limit) * scale
+    if period.discharge_limit is not None:
+        return charge, -period.discharge_limit * scale
+    if period.operation_mode == "ChargingOnly":
+        return charge, 0.0
+    return charge, charge
+
+
 @dataclass
 class ProfileSetpoint:
     """The station's installed charging profiles, read as the Dynamic mode's grid request.
@@ -348,7 +369,7 @@ class ProfileSetpoint:
 
     def _power_at(self, wall: float) -> float | None:
         voltage = self.voltage()
-        chosen: dict[str, float] = {}
+        chosen: dict[str, tuple[SchedulePeriod, str]] = {}  # purpose: (period in force, its profile's unit)
         for purpose in PURPOSE_ORDER:
             candidates = sorted(
                 (p for p in self.profiles.values() if p.purpose == purpose), key=lambda p: -p.stack_level
@@ -356,13 +377,17 @@ class ProfileSetpoint:
             for profile in candidates:
                 period = profile.period_at(wall, self.transaction_start)
                 if period is not None:
-                    chosen[purpose] = period_power(period, profile.unit, voltage)
+                    chosen[purpose] = (period, profile.unit)
                     break
-        request = chosen.get("TxProfile", chosen.get("TxDefaultProfile", self.fallback))
+        own = chosen.get("TxProfile", chosen.get("TxDefaultProfile"))
+        request = self.fallback if own is None else period_power(*own, voltage)
         for cap_purpose in PURPOSE_ORDER[:2]:
-            cap = chosen.get(cap_purpose)
-            if cap is not None:
-                request = cap if request is None else max(-abs(cap), min(abs(cap), request))
+            if cap_purpose in chosen:
+                cap, unit = chosen[cap_purpose]
+                if request is None:  # no request of its own: the cap is the request
+                    request = period_power(cap, unit, voltage)
+                charge, discharge = period_bounds(cap, unit, voltage)
+                request = max(-discharge, min(charge, request))
         return None if request is None else max(-self.max_discharge, min(self.max_charge, request))
 
 

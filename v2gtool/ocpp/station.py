@@ -598,11 +598,6 @@ class StationBridge:
         )
         return str(res.status), base64.b64decode(res.exi_response)
 
-    async def get_certificate_status(self, ocsp_request_data: dict[str, str]) -> tuple[str, str | None]:
-        """GetCertificateStatus (M06): the CSMS as OCSP proxy for a contract certificate."""
-        res = await self._peer_call("GetCertificateStatus", {"ocsp_request_data": ocsp_request_data})
-        return str(res.status), res.ocsp_result
-
     async def _peer_call(self, action: str, payload: dict[str, Any]) -> Any:
         if self._peer is None:
             raise ConnectionError(f"{action}: not connected to the CSMS")

@@ -36,8 +36,6 @@ NEAR_TIMEOUT = 0.8  # a response slower than 80 % of its timeout is flagged "nea
 MAX_LISTED = 200  # findings listed per kind; the rest are counted
 MAX_SERIES = 4096  # points kept per series; the series is halved (every other point) when full
 
-PHASES = ("SLAC", "SDP", "TLS", "handshake", "session setup", "authorization", "parameter discovery",
-          "cable check", "precharge", "loop", "stop")
 _PHASE_OF: dict[str, str] = {
     "supportedAppProtocol": "handshake", "SessionSetup": "session setup",
     "AuthorizationSetup": "authorization", "Authorization": "authorization",

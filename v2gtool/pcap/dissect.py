@@ -16,7 +16,7 @@ the TCP reassembler, which stays the reference: both yield the same records (tes
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from v2gtool import v2gtp
@@ -164,6 +164,8 @@ class _Connection:
     protocol: str | None = None  # "iso2", "din" or "iso20" once the Res selected one (or guessed without it)
     handshake_done: bool = False
     alerted: bool = False  # a TLS alert (not close_notify) was reported
+    session: TLSSession | None = None  # held from the ServerHello until whether it was decrypted is known
+    session_reported: bool = False
     ended: bool = False  # its ConnectionEnd was reported
 
 
@@ -339,6 +341,8 @@ class Dissector:
         elif isinstance(event, StreamClosed):
             conn = self._connections.pop(event.stream, None)
             if conn is not None:
+                if conn.session is not None and conn.tls is not None:  # its records will not decrypt any more
+                    self._report_session(conn, out, conn.tls.decrypted and not conn.tls.waiting_for_keys)
                 self._end(conn, None, event.reason, event.frame, event.timestamp, out)
             if conn is not None and conn.tls is not None and conn.tls.waiting_for_keys and conn.kind == "tls":
                 out.append(ProtocolError(t=event.timestamp, frame=event.frame, layer="tls", tcp_stream=event.stream,
@@ -393,19 +397,21 @@ class Dissector:
 
     def _tls_outputs(self, conn: _Connection, frame: int, t: float, result: list[TLSOutput] | TLSError,
                      out: list[TraceRecord]) -> None:
-        if isinstance(result, TLSError):
+        if isinstance(result, TLSError):  # decryption of this connection ends here
+            if conn.session is None and not conn.session_reported and conn.tls is not None and conn.tls.version:
+                self._hold_session(conn, frame, t)  # its ServerHello came in the bytes that failed
+            if conn.session is not None:
+                self._report_session(conn, out, False)
             out.append(ProtocolError(t=t, frame=frame, layer="tls", tcp_stream=conn.index,
                                      message=f"TCP stream {conn.index}: {result}"))
             return
         for item in result:
             if isinstance(item, Plaintext):  # with the frame and time its record arrived in
+                if conn.session is not None:
+                    self._report_session(conn, out, True)
                 self._v2gtp_bytes(conn, item.direction, item.data, item.frame, item.t, True, out)
             elif isinstance(item, HandshakeSeen):
-                version = "TLS 1.3" if item.version == 0x0304 else f"TLS 1.{(item.version & 0xFF) - 1}"
-                assert conn.tls is not None
-                out.append(TLSSession(t=t, frame=frame, tcp_stream=conn.index, version=version,
-                                      cipher_suite=conn.tls.suite, client_random=item.client_random.hex(),
-                                      decrypted=False))
+                self._hold_session(conn, frame, t)
             elif isinstance(item, Alert) and item.description != _ALERT_CLOSE_NOTIFY:
                 conn.alerted = True
                 sender = EVCC if item.direction == CLIENT_TO_SERVER else SECC
@@ -413,6 +419,24 @@ class Dissector:
                 level = "fatal" if item.level == 2 else "warning"
                 out.append(ProtocolError(t=item.t, frame=item.frame, layer="tls", tcp_stream=conn.index,
                                          message=f"TCP stream {conn.index}: {sender} sent {level} TLS alert {name}"))
+
+    @staticmethod
+    def _hold_session(conn: _Connection, frame: int, t: float) -> None:
+        """The TLSSession of the ServerHello *conn*'s TLS stream read in *frame* at *t*, held until
+        :meth:`_report_session`."""
+        tls = conn.tls
+        assert tls is not None
+        version = "TLS 1.3" if tls.version == 0x0304 else f"TLS 1.{(tls.version & 0xFF) - 1}"
+        conn.session = TLSSession(t=t, frame=frame, tcp_stream=conn.index, version=version, cipher_suite=tls.suite,
+                                  client_random=(tls.client_random or b"").hex(), decrypted=False)
+
+    @staticmethod
+    def _report_session(conn: _Connection, out: list[TraceRecord], decrypted: bool) -> None:
+        """Report the TLSSession held since its ServerHello once whether its records were decrypted is
+        known: at its first application data (True), or when decryption failed or the stream ended."""
+        assert conn.session is not None
+        out.append(replace(conn.session, decrypted=decrypted))
+        conn.session, conn.session_reported = None, True
 
     def _v2gtp_bytes(self, conn: _Connection, direction: int, data: bytes, frame: int, t: float, tls: bool,
                      out: list[TraceRecord]) -> None:

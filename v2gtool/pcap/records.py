@@ -106,7 +106,10 @@ class V2GMessage(TraceRecord):
 
 @dataclass(frozen=True, kw_only=True)
 class TLSSession(TraceRecord):
-    """The TLS handshake of a TCP stream: version and cipher suite from the ServerHello."""
+    """The TLS handshake of a TCP stream: version and cipher suite from the ServerHello, with its frame
+    and time. *decrypted*: the key log's secrets opened its records. It is reported once that is
+    known: just before the first message decrypted, or, False, when decryption failed or the stream
+    ended with none (secrets missing, or records still waiting for them)."""
 
     tcp_stream: int
     version: str

@@ -301,6 +301,7 @@ class TLSStream:
         self._suite_code = 0
         self._suite: CipherSuite | None = None
         self._encrypt_then_mac = False
+        self.decrypted = False  # a protected record was opened with the key log's secrets
 
     @property
     def waiting_for_keys(self) -> bool:
@@ -365,6 +366,7 @@ class TLSStream:
             content_type, content = d.protection.open13(header, fragment)
         else:
             content = d.protection.open12(content_type, header[1:3], fragment)
+        self.decrypted = True
         if content_type == CONTENT_APPLICATION_DATA:
             return [Plaintext(direction, content, frame, t)] if content else []
         if content_type == CONTENT_ALERT and len(content) >= 2:

@@ -29,6 +29,7 @@ import struct
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from v2gtool.iso20.events import MessageReceived, MessageSent, PowerFlow, SessionEnded
@@ -136,7 +137,8 @@ class JournalLog:
     """A listener that sends every event to the journal. A send waits at most :data:`SEND_TIMEOUT` for
     room in journald's queue (a session's timing must not wait for a stuck journald); a record the
     journal does not take (queue still full, journald restarted, the datagram too large) goes to
-    *fallback* as a human line instead of being lost."""
+    *fallback* as a human line instead of being lost. ``with journal_log() as log:`` (or
+    :meth:`close`) closes its socket; a record sent after that goes to *fallback*."""
 
     def __init__(self, sock: socket.socket, fallback: Callable[[str], None]) -> None:
         self._sock = sock
@@ -151,6 +153,14 @@ class JournalLog:
     def close(self) -> None:
         self._sock.close()
 
+    def __enter__(self) -> JournalLog:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
 
 def _to_stderr(line: str) -> None:
     print(f"{IDENTIFIER}: {line}", file=sys.stderr, flush=True)
@@ -164,7 +174,7 @@ def journal_log(
 ) -> JournalLog | None:
     """The journal listener when this process's output is connected to the journal and the journal's
     socket (default :data:`JOURNAL_SOCKET`) accepts it; None otherwise, and the caller keeps its
-    human output."""
+    human output. The caller closes it (a context manager)."""
     if not output_goes_to_journal(environ, streams):
         return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -63,7 +63,8 @@ class EvseChosen(Event):
 @dataclass(frozen=True, kw_only=True)
 class ControlPilotRequest(Event):
     """The EVSE machine asks the control-pilot hardware for a state: ``"E/F"`` to end a failed
-    matching, ``"5%"`` to invite a new one ([V2G3-M06-07], IEC 61851-1 Annex A)."""
+    matching, ``"5%"`` to invite a new one, ``"X1"`` (PWM off) when no retry is left
+    ([V2G3-M06-07], IEC 61851-1 Annex A)."""
 
     cp: str
 

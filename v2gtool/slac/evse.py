@@ -8,8 +8,9 @@ answer CM_VALIDATE.REQ (counting the EV's B-C-B toggles when it can see them), a
 CM_SLAC_MATCH.REQ with NID and NMK, then poll the modem until the link is up.
 
 A failure after the 5 % duty cycle was offered ends the attempt with the control pilot in E/F
-for T_step_EF, then 5 % is offered again, up to C_sequ_retry times ([V2G3-M06-07]; EVerest
-applies it to DC too because many EVs need it). The CP is hardware, so the machine emits
+for T_step_EF, then 5 % is offered again, up to C_sequ_retry times; once they are used up, the
+pilot goes to X1 (PWM off) ([V2G3-M06-07]; EVerest applies it to DC too because many EVs need it).
+The CP is hardware, so the machine emits
 :class:`~v2gtool.slac.events.ControlPilotRequest` events. When the retries end in silence (no
 CM_SLAC_PARM.REQ), the diagnosis is that of the last attempt the EV took part in: an EV that chose
 another charger does not come back after E/F, and "it chose another" is what the engineer needs.
@@ -280,8 +281,9 @@ class EvseSlac(SlacMachine):
 
     # -- outcomes ----------------------------------------------------------------------------
     def _fail(self, now: float, diagnosis: Diagnosis, detail: str) -> None:
-        """End this attempt: through E/F to a new one while C_sequ_retry allows, else fail.
-        A modem that refuses the key gets no new attempt: E/F cannot fix it. The result is this
+        """End this attempt: through E/F to a new one while C_sequ_retry allows, else fail with the
+        pilot in X1. A modem that refuses the key gets no new attempt: E/F cannot fix it (and 5 % was
+        never offered, so the pilot stays as it is). The result is this
         attempt's, unless the EV stayed silent in it and took part in an earlier one (module
         docstring; ISO 15118-3 Table A.1 C_sequ_retry)."""
         result = SlacResult(
@@ -302,6 +304,8 @@ class EvseSlac(SlacMachine):
             self._emit(ControlPilotRequest(t=now, cp="E/F"))
             self._transition(Trigger.RETRY_SEQUENCE, now)
             return
+        if self.state is not S.SETTING_KEY:  # 5 % was offered: no more retries, X1 ([V2G3-M06-07])
+            self._emit(ControlPilotRequest(t=now, cp="X1"))
         if self.ev_mac is None and self._ev_seen_failure is not None:
             seen = self._ev_seen_failure
             result = replace(seen, detail=f"{seen.detail}; no CM_SLAC_PARM.REQ in the later attempt(s)")

@@ -1,8 +1,8 @@
 """Network membership key (NMK) generation and network identifier (NID) derivation.
 
 HomePlug AV 1.1 (as ISO 15118-3 uses it): the EVSE
-generates a random NMK per matching, derives the NID from it and hands both to the EV in
-CM_SLAC_MATCH.CNF. Keys derived from a password use PBKDF1 with SHA-256 as well.
+generates a random NMK per matching, derives the NID from it (PBKDF1 with SHA-256) and hands both
+to the EV in CM_SLAC_MATCH.CNF.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from collections.abc import Callable
 
 NMK_LEN = 16
 NID_LEN = 7
-#: PBKDF1 salt for an NMK derived from a network password.
-NMK_SALT = bytes.fromhex("08856DAF7CF58186")
 #: Security level "simple connect", the one SLAC uses.
 SECURITY_LEVEL_SIMPLE_CONNECT = 0
 
@@ -29,11 +27,6 @@ def _pbkdf1_sha256(secret: bytes, salt: bytes, iterations: int, length: int) -> 
 def generate_nmk(random_bytes: Callable[[int], bytes] = secrets.token_bytes) -> bytes:
     """A fresh random 128-bit NMK, from the operating system's CSPRNG unless a test seeds one."""
     return random_bytes(NMK_LEN)
-
-
-def nmk_from_password(password: str) -> bytes:
-    """The NMK of a network password (NPW): PBKDF1-SHA256, salt :data:`NMK_SALT`, 1000 rounds."""
-    return _pbkdf1_sha256(password.encode("utf-8"), NMK_SALT, 1000, NMK_LEN)
 
 
 def derive_nid(nmk: bytes, security_level: int = SECURITY_LEVEL_SIMPLE_CONNECT) -> bytes:
