@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from v2gtool.cli.output import message_tree, wire_text
+from v2gtool.cli.output import emit_json, message_tree, wire_text
 
 LOOP_REQ = "8034042d166f29fb80ea560aebdbfb3062810012006164000a02002400c800"
 LOOP_REQ_FRAMED = "01fe80040000001f" + LOOP_REQ
@@ -185,11 +185,16 @@ def test_a_string_with_a_surrogate_is_an_exi_error_and_later_lines_still_decode(
 def test_v2g_message_is_din_or_iso2_so_encode_asks_and_din_round_trips() -> None:
     decoded = run("--json", "v2g-message-handler", "decode", "-n", "din", "-", stdin=DIN_FRAMED + "\n")
     assert decoded.returncode == 0, decoded.stderr
-    guessed = run("v2g-message-handler", "encode", "--v2gtp", decoded.stdout.strip())
+    record = json.loads(decoded.stdout)
+    assert record.pop("namespace") == "din"  # the record says which; the message alone does not
+    guessed = run("v2g-message-handler", "encode", "--v2gtp", json.dumps(record))
     assert guessed.returncode == 1 and guessed.stdout == ""
     assert "V2G_Message is declared by iso2, din: give --namespace" in guessed.stderr
-    encoded = run("v2g-message-handler", "encode", "-n", "din", "--v2gtp", "-", stdin=decoded.stdout)
-    assert encoded.returncode == 0 and encoded.stdout.split() == [DIN_FRAMED]
+    for namespace in ((), ("-n", "din")):
+        encoded = run("v2g-message-handler", "encode", *namespace, "--v2gtp", "-", stdin=decoded.stdout)
+        assert encoded.returncode == 0 and encoded.stdout.split() == [DIN_FRAMED]
+    explicit = run("v2g-message-handler", "encode", "-n", "iso2", decoded.stdout.strip())  # -n wins
+    assert explicit.returncode == 0 and explicit.stdout.strip() != DIN_FRAMED[16:]  # iso2's grammar, not din's
 
 
 @pytest.mark.parametrize(("args", "expected"), [
@@ -211,7 +216,7 @@ def test_encode_a_local_element_as_a_fragment_without_namespace() -> None:
     encoded = run("v2g-message-handler", "encode", "--fragment", json.dumps(pnc))
     assert encoded.returncode == 0, encoded.stderr
     decoded = run("--json", "v2g-message-handler", "decode", "--fragment", "-n", "iso20", encoded.stdout.strip())
-    assert json.loads(decoded.stdout) == pnc
+    assert json.loads(decoded.stdout) == {"namespace": "iso20", **pnc}
 
 
 @pytest.mark.parametrize(("args", "expected"), [
@@ -264,3 +269,108 @@ def test_a_malformed_v2gtp_header_is_reported_as_such(message: str, expected: st
 
 def test_bidi_controls_are_shown_as_escapes() -> None:
     assert wire_text("abc\u202edcba\u2066x\u2069\u200f") == "abc\\u202edcba\\u2066x\\u2069\\u200f"
+
+
+SAP_REQ_FRAMED = ("01fe8001000000258000f3ab9371d34b9b79d39ba321d34b9b79d189a98989c1d1699181d20a18010000040040")
+SAP_RES_FRAMED = "01fe80010000000480400040"  # supportedAppProtocolRes OK_SuccessfulNegotiation, SchemaID 1
+ISO2_POWER_DELIVERY_FRAMED = "01fe80010000001080980200b6c881cec2134b5150000600"  # -2 PowerDeliveryReq
+
+
+def test_a_minus_2_trace_with_its_handshake_round_trips_through_decode_and_encode() -> None:
+    """-2 frames its handshake and its messages alike (0x8001): -n iso2 decodes the handshake as
+    such, and the records' namespace tells encode which grammar each line needs."""
+    trace = f"{SAP_REQ_FRAMED}\n{SAP_RES_FRAMED}\n{ISO2_POWER_DELIVERY_FRAMED}\n"
+    decoded = run("--json", "v2g-message-handler", "decode", "-n", "iso2", "-", stdin=trace)
+    assert decoded.returncode == 0, decoded.stderr
+    records = [json.loads(x) for x in decoded.stdout.splitlines()]
+    assert [(r["namespace"], list(r)[1]) for r in records] == [
+        ("apphand", "supportedAppProtocolReq"), ("apphand", "supportedAppProtocolRes"), ("iso2", "V2G_Message")]
+    encoded = run("v2g-message-handler", "encode", "--v2gtp", "-", stdin=decoded.stdout)
+    assert encoded.returncode == 0, encoded.stderr
+    assert encoded.stdout == trace
+    people = run("v2g-message-handler", "decode", "-n", "iso2", SAP_RES_FRAMED)
+    assert "supportedAppProtocolRes  urn:iso:15118:2:2010:AppProtocol, V2GTP 0x8001" in people.stdout
+
+
+def test_a_message_neither_set_decodes_reports_the_error_of_the_namespace_given() -> None:
+    result = run("v2g-message-handler", "decode", "-n", "iso2", ISO2_POWER_DELIVERY_FRAMED[:40])
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert "announces 16 payload bytes" in result.stderr
+    dc_frame = run("v2g-message-handler", "decode", "-n", "iso2", LOOP_REQ_FRAMED)  # 0x8004 is no handshake
+    assert dc_frame.returncode == 1 and "apphand" not in dc_frame.stdout
+
+
+NESTED = "[" * 5000 + "]" * 5000
+STOP = '{"SessionStopReq":{"Header":{"SessionID":"0011223344556677","TimeStamp":1},"ChargingSession":"Terminate"}}'
+STOP_EXI = "80940400089119a22ab33b801228"
+
+
+@pytest.mark.parametrize(("command", "bad", "good", "expected"), [
+    ("encode", NESTED, STOP, {"hex": STOP_EXI}),
+    ("decode", '{"hex":' + NESTED + "}", LOOP_REQ_FRAMED, "DC_ChargeLoopReq"),
+])
+def test_a_json_line_nested_too_deeply_is_an_error_record(command: str, bad: str, good: str, expected: object) -> None:
+    result = run("--json", "v2g-message-handler", command, "-", stdin=f"{bad}\n{good}\n")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    error, record = (json.loads(x) for x in result.stdout.splitlines())
+    assert error["line"] == 1 and error["error"].endswith("nested too deeply")
+    assert record == expected or expected in record
+
+
+@pytest.mark.parametrize("text", [
+    f'{{"broken\n{STOP}\n{STOP}\n{STOP}\n',  # a bad first line
+    f"\ufeff{STOP}\n{{\n{STOP}\n{STOP}\n",  # a byte order mark, and a bad second line
+])
+def test_a_json_lines_file_reads_as_stdin_does(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "messages.jsonl"
+    path.write_text(text, encoding="utf-8")
+    from_file = run("--json", "v2g-message-handler", "encode", "--file", str(path))
+    from_stdin = run("--json", "v2g-message-handler", "encode", "-", stdin=text)
+    assert from_file.returncode == from_stdin.returncode == 1
+    assert from_file.stdout == from_stdin.stdout
+    assert from_file.stdout.count(STOP_EXI) == 3 and from_file.stdout.count('"error"') == 1
+
+
+def test_a_hex_file_with_a_byte_order_mark_and_a_stray_byte_is_read_as_lines(tmp_path: Path) -> None:
+    path = tmp_path / "messages.hex"
+    path.write_bytes(b"\xef\xbb\xbf" + f"{LOOP_REQ_FRAMED}\n{LOOP_REQ_FRAMED}\n".encode() + b"zz\xff\n")
+    result = run("--json", "v2g-message-handler", "decode", "--file", str(path))
+    assert result.returncode == 1
+    records = [json.loads(x) for x in result.stdout.splitlines()]
+    assert ["DC_ChargeLoopReq" in r for r in records] == [True, True, False]
+    assert records[2]["line"] == 3 and records[2]["error"].startswith("not a hex string")
+
+
+def test_encode_out_writes_v2gtp_frames_that_decode_file_reads_one_by_one(tmp_path: Path) -> None:
+    lines = f"{STOP}\n{STOP}\n{STOP}\n"
+    frames = tmp_path / "three.bin"
+    written = run("v2g-message-handler", "encode", "--v2gtp", "--out", str(frames), "-", stdin=lines)
+    assert written.returncode == 0, written.stderr
+    decoded = run("--json", "v2g-message-handler", "decode", "--file", str(frames))
+    assert decoded.returncode == 0, decoded.stderr
+    assert [json.loads(x) for x in decoded.stdout.splitlines()] == [{"namespace": "iso20", **json.loads(STOP)}] * 3
+    frames.write_bytes(frames.read_bytes()[:-3])  # the last frame cut short
+    cut = run("--json", "v2g-message-handler", "decode", "--file", str(frames))
+    assert cut.returncode == 1
+    assert json.loads(cut.stdout.splitlines()[2]) == {
+        "error": "V2GTP header announces 14 payload bytes but 11 follow", "message": 3}
+    raw = tmp_path / "raw.exi"
+    refused = run("v2g-message-handler", "encode", "--out", str(raw), "-", stdin=lines)
+    assert refused.returncode == 2 and "add --v2gtp to write several" in refused.stderr
+    assert not raw.exists()
+
+
+@pytest.mark.parametrize("command", ["decode", "encode"])
+def test_reading_a_closed_stdin_is_one_line_exit_2(command: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "v2gtool", "v2g-message-handler", command, "-"],
+                            capture_output=True, text=True, timeout=60, preexec_fn=lambda: os.close(0))
+    assert result.returncode == 2
+    assert result.stderr == "v2gtool: error: '-' reads stdin, but stdin is closed\n"
+
+
+def test_json_time_stamps_are_written_to_the_microsecond() -> None:
+    """A simulated clock's sums of steps carry float noise (0.1 + 0.11); the record says 0.21."""
+    out = io.StringIO()
+    emit_json({"event": "X", "t": 0.1 + 0.11, "value": 0.1 + 0.11}, out)
+    emit_json({"event": "Y", "t": 1_700_000_000.1234567}, out)
+    assert out.getvalue() == '{"event":"X","t":0.21,"value":0.21000000000000002}\n{"event":"Y","t":1700000000.123457}\n'

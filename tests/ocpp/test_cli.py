@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -18,8 +21,9 @@ from tests.ocpp.test_park import free_port
 from v2gtool.cli.context import AppContext
 from v2gtool.cli.ocpp_bridge import _printer as bridge_printer
 from v2gtool.cli.vpp import _printer, fleet_table
+from v2gtool.cli.vpp import _serve as vpp_serve
 from v2gtool.config import Config
-from v2gtool.ocpp.csms import StationConnected, StationLeft
+from v2gtool.ocpp.csms import CsmsError, StationConnected, StationLeft, Vpp, VppConfig
 from v2gtool.ocpp.rpc_errors import FrameRejected
 from v2gtool.ocpp.station import VariableSet
 
@@ -69,9 +73,11 @@ def test_status_into_a_pipe_prints_a_table_per_refresh(vpp: str) -> None:
 
 
 def test_errors_are_one_line_with_their_exit_status(tmp_path: Path) -> None:
-    unreachable = run("vpp", "status", "--http", f"http://127.0.0.1:{free_port()}", "--once")
-    assert unreachable.returncode == 3 and len(unreachable.stderr.strip().splitlines()) == 1
-    assert "Traceback" not in unreachable.stderr
+    port = free_port()
+    for args in (["status", "--once"], ["dispatch", "--power-kw", "5"]):  # refused: 1, as tls-verify without TCP
+        unreachable = run("vpp", *args, "--http", f"http://127.0.0.1:{port}")
+        assert unreachable.returncode == 1 and len(unreachable.stderr.strip().splitlines()) == 1
+        assert "Connection refused" in unreachable.stderr and "Traceback" not in unreachable.stderr
     key = tmp_path / "k.pem"
     key.write_text("x")
     assert run("vpp", "serve", "--key", str(key)).returncode == 2
@@ -200,3 +206,34 @@ def test_the_bridge_names_a_variable_the_csms_set() -> None:
     show(VariableSet(t=0.0, station="CS1", component="OCPPCommCtrlr", variable="HeartbeatInterval", value="[b]1"))
     assert out.export_text() == "CS1: CSMS set OCPPCommCtrlr.HeartbeatInterval = [b]1\n"
     assert err.export_text() == ""
+
+
+def test_an_endpoint_that_stays_silent_is_a_timeout() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # the kernel accepts; nobody answers
+        result = run("vpp", "status", "--once", "--http", f"http://127.0.0.1:{silent.getsockname()[1]}")
+    assert result.returncode == 3 and result.stderr.count("\n") == 1 and "timed out" in result.stderr
+
+
+def test_a_station_that_cannot_run_ends_the_bridge_with_its_error(tmp_path: Path) -> None:
+    """A station's failure (here: its outbox cannot be made) is the run's error, not a silent exit 0."""
+    (tmp_path / "afile").touch()
+    for stations in ("1", "3"):
+        result = run("ocpp-bridge", "--sim", "--stations", stations, "--csms", "ws://127.0.0.1:1/ocpp",
+                     "--sessions", "1", "--outbox-dir", str(tmp_path / "afile" / "sub"))
+        assert result.returncode == 4 and result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith(f"v2gtool: error: outbox {tmp_path}/afile/sub/V2GTOOL")
+        assert result.stderr.endswith(": Not a directory\n")
+
+
+def test_vpp_serve_ends_with_the_control_loops_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dispatching that stopped is the aggregator's error, not a run that waits on for a signal."""
+
+    async def broken(self: Vpp) -> None:
+        raise CsmsError("the control loop failed")
+
+    monkeypatch.setattr(Vpp, "control_loop", broken)
+    app = AppContext(Config(), True, False, Console(file=io.StringIO()), Console(file=io.StringIO()))
+    serving = vpp_serve(VppConfig(state_dir=tmp_path), "127.0.0.1", 0, "127.0.0.1", 0, None, 900, lambda e: None,
+                        app, True)
+    with pytest.raises(CsmsError, match="the control loop failed"):
+        asyncio.run(asyncio.wait_for(serving, 30))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import select
 import subprocess
 import sys
@@ -289,3 +290,10 @@ def test_decoding_a_capture_without_homeplug_frames_does_not_load_scapy() -> Non
              "print('scapy' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_a_closed_stdin_is_one_line_exit_2() -> None:
+    result = subprocess.run([sys.executable, "-m", "v2gtool", "pcap-decode", "-"], capture_output=True, text=True,
+                            timeout=60, preexec_fn=lambda: os.close(0))
+    assert result.returncode == 2
+    assert result.stderr == "v2gtool: error: '-' reads stdin, but stdin is closed\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import shutil
 import socket
@@ -435,10 +436,29 @@ def test_cli_from_sdp_record_connects_to_the_announced_secc(pki_dir: Path) -> No
     assert '"ok":true' in result.stdout and '"version":"TLSv1.3"' in result.stdout
 
 
-def test_cli_from_sdp_without_a_record_is_one_line(pki_dir: Path) -> None:
-    result = run_cli("tls-verify", "--from-sdp", "-", "--trust-dir", str(trust(pki_dir)), stdin="not json\n")
+@pytest.mark.parametrize(("line", "error"), [
+    ("not json", "Expecting value: line 1 column 1 (char 0)"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+])
+def test_cli_from_sdp_without_a_record_is_one_line(pki_dir: Path, line: str, error: str) -> None:
+    result = run_cli("tls-verify", "--from-sdp", "-", "--trust-dir", str(trust(pki_dir)), stdin=f"\n{line}\n")
     assert result.returncode == 1
-    assert result.stderr == "v2gtool: error: --from-sdp: input is not JSON lines from sdp-discovery --json\n"
+    assert result.stderr == f"v2gtool: error: --from-sdp: line 2 is not JSON from sdp-discovery --json: {error}\n"
+
+
+def test_cli_from_sdp_reads_a_file_too(tmp_path: Path) -> None:
+    path = tmp_path / "sdp.jsonl"
+    path.write_text('{"event": "SdpRequestSent"}\n')
+    result = run_cli("tls-verify", "--from-sdp", str(path))
+    assert result.returncode == 1
+    assert result.stderr == 'v2gtool: error: input is not an sdp-discovery --json record (no "event": "SdpResult")\n'
+
+
+def test_cli_from_sdp_with_stdin_closed_is_one_line_exit_2() -> None:
+    result = subprocess.run([sys.executable, "-m", "v2gtool", "tls-verify", "--from-sdp", "-"], capture_output=True,
+                            text=True, timeout=60, preexec_fn=lambda: os.close(0))
+    assert result.returncode == ExitCode.USAGE
+    assert result.stderr == "v2gtool: error: '-' reads stdin, but stdin is closed\n"
 
 
 @needs_openssl

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -27,6 +28,14 @@ def test_completion_command_prints_the_committed_script(shell: str) -> None:
     result = CliRunner().invoke(cli, ["completion", shell])
     assert result.exit_code == 0
     assert result.output == (REPO / "completions" / FILE_NAMES[shell]).read_text()
+
+
+@pytest.mark.parametrize("flag", [["--json", "completion", "zsh"], ["completion", "zsh", "--json"]])
+def test_completion_under_json_is_one_record_with_the_script(flag: list[str]) -> None:
+    result = CliRunner().invoke(cli, flag)
+    assert result.exit_code == 0
+    assert json.loads(result.output) == {"shell": "zsh", "file": "_v2gtool",
+                                         "script": (REPO / "completions" / "_v2gtool").read_text()}
 
 
 def test_unknown_shell_is_a_usage_error() -> None:

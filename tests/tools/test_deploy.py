@@ -144,6 +144,11 @@ def test_deploy_files_prints_and_lists() -> None:
     assert "ExecStart=/usr/bin/v2gtool $V2GTOOL_ARGS" in printed.output
     listed = CliRunner().invoke(cli, ["--json", "deploy-files"])
     assert [json.loads(line)["name"] for line in listed.output.splitlines()] == [f.name for f in FILES]
+    for flag in (["--json", "deploy-files"], ["deploy-files", "--json"]):
+        record = CliRunner().invoke(cli, [*flag, "--exec", "/usr/bin/v2gtool", "--print", "evse-v2g.service"])
+        assert record.exit_code == 0
+        unit = lookup("evse-v2g.service")
+        assert json.loads(record.output) == {"name": unit.name, "target": "/" + unit.target, "content": printed.output}
 
 
 @pytest.mark.parametrize(("args", "text"), [

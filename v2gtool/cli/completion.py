@@ -16,6 +16,8 @@ from pathlib import Path
 import click
 from click.shell_completion import CompletionItem, get_completion_class
 
+from v2gtool.cli.output import emit_json, json_option, use_json
+
 PROG_NAME = "v2gtool"
 COMPLETE_VAR = "_V2GTOOL_COMPLETE"
 SHELLS = ("bash", "zsh", "fish")
@@ -52,8 +54,11 @@ def completion_script(shell: str) -> str:
 
 @click.command("completion")
 @click.argument("shell", type=click.Choice(SHELLS))
-def completion(shell: str) -> None:
-    """Print the completion script for SHELL (bash, zsh or fish).
+@json_option
+@click.pass_context
+def completion(ctx: click.Context, shell: str, json_out: bool) -> None:
+    """Print the completion script for SHELL (bash, zsh or fish); with --json one record,
+    {"shell": SHELL, "file": NAME, "script": TEXT}, NAME being the file its completion loader reads.
 
     \b
     Install it for your user, or system-wide from a package:
@@ -63,4 +68,8 @@ def completion(shell: str) -> None:
     or load it into the running shell:
       eval "$(v2gtool completion bash)"
     """
-    click.echo(completion_script(shell), nl=False)
+    script = completion_script(shell)
+    if use_json(ctx, json_out):
+        emit_json({"shell": shell, "file": FILE_NAMES[shell], "script": script})
+    else:
+        click.echo(script, nl=False)

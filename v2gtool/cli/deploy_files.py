@@ -58,7 +58,8 @@ def deploy_files(ctx: click.Context, root: Path | None, print_name: str | None, 
 
     Without ROOT, list the files and where they belong. With ROOT, install them below it (ROOT=/
     installs on this machine; a staging directory suits image builds). Placeholders are filled in
-    from the options and the configuration.
+    from the options and the configuration. With --json, --print gives one record:
+    {"name": NAME, "target": PATH, "content": TEXT}, as the listing names the file.
 
     \b
     Examples:
@@ -95,7 +96,11 @@ def deploy_files(ctx: click.Context, root: Path | None, print_name: str | None, 
         except KeyError:
             names = ", ".join(f.name for f in deploy.FILES)
             raise click.BadParameter(f"{print_name!r} is not one of {names}", param_hint="--print") from None
-        click.echo(deploy.render(item, values), nl=False)
+        content = deploy.render(item, values)
+        if as_json:
+            emit_json({"name": item.name, "target": "/" + item.target, "content": content})
+        else:
+            click.echo(content, nl=False)
         return
     assert root is not None
     try:

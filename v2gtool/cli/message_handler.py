@@ -3,14 +3,14 @@
 Pipelines: ``-`` reads one message per line (hex or encode's ``{"hex": ...}`` records for decode,
 JSON for encode) and writes one line per message, so thousands of messages go through one process.
 Blank lines and ``#`` comment lines of hex input are skipped. A bad line yields an error record in
-its place, the rest is still processed, and the exit code is 1 at the end.
+its place, the rest is still processed, and the exit code is 1 at the end. Decode's JSON records name
+the schema set beside the message (``"namespace"``), and encode takes it from there, so a whole -2 or
+DIN trace, handshake included, goes through ``decode -n iso2 - | encode --v2gtp -``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,11 +18,14 @@ from typing import Any
 import click
 from rich.tree import Tree
 
+from v2gtool import v2gtp
 from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.lazy import LazyGroup
+from v2gtool.cli.lines import NotJson, json_value, numbered_lines, stdin_text
 from v2gtool.cli.output import emit_json, json_option, message_tree, use_json, wire_text
 from v2gtool.errors import V2GToolError
 from v2gtool.exi import api
+from v2gtool.exi.errors import EXIError
 from v2gtool.exi.grammar import (
     BINARY,
     BOOL,
@@ -39,6 +42,8 @@ from v2gtool.exi.grammar import (
 )
 from v2gtool.exi.namespaces import NAMESPACES, grammar, lookup
 
+HANDSHAKE = "apphand"  # the schema set of supportedAppProtocolReq/Res
+NAMESPACE_KEY = "namespace"  # beside the root element in decode's JSON records: the set it was decoded with
 NAMESPACE_HELP = "Schema URN or short name: " + ", ".join(n.short for n in NAMESPACES) + "."
 
 
@@ -75,36 +80,72 @@ def message_handler() -> None:
     """
 
 
-def _report_line_error(app: AppContext, as_json: bool, line: int, exc: V2GToolError) -> None:
+Where = tuple[str, int]
+"""Where an input message is: ``("line", N)`` of a text, ``("message", N)`` of a binary file (V2GTP
+frames one after another, or one raw EXI message)."""
+
+
+def _report_line_error(app: AppContext, as_json: bool, where: Where, exc: V2GToolError) -> None:
     """In line mode a bad line yields an error record in its place; the others are still processed."""
+    unit, number = where
     if as_json:
-        emit_json({"error": str(exc), "line": line})
+        emit_json({"error": str(exc), unit: number})
     else:
-        app.err_console.print(f"[red]{wire_text(f'line {line}: {exc}')}[/red]", highlight=False, soft_wrap=True)
+        app.err_console.print(f"[red]{wire_text(f'{unit} {number}: {exc}')}[/red]", highlight=False, soft_wrap=True)
 
 
-_TEXT_BYTES = frozenset(range(0x20, 0x7F)) | frozenset(b"\t\r\n")
+_V2GTP_START = bytes((v2gtp.PROTOCOL_VERSION, v2gtp.INVERSE_PROTOCOL_VERSION))
+# The first byte of an EXI header: distinguishing bits 10 (EXI 1.0 section 5), 0x80 in ISO 15118.
+_EXI_HEADER_FIRST_BYTES = range(0x80, 0xC0)
 
 
-def _hex_message_lines(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
+def _hex_message_lines(lines: Iterable[str]) -> Iterator[tuple[Where, str]]:
     """Numbered lines of hex input, blank and ``#`` comment lines skipped (a file and stdin alike)."""
-    for i, line in enumerate(lines, 1):
-        stripped = line.strip()
-        if stripped and not stripped.startswith("#"):
-            yield i, line
+    for number, line in numbered_lines(lines):
+        if not line.lstrip().startswith("#"):
+            yield ("line", number), line
 
 
-def _hex_lines(source: str | None, file: Path | None) -> Iterator[tuple[int, str]]:
+def _file_messages(raw: bytes) -> Iterator[tuple[Where, str | bytes]]:
+    """The messages of a ``--file``: V2GTP frames one after another (what ``encode --v2gtp --out``
+    writes), one raw EXI message, or else text: hex lines. A binary file starts with the V2GTP
+    version pair 0x01 0xFE or an EXI header byte 0x80-0xBF, neither of which starts a UTF-8 text; a
+    text may start with a byte order mark, and a line with bytes that are no UTF-8 is a bad line."""
+    if raw.startswith(_V2GTP_START):
+        yield from _frames(raw)
+    elif raw[:1] and raw[0] in _EXI_HEADER_FIRST_BYTES:
+        yield ("message", 1), raw
+    else:
+        yield from _hex_message_lines(raw.decode("utf-8", errors="replace").splitlines())
+
+
+def _frames(raw: bytes) -> Iterator[tuple[Where, bytes]]:
+    """Each V2GTP frame of *raw*, as long as its header's payload length says; from a malformed
+    header on, the rest is one bad message (decoding it names what is wrong)."""
+    offset, number = 0, 0
+    while offset < len(raw):
+        number += 1
+        try:
+            _payload_type, length = v2gtp.parse_header(raw, offset=offset)
+        except v2gtp.V2GTPError:
+            yield ("message", number), raw[offset:]
+            return
+        end = offset + v2gtp.HEADER_LENGTH + length
+        yield ("message", number), raw[offset:end]
+        offset = end
+
+
+def _decode_inputs(source: str | None, file: Path | None) -> Iterator[tuple[Where, str | bytes]]:
     if file is not None:
-        raw = file.read_bytes()
-        if _TEXT_BYTES.issuperset(raw):  # hex lines
-            yield from _hex_message_lines(raw.decode("ascii").splitlines())
-        else:  # a binary file holds one message (EXI starts 0x80, V2GTP 0x01 0xFE: never text)
-            yield 1, raw.hex()
+        try:
+            raw = file.read_bytes()
+        except OSError as exc:
+            raise InputError(f"{file}: {exc.strerror}") from None
+        yield from _file_messages(raw)
     elif source == "-":
-        yield from _hex_message_lines(sys.stdin)
+        yield from _hex_message_lines(stdin_text())
     elif source is not None:
-        yield 0, source
+        yield ("line", 0), source
     else:
         raise click.UsageError("give a hex message, --file FILE, or - to read hex lines from stdin")
 
@@ -115,8 +156,8 @@ def _parse_hex(text: str) -> bytes:
     cleaned = "".join(text.split())
     if cleaned.startswith("{"):
         try:
-            record = json.loads(cleaned)
-        except json.JSONDecodeError as exc:
+            record = json_value(cleaned)
+        except NotJson as exc:
             raise InputError(f"invalid JSON record: {exc}") from None
         if not isinstance(record, dict) or not isinstance(record.get("hex"), str):
             raise InputError('a JSON line must be a record of encode --json: {"hex": "..."}')
@@ -127,12 +168,35 @@ def _parse_hex(text: str) -> bytes:
         raise InputError(f"not a hex string: {cleaned[:40]!r}") from None
 
 
+def _decode(data: bytes, namespace: str | None, fragment: bool) -> api.Decoded:
+    """*data* decoded in the schema set *namespace*, or else, when it is raw EXI or a V2GTP 0x8001
+    frame, as the application handshake: supportedAppProtocolReq/Res open every -2, DIN and -20
+    session, and 0x8001 is the handshake's payload type, which -2 and DIN give every message too
+    (ISO 15118-20 Table 12), so a -2 or DIN trace decodes with its --namespace alone. Neither
+    grammar decodes the other's messages (tried on the public -2, DIN and handshake vectors)."""
+    try:
+        return api.decode_bytes(data, namespace, fragment)
+    except EXIError as exc:
+        if namespace is None or fragment or lookup(namespace).short == HANDSHAKE:
+            raise
+        error = exc
+    try:
+        handshake = api.decode_bytes(data, HANDSHAKE)
+    except V2GToolError:
+        raise error from None
+    if handshake.payload_type not in (None, v2gtp.PayloadType.EXI):
+        raise error
+    return handshake
+
+
 @message_handler.command()
 @click.argument("message", required=False)
 @click.option("--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Read from a file: hex lines, or one binary message.")
+              help="Read from a file: hex lines, V2GTP frames one after another, or one raw EXI message.")
 @click.option("--namespace", "-n", callback=_known_namespace,
-              help=NAMESPACE_HELP + " Needed for raw EXI; V2GTP says it itself.")
+              help=NAMESPACE_HELP + " Needed for raw EXI and for -2 and DIN; a -20 V2GTP frame says it itself. "
+                   "A message not of this set but of the handshake (apphand) is decoded as such when raw "
+                   "or framed as V2GTP 0x8001, the handshake's type, which -2 and DIN give every message.")
 @click.option("--fragment", is_flag=True, help="Decode an EXI fragment (a signed element) instead of a document.")
 @json_option
 @click.pass_context
@@ -141,23 +205,26 @@ def decode(ctx: click.Context, message: str | None, file: Path | None, namespace
     """Decode EXI or V2GTP-framed bytes (hex) into a message tree or JSON lines.
 
     Input lines may also be the {"hex": ...} records of encode --json; '#' lines are comments.
+    A JSON record is the message with "namespace": the schema set it was decoded with, which
+    encode reads back (so decode | encode carries a -2 or DIN trace, handshake included).
     """
     app = app_context(ctx)
     as_json = use_json(ctx, json_out)
     single = message not in (None, "-") and file is None
     failed = 0
-    for line, text in _hex_lines(message, file):
+    for where, content in _decode_inputs(message, file):
         try:
-            decoded = api.decode_bytes(_parse_hex(text), namespace, fragment)
+            data = content if isinstance(content, bytes) else _parse_hex(content)
+            decoded = _decode(data, namespace, fragment)
         except V2GToolError as exc:
             if single:
                 raise
             failed += 1
-            _report_line_error(app, as_json, line, exc)
+            _report_line_error(app, as_json, where, exc)
             continue
         document = decoded.document
         if as_json:
-            emit_json(document)
+            emit_json({NAMESPACE_KEY: decoded.namespace.short, **document})
         else:
             title = f"[bold]{decoded.name}[/bold]  [dim]{decoded.namespace.urn}"
             if decoded.payload_type is not None:
@@ -170,14 +237,14 @@ def decode(ctx: click.Context, message: str | None, file: Path | None, namespace
 def _json_inputs(source: str | None, file: Path | None) -> Iterator[tuple[int, str]]:
     if file is not None:
         try:
-            text = file.read_text(encoding="utf-8")
+            text = file.read_text(encoding="utf-8-sig")
         except UnicodeDecodeError as exc:
             raise InputError(f"{file}: not UTF-8 JSON text (byte {exc.start}: 0x{exc.object[exc.start]:02x})") from None
+        except OSError as exc:
+            raise InputError(f"{file}: {exc.strerror}") from None
         yield from _json_file_inputs(text)
     elif source == "-":
-        for i, line in enumerate(sys.stdin, 1):
-            if line.strip():
-                yield i, line
+        yield from numbered_lines(stdin_text())
     elif source is not None:
         yield 0, source
     else:
@@ -186,21 +253,42 @@ def _json_inputs(source: str | None, file: Path | None) -> Iterator[tuple[int, s
 
 def _json_file_inputs(text: str) -> Iterator[tuple[int, str]]:
     """A file's JSON messages: the whole text when it is one (possibly pretty-printed) JSON document,
-    else one per non-blank line (JSON lines). A text that is neither, whose first line is no JSON
-    value of its own, is taken as one broken document: its error names the line and column."""
+    else one per non-blank line (JSON lines), as from stdin. A text that is neither is JSON lines with
+    bad lines when at least half of its lines are JSON objects of their own (a line of a
+    pretty-printed document seldom is one), else one broken document: its error names where it broke."""
     try:
-        json.loads(text)
-    except json.JSONDecodeError as exc:
-        lines = [(i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
-        if exc.msg != "Extra data" and lines:
-            try:
-                json.loads(lines[0][1])
-            except json.JSONDecodeError:
-                yield exc.lineno, text  # one document, broken: its parse error says where
-                return
-        yield from lines
+        json_value(text)
+    except NotJson as exc:
+        lines = list(numbered_lines(text.splitlines()))
+        if 2 * sum(_is_json_object(line) for _, line in lines) >= len(lines):
+            yield from lines
+        else:
+            yield exc.line, text
     else:
         yield 1, text
+
+
+def _is_json_object(text: str) -> bool:
+    try:
+        return isinstance(json_value(text), dict)
+    except NotJson:
+        return False
+
+
+def _message_record(text: str) -> tuple[Any, str | None]:
+    """The message of a JSON line, and the schema set its record names: decode --json writes the
+    message with ``"namespace"`` beside its root element (no schema names an element so)."""
+    try:
+        document = json_value(text)
+    except NotJson as exc:
+        raise InputError(f"invalid JSON: {exc}") from None
+    if not isinstance(document, dict) or NAMESPACE_KEY not in document:
+        return document, None
+    message = {key: value for key, value in document.items() if key != NAMESPACE_KEY}
+    recorded = document[NAMESPACE_KEY]
+    if not isinstance(recorded, str):
+        raise InputError(f'"{NAMESPACE_KEY}" must name a schema set: {NAMESPACE_HELP}')
+    return message, recorded
 
 
 @message_handler.command()
@@ -208,12 +296,13 @@ def _json_file_inputs(text: str) -> Iterator[tuple[int, str]]:
 @click.option("--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Read JSON from a file: one document, or JSON lines.")
 @click.option("--namespace", "-n", callback=_known_namespace,
-              help=NAMESPACE_HELP + " Default: the set that declares the root element "
-                   "(V2G_Message is both iso2 and din: give it).")
+              help=NAMESPACE_HELP + ' Default: the record\'s "namespace" (decode --json writes it), else the set '
+                   "that declares the root element (V2G_Message is both iso2 and din: give it).")
 @click.option("--fragment", is_flag=True, help="Encode an EXI fragment (for signatures) instead of a document.")
 @click.option("--v2gtp", "framed", is_flag=True, help="Add the V2GTP header with the schema set's payload type.")
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write binary bytes to this file instead of hex lines to stdout.")
+              help="Write binary bytes to this file instead of hex lines to stdout: one message, "
+                   "or with --v2gtp any number of frames (decode --file reads them back).")
 @json_option
 @click.pass_context
 def encode(ctx: click.Context, message: str | None, file: Path | None, namespace: str | None, fragment: bool,
@@ -226,18 +315,17 @@ def encode(ctx: click.Context, message: str | None, file: Path | None, namespace
     chunks: list[bytes] = []
     for line, text in _json_inputs(message, file):
         try:
-            try:
-                document = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"invalid JSON: {exc}") from None
-            data = api.encode_json(document, namespace, fragment, framed)
+            document, recorded = _message_record(text)
+            data = api.encode_json(document, namespace or recorded, fragment, framed)
         except V2GToolError as exc:
             if single:
                 raise
             failed += 1
-            _report_line_error(app, as_json, line, exc)
+            _report_line_error(app, as_json, ("line", line), exc)
             continue
         if out is not None:
+            if chunks and not framed:  # raw EXI says nowhere where a message ends
+                raise click.UsageError("--out without --v2gtp holds one message: add --v2gtp to write several")
             chunks.append(data)
         elif as_json:
             emit_json({"hex": data.hex()})

@@ -315,7 +315,8 @@ class Stop:
 
     async def wait(self, work: asyncio.Future[Any], done: Callable[[], bool]) -> None:
         """Until *work* is done; after the signal until *done* too, for at most :data:`STOP_GRACE_S`
-        s: then *work* is cancelled."""
+        s: then *work* is cancelled. What *work* raised (it could not listen, a station's outbox
+        is unusable) is raised here."""
         stopped = asyncio.create_task(self.event.wait())
         await asyncio.wait([work, stopped], return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
@@ -324,6 +325,8 @@ class Stop:
             await asyncio.wait([work], timeout=0.05)
         work.cancel()
         await asyncio.gather(work, stopped, return_exceptions=True)
+        if not work.cancelled() and (failure := work.exception()) is not None:
+            raise failure
 
 
 @dataclass(frozen=True)
@@ -348,7 +351,12 @@ async def _run_park(park: Park, configs: list[BridgeConfig]) -> list[bool]:
     results: list[bool] = []
     stations = [asyncio.create_task(_station(park, c, i * park.stagger, results)) for i, c in enumerate(configs)]
     everyone: asyncio.Future[Any] = asyncio.gather(*stations)
-    await park.stop.wait(everyone, lambda: False)
+    try:
+        await park.stop.wait(everyone, lambda: False)
+    finally:  # a station that failed ends the park: the others end their transactions and stop
+        for station in stations:
+            station.cancel()
+        await asyncio.gather(*stations, return_exceptions=True)
     return results
 
 
@@ -453,8 +461,6 @@ async def _secc_on_link(
             )
         )
         await park.stop.wait(serving, lambda: bridge.transaction is None)
-        if not serving.cancelled():
-            serving.result()  # raises when it could not listen, or failed
     return results
 
 

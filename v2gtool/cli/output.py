@@ -14,11 +14,18 @@ from rich.tree import Tree
 
 from v2gtool.cli.context import app_context
 
+TIME_DIGITS = 6
+"""A record's time stamp ``t`` (seconds) is written to the microsecond: a simulated clock's sums of
+steps (0.1 + 0.11 = 0.21000000000000002) carry float noise below that, which is no information."""
+
 
 def emit_json(record: Any, stream: TextIO | None = None) -> None:
     """Write *record* as one compact JSON line and flush, so a pipeline sees it at once. The line is
     one write: unbuffered (PYTHONUNBUFFERED), two processes sharing a pipe (``session run --netns``)
-    would otherwise interleave between a record and its newline."""
+    would otherwise interleave between a record and its newline. Its time stamp ``t`` is rounded to
+    :data:`TIME_DIGITS` decimals."""
+    if isinstance(record, dict) and isinstance(record.get("t"), float):
+        record = {**record, "t": round(record["t"], TIME_DIGITS)}
     out = sys.stdout if stream is None else stream
     line = json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n"
     try:

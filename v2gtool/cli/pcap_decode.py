@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from v2gtool.cli.context import app_context
+from v2gtool.cli.lines import stdin_binary
 from v2gtool.cli.output import emit_json, json_option, message_tree, use_json, wire_text
 from v2gtool.cli.progress import progress_bar
 from v2gtool.errors import V2GToolError
@@ -139,7 +140,7 @@ def _load_keylog(keylog: KeyLog, path: Path) -> None:
 @contextlib.contextmanager
 def _open(capture: Path) -> Iterator[BinaryIO]:
     if str(capture) == "-":
-        yield sys.stdin.buffer
+        yield stdin_binary()
         return
     try:
         stream = capture.open("rb")

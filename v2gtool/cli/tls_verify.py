@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import signal
 import socket
 import ssl
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import click
 from rich.markup import escape
 
 from v2gtool.cli.context import AppContext, app_context
+from v2gtool.cli.lines import NotJson, json_value, numbered_lines, stdin_text
 from v2gtool.cli.output import emit_json, json_option, use_json
 from v2gtool.cli.params import FiniteFloatRange
 from v2gtool.cli.progress import Spinner, spinner
@@ -36,7 +36,7 @@ EXIT_CODES = """\b
 Exit codes:
   0  every check and handshake passed
   1  no TCP connection to the SECC (refused, unreachable), or unreadable input
-  2  bad option or configuration
+  2  bad option or configuration; --from-sdp - with stdin closed
   3  the peer stayed silent past --timeout (e.g. a TCP peer that never speaks TLS)
   5  a certificate or a handshake failed: chain, expiry, key type, alert, an unusable own
      key or certificate, no mutual authentication (ISO 15118-20)
@@ -104,17 +104,24 @@ def _render_handshake(app: AppContext, report: HandshakeReport) -> None:
         _render_chain_report(app, report.profile, "    ")
 
 
-def _read_sdp_record(stream: TextIO) -> tuple[str, int, Security]:
-    """The SECC address, port and security of the last ``sdp-discovery --json`` line on *stream*."""
+def _read_sdp_record(source: Path) -> tuple[str, int, Security]:
+    """The SECC address, port and security of the last ``sdp-discovery --json`` line of *source*
+    (``-``: stdin)."""
+    if str(source) == "-":
+        lines: Iterable[str] = stdin_text()
+    else:
+        try:
+            lines = source.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise V2GToolError(f"--from-sdp: cannot read {source}: {getattr(exc, 'strerror', None) or exc}") from None
     record: Any = None
-    for line in stream:
-        if line.strip():
-            try:
-                candidate = json.loads(line)
-            except json.JSONDecodeError:
-                raise V2GToolError("--from-sdp: input is not JSON lines from sdp-discovery --json") from None
-            if isinstance(candidate, dict) and candidate.get("event") == "SdpResult":
-                record = candidate
+    for number, line in numbered_lines(lines):
+        try:
+            candidate = json_value(line)
+        except NotJson as exc:
+            raise V2GToolError(f"--from-sdp: line {number} is not JSON from sdp-discovery --json: {exc}") from None
+        if isinstance(candidate, dict) and candidate.get("event") == "SdpResult":
+            record = candidate
     result = result_from_json(record)
     scope = f"%{result.interface}" if result.response.address.is_link_local and result.interface else ""
     return f"{result.response.address}{scope}", result.response.port, result.response.security
@@ -153,7 +160,7 @@ def _sockaddr(host: str, port: int) -> tuple[Any, ...]:
 @click.option(
     "--from-sdp",
     "from_sdp",
-    type=click.File("r"),
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path),
     help="Client: take the SECC address from sdp-discovery --json output ('-' for stdin).",
 )
 @click.option("--serve", is_flag=True, help="Server: accept handshakes as an SECC (to test an EV).")
@@ -211,7 +218,7 @@ def tls_verify(
     chain_file: Path | None,
     role: str,
     at_time: dt.datetime | None,
-    from_sdp: TextIO | None,
+    from_sdp: Path | None,
     serve: bool,
     listen: str,
     listen_port: int,

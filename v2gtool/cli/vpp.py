@@ -24,9 +24,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from v2gtool.cli.context import AppContext, app_context
+from v2gtool.cli.lines import NotJson, json_value
 from v2gtool.cli.output import emit_json, json_option, use_json
 from v2gtool.cli.params import FiniteFloat, FiniteFloatRange
 from v2gtool.errors import ConfigError, V2GToolError
+from v2gtool.exit_codes import ExitCode
 from v2gtool.ocpp.control_api import serve_control
 from v2gtool.ocpp.csms import Dispatched, StationConnected, StationLeft, Vpp, VppConfig
 from v2gtool.ocpp.rpc_errors import FrameRejected
@@ -38,9 +40,14 @@ DEFAULT_HTTP = "http://127.0.0.1:9001"
 
 
 class VppUnreachable(V2GToolError):
-    """The aggregator's HTTP endpoint did not answer."""
+    """No connection to the aggregator's HTTP endpoint (refused, unreachable): exit 1, as
+    ``tls-verify`` without a TCP connection to its peer."""
 
-    exit_code = 3
+
+class VppTimeout(VppUnreachable):
+    """The aggregator's HTTP endpoint stayed silent past the request's timeout."""
+
+    exit_code = ExitCode.TIMEOUT
 
 
 @click.group("vpp")
@@ -203,16 +210,21 @@ async def _serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     controller = asyncio.create_task(plant.control_loop())
+    stopped = asyncio.create_task(stop.wait())
     try:
         if dispatch_kw is not None:
             plant.dispatch(-dispatch_kw * 1000.0, dispatch_duration)
-        await stop.wait()
+        # until the signal, or until the control loop ends, which it does only by failing
+        await asyncio.wait([controller, stopped], return_when=asyncio.FIRST_COMPLETED)
     finally:
         controller.cancel()
+        stopped.cancel()
         stations.close()
         control.close()
-        await asyncio.gather(controller, return_exceptions=True)
+        await asyncio.gather(controller, stopped, return_exceptions=True)
         plant.log.close()
+    if not controller.cancelled() and (failure := controller.exception()) is not None:
+        raise failure  # dispatching stopped: not a run that ends as if stopped by SIGTERM
 
 
 def _one_line(text: str, limit: int = 120) -> str:
@@ -231,7 +243,7 @@ def _http_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 def _request(url: str, method: str = "GET", body: dict[str, Any] | None = None) -> Any:
     """One request to the VPP's endpoint: its JSON answer, or one line naming the endpoint and
-    what went wrong (unreachable: :class:`VppUnreachable`)."""
+    what went wrong (no connection: :class:`VppUnreachable`, no answer in time: :class:`VppTimeout`)."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
     try:
@@ -240,25 +252,23 @@ def _request(url: str, method: str = "GET", body: dict[str, Any] | None = None) 
     except urllib.error.HTTPError as exc:
         raise V2GToolError(f"{method} {url}: HTTP {exc.code} {_error_detail(exc)}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-        raise VppUnreachable(f"{method} {url}: {_one_line(str(getattr(exc, 'reason', exc)))}") from None
+        reason = getattr(exc, "reason", exc)
+        unreachable = VppTimeout if isinstance(reason, TimeoutError) else VppUnreachable
+        raise unreachable(f"{method} {url}: {_one_line(str(reason))}") from None
     try:  # strict RFC 8259: an Infinity or NaN would make our own --json output invalid
-        return json.loads(raw, parse_constant=_no_constant)
-    except (ValueError, RecursionError):
+        return json_value(raw)
+    except NotJson:
         raise V2GToolError(
             f"{method} {url}: the answer is not JSON: {_one_line(raw.decode(errors='replace'))}"
         ) from None
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _error_detail(exc: urllib.error.HTTPError) -> str:
     """An error answer's ``{"error": ...}`` (what ``vpp serve`` says), else its reason phrase: an
     HTML or text page of another server is not shown."""
     try:
-        answer = json.loads(exc.read())
-    except (ValueError, RecursionError, OSError, http.client.HTTPException):
+        answer = json_value(exc.read())
+    except (NotJson, OSError, http.client.HTTPException):
         answer = None
     if isinstance(answer, dict) and isinstance(answer.get("error"), str):
         return _one_line(answer["error"])
