@@ -11,6 +11,7 @@ import pytest
 
 from tests.iso20.harness import Plant, Rewrite, run
 from v2gtool.iso20.evcc import Direction, Evcc, EvccConfig
+from v2gtool.iso20.events import NoEnergyTransferred
 from v2gtool.iso20.ports import ConstantGridRequest, PowerLimits
 from v2gtool.iso20.secc import Secc, SeccConfig
 from v2gtool.iso20.values import ControlMode, rational, to_float
@@ -76,10 +77,53 @@ def test_a_discharge_below_the_vehicle_minimum_is_raised_to_it() -> None:
     assert all(p <= -2_990 for p in secc[1:])
 
 
-def test_the_ev_asks_for_nothing_when_the_maximum_is_below_the_minimum() -> None:
-    charger = dataclasses.replace(CHARGER, min_charge_power=5_000)
-    _, secc, _ = session(charger=charger, vehicle=dataclasses.replace(VEHICLE, max_charge_power=4_000))
-    assert secc == [0.0] * len(secc)
+@pytest.mark.parametrize(
+    ("direction", "charger", "vehicle", "reason"),
+    [
+        (Direction.CHARGE, CHARGER, dataclasses.replace(VEHICLE, min_charge_current=200),
+         "the EVSE's maximum charge current 150.0 A is below the EV's minimum 200.0 A"),
+        (Direction.CHARGE, dataclasses.replace(CHARGER, min_charge_power=5_000),
+         dataclasses.replace(VEHICLE, max_charge_power=4_000),
+         "the EV's maximum charge power 4000 W is below the EVSE's minimum 5000 W"),
+        (Direction.DISCHARGE, CHARGER, dataclasses.replace(VEHICLE, min_discharge_power=30_000),
+         "the EVSE's maximum discharge power 22000 W is below the EV's minimum 30000 W"),
+    ],
+)
+def test_limits_that_leave_no_common_flow_end_the_session_at_charge_parameter_discovery(
+    direction: Direction, charger: PowerLimits, vehicle: PowerLimits, reason: str
+) -> None:
+    # Nothing could flow in the wanted direction: the EV stops with SessionStop Terminate right after
+    # DC_ChargeParameterDiscoveryRes (no cable check, no precharge) and names both values.
+    plant = Plant(charger, vehicle)
+    evcc = Evcc(EvccConfig(duration=5.0, direction=direction), plant.vehicle)
+    exchange = run(evcc, Secc(SeccConfig(), plant, 0.0))
+    requests = [name for _, name, _ in exchange.messages if name.endswith("Req")]
+    assert requests[-2:] == ["DC_ChargeParameterDiscoveryReq", "SessionStopReq"]
+    assert not evcc.ok and evcc.end_reason == reason
+    assert plant.cable_check_voltages == []
+
+
+def test_limits_of_the_other_direction_do_not_stop_a_session() -> None:
+    # A charging EV whose discharge minimum the charger cannot meet still charges.
+    _, secc, _ = session(vehicle=dataclasses.replace(VEHICLE, min_discharge_power=30_000))
+    assert max(secc) > 45_000
+
+
+def test_a_wish_below_the_vehicle_minimum_current_is_raised_to_it() -> None:
+    # 5 kW at the battery's 375 V would be 13.3 A; the EV takes no less than 40 A.
+    _, secc, _ = session(vehicle=dataclasses.replace(VEHICLE, min_charge_current=40), power=5_000.0)
+    assert all(p >= 40 * 375.0 for p in secc[1:])
+
+
+def test_the_ev_asks_for_nothing_where_the_schedule_is_below_its_minimum_current() -> None:
+    # The grid's 20 kW are 53.3 A at 375 V, below the EV's 60 A minimum: it asks for none (not for
+    # 53 A that the SECC could only refuse) and says why.
+    plant = Plant(CHARGER, dataclasses.replace(VEHICLE, min_charge_current=60))
+    evcc = Evcc(EvccConfig(duration=3.0), plant.vehicle)
+    exchange = run(evcc, Secc(SeccConfig(grid=ConstantGridRequest(20_000.0)), plant, 0.0))
+    assert evcc.ok and {f.current for f in exchange.flows("SECC")} == {0.0}
+    (warning,) = [e for e in exchange.events if isinstance(e, NoEnergyTransferred)]
+    assert "asked for no current" in warning.reason
 
 
 def test_the_secc_delivers_nothing_below_its_minimum() -> None:
@@ -132,3 +176,21 @@ def test_the_ev_target_voltage_is_the_output_ceiling() -> None:
     assert all(to_float(r.EVSEPresentVoltage) <= 380.0 for r in responses)
     assert all(r.EVSEVoltageLimitAchieved for r in responses)
     assert all(to_float(r.EVSEPresentCurrent) == pytest.approx(100.0) for r in responses)  # (380 - 375) V / 50 mOhm
+
+
+class _StalledPrecharge(Plant):
+    """A power module whose output stalls at 300 V, below the 375 V battery (a module fault)."""
+
+    def precharge(self, target_voltage: float) -> float:
+        return min(target_voltage, 300.0)
+
+
+def test_a_precharge_that_never_converges_ends_with_the_precharge_timeout() -> None:
+    """The EV polls DC_PreCharge until V2G_EVCC_PreCharge_Timeout (10 s, standards digest 4.4) and
+    ends without closing its contactors or asking for power."""
+    plant = _StalledPrecharge(CHARGER, VEHICLE)
+    evcc = Evcc(EvccConfig(duration=5.0), plant.vehicle)
+    exchange = run(evcc, Secc(SeccConfig(), plant, 0.0))
+    assert not evcc.ok and evcc.end_reason == "V2G_EVCC_PreCharge timeout after 10 s"
+    names = [name for _, name, _ in exchange.messages]
+    assert "PowerDeliveryReq" not in names and names.count("DC_PreChargeReq") > 50

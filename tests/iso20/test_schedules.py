@@ -15,7 +15,7 @@ from tests.iso20.test_power_limits import CHARGER, VEHICLE
 from v2gtool.iso20 import secc as secc_module
 from v2gtool.iso20.evcc import Direction, Evcc, EvccConfig
 from v2gtool.iso20.events import NoEnergyTransferred, SessionEnded
-from v2gtool.iso20.ports import ConstantGridRequest
+from v2gtool.iso20.ports import WIRE_PRECISION, ConstantGridRequest
 from v2gtool.iso20.secc import Secc, SeccConfig
 from v2gtool.iso20.values import ControlMode, rational, to_float
 from v2gtool.messages import iso20_cm as cm
@@ -169,4 +169,6 @@ def test_a_dynamic_start_carries_a_dynamic_power_profile(direction: Direction) -
     assert profile is not None and profile.Dynamic_EVPPTControlMode is not None
     assert profile.Scheduled_EVPPTControlMode is None
     (entry,) = profile.EVPowerProfileEntries.EVPowerProfileEntry
-    assert to_float(entry.Power) == (50_000.0 if direction == Direction.CHARGE else -11_000.0)
+    # the EV's most: 125 A at its 375 V (46.9 kW of its 50 kW), or its 11 kW of discharge (32 A would be 12 kW)
+    expected = 125 * 375.0 if direction == Direction.CHARGE else -11_000.0
+    assert to_float(entry.Power) == pytest.approx(expected, rel=WIRE_PRECISION)

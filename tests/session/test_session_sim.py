@@ -267,11 +267,12 @@ def test_cli_trace_on_a_full_disk_is_one_line() -> None:
 
 def test_cli_failed_session_gives_the_evs_reason_not_the_dropped_link(tmp_path: Path) -> None:
     path = tmp_path / "low.toml"
-    path.write_text("[charger]\nmax_voltage = 300\n")  # below the battery: the precharge never gets there
+    path.write_text("[charger]\nmax_voltage = 300\n")  # below the battery: the EV stops after the limits
     proc = subprocess.run([sys.executable, "-m", "v2gtool", "session", "run", "--sim", "--no-trace", "--scenario",
                            str(path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
-    assert "session failed in DC_PreCharge: V2G_EVCC_PreCharge timeout after 10 s" in proc.stderr
+    assert ("session failed in DC_ChargeParameterDiscovery: battery at 375.0 V is outside the EVSE's voltage "
+            "range 150.0-300.0 V") in proc.stderr
     assert "the EVCC closed the connection" not in proc.stderr
 
 
@@ -379,18 +380,6 @@ def test_channel_sign_convention_discharges_with_positive_wire_values(tmp_path: 
     assert targets and all(v > 0 for v in targets)  # magnitudes on the wire; PowerDelivery said Discharge
     assert any(r.get("message") == "PowerDeliveryReq"
                and r["document"]["PowerDeliveryReq"].get("BPT_ChannelSelection") == "Discharge" for r in wire)
-
-
-def test_precharge_that_never_converges_times_out(tmp_path: Path) -> None:
-    """A charger whose maximum voltage is below the battery's can never precharge the link to it:
-    the EV gives up after V2G_EVCC_PreCharge_Timeout (10 s) without closing its contactors."""
-    path = tmp_path / "low.toml"
-    path.write_text("[charger]\nmax_voltage = 300\n")
-    result = asyncio.run(run_sim(scenarios.load(path, duration=5.0)))
-    assert not result.ok
-    assert result.reason == "V2G_EVCC_PreCharge timeout after 10 s"
-    assert "PowerDeliveryReq" not in result.requests
-    assert not any(isinstance(e, EnergyTransferEnabled) for e in result.events)
 
 
 def test_the_output_stays_within_the_evs_maximum_voltage(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from v2gtool.iso20.events import (
     PowerFlow,
     SessionEnded,
 )
-from v2gtool.iso20.ports import PowerLimits, VehiclePort
+from v2gtool.iso20.ports import WIRE_PRECISION, PowerLimits, VehiclePort
 from v2gtool.iso20.states import SERVICE_RENEGOTIATION, State, next_state
 from v2gtool.iso20.timeouts import Timeouts
 from v2gtool.iso20.values import (
@@ -122,6 +122,8 @@ class Evcc:
         self._discharge_schedule: list[tuple[float, float]] = []
         self._schedule_tuple_id = 0  # the ScheduleTupleID selected from ScheduleExchangeRes
         self._asked = self._moved = False  # this loop asked for, and saw, a flow in the wanted direction
+        self._reversed = False  # this loop saw a flow the other way
+        self._precharged = False  # the last DC_PreChargeReq said EVProcessing Finished
         self._renegotiating = False  # between PowerDelivery ScheduleRenegotiation and the new schedule
         self._renegotiating_service = False  # from EVSENotification ServiceRenegotiation to SessionStopRes
         self._refusal = ""  # why the EV terminates the session: nothing the SECC offers suits it
@@ -389,6 +391,11 @@ class Evcc:
             self._terminate(now, f"battery at {battery:.1f} V is outside the EVSE's voltage range "
                                  f"{self.evse_limits.min_voltage:.1f}-{self.evse_limits.max_voltage:.1f} V")
             return
+        discharge = self.config.direction == Direction.DISCHARGE
+        mismatch = _no_common_range(self.vehicle.limits(), self.evse_limits, discharge)
+        if mismatch is not None:  # nothing could flow: stop now, not after a cable check and precharge
+            self._terminate(now, mismatch)
+            return
         self._advance("DC_ChargeParameterDiscoveryReq", now)
         self._send_schedule_exchange(now)
 
@@ -487,12 +494,12 @@ class Evcc:
         self._advance("DC_CableCheckReq", now)
         self._send_precharge(now)
 
-    def _send_precharge(self, now: float, pace: float = 0.0) -> None:
+    def _send_precharge(self, now: float, processing: ct.processingType = ONGOING, pace: float = 0.0) -> None:
         self._send(
             "DC_PreChargeReq",
             dc.DC_PreChargeReqType(
                 Header=self._h(now),
-                EVProcessing=ct.processingType.Ongoing,
+                EVProcessing=processing,
                 EVPresentVoltage=rational(self.vehicle.battery_voltage()),
                 EVTargetVoltage=rational(self.vehicle.battery_voltage()),
             ),
@@ -501,14 +508,23 @@ class Evcc:
         )
 
     def _on_dc_precharge(self, body: dc.DC_PreChargeResType, now: float) -> None:
+        """Precharge goes on (EVProcessing Ongoing) until EVSEPresentVoltage is within the tolerance of
+        the battery; then the EV ends it with one more DC_PreChargeReq saying EVProcessing Finished
+        (DC_PreChargeReqType, V2G_CI_DC.xsd; so does the iso15118 package's EVCC), and once that is
+        answered, still precharged, it closes its own contactors and asks for power (ISO 15118-20
+        8.8.6.3). A voltage that left the tolerance meanwhile makes it go on."""
         present = to_float(body.EVSEPresentVoltage)
-        if abs(present - self.vehicle.battery_voltage()) > self.config.precharge_tolerance:
-            if not self._phase_timeout(now, self.config.timeouts.precharge, "V2G_EVCC_PreCharge"):
-                self._send_precharge(now, pace=0.1)
+        precharged = abs(present - self.vehicle.battery_voltage()) <= self.config.precharge_tolerance
+        if precharged and self._precharged:
+            self._precharged = False
+            self.vehicle.close_contactors()
+            self._send_start(now)
             return
-        # Precharged: the EV closes its own contactors, then asks for power (ISO 15118-20 8.8.6.3).
-        self.vehicle.close_contactors()
-        self._send_start(now)
+        self._precharged = precharged
+        if precharged:
+            self._send_precharge(now, ct.processingType.Finished)
+        elif not self._phase_timeout(now, self.config.timeouts.precharge, "V2G_EVCC_PreCharge"):
+            self._send_precharge(now, pace=0.1)
 
     def _send_start(self, now: float, pace: float = 0.0) -> None:
         """PowerDeliveryReq Start: the BPT channel and the EV's power profile.
@@ -549,14 +565,14 @@ class Evcc:
     def _profile_entries(self, now: float) -> tuple[cm.PowerScheduleEntryType, ...]:
         """The EV's planned power from *now* for the loop's duration (an hour when open-ended): one
         entry per step of the schedule in its direction (none in Dynamic mode: one entry), each
-        what :meth:`_signed_power` asks for in that step."""
+        the power of what :meth:`_signed_current` asks for in that step."""
         end = max(1, round(self.config.duration or 3600))
         schedule = self._discharge_schedule if self.config.direction == Direction.DISCHARGE else self._charge_schedule
         offsets = sorted({round(until - now) for until, _ in schedule if 0 < round(until - now) < end} | {end})
         entries = []
         previous = 0
         for offset in offsets:  # whole seconds from the TimeAnchor; the power in the middle of each step
-            power = self._signed_power(now + (previous + offset) / 2)
+            power = self._signed_current(now + (previous + offset) / 2) * self._voltage()
             entries.append(cm.PowerScheduleEntryType(Duration=offset - previous, Power=rational(power)))
             previous = offset
         return tuple(entries)
@@ -579,36 +595,40 @@ class Evcc:
             return soc <= self.config.min_soc
         return soc >= self.config.target_soc
 
-    def _signed_power(self, now: float) -> float:
-        """What the EV asks for (Scheduled mode): its wish (``power``; None: its maximum, 0: none)
-        within both sides' power ranges and the SECC's schedule at *now*.
+    def _voltage(self) -> float:
+        """The battery voltage the EV computes its requests with (EVPresentVoltage), at least 1 V."""
+        return max(self.vehicle.battery_voltage(), 1.0)
 
-        Neither side can transfer less than its minimum power (EV/EVSEMinimumCharge/DischargePower of
-        DC_ChargeParameterDiscovery, ISO 15118-20 8.3.5.5), so the EV never asks for less: a smaller
-        wish is raised to the higher of the two minimums, and where the schedule or a maximum does
-        not reach that minimum the EV asks for nothing."""
+    def _signed_current(self, now: float) -> float:
+        """What the EV asks for (Scheduled mode), signed A at :meth:`_voltage`: its wish (``power``;
+        None: its maximum, 0: none) within both sides' current and power ranges and the SECC's
+        schedule at *now*.
+
+        Neither side can transfer less than its minimum current or power (EV/EVSEMinimumCharge/
+        DischargeCurrent and Power of DC_ChargeParameterDiscovery, ISO 15118-20 8.3.5.5), so the EV
+        never asks for less: a smaller wish is raised to the highest of the minimums, and where the
+        schedule or a maximum does not reach that minimum the EV asks for nothing."""
         discharge = self.config.direction == Direction.DISCHARGE
-        ev_min, ev_max = self.vehicle.limits().power_range(discharge)
-        evse_min, evse_max = self.evse_limits.power_range(discharge) if self.evse_limits else (0.0, ev_max)
-        wish = 0.0 if self._goal_reached() else ev_max if self.config.power is None else self.config.power
+        voltage = self._voltage()
+        ev = self.vehicle.limits()
+        sides = [ev] + ([self.evse_limits] if self.evse_limits is not None else [])
+        low = max(max(s.current_range(discharge)[0], s.power_range(discharge)[0] / voltage) for s in sides)
+        high = min(min(s.current_range(discharge)[1], s.power_range(discharge)[1] / voltage) for s in sides)
         allowed = _step_at(self._discharge_schedule if discharge else self._charge_schedule, now)
-        scheduled = ev_max if allowed is None else max(allowed, 0.0)
-        floor, ceiling = max(ev_min, evse_min), min(ev_max, evse_max, scheduled)
-        power = min(max(wish, floor), ceiling) if wish > 0 else 0.0
-        if power < floor:
-            power = 0.0
-        return -power if discharge else power
+        if allowed is not None:
+            high = min(high, max(allowed, 0.0) / voltage)
+        ev_max = ev.power_range(discharge)[1]
+        wish = 0.0 if self._goal_reached() else ev_max if self.config.power is None else self.config.power
+        amps = min(max(wish / voltage, low), high) if wish > 0 else 0.0
+        if amps < low:
+            amps = 0.0
+        return -amps if discharge else amps
 
     def _on_powerdelivery(self, body: cm.PowerDeliveryResType, now: float) -> None:
         if self._stopping:
             self._advance("PowerDeliveryReq:Stop", now)
             self.vehicle.open_contactors()
-            self._send(
-                "DC_WeldingDetectionReq",
-                dc.DC_WeldingDetectionReqType(Header=self._h(now), EVProcessing=ct.processingType.Ongoing),
-                now,
-                pace=0.1,
-            )
+            self._send_welding_detection(now, pace=0.1)
             return
         if self._renegotiating:
             self._advance("PowerDeliveryReq:ScheduleRenegotiation", now)
@@ -632,8 +652,7 @@ class Evcc:
         if self.config.control_mode == ControlMode.SCHEDULED:
             evse_max_voltage = self.evse_limits.max_voltage if self.evse_limits is not None else lim.max_voltage
             target_voltage = rational(min(lim.max_voltage, evse_max_voltage))
-            current = self._signed_power(now) / max(voltage, 1.0)
-            current = max(-lim.max_discharge_current, min(lim.max_charge_current, current))
+            current = self._signed_current(now)
             self._asked = self._asked or current != 0
             if bpt:
                 mode = {
@@ -696,6 +715,7 @@ class Evcc:
         current = self.config.sign_convention.from_wire(to_float(body.EVSEPresentCurrent), discharging)
         power = voltage * current
         self._moved = self._moved or (current < 0 if discharging else current > 0)
+        self._reversed = self._reversed or (current > 0 if discharging else current < 0)
         if self._last_flow is not None:
             self.energy_wh += self._last_flow[1] * (now - self._last_flow[0]) / 3600.0
         self._last_flow = (now, power)
@@ -738,14 +758,19 @@ class Evcc:
     def _warn_if_nothing_moved(self, now: float) -> None:
         """The loop ends: an EV that wanted energy moved (``power`` not 0) and saw no current flow
         that way in the whole loop says so (:class:`NoEnergyTransferred`), rather than ending silently
-        OK: e.g. a discharge allowance it could not read, or an SECC that delivered nothing."""
+        OK, with the cause: the SECC moved energy the other way, the EV asked for nothing (the
+        schedule or the limits, minimums included, allowed no flow: :meth:`_signed_current`), or the
+        SECC delivered nothing."""
         if self._moved or self.config.power == 0 or (self._goal_reached() and not self._asked):
             return  # it wanted nothing: no power asked for, or its battery was where it wanted it
-        if self.config.control_mode == ControlMode.SCHEDULED and not self._asked:
+        direction = self.config.direction.value
+        if self._reversed:
+            other = "charged" if self.config.direction == Direction.DISCHARGE else "discharged"
+            reason = f"the SECC {other} the EV although it asked to {direction}"
+        elif self.config.control_mode == ControlMode.SCHEDULED and not self._asked:
             reason = "the EV asked for no current: the SECC's schedule or the limits allowed none"
         else:
             reason = "the SECC delivered no current"
-        direction = self.config.direction.value
         self._emit(NoEnergyTransferred(t=now, role="EVCC", direction=direction, reason=reason))
 
     def _confirm_metering(self, reading: ct.MeterInfoType, now: float) -> None:
@@ -776,15 +801,23 @@ class Evcc:
         self._stopping = True
         self._power_delivery(cm.chargeProgressType.Stop, now)
 
-    def _on_dc_weldingdetection(self, body: dc.DC_WeldingDetectionResType, now: float) -> None:
+    def _send_welding_detection(self, now: float, pace: float) -> None:
+        """One of the EV's ``welding_rounds`` DC_WeldingDetectionReq: EVProcessing Ongoing, and Finished
+        in the last, which ends its welding detection (DC_WeldingDetectionReqType, V2G_CI_DC.xsd; so
+        does the iso15118 package's EVCC before its SessionStopReq)."""
         self._welding += 1
+        last = self._welding >= self.config.welding_rounds
+        processing = ct.processingType.Finished if last else ONGOING
+        self._send(
+            "DC_WeldingDetectionReq",
+            dc.DC_WeldingDetectionReqType(Header=self._h(now), EVProcessing=processing),
+            now,
+            pace=pace,
+        )
+
+    def _on_dc_weldingdetection(self, body: dc.DC_WeldingDetectionResType, now: float) -> None:
         if self._welding < self.config.welding_rounds:
-            self._send(
-                "DC_WeldingDetectionReq",
-                dc.DC_WeldingDetectionReqType(Header=self._h(now), EVProcessing=ct.processingType.Ongoing),
-                now,
-                pace=0.5,
-            )
+            self._send_welding_detection(now, pace=0.5)
             return
         if self._renegotiating_service:
             kind = cm.chargingSessionType.ServiceRenegotiation
@@ -820,3 +853,21 @@ def _step_at(steps: list[tuple[float, float]], now: float) -> float | None:
         if now < until:
             return watts
     return steps[-1][1] if steps else None
+
+
+def _no_common_range(ev: PowerLimits, evse: PowerLimits, discharge: bool) -> str | None:
+    """Why no flow in the wanted direction suits both sides' DC_ChargeParameterDiscovery limits (one
+    side's maximum current or power below the other's minimum: neither side transfers less than its
+    minimum, ISO 15118-20 8.3.5.5), naming both values; None when some flow does. The EVSE's values
+    crossed the wire as RationalNumbers, so equal values pass at the wire's precision."""
+    way = "discharge" if discharge else "charge"
+    ranges = (
+        ("current", "A", ".1f", ev.current_range(discharge), evse.current_range(discharge)),
+        ("power", "W", ".0f", ev.power_range(discharge), evse.power_range(discharge)),
+    )
+    for quantity, unit, form, (ev_min, ev_max), (evse_min, evse_max) in ranges:
+        for side, maximum, other, minimum in (("EVSE", evse_max, "EV", ev_min), ("EV", ev_max, "EVSE", evse_min)):
+            if maximum < minimum * (1.0 - WIRE_PRECISION):
+                return (f"the {side}'s maximum {way} {quantity} {maximum:{form}} {unit} is below the "
+                        f"{other}'s minimum {minimum:{form}} {unit}")
+    return None

@@ -98,6 +98,12 @@ class PowerLimits:
             return self.min_discharge_power, self.max_discharge_power
         return self.min_charge_power, self.max_charge_power
 
+    def current_range(self, discharge: bool) -> tuple[float, float]:
+        """(minimum, maximum) |current| in A in one direction."""
+        if discharge:
+            return self.min_discharge_current, self.max_discharge_current
+        return self.min_charge_current, self.max_charge_current
+
 
 class GridRequest(Protocol):
     """What the grid asks of this charge point: signed W, positive charges the vehicle, negative

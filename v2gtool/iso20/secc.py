@@ -135,7 +135,8 @@ class Secc:
         self.ev_limits: PowerLimits | None = None  # from DC_ChargeParameterDiscoveryReq
         self._wall = WallClock(config.epoch)
         self.ev_present_voltage = 0.0
-        self.channel_discharge = False
+        # PowerDeliveryReq Start's BPT_ChannelSelection: the one direction energy may flow ([V2G20-2123])
+        self.channel: cm.channelSelectionType | None = None
         self.ended = False
         self.end_reason = ""
         self.deadline = now + config.timeouts.communication_setup
@@ -590,7 +591,7 @@ class Secc:
             if body.BPT_ChannelSelection is not None and self.service != ServiceID.DC_BPT:
                 self._fail("PowerDeliveryRes", RC.FAILED_PowerDeliveryNotApplied, now)
                 return
-            self.channel_discharge = body.BPT_ChannelSelection == cm.channelSelectionType.Discharge
+            self.channel = body.BPT_ChannelSelection
             # The interlock compares the DC link with the battery voltage the EV reported in precharge.
             refusal = self.charger.start_energy_transfer(self.ev_present_voltage)
             if refusal is not None:
@@ -708,7 +709,7 @@ class Secc:
         EVSEMaximumChargePower. 0 when the request is below either side's minimum current or power
         (ISO 15118-20 8.3.5.5): the EVSE cannot deliver less than its minimum and must not deliver
         more than the EV's EVTargetCurrent, so it delivers 0 (the EVCC raises a smaller wish to the
-        minimum itself, :meth:`Evcc._signed_power`). The minimum is judged at *ev_voltage*, the
+        minimum itself, :meth:`Evcc._signed_current`). The minimum is judged at *ev_voltage*, the
         voltage the EV computed its request with."""
         voltage = max(ev_voltage, self.charger.present_voltage())
         evse = self.charger.limits()
@@ -817,15 +818,26 @@ class Secc:
         self, body: dc.DC_ChargeLoopReqType, ev_voltage: float, now: float
     ) -> tuple[float | None, dict[str, Any]]:
         """The signed current the EV asks for (Scheduled) or the SECC decides (Dynamic), and the
-        control-mode element of the response (ISO 15118-20 8.3.5.5.6/7)."""
+        control-mode element of the response (ISO 15118-20 8.3.5.5.6/7).
+
+        A DC_BPT EV that selected a power channel in PowerDeliveryReq Start (BPT_ChannelSelection,
+        [V2G20-2123], standards digest section 4.2: it is how the EV switches the reverse power path by
+        HLC) gets energy in that direction only. The channel, not the sign, says the direction: the
+        EV's own EVTargetCurrent (Scheduled) is read as a magnitude in the channel's direction
+        whatever the sign convention (a target of the other sign comes from an EV that writes
+        magnitudes, :attr:`SignConvention.CHANNEL`, and still names how much it wants), while the
+        grid's request (Dynamic), which the EV did not make, is held to the channel's side of zero:
+        a request the other way transfers nothing."""
         lim = self.charger.limits()
         bpt = self.service == ServiceID.DC_BPT
+        discharge_channel = self.channel == cm.channelSelectionType.Discharge
         if self.control_mode == ControlMode.SCHEDULED:
             req = body.BPT_Scheduled_DC_CLReqControlMode if bpt else body.Scheduled_DC_CLReqControlMode
             if req is None:
                 return None, {}
             if bpt:
-                target = self.config.sign_convention.from_wire(to_float(req.EVTargetCurrent), self.channel_discharge)
+                convention = SignConvention.CHANNEL if self.channel is not None else self.config.sign_convention
+                target = convention.from_wire(to_float(req.EVTargetCurrent), discharge_channel)
                 return target, {"BPT_Scheduled_DC_CLResControlMode": dc.BPT_Scheduled_DC_CLResControlModeType()}
             return to_float(req.EVTargetCurrent), {
                 "Scheduled_DC_CLResControlMode": dc.Scheduled_DC_CLResControlModeType()
@@ -833,13 +845,16 @@ class Secc:
         dyn = body.BPT_Dynamic_DC_CLReqControlMode if bpt else body.Dynamic_DC_CLReqControlMode
         if dyn is None:
             return None, {}
-        # Dynamic: the SECC decides the power within the EV's momentary limits (the grid request).
+        # Dynamic: the SECC decides the power within the EV's momentary limits (the grid request; without
+        # one, the EV's maximum in its channel's direction).
+        ev_max_charge = to_float(dyn.EVMaximumChargePower)
+        ev_max_discharge = to_float(getattr(dyn, "EVMaximumDischargePower", None)) if bpt else 0.0
         request = self.config.grid.power(now) if self.config.grid is not None else None
         if request is None:
-            request = to_float(dyn.EVMaximumChargePower)
-        ev_max_discharge = to_float(getattr(dyn, "EVMaximumDischargePower", None)) if bpt else 0.0
-        power = clamp(request, -ev_max_discharge, to_float(dyn.EVMaximumChargePower))
-        current = power / max(ev_voltage, 1.0)
+            request = -ev_max_discharge if discharge_channel else ev_max_charge
+        low = 0.0 if self.channel == cm.channelSelectionType.Charge else -ev_max_discharge
+        high = 0.0 if discharge_channel else ev_max_charge
+        current = clamp(request, low, high) / max(ev_voltage, 1.0)
         common: dict[str, Any] = dict(
             EVSEMaximumChargePower=rational(lim.max_charge_power),
             EVSEMinimumChargePower=rational(lim.min_charge_power),
@@ -887,7 +902,7 @@ class Secc:
         selected, its limits and the energy transfer are over (a new cable check comes first)."""
         self.meter.idle()
         self._transferring = False
-        self.channel_discharge = False
+        self.channel = None
         self.service = self.control_mode = self.ev_limits = None
         self._schedule_revision = self._meter_info = self._confirmation_due = None  # anew from the next loop
         res = cm.SessionStopResType(Header=self._header(now), ResponseCode=RC.OK)

@@ -97,7 +97,9 @@ class SignConvention(enum.Enum):
 
     ``signed`` (default): negative values flow from the vehicle to the grid. ``channel``: the wire
     carries magnitudes and PowerDelivery's BPT_ChannelSelection (Charge/Discharge) gives the
-    direction, as some implementations do. Inside v2gtool current is always signed.
+    direction, as some implementations do. Inside v2gtool current is always signed. The SECC reads an
+    EV's EVTargetCurrent in the direction of the channel it selected under either convention
+    ([V2G20-2123]: :meth:`v2gtool.iso20.secc.Secc._loop_target`).
     """
 
     SIGNED = "signed"

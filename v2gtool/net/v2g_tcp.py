@@ -46,6 +46,30 @@ class FrameStream:
         return self._queue.popleft()
 
 
+async def _receive_by(
+    stream: FrameStream, deadline: float, clock: Callable[[], float], rate: float
+) -> v2gtp.V2GTPFrame | None:
+    """The next frame of *stream* (None: the peer closed the connection), or :class:`TimeoutError` once
+    *clock* has reached *deadline*: the SECC's V2G_SECC_Sequence_Timeout, which bounds the EV's pause
+    between two requests, on the clock that pause is spent on.
+
+    That clock need not run at the wall clock's pace: ``serve --speed N`` runs it N times as fast
+    (*rate*: clock seconds per wall second), and a simulation's moves in steps (``session run --sim
+    --speed``: the EV's pace advances the plant, then sleeps in wall time). So the wait is the clock's
+    remaining seconds in wall seconds, and a wait that ends before the clock reached *deadline* goes
+    on: the timeout is never declared early on the clock."""
+    read = asyncio.ensure_future(stream.next())
+    try:
+        while not read.done():
+            remaining = deadline - clock()
+            if remaining <= 0:
+                raise TimeoutError
+            await asyncio.wait({read}, timeout=remaining / rate)
+        return read.result()
+    finally:
+        read.cancel()
+
+
 def _deliver(outputs: list[bytes | Event], listener: Listener | None) -> list[bytes]:
     frames = []
     for item in outputs:
@@ -195,16 +219,18 @@ async def serve_connection(
     clock: Callable[[], float],
     listener: Listener | None = None,
     tap: Tap | None = None,
+    rate: float = 1.0,
 ) -> Outcome:
     """Run one SECC session on an accepted connection until it ends or the peer goes away. Without a
-    request before :attr:`Secc.deadline` (communication setup, then V2G_SECC_Sequence_Timeout) the SECC
-    ends the session; when the connection ends first, the charger is stopped."""
+    request before :attr:`Secc.deadline` (communication setup, then V2G_SECC_Sequence_Timeout) on
+    *clock*, which runs *rate* times as fast as the wall clock (:func:`_receive_by`), the SECC ends the
+    session; when the connection ends first, the charger is stopped."""
     stream = FrameStream(reader)
     watch = _Watch(listener)
     try:
         while not secc.ended:
             try:
-                frame = await asyncio.wait_for(stream.next(), timeout=max(0.0, secc.deadline - clock()))
+                frame = await _receive_by(stream, secc.deadline, clock, rate)
             except TimeoutError:
                 _deliver(secc.on_timeout(max(clock(), secc.deadline)), watch)
                 return watch.outcome(Ending.TIMEOUT)
