@@ -4,7 +4,10 @@ state machine of put/ack/reopen/crash against a model queue."""
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import os
 import shutil
 import tempfile
 from collections import deque
@@ -16,6 +19,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from v2gtool.ocpp import outbox
 from v2gtool.ocpp.outbox import Outbox, OutboxError, Record
 
 
@@ -119,6 +123,68 @@ def test_a_corrupt_acknowledged_position_is_an_outbox_error(tmp_path: Path) -> N
     with pytest.raises(OutboxError, match="twelve") as info:
         Outbox(tmp_path)
     assert "\n" not in str(info.value)
+
+
+class FullDisk:
+    """``os.write`` and ``os.replace`` of the outbox on a disk that fills: the first failing write
+    still takes *partial* bytes (write(2) stops at the last free block), then ENOSPC until freed."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, partial: int = 10) -> None:
+        self.full = False
+        self.partial = partial
+        real_write, real_replace = os.write, os.replace
+
+        def write(fd: int, data: Any) -> int:
+            if not self.full:
+                return real_write(fd, data)
+            if self.partial:
+                taken, self.partial = real_write(fd, bytes(data[: self.partial])), 0
+                return taken
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def replace(src: Any, dst: Any) -> None:
+            if self.full:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            real_replace(src, dst)
+
+        monkeypatch.setattr(outbox.os, "write", write)
+        monkeypatch.setattr(outbox.os, "replace", replace)
+
+
+def test_a_full_disk_keeps_records_in_memory_with_one_warning_and_recovers_once_drained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    disk = FullDisk(monkeypatch)
+    box = Outbox(tmp_path)
+    first = box.put("TransactionEvent", event(0))
+    log = tmp_path / "outbox.jsonl"
+    on_disk = log.read_bytes()
+    disk.full = True
+    with caplog.at_level(logging.WARNING, "v2gtool.ocpp.outbox"):
+        later = [box.put("TransactionEvent", event(i)) for i in range(1, 4)]  # no exception: the session goes on
+    assert [r.n for r in later] == [2, 3, 4] and len(box) == 4 and not box.on_disk
+    assert log.read_bytes() == on_disk  # the partial line cut back, nothing behind it
+    assert caplog.messages == [
+        f"v2gtool: warning: outbox {log}: No space left on device (ENOSPC): TransactionEvent 2 and those after "
+        "it are kept in memory only until the CSMS has them (lost if the process stops)"
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "v2gtool.ocpp.outbox"):
+        for record in [first, *later]:  # delivered in order, from memory past the disk's part
+            assert box.peek() == record
+            box.ack(record)
+    assert caplog.messages == [
+        f"v2gtool: warning: outbox {tmp_path / 'outbox.acked'}: No space left on device (ENOSPC): records the "
+        "CSMS answered are sent again after a restart"
+    ]
+    disk.full = False
+    assert box.on_disk and log.read_bytes() == b""  # drained: durable again
+    box.put("TransactionEvent", event(4))
+    box.close()
+    again = Outbox(tmp_path)
+    head = again.peek()
+    assert len(again) == 1 and head is not None and head.payload == event(4)
+    again.close()
 
 
 class OutboxMachine(RuleBasedStateMachine):

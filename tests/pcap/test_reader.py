@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import errno
 import io
+import logging
+import os
 import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from v2gtool.pcap.reader import CaptureError, CaptureParser, read_capture
+from v2gtool.pcap import reader
+from v2gtool.pcap.reader import CaptureError, CaptureParser, CaptureReadError, read_capture
 from v2gtool.pcap.synth import PcapWriter
 
 
@@ -176,3 +183,98 @@ def test_decryption_secrets_block_gives_its_tls_key_log_before_the_next_packet()
     ssh = _block(0x0A, struct.pack("<II", 0x5353484B, 4) + b"ssh!")
     packets = parser.feed(_shb_idb() + _epb(1, b"a") + ssh + tlsk + _epb(2, b"b"))
     assert seen == [(lines, 1)] and [p.number for p in packets] == [1, 2]
+
+
+def _follow_file(path: Path, rewrite: Callable[[], None], polls: int = 3) -> list[bytes]:
+    """Follow *path*; at the first poll at its end, *rewrite* it (a second `session run --trace`)."""
+    done: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        if not done:
+            rewrite()
+        done.append(seconds)
+
+    with path.open("rb") as stream:
+        packets = read_capture(stream, follow=True, sleep=sleep, keep_following=lambda: len(done) < polls)
+        return [p.data for p in packets]
+
+
+OLD = [(1.0, b"one"), (2.0, b"two"), (3.0, b"three")]
+
+
+@pytest.mark.parametrize(
+    ("new", "how"),
+    [
+        ([(9.0, b"new")], "was truncated"),  # shorter than what was read
+        ([(9.0, bytes(40)), (10.0, b"more"), (11.0, b"and more")], "was rewritten"),  # past the read position
+    ],
+)
+def test_follow_reads_a_capture_written_over_the_file_from_its_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, new: list[tuple[float, bytes]], how: str
+) -> None:
+    path = tmp_path / "trace.pcap"
+    path.write_bytes(_pcap(OLD))
+    inode = path.stat().st_ino
+
+    def rewrite() -> None:
+        with path.open("r+b") as f:  # in place, as PcapWriter's "wb" does: the same inode
+            f.truncate(0)
+            f.write(_pcap(new))
+        assert path.stat().st_ino == inode
+
+    with caplog.at_level(logging.WARNING, "v2gtool.pcap.reader"):
+        data = _follow_file(path, rewrite)
+    assert data == [d for _, d in OLD] + [d for _, d in new]
+    assert caplog.messages == [f"v2gtool: warning: {path} {how}: decoding it again from its start"]
+
+
+def test_follow_reads_the_new_file_that_replaced_the_path(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path, new = tmp_path / "trace.pcap", tmp_path / "next.pcap"
+    path.write_bytes(_pcap(OLD))
+    new.write_bytes(_pcap([(9.0, b"new")]))
+    with caplog.at_level(logging.WARNING, "v2gtool.pcap.reader"):
+        data = _follow_file(path, lambda: os.replace(new, path))
+    assert data == [b"one", b"two", b"three", b"new"]
+    assert caplog.messages == [f"v2gtool: warning: {path} was replaced: decoding it again from its start"]
+
+
+def test_follow_a_file_rewritten_while_it_is_being_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """The rewrite lands between two reads: the bytes after the old position are the middle of the new
+    capture's first packet (all 0xff: an implausible length), which is a new file, not damage."""
+    monkeypatch.setattr(reader, "CHUNK_SIZE", 24 + 19)  # the file header and the first record
+    path = tmp_path / "trace.pcap"
+    path.write_bytes(_pcap(OLD))
+    new = [(9.0, b"\xff" * 200)]
+    seen: list[bytes] = []
+    with caplog.at_level(logging.WARNING, "v2gtool.pcap.reader"), path.open("rb") as stream:
+        for packet in read_capture(stream, follow=True, sleep=lambda _: None, keep_following=lambda: len(seen) < 2):
+            seen.append(packet.data)
+            if len(seen) == 1:
+                path.write_bytes(_pcap(new))
+    assert seen == [b"one", b"\xff" * 200]
+    assert caplog.messages == [f"v2gtool: warning: {path} was rewritten: decoding it again from its start"]
+
+
+def test_follow_on_a_capture_that_is_damaged_in_place_still_reports_it(tmp_path: Path) -> None:
+    path = tmp_path / "trace.pcap"
+    path.write_bytes(_pcap(OLD) + struct.pack("<IIII", 4, 0, 0xFFFFFFFF, 3))
+    with pytest.raises(CaptureError, match="captured length 4294967295 is implausible"):
+        _follow_file(path, lambda: None)
+
+
+class _FailingStream(io.RawIOBase):
+    name = "/dev/broken"
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+
+@pytest.mark.parametrize("follow", [False, True])
+def test_a_read_error_is_one_line_naming_the_file(follow: bool) -> None:
+    with pytest.raises(CaptureReadError) as info:
+        list(read_capture(_FailingStream(), follow=follow))  # type: ignore[arg-type]
+    assert str(info.value) == "cannot read /dev/broken: Input/output error" and info.value.exit_code == 2

@@ -9,7 +9,7 @@ import pytest
 
 from v2gtool.errors import ConfigError
 from v2gtool.iso20.evcc import Direction
-from v2gtool.iso20.values import ServiceID
+from v2gtool.iso20.values import ServiceID, rational, to_float
 from v2gtool.session import scenario as scenarios
 
 
@@ -20,10 +20,19 @@ from v2gtool.session import scenario as scenarios
         ('[session]\npower = "11000"', "[session] power: expected a number, got '11000'"),
         ("[session]\nduration = nan", "[session] duration: expected a number, got nan"),  # was a traceback
         ("[session]\nduration = inf", "[session] duration: expected a number, got inf"),
-        ("[session]\nduration = -5", "duration: -5 is not within 0 .. 4.29497e+09"),  # was refused mid-session
+        ("[session]\nduration = -5", "duration: -5 is not within 0 .. 4294967295"),  # was refused mid-session
         ("[session]\nduration = 5e9", "an xs:unsignedInt on the wire"),
         ("[session]\ntarget_soc = 150", "[session] target_soc: 150 is not within 0 .. 100 (%)"),
-        ("[session]\npower = -5000", "[session] power: -5000 is not >= 0 (W, the direction gives the sign)"),
+        ("[session]\npower = -5000", "[session] power: -5000 is not within 0 .. 10000000 (W, the direction gives "
+                                     "the sign; at most 10 MW)"),
+        # Beyond a RationalNumber (32767 x 10^127) failed the session at DC_ChargeParameterDiscovery, and
+        # beyond any DC charging system is a typo.
+        ("[vehicle]\nmax_charge_power = 1e308", "[vehicle] max_charge_power: 1e+308 W is above 10000000 W, more "
+                                                "than any DC charging system"),
+        ("[charger]\nmax_voltage = 1e200", "[charger] max_voltage: 1e+200 V is above 2000 V"),
+        ("[charger]\nmax_voltage = 2500", "[charger] max_voltage: 2500 V is above 2000 V"),
+        ("[vehicle]\nmax_discharge_current = 20000", "[vehicle] max_discharge_current: 20000 A is above 10000 A"),
+        ("[session]\npower = 1e300", "[session] power: 1e+300 is not within 0 .. 10000000"),
         ("[session]\nstandby_for = -5", "[session] standby_for: -5 is not >= 0"),
         ("[session]\nstandby_for = 60", "[session] standby_for 60 s is not below the SECC's V2G_SECC_Sequence_Timeout"),
         ("[session]\nmetering_confirmation_interval = -3", "metering_confirmation_interval: -3 is not >= 0.001"),
@@ -50,6 +59,13 @@ def test_a_bad_scenario_is_one_config_error_naming_file_and_key(tmp_path: Path, 
         scenarios.load(path)
     assert str(caught.value).startswith(f"scenario {path}: ") and message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_the_ceilings_fit_a_rational_number_and_an_option_beyond_one_names_the_option() -> None:
+    for ceiling, _unit in scenarios.CEILINGS.values():
+        assert to_float(rational(ceiling)) == ceiling  # what the wire carries for the largest limit allowed
+    with pytest.raises(ConfigError, match=r"^--power: 1e\+300 is not within 0 \.\. 10000000 "):
+        scenarios.load(None, power=1e300)
 
 
 def test_options_that_contradict_each_other_are_refused() -> None:

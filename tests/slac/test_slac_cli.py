@@ -97,6 +97,32 @@ def test_timer_values_the_wire_cannot_carry_are_config_errors(timer: str, messag
     assert message in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # Named the option and the key the user did not use ("[slac.timers] / --timer: attenuation_threshold_db").
+        (("--threshold=-5",), "v2gtool: error: --threshold: -5 must be a finite number, not negative\n"),
+        # Was "is not a number": it is one, but a count is whole.
+        (("--timer", "C_sequ_retry=1.5"),
+         "v2gtool: error: --timer 'C_sequ_retry=1.5': 1.5 must be a whole number: C_sequ_retry is a count\n"),
+        (("--timer", "TT_match_response=x"), "v2gtool: error: --timer 'TT_match_response=x': x is not a number\n"),
+    ],
+)
+def test_an_option_error_names_what_the_user_wrote(args: tuple[str, ...], message: str) -> None:
+    proc = run(*args)
+    assert proc.returncode == 2 and proc.stderr == message
+
+
+def test_a_count_in_the_config_file_must_be_whole(tmp_path: Path) -> None:
+    config = tmp_path / "v2gtool.toml"
+    config.write_text("[slac.timers]\nC_sequ_retry = 1.5\n")  # was read as 1
+    proc = subprocess.run([sys.executable, "-m", "v2gtool", "--config", str(config), "evse-slac"],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 2
+    assert "[slac] timers is not valid: C_sequ_retry = 1.5 must be a whole number: C_sequ_retry is a count" \
+        in proc.stderr
+
+
 def test_timers_from_the_config_file(tmp_path: Path) -> None:
     config = tmp_path / "v2gtool.toml"
     config.write_text("[slac.timers]\nTT_match_response = 0.1\n")

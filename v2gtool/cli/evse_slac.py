@@ -8,6 +8,7 @@ diagnosis in the engineer's terms with a distinct exit code (see
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -166,15 +167,25 @@ def result_record(result: SlacResult, show_key: bool) -> dict[str, Any]:
 def parse_timers(
     config_timers: dict[str, Any], options: tuple[str, ...], threshold: float | None
 ) -> SlacTimers:
-    values = dict(config_timers)
+    """The ``[slac.timers]`` of the config with each ``--timer NAME=VALUE`` and ``--threshold`` on top;
+    a bad value is an error naming what the user wrote, the option or the config key."""
+    changes: dict[str, Any] = {}
     for item in options:
-        name, sep, value = item.partition("=")
+        name, sep, value = (part.strip() for part in item.partition("="))
         if not sep:
             raise ConfigError(f"--timer {item!r}: expected NAME=VALUE, e.g. TT_match_response=0.2")
-        values[name.strip()] = value.strip()
+        try:
+            changes[name] = SlacTimers.setting(name, value)
+        except KeyError:
+            raise ConfigError(f"--timer {item!r}: unknown SLAC timer {name!r}") from None
+        except ValueError as exc:
+            raise ConfigError(f"--timer {item!r}: {value} {exc}") from None
     if threshold is not None:
-        values["attenuation_threshold_db"] = threshold
-    return SlacTimers.from_mapping(values, where="[slac.timers] / --timer")
+        try:
+            changes["attenuation_threshold_db"] = SlacTimers.setting("attenuation_threshold_db", threshold)
+        except ValueError as exc:
+            raise ConfigError(f"--threshold: {threshold:g} {exc}") from None
+    return dataclasses.replace(SlacTimers.from_mapping(config_timers, where="[slac.timers]"), **changes)
 
 
 def run_sim(

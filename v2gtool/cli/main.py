@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TextIO, TypeVar
 
 import click
 
@@ -13,6 +17,7 @@ from v2gtool.cli.context import AppContext, PipelineConsole
 from v2gtool.cli.lazy import LazyGroup
 from v2gtool.config import load_config
 from v2gtool.errors import V2GToolError
+from v2gtool.exit_codes import ExitCode
 
 # Subcommand name -> "module:attribute". Modules are imported only when their command runs, so
 # `v2gtool --help` and pipelines stay fast. A command is listed here only once it works.
@@ -62,24 +67,102 @@ def cli(ctx: click.Context, config_path: Path | None, json_out: bool, debug: boo
     )
 
 
+class StdoutWriteError(V2GToolError):
+    """Standard output refused a write (a full disk, EIO): the machine's fault, not the command's."""
+
+    exit_code = ExitCode.ENVIRONMENT
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(f"cannot write to standard output: {error.strerror or error}")
+
+
+T = TypeVar("T")
+
+
+class _CheckedStdout:
+    """``sys.stdout`` while a command runs: a write or flush that fails (other than a closed pipe,
+    which means the reader has left) raises :class:`StdoutWriteError`, and every later one again,
+    so the command stops whichever of its paths (rich, JSON lines, click) wrote. The first failure
+    is kept in :attr:`error` for :func:`main`, which reports it even when a callback swallowed the
+    exception; the descriptor then points at /dev/null, so the data still buffered cannot fail again
+    at exit."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.error: StdoutWriteError | None = None
+
+    def write(self, text: str) -> int:
+        return self._checked(self.stream.write, text)
+
+    def writelines(self, lines: Any) -> None:
+        self._checked(self.stream.writelines, lines)
+
+    def flush(self) -> None:
+        self._checked(self.stream.flush)
+
+    def _checked(self, call: Callable[..., T], *args: Any) -> T:
+        if self.error is not None:
+            raise self.error
+        try:
+            return call(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            self.error = StdoutWriteError(exc)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            with contextlib.suppress(OSError, ValueError):  # a stream without a descriptor keeps its data
+                os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+            raise self.error from exc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the console script: run the group, turn our errors into one line + exit code."""
+    """Entry point of the console script: run the group, turn our errors into one line + exit code.
+
+    A write error on standard output is reported as such (exit 4) whatever the command made of it on
+    its way out (a session that ended because its event listener raised, a callback's exception that
+    asyncio logged): it is the cause."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
-    stdout = sys.stdout
+    if sys.stdout is None:  # started with stdout closed: click writes nothing then
+        _run(args, debug, None)
+        return
+    checked = _CheckedStdout(sys.stdout)
+    sys.stdout = checked  # a TextIO in all but its class
+    try:
+        _run(args, debug, checked)
+    except BaseException:
+        if checked.error is None:
+            raise
+    finally:
+        if sys.stdout is checked:
+            sys.stdout = checked.stream
+    if checked.error is not None:
+        if debug:
+            traceback.print_exception(checked.error)
+        click.echo(f"v2gtool: error: {checked.error}", err=True)
+        sys.exit(checked.error.exit_code)
+
+
+def _run(args: list[str], debug: bool, stdout: _CheckedStdout | None) -> None:
     try:
         rc = cli.main(args=args, prog_name="v2gtool", standalone_mode=False)
-    except V2GToolError as exc:
-        if debug:
-            traceback.print_exc()
-        click.echo(f"v2gtool: error: {exc}", err=True)
+    except (V2GToolError, click.ClickException) as exc:
+        if stdout is not None and stdout.error is not None:  # what a write error became: main reports the cause
+            raise
+        if isinstance(exc, click.ClickException):
+            exc.show()
+        else:
+            if debug:
+                traceback.print_exc()
+            click.echo(f"v2gtool: error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("v2gtool: aborted", err=True)
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except BrokenPipeError:

@@ -11,11 +11,22 @@ A crash in the middle of an append leaves a torn last line; opening the outbox c
 record was never acknowledged as queued). Delivery is at least once — a CSMS that answered just
 before the station crashed sees the record again — and the (transactionId, seqNo) pair every
 TransactionEvent carries lets the CSMS drop the repeat, which makes it exactly once.
+
+A disk that refuses a write (full, EIO) does not stop the charging session that produced the
+record: README and OCPP 2.0.1 E04 put the session first, and losing the session to save a log line
+would lose the energy the record is about. The record is kept in memory and sent as usual; a one-line
+warning names the file and the errno and says what is no longer durable. The file then holds the
+queue's older part only (a cut-off line is cut back), so nothing is appended behind a gap: later
+records stay in memory too until the queue drains, when the emptied file is durable again. Only a
+process that stops meanwhile loses the records in memory, which the warning said.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import logging
 import os
 from collections import deque
 from dataclasses import dataclass
@@ -23,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from v2gtool.errors import V2GToolError
+
+log = logging.getLogger(__name__)
 
 
 class OutboxError(V2GToolError):
@@ -52,10 +65,12 @@ class Outbox:
             self._log_path = directory / "outbox.jsonl"
             self.acked = int(self._acked_path.read_text()) if self._acked_path.exists() else 0
             self._pending: deque[Record] = deque(self._load())
-            self._log = self._log_path.open("ab")
+            self._log = self._log_path.open("ab", buffering=0)  # a failed write leaves no buffer behind
         except (OSError, ValueError) as exc:
             raise OutboxError(f"outbox {directory}: {getattr(exc, 'strerror', None) or exc}") from None
         self.last = self._pending[-1].n if self._pending else self.acked
+        self.on_disk = True  # every pending record is in the file (False: the newer ones in memory only)
+        self._failing: set[Path] = set()  # files whose last write failed (warned once until one succeeds)
 
     def _load(self) -> list[Record]:
         if not self._log_path.exists():
@@ -83,35 +98,77 @@ class Outbox:
         return len(self._pending)
 
     def put(self, action: str, payload: dict[str, Any]) -> Record:
-        """Queue a message; it is on disk when this returns."""
+        """Queue a message; it is on disk when this returns, unless the disk refused it or an
+        earlier one (see the module: then in memory, with a warning)."""
         record = Record(self.last + 1, action, payload)
-        line = json.dumps({"n": record.n, "action": action, "payload": payload}, separators=(",", ":")) + "\n"
-        self._log.write(line.encode())
-        self._log.flush()
-        if self.durable:
-            os.fsync(self._log.fileno())
+        if self.on_disk:
+            self.on_disk = self._append(record)
         self.last = record.n
         self._pending.append(record)
         return record
+
+    def _append(self, record: Record) -> bool:
+        """Write *record* at the end of the file (fsync when durable); False when the disk refused
+        it, the partial line cut back (kept off the disk until the queue drains, if that fails too)."""
+        line = json.dumps({"n": record.n, "action": record.action, "payload": record.payload},
+                          separators=(",", ":")) + "\n"  # fmt: skip
+        fd = self._log.fileno()
+        size: int | None = None
+        try:
+            size = os.fstat(fd).st_size
+            data = memoryview(line.encode())
+            while data:  # a write(2) may take part of it (the disk filled meanwhile), the next one fails
+                data = data[os.write(fd, data):]
+            if self.durable:
+                os.fsync(fd)
+        except OSError as exc:
+            self._refused(self._log_path, exc, f"{record.action} {record.n} and those after it are kept in "
+                          "memory only until the CSMS has them (lost if the process stops)")  # fmt: skip
+            if size is not None:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)
+            return False
+        self._failing.discard(self._log_path)
+        return True
+
+    def _refused(self, path: Path, exc: OSError, consequence: str) -> None:
+        """One warning line when *path* starts failing (not one per record while the disk is full)."""
+        if path not in self._failing:
+            self._failing.add(path)
+            code = errno.errorcode.get(exc.errno or 0, "?")
+            log.warning("v2gtool: warning: outbox %s: %s (%s): %s", path, exc.strerror or exc, code, consequence)
 
     def peek(self) -> Record | None:
         """The oldest message not yet answered by the CSMS."""
         return self._pending[0] if self._pending else None
 
     def ack(self, record: Record) -> None:
-        """The CSMS answered *record*: it leaves the outbox (and the file shrinks once empty)."""
+        """The CSMS answered *record*: it leaves the outbox (and the file shrinks once empty).
+
+        A disk that refuses the acknowledged position leaves it behind on disk: after a restart the
+        CSMS gets those records again and drops them by their seqNo (the module's at least once)."""
         if not self._pending or self._pending[0].n != record.n:
             raise OutboxError(f"outbox {self.directory}: ack of {record.n} out of order")
         self._pending.popleft()
         self.acked = record.n
         tmp = self._acked_path.with_suffix(".tmp")
-        tmp.write_text(str(self.acked))
-        if self.durable:
-            with tmp.open("rb") as f:
-                os.fsync(f.fileno())
-        tmp.replace(self._acked_path)
+        try:
+            tmp.write_text(str(self.acked))
+            if self.durable:
+                with tmp.open("rb") as f:
+                    os.fsync(f.fileno())
+            tmp.replace(self._acked_path)
+        except OSError as exc:
+            self._refused(self._acked_path, exc, "records the CSMS answered are sent again after a restart")
+        else:
+            self._failing.discard(self._acked_path)
         if not self._pending:
-            self._log.truncate(0)
+            try:
+                self._log.truncate(0)
+            except OSError as exc:
+                self._refused(self._log_path, exc, "new records stay in memory only")
+            else:
+                self.on_disk = True
 
     def close(self) -> None:
         self._log.close()

@@ -23,7 +23,8 @@ RequestStartTransaction           Rejected: the EV starts a session, not the CSM
 ================================  ==========================================================
 
 Transaction events go through the durable :class:`~v2gtool.ocpp.outbox.Outbox`, so a lost CSMS
-never stops or slows a session: they are delivered in order, flagged ``offline`` when they
+never stops or slows a session (nor does a disk that refuses the outbox's writes: the events wait
+in memory then, with a warning): they are delivered in order, flagged ``offline`` when they
 happened while disconnected, once the connection is back (E04); one the CSMS answers with a
 CALLERROR is sent again, and given up only after its attempts (E13, :meth:`StationBridge._deliver`).
 Security profiles (OCPP 2.0.1 part 2 A00.FR): 2 is TLS with HTTP Basic authentication (*password*),

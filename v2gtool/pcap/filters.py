@@ -8,6 +8,11 @@
 Field paths are dotted element names below the message element; a path may skip levels (the
 field is searched below), so ``DC_ChargeLoopReq.EVTargetCurrent`` finds it inside the control-mode
 element. Physical values (Value x 10^Exponent / Multiplier) compare as numbers.
+
+A filter is checked against the schemas before any packet is read, so that one that could only ever
+match nothing is a usage error instead: the message must exist, the path must reach a field, and the
+value must be of the field's type (a number for a number, true/false for a boolean, one of an
+enumeration's values, text for a string).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from v2gtool.errors import V2GToolError
-from v2gtool.exi.grammar import SE_COMPLEX, SchemaGrammar
+from v2gtool.exi.grammar import BOOL, ENUM, INT, NBIT, SE_COMPLEX, UINT, FieldSpec, SchemaGrammar
 from v2gtool.exi.namespaces import NAMESPACES, grammar
 from v2gtool.pcap.analysis import walk
 from v2gtool.pcap.records import SdpMessage, SlacMessage, TraceRecord, V2GMessage, message_element, physical_value
@@ -119,8 +124,8 @@ def parse_filter(text: str) -> MessageFilter:
         if any(dotted.startswith(f"{name}.") for name in _names()[1]):
             raise FilterError(f"--filter {text!r}: SLAC and SDP messages are selected by name only")
         _check_message(text, message)
-        _check_path(text, message, path)
-        return MessageFilter(message, tuple(path), _OPERATORS[op], _operand(text, raw))
+        fields = _check_path(text, message, path)
+        return MessageFilter(message, tuple(path), _OPERATORS[op], _operand(text, dotted, raw, fields))
     match = _NAME.match(text)
     if match is None:
         raise FilterError(f"--filter {text!r}: expected a message name or 'Message.Field OP value' "
@@ -172,46 +177,103 @@ def _types_below(schema: SchemaGrammar, index: int) -> frozenset[int]:
     return frozenset(seen)
 
 
-def _check_path(text: str, message: str, path: list[str]) -> None:
+def _check_path(text: str, message: str, path: list[str]) -> list[_Field]:
     """A field path no schema type of the message can hold would silently match nothing: say so.
+    The fields the path reaches (in every schema set that declares the message).
 
     Each step is looked for at any depth below the previous one, as :func:`_resolve` looks for it.
     """
     current = _message_types(message)
+    reached: list[_Field] = []
     for depth, step in enumerate(path):
         names: set[str] = set()
-        below: set[_Type] = set()
-        matched = False
+        reached = []
         for schema, index in current:
             for owner in _types_below(schema, index):
                 for spec in schema.types[owner].fields:
                     names.add(spec.name)
                     if spec.name == step:
-                        matched = True
-                        if spec.kind == SE_COMPLEX:
-                            below.add((schema, spec.arg))
-        if not matched:
+                        reached.append((schema, spec))
+        if not reached:
             where = ".".join((message, *path[:depth]))
             near = difflib.get_close_matches(step, sorted(names), n=3)
             hint = f" (did you mean {', '.join(near)}?)" if near else " (it holds no further fields)" if not names \
                 else ""
             raise FilterError(f"--filter {text!r}: {where} has no field {step} at any depth{hint}")
-        current = tuple(below)
+        current = tuple({(schema, spec.arg) for schema, spec in reached if spec.kind == SE_COMPLEX})
+    return reached
 
 
-def _operand(text: str, raw: str) -> Any:
+# A field a path reaches: its schema set and its declaration there
+_Field = tuple[SchemaGrammar, FieldSpec]
+
+
+@dataclass(frozen=True)
+class _ValueType:
+    """What a field holds, as a comparison sees it: ``kind`` number, boolean, enumeration (with its
+    ``values``), text or element (fields of its own), and the schema's ``name`` of the type."""
+
+    kind: str
+    name: str
+    values: tuple[str, ...] = ()
+
+
+def _value_type(schema: SchemaGrammar, spec: FieldSpec) -> _ValueType:
+    """A complex type with Value and Exponent (-20 RationalNumber) or Multiplier (-2/DIN PhysicalValue)
+    is a number (:func:`physical_value`); simple types go by their EXI datatype (EXI 1.0 section 7)."""
+    if spec.kind == SE_COMPLEX:
+        complex_type = schema.types[spec.arg]
+        fields = {f.name for f in complex_type.fields}
+        kind = "number" if "Value" in fields and fields & {"Exponent", "Multiplier"} else "element"
+        return _ValueType(kind, complex_type.cls.__name__.removesuffix("Type"))
+    datatype, _, members, *_ = schema.dtypes[spec.arg]
+    if datatype in (NBIT, UINT, INT):
+        return _ValueType("number", "integer")
+    if datatype == BOOL:
+        return _ValueType("boolean", "boolean")
+    if datatype == ENUM:
+        return _ValueType("enumeration", "enumeration", tuple(str(m.value) for m in members))
+    return _ValueType("text", "text")
+
+
+def _operand(text: str, dotted: str, raw: str, fields: list[_Field]) -> Any:
+    """The value to compare with, of the type of the fields *dotted* names (any of them, where the
+    schema sets differ): a float for a number, text otherwise. A value none of them can hold is an
+    error naming the field and its type, not a filter that matches nothing."""
+    types = {_value_type(schema, spec) for schema, spec in fields}
+    kinds = {t.kind for t in types}
     unquoted = raw[1:-1] if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"" else None
-    if unquoted is not None:
-        return unquoted
-    try:
-        number = float(raw)
-    except ValueError:
-        pass
-    else:
-        if not math.isfinite(number):
-            raise FilterError(f"--filter {text!r}: {raw} is not a finite number; compare with a number such as 0.5 "
-                              f"or quote a text value ('{raw}')")
-        return number
-    if raw in ("true", "false"):
-        return "True" if raw == "true" else "False"
-    return raw
+    value = raw if unquoted is None else unquoted
+    if unquoted is None and "number" in kinds:
+        try:
+            number = float(raw)
+        except ValueError:
+            pass
+        else:
+            if not math.isfinite(number):
+                quote = f" or quote a text value ('{raw}')" if "text" in kinds else ""
+                raise FilterError(f"--filter {text!r}: {raw} is not a finite number; compare with a number such as "
+                                  f"0.5{quote}")
+            return number
+    if "text" in kinds:
+        return value
+    if "boolean" in kinds and raw in ("true", "false"):
+        return "True" if raw == "true" else "False"  # as str() writes the decoded bool
+    values = sorted({v for t in types for v in t.values})
+    if value in values:
+        return value
+    near = difflib.get_close_matches(value, values, n=3)
+    hint = f" (did you mean {', '.join(near)}?)" if near else ""
+    raise FilterError(f"--filter {text!r}: {dotted} is {_describe(types)}; {raw} is not one{hint}")
+
+
+def _describe(types: set[_ValueType]) -> str:
+    """``a number (RationalNumber)``, ``an enumeration``, ..., joined with ``or``."""
+    phrases = []
+    for t in sorted(types, key=lambda t: (t.kind, t.name)):
+        if t.kind == "element":
+            phrases.append(f"an element with fields of its own ({t.name})")
+        else:
+            detail = f" ({t.name})" if t.name != t.kind else ""
+            phrases.append(f"{'an' if t.kind[0] in 'aeiou' else 'a'} {t.kind}{detail}")
+    return " or ".join(dict.fromkeys(phrases))

@@ -7,6 +7,10 @@ is the I/O edge that pulls chunks from a binary stream, optionally following a g
 
 from __future__ import annotations
 
+import io
+import logging
+import os
+import stat
 import struct
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +22,7 @@ from v2gtool.errors import V2GToolError
 CHUNK_SIZE = 256 * 1024
 # A block larger than this is a corrupt length field, not a packet (jumbo frames stay far below it).
 MAX_BLOCK_LENGTH = 16 * 1024 * 1024
+log = logging.getLogger(__name__)
 
 _PCAP_MAGIC = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
@@ -246,26 +251,139 @@ class CaptureParser:
         return 1e-6
 
 
+class CaptureReadError(V2GToolError):
+    """The input could not be read at all (EIO, a file that refuses read(2)): unreadable input."""
+
+    exit_code = 2
+
+
 def read_capture(stream: BinaryIO, follow: bool = False, poll_interval: float = 0.2,
                  sleep: Callable[[float], None] = time.sleep,
                  keep_following: Callable[[], bool] = lambda: True,
                  tls_keylog: Callable[[str], object] | None = None) -> Iterator[CapturedPacket]:
     """Yield the packets of *stream* as they are read, in constant memory.
 
-    With *follow*, reaching the end waits for the file to grow (like ``tail -f``) while
-    *keep_following* says so; without it, a partial last record raises :class:`CaptureError`.
-    *tls_keylog* is given the key logs the capture embeds (see :class:`CaptureParser`).
+    With *follow*, reaching the end waits for the file to grow (like ``tail -F``) while
+    *keep_following* says so, and a file rewritten meanwhile is read again from its start
+    (:class:`_FollowedFile`); without it, a partial last record raises :class:`CaptureError`.
+    *tls_keylog* is given the key logs the capture embeds (see :class:`CaptureParser`). A read
+    error is a :class:`CaptureReadError` naming the file.
     """
+    name = str(getattr(stream, "name", "input"))
+    if follow:
+        yield from _follow(_FollowedFile(stream, name), poll_interval, sleep, keep_following, tls_keylog)
+        return
     parser = CaptureParser(tls_keylog)
     # read1 returns what a pipe has now instead of waiting for a whole chunk (live `tcpdump -w -`).
     read = getattr(stream, "read1", stream.read)
-    while True:
-        chunk = read(CHUNK_SIZE)
-        if chunk:
-            yield from parser.feed(chunk)
-            continue
-        if follow and keep_following():
-            sleep(poll_interval)
-            continue
-        parser.close()
-        return
+    while chunk := _read(read, name):
+        yield from parser.feed(chunk)
+    parser.close()
+
+
+def _read(read: Callable[[int], bytes], name: str) -> bytes:
+    try:
+        return read(CHUNK_SIZE)
+    except OSError as exc:
+        raise CaptureReadError(f"cannot read {name}: {exc.strerror or exc}") from None
+
+
+def _follow(followed: _FollowedFile, poll_interval: float, sleep: Callable[[float], None],
+            keep_following: Callable[[], bool],
+            tls_keylog: Callable[[str], object] | None) -> Iterator[CapturedPacket]:
+    """:func:`read_capture` with *follow*: a parser per version of the file."""
+    parser = CaptureParser(tls_keylog)
+    try:
+        while True:
+            chunk = _read(followed.read, followed.name)
+            if chunk:
+                followed.consumed(chunk)
+                try:
+                    packets = parser.feed(chunk)
+                except CaptureError:  # bytes of a new version read on from the old one's end
+                    if not followed.restarted():
+                        raise
+                    parser = CaptureParser(tls_keylog)
+                    continue
+                yield from packets
+            elif not keep_following():
+                parser.close()
+                return
+            elif followed.restarted():
+                parser = CaptureParser(tls_keylog)
+            else:
+                sleep(poll_interval)
+    finally:
+        followed.close()
+
+
+HEAD_BYTES = 4096
+"""How much of the start of a followed file is kept to recognise it: a new capture written over it
+differs there (its first packet's time stamp, at the latest)."""
+
+
+class _FollowedFile:
+    """The file ``--follow`` reads, and whether its path still holds what was read so far.
+
+    A second ``session run --trace`` to the same path truncates the file and writes a new capture
+    (or a tool replaces it: a new inode). Like ``tail -F``, that is noticed (:meth:`restarted`) when
+    the path names another inode, when the file is shorter than what was read, or when its first
+    :data:`HEAD_BYTES` changed (rewritten past the read position between two polls), and the new
+    capture is read from its start, with a one-line warning. A pipe or stdin is only read on.
+    """
+
+    def __init__(self, stream: BinaryIO, name: str) -> None:
+        self.name = name
+        self._stream = stream
+        self._own: BinaryIO | None = None  # the file opened again here, closed here
+        self.read: Callable[[int], bytes] = getattr(stream, "read1", stream.read)
+        self._position = 0
+        self._head = b""
+        try:
+            self._regular = stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+        except (OSError, ValueError, io.UnsupportedOperation):  # BytesIO, a closed or fd-less stream
+            self._regular = False
+
+    def consumed(self, chunk: bytes) -> None:
+        self._position += len(chunk)
+        if len(self._head) < HEAD_BYTES:
+            self._head += chunk[:HEAD_BYTES - len(self._head)]
+
+    def restarted(self) -> bool:
+        """Whether the path holds another capture than the one read so far; if so, the stream is at
+        its start now."""
+        change = self._change() if self._regular else None
+        if change is None:
+            return False
+        log.warning("v2gtool: warning: %s %s: decoding it again from its start", self.name, change)
+        if change == "was replaced":
+            try:
+                stream = open(self.name, "rb")  # noqa: SIM115 - held across reads, closed in close()
+            except OSError as exc:
+                raise CaptureReadError(f"cannot read {self.name}: {exc.strerror}") from None
+            self.close()
+            self._own = self._stream = stream
+            self.read = stream.read1
+        else:
+            self._stream.seek(0)
+        self._position, self._head = 0, b""
+        return True
+
+    def _change(self) -> str | None:
+        fd = self._stream.fileno()
+        try:
+            here, there = os.fstat(fd), os.stat(self.name)
+            if (here.st_dev, here.st_ino) != (there.st_dev, there.st_ino):
+                return "was replaced"
+            if here.st_size < self._position:
+                return "was truncated"
+            if os.pread(fd, len(self._head), 0) != self._head:
+                return "was rewritten"
+        except OSError:  # the path is gone for now (renamed away): read on what is open
+            return None
+        return None
+
+    def close(self) -> None:
+        if self._own is not None:
+            self._own.close()
+            self._own = None

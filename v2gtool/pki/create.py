@@ -15,7 +15,9 @@ its ``ca/*_root_ca.pem``) from the trust directory; other roots there are kept.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
 import os
 import secrets
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ from v2gtool.pki.profiles import (
 from v2gtool.pki.trust import install_roots, load_pem_chain
 
 DEFAULT_CERTS_DIR = Path("/etc/v2g/certs")
+log = logging.getLogger(__name__)
 ORGANIZATION = "v2gtool test PKI"
 # Validity is PKI policy, not fixed by the standard (standards digest section 5).
 ROOT_DAYS = 3650
@@ -190,15 +193,49 @@ def _pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def write_private_key(path: Path, key: PrivateKey) -> None:
-    """Write *key* as unencrypted PKCS#8 PEM, readable by its owner only (0600 from creation on)."""
-    data = key.private_bytes(
+def _private_pem(key: PrivateKey) -> bytes:
+    return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    os.fchmod(fd, 0o600)  # also when the file existed with wider permissions
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
+
+
+def write_private_key(path: Path, key: PrivateKey) -> None:
+    """Write *key* as unencrypted PKCS#8 PEM, readable by its owner only (0600 from creation on);
+    a crash leaves the old file or the new one (:func:`_stage`, then a rename)."""
+    os.replace(_stage(path, _private_pem(key), 0o600), path)
+
+
+def _staged_name(path: Path) -> Path:
+    """``.<name>.tmp`` beside *path*: where :func:`_stage` writes its next content."""
+    return path.with_name(f".{path.name}.tmp")
+
+
+def _stage(path: Path, data: bytes, mode: int) -> Path:
+    """Write *data* to :func:`_staged_name` of *path* with *mode* (from creation on, also over a
+    leftover), on disk (fsync) before it returns it: renamed over *path*, it replaces the old
+    content whole. A failed write removes the partial file and names *path*."""
+    tmp = _staged_name(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fd, mode)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fd)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise PkiError(f"cannot write {path}: {exc.strerror}") from None
+    return tmp
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the renames into *directory* durable (rename(2) changes the directory, not the file)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -238,7 +275,14 @@ def init_pki(
     now: dt.datetime | None = None,
     force: bool = False,
 ) -> PkiLayout:
-    """Create every chain of :data:`CHAINS` under *certs_dir* and install the roots into *trust_dir*."""
+    """Create every chain of :data:`CHAINS` under *certs_dir* and install the roots into *trust_dir*.
+
+    Crash and disk-full safe: every file is written whole under a temporary name first
+    (:func:`_stage`), the roots are installed, and only then do the files take their names, each by
+    an atomic rename. An interruption leaves each file old or new, never partial, and the staged
+    roots of the interrupted run tell the next one which roots it installed (:func:`_old_roots`), so
+    ``force`` repairs it.
+    """
     if key_type not in ALLOWED_KEY_TYPES[Protocol.ISO20]:
         raise PkiError("ISO 15118-20 keys are secp521r1 or ed448; secp256r1 is only for the -2 chain")
     trust = trust_dir if trust_dir is not None else certs_dir.parent / "trust" / "certs"
@@ -247,9 +291,9 @@ def init_pki(
         raise PkiError(f"{existing[0]} exists; pass --force to replace the PKI in {certs_dir}")
     not_before = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0) - dt.timedelta(minutes=5)
     try:
-        return _write_pki(certs_dir, trust, key_type, not_before, _old_roots(certs_dir))
-    except OSError as exc:
-        raise PkiError(f"cannot write the PKI: {exc.filename}: {exc.strerror}") from None
+        return _write_pki(certs_dir, trust, key_type, not_before, _old_roots(certs_dir, trust))
+    except OSError as exc:  # a directory or a rename (a file's own write is a PkiError naming it)
+        raise PkiError(f"cannot write the PKI: {exc.filename or certs_dir}: {exc.strerror}") from None
 
 
 def _ca_path(certs_dir: Path, spec: ChainSpec, part: str) -> Path:
@@ -258,14 +302,30 @@ def _ca_path(certs_dir: Path, spec: ChainSpec, part: str) -> Path:
     return certs_dir / "ca" / f"{slug}_{part}.pem"
 
 
-def _old_roots(certs_dir: Path) -> list[x509.Certificate]:
-    """The roots of a PKI that ``pki init`` made in *certs_dir* before (its ``ca/*_root_ca.pem``).
+def _old_roots(certs_dir: Path, trust: Path) -> list[x509.Certificate]:
+    """The roots a ``pki init`` in *certs_dir* may have installed before: its ``ca/*_root_ca.pem``
+    and those an interrupted run staged beside them.
 
     ``--force`` removes exactly these from the trust directory: roots put there by hand or by
-    ``pki trust-update`` stay.
+    ``pki trust-update`` stay. A root file that cannot be read (one written part-way by a version
+    that wrote in place) is skipped with a warning, as its root cannot be named: the new PKI is
+    still made. An unreadable staged file needs no warning: its run stopped before it installed any
+    root, which it does only once every file is staged whole.
     """
-    paths = (_ca_path(certs_dir, spec, "root_ca") for spec in CHAINS.values())
-    return [cert for path in paths if path.is_file() for cert in load_pem_chain(path)[:1]]
+    roots: dict[bytes, x509.Certificate] = {}
+    for spec in CHAINS.values():
+        path = _ca_path(certs_dir, spec, "root_ca")
+        for candidate, warn in ((path, True), (_staged_name(path), False)):
+            if not candidate.is_file():
+                continue
+            try:
+                cert = load_pem_chain(candidate)[0]
+            except PkiError as exc:
+                if warn:
+                    log.warning("v2gtool: warning: %s: its root, if in %s, stays there (remove it by hand)", exc, trust)
+                continue
+            roots[cert.fingerprint(hashes.SHA256())] = cert
+    return list(roots.values())
 
 
 def _write_pki(
@@ -281,22 +341,35 @@ def _write_pki(
     leaves: dict[str, tuple[Path, Path]] = {}
     cas: list[Path] = []
     roots: list[x509.Certificate] = []
-    for name, spec in CHAINS.items():
-        chain_key_type = KeyType.SECP256R1 if spec.protocol is Protocol.ISO2 else key_type
-        chain = build_chain(spec.ca_label, spec.ca_dc, spec.leaf_cn, spec.role, chain_key_type, not_before)
-        for part, issued in (
-            ("root_ca", chain.root),
-            ("sub_ca_1", chain.sub_ca_1),
-            ("sub_ca_2", chain.sub_ca_2),
-        ):
-            cert_path = _ca_path(certs_dir, spec, part)
-            cert_path.write_bytes(_pem(issued.cert))
-            write_private_key(cert_path.with_suffix(".key"), issued.key)
-            cas.append(cert_path)
-        chain_path, key_path = certs_dir / f"{name}.pem", certs_dir / f"{name}.key"
-        chain_path.write_bytes(b"".join(_pem(i.cert) for i in (chain.leaf, chain.sub_ca_2, chain.sub_ca_1)))
-        write_private_key(key_path, chain.leaf.key)
-        leaves[name] = (chain_path, key_path)
-        roots.append(chain.root.cert)
-    written = install_roots(roots, trust, replaces=old_roots)
+    staged: dict[Path, Path] = {}  # final name -> staged name
+    try:
+        for name, spec in CHAINS.items():
+            chain_key_type = KeyType.SECP256R1 if spec.protocol is Protocol.ISO2 else key_type
+            chain = build_chain(spec.ca_label, spec.ca_dc, spec.leaf_cn, spec.role, chain_key_type, not_before)
+            for part, issued in (
+                ("root_ca", chain.root),
+                ("sub_ca_1", chain.sub_ca_1),
+                ("sub_ca_2", chain.sub_ca_2),
+            ):
+                cert_path = _ca_path(certs_dir, spec, part)
+                staged[cert_path] = _stage(cert_path, _pem(issued.cert), 0o644)
+                key_path = cert_path.with_suffix(".key")
+                staged[key_path] = _stage(key_path, _private_pem(issued.key), 0o600)
+                cas.append(cert_path)
+            chain_path, key_path = certs_dir / f"{name}.pem", certs_dir / f"{name}.key"
+            chain_pem = b"".join(_pem(i.cert) for i in (chain.leaf, chain.sub_ca_2, chain.sub_ca_1))
+            staged[chain_path] = _stage(chain_path, chain_pem, 0o644)
+            staged[key_path] = _stage(key_path, _private_pem(chain.leaf.key), 0o600)
+            leaves[name] = (chain_path, key_path)
+            roots.append(chain.root.cert)
+        written = install_roots(roots, trust, replaces=old_roots)
+    except PkiError:  # install_roots is all or nothing: no root of this run is installed, nothing to record
+        for tmp in staged.values():
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+        raise
+    for path, tmp in staged.items():
+        os.replace(tmp, path)
+    for directory in (ca_dir, certs_dir):
+        _fsync_dir(directory)
     return PkiLayout(leaves, tuple(cas), tuple(written))

@@ -32,13 +32,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificatePublicKeyTypes,
+    PrivateKeyTypes,
+    PublicKeyTypes,
+)
 
 from v2gtool.errors import ConfigError, V2GToolError
 from v2gtool.exit_codes import ExitCode
 from v2gtool.pki.create import DEFAULT_CERTS_DIR
 from v2gtool.pki.handshake import ISO2_CIPHER_SUITES, ISO20_CIPHER_SUITES
 from v2gtool.pki.profiles import LeafRole, Protocol, Severity, check_chain, key_problem
-from v2gtool.pki.trust import DEFAULT_TRUST_DIR, load_pem_chain
+from v2gtool.pki.trust import DEFAULT_TRUST_DIR
 
 
 class TlsError(V2GToolError):
@@ -252,20 +259,68 @@ def _keylog(context: ssl.SSLContext, keylog: Path | None) -> None:
     try:
         # The secrets decrypt the session: create the file for its owner only.
         os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        context.keylog_filename = str(target)  # OpenSSL opens it again: a file that refuses appends fails here
     except OSError as exc:
         raise ConfigError(f"cannot open key-log file {target}: {exc.strerror}") from None
-    context.keylog_filename = str(target)
 
 
-def _check_own_key(chain: Path, protocol: Protocol) -> None:
+def _check_own_key(leaf: x509.Certificate, chain: Path, protocol: Protocol) -> None:
     """Refuse our own leaf when its key type is not one of *protocol*'s (ISO 15118-20 Annex B).
 
     OpenSSL would load it, then find no certificate matching the signature schemes of
     :data:`SIGNATURE_SCHEMES` and send none, which the peer reports as a missing certificate.
     """
-    problem = key_problem(load_pem_chain(chain)[0], protocol)
+    problem = key_problem(leaf, protocol)
     if problem is not None:
         raise TlsError(f"own certificate {chain}: {problem[1]}")
+
+
+def check_credentials(chain: Path, key: Path | None = None) -> x509.Certificate:
+    """Read our own certificate *chain* (PEM, leaf first) and private *key* (PEM; None: in the chain
+    file too) as OpenSSL will load them, and return the leaf. Each problem is a :class:`TlsError`
+    (exit 5) naming the file and what is wrong with it, where OpenSSL would only say "PEM lib": an
+    empty file, not a PEM certificate, not a private key, an encrypted key, a key that does not
+    match the certificate."""
+    leaf = _own_certificates(chain)[0]
+    key_path = key or chain
+    private = _own_key(key_path)
+    if _public_der(private.public_key()) != _public_der(leaf.public_key()):
+        raise TlsError(f"private key {key_path} does not match the certificate {chain} (the file's first, its leaf)")
+    return leaf
+
+
+def _own_file(path: Path, what: str) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise TlsError(f"{what} {path}: {exc.strerror}") from None
+    if not data.strip():
+        raise TlsError(f"{what} {path}: empty file")
+    return data
+
+
+def _own_certificates(path: Path) -> list[x509.Certificate]:
+    data = _own_file(path, "own certificate")
+    try:
+        return x509.load_pem_x509_certificates(data)
+    except ValueError:
+        hint = " (it holds a private key: give the chain, the .pem beside it)" if b"PRIVATE KEY-----" in data else ""
+        raise TlsError(f"own certificate {path}: not a PEM certificate{hint}") from None
+
+
+def _own_key(path: Path) -> PrivateKeyTypes:
+    data = _own_file(path, "private key")
+    try:
+        return serialization.load_pem_private_key(data, password=None)
+    except TypeError:  # "Password was not given but private key is encrypted"
+        raise encrypted_key(path) from None
+    except (ValueError, UnsupportedAlgorithm):
+        hint = " (it holds a certificate: give its key, the .key beside it)" if b"CERTIFICATE-----" in data else ""
+        raise TlsError(f"private key {path}: not a private key{hint}") from None
+
+
+def _public_der(key: PublicKeyTypes | CertificatePublicKeyTypes) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def encrypted_key(key: Path) -> TlsError:
@@ -315,7 +370,7 @@ def _build(
         for path in (credentials.chain, credentials.key):
             if not path.is_file():
                 raise TlsError(f"cannot load certificate: {path} does not exist")
-        _check_own_key(credentials.chain, protocol)
+        _check_own_key(check_credentials(credentials.chain, credentials.key), credentials.chain, protocol)
         try:
             context.load_cert_chain(credentials.chain, credentials.key, password=refuse_passphrase(credentials.key))
         except ssl.SSLError as exc:

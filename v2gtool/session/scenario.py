@@ -134,6 +134,8 @@ def load(path: Path | None, **overrides: Any) -> SessionScenario:
             raise ConfigError(f"scenario {path}: {exc}") from None
         scenario = _from_tables(raw, str(path))
     changes = {k: v for k, v in overrides.items() if v is not None}
+    for key in changes.keys() & _NUMBERS.keys():  # the command line's options (--power, --duration)
+        _number(changes[key], key, f"--{key.replace('_', '-')}")
     scenario = dataclasses.replace(scenario, **changes)
     if scenario.direction is Direction.DISCHARGE and scenario.service is not ServiceID.DC_BPT:
         where = f"scenario {path}: " if path is not None else ""
@@ -141,12 +143,24 @@ def load(path: Path | None, **overrides: Any) -> SessionScenario:
     return scenario
 
 
+# Plausibility ceilings of the [vehicle] and [charger] limits and of [session] power, by unit (the key's
+# suffix): W, A, V. They are no limit of ISO 15118-20 but lie far above any DC charging system (the
+# Megawatt Charging System goes to 1250 V and 3000 A), so a value beyond one is a typo; and far inside
+# what the RationalNumber that carries a limit on the wire can hold (Value an xs:short, Exponent an
+# xs:byte: up to 32767 x 10^127, V2G_CI_CommonTypes.xsd RationalNumberType), so a value such as 1e308
+# is refused here instead of failing the session when DC_ChargeParameterDiscovery is encoded.
+CEILINGS: dict[str, tuple[float, str]] = {
+    "power": (10e6, "W"),
+    "current": (10e3, "A"),
+    "voltage": (2000.0, "V"),
+}
+
 # [session] keys that are numbers: (lowest, highest, what the range comes from). The wire bounds are
 # ISO 15118-20's: Duration is an xs:unsignedInt (V2G_CI_CommonMessages.xsd PowerScheduleEntryType),
 # TargetSOC and MinimumSOC a percentValueType 0..100 (V2G_CI_CommonTypes.xsd).
 _NUMBERS: dict[str, tuple[float, float, str]] = {
     "duration": (0.0, 2.0**32 - 1, "seconds, an xs:unsignedInt on the wire"),
-    "power": (0.0, math.inf, "W, the direction gives the sign"),
+    "power": (0.0, CEILINGS["power"][0], "W, the direction gives the sign; at most 10 MW"),
     "target_soc": (0.0, 100.0, "%"),
     "min_soc": (0.0, 100.0, "%"),
     "standby_at": (0.0, math.inf, "seconds into the loop"),
@@ -168,7 +182,7 @@ def _number(value: Any, key: str, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ConfigError(f"{where}: expected a number, got {value!r}")
     if not low <= value <= high:
-        bounds = f">= {low:g}" if high == math.inf else f"within {low:g} .. {high:g}"
+        bounds = f">= {low:.15g}" if high == math.inf else f"within {low:.15g} .. {high:.15g}"
         raise ConfigError(f"{where}: {value!r} is not {bounds} ({unit})")
     return float(value)
 
@@ -249,6 +263,10 @@ def _limits(base: PowerLimits, table: dict[str, Any], where: str) -> PowerLimits
             raise ConfigError(f"{where} {key}: expected a non-negative number, got {value!r}")
         if key.startswith("max_") and value == 0:  # 0 would read as "no limit" downstream
             raise ConfigError(f"{where} {key}: a maximum must be positive, got {value!r}")
+        ceiling, unit = CEILINGS[key.rpartition("_")[2]]
+        if value > ceiling:
+            raise ConfigError(f"{where} {key}: {value:g} {unit} is above {ceiling:.15g} {unit}, more than any DC "
+                              "charging system")
         changes[key] = float(value)
     limits = dataclasses.replace(base, **changes)
     for name in sorted(names):

@@ -69,23 +69,38 @@ class SlacTimers:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], where: str = "[slac]") -> SlacTimers:
-        """Build from a config table / option values; unknown names and bad values are errors."""
-        fields = {f.name: f for f in dataclasses.fields(cls)}
+        """Build from a config table; unknown names and bad values are errors naming *where* and the key."""
         kwargs: dict[str, Any] = {}
         for name, value in values.items():
-            field = fields.get(name)
-            if field is None:
-                raise ConfigError(f"{where}: unknown SLAC timer {name!r}")
-            kind = int if field.type == "int" else float
             try:
-                converted = kind(value)
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"{where}: {name} = {value!r} is not a number") from exc
-            if not math.isfinite(converted) or converted < 0:
-                raise ConfigError(f"{where}: {name} = {value!r} must be a finite number, not negative")
-            if name in _OCTET_LIMITS:
-                low, high, why = _OCTET_LIMITS[name]
-                if not low <= converted <= high:
-                    raise ConfigError(f"{where}: {name} = {value!r} is outside {low} .. {high} ({why})")
-            kwargs[name] = converted
+                kwargs[name] = cls.setting(name, value)
+            except KeyError:
+                raise ConfigError(f"{where}: unknown SLAC timer {name!r}") from None
+            except ValueError as exc:
+                raise ConfigError(f"{where}: {name} = {value!r} {exc}") from None
         return dataclasses.replace(cls(), **kwargs)
+
+    @classmethod
+    def setting(cls, name: str, value: Any) -> int | float:
+        """*value* (a number or its text) of the setting *name*, as the field's type: KeyError for a
+        name that is none, ValueError saying what is wrong with the value ("is not a number", ...),
+        for the caller to put after what the user wrote."""
+        field = {f.name: f for f in dataclasses.fields(cls)}[name]
+        if isinstance(value, bool):
+            raise ValueError("is not a number")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError("is not a number") from None
+        if not math.isfinite(number) or number < 0:
+            raise ValueError("must be a finite number, not negative")
+        converted: int | float = number
+        if field.type == "int":
+            if not number.is_integer():
+                raise ValueError(f"must be a whole number: {name} is a count")
+            converted = int(number)
+        if name in _OCTET_LIMITS:
+            low, high, why = _OCTET_LIMITS[name]
+            if not low <= converted <= high:
+                raise ValueError(f"is outside {low} .. {high} ({why})")
+        return converted
