@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from tests.hw.conftest import make_station, names
-from v2gtool.hw.cablecheck import CableCheckSettings, CablePhase, run_cable_check
+from v2gtool.hw.cablecheck import CableCheckRun, CableCheckSettings, CablePhase, run_cable_check
 from v2gtool.hw.errors import HardwareError
 from v2gtool.hw.events import ContactorsOpening, InterlockTripped
 from v2gtool.hw.interlock import ContactorPhase
@@ -116,3 +116,38 @@ def test_a_failed_or_faulty_check_returns_with_the_contactors_open(scenario: str
     assert report.failure is not None or (report.result and report.result.verdict is IsolationVerdict.FAULT)
     assert station.interlock.phase is ContactorPhase.OPEN
     assert names(station.events)[-1] == "ContactorsOpened"
+
+
+def test_a_check_run_in_slices_is_tick_for_tick_the_check_run_at_once() -> None:
+    """CableCheckRun (the SECC's, advanced by the EV's 0.5 s polls) against run_cable_check: the same
+    trace, the same verdict at the same time."""
+    at_once, sliced = make_station().station, make_station().station
+    expected = run_cable_check(at_once, SETTINGS)
+    run = CableCheckRun(sliced, SETTINGS)
+    polls = 0
+    while (report := run.advance(sliced.clock.now() + 0.5)) is None:
+        polls += 1
+        assert sliced.cable_check_running
+    assert polls >= 20  # the ~15 s check over the polls, not at once
+    assert report.trace == expected.trace
+    assert report.result == expected.result and report.finished_at == expected.finished_at
+    assert names(sliced.events) == names(at_once.events)
+    assert sliced.interlock.cable_check_passed
+
+
+def test_an_error_in_a_slice_opens_the_contactors_as_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    setup = make_station()
+    station = setup.station
+
+    def imd_gone() -> float | None:
+        if station.measurement.cable_v > 400.0:
+            raise HardwareError("IMD: no answer")
+        return 5e6
+
+    monkeypatch.setattr(station.hw.isolation_monitor, "resistance_ohm", imd_gone)
+    run = CableCheckRun(station, SETTINGS)
+    with pytest.raises(HardwareError, match="IMD: no answer"):
+        while run.advance(station.clock.now() + 0.5) is None:
+            pass
+    assert station.interlock.phase is ContactorPhase.OPEN
+    assert station.measurement.cable_v < SAFE_OUTPUT_V and not station.cable_check_running

@@ -214,6 +214,54 @@ def test_emergency_stop_opens_within_budget() -> None:
     assert setup.station.request_close().condition is Condition.EMERGENCY_STOP
 
 
+@pytest.mark.parametrize(
+    ("step", "condition", "clears"),
+    [
+        ("estop = true", Condition.EMERGENCY_STOP, "estop = false"),
+        ('cp = "B"', Condition.CP_NOT_C_OR_D, 'cp = "C"'),
+        ("insulation_ohm = 20000", Condition.ISOLATION_FAULT, 'cp = "B"'),  # the plug-in's fault: until B
+    ],
+)
+def test_a_trip_is_live_only_while_its_condition_holds(step: str, condition: Condition, clears: str) -> None:
+    """The interlock's record of the last trip stays (why the contactors opened); whether it still
+    holds is live_trip, so a later session of the same process is not failed by an old trip."""
+    setup = make_station(f'[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 18.0\n{step}\n[[at]]\nt = 25.0\n{clears}\n')
+    charging(setup, 100.0, seconds=0.5)
+    setup.station.run(24.0 - setup.clock.now())
+    interlock = setup.station.interlock
+    assert interlock.trip_condition is condition and interlock.live_trip is condition
+    assert setup.station.request_close().condition is condition
+    setup.station.run(1.5)  # the condition clears at 25 s
+    setup.plant.ev_state = CpState.C  # (back in C where the step unplugged to B)
+    setup.station.run(0.1)
+    assert interlock.trip_condition is condition and interlock.live_trip is None
+    assert setup.station.request_close().allowed
+
+
+def test_contactor_stuck_stays_live_until_a_reset() -> None:
+    setup = make_station('[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 1.0\nfault = "feedback_mismatch"\n')
+    setup.station.run(1.5)
+    interlock = setup.station.interlock
+    assert interlock.live_trip is None  # latched while open: no trip, but no close either
+    assert interlock.stuck is not None
+    setup.plant.clear()
+    setup.station.run(0.1)
+    assert interlock.stuck is not None  # a repair is not a reset
+    assert setup.station.reset().allowed and interlock.stuck is None
+
+
+def test_a_stuck_contact_found_while_closed_is_a_live_trip_until_the_reset() -> None:
+    setup = make_station('[[at]]\nt = 0\ncp = "C"\n[[at]]\nt = 17.0\nfault = "feedback_mismatch"\npoles = ["K1"]\n')
+    charging(setup, 100.0, seconds=0.5)
+    setup.station.run(1.0)
+    interlock = setup.station.interlock
+    assert interlock.trip_condition is Condition.CONTACTOR_STUCK and interlock.live_trip is Condition.CONTACTOR_STUCK
+    setup.plant.clear()
+    setup.station.run(0.5)
+    assert interlock.live_trip is Condition.CONTACTOR_STUCK
+    assert setup.station.reset().allowed and interlock.live_trip is None
+
+
 def test_session_stop_opens_at_zero_current() -> None:
     setup = make_station()
     t0 = charging(setup, -80.0, seconds=0.5)  # discharging: the same rules apply

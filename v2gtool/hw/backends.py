@@ -14,7 +14,7 @@ from v2gtool.hw.realtime import MonotonicClock
 from v2gtool.hw.scenario import Scenario, default_scenario
 from v2gtool.hw.serial import BoardLink, SerialControlPilot
 from v2gtool.hw.sim import SimClock, SimPlant, SimVehicle, sim_hardware
-from v2gtool.hw.station import Station, StationConfig
+from v2gtool.hw.station import Station, StationConfig, Wait
 from v2gtool.session.events import Event
 
 
@@ -27,6 +27,30 @@ class SimSetup:
     clock: SimClock
     vehicle: SimVehicle
     scenario: Scenario
+    #: When the scenario's next step is due (``inf``: none is left).
+    next_step_at: Callable[[], float]
+
+    def fast_forward(self, seconds: float) -> None:
+        """:meth:`Station.run` for *seconds*, except that while the station is idle and the plant at
+        rest (:attr:`Station.idle`, :attr:`SimPlant.at_rest`) a tick leaps up to
+        :attr:`SimPlant.rest_step_s` at once, never across a scenario step: then only something from
+        outside (a request, a scripted step) changes anything, so a charger waiting minutes for its
+        next session catches up in a few hundred ticks instead of one per millisecond."""
+        station, clock = self.station, self.clock
+        wait = Wait(station, lambda: False, seconds)
+        while wait.poll() is None:
+            leap = self._rest_leap(wait.deadline)
+            if leap > station.config.tick_s:
+                clock.leap(leap)
+            else:
+                wait.sleep()
+
+    def _rest_leap(self, deadline: float) -> float:
+        """How far the next tick may leap (0: nothing at rest)."""
+        if not (self.station.idle and self.plant.at_rest):
+            return 0.0
+        now = self.clock.now()
+        return min(self.plant.rest_step_s, deadline - now, self.next_step_at() - now)
 
 
 def sim_station(
@@ -42,7 +66,7 @@ def sim_station(
     params = scenario.parameters()
     plant = SimPlant(params)
     clock = SimClock(resolution=resolution_s)
-    scenario.attach(plant, clock)
+    next_step_at = scenario.attach(plant, clock)
     hw, plant, clock = sim_hardware(plant, clock)
     vehicle = SimVehicle(plant)
     station = Station(
@@ -52,7 +76,7 @@ def sim_station(
         listener=listener,
         soc_percent=vehicle.soc_percent,
     )
-    return SimSetup(station, plant, clock, vehicle, scenario)
+    return SimSetup(station, plant, clock, vehicle, scenario, next_step_at)
 
 
 #: The backends a command can select; ``sim`` is the default.
@@ -72,7 +96,9 @@ def open_hardware(backend: str, config: Config) -> Hardware:
                 f"[hw] serial_baud must be an integer, got {config.get('hw', 'serial_baud')!r}"
             ) from None
         link = BoardLink(str(port), baudrate)
-        return Hardware(backend="serial", clock=MonotonicClock(), control_pilot=SerialControlPilot(link))
+        return Hardware(
+            backend="serial", clock=MonotonicClock(), control_pilot=SerialControlPilot(link), release=link.close
+        )
     if backend == "gpiod":
         return gpiod_hardware(config, MonotonicClock())
     raise ConfigError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")

@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Iterator
+import math
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from v2gtool.hw.errors import ContactorStuckError, HardwareError, InterlockRefusedError, InterlockTrippedError
 from v2gtool.hw.interfaces import IsolationMonitor
@@ -40,7 +42,9 @@ from v2gtool.hw.isolation import (
     IsolationResult,
     cable_check_voltage,
 )
-from v2gtool.hw.station import Station
+from v2gtool.hw.station import Station, Wait
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +153,34 @@ class _Tracer:
         return resistance
 
 
+#: A procedure of the station that waits: it yields each :class:`Wait` and is sent its outcome
+#: (what :meth:`Station.wait_for` returns), so it runs at once (:func:`run_waits`) or in slices
+#: of the caller's time (:class:`CableCheckRun`), tick for tick the same.
+Waits = Generator[Wait, bool, T]
+
+
+def run_waits(procedure: Waits[T]) -> T:
+    """Run *procedure* to its end, each of its waits at once."""
+    try:
+        wait = next(procedure)
+        while True:
+            wait = _resume(procedure, wait, wait.run)
+    except StopIteration as end:
+        result: T = end.value
+        return result
+
+
+def _resume(procedure: Waits[T], wait: Wait, outcome: Callable[[], bool | None]) -> Wait:
+    """Run *outcome* of the *procedure*'s *wait*: the same wait while it goes on (None), else the
+    procedure's next wait, sent the outcome or thrown what the wait raised (a trip the trace saw,
+    a device error), as if :meth:`Station.wait_for` had raised it there."""
+    try:
+        done = outcome()
+    except BaseException as exc:
+        return procedure.throw(exc)
+    return wait if done is None else procedure.send(done)
+
+
 def run_cable_check(
     station: Station, settings: CableCheckSettings, stop: Callable[[], bool] = never
 ) -> CableCheckReport:
@@ -164,6 +196,50 @@ def run_cable_check(
     60 V (standards.md 7.1: nothing is reported while the test voltage is on) and the contactors
     open through the interlock at zero current (standards.md 7.3); the report is ``interrupted``.
     """
+    return run_waits(_cable_check(station, settings, stop))
+
+
+class CableCheckRun:
+    """:func:`run_cable_check` in slices of the caller's time: the SECC starts it on the first
+    DC_CableCheckReq and answers the EV's polls with EVSEProcessing Ongoing while it runs
+    (IEC 61851-23 CC.4.1; the EV polls within V2G_EVCC_CableCheck_Timeout, standards.md 4.4), and
+    the check's simulated seconds pass with the EV's, not at once."""
+
+    def __init__(self, station: Station, settings: CableCheckSettings, stop: Callable[[], bool] = never) -> None:
+        self._clock = station.clock
+        self._stopping = False
+        self._procedure = _cable_check(station, settings, lambda: self._stopping or stop())
+        self._wait: Wait | None = None
+        self.report: CableCheckReport | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._wait is not None or self.report is not None
+
+    def advance(self, until: float) -> CableCheckReport | None:
+        """Run the check up to the time *until* (its last tick may end up to one tick later); the
+        report once it is done. Errors are raised as :func:`run_cable_check` raises them."""
+        try:
+            if self._wait is None:
+                self._wait = next(self._procedure)
+            while self.report is None and self._clock.now() < until - 1e-9:
+                self._wait = _resume(self._procedure, self._wait, self._wait.tick)
+        except StopIteration as end:
+            self.report = end.value
+        return self.report
+
+    def stop(self) -> CableCheckReport | None:
+        """End a started check now as its *stop* would (ramp down below 60 V, open at zero current)."""
+        if not self.started:
+            return None
+        self._stopping = True
+        return self.advance(math.inf)
+
+
+def _cable_check(
+    station: Station, settings: CableCheckSettings, stop: Callable[[], bool]
+) -> Waits[CableCheckReport]:
+    """:func:`run_cable_check` as a procedure of waits."""
     imd = station.part(station.hw.isolation_monitor, "insulation monitoring device")
     station.part(station.hw.power_module, "DC power module")
     profile = station.config.isolation
@@ -176,13 +252,14 @@ def run_cable_check(
     try:
         with opened_on_error(station, settings.ramp_timeout_s):
             try:
-                _close_and_measure(station, imd, settings, report, trace)
+                yield from _close_and_measure(station, imd, settings, report, trace)
             except _Interrupted:
                 report.failure = "interrupted"
             if trace.phase is not CablePhase.CLOSE:  # closed: the station may have a voltage applied
                 trace.phase = CablePhase.RAMP_DOWN
                 down_from = clock.now()
-                if not _discharge(station, trace, lambda: station.measurement.cable_v, settings.ramp_timeout_s):
+                ramp_down = _discharging(station, trace, lambda: station.measurement.cable_v, settings.ramp_timeout_s)
+                if not (yield from ramp_down):
                     report.failure = report.failure or f"output did not fall below {SAFE_OUTPUT_V:.0f} V"
                 report.ramp_down_s = clock.now() - down_from
                 trace.record(sampled=False)
@@ -192,7 +269,7 @@ def run_cable_check(
     if report.failure is None and report.result is not None:
         station.report_cable_check(report.result)  # a fault trips and runs the stop action (rule 5)
     if report.failure is not None or station.interlock.phase is not ContactorPhase.CLOSED:
-        open_contactors(station)
+        yield from _opening(station, OPEN_TIMEOUT_S)
     return report
 
 
@@ -202,11 +279,11 @@ def _close_and_measure(
     settings: CableCheckSettings,
     report: CableCheckReport,
     trace: _Tracer,
-) -> None:
+) -> Waits[None]:
     """Steps 1 to 4: discharge, close, IMD self-test, then :func:`_measure`."""
     # A session that just ended may have left the DC link charged: the interlock refuses to close
     # onto a live output, so discharge it first.
-    if not _discharge(station, trace, lambda: station.measurement.link_v, settings.ramp_timeout_s):
+    if not (yield from _discharging(station, trace, lambda: station.measurement.link_v, settings.ramp_timeout_s)):
         raise InterlockRefusedError(
             f"output did not fall below {SAFE_OUTPUT_V:.0f} V before closing "
             f"(link at {station.measurement.link_v:.1f} V after {settings.ramp_timeout_s:.0f} s)"
@@ -214,25 +291,36 @@ def _close_and_measure(
     verdict = station.request_close()
     if not verdict.allowed:
         raise InterlockRefusedError(f"contactors may not close: {verdict}")
-    closed = station.wait_for(lambda: trace() or station.interlock.phase is ContactorPhase.CLOSED, timeout=1.0)
+    closed = yield Wait(station, lambda: trace() or station.interlock.phase is ContactorPhase.CLOSED, 1.0)
     if not closed:
         raise HardwareError("contactors did not report closed within 1 s")
 
     trace.phase = CablePhase.SELF_TEST
     imd.start_self_test()
-    station.wait_for(lambda: trace() or imd.self_test_result() is not None, settings.self_test_timeout_s)
+    yield Wait(station, lambda: trace() or imd.self_test_result() is not None, settings.self_test_timeout_s)
     report.self_test_passed = imd.self_test_result()
     if not report.self_test_passed:
         report.failure = "IMD self-test failed" if report.self_test_passed is False else "IMD self-test timed out"
     else:
-        _measure(station, settings, report, trace)
+        yield from _measure(station, settings, report, trace)
 
 
-def _discharge(station: Station, watch: Callable[[], bool], voltage: Callable[[], float], timeout: float) -> bool:
+def _discharging(
+    station: Station, watch: Callable[[], bool], voltage: Callable[[], float], timeout: float
+) -> Waits[bool]:
     """Power module off (active discharge) until *voltage* is below 60 V; False when *timeout* passed
     first, or *watch* (polled every tick, e.g. the trace) ended the wait."""
     station.power_off()
-    return station.wait_for(lambda: watch() or voltage() < SAFE_OUTPUT_V, timeout) and voltage() < SAFE_OUTPUT_V
+    ended = yield Wait(station, lambda: watch() or voltage() < SAFE_OUTPUT_V, timeout)
+    return ended and voltage() < SAFE_OUTPUT_V
+
+
+def _opening(station: Station, timeout_s: float) -> Waits[bool]:
+    """:func:`open_contactors` as a procedure of waits."""
+    interlock = station.interlock
+    station.session_stop()
+    yield Wait(station, lambda: interlock.phase is ContactorPhase.OPEN or interlock.stuck is not None, timeout_s)
+    return interlock.phase is ContactorPhase.OPEN
 
 
 def open_contactors(station: Station, timeout_s: float = OPEN_TIMEOUT_S) -> bool:
@@ -242,10 +330,7 @@ def open_contactors(station: Station, timeout_s: float = OPEN_TIMEOUT_S) -> bool
     Nothing happens when they are open already; a trip already under way keeps its condition.
     True when they are open.
     """
-    interlock = station.interlock
-    station.session_stop()
-    station.wait_for(lambda: interlock.phase is ContactorPhase.OPEN or interlock.stuck is not None, timeout_s)
-    return interlock.phase is ContactorPhase.OPEN
+    return run_waits(_opening(station, timeout_s))
 
 
 def ramp_down_and_open(station: Station, ramp_timeout_s: float = RAMP_TIMEOUT_S) -> bool:
@@ -255,11 +340,13 @@ def ramp_down_and_open(station: Station, ramp_timeout_s: float = RAMP_TIMEOUT_S)
     voltage: only the current goes to zero (standards.md 7.3). True when the contactors are open."""
     interlock = station.interlock
     if interlock.phase is ContactorPhase.CLOSED and not interlock.energy_transfer:
-        _discharge(
-            station,
-            lambda: interlock.phase is not ContactorPhase.CLOSED,
-            lambda: station.measurement.cable_v,
-            ramp_timeout_s,
+        run_waits(
+            _discharging(
+                station,
+                lambda: interlock.phase is not ContactorPhase.CLOSED,
+                lambda: station.measurement.cable_v,
+                ramp_timeout_s,
+            )
         )
     return open_contactors(station)
 
@@ -297,13 +384,14 @@ def opened_on_error(station: Station, ramp_timeout_s: float = RAMP_TIMEOUT_S) ->
 
 def _measure(
     station: Station, settings: CableCheckSettings, report: CableCheckReport, trace: _Tracer
-) -> None:
+) -> Waits[None]:
     """Ramp up, let the IMD settle (the grace period, and its reading settled), take the samples and
     evaluate the lowest one."""
     trace.phase = CablePhase.RAMP_UP
     target = report.test_voltage_v
     station.regulate_voltage(target)
-    reached = station.wait_for(
+    reached = yield Wait(
+        station,
         lambda: trace() or abs(station.measurement.cable_v - target) <= settings.ramp_tolerance * target,
         settings.ramp_timeout_s,
     )
@@ -311,15 +399,15 @@ def _measure(
         report.failure = f"output did not reach the test voltage {target:.0f} V"
         return
     trace.phase = CablePhase.SETTLE
-    station.wait_for(trace, settings.settle_s)
-    if not station.wait_for(lambda: trace() or station.imd_settled, IMD_RESPONSE_TIME_S):
+    yield Wait(station, trace, settings.settle_s)
+    if not (yield Wait(station, lambda: trace() or station.imd_settled, IMD_RESPONSE_TIME_S)):
         report.failure = f"the IMD reading did not settle within {IMD_RESPONSE_TIME_S:.0f} s"
         return
     trace.phase = CablePhase.SAMPLE
     readings: list[float] = []
     for index in range(settings.samples):
         if index:
-            station.wait_for(trace, settings.sample_interval_s)
+            yield Wait(station, trace, settings.sample_interval_s)
         resistance = trace.record(sampled=True)
         if resistance is not None:
             readings.append(resistance)

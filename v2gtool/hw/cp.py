@@ -18,8 +18,6 @@ from dataclasses import dataclass
 
 from v2gtool.errors import V2GToolError
 
-#: Frequency of the pilot oscillator, IEC 61851-1 A.2.
-PWM_FREQUENCY_HZ = 1000.0
 #: Duty cycle that requests digital communication (ISO 15118 / DIN 70121 high-level communication).
 DIGITAL_COMMUNICATION_DUTY = 5.0
 #: "Duty" that switches the oscillator off: a steady +12 V (state X1 of ISO 15118-3).

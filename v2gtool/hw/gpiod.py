@@ -19,6 +19,7 @@ change, which its feedback margin covers.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -143,6 +144,7 @@ class GpiodLines:
         self._request.set_value(line, self._value.ACTIVE if active else self._value.INACTIVE)
 
     def release(self) -> None:
+        """Give the lines back to the kernel (``LineRequest.release`` may be called again)."""
         self._request.release()
 
 
@@ -185,6 +187,8 @@ def gpiod_hardware(config: Config, clock: Clock, lines: Lines | None = None) -> 
     estop = (
         GpiodEmergencyStop(io, layout.estop, layout.debounce_s, clock) if layout.estop is not None else None
     )
-    return Hardware(
+    parts = Hardware(
         backend="gpiod", clock=clock, contactors=GpiodContactors(io, layout, clock), emergency_stop=estop
     )
+    # The line request is released with the hardware; *lines* given by the caller stay the caller's.
+    return dataclasses.replace(parts, release=io.release) if isinstance(io, GpiodLines) else parts

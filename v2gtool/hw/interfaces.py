@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -114,6 +115,10 @@ class EmergencyStop(Protocol):
     def pressed(self) -> bool: ...
 
 
+def _nothing_to_release() -> None:
+    """The ``release`` of a backend that holds no device (``sim``)."""
+
+
 @dataclass(frozen=True)
 class Hardware:
     """The parts one backend provides; a part it does not have is ``None``."""
@@ -126,3 +131,6 @@ class Hardware:
     power_module: PowerModule | None = None
     inlet_temperature: InletTemperature | None = None
     emergency_stop: EmergencyStop | None = None
+    #: Gives the backend's devices back (the GPIO line request, the serial port) when the command
+    #: ends (:meth:`v2gtool.hw.station.Station.close`); safe to call more than once.
+    release: Callable[[], None] = _nothing_to_release

@@ -159,7 +159,8 @@ class Interlock:
         self.isolation_fault = False
         self.cable_check_passed = False
         self.energy_transfer = False
-        self.last_isolation: IsolationResult | None = None
+        #: Why the contactors last opened on a trip: kept as the record after the condition
+        #: cleared (:attr:`live_trip` says whether it still holds).
         self.trip_condition: Condition | None = None
         self._measurement: DcMeasurement | None = None
         self._feedback: dict[Pole, bool] = {}
@@ -190,6 +191,20 @@ class Interlock:
         if self.phase is ContactorPhase.OPENING:
             return self._phase_since + self.config.contactor_open_time_s + self.config.feedback_margin_s
         return None
+
+    @property
+    def live_trip(self) -> Condition | None:
+        """The condition of the last trip while it still holds, else None: the emergency stop still
+        pressed, the pilot still out of C/D, the isolation fault of this plug-in (rule 1: until CP
+        A or B), "Contactor Stuck" latched until :meth:`reset` (rule 4). A session stop is none."""
+        condition = self.trip_condition
+        holds = {
+            Condition.EMERGENCY_STOP: self.emergency_stop,
+            Condition.CP_NOT_C_OR_D: self.cp_state is None or not self.cp_state.energy_transfer_allowed,
+            Condition.ISOLATION_FAULT: self.isolation_fault,
+            Condition.CONTACTOR_STUCK: self.stuck is not None,
+        }
+        return condition if condition is not None and holds.get(condition, False) else None
 
     def current_limit_a(self) -> float:
         """The largest current magnitude the power module may carry now."""
@@ -302,7 +317,6 @@ class Interlock:
         A fault trips and runs the stop action (rule 5); only a cable check's pass or warning makes
         the cable check count as passed.
         """
-        self.last_isolation = result
         if result.verdict is IsolationVerdict.FAULT:
             self._events.append(
                 IsolationFault(

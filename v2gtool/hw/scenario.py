@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,8 +93,10 @@ class Scenario:
             setattr(params, name, value)
         return params
 
-    def attach(self, plant: SimPlant, clock: SimClock) -> None:
-        """Apply the steps due at the clock's start now, and each later one when its time comes.
+    def attach(self, plant: SimPlant, clock: SimClock) -> Callable[[], float]:
+        """Apply the steps due at the clock's start now, and each later one when its time comes (at
+        the start of the clock's first step at or after it). Returns when the next step is due
+        (``inf`` when none is left), so the plant at rest is never stepped across it.
 
         Attach before the plant, so a step takes effect in the same simulation step.
         """
@@ -105,6 +108,7 @@ class Scenario:
 
         play(0.0)
         clock.attach(play)
+        return lambda: pending[0].t if pending else math.inf
 
 
 @dataclass

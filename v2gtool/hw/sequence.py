@@ -41,7 +41,6 @@ class Vehicle(Protocol):
 @dataclass(frozen=True)
 class PowerUpReport:
     cable_check: CableCheckReport
-    precharge_s: float
 
 
 def power_up(
@@ -79,7 +78,6 @@ def power_up(
             f"cable check: insulation {report.result.resistance_ohm:.0f} Ohm below "
             f"{report.result.fault_threshold_ohm:.0f} Ohm ({station.config.isolation.edition.value} edition)"
         )
-    started = station.clock.now()
     battery_v = vehicle.battery_voltage()
     station.regulate_voltage(battery_v)
     tolerance = min(_PRECHARGE_DONE_V, interlock.config.precharge_tolerance_v)
@@ -95,4 +93,4 @@ def power_up(
     verdict = station.request_energy_transfer(vehicle.battery_voltage())
     if not verdict.allowed:
         raise InterlockRefusedError(f"energy transfer refused: {verdict}")
-    return PowerUpReport(report, station.clock.now() - started)
+    return PowerUpReport(report)

@@ -37,6 +37,7 @@ class BoardLink:
         self._seq = 0
 
     def close(self) -> None:
+        """Close the port (pyserial's ``close`` may be called again)."""
         self._serial.close()
 
     def request(self, verb: str, *args: str) -> Frame:

@@ -35,6 +35,9 @@ from dataclasses import dataclass, field, fields
 from v2gtool.hw.cp import PWM_OFF_DUTY, CpReading, CpState, pilot_levels
 from v2gtool.hw.interfaces import DcMeasurement, Hardware, Pole
 
+#: The longest step of a plant at rest (:attr:`SimPlant.rest_step_s`).
+REST_STEP_S = 1.0
+
 
 class SimClock:
     """A virtual monotonic clock. :meth:`sleep` advances it in steps of at most ``resolution``
@@ -56,12 +59,17 @@ class SimClock:
         remaining = seconds
         while remaining > 1e-12:
             dt = min(self.resolution, remaining)
-            for step in self._steppers:
-                step(dt)
-            self._t += dt
+            self.leap(dt)
             remaining -= dt
 
     advance = sleep
+
+    def leap(self, seconds: float) -> None:
+        """Advance simulated time by *seconds* in one integration step: for a plant at rest
+        (:attr:`SimPlant.at_rest`), whose decays the model integrates in closed form."""
+        for step in self._steppers:
+            step(seconds)
+        self._t += seconds
 
 
 class Fault(enum.Enum):
@@ -182,6 +190,27 @@ class SimPlant:
         return self.ocv_v + self.current_a * self.params.internal_resistance_ohm
 
     @property
+    def at_rest(self) -> bool:
+        """Nothing in the plant is driven: no contact switching, no current and none commanded on a
+        closed path, no voltage regulated, no IMD self-test. What still changes then decays by
+        itself (the output bleeding down and the IMD settling, integrated in closed form; the inlet
+        cooling, slow against :data:`REST_STEP_S`), so the plant may be stepped coarsely."""
+        idle_module = self._mode is _PowerMode.OFF or (self._mode is _PowerMode.CURRENT and not self.power_path_closed)
+        return (
+            self.current_a == 0.0
+            and idle_module
+            and self.imd_self_test_remaining is None
+            and not any(self._switching(pole, relay) for pole, relay in self.relays.items())
+        )
+
+    @property
+    def rest_step_s(self) -> float:
+        """The longest step the plant at rest is integrated in: :data:`REST_STEP_S`, and short against
+        the inlet's thermal time constant R_th C, the one decay integrated step by step (Euler)."""
+        p = self.params
+        return min(REST_STEP_S, 0.01 * p.inlet_thermal_resistance_k_per_w * p.inlet_heat_capacity_j_per_k)
+
+    @property
     def power_path_closed(self) -> bool:
         """Energy can flow: K1, K2 and the vehicle's contactor are all closed."""
         return self.contactors_closed and self.ev_contactor_closed
@@ -244,17 +273,19 @@ class SimPlant:
         self._step_imd(dt)
         self._step_thermal(dt)
 
+    def _switching(self, pole: Pole, relay: _Relay) -> bool:
+        """The contact is on its way to the coil's state (a weld or a stuck-open contact never is)."""
+        if relay.coil == relay.closed:
+            return False
+        return not self.has_fault(Fault.STUCK_OPEN if relay.coil else Fault.WELD, pole)
+
     def _step_relays(self, dt: float) -> None:
         p = self.params
         for pole, relay in self.relays.items():
-            if relay.coil and not relay.closed and not self.has_fault(Fault.STUCK_OPEN, pole):
+            if self._switching(pole, relay):
                 relay.timer += dt
-                if relay.timer >= p.contactor_close_time_s:
-                    relay.closed, relay.timer = True, 0.0
-            elif not relay.coil and relay.closed and not self.has_fault(Fault.WELD, pole):
-                relay.timer += dt
-                if relay.timer >= p.contactor_open_time_s:
-                    relay.closed, relay.timer = False, 0.0
+                if relay.timer >= (p.contactor_close_time_s if relay.coil else p.contactor_open_time_s):
+                    relay.closed, relay.timer = relay.coil, 0.0
             elif relay.coil == relay.closed:
                 relay.timer = 0.0
 

@@ -10,12 +10,14 @@ on ``sim`` the whole loop runs in simulated time.
 This is the API the session engine drives from the ISO 15118-20 SECC::
 
     station.step() / station.run(seconds) / station.wait_for(predicate, timeout)
+    Wait(station, predicate, timeout)             # wait_for in slices (poll / sleep)
     station.request_close() -> Verdict            # DC_CableCheck starts
     run_cable_check(station, ...)                 # v2gtool.hw.cablecheck
     station.regulate_voltage(v)                   # DC_PreCharge (2 A limit until transfer is enabled)
     station.request_energy_transfer(battery_v)    # PowerDelivery Start
     station.request_current(amps)                 # DC_ChargeLoop (+ charge / - discharge)
     station.session_stop()                        # PowerDelivery Stop / SessionStop
+    station.finish() / station.close()            # end of the command: stop actions, devices
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ import logging
 import math
 import shlex
 import subprocess
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import TypeVar
 
 from v2gtool.hw.control import EVSE_SHUTDOWN_REJECTED, SocFloor, ThermalDerating, apply_limit
@@ -52,6 +56,8 @@ log = logging.getLogger(__name__)
 
 #: A derating change below this many amperes is not reported as an event.
 _DERATING_REPORT_STEP_A = 5.0
+#: How long :meth:`Station.finish` waits in all (real time) for stop actions still running.
+STOP_ACTION_TIMEOUT_S = 10.0
 
 
 class _Setpoint(enum.Enum):
@@ -137,13 +143,25 @@ class Station:
         return self._applied_current
 
     @property
-    def derating_limit_a(self) -> float:
-        return self._derating_limit
-
-    @property
     def discharge_refused(self) -> bool:
         """The SoC floor holds discharging off (EVSE_Shutdown_Rejected) since the SoC last fell to it."""
         return self._discharge_refused
+
+    @property
+    def idle(self) -> bool:
+        """Nothing of the station's own is under way: contactors open (no interlock deadline), no
+        cable check, no voltage setpoint. What happens next comes from outside (a request, the
+        pilot, the emergency stop)."""
+        return (
+            self.interlock.phase is ContactorPhase.OPEN
+            and not self.cable_check_running
+            and self._setpoint is not _Setpoint.VOLTAGE
+        )
+
+    @property
+    def stop_actions_running(self) -> bool:
+        """A stop action (``on_fault_exec``) has not exited yet; :meth:`step` reports it once it has."""
+        return any(proc.poll() is None for proc, _command in self._stop_procs)
 
     @property
     def imd_settled(self) -> bool:
@@ -236,24 +254,35 @@ class Station:
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Step until *predicate* holds (``True``) or *timeout* seconds pass (``False``)."""
-        deadline = self.clock.now() + timeout
-        while True:
-            self.step()
-            if predicate():
-                return True
-            if self.clock.now() >= deadline - 1e-9:
-                return False
-            self.clock.sleep(min(self.config.tick_s, deadline - self.clock.now()))
+        return Wait(self, predicate, timeout).run()
 
-    def finish(self, timeout: float = 10.0) -> None:
-        """Wait for stop actions that still run (real time) and report them."""
+    def finish(self, timeout: float = STOP_ACTION_TIMEOUT_S) -> None:
+        """Wait for the stop actions still running, *timeout* seconds of real time in all, kill
+        those left, and report each (:class:`StopActionRun`). Safe to call more than once."""
+        deadline = time.monotonic() + timeout
+        killed = set()
         for proc, _command in self._stop_procs:
             try:
-                proc.wait(timeout=timeout)
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        self._reap_stop_actions(self.clock.now())
+                killed.add(proc.pid)
+        self._reap_stop_actions(self.clock.now(), killed=frozenset(killed))
+
+    def close(self) -> None:
+        """The end of the command: :meth:`finish`, then release the backend's devices (the GPIO
+        line request, the serial port). Safe to call more than once; step no more after it."""
+        self.finish()
+        self.hw.release()
+
+    def __enter__(self) -> Station:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
     # -- internals -------------------------------------------------------------------------------------
 
@@ -296,14 +325,16 @@ class Station:
             return
         self._stop_procs.append((proc, command))
 
-    def _reap_stop_actions(self, now: float) -> None:
+    def _reap_stop_actions(self, now: float, *, killed: frozenset[int] = frozenset()) -> None:
+        """Report the stop actions that exited, and the ones :meth:`finish` *killed* (process ids)."""
         running = []
         for proc, command in self._stop_procs:
             rc = proc.poll()
             if rc is None:
                 running.append((proc, command))
             else:
-                self._emit(StopActionRun(t=now, command=command, returncode=rc, detail="session stopped"))
+                detail = "killed: still running at the end of the command" if proc.pid in killed else "session stopped"
+                self._emit(StopActionRun(t=now, command=command, returncode=rc, detail=detail))
         self._stop_procs = running
 
     def _monitor_insulation(self, now: float) -> None:
@@ -395,3 +426,42 @@ class Station:
             )
         )
         return False
+
+
+class Wait:
+    """One :meth:`Station.wait_for` that its caller can run in slices, tick for tick the same loop:
+    :meth:`poll` runs one tick (a :meth:`Station.step`) and says whether the wait is over,
+    :meth:`sleep` lets the tick's time pass, :meth:`tick` does both. A cable check runs so across the EV's
+    DC_CableCheckReq polls (:class:`v2gtool.hw.cablecheck.CableCheckRun`)."""
+
+    def __init__(self, station: Station, predicate: Callable[[], bool], timeout: float) -> None:
+        self.station = station
+        self.predicate = predicate
+        self.deadline = station.clock.now() + timeout
+
+    def poll(self) -> bool | None:
+        """Step once: ``True`` when the predicate holds, ``False`` when the timeout passed, else None."""
+        self.station.step()
+        if self.predicate():
+            return True
+        if self.station.clock.now() >= self.deadline - 1e-9:
+            return False
+        return None
+
+    def sleep(self) -> None:
+        """Let one control tick pass (less at the deadline)."""
+        clock = self.station.clock
+        clock.sleep(min(self.station.config.tick_s, self.deadline - clock.now()))
+
+    def tick(self) -> bool | None:
+        """:meth:`poll`, then :meth:`sleep` unless the wait is over."""
+        done = self.poll()
+        if done is None:
+            self.sleep()
+        return done
+
+    def run(self) -> bool:
+        """The whole wait at once: what :meth:`Station.wait_for` returns."""
+        while (done := self.tick()) is None:
+            pass
+        return done

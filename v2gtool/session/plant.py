@@ -2,8 +2,11 @@
 request through the interlock), the EVCC drives the simulated vehicle of the same ``sim`` plant.
 
 Simulated time advances only here: :meth:`StationCharger.advance` runs the station's loop up to the
-requested time, and a cable check that the SECC started runs there too (IEC 61851-23 CC.4.1), so the
-SECC can answer DC_CableCheckReq with EVSEProcessing=Ongoing at once as a real charger does.
+requested time, and a cable check that the SECC started runs there too, in the same slices
+(IEC 61851-23 CC.4.1), so the SECC answers each DC_CableCheckReq with EVSEProcessing=Ongoing at
+once, as a real charger does, until the check is done. An idle station catches up coarsely
+(:meth:`~v2gtool.hw.backends.SimSetup.fast_forward`), so the first request after minutes of quiet
+is answered in time.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass
 
 from v2gtool.errors import V2GToolError
 from v2gtool.hw.backends import SimSetup
-from v2gtool.hw.cablecheck import CableCheckReport, CableCheckSettings, run_cable_check
+from v2gtool.hw.cablecheck import CableCheckReport, CableCheckRun, CableCheckSettings
 from v2gtool.hw.interlock import Condition
 from v2gtool.hw.isolation import IsolationVerdict
 from v2gtool.iso20.events import PhaseChanged, PowerFlow, SessionEnded
@@ -39,7 +42,8 @@ class StationCharger:
         self.station = setup.station
         self._limits = limits
         self._mirror = mirror_vehicle
-        self._cable_check_pending: float | None = None
+        self._cable_check: CableCheckRun | None = None  # started by DC_CableCheckReq, not yet done
+        self._transferring = False  # PowerDelivery Start accepted, no stop since
         self.cable_check_report: CableCheckReport | None = None
         self.events: list[Event] = []
 
@@ -50,34 +54,39 @@ class StationCharger:
         return self.station.clock.now()
 
     def advance(self, now: float) -> None:
-        if self._cable_check_pending is not None:
-            self._run_cable_check(self._cable_check_pending)
+        self._run_cable_check(now)
         remaining = now - self.station.clock.now()
         if remaining > 0:
-            self.station.run(remaining)
+            self.setup.fast_forward(remaining)
 
     def cable_check(self, ev_max_voltage: float) -> CableCheckStatus:
         report = self.cable_check_report
         if report is None:
-            self._cable_check_pending = ev_max_voltage
+            if self._cable_check is None:
+                settings = CableCheckSettings(ev_max_voltage, self._limits.max_voltage)
+                self._cable_check = CableCheckRun(self.station, settings)
             return CableCheckStatus.ONGOING
-        if report.failure is None and report.result is not None and report.result.verdict != IsolationVerdict.FAULT:
-            return CableCheckStatus.PASSED
-        return CableCheckStatus.FAULT
+        return _cable_check_status(report)
 
-    def _run_cable_check(self, ev_max_voltage: float) -> None:
-        self._cable_check_pending = None
-        settings = CableCheckSettings(ev_max_voltage, self._limits.max_voltage)
+    def _run_cable_check(self, until: float | None) -> None:
+        """Run the cable check under way up to *until* (None: end it now, ramped down and open);
+        once it is done, report it."""
+        run = self._cable_check
+        if run is None:
+            return
         try:
-            report = run_cable_check(self.station, settings)
+            report = run.stop() if until is None else run.advance(until)
         except V2GToolError as exc:  # refused or tripped by the interlock: a failed cable check
             report = CableCheckReport(self.station.config.isolation, 0.0, self.now(), failure=str(exc))
+        if report is None:
+            return
+        self._cable_check = None
         self.cable_check_report = report
         result = report.result
         self.events.append(
             CableCheckFinished(
                 t=self.now(),
-                passed=self.cable_check(ev_max_voltage) == CableCheckStatus.PASSED,
+                passed=_cable_check_status(report) == CableCheckStatus.PASSED,
                 test_voltage=report.test_voltage_v,
                 resistance_ohm=result.resistance_ohm if result else None,
                 failure=report.failure,
@@ -93,6 +102,7 @@ class StationCharger:
         if self._mirror:
             self.setup.vehicle.precharge_done()
         verdict = self.station.request_energy_transfer(battery_voltage)
+        self._transferring = verdict.allowed
         return None if verdict.allowed else str(verdict)
 
     def regulate(self, current: float, voltage_limit: float) -> tuple[float, float]:
@@ -102,6 +112,9 @@ class StationCharger:
         return m.cable_v, m.current_a
 
     def stop(self) -> None:
+        self._run_cable_check(None)  # a session that ends in its cable check ends the check
+        self._cable_check = None
+        self._transferring = False
         self.station.request_current(0.0)
         self.station.session_stop()
         # The next energy transfer needs a cable check of its own (IEC 61851-23 CC.4.1).
@@ -114,13 +127,27 @@ class StationCharger:
         return self.station.measurement.cable_v
 
     def fault(self) -> str | None:
+        """The interlock's reason this session cannot go on: "Contactor Stuck" (latched until a
+        reset), a trip whose condition still holds (:attr:`~v2gtool.hw.interlock.Interlock.live_trip`),
+        or a trip that ended this session's energy transfer though its condition cleared since (an
+        emergency stop pressed and released). A trip of an earlier session whose condition cleared
+        is none, nor is a session stop."""
         interlock = self.station.interlock
         if interlock.stuck is not None:
             return f"Contactor Stuck: {interlock.stuck.pole.name}"
-        condition = interlock.trip_condition
-        if condition is not None and condition is not Condition.SESSION_STOP:  # a stop is no fault
+        condition = interlock.live_trip
+        if condition is None and self._transferring and not interlock.energy_transfer:
+            condition = interlock.trip_condition
+        if condition is not None and condition is not Condition.SESSION_STOP:
             return f"interlock tripped: {condition.name} ({condition.value})"
         return None
+
+
+def _cable_check_status(report: CableCheckReport) -> CableCheckStatus:
+    """A finished cable check as DC_CableCheckRes tells it: passed, or a fault (a failure too)."""
+    if report.failure is None and report.result is not None and report.result.verdict != IsolationVerdict.FAULT:
+        return CableCheckStatus.PASSED
+    return CableCheckStatus.FAULT
 
 
 class SimVehiclePort:

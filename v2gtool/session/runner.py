@@ -25,7 +25,7 @@ from cryptography import x509
 from v2gtool.hw.backends import sim_station
 from v2gtool.hw.cp import CpState
 from v2gtool.hw.isolation import Edition, IsolationProfile
-from v2gtool.hw.station import Station, StationConfig
+from v2gtool.hw.station import STOP_ACTION_TIMEOUT_S, Station, StationConfig
 from v2gtool.iso20.evcc import Evcc, EvccConfig
 from v2gtool.iso20.events import MessageSent
 from v2gtool.iso20.pnc import Contract
@@ -42,6 +42,9 @@ from v2gtool.session.slac_step import run_slac
 from v2gtool.session.trace import TraceSink
 
 Listener = Callable[[Event], None]
+
+#: How often a session that ended polls its stop actions still running.
+_STOP_ACTION_POLL_S = 0.05
 
 
 @dataclass
@@ -121,6 +124,17 @@ def evcc_config(scenario: SessionScenario, battery_capacity_wh: float, **options
     return EvccConfig(**{**settings, **options})
 
 
+async def finish_stop_actions(station: Station) -> None:
+    """:meth:`Station.finish` without holding up the event loop (``ocpp-bridge --sim`` runs many
+    sessions in it): wait for the stop actions (``on_fault_exec``) still running, in real time, at
+    most :data:`~v2gtool.hw.station.STOP_ACTION_TIMEOUT_S`, then let the station kill what is left
+    and report each."""
+    deadline = time.monotonic() + STOP_ACTION_TIMEOUT_S
+    while station.stop_actions_running and time.monotonic() < deadline:
+        await asyncio.sleep(_STOP_ACTION_POLL_S)
+    station.finish(timeout=0.0)
+
+
 async def run_sim(
     scenario: SessionScenario,
     speed: float | None = None,
@@ -144,7 +158,8 @@ async def run_sim(
     the session ended ("Terminate" or "Pause": an EVSENotification to the EV). *allowed_services*
     (an OCPP NotifyAllowedEnergyTransfer) overrides the scenario's ``bpt_allowed_from``. *station*
     is the station's configuration (the ``[hw]`` settings: isolation edition, SoC floor, thermal
-    derating; default :func:`default_station`), run at *tick_s*."""
+    derating; default :func:`default_station`), run at *tick_s*. A stop action (``on_fault_exec``)
+    still running at the end is waited for and reported (:func:`finish_stop_actions`)."""
     events: list[Event] = []
 
     def emit(event: Event) -> None:
@@ -237,6 +252,7 @@ async def run_sim(
         await server.wait_closed()
     charger.stop()
     setup.station.run(0.2)  # contactors open, output bleeds down
+    await finish_stop_actions(setup.station)
     if trace is not None:
         trace.close(charger.now())
     return SessionResult(
