@@ -55,7 +55,9 @@ def test_a_file_that_is_not_utf8(tmp_path: Path) -> None:
     ("[vpp]\nstate_dir = 5\n", "[vpp] state_dir must be a path (a non-empty string), got 5"),
     ('[vpp]\nstate_dir = ""\n', "[vpp] state_dir must be a path (a non-empty string), got ''"),
     ('[sdp]\ntcp_port = "abc"\n', "[sdp] tcp_port must be an integer, got 'abc'"),
-    ("[sdp]\ntcp_port = 70000\n", "[sdp] tcp_port must be a port number, 1-65535, got 70000"),
+    # the SECC announces it in its SDP response: a Dynamic Port (standards.md 2), whatever reads it
+    ("[sdp]\ntcp_port = 70000\n", "[sdp] tcp_port must be a Dynamic Port (49152-65535), got 70000"),
+    ("[sdp]\ntcp_port = 8080\n", "[sdp] tcp_port must be a Dynamic Port (49152-65535), got 8080"),
     ("[hw]\nrated_voltage_v = true\n", "[hw] rated_voltage_v must be a finite number, got True"),
     ('[slac]\niface = "eth0; reboot"\n', "[slac] iface must be an interface name without ' ', got 'eth0; reboot'"),
     ("[slac]\ntimers = 3\n", "[slac] timers must be a table (set it in the config file), got 3"),
@@ -71,6 +73,7 @@ def test_a_value_of_the_wrong_kind_in_the_file(tmp_path: Path, text: str, expect
 
 @pytest.mark.parametrize(("variable", "value", "expected"), [
     ("V2GTOOL_SDP__TCP_PORT", "abc", "[sdp] tcp_port must be an integer, got 'abc'"),
+    ("V2GTOOL_SDP__TCP_PORT", "8080", "[sdp] tcp_port must be a Dynamic Port (49152-65535), got '8080'"),
     ("V2GTOOL_SLAC__TIMERS", "x", "[slac] timers must be a table (set it in the config file), got 'x'"),
     ("V2GTOOL_HW__ACTIVE_LOW", "3", "[hw] active_low must be a list (set it in the config file), got '3'"),
     ("V2GTOOL_VPP__STATE_DIR", "", "is empty: unset it to use the config file or the default"),
@@ -124,11 +127,13 @@ def test_every_key_the_code_reads_is_in_the_schema() -> None:
     (b"[vpp]\nstate_dir = 5\n", {}, "[vpp] state_dir must be a path"),
     (b"[nonsense]\n", {}, "unknown table [nonsense]"),
     (b"", {"V2GTOOL_SDP__TCP_PORT": "abc"}, "V2GTOOL_SDP__TCP_PORT: [sdp] tcp_port must be an integer"),
+    (b"", {"V2GTOOL_SDP__TCP_PORT": "8080"}, "V2GTOOL_SDP__TCP_PORT: [sdp] tcp_port must be a Dynamic Port"),
 ])
 def test_the_cli_reports_config_errors_in_one_line(tmp_path: Path, config: bytes, env: dict[str, str],
                                                     expected: str) -> None:
     path = _file(tmp_path, config)
-    for command in (["doctor"], ["deploy-files", "--print", "v2g.nft"], ["vpp", "status"]):
+    for command in (["doctor"], ["deploy-files", "--print", "v2g.nft"], ["vpp", "status"],
+                    ["v2g-message-handler", "serve", "--iface", "lo", "--no-tls", "--sessions", "1"]):
         result = subprocess.run([sys.executable, "-m", "v2gtool", "--config", str(path), *command],
                                 capture_output=True, text=True, timeout=60, env={**os.environ, **env})
         assert result.returncode == ExitCode.USAGE, command

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from v2gtool.errors import ConfigError
+from v2gtool.sdp import dynamic_port
 from v2gtool.slac.timers import SlacTimers
 
 DEFAULT_CONFIG_PATH = Path("/etc/v2g/v2gtool.toml")
@@ -73,11 +74,9 @@ def _integer(value: Any) -> int:
     raise ValueError("must be an integer")
 
 
-def _port(value: Any) -> int:
-    number = _integer(value)
-    if not 1 <= number <= 65535:
-        raise ValueError("must be a port number, 1-65535")
-    return number
+def _secc_tcp_port(value: Any) -> int:
+    """``[sdp] tcp_port``: the port the SECC announces in its SDP response, a Dynamic Port (:func:`dynamic_port`)."""
+    return dynamic_port(_integer(value))
 
 
 def _number(value: Any) -> float:
@@ -160,7 +159,7 @@ SCHEMA: Mapping[str, Mapping[str, Kind]] = {
     },
     "ocpp": {"outbox_dir": _path},
     "pki": {"certs_dir": _path, "trust_dir": _path},
-    "sdp": {"iface": interface_name, "tcp_port": _port},
+    "sdp": {"iface": interface_name, "tcp_port": _secc_tcp_port},
     "session": {"trace": _path},
     "slac": {"iface": interface_name, "timers": _slac_timers},
     "vpp": {"state_dir": _path},

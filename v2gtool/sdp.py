@@ -29,7 +29,10 @@ SDP_REQUEST_TIMEOUT = 0.25
 SDP_MAX_REQUESTS = 50
 """Requests the EVCC sends before SDP fails (josev SDP_MAX_REQUEST_COUNTER)."""
 TCP_PORT_RANGE = range(49152, 65536)
-"""The dynamic port range the SECC's TCP server port lies in."""
+"""The dynamic port range the SECC's TCP server port lies in (IETF RFC 6335 Dynamic Ports)."""
+DEFAULT_TCP_PORT = 64109
+"""The TCP port the SECC listens on and announces in its SDP response when none is configured
+(``[sdp] tcp_port``): the one default of ``serve``, ``session run``, ``sdp-discovery``, ``deploy-files``."""
 
 REQUEST_LENGTH = 2
 RESPONSE_LENGTH = 20
@@ -69,6 +72,14 @@ class TransportProtocol(enum.IntEnum):
 _E = TypeVar("_E", Security, TransportProtocol)
 
 
+def dynamic_port(port: int) -> int:
+    """*port* when the SECC may listen on it and announce it in its SDP response (standards.md §2:
+    :data:`TCP_PORT_RANGE`); else ValueError saying what it must be."""
+    if port not in TCP_PORT_RANGE:
+        raise ValueError(f"must be a Dynamic Port ({TCP_PORT_RANGE.start}-{TCP_PORT_RANGE.stop - 1})")
+    return port
+
+
 def _enum_byte(kind: type[_E], value: int, where: str) -> _E:
     try:
         return kind(value)
@@ -106,8 +117,10 @@ class SdpResponse:
     transport: TransportProtocol = TransportProtocol.TCP
 
     def __post_init__(self) -> None:
-        if self.port not in TCP_PORT_RANGE:
-            raise SdpError(f"SDP response: TCP port {self.port} is outside 49152-65535")
+        try:
+            dynamic_port(self.port)
+        except ValueError as exc:
+            raise SdpError(f"SDP response: TCP port {self.port} {exc}") from None
 
     def to_payload(self) -> bytes:
         return self.address.packed + self.port.to_bytes(2, "big") + bytes((self.security, self.transport))

@@ -75,7 +75,7 @@ def test_malformed_request_is_named(datagram: bytes, message: str) -> None:
 
 def test_response_port_outside_dynamic_range() -> None:
     payload = ipaddress.IPv6Address("fe80::1").packed + (15118).to_bytes(2, "big") + b"\x00\x00"
-    with pytest.raises(SdpError, match="TCP port 15118 is outside 49152-65535"):
+    with pytest.raises(SdpError, match=r"^SDP response: TCP port 15118 must be a Dynamic Port \(49152-65535\)$"):
         decode_response(encode_frame(0x9001, payload))
 
 

@@ -153,3 +153,32 @@ def test_serve_stopped_before_its_counted_sessions_ended_exits_130(link: VethPai
             process.wait()
     assert secc.returncode == ExitCode.INTERRUPTED, err
     assert "SECC stopped after 0 of 1 session(s)" in err
+
+
+def test_serve_exits_6_on_a_safety_trip_after_its_stop_action_ended(link: VethPair, tmp_path: Path) -> None:
+    """The cable check finds an isolation fault: the session fails, and ``serve --sessions 1`` exits
+    6, as ``session run --role evse`` does (one check_served), once the ``[hw] on_fault_exec`` stop
+    action (it takes a second) has ended and been reported."""
+    marker, config, scenario = tmp_path / "stopped", tmp_path / "v2gtool.toml", tmp_path / "fault.toml"
+    action = f"{sys.executable} -c \"import time; time.sleep(1); open('{marker}', 'w')\""
+    config.write_text(f"[hw]\non_fault_exec = {json.dumps(action)}\n")  # a TOML basic string
+    scenario.write_text('[plant]\ninsulation_ohm = 60e3\n')
+    records, errors = tmp_path / "secc.jsonl", tmp_path / "secc.err"
+    with records.open("w") as out, errors.open("w") as err:  # files: the stop action inherits them
+        secc = subprocess.Popen(link.cmd(link.secc_ns, *V2GTOOL, "--config", str(config), "--json",
+                                         "v2g-message-handler", "serve", "--iface", link.secc_if, "--sessions", "1",
+                                         "--no-tls", "--scenario", str(scenario)), stdout=out, stderr=err)
+        try:
+            ev = subprocess.run(link.cmd(link.ev_ns, *V2GTOOL, "v2g-message-handler", "connect", "--iface",
+                                         link.ev_if, "--no-tls"), capture_output=True, text=True, timeout=120)
+            secc.wait(timeout=60)
+        finally:
+            secc.kill()
+            secc.wait()
+    assert ev.returncode == ExitCode.FAILURE, ev.stderr
+    assert secc.returncode == ExitCode.SAFETY, errors.read_text()
+    assert errors.read_text().startswith("v2gtool: error: SECC session failed: interlock tripped: ISOLATION_FAULT")
+    assert errors.read_text().count("\n") == 1
+    assert marker.exists()
+    stops = [r for line in records.read_text().splitlines() if (r := json.loads(line))["event"] == "StopActionRun"]
+    assert [r["returncode"] for r in stops if r["command"]] == [0]

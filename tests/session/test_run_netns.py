@@ -142,3 +142,27 @@ def test_speed_is_for_the_simulation_only() -> None:
     proc = subprocess.run([*V2GTOOL, "session", "run", "--netns", "--speed", "10"], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == ExitCode.USAGE and "--speed sets the simulated time of --sim" in proc.stderr
+
+
+@pytest.mark.netns
+@netns
+def test_the_evse_listens_on_the_configured_port_and_the_trace_goes_to_stdout(tmp_path: Path) -> None:
+    """``[sdp] tcp_port`` (here from the environment, which both children inherit) is where the EVSE
+    side's SECC listens and what its SDP response announces; ``--trace -`` pipes the veth capture
+    into ``pcap-decode -`` while the children's lines go to stderr."""
+    env = {**os.environ, "V2GTOOL_SDP__TCP_PORT": "50123"}
+    run = subprocess.Popen([*V2GTOOL, "session", "run", "--netns", "--no-tls", "--duration", "1", "--trace", "-"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+    decode = subprocess.run([*V2GTOOL, "--json", "pcap-decode", "-"], stdin=run.stdout, capture_output=True,
+                            text=True, timeout=300)
+    assert run.stdout is not None and run.stderr is not None
+    run.stdout.close()
+    run_err = run.stderr.read().decode()
+    assert run.wait(timeout=60) == 0, run_err
+    assert decode.returncode == 0, decode.stderr
+    records = [json.loads(line) for line in decode.stdout.splitlines()]
+    (response,) = [r for r in records if r["event"] == "SdpMessage" and r["message"] == "SDPRes"]
+    assert response["fields"]["secc_port"] == 50123
+    assert any(r["event"] == "V2GMessage" and r["message"] == "SessionStopRes" for r in records)
+    assert "EVCC session ended: SessionStop Terminate" in run_err  # the children's lines: on stderr
+    assert list(tmp_path.iterdir()) == []  # no file named "-"

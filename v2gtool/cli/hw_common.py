@@ -4,7 +4,9 @@ SIGTERM off while the contactors may be closed."""
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,25 +76,45 @@ def rated_voltage(app: AppContext) -> float:
 
 
 class EventRenderer:
-    """Prints each event as it happens: one JSON line, or a timestamped rich line."""
+    """Prints each event as it happens: one JSON line, or a timestamped rich line.
+
+    It is the station's listener, called from inside the control loop, so it never raises for its
+    output: once the reader of stdout has gone (``| head``), stdout becomes /dev/null (as rich does)
+    and the command goes on to its end, its contactors opened as they would be, with its own exit
+    status; the safety path (:func:`v2gtool.hw.cablecheck.opened_on_error`) must not take the
+    closed pipe for a hardware error."""
 
     def __init__(self, app: AppContext, json_out: bool) -> None:
         self.app, self.json = app, json_out
 
     def __call__(self, event: Event) -> None:
         if self.json:
-            emit_json(event.to_json())
+            self._write(lambda: emit_json(event.to_json()))
             return
         fields = {k: v for k, v in jsonable(event).items() if k != "t"}
         details = "  ".join(f"{k}={_short(v)}" for k, v in fields.items())
-        self.app.console.print(
-            f"[dim]{event.t:10.3f} s[/]  [bold]{event.name}[/]  {details}", highlight=False
-        )
+        with self.app.console.capture() as line:  # written below, where a closed pipe is caught
+            self.app.console.print(f"[dim]{event.t:10.3f} s[/]  [bold]{event.name}[/]  {details}", highlight=False)
+        self._write(lambda: _write_out(line.get()))
 
     def record(self, kind: str, record: dict[str, Any]) -> None:
         """A command's own result: a JSON line ``{"result": kind, ...}`` or nothing (rich prints it)."""
         if self.json:
-            emit_json({"result": kind, **jsonable(record)})
+            self._write(lambda: emit_json({"result": kind, **jsonable(record)}))
+
+    @staticmethod
+    def _write(write: Callable[[], None]) -> None:
+        try:
+            write()
+        except BrokenPipeError:  # the reader left: what is still written goes nowhere, without error
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+
+
+def _write_out(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 def _short(value: Any) -> str:
@@ -157,7 +179,7 @@ def open_session(
     only: tuple[type[Event], ...] | None = None,
 ) -> HwSession:
     """Build the station on the chosen backend; its events (of the types in *only*, or all) are
-    rendered as they happen."""
+    rendered as they happen. The station is closed (:meth:`Station.close`) when the command ends."""
     app = app_context(ctx)
     json_out = use_json(ctx, json_flag)
     render = EventRenderer(app, json_out)
@@ -172,14 +194,18 @@ def open_session(
 
     if chosen == "sim":
         setup = sim_station(config, plugged_in(load_scenario(scenario)) if scenario else None, listener=listener)
-        return HwSession(app, json_out, setup.station, setup, render)
-    if scenario is not None:
-        raise click.UsageError("--scenario only applies to the sim backend")
-    hardware = open_hardware(chosen, app.config)
-    if hardware.inlet_temperature is None:
-        config.derating = None  # nothing to derate on
-    station = Station(hardware, config, listener=listener)
-    return HwSession(app, json_out, station, None, render)
+        station, sim = setup.station, setup
+    else:
+        if scenario is not None:
+            raise click.UsageError("--scenario only applies to the sim backend")
+        hardware = open_hardware(chosen, app.config)
+        if hardware.inlet_temperature is None:
+            config.derating = None  # nothing to derate on
+        station, sim = Station(hardware, config, listener=listener), None
+    # However the command ends: its stop actions ([hw] on_fault_exec) waited for and reported, its
+    # devices released.
+    ctx.call_on_close(station.close)
+    return HwSession(app, json_out, station, sim, render)
 
 
 class Interrupts:

@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import signal
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import click
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed448
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from rich.markup import escape
 
@@ -44,20 +45,27 @@ from v2gtool.iso20.secc import Secc, SessionStore
 from v2gtool.iso20.timeouts import Timeouts
 from v2gtool.iso20.values import ControlMode, ServiceID, service_from_name
 from v2gtool.net.sdp_transport import discover, serve_sdp, usable_link_local_address
-from v2gtool.net.v2g_tcp import Ending, Outcome, TlsHandshakeFailed, run_evcc, serve_connection, start_server
+from v2gtool.net.v2g_tcp import (
+    Ending,
+    Outcome,
+    TlsHandshakeFailed,
+    handshake_error,
+    run_evcc,
+    serve_connection,
+    start_server,
+)
 from v2gtool.pki.create import DEFAULT_CERTS_DIR
-from v2gtool.pki.profiles import Protocol
+from v2gtool.pki.profiles import PkiError, Protocol
 from v2gtool.pki.tls import client_context, encrypted_key, server_context
 from v2gtool.pki.trust import DEFAULT_TRUST_DIR, TrustStore, load_pem_chain
+from v2gtool.sdp import DEFAULT_TCP_PORT as DEFAULT_TCP_PORT  # re-exported: ocpp_bridge imports it from here
 from v2gtool.sdp import SDP_SERVER_PORT, Security
 from v2gtool.session import scenario as scenarios
 from v2gtool.session.events import Event
 from v2gtool.session.journal import journal_log
 from v2gtool.session.plant import RemoteChargerVehicle, SimVehiclePort, StationCharger
 from v2gtool.session.render import describe
-from v2gtool.session.runner import default_station, evcc_config, secc_config
-
-DEFAULT_TCP_PORT = 64109
+from v2gtool.session.runner import default_station, evcc_config, finish_stop_actions, secc_config
 
 
 class SessionFailed(V2GToolError):
@@ -78,6 +86,12 @@ class SessionTlsFailed(SessionFailed):
 
 class ContractRefused(SessionFailed):
     """The SECC refused the EV's Plug & Charge contract: its chain, its signature or the challenge."""
+
+    exit_code = ExitCode.SECURITY
+
+
+class ContractUnusable(V2GToolError):
+    """``--pnc``: the EV's contract chain or key cannot be read, or the key is not of a -20 key type."""
 
     exit_code = ExitCode.SECURITY
 
@@ -129,11 +143,15 @@ CONTRACT_REFUSALS = frozenset(
 )
 
 
-def check_session(role: str, outcome: Outcome) -> None:
-    """Raise the one-line error a failed session exits with: :attr:`ExitCode.TIMEOUT` when the peer
-    stayed silent, :attr:`ExitCode.SECURITY` for a TLS failure or a refused contract, 1 otherwise."""
+def check_session(role: str, outcome: Outcome, fault: str | None = None) -> None:
+    """Raise the one-line error a failed session exits with: :attr:`ExitCode.SAFETY` when a safety
+    rule of the station's interlock held as it ended (*fault*, :func:`safety_fault`),
+    :attr:`ExitCode.TIMEOUT` when the peer stayed silent, :attr:`ExitCode.SECURITY` for a TLS failure
+    or a refused contract, 1 otherwise."""
     if outcome.ok:
         return
+    if fault is not None:
+        raise SafetyTripped(f"{role} session failed: {fault}")
     reason = outcome.ended.reason if outcome.ended is not None else "no SessionStop"
     if outcome.ending is Ending.TIMEOUT:
         raise SessionTimeout(f"{role} session failed: {reason}")
@@ -145,6 +163,30 @@ def check_session(role: str, outcome: Outcome) -> None:
     if outcome.ending is Ending.CLOSED:
         raise SessionFailed(f"{role} session failed: the peer closed the connection ({reason})")
     raise SessionFailed(f"{role} session failed: {reason}")
+
+
+class Served(NamedTuple):
+    """How one session :func:`serve_sessions` served ended, and the safety rule of the station's
+    interlock that held then (:func:`safety_fault`)."""
+
+    outcome: Outcome
+    fault: str | None
+
+
+def check_served(served: list[Served], sessions: int) -> None:
+    """The exit of an SECC that was to serve *sessions* sessions (``serve --sessions N``,
+    ``session run --role evse``): the first failed session's error (:func:`check_session`), or
+    :attr:`ExitCode.INTERRUPTED` when a signal stopped it before they all ended."""
+    for session in served:
+        check_session("SECC", session.outcome, session.fault)
+    if len(served) < sessions:
+        raise SessionInterrupted(f"SECC stopped after {len(served)} of {sessions} session(s)")
+
+
+def secc_tcp_port(app: AppContext, port: int | None) -> int:
+    """The TCP port the SECC listens on and announces by SDP: *port* (``--port``), else ``[sdp]
+    tcp_port`` (a Dynamic Port, checked when the configuration was read), else the default."""
+    return port or int(app.config.get("sdp", "tcp_port", DEFAULT_TCP_PORT))
 
 
 def scoped_host(host: str, iface: str) -> str:
@@ -164,16 +206,23 @@ def tls_dirs(app: AppContext, certs_dir: Path | None, trust_dir: Path | None) ->
 
 
 def load_contract(certs: Path) -> Contract:
-    """The EV's Plug & Charge contract: the chain of *certs*/contract.pem and the key of contract.key."""
+    """The EV's Plug & Charge contract: the chain of *certs*/contract.pem and the key of contract.key,
+    of a -20 key type: ECDSA or Ed448 (standards.md §5). A problem with either exits
+    :attr:`ExitCode.SECURITY`."""
+    path = certs / "contract.key"
     try:
-        key = load_pem_private_key((certs / "contract.key").read_bytes(), None)
+        key = load_pem_private_key(path.read_bytes(), None)
     except TypeError:  # cryptography's word for "encrypted, and no password given"
-        raise encrypted_key(certs / "contract.key") from None
+        raise encrypted_key(path) from None
     except (OSError, ValueError) as exc:
-        raise V2GToolError(f"--pnc: cannot read {certs / 'contract.key'}: {exc}") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise V2GToolError(f"--pnc: {certs / 'contract.key'} is not an ECDSA key")
-    return Contract(tuple(load_pem_chain(certs / "contract.pem")), key)
+        raise ContractUnusable(f"--pnc: cannot read {path}: {exc}") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey | ed448.Ed448PrivateKey):
+        raise ContractUnusable(f"--pnc: {path} is neither an ECDSA nor an Ed448 key (ISO 15118-20 contract keys)")
+    try:
+        chain = load_pem_chain(certs / "contract.pem")
+    except PkiError as exc:
+        raise ContractUnusable(f"--pnc: {exc}") from None
+    return Contract(tuple(chain), key)
 
 
 def contract_roots(trust: Path) -> tuple[x509.Certificate, ...]:
@@ -181,11 +230,15 @@ def contract_roots(trust: Path) -> tuple[x509.Certificate, ...]:
     return TrustStore.load(trust).roots
 
 
-def printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
+@contextlib.contextmanager
+def printer(app: AppContext, as_json: bool) -> Iterator[Callable[[Event], None]]:
     """JSON lines with --json; else, when the output goes to the journal (under systemd), structured
-    journal records; else a human line per message and the session's end."""
+    journal records (its socket closed at the end of the block); else a human line per message and
+    the session's end."""
     if not as_json and (journal := journal_log()) is not None:
-        return journal
+        with journal:
+            yield journal
+        return
 
     def show(event: Event) -> None:
         if as_json:
@@ -193,35 +246,43 @@ def printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
         elif (line := describe(event)) is not None:
             app.console.print(f"{event.t:9.3f} {escape(line)}", highlight=False)  # reasons quote the peer
 
-    return show
+    yield show
 
 
 Plant = tuple[scenarios.SessionScenario, StationCharger, SimVehiclePort]
 
 
 def build_plant(
-    scenario: Path | scenarios.SessionScenario | None, *, remote_ev: bool, station: StationConfig | None = None
+    scenario: Path | scenarios.SessionScenario | None,
+    *,
+    remote_ev: bool,
+    station: StationConfig | None = None,
+    listener: Callable[[Event], None] | None = None,
 ) -> Plant:
     """The ``sim`` plant of one side (*remote_ev*: this is the SECC and the EV is across the link;
     else this is the EV, whose battery follows the current the SECC reports: :class:`RemoteChargerVehicle`).
     *scenario* is a scenario file or one already loaded (with the command line's overrides); *station*
     the station's ``[hw]`` settings (:func:`v2gtool.cli.hw_common.station_config`; default
-    :func:`~v2gtool.session.runner.default_station`)."""
+    :func:`~v2gtool.session.runner.default_station`); *listener* takes the station's events (the
+    interlock, the contactors, the stop actions)."""
     if not isinstance(scenario, scenarios.SessionScenario):
         scenario = scenarios.load(scenario)
-    setup = sim_station(station or default_station(scenario), scenario.plant)
+    setup = sim_station(station or default_station(scenario), scenario.plant, listener=listener)
     setup.station.run(0.01)
     charger = StationCharger(setup, scenario.charger, mirror_vehicle=remote_ev)
     vehicle = SimVehiclePort if remote_ev else RemoteChargerVehicle
     return scenario, charger, vehicle(setup, scenario.vehicle)
 
 
-def configured_plant(app: AppContext, scenario_path: Path | None, *, remote_ev: bool) -> Plant:
+def configured_plant(
+    app: AppContext, scenario_path: Path | None, *, remote_ev: bool, listener: Callable[[Event], None] | None = None
+) -> Plant:
     """:func:`build_plant` of the scenario file with this machine's ``[hw]`` station settings
     (isolation edition, SoC floor, thermal derating: :func:`v2gtool.cli.hw_common.station_config`)
     at the scenario's charger voltage: what ``serve``, ``connect`` and ``ocpp-bridge --iface`` run."""
     scenario = scenarios.load(scenario_path)
-    return build_plant(scenario, remote_ev=remote_ev, station=station_config(app, rated_v=scenario.charger.max_voltage))
+    station = station_config(app, rated_v=scenario.charger.max_voltage)
+    return build_plant(scenario, remote_ev=remote_ev, station=station, listener=listener)
 
 
 def vehicle_config(plant: Plant, **options: Any) -> EvccConfig:
@@ -232,8 +293,9 @@ def vehicle_config(plant: Plant, **options: Any) -> EvccConfig:
 
 
 def real_time(charger: StationCharger, speed: float = 1.0) -> Callable[[], float]:
-    """Seconds on the plant's time line, advancing *speed* times as fast as the wall clock. Work the
-    plant does ahead of that (a cable check runs its simulated seconds at once) moves it forward."""
+    """Seconds on the plant's time line, advancing *speed* times as fast as the wall clock. The plant
+    runs in whole ticks, so a step of it (a slice of the cable check, run at one of the EV's polls)
+    can end up to a tick past the time asked: the clock then moves forward with it, never back."""
     offset = charger.now() - time.monotonic() * speed
 
     def now() -> float:
@@ -339,23 +401,20 @@ def serve(
       sudo v2gtool v2g-message-handler serve --iface eth1 --pnc
     """
     app = app_context(ctx)
-    tcp_port = port or int(app.config.get("sdp", "tcp_port", DEFAULT_TCP_PORT))
+    tcp_port = secc_tcp_port(app, port)
     certs, trust = tls_dirs(app, certs_dir, trust_dir)
     context = None if no_tls else server_context(certs, trust, Protocol.ISO20, keylog=keylog)
     roots = contract_roots(trust) if pnc else None
     as_json = use_json(ctx, json_out)
-    show = printer(app, as_json)
-    plant = configured_plant(app, scenario_path, remote_ev=True)
-    apply_options(ctx, rt, cpu, as_json)
-    with spinner(ctx, f"opening {iface}", as_json) as waiting:
-        served = asyncio.run(
-            serve_sessions(iface, tcp_port, context, plant, speed, sessions, show, waiting.update, pnc_roots=roots)
-        )
+    with printer(app, as_json) as show:
+        plant = configured_plant(app, scenario_path, remote_ev=True, listener=show)
+        apply_options(ctx, rt, cpu, as_json)
+        with spinner(ctx, f"opening {iface}", as_json) as waiting:
+            served = asyncio.run(
+                serve_sessions(iface, tcp_port, context, plant, speed, sessions, show, waiting.update, pnc_roots=roots)
+            )
     if sessions:  # a counted run reports its sessions; a daemon stopped by SIGTERM exits 0
-        for outcome in served:
-            check_session("SECC", outcome)
-        if len(served) < sessions:
-            raise SessionInterrupted(f"SECC stopped after {len(served)} of {sessions} session(s)")
+        check_served(served, sessions)
 
 
 def _load_grammars() -> None:
@@ -378,10 +437,11 @@ async def serve_sessions(
     pnc_roots: tuple[x509.Certificate, ...] | None = None,
     allowed_services: Callable[[], frozenset[ServiceID]] | None = None,
     signals: bool = True,
-) -> list[Outcome]:
+) -> list[Served]:
     """SDP responder and V2GTP server on *iface* until *sessions* sessions ended (0: SIGTERM/SIGINT,
     or, with *signals* False, until the caller, who then takes the signals, cancels it); returns how
-    each served session ended, in order. *status* is told what the SECC waits for; *grid*
+    each served session ended, in order. The station's stop actions (``[hw] on_fault_exec``) are
+    waited for and reported at the end. *status* is told what the SECC waits for; *grid*
     is the Dynamic mode's grid request (an OCPP charging profile, ``ocpp-bridge --iface``);
     *stop_request* the station's wish to end a session (a remote stop); with *pnc_roots* the SECC
     offers Plug & Charge and checks contracts against them; *allowed_services* (an OCPP
@@ -391,7 +451,7 @@ async def serve_sessions(
     clock = real_time(charger, speed)
     store = SessionStore()
     stop = asyncio.Event()
-    served: list[Outcome] = []
+    served: list[Served] = []
     one_at_a_time = asyncio.Lock()  # one charging cable: one session at a time
 
     handlers: set[asyncio.Task[Any]] = set()
@@ -414,7 +474,8 @@ async def serve_sessions(
                     pnc_roots=pnc_roots,
                 )
                 secc = Secc(config, charger, clock(), store)
-                served.append(await serve_connection(secc, reader, writer, clock, show))
+                outcome = await serve_connection(secc, reader, writer, clock, show)
+                served.append(Served(outcome, safety_fault(charger.station)))
                 if sessions and len(served) >= sessions:
                     stop.set()
                 status(waiting_for)
@@ -461,6 +522,7 @@ async def serve_sessions(
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(server.wait_closed(), timeout=2.0)
         charger.stop()
+        await finish_stop_actions(charger.station)
     return served
 
 
@@ -560,8 +622,7 @@ def connect(
         resume_session_id=resume_id,
     )
     as_json = use_json(ctx, json_out)
-    show = printer(app, as_json)
-    with spinner(ctx, f"starting the EVCC on {iface}", as_json) as waiting:
+    with printer(app, as_json) as show, spinner(ctx, f"starting the EVCC on {iface}", as_json) as waiting:
         asyncio.run(connect_session(iface, host, port, context, plant, config, show, waiting.update))
 
 
@@ -587,12 +648,16 @@ async def connect_session(
     status: Callable[[str], None] = lambda _: None,
 ) -> Evcc:
     """Find the SECC by SDP (unless *host*/*port*) and run one EVCC session; *status* is told what
-    the EVCC waits for. A session that does not end with SessionStop raises the error
-    :func:`check_session` picks; one that resumed or paused ends with :class:`SessionResumed` /
-    :class:`SessionPaused` (the SessionID to resume with)."""
+    the EVCC waits for. V2G_EVCC_CommunicationSetup_Timeout covers SDP, the connection with its TLS
+    handshake and the messages up to SessionSetupRes together (standards.md §2, §4.4): the session
+    gets what SDP and the connection left of it. A session that does not end with SessionStop raises
+    the error :func:`check_session` picks; one that resumed or paused ends with :class:`SessionResumed`
+    / :class:`SessionPaused` (the SessionID to resume with)."""
     _load_grammars()
     _scenario, charger, vehicle = plant
     clock = real_time(charger)
+    limit = config.timeouts.communication_setup
+    setup_deadline = clock() + limit
 
     def listener(event: Event) -> None:
         if isinstance(vehicle, RemoteChargerVehicle):
@@ -603,13 +668,12 @@ async def connect_session(
         status(f"discovering the SECC on {iface}: SDP requests to [ff02::1]:{SDP_SERVER_PORT}")
         found = await discover(iface, Security.NO_TLS if context is None else Security.TLS)
         host, port = str(found.response.address), found.response.port
-    evcc = Evcc(config, vehicle)
     where = f"[{scoped_host(host, iface)}]:{port}"
-    limit = config.timeouts.communication_setup
     status(f"connecting to the SECC at {where}" + ("" if context is None else ", TLS 1.3 handshake"))
     try:
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host=scoped_host(host, iface), port=port, ssl=context), timeout=limit
+            asyncio.open_connection(host=scoped_host(host, iface), port=port, ssl=context),
+            timeout=max(0.0, setup_deadline - clock()),
         )
     except TimeoutError:
         raise SessionTimeout(
@@ -618,7 +682,13 @@ async def connect_session(
     except ssl.SSLError as exc:
         raise SessionTlsFailed(f"cannot connect to {where}: TLS handshake failed: {exc}") from None
     except OSError as exc:
+        if context is not None and isinstance(exc, ConnectionResetError | ConnectionAbortedError):
+            # The connection was up: the SECC dropped it in the handshake, without a TLS alert.
+            raise SessionTlsFailed(f"cannot connect to {where}: TLS handshake failed: {handshake_error(exc)} "
+                                   "(a TLS 1.2-only SECC?)") from None
         raise V2GToolError(f"cannot connect to {where}: {exc}") from None
+    left = dataclasses.replace(config.timeouts, communication_setup=max(0.0, setup_deadline - clock()))
+    evcc = Evcc(dataclasses.replace(config, timeouts=left), vehicle)
     status(f"in session with the SECC at {where}")
     check_session("EVCC", await run_evcc(evcc, reader, writer, clock, listener))
     session_id = evcc.session_id.hex()

@@ -14,6 +14,7 @@ from v2gtool.cli.params import FiniteFloatRange
 from v2gtool.cli.progress import Spinner, spinner
 from v2gtool.net.sdp_transport import discover, serve_sdp
 from v2gtool.sdp import (
+    DEFAULT_TCP_PORT,
     SDP_MAX_REQUESTS,
     SDP_REQUEST_TIMEOUT,
     SDP_SERVER_PORT,
@@ -29,7 +30,6 @@ from v2gtool.sdp import (
 from v2gtool.session.events import Event
 
 SECURITY_CHOICES = {"tls": Security.TLS, "none": Security.NO_TLS}
-DEFAULT_TCP_PORT = 64109
 
 
 class _Renderer:

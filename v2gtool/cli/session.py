@@ -9,6 +9,10 @@ are the two ends of one simulated cable, and the two engines talk EXI over V2GTP
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import dataclasses
+import errno
 import os
 import signal
 import ssl
@@ -16,9 +20,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, TextIO, TypeVar
 
 import click
 from cryptography import x509
@@ -30,20 +34,18 @@ from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.evse_slac import follow_slac
 from v2gtool.cli.hw_common import station_config
 from v2gtool.cli.live import (
-    DEFAULT_TCP_PORT,
     SAFETY_CONDITIONS,
     Plant,
     SafetyTripped,
     SessionFailed,
-    SessionInterrupted,
     SessionTimeout,
     build_plant,
-    check_session,
+    check_served,
     connect_session,
     contract_roots,
     load_contract,
     printer,
-    safety_fault,
+    secc_tcp_port,
     serve_sessions,
     tls_dirs,
     tls_options,
@@ -80,6 +82,10 @@ from v2gtool.slac.machine import SlacResult
 from v2gtool.slac.states import Role
 
 DEFAULT_TRACE = "/var/log/v2g/trace.pcap"
+# ``--trace -``: the pcap goes to stdout (tcpdump's ``-w -``), opened by name so that every trace
+# writer takes it as it takes a file.
+STDOUT_TRACE = Path("-")
+_STDOUT_DEVICE = Path("/dev/stdout")
 T = TypeVar("T")
 
 # Which subcommand debugs the step a session failed in.
@@ -151,9 +157,9 @@ def session() -> None:
 @click.option(
     "--trace",
     "trace_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="pcap of every frame, flushed per packet; --netns and --role capture the link "
-    "[default: [session] trace or /var/log/v2g/trace.pcap; --role: none].",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="pcap of every frame, flushed per packet (- for stdout; the output then goes to stderr); --netns and "
+    "--role capture the link [default: [session] trace or /var/log/v2g/trace.pcap; --role: none].",
 )
 @click.option("--no-trace", is_flag=True, help="Write no trace.")
 @click.option(
@@ -210,14 +216,17 @@ def run(
     if sim and keylog is not None:
         raise click.UsageError("--keylog: --sim runs the session over plain TCP on loopback, there are no TLS "
                                "secrets to log; use --netns or --role evse|ev for TLS 1.3")
-    if netns and keylog is not None and (no_tls or certs_dir is None):
-        raise click.UsageError("--keylog: --netns without --certs-dir (or with --no-tls) runs plain TCP, there "
-                               "are no TLS secrets to log")
+    if netns and keylog is not None and no_tls:
+        raise click.UsageError("--keylog: --netns with --no-tls runs plain TCP, there are no TLS secrets to log")
     if no_trace and trace_path is not None:
         raise click.UsageError("--trace FILE and --no-trace contradict each other")
     if speed and not sim:
         raise click.UsageError("--speed sets the simulated time of --sim; --netns and --role run on a real link, "
                                "in real time")
+    as_json = use_json(ctx, json_out)
+    if trace_path == STDOUT_TRACE:
+        app = _trace_to_stdout(ctx, app, as_json)
+        trace_path = _STDOUT_DEVICE
     scenario = scenarios.load(
         scenario_path,
         service=service_from_name(service) if service else None,
@@ -228,9 +237,11 @@ def run(
         duration=duration,
     )
     station = station_config(app, rated_v=scenario.charger.max_voltage)
-    as_json = use_json(ctx, json_out)
+    # Every input is read and checked before the trace is opened: a bad one must not wipe the last trace.
     if netns:
-        _run_netns(ctx, ctx.params, as_json, None if no_trace else _open_trace(app, trace_path, PcapWriter))
+        dirs = _check_netns_inputs(app, certs_dir, trust_dir, tls=not no_tls, pnc=pnc)
+        _run_netns(ctx, ctx.params, dirs, as_json, None if no_trace else _open_trace(app, trace_path, PcapWriter),
+                   sys.stderr if trace_path == _STDOUT_DEVICE else sys.stdout)
         return
     apply_options(ctx, rt, cpu, as_json)
     if not sim:
@@ -243,30 +254,73 @@ def run(
             load_contract(certs) if pnc and role == "ev" else None,
             contract_roots(trust) if pnc and role == "evse" else None,
         )
-        show = printer(app, as_json)
-        plant = build_plant(scenario, remote_ev=role == "evse", station=station)
         capture = None if no_trace or trace_path is None else _open_trace(app, trace_path, PcapWriter)
-        with spinner(ctx, f"opening {iface}", as_json) as waiting, capture_link(iface, capture):
-            _run_side(role, iface, modem == "sim", context, plant, credentials, show, waiting)
+        with (
+            printer(app, as_json) as show,
+            spinner(ctx, f"opening {iface}", as_json) as waiting,
+            capture_link(iface, capture),
+        ):
+            # The charger's station reports what its interlock does; the car's plant is no station.
+            plant = build_plant(scenario, remote_ev=role == "evse", station=station,
+                                listener=show if role == "evse" else None)
+            _run_side(role, iface, secc_tcp_port(app, None), modem == "sim", context, plant, credentials, show,
+                      waiting)
         return
-    trace = None if no_trace else _open_trace(app, trace_path, SessionTrace)
     credentials = _pnc_credentials(app, certs_dir, trust_dir) if pnc else (None, None)
+    trace = None if no_trace else _open_trace(app, trace_path, SessionTrace)
     journal = None if as_json else journal_log()  # under systemd: journal records instead of the panel
-    if as_json or journal is not None:
-        result = asyncio.run(
-            run_sim(
-                scenario,
-                speed or None,
-                listener=journal or (lambda e: emit_json(e.to_json())),
-                trace=trace,
-                contract=credentials[0],
-                pnc_roots=credentials[1],
-                station=station,
+    with journal or contextlib.nullcontext():
+        if as_json or journal is not None:
+            result = _run_loop(
+                run_sim(
+                    scenario,
+                    speed or None,
+                    listener=journal or (lambda e: emit_json(e.to_json())),
+                    trace=trace,
+                    contract=credentials[0],
+                    pnc_roots=credentials[1],
+                    station=station,
+                )
             )
-        )
-    else:
-        result = _run_live(app, scenario, speed, trace, credentials, station)
+        else:
+            result = _run_live(app, scenario, speed, trace, credentials, station)
     _report(app, result, as_json)
+
+
+def _trace_to_stdout(ctx: click.Context, app: AppContext, as_json: bool) -> AppContext:
+    """``--trace -``: stdout carries the pcap (``| v2gtool pcap-decode -``), so people's output goes
+    to stderr, as tcpdump's does; JSON lines cannot share stdout with it, and a terminal is no place
+    for it. Returns the context this command (and the commands under it) report with from now on."""
+    if as_json:
+        raise click.UsageError("--trace - writes the pcap to stdout, where --json writes its lines; "
+                               "give --trace FILE")
+    if sys.stdout.isatty():
+        raise click.UsageError("--trace - writes the pcap to stdout, which is a terminal; pipe it "
+                               "(| v2gtool pcap-decode -) or give --trace FILE")
+    ctx.obj = on_stderr = dataclasses.replace(app, console=app.err_console)
+    return on_stderr
+
+
+def _run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)``, without the tracebacks Python 3.11 prints when Ctrl-C cancels a session
+    in its loop (:func:`_quiet_cancelled`); the KeyboardInterrupt still ends the command (exit 130)."""
+
+    async def quietly() -> T:
+        asyncio.get_running_loop().set_exception_handler(_quiet_cancelled)
+        return await main
+
+    return asyncio.run(quietly())
+
+
+def _quiet_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """The loop's exception handler: Python 3.11's ``asyncio.streams`` calls ``task.exception()`` in
+    the done-callback of a server's connection handler, which raises CancelledError once
+    ``asyncio.run`` has cancelled that task on Ctrl-C (3.12 checks ``task.cancelled()`` first). That
+    is the interruption, not an error: nothing is printed for it; anything else goes on to the
+    default handler."""
+    if isinstance(context.get("exception"), asyncio.CancelledError):
+        return
+    loop.default_exception_handler(context)
 
 
 def _pnc_credentials(
@@ -277,9 +331,25 @@ def _pnc_credentials(
     return load_contract(certs), contract_roots(trust)
 
 
+def _check_netns_inputs(
+    app: AppContext, certs_dir: Path | None, trust_dir: Path | None, *, tls: bool, pnc: bool
+) -> tuple[Path, Path]:
+    """--netns: the certificates directory and trust anchors (option, ``[pki]`` or the default) that
+    both children are given, checked here as each child would read them (with *tls* the TLS contexts,
+    with *pnc* the contract and its roots), so that a bad one fails before anything starts."""
+    certs, trust = tls_dirs(app, certs_dir, trust_dir)
+    if tls:
+        server_context(certs, trust, Protocol.ISO20)
+        client_context(certs, trust, Protocol.ISO20)
+    if pnc:
+        _pnc_credentials(app, certs, trust)
+    return certs, trust
+
+
 def _run_side(
     role: str,
     iface: str,
+    tcp_port: int,
     simulated_modem: bool,
     context: ssl.SSLContext | None,
     plant: Plant,
@@ -288,9 +358,10 @@ def _run_side(
     waiting: Spinner,
 ) -> None:
     """One side of the chain on a real link, as a charger or a car runs it; *waiting* shows what for.
-    Both sides run the *plant*'s scenario (the SECC: its grid request, metering confirmations; the
-    EV: its SoC limits, standby). With *credentials* (--pnc) the EVSE offers Plug & Charge with
-    their roots and the EV uses their contract."""
+    The EVSE's SECC listens on *tcp_port* and announces it by SDP. Both sides run the *plant*'s
+    scenario (the SECC: its grid request, metering confirmations; the EV: its SoC limits, standby).
+    With *credentials* (--pnc) the EVSE offers Plug & Charge with their roots and the EV uses their
+    contract."""
     if role == "evse":
         charger = plant[1]
         if (absent := no_vehicle(charger.station)) is not None:
@@ -300,14 +371,9 @@ def _run_side(
         slac = slac_on_link(Role.EVSE, iface, simulated_modem, on_slac, pilot.set_duty if pilot else None)
         _require_match(slac)
         served = asyncio.run(
-            serve_sessions(iface, DEFAULT_TCP_PORT, context, plant, 1.0, 1, show, waiting.update,
-                           pnc_roots=credentials[1])
+            serve_sessions(iface, tcp_port, context, plant, 1.0, 1, show, waiting.update, pnc_roots=credentials[1])
         )
-        if not served:  # SIGTERM or SIGINT before the session ended
-            raise SessionInterrupted("SECC stopped before the session ended")
-        if (fault := safety_fault(charger.station)) is not None and not served[0].ok:
-            raise SafetyTripped(f"SECC session failed: {fault}")
-        check_session("SECC", served[0])
+        check_served(served, 1)
         return
     _require_match(slac_on_link(Role.EV, iface, simulated_modem, follow_slac(waiting, Role.EV, iface, show)))
     config = vehicle_config(plant, contract=credentials[0])
@@ -320,14 +386,27 @@ def _require_match(slac: SlacResult) -> None:
         raise SessionFailed(f"SLAC failed: {diagnosis} {slac.detail}; debug with `v2gtool evse-slac`")
 
 
-def _run_netns(ctx: click.Context, params: dict[str, Any], as_json: bool, trace: PcapWriter | None) -> None:
+def _run_netns(
+    ctx: click.Context,
+    params: dict[str, Any],
+    dirs: tuple[Path, Path],
+    as_json: bool,
+    trace: PcapWriter | None,
+    relay_to: TextIO,
+) -> None:
     """Both roles as separate processes, each in its namespace, over the veth pair between them;
-    *trace* captures every frame on the veth link.
+    *trace* captures every frame on the veth link. Both get the certificates directory and trust
+    anchors *dirs* (:func:`_check_netns_inputs`); TLS unless --no-tls.
 
-    Their output comes through this process, line by line, so that the one spinner (ours: the
+    Their output comes through this process to *relay_to* (stdout; stderr when the trace goes to
+    stdout), line by line, so that the one spinner (ours: the
     children are told ``TTY_INTERACTIVE=0``) stays below it on a terminal. SIGINT or SIGTERM stops
-    both children (bounded wait, then kill) and the namespaces are deleted in every case. A failed
-    session exits with the most specific of the children's exit statuses (:func:`_netns_exit`)."""
+    both children (bounded wait, then kill) and the namespaces are deleted in every case; so does a
+    reader of the output that leaves early (``| head``), which ends the command quietly (exit 0).
+    Each child gets SIGTERM when this process dies (:func:`_die_with_parent`), even by SIGKILL, and
+    ends its side cleanly; the namespaces of a SIGKILLed parent, though, stay (``ip netns list``:
+    ``v2gn<pid>ev``, ``v2gn<pid>se``; ``ip netns del`` them) since nothing of it runs to delete them. A
+    failed session exits with the most specific of the children's exit statuses (:func:`_netns_exit`)."""
     options = {
         "--scenario": "scenario_path",
         "--service": "service",
@@ -336,13 +415,11 @@ def _run_netns(ctx: click.Context, params: dict[str, Any], as_json: bool, trace:
         "--power": "power",
         "--duration": "duration",
         "--sign-convention": "sign_convention",
-        "--certs-dir": "certs_dir",
-        "--trust-dir": "trust_dir",
         "--rt": "rt",
         "--cpu": "cpu",
     }
     passed = [f"{flag}={params[key]}" for flag, key in options.items() if params[key] is not None]
-    tls = ["--no-tls"] if params["no_tls"] or params["certs_dir"] is None else []
+    pki = [f"--certs-dir={dirs[0]}", f"--trust-dir={dirs[1]}", *(["--no-tls"] if params["no_tls"] else [])]
     pnc = ["--pnc"] if params["pnc"] else []
     keylog = [f"--keylog={params['keylog']}"] if params["keylog"] is not None else []  # the EV's: the client
     app = app_context(ctx)
@@ -352,6 +429,23 @@ def _run_netns(ctx: click.Context, params: dict[str, Any], as_json: bool, trace:
     quiet = {**os.environ, "TTY_INTERACTIVE": "0"}
     children: list[subprocess.Popen[bytes]] = []
     relays: list[threading.Thread] = []
+    reader_gone = threading.Event()
+
+    def stop_for_the_reader() -> None:
+        """The reader of the output left: the session has no one to report to, stop both sides."""
+        reader_gone.set()
+        for child in list(children):
+            if child.poll() is None:
+                child.terminate()
+
+    def start(argv: list[str]) -> subprocess.Popen[bytes]:
+        child = subprocess.Popen(argv, stdout=subprocess.PIPE, env=quiet, preexec_fn=_die_with_parent(os.getpid()))
+        children.append(child)
+        relays.append(_relay(child.stdout, relay_to, stop_for_the_reader))
+        if reader_gone.is_set():  # the reader left while it started
+            stop_for_the_reader()
+        return child
+
     previous = {signal.SIGINT: signal.getsignal(signal.SIGINT),
                 signal.SIGTERM: signal.signal(signal.SIGTERM, _interrupt)}  # unwind on SIGTERM as on SIGINT
     try:
@@ -360,18 +454,12 @@ def _run_netns(ctx: click.Context, params: dict[str, Any], as_json: bool, trace:
             capture_link(pair.ev_if, trace, netns=pair.ev_ns),
             spinner(ctx, f"starting the EVSE on {pair.secc_if}", as_json) as waiting,
         ):
-            base = [sys.executable, "-m", "v2gtool", *global_flags, "session", "run", *passed, *tls, *pnc]
+            base = [sys.executable, "-m", "v2gtool", *global_flags, "session", "run", *passed, *pki, *pnc]
             try:
-                evse = subprocess.Popen(pair.cmd(pair.secc_ns, *base, "--role", "evse", "--iface", pair.secc_if),
-                                        stdout=subprocess.PIPE, env=quiet)
-                children.append(evse)
-                relays.append(_relay(evse.stdout))
+                evse = start(pair.cmd(pair.secc_ns, *base, "--role", "evse", "--iface", pair.secc_if))
                 time.sleep(0.5)  # the EVSE waits for CM_SLAC_PARM.REQ before the EV sends it
                 waiting.update(f"waiting for the EVSE on {pair.secc_if} and the EV on {pair.ev_if}")
-                ev = subprocess.Popen(pair.cmd(pair.ev_ns, *base, *keylog, "--role", "ev", "--iface", pair.ev_if),
-                                      stdout=subprocess.PIPE, env=quiet)
-                children.append(ev)
-                relays.append(_relay(ev.stdout))
+                ev = start(pair.cmd(pair.ev_ns, *base, *keylog, "--role", "ev", "--iface", pair.ev_if))
                 # The EV's own ISO 15118-20 timeouts and its --duration bound its session; the EVSE
                 # ends once the EV did.
                 ev_rc, evse_rc = ev.wait(), _wait(evse, 60)
@@ -386,10 +474,30 @@ def _run_netns(ctx: click.Context, params: dict[str, Any], as_json: bool, trace:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+    if reader_gone.is_set():  # the children's statuses are those of the stop: main's quiet exit 0
+        raise BrokenPipeError(errno.EPIPE, "the reader of the output left")
     if ev_rc or evse_rc:
         error = SessionFailed(f"--netns session failed: EV exit {ev_rc}, EVSE exit {evse_rc}")
         error.exit_code = _netns_exit(ev_rc, evse_rc)
         raise error
+
+
+# <sys/prctl.h>: the signal a process gets when the thread that forked it exits.
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """A ``preexec_fn`` (it runs in the child, between fork and exec): SIGTERM the child when *parent*
+    dies (prctl(2) PR_SET_PDEATHSIG, kept across the exec of ``ip netns exec`` and of Python), and at
+    once when it already died before that was set (the child then has another parent)."""
+
+    def arm() -> None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm
 
 
 def _interrupt(_signum: int, _frame: object) -> None:
@@ -424,14 +532,22 @@ def _stop(children: list[subprocess.Popen[bytes]], grace: float = 10.0) -> None:
             child.wait()
 
 
-def _relay(stream: IO[bytes] | None) -> threading.Thread:
-    """Copy a child's stdout to ours, each line whole, until the child closes it."""
+def _relay(stream: IO[bytes] | None, out: TextIO, reader_gone: Callable[[], None]) -> threading.Thread:
+    """Copy a child's stdout to *out*, each line whole, until the child closes it. When the reader of
+    *out* leaves (``| head``), *reader_gone* is told and the rest is read and dropped: the child must
+    not block on a full pipe while it stops."""
 
     def copy() -> None:
         assert stream is not None
         for line in stream:
-            sys.stdout.write(line.decode(errors="replace"))
-            sys.stdout.flush()
+            try:
+                out.write(line.decode(errors="replace"))
+                out.flush()
+            except BrokenPipeError:
+                reader_gone()
+                break
+        for _dropped in stream:
+            pass
 
     thread = threading.Thread(target=copy, name="v2gtool-netns-relay", daemon=True)
     thread.start()
@@ -509,7 +625,7 @@ def _run_live(
                 return
             live.update(panel())
 
-        result = asyncio.run(
+        result = _run_loop(
             run_sim(
                 scenario,
                 speed or None,
@@ -570,8 +686,11 @@ def _report(app: AppContext, result: SessionResult, as_json: bool) -> None:
         if cause is not None and cause not in why:
             why = f"{why} ({cause})"
         error = SessionTimeout if result.ending is Ending.TIMEOUT else SessionFailed
-        if _tripped_for_safety(result.events):
+        safety = _safety_condition(result.events)
+        if safety is not None:
             error = SafetyTripped
+        if safety is Condition.EMERGENCY_STOP:  # pressed by someone: no subcommand debugs that
+            hint = None
         raise error(f"session failed in {phase or 'set-up'}: {why}" + (f"; debug with `{hint}`" if hint else ""))
 
 
@@ -593,11 +712,15 @@ def _station_cause(events: list[Event]) -> str | None:
     return None
 
 
-def _tripped_for_safety(events: list[Event]) -> bool:
-    """Whether a safety rule of the interlock (:data:`SAFETY_CONDITIONS`) ended the session: the
-    exit status is then :attr:`ExitCode.SAFETY` (inspect the hardware before retrying)."""
-    return any(
-        isinstance(event, IsolationFault | ContactorStuck)
-        or (isinstance(event, InterlockTripped) and Condition[event.condition] in SAFETY_CONDITIONS)
-        for event in events
-    )
+def _safety_condition(events: list[Event]) -> Condition | None:
+    """The safety rule of the interlock (:data:`SAFETY_CONDITIONS`) that ended the session, by a
+    trip or by refusing a request (an emergency stop pressed before the contactors closed); None when
+    none did. The exit status is then :attr:`ExitCode.SAFETY` (inspect the hardware before retrying)."""
+    for event in events:
+        if isinstance(event, IsolationFault):
+            return Condition.ISOLATION_FAULT
+        if isinstance(event, ContactorStuck):
+            return Condition.CONTACTOR_STUCK
+        if isinstance(event, InterlockTripped | InterlockRefused) and Condition[event.condition] in SAFETY_CONDITIONS:
+            return Condition[event.condition]
+    return None

@@ -20,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from v2gtool.config import interface_name
+from v2gtool.sdp import DEFAULT_TCP_PORT, TCP_PORT_RANGE, dynamic_port
 
 DEFAULT_PLC_INTERFACE = "eth0"
-DEFAULT_SECC_TCP_PORT = 64109  # the default of sdp-discovery --port and tls-verify --port
-DYNAMIC_PORTS = range(49152, 65536)  # IETF RFC 6335 Dynamic Ports, as ISO 15118 requires for the SECC
+# The names doctor and deploy-files import from here; the values are the SDP core's.
+DEFAULT_SECC_TCP_PORT = DEFAULT_TCP_PORT
+DYNAMIC_PORTS = TCP_PORT_RANGE
 # Characters an executable path cannot hold: systemd expands $VAR and %-specifiers and AppArmor
 # globs (* ? [ ] { } ^, @{var}) even inside double quotes, and '"' and '\' would need escapes.
 # (Control characters, newlines included, are refused as unprintable.)
@@ -91,8 +93,10 @@ class Placeholders:
     def __post_init__(self) -> None:
         _check("executable", executable_path, self.executable)
         _check("PLC interface", interface_name, self.plc_interface)
-        if self.secc_tcp_port not in DYNAMIC_PORTS:
-            raise ValueError(f"SECC TCP port {self.secc_tcp_port} must be a Dynamic Port (49152-65535)")
+        try:
+            dynamic_port(self.secc_tcp_port)
+        except ValueError as exc:
+            raise ValueError(f"SECC TCP port {self.secc_tcp_port} {exc}") from None
 
     def apply(self, text: str) -> str:
         """*text* with the placeholders replaced by these values."""

@@ -64,6 +64,8 @@ def veth_pair(prefix: str) -> Iterator[VethPair]:
         raise NetnsError("network namespaces need root and iproute2")
     pid = os.getpid()
     pair = VethPair(f"{prefix}{pid}ev", f"{prefix}e{pid}", f"{prefix}{pid}se", f"{prefix}s{pid}")
+    for stale in (pair.ev_ns, pair.secc_ns):  # left by a SIGKILLed run that had our pid: only ours can be
+        subprocess.run(["ip", "netns", "del", stale], capture_output=True, timeout=10, check=False)
     try:
         _ip("netns", "add", pair.ev_ns)
         _ip("netns", "add", pair.secc_ns)

@@ -13,13 +13,13 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 
-from v2gtool.sdp import SdpClient, SdpServer, Security
+from v2gtool.sdp import DEFAULT_TCP_PORT, SdpClient, SdpServer, Security
 from v2gtool.session.events import Event
 
 EV_ADDRESS = "fe80::ff:fe00:e02"
 EVSE_ADDRESS = "fe80::ff:fe00:e01"
 EV_PORT = 50123
-SECC_PORT = 64109  # in the dynamic range the SDP response must name (TCP_PORT_RANGE)
+SECC_PORT = DEFAULT_TCP_PORT  # the simulated SECC listens where a real one does by default
 
 
 def run_sdp(
