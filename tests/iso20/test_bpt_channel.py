@@ -16,6 +16,7 @@ from v2gtool.iso20.events import NoEnergyTransferred
 from v2gtool.iso20.ports import ConstantGridRequest
 from v2gtool.iso20.secc import Secc, SeccConfig
 from v2gtool.iso20.values import ControlMode, SignConvention, rational, to_float
+from v2gtool.messages import iso20_cm as cm
 
 
 def currents(direction: Direction, ev: SignConvention, secc: SignConvention) -> tuple[list[float], list[float]]:
@@ -76,13 +77,25 @@ def test_without_a_channel_the_sign_gives_the_direction() -> None:
     assert all(f.current == pytest.approx(-29.3, abs=0.05) for f in exchange.flows("SECC"))
 
 
-def dynamic(direction: Direction, grid_w: float | None) -> tuple[list[float], list[NoEnergyTransferred]]:
+def dynamic(
+    direction: Direction, grid_w: float | None, channel: bool = True
+) -> tuple[list[float], list[NoEnergyTransferred]]:
     """A Dynamic 3 s loop of an EV wanting *direction* under a grid request of *grid_w* (None: none):
-    the SECC's currents and the EV's warnings."""
+    the SECC's currents and the EV's warnings. Ours leaves the channel open in Dynamic mode; with
+    *channel*, the EV selects the one of its *direction* (as an EV that must switch its reverse power
+    path does)."""
+
+    def select(name: str, body: Any) -> Any:
+        if name != "PowerDeliveryReq" or body.ChargeProgress != cm.chargeProgressType.Start:
+            return body
+        discharge = direction == Direction.DISCHARGE
+        wanted = cm.channelSelectionType.Discharge if discharge else cm.channelSelectionType.Charge
+        return dataclasses.replace(body, BPT_ChannelSelection=wanted)
+
     plant = Plant(CHARGER, VEHICLE)
     evcc = Evcc(EvccConfig(duration=3.0, direction=direction, control_mode=ControlMode.DYNAMIC), plant.vehicle)
     grid = ConstantGridRequest(grid_w) if grid_w is not None else None
-    exchange = run(evcc, Secc(SeccConfig(grid=grid), plant, 0.0))
+    exchange = run(evcc, Secc(SeccConfig(grid=grid), plant, 0.0), rewrite=select if channel else None)
     assert evcc.ok, evcc.end_reason
     warnings = [e for e in exchange.events if isinstance(e, NoEnergyTransferred)]
     return [f.current for f in exchange.flows("SECC")], warnings
@@ -100,6 +113,12 @@ def test_a_dynamic_grid_request_against_the_channel_transfers_nothing(direction:
 def test_a_dynamic_grid_request_in_the_channel_is_delivered(direction: Direction, grid_w: float) -> None:
     flows, warnings = dynamic(direction, grid_w)
     assert flows and all(c * 375.0 == pytest.approx(grid_w, rel=2e-3) for c in flows) and not warnings
+
+
+@pytest.mark.parametrize("grid_w", [-10_000.0, 10_000.0])
+def test_our_dynamic_ev_leaves_the_channel_open_so_the_grid_sets_the_direction(grid_w: float) -> None:
+    flows, _ = dynamic(Direction.CHARGE, grid_w, channel=False)
+    assert flows and all(c * 375.0 == pytest.approx(grid_w, rel=2e-3) for c in flows)
 
 
 def test_a_dynamic_discharge_without_a_grid_request_gives_the_ev_maximum() -> None:

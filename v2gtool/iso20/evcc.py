@@ -535,7 +535,9 @@ class Evcc:
         stays within that schedule's steps ([V2G20-478]), in Dynamic mode with an empty
         Dynamic_EVPPTControlMode (the iso15118 package's SECC does not answer a Start without one)."""
         channel = None
-        if self.service == ServiceID.DC_BPT:
+        # The channel fixes the direction ([V2G20-2123]): in Scheduled mode the EV chose it; in
+        # Dynamic mode the grid's request sets the sign within the EV's limits, so the EV leaves it open.
+        if self.service == ServiceID.DC_BPT and self.config.control_mode == ControlMode.SCHEDULED:
             channel = (
                 cm.channelSelectionType.Discharge
                 if self.config.direction == Direction.DISCHARGE
