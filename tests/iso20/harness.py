@@ -43,6 +43,9 @@ class Plant:
     def limits(self) -> PowerLimits:
         return self.charger_limits
 
+    def present_limits(self) -> PowerLimits:
+        return self.charger_limits  # no derating on this plant
+
     def advance(self, now: float) -> None:
         pass
 

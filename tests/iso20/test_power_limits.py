@@ -164,6 +164,16 @@ def test_no_limit_achieved_below_both() -> None:
     assert not any(r.EVSEPowerLimitAchieved or r.EVSECurrentLimitAchieved for r in responses)
 
 
+def test_within_current_caps_only_the_maximum_currents() -> None:
+    """A derated charger's present limits (ChargerPort.present_limits): both maximum currents at most
+    the cap, everything else as declared; no cap (inf) leaves the declared limits."""
+    assert CHARGER.within_current(40.0) == dataclasses.replace(
+        CHARGER, max_charge_current=40.0, max_discharge_current=40.0
+    )
+    assert CHARGER.within_current(100.0) == dataclasses.replace(CHARGER, max_charge_current=100.0)
+    assert CHARGER.within_current(float("inf")) == CHARGER
+
+
 def test_the_ev_target_voltage_is_the_output_ceiling() -> None:
     # CC/CV: the EV asks 125 A, which would take the output to 381.25 V, but caps it at 380 V.
     def target_380_v(name: str, body: Any) -> Any:

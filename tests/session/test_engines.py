@@ -39,6 +39,9 @@ class IdleCharger:
     def limits(self) -> PowerLimits:
         return LIMITS
 
+    def present_limits(self) -> PowerLimits:
+        return LIMITS
+
     def advance(self, now: float) -> None:
         pass
 

@@ -14,14 +14,17 @@ import pytest
 
 from v2gtool import v2gtp
 from v2gtool.hw.backends import sim_station
-from v2gtool.hw.events import StopActionRun
+from v2gtool.hw.control import ThermalDerating
+from v2gtool.hw.events import CurrentDerated, StopActionRun
 from v2gtool.hw.interlock import ContactorPhase
 from v2gtool.hw.isolation import SAFE_OUTPUT_V, Edition, IsolationProfile
 from v2gtool.hw.station import StationConfig
+from v2gtool.iso20 import messages
 from v2gtool.iso20.evcc import Evcc, EvccConfig
 from v2gtool.iso20.events import MessageSent
 from v2gtool.iso20.ports import CableCheckStatus
 from v2gtool.iso20.secc import Secc, SeccConfig
+from v2gtool.iso20.values import ControlMode, to_float
 from v2gtool.session import scenario as scenarios
 from v2gtool.session.events import Event
 from v2gtool.session.plant import CableCheckFinished, SimVehiclePort, StationCharger
@@ -30,20 +33,26 @@ from v2gtool.session.runner import run_sim
 STATION = StationConfig(IsolationProfile(Edition.IEC_61851_23_2023, 920.0))
 
 
-def charger_on(tmp_path: Path, scenario_text: str = "") -> StationCharger:
+def charger_on(tmp_path: Path, scenario_text: str = "", station: StationConfig = STATION) -> StationCharger:
     path = tmp_path / "scenario.toml"
     path.write_text(scenario_text)
     scenario = scenarios.load(path)
-    setup = sim_station(STATION, scenario.plant)
+    setup = sim_station(station, scenario.plant)
     setup.station.run(0.01)
     return StationCharger(setup, scenario.charger)
 
 
-def pump(charger: StationCharger, duration: float) -> tuple[Evcc, Secc, list[Event]]:
+def pump(
+    charger: StationCharger,
+    duration: float,
+    control_mode: ControlMode = ControlMode.SCHEDULED,
+    responses: list[messages.Message] | None = None,
+) -> tuple[Evcc, Secc, list[Event]]:
     """One EVCC session against the SECC on *charger*, simulated time advancing by the EV's pace as in
-    ``session run --sim``; the two engines and the SECC's events with the plant's, in order."""
+    ``session run --sim``; the two engines and the SECC's events with the plant's, in order. The SECC's
+    responses, decoded, go to *responses* when given."""
     vehicle = SimVehiclePort(charger.setup, scenarios.VEHICLE_LIMITS)
-    evcc = Evcc(EvccConfig(duration=duration), vehicle)
+    evcc = Evcc(EvccConfig(duration=duration, control_mode=control_mode), vehicle)
     secc = Secc(SeccConfig(), charger, charger.now())
     events: list[Event] = []
     outputs: list[Any] = evcc.start(charger.now())
@@ -57,6 +66,8 @@ def pump(charger: StationCharger, duration: float) -> tuple[Evcc, Secc, list[Eve
         answer = next((o for o in answers if isinstance(o, bytes)), None)
         if answer is None:
             break
+        if responses is not None:
+            responses.append(messages.decode(v2gtp.decode_frame(answer)))
         outputs = evcc.receive(v2gtp.decode_frame(answer), charger.now() + 0.001)
     return evcc, secc, events
 
@@ -174,6 +185,55 @@ def test_a_trip_that_ended_this_sessions_transfer_fails_it_though_its_condition_
     charger = charger_on(tmp_path, "[[at]]\nt = 24.0\nestop = true\n[[at]]\nt = 24.1\nestop = false\n")
     evcc, secc, _events = pump(charger, duration=60.0)
     assert not evcc.ok and "interlock tripped: EMERGENCY_STOP" in secc.end_reason
+
+
+# -- the thermal derating in DC_ChargeLoopRes -------------------------------------------------------------------
+
+#: 95 degC ambient is above the inlet's 90 degC limit: the derating holds the current at its minimum,
+#: 40 A, below the EV's request and the charger's declared 150 A (the rated limits of its
+#: DC_ChargeParameterDiscoveryRes).
+DERATED_A = 40.0
+DERATED = StationConfig(
+    IsolationProfile(Edition.IEC_61851_23_2023, 920.0),
+    derating=ThermalDerating(rated_current_a=300.0, limit_c=90.0, min_current_a=DERATED_A),
+)
+HOT_INLET = "[plant]\nambient_c = 95\n"
+
+
+def loop_responses(responses: list[messages.Message]) -> list[Any]:
+    return [m.body for m in responses if m.name == "DC_ChargeLoopRes"]
+
+
+def test_a_derated_station_reports_its_current_limit_achieved(tmp_path: Path) -> None:
+    """The derating holds the charge current below what the EV asks for: the EVSE's present maximum
+    current holds it, so DC_ChargeLoopRes says EVSECurrentLimitAchieved, and the declared limits of
+    DC_ChargeParameterDiscoveryRes stay the rated ones."""
+    charger = charger_on(tmp_path, HOT_INLET, DERATED)
+    responses: list[messages.Message] = []
+    evcc, _secc, _events = pump(charger, duration=5.0, responses=responses)
+    assert evcc.ok
+    assert any(isinstance(e, CurrentDerated) for e in charger.station.events)
+    (discovery,) = [m.body for m in responses if m.name == "DC_ChargeParameterDiscoveryRes"]
+    rated = discovery.BPT_DC_CPDResEnergyTransferMode.EVSEMaximumChargeCurrent
+    assert to_float(rated) == scenarios.CHARGER_LIMITS.max_charge_current
+    held = [r for r in loop_responses(responses) if to_float(r.EVSEPresentCurrent) > 0]
+    assert len(held) >= 5
+    assert all(to_float(r.EVSEPresentCurrent) == pytest.approx(DERATED_A, rel=1e-3) for r in held)
+    assert all(r.EVSECurrentLimitAchieved for r in held)
+
+
+def test_the_dynamic_mode_reports_the_derated_maximum_current(tmp_path: Path) -> None:
+    """In the Dynamic mode the SECC tells the EV its maxima every loop: under the derating, the
+    current it can deliver now, not the rated one."""
+    charger = charger_on(tmp_path, HOT_INLET, DERATED)
+    responses: list[messages.Message] = []
+    evcc, _secc, _events = pump(charger, duration=5.0, control_mode=ControlMode.DYNAMIC, responses=responses)
+    assert evcc.ok
+    modes = [r.BPT_Dynamic_DC_CLResControlMode for r in loop_responses(responses)]
+    assert len(modes) >= 5
+    assert all(to_float(m.EVSEMaximumChargeCurrent) == pytest.approx(DERATED_A) for m in modes)
+    assert all(to_float(m.EVSEMaximumDischargeCurrent) == pytest.approx(DERATED_A) for m in modes)
+    assert all(to_float(m.EVSEMaximumChargePower) == scenarios.CHARGER_LIMITS.max_charge_power for m in modes)
 
 
 # -- the stop action of session run --sim ----------------------------------------------------------------------

@@ -143,6 +143,12 @@ class Station:
         return self._applied_current
 
     @property
+    def derating_limit_a(self) -> float:
+        """The current magnitude the thermal derating allows now (inf without a derating): what
+        the current control holds a setpoint to, whichever its sign."""
+        return self._derating_limit
+
+    @property
     def discharge_refused(self) -> bool:
         """The SoC floor holds discharging off (EVSE_Shutdown_Rejected) since the SoC last fell to it."""
         return self._discharge_refused

@@ -9,7 +9,7 @@ is signed: positive charges the vehicle, negative discharges it (DC_BPT); see
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from v2gtool.iso20.values import to_float
@@ -54,6 +54,16 @@ class PowerLimits:
             min_discharge_power=value("MinimumDischargePower"),
             max_discharge_current=value("MaximumDischargeCurrent"),
             min_discharge_current=value("MinimumDischargeCurrent"),
+        )
+
+    def within_current(self, amps: float) -> PowerLimits:
+        """A copy whose maximum charge and discharge current are at most *amps* (a magnitude, inf
+        for no cap): these limits while something holds the current lower than declared, e.g. the
+        station's thermal derating (:attr:`v2gtool.hw.station.Station.derating_limit_a`)."""
+        return replace(
+            self,
+            max_charge_current=min(self.max_charge_current, amps),
+            max_discharge_current=min(self.max_discharge_current, amps),
         )
 
     def clamp_current(self, amps: float, voltage: float) -> float:
@@ -147,7 +157,13 @@ class CableCheckStatus(enum.Enum):
 class ChargerPort(Protocol):
     """The SECC's power electronics, contactors and insulation monitor, behind the interlock."""
 
-    def limits(self) -> PowerLimits: ...
+    def limits(self) -> PowerLimits:
+        """The rated limits, as DC_ChargeParameterDiscoveryRes declares them."""
+
+    def present_limits(self) -> PowerLimits:
+        """The limits that hold now: :meth:`limits`, lowered by what holds the output below them at
+        the moment (thermal derating). DC_ChargeLoop judges and reports against these
+        (EVSECurrentLimitAchieved; the Dynamic mode's EVSEMaximumChargeCurrent and the like)."""
 
     def advance(self, now: float) -> None:
         """Let the power path run until *now* (simulated or real seconds)."""

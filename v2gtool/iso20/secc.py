@@ -710,9 +710,11 @@ class Secc:
         (ISO 15118-20 8.3.5.5): the EVSE cannot deliver less than its minimum and must not deliver
         more than the EV's EVTargetCurrent, so it delivers 0 (the EVCC raises a smaller wish to the
         minimum itself, :meth:`Evcc._signed_current`). The minimum is judged at *ev_voltage*, the
-        voltage the EV computed its request with."""
+        voltage the EV computed its request with. The EVSE's maxima are those that hold now
+        (:meth:`ChargerPort.present_limits`: under a thermal derating, the current the station holds
+        the output to), so EVSECurrentLimitAchieved is set while the derating holds the current."""
         voltage = max(ev_voltage, self.charger.present_voltage())
-        evse = self.charger.limits()
+        evse = self.charger.present_limits()
         sides = [evse] + ([self.ev_limits] if self.ev_limits is not None else [])
         current = target
         for side in sides:
@@ -827,8 +829,11 @@ class Secc:
         whatever the sign convention (a target of the other sign comes from an EV that writes
         magnitudes, :attr:`SignConvention.CHANNEL`, and still names how much it wants), while the
         grid's request (Dynamic), which the EV did not make, is held to the channel's side of zero:
-        a request the other way transfers nothing."""
-        lim = self.charger.limits()
+        a request the other way transfers nothing.
+
+        The Dynamic mode's EVSEMaximum* values are the charger's present limits (under its thermal
+        derating), not the rated ones of DC_ChargeParameterDiscoveryRes: what it can deliver now."""
+        lim = self.charger.present_limits()
         bpt = self.service == ServiceID.DC_BPT
         discharge_channel = self.channel == cm.channelSelectionType.Discharge
         if self.control_mode == ControlMode.SCHEDULED:

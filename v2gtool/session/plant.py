@@ -50,6 +50,11 @@ class StationCharger:
     def limits(self) -> PowerLimits:
         return self._limits
 
+    def present_limits(self) -> PowerLimits:
+        """The declared limits with the current capped at the station's thermal derating now, as its
+        current control holds the output (:meth:`~v2gtool.hw.station.Station.request_current`)."""
+        return self._limits.within_current(self.station.derating_limit_a)
+
     def now(self) -> float:
         return self.station.clock.now()
 
