@@ -165,7 +165,7 @@ def test_a_full_disk_keeps_records_in_memory_with_one_warning_and_recovers_once_
     assert [r.n for r in later] == [2, 3, 4] and len(box) == 4 and not box.on_disk
     assert log.read_bytes() == on_disk  # the partial line cut back, nothing behind it
     assert caplog.messages == [
-        f"v2gtool: warning: outbox {log}: No space left on device (ENOSPC): TransactionEvent 2 and those after "
+        f"outbox {log}: No space left on device (ENOSPC): TransactionEvent 2 and those after "
         "it are kept in memory only until the CSMS has them (lost if the process stops)"
     ]
     caplog.clear()
@@ -174,7 +174,7 @@ def test_a_full_disk_keeps_records_in_memory_with_one_warning_and_recovers_once_
             assert box.peek() == record
             box.ack(record)
     assert caplog.messages == [
-        f"v2gtool: warning: outbox {tmp_path / 'outbox.acked'}: No space left on device (ENOSPC): records the "
+        f"outbox {tmp_path / 'outbox.acked'}: No space left on device (ENOSPC): records the "
         "CSMS answered are sent again after a restart"
     ]
     disk.full = False

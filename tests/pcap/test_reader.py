@@ -225,7 +225,7 @@ def test_follow_reads_a_capture_written_over_the_file_from_its_start(
     with caplog.at_level(logging.WARNING, "v2gtool.pcap.reader"):
         data = _follow_file(path, rewrite)
     assert data == [d for _, d in OLD] + [d for _, d in new]
-    assert caplog.messages == [f"v2gtool: warning: {path} {how}: decoding it again from its start"]
+    assert caplog.messages == [f"{path} {how}: decoding it again from its start"]
 
 
 def test_follow_reads_the_new_file_that_replaced_the_path(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -235,7 +235,7 @@ def test_follow_reads_the_new_file_that_replaced_the_path(tmp_path: Path, caplog
     with caplog.at_level(logging.WARNING, "v2gtool.pcap.reader"):
         data = _follow_file(path, lambda: os.replace(new, path))
     assert data == [b"one", b"two", b"three", b"new"]
-    assert caplog.messages == [f"v2gtool: warning: {path} was replaced: decoding it again from its start"]
+    assert caplog.messages == [f"{path} was replaced: decoding it again from its start"]
 
 
 def test_follow_a_file_rewritten_while_it_is_being_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -253,7 +253,7 @@ def test_follow_a_file_rewritten_while_it_is_being_read(tmp_path: Path, monkeypa
             if len(seen) == 1:
                 path.write_bytes(_pcap(new))
     assert seen == [b"one", b"\xff" * 200]
-    assert caplog.messages == [f"v2gtool: warning: {path} was rewritten: decoding it again from its start"]
+    assert caplog.messages == [f"{path} was rewritten: decoding it again from its start"]
 
 
 def test_follow_on_a_capture_that_is_damaged_in_place_still_reports_it(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,56 @@ def test_an_error_partway_leaves_the_trust_directory_as_it_was(
     install_roots([first, second], directory, replaces=[old])
     assert set(TrustStore.load(directory).roots) == {first, second}
     assert not any(p.name.startswith(".") for p in directory.iterdir())
+
+
+def test_each_new_root_is_on_disk_before_its_rename_and_the_directory_after_the_renames(
+    pki_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A power loss right after the update must not leave an empty root file (rename(2) can reach
+    the disk before the data it renames) nor the old names (the renames live in the directory)."""
+    first, second = roots(pki_dir, "OEM_Root_CA", "MO_Root_CA")
+    directory = tmp_path / "trust"
+    directory.mkdir()
+    calls: list[tuple[str, Path]] = []
+    fsync, replace = os.fsync, os.replace
+
+    def recorded_fsync(fd: int) -> None:
+        calls.append(("fsync", Path(os.readlink(f"/proc/self/fd/{fd}"))))
+        fsync(fd)
+
+    def recorded_replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        calls.append(("replace", Path(src).resolve()))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", recorded_fsync)
+    monkeypatch.setattr(os, "replace", recorded_replace)
+    written = install_roots([first, second], directory)
+    for path in written:
+        tmp = trust.staged_name(path).resolve()
+        assert calls.index(("fsync", tmp)) < calls.index(("replace", tmp))
+    last_rename = max(i for i, (call, _) in enumerate(calls) if call == "replace")
+    assert ("fsync", directory.resolve()) in calls[last_rename + 1 :]
+
+
+def test_a_directory_that_cannot_be_synced_is_named_and_left_as_it_was(
+    pki_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, new = roots(pki_dir, "V2G_Root_CA", "OEM_Root_CA")
+    directory = tmp_path / "trust"
+    install_roots([old], directory)
+    before = snapshot(directory)
+    fsync = os.fsync
+
+    def failing_on_directories(fd: int) -> None:
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            raise OSError(5, "Input/output error")  # fsync(2) gives no file name
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_on_directories)
+    where = re.escape(str(directory))
+    with pytest.raises(PkiError, match=rf"^cannot update the trust directory: {where}: Input/output error$"):
+        install_roots([new], directory, replaces=[old])
+    assert snapshot(directory) == before
 
 
 def test_sigcgt_says_whether_sighup_is_caught() -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
@@ -119,6 +120,46 @@ class _CheckedStdout:
         return getattr(self.stream, name)
 
 
+class _LogLine(logging.Formatter):
+    """A log record (a library's warning, the station's SoC floor, the OCPP outbox) as the CLI's own
+    one-line messages are: ``v2gtool: warning: <message>``, the level in lower case. With --debug
+    the logger and the source line follow, and the traceback, which is shown only then."""
+
+    def __init__(self, debug: bool) -> None:
+        super().__init__()
+        self.debug = debug
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"v2gtool: {record.levelname.lower()}: {record.getMessage()}"
+        if not self.debug:
+            return line
+        lines = [f"{line} [{record.name}, {record.filename}:{record.lineno}]"]
+        if record.exc_info:
+            lines.append(self.formatException(record.exc_info))
+        if record.stack_info:
+            lines.append(self.formatStack(record.stack_info))
+        return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _log_lines(debug: bool) -> Iterator[None]:
+    """While the command runs, log records go to stderr as :class:`_LogLine`: warnings and errors,
+    and with --debug also v2gtool's own debug records. Undone at the end, for a caller in-process."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(_LogLine(debug))
+    handler.setLevel(logging.DEBUG if debug else logging.WARNING)
+    root, ours = logging.getLogger(), logging.getLogger("v2gtool")
+    level = ours.level
+    root.addHandler(handler)
+    if debug:
+        ours.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        ours.setLevel(level)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script: run the group, turn our errors into one line + exit code.
 
@@ -127,6 +168,12 @@ def main(argv: list[str] | None = None) -> None:
     asyncio logged): it is the cause."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    with _log_lines(debug):
+        _main(args, debug)
+
+
+def _main(args: list[str], debug: bool) -> None:
+    """:func:`main` within its log set-up."""
     if sys.stdout is None:  # started with stdout closed: click writes nothing then
         _run(args, debug, None)
         return

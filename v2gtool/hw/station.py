@@ -323,7 +323,9 @@ class Station:
             )
             return
         try:
-            proc = subprocess.Popen(shlex.split(command), stdin=subprocess.DEVNULL)
+            # What it prints goes to our stderr (descriptor 2, whatever sys.stderr is): our stdout
+            # carries the command's --json lines.
+            proc = subprocess.Popen(shlex.split(command), stdin=subprocess.DEVNULL, stdout=2)
         except (OSError, ValueError) as exc:
             self._emit(
                 StopActionRun(t=self.clock.now(), command=command, returncode=None, detail=f"not run: {exc}")

@@ -136,7 +136,7 @@ class Outbox:
         if path not in self._failing:
             self._failing.add(path)
             code = errno.errorcode.get(exc.errno or 0, "?")
-            log.warning("v2gtool: warning: outbox %s: %s (%s): %s", path, exc.strerror or exc, code, consequence)
+            log.warning("outbox %s: %s (%s): %s", path, exc.strerror or exc, code, consequence)
 
     def peek(self) -> Record | None:
         """The oldest message not yet answered by the CSMS."""

@@ -355,7 +355,7 @@ class _FollowedFile:
         change = self._change() if self._regular else None
         if change is None:
             return False
-        log.warning("v2gtool: warning: %s %s: decoding it again from its start", self.name, change)
+        log.warning("%s %s: decoding it again from its start", self.name, change)
         if change == "was replaced":
             try:
                 stream = open(self.name, "rb")  # noqa: SIM115 - held across reads, closed in close()

@@ -40,7 +40,7 @@ from v2gtool.pki.profiles import (
     Profile,
     Protocol,
 )
-from v2gtool.pki.trust import install_roots, load_pem_chain
+from v2gtool.pki.trust import fsync_dir, install_roots, load_pem_chain, stage, staged_name
 
 DEFAULT_CERTS_DIR = Path("/etc/v2g/certs")
 log = logging.getLogger(__name__)
@@ -201,41 +201,8 @@ def _private_pem(key: PrivateKey) -> bytes:
 
 def write_private_key(path: Path, key: PrivateKey) -> None:
     """Write *key* as unencrypted PKCS#8 PEM, readable by its owner only (0600 from creation on);
-    a crash leaves the old file or the new one (:func:`_stage`, then a rename)."""
-    os.replace(_stage(path, _private_pem(key), 0o600), path)
-
-
-def _staged_name(path: Path) -> Path:
-    """``.<name>.tmp`` beside *path*: where :func:`_stage` writes its next content."""
-    return path.with_name(f".{path.name}.tmp")
-
-
-def _stage(path: Path, data: bytes, mode: int) -> Path:
-    """Write *data* to :func:`_staged_name` of *path* with *mode* (from creation on, also over a
-    leftover), on disk (fsync) before it returns it: renamed over *path*, it replaces the old
-    content whole. A failed write removes the partial file and names *path*."""
-    tmp = _staged_name(path)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fd, mode)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fd)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise PkiError(f"cannot write {path}: {exc.strerror}") from None
-    return tmp
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the renames into *directory* durable (rename(2) changes the directory, not the file)."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    a crash leaves the old file or the new one (:func:`stage`, then a rename)."""
+    os.replace(stage(path, _private_pem(key), 0o600), path)
 
 
 @dataclass(frozen=True)
@@ -278,7 +245,7 @@ def init_pki(
     """Create every chain of :data:`CHAINS` under *certs_dir* and install the roots into *trust_dir*.
 
     Crash and disk-full safe: every file is written whole under a temporary name first
-    (:func:`_stage`), the roots are installed, and only then do the files take their names, each by
+    (:func:`stage`), the roots are installed, and only then do the files take their names, each by
     an atomic rename. An interruption leaves each file old or new, never partial, and the staged
     roots of the interrupted run tell the next one which roots it installed (:func:`_old_roots`), so
     ``force`` repairs it.
@@ -315,14 +282,14 @@ def _old_roots(certs_dir: Path, trust: Path) -> list[x509.Certificate]:
     roots: dict[bytes, x509.Certificate] = {}
     for spec in CHAINS.values():
         path = _ca_path(certs_dir, spec, "root_ca")
-        for candidate, warn in ((path, True), (_staged_name(path), False)):
+        for candidate, warn in ((path, True), (staged_name(path), False)):
             if not candidate.is_file():
                 continue
             try:
                 cert = load_pem_chain(candidate)[0]
             except PkiError as exc:
                 if warn:
-                    log.warning("v2gtool: warning: %s: its root, if in %s, stays there (remove it by hand)", exc, trust)
+                    log.warning("%s: its root, if in %s, stays there (remove it by hand)", exc, trust)
                 continue
             roots[cert.fingerprint(hashes.SHA256())] = cert
     return list(roots.values())
@@ -352,14 +319,14 @@ def _write_pki(
                 ("sub_ca_2", chain.sub_ca_2),
             ):
                 cert_path = _ca_path(certs_dir, spec, part)
-                staged[cert_path] = _stage(cert_path, _pem(issued.cert), 0o644)
+                staged[cert_path] = stage(cert_path, _pem(issued.cert), 0o644)
                 key_path = cert_path.with_suffix(".key")
-                staged[key_path] = _stage(key_path, _private_pem(issued.key), 0o600)
+                staged[key_path] = stage(key_path, _private_pem(issued.key), 0o600)
                 cas.append(cert_path)
             chain_path, key_path = certs_dir / f"{name}.pem", certs_dir / f"{name}.key"
             chain_pem = b"".join(_pem(i.cert) for i in (chain.leaf, chain.sub_ca_2, chain.sub_ca_1))
-            staged[chain_path] = _stage(chain_path, chain_pem, 0o644)
-            staged[key_path] = _stage(key_path, _private_pem(chain.leaf.key), 0o600)
+            staged[chain_path] = stage(chain_path, chain_pem, 0o644)
+            staged[key_path] = stage(key_path, _private_pem(chain.leaf.key), 0o600)
             leaves[name] = (chain_path, key_path)
             roots.append(chain.root.cert)
         written = install_roots(roots, trust, replaces=old_roots)
@@ -371,5 +338,5 @@ def _write_pki(
     for path, tmp in staged.items():
         os.replace(tmp, path)
     for directory in (ca_dir, certs_dir):
-        _fsync_dir(directory)
+        fsync_dir(directory)
     return PkiLayout(leaves, tuple(cas), tuple(written))

@@ -164,6 +164,39 @@ def _file_name(cert: x509.Certificate) -> str:
     return f"{re.sub(r'[^A-Za-z0-9.-]+', '_', base)}_{cert.fingerprint(SHA256()).hex()[:8]}.pem"
 
 
+def staged_name(path: Path) -> Path:
+    """``.<name>.tmp`` beside *path*: where :func:`stage` writes its next content."""
+    return path.with_name(f".{path.name}.tmp")
+
+
+def stage(path: Path, data: bytes, mode: int) -> Path:
+    """Write *data* to :func:`staged_name` of *path* with *mode* (from creation on, also over a
+    leftover), on disk (fsync) before it returns it: renamed over *path*, it replaces the old
+    content whole. A failed write removes the partial file and names *path*."""
+    tmp = staged_name(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fd, mode)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fd)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise PkiError(f"cannot write {path}: {exc.strerror}") from None
+    return tmp
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make the renames into *directory* durable (rename(2) changes the directory, not the file)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def install_roots(
     certs: Sequence[x509.Certificate], directory: Path, replaces: Sequence[x509.Certificate] = ()
 ) -> list[Path]:
@@ -186,26 +219,26 @@ def install_roots(
         directory.mkdir(parents=True, exist_ok=True)
         _swap_in(directory, files, removed)
     except OSError as exc:
-        raise PkiError(f"cannot update the trust directory: {exc.filename}: {exc.strerror}") from None
+        raise PkiError(f"cannot update the trust directory: {exc.filename or directory}: {exc.strerror}") from None
     return list(files)
 
 
 def _swap_in(directory: Path, files: dict[Path, bytes], removed: Sequence[Path]) -> None:
     """Write *files* (path -> content, mode 0644) and remove *removed* in *directory*, then rehash.
 
-    Every new file is written under a temporary name first, and every file the update replaces or
-    removes keeps a second (hard-linked) name until the end; only then do the new files take their
-    names (each atomically) and the old ones go. An error on the way puts the kept files back,
-    removes the new and temporary ones and rebuilds the links for what is there again.
+    Every new file is written under a temporary name first and is on disk (:func:`stage`), and every
+    file the update replaces or removes keeps a second (hard-linked) name until the end; only then do
+    the new files take their names (each atomically) and the old ones go, and the directory is
+    synced (:func:`fsync_dir`), so a power loss leaves the old roots or the new ones, not empty
+    files. An error on the way puts the kept files back, removes the new and temporary ones and
+    rebuilds the links for what is there again.
     """
     staged: list[tuple[Path, Path]] = []  # (temporary, final)
     kept: list[tuple[Path, Path]] = []  # (second name, original)
     try:
         for path, content in files.items():
-            tmp = path.with_name(f".{path.name}.tmp")
-            staged.append((tmp, path))
-            tmp.write_bytes(content)
-            tmp.chmod(0o644)
+            staged.append((staged_name(path), path))
+            stage(path, content, 0o644)
         for original in [*files, *removed]:
             if original.exists():
                 keep = original.with_name(f".{original.name}.old")
@@ -217,6 +250,7 @@ def _swap_in(directory: Path, files: dict[Path, bytes], removed: Sequence[Path])
         for path in removed:
             path.unlink(missing_ok=True)
         rehash(directory)
+        fsync_dir(directory)
     except (OSError, PkiError):
         _roll_back(directory, staged, kept)
         raise
