@@ -14,11 +14,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
+import click
 import pytest
+from click.testing import CliRunner
 from rich.console import Console
 
 from tests.ocpp.test_park import free_port
+from v2gtool.cli import ocpp_bridge
 from v2gtool.cli.context import AppContext
+from v2gtool.cli.main import cli
 from v2gtool.cli.ocpp_bridge import _printer as bridge_printer
 from v2gtool.cli.vpp import _printer, fleet_table
 from v2gtool.cli.vpp import _serve as vpp_serve
@@ -237,3 +241,28 @@ def test_vpp_serve_ends_with_the_control_loops_failure(tmp_path: Path, monkeypat
                         app, True)
     with pytest.raises(CsmsError, match="the control loop failed"):
         asyncio.run(asyncio.wait_for(serving, 30))
+
+
+@pytest.mark.parametrize(("args", "listened"), [([], 50002), (["--port", "50003"], 50003)])
+def test_the_bridged_secc_listens_on_the_configured_port_unless_given_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, args: list[str], listened: int
+) -> None:
+    """--iface is the SECC of ``serve``: the same port, ``[sdp] tcp_port`` unless --port names one."""
+    ports: list[int] = []
+
+    async def secc_on_link(*positional: object) -> list[bool]:
+        ports.append(positional[3])  # type: ignore[arg-type]  # (park, config, iface, port, context, plant)
+        return [True]
+
+    monkeypatch.setattr(ocpp_bridge, "_secc_on_link", secc_on_link)
+    result = CliRunner().invoke(
+        cli,
+        ["ocpp-bridge", "--iface", "eth1", "--csms", "ws://127.0.0.1:9/ocpp", "--no-tls", "--outbox-dir", str(tmp_path),
+         *args],
+        env={"V2GTOOL_SDP__TCP_PORT": "50002"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert ports == [listened]
+    port = next(p for p in ocpp_bridge.ocpp_bridge.params if p.name == "port")
+    assert isinstance(port, click.Option)
+    assert port.help == "With --iface: TCP port [default: [sdp] tcp_port, else 64109]."

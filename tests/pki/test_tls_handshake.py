@@ -659,6 +659,21 @@ def test_cli_own_certificate_of_a_forbidden_key_type_exits_5(pki_dir: Path) -> N
     )
 
 
+
+@pytest.mark.parametrize("mode", [("--serve",), ("::1", "1")])
+def test_cli_own_certificate_that_is_no_certificate_exits_5(pki_dir: Path, tmp_path: Path,
+                                                              mode: tuple[str, ...]) -> None:
+    """--cert given the key by mistake, or a file that is not there: an unusable own certificate is a
+    TLS or certificate failure (5) in the server and the client alike, as ``serve`` says it."""
+    key = certs(pki_dir) / "secc_iso20.key"
+    missing = tmp_path / "missing.pem"
+    for cert, problem in ((key, "not a PEM certificate (it holds a private key: give the chain, the .pem beside it)"),
+                          (missing, "No such file or directory")):
+        result = run_cli("tls-verify", *mode, "--cert", str(cert), "--key", str(key),
+                         "--trust-dir", str(trust(pki_dir)))  # fmt: skip
+        assert result.returncode == ExitCode.SECURITY, result.stderr
+        assert result.stderr == f"v2gtool: error: own certificate {cert}: {problem}\n"
+
 def test_sigterm_ends_the_server_and_removes_its_pid_file(pki_dir: Path, tmp_path: Path) -> None:
     """systemd stops a service with SIGTERM: a pid file left behind would make a later
     ``pki trust-update`` signal whatever process gets the pid next."""

@@ -361,3 +361,20 @@ def test_cli_human_output_shows_each_try_and_the_secc(
     )
     assert ev_lines[-1] == "the SECC offered TLS although NO_TLS was asked for"
     assert "for NO_TLS: answered TLS (offered instead)" in evse_out
+
+
+@pytest.mark.parametrize(("option", "announced"), [((), PORT), (("--port", str(PORT + 1)), PORT + 1)])
+def test_cli_evse_announces_the_configured_port_unless_given_one(
+    veth: VethLink, tmp_path: Path, cli: Callable[..., subprocess.Popen[str]], option: tuple[str, ...], announced: int
+) -> None:
+    """The SECC announces the port it listens on (``[sdp] tcp_port``, as ``serve``), not the default."""
+    config = tmp_path / "v2gtool.toml"
+    config.write_text(f"[sdp]\ntcp_port = {PORT}\n")
+    evse = cli(veth.secc_ns, "--config", str(config), "sdp-discovery", "--iface", veth.secc_if, "--role", "evse",
+               *option, "--answers", "1")  # fmt: skip
+    ev = cli(veth.ev_ns, "--json", "sdp-discovery", "--iface", veth.ev_if, "--timeout", "0.1")
+    ev_out, ev_err = ev.communicate(timeout=30)
+    evse_out, _ = evse.communicate(timeout=30)
+    assert ev.returncode == 0, ev_err
+    assert result_from_json(json.loads(ev_out.splitlines()[-1])).response.port == announced
+    assert f"announcing TCP port {announced} (TLS)" in evse_out

@@ -1,5 +1,5 @@
-"""``session run --sim`` at the ends of a pipeline: its trace on stdout (``--trace -``) and Ctrl-C
-in the charge loop."""
+"""``session run --sim`` at the ends of a pipeline: its trace on stdout (``--trace -``, or ``[session]
+trace = "-"``) and Ctrl-C in the charge loop."""
 
 from __future__ import annotations
 
@@ -9,36 +9,49 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.session.trace_pipe import trace_through_pcap_decode
 from v2gtool.exit_codes import ExitCode
 
 V2GTOOL = [sys.executable, "-m", "v2gtool"]
 
 
-def test_trace_to_stdout_pipes_into_pcap_decode(tmp_path: Path) -> None:
-    """``--trace -`` is stdout, tcpdump style: ``pcap-decode -`` reads the whole session from the
-    pipe, people's output goes to stderr, and no file named ``-`` appears."""
-    run = subprocess.Popen([*V2GTOOL, "session", "run", "--sim", "--duration", "2", "--trace", "-"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
-    decode = subprocess.run([*V2GTOOL, "--json", "pcap-decode", "-"], stdin=run.stdout, capture_output=True,
-                            text=True, timeout=120)
-    assert run.stdout is not None and run.stderr is not None
-    run.stdout.close()
-    run_err = run.stderr.read().decode()
-    assert run.wait(timeout=60) == 0, run_err
-    assert decode.returncode == 0, decode.stderr
-    records = [json.loads(line) for line in decode.stdout.splitlines()]
+def stdout_trace(how: str, tmp_path: Path) -> tuple[list[str], list[str], Path]:
+    """The trace to stdout, *how*: by the option (``--trace -``) or by the configuration (``[session]
+    trace = "-"``, in a file outside the directory returned to run in, which starts empty): the
+    global options, the ``session run`` options and that directory."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    if how == "option":
+        return [], ["--trace", "-"], cwd
+    config = tmp_path / "v2gtool.toml"
+    config.write_text('[session]\ntrace = "-"\n')
+    return ["--config", str(config)], [], cwd
+
+
+@pytest.mark.parametrize("how", ["option", "config"])
+def test_trace_to_stdout_pipes_into_pcap_decode(how: str, tmp_path: Path) -> None:
+    """``--trace -`` is stdout, tcpdump style, and so is ``[session] trace = "-"``: ``pcap-decode -``
+    reads the whole session from the pipe, people's output goes to stderr, and no file named ``-``
+    appears."""
+    global_options, options, cwd = stdout_trace(how, tmp_path)
+    records, run_err = trace_through_pcap_decode(
+        [*global_options, "session", "run", "--sim", "--duration", "2", *options], cwd, 120
+    )
     messages = [r["message"] for r in records if r["event"] == "V2GMessage"]
     assert messages[0] == "supportedAppProtocolReq" and messages[-1] == "SessionStopRes"
     assert "completed: SessionStop Terminate" in run_err
-    assert list(tmp_path.iterdir()) == []
 
 
-def test_trace_to_stdout_and_json_lines_are_a_usage_error(tmp_path: Path) -> None:
-    proc = subprocess.run([*V2GTOOL, "--json", "session", "run", "--sim", "--trace", "-"], capture_output=True,
-                          text=True, timeout=60, cwd=tmp_path)
+@pytest.mark.parametrize(("how", "setting"), [("option", "--trace -"), ("config", '[session] trace = "-"')])
+def test_trace_to_stdout_and_json_lines_are_a_usage_error(how: str, setting: str, tmp_path: Path) -> None:
+    global_options, options, cwd = stdout_trace(how, tmp_path)
+    proc = subprocess.run([*V2GTOOL, *global_options, "--json", "session", "run", "--sim", *options],
+                          capture_output=True, text=True, timeout=60, cwd=cwd)
     assert proc.returncode == ExitCode.USAGE
-    assert "--trace - writes the pcap to stdout, where --json writes its lines" in proc.stderr
-    assert proc.stdout == "" and list(tmp_path.iterdir()) == []
+    assert f"{setting} writes the pcap to stdout, where --json writes its lines" in proc.stderr
+    assert proc.stdout == "" and list(cwd.iterdir()) == []
 
 
 def test_ctrl_c_in_the_charge_loop_only_says_aborted() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.session.trace_pipe import trace_through_pcap_decode
 from v2gtool.cli.session import _netns_exit
 from v2gtool.exit_codes import ExitCode
 from v2gtool.net.pcapwriter import PcapWriteError, PcapWriter
@@ -151,18 +152,10 @@ def test_the_evse_listens_on_the_configured_port_and_the_trace_goes_to_stdout(tm
     side's SECC listens and what its SDP response announces; ``--trace -`` pipes the veth capture
     into ``pcap-decode -`` while the children's lines go to stderr."""
     env = {**os.environ, "V2GTOOL_SDP__TCP_PORT": "50123"}
-    run = subprocess.Popen([*V2GTOOL, "session", "run", "--netns", "--no-tls", "--duration", "1", "--trace", "-"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
-    decode = subprocess.run([*V2GTOOL, "--json", "pcap-decode", "-"], stdin=run.stdout, capture_output=True,
-                            text=True, timeout=300)
-    assert run.stdout is not None and run.stderr is not None
-    run.stdout.close()
-    run_err = run.stderr.read().decode()
-    assert run.wait(timeout=60) == 0, run_err
-    assert decode.returncode == 0, decode.stderr
-    records = [json.loads(line) for line in decode.stdout.splitlines()]
+    records, run_err = trace_through_pcap_decode(
+        ["session", "run", "--netns", "--no-tls", "--duration", "1", "--trace", "-"], tmp_path, 300, env
+    )
     (response,) = [r for r in records if r["event"] == "SdpMessage" and r["message"] == "SDPRes"]
     assert response["fields"]["secc_port"] == 50123
     assert any(r["event"] == "V2GMessage" and r["message"] == "SessionStopRes" for r in records)
     assert "EVCC session ended: SessionStop Terminate" in run_err  # the children's lines: on stderr
-    assert list(tmp_path.iterdir()) == []  # no file named "-"

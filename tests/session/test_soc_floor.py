@@ -1,4 +1,4 @@
-"""The station's SoC floor ends a discharge session: EVSENotification Terminate (ISO 15118-20 8.3.5.3.x)."""
+"""The station's SoC floor ends a discharge session: the SECC's EVSEStatus carries EVSENotification Terminate."""
 
 from __future__ import annotations
 

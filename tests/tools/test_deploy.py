@@ -272,3 +272,21 @@ def test_an_executable_path_with_a_space_is_quoted(tmp_path: Path) -> None:
         parsed = subprocess.run([parser, "--preprocess", str(tmp_path / "v2gtool")], capture_output=True, text=True,
                                 timeout=60)
         assert parsed.returncode == 0, parsed.stderr
+
+
+@pytest.mark.parametrize(("args", "opened"), [([], 50002), (["--tcp-port", "50003"], 50003)])
+def test_v2g_nft_opens_the_configured_port_unless_given_one(args: list[str], opened: int) -> None:
+    result = CliRunner().invoke(cli, ["deploy-files", "--print", "v2g.nft", *args],
+                                env={"V2GTOOL_SDP__TCP_PORT": "50002"})
+    assert result.exit_code == 0, result.output
+    assert f"define V2G_TCP_PORT = {opened}\n" in result.output
+
+
+def test_a_configured_port_outside_the_dynamic_ports_is_refused_when_the_config_is_read() -> None:
+    """deploy-files needs no check of its own: ``[sdp] tcp_port`` is a Dynamic Port once loaded."""
+    result = subprocess.run([sys.executable, "-m", "v2gtool", "deploy-files", "--print", "v2g.nft"],
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "V2GTOOL_SDP__TCP_PORT": "8080"})
+    assert result.returncode == ExitCode.USAGE
+    assert result.stderr == ("v2gtool: error: environment variable V2GTOOL_SDP__TCP_PORT: [sdp] tcp_port must be "
+                             "a Dynamic Port (49152-65535), got '8080'\n")

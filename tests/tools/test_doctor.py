@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from v2gtool.cli import doctor as doctor_cli
 from v2gtool.cli.main import cli
 from v2gtool.doctor.checks import (
     CHECK_NAMES,
@@ -26,7 +27,7 @@ from v2gtool.doctor.checks import (
     run_checks,
 )
 from v2gtool.doctor.environment import ClockState, CommandResult, Environment, TlsLibrary
-from v2gtool.doctor.findings import Status
+from v2gtool.doctor.findings import Finding, Status
 from v2gtool.exit_codes import ExitCode
 
 GOOD_TLS = TlsLibrary(
@@ -375,3 +376,25 @@ def test_people_see_the_fix_text_as_written() -> None:
                                 terminal_width=200)
     assert result.exit_code == ExitCode.ENVIRONMENT
     assert "set [slac] iface" in result.output
+
+
+@pytest.mark.parametrize(("args", "checked"), [([], 50002), (["--tcp-port", "50003"], 50003)])
+def test_cli_checks_the_configured_secc_port_unless_given_one(monkeypatch: pytest.MonkeyPatch, args: list[str],
+                                                              checked: int) -> None:
+    seen: list[Settings] = []
+
+    def run_checks(env: Environment, settings: Settings, skip: frozenset[str]) -> list[Finding]:
+        seen.append(settings)
+        return []
+
+    monkeypatch.setattr(doctor_cli, "run_checks", run_checks)
+    result = CliRunner().invoke(cli, ["doctor", *args], env={"V2GTOOL_SDP__TCP_PORT": "50002"})
+    assert result.exit_code == ExitCode.OK, result.output
+    assert [s.secc_tcp_port for s in seen] == [checked]
+
+
+def test_cli_refuses_a_port_the_secc_cannot_announce() -> None:
+    """SDP announces a Dynamic Port only (49152-65535), as serve and deploy-files take."""
+    result = CliRunner().invoke(cli, ["doctor", "--tcp-port", "8080"])
+    assert result.exit_code == ExitCode.USAGE
+    assert "Invalid value for '--tcp-port': 8080 is not in the range 49152<=x<=65535." in result.output

@@ -11,11 +11,13 @@ from rich.table import Table
 
 from v2gtool import deploy
 from v2gtool.cli.completion import complete_interfaces
+from v2gtool.cli.configured import secc_tcp_port
 from v2gtool.cli.context import app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
 from v2gtool.cli.params import validated
 from v2gtool.config import interface_name
 from v2gtool.errors import ConfigError, V2GToolError
+from v2gtool.sdp import DEFAULT_TCP_PORT, TCP_PORT_RANGE
 
 
 class DeployError(V2GToolError):
@@ -45,10 +47,10 @@ def _installed_executable() -> Path:
               help="Absolute path of v2gtool for ExecStart and AppArmor [default: the running one].")
 @click.option("--interface", shell_complete=complete_interfaces, callback=validated(interface_name),
               help="PLC interface [default: [slac] iface, else eth0].")
-@click.option("--tcp-port", type=click.IntRange(deploy.DYNAMIC_PORTS.start, deploy.DYNAMIC_PORTS.stop - 1),
+@click.option("--tcp-port", type=click.IntRange(TCP_PORT_RANGE.start, TCP_PORT_RANGE.stop - 1),
               help="TCP port the SECC listens on and announces in SDP; the environment file and "
                    "v2g.nft get it "
-                   f"[default: [sdp] tcp_port, else {deploy.DEFAULT_SECC_TCP_PORT}].")
+                   f"[default: [sdp] tcp_port, else {DEFAULT_TCP_PORT}].")
 @click.option("--force", is_flag=True, help="Overwrite files that exist below ROOT.")
 @json_option
 @click.pass_context
@@ -70,9 +72,6 @@ def deploy_files(ctx: click.Context, root: Path | None, print_name: str | None, 
     """
     app = app_context(ctx)
     as_json = use_json(ctx, json_out)
-    port = tcp_port if tcp_port is not None else int(app.config.get("sdp", "tcp_port", deploy.DEFAULT_SECC_TCP_PORT))
-    if port not in deploy.DYNAMIC_PORTS:
-        raise ConfigError(f"[sdp] tcp_port {port} is not a Dynamic Port (49152-65535)")
     if print_name is None and root is None:
         table = Table(header_style="bold")
         table.add_column("file", no_wrap=True)
@@ -88,7 +87,7 @@ def deploy_files(ctx: click.Context, root: Path | None, print_name: str | None, 
     values = deploy.Placeholders(
         executable=executable or _installed_executable(),
         plc_interface=interface or str(app.config.get("slac", "iface", deploy.DEFAULT_PLC_INTERFACE)),
-        secc_tcp_port=port,
+        secc_tcp_port=secc_tcp_port(app, tcp_port),
     )
     if print_name is not None:
         try:

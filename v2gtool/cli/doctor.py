@@ -9,18 +9,20 @@ from rich.table import Table
 from rich.text import Text
 
 from v2gtool.cli.completion import complete_interfaces
+from v2gtool.cli.configured import secc_tcp_port, tls_dirs
 from v2gtool.cli.context import app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
 from v2gtool.cli.params import validated
 from v2gtool.config import interface_name
-from v2gtool.deploy import DEFAULT_PLC_INTERFACE, DEFAULT_SECC_TCP_PORT
+from v2gtool.deploy import DEFAULT_PLC_INTERFACE
 from v2gtool.doctor.checks import CHECK_NAMES, Settings, run_checks
 from v2gtool.doctor.environment import host_environment
 from v2gtool.doctor.findings import Status
 from v2gtool.exit_codes import ExitCode
+from v2gtool.pki.create import DEFAULT_CERTS_DIR
+from v2gtool.pki.trust import DEFAULT_TRUST_DIR
+from v2gtool.sdp import DEFAULT_TCP_PORT, TCP_PORT_RANGE
 
-DEFAULT_CERTS_DIR = "/etc/v2g/certs"
-DEFAULT_TRUST_DIR = "/etc/v2g/trust/certs"
 _STYLE = {Status.OK: "green", Status.WARN: "yellow", Status.FAIL: "bold red", Status.SKIPPED: "dim"}
 
 
@@ -33,8 +35,8 @@ _STYLE = {Status.OK: "green", Status.WARN: "yellow", Status.FAIL: "bold red", St
               help=f"Certificates and keys [default: [pki] certs_dir, else {DEFAULT_CERTS_DIR}].")
 @click.option("--trust-dir", type=click.Path(file_okay=False, path_type=Path),
               help=f"Trust anchors [default: [pki] trust_dir, else {DEFAULT_TRUST_DIR}].")
-@click.option("--tcp-port", type=click.IntRange(1, 65535),
-              help=f"TCP port the SECC announces in SDP [default: [sdp] tcp_port, else {DEFAULT_SECC_TCP_PORT}].")
+@click.option("--tcp-port", type=click.IntRange(TCP_PORT_RANGE.start, TCP_PORT_RANGE.stop - 1),
+              help=f"TCP port the SECC announces in SDP [default: [sdp] tcp_port, else {DEFAULT_TCP_PORT}].")
 @json_option
 @click.pass_context
 def doctor(ctx: click.Context, skip: tuple[str, ...], interface: str | None, certs_dir: Path | None,
@@ -65,11 +67,12 @@ def doctor(ctx: click.Context, skip: tuple[str, ...], interface: str | None, cer
       v2gtool --json doctor | jq -c 'select(.status == "fail")'
     """
     app = app_context(ctx)
+    certs, trust = tls_dirs(app, certs_dir, trust_dir)
     settings = Settings(
         plc_interface=interface or str(app.config.get("slac", "iface", DEFAULT_PLC_INTERFACE)),
-        certs_dir=certs_dir or Path(app.config.get("pki", "certs_dir", DEFAULT_CERTS_DIR)),
-        trust_dir=trust_dir or Path(app.config.get("pki", "trust_dir", DEFAULT_TRUST_DIR)),
-        secc_tcp_port=tcp_port or int(app.config.get("sdp", "tcp_port", DEFAULT_SECC_TCP_PORT)),
+        certs_dir=certs,
+        trust_dir=trust,
+        secc_tcp_port=secc_tcp_port(app, tcp_port),
     )
     findings = run_checks(host_environment(), settings, frozenset(skip))
     if use_json(ctx, json_out):

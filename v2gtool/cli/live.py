@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from rich.markup import escape
 
+from v2gtool.cli.configured import secc_tcp_port, tls_dirs
 from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.hw_common import station_config
 from v2gtool.cli.output import emit_json, json_option, use_json
@@ -58,8 +59,7 @@ from v2gtool.pki.create import DEFAULT_CERTS_DIR
 from v2gtool.pki.profiles import PkiError, Protocol
 from v2gtool.pki.tls import client_context, encrypted_key, server_context
 from v2gtool.pki.trust import DEFAULT_TRUST_DIR, TrustStore, load_pem_chain
-from v2gtool.sdp import DEFAULT_TCP_PORT as DEFAULT_TCP_PORT  # re-exported: ocpp_bridge imports it from here
-from v2gtool.sdp import SDP_SERVER_PORT, Security
+from v2gtool.sdp import DEFAULT_TCP_PORT, SDP_SERVER_PORT, Security
 from v2gtool.session import scenario as scenarios
 from v2gtool.session.events import Event
 from v2gtool.session.journal import journal_log
@@ -183,12 +183,6 @@ def check_served(served: list[Served], sessions: int) -> None:
         raise SessionInterrupted(f"SECC stopped after {len(served)} of {sessions} session(s)")
 
 
-def secc_tcp_port(app: AppContext, port: int | None) -> int:
-    """The TCP port the SECC listens on and announces by SDP: *port* (``--port``), else ``[sdp]
-    tcp_port`` (a Dynamic Port, checked when the configuration was read), else the default."""
-    return port or int(app.config.get("sdp", "tcp_port", DEFAULT_TCP_PORT))
-
-
 def scoped_host(host: str, iface: str) -> str:
     """*host* with the interface as zone index where it needs one: link-local addresses that have none."""
     try:
@@ -196,13 +190,6 @@ def scoped_host(host: str, iface: str) -> str:
     except ValueError:
         return host
     return f"{host}%{iface}" if address.is_link_local and address.scope_id is None else host
-
-
-def tls_dirs(app: AppContext, certs_dir: Path | None, trust_dir: Path | None) -> tuple[Path, Path]:
-    return (
-        certs_dir or Path(app.config.get("pki", "certs_dir", DEFAULT_CERTS_DIR)),
-        trust_dir or Path(app.config.get("pki", "trust_dir", DEFAULT_TRUST_DIR)),
-    )
 
 
 def load_contract(certs: Path) -> Contract:
@@ -440,9 +427,10 @@ async def serve_sessions(
 ) -> list[Served]:
     """SDP responder and V2GTP server on *iface* until *sessions* sessions ended (0: SIGTERM/SIGINT,
     or, with *signals* False, until the caller, who then takes the signals, cancels it); returns how
-    each served session ended, in order. The station's stop actions (``[hw] on_fault_exec``) are
-    waited for and reported at the end. *status* is told what the SECC waits for; *grid*
-    is the Dynamic mode's grid request (an OCPP charging profile, ``ocpp-bridge --iface``);
+    each served session ended, in order. The plant and the SECC's timeouts run on one clock, *speed*
+    times as fast as the wall clock (``serve --speed``). The station's stop actions
+    (``[hw] on_fault_exec``) are waited for and reported at the end. *status* is told what the SECC
+    waits for; *grid* is the Dynamic mode's grid request (an OCPP charging profile, ``ocpp-bridge --iface``);
     *stop_request* the station's wish to end a session (a remote stop); with *pnc_roots* the SECC
     offers Plug & Charge and checks contracts against them; *allowed_services* (an OCPP
     NotifyAllowedEnergyTransfer) overrides the scenario's ``bpt_allowed_from``."""
@@ -474,7 +462,7 @@ async def serve_sessions(
                     pnc_roots=pnc_roots,
                 )
                 secc = Secc(config, charger, clock(), store)
-                outcome = await serve_connection(secc, reader, writer, clock, show)
+                outcome = await serve_connection(secc, reader, writer, clock, show, rate=speed)
                 served.append(Served(outcome, safety_fault(charger.station)))
                 if sessions and len(served) >= sessions:
                     stop.set()

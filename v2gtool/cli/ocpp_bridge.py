@@ -34,8 +34,9 @@ from typing import Any
 import click
 from rich.markup import escape
 
+from v2gtool.cli.configured import secc_tcp_port, tls_dirs
 from v2gtool.cli.context import AppContext, app_context
-from v2gtool.cli.live import DEFAULT_TCP_PORT, Plant, configured_plant, serve_sessions, tls_dirs, tls_options
+from v2gtool.cli.live import Plant, configured_plant, serve_sessions, tls_options
 from v2gtool.cli.output import emit_json, json_option, use_json
 from v2gtool.cli.params import FiniteFloatRange
 from v2gtool.iso20.events import PowerFlow, SessionEnded
@@ -56,6 +57,7 @@ from v2gtool.ocpp.station import (
 )
 from v2gtool.pki.profiles import Protocol
 from v2gtool.pki.tls import server_context as v2g_server_context
+from v2gtool.sdp import DEFAULT_TCP_PORT, TCP_PORT_RANGE
 from v2gtool.session import scenario as scenarios
 from v2gtool.session.events import Event
 from v2gtool.session.runner import run_sim
@@ -125,7 +127,9 @@ def _printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
 @click.option("--sim", is_flag=True, help="Simulated stations: each a session run --sim engine with its own vehicle.")
 @click.option("--iface", help="Be the SECC on this interface (SDP, TCP, TLS: like serve), bridged to the CSMS.")
 @click.option(
-    "--port", type=click.IntRange(49152, 65535), help=f"With --iface: TCP port [default: {DEFAULT_TCP_PORT}]."
+    "--port",
+    type=click.IntRange(TCP_PORT_RANGE.start, TCP_PORT_RANGE.stop - 1),
+    help=f"With --iface: TCP port [default: [sdp] tcp_port, else {DEFAULT_TCP_PORT}].",
 )
 @click.option("--stations", type=click.IntRange(1, 1000), default=1, show_default=True, help="How many (--sim).")
 @click.option(
@@ -274,9 +278,8 @@ def ocpp_bridge(
         if not no_tls:
             certs, trust = tls_dirs(app, certs_dir, trust_dir)
             v2g_tls = v2g_server_context(certs, trust, Protocol.ISO20, keylog=keylog)
-        tcp_port = port or int(app.config.get("sdp", "tcp_port", DEFAULT_TCP_PORT))
         plant = configured_plant(app, scenario_path, remote_ev=True)
-        results = asyncio.run(_secc_on_link(park, configs[0], iface, tcp_port, v2g_tls, plant))
+        results = asyncio.run(_secc_on_link(park, configs[0], iface, secc_tcp_port(app, port), v2g_tls, plant))
     else:
         results = asyncio.run(_run_park(park, configs))
     if park.stop.signal == signal.SIGINT:

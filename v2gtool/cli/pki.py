@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
+from v2gtool.cli.configured import tls_dirs
 from v2gtool.cli.context import app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
 from v2gtool.pki.create import init_pki
@@ -118,7 +119,7 @@ def trust_update(
     it to use the new roots) is reported and not signalled; the others are still told to reload.
     """
     app = app_context(ctx)
-    trust = trust_dir or Path(app.config.get("pki", "trust_dir", DEFAULT_TRUST_DIR))
+    _, trust = tls_dirs(app, None, trust_dir)
     roots = load_pem_chain(bundle)
     services = read_pid_files(list(pid_files) if pid_files else sorted(DEFAULT_PID_DIR.glob("*.pid")))
     written = install_roots(roots, trust)

@@ -8,6 +8,7 @@ import contextlib
 import click
 from rich.markup import escape
 
+from v2gtool.cli.configured import secc_tcp_port
 from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.output import emit_json, json_option, use_json
 from v2gtool.cli.params import FiniteFloatRange
@@ -143,9 +144,7 @@ async def _serve(
 @click.option(
     "--port",
     type=click.IntRange(TCP_PORT_RANGE.start, TCP_PORT_RANGE.stop - 1),
-    default=DEFAULT_TCP_PORT,
-    show_default=True,
-    help="EVSE: TCP port announced for the V2G session.",
+    help=f"EVSE: TCP port announced for the V2G session [default: [sdp] tcp_port, else {DEFAULT_TCP_PORT}].",
 )
 @click.option(
     "--answers",
@@ -163,7 +162,7 @@ def sdp_discovery(
     security: str,
     tries: int,
     timeout: float,
-    port: int,
+    port: int | None,
     answers: int,
     json_out: bool,
 ) -> None:
@@ -212,4 +211,4 @@ def sdp_discovery(
     supported = frozenset(modes)
     starting = f"opening UDP {SDP_SERVER_PORT} on {iface}"
     with contextlib.suppress(KeyboardInterrupt), spinner(ctx, starting, as_json) as waiting:
-        asyncio.run(_serve(iface, port, supported, answers, render, waiting))
+        asyncio.run(_serve(iface, secc_tcp_port(app, port), supported, answers, render, waiting))

@@ -30,6 +30,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from v2gtool.cli.configured import secc_tcp_port, tls_dirs
 from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.evse_slac import follow_slac
 from v2gtool.cli.hw_common import station_config
@@ -45,9 +46,7 @@ from v2gtool.cli.live import (
     contract_roots,
     load_contract,
     printer,
-    secc_tcp_port,
     serve_sessions,
-    tls_dirs,
     tls_options,
     vehicle_config,
 )
@@ -61,7 +60,7 @@ from v2gtool.hw.events import ContactorStuck, InterlockRefused, InterlockTripped
 from v2gtool.hw.interlock import Condition
 from v2gtool.hw.station import StationConfig
 from v2gtool.iso20.evcc import Direction
-from v2gtool.iso20.events import MessageReceived, NoEnergyTransferred, PhaseChanged, PowerFlow, SessionEnded
+from v2gtool.iso20.events import MessageReceived, NoEnergyTransferred, PhaseChanged, PowerFlow
 from v2gtool.iso20.pnc import Contract
 from v2gtool.iso20.states import State
 from v2gtool.iso20.values import ControlMode, SignConvention, service_from_name, service_name
@@ -224,8 +223,8 @@ def run(
         raise click.UsageError("--speed sets the simulated time of --sim; --netns and --role run on a real link, "
                                "in real time")
     as_json = use_json(ctx, json_out)
-    if trace_path == STDOUT_TRACE:
-        app = _trace_to_stdout(ctx, app, as_json)
+    if (to_stdout := _stdout_trace_setting(app, trace_path, (sim or netns) and not no_trace)) is not None:
+        app = _trace_to_stdout(ctx, app, as_json, to_stdout)
         trace_path = _STDOUT_DEVICE
     scenario = scenarios.load(
         scenario_path,
@@ -287,15 +286,27 @@ def run(
     _report(app, result, as_json)
 
 
-def _trace_to_stdout(ctx: click.Context, app: AppContext, as_json: bool) -> AppContext:
-    """``--trace -``: stdout carries the pcap (``| v2gtool pcap-decode -``), so people's output goes
-    to stderr, as tcpdump's does; JSON lines cannot share stdout with it, and a terminal is no place
-    for it. Returns the context this command (and the commands under it) report with from now on."""
+def _stdout_trace_setting(app: AppContext, trace_path: Path | None, configured: bool) -> str | None:
+    """The setting that sends the trace to stdout: ``--trace -``, or without --trace, where the
+    configured default applies (*configured*: --sim and --netns), ``[session] trace = "-"``, which
+    means what the option means; None when the trace goes elsewhere."""
+    if trace_path == STDOUT_TRACE:
+        return "--trace -"
+    if trace_path is None and configured and app.config.get("session", "trace") == STDOUT_TRACE:
+        return '[session] trace = "-"'
+    return None
+
+
+def _trace_to_stdout(ctx: click.Context, app: AppContext, as_json: bool, setting: str) -> AppContext:
+    """*setting* (``--trace -``, :func:`_stdout_trace_setting`): stdout carries the pcap (``| v2gtool
+    pcap-decode -``), so people's output goes to stderr, as tcpdump's does; JSON lines cannot share
+    stdout with it, and a terminal is no place for it. Returns the context this command (and the
+    commands under it) report with from now on."""
     if as_json:
-        raise click.UsageError("--trace - writes the pcap to stdout, where --json writes its lines; "
+        raise click.UsageError(f"{setting} writes the pcap to stdout, where --json writes its lines; "
                                "give --trace FILE")
     if sys.stdout.isatty():
-        raise click.UsageError("--trace - writes the pcap to stdout, which is a terminal; pipe it "
+        raise click.UsageError(f"{setting} writes the pcap to stdout, which is a terminal; pipe it "
                                "(| v2gtool pcap-decode -) or give --trace FILE")
     ctx.obj = on_stderr = dataclasses.replace(app, console=app.err_console)
     return on_stderr
@@ -678,10 +689,9 @@ def _report(app: AppContext, result: SessionResult, as_json: bool) -> None:
         elif not result.requests and result.reason.startswith("no vehicle"):
             phase = "CP"
         hint = DEBUG_HINTS.get(phase)
-        ended = [e for e in result.events if isinstance(e, SessionEnded)]
-        # The EV's reason first: it names the step that failed; the SECC's often only the dropped link.
-        ended.sort(key=lambda e: e.role != "EVCC")
-        why = ended[0].reason if ended else result.reason
+        # The runner's reason: the EV's, which names the step that failed, unless the SECC's timeout
+        # ended the session and the EV saw only the dropped link (run_sim).
+        why = result.reason
         cause = _station_cause(result.events)
         if cause is not None and cause not in why:
             why = f"{why} ({cause})"

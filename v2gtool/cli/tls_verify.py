@@ -16,6 +16,7 @@ from typing import Any
 import click
 from rich.markup import escape
 
+from v2gtool.cli.configured import tls_dirs
 from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.lines import NotJson, json_value, numbered_lines, stdin_text
 from v2gtool.cli.output import emit_json, json_option, use_json
@@ -26,12 +27,18 @@ from v2gtool.exit_codes import ExitCode
 from v2gtool.pki.create import DEFAULT_CERTS_DIR
 from v2gtool.pki.probe import HandshakeReport, handshake_as_client, handshake_as_server
 from v2gtool.pki.profiles import ChainReport, LeafRole, Protocol, Severity, check_chain, format_delta
-from v2gtool.pki.tls import Credentials, TlsError, client_context, default_credentials, server_context
+from v2gtool.pki.tls import (
+    Credentials,
+    TlsError,
+    check_credentials,
+    client_context,
+    default_credentials,
+    server_context,
+)
 from v2gtool.pki.trust import DEFAULT_TRUST_DIR, TrustStore, load_pem_chain
-from v2gtool.sdp import Security, result_from_json
+from v2gtool.sdp import DEFAULT_TCP_PORT, Security, result_from_json
 
 ROLES = {"secc": LeafRole.SECC, "vehicle": LeafRole.VEHICLE, "contract": LeafRole.CONTRACT}
-DEFAULT_SERVER_PORT = 64109
 EXIT_CODES = """\b
 Exit codes:
   0  every check and handshake passed
@@ -175,7 +182,7 @@ def _sockaddr(host: str, port: int) -> tuple[Any, ...]:
     "--port",
     "listen_port",
     type=click.IntRange(1, 65535),
-    default=DEFAULT_SERVER_PORT,
+    default=DEFAULT_TCP_PORT,
     show_default=True,
     help="Server: TCP port.",
 )
@@ -245,8 +252,7 @@ def tls_verify(
     app = app_context(ctx)
     as_json = use_json(ctx, json_out)
     proto = Protocol(protocol)
-    trust = trust_dir or Path(app.config.get("pki", "trust_dir", DEFAULT_TRUST_DIR))
-    certs = certs_dir or Path(app.config.get("pki", "certs_dir", DEFAULT_CERTS_DIR))
+    certs, trust = tls_dirs(app, certs_dir, trust_dir)
     modes = sum((chain_file is not None, serve, from_sdp is not None or target is not None))
     if modes != 1:
         raise click.UsageError("give exactly one of: --chain FILE, --serve, --from-sdp FILE, or TARGET PORT")
@@ -275,7 +281,8 @@ def tls_verify(
     if (cert is None) != (key is None):
         raise click.UsageError("--cert and --key go together")
     credentials = Credentials(cert, key) if cert and key else default_credentials(certs, serve, proto)
-    own_leaf = load_pem_chain(credentials.chain)[0] if credentials else None
+    # Our own chain and key as the TLS context reads them: a problem is one line naming the file, exit 5.
+    own_leaf = check_credentials(credentials.chain, credentials.key) if credentials else None
     reports: list[HandshakeReport] = []
     if address is None:
 

@@ -20,12 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from v2gtool.config import interface_name
-from v2gtool.sdp import DEFAULT_TCP_PORT, TCP_PORT_RANGE, dynamic_port
+from v2gtool.sdp import DEFAULT_TCP_PORT, dynamic_port
 
 DEFAULT_PLC_INTERFACE = "eth0"
-# The names doctor and deploy-files import from here; the values are the SDP core's.
-DEFAULT_SECC_TCP_PORT = DEFAULT_TCP_PORT
-DYNAMIC_PORTS = TCP_PORT_RANGE
 # Characters an executable path cannot hold: systemd expands $VAR and %-specifiers and AppArmor
 # globs (* ? [ ] { } ^, @{var}) even inside double quotes, and '"' and '\' would need escapes.
 # (Control characters, newlines included, are refused as unprintable.)
@@ -88,7 +85,7 @@ class Placeholders:
 
     executable: Path
     plc_interface: str = DEFAULT_PLC_INTERFACE
-    secc_tcp_port: int = DEFAULT_SECC_TCP_PORT
+    secc_tcp_port: int = DEFAULT_TCP_PORT
 
     def __post_init__(self) -> None:
         _check("executable", executable_path, self.executable)

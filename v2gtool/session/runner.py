@@ -27,7 +27,7 @@ from v2gtool.hw.cp import CpState
 from v2gtool.hw.isolation import Edition, IsolationProfile
 from v2gtool.hw.station import STOP_ACTION_TIMEOUT_S, Station, StationConfig
 from v2gtool.iso20.evcc import Evcc, EvccConfig
-from v2gtool.iso20.events import MessageSent
+from v2gtool.iso20.events import MessageSent, SessionEnded
 from v2gtool.iso20.pnc import Contract
 from v2gtool.iso20.ports import ConstantGridRequest, GridRequest
 from v2gtool.iso20.secc import Secc, SeccConfig
@@ -52,7 +52,7 @@ class SessionResult:
     """How a session ended, what moved and what was said."""
 
     ok: bool
-    reason: str
+    reason: str  # the EV's, or the SECC's when its timeout ended the session (the EV lost the link)
     secc_reason: str
     requests: list[str] = field(default_factory=list)
     energy_wh: float = 0.0
@@ -255,9 +255,14 @@ async def run_sim(
     await finish_stop_actions(setup.station)
     if trace is not None:
         trace.close(charger.now())
+    ending, reason = outcome.ending, evcc.end_reason
+    if ending in (Ending.CLOSED, Ending.FAILED) and _secc_timed_out(secc, events):
+        # The SECC's own timeout ended the session and closed the connection, which is all the EV
+        # saw: that timeout is the cause (README "Exit status" 3), and the SECC's reason names it.
+        ending, reason = Ending.TIMEOUT, secc.end_reason
     return SessionResult(
         ok=evcc.ok and not (secc.ended and "FAILED" in secc.end_reason),
-        reason=evcc.end_reason,
+        reason=reason,
         secc_reason=secc.end_reason,
         requests=requests,
         energy_wh=evcc.energy_wh,
@@ -265,5 +270,15 @@ async def run_sim(
         soc_end=vehicle.soc_percent(),
         duration=charger.now() - started,
         events=events,
-        ending=outcome.ending,
+        ending=ending,
     )
+
+
+def _secc_timed_out(secc: Secc, events: list[Event]) -> bool:
+    """Whether *secc* ended its session by its own timeout (V2G_SECC_CommunicationSetup_Timeout or
+    V2G_SECC_Sequence_Timeout), as its SessionEnded in *events* shows: a request answered in time
+    moves :attr:`Secc.deadline` on, so a session the SECC ended at or past it ended by
+    :meth:`Secc.on_timeout`, called by the transport once the deadline passed or by
+    :meth:`Secc.receive` for a request that came after it (a simulated clock jumped past it)."""
+    ended = next((e for e in events if isinstance(e, SessionEnded) and e.role == "SECC"), None)
+    return ended is not None and not ended.ok and ended.t >= secc.deadline
