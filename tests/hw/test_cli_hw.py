@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 
+from v2gtool.cli.contactor import open_ as contactor_open
 from v2gtool.cli.main import main
 from v2gtool.hw.errors import HardwareError
 from v2gtool.hw.sim import SimIsolationMonitor, SimPowerModule
@@ -108,6 +110,15 @@ def test_contactor_open_times_the_release() -> None:
     out = result_of(run("contactor", "open", "--json"))
     assert out["opened"] and not out["forced"] and abs(out["current_at_release_a"]) <= 1.0
     assert out["open_after_s"] <= 0.1
+
+
+def test_contactor_open_runs_the_session_its_help_shows() -> None:
+    """--session defaults to 1 s, as --help shows; --session 0 runs none (nothing to open on a fresh sim)."""
+    (session,) = [p for p in contactor_open.params if p.name == "session_s"]
+    assert isinstance(session, click.Option) and session.default == 1.0 and session.show_default
+    none = run("contactor", "open", "--session", "0", "--json")
+    assert [e.get("event") for e in lines(none)] == ["CpStateChanged", None]
+    assert result_of(none) == {"result": "contactor-open", "opened": True}
 
 
 def test_weld_is_found_and_latched(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from v2gtool.hw.events import (
 from v2gtool.hw.interfaces import Pole
 from v2gtool.hw.interlock import Condition, ContactorPhase, InterlockConfig
 from v2gtool.hw.isolation import Edition, IsolationVerdict
-from v2gtool.hw.sequence import power_up
+from v2gtool.hw.sequence import check_diode, power_up
 
 from .conftest import RATED_V, after, first, make_station, names
 
@@ -315,6 +315,7 @@ def test_isolation_fault_latch_clears_with_a_new_plug_in() -> None:
     setup.station.run(0.1)
     setup.plant.ev_state = CpState.C
     setup.station.run(0.1)
+    check_diode(setup.station)  # a new plug-in: its diode is checked anew (rule 1)
     assert setup.station.request_close().allowed
 
 

@@ -20,8 +20,8 @@ from v2gtool.hw.errors import ContactorStuckError, InterlockRefusedError, Interl
 from v2gtool.hw.events import ContactorsOpened, ContactorsOpening, InterlockTripped
 from v2gtool.hw.interlock import ContactorPhase
 from v2gtool.hw.isolation import Edition
-from v2gtool.hw.sequence import power_up
-from v2gtool.hw.weldcheck import WELD_TEST_V, run_weld_check
+from v2gtool.hw.sequence import check_diode, power_up
+from v2gtool.hw.weldcheck import WELD_TEST_V, run_weld_check, settle_contactors
 from v2gtool.session.events import Event
 
 EXIT_CODES = """\b
@@ -46,9 +46,9 @@ contact stuck). An error there opens them the same way first, best effort.
 SIM_NOTE = """\b
 On the sim backend each invocation is a fresh, self-contained simulation: the scenario
 (--scenario FILE.toml, default: a vehicle in CP state C) is replayed in simulated time, and
-the command runs the whole sequence it needs in that time, e.g. `close` runs CP C/D ->
-close -> cable check -> precharge -> energy transfer and then holds, so faults scripted in
-the scenario (weld, CP leaving C, isolation drop, e-stop) hit a live session.
+the command runs the whole sequence it needs in that time, e.g. `close` runs CP C/D -> CP 5 %
+and diode check -> close -> cable check -> precharge -> energy transfer and then holds, so
+faults scripted in the scenario (weld, CP leaving C, isolation drop, e-stop) hit a live session.
 """
 
 
@@ -76,32 +76,37 @@ def _open_contactor_session(
     return session
 
 
-def _sim_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    func = click.option(
-        "--current",
-        "current_a",
-        type=FiniteFloat(),
-        default=100.0,
-        show_default=True,
-        help="Current during a simulated session / the hold (+ charge, - discharge).",
-    )(func)
-    func = click.option(
-        "--session",
-        "session_s",
-        type=run_seconds(),
-        default=0.0,
-        show_default=True,
-        help="sim: first run a charging session of this many seconds, then stop it.",
-    )(func)
-    func = click.option(
-        "--at",
-        "at_s",
-        type=run_seconds(),
-        default=0.0,
-        show_default=True,
-        help="sim: simulated time (s) at which the command starts.",
-    )(func)
-    return func
+def _sim_options(session_s: float = 0.0) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--current``, ``--session`` (default *session_s*) and ``--at``."""
+
+    def options(func: Callable[..., Any]) -> Callable[..., Any]:
+        func = click.option(
+            "--current",
+            "current_a",
+            type=FiniteFloat(),
+            default=100.0,
+            show_default=True,
+            help="Current during a simulated session / the hold (+ charge, - discharge).",
+        )(func)
+        func = click.option(
+            "--session",
+            "session_s",
+            type=run_seconds(),
+            default=session_s,
+            show_default=True,
+            help="sim: first run a charging session of this many seconds, then stop it.",
+        )(func)
+        func = click.option(
+            "--at",
+            "at_s",
+            type=run_seconds(),
+            default=0.0,
+            show_default=True,
+            help="sim: simulated time (s) at which the command starts.",
+        )(func)
+        return func
+
+    return options
 
 
 @dataclass(frozen=True)
@@ -144,9 +149,10 @@ def _power_up_and_charge(
 
 
 def _close_for_cable_check(session: HwSession, hold: float, stop: Callable[[], bool]) -> None:
-    """Real hardware without a vehicle session: the rule-1 close (as for a cable check), supervised
-    for *hold* seconds or until *stop* holds."""
+    """Real hardware without a vehicle session: the rule-1 close (as for a cable check, after the diode
+    check), supervised for *hold* seconds or until *stop* holds."""
     station = session.station
+    check_diode(station)
     verdict = station.request_close()
     if not verdict.allowed:
         raise InterlockRefusedError(f"contactors may not close: {verdict}")
@@ -160,12 +166,15 @@ def _prepare(
     session: HwSession, at_s: float, session_s: float, current_a: float, interrupted: Callable[[], bool]
 ) -> None:
     """--at, then the sim --session (closed, energy transfer, then a session stop); both end early
-    once *interrupted* holds, and an error in the session opens the contactors first (best effort)."""
+    once *interrupted* holds, and an error in the session opens the contactors first (best effort).
+    Then the contactors settle (:func:`settle_contactors`): what status, weld-check and reset say of
+    them is the interlock's judgement, also of contacts a fresh process found closed."""
     session.station.wait_for(interrupted, at_s)
     if session_s > 0 and not interrupted():
         with opened_on_error(session.station):
             _power_up_and_charge(session, current_a, session_s, interrupted)
         _stop_and_wait(session)
+    settle_contactors(session.station)
 
 
 def _prepared(session: HwSession, at_s: float, session_s: float, current_a: float) -> None:
@@ -234,7 +243,7 @@ def _show_status(session: HwSession) -> None:
 
 
 @contactor.command("status", epilog=INTERRUPT_NOTE + "\n" + EXIT_CODES)
-@_sim_options
+@_sim_options()
 @hw_options
 @click.pass_context
 def status(
@@ -249,13 +258,12 @@ def status(
     """Show CP state, mirror contacts, latches and what would block a close now (exit 4 if stuck)."""
     session = _open_contactor_session(ctx, backend, scenario, json_out, only=())
     _prepared(session, at_s, session_s, current_a)
-    session.station.run(session.station.config.tick_s)
     _show_status(session)
     check_not_stuck(session.station)
 
 
 @contactor.command("close", epilog=SIM_NOTE + "\n" + INTERRUPT_NOTE + "\n" + EXIT_CODES)
-@_sim_options
+@_sim_options()
 @click.option(
     "--hold",
     type=run_seconds(),
@@ -283,10 +291,11 @@ def close(
 ) -> None:
     """Close K1/K2 through the full interlock sequence and hold them closed.
 
-    With a power module, an IMD and a vehicle (sim): CP C/D -> close -> cable check -> precharge ->
-    energy transfer at --current for --hold seconds. On real hardware without a vehicle session
-    only the close of interlock rule 1 (as for a cable check: CP C/D, no e-stop, no latch, output
-    below 60 V) is made, supervised for --hold seconds. The command fails with the rule that
+    With a power module, an IMD and a vehicle (sim): CP C/D -> CP 5 % and diode check -> close ->
+    cable check -> precharge -> energy transfer at --current for --hold seconds. On real hardware
+    without a vehicle session only the close of interlock rule 1 (as for a cable check: CP C/D, a
+    passed diode check with the CP at 5 %, no e-stop, no latch, output below 60 V) is made,
+    supervised for --hold seconds. The command fails with the rule that
     refused or opened the contactors.
     """
     session = _open_contactor_session(
@@ -342,7 +351,7 @@ def close(
 
 
 @contactor.command("open", epilog=SIM_NOTE + "\n" + INTERRUPT_NOTE + "\n" + EXIT_CODES)
-@_sim_options
+@_sim_options(session_s=1.0)
 @hw_options
 @click.pass_context
 def open_(
@@ -354,14 +363,14 @@ def open_(
     scenario: Path | None,
     json_out: bool,
 ) -> None:
-    """Open K1/K2 at zero current and time it (on sim after a session of --session, default 1 s)."""
+    """Open K1/K2 at zero current and time it (on sim after a session of --session seconds)."""
     session = _open_contactor_session(ctx, backend, scenario, json_out)
     station = session.station
     with Interrupts() as interrupted:
         station.wait_for(interrupted, at_s)
-        if session.sim is not None and not interrupted():
+        if session.sim is not None and session_s > 0 and not interrupted():
             with opened_on_error(station):
-                _power_up_and_charge(session, current_a, session_s or 1.0, interrupted)
+                _power_up_and_charge(session, current_a, session_s, interrupted)
         started = len(station.events)
         _stop_and_wait(session)
     _exit_if_interrupted(session, interrupted)
@@ -391,7 +400,7 @@ def open_(
 
 
 @contactor.command("weld-check", epilog=INTERRUPT_NOTE + "\n" + EXIT_CODES)
-@_sim_options
+@_sim_options()
 @hw_options
 @click.pass_context
 def weld_check(
@@ -435,7 +444,7 @@ def weld_check(
 
 
 @contactor.command("reset", epilog=INTERRUPT_NOTE + "\n" + EXIT_CODES)
-@_sim_options
+@_sim_options()
 @hw_options
 @click.pass_context
 def reset(

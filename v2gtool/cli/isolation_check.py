@@ -28,6 +28,7 @@ from v2gtool.hw.cablecheck import (
 )
 from v2gtool.hw.errors import IsolationFaultError
 from v2gtool.hw.isolation import Edition, IsolationVerdict, cable_check_voltage
+from v2gtool.hw.sequence import check_diode
 
 #: Exit code of a pass with a warning (2014 edition only).
 EXIT_WARNING = 7
@@ -199,8 +200,8 @@ def isolation_check(
     scenario: Path | None,
     json_out: bool,
 ) -> None:
-    """Run the IEC 61851-23 cable check: close -> IMD self-test -> ramp to the Formula CC.1 test
-    voltage -> settle -> sample -> ramp down below 60 V -> verdict (2023: fault < 100 kOhm;
+    """Run the IEC 61851-23 cable check: CP 5 % and diode check -> close -> IMD self-test -> ramp to
+    the Formula CC.1 test voltage -> settle -> sample -> ramp down below 60 V -> verdict (2023: fault < 100 kOhm;
     2014: fault < 100 Ohm/V, warning < 500 Ohm/V of the rated voltage). The contactors are opened
     afterwards. On an isolation fault the stop action runs (session stop, plus --on-fault-exec).
     """
@@ -232,6 +233,7 @@ def isolation_check(
             trace_interval_s=trace_interval,
         )
         cable_check_voltage(settings.ev_max_voltage_v, settings.evse_max_voltage_v)  # validate before closing
+        check_diode(station)  # the pilot at 5 %, as in a session: the interlock closes after a passed check
         try:
             with opened_on_error(station):
                 report = run_cable_check(station, settings, interrupted)

@@ -61,6 +61,8 @@ STATE_BANDS_V: dict[CpState, tuple[float, float]] = {
 }
 #: The negative plateau must sit at -12 V +/- 1 V while the vehicle's diode is present (Table A.4 note).
 DIODE_BAND_V = (-13.0, -11.0)
+#: The states with a vehicle's resistors and diode on the line (Table A.3): the ones with a diode to check.
+VEHICLE_STATES = (CpState.B, CpState.C, CpState.D)
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,15 @@ class CpReading:
         return DIODE_BAND_V[0] <= self.low_v <= DIODE_BAND_V[1]
 
     @property
+    def diode_check(self) -> bool | None:
+        """This reading as the diode check the EVSE makes before closing its supply switch (Table A.4
+        note, standards.md 6.3): whether it passed, or ``None`` when it checks no diode, because the
+        PWM is off (X1: no negative half) or no vehicle's resistors are on the positive plateau."""
+        if not self.pwm_on or classify_plateau(self.high_v) not in VEHICLE_STATES:
+            return None
+        return self.diode_ok
+
+    @property
     def state(self) -> CpState | None:
         """The state the levels show, or ``None`` when they fit no band or the diode check fails.
 
@@ -90,10 +101,9 @@ class CpReading:
         """
         if self.high_v <= STATE_BANDS_V[CpState.F][1] and self.low_v <= STATE_BANDS_V[CpState.F][1]:
             return CpState.F
-        state = classify_plateau(self.high_v)
-        if state in (CpState.B, CpState.C, CpState.D) and not self.diode_ok:
+        if self.diode_check is False:
             return None
-        return state
+        return classify_plateau(self.high_v)
 
 
 def pilot_levels(ev_state: CpState, duty_percent: float, *, diode: bool = True) -> tuple[float, float]:

@@ -2,17 +2,23 @@
 
 It is a sans-IO core (DESIGN.md rules 1 and 6): it takes observations with a clock reading
 (``on_cp_state``, ``on_isolation_result``, ``on_emergency_stop``, ``on_session_stop``,
-``on_measurement``) and requests (``request_close``, ``request_energy_transfer``, ``reset``), and
-answers with :class:`Verdict` values, :data:`Command` values for the hardware and typed events.
-:class:`v2gtool.hw.station.Station` carries the commands out; the session engine and the commands
-drive the station. Nothing here sleeps or touches a device, so every path is tested in simulated time.
+``on_measurement``), the pilot's readings (``on_pilot_reading``) and requests (``request_close``,
+``request_energy_transfer``, ``reset``), and answers with :class:`Verdict` values, :data:`Command`
+values for the hardware and typed events. :class:`v2gtool.hw.station.Station` carries the commands
+out; the session engine and the commands drive the station. Nothing here sleeps or touches a device,
+so every path is tested in simulated time.
 
 The rules follow IEC 61851-23 Annex CC (cable check before energy transfer) rather than the
 shorter "close only after a cable check" wording, since the cable check itself needs the contactors
 closed (shared/spec/standards.md 7.1):
 
 1. **Close** (for the cable check) only in CP state C or D, with no emergency stop, no
-   "Contactor Stuck" latch, no isolation fault of this plug-in, and the output below 60 V.
+   "Contactor Stuck" latch, no isolation fault of this plug-in, the output below 60 V, and a
+   passed CP diode check since the vehicle was plugged in (IEC 61851-1 Table A.4 note: at least
+   once before the supply switch closes, standards.md 6.3). The diode check needs the PWM on, so
+   it is judged on the pilot's readings (``on_pilot_reading``); where only the CP state is
+   reported (``on_cp_state``: a state is invalid when its reading failed the check) there is
+   none to judge.
 2. **Energy transfer** (current beyond the cable-check limit of 2 A) only with the contactors
    closed, CP in C or D, a passed cable check in this C/D period, no emergency stop, and the DC
    link precharged to within tolerance of the battery voltage (standards.md 7.2, tolerance
@@ -28,7 +34,8 @@ closed (shared/spec/standards.md 7.1):
 5. On an isolation fault the configured stop action runs (:class:`RunStopAction`).
 
 Contactors found closed at the first sample (left so by an earlier process) are opened like on a
-session stop, so every process starts from the safe state.
+session stop, so every process starts from the safe state; still closed after their opening time and
+the feedback margin (a weld, or a broken feedback: rule 4), they latch "Contactor Stuck".
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import enum
 import math
 from dataclasses import dataclass
 
-from v2gtool.hw.cp import CpState
+from v2gtool.hw.cp import CpReading, CpState
 from v2gtool.hw.events import (
     ContactorsClosed,
     ContactorsClosing,
@@ -61,6 +68,7 @@ class Condition(enum.Enum):
     """An interlock rule: why a request is refused or why the contactors open."""
 
     CP_NOT_C_OR_D = "CP state is not C or D (IEC 61851-1 Table A.3)"
+    DIODE_CHECK_NOT_PASSED = "no passed CP diode check before closing (IEC 61851-1 Table A.4 note)"
     EMERGENCY_STOP = "emergency stop pressed"
     CONTACTOR_STUCK = "Contactor Stuck latched (weld or feedback mismatch) until a deliberate reset"
     ISOLATION_FAULT = "isolation fault in this plug-in (IEC 61851-23 6.3.1.105)"
@@ -162,6 +170,10 @@ class Interlock:
         #: Why the contactors last opened on a trip: kept as the record after the condition
         #: cleared (:attr:`live_trip` says whether it still holds).
         self.trip_condition: Condition | None = None
+        #: The last pilot reading that checked the vehicle's diode since it was plugged in (rule 1).
+        self.diode_reading: CpReading | None = None
+        self._pilot_readings = False  # the pilot's readings are reported, not only its state
+        self._cp_reported = False
         self._measurement: DcMeasurement | None = None
         self._feedback: dict[Pole, bool] = {}
         self._phase_since = 0.0
@@ -221,6 +233,13 @@ class Interlock:
             return blocked
         if self.phase is not ContactorPhase.OPEN:
             return Verdict(False, Condition.CONTACTORS_BUSY, self.phase.value)
+        diode = self._diode_failed()
+        if diode is not None:
+            return diode
+        if self._pilot_readings and self.diode_reading is None:
+            return Verdict(
+                False, Condition.DIODE_CHECK_NOT_PASSED, "no pilot reading with the PWM on since the plug-in"
+            )
         if link_v >= SAFE_OUTPUT_V:
             return Verdict(False, Condition.OUTPUT_LIVE, f"link at {link_v:.1f} V")
         return ALLOWED
@@ -251,12 +270,28 @@ class Interlock:
             )
         if self.emergency_stop:
             return Verdict(False, Condition.EMERGENCY_STOP)
-        if self.cp_state is None or not self.cp_state.energy_transfer_allowed:
-            shown = "invalid" if self.cp_state is None else self.cp_state.name
-            return Verdict(False, Condition.CP_NOT_C_OR_D, f"CP is {shown}")
+        if self.cp_state is None and self._cp_reported:
+            # An invalid state: a failed diode check says why (CpReading.state).
+            return self._diode_failed() or Verdict(False, Condition.CP_NOT_C_OR_D, "CP is invalid")
+        if self.cp_state is None:
+            return Verdict(False, Condition.CP_NOT_C_OR_D, "no CP state reported: the station has no Control Pilot")
+        if not self.cp_state.energy_transfer_allowed:
+            return Verdict(False, Condition.CP_NOT_C_OR_D, f"CP is {self.cp_state.name}")
         if self.isolation_fault:
             return Verdict(False, Condition.ISOLATION_FAULT)
         return None
+
+    def _diode_failed(self) -> Verdict | None:
+        """Rule 1's refusal when the last diode check failed, else None."""
+        reading = self.diode_reading
+        if reading is None or reading.diode_ok:
+            return None
+        return Verdict(
+            False,
+            Condition.DIODE_CHECK_NOT_PASSED,
+            f"negative plateau at {reading.low_v:.1f} V, not -12 V: the vehicle's diode is missing or CP "
+            "is shorted to PE",
+        )
 
     # -- requests ----------------------------------------------------------------------------------
 
@@ -303,6 +338,7 @@ class Interlock:
     def on_cp_state(self, now: float, state: CpState | None) -> None:
         """The CP state changed; leaving C/D ends the cable-check validity and trips (rule 3)."""
         previous, self.cp_state = self.cp_state, state
+        self._cp_reported = True
         in_cd = state is not None and state.energy_transfer_allowed
         was_cd = previous is not None and previous.energy_transfer_allowed
         if was_cd and not in_cd:
@@ -310,6 +346,16 @@ class Interlock:
             self._trip(now, Condition.CP_NOT_C_OR_D)
         if state in (CpState.A, CpState.B):
             self.isolation_fault = False  # a new plug-in / session gets a new cable check
+        if state is CpState.A:
+            self.diode_reading = None  # unplugged: the next vehicle's diode is checked anew
+
+    def on_pilot_reading(self, reading: CpReading) -> None:
+        """A reading of the pilot's levels. With the PWM on and a vehicle on the line it is the diode
+        check of rule 1 (:attr:`CpReading.diode_check`); otherwise it checks nothing and the last
+        check stands. Its CP state still comes through :meth:`on_cp_state`."""
+        self._pilot_readings = True
+        if reading.diode_check is not None:
+            self.diode_reading = reading
 
     def on_isolation_result(self, now: float, result: IsolationResult, *, cable_check: bool) -> None:
         """An insulation verdict: of a cable check (*cable_check*) or of the monitoring while closed.

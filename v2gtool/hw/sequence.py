@@ -1,4 +1,5 @@
-"""The power-up of a DC session on the station: CP C/D -> cable check -> precharge -> energy transfer.
+"""The power-up of a DC session on the station: CP C/D -> diode check -> cable check -> precharge ->
+energy transfer.
 
 This is the hardware side of ISO 15118-20 DC_CableCheck, DC_PreCharge and PowerDelivery Start;
 the session engine runs the same steps from the SECC, with the vehicle's values from its requests.
@@ -11,7 +12,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from v2gtool.hw.cablecheck import CableCheckReport, CableCheckSettings, never, run_cable_check
+from v2gtool.hw.cp import DIGITAL_COMMUNICATION_DUTY
 from v2gtool.hw.errors import HardwareError, InterlockRefusedError, IsolationFaultError
+from v2gtool.hw.interlock import Condition
 from v2gtool.hw.isolation import IsolationVerdict
 from v2gtool.hw.station import Station
 
@@ -43,6 +46,23 @@ class PowerUpReport:
     cable_check: CableCheckReport
 
 
+def check_diode(station: Station) -> None:
+    """The CP diode check the interlock needs before the contactors close (IEC 61851-1 Table A.4 note,
+    standards.md 6.3). It needs the PWM on, so the pilot runs as in a DC session: 5 %, digital
+    communication required (Table A.7, standards.md 6.2); its reading goes to the interlock, which
+    refuses the close when the check failed. A backend without a Control Pilot is refused here: its
+    interlock never sees CP state C or D, so it can never allow a close."""
+    pilot = station.hw.control_pilot
+    if pilot is None:
+        raise InterlockRefusedError(
+            f"contactors may not close: {Condition.CP_NOT_C_OR_D.name}: the {station.hw.backend} backend has "
+            "no Control Pilot to check (CP state C or D, the vehicle's diode), so the interlock can never "
+            "allow a close on it"
+        )
+    pilot.set_duty(DIGITAL_COMMUNICATION_DUTY)
+    station.interlock.on_pilot_reading(pilot.read())
+
+
 def power_up(
     station: Station,
     vehicle: Vehicle,
@@ -53,7 +73,8 @@ def power_up(
     cable_check: CableCheckSettings | None = None,
     stop: Callable[[], bool] = never,
 ) -> PowerUpReport | None:
-    """Bring the station from idle to energy transfer, or raise the error that says why not.
+    """Bring the station from idle to energy transfer, or raise the error that says why not. The
+    diode check (:func:`check_diode`) follows CP C/D: the vehicle may come to C after the start.
 
     The precharge timeout is V2G_EVCC_PreCharge_Timeout of ISO 15118-20 (10 s, standards.md 4.4).
     *stop* (SIGINT/SIGTERM) is polled through the cable check: once it holds, the check ramps down and
@@ -66,6 +87,7 @@ def power_up(
         raise InterlockRefusedError(
             f"contactors may not close: {interlock.blocking_close(station.measurement.link_v)}"
         )
+    check_diode(station)
     settings = cable_check or CableCheckSettings(vehicle.max_voltage(), evse_max_voltage_v)
     report = run_cable_check(station, settings, stop)
     if report.interrupted:

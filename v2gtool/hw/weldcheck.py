@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from v2gtool.hw.cablecheck import OPEN_TIMEOUT_S
 from v2gtool.hw.errors import InterlockRefusedError
 from v2gtool.hw.interfaces import Pole
 from v2gtool.hw.interlock import Condition, ContactorPhase
@@ -46,12 +47,21 @@ class WeldCheckReport:
         return bool(self.feedback_closed) or self.voltage_follows
 
 
+def settle_contactors(station: Station) -> None:
+    """Step *station* until its interlock has no switching deadline left, at most
+    :data:`OPEN_TIMEOUT_S`: what a fresh process says of its contactors before this is no answer. A
+    contact found closed at the first sample (after a reboot, say) is released and, still closed
+    after the contactor's opening time and the interlock's feedback margin, latches "Contactor
+    Stuck" (interlock rule 4), as a weld or a broken feedback."""
+    station.wait_for(lambda: station.interlock.next_deadline is None, OPEN_TIMEOUT_S)
+
+
 def run_weld_check(
     station: Station, settle_s: float = 0.2, ramp_timeout_s: float = 2.0, discharge_timeout_s: float = 3.0
 ) -> WeldCheckReport:
     """Check with the coils released; refused while the interlock has the contactors closed."""
     station.part(station.hw.contactors, "contactors")
-    station.step()
+    settle_contactors(station)
     phase = station.interlock.phase
     if phase is not ContactorPhase.OPEN:
         raise InterlockRefusedError(
