@@ -40,10 +40,17 @@ class Config:
 
     tables: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     source: Path | None = None
+    #: Where each ``(table, key)`` was set: ``config file PATH`` or ``environment variable NAME``.
+    origins: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
     def get(self, table: str, key: str, default: Any = None) -> Any:
         """Return ``[table] key``, or *default* when neither file nor environment sets it."""
         return self.tables.get(table, {}).get(key, default)
+
+    def invalid(self, table: str, key: str, problem: str) -> ConfigError:
+        """The error for ``[table] key`` that a command finds invalid (``must be ..., got ...``), naming
+        where it was set as the checks at load time do; a default has no origin to name."""
+        return _invalid(self.origins.get((table, key)), table, key, problem)
 
 
 # A kind turns a value from the file (a TOML value) or the environment (a string) into its Python
@@ -174,12 +181,17 @@ def _unknown(table: str, keys: Iterable[str]) -> list[str]:
     return [f"unknown key [{table}] {key} (known: {', '.join(sorted(known))})" for key in keys if key not in known]
 
 
+def _invalid(origin: str | None, table: str, key: str, problem: str) -> ConfigError:
+    """``ORIGIN: [table] key PROBLEM``: a bad value, and where it was set when it was set somewhere."""
+    return ConfigError(f"{origin + ': ' if origin else ''}[{table}] {key} {problem}")
+
+
 def _checked(table: str, key: str, value: Any, origin: str) -> Any:
     """*value* of the known ``[table] key`` as its kind's Python value; else a ConfigError naming *origin*."""
     try:
         return SCHEMA[table][key](value)
     except ValueError as exc:
-        raise ConfigError(f"{origin}: [{table}] {key} {exc}, got {value!r}") from None
+        raise _invalid(origin, table, key, f"{exc}, got {value!r}") from None
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -195,9 +207,14 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: {exc}") from exc
 
 
+def _file_origin(path: Path) -> str:
+    """How errors and :attr:`Config.origins` name the config file *path*."""
+    return f"config file {path}"
+
+
 def _file_tables(path: Path) -> dict[str, dict[str, Any]]:
     """The checked tables of the config file *path*."""
-    origin = f"config file {path}"
+    origin = _file_origin(path)
     raw = _read_file(path)
     for name, value in raw.items():
         if not isinstance(value, dict):
@@ -209,8 +226,11 @@ def _file_tables(path: Path) -> dict[str, dict[str, Any]]:
             for name, value in raw.items()}
 
 
-def _apply_environment(tables: dict[str, dict[str, Any]], environ: Mapping[str, str]) -> None:
-    """Override keys of *tables* by the ``V2GTOOL_<TABLE>__<KEY>`` variables of *environ*, checked."""
+def _apply_environment(
+    tables: dict[str, dict[str, Any]], origins: dict[tuple[str, str], str], environ: Mapping[str, str]
+) -> None:
+    """Override keys of *tables* by the ``V2GTOOL_<TABLE>__<KEY>`` variables of *environ*, checked,
+    and record each variable as its key's origin in *origins*."""
     for var, value in environ.items():
         if not var.startswith(ENV_PREFIX) or "__" not in var[len(ENV_PREFIX) :]:
             continue
@@ -222,6 +242,7 @@ def _apply_environment(tables: dict[str, dict[str, Any]], environ: Mapping[str, 
         if unknown:
             raise ConfigError(f"{origin}: {unknown[0]}")
         tables.setdefault(table, {})[key] = _checked(table, key, value, origin)
+        origins[table, key] = origin
 
 
 def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
@@ -232,6 +253,10 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
     """
     candidate = path if path is not None else DEFAULT_CONFIG_PATH
     source = candidate if path is not None or candidate.is_file() else None
-    tables = _file_tables(source) if source is not None else {}
-    _apply_environment(tables, os.environ if environ is None else environ)
-    return Config(tables=tables, source=source)
+    tables: dict[str, dict[str, Any]] = {}
+    origins: dict[tuple[str, str], str] = {}
+    if source is not None:
+        tables = _file_tables(source)
+        origins = {(table, key): _file_origin(source) for table, keys in tables.items() for key in keys}
+    _apply_environment(tables, origins, os.environ if environ is None else environ)
+    return Config(tables=tables, source=source, origins=origins)

@@ -13,6 +13,7 @@ is replayed in simulated time up to ``--at`` before the command acts, and ``watc
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import click
 from rich.table import Table
 
 from v2gtool.cli.context import app_context
-from v2gtool.cli.hw_common import EventRenderer, HwSession, hw_options, open_session, run_seconds
+from v2gtool.cli.hw_common import EventRenderer, HwSession, Interrupts, hw_options, open_session, run_seconds
 from v2gtool.cli.output import use_json
 from v2gtool.cli.params import FiniteFloat, FiniteFloatRange
 from v2gtool.hw.cp import CpReading, current_from_duty, duty_from_current
@@ -35,7 +36,7 @@ Exit codes:
   0  done
   1  hardware error (device missing, unplugged, timeout)
   2  bad option, config or scenario; the backend has no Control Pilot
-  130  interrupted (SIGINT)
+  130  interrupted (SIGINT or SIGTERM)
 """
 
 
@@ -55,12 +56,21 @@ def _at_option(func: Any) -> Any:
     )(func)
 
 
-def _reading_record(reading: CpReading) -> dict[str, Any]:
-    meaning = current_from_duty(reading.duty_percent)
+def _duty_record(duty_percent: float) -> dict[str, Any]:
+    """The duty cycle and what it tells the vehicle (IEC 61851-1 Table A.7, standards.md 6.2), both
+    rounded to 3 decimals: a current computed back from its duty is off by float rounding
+    (50 A -> 83.33 % -> 50.00000000000001 A)."""
+    meaning = current_from_duty(duty_percent)
     return {
-        "duty_percent": round(reading.duty_percent, 3),
+        "duty_percent": round(duty_percent, 3),
         "meaning": meaning.meaning.name,
         "current_a": None if meaning.current_a is None else round(meaning.current_a, 3),
+    }
+
+
+def _reading_record(reading: CpReading) -> dict[str, Any]:
+    return {
+        **_duty_record(reading.duty_percent),
         "state": reading.state.name if reading.state else None,
         "high_v": reading.high_v,
         "low_v": reading.low_v,
@@ -130,12 +140,11 @@ def current(
     duty = duty_from_current(amps)
     if no_apply:
         render = EventRenderer(app_context(ctx), use_json(ctx, json_out))
-        reading = current_from_duty(duty)
-        record = {"requested_a": amps, "duty_percent": round(duty, 3), "current_a": reading.current_a}
+        record = {"requested_a": amps, **_duty_record(duty)}
         render.record("cp-duty", record)
         if not render.json:
             render.app.console.print(
-                f"{amps:g} A -> duty {duty:.2f} % -> the vehicle reads {reading.current_a:.1f} A",
+                f"{amps:g} A -> duty {duty:.2f} % -> the vehicle reads {record['current_a']:.1f} A",
                 highlight=False,
             )
         return
@@ -180,10 +189,8 @@ def watch(
         pilot.set_duty(duty)
     if duration is None and session.sim is not None:
         duration = session.sim.scenario.duration_s + 1.0
-    try:
-        if duration is None:
-            while True:
-                session.station.run(3600.0)
-        session.station.run(duration)
-    except KeyboardInterrupt:
-        pass
+    # SIGINT / SIGTERM end the watch at a control tick, and the command exits 130, as contactor's.
+    with Interrupts() as interrupted:
+        session.station.wait_for(interrupted, math.inf if duration is None else duration)
+    if interrupted():
+        raise click.Abort()

@@ -28,6 +28,7 @@ from v2gtool.hw.station import Station, StationConfig
 from v2gtool.session.events import Event, jsonable
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 SIM_TICK_S = 0.001
 HW_TICK_S = 0.010
@@ -61,13 +62,14 @@ def hw_options(func: F) -> F:
 
 
 def _number(app: AppContext, key: str, default: float) -> float:
+    """``[hw] key``, a positive number; an error names where it was set (:meth:`Config.invalid`)."""
     value = app.config.get("hw", key, default)
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"[hw] {key} must be a number, got {value!r}") from None
+        raise app.config.invalid("hw", key, f"must be a number, got {value!r}") from None
     if not number > 0:
-        raise ConfigError(f"[hw] {key} must be positive, got {number}")
+        raise app.config.invalid("hw", key, f"must be positive, got {number}")
     return number
 
 
@@ -155,17 +157,27 @@ def station_config(
     try:
         profile_edition = edition or Edition(config_edition)
     except ValueError:
-        raise ConfigError(f"[hw] isolation_edition must be 2014 or 2023, got {config_edition!r}") from None
+        raise app.config.invalid("hw", "isolation_edition", f"must be 2014 or 2023, got {config_edition!r}") from None
+    floor_percent = _number(app, "soc_floor_percent", 20.0)
+    rated_current_a = _number(app, "rated_current_a", 300.0)
+    inlet_limit_c = _number(app, "inlet_limit_c", 90.0)
     return StationConfig(
         IsolationProfile(profile_edition, rated_v or rated_voltage(app)),
         # Real devices are polled; 10 ms still leaves most of the 100 ms opening budget.
         tick_s=SIM_TICK_S if sim else HW_TICK_S,
         on_fault_exec=on_fault_exec or app.config.get("hw", "on_fault_exec"),
-        soc_floor=SocFloor(_number(app, "soc_floor_percent", 20.0)),
-        derating=ThermalDerating(
-            rated_current_a=_number(app, "rated_current_a", 300.0), limit_c=_number(app, "inlet_limit_c", 90.0)
-        ),
+        soc_floor=_built(app, "soc_floor_percent", lambda: SocFloor(floor_percent)),
+        # rated_current_a is positive (_number): only the limit can fail the derating's own checks.
+        derating=_built(app, "inlet_limit_c", lambda: ThermalDerating(rated_current_a, limit_c=inlet_limit_c)),
     )
+
+
+def _built(app: AppContext, key: str, build: Callable[[], T]) -> T:
+    """*build* () from ``[hw] key``; a ConfigError of its own checks names the key and where it was set."""
+    try:
+        return build()
+    except ConfigError as exc:
+        raise app.config.invalid("hw", key, f"is not valid: {exc}") from None
 
 
 def open_session(
@@ -185,7 +197,7 @@ def open_session(
     render = EventRenderer(app, json_out)
     chosen = backend or str(app.config.get("hw", "backend", "sim"))
     if chosen not in BACKENDS:
-        raise ConfigError(f"[hw] backend {chosen!r} is not one of {', '.join(BACKENDS)}")
+        raise app.config.invalid("hw", "backend", f"must be one of {', '.join(BACKENDS)}, got {chosen!r}")
     config = station_config(app, sim=chosen == "sim", edition=edition, on_fault_exec=on_fault_exec)
 
     def listener(event: Event) -> None:
@@ -217,6 +229,8 @@ class Interrupts:
     cable check poll this instead, so they end at a tick boundary and the contactors are opened
     through the interlock (standards.md 7.3: only at zero current; 7.1: a test voltage ramped
     below 60 V first) before the command exits 130 (4 if a contact stuck, :func:`check_not_stuck`).
+    A command that runs until a signal (``cp-duty watch``) polls it too, so SIGTERM ends it with 130 as
+    SIGINT does.
     """
 
     _SIGNALS = (signal.SIGINT, signal.SIGTERM)

@@ -9,8 +9,11 @@ Configuration, ``[hw]`` table (a line is a name from the device tree / gpio-line
     k1_feedback = "K1_AUX"         # inputs, active = main contact closed
     k2_feedback = "K2_AUX"
     estop       = "ESTOP"          # optional input, active = pressed
-    active_low  = ["ESTOP"]        # lines whose electrical level is inverted
+    active_low  = ["ESTOP"]        # lines above whose electrical level is inverted
     debounce_ms = 10               # inputs must be stable this long before a change counts
+
+A string of digits is an offset (``"17"`` and ``17`` are the same line), in ``active_low`` too; an
+``active_low`` entry that is none of the lines above is a configuration error.
 
 Inputs are debounced in software on the station's clock (:class:`Debouncer`), so the same code is
 tested in simulated time; the debounce time adds to the time the interlock needs to see a contact
@@ -77,36 +80,65 @@ class GpioLines:
                 if required:
                     raise ConfigError(f"the gpiod backend needs [hw] {key} (a line name or offset)")
                 return None
-            if isinstance(value, bool) or not isinstance(value, int | str) or value in ("", -1):
-                raise ConfigError(f"[hw] {key} must be a line name or offset, got {value!r}")
-            return int(value) if isinstance(value, str) and value.isdigit() else value
+            found = _line(value)
+            if found is None:
+                raise config.invalid("hw", key, f"must be a line name or offset, got {value!r}")
+            return found
 
         def required(key: str) -> Line:
             found = line(key)
             assert found is not None
             return found
 
-        active_low = config.get("hw", "active_low", [])
-        if not isinstance(active_low, list):
-            raise ConfigError(f"[hw] active_low must be a list of lines, got {active_low!r}")
+        coils = {Pole.K1: required("k1_coil"), Pole.K2: required("k2_coil")}
+        feedback = {Pole.K1: required("k1_feedback"), Pole.K2: required("k2_feedback")}
+        estop = line("estop", required=False)
+        configured = [*coils.values(), *feedback.values(), *((estop,) if estop is not None else ())]
         try:
             debounce_s = float(config.get("hw", "debounce_ms", 10)) / 1000.0
         except (TypeError, ValueError):
-            raise ConfigError("[hw] debounce_ms must be a number") from None
+            raise config.invalid("hw", "debounce_ms", "must be a number") from None
         if debounce_s < 0:
-            raise ConfigError("[hw] debounce_ms must not be negative")
+            raise config.invalid("hw", "debounce_ms", "must not be negative")
         return cls(
             chip=str(config.get("hw", "gpio_chip", "/dev/gpiochip0")),
-            coils={Pole.K1: required("k1_coil"), Pole.K2: required("k2_coil")},
-            feedback={Pole.K1: required("k1_feedback"), Pole.K2: required("k2_feedback")},
-            estop=line("estop", required=False),
-            active_low=frozenset(active_low),
+            coils=coils,
+            feedback=feedback,
+            estop=estop,
+            active_low=_active_low(config, configured),
             debounce_s=debounce_s,
         )
 
     @property
     def inputs(self) -> tuple[Line, ...]:
         return (*self.feedback.values(), *((self.estop,) if self.estop is not None else ()))
+
+
+def _line(value: Any) -> Line | None:
+    """*value* as a line: an offset (an integer, or a string of digits) or a name; ``None`` if it is neither."""
+    if isinstance(value, bool) or not isinstance(value, int | str) or value in ("", -1):
+        return None
+    return int(value) if isinstance(value, str) and value.isdigit() else value
+
+
+def _active_low(config: Config, configured: list[Line]) -> frozenset[Line]:
+    """``[hw] active_low``, each entry one of the *configured* lines (read as :func:`_line` reads them).
+
+    An entry that is none of them would leave the line it means active-high: on an inverted relay
+    driver the coil "released" at the request (``INACTIVE``) would then be energised."""
+    entries = config.get("hw", "active_low", [])
+    if not isinstance(entries, list):
+        raise config.invalid("hw", "active_low", f"must be a list of lines, got {entries!r}")
+    named = [_line(entry) for entry in entries]
+    unknown = [entry for entry, line in zip(entries, named, strict=True) if line not in configured]
+    if unknown:
+        raise config.invalid(
+            "hw",
+            "active_low",
+            f"names {', '.join(map(repr, unknown))}, not a configured line "
+            f"(coils, feedback, estop: {', '.join(map(repr, configured))})",
+        )
+    return frozenset(line for line in configured if line in named)
 
 
 class GpiodLines:
