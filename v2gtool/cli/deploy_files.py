@@ -106,6 +106,10 @@ def deploy_files(ctx: click.Context, root: Path | None, print_name: str | None, 
         written = deploy.install(root, values, force=force)
     except FileExistsError as exc:
         raise DeployError(f"{exc} exists; use --force to overwrite it") from None
+    except NotADirectoryError as exc:
+        raise DeployError(f"{exc.filename} is not a directory: nothing installed below {root}") from None
+    except IsADirectoryError as exc:
+        raise DeployError(f"{exc.filename} is a directory, not a file: nothing installed below {root}") from None
     except OSError as exc:
         raise DeployError(f"cannot write below {root}: {exc.strerror}") from None
     for path in written:

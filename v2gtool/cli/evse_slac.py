@@ -276,7 +276,8 @@ EXIT_CODES = (
     help="sim: both roles over an in-process simulated cable (no root). raw: AF_PACKET on --iface. "
     "[default: raw when --iface is given, else sim]",
 )
-@click.option("--iface", help="Interface towards the PLC modem (e.g. eth0, plc0) for --link raw.")
+@click.option("--iface", help="Interface towards the PLC modem (e.g. eth0, plc0) for --link raw "
+              "[default: [slac] iface].")
 @click.option(
     "--backend",
     type=click.Choice(["sim", "hw"]),
@@ -298,7 +299,9 @@ EXIT_CODES = (
     metavar="NAME=SECONDS",
     help="Override a Table A.1 timer/counter, e.g. TT_EVSE_SLAC_init=20 or C_EV_match_retry=3.",
 )
-@click.option("--threshold", type=FiniteFloat(), help="EV: highest average attenuation accepted, dB [default: 40].")
+@click.option("--threshold", type=FiniteFloat(),
+              help="Highest average attenuation the EV accepts, dB; an EVSE that measured more names it as "
+                   "the cause of a failed matching [default: 40].")
 @click.option(
     "--validate",
     is_flag=True,
@@ -362,6 +365,9 @@ def evse_slac(
     the_role = Role(role)
     kind = link_kind or ("raw" if iface else "sim")
     _check_link_options(ctx, kind)
+    if kind == "raw":  # as serve and connect: the option, else [slac] iface, else a usage error
+        iface_param = next(param for param in ctx.command.params if param.name == "iface")
+        iface = str(app.option_or_config(ctx, iface_param, iface, "slac", "iface"))
     renderer = Renderer(app.console, as_json, show_key)
     pcap = PcapWriter(pcap_path, LINKTYPE_ETHERNET) if pcap_path else None
     try:
@@ -377,11 +383,11 @@ def evse_slac(
                 seed=seed,
             )
         else:
-            the_iface = iface or str(app.config.get("slac", "iface", "eth0"))
-            with spinner(ctx, f"opening {the_iface}", as_json) as waiting:
+            assert iface is not None
+            with spinner(ctx, f"opening {iface}", as_json) as waiting:
                 result = _run_raw(
                     the_role,
-                    the_iface,
+                    iface,
                     backend,
                     modem_mac,
                     timers,

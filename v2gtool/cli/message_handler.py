@@ -173,10 +173,15 @@ def _decode(data: bytes, namespace: str | None, fragment: bool) -> api.Decoded:
     frame, as the application handshake: supportedAppProtocolReq/Res open every -2, DIN and -20
     session, and 0x8001 is the handshake's payload type, which -2 and DIN give every message too
     (ISO 15118-20 Table 12), so a -2 or DIN trace decodes with its --namespace alone. Neither
-    grammar decodes the other's messages (tried on the public -2, DIN and handshake vectors)."""
+    grammar decodes the other's messages (tried on the public -2, DIN and handshake vectors).
+    Without *namespace*, a 0x8001 frame that does not decode as the handshake is taken for a -2 or
+    DIN message, which does not say which of the two: the error asks for --namespace, as for raw EXI."""
     try:
         return api.decode_bytes(data, namespace, fragment)
     except EXIError as exc:
+        if namespace is None and _payload_type(data) == v2gtp.PayloadType.EXI:
+            raise EXIError(f"V2GTP 0x{v2gtp.PayloadType.EXI:04X} frame not a handshake message ({HANDSHAKE}): "
+                           "-2 and DIN messages share 0x8001 and need --namespace iso2 or din") from None
         if namespace is None or fragment or lookup(namespace).short == HANDSHAKE:
             raise
         error = exc
@@ -187,6 +192,16 @@ def _decode(data: bytes, namespace: str | None, fragment: bool) -> api.Decoded:
     if handshake.payload_type not in (None, v2gtp.PayloadType.EXI):
         raise error
     return handshake
+
+
+def _payload_type(data: bytes) -> int | None:
+    """The payload type of *data* when it starts with a well-formed V2GTP header, else None."""
+    if not data.startswith(_V2GTP_START):
+        return None
+    try:
+        return v2gtp.parse_header(data)[0]
+    except v2gtp.V2GTPError:
+        return None
 
 
 @message_handler.command()
@@ -383,10 +398,15 @@ def schema(ctx: click.Context, message_name: str | None, namespace: str | None, 
 
 
 def _describe_type(g: SchemaGrammar, t: TypeGrammar, depth: int) -> dict[str, Any]:
+    """The fields of *t*: each one's type, whether it is required and repeated, and for the members
+    of a choice the grammar requires exactly one of, the whole choice (``one_of``)."""
     fields: dict[str, Any] = {}
     required = {f.name for f in dataclasses.fields(t.cls) if f.default is dataclasses.MISSING}
+    choice_of = {name: choice for choice in _required_choices(t) for name in choice}
     for spec in t.fields:
         info: dict[str, Any] = {"required": spec.name in required, "repeated": spec.is_list}
+        if spec.name in choice_of:
+            info["one_of"] = list(choice_of[spec.name])
         if spec.kind == SE_COMPLEX:
             sub = g.types[spec.arg]
             info["type"] = sub.cls.__name__
@@ -396,6 +416,48 @@ def _describe_type(g: SchemaGrammar, t: TypeGrammar, depth: int) -> dict[str, An
             info["type"] = _describe_dtype(g, g.dtypes[spec.arg])
         fields[spec.name] = info
     return fields
+
+
+def _required_choices(t: TypeGrammar) -> list[tuple[str, ...]]:
+    """The sets of optional fields of *t* of which every message has exactly one: an xs:choice of
+    elements, or an element reference standing for its substitution group (ISO 15118-20's control
+    modes, EXI 1.0 section 8.5.4.1.6), as the grammar shows them: no way through the type's states
+    avoids the set, and once one member is taken none of them may follow. In field order."""
+    order = {spec.name: index for index, spec in enumerate(t.fields)}
+    choices: list[tuple[str, ...]] = []
+    for productions in t.encode:
+        names = frozenset(productions)
+        if "" in names or len(names) < 2 or names & t.required:
+            continue
+        avoidable = _reachable(t, {0}, names) & _ends(t)
+        repeatable = _followers(t, {productions[name][4] for name in names}) & names
+        if avoidable or repeatable:
+            continue
+        choice = tuple(sorted(names, key=order.__getitem__))
+        if choice not in choices:
+            choices.append(choice)
+    return choices
+
+
+def _reachable(t: TypeGrammar, start: set[int], avoid: frozenset[str]) -> set[int]:
+    """The states of *t* reachable from *start* without taking a field in *avoid*."""
+    seen, todo = set(start), list(start)
+    while todo:
+        for name, entry in t.encode[todo.pop()].items():
+            if name and name not in avoid and entry[4] not in seen:
+                seen.add(entry[4])
+                todo.append(entry[4])
+    return seen
+
+
+def _ends(t: TypeGrammar) -> set[int]:
+    """The states of *t* where the element may end."""
+    return {state for state, productions in enumerate(t.encode) if "" in productions}
+
+
+def _followers(t: TypeGrammar, states: set[int]) -> frozenset[str]:
+    """Every field that may be taken from *states* on."""
+    return frozenset(name for state in _reachable(t, states, frozenset()) for name in t.encode[state] if name)
 
 
 def _describe_dtype(g: SchemaGrammar, dt: DType) -> str:
@@ -418,14 +480,21 @@ def _describe_dtype(g: SchemaGrammar, dt: DType) -> str:
 
 
 def _fill_schema(node: Tree, fields: dict[str, Any]) -> None:
+    """Add *fields* below *node*; the members of a required choice below one node that says so."""
+    choices: dict[tuple[str, ...], Tree] = {}
     for name, info in fields.items():
-        flags = []
-        if not info["required"]:
+        parent, flags = node, []
+        if "one_of" in info:
+            choice = tuple(info["one_of"])
+            if choice not in choices:
+                choices[choice] = node.add("[yellow]one of[/yellow] (required):")
+            parent = choices[choice]
+        elif not info["required"]:
             flags.append("optional")
         if info["repeated"]:
             flags.append("repeated")
         suffix = f" [yellow]({', '.join(flags)})[/yellow]" if flags else ""
-        child = node.add(f"[cyan]{name}[/cyan]: {info['type']}{suffix}")
+        child = parent.add(f"[cyan]{name}[/cyan]: {info['type']}{suffix}")
         if "fields" in info:
             _fill_schema(child, info["fields"])
 

@@ -13,6 +13,8 @@ systemd or AppArmor interpret even inside double quotes.
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -121,14 +123,16 @@ def render(item: DeployFile, values: Placeholders) -> str:
 def install(root: Path, values: Placeholders, *, force: bool = False) -> list[Path]:
     """Write every file below *root* (``/`` for the running system); return the paths written.
 
+    Every target is checked before anything is written, so a refusal leaves *root* as it was.
     Existing files are kept unless *force*: an engineer's local edits are not silently replaced.
-    Raises :class:`FileExistsError` naming the first existing file.
+    Raises :class:`FileExistsError` naming the first existing file, :class:`NotADirectoryError`
+    naming a path that is in the place of a directory a file goes in, and
+    :class:`IsADirectoryError` naming a directory in the place of a file (even *force* does not
+    remove a directory).
     """
     targets = [(item, root / item.target) for item in FILES]
-    if not force:
-        for _, path in targets:
-            if path.exists():
-                raise FileExistsError(str(path))
+    for _, path in targets:
+        _check_target(path, force=force)
     written = []
     for item, path in targets:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,3 +140,16 @@ def install(root: Path, values: Placeholders, *, force: bool = False) -> list[Pa
         path.chmod(item.mode)
         written.append(path)
     return written
+
+
+def _check_target(path: Path, *, force: bool) -> None:
+    """Raise if *path* cannot be written by :func:`install` (see there), without changing anything."""
+    for parent in reversed(path.parents):  # from the top down: the first one missing is made with the rest
+        if not parent.is_dir():
+            if os.path.lexists(parent):  # a file, or a symlink to nothing, where a directory goes
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(parent))
+            break
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    if not force and os.path.lexists(path):
+        raise FileExistsError(str(path))

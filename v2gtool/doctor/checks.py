@@ -8,11 +8,13 @@ Each check is a function of an :class:`~v2gtool.doctor.environment.Environment` 
 from __future__ import annotations
 
 import re
+import shlex
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from v2gtool.deploy import lookup
 from v2gtool.doctor.environment import Environment
 from v2gtool.doctor.findings import Finding, Status
 from v2gtool.doctor.firewall import RulesetError, analyse_ruleset
@@ -186,7 +188,7 @@ def check_certificates(env: Environment, settings: Settings) -> Finding:
 def check_firewall(env: Environment, settings: Settings) -> Finding:
     """The firewall leaves only UDP 15118 (SDP) and the SECC's TCP port open on the PLC interface."""
     result = env.run(["nft", "--json", "list", "ruleset"])
-    install = "v2gtool deploy-files --print v2g.nft > /etc/nftables.d/v2g.nft && nft -f /etc/nftables.d/v2g.nft"
+    install = _firewall_install(settings)
     if result is None:
         return Finding("firewall", Status.WARN, "nft is not installed: cannot verify the firewall",
                        "apt-get install nftables; then " + install)
@@ -213,6 +215,17 @@ def check_firewall(env: Environment, settings: Settings) -> Finding:
         return Finding("firewall", Status.WARN, f"also open on {iface}: {_ports(extra)}",
                        "open only UDP 15118 and the SECC TCP port on the PLC interface: " + install)
     return Finding("firewall", Status.OK, f"only {_ports(sorted(wanted))} open on {iface}")
+
+
+def _firewall_install(settings: Settings) -> str:
+    """The shell commands that install and load the shipped v2g.nft for the interface and TCP port
+    checked: both are given to ``deploy-files``, whose own defaults (the configuration it reads,
+    else eth0 and the default port) need not be the ones doctor was told to check."""
+    snippet = lookup("v2g.nft")
+    target = shlex.quote("/" + snippet.target)
+    render = shlex.join(["v2gtool", "deploy-files", "--print", snippet.name, "--interface", settings.plc_interface,
+                         "--tcp-port", str(settings.secc_tcp_port)])
+    return f"{render} > {target} && nft -f {target}"
 
 
 def _ports(ports: list[tuple[str, int]]) -> str:

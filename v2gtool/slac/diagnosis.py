@@ -81,6 +81,15 @@ class Diagnosis(Enum):
         self.advice = advice
 
 
+def attenuation_too_high(average_db: float, threshold_db: float, evse_mac: str) -> str | None:
+    """The detail of :attr:`Diagnosis.ATTENUATION_TOO_HIGH` when *average_db*, the average over the
+    groups of *evse_mac*'s attenuation profile, is above *threshold_db*; else None. ISO 15118-3 leaves
+    the choice to the EV (the lowest attenuation); the threshold is Qualcomm's (open-plc-utils) setting."""
+    if average_db > threshold_db:
+        return f"{average_db:.1f} dB > {threshold_db:g} dB at {evse_mac}"
+    return None
+
+
 class SlacFailed(V2GToolError):
     """A matching that ended without a link; ``exit_code`` is the diagnosis' code."""
 

@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 
 from v2gtool.slac import mme
-from v2gtool.slac.diagnosis import Diagnosis
+from v2gtool.slac.diagnosis import Diagnosis, attenuation_too_high
 from v2gtool.slac.events import AttenuationMeasured, BcToggleRequest, EvseChosen
 from v2gtool.slac.machine import STATE_TIMER_KEY, RandomBytes, SlacMachine, SlacResult
 from v2gtool.slac.states import Role, SlacState, Trigger
@@ -255,9 +255,8 @@ class EvSlac(SlacMachine):
         best = ranked[0]
         self.chosen = best
         self._emit(EvseChosen(t=now, evse_mac=best, average_db=averages[best], candidates=averages))
-        if averages[best] > self.timers.attenuation_threshold_db:
-            detail = f"{averages[best]:.1f} dB > {self.timers.attenuation_threshold_db:g} dB at {best}"
-            self._fail(now, Diagnosis.ATTENUATION_TOO_HIGH, detail)
+        if too_high := attenuation_too_high(averages[best], self.timers.attenuation_threshold_db, best):
+            self._fail(now, Diagnosis.ATTENUATION_TOO_HIGH, too_high)
         elif self.validate:
             limit = self.timers.attenuation_threshold_db
             self._to_validate = [mac for mac in ranked[1:] if averages[mac] <= limit]

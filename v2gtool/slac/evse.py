@@ -22,7 +22,7 @@ import secrets
 from dataclasses import replace
 
 from v2gtool.slac import mme
-from v2gtool.slac.diagnosis import Diagnosis
+from v2gtool.slac.diagnosis import Diagnosis, attenuation_too_high
 from v2gtool.slac.events import AttenuationMeasured, ControlPilotRequest, MmeRejected
 from v2gtool.slac.keys import derive_nid, generate_nmk
 from v2gtool.slac.machine import STATE_TIMER_KEY, RandomBytes, SlacMachine, SlacResult
@@ -263,7 +263,7 @@ class EvseSlac(SlacMachine):
                     now, Diagnosis.NO_ATTEN_CHAR_RSP, f"{self._atten_char_sent} CM_ATTEN_CHAR.IND sent"
                 )
             case S.WAIT_SLAC_MATCH_REQ:
-                self._fail(now, Diagnosis.PEER_CHOSE_OTHER, f"EV {self.ev_mac}")
+                self._no_slac_match_req(now)
             case S.COUNTING_TOGGLES:
                 assert self.ev_mac is not None
                 self._send(
@@ -278,6 +278,18 @@ class EvseSlac(SlacMachine):
                 self._reset_attempt()
                 self._transition(Trigger.EF_DONE, now)
                 self._emit(ControlPilotRequest(t=now, cp="5%"))
+
+    def _no_slac_match_req(self, now: float) -> None:
+        """TT_EVSE_match_session ran out without CM_SLAC_MATCH.REQ. When this EVSE's own average
+        attenuation is above the threshold, that is why: the EV refuses such a link whether or not
+        another charger is near. Only below it did the EV choose another charger."""
+        own = self._attenuation().get(self.mac)
+        limit = self.timers.attenuation_threshold_db
+        too_high = None if own is None else attenuation_too_high(own, limit, self.mac)
+        if too_high:
+            self._fail(now, Diagnosis.ATTENUATION_TOO_HIGH, f"{too_high}; EV {self.ev_mac} sent no CM_SLAC_MATCH.REQ")
+        else:
+            self._fail(now, Diagnosis.PEER_CHOSE_OTHER, f"EV {self.ev_mac}")
 
     # -- outcomes ----------------------------------------------------------------------------
     def _fail(self, now: float, diagnosis: Diagnosis, detail: str) -> None:

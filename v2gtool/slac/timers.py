@@ -16,9 +16,10 @@ from typing import Any
 from v2gtool.errors import ConfigError
 
 # Settings the EVSE sends in one octet each of CM_SLAC_PARM.CNF (ISO 15118-3 Annex A): NUM_SOUNDS,
-# and TIME_OUT in units of 100 ms.
-_OCTET_LIMITS = {"C_EV_match_MNBC": (1, 255, "NUM_SOUNDS is one octet and at least one sound is needed"),
-                 "TT_EVSE_match_MNBC": (0.1, 25.5, "TIME_OUT is one octet in units of 100 ms")}
+# and TIME_OUT in units of 100 ms (Table A.1 TT_EVSE_match_MNBC). Each is a whole number of its
+# unit, so the window the EVSE keeps is the one it announces: (unit, lowest, highest, why).
+_OCTET_LIMITS = {"C_EV_match_MNBC": (1, 1, 255, "NUM_SOUNDS is one octet and at least one sound is needed"),
+                 "TT_EVSE_match_MNBC": (0.1, 0.1, 25.5, "TIME_OUT is one octet in units of 100 ms")}
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,9 @@ class SlacTimers:
                 raise ValueError(f"must be a whole number: {name} is a count")
             converted = int(number)
         if name in _OCTET_LIMITS:
-            low, high, why = _OCTET_LIMITS[name]
+            unit, low, high, why = _OCTET_LIMITS[name]
             if not low <= converted <= high:
                 raise ValueError(f"is outside {low} .. {high} ({why})")
+            if not math.isclose(converted / unit, round(converted / unit), abs_tol=1e-9):
+                raise ValueError(f"is not a multiple of {unit:g} ({why})")
         return converted
