@@ -12,9 +12,15 @@ from v2gtool.config import ENV_PREFIX, Config
 
 
 class PipelineConsole(Console):
-    """A rich console for a pipeline's end: when the reader goes away (``| head``), rich makes
-    stdout /dev/null and exits 1, which pcap-decode uses for "the trace shows a protocol error";
-    here the exit is 0, the reader having had all it wanted."""
+    """A rich console for a pipeline's end. Printed to a pipe or a file, a line of text stays one
+    line (rich would wrap it at 80 columns there, which breaks ``grep`` and log files); tables and
+    panels keep their width. When the reader goes away (``| head``), rich makes stdout /dev/null and
+    exits 1, which pcap-decode uses for "the trace shows a protocol error"; here the exit is 0, the
+    reader having had all it wanted."""
+
+    def __init__(self, *, stderr: bool = False) -> None:
+        super().__init__(stderr=stderr)
+        self.soft_wrap = not self.is_terminal
 
     def on_broken_pipe(self) -> None:
         try:
