@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.ocpp.wire import until
-from v2gtool.errors import ConfigError
 from v2gtool.ocpp.csms import StationConnected, Vpp, VppConfig
 from v2gtool.ocpp.outbox import Outbox
 from v2gtool.ocpp.profile import ProfileSetpoint
@@ -151,12 +150,13 @@ def test_profile2_basic_auth_over_tls(pki: dict[str, Path], tmp_path: Path, pass
 
 
 def test_unreadable_tls_files_are_one_line_errors(tmp_path: Path) -> None:
+    """Exit 5, TLS or certificate, as every command that reads a certificate (tests/pki/test_cert_exit_codes.py)."""
     missing = tmp_path / "missing.pem"
-    with pytest.raises(ConfigError, match=r"CSMS root CA .*missing\.pem"):
+    with pytest.raises(TlsError, match=r"^CSMS root CA: cannot read .*missing\.pem: No such file or directory$"):
         client_context(missing)
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("not a certificate")
-    with pytest.raises(ConfigError, match=r"CSMS certificate .*garbage\.pem"):
+    with pytest.raises(TlsError, match=r"^CSMS certificate: own certificate .*garbage\.pem: not a PEM certificate$"):
         server_context(garbage, None)
 
 

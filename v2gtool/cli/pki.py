@@ -92,7 +92,7 @@ def init(
 
 
 @pki.command("trust-update")
-@click.argument("bundle", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("bundle", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--trust-dir", type=click.Path(file_okay=False, path_type=Path), help=f"[default: {DEFAULT_TRUST_DIR}]"
 )
@@ -117,6 +117,11 @@ def trust_update(
     stops the update before the trust store changes. A service that is gone, a stale pid file whose
     pid now runs another program, or a process that does not catch SIGHUP (which would end it: restart
     it to use the new roots) is reported and not signalled; the others are still told to reload.
+
+    A root no V2G chain can be valid under is refused with the whole bundle (exit 5, one line naming
+    it): not a self-signed CA, a key type neither ISO 15118-20 nor -2 allows, keyUsage without
+    keyCertSign and cRLSign, no DC=V2G, OEM or MO, or expired (check the clock). A root not yet
+    valid, or expiring within 14 days, is installed with a warning.
     """
     app = app_context(ctx)
     _, trust = tls_dirs(app, None, trust_dir)

@@ -31,6 +31,7 @@ from v2gtool.pki.tls import (
     Credentials,
     TlsError,
     check_credentials,
+    check_own_chain,
     client_context,
     default_credentials,
     server_context,
@@ -46,7 +47,8 @@ Exit codes:
   2  bad option or configuration; --from-sdp - with stdin closed
   3  the peer stayed silent past --timeout (e.g. a TCP peer that never speaks TLS)
   5  a certificate or a handshake failed: chain, expiry, key type, alert, an unusable own
-     key or certificate, no mutual authentication (ISO 15118-20)
+     key or certificate or one the peer would refuse (role, keyUsage, expiry), a missing
+     trust directory or certificate file, no mutual authentication (ISO 15118-20)
   130  interrupted (SIGINT); SIGTERM ends --serve after the running handshake
 """
 RELOAD_POLL = 0.2
@@ -148,7 +150,7 @@ def _sockaddr(host: str, port: int) -> tuple[Any, ...]:
 @click.option(
     "--chain",
     "chain_file",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path),
     help="Offline: check this PEM chain (leaf first) against the trust store.",
 )
 @click.option(
@@ -287,9 +289,11 @@ def tls_verify(
     if address is None:
 
         def load() -> tuple[ssl.SSLContext, TrustStore]:
-            return server_context(
-                certs, trust, proto, credentials=credentials, keylog=keylog
-            ), TrustStore.load(trust)
+            context = server_context(certs, trust, proto, credentials=credentials, keylog=keylog)
+            store = TrustStore.load(trust)
+            if credentials is not None:  # what the EVCC would refuse, refused before it connects
+                check_own_chain(credentials.chain, LeafRole.SECC, proto, store.roots)
+            return context, store
 
         def handshake(
             raw: socket.socket, peer: Any, context: ssl.SSLContext, roots: TrustStore
@@ -301,6 +305,8 @@ def tls_verify(
     else:
         context = client_context(certs, trust, proto, credentials=credentials, keylog=keylog)
         roots = TrustStore.load(trust).roots
+        if credentials is not None and proto is Protocol.ISO20:  # -2: the SECC asks for no certificate
+            check_own_chain(credentials.chain, LeafRole.VEHICLE, proto, roots)
         with spinner(ctx, f"connecting to {where}, TLS handshake", as_json):
             report = handshake_as_client(address, context, proto, roots, own_leaf, timeout=timeout)
         reports.append(report)

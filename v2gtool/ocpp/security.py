@@ -16,21 +16,29 @@ from __future__ import annotations
 import ssl
 from pathlib import Path
 
-from v2gtool.errors import ConfigError
-from v2gtool.pki.tls import refuse_passphrase
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from v2gtool.pki.profiles import CertificateError
+from v2gtool.pki.tls import TlsError, check_credentials, load_credentials
+from v2gtool.pki.trust import load_pem_chain
 
 
 def _load(context: ssl.SSLContext, what: str, path: Path, key: Path | None = None, chain: bool = False) -> None:
     """Load *path* into *context*: with *chain* our certificate chain (and its *key*, never asking
-    for a passphrase), else trusted CA certificates."""
+    for a passphrase), else trusted CA certificates.
+
+    A file that is missing, unreadable, not a PEM certificate (or key), or a key that does not match
+    its certificate is a :class:`~v2gtool.pki.tls.TlsError`, exit 5 as in every command that reads
+    certificates, in one line that says which file it is."""
     try:
         if chain:
-            context.load_cert_chain(path, key, password=refuse_passphrase(key or path))
+            check_credentials(path, key)
+            load_credentials(context, path, key)
         else:
-            context.load_verify_locations(cafile=path)
-    except (OSError, ssl.SSLError) as exc:
-        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
-        raise ConfigError(f"{what} {path}: {reason}") from None
+            cadata = "".join(cert.public_bytes(Encoding.PEM).decode() for cert in load_pem_chain(path))
+            context.load_verify_locations(cadata=cadata)
+    except (CertificateError, TlsError) as exc:
+        raise TlsError(f"{what}: {exc}") from None
 
 
 def client_context(ca: Path | None, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:

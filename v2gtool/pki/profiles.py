@@ -13,6 +13,7 @@ the leaf's domain component for its role, and validity against the local clock, 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 import functools
@@ -26,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
 from v2gtool.errors import V2GToolError
+from v2gtool.exit_codes import ExitCode
 
 EXPIRES_SOON = dt.timedelta(days=14)
 """[V2G20-2218]: a certificate expiring within 14 days is reported as OK_CertificateExpiresSoon."""
@@ -34,6 +36,13 @@ MAX_SUB_CAS = 2
 
 class PkiError(V2GToolError):
     """A certificate, key or trust store cannot be read, written or used."""
+
+
+class CertificateError(PkiError):
+    """A certificate or trust store is missing, unreadable or unusable: exit status 5 (TLS or
+    certificate failure) in every command, whichever option or default named the file."""
+
+    exit_code = ExitCode.SECURITY
 
 
 class Protocol(enum.Enum):
@@ -92,6 +101,10 @@ class LeafRole(enum.Enum):
         return {"CPO": "V2G", "OEM": "OEM", "MO": "MO"}[self.value]
 
 
+ROOT_DOMAIN_COMPONENTS = frozenset(dc for role in LeafRole for dc in role.anchors)
+"""Domain components of the roots some V2G chain may anchor at (V2G, OEM, MO)."""
+
+
 @dataclass(frozen=True)
 class Profile:
     """The extensions one position of a chain must have."""
@@ -130,8 +143,22 @@ class Finding:
     subject: str
     message: str
 
+    @property
+    def detail(self) -> str:
+        """The rule, the certificate and what is wrong, without the severity."""
+        return f"{self.code}: {self.subject}: {self.message}"
+
     def __str__(self) -> str:
-        return f"{self.severity.value}: {self.code}: {self.subject}: {self.message}"
+        return f"{self.severity.value}: {self.detail}"
+
+
+def first_error(findings: Sequence[Finding]) -> str | None:
+    """The first error of *findings* in one line, with how many more there are; None without errors."""
+    errors = [f for f in findings if f.severity is Severity.ERROR]
+    if not errors:
+        return None
+    more = len(errors) - 1
+    return errors[0].detail + (f" (and {more} more)" if more else "")
 
 
 @dataclass(frozen=True)
@@ -427,3 +454,34 @@ def check_chain(
         ahead=min(cert.not_valid_after_utc for cert in path) - when,
     )
     return ChainReport(tuple(subject_of(cert) for cert in path), tuple(c.findings), margin)
+
+
+def check_root(cert: x509.Certificate, now: dt.datetime | None = None) -> tuple[Finding, ...]:
+    """Check a trust anchor by the root CA profile, as :func:`check_chain` checks the root a chain
+    reaches: a key type of ISO 15118-20 or of ISO 15118-2 (checked by the protocol its key belongs
+    to, -20 for neither), self-signed with the signature algorithm of that key, CA:TRUE, a critical
+    keyUsage with keyCertSign and cRLSign, the domain component of a V2G PKI root, and validity
+    against the local clock. An error means no chain can be valid under this root.
+
+    Not yet valid is a warning here, not an error: a renewed root may be installed ahead of its
+    validity, and chains under it are valid from then on. Expiry within 14 days warns as for any
+    certificate ([V2G20-2218]).
+    """
+    key_type = key_type_of(cert)
+    protocol = next((p for p, allowed in ALLOWED_KEY_TYPES.items() if key_type in allowed), Protocol.ISO20)
+    c = _Checker(protocol, now or dt.datetime.now(dt.UTC))
+    c.key(cert, cert)
+    c.validity(cert)
+    c.constraints(cert, ROOT, 0)
+    c.key_usage(cert, ROOT)
+    dc = domain_component(cert.subject)
+    if dc not in ROOT_DOMAIN_COMPONENTS:
+        c.fail(
+            cert,
+            "wrong-root",
+            f"a V2G PKI root has DC={'/'.join(sorted(ROOT_DOMAIN_COMPONENTS))} in its subject, "
+            f"this one has {f'DC={dc}' if dc else 'none'}: no chain can be valid under it",
+        )
+    return tuple(
+        dataclasses.replace(f, severity=Severity.WARNING) if f.code == "not-yet-valid" else f for f in c.findings
+    )

@@ -24,6 +24,7 @@ import _ssl
 import contextlib
 import ctypes
 import functools
+import logging
 import os
 import ssl
 import threading
@@ -44,8 +45,10 @@ from v2gtool.errors import ConfigError, V2GToolError
 from v2gtool.exit_codes import ExitCode
 from v2gtool.pki.create import DEFAULT_CERTS_DIR
 from v2gtool.pki.handshake import ISO2_CIPHER_SUITES, ISO20_CIPHER_SUITES
-from v2gtool.pki.profiles import LeafRole, Protocol, Severity, check_chain, key_problem
-from v2gtool.pki.trust import DEFAULT_TRUST_DIR
+from v2gtool.pki.profiles import LeafRole, Protocol, Severity, check_chain, first_error, key_problem
+from v2gtool.pki.trust import DEFAULT_TRUST_DIR, load_pem_chain, require_trust_dir
+
+log = logging.getLogger(__name__)
 
 
 class TlsError(V2GToolError):
@@ -150,15 +153,10 @@ def _restrict(context: ssl.SSLContext, protocol: Protocol) -> None:
 def _peer_problem(chain: Sequence[x509.Certificate], role: LeafRole, protocol: Protocol) -> str | None:
     """Why the peer's verified *chain* (leaf first, its trust anchor last) is not a chain of *role*
     with *protocol*'s profiles, in one line; None when it is."""
-    report = check_chain(chain, chain[-1:], role, protocol)
-    errors = [f for f in report.findings if f.severity is Severity.ERROR]
-    if not errors:
+    problem = first_error(check_chain(chain, chain[-1:], role, protocol).findings)
+    if problem is None:
         return None
-    first, more = errors[0], len(errors) - 1
-    return (
-        f"the {_PEER[role]}'s certificate chain is not a valid {role.label} chain ({_PROFILES[protocol]}): "
-        f"{first.code}: {first.subject}: {first.message}" + (f" (and {more} more)" if more else "")
-    )
+    return f"the {_PEER[role]}'s certificate chain is not a valid {role.label} chain ({_PROFILES[protocol]}): {problem}"
 
 
 def _verified_chain(store: int) -> list[x509.Certificate]:
@@ -275,6 +273,26 @@ def _check_own_key(leaf: x509.Certificate, chain: Path, protocol: Protocol) -> N
         raise TlsError(f"own certificate {chain}: {problem[1]}")
 
 
+def check_own_chain(chain: Path, role: LeafRole, protocol: Protocol, roots: Sequence[x509.Certificate]) -> None:
+    """Check our own certificate *chain* (PEM, leaf first) by *role*'s profiles before a peer sees it,
+    as the peer checks it (:func:`_peer_problem`, standards digest section 5): an error (wrong role,
+    keyUsage, expired or not yet valid, ...) is a :class:`TlsError` naming the file, the leaf's own
+    problems first; a warning (expires within 14 days, [V2G20-2218]) is logged.
+
+    A root missing from *roots* (our trust store) is no finding: the peer verifies our chain
+    against its own trust anchors, which ours need not hold.
+    """
+    report = check_chain(load_pem_chain(chain), roots, role, protocol)
+    leaf = report.subjects[0]
+    findings = sorted((f for f in report.findings if f.code != "unknown-root"), key=lambda f: f.subject != leaf)
+    problem = first_error(findings)
+    if problem is not None:
+        raise TlsError(f"own certificate {chain} is not a valid {role.label} chain ({_PROFILES[protocol]}): {problem}")
+    for finding in findings:
+        if finding.severity is Severity.WARNING:
+            log.warning("own certificate %s: %s", chain, finding.detail)
+
+
 def check_credentials(chain: Path, key: Path | None = None) -> x509.Certificate:
     """Read our own certificate *chain* (PEM, leaf first) and private *key* (PEM; None: in the chain
     file too) as OpenSSL will load them, and return the leaf. Each problem is a :class:`TlsError`
@@ -287,6 +305,16 @@ def check_credentials(chain: Path, key: Path | None = None) -> x509.Certificate:
     if _public_der(private.public_key()) != _public_der(leaf.public_key()):
         raise TlsError(f"private key {key_path} does not match the certificate {chain} (the file's first, its leaf)")
     return leaf
+
+
+def load_credentials(context: ssl.SSLContext, chain: Path, key: Path | None = None) -> None:
+    """Load our own *chain* and *key* (None: in the chain file too) into *context*, once
+    :func:`check_credentials` passed them, never asking for a passphrase; what OpenSSL still
+    refuses is a :class:`TlsError` naming both files."""
+    try:
+        context.load_cert_chain(chain, key, password=refuse_passphrase(key or chain))
+    except ssl.SSLError as exc:
+        raise TlsError(f"cannot load {chain} with key {key or chain}: {exc.reason or exc}") from None
 
 
 def _own_file(path: Path, what: str) -> bytes:
@@ -363,20 +391,14 @@ def _build(
     context.check_hostname = False
     context.verify_mode = ssl.CERT_REQUIRED
     _check_peer_role(context, LeafRole.VEHICLE if purpose == ssl.PROTOCOL_TLS_SERVER else LeafRole.SECC, protocol)
-    if not trust_dir.is_dir():
-        raise TlsError(f"trust directory {trust_dir} does not exist")
+    require_trust_dir(trust_dir)
     context.load_verify_locations(capath=str(trust_dir))
     if credentials is not None:
         for path in (credentials.chain, credentials.key):
             if not path.is_file():
                 raise TlsError(f"cannot load certificate: {path} does not exist")
         _check_own_key(check_credentials(credentials.chain, credentials.key), credentials.chain, protocol)
-        try:
-            context.load_cert_chain(credentials.chain, credentials.key, password=refuse_passphrase(credentials.key))
-        except ssl.SSLError as exc:
-            raise TlsError(
-                f"cannot load {credentials.chain} with key {credentials.key}: {exc.reason or exc}"
-            ) from None
+        load_credentials(context, credentials.chain, credentials.key)
     _keylog(context, keylog)
     return context
 

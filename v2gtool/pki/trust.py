@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import logging
 import os
 import re
 import signal
@@ -27,8 +28,19 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from v2gtool.pki.profiles import PkiError, der_items, subject_of, verify_issued_by
+from v2gtool.pki.profiles import (
+    CertificateError,
+    Finding,
+    PkiError,
+    Severity,
+    check_root,
+    der_items,
+    first_error,
+    subject_of,
+    verify_issued_by,
+)
 
+log = logging.getLogger(__name__)
 DEFAULT_TRUST_DIR = Path("/etc/v2g/trust/certs")
 DEFAULT_PID_DIR = Path("/run/v2g")
 _HASH_LINK = re.compile(r"^[0-9a-f]{8}\.\d+$")
@@ -86,16 +98,23 @@ def subject_hash(name: x509.Name) -> str:
 
 
 def load_pem_chain(path: Path) -> list[x509.Certificate]:
-    """Every certificate of the PEM file *path*, in file order."""
+    """Every certificate of the PEM file *path*, in file order; a file that is missing, unreadable
+    or holds no certificate is a :class:`CertificateError` (exit 5) naming it."""
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise PkiError(f"cannot read {path}: {exc.strerror}") from None
+        raise CertificateError(f"cannot read {path}: {exc.strerror}") from None
     try:
         certs = x509.load_pem_x509_certificates(data)
     except ValueError:
-        raise PkiError(f"{path}: no PEM certificate found") from None
+        raise CertificateError(f"{path}: no PEM certificate found") from None
     return certs
+
+
+def require_trust_dir(directory: Path) -> None:
+    """Refuse a trust directory that is not there (:class:`CertificateError`, exit 5)."""
+    if not directory.is_dir():
+        raise CertificateError(f"trust directory {directory} does not exist")
 
 
 def _is_root(cert: x509.Certificate) -> bool:
@@ -115,8 +134,7 @@ class TrustStore:
 
     @classmethod
     def load(cls, directory: Path = DEFAULT_TRUST_DIR) -> TrustStore:
-        if not directory.is_dir():
-            raise PkiError(f"trust directory {directory} does not exist")
+        require_trust_dir(directory)
         roots: dict[bytes, x509.Certificate] = {}
         for path in sorted(directory.iterdir()):
             if path.is_symlink() or path.suffix not in (".pem", ".crt"):
@@ -203,16 +221,25 @@ def install_roots(
     """Write each root of *certs* into *directory* (a root already there is rewritten), remove the
     files of the roots in *replaces* (named as this function names them) and rehash: all or nothing.
 
-    Every certificate must be a self-signed CA certificate: a bundle carrying anything else is
-    refused as a whole. The update itself is staged (:func:`_swap_in`), so an error on the way
-    leaves *directory* as it was: a half-installed update cannot happen. Other files of *directory*
-    are left alone.
+    Every certificate must be a self-signed CA certificate that some V2G chain can be valid under
+    (:func:`~v2gtool.pki.profiles.check_root`: key type, signature, CA:TRUE, keyUsage, DC=V2G/OEM/MO,
+    not expired): a bundle carrying anything else is refused as a whole (:class:`CertificateError`,
+    exit 5), as every chain under such a root would fail. A root not yet valid or expiring within
+    14 days is installed, and logged as a warning once it is. The update itself is staged
+    (:func:`_swap_in`), so an error on the way leaves *directory* as it was: a half-installed update
+    cannot happen. Other files of *directory* are left alone.
     """
     if not certs:
-        raise PkiError("the bundle contains no certificate")
+        raise CertificateError("the bundle contains no certificate")
+    notes: list[Finding] = []
     for cert in certs:
         if not _is_root(cert):
-            raise PkiError(f"not a self-signed root CA certificate: {subject_of(cert)}")
+            raise CertificateError(f"not a self-signed root CA certificate: {subject_of(cert)}")
+        findings = check_root(cert)
+        problem = first_error(findings)
+        if problem is not None:
+            raise CertificateError(f"not a usable V2G root CA: {problem}")
+        notes += [f for f in findings if f.severity is Severity.WARNING]
     files = {directory / _file_name(cert): cert.public_bytes(Encoding.PEM) for cert in certs}
     removed = [path for path in (directory / _file_name(old) for old in replaces) if path not in files]
     try:
@@ -220,6 +247,8 @@ def install_roots(
         _swap_in(directory, files, removed)
     except OSError as exc:
         raise PkiError(f"cannot update the trust directory: {exc.filename or directory}: {exc.strerror}") from None
+    for finding in notes:
+        log.warning("root CA installed, but %s", finding.detail)
     return list(files)
 
 
