@@ -5,7 +5,7 @@ announces a DC_BPT vehicle the way OCPP 2.1 says it (NotifyEVChargingNeeds with
 v2xChargingParameters), or a 2.0.1 station that only knows ``limit``. The aggregator must share a
 grid request in proportion to what each vehicle can give, say it in each version's terms, notice
 when the stations' meters show it met, count a repeated TransactionEvent once, and re-dispatch
-when a station drops out.
+when a station drops out (once the profile it runs has ended).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from ocpp.v201 import ChargePoint as Cp201
 from ocpp.v201 import call as call201
 from websockets.asyncio.client import connect
 
+from tests.ocpp.wire import until
 from v2gtool.ocpp.csms import Vpp, VppConfig
 
 
@@ -134,7 +135,7 @@ class PackageStation:
 @pytest.mark.interop
 def test_vpp_dispatches_package_stations_in_their_own_terms(tmp_path: Path) -> None:
     async def scenario() -> None:
-        vpp = Vpp(VppConfig(tmp_path / "state", period=0.2))
+        vpp = Vpp(VppConfig(tmp_path / "state", period=0.2, response_timeout=1.0))  # profiles of 1.6 s
         server = await vpp.serve("127.0.0.1", 0)
         port = next(iter(server.sockets)).getsockname()[1]
         control = asyncio.create_task(vpp.control_loop())
@@ -166,7 +167,11 @@ def test_vpp_dispatches_package_stations_in_their_own_terms(tmp_path: Path) -> N
             await small.meter(small_share, repeat_seq=True)  # a replay after a lost answer
             assert len(vpp.log.seen) == before and vpp.log.duplicates == 1
             dispatched = vpp.fleet.dispatched_at
-            await small.close()  # drops out: BIG takes what it can
+            await small.close()  # drops out: it runs its profile until that ends, then BIG takes what it can
+            await asyncio.sleep(0.3)
+            assert vpp.fleet.vehicles[("SMALL", 1)].link_lost and vpp.fleet.dispatched_at == dispatched
+            assert big.last_setpoint() == pytest.approx(big_share, abs=1)
+            assert await until(lambda: ("SMALL", 1) not in vpp.fleet.vehicles, 5.0)
             await asyncio.sleep(0.5)
             assert vpp.fleet.dispatched_at is not None and dispatched is not None
             assert vpp.fleet.dispatched_at > dispatched and vpp.fleet.met_at is None

@@ -467,12 +467,13 @@ def test_install_replaces_same_id_and_same_purpose_and_stack_level() -> None:
 
 def test_tx_profile_needs_the_running_transaction() -> None:
     sp, _ = setpoint(fallback=None)
-    with pytest.raises(ProfileRejected, match="TxProfile without a running transaction"):
-        sp.install(profile(purpose="TxProfile"))
+    with pytest.raises(ProfileRejected, match="TxProfile for transaction 'tx-1', none running") as info:
+        sp.install(profile(purpose="TxProfile", transactionId="tx-1"))
+    assert info.value.code == "TxNotFound"
     sp.transaction_id = "tx-1"
-    with pytest.raises(ProfileRejected, match="TxProfile for transaction 'tx-2', running: 'tx-1'"):
+    with pytest.raises(ProfileRejected, match="TxProfile for transaction 'tx-2', running: 'tx-1'") as info:
         sp.install(profile(purpose="TxProfile", transactionId="tx-2"))
-    assert sp.profiles == {}
+    assert info.value.code == "TxNotFound" and sp.profiles == {}
     sp.install(profile(purpose="TxProfile", transactionId="tx-1"))
     assert list(sp.profiles) == [1]
 

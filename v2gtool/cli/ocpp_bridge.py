@@ -7,7 +7,16 @@ TCP on loopback, the ``sim`` plant behind the interlock) one session after anoth
 own bridge to the CSMS: a charging park for trying a CSMS or a VPP. The bridge maps every session
 to BootNotification, StatusNotification, TransactionEvent (meter values for imported and exported
 energy) and NotifyEVChargingNeeds, and applies SetChargingProfile to the running session's
-Dynamic-mode loop (see :mod:`v2gtool.ocpp.station`).
+Dynamic-mode loop (see :mod:`v2gtool.ocpp.station`). A simulated station's first session waits for
+the outcome of its first connection attempt (at most :data:`BOOT_WAIT_S` s), so that its
+TransactionEvents are flagged ``offline`` only when the station indeed had no connection to send
+them on. InstallCertificate writes into the SECC's trust directory (``--iface``: ``--trust-dir``,
+else ``[pki] trust_dir``, else the default); a simulated station has one only when ``--trust-dir``
+names it.
+
+A station restarted after a kill (same ``--outbox-dir`` and ``--station-id``) first ends the
+transaction the killed run left open, behind that transaction's queued events and before any new
+one (TransactionEvent Ended, stoppedReason PowerLoss).
 
 SIGTERM or SIGINT stops the station as a charger stops: no new session starts, the running one is
 asked to end (EVSENotification Terminate; its TransactionEvent Ended says stoppedReason Local), and
@@ -32,16 +41,15 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.markup import escape
 
 from v2gtool.cli.configured import secc_tcp_port, tls_dirs
 from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.live import Plant, configured_plant, serve_sessions, tls_options
-from v2gtool.cli.output import emit_json, json_option, use_json
+from v2gtool.cli.output import emit_json, json_option, use_json, wire_text
 from v2gtool.cli.params import FiniteFloatRange
 from v2gtool.iso20.events import PowerFlow, SessionEnded
 from v2gtool.ocpp import rpc
-from v2gtool.ocpp.outbox import Outbox
+from v2gtool.ocpp.outbox import Outbox, OutboxError
 from v2gtool.ocpp.payloads import OCPP21, OCPP201, check_station_identity
 from v2gtool.ocpp.profile import NegativeLimits, ProfileSetpoint
 from v2gtool.ocpp.rpc_errors import FrameRejected
@@ -51,6 +59,7 @@ from v2gtool.ocpp.station import (
     ChargingProfileReceived,
     CsmsConnected,
     CsmsDisconnected,
+    CsmsRefused,
     StationBridge,
     TransactionEventDiscarded,
     VariableSet,
@@ -65,6 +74,7 @@ from v2gtool.session.runner import run_sim
 DEFAULT_OUTBOX = Path("/var/lib/v2g/ocpp")
 STOP_GRACE_S = 10.0  # a stopped station's running session has this long to end on its own
 DELIVER_S = 5.0  # and the last transaction events this long to reach a connected CSMS
+BOOT_WAIT_S = 5.0  # a simulated station's first session waits this long at most for the CSMS's first answer
 VERSIONS = {"auto": rpc.SUBPROTOCOLS, "2.1": (OCPP21,), "2.0.1": (OCPP201,)}
 
 
@@ -83,40 +93,52 @@ class StationSession(Event):
 
 
 def _printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
+    """Each event as one line (never wrapped, a pipe reads it whole; CSMS text shown as text, its
+    control characters escaped): the CSMS's answers on stderr, the sessions and what the CSMS set
+    on stdout."""
+
     def show(event: Event) -> None:
         if as_json:
             emit_json(event.to_json())
-        elif isinstance(event, CsmsConnected):
-            app.err_console.print(escape(f"connected to {event.url} ({event.subprotocol})"), highlight=False)
-        elif isinstance(event, CsmsDisconnected):
-            app.err_console.print(escape(f"CSMS {event.url}: {event.reason}; {event.queued} queued"), highlight=False)
-        elif isinstance(event, TransactionEventDiscarded):
-            line = (
-                f"TransactionEvent {event.event_type} (seqNo {event.seq_no}) of {event.transaction_id} given up "
-                f"after {event.attempts} refusals: {event.reason}"
-            )
-            app.err_console.print(escape(f"CSMS {event.url}: {line}"), highlight=False)
-        elif isinstance(event, FrameRejected):
-            line = f"CSMS frame {event.message_id} refused: {event.code} {event.reason}"
-            app.err_console.print(escape(f"{event.station}: {line}"), highlight=False)
-        elif isinstance(event, VariableSet):
-            line = f"{event.station}: CSMS set {event.component}.{event.variable} = {event.value}"
-            app.console.print(escape(line), highlight=False)
-        elif isinstance(event, ChargingProfileReceived):
-            capped = f" ({event.reason})" if event.reason else ""
-            verdict = f"applied{capped}, now {event.power_now} W" if event.accepted else f"rejected: {event.reason}"
-            line = f"{event.station}: charging profile {event.profile_id} {verdict}"
-            app.console.print(escape(line), highlight=False)
-        elif isinstance(event, StationSession):
-            app.console.print(
-                escape(
-                    f"{event.station}: {event.reason}; {event.energy_wh:+.1f} Wh, "
-                    f"SoC {event.soc_start:.2f} -> {event.soc_end:.2f} % (lowest {event.soc_min:.2f} %)"
-                ),
-                highlight=False,
-            )
+            return
+        line = _line(event)
+        if line is not None:
+            text, to_stderr = line
+            console = app.err_console if to_stderr else app.console
+            console.print(wire_text(text), highlight=False, soft_wrap=True)
 
     return show
+
+
+def _line(event: Event) -> tuple[str, bool] | None:
+    """*event* as a person reads it, and whether it goes to stderr; None: not shown."""
+    if isinstance(event, CsmsConnected):
+        return f"connected to {event.url} ({event.subprotocol})", True
+    if isinstance(event, CsmsDisconnected):
+        return f"CSMS {event.url}: {event.reason}; {event.queued} queued", True
+    if isinstance(event, CsmsRefused):
+        return f"CSMS {event.url}: {event.action} refused: {event.reason}", True
+    if isinstance(event, TransactionEventDiscarded):
+        return (
+            f"CSMS {event.url}: TransactionEvent {event.event_type} (seqNo {event.seq_no}) of {event.transaction_id} "
+            f"given up after {event.attempts} refusals: {event.reason}",
+            True,
+        )
+    if isinstance(event, FrameRejected):
+        return f"{event.station}: CSMS frame {event.message_id} refused: {event.code} {event.reason}", True
+    if isinstance(event, VariableSet):
+        return f"{event.station}: CSMS set {event.component}.{event.variable} = {event.value}", False
+    if isinstance(event, ChargingProfileReceived):
+        capped = f" ({event.reason})" if event.reason else ""
+        verdict = f"applied{capped}, now {event.power_now} W" if event.accepted else f"rejected: {event.reason}"
+        return f"{event.station}: charging profile {event.profile_id} {verdict}", False
+    if isinstance(event, StationSession):
+        return (
+            f"{event.station}: {event.reason}; {event.energy_wh:+.1f} Wh, "
+            f"SoC {event.soc_start:.2f} -> {event.soc_end:.2f} % (lowest {event.soc_min:.2f} %)",
+            False,
+        )
+    return None
 
 
 @click.command("ocpp-bridge")
@@ -172,13 +194,13 @@ def _printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
     help="Durable queue of transaction events, per station [default: /var/lib/v2g/ocpp].",
 )
 @click.option("--password", envvar="V2GTOOL_OCPP_PASSWORD", help="HTTP Basic password (security profile 1/2).")
-@click.option("--ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CSMS root CA (wss://).")
+@click.option("--ca", type=click.Path(dir_okay=False, path_type=Path), help="CSMS root CA (wss://).")
 @click.option(
     "--cert",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path),
     help="Client certificate chain (security profile 3).",
 )
-@click.option("--key", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Its private key.")
+@click.option("--key", type=click.Path(dir_okay=False, path_type=Path), help="Its private key.")
 @click.option(
     "--stagger",
     type=FiniteFloatRange(min=0),
@@ -259,6 +281,10 @@ def ocpp_bridge(
         ids = [check_station_identity(sid) for sid in ids]
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--station-id") from None
+    # InstallCertificate's trust directory: this SECC's (--iface: --trust-dir, else [pki] trust_dir,
+    # else the default); a simulated station has one only when --trust-dir names it.
+    certs, trust = tls_dirs(app, certs_dir, trust_dir)
+    station_trust = trust if iface is not None else trust_dir
     configs = [
         BridgeConfig(
             url=url,
@@ -268,16 +294,14 @@ def ocpp_bridge(
             ssl=context,
             meter_interval=meter_interval,
             services=scenario.services,
+            trust_dir=station_trust,
             debug=app.debug,
         )
         for sid in ids
     ]
     park = Park(scenario, directory, NegativeLimits(negative_limits), sessions, speed, stagger, tick_ms / 1000, show)
     if iface is not None:
-        v2g_tls = None
-        if not no_tls:
-            certs, trust = tls_dirs(app, certs_dir, trust_dir)
-            v2g_tls = v2g_server_context(certs, trust, Protocol.ISO20, keylog=keylog)
+        v2g_tls = None if no_tls else v2g_server_context(certs, trust, Protocol.ISO20, keylog=keylog)
         plant = configured_plant(app, scenario_path, remote_ev=True)
         results = asyncio.run(_secc_on_link(park, configs[0], iface, secc_tcp_port(app, port), v2g_tls, plant))
     else:
@@ -328,7 +352,9 @@ class Stop:
             await asyncio.wait([work], timeout=0.05)
         work.cancel()
         await asyncio.gather(work, stopped, return_exceptions=True)
-        if not work.cancelled() and (failure := work.exception()) is not None:
+        # A cancelled gather() holds a CancelledError as its exception rather than being cancelled.
+        failure = None if work.cancelled() else work.exception()
+        if failure is not None and not isinstance(failure, asyncio.CancelledError):
             raise failure
 
 
@@ -365,9 +391,10 @@ async def _run_park(park: Park, configs: list[BridgeConfig]) -> list[bool]:
 
 @contextlib.asynccontextmanager
 async def _bridged(park: Park, config: BridgeConfig) -> AsyncIterator[StationBridge]:
-    """A station's bridge, connected (and reconnecting) while the block runs; at its end, however
-    it ends, an open transaction is ended (:meth:`StationBridge.end_open_transaction`) and the
-    outbox drained (:func:`_drain`) before it closes."""
+    """A station's bridge, connected (and reconnecting) while the block runs; at its start, the
+    transaction a killed run of it left open is ended (:meth:`StationBridge.end_interrupted_transaction`);
+    at its end, however it ends, an open transaction is ended (:meth:`StationBridge.end_open_transaction`)
+    and the outbox drained (:func:`_drain`) before it closes."""
     outbox = Outbox(park.outbox_dir / config.station_id)
     setpoint = ProfileSetpoint(
         fallback=park.scenario.grid_request(),
@@ -377,6 +404,11 @@ async def _bridged(park: Park, config: BridgeConfig) -> AsyncIterator[StationBri
     )
     bridge = StationBridge(config, outbox, setpoint, listener=park.show)
     setpoint.voltage = lambda: bridge.transaction.meter.voltage if bridge.transaction else 400.0
+    try:
+        bridge.end_interrupted_transaction()
+    except OutboxError:
+        outbox.close()
+        raise
     park.stop.watch(bridge)
     link = asyncio.create_task(bridge.run())
     try:
@@ -405,6 +437,8 @@ async def _station(park: Park, config: BridgeConfig, delay: float, results: list
 
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(park.stop.event.wait(), delay)
+        with contextlib.suppress(TimeoutError):  # a reachable CSMS has the transaction online from its Started
+            await asyncio.wait_for(bridge.attempted.wait(), BOOT_WAIT_S)
         done = 0
         while (park.sessions == 0 or done < park.sessions) and not bridge.stopping:
             done += 1

@@ -26,10 +26,10 @@ from rich.table import Table
 from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.lines import NotJson, json_value
 from v2gtool.cli.output import emit_json, json_option, use_json
-from v2gtool.cli.params import FiniteFloat, FiniteFloatRange
+from v2gtool.cli.params import FiniteFloatRange
 from v2gtool.errors import ConfigError, V2GToolError
 from v2gtool.exit_codes import ExitCode
-from v2gtool.ocpp.control_api import serve_control
+from v2gtool.ocpp.control_api import MAX_REQUEST_KW, MAX_REQUEST_S, serve_control
 from v2gtool.ocpp.csms import Dispatched, StationConnected, StationLeft, Vpp, VppConfig
 from v2gtool.ocpp.rpc_errors import FrameRejected
 from v2gtool.ocpp.security import server_context
@@ -37,6 +37,9 @@ from v2gtool.session.events import Event
 
 DEFAULT_STATE = Path("/var/lib/v2g/vpp")
 DEFAULT_HTTP = "http://127.0.0.1:9001"
+# a grid request's bounds, as the HTTP endpoint checks them (control_api.parse_dispatch)
+REQUEST_KW = FiniteFloatRange(min=-MAX_REQUEST_KW, max=MAX_REQUEST_KW)
+REQUEST_S = FiniteFloatRange(min=1, max=MAX_REQUEST_S)
 
 
 class VppUnreachable(V2GToolError):
@@ -88,9 +91,9 @@ def _printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
             emit_json(event.to_json())
         elif isinstance(event, StationConnected):
             # station ids come from the stations' URLs: text, not markup
-            app.console.print(escape(f"+ {event.station} ({event.subprotocol})"), highlight=False)
+            app.console.print(escape(f"+ {event.station} ({event.subprotocol})"), highlight=False, soft_wrap=True)
         elif isinstance(event, StationLeft):
-            app.console.print(escape(f"- {event.station}: {event.reason}"), highlight=False)
+            app.console.print(escape(f"- {event.station}: {event.reason}"), highlight=False, soft_wrap=True)
         elif isinstance(event, FrameRejected):
             app.err_console.print(
                 escape(f"! {event.station}: {event.code} ({event.reason}) to message {event.message_id!r}"),
@@ -101,6 +104,7 @@ def _printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
             app.console.print(
                 f"dispatch: {event.allocated_w / 1000:.1f} kW over {event.vehicles} vehicles ({event.changed} changed)",
                 highlight=False,
+                soft_wrap=True,
             )
 
     return show
@@ -116,12 +120,12 @@ def _printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
 )
 @click.option("--period", type=FiniteFloatRange(min=0.05), default=1.0, show_default=True, help="Control period, s.")
 @click.option(
-    "--cert", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Server certificate (wss://)."
+    "--cert", type=click.Path(dir_okay=False, path_type=Path), help="Server certificate (wss://)."
 )
-@click.option("--key", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Its private key.")
+@click.option("--key", type=click.Path(dir_okay=False, path_type=Path), help="Its private key.")
 @click.option(
     "--client-ca",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path),
     help="CA of the stations' client certificates (security profile 3).",
 )
 @click.option(
@@ -129,8 +133,8 @@ def _printer(app: AppContext, as_json: bool) -> Callable[[Event], None]:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="station-id:password lines (HTTP Basic, security profile 1/2).",
 )
-@click.option("--dispatch-kw", type=FiniteFloat(), help="Deliver this many kW into the grid from the start.")
-@click.option("--dispatch-duration", type=FiniteFloatRange(min=1), default=900, show_default=True, help="Seconds.")
+@click.option("--dispatch-kw", type=REQUEST_KW, help="Deliver this many kW into the grid from the start.")
+@click.option("--dispatch-duration", type=REQUEST_S, default=900, show_default=True, help="Seconds.")
 @json_option
 @click.pass_context
 def serve_cmd(
@@ -204,7 +208,7 @@ async def _serve(
     if as_json:
         emit_json(ready)
     else:
-        app.console.print(f"OCPP {ready['ocpp']}/<station-id>   HTTP {ready['http']}", highlight=False)
+        app.console.print(f"OCPP {ready['ocpp']}/<station-id>   HTTP {ready['http']}", highlight=False, soft_wrap=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -292,10 +296,8 @@ http_option = click.option(
 
 @vpp.command("dispatch")
 @http_option
-@click.option(
-    "--power-kw", type=FiniteFloat(), help="kW into the grid (negative: the fleet absorbs); not with --cancel."
-)
-@click.option("--duration", type=FiniteFloatRange(min=1), default=900, show_default=True, help="Seconds.")
+@click.option("--power-kw", type=REQUEST_KW, help="kW into the grid (negative: the fleet absorbs); not with --cancel.")
+@click.option("--duration", type=REQUEST_S, default=900, show_default=True, help="Seconds.")
 @click.option("--cancel", is_flag=True, help="Cancel the running request instead.")
 @json_option
 @click.pass_context
@@ -317,7 +319,7 @@ def dispatch_cmd(
     if use_json(ctx, json_out):
         emit_json(answer)
     else:
-        app.console.print(message, highlight=False)
+        app.console.print(message, highlight=False, soft_wrap=True)
 
 
 def _dispatched(answer: Any) -> str:
@@ -344,8 +346,9 @@ def fleet_table(snapshot: dict[str, Any]) -> Table:
     now = snapshot["time"]
     for station, v in zip(names, snapshot["vehicles"], strict=True):
         departs = "" if v["departure"] is None else f"{(v['departure'] - now) / 60:.0f} min"
-        # A station that refused its share keeps running its last profile (K01): held, not asked.
-        asked_kw = f"{v['allocation_w'] / 1000:.2f}" + ("*" if v.get("refused") else "")
+        # A station that refused its share, or lost its connection, keeps running its last profile
+        # (K01): held, not asked.
+        asked_kw = f"{v['allocation_w'] / 1000:.2f}" + ("*" if _held(v) else "")
         table.add_row(
             escape(station),
             "" if v["soc"] is None else f"{v['soc']:.1f}",
@@ -356,9 +359,16 @@ def fleet_table(snapshot: dict[str, Any]) -> Table:
             f"{v['remaining_wh'] / 1000:.2f}",
             departs,
         )
-    if any(v.get("refused") for v in snapshot["vehicles"]):
-        table.caption = "* held: its station refused its share and runs its last accepted profile"
+    if any(map(_held, snapshot["vehicles"])):
+        table.caption = (
+            "* held: its station refused its share or lost its connection; it runs its last accepted profile"
+        )
     return table
+
+
+def _held(vehicle: dict[str, Any]) -> bool:
+    """Whether a /fleet vehicle is counted at what it runs rather than offered a share."""
+    return bool(vehicle.get("refused") or vehicle.get("link_lost"))
 
 
 def _fleet(http_url: str) -> tuple[dict[str, Any], Table]:

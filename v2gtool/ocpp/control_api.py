@@ -11,6 +11,9 @@ HTTP/1.1, one request per connection, JSON bodies up to 64 KiB, lines up to 64 K
 request within :data:`READ_TIMEOUT` s; errors answer 4xx (5xx when the state directory cannot take
 the request, or an answer would hold a number that strict JSON cannot carry) with
 ``{"error": "..."}``. Bind it to loopback or a management network: it has no authentication.
+
+A request is at most :data:`MAX_REQUEST_KW` either way for at most :data:`MAX_REQUEST_S` (``vpp
+dispatch`` and ``vpp serve --dispatch-kw`` check the same bounds).
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +29,8 @@ from v2gtool.ocpp.csms import CsmsError, Vpp
 MAX_BODY = 64 * 1024
 MAX_LINE = 64 * 1024  # the stream's limit: a longer request or header line is refused
 READ_TIMEOUT = 10.0  # s for the whole request, from the connection on
+MAX_REQUEST_KW = 1e6  # 1 GW either way: above any fleet of vehicles one aggregator serves
+MAX_REQUEST_S = 7 * 86_400.0  # a week: a grid request lasts minutes to hours; a longer plan is several
 REASONS = {
     200: "OK",
     400: "Bad Request",
@@ -75,10 +79,11 @@ def parse_dispatch(body: bytes) -> tuple[float, float]:
         raise _HttpError(400, f"{EXPECTED}: the body is no JSON object")
     power_kw = _number(data, "power_kw")
     duration = _number(data, "duration_s", 900)
-    power = -power_kw * 1000.0
-    if not (math.isfinite(power) and math.isfinite(duration) and duration > 0):
-        raise _HttpError(400, "power_kw must be finite and duration_s finite and positive")
-    return power, duration
+    if not abs(power_kw) <= MAX_REQUEST_KW:  # not: nan passes no comparison
+        raise _HttpError(400, f"power_kw must be finite, within ±{MAX_REQUEST_KW:.0f}, not {power_kw:g}")
+    if not 0 < duration <= MAX_REQUEST_S:
+        raise _HttpError(400, f"duration_s must be over 0 and at most {MAX_REQUEST_S:.0f}, not {duration:g}")
+    return -power_kw * 1000.0, duration
 
 
 async def serve_control(vpp: Vpp, host: str, port: int, read_timeout: float = READ_TIMEOUT) -> asyncio.Server:

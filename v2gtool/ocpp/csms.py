@@ -6,6 +6,19 @@ station's NotifyEVChargingNeeds and TransactionEvent feed the :class:`~v2gtool.o
 every control period the fleet is re-dispatched and each transaction whose share changed gets a
 SetChargingProfile TxProfile (:func:`~v2gtool.ocpp.payloads.dispatch_profile`).
 
+Short profiles, renewed: each share goes out as a TxProfile of :meth:`Vpp.lease` seconds (the
+response timeout plus :data:`PROFILE_PERIODS` control periods, rounded up: 13 s with the defaults;
+never past the request's end) and, while the request runs, is sent again before it ends
+(:meth:`Vpp.due`): once less than the response timeout and one control period of it is left, so a
+station that answers within the response timeout has the new one before the old one ends (a renewal
+about every ``PROFILE_PERIODS - 1`` control periods). A station that loses its connection keeps
+running the profile it has (OCPP 2.0.1 K01), but only until that ends, then goes back to its own plan
+rather than running its share to the end of a request that may be long, changed or cancelled
+meanwhile. Its vehicle is counted at that share until then, so the others share only the rest and
+the fleet does not overshoot, and re-dispatched to the others after
+(:meth:`~v2gtool.ocpp.fleet.Fleet.lose`). A station that was killed looks the same from here: its
+share is counted for at most one lease after it went silent.
+
 Exactly once: every TransactionEvent is checked, then appended (and flushed to disk) to the state
 directory's ``transactions.jsonl``, then applied and answered; one whose (station, transactionId,
 seqNo) is already there is answered again but not counted again, and one refused with a CALLERROR is
@@ -24,6 +37,7 @@ import base64
 import contextlib
 import hmac
 import json
+import math
 import os
 import ssl
 import time
@@ -42,15 +56,19 @@ from v2gtool.errors import V2GToolError
 from v2gtool.ocpp import rpc
 from v2gtool.ocpp.fleet import Fleet, Vehicle
 from v2gtool.ocpp.payloads import (
+    INT32_MAX,
     ImplausibleValue,
     Reading,
     VehicleNeeds,
     check_station_identity,
     dispatch_profile,
+    limit_capped,
     read_charging_needs,
     read_datetime,
     read_meter_value,
+    read_number,
     timestamp,
+    wrap_int32,
 )
 from v2gtool.ocpp.rpc_errors import AnswersEveryFrame, CallRejected, FrameRejected
 from v2gtool.session.events import Event
@@ -58,6 +76,7 @@ from v2gtool.session.events import Event
 Listener = Callable[[Event], None]
 HEARTBEAT_S = 60
 CHANGE_W = 100.0  # a share that moved less than this is not re-sent
+PROFILE_PERIODS = 3  # control periods a share's TxProfile lasts beyond the response timeout
 
 
 class CsmsError(V2GToolError):
@@ -116,12 +135,14 @@ def read_needs(needs: dict[str, Any]) -> VehicleNeeds:
         raise _refused("chargingNeeds", exc) from None
 
 
-def read_transaction_event(payload: dict[str, Any]) -> list[Reading]:
-    """The readings of a TransactionEvent's meterValue list (OCPP 2.0.1 part 2 MeterValueType), its
-    timestamp checked too, or the CALLERROR that refuses the event before anything of it is counted."""
+def read_transaction_event(payload: dict[str, Any]) -> tuple[int, list[Reading]]:
+    """The EVSE id (1 without one; an OCPP integer, which the SetChargingProfile of its share carries
+    back) and the readings of a TransactionEvent's meterValue list (OCPP 2.0.1 part 2 MeterValueType),
+    its timestamp checked too, or the CALLERROR that refuses the event before anything of it is counted."""
     try:
         read_datetime(payload["timestamp"], "timestamp")
-        return [read_meter_value(meter_value) for meter_value in payload.get("meter_value") or []]
+        evse_id = int(read_number((payload.get("evse") or {}).get("id", 1), "evse id", 0, INT32_MAX))
+        return evse_id, [read_meter_value(meter_value) for meter_value in payload.get("meter_value") or []]
     except (TypeError, ValueError) as exc:
         raise _refused("TransactionEvent", exc) from None
 
@@ -282,11 +303,10 @@ class Vpp:
         when it cannot be read, and then it is neither counted nor applied (its retry is new)."""
         if not self.log.is_new(station, payload):
             return
-        readings = read_transaction_event(payload)
+        evse_id, readings = read_transaction_event(payload)
         self.log.record(station, payload)
         now = time.time()
         tx_id = str(payload["transaction_info"]["transaction_id"])
-        evse_id = int((payload.get("evse") or {}).get("id", 1))
         vehicle = self.fleet.find(station, tx_id)
         if payload["event_type"] == "Started" or vehicle is None:
             if payload["event_type"] == "Ended":
@@ -346,12 +366,32 @@ class Vpp:
         """Re-dispatch now and wait for the stations' answers to the shares that went out."""
         await asyncio.gather(*self._send_shares())
 
+    def lease(self) -> float:
+        """Seconds a share's TxProfile lasts (see the module docstring), whole: the profile's duration
+        is an integer."""
+        return float(math.ceil(self.config.response_timeout + PROFILE_PERIODS * self.config.period))
+
+    def due(self, vehicle: Vehicle, watts: float, now: float) -> bool:
+        """Whether *vehicle*'s share of *watts* goes out now: it moved from the one its station accepted,
+        or, while a request runs, the TxProfile it runs ends before the request does and within the
+        response timeout and one control period. An idle (0 W) share is renewed only while its profile is
+        in force: a vehicle that never had one, or whose idle profile ended, is not sent one."""
+        if abs(watts - vehicle.accepted) >= CHANGE_W:
+            return True
+        request = self.fleet.request
+        renew_by = now + self.config.response_timeout + self.config.period
+        return (
+            request is not None
+            and vehicle.accepted_until < min(request.until, renew_by)
+            and (watts != 0.0 or vehicle.accepted_until > now)
+        )
+
     def _send_shares(self) -> list[asyncio.Task[None]]:
         """Allocate the fleet and start a SetChargingProfile for every connected vehicle whose share
-        differs from the one its station last accepted, unless the one before is still unanswered
-        (one profile in flight per vehicle: it goes out once that one is answered or has timed out)
-        or its station refused one lately (:meth:`~v2gtool.ocpp.fleet.Vehicle.refused`: it is
-        counted at what it runs, K01). The sends started."""
+        is :meth:`due`, unless the one before is still unanswered (one profile in flight per vehicle:
+        it goes out once that one is answered or has timed out) or the vehicle is held
+        (:meth:`~v2gtool.ocpp.fleet.Vehicle.held`: it is counted at what it runs, K01). The sends
+        started."""
         now = time.time()
         allocation = self.fleet.allocate(now)
         self._sending = {key: task for key, task in self._sending.items() if not task.done()}
@@ -361,13 +401,14 @@ class Vpp:
             for key, watts in allocation.items()
             if key[0] in self.peers
             and key not in self._sending
-            and not vehicles[key].refused(now)
-            and abs(watts - vehicles[key].accepted) >= CHANGE_W
+            and not vehicles[key].held(now)
+            and self.due(vehicles[key], watts, now)
         ]
         request = self.fleet.request
         until = request.until if request is not None else now + self.config.period
+        duration = min(until - now, self.lease())
         for key in changed:
-            self._sending[key] = asyncio.create_task(self._send_share(key, allocation[key], now, until - now))
+            self._sending[key] = asyncio.create_task(self._send_share(key, allocation[key], now, duration))
         if changed:
             self.emit(
                 Dispatched(
@@ -382,37 +423,44 @@ class Vpp:
         return [self._sending[key] for key in changed]
 
     async def _send_share(self, key: tuple[str, int], watts: float, now: float, duration: float) -> None:
-        """One vehicle's share as its TxProfile. Accepted, it is what the vehicle runs
-        (:attr:`~v2gtool.ocpp.fleet.Vehicle.accepted`); Rejected, a CALLERROR or no answer within the
-        response timeout, the vehicle is refused (:meth:`~v2gtool.ocpp.fleet.Fleet.refuse`): it
-        keeps running its previous TxProfile (OCPP 2.0.1 K01), so it is counted at that (or at its
-        metered power) and the others share only the rest of the request, at once."""
+        """One vehicle's share as its TxProfile. Accepted, it is what the vehicle runs until the
+        profile ends (:attr:`~v2gtool.ocpp.fleet.Vehicle.accepted`, ``accepted_until``); accepted but
+        capped at the charger's maximum (statusInfo reasonCode LimitCapped,
+        :func:`~v2gtool.ocpp.payloads.limit_capped`), it runs at that cap, which bounds its capacity
+        from then on (:meth:`~v2gtool.ocpp.fleet.Fleet.cap`), and the others share the rest at once.
+        Rejected, a CALLERROR or no answer within the response timeout, the vehicle is refused
+        (:meth:`~v2gtool.ocpp.fleet.Fleet.refuse`): it keeps running its previous TxProfile (OCPP
+        2.0.1 K01), so it is counted at that (or at its metered power) and the others share only the
+        rest of the request, at once; so is a capped one whose answer does not say at what."""
         peer = self.peers.get(key[0])
         vehicle = self.fleet.vehicles.get(key)
         if peer is None or vehicle is None:
             return
-        profile_id = self._profile_ids.get(key[0], 0) + 1
-        self._profile_ids[key[0]] = profile_id
-        payload = {
-            "evse_id": key[1],
-            "charging_profile": dispatch_profile(
-                peer.subprotocol, profile_id, vehicle.transaction_id, watts, now, duration
-            ),
-        }
+        if not vehicle.profile_id:  # one id per transaction: a TxProfile with the same id replaces it (K01)
+            vehicle.profile_id = self._profile_ids[key[0]] = wrap_int32(self._profile_ids.get(key[0], 0) + 1)
+        profile = dispatch_profile(peer.subprotocol, vehicle.profile_id, vehicle.transaction_id, watts, now, duration)
+        payload = {"evse_id": key[1], "charging_profile": profile}
+        cap: float | None = math.inf
         try:
             res = await peer.call(rpc.make_call(peer, "SetChargingProfile", payload), suppress=False)
             accepted = res.status == "Accepted"
+            cap = limit_capped(res.status_info)
         except (TimeoutError, rpc.OCPPError):
             accepted = False
         except (websockets.WebSocketException, OSError):
-            return  # the station is going away; its leaving re-dispatches
+            return  # the station is going away: held at what it accepted (Fleet.lose)
         if self.fleet.vehicles.get(key) is not vehicle:
             return  # its transaction ended meanwhile
         if accepted:
             vehicle.accepted = watts
+            vehicle.accepted_until = now + profile["charging_schedule"][0]["duration"]
+            if cap is not None and cap >= abs(watts):
+                return  # it runs what it was asked
+        if accepted and cap is not None:
+            self.fleet.cap(time.time(), key, watts, cap)
         else:
             self.fleet.refuse(time.time(), key)
-            self._wake.set()
+        self._wake.set()
 
     # -- connections ---------------------------------------------------------------------------------
     async def serve(self, host: str, port: int) -> Server:
@@ -464,6 +512,7 @@ class Vpp:
         peer.debug = self.config.debug
         peer.subprotocol = ws.subprotocol
         self.peers[station] = peer
+        self.fleet.rejoin(station)
         self.emit(StationConnected(t=time.time(), station=station, subprotocol=str(ws.subprotocol)))
         reason = "closed"
         try:
@@ -473,7 +522,7 @@ class Vpp:
         finally:
             if self.peers.get(station) is peer:
                 del self.peers[station]
-                self.fleet.leave(time.time(), station)
+                self.fleet.lose(time.time(), station)
                 self._wake.set()
                 self.emit(StationLeft(t=time.time(), station=station, reason=reason))
 
@@ -516,6 +565,7 @@ class Vpp:
                     "departure": v.needs.departure if v.needs else None,
                     "measured_at": v.measured_at,
                     "refused": v.refused(now),  # its allocation is what it runs, not a share (K01)
+                    "link_lost": v.link_lost,  # held too: what it was last told, until that ends
                 }
                 for v in vehicles
             ],

@@ -16,8 +16,8 @@ A grid request ("deliver 200 kW for 15 minutes") is shared in proportion to capa
 vehicle gets ``request * capacity / sum(capacities)``, which never exceeds its capacity and so
 never takes it under its floor before the request ends; with too little capacity every vehicle
 runs at its capacity and the shortfall is reported. The dispatch is recomputed every control
-period, so a vehicle that leaves (TransactionEvent Ended, a lost connection) or reaches its
-floor is re-dispatched to the others within one period.
+period, so a vehicle that leaves (TransactionEvent Ended, or the end of the profile a station that
+lost its connection runs) or reaches its floor is re-dispatched to the others within one period.
 
 A vehicle whose station refused its share (SetChargingProfile Rejected, a CALLERROR or no answer;
 OCPP 2.0.1 use case K01) is not offered another for :data:`REFUSAL_HOLD_S` s, or until it sends new
@@ -33,10 +33,23 @@ shared by discharge capacity when the rest discharges, by charge capacity when i
 refused vehicle still running a larger discharge than the new request wants is offset by the others
 charging), so the fleet's total stays at the request instead of overshooting it by the refused
 vehicle's old share.
+
+A vehicle whose station's connection dropped (:meth:`Fleet.lose`) is held the same way: a station
+without its CSMS goes on running the TxProfile it accepted (OCPP 2.0.1 K01: a profile stays
+installed until it ends or is replaced), so it is counted at that share (:attr:`Vehicle.accepted`,
+no readings come any more) until that profile ends (:attr:`Vehicle.accepted_until`), and only then
+leaves and is re-dispatched to the others. A station that comes back before then (:meth:`Fleet.rejoin`)
+is dispatched again.
+
+A station that accepts a share but caps it at its charger's own maximum (the SetChargingProfile
+answer's statusInfo reasonCode LimitCapped, :func:`~v2gtool.ocpp.payloads.limit_capped`) runs at that
+cap, so the cap bounds its capacity in that direction from then on (:meth:`Fleet.cap`) and the
+others share the rest.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from v2gtool.ocpp.payloads import Reading, VehicleNeeds
@@ -63,8 +76,13 @@ class Vehicle:
     imported_wh: float | None = None  # the registers' last readings (lifetime counters); None: none yet
     exported_wh: float | None = None
     measured_at: float = 0.0
-    allocation: float = 0.0  # signed W the VPP counts on it for (asked for, or held while refused)
+    allocation: float = 0.0  # signed W the VPP counts on it for (asked for, or held: refused or lost)
     accepted: float = 0.0  # signed W of the last TxProfile its station accepted: what it runs (K01)
+    accepted_until: float = 0.0  # when that TxProfile ends (0: none accepted yet)
+    profile_id: int = 0  # the id of its TxProfile, which every new share replaces (0: none sent yet)
+    link_lost: bool = False  # its station's connection dropped: it runs its accepted TxProfile, unheard
+    charger_max_charge: float = math.inf  # W its station capped a share at (LimitCapped), each direction
+    charger_max_discharge: float = math.inf
     refused_at: float = 0.0  # when its station last refused a share
     refused_until: float = 0.0  # its station refused a share: none offered before this
     # The registers (lifetime counters, OCPP 2.0.1 Energy.Active.*.Register) when the needs arrived, or
@@ -102,11 +120,19 @@ class Vehicle:
         new needs since): it is offered none now."""
         return now < self.refused_until
 
+    def held(self, now: float) -> bool:
+        """Whether it is counted at :meth:`held_power` instead of being offered a share: its station
+        refused one lately, or its connection dropped."""
+        return self.link_lost or self.refused(now)
+
     def held_power(self) -> float:
-        """The signed W a refused vehicle is counted at: its metered power when a reading taken since
-        the refusal arrived, else its last accepted share; a rejected SetChargingProfile leaves that
-        TxProfile in force (OCPP 2.0.1 K01), it does not stop the vehicle."""
-        return self.power if self.measured_at > self.refused_at else self.accepted
+        """The signed W a held vehicle is counted at: after a lost connection its last accepted share,
+        after a refusal its metered power when a reading taken since the refusal arrived, else its last
+        accepted share; neither a lost CSMS nor a rejected SetChargingProfile stops the TxProfile in
+        force (OCPP 2.0.1 K01)."""
+        if self.link_lost or self.measured_at <= self.refused_at:
+            return self.accepted
+        return self.power
 
     def remaining_wh(self) -> float:
         """Energy it may still give before its minimum SoC (>= 0)."""
@@ -120,9 +146,10 @@ class Vehicle:
 
     def discharge_capacity(self, now: float, duration: float, period: float = 0.0) -> float:
         """W it can deliver for all of *duration* (or until it departs, but at least for the control
-        *period* its share holds), staying above its floor; 0 while its station refuses shares."""
+        *period* its share holds), staying above its floor and within its charger's cap; 0 while it is
+        held."""
         needs = self.needs
-        if needs is None or not needs.bpt or needs.max_discharge_power <= 0 or self.refused(now):
+        if needs is None or not needs.bpt or needs.max_discharge_power <= 0 or self.held(now):
             return 0.0
         horizon = duration
         if needs.departure is not None:
@@ -131,11 +158,13 @@ class Vehicle:
             horizon = min(horizon, max(needs.departure - now, period))
         if horizon <= 0:
             return 0.0
-        return min(needs.max_discharge_power, self.remaining_wh() * 3600.0 / horizon)
+        return min(needs.max_discharge_power, self.charger_max_discharge, self.remaining_wh() * 3600.0 / horizon)
 
     def charge_capacity(self, now: float) -> float:
-        """W it can take (its maximum charge power); 0 while its station refuses shares."""
-        return self.needs.max_charge_power if self.needs is not None and not self.refused(now) else 0.0
+        """W it can take (its maximum charge power, within its charger's cap); 0 while it is held."""
+        if self.needs is None or self.held(now):
+            return 0.0
+        return min(self.needs.max_charge_power, self.charger_max_charge)
 
 
 @dataclass
@@ -161,13 +190,36 @@ class Fleet:
         self.vehicles[vehicle.key] = vehicle
 
     def leave(self, now: float, station: str, evse_id: int | None = None) -> list[Vehicle]:
-        """A transaction ended or a station dropped out; the vehicles that went."""
+        """A transaction ended (or a new one replaced it); the vehicles that went."""
         gone = [v for k, v in self.vehicles.items() if k[0] == station and evse_id in (None, k[1])]
+        self._remove(now, gone)
+        return gone
+
+    def lose(self, now: float, station: str) -> None:
+        """A station's connection dropped: its vehicles are held at the share they accepted until
+        that TxProfile ends (see the module docstring); the ones with none in force leave now."""
+        for v in self.vehicles.values():
+            if v.station == station:
+                v.link_lost = True
+        self._expire(now)
+
+    def rejoin(self, station: str) -> None:
+        """A station connected (again): its vehicles that were held for a lost connection are
+        dispatched again."""
+        for v in self.vehicles.values():
+            if v.station == station:
+                v.link_lost = False
+
+    def _expire(self, now: float) -> None:
+        """The vehicles of lost connections whose accepted TxProfile ended leave: what they run now
+        is unknown to the CSMS."""
+        self._remove(now, [v for v in self.vehicles.values() if v.link_lost and v.accepted_until <= now])
+
+    def _remove(self, now: float, gone: list[Vehicle]) -> None:
         for v in gone:
             del self.vehicles[v.key]
         if any(v.allocation != 0.0 for v in gone):
             self._redispatch(now)
-        return gone
 
     def _redispatch(self, now: float) -> None:
         if self.request is not None:
@@ -182,6 +234,20 @@ class Fleet:
             vehicle.refused_at = now
             vehicle.refused_until = now + REFUSAL_HOLD_S
             self._redispatch(now)
+
+    def cap(self, now: float, key: tuple[str, int], watts: float, limit: float) -> None:
+        """The vehicle's station accepted *watts* (signed) but runs it capped at *limit* W (LimitCapped):
+        the cap bounds its capacity in that direction from now on, it runs at the cap, and the others
+        are re-dispatched the rest."""
+        vehicle = self.vehicles.get(key)
+        if vehicle is None:
+            return
+        if watts < 0:
+            vehicle.charger_max_discharge = limit
+        else:
+            vehicle.charger_max_charge = limit
+        vehicle.accepted = math.copysign(limit, watts)
+        self._redispatch(now)
 
     def find(self, station: str, transaction_id: str) -> Vehicle | None:
         for v in self.vehicles.values():
@@ -200,11 +266,12 @@ class Fleet:
 
     def allocate(self, now: float) -> dict[tuple[str, int], float]:
         """The signed W each vehicle should run at now (see the module docstring)."""
+        self._expire(now)
         request = self.request
         if request is not None and now >= request.until:
             self.cancel()
             request = None
-        held = {k: v.held_power() for k, v in self.vehicles.items() if v.refused(now)}
+        held = {k: v.held_power() for k, v in self.vehicles.items() if v.held(now)}
         allocation = {key: held.get(key, 0.0) for key in self.vehicles}
         free = [v for v in self.vehicles.values() if v.key not in held]
         rest = 0.0 if request is None else request.power - sum(held.values())
@@ -231,10 +298,13 @@ class Fleet:
 
     def delivered(self, since: float) -> float | None:
         """The fleet's metered power from readings taken at or after *since* (None until every
-        vehicle with an allocation has reported one)."""
+        vehicle with an allocation has reported one); a vehicle of a lost connection, which reports
+        nothing, at the share it runs (:meth:`Vehicle.held_power`)."""
         total = 0.0
         for v in self.vehicles.values():
-            if v.allocation != 0.0 and v.measured_at < since:
+            if v.link_lost:
+                total += v.held_power()
+            elif v.allocation != 0.0 and v.measured_at < since:
                 return None
             total += v.power if v.measured_at >= since else 0.0
         return total

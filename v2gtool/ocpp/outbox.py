@@ -12,6 +12,13 @@ record was never acknowledged as queued). Delivery is at least once — a CSMS t
 before the station crashed sees the record again — and the (transactionId, seqNo) pair every
 TransactionEvent carries lets the CSMS drop the repeat, which makes it exactly once.
 
+The acknowledged position also says which transaction is still open: the transaction id, last seqNo
+and last meter value of the TransactionEvents the CSMS answered since that transaction's Started,
+until its Ended (:class:`OpenTransaction`). With the records still queued on top of it,
+:attr:`Outbox.open_transaction` tells a restarted station which transaction the previous process left
+open (killed mid-session), so that it can end it, behind its queued events and before a new one,
+whether or not the CSMS already had the rest.
+
 A disk that refuses a write (full, EIO) does not stop the charging session that produced the
 record: README and OCPP 2.0.1 E04 put the session first, and losing the session to save a log line
 would lose the energy the record is about. The record is kept in memory and sent as usual; a one-line
@@ -24,6 +31,7 @@ process that stops meanwhile loses the records in memory, which the warning said
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import logging
@@ -53,6 +61,38 @@ class Record:
     payload: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class OpenTransaction:
+    """A transaction with TransactionEvents through the outbox and no Ended yet: its id, the seqNo
+    of its last event, and the last MeterValueType one of its events carried (None: none did)."""
+
+    transaction_id: str
+    seq_no: int
+    meter_value: dict[str, Any] | None = None
+
+
+def _after(open_tx: OpenTransaction | None, record: Record) -> OpenTransaction | None:
+    """The open transaction once *record* is queued behind *open_tx*: a TransactionEvent opens or
+    continues its transaction, its Ended closes it; any other record leaves it as it was."""
+    payload = record.payload
+    info = payload.get("transaction_info")
+    seq_no = payload.get("seq_no")
+    if record.action != "TransactionEvent" or not isinstance(info, dict) or type(seq_no) is not int:
+        return open_tx
+    transaction_id = info.get("transaction_id")
+    if not isinstance(transaction_id, str):
+        return open_tx
+    same = open_tx is not None and open_tx.transaction_id == transaction_id
+    if payload.get("event_type") == "Ended":
+        return None if same else open_tx
+    meters = payload.get("meter_value")
+    meter = meters[-1] if isinstance(meters, list) and meters and isinstance(meters[-1], dict) else None
+    if meter is None and same:
+        assert open_tx is not None
+        meter = open_tx.meter_value
+    return OpenTransaction(transaction_id, seq_no, meter)
+
+
 class Outbox:
     """The on-disk FIFO in *directory* (created when missing)."""
 
@@ -63,7 +103,7 @@ class Outbox:
             directory.mkdir(parents=True, exist_ok=True)
             self._acked_path = directory / "outbox.acked"
             self._log_path = directory / "outbox.jsonl"
-            self.acked = int(self._acked_path.read_text()) if self._acked_path.exists() else 0
+            self.acked, self._answered = self._read_acked()
             self._pending: deque[Record] = deque(self._load())
             self._log = self._log_path.open("ab", buffering=0)  # a failed write leaves no buffer behind
         except (OSError, ValueError) as exc:
@@ -71,6 +111,42 @@ class Outbox:
         self.last = self._pending[-1].n if self._pending else self.acked
         self.on_disk = True  # every pending record is in the file (False: the newer ones in memory only)
         self._failing: set[Path] = set()  # files whose last write failed (warned once until one succeeds)
+
+    def _read_acked(self) -> tuple[int, OpenTransaction | None]:
+        """The acknowledged position and the transaction open at it (``outbox.acked``: ``{"n": N,
+        "open_transaction": ...}``, or the number alone as the outbox wrote it before it kept the
+        open transaction); ValueError naming the file when it is neither."""
+        if not self._acked_path.exists():
+            return 0, None
+        text = self._acked_path.read_text()
+        try:
+            raw = json.loads(text)
+            if type(raw) is int:
+                return raw, None
+            n, tx = raw["n"], raw["open_transaction"]
+            if type(n) is not int:
+                raise TypeError(n)
+            if tx is None:
+                return n, None
+            open_tx = OpenTransaction(tx["transaction_id"], tx["seq_no"], tx["meter_value"])
+            if (
+                not isinstance(open_tx.transaction_id, str)
+                or type(open_tx.seq_no) is not int
+                or not isinstance(open_tx.meter_value, dict | None)
+            ):
+                raise TypeError(tx)
+            return n, open_tx
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(f"{self._acked_path.name} {text[:40]!r} is not an acknowledged position") from None
+
+    @property
+    def open_transaction(self) -> OpenTransaction | None:
+        """The transaction the outbox's TransactionEvents leave open (no Ended queued for it): the one
+        open where the CSMS's answers stopped, with the records still queued on top of it."""
+        open_tx = self._answered
+        for record in self._pending:
+            open_tx = _after(open_tx, record)
+        return open_tx
 
     def _load(self) -> list[Record]:
         if not self._log_path.exists():
@@ -151,9 +227,12 @@ class Outbox:
             raise OutboxError(f"outbox {self.directory}: ack of {record.n} out of order")
         self._pending.popleft()
         self.acked = record.n
+        self._answered = _after(self._answered, record)
+        open_tx = None if self._answered is None else dataclasses.asdict(self._answered)
+        position = {"n": self.acked, "open_transaction": open_tx}
         tmp = self._acked_path.with_suffix(".tmp")
         try:
-            tmp.write_text(str(self.acked))
+            tmp.write_text(json.dumps(position, separators=(",", ":")))
             if self.durable:
                 with tmp.open("rb") as f:
                     os.fsync(f.fileno())

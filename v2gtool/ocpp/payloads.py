@@ -26,6 +26,7 @@ PropertyConstraintViolation, OCPP 2.0.1 part 4 4.3), so the fleet's sums stay fi
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +41,10 @@ MAX_POWER_W = 10e6  # 10 MW: above any vehicle or charger (MCS is specified up t
 MAX_EV_ENERGY_WH = 10e6  # 10 MWh: above any vehicle battery
 MAX_REGISTER_WH = 1e12  # 1 TWh: an energy register of decades of a busy station
 MAX_IDENTITY = 48  # characters of a station identity (OCPP 2.0.1 part 4 3.2)
+INT32_MAX = 2**31 - 1  # OCPP's integer is 32 bits, signed (OCPP 2.0.1 part 2 primitive datatypes)
+LIMIT_CAPPED = "limitcapped"  # the bridge's SetChargingProfile reasonCode for a capped profile, folded
+# "... capped at this charger's 5000 W": the first number after "capped at", with its unit W or kW
+_CAPPED_AT = re.compile(r"capped at\D*?(\d+(?:\.\d*)?(?:e[+-]?\d+)?)\s*(k?w)\b", re.IGNORECASE)
 # identifierString's punctuation (OCPP 2.0.1 part 2 primitive datatypes) but ':', which the HTTP Basic
 # user-id of security profile 2 cannot hold (RFC 7617 2): refused always, see check_station_identity.
 IDENTITY_PUNCTUATION = "*-_=+|@."
@@ -297,13 +302,38 @@ def _scaled(measurand: str, sampled_value: dict[str, Any]) -> float:
     return read_number(value, f"{measurand} ({next(iter(units))})", low, high)
 
 
+def wrap_int32(number: int) -> int:
+    """A counter kept within OCPP's integer (1..:data:`INT32_MAX`): past the top it starts at 1 again."""
+    return (number - 1) % INT32_MAX + 1
+
+
+def limit_capped(status_info: object) -> float | None:
+    """The W at which a SetChargingProfile answer's statusInfo says the station runs the profile,
+    capped at its charger's maximum: ``math.inf`` when it says nothing of the kind (no statusInfo, or
+    a reasonCode other than LimitCapped), None when it says LimitCapped but not at what (no finite
+    number with a W or kW unit after "capped at" in its additionalInfo).
+
+    LimitCapped (any case) is the reasonCode of this bridge's Accepted answer to a profile beyond its
+    charger (:meth:`v2gtool.ocpp.profile.ProfileSetpoint.capped` writes "discharging limit 10000 W
+    capped at this charger's 5000 W"); OCPP leaves reasonCode and additionalInfo free text (2.0.1
+    part 2 StatusInfoType), so anything else is read as not capped."""
+    if not isinstance(status_info, dict) or str(status_info.get("reason_code", "")).lower() != LIMIT_CAPPED:
+        return math.inf
+    found = _CAPPED_AT.search(str(status_info.get("additional_info", "")))
+    if found is None:
+        return None
+    watts = float(found[1]) * (1000.0 if found[2].lower() == "kw" else 1.0)
+    return watts if math.isfinite(watts) else None
+
+
 def dispatch_profile(
     subprotocol: str, profile_id: int, transaction_id: str, watts: float, start: float, duration: float
 ) -> dict[str, Any]:
     """The TxProfile that asks one transaction for *watts* (signed, - discharges) from *start* for
     *duration* s: OCPP 2.1 says it with ``operationMode`` CentralSetpoint and a ``setpoint`` (or
     Idle at 0 W); OCPP 2.0.1 has only ``limit``, negative for discharge under the convention of
-    :class:`v2gtool.ocpp.profile.NegativeLimits`."""
+    :class:`v2gtool.ocpp.profile.NegativeLimits`. The duration is whole seconds, 1..:data:`INT32_MAX`
+    (*profile_id* is within OCPP's integer too, :func:`wrap_int32`)."""
     if subprotocol == OCPP21:
         period: dict[str, Any] = {"start_period": 0, "operation_mode": "CentralSetpoint", "setpoint": round(watts, 1)}
         if watts == 0:
@@ -320,7 +350,7 @@ def dispatch_profile(
             {
                 "id": profile_id,
                 "start_schedule": timestamp(start),
-                "duration": max(1, round(duration)),
+                "duration": min(INT32_MAX, max(1, round(duration))),
                 "charging_rate_unit": "W",
                 "charging_schedule_period": [period],
             }

@@ -56,9 +56,15 @@ OPERATION_MODES = ("CentralSetpoint", "Idle", "ChargingOnly")  # the OCPP 2.1 op
 
 class ProfileRejected(V2GToolError):
     """A charging profile this station cannot apply (SetChargingProfile status Rejected); *code* is
-    the answer's statusInfo reasonCode."""
+    the answer's statusInfo reasonCode (one of the standardized reason codes: InvalidProfile unless
+    the check names a more precise one)."""
 
     code = "InvalidProfile"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
 
 
 class UnsupportedOperationMode(ProfileRejected):
@@ -162,12 +168,22 @@ class ChargingProfile:
         start = schedule.get("start_schedule")
         if kind in ("Absolute", "Recurring") and start is None:
             raise ProfileRejected(f"{where}: a {kind} profile needs startSchedule")
+        if kind == "Relative" and start is not None:  # K01.FR.41
+            raise ProfileRejected(
+                f"{where}: a Relative profile has no startSchedule (it starts with the transaction)",
+                "InvalidSchedule",
+            )
         recurrency = _text(data.get("recurrency_kind"), where, "recurrencyKind")
         if kind == "Recurring" and recurrency not in RECURRENCE_S:
             raise ProfileRejected(f"{where}: a Recurring profile needs recurrencyKind Daily or Weekly")
         purpose = str(data.get("charging_profile_purpose"))
         if purpose not in PURPOSE_ORDER:
             raise ProfileRejected(f"{where}: unsupported chargingProfilePurpose {purpose!r}")
+        if purpose == "ChargingStationMaxProfile" and kind == "Relative":  # K01.FR.38
+            raise ProfileRejected(f"{where}: a ChargingStationMaxProfile cannot be Relative", "InvalidValue")
+        transaction_id = _text(data.get("transaction_id"), where, "transactionId")
+        if purpose == "TxProfile" and transaction_id is None:  # K01.FR.03
+            raise ProfileRejected(f"{where}: a TxProfile needs the transactionId it is for", "MissingParam")
         return cls(
             id=_integer(data.get("id"), where, "id"),
             purpose=purpose,
@@ -180,7 +196,7 @@ class ChargingProfile:
             recurrency=recurrency,
             valid_from=parse_time(data["valid_from"], where) if data.get("valid_from") is not None else None,
             valid_to=parse_time(data["valid_to"], where) if data.get("valid_to") is not None else None,
-            transaction_id=_text(data.get("transaction_id"), where, "transactionId"),
+            transaction_id=transaction_id,
             received_at=received_at,
         )
 
@@ -288,16 +304,30 @@ class ProfileSetpoint:
     revision: int = 0  # counts installs and clears: a Scheduled session renegotiates on a change
 
     def install(self, data: Mapping[str, Any], evse_id: int = 0) -> ChargingProfile:
-        """Validate and install a profile set on *evse_id* (replacing one with the same id or purpose
-        and stack level)."""
+        """Validate and install a profile set on *evse_id*, replacing one with the same id (K01.FR.05)
+        or with the same purpose and stack level. A TxProfile is for the running transaction
+        (TxNotFound otherwise), and one that has the stack level of another TxProfile of that
+        transaction under another id is refused, not swapped in for it (K01.FR.39:
+        InvalidStackLevel; the CSMS replaces a TxProfile by sending its id again)."""
         profile = dataclasses.replace(ChargingProfile.from_ocpp(data, self.clock(), self.negative), evse_id=evse_id)
-        if profile.purpose == "TxProfile" and profile.transaction_id not in (None, self.transaction_id):
-            raise ProfileRejected(
-                f"charging profile {profile.id}: TxProfile for transaction {profile.transaction_id!r}, "
-                f"running: {self.transaction_id!r}"
-            )
-        if profile.purpose == "TxProfile" and self.transaction_id is None:
-            raise ProfileRejected(f"charging profile {profile.id}: TxProfile without a running transaction")
+        where = f"charging profile {profile.id}"
+        if profile.purpose == "TxProfile":
+            if self.transaction_id is None:
+                raise ProfileRejected(
+                    f"{where}: TxProfile for transaction {profile.transaction_id!r}, none running", "TxNotFound"
+                )
+            if profile.transaction_id != self.transaction_id:
+                raise ProfileRejected(
+                    f"{where}: TxProfile for transaction {profile.transaction_id!r}, running: {self.transaction_id!r}",
+                    "TxNotFound",
+                )
+            for other in self.profiles.values():
+                if (other.purpose, other.stack_level) == ("TxProfile", profile.stack_level) and other.id != profile.id:
+                    raise ProfileRejected(
+                        f"{where}: TxProfile {other.id} of transaction {profile.transaction_id!r} has stackLevel "
+                        f"{profile.stack_level} already (send id {other.id} to replace it)",
+                        "InvalidStackLevel",
+                    )
         for other in list(self.profiles.values()):
             if other.id == profile.id or (other.purpose, other.stack_level) == (profile.purpose, profile.stack_level):
                 del self.profiles[other.id]

@@ -11,6 +11,8 @@ ScheduleExchange (the EV's needs)  NotifyEVChargingNeeds (K15; V2X parameters, s
 DC_ChargeLoop begins / ends       TransactionEvent Updated ChargingStateChanged (Standby: SuspendedEV)
 every ``meter_interval`` s        TransactionEvent Updated MeterValuePeriodic (both registers)
 SessionStop / failure             TransactionEvent Ended; StatusNotification Available
+a restart after a kill            TransactionEvent Ended PowerLoss of the transaction left open
+                                  (:meth:`StationBridge.end_interrupted_transaction`)
 SetChargingProfile                the session's grid request (:mod:`v2gtool.ocpp.profile`)
 RequestStopTransaction            EVSENotification Terminate; Ended with stoppedReason Remote
 NotifyAllowedEnergyTransfer       the services the SECC offers; a running session renegotiates
@@ -25,7 +27,8 @@ RequestStartTransaction           Rejected: the EV starts a session, not the CSM
 Transaction events go through the durable :class:`~v2gtool.ocpp.outbox.Outbox`, so a lost CSMS
 never stops or slows a session (nor does a disk that refuses the outbox's writes: the events wait
 in memory then, with a warning): they are delivered in order, flagged ``offline`` when they
-happened while disconnected, once the connection is back (E04); one the CSMS answers with a
+happened while the station had no connection it could send on (none, or its BootNotification not
+accepted yet), once the connection is back (E04); one the CSMS answers with a
 CALLERROR is sent again, and given up only after its attempts (E13, :meth:`StationBridge._deliver`).
 Security profiles (OCPP 2.0.1 part 2 A00.FR): 2 is TLS with HTTP Basic authentication (*password*),
 3 is TLS with a client certificate (an *ssl* context that carries one).
@@ -37,6 +40,8 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import json
+import logging
 import ssl
 import time
 import urllib.parse
@@ -55,14 +60,19 @@ from v2gtool.iso20.events import EVChargingNeeds, PhaseChanged, PowerFlow, Sessi
 from v2gtool.iso20.values import DC_SERVICES, ServiceID
 from v2gtool.ocpp import rpc
 from v2gtool.ocpp.device_model import Answer, DeviceModel, Variable, bound, number
-from v2gtool.ocpp.outbox import Outbox, Record
-from v2gtool.ocpp.payloads import Meter, charging_needs, timestamp
+from v2gtool.ocpp.outbox import Outbox, OutboxError, Record
+from v2gtool.ocpp.payloads import Meter, charging_needs, read_meter_value, timestamp
 from v2gtool.ocpp.profile import ProfileRejected, ProfileSetpoint
 from v2gtool.ocpp.rpc_errors import AnswersEveryFrame, FrameRejected
+from v2gtool.pki.profiles import CertificateError, PkiError
 from v2gtool.pki.trust import install_roots
 from v2gtool.session.events import Event
 
 Listener = Callable[[Event], None]
+# The ``ocpp`` package's logger of the station's RPC peer: the package warns of every CALLERROR it
+# receives, which the bridge reports itself (CsmsRefused); its errors still come through.
+RPC_LOG = logging.getLogger(f"{__name__}.rpc")
+RPC_LOG.setLevel(logging.ERROR)
 ROOT_TYPES = ("V2GRootCertificate", "MORootCertificate")
 # Session phases without energy transfer and the OCPP chargingState they mean: the EV's Standby,
 # and the end of the loop (welding detection).
@@ -205,6 +215,30 @@ def _device_model(bridge: StationBridge) -> DeviceModel:
     )
 
 
+def _refusal(exc: rpc.OCPPError) -> str:
+    """A CALLERROR the CSMS answered (or our payload that failed the schema) as one line of at most
+    500 characters: its errorCode, errorDescription and, when there are any, its errorDetails as JSON
+    (OCPP-J part 4 4.2.3); never the ``ocpp`` package's repr of the frame."""
+    details = exc.details if isinstance(exc.details, dict) else {}
+    details = {key: value for key, value in details.items() if key != "ocpp_message"}  # the package's own frame
+    line = f"{exc.code}: {exc.description}"
+    if details:
+        line += " " + json.dumps(details, default=str, ensure_ascii=False)
+    return line[:500]
+
+
+def _check_evse(purpose: object, evse_id: int) -> None:
+    """Whether a profile of *purpose* may be set on *evse_id* (OCPP 2.0.1 K01): a TxProfile on the
+    EVSE of its transaction, never on 0, the whole station (K01.FR.16); a ChargingStationMaxProfile
+    on 0 only (K01.FR.03). :class:`~v2gtool.ocpp.profile.ProfileRejected` (InvalidValue) when not."""
+    if purpose == "TxProfile" and evse_id == 0:
+        raise ProfileRejected("a TxProfile is set on the EVSE of its transaction, not on evseId 0", "InvalidValue")
+    if purpose == "ChargingStationMaxProfile" and evse_id != 0:
+        raise ProfileRejected(
+            f"a ChargingStationMaxProfile is set on evseId 0 (the whole station), not on {evse_id}", "InvalidValue"
+        )
+
+
 def _net_wh(meter: Meter) -> float:
     """The net energy the meter counted into the EV (Wh)."""
     return meter.imported_wh - meter.exported_wh
@@ -255,9 +289,8 @@ class _StationHandlers(AnswersEveryFrame):
 
     @rpc.handles("InstallCertificate")
     def on_install_certificate(self, certificate_type: str, certificate: str, **_: Any) -> Any:
-        status, reason = self.bridge.install_certificate(certificate_type, certificate)
-        info = _status_info("InvalidCertificate", reason)
-        return rpc.result(self, "InstallCertificate", status=status, status_info=info)
+        status, code, reason = self.bridge.install_certificate(certificate_type, certificate)
+        return rpc.result(self, "InstallCertificate", status=status, status_info=_status_info(code, reason))
 
     @rpc.handles("GetVariables")
     def on_get_variables(self, get_variable_data: list[dict[str, Any]], **_: Any) -> Any:
@@ -315,6 +348,9 @@ class StationBridge:
         self._last_heartbeat = 0.0  # (monotonic) when the last Heartbeat went, or the boot was accepted
         self._triggered: list[str] = []  # messages TriggerMessage asked for, not yet sent (F06)
         self._boot_now = asyncio.Event()  # TriggerMessage BootNotification while not accepted (F06)
+        # Set once the first connection attempt has its outcome: the BootNotification accepted or
+        # refused, or the connection failed. Before it, an event is not known to be offline.
+        self.attempted = asyncio.Event()
         self.device_model = _device_model(self)
 
     # -- the session's side (synchronous, never blocks on the network) ---------------------------------
@@ -417,7 +453,7 @@ class StationBridge:
             "seq_no": tx.seq,
             "transaction_info": info,
         }
-        if self._peer is None:
+        if self._peer is None:  # no connection to send on: not connected, or the boot not accepted yet
             payload["offline"] = True
         if evse is not None:
             payload["evse"] = evse
@@ -512,6 +548,41 @@ class StationBridge:
         if self.transaction is not None:
             self._end_transaction(None, time.time())
 
+    def end_interrupted_transaction(self) -> None:
+        """Queue the Ended of the transaction a previous run of this station left open (the process was
+        killed mid-session; :attr:`~v2gtool.ocpp.outbox.Outbox.open_transaction`): behind that
+        transaction's queued events, before any new transaction, so that a CSMS does not keep it
+        open for ever. Its session did not survive the restart, as a charger's does not survive a
+        power loss: stoppedReason PowerLoss, triggerReason AbnormalCondition, the registers of its
+        last meter value, and ``offline`` as every event queued before the connection. Call it
+        before the first session."""
+        open_tx = self.outbox.open_transaction
+        if open_tx is None or self.transaction is not None:
+            return
+        meter = Meter()
+        if open_tx.meter_value is not None:
+            try:
+                reading = read_meter_value(open_tx.meter_value)
+            except (ValueError, TypeError, KeyError) as exc:
+                raise OutboxError(
+                    f"outbox {self.outbox.directory}: the last meter value of transaction "
+                    f"{open_tx.transaction_id}: {exc}"
+                ) from None
+            meter = Meter(
+                imported_wh=reading.imported_wh or 0.0, exported_wh=reading.exported_wh or 0.0, soc=reading.soc
+            )
+        self.transaction = _Transaction(id=open_tx.transaction_id, seq=open_tx.seq_no + 1, meter=meter)
+        self._transaction_event(
+            "Ended",
+            "AbnormalCondition",
+            time.time(),
+            charging_state="Idle",
+            stopped_reason="PowerLoss",
+            meter=open_tx.meter_value is not None,
+            context="Transaction.End",
+        )
+        self.transaction = None
+
     @property
     def connected(self) -> bool:
         """Whether the CSMS accepted this station (BootNotification Accepted) and is connected."""
@@ -549,6 +620,7 @@ class StationBridge:
         try:
             if evse_id not in (0, self.config.evse_id):
                 raise ProfileRejected(f"unknown EVSE {evse_id}")
+            _check_evse(data.get("charging_profile_purpose"), evse_id)
             profile = self.setpoint.install(data, evse_id)
         except ProfileRejected as exc:
             self.report(
@@ -575,17 +647,25 @@ class StationBridge:
         )
         return "Accepted", "LimitCapped", capped
 
-    def install_certificate(self, certificate_type: str, pem: str) -> tuple[str, str]:
-        """InstallCertificate (M05) of a V2G or MO root into the trust directory."""
-        if certificate_type not in ROOT_TYPES or self.config.trust_dir is None:
-            return "Rejected", f"{certificate_type} is not installed by this station"
+    def install_certificate(self, certificate_type: str, pem: str) -> tuple[str, str, str]:
+        """InstallCertificate (M05) of a V2G or MO root into the trust directory: the status, its
+        statusInfo reasonCode and why. Another certificate type is UnsupportedRequest, a station
+        without a trust directory (``ocpp-bridge --sim`` without ``--trust-dir``) NotEnabled, a
+        certificate that is no PEM V2G root InvalidCertificate; a trust directory that cannot be
+        written is Failed (InternalError)."""
+        if certificate_type not in ROOT_TYPES:
+            return "Rejected", "UnsupportedRequest", f"{certificate_type} is not installed by this station"
+        if self.config.trust_dir is None:
+            return "Rejected", "NotEnabled", f"this station has no trust directory to install a {certificate_type} in"
         try:
             install_roots(x509.load_pem_x509_certificates(pem.encode()), self.config.trust_dir)
-        except (ValueError, rpc.OCPPError) as exc:
-            return "Rejected", f"not a PEM root certificate: {exc}"
-        except Exception as exc:  # PkiError: not a self-signed CA
-            return "Rejected", str(exc)
-        return "Accepted", ""
+        except ValueError as exc:
+            return "Rejected", "InvalidCertificate", f"not a PEM root certificate: {exc}"
+        except CertificateError as exc:  # not a self-signed V2G root CA
+            return "Rejected", "InvalidCertificate", str(exc)
+        except PkiError as exc:  # the trust directory cannot be written
+            return "Failed", "InternalError", str(exc)
+        return "Accepted", "", ""
 
     async def get_15118_ev_certificate(self, action: str, exi_request: bytes) -> tuple[str, bytes]:
         """Get15118EVCertificate (M01/M02): pass the EV's CertificateInstallationReq (EXI) through."""
@@ -633,11 +713,14 @@ class StationBridge:
                     except asyncio.CancelledError:  # the station stops: a normal closure, not 1011
                         await ws.close(CloseCode.NORMAL_CLOSURE, "station stopped")
                         raise
-            except (TimeoutError, OSError, websockets.WebSocketException, rpc.OCPPError, ValueError) as exc:
+            except rpc.OCPPError as exc:  # the BootNotification refused with a CALLERROR, or garbled
+                reason = _refusal(exc)
+            except (TimeoutError, OSError, websockets.WebSocketException, ValueError) as exc:
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             finally:
                 self._peer = None
             self.report(CsmsDisconnected(t=time.time(), url=url, reason=reason, queued=len(self.outbox)))
+            self.attempted.set()
             if self._accepted:
                 self._accepted = False
                 delay = self.config.reconnect[0]
@@ -646,7 +729,7 @@ class StationBridge:
 
     async def _serve(self, ws: ClientConnection, url: str) -> None:
         cls = rpc.for_version(ws.subprotocol, _StationHandlers)
-        peer = cls(self.config.station_id, ws, response_timeout=self.config.response_timeout)
+        peer = cls(self.config.station_id, ws, response_timeout=self.config.response_timeout, logger=RPC_LOG)
         peer.bridge = self
         peer.debug = self.config.debug
         self.subprotocol = ws.subprotocol
@@ -694,6 +777,7 @@ class StationBridge:
                     reason=f"{boot.status}, next BootNotification in {wait:g} s",
                 )
             )
+            self.attempted.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._boot_now.wait(), wait)
             reason = "Triggered" if self._boot_now.is_set() else "PowerUp"
@@ -706,6 +790,7 @@ class StationBridge:
         self._peer = peer
         self._status_sent = self._needs_sent = False
         self.report(CsmsConnected(t=time.time(), url=url, subprotocol=str(self.subprotocol)))
+        self.attempted.set()
         while True:
             self._wake.clear()
             while self._triggered:  # what TriggerMessage asked for, at once (F06)
@@ -774,7 +859,7 @@ class StationBridge:
         try:
             await self._call(peer, record.action, record.payload)
         except rpc.OCPPError as exc:
-            reason = str(exc)[:500]
+            reason = _refusal(exc)
             self.report(CsmsRefused(t=time.time(), url=url, action=record.action, reason=reason))
             n, refused = self._refusals
             refused = refused + 1 if n == record.n else 1
@@ -820,9 +905,15 @@ class StationBridge:
         return answer
 
     async def _notify(self, peer: Any, url: str, action: str, payload: dict[str, Any]) -> None:
-        """A message whose refusal (a CallError, or a payload the schema refuses) ends nothing: it is
-        reported and the connection goes on."""
+        """A message whose refusal (a CallError, a payload the schema refuses, or an answer with status
+        Rejected: NotifyEVChargingNeeds, K15) ends nothing: it is reported and the connection goes on."""
         try:
-            await self._call(peer, action, payload)
+            answer = await self._call(peer, action, payload)
         except rpc.OCPPError as exc:
-            self.report(CsmsRefused(t=time.time(), url=url, action=action, reason=str(exc)[:500]))
+            self.report(CsmsRefused(t=time.time(), url=url, action=action, reason=_refusal(exc)))
+            return
+        if getattr(answer, "status", None) == "Rejected":
+            info = getattr(answer, "status_info", None) or {}
+            why = ": ".join(str(info[key]) for key in ("reason_code", "additional_info") if info.get(key))
+            reason = f"Rejected ({why})" if why else "Rejected"
+            self.report(CsmsRefused(t=time.time(), url=url, action=action, reason=reason))
