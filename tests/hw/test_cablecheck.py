@@ -151,3 +151,20 @@ def test_an_error_in_a_slice_opens_the_contactors_as_at_once(monkeypatch: pytest
             pass
     assert station.interlock.phase is ContactorPhase.OPEN
     assert station.measurement.cable_v < SAFE_OUTPUT_V and not station.cable_check_running
+
+
+def test_a_stop_in_the_ramp_down_finishes_it_then_opens() -> None:
+    """A session that ends while its cable check ramps down (the SECC's CableCheckRun.stop()): the
+    ramp down goes on below 60 V, the check ends interrupted and the contactors open at zero current,
+    instead of the stop escaping the ramp down as an exception."""
+    ramp_down_at = next(
+        s.t for s in run_cable_check(make_station().station, SETTINGS).trace if s.phase is CablePhase.RAMP_DOWN
+    )
+    station = make_station().station
+    run = CableCheckRun(station, SETTINGS)
+    assert run.advance(ramp_down_at + 0.05) is None  # ramping down, not yet below 60 V
+    assert station.measurement.cable_v > SAFE_OUTPUT_V
+    report = run.stop()
+    assert report is not None and report.interrupted and report.failure == "interrupted"
+    assert report.trace[-1].phase is CablePhase.RAMP_DOWN and report.trace[-1].voltage_v < SAFE_OUTPUT_V
+    _assert_opened_at_zero_current(station, ramp_down_at)

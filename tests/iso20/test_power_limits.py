@@ -52,9 +52,15 @@ def test_power_none_asks_for_the_maximum() -> None:
 
 
 def test_an_ev_maximum_voltage_of_zero_is_a_limit_not_unset() -> None:
-    plant, _, _ = session(vehicle=dataclasses.replace(VEHICLE, max_voltage=0.0))
+    # The cable check and the precharge stay at 0 V, not at the charger's 920 V: the EV's 375 V battery
+    # is never matched, so the EV ends by its precharge timeout.
+    plant = Plant(CHARGER, dataclasses.replace(VEHICLE, max_voltage=0.0))
+    evcc = Evcc(EvccConfig(duration=5.0), plant.vehicle)
+    exchange = run(evcc, Secc(SeccConfig(), plant, 0.0))
     assert plant.cable_check_voltages and set(plant.cable_check_voltages) == {0.0}
-    assert plant.voltage_limits and set(plant.voltage_limits) == {0.0}
+    precharged = [to_float(body.EVSEPresentVoltage) for _, name, body in exchange.messages if name == "DC_PreChargeRes"]
+    assert precharged and set(precharged) == {0.0}
+    assert not evcc.ok and evcc.end_reason == "V2G_EVCC_PreCharge timeout after 10 s"
 
 
 def test_the_charger_maximum_power_is_not_exceeded_at_the_output_voltage() -> None:

@@ -18,7 +18,7 @@ from v2gtool.hw.events import ContactorsClosed, ContactorsClosing, CpStateChange
 from v2gtool.iso20.evcc import Direction
 from v2gtool.iso20.events import PhaseChanged, PowerFlow
 from v2gtool.iso20.values import ControlMode, ServiceID
-from v2gtool.net.pcapwriter import PcapWriteError
+from v2gtool.net.pcapwriter import PcapWriteFailed
 from v2gtool.session import scenario as scenarios
 from v2gtool.session.events import Event
 from v2gtool.session.runner import SessionResult, run_sim
@@ -260,10 +260,10 @@ def test_cli_session_run_honours_the_configured_soc_floor(tmp_path: Path) -> Non
 
 
 def test_cli_trace_on_a_full_disk_is_one_line() -> None:
-    """ENOSPC on the pcap header: one line and the exit status of every other trace write error."""
+    """ENOSPC on the pcap header: one line and exit 4, the machine's fault (README "Exit status")."""
     proc = subprocess.run([sys.executable, "-m", "v2gtool", "session", "run", "--sim", "--trace", "/dev/full",
                            "--duration", "1"], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == PcapWriteError.exit_code
+    assert proc.returncode == PcapWriteFailed.exit_code == 4
     assert proc.stderr == "v2gtool: error: cannot write pcap file /dev/full: No space left on device\n"
 
 

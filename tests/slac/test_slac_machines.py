@@ -218,6 +218,15 @@ def test_evse_without_slac_parm_req_goes_through_e_f_and_retries() -> None:
     assert evse.result is not None and evse.result.diagnosis is Diagnosis.NO_SLAC_PARM_REQ
     assert events[-1].t == pytest.approx(68.001)
     assert evse.result.diagnosis.exit_code == 10
+    # The wait it reports is the one it made: three TT_EVSE_SLAC_init with T_step_EF between, not 20 s.
+    assert evse.result.detail == "3 waits of 20 s with E/F between, 68 s in all"
+
+
+def test_evse_without_retries_reports_the_one_wait() -> None:
+    evse = evse_machine()  # FAST: C_sequ_retry = 0
+    drive(evse, 60.0, {0.001: [_frame_to(EVSE_MAC, mme.QCA_LOCAL_MAC, mme.CM_SET_KEY_CNF(result=0))]})
+    assert evse.result is not None and evse.result.diagnosis is Diagnosis.NO_SLAC_PARM_REQ
+    assert evse.result.detail == "5 s"
 
 
 @pytest.mark.parametrize("retries", [0, 1])

@@ -73,8 +73,18 @@ def _number(app: AppContext, key: str, default: float) -> float:
     return number
 
 
-def rated_voltage(app: AppContext) -> float:
-    return _number(app, "rated_voltage_v", DEFAULT_RATED_V)
+def rated_voltage(app: AppContext, fallback: float = DEFAULT_RATED_V) -> float:
+    """``[hw] rated_voltage_v`` when it is set, else *fallback* (a session's charger maximum)."""
+    return _number(app, "rated_voltage_v", fallback)
+
+
+def configured_backend(app: AppContext, backend: str | None = None) -> str:
+    """*backend* (``--backend``), else ``[hw] backend``, else ``sim``: one the hardware layer knows,
+    or a config error naming where it was set (a typo is an error, not a setting ignored)."""
+    chosen = backend or str(app.config.get("hw", "backend", "sim"))
+    if chosen not in BACKENDS:
+        raise app.config.invalid("hw", "backend", f"must be one of {', '.join(BACKENDS)}, got {chosen!r}")
+    return chosen
 
 
 class EventRenderer:
@@ -152,7 +162,9 @@ def station_config(
     or ``isolation_edition``; at *rated_v* or ``rated_voltage_v``), the stop action, the discharge
     SoC floor (``soc_floor_percent``) and the inlet's thermal derating (``rated_current_a``,
     ``inlet_limit_c``). One place for every command that runs a station: the hardware commands and
-    ``session run`` / ``serve``. *sim*: the ``sim`` backend's control-loop period, else a polled device's."""
+    ``session run`` / ``serve``, whose *rated_v* (the charger's maximum) applies only where
+    ``rated_voltage_v`` is not set. *sim*: the ``sim`` backend's control-loop period, else a polled
+    device's."""
     config_edition = str(app.config.get("hw", "isolation_edition", Edition.IEC_61851_23_2023.value))
     try:
         profile_edition = edition or Edition(config_edition)
@@ -162,7 +174,7 @@ def station_config(
     rated_current_a = _number(app, "rated_current_a", 300.0)
     inlet_limit_c = _number(app, "inlet_limit_c", 90.0)
     return StationConfig(
-        IsolationProfile(profile_edition, rated_v or rated_voltage(app)),
+        IsolationProfile(profile_edition, rated_voltage(app, rated_v or DEFAULT_RATED_V)),
         # Real devices are polled; 10 ms still leaves most of the 100 ms opening budget.
         tick_s=SIM_TICK_S if sim else HW_TICK_S,
         on_fault_exec=on_fault_exec or app.config.get("hw", "on_fault_exec"),
@@ -195,9 +207,7 @@ def open_session(
     app = app_context(ctx)
     json_out = use_json(ctx, json_flag)
     render = EventRenderer(app, json_out)
-    chosen = backend or str(app.config.get("hw", "backend", "sim"))
-    if chosen not in BACKENDS:
-        raise app.config.invalid("hw", "backend", f"must be one of {', '.join(BACKENDS)}, got {chosen!r}")
+    chosen = configured_backend(app, backend)
     config = station_config(app, sim=chosen == "sim", edition=edition, on_fault_exec=on_fault_exec)
 
     def listener(event: Event) -> None:

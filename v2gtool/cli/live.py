@@ -38,6 +38,7 @@ from v2gtool.exit_codes import ExitCode
 from v2gtool.hw.backends import sim_station
 from v2gtool.hw.interlock import Condition
 from v2gtool.hw.station import Station, StationConfig
+from v2gtool.hw.weldcheck import settle_contactors
 from v2gtool.iso20.evcc import Direction, Evcc, EvccConfig
 from v2gtool.iso20.events import SessionPaused, SessionResumed
 from v2gtool.iso20.pnc import Contract
@@ -404,6 +405,12 @@ def serve(
         check_served(served, sessions)
 
 
+#: How often ``serve`` runs its station up to the clock between requests (wall seconds): the plant and
+#: its interlock go on while the EV is silent, so a stop then (the SECC's timeout, SIGTERM) acts on
+#: and is stamped with the present, not the time of the last request.
+_STATION_STEP_S = 0.01
+
+
 def _load_grammars() -> None:
     """Load the three grammars of a DC session before the first request arrives (~0.3 s once)."""
     for short in ("apphand", "iso20", "iso20-dc"):
@@ -428,8 +435,10 @@ async def serve_sessions(
     """SDP responder and V2GTP server on *iface* until *sessions* sessions ended (0: SIGTERM/SIGINT,
     or, with *signals* False, until the caller, who then takes the signals, cancels it); returns how
     each served session ended, in order. The plant and the SECC's timeouts run on one clock, *speed*
-    times as fast as the wall clock (``serve --speed``). The station's stop actions
-    (``[hw] on_fault_exec``) are waited for and reported at the end. *status* is told what the SECC
+    times as fast as the wall clock (``serve --speed``); the station follows that clock between
+    requests too. A session still running at the end is ended by its SECC (SessionEnded), and the
+    station is stopped and stepped until its interlock has opened the contactors (ContactorsOpened);
+    its stop actions (``[hw] on_fault_exec``) are waited for and reported. *status* is told what the SECC
     waits for; *grid* is the Dynamic mode's grid request (an OCPP charging profile, ``ocpp-bridge --iface``);
     *stop_request* the station's wish to end a session (a remote stop); with *pnc_roots* the SECC
     offers Plug & Charge and checks contracts against them; *allowed_services* (an OCPP
@@ -448,6 +457,7 @@ async def serve_sessions(
         handler = asyncio.current_task()
         assert handler is not None
         handlers.add(handler)
+        secc: Secc | None = None
         try:
             async with one_at_a_time:
                 peer = writer.get_extra_info("peername")
@@ -468,8 +478,14 @@ async def serve_sessions(
                     stop.set()
                 status(waiting_for)
         except asyncio.CancelledError:
-            # Stopped (SIGTERM, SIGINT) in a session: end the connection here. Python 3.11's streams
-            # would report a cancelled handler as an unhandled exception, with a traceback.
+            # Stopped (SIGTERM, SIGINT) in a session: the SECC ends it now (the station's session stop,
+            # its SessionEnded), then the connection. Python 3.11's streams would report a cancelled
+            # handler as an unhandled exception, with a traceback.
+            if secc is not None:
+                charger.advance(clock())
+                for output in secc.abort(clock(), "the SECC was stopped (SIGTERM or SIGINT)"):
+                    if isinstance(output, Event):
+                        show(output)
             writer.close()
         finally:
             handlers.discard(handler)
@@ -500,7 +516,9 @@ async def serve_sessions(
     waiting_for = f"waiting for an EV on {iface}: SDP on UDP {SDP_SERVER_PORT}, TCP [{address}]:{port}"
     status(waiting_for)
     try:
-        await stop.wait()
+        while not stop.is_set():  # the station runs on the clock between requests too
+            charger.advance(clock())
+            await asyncio.sleep(_STATION_STEP_S)
     finally:
         responder.close()
         server.close()
@@ -509,7 +527,9 @@ async def serve_sessions(
         await asyncio.gather(*handlers, return_exceptions=True)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(server.wait_closed(), timeout=2.0)
+        charger.advance(clock())
         charger.stop()
+        settle_contactors(charger.station)  # the interlock opens them on its next samples
         await finish_stop_actions(charger.station)
     return served
 

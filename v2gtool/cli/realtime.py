@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -9,7 +10,7 @@ import click
 
 from v2gtool.cli.context import app_context
 from v2gtool.cli.output import emit_json
-from v2gtool.realtime import DEFAULT_PRIORITY, MAX_PRIORITY, SchedulingApplied, apply_realtime
+from v2gtool.realtime import DEFAULT_PRIORITY, MAX_PRIORITY, RealtimeError, SchedulingApplied, apply_realtime
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,3 +44,25 @@ def apply_options(ctx: click.Context, rt: int | None, cpu: int | None, as_json: 
     else:
         app_context(ctx).console.print(f"scheduling: {applied.describe()}", highlight=False)
     return applied
+
+
+def check_options(rt: int | None, cpu: int | None) -> None:
+    """Raise the :class:`RealtimeError` that ``--rt``/``--cpu`` would raise here, without changing this
+    process's scheduling: for a command whose child processes apply them (``session run --netns``), so
+    that a refusal is one error before anything starts. They are applied to a thread of its own, which
+    then ends: policy, priority and affinity are per thread (:mod:`v2gtool.realtime`)."""
+    if rt is None and cpu is None:
+        return
+    refused: list[RealtimeError] = []
+
+    def try_them() -> None:
+        try:
+            apply_realtime(rt, cpu)
+        except RealtimeError as exc:
+            refused.append(exc)
+
+    probe = threading.Thread(target=try_them, name="v2gtool-realtime-check")
+    probe.start()
+    probe.join()
+    if refused:
+        raise refused[0]

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import IO, Any, TextIO, TypeVar
 
@@ -33,7 +33,7 @@ from rich.table import Table
 from v2gtool.cli.configured import secc_tcp_port, tls_dirs
 from v2gtool.cli.context import AppContext, app_context
 from v2gtool.cli.evse_slac import follow_slac
-from v2gtool.cli.hw_common import station_config
+from v2gtool.cli.hw_common import configured_backend, station_config
 from v2gtool.cli.live import (
     SAFETY_CONDITIONS,
     Plant,
@@ -53,19 +53,20 @@ from v2gtool.cli.live import (
 from v2gtool.cli.output import emit_json, json_option, use_json
 from v2gtool.cli.params import FiniteFloatRange
 from v2gtool.cli.progress import Spinner, spinner
-from v2gtool.cli.realtime import apply_options, realtime_options
+from v2gtool.cli.realtime import apply_options, check_options, realtime_options
 from v2gtool.errors import V2GToolError
 from v2gtool.exit_codes import ExitCode
 from v2gtool.hw.events import ContactorStuck, InterlockRefused, InterlockTripped, IsolationFault
 from v2gtool.hw.interlock import Condition
 from v2gtool.hw.station import StationConfig
 from v2gtool.iso20.evcc import Direction
-from v2gtool.iso20.events import MessageReceived, NoEnergyTransferred, PhaseChanged, PowerFlow
+from v2gtool.iso20.events import MessageReceived, MessageSent, NoEnergyTransferred, PhaseChanged, PowerFlow
 from v2gtool.iso20.pnc import Contract
 from v2gtool.iso20.states import State
 from v2gtool.iso20.values import ControlMode, SignConvention, service_from_name, service_name
-from v2gtool.net.netns import capture_link, veth_pair
+from v2gtool.net.netns import capture_link, require_netns, veth_pair
 from v2gtool.net.pcapwriter import PcapWriteError, PcapWriter
+from v2gtool.net.sdp_transport import interface_index
 from v2gtool.net.v2g_tcp import Ending
 from v2gtool.pki.profiles import Protocol
 from v2gtool.pki.tls import client_context, server_context
@@ -75,7 +76,7 @@ from v2gtool.session.journal import journal_log
 from v2gtool.session.link_chain import slac_on_link
 from v2gtool.session.plant import CableCheckFinished
 from v2gtool.session.render import describe
-from v2gtool.session.runner import SessionResult, no_vehicle, run_sim
+from v2gtool.session.runner import SessionResult, TraceWriteFailed, no_vehicle, run_sim
 from v2gtool.session.trace import SessionTrace
 from v2gtool.slac.machine import SlacResult
 from v2gtool.slac.states import Role
@@ -111,7 +112,11 @@ def session() -> None:
     """
 
 
-@session.command("run")
+@session.command(
+    "run",
+    epilog='With --json each line is one event, its type in "event" and seconds in "t": v2gtool-events(7) '
+    "(man/v2gtool-events.7) lists every event type with its fields.",
+)
 @click.option("--sim", is_flag=True, help="Both roles in this process on the simulated plant (no root, no hardware).")
 @click.option(
     "--role",
@@ -208,13 +213,11 @@ def run(
     discharge, welding detection, stop. --sim: both roles in this process; --netns: both roles as
     processes in two namespaces over veth; --role evse|ev --iface IF: one side on a real link."""
     app = app_context(ctx)
-    if not sim and not netns and role == "both":
-        raise click.UsageError("give --sim, --netns, or --role evse|ev with --iface")
-    if sim and role != "both":
-        raise click.UsageError("--sim runs both roles in one process; one role runs on --iface")
-    if sim and keylog is not None:
-        raise click.UsageError("--keylog: --sim runs the session over plain TCP on loopback, there are no TLS "
-                               "secrets to log; use --netns or --role evse|ev for TLS 1.3")
+    _check_mode(sim=sim, netns=netns, role=role)
+    if sim:
+        _refuse_unused(ctx, "--sim", _SIM_UNUSED if not pnc else _SIM_UNUSED_WITH_PNC)
+    if netns:
+        _refuse_unused(ctx, "--netns", _NETNS_UNUSED)
     if netns and keylog is not None and no_tls:
         raise click.UsageError("--keylog: --netns with --no-tls runs plain TCP, there are no TLS secrets to log")
     if no_trace and trace_path is not None:
@@ -235,10 +238,13 @@ def run(
         power=power,
         duration=duration,
     )
+    configured_backend(app)  # a session runs on the sim plant, but a typo in [hw] backend is still an error
     station = station_config(app, rated_v=scenario.charger.max_voltage)
     # Every input is read and checked before the trace is opened: a bad one must not wipe the last trace.
     if netns:
         dirs = _check_netns_inputs(app, certs_dir, trust_dir, tls=not no_tls, pnc=pnc)
+        require_netns()
+        check_options(rt, cpu)  # as the children will apply them: refused once, here
         _run_netns(ctx, ctx.params, dirs, as_json, None if no_trace else _open_trace(app, trace_path, PcapWriter),
                    sys.stderr if trace_path == _STDOUT_DEVICE else sys.stdout)
         return
@@ -246,6 +252,7 @@ def run(
     if not sim:
         if iface is None:
             raise click.UsageError("--role evse|ev needs --iface")
+        interface_index(iface)
         certs, trust = tls_dirs(app, certs_dir, trust_dir)
         protocol_context = server_context if role == "evse" else client_context
         context = None if no_tls else protocol_context(certs, trust, Protocol.ISO20, keylog=keylog)
@@ -268,7 +275,8 @@ def run(
     credentials = _pnc_credentials(app, certs_dir, trust_dir) if pnc else (None, None)
     trace = None if no_trace else _open_trace(app, trace_path, SessionTrace)
     journal = None if as_json else journal_log()  # under systemd: journal records instead of the panel
-    with journal or contextlib.nullcontext():
+    stop = _Stop()
+    with journal or contextlib.nullcontext(), _summary_on_trace_failure(app, as_json):
         if as_json or journal is not None:
             result = _run_loop(
                 run_sim(
@@ -279,11 +287,63 @@ def run(
                     contract=credentials[0],
                     pnc_roots=credentials[1],
                     station=station,
-                )
+                    stop_request=stop.requested,
+                ),
+                stop,
             )
         else:
-            result = _run_live(app, scenario, speed, trace, credentials, station)
-    _report(app, result, as_json)
+            result = _run_live(app, scenario, speed, trace, credentials, station, stop)
+    _report(app, result, as_json, stop.signal)
+
+
+@contextlib.contextmanager
+def _summary_on_trace_failure(app: AppContext, as_json: bool) -> Iterator[None]:
+    """A trace that could not be written (:class:`TraceWriteFailed`, exit 4) ended the session: its
+    summary is still given before the error."""
+    try:
+        yield
+    except TraceWriteFailed as failed:
+        _summarize(app, failed.result, as_json, None)
+        raise
+
+
+def _check_mode(*, sim: bool, netns: bool, role: str) -> None:
+    """Exactly one way of running: --sim, --netns or --role evse|ev; a usage error names the ones given."""
+    given = [name for name, on in (("--sim", sim), ("--netns", netns), (f"--role {role}", role != "both")) if on]
+    if not given:
+        raise click.UsageError("give --sim, --netns, or --role evse|ev with --iface")
+    if len(given) > 1:
+        raise click.UsageError(f"{', '.join(given[:-1])} and {given[-1]} contradict each other: --sim runs both "
+                               "roles in this process, --netns both in two namespaces, --role evse|ev one side "
+                               "on --iface")
+
+
+# The options a way of running does not use, each with why: given, they are a usage error, not an
+# option silently ignored. --sim runs SLAC on a simulated cable and the session over plain TCP on
+# loopback, which reads certificates only for --pnc (the contract and its roots); --netns makes its own
+# veth link, behind the simulated modem.
+_SIM_UNUSED_WITH_PNC = {
+    "iface": "runs both roles on a simulated cable, on no interface; use --role evse|ev --iface IF",
+    "modem": "runs SLAC on a simulated cable, through no modem; --modem is for --role evse|ev",
+    "keylog": "runs the session over plain TCP on loopback, there are no TLS secrets to log; use --netns or "
+    "--role evse|ev for TLS 1.3",
+}
+_SIM_UNUSED = {
+    **_SIM_UNUSED_WITH_PNC,
+    "certs_dir": "runs the session over plain TCP on loopback; it reads certificates only for --pnc",
+    "trust_dir": "runs the session over plain TCP on loopback; it reads trust anchors only for --pnc",
+}
+_NETNS_UNUSED = {
+    "iface": "runs on a veth pair of its own; --iface is for --role evse|ev",
+    "modem": "runs SLAC on its veth pair through the simulated modem; --modem is for --role evse|ev",
+}
+
+
+def _refuse_unused(ctx: click.Context, mode: str, unused: dict[str, str]) -> None:
+    """A usage error for the first option of *unused* given (not left at its default) with *mode*."""
+    for name, why in unused.items():
+        if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT):
+            raise click.UsageError(f"--{name.replace('_', '-')}: {mode} {why}")
 
 
 def _stdout_trace_setting(app: AppContext, trace_path: Path | None, configured: bool) -> str | None:
@@ -312,13 +372,53 @@ def _trace_to_stdout(ctx: click.Context, app: AppContext, as_json: bool, setting
     return on_stderr
 
 
-def _run_loop(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(main)``, without the tracebacks Python 3.11 prints when Ctrl-C cancels a session
-    in its loop (:func:`_quiet_cancelled`); the KeyboardInterrupt still ends the command (exit 130)."""
+#: Wall seconds a --sim session has, after SIGTERM or SIGINT, to end (:class:`_Stop`).
+STOP_GRACE_S = 30.0
+
+
+class _Stop:
+    """SIGTERM and SIGINT during a --sim session. The first asks the session to end as a charger's
+    operator ends one: the SECC's next DC_ChargeLoopRes carries EVSENotification Terminate and the EV
+    stops (PowerDelivery Stop, DC_WeldingDetection, SessionStop: standards.md §4.2), so the station
+    comes down through its interlock and both sides' SessionEnded and the summary are reported, as on
+    any other end; the command then exits 130 (README "Exit status"). A session that has not ended
+    :data:`STOP_GRACE_S` s later (the SECC notifies only in the loop), or a second signal, is cancelled."""
+
+    def __init__(self) -> None:
+        self.signal: signal.Signals | None = None
+
+    def requested(self) -> str | None:
+        """The SECC's ``stop_request``: "Terminate" once a signal came."""
+        return None if self.signal is None else "Terminate"
+
+    def install(self, session: asyncio.Future[Any]) -> None:
+        """Catch SIGTERM and SIGINT in the running loop, for *session*, until the loop closes."""
+        loop = asyncio.get_running_loop()
+
+        def received(signum: int) -> None:
+            if self.signal is not None:
+                session.cancel()
+                return
+            self.signal = signal.Signals(signum)
+            loop.call_later(STOP_GRACE_S, session.cancel)
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, received, signum)
+
+
+def _run_loop(main: Coroutine[Any, Any, T], stop: _Stop) -> T:
+    """``asyncio.run(main)`` with SIGTERM and SIGINT ending it through *stop*; a session *stop* had to
+    cancel ends the command (exit 130) with one line, without the tracebacks Python 3.11 prints for
+    the connection tasks cancelled with it (:func:`_quiet_cancelled`)."""
 
     async def quietly() -> T:
         asyncio.get_running_loop().set_exception_handler(_quiet_cancelled)
-        return await main
+        session = asyncio.ensure_future(main)
+        stop.install(session)
+        try:
+            return await session
+        except asyncio.CancelledError:
+            raise click.Abort from None
 
     return asyncio.run(quietly())
 
@@ -392,9 +492,12 @@ def _run_side(
 
 
 def _require_match(slac: SlacResult) -> None:
+    """A failed matching ends the run: a peer silent past an ISO 15118-3 Table A.1 timer is a
+    timeout (exit 3), any other diagnosis a failure."""
     if not slac.matched:
         diagnosis = slac.diagnosis.name if slac.diagnosis is not None else "no match"
-        raise SessionFailed(f"SLAC failed: {diagnosis} {slac.detail}; debug with `v2gtool evse-slac`")
+        error = SessionTimeout if slac.diagnosis is not None and slac.diagnosis.is_timeout else SessionFailed
+        raise error(f"SLAC failed: {diagnosis} {slac.detail}; debug with `v2gtool evse-slac`")
 
 
 def _run_netns(
@@ -601,6 +704,7 @@ def _run_live(
     trace: SessionTrace | None,
     credentials: tuple[Contract | None, tuple[x509.Certificate, ...] | None],
     station: StationConfig,
+    stop: _Stop,
 ) -> SessionResult:
     state: dict[str, Any] = {
         "phase": "starting", "service": "-", "V": 0.0, "A": 0.0, "kW": 0.0, "SoC": None, "last": ""
@@ -626,6 +730,10 @@ def _run_live(
         def listener(event: Event) -> None:
             if isinstance(event, PhaseChanged) and event.role == "EVCC":
                 state["phase"] = event.phase
+                if event.phase == State.ENDED.value:  # the output is off: nothing flows any more
+                    state.update(A=0.0, kW=0.0)
+            elif isinstance(event, MessageSent) and event.role == "SECC" and "EVSEPresentVoltage" in event.summary:
+                state["V"] = event.summary["EVSEPresentVoltage"]  # also after the loop: welding detection's
             elif isinstance(event, PowerFlow) and event.role == "EVCC":
                 state.update(V=event.voltage, A=event.current, kW=event.power / 1000, SoC=event.soc)
             elif isinstance(event, MessageReceived) and event.role == "EVCC":
@@ -645,7 +753,9 @@ def _run_live(
                 contract=credentials[0],
                 pnc_roots=credentials[1],
                 station=station,
-            )
+                stop_request=stop.requested,
+            ),
+            stop,
         )
     if not app.console.is_terminal:  # rich leaves the last line of a Live without its line end there
         app.console.line()
@@ -658,29 +768,12 @@ def _services_so_far(shown: str, selected: int) -> str:
     return name if shown in ("-", name) else f"{shown} → {name}"
 
 
-def _report(app: AppContext, result: SessionResult, as_json: bool) -> None:
-    summary = {
-        "ok": result.ok,
-        "reason": result.reason,
-        "secc": result.secc_reason,
-        "energy_wh": round(result.energy_wh, 3),
-        "soc_start": round(result.soc_start, 3),
-        "soc_end": round(result.soc_end, 3),
-        "simulated_s": round(result.duration, 3),
-        "requests": len(result.requests),
-    }
-    if as_json:
-        emit_json({"event": "SessionSummary", **summary})
-    else:
-        app.console.print(
-            f"{'[green]completed[/green]' if result.ok else '[red]failed[/red]'}: {escape(result.reason)}; "
-            f"{summary['requests']} requests, energy {result.energy_wh:+.1f} Wh, "
-            f"SoC {result.soc_start:.2f} % -> {result.soc_end:.2f} %, "
-            f"{result.duration:.1f} s simulated"
-        )
-        for event in result.events:  # the loop moved nothing the way the EV asked: say so, and why
-            if isinstance(event, NoEnergyTransferred):
-                app.err_console.print(escape(f"v2gtool: {describe(event)}"), highlight=False, soft_wrap=True)
+def _report(
+    app: AppContext, result: SessionResult, as_json: bool, interrupted: signal.Signals | None = None
+) -> None:
+    """The session's summary (:func:`_summarize`), then its exit: the failure's error, else
+    :class:`click.Abort` (exit 130) when a signal (*interrupted*, :class:`_Stop`) ended it."""
+    _summarize(app, result, as_json, interrupted)
     if not result.ok:
         phase = next((e.phase for e in reversed(result.events)  # the EV's view: the step it was in
                       if isinstance(e, PhaseChanged) and e.role == "EVCC" and e.phase != State.ENDED.value), "")
@@ -702,6 +795,39 @@ def _report(app: AppContext, result: SessionResult, as_json: bool) -> None:
         if safety is Condition.EMERGENCY_STOP:  # pressed by someone: no subcommand debugs that
             hint = None
         raise error(f"session failed in {phase or 'set-up'}: {why}" + (f"; debug with `{hint}`" if hint else ""))
+    if interrupted is not None:
+        raise click.Abort
+
+
+def _summarize(app: AppContext, result: SessionResult, as_json: bool, interrupted: signal.Signals | None) -> None:
+    """The session's summary: a SessionSummary JSON line, or one line for people."""
+    summary = {
+        "ok": result.ok and interrupted is None,
+        "interrupted": None if interrupted is None else interrupted.name,
+        "reason": result.reason,
+        "secc": result.secc_reason,
+        "energy_wh": round(result.energy_wh, 3),
+        "soc_start": round(result.soc_start, 3),
+        "soc_end": round(result.soc_end, 3),
+        "simulated_s": round(result.duration, 3),
+        "requests": len(result.requests),
+    }
+    if as_json:
+        emit_json({"event": "SessionSummary", **summary})
+    else:
+        outcome = (
+            "[red]failed[/red]" if not result.ok
+            else "[green]completed[/green]" if interrupted is None
+            else f"[yellow]interrupted ({interrupted.name})[/yellow]"
+        )
+        app.console.print(
+            f"{outcome}: {escape(result.reason)}; "
+            f"{summary['requests']} requests, energy {result.energy_wh:+.1f} Wh, "
+            f"SoC {result.soc_start:.2f} % -> {result.soc_end:.2f} %, {result.duration:.1f} s simulated"
+        )
+        for event in result.events:  # the loop moved nothing the way the EV asked: say so, and why
+            if isinstance(event, NoEnergyTransferred):
+                app.err_console.print(escape(f"v2gtool: {describe(event)}"), highlight=False, soft_wrap=True)
 
 
 def _station_cause(events: list[Event]) -> str | None:

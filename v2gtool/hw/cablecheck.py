@@ -100,7 +100,8 @@ class CableCheckReport:
     finished_at: float | None = None
     trace: list[TraceSample] = field(default_factory=list)
     failure: str | None = None
-    #: The caller's stop predicate ended the check (``failure`` is then "interrupted").
+    #: The caller's stop predicate ended the check (``failure`` is then "interrupted", unless the
+    #: check had failed before it: a stop in the ramp down after a failure).
     interrupted: bool = False
 
 
@@ -123,7 +124,9 @@ class _Tracer:
 
     def __call__(self) -> bool:
         """Record a trace sample when one is due; abort when the interlock opened the contactors, or
-        (once) when the caller's stop predicate holds."""
+        (once) when the caller's stop predicate holds. A stop during the ramp down lets it go on: that
+        is what the stop asks for (below 60 V, then open: standards.md 7.1), and the check then ends
+        interrupted."""
         now = self.station.clock.now()
         if now >= self._next - 1e-9:
             self._next = now + self.interval
@@ -139,7 +142,9 @@ class _Tracer:
             )
         if not self.report.interrupted and self.stop():
             self.report.interrupted = True
-            raise _Interrupted
+            if self.phase is not CablePhase.RAMP_DOWN:
+                raise _Interrupted
+            self.report.failure = self.report.failure or "interrupted"
         return False
 
     def record(self, *, sampled: bool) -> float | None:

@@ -533,11 +533,19 @@ class Evcc:
         control mode; the EV sends it with EVProcessing Finished and ChargeProgress Start in both:
         in Scheduled mode with the SelectedScheduleTupleID it chose ([V2G20-479]) and a power that
         stays within that schedule's steps ([V2G20-478]), in Dynamic mode with an empty
-        Dynamic_EVPPTControlMode (the iso15118 package's SECC does not answer a Start without one)."""
+        Dynamic_EVPPTControlMode (the iso15118 package's SECC does not answer a Start without one).
+
+        A DC_BPT EV selects the channel of its direction (BPT_ChannelSelection, [V2G20-2123],
+        standards digest section 4.2 item 10: optional, in either control mode) in Scheduled mode,
+        where it chose the direction, and under :attr:`SignConvention.CHANNEL` in either mode: that
+        convention writes magnitudes, so the channel is the only thing on the wire that says which
+        way the current flows. A signed EV in Dynamic mode leaves it open: the grid's request then
+        sets the direction, within the EV's limits (the VPP case). A channel-convention EV in
+        Dynamic mode thus takes energy in its own direction only; a grid request the other way
+        transfers nothing (:meth:`v2gtool.iso20.secc.Secc._loop_target`)."""
         channel = None
-        # The channel fixes the direction ([V2G20-2123]): in Scheduled mode the EV chose it; in
-        # Dynamic mode the grid's request sets the sign within the EV's limits, so the EV leaves it open.
-        if self.service == ServiceID.DC_BPT and self.config.control_mode == ControlMode.SCHEDULED:
+        scheduled = self.config.control_mode == ControlMode.SCHEDULED
+        if self.service == ServiceID.DC_BPT and (scheduled or self.config.sign_convention is SignConvention.CHANNEL):
             channel = (
                 cm.channelSelectionType.Discharge
                 if self.config.direction == Direction.DISCHARGE

@@ -9,6 +9,7 @@ is signed: positive charges the vehicle, negative discharges it (DC_BPT); see
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -136,10 +137,21 @@ class GridRequest(Protocol):
 
 @dataclass(frozen=True)
 class ConstantGridRequest:
-    """A fixed grid request (a scenario's ``power`` in Dynamic mode)."""
+    """A fixed grid request (a scenario's ``power`` in Dynamic mode; None: no request) whose schedule
+    the grid renews at each of *renewed_at*, seconds on *clock* (a scenario's ``[[at]]``
+    ``evse_notification = "ScheduleRenegotiation"``): :attr:`revision` counts the renewals passed,
+    so a Scheduled session renegotiates at each."""
 
     watts: float | None
-    revision: int = 0
+    renewed_at: tuple[float, ...] = ()
+    clock: Callable[[], float] | None = None
+
+    @property
+    def revision(self) -> int:
+        if self.clock is None:
+            return 0
+        now = self.clock()
+        return sum(1 for t in self.renewed_at if t <= now)
 
     def power(self, now: float) -> float | None:
         return self.watts

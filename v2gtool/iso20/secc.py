@@ -84,6 +84,7 @@ class SeccConfig:
     timeouts: Timeouts = field(default_factory=Timeouts)
     # Dynamic mode: the grid's request (None: the EV's maximum charge power).
     grid: GridRequest | None = None
+    # EVSEPresentCurrent's convention once the EV selected a BPT channel (signed without one: Secc._wire_convention)
     sign_convention: SignConvention = SignConvention.SIGNED
     # Trust anchors for contract certificates (MO / V2G roots): PnC is offered when set.
     pnc_roots: tuple[x509.Certificate, ...] | None = None
@@ -185,6 +186,7 @@ class Secc:
         """Call when :attr:`deadline` has passed without a request."""
         self._out = []
         if not self.ended and now >= self.deadline:
+            self.charger.advance(now)  # the power path up to now: the stop is stamped when it happens
             self.charger.stop()
             if self.state == State.SUPPORTED_APP_PROTOCOL:  # nothing heard since the connection opened
                 reason = "V2G_SECC_CommunicationSetup_Timeout: no supportedAppProtocolReq"
@@ -197,6 +199,7 @@ class Secc:
         """End the session from outside (the connection failed or closed): stop the power path."""
         self._out = []
         if not self.ended:
+            self.charger.advance(now)
             self.charger.stop()
             self._end(now, reason, ok=False)
         return self._out
@@ -560,9 +563,15 @@ class Secc:
         self._respond("DC_CableCheckRes", res, now, key="DC_CableCheckReq", ongoing=ongoing)
 
     def _dc_precharge(self, body: dc.DC_PreChargeReqType, now: float) -> None:
+        """Regulate the output towards the EV's EVTargetVoltage (standards digest section 4.2 item 9),
+        never above :meth:`_maximum_voltage`: the EV declared in DC_ChargeParameterDiscoveryReq that
+        its side stands no more than EVMaximumVoltage. The digest names no response code for a
+        target above it, so the SECC answers OK with the voltage it holds; an EV whose battery sits
+        above its own maximum never sees its precharge match and ends the session by its
+        V2G_EVCC_PreCharge_Timeout (section 4.4)."""
         target = to_float(body.EVTargetVoltage)
         self.ev_present_voltage = to_float(body.EVPresentVoltage)
-        present = self.charger.precharge(min(target, self.charger.limits().max_voltage))
+        present = self.charger.precharge(min(target, self._maximum_voltage()))
         res = dc.DC_PreChargeResType(
             Header=self._header(now), ResponseCode=RC.OK, EVSEPresentVoltage=rational(present)
         )
@@ -583,7 +592,7 @@ class Secc:
             pass  # back to ScheduleExchange with the contactors closed; the loop resumes after it
         elif progress == cm.chargeProgressType.Standby and self._transferring:
             # The EV pauses energy transfer: no current, contactors closed, Start resumes at once.
-            self.charger.regulate(0.0, self.charger.limits().max_voltage)
+            self.charger.regulate(0.0, self._maximum_voltage())
             self.meter.idle()
         elif progress == cm.chargeProgressType.Start and self._transferring:
             pass  # Start after a renegotiation: energy transfer never stopped
@@ -677,7 +686,7 @@ class Secc:
         res = dc.DC_ChargeLoopResType(
             Header=self._header(now),
             ResponseCode=RC.OK,
-            EVSEPresentCurrent=rational(self.config.sign_convention.to_wire(current)),
+            EVSEPresentCurrent=rational(self._wire_convention().to_wire(current)),
             EVSEPresentVoltage=rational(voltage),
             EVSEPowerLimitAchieved=at_power_limit,
             EVSECurrentLimitAchieved=at_current_limit,
@@ -734,12 +743,26 @@ class Secc:
         Scheduled mode, the EV's EVTargetVoltage. The EV charges CC/CV: its target voltage is what
         the EVSE must not exceed (ISO 15118-20 8.3.5.5.6, Scheduled_DC_CLReqControlMode), and
         EVSEVoltageLimitAchieved says when this ceiling holds the output."""
-        lim = self.charger.limits()
-        ceiling = lim.max_voltage if self.ev_limits is None else min(lim.max_voltage, self.ev_limits.max_voltage)
+        ceiling = self._maximum_voltage()
         scheduled = body.BPT_Scheduled_DC_CLReqControlMode or body.Scheduled_DC_CLReqControlMode
         if self.control_mode == ControlMode.SCHEDULED and scheduled is not None:
             ceiling = min(ceiling, to_float(scheduled.EVTargetVoltage))
         return ceiling
+
+    def _wire_convention(self) -> SignConvention:
+        """How EVSEPresentCurrent carries the direction: as configured once the EV selected a power
+        channel in PowerDeliveryReq Start (BPT_ChannelSelection names the direction, [V2G20-2123],
+        standards digest section 4.2 item 10, so :attr:`SignConvention.CHANNEL` may write magnitudes);
+        signed without one (a DC session, or a DC_BPT EV that left the channel open, as ours does in
+        Dynamic mode), where a magnitude would not say which way the energy flows."""
+        return self.config.sign_convention if self.channel is not None else SignConvention.SIGNED
+
+    def _maximum_voltage(self) -> float:
+        """The most the output may be driven to: the lower of the EVSE's and the EV's maximum voltage
+        (DC_ChargeParameterDiscovery EVSEMaximumVoltage / EVMaximumVoltage); the EVSE's alone before
+        the EV declared its limits."""
+        charger = self.charger.limits().max_voltage
+        return charger if self.ev_limits is None else min(charger, self.ev_limits.max_voltage)
 
     def _discharge_floor_reached(self, allowed_current: float) -> bool:
         """This loop asks to discharge (the EV's target in Scheduled mode, the grid's request in
@@ -829,7 +852,8 @@ class Secc:
         whatever the sign convention (a target of the other sign comes from an EV that writes
         magnitudes, :attr:`SignConvention.CHANNEL`, and still names how much it wants), while the
         grid's request (Dynamic), which the EV did not make, is held to the channel's side of zero:
-        a request the other way transfers nothing.
+        a request the other way transfers nothing. Without a channel the sign is the only thing that
+        says the direction, so the target is read as signed (:meth:`_wire_convention`).
 
         The Dynamic mode's EVSEMaximum* values are the charger's present limits (under its thermal
         derating), not the rated ones of DC_ChargeParameterDiscoveryRes: what it can deliver now."""
@@ -841,7 +865,7 @@ class Secc:
             if req is None:
                 return None, {}
             if bpt:
-                convention = SignConvention.CHANNEL if self.channel is not None else self.config.sign_convention
+                convention = SignConvention.CHANNEL if self.channel is not None else SignConvention.SIGNED
                 target = convention.from_wire(to_float(req.EVTargetCurrent), discharge_channel)
                 return target, {"BPT_Scheduled_DC_CLResControlMode": dc.BPT_Scheduled_DC_CLResControlModeType()}
             return to_float(req.EVTargetCurrent), {

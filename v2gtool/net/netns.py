@@ -57,11 +57,16 @@ def _wait_link_local(ns: str, iface: str) -> None:
     raise NetnsError(f"no IPv6 link-local address on {ns}/{iface} after 5 s")
 
 
+def require_netns() -> None:
+    """Raise :class:`NetnsError` when this process cannot create namespaces: not root, or no iproute2."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        raise NetnsError("network namespaces need root and iproute2")
+
+
 @contextlib.contextmanager
 def veth_pair(prefix: str) -> Iterator[VethPair]:
     """Create the pair (EV side, SECC side); raise :class:`NetnsError` when that is impossible."""
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        raise NetnsError("network namespaces need root and iproute2")
+    require_netns()
     pid = os.getpid()
     pair = VethPair(f"{prefix}{pid}ev", f"{prefix}e{pid}", f"{prefix}{pid}se", f"{prefix}s{pid}")
     for stale in (pair.ev_ns, pair.secc_ns):  # left by a SIGKILLed run that had our pid: only ours can be

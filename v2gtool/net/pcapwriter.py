@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import BinaryIO
 
 from v2gtool.errors import V2GToolError
+from v2gtool.exit_codes import ExitCode
 
 LINKTYPE_ETHERNET = 1
 _MAGIC = 0xA1B2C3D4
@@ -23,9 +24,16 @@ _SNAPLEN = 262144
 
 
 class PcapWriteError(V2GToolError):
-    """The capture file cannot be created or written."""
+    """The capture file cannot be created or written: a path that cannot be a file is a usage error."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
+
+
+class PcapWriteFailed(PcapWriteError):
+    """A write the file system refused (a full disk, an I/O error): the machine is not ready (README
+    "Exit status" 4), the file up to the last whole write is kept."""
+
+    exit_code = ExitCode.ENVIRONMENT
 
 
 class PcapWriter:
@@ -61,7 +69,7 @@ class PcapWriter:
             self._fh.write(data)
             self._fh.flush()
         except OSError as exc:
-            raise PcapWriteError(f"cannot write pcap file {self.path}: {exc.strerror}") from exc
+            raise PcapWriteFailed(f"cannot write pcap file {self.path}: {exc.strerror}") from exc
 
     def write(self, ts: float, frame: bytes, original_length: int | None = None) -> None:
         """Append one packet with timestamp *ts* and flush it to the operating system; *original_length*

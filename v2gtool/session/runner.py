@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from typing import Any
 
 from cryptography import x509
 
+from v2gtool.errors import V2GToolError
+from v2gtool.exit_codes import ExitCode
 from v2gtool.hw.backends import sim_station
 from v2gtool.hw.cp import CpState
 from v2gtool.hw.isolation import Edition, IsolationProfile
@@ -29,7 +32,7 @@ from v2gtool.hw.station import STOP_ACTION_TIMEOUT_S, Station, StationConfig
 from v2gtool.iso20.evcc import Evcc, EvccConfig
 from v2gtool.iso20.events import MessageSent, SessionEnded
 from v2gtool.iso20.pnc import Contract
-from v2gtool.iso20.ports import ConstantGridRequest, GridRequest
+from v2gtool.iso20.ports import GridRequest
 from v2gtool.iso20.secc import Secc, SeccConfig
 from v2gtool.iso20.timeouts import Timeouts
 from v2gtool.iso20.values import ServiceID
@@ -63,6 +66,48 @@ class SessionResult:
     ending: Ending | None = None  # how the EVCC's connection ended (None: it never got one)
 
 
+class TraceWriteFailed(V2GToolError):
+    """The session's trace could not be written (a full disk, an I/O error): the machine's fault,
+    not the session's (README "Exit status" 4). The session was ended and the station brought down
+    first; :attr:`result` is how the session ended."""
+
+    exit_code = ExitCode.ENVIRONMENT
+
+    def __init__(self, message: str, result: SessionResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class _GuardedTrace:
+    """A session's trace (:class:`TraceSink`) as :func:`run_sim` writes it: a write error (a full
+    disk) must not break the protocol handler that sent the frame, mid-message. The first is kept
+    (:attr:`failure`; a :class:`~v2gtool.session.trace.SessionTrace` writes nothing after it), and
+    :func:`run_sim` ends the session and raises it once the station is down."""
+
+    def __init__(self, trace: TraceSink) -> None:
+        self._trace = trace
+        self.epoch = trace.epoch
+        self.failure: V2GToolError | None = None
+
+    def ethernet_frame(self, t: float, frame: bytes) -> None:
+        self._guarded(lambda: self._trace.ethernet_frame(t, frame))
+
+    def sdp(self, t: float, from_evcc: bool, datagram: bytes) -> None:
+        self._guarded(lambda: self._trace.sdp(t, from_evcc, datagram))
+
+    def v2gtp(self, t: float, from_evcc: bool, data: bytes) -> None:
+        self._guarded(lambda: self._trace.v2gtp(t, from_evcc, data))
+
+    def close(self, t: float) -> None:
+        self._guarded(lambda: self._trace.close(t))
+
+    def _guarded(self, write: Callable[[], None]) -> None:
+        try:
+            write()
+        except V2GToolError as exc:
+            self.failure = self.failure or exc
+
+
 def default_station(scenario: SessionScenario) -> StationConfig:
     """The station of a session without ``[hw]`` settings: the IEC 61851-23:2023 isolation profile
     at the charger's maximum voltage, the default SoC floor, no thermal derating."""
@@ -84,23 +129,24 @@ def secc_config(
     timeouts: Timeouts,
     grid: GridRequest | None = None,
     allowed_services: Callable[[], frozenset[ServiceID]] | None = None,
+    stop_request: Callable[[], str | None] | None = None,
     **options: Any,
 ) -> SeccConfig:
     """The SECC's configuration for *scenario* on *charger*: its services, sign convention and
-    metering confirmations, the station's SoC floor, and in the Dynamic mode the scenario's grid
-    request unless *grid* (an OCPP charging profile) replaces it, and the scenario's
-    ``bpt_allowed_from`` unless *allowed_services* (an OCPP NotifyAllowedEnergyTransfer) does;
-    *options* are further :class:`SeccConfig` fields."""
-    if grid is None and (watts := scenario.grid_request()) is not None:
-        grid = ConstantGridRequest(watts)
+    metering confirmations, the station's SoC floor, the scenario's grid request (the Dynamic mode's,
+    and its ``[[at]]`` ScheduleRenegotiation) unless *grid* (an OCPP charging profile) replaces it, the
+    scenario's ``bpt_allowed_from`` unless *allowed_services* (an OCPP NotifyAllowedEnergyTransfer)
+    does, and the scenario's ``[[at]]`` Pause and Terminate after the station's own *stop_request*
+    (an OCPP remote stop); *options* are further :class:`SeccConfig` fields."""
     return SeccConfig(
         bpt=scenario.bpt,
         timeouts=timeouts,
-        grid=grid,
+        grid=grid if grid is not None else scenario.grid(charger.now),
         sign_convention=scenario.sign_convention,
         metering_confirmation_interval=scenario.metering_confirmation_interval,
         discharge_refused=lambda: charger.station.discharge_refused,
         allowed_services=allowed_services or scenario.allowed_services(charger.now),
+        stop_request=scenario.stop_request(charger.now, stop_request),
         **options,
     )
 
@@ -159,8 +205,14 @@ async def run_sim(
     (an OCPP NotifyAllowedEnergyTransfer) overrides the scenario's ``bpt_allowed_from``. *station*
     is the station's configuration (the ``[hw]`` settings: isolation edition, SoC floor, thermal
     derating; default :func:`default_station`), run at *tick_s*. A stop action (``on_fault_exec``)
-    still running at the end is waited for and reported (:func:`finish_stop_actions`)."""
+    still running at the end is waited for and reported (:func:`finish_stop_actions`).
+
+    A *trace* that cannot be written (a full disk) ends the session as the station's wish does
+    (EVSENotification Terminate at the next DC_ChargeLoopRes; standards.md 4.2), and once the session
+    ended and the station is down, :class:`TraceWriteFailed` is raised with its result
+    (:class:`BrokenPipeError` for a trace into a pipe whose reader left)."""
     events: list[Event] = []
+    traced = _GuardedTrace(trace) if trace is not None else None
 
     def emit(event: Event) -> None:
         events.append(event)
@@ -176,19 +228,46 @@ async def run_sim(
     charger = StationCharger(setup, scenario.charger)
     vehicle = SimVehiclePort(setup, scenario.vehicle)
     setup.station.run(0.01)  # the pilot settles in state C
+
+    def finished(result: SessionResult) -> SessionResult:
+        """*result*, once the trace is closed; :class:`TraceWriteFailed` when it could not be written,
+        :class:`BrokenPipeError` when the reader of a trace to a pipe left (``--trace - | head``: what
+        the command ends quietly on, as any reader that leaves early)."""
+        if traced is not None:
+            traced.close(charger.now())
+            failure = traced.failure
+            if failure is not None:
+                if isinstance(failure.__cause__, BrokenPipeError):
+                    raise BrokenPipeError(errno.EPIPE, "the reader of the trace left") from failure
+                raise TraceWriteFailed(str(failure), result) from failure
+        return result
+
+    def stop_wanted() -> str | None:
+        if traced is not None and traced.failure is not None:
+            return "Terminate"
+        return stop_request() if stop_request is not None else None
+
+    soc = vehicle.soc_percent()  # a session that never starts leaves the battery where it was
     if (absent := no_vehicle(setup.station)) is not None:
-        return SessionResult(ok=False, reason=absent, secc_reason="", events=events)
-    slac = run_slac(setup, emit, on_frame=trace.ethernet_frame if trace is not None else None)
+        return finished(
+            SessionResult(ok=False, reason=absent, secc_reason="", soc_start=soc, soc_end=soc, events=events)
+        )
+    slac = run_slac(setup, emit, on_frame=traced.ethernet_frame if traced is not None else None)
     if not slac.matched:
         diagnosis = slac.diagnosis.name if slac.diagnosis is not None else "no match"
-        return SessionResult(
-            ok=False, reason=f"SLAC failed: {diagnosis} {slac.detail}".strip(), secc_reason="", events=events
+        return finished(
+            SessionResult(
+                ok=False, reason=f"SLAC failed: {diagnosis} {slac.detail}".strip(), secc_reason="",
+                soc_start=soc, soc_end=soc, events=events,
+                # a peer silent past an ISO 15118-3 Table A.1 timer: a timeout (README "Exit status" 3)
+                ending=Ending.TIMEOUT if slac.diagnosis is not None and slac.diagnosis.is_timeout else None,
+            )
         )
-    run_sdp(charger.now(), emit, trace.sdp if trace is not None else None)
+    run_sdp(charger.now(), emit, traced.sdp if traced is not None else None)
     timeouts = timeouts or Timeouts()
     # Simulated time runs faster than the wall clock: messages carry Unix time on the simulation's
     # own time line, the one its trace stamps frames with (ISO 15118-20 Header TimeStamp, 8.3.5.3.1).
-    epoch = trace.epoch if trace is not None else time.time() - charger.now()
+    epoch = traced.epoch if traced is not None else time.time() - charger.now()
     secc = Secc(
         secc_config(
             scenario,
@@ -196,7 +275,7 @@ async def run_sim(
             timeouts=timeouts,
             grid=grid,
             pnc_roots=pnc_roots,
-            stop_request=stop_request,
+            stop_request=stop_wanted,
             allowed_services=allowed_services,
             epoch=epoch,
         ),
@@ -231,7 +310,7 @@ async def run_sim(
             writer,
             charger.now,
             forward,
-            tap=(lambda data: trace.v2gtp(charger.now(), False, data)) if trace else None,
+            tap=(lambda data: traced.v2gtp(charger.now(), False, data)) if traced else None,
         )
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
@@ -245,7 +324,7 @@ async def run_sim(
             charger.now,
             forward,
             pace,
-            tap=(lambda data: trace.v2gtp(charger.now(), True, data)) if trace else None,
+            tap=(lambda data: traced.v2gtp(charger.now(), True, data)) if traced else None,
         )
     finally:
         server.close()
@@ -253,24 +332,24 @@ async def run_sim(
     charger.stop()
     setup.station.run(0.2)  # contactors open, output bleeds down
     await finish_stop_actions(setup.station)
-    if trace is not None:
-        trace.close(charger.now())
     ending, reason = outcome.ending, evcc.end_reason
     if ending in (Ending.CLOSED, Ending.FAILED) and _secc_timed_out(secc, events):
         # The SECC's own timeout ended the session and closed the connection, which is all the EV
         # saw: that timeout is the cause (README "Exit status" 3), and the SECC's reason names it.
         ending, reason = Ending.TIMEOUT, secc.end_reason
-    return SessionResult(
-        ok=evcc.ok and not (secc.ended and "FAILED" in secc.end_reason),
-        reason=reason,
-        secc_reason=secc.end_reason,
-        requests=requests,
-        energy_wh=evcc.energy_wh,
-        soc_start=soc_start,
-        soc_end=vehicle.soc_percent(),
-        duration=charger.now() - started,
-        events=events,
-        ending=ending,
+    return finished(
+        SessionResult(
+            ok=evcc.ok and not (secc.ended and "FAILED" in secc.end_reason),
+            reason=reason,
+            secc_reason=secc.end_reason,
+            requests=requests,
+            energy_wh=evcc.energy_wh,
+            soc_start=soc_start,
+            soc_end=vehicle.soc_percent(),
+            duration=charger.now() - started,
+            events=events,
+            ending=ending,
+        )
     )
 
 

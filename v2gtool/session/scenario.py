@@ -32,6 +32,9 @@
     [[at]]                      # scripted events in simulated time: cp, fault, estop, any model constant
     t = 30.0
     cp = "A"
+    [[at]]                      # ... and what the SECC asks of the EV from then on, at its next
+    t = 45.0                    # DC_ChargeLoopRes: Pause, Terminate or (Scheduled mode)
+    evse_notification = "Pause" # ScheduleRenegotiation
 
 Every key is optional; errors name the file and key in one line.
 """
@@ -48,8 +51,9 @@ from typing import Any
 
 from v2gtool.errors import ConfigError
 from v2gtool.hw.scenario import Scenario, default_scenario, plugged_in, scenario_from_tables
+from v2gtool.hw.sim import SimPlant
 from v2gtool.iso20.evcc import Direction
-from v2gtool.iso20.ports import PowerLimits
+from v2gtool.iso20.ports import ConstantGridRequest, GridRequest, PowerLimits
 from v2gtool.iso20.timeouts import Timeouts
 from v2gtool.iso20.values import DC_SERVICES, ControlMode, ServiceID, SignConvention, service_from_name
 
@@ -99,6 +103,8 @@ class SessionScenario:
     vehicle: PowerLimits = VEHICLE_LIMITS
     charger: PowerLimits = CHARGER_LIMITS
     plant: Scenario = field(default_factory=default_scenario)
+    # [[at]] evse_notification: (simulated seconds, EVSENotification), in time order
+    evse_notifications: tuple[tuple[float, str], ...] = ()
     source: str = "built-in"
 
     def grid_request(self) -> float | None:
@@ -107,6 +113,38 @@ class SessionScenario:
             return None
         watts = self.power if self.power is not None else self.vehicle.max_charge_power
         return -watts if self.direction is Direction.DISCHARGE else watts
+
+    def grid(self, clock: Callable[[], float]) -> GridRequest | None:
+        """The SECC's grid request: the Dynamic mode's (:meth:`grid_request`), its schedule renewed
+        at each ``[[at]]`` ``evse_notification = "ScheduleRenegotiation"`` on *clock* (simulated
+        seconds), where the SECC asks a Scheduled session to renegotiate (EVSENotification
+        ScheduleRenegotiation, the port an OCPP charging profile uses); None when there is neither."""
+        renewed = tuple(t for t, name in self.evse_notifications if name == SCHEDULE_RENEGOTIATION)
+        watts = self.grid_request()
+        if watts is None and not renewed:
+            return None
+        return ConstantGridRequest(watts, renewed, clock)
+
+    def stop_request(
+        self, clock: Callable[[], float], station: Callable[[], str | None] | None = None
+    ) -> Callable[[], str | None] | None:
+        """The SECC's ``stop_request``: the station's own wish (*station*, e.g. an OCPP remote stop)
+        first, else the last ``[[at]]`` ``evse_notification`` "Pause" or "Terminate" due on *clock*
+        (simulated seconds), which the SECC sends the EV at its next DC_ChargeLoopRes; None when
+        neither can ask anything."""
+        stops = [(t, name) for t, name in self.evse_notifications if name != SCHEDULE_RENEGOTIATION]
+        if not stops:
+            return station
+
+        def wanted() -> str | None:
+            own = station() if station is not None else None
+            if own is not None:
+                return own
+            now = clock()
+            due = [name for t, name in stops if t <= now]
+            return due[-1] if due else None
+
+        return wanted
 
     @property
     def services(self) -> frozenset[ServiceID]:
@@ -137,11 +175,21 @@ def load(path: Path | None, **overrides: Any) -> SessionScenario:
     for key in changes.keys() & _NUMBERS.keys():  # the command line's options (--power, --duration)
         _number(changes[key], key, f"--{key.replace('_', '-')}")
     scenario = dataclasses.replace(scenario, **changes)
+    where = f"scenario {path}: " if path is not None else ""
     if scenario.direction is Direction.DISCHARGE and scenario.service is not ServiceID.DC_BPT:
-        where = f"scenario {path}: " if path is not None else ""
         raise ConfigError(f"{where}a discharge needs the DC_BPT service, not {scenario.service.name}")
+    renegotiations = [t for t, name in scenario.evse_notifications if name == SCHEDULE_RENEGOTIATION]
+    if renegotiations and scenario.control_mode is not ControlMode.SCHEDULED:
+        # The Dynamic mode has no schedule: the SECC sets the targets at every loop (standards digest 4.2 item 7).
+        raise ConfigError(f"{where}[[at]] t = {renegotiations[0]:g} evse_notification {SCHEDULE_RENEGOTIATION!r} "
+                          f"needs the Scheduled control mode, not {scenario.control_mode.name}")
     return scenario
 
+
+# What a scenario's [[at]] evse_notification may ask of the EV (EVSEStatus.EVSENotification, standards
+# digest section 4.2): end the session with SessionStop Pause or Terminate, or fetch a new schedule.
+SCHEDULE_RENEGOTIATION = "ScheduleRenegotiation"
+EVSE_NOTIFICATIONS = ("Pause", SCHEDULE_RENEGOTIATION, "Terminate")
 
 # Plausibility ceilings of the [vehicle] and [charger] limits and of [session] power, by unit (the key's
 # suffix): W, A, V. They are no limit of ISO 15118-20 but lie far above any DC charging system (the
@@ -237,12 +285,50 @@ def _from_tables(raw: dict[str, Any], source: str) -> SessionScenario:
     changes["vehicle"] = _limits(VEHICLE_LIMITS, _table(raw, "vehicle", source), f"scenario {source}: [vehicle]")
     changes["charger"] = _limits(CHARGER_LIMITS, charger, f"scenario {source}: [charger]")
     plant_tables: dict[str, Any] = {k: raw[k] for k in ("plant", "at") if k in raw}
+    plant_tables["at"], notifications = _split_notifications(raw.get("at", []), source)
     changes["plant"] = plugged_in(scenario_from_tables(plant_tables, source))
+    # after the plant's parser checked each step's t
+    changes["evse_notifications"] = tuple(sorted((float(t), name) for t, name in notifications))
     params = changes["plant"].parameters()
     if params.ocv_full_v <= params.ocv_empty_v:  # the battery's voltage rises with its charge
         raise ConfigError(f"scenario {source}: [plant] ocv_full_v {params.ocv_full_v:g} is not above ocv_empty_v "
                           f"{params.ocv_empty_v:g}")
+    _check_battery_in_range(changes["vehicle"], SimPlant(params=params), source)
     return dataclasses.replace(SessionScenario(source=source), **changes)
+
+
+def _split_notifications(steps: Any, source: str) -> tuple[Any, list[tuple[Any, str]]]:
+    """The ``[[at]]`` steps without their ``evse_notification`` (the plant's parser checks the rest, t
+    included; a step left with only its t does nothing there), and the notifications (t, name)."""
+    if not isinstance(steps, list):
+        return steps, []  # the plant's parser says what is wrong
+    plant_steps: list[Any] = []
+    notifications: list[tuple[Any, str]] = []
+    for index, step in enumerate(steps):
+        if isinstance(step, dict) and "evse_notification" in step:
+            step = dict(step)
+            name = step.pop("evse_notification")
+            if name not in EVSE_NOTIFICATIONS:
+                raise ConfigError(f"scenario {source}: [[at]] #{index + 1}: evse_notification must be one of "
+                                  f"{', '.join(EVSE_NOTIFICATIONS)}, got {name!r}")
+            notifications.append((step.get("t"), name))
+        plant_steps.append(step)
+    return plant_steps, notifications
+
+
+def _check_battery_in_range(vehicle: PowerLimits, plant: SimPlant, source: str) -> None:
+    """The vehicle's battery starts within the voltage range the vehicle declares (EVMinimumVoltage ..
+    EVMaximumVoltage of DC_ChargeParameterDiscoveryReq): the EV asks to precharge to its battery's
+    voltage (standards digest section 4.2 item 9), which must not lie outside its own range."""
+    battery, p = plant.ocv_v, plant.params
+    start = (f"the battery's {battery:g} V at the start ([plant] soc {p.soc:g} between ocv_empty_v {p.ocv_empty_v:g} "
+             f"and ocv_full_v {p.ocv_full_v:g})")
+    if battery > vehicle.max_voltage:
+        raise ConfigError(f"scenario {source}: [vehicle] max_voltage {vehicle.max_voltage:g} is below {start}: the EV "
+                          "would precharge above its own maximum")
+    if battery < vehicle.min_voltage:
+        raise ConfigError(f"scenario {source}: [vehicle] min_voltage {vehicle.min_voltage:g} is above {start}: the EV "
+                          "would precharge below its own minimum")
 
 
 def _table(raw: dict[str, Any], name: str, source: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from v2gtool.hw.backends import SimSetup
+from v2gtool.hw.cp import DIGITAL_COMMUNICATION_DUTY as DIGITAL_COMMUNICATION_DUTY  # link_chain imports it here
 from v2gtool.session.events import Event
 from v2gtool.slac.cable import SimCable
 from v2gtool.slac.ev import EvSlac
@@ -21,7 +22,6 @@ from v2gtool.slac.modem_sim import AttenuationModel, SimModem
 EV_MAC = "02:00:00:00:0e:02"
 EVSE_MAC = "02:00:00:00:0e:01"
 EVSE_MODEM_MAC = "00:b0:52:00:00:e1"
-DIGITAL_COMMUNICATION_DUTY = 5.0
 #: Attenuation of the simulated charging cable as the EVSE's modem measures the EV's sounds (dB).
 CABLE_ATTENUATION_DB = 20.0
 

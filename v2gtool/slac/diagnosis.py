@@ -80,6 +80,25 @@ class Diagnosis(Enum):
         self.summary = summary
         self.advice = advice
 
+    @property
+    def is_timeout(self) -> bool:
+        """The peer stayed silent past the ISO 15118-3 Table A.1 timer of the step (TT_*, with the
+        retries the table allows): a chain of steps (``session run``) exits with
+        :attr:`~v2gtool.exit_codes.ExitCode.TIMEOUT` for it, where ``evse-slac`` keeps the diagnosis'
+        own code. A peer that answered elsewhere, a refused link or a local modem is no timeout."""
+        return self in _PEER_SILENT
+
+
+#: The diagnoses of a peer that did not answer in time (:attr:`Diagnosis.is_timeout`).
+_PEER_SILENT = frozenset({
+    Diagnosis.NO_SLAC_PARM_REQ,  # TT_EVSE_SLAC_init
+    Diagnosis.NO_SLAC_PARM_CNF,  # TT_match_response, C_EV_match_retry
+    Diagnosis.NO_START_ATTEN_CHAR,  # TT_match_sequence
+    Diagnosis.NO_ATTEN_CHAR_IND,  # TT_EV_atten_results
+    Diagnosis.NO_ATTEN_CHAR_RSP,  # TT_match_response, C_EV_match_retry
+    Diagnosis.NO_SLAC_MATCH_CNF,  # TT_match_response, C_EV_match_retry
+})
+
 
 def attenuation_too_high(average_db: float, threshold_db: float, evse_mac: str) -> str | None:
     """The detail of :attr:`Diagnosis.ATTENUATION_TOO_HIGH` when *average_db*, the average over the

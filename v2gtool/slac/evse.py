@@ -68,6 +68,7 @@ class EvseSlac(SlacMachine):
         #: The failure of the last attempt in which the EV sent CM_SLAC_PARM.REQ.
         self._ev_seen_failure: SlacResult | None = None
         self.own_modem: str | None = None  # the MAC the modem answered CM_SET_KEY.REQ from
+        self._t_first_offer: float | None = None  # when 5 % was first offered
         self._reset_attempt()
 
     def _reset_attempt(self) -> None:
@@ -97,6 +98,7 @@ class EvseSlac(SlacMachine):
                 self.own_modem = frame.src
                 if mme.set_key_succeeded(body):
                     self._transition(Trigger.KEY_CONFIRMED, now)
+                    self._t_first_offer = now
                     self._emit(ControlPilotRequest(t=now, cp="5%"))
                 else:
                     self._fail(now, Diagnosis.SET_KEY_NOT_CONFIRMED, f"modem answered Result {body.result}")
@@ -250,7 +252,7 @@ class EvseSlac(SlacMachine):
             case S.SETTING_KEY:
                 self._fail(now, Diagnosis.SET_KEY_NOT_CONFIRMED, f"{self._key_requests} requests unanswered")
             case S.WAIT_SLAC_PARM_REQ:
-                self._fail(now, Diagnosis.NO_SLAC_PARM_REQ, f"{self.timers.TT_EVSE_SLAC_init:g} s")
+                self._fail(now, Diagnosis.NO_SLAC_PARM_REQ, self._slac_init_waited(now))
             case S.WAIT_START_ATTEN_CHAR:
                 self._fail(now, Diagnosis.NO_START_ATTEN_CHAR, f"EV {self.ev_mac}")
             case S.SOUNDING:
@@ -278,6 +280,16 @@ class EvseSlac(SlacMachine):
                 self._reset_attempt()
                 self._transition(Trigger.EF_DONE, now)
                 self._emit(ControlPilotRequest(t=now, cp="5%"))
+
+    def _slac_init_waited(self, now: float) -> str:
+        """How long this EVSE has waited for CM_SLAC_PARM.REQ by *now*: TT_EVSE_SLAC_init once per
+        attempt, with T_step_EF in E/F before each new one (ISO 15118-3 Table A.1, [V2G3-M06-07]), so
+        the last of C_sequ_retry + 1 waits ends well after TT_EVSE_SLAC_init."""
+        waits = self.sequence_retries + 1
+        if waits == 1 or self._t_first_offer is None:
+            return f"{self.timers.TT_EVSE_SLAC_init:g} s"
+        return (f"{waits} waits of {self.timers.TT_EVSE_SLAC_init:g} s with E/F between, "
+                f"{now - self._t_first_offer:.0f} s in all")
 
     def _no_slac_match_req(self, now: float) -> None:
         """TT_EVSE_match_session ran out without CM_SLAC_MATCH.REQ. When this EVSE's own average
