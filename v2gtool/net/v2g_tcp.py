@@ -263,8 +263,9 @@ async def run_evcc(
     pace: Callable[[float], Awaitable[None]] | None = None,
     tap: Tap | None = None,
 ) -> Outcome:
-    """Drive one EVCC session over a connected stream. Before a request the EV waits its pace (the
-    seconds :attr:`Evcc.pace` asks for); *pace* replaces that wait, e.g. to advance a simulated plant.
+    """Drive one EVCC session over a connected stream. Before a request (and its events) the EV waits
+    its pace (the seconds :attr:`Evcc.pace` asks for); *pace* replaces that wait, e.g. to advance a
+    simulated plant.
     A response that does not arrive within the request's message timeout ends the session
     (:meth:`Evcc.on_timeout`); so does a failed or closed connection, as no response can come then."""
     stream = FrameStream(reader)
@@ -272,9 +273,17 @@ async def run_evcc(
     try:
         outputs = evcc.start(clock())
         while True:
+            if evcc.pace > 0 and any(isinstance(item, bytes) for item in outputs):
+                # What happened until now is reported, then the EV waits, then its request goes with
+                # its events (its MessageSent carries the time it is sent): what the plant reports
+                # while the EV waits comes in between, so the events stay in time order.
+                now = clock()
+                due = next((i for i, item in enumerate(outputs) if isinstance(item, bytes) or item.t > now),
+                           len(outputs))
+                _deliver(outputs[:due], watch)
+                outputs = outputs[due:]
+                await (pace or asyncio.sleep)(evcc.pace)
             for data in _deliver(outputs, watch):
-                if evcc.pace > 0:
-                    await (pace or asyncio.sleep)(evcc.pace)
                 if tap is not None:
                     tap(data)
                 try:
