@@ -58,7 +58,6 @@ from v2gtool.errors import V2GToolError
 from v2gtool.exit_codes import ExitCode
 from v2gtool.hw.events import ContactorStuck, InterlockRefused, InterlockTripped, IsolationFault
 from v2gtool.hw.interlock import Condition
-from v2gtool.hw.station import StationConfig
 from v2gtool.iso20.evcc import Direction
 from v2gtool.iso20.events import MessageReceived, MessageSent, NoEnergyTransferred, PhaseChanged, PowerFlow
 from v2gtool.iso20.pnc import Contract
@@ -276,23 +275,28 @@ def run(
     trace = None if no_trace else _open_trace(app, trace_path, SessionTrace)
     journal = None if as_json else journal_log()  # under systemd: journal records instead of the panel
     stop = _Stop()
+
+    def simulate(listener: Callable[[Event], None]) -> SessionResult:
+        """The session, each event to *listener* as it happens."""
+        return _run_loop(
+            run_sim(
+                scenario,
+                speed or None,
+                listener=listener,
+                trace=trace,
+                contract=credentials[0],
+                pnc_roots=credentials[1],
+                station=station,
+                stop_request=stop.requested,
+            ),
+            stop,
+        )
+
     with journal or contextlib.nullcontext(), _summary_on_trace_failure(app, as_json):
         if as_json or journal is not None:
-            result = _run_loop(
-                run_sim(
-                    scenario,
-                    speed or None,
-                    listener=journal or (lambda e: emit_json(e.to_json())),
-                    trace=trace,
-                    contract=credentials[0],
-                    pnc_roots=credentials[1],
-                    station=station,
-                    stop_request=stop.requested,
-                ),
-                stop,
-            )
+            result = simulate(journal or (lambda e: emit_json(e.to_json())))
         else:
-            result = _run_live(app, scenario, speed, trace, credentials, station, stop)
+            result = _run_live(app, scenario, simulate)
     _report(app, result, as_json, stop.signal)
 
 
@@ -700,12 +704,9 @@ def _open_trace(app: AppContext, path: Path | None, open_file: Callable[[Path], 
 def _run_live(
     app: AppContext,
     scenario: scenarios.SessionScenario,
-    speed: float,
-    trace: SessionTrace | None,
-    credentials: tuple[Contract | None, tuple[x509.Certificate, ...] | None],
-    station: StationConfig,
-    stop: _Stop,
+    simulate: Callable[[Callable[[Event], None]], SessionResult],
 ) -> SessionResult:
+    """*simulate* the session under a live panel of its phase, service, voltage, current, power and SoC."""
     state: dict[str, Any] = {
         "phase": "starting", "service": "-", "V": 0.0, "A": 0.0, "kW": 0.0, "SoC": None, "last": ""
     }
@@ -744,19 +745,7 @@ def _run_live(
                 return
             live.update(panel())
 
-        result = _run_loop(
-            run_sim(
-                scenario,
-                speed or None,
-                listener=listener,
-                trace=trace,
-                contract=credentials[0],
-                pnc_roots=credentials[1],
-                station=station,
-                stop_request=stop.requested,
-            ),
-            stop,
-        )
+        result = simulate(listener)
     if not app.console.is_terminal:  # rich leaves the last line of a Live without its line end there
         app.console.line()
     return result
